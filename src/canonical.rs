@@ -1,0 +1,425 @@
+//! The canonical business records every format maps into: order, order acknowledgement,
+//! invoice, shipment, customer and product.
+//!
+//! These are the data contracts sinks rely on, so they are typed structs, not free-form
+//! JSON: a declarative map builds a JSON object, and [`Record::build`] checks it against the
+//! contract (unknown fields, missing required ones, bad decimals or dates are rejected with a
+//! reason). Money and quantities are exact decimals serialised as strings; dates are ISO 8601
+//! `YYYY-MM-DD`. The pipeline adds the `source` (file fingerprint and position) when writing.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::unit::Reason;
+
+/// The kinds of canonical record. The string form names the outbox folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Order,
+    OrderAck,
+    Invoice,
+    Shipment,
+    Customer,
+    Product,
+}
+
+impl Entity {
+    pub const ALL: [Entity; 6] = [
+        Entity::Order,
+        Entity::OrderAck,
+        Entity::Invoice,
+        Entity::Shipment,
+        Entity::Customer,
+        Entity::Product,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Order => "order",
+            Entity::OrderAck => "order_ack",
+            Entity::Invoice => "invoice",
+            Entity::Shipment => "shipment",
+            Entity::Customer => "customer",
+            Entity::Product => "product",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A business party (buyer, seller, ship-to, bill-to...).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Party {
+    /// `buyer`, `seller`, `ship_to`, `bill_to`, `ship_from`, `remit_to`, `supplier`...
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub line_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub quantity: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uom: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_date: Option<String>,
+}
+
+/// A purchase order (CSV order lines, X12 850, IDoc ORDERS05).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    pub order_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_date: Option<String>,
+    /// `original`, `change`, `cancel`... (X12 BEG01 / IDoc BSART translated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<Party>,
+    pub lines: Vec<OrderLine>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAckLine {
+    pub line_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uom: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Decimal>,
+    /// `accepted`, `rejected`, `changed`, `backordered`... (X12 ACK01 translated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_date: Option<String>,
+}
+
+/// A seller's answer to an order (X12 855, IDoc ORDERS05 as ORDRSP).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAck {
+    pub order_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_date: Option<String>,
+    /// `accepted`, `accepted_with_changes`, `rejected`... (X12 BAK02 translated).
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<Party>,
+    #[serde(default)]
+    pub lines: Vec<OrderAckLine>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceLine {
+    pub line_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub quantity: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uom: Option<String>,
+    pub unit_price: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Decimal>,
+}
+
+/// An invoice (X12 810, IDoc INVOIC01/02).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invoice {
+    pub invoice_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<Party>,
+    pub lines: Vec<InvoiceLine>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentLine {
+    pub line_no: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub quantity: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uom: Option<String>,
+    /// Package (SSCC / carton id) the item travels in, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_id: Option<String>,
+}
+
+/// A ship notice / delivery (X12 856, IDoc DELVRY/DESADV).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shipment {
+    pub shipment_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ship_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_no: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_nos: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<Party>,
+    pub lines: Vec<ShipmentLine>,
+}
+
+/// A customer master record (CSV customers, IDoc DEBMAS).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub customer_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// A product / material / price-list entry (CSV products, spreadsheet price lists,
+/// IDoc MATMAS).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uom: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supplier_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_order_qty: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_kg: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// A canonical record ready for the sinks: entity, business key and the contract-checked
+/// body (normalised JSON of the typed struct).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub entity: Entity,
+    /// The business key: unique per entity across all files (idempotency key). Formats build
+    /// it from the document number, prefixed by the partner where numbers are only unique per
+    /// partner (X12 `sender/PO number`).
+    pub key: String,
+    pub body: serde_json::Value,
+}
+
+fn check<T: serde::de::DeserializeOwned + Serialize>(
+    body: serde_json::Value,
+) -> Result<serde_json::Value, Reason> {
+    let typed: T = serde_json::from_value(body)
+        .map_err(|e| Reason::new("contract", format!("canonical record invalid: {e}")))?;
+    serde_json::to_value(&typed).map_err(|e| Reason::new("contract", e.to_string()))
+}
+
+fn check_date(path: &str, v: &serde_json::Value) -> Result<(), Reason> {
+    if let Some(s) = v.as_str() {
+        if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_err() {
+            return Err(
+                Reason::new("contract", format!("{path} must be an ISO date YYYY-MM-DD"))
+                    .field(path)
+                    .value(s),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Walks the body and checks every field whose name says it is a date.
+fn check_dates(prefix: &str, v: &serde_json::Value) -> Result<(), Reason> {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if k.ends_with("_date") || k == "valid_from" {
+                    check_date(&path, val)?;
+                } else {
+                    check_dates(&path, val)?;
+                }
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_dates(&format!("{prefix}[{i}]"), item)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Record {
+    /// Checks `body` against the entity's contract and returns the normalised record.
+    pub fn build(
+        entity: Entity,
+        key: impl Into<String>,
+        body: serde_json::Value,
+    ) -> Result<Record, Reason> {
+        let key = key.into();
+        if key.trim().is_empty() {
+            return Err(Reason::new("business-key", "business key is empty"));
+        }
+        check_dates("", &body)?;
+        let body = match entity {
+            Entity::Order => check::<Order>(body)?,
+            Entity::OrderAck => check::<OrderAck>(body)?,
+            Entity::Invoice => check::<Invoice>(body)?,
+            Entity::Shipment => check::<Shipment>(body)?,
+            Entity::Customer => check::<Customer>(body)?,
+            Entity::Product => check::<Product>(body)?,
+        };
+        Ok(Record { entity, key, body })
+    }
+
+    /// Builds a record from a typed contract value (for format modules that map in code).
+    pub fn from_typed<T: Serialize>(
+        entity: Entity,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<Record, Reason> {
+        let body =
+            serde_json::to_value(value).map_err(|e| Reason::new("contract", e.to_string()))?;
+        Record::build(entity, key, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn order_contract_normalises_decimals_as_strings() {
+        let r = Record::build(
+            Entity::Order,
+            "A1",
+            json!({"order_no":"A1","order_date":"2024-01-31","lines":[{"line_no":"1","quantity":"2.50","unit_price":"3"}]}),
+        )
+        .unwrap();
+        assert_eq!(r.body["lines"][0]["quantity"], json!("2.50"));
+    }
+
+    #[test]
+    fn unknown_field_is_a_contract_error() {
+        let e = Record::build(Entity::Product, "S", json!({"sku":"S","colour":"red"})).unwrap_err();
+        assert_eq!(e.rule, "contract");
+        assert!(e.message.contains("colour"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_date_is_rejected_with_its_path() {
+        let e = Record::build(
+            Entity::Invoice,
+            "I",
+            json!({"invoice_no":"I","invoice_date":"31.01.2024","lines":[]}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("invoice_date"));
+    }
+
+    #[test]
+    fn empty_key_is_rejected() {
+        assert!(
+            Record::build(Entity::Customer, " ", json!({"customer_id":"","name":"x"})).is_err()
+        );
+    }
+}

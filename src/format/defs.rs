@@ -1,0 +1,183 @@
+//! Loading the definition files under `formats/` and reporting their errors all at once.
+//!
+//! Every definition is a TOML file with a top-level `kind`. Files are parsed here, grouped
+//! by kind and handed to the kind's loader (see [`super::registry`]), which adds its own
+//! errors to the same [`Diagnostics`]: `tallyman check` prints every problem in every file
+//! in one pass, each with file and line.
+
+use std::path::{Path, PathBuf};
+
+/// One problem in a config or definition file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file.display(), l, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Collects every error instead of stopping at the first.
+#[derive(Debug, Default, Clone)]
+pub struct Diagnostics {
+    pub errors: Vec<ConfigError>,
+}
+
+impl Diagnostics {
+    pub fn error(&mut self, file: &Path, line: Option<usize>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// A parsed definition file.
+#[derive(Debug, Clone)]
+pub struct DefFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub kind: String,
+    pub table: toml::Table,
+}
+
+impl DefFile {
+    /// 1-based line of a byte offset in the text (for `toml::Spanned` values).
+    pub fn line_at(&self, byte: usize) -> usize {
+        line_at(&self.text, byte)
+    }
+
+    /// Best-effort line of a key: the first line that defines `key` (as `key =` or
+    /// `[...key]`). Used for semantic errors found after deserialising.
+    pub fn line_of_key(&self, key: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .position(|l| {
+                let t = l.trim_start();
+                (t.starts_with(key) && t[key.len()..].trim_start().starts_with('='))
+                    || (t.starts_with('[') && t.contains(key))
+            })
+            .map(|i| i + 1)
+    }
+
+    /// Deserialises the whole file into `T`, reporting a serde error with its line.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, diags: &mut Diagnostics) -> Option<T> {
+        match toml::from_str::<T>(&self.text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let line = e.span().map(|s| self.line_at(s.start));
+                diags.error(&self.path, line, e.message().to_string());
+                None
+            }
+        }
+    }
+}
+
+pub fn line_at(text: &str, byte: usize) -> usize {
+    let end = byte.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Reads every `*.toml` below `dir` (sorted, recursively) and parses it. Files that fail
+/// to parse or lack `kind` are reported and left out.
+pub fn read_defs(dir: &Path, diags: &mut Diagnostics) -> Vec<DefFile> {
+    let mut paths = Vec::new();
+    collect(dir, &mut paths, diags);
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(&path, None, format!("cannot read: {e}"));
+                continue;
+            }
+        };
+        let table: toml::Table = match toml::from_str(&text) {
+            Ok(t) => t,
+            Err(e) => {
+                let line = e.span().map(|s| line_at(&text, s.start));
+                diags.error(&path, line, e.message().to_string());
+                continue;
+            }
+        };
+        let kind = match table.get("kind").and_then(|k| k.as_str()) {
+            Some(k) => k.to_string(),
+            None => {
+                diags.error(&path, Some(1), "missing top-level `kind = \"...\"`");
+                continue;
+            }
+        };
+        out.push(DefFile {
+            path,
+            text,
+            kind,
+            table,
+        });
+    }
+    out
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.error(dir, None, format!("cannot read formats directory: {e}"));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            collect(&p, out, diags);
+        } else if p.extension().is_some_and(|e| e == "toml") {
+            out.push(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_broken_file_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), "kind = \"csv\"\nx = [\n").unwrap();
+        std::fs::write(dir.path().join("b.toml"), "name = \"no kind\"\n").unwrap();
+        std::fs::write(dir.path().join("c.toml"), "kind = \"csv\"\n").unwrap();
+        let mut d = Diagnostics::default();
+        let defs = read_defs(dir.path(), &mut d);
+        assert_eq!(defs.len(), 1);
+        assert_eq!(d.errors.len(), 2, "{:?}", d.errors);
+        assert!(d.errors.iter().all(|e| e.line.is_some()));
+    }
+
+    #[test]
+    fn line_of_key_finds_assignment_and_tables() {
+        let f = DefFile {
+            path: "x".into(),
+            text: "kind = \"csv\"\n[fields.qty]\ntype = \"decimal\"\n".into(),
+            kind: "csv".into(),
+            table: toml::Table::new(),
+        };
+        assert_eq!(f.line_of_key("type"), Some(3));
+        assert_eq!(f.line_of_key("fields.qty"), Some(2));
+    }
+}

@@ -1,0 +1,56 @@
+//! The one list of format kinds. A new kind is a module plus one line here.
+
+use std::sync::Arc;
+
+use super::{DefFile, Diagnostics, Format};
+
+/// Builds the formats of one kind from all definition files of that kind. Errors go to
+/// `diags` (with file and line); a definition with errors yields no format.
+pub type LoadFn = fn(&[&DefFile], &mut Diagnostics) -> Vec<Arc<dyn Format>>;
+
+pub struct KindLoader {
+    /// The `kind = "..."` values this loader takes.
+    pub kinds: &'static [&'static str],
+    pub load: LoadFn,
+}
+
+pub static KINDS: &[KindLoader] = &[
+    // Each kind registers here: `KindLoader { kinds: &["csv"], load: crate::tabular::load },`
+];
+
+/// Loads every definition under `dir` into a [`super::FormatSet`], reporting all errors.
+pub fn load_formats(dir: &std::path::Path, diags: &mut Diagnostics) -> super::FormatSet {
+    let defs = super::defs::read_defs(dir, diags);
+    let mut set = super::FormatSet::default();
+    for def in &defs {
+        if !KINDS.iter().any(|k| k.kinds.contains(&def.kind.as_str())) {
+            let known: Vec<&str> = KINDS.iter().flat_map(|k| k.kinds.iter().copied()).collect();
+            diags.error(
+                &def.path,
+                def.line_of_key("kind"),
+                format!("unknown kind '{}' (known: {})", def.kind, known.join(", ")),
+            );
+        }
+    }
+    for loader in KINDS {
+        let mine: Vec<&DefFile> = defs
+            .iter()
+            .filter(|d| loader.kinds.contains(&d.kind.as_str()))
+            .collect();
+        if !mine.is_empty() {
+            set.formats.extend((loader.load)(&mine, diags));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for f in &set.formats {
+        if !seen.insert(f.name().to_string()) {
+            diags.error(dir, None, format!("two formats are named '{}'", f.name()));
+        }
+    }
+    set
+}
+
+/// Keeps `Arc` in the public signature readable for loaders.
+pub fn boxed<F: Format + 'static>(f: F) -> Arc<dyn Format> {
+    Arc::new(f)
+}

@@ -1,0 +1,151 @@
+//! Helpers for format modules' tests: read a file through a format without the pipeline,
+//! run every unit's job, and call `finish` with in-memory outcomes and control numbers.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{
+    AckContext, FileError, Format, OpenContext, Outbound, UnitOutcomes, UnitStatus, UnitSummary,
+};
+use crate::unit::{Evaluation, LineVerdict, SourceLine};
+
+/// One unit as read and evaluated.
+#[derive(Debug)]
+pub struct ReadUnit {
+    pub seq: u64,
+    pub label: String,
+    pub lines: Vec<SourceLine>,
+    pub eval: Evaluation,
+}
+
+impl ReadUnit {
+    pub fn status(&self) -> UnitStatus {
+        if self.eval.is_rejected() {
+            UnitStatus::Rejected
+        } else if self.eval.records.is_empty()
+            && self
+                .eval
+                .verdicts
+                .iter()
+                .all(|v| matches!(v, LineVerdict::Skipped(_)))
+        {
+            UnitStatus::Skipped
+        } else {
+            UnitStatus::Applied
+        }
+    }
+}
+
+/// Everything a format did with one file.
+#[derive(Debug)]
+pub struct ReadResult {
+    pub units: Vec<ReadUnit>,
+    /// The error that ended the file, if any.
+    pub error: Option<FileError>,
+    pub acks: Vec<Outbound>,
+}
+
+struct MemOutcomes(HashMap<u64, UnitSummary>);
+impl UnitOutcomes for MemOutcomes {
+    fn get(&self, seq: u64) -> Option<UnitSummary> {
+        self.0.get(&seq).cloned()
+    }
+}
+
+/// Control numbers counting from 1 per (partner, kind).
+#[derive(Default)]
+pub struct MemAcks(pub HashMap<(String, String), u64>);
+impl AckContext for MemAcks {
+    fn next_control_number(&mut self, partner: &str, kind: &str) -> Result<u64, FileError> {
+        let n = self
+            .0
+            .entry((partner.to_string(), kind.to_string()))
+            .or_insert(0);
+        *n += 1;
+        Ok(*n)
+    }
+}
+
+pub fn ctx_for(path: &Path) -> OpenContext {
+    OpenContext {
+        fingerprint: "test".into(),
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        limits: Default::default(),
+    }
+}
+
+/// Reads `path` through `format` the way the pipeline would (minus ledger and sinks).
+pub fn read_all(format: &dyn Format, path: &Path) -> ReadResult {
+    read_all_with(format, path, &ctx_for(path))
+}
+
+pub fn read_all_with(format: &dyn Format, path: &Path, ctx: &OpenContext) -> ReadResult {
+    let mut reader = match format.open(path, ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            return ReadResult {
+                units: vec![],
+                error: Some(e),
+                acks: vec![],
+            }
+        }
+    };
+    let mut units = Vec::new();
+    let mut error = None;
+    loop {
+        match reader.next_unit() {
+            Ok(Some(mut u)) => {
+                let eval = u.evaluate();
+                units.push(ReadUnit {
+                    seq: u.seq,
+                    label: u.label,
+                    lines: u.lines,
+                    eval,
+                });
+            }
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let outcomes = MemOutcomes(
+        units
+            .iter()
+            .map(|u| {
+                let mut reasons = Vec::new();
+                for (i, v) in u.eval.verdicts.iter().enumerate() {
+                    if let LineVerdict::Rejected(r) = v {
+                        reasons.push((u.lines[i].pos.clone(), r.clone()));
+                    }
+                }
+                let first = u.lines.first().map(|l| l.pos.clone()).unwrap_or_default();
+                for r in &u.eval.unit_errors {
+                    reasons.push((first.clone(), r.clone()));
+                }
+                (
+                    u.seq,
+                    UnitSummary {
+                        seq: u.seq,
+                        status: u.status(),
+                        reasons,
+                        detail: u.eval.detail.clone(),
+                    },
+                )
+            })
+            .collect(),
+    );
+    let mut acks = MemAcks::default();
+    let acks = match reader.finish(&outcomes, &mut acks, error.as_ref()) {
+        Ok(a) => a,
+        Err(e) => {
+            error.get_or_insert(e);
+            vec![]
+        }
+    };
+    ReadResult { units, error, acks }
+}

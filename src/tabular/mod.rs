@@ -1,0 +1,107 @@
+//! Tabular formats: CSV files and spreadsheets share one definition language (fields,
+//! types, constraints, grouping, mapping). A physical reader yields [`Row`]s through
+//! [`RowSource`]; the tabular engine groups rows into units and validates and maps them.
+
+use crate::format::FileError;
+use crate::unit::Position;
+
+/// One cell as read. CSV yields only `Text`/`Empty`; spreadsheets yield typed cells.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Empty,
+    Text(String),
+    Int(i64),
+    /// A float as stored by the spreadsheet; converted to an exact decimal through its
+    /// shortest round-trip representation.
+    Float(f64),
+    Bool(bool),
+    /// A date/time cell already converted (1900 or 1904 system) to ISO 8601:
+    /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS`.
+    DateTime(String),
+    /// A spreadsheet error value (`#DIV/0!`, `#N/A`...).
+    Error(String),
+}
+
+impl Cell {
+    /// The cell as text, the way a reviewer would read it.
+    pub fn to_text(&self) -> String {
+        match self {
+            Cell::Empty => String::new(),
+            Cell::Text(s) | Cell::DateTime(s) | Cell::Error(s) => s.clone(),
+            Cell::Int(i) => i.to_string(),
+            Cell::Float(f) => format!("{f}"),
+            Cell::Bool(b) => b.to_string(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Cell::Empty => true,
+            Cell::Text(s) => s.trim().is_empty(),
+            _ => false,
+        }
+    }
+}
+
+/// One physical row (CSV record, sheet row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Position of the row's first byte (CSV) or its row number (sheets: `line` = 0,
+    /// `record` = 1-based sheet row, `locator` = `Sheet!A12`).
+    pub pos: Position,
+    /// The sheet name for spreadsheets, so errors can name the cell (`Orders!C12`).
+    pub sheet: Option<String>,
+    /// 1-based row number within the file (CSV) or sheet.
+    pub row_number: u64,
+    pub cells: Vec<Cell>,
+    /// The original line (CSV, decoded) or the cells joined with `,` (sheets), unmasked:
+    /// the engine masks sensitive columns before it reaches the ledger.
+    pub raw: String,
+}
+
+/// A physical reader of rows, in order. Must stream (bounded memory per row).
+pub trait RowSource {
+    fn next_row(&mut self) -> Result<Option<Row>, FileError>;
+}
+
+/// Which sheet a spreadsheet definition reads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum SheetSelector {
+    /// 0-based index.
+    Index(usize),
+    Name(String),
+}
+
+impl Default for SheetSelector {
+    fn default() -> Self {
+        SheetSelector::Index(0)
+    }
+}
+
+/// Spreadsheet column letters for a 0-based column index: 0 → A, 25 → Z, 26 → AA.
+pub fn column_letters(mut idx: usize) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + (idx % 26) as u8);
+        if idx < 26 {
+            break;
+        }
+        idx = idx / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_letters_like_excel() {
+        assert_eq!(column_letters(0), "A");
+        assert_eq!(column_letters(25), "Z");
+        assert_eq!(column_letters(26), "AA");
+        assert_eq!(column_letters(16383), "XFD");
+    }
+}

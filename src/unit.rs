@@ -1,0 +1,253 @@
+//! The vocabulary every format reader speaks to the pipeline.
+//!
+//! A reader turns a file into a stream of [`Unit`]s: the smallest piece of input that is
+//! accepted or rejected as a whole (a CSV order with its lines, an X12 transaction set, one
+//! IDoc, one spreadsheet row group). Each unit carries the [`SourceLine`]s it covers, with
+//! their positions, and a pure [`UnitJob`] that validates and maps it. Keeping the job pure
+//! and `Send` is what lets the pipeline run jobs in parallel (rayon) while reading, ledger
+//! writes and sink writes stay sequential and in file order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::Record;
+
+/// Where a piece of input sits in its file. Every error and every ledger row carries one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// 1-based physical line of the first byte (0 when the format has no lines, e.g. XLSX).
+    pub line: u64,
+    /// 0-based byte offset of the first byte in the original file (for UTF-16 input: in the
+    /// UTF-8 transcoding, see the README).
+    pub byte: u64,
+    /// 1-based ordinal of the record in the file: CSV record, X12 segment, IDoc segment,
+    /// spreadsheet row.
+    pub record: u64,
+    /// Human locator beyond line/byte: `Orders!C12`, `ISA 000000001 / GS 17 / ST 0001`,
+    /// `IDoc 3 E1EDP01`. Optional.
+    pub locator: Option<String>,
+}
+
+impl Position {
+    pub fn new(line: u64, byte: u64, record: u64) -> Self {
+        Position {
+            line,
+            byte,
+            record,
+            locator: None,
+        }
+    }
+
+    pub fn with_locator(mut self, locator: impl Into<String>) -> Self {
+        self.locator = Some(locator.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}, record {}, byte {}",
+            self.line, self.record, self.byte
+        )?;
+        if let Some(loc) = &self.locator {
+            write!(f, " ({loc})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One input line (CSV record, X12 segment, IDoc segment, sheet row) as the ledger sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceLine {
+    pub pos: Position,
+    /// The original text of the line, already masked where the format declares sensitive
+    /// fields, and capped in length by the reader (reports must stay readable). Readers may
+    /// leave it empty for lines that can never be rejected (e.g. envelope segments) to keep
+    /// the ledger small; the pipeline stores it only for rejected lines.
+    pub raw: String,
+}
+
+/// Why a line was rejected or skipped. `value` is already masked if the field is sensitive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Machine-readable rule id: `required`, `type`, `min`, `regex`, `code-list`,
+    /// `x12-se01-count`, `idoc-depth`, `rejected-with-document`, ...
+    pub rule: String,
+    pub field: Option<String>,
+    pub value: Option<String>,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(rule: impl Into<String>, message: impl Into<String>) -> Self {
+        Reason {
+            rule: rule.into(),
+            field: None,
+            value: None,
+            message: message.into(),
+        }
+    }
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+    pub fn value(mut self, value: impl Into<String>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+}
+
+/// The verdict of a unit's job on one of its lines, by index into `Unit::lines`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LineVerdict {
+    /// The line is good; it is applied if its whole unit is.
+    Ok,
+    /// The line breaks a rule; its unit is rejected whole.
+    Rejected(Reason),
+    /// Not data: header row, blank line, envelope segment, comment. Never rejected.
+    Skipped(String),
+}
+
+/// What a unit's job returns. The unit is accepted iff no line verdict is `Rejected` and
+/// `unit_errors` is empty.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    /// One verdict per line of the unit, same order. A shorter vector means `Ok` for the rest.
+    pub verdicts: Vec<LineVerdict>,
+    /// Errors that belong to the unit, not one line (a missing required segment, a bad
+    /// group count). Reported against the unit's first line.
+    pub unit_errors: Vec<Reason>,
+    /// Canonical records produced; ignored if the unit is rejected.
+    pub records: Vec<Record>,
+    /// Format-specific detail kept in the ledger and handed back to the reader when the file
+    /// finishes (X12 keeps AK3/AK4 error codes here to build the 997/999). JSON null if none.
+    pub detail: serde_json::Value,
+    /// Tolerances used to accept this unit (e.g. `x12-se01-count`): recorded in the ledger.
+    pub tolerated: Vec<String>,
+}
+
+impl Evaluation {
+    pub fn is_rejected(&self) -> bool {
+        !self.unit_errors.is_empty()
+            || self
+                .verdicts
+                .iter()
+                .any(|v| matches!(v, LineVerdict::Rejected(_)))
+    }
+}
+
+/// The pure validate-and-map step of one unit. Runs on a rayon worker.
+pub trait UnitJob: Send {
+    fn run(self: Box<Self>) -> Evaluation;
+}
+
+impl<F> UnitJob for F
+where
+    F: FnOnce() -> Evaluation + Send,
+{
+    fn run(self: Box<Self>) -> Evaluation {
+        (*self)()
+    }
+}
+
+/// A unit of atomicity as read from the file.
+pub struct Unit {
+    /// 0-based ordinal of the unit in the file. Readers must number units deterministically:
+    /// resume skips every unit whose seq is below the ledger's committed mark.
+    pub seq: u64,
+    /// Short label for reports: `order 4711`, `850 ST 0001`, `IDoc 3 (ORDERS05 0000000123)`.
+    pub label: String,
+    /// The lines the unit covers, in file order.
+    pub lines: Vec<SourceLine>,
+    /// The validation and mapping to run. `None` for units made only of skipped lines.
+    pub job: Option<Box<dyn UnitJob>>,
+}
+
+impl std::fmt::Debug for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unit")
+            .field("seq", &self.seq)
+            .field("label", &self.label)
+            .field("lines", &self.lines.len())
+            .field("job", &self.job.is_some())
+            .finish()
+    }
+}
+
+impl Unit {
+    /// A unit of lines that are never data (a header row, blank lines, an envelope).
+    pub fn skipped(seq: u64, label: impl Into<String>, lines: Vec<SourceLine>) -> Self {
+        Unit {
+            seq,
+            label: label.into(),
+            lines,
+            job: None,
+        }
+    }
+
+    /// Runs the job (or marks every line skipped when there is none).
+    pub fn evaluate(&mut self) -> Evaluation {
+        match self.job.take() {
+            Some(job) => job.run(),
+            None => Evaluation {
+                verdicts: vec![LineVerdict::Skipped(self.label.clone()); self.lines.len()],
+                ..Evaluation::default()
+            },
+        }
+    }
+}
+
+/// Masks a sensitive value for logs and reports: keeps the length class and the last two
+/// characters so a reviewer can still tell values apart.
+pub fn mask(value: &str) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= 4 {
+        return "*".repeat(chars.len());
+    }
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{}{}", "*".repeat(chars.len() - 2), tail)
+}
+
+/// Caps a raw line for the ledger and reports so a 100 MB line cannot bloat either.
+pub fn cap_raw(raw: &str, max: usize) -> String {
+    if raw.len() <= max {
+        return raw.to_string();
+    }
+    let mut end = max;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes]", &raw[..end], raw.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_keeps_only_last_two() {
+        assert_eq!(mask("4111111111111111"), "**************11");
+        assert_eq!(mask("abc"), "***");
+    }
+
+    #[test]
+    fn cap_raw_respects_char_boundaries() {
+        let s = "ééééé";
+        let c = cap_raw(s, 3);
+        assert!(c.starts_with('é'));
+        assert!(c.contains("[10 bytes]"));
+    }
+
+    #[test]
+    fn evaluation_rejected_when_any_line_rejected() {
+        let e = Evaluation {
+            verdicts: vec![
+                LineVerdict::Ok,
+                LineVerdict::Rejected(Reason::new("x", "y")),
+            ],
+            ..Default::default()
+        };
+        assert!(e.is_rejected());
+    }
+}
