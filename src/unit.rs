@@ -125,6 +125,11 @@ pub struct Evaluation {
     pub detail: serde_json::Value,
     /// Tolerances used to accept this unit (e.g. `x12-se01-count`): recorded in the ledger.
     pub tolerated: Vec<String>,
+    /// Extra idempotency keys beyond the records' business keys, e.g.
+    /// `x12-isa:SENDER:RECEIVER:000000123` or `idoc:SNDPRN:0000000001234567`. If any claim
+    /// was already taken by a *different* file, the unit is a duplicate and is not applied.
+    /// Units of the same file may share a claim (all sets of one interchange do).
+    pub claims: Vec<String>,
 }
 
 impl Evaluation {

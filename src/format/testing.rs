@@ -149,3 +149,24 @@ pub fn read_all_with(format: &dyn Format, path: &Path, ctx: &OpenContext) -> Rea
     };
     ReadResult { units, error, acks }
 }
+
+/// Fuzzing entry point: loads the definitions in `formats_dir` once, writes `data` to a
+/// temporary file and reads it through every format of `kind`. Any panic is a bug; errors
+/// are expected.
+pub fn fuzz_read(formats_dir: &Path, kind: &str, data: &[u8]) {
+    use std::sync::OnceLock;
+    static FORMATS: OnceLock<super::FormatSet> = OnceLock::new();
+    let set = FORMATS.get_or_init(|| {
+        let mut d = super::Diagnostics::default();
+        super::registry::load_formats(formats_dir, &mut d)
+    });
+    let Ok(mut file) = tempfile::NamedTempFile::new() else {
+        return;
+    };
+    if std::io::Write::write_all(&mut file, data).is_err() {
+        return;
+    }
+    for f in set.formats.iter().filter(|f| f.kind() == kind) {
+        let _ = read_all(f.as_ref(), file.path());
+    }
+}
