@@ -4,8 +4,21 @@
 //! `main.rs` is a thin command line over this library; every stage lives in its own module
 //! so it can be tested on its own.
 
+// Data errors carry their full position and reason by value (about 150 bytes); they are
+// built only on the cold path of bad input, so boxing them would buy nothing but noise.
+#![allow(clippy::result_large_err)]
+
+pub mod bundled;
 pub mod canonical;
+pub mod commands;
+pub mod config;
+pub mod engine;
 pub mod format;
+pub mod fsutil;
+pub mod intake;
+pub mod ledger;
+pub mod report;
 pub mod sheet;
+pub mod sink;
 pub mod tabular;
 pub mod unit;

@@ -1,1 +1,89 @@
-fn main() {}
+//! The `tallyman` command line: argument parsing only. Every command is a function in
+//! `tallyman::commands` that returns the process exit code.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tallyman::commands;
+
+#[derive(Parser)]
+#[command(
+    name = "tallyman",
+    version,
+    about = "File and EDI batch integration engine"
+)]
+struct Cli {
+    /// Config file (default: $TALLYMAN_CONFIG, then ./tallyman.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a working directory to start from: config, formats, inbox and output folders.
+    Init { dir: PathBuf },
+    /// Check the config and every format definition; report all errors at once.
+    Check,
+    /// One pass: resume interrupted files, process every complete file in the inbox, exit.
+    /// Exit 0 all applied, 1 something needs review, 2 the run failed.
+    Run,
+    /// Keep running: process files as they arrive (events plus a periodic rescan).
+    Watch,
+    /// Process one file from anywhere on disk (manual reprocessing).
+    Process {
+        file: PathBuf,
+        /// Apply it again even if this content was already processed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the per-line reject report of a file (default: the files of the latest run).
+    Rejects {
+        /// File name, path or fingerprint prefix.
+        file: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ledger summary: files by outcome, recent runs and files.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lay out a scratch working directory from the bundled samples, process it, and show
+    /// what happened. Safe to run again.
+    Demo {
+        #[arg(long, default_value = "demo-work")]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TALLYMAN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let config = commands::config_path(cli.config.as_deref());
+    let result = match cli.command {
+        Command::Init { dir } => commands::init(&dir),
+        Command::Check => commands::check(&config),
+        Command::Run => commands::run(&config),
+        Command::Watch => commands::watch(&config),
+        Command::Process { file, force } => commands::process(&config, &file, force),
+        Command::Rejects { file, json } => commands::rejects(&config, file.as_deref(), json),
+        Command::Status { json } => commands::status(&config, json),
+        Command::Demo { dir } => commands::demo(&dir),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tallyman: {e:#}");
+            commands::EXIT_FAILED
+        }
+    };
+    std::process::exit(code);
+}

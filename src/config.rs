@@ -1,0 +1,464 @@
+//! `tallyman.toml`: where things live and how the engine behaves.
+//!
+//! Parsing and checking are two steps. Parsing (serde, unknown keys refused) catches
+//! syntax and type errors; [`Config::check`] then looks at the parsed values as a whole and
+//! reports *every* problem at once, each with file and line, so an operator fixes a broken
+//! config in one round trip. Relative paths are resolved against the config file's folder,
+//! so a working directory can be moved or mounted anywhere.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::format::defs::line_at;
+use crate::format::{ConfigError, Diagnostics, Limits};
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub paths: RawPaths,
+    #[serde(default)]
+    pub intake: IntakeConfig,
+    #[serde(default)]
+    pub processing: ProcessingConfig,
+    #[serde(default)]
+    pub watch: WatchConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPaths {
+    pub inbox: String,
+    pub work: String,
+    pub archive: String,
+    pub rejected: String,
+    pub outbox: String,
+    pub reports: String,
+    pub acks: String,
+    pub formats: String,
+    pub ledger: String,
+}
+
+impl Default for RawPaths {
+    fn default() -> Self {
+        RawPaths {
+            inbox: "inbox".into(),
+            work: "work".into(),
+            archive: "archive".into(),
+            rejected: "rejected".into(),
+            outbox: "outbox".into(),
+            reports: "reports".into(),
+            acks: "acks".into(),
+            formats: "formats".into(),
+            ledger: "ledger.sqlite".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// A file without a `.done` marker is taken once its size and modification time have
+    /// not changed for this many seconds. 0 takes every file at once (tests, demos).
+    pub settle_seconds: u64,
+    /// Extra file-name globs to ignore (hidden files, `*.tmp`, `*.part` and `*.done` are
+    /// always ignored).
+    pub ignore: Vec<String>,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            settle_seconds: 10,
+            ignore: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Lines per ledger transaction and staged outbox chunk. Chunk boundaries are counted
+    /// from the start of the file, so a resumed file is cut exactly like an uninterrupted one.
+    pub batch_lines: u64,
+    /// Worker threads for validation and mapping; 0 = one per core.
+    pub threads: usize,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            batch_lines: 10_000,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// Full rescan interval: the source of truth, because file events get lost and network
+    /// file systems raise none.
+    pub rescan_seconds: u64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig { rescan_seconds: 30 }
+    }
+}
+
+/// Resolved absolute paths.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub inbox: PathBuf,
+    pub work: PathBuf,
+    pub archive: PathBuf,
+    pub rejected: PathBuf,
+    pub outbox: PathBuf,
+    pub reports: PathBuf,
+    pub acks: PathBuf,
+    pub formats: PathBuf,
+    pub ledger: PathBuf,
+}
+
+impl Paths {
+    /// Folders the engine writes into (created on start).
+    pub fn dirs(&self) -> Vec<(&'static str, &Path)> {
+        vec![
+            ("inbox", &self.inbox),
+            ("work", &self.work),
+            ("archive", &self.archive),
+            ("rejected", &self.rejected),
+            ("outbox", &self.outbox),
+            ("reports", &self.reports),
+            ("acks", &self.acks),
+        ]
+    }
+
+    pub fn processing(&self) -> PathBuf {
+        self.work.join("processing")
+    }
+    pub fn staging(&self) -> PathBuf {
+        self.work.join("staging")
+    }
+    pub fn locks(&self) -> PathBuf {
+        self.work.join("locks")
+    }
+}
+
+/// A parsed and checked config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub paths: Paths,
+    pub intake: IntakeConfig,
+    pub processing: ProcessingConfig,
+    pub watch: WatchConfig,
+    pub limits: Limits,
+}
+
+/// The default config `tallyman init` writes: every key, commented.
+pub const DEFAULT_CONFIG: &str = r#"# tallyman configuration. Relative paths are relative to this file's folder.
+
+[paths]
+inbox = "inbox"          # where partners and exports drop files
+work = "work"            # claimed files, staged output and locks (same file system as inbox)
+archive = "archive"      # inputs applied in full or except listed rejects
+rejected = "rejected"    # inputs rejected whole, and duplicate files
+outbox = "outbox"        # canonical records, JSON Lines per entity
+reports = "reports"      # per-file reject reports (CSV, opens in Excel)
+acks = "acks"            # outbound acknowledgements (997/999/TA1, IDoc STATUS)
+formats = "formats"      # format definitions
+ledger = "ledger.sqlite" # the processing ledger
+
+[intake]
+settle_seconds = 10      # unchanged size+mtime for this long = complete (or drop NAME.done)
+ignore = []              # extra globs to ignore; hidden, *.tmp, *.part are always ignored
+
+[processing]
+batch_lines = 10000      # lines per ledger transaction / outbox chunk
+threads = 0              # validation workers; 0 = one per core
+
+[watch]
+rescan_seconds = 30      # full rescan interval in `tallyman watch`
+
+[limits]
+max_file_bytes = 8589934592     # 8 GiB
+max_record_bytes = 1048576      # longest line / segment / text node / cell
+max_depth = 64                  # XML nesting
+max_zip_entry_bytes = 536870912 # spreadsheet zip entry, uncompressed
+max_zip_ratio = 200             # spreadsheet zip entry compression ratio
+max_unit_lines = 100000         # largest document (order, transaction set, IDoc)
+"#;
+
+impl Config {
+    /// Reads and checks `file`, returning every error found.
+    pub fn load(file: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            vec![ConfigError {
+                file: file.to_path_buf(),
+                line: None,
+                message: format!("cannot read config: {e}"),
+            }]
+        })?;
+        Config::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Config, Vec<ConfigError>> {
+        let mut diags = Diagnostics::default();
+        let raw = parse_sections(file, text, &mut diags);
+        let base = file
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            })
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
+        let resolve = |p: &str| {
+            let p = PathBuf::from(p);
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
+        };
+        let paths = Paths {
+            inbox: resolve(&raw.paths.inbox),
+            work: resolve(&raw.paths.work),
+            archive: resolve(&raw.paths.archive),
+            rejected: resolve(&raw.paths.rejected),
+            outbox: resolve(&raw.paths.outbox),
+            reports: resolve(&raw.paths.reports),
+            acks: resolve(&raw.paths.acks),
+            formats: resolve(&raw.paths.formats),
+            ledger: resolve(&raw.paths.ledger),
+        };
+        let cfg = Config {
+            file: file.to_path_buf(),
+            paths,
+            intake: raw.intake,
+            processing: raw.processing,
+            watch: raw.watch,
+            limits: raw.limits,
+        };
+        cfg.check(text, &mut diags);
+        if diags.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(diags.errors)
+        }
+    }
+
+    /// Semantic checks over the whole config; every problem is reported.
+    fn check(&self, text: &str, diags: &mut Diagnostics) {
+        let line = |key: &str| {
+            text.lines()
+                .position(|l| {
+                    let t = l.trim_start();
+                    t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
+                })
+                .map(|i| i + 1)
+        };
+        let dirs = self.paths.dirs();
+        for (i, (a, pa)) in dirs.iter().enumerate() {
+            for (b, pb) in dirs.iter().skip(i + 1) {
+                if pa == pb {
+                    diags.error(
+                        &self.file,
+                        line(b),
+                        format!(
+                            "paths.{a} and paths.{b} are the same folder ({})",
+                            pa.display()
+                        ),
+                    );
+                } else if *a != "work" && *b != "work" && (pa.starts_with(pb) || pb.starts_with(pa))
+                {
+                    diags.error(
+                        &self.file,
+                        line(b),
+                        format!(
+                            "paths.{a} and paths.{b} are nested ({} / {})",
+                            pa.display(),
+                            pb.display()
+                        ),
+                    );
+                }
+            }
+        }
+        if self.paths.ledger.is_dir() {
+            diags.error(
+                &self.file,
+                line("ledger"),
+                "paths.ledger names a folder; it must be a file",
+            );
+        }
+        if self.processing.batch_lines == 0 {
+            diags.error(
+                &self.file,
+                line("batch_lines"),
+                "processing.batch_lines must be at least 1",
+            );
+        }
+        if self.watch.rescan_seconds == 0 {
+            diags.error(
+                &self.file,
+                line("rescan_seconds"),
+                "watch.rescan_seconds must be at least 1",
+            );
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("max_file_bytes", l.max_file_bytes),
+            ("max_record_bytes", l.max_record_bytes),
+            ("max_depth", l.max_depth as u64),
+            ("max_zip_entry_bytes", l.max_zip_entry_bytes),
+            ("max_zip_ratio", l.max_zip_ratio),
+            ("max_unit_lines", l.max_unit_lines),
+        ] {
+            if v == 0 {
+                diags.error(
+                    &self.file,
+                    line(name),
+                    format!("limits.{name} must be greater than 0"),
+                );
+            }
+        }
+        for g in &self.intake.ignore {
+            if g.contains('/') {
+                diags.error(
+                    &self.file,
+                    line("ignore"),
+                    format!("intake.ignore glob '{g}' must match a file name, not a path"),
+                );
+            }
+        }
+    }
+}
+
+/// Deserialises each section on its own, so an error in one section does not hide the
+/// errors in the others; a broken section falls back to its defaults for the later checks.
+fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig {
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.error(
+                file,
+                e.span().map(|s| line_at(text, s.start)),
+                e.message().to_string(),
+            );
+            return RawConfig::default();
+        }
+    };
+    let section_line = |name: &str| {
+        text.lines()
+            .position(|l| l.trim() == format!("[{name}]"))
+            .map(|i| i + 1)
+    };
+    fn section<T: serde::de::DeserializeOwned + Default>(
+        table: &toml::Table,
+        name: &str,
+        file: &Path,
+        line: Option<usize>,
+        diags: &mut Diagnostics,
+    ) -> T {
+        match table.get(name) {
+            None => T::default(),
+            Some(v) => match v.clone().try_into::<T>() {
+                Ok(t) => t,
+                Err(e) => {
+                    diags.error(file, line, format!("[{name}]: {}", e.message()));
+                    T::default()
+                }
+            },
+        }
+    }
+    for key in table.keys() {
+        if !["paths", "intake", "processing", "watch", "limits"].contains(&key.as_str()) {
+            diags.error(
+                file,
+                section_line(key),
+                format!(
+                    "unknown section [{key}] (expected paths, intake, processing, watch, limits)"
+                ),
+            );
+        }
+    }
+    RawConfig {
+        paths: section(&table, "paths", file, section_line("paths"), diags),
+        intake: section(&table, "intake", file, section_line("intake"), diags),
+        processing: section(
+            &table,
+            "processing",
+            file,
+            section_line("processing"),
+            diags,
+        ),
+        watch: section(&table, "watch", file, section_line("watch"), diags),
+        limits: section(&table, "limits", file, section_line("limits"), diags),
+    }
+}
+
+/// Which config file to use: `--config`, then `TALLYMAN_CONFIG`, then `./tallyman.toml`.
+pub fn resolve_config_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("TALLYMAN_CONFIG") {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from("tallyman.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_parses_and_resolves_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tallyman.toml");
+        std::fs::write(&f, DEFAULT_CONFIG).unwrap();
+        let c = Config::load(&f).unwrap();
+        assert_eq!(
+            c.paths.inbox,
+            std::path::absolute(dir.path().join("inbox")).unwrap()
+        );
+        assert_eq!(c.intake.settle_seconds, 10);
+    }
+
+    #[test]
+    fn check_reports_every_error_with_lines() {
+        let text = "[paths]\ninbox = \"x\"\narchive = \"x\"\n[processing]\nbatch_lines = 0\n[watch]\nrescan_seconds = 0\n";
+        let errs = Config::parse(Path::new("/tmp/t.toml"), text).unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().all(|e| e.line.is_some()), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_keys_in_several_sections_are_all_reported() {
+        let text = "[intake]\nsettle = 3\n[paths]\ninbox = \"a\"\narchive = \"a\"\n[limits]\nmax_depth = \"deep\"\n[extra]\n";
+        let errs = Config::parse(Path::new("t.toml"), text).unwrap_err();
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs
+            .iter()
+            .any(|e| e.message.contains("settle") && e.line == Some(1)));
+        assert!(
+            errs.iter()
+                .any(|e| e.message.starts_with("[limits]") && e.line == Some(6)),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.message.contains("[extra]")));
+        assert!(errs.iter().any(|e| e.message.contains("same folder")));
+    }
+}

@@ -1,0 +1,180 @@
+//! Intake: which files in the inbox are complete, what their content fingerprint is, and
+//! which process owns them.
+//!
+//! A file is taken only when it is complete: announced by a `NAME.done` marker, or with a
+//! size and modification time that have not changed for the settle time (a file renamed in
+//! keeps its old mtime, so it is taken at once). Hidden, `*.tmp` and `*.part` names are
+//! never taken. Files are claimed by content (blake3), and ownership is an OS file lock on
+//! `work/locks/<fingerprint>.lock`: the kernel releases it when the owner dies, so a killed
+//! run never leaves a stale claim behind, and two processes never work on the same content.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::config::IntakeConfig;
+use crate::format::glob_match;
+
+/// A complete file found in the inbox.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    pub mtime: SystemTime,
+    /// The `NAME.done` marker that announced it, if any (removed once claimed).
+    pub marker: Option<PathBuf>,
+}
+
+/// Names that are never input: hidden files, partial uploads, markers.
+pub fn is_ignored(name: &str, extra: &[String]) -> bool {
+    name.starts_with('.')
+        || name.ends_with(".tmp")
+        || name.ends_with(".part")
+        || name.ends_with(".done")
+        || name.ends_with('~')
+        || extra.iter().any(|g| glob_match(g, name))
+}
+
+/// Lists the complete files of `inbox`, oldest first (then by name).
+pub fn scan(inbox: &Path, cfg: &IntakeConfig, now: SystemTime) -> io::Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(inbox)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_ignored(&name, &cfg.ignore) {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) if m.is_file() => m,
+            _ => continue,
+        };
+        let mtime = meta.modified().unwrap_or(now);
+        let marker = inbox.join(format!("{name}.done"));
+        let marker = marker.exists().then_some(marker);
+        let settled = now
+            .duration_since(mtime)
+            .map(|age| age >= Duration::from_secs(cfg.settle_seconds))
+            .unwrap_or(cfg.settle_seconds == 0);
+        if marker.is_some() || settled {
+            out.push(Candidate {
+                path: entry.path(),
+                name,
+                size: meta.len(),
+                mtime,
+                marker,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
+    Ok(out)
+}
+
+/// True if the file still has the size and mtime it had when scanned (it did not change
+/// while we hashed it).
+pub fn unchanged(c: &Candidate) -> bool {
+    match fs::metadata(&c.path) {
+        Ok(m) => m.len() == c.size && m.modified().ok() == Some(c.mtime),
+        Err(_) => false,
+    }
+}
+
+/// blake3 of a file's content, streamed, with its size.
+pub fn fingerprint(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hasher.finalize().to_hex().to_string(), size))
+}
+
+/// An exclusive claim on a fingerprint, held until dropped (or the process dies).
+#[derive(Debug)]
+pub struct Claim {
+    _file: File,
+    pub fingerprint: String,
+}
+
+/// Tries to claim `fingerprint`; `Ok(None)` if another live process holds it.
+pub fn try_claim(locks: &Path, fingerprint: &str) -> io::Result<Option<Claim>> {
+    fs::create_dir_all(locks)?;
+    let path = locks.join(format!("{fingerprint}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Claim {
+            _file: file,
+            fingerprint: fingerprint.to_string(),
+        })),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignores_hidden_partial_and_markers() {
+        for n in [".x.csv", "a.tmp", "a.part", "a.csv.done", "a.csv~"] {
+            assert!(is_ignored(n, &[]), "{n}");
+        }
+        assert!(!is_ignored("orders.csv", &[]));
+        assert!(is_ignored("orders.bak", &["*.bak".into()]));
+    }
+
+    #[test]
+    fn settle_time_and_markers_decide_completeness() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("fresh.csv"), "a").unwrap();
+        fs::write(d.path().join("marked.csv"), "a").unwrap();
+        fs::write(d.path().join("marked.csv.done"), "").unwrap();
+        let cfg = IntakeConfig {
+            settle_seconds: 3600,
+            ignore: vec![],
+        };
+        let now = SystemTime::now();
+        let names: Vec<String> = scan(d.path(), &cfg, now)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, vec!["marked.csv"]);
+        let later = now + Duration::from_secs(7200);
+        assert_eq!(scan(d.path(), &cfg, later).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn claim_is_exclusive_until_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let a = try_claim(d.path(), "abc").unwrap();
+        assert!(a.is_some());
+        assert!(try_claim(d.path(), "abc").unwrap().is_none());
+        drop(a);
+        assert!(try_claim(d.path(), "abc").unwrap().is_some());
+    }
+
+    #[test]
+    fn fingerprint_is_content_based() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a"), "same").unwrap();
+        fs::write(d.path().join("b"), "same").unwrap();
+        assert_eq!(
+            fingerprint(&d.path().join("a")).unwrap(),
+            fingerprint(&d.path().join("b")).unwrap()
+        );
+    }
+}

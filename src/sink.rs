@@ -1,0 +1,244 @@
+//! Sinks: where canonical records go, in two phases.
+//!
+//! `stage` makes a batch's records durable but invisible; the ledger then commits the
+//! batch together with the staged chunk names. `publish` makes a file's staged chunks
+//! visible once the file's decision is taken, and `discard` drops them when the file is
+//! rejected whole. Both are idempotent, because after a crash they are simply called again.
+//! That split is what keeps a file from ever being half-applied, and it is the whole
+//! contract a new sink (a SQLite table, an HTTP API) must meet: stage into a staging table
+//! or a local spool keyed by (file, chunk), publish by upserting on the business key.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::canonical::Record;
+use crate::fsutil;
+use crate::ledger::ChunkRow;
+
+/// Where a record came from: enough to find the line again.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceRef {
+    /// blake3 of the file's content.
+    pub file: String,
+    pub name: String,
+    pub format: String,
+    pub unit: u64,
+    pub line: u64,
+    pub byte: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locator: Option<String>,
+}
+
+/// A record as written to the outbox: one JSON object per line.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutRecord {
+    pub entity: String,
+    pub key: String,
+    pub source: SourceRef,
+    pub data: serde_json::Value,
+}
+
+impl OutRecord {
+    pub fn new(record: &Record, source: SourceRef) -> Self {
+        OutRecord {
+            entity: record.entity.as_str().to_string(),
+            key: record.key.clone(),
+            source,
+            data: record.body.clone(),
+        }
+    }
+}
+
+/// Identifies the file a batch belongs to, for naming staged and published chunks.
+#[derive(Debug, Clone)]
+pub struct FileTag {
+    pub fingerprint: String,
+    pub attempt: i64,
+    pub name: String,
+}
+
+impl FileTag {
+    /// Stable, readable chunk-name stem: `<stem>-<fingerprint12>[-a<attempt>]`.
+    pub fn stem(&self) -> String {
+        let base = Path::new(&self.name)
+            .file_stem()
+            .map(|s| fsutil::safe_name(&s.to_string_lossy()))
+            .unwrap_or_else(|| "file".into());
+        let fp: String = self.fingerprint.chars().take(12).collect();
+        if self.attempt > 1 {
+            format!("{base}-{fp}-a{}", self.attempt)
+        } else {
+            format!("{base}-{fp}")
+        }
+    }
+}
+
+pub trait Sink {
+    /// Durably stages one batch's records (all entities). Staging the same chunk again
+    /// overwrites it with the same content.
+    fn stage(&self, file: &FileTag, chunk: u64, records: &[OutRecord])
+        -> io::Result<Vec<ChunkRow>>;
+    /// Makes staged chunks visible. Safe to call again for chunks already published.
+    fn publish(&self, chunks: &[ChunkRow]) -> io::Result<()>;
+    /// Drops staged chunks of a rejected file. Safe to call again.
+    fn discard(&self, chunks: &[ChunkRow]) -> io::Result<()>;
+}
+
+/// The outbox directory: JSON Lines per entity, `outbox/<entity>/<stem>-<chunk>.jsonl`.
+pub struct Outbox {
+    pub dir: PathBuf,
+    pub staging: PathBuf,
+}
+
+impl Sink for Outbox {
+    fn stage(
+        &self,
+        file: &FileTag,
+        chunk: u64,
+        records: &[OutRecord],
+    ) -> io::Result<Vec<ChunkRow>> {
+        let stem = file.stem();
+        let mut by_entity: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
+        let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
+        for r in records {
+            let buf = by_entity.entry(r.entity.as_str()).or_default();
+            serde_json::to_writer(&mut *buf, r).map_err(io::Error::other)?;
+            buf.push(b'\n');
+            *counts.entry(r.entity.as_str()).or_default() += 1;
+        }
+        let mut out = Vec::new();
+        for (entity, bytes) in by_entity {
+            let name = format!("{stem}-{chunk:06}.jsonl");
+            let staged = self.staging.join(&stem).join(format!("{entity}-{name}"));
+            fsutil::write_atomic(&staged, &bytes)?;
+            out.push(ChunkRow {
+                chunk: chunk as i64,
+                entity: entity.to_string(),
+                staged_path: staged.display().to_string(),
+                outbox_path: self.dir.join(entity).join(name).display().to_string(),
+                records: counts[entity],
+            });
+        }
+        Ok(out)
+    }
+
+    fn publish(&self, chunks: &[ChunkRow]) -> io::Result<()> {
+        for c in chunks {
+            let staged = Path::new(&c.staged_path);
+            let target = Path::new(&c.outbox_path);
+            if staged.exists() {
+                fsutil::move_file(staged, target)?;
+            } else if !target.exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "staged chunk {} is missing and was never published",
+                        staged.display()
+                    ),
+                ));
+            }
+        }
+        if let Some(dir) = chunks
+            .first()
+            .and_then(|c| Path::new(&c.staged_path).parent())
+        {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
+
+    fn discard(&self, chunks: &[ChunkRow]) -> io::Result<()> {
+        for c in chunks {
+            match std::fs::remove_file(&c.staged_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(dir) = chunks
+            .first()
+            .and_then(|c| Path::new(&c.staged_path).parent())
+        {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(entity: &str, key: &str) -> OutRecord {
+        OutRecord {
+            entity: entity.into(),
+            key: key.into(),
+            source: SourceRef {
+                file: "f".into(),
+                name: "n".into(),
+                format: "x".into(),
+                unit: 0,
+                line: 1,
+                byte: 0,
+                locator: None,
+            },
+            data: serde_json::json!({"k": key}),
+        }
+    }
+
+    #[test]
+    fn stage_then_publish_is_idempotent() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Outbox {
+            dir: d.path().join("out"),
+            staging: d.path().join("stage"),
+        };
+        let tag = FileTag {
+            fingerprint: "abcdef0123456789".into(),
+            attempt: 1,
+            name: "orders.csv".into(),
+        };
+        let chunks = o
+            .stage(
+                &tag,
+                0,
+                &[rec("order", "1"), rec("product", "p"), rec("order", "2")],
+            )
+            .unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert!(
+            !d.path().join("out/order").exists(),
+            "staged records are not visible"
+        );
+        o.publish(&chunks).unwrap();
+        o.publish(&chunks).unwrap();
+        let text =
+            std::fs::read_to_string(d.path().join("out/order/orders-abcdef012345-000000.jsonl"))
+                .unwrap();
+        assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn discard_removes_staged_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Outbox {
+            dir: d.path().join("out"),
+            staging: d.path().join("stage"),
+        };
+        let tag = FileTag {
+            fingerprint: "ff".into(),
+            attempt: 2,
+            name: "x".into(),
+        };
+        let chunks = o.stage(&tag, 3, &[rec("order", "1")]).unwrap();
+        o.discard(&chunks).unwrap();
+        o.discard(&chunks).unwrap();
+        assert!(!Path::new(&chunks[0].staged_path).exists());
+        assert!(
+            o.publish(&chunks).is_err(),
+            "a discarded chunk can't be published"
+        );
+    }
+}
