@@ -229,6 +229,11 @@ impl Engine {
             else {
                 continue; // another live process is on it
             };
+            // Re-read under the lock: the owner may have finished it since we listed it.
+            let row = self.ledger.file(row.id)?;
+            if row.state == FileState::Done {
+                continue;
+            }
             let Some(work) = row.work_path.clone().filter(|p| Path::new(p).exists()) else {
                 if row.state == FileState::Reading {
                     // Claimed but not yet moved out of the inbox: the inbox scan picks it up.

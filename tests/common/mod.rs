@@ -1,0 +1,126 @@
+//! Shared helpers for integration tests that run the real `tallyman` binary in scratch
+//! working directories.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tallyman"))
+}
+
+/// A scratch working directory made by `tallyman init`, with settle time 0 and the given
+/// batch size.
+pub struct Work {
+    pub _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl Work {
+    pub fn new(batch_lines: u64) -> Work {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("w");
+        let out = Command::new(bin()).arg("init").arg(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cfg = dir.join("tallyman.toml");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("settle_seconds = 10", "settle_seconds = 0")
+            .replace(
+                "batch_lines = 10000",
+                &format!("batch_lines = {batch_lines}"),
+            );
+        std::fs::write(&cfg, text).unwrap();
+        Work { _tmp: tmp, dir }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("tallyman.toml")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config").arg(self.config());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    pub fn drop_file(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.dir.join("inbox").join(name), bytes).unwrap();
+    }
+
+    /// Every file under `sub`, by relative path, with its bytes.
+    pub fn snapshot(&self, sub: &str) -> BTreeMap<String, Vec<u8>> {
+        snapshot(&self.dir.join(sub))
+    }
+}
+
+pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// An orders CSV in the bundled generic layout: `n_orders` orders of 3 lines each; every
+/// `bad_every`-th order has one line with a negative quantity (rejecting that order).
+pub fn orders_csv(n_orders: usize, bad_every: usize, prefix: &str) -> Vec<u8> {
+    let mut s = String::from(
+        "order_no,line_no,order_date,customer_id,sku,description,quantity,unit_price,currency\n",
+    );
+    for o in 0..n_orders {
+        for l in 1..=3 {
+            let qty = if bad_every > 0 && o % bad_every == bad_every - 1 && l == 2 {
+                "-1"
+            } else {
+                "2.5"
+            };
+            s.push_str(&format!(
+                "{prefix}{o:07},{l},2026-11-{:02},C{:04},SKU-{l}{:03},\"Widget, size {l}\",{qty},19.99,EUR\n",
+                1 + o % 28,
+                o % 500,
+                o % 1000
+            ));
+        }
+    }
+    s.into_bytes()
+}
+
+/// Ledger line counts by status.
+pub fn ledger_counts(work: &Work) -> BTreeMap<String, i64> {
+    let c = rusqlite::Connection::open(work.dir.join("ledger.sqlite")).unwrap();
+    let mut st = c
+        .prepare("SELECT status, COUNT(*) FROM lines GROUP BY status")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}

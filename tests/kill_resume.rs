@@ -1,0 +1,142 @@
+//! Invariant 1, tested for real: SIGKILL the `tallyman run` process at several points in
+//! the middle of a file, run again until it finishes, and the outbox, archive, reports and
+//! ledger must be exactly what one uninterrupted run produces.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn reference(input: &[u8], batch: u64) -> Work {
+    let w = Work::new(batch);
+    w.drop_file("orders-big.csv", input);
+    let out = w.run(&["run"]);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        text(&out)
+    );
+    w
+}
+
+/// Kills a run after `delay`, returning true if it had already finished by itself.
+fn run_and_kill(w: &Work, delay: Duration) -> bool {
+    let mut child = w.cmd().arg("run").spawn().unwrap();
+    let start = Instant::now();
+    while start.elapsed() < delay {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(
+                matches!(status.code(), Some(0) | Some(1)),
+                "run failed: {status:?}"
+            );
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on unix
+    child.wait().unwrap();
+    false
+}
+
+#[test]
+fn sigkill_mid_file_at_several_points_then_resume_matches_uninterrupted_run() {
+    let input = orders_csv(12_000, 97, "K");
+    let batch = 700;
+    let want = reference(&input, batch);
+
+    let w = Work::new(batch);
+    w.drop_file("orders-big.csv", &input);
+    let mut kills = 0;
+    let mut finished = false;
+    // Increasing delays: early kills land in intake and the first batches, later ones
+    // mid-file and during publishing. Each restart resumes from the last commit.
+    for ms in [15u64, 40, 80, 120, 160, 220, 300, 400, 550, 750, 1000, 1400] {
+        if run_and_kill(&w, Duration::from_millis(ms)) {
+            finished = true;
+            break;
+        }
+        kills += 1;
+    }
+    if !finished {
+        let out = w.run(&["run"]);
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(
+        kills >= 3,
+        "the file must be big enough to be killed mid-way ({kills} kills)"
+    );
+
+    // Nothing left half-done.
+    let again = w.run(&["run"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing to do"),
+        "{}",
+        text(&again)
+    );
+    assert!(w.snapshot("work/staging").is_empty(), "no staged leftovers");
+    assert!(
+        w.snapshot("work/processing").is_empty(),
+        "no input left in processing"
+    );
+    assert!(w.snapshot("inbox").is_empty());
+
+    let got_outbox = w.snapshot("outbox");
+    let want_outbox = want.snapshot("outbox");
+    assert!(!want_outbox.is_empty());
+    assert_eq!(
+        got_outbox.keys().collect::<Vec<_>>(),
+        want_outbox.keys().collect::<Vec<_>>(),
+        "same outbox files"
+    );
+    assert!(
+        got_outbox == want_outbox,
+        "outbox bytes differ from the uninterrupted run"
+    );
+    assert_eq!(w.snapshot("archive"), want.snapshot("archive"));
+    assert_eq!(w.snapshot("reports"), want.snapshot("reports"));
+    assert_eq!(ledger_counts(&w), ledger_counts(&want));
+    eprintln!(
+        "killed {kills} times; outbox identical ({} files)",
+        got_outbox.len()
+    );
+}
+
+#[test]
+fn two_processes_at_once_never_process_a_file_twice() {
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            (
+                format!("orders-{i}.csv"),
+                orders_csv(400, 0, &format!("P{i}-")),
+            )
+        })
+        .collect();
+    let want = Work::new(500);
+    for (n, b) in &files {
+        want.drop_file(n, b);
+    }
+    assert_eq!(want.run(&["run"]).status.code(), Some(0));
+
+    let w = Work::new(500);
+    for (n, b) in &files {
+        w.drop_file(n, b);
+    }
+    let a = w.cmd().arg("run").spawn().unwrap();
+    let b = w.cmd().arg("run").spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.code() == Some(0) && b.status.code() == Some(0),
+        "{}\n{}",
+        text(&a),
+        text(&b)
+    );
+    let again = w.run(&["run"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(w.snapshot("outbox"), want.snapshot("outbox"));
+    assert_eq!(ledger_counts(&w), ledger_counts(&want));
+}
