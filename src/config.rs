@@ -210,6 +210,17 @@ impl Config {
     }
 
     pub fn parse(file: &Path, text: &str) -> Result<Config, Vec<ConfigError>> {
+        let (cfg, errors) = Config::parse_lenient(file, text);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Parses as much as it can: broken sections fall back to their defaults, and every
+    /// error is returned beside the config (so `check` can go on to the formats).
+    pub fn parse_lenient(file: &Path, text: &str) -> (Config, Vec<ConfigError>) {
         let mut diags = Diagnostics::default();
         let raw = parse_sections(file, text, &mut diags);
         let base = file
@@ -251,11 +262,7 @@ impl Config {
             limits: raw.limits,
         };
         cfg.check(text, &mut diags);
-        if diags.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(diags.errors)
-        }
+        (cfg, diags.errors)
     }
 
     /// Semantic checks over the whole config; every problem is reported.
