@@ -73,20 +73,20 @@ pub fn init(dir: &Path) -> Result<i32> {
 /// `tallyman check`: every config and format error at once, no inbox I/O.
 pub fn check(config_path: &Path) -> Result<i32> {
     let mut errors = Vec::new();
-    let cfg = match Config::load(config_path) {
-        Ok(c) => Some(c),
+    let text = match std::fs::read_to_string(config_path) {
+        Ok(t) => t,
         Err(e) => {
-            errors.extend(e);
-            None
+            println!("{}: cannot read config: {e}", config_path.display());
+            return Ok(EXIT_FAILED);
         }
     };
-    let mut n_formats = 0;
-    if let Some(cfg) = &cfg {
-        let mut diags = Diagnostics::default();
-        let set = registry::load_formats(&cfg.paths.formats, &mut diags);
-        n_formats = set.formats.len();
-        errors.extend(diags.errors);
-    }
+    // Lenient: a broken config still names the formats folder, so its errors are shown too.
+    let (cfg, config_errors) = Config::parse_lenient(config_path, &text);
+    errors.extend(config_errors);
+    let mut diags = Diagnostics::default();
+    let set = registry::load_formats(&cfg.paths.formats, &mut diags);
+    let n_formats = set.formats.len();
+    errors.extend(diags.errors);
     if errors.is_empty() {
         println!(
             "ok: {} and {n_formats} format(s) are valid",
