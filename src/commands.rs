@@ -205,8 +205,6 @@ pub fn watch(config_path: &Path) -> Result<i32> {
         .watch(&engine.cfg.paths.inbox, RecursiveMode::NonRecursive)
         .with_context(|| format!("watching {}", engine.cfg.paths.inbox.display()))?;
     let rescan = Duration::from_secs(engine.cfg.watch.rescan_seconds.max(1));
-    // Files still settling need another look once their settle time has passed.
-    let settle = Duration::from_secs(engine.cfg.intake.settle_seconds.max(1));
     println!(
         "watching {} (rescan every {}s); Ctrl-C to stop",
         engine.cfg.paths.inbox.display(),
@@ -227,13 +225,10 @@ pub fn watch(config_path: &Path) -> Result<i32> {
                 continue;
             }
         }
-        let deadline = rescan
-            .min(settle.max(Duration::from_secs(1)) * 2)
-            .max(Duration::from_secs(1));
         match rx.recv_timeout(rescan) {
             Ok(_) => {
                 // Let a burst of events settle, then drain them.
-                std::thread::sleep(Duration::from_millis(300).min(deadline));
+                std::thread::sleep(Duration::from_millis(300));
                 while rx.try_recv().is_ok() {}
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

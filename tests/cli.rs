@@ -220,3 +220,27 @@ fn demo_runs_twice_and_shows_where_things_are() {
     assert_eq!(out.status.code(), Some(2));
     assert!(other.join("keep.txt").exists());
 }
+
+#[test]
+fn watch_picks_up_a_file_dropped_while_it_runs() {
+    let w = Work::new(100);
+    let mut child = w
+        .cmd()
+        .arg("watch")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Written under a temporary name, then renamed in: the way partners should deliver.
+    let tmp = w.dir.join("inbox/orders-w.csv.part");
+    std::fs::write(&tmp, orders_csv(2, 0, "W")).unwrap();
+    std::fs::rename(&tmp, w.dir.join("inbox/orders-w.csv")).unwrap();
+    let start = std::time::Instant::now();
+    let archived = w.dir.join("archive/orders-w.csv");
+    while !archived.exists() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(archived.exists(), "watch processed the file");
+}
