@@ -83,9 +83,17 @@ fn csvkit_1904_workbook_reads_typed_cells() {
     assert_eq!(rows.len(), 6);
     assert_eq!(
         rows[0].cells,
-        ["text", "date", "integer", "boolean", "float", "datetime", "empty_column"]
-            .map(text)
-            .to_vec()
+        [
+            "text",
+            "date",
+            "integer",
+            "boolean",
+            "float",
+            "datetime",
+            "empty_column"
+        ]
+        .map(text)
+        .to_vec()
     );
     assert_eq!(
         rows[1].cells,
@@ -184,16 +192,28 @@ fn merged_cells_hold_their_value_in_the_top_left_cell() {
         row(&rows, 5).cells,
         vec![Cell::Empty, Cell::Empty, text("C5"), text("D5")]
     );
-    let rows = read("calamine_merged_range.xlsx", SheetSelector::Name("Sheet2".into()));
+    let rows = read(
+        "calamine_merged_range.xlsx",
+        SheetSelector::Name("Sheet2".into()),
+    );
     assert_eq!(
         row(&rows, 4).cells,
-        vec![Cell::Empty, text("B4"), Cell::Empty, Cell::Empty, text("E4")]
+        vec![
+            Cell::Empty,
+            text("B4"),
+            Cell::Empty,
+            Cell::Empty,
+            text("E4")
+        ]
     );
 }
 
 #[test]
 fn hidden_sheets_are_selectable_and_chartsheets_refused() {
-    let visible = read("calamine_any_sheets.xlsx", SheetSelector::Name("Visible".into()));
+    let visible = read(
+        "calamine_any_sheets.xlsx",
+        SheetSelector::Name("Visible".into()),
+    );
     assert_eq!(visible.len(), 4);
     assert_eq!(
         row(&visible, 5).cells,
@@ -203,16 +223,30 @@ fn hidden_sheets_are_selectable_and_chartsheets_refused() {
     );
     assert_eq!(visible[0].cells, vec![Cell::Float(1.0), Cell::Float(2.0)]);
     // Both hidden sheets exist and are empty in this workbook.
-    assert!(read("calamine_any_sheets.xlsx", SheetSelector::Name("Hidden".into())).is_empty());
-    assert!(read("calamine_any_sheets.xlsx", SheetSelector::Name("VeryHidden".into())).is_empty());
+    assert!(read(
+        "calamine_any_sheets.xlsx",
+        SheetSelector::Name("Hidden".into())
+    )
+    .is_empty());
+    assert!(read(
+        "calamine_any_sheets.xlsx",
+        SheetSelector::Name("VeryHidden".into())
+    )
+    .is_empty());
     assert_eq!(
-        err("calamine_any_sheets.xlsx", SheetSelector::Name("Chart".into()))
-            .reason
-            .rule,
+        err(
+            "calamine_any_sheets.xlsx",
+            SheetSelector::Name("Chart".into())
+        )
+        .reason
+        .rule,
         "sheet-not-a-worksheet"
     );
     // Worksheets after a chartsheet keep their workbook index.
-    let more = read("openpyxl_contains_chartsheets.xlsx", SheetSelector::Index(2));
+    let more = read(
+        "openpyxl_contains_chartsheets.xlsx",
+        SheetSelector::Index(2),
+    );
     assert_eq!(more[0].sheet.as_deref(), Some("moredata"));
     assert_eq!(more[1].cells, vec![text("january"), Cell::Float(18.0)]);
 }
@@ -231,7 +265,9 @@ fn rows_carry_sheet_positions() {
     assert_eq!(r.raw, ",,Note 1");
     assert_eq!(
         rows[1].cells,
-        ["Columns", "Column A", "Column B", "Column C"].map(text).to_vec()
+        ["Columns", "Column A", "Column B", "Column C"]
+            .map(text)
+            .to_vec()
     );
     assert_eq!(rows[1].pos.locator.as_deref(), Some("Sheet1!A9"));
 }
@@ -241,16 +277,28 @@ fn sheets_by_name_including_non_ascii_names() {
     let rows = read("csvkit_sheets.xlsx", SheetSelector::Name("ʤ".into()));
     assert_eq!(rows[0].cells, ["a", "b", "c"].map(text).to_vec());
     assert_eq!(rows[0].pos.locator.as_deref(), Some("ʤ!A1"));
-    let rows = read("frictionless_sheets.xlsx", SheetSelector::Name("Sheet3".into()));
+    let rows = read(
+        "frictionless_sheets.xlsx",
+        SheetSelector::Name("Sheet3".into()),
+    );
     assert_eq!(rows[1].cells, vec![Cell::Float(3.0), text("rome")]);
-    let rows = read("frictionless_multiline-headers.xlsx", SheetSelector::Index(0));
+    let rows = read(
+        "frictionless_multiline-headers.xlsx",
+        SheetSelector::Index(0),
+    );
     assert_eq!(rows[0].sheet.as_deref(), Some("Лист1"));
 }
 
 #[test]
 fn strings_with_entities_escapes_and_rich_text() {
-    assert_eq!(first("calamine_encoded_entities.xlsx")[0].cells[0], text("&"));
-    assert_eq!(first("calamine_has_x000D_.xlsx")[0].cells[0], text("ABC\r\nDEF"));
+    assert_eq!(
+        first("calamine_encoded_entities.xlsx")[0].cells[0],
+        text("&")
+    );
+    assert_eq!(
+        first("calamine_has_x000D_.xlsx")[0].cells[0],
+        text("ABC\r\nDEF")
+    );
     assert_eq!(
         first("calamine_inlineStr_cdata.xlsx")[0].cells,
         vec![text("Hello CDATA"), text("World")]
@@ -296,20 +344,32 @@ fn invalid_workbooks_give_clear_errors() {
         assert!(e.to_string().contains("password"), "{e}");
     }
     assert_eq!(
-        err("openpyxl_null_file.xlsx", SheetSelector::Index(0)).reason.rule,
+        err("openpyxl_null_file.xlsx", SheetSelector::Index(0))
+            .reason
+            .rule,
         "sheet-empty"
     );
     assert_eq!(
-        err("openpyxl_null_archive.xlsx", SheetSelector::Index(0)).reason.rule,
+        err("openpyxl_null_archive.xlsx", SheetSelector::Index(0))
+            .reason
+            .rule,
         "sheet-no-workbook"
     );
     assert_eq!(
-        err("excelize_BadWorkbook.xlsx", SheetSelector::Index(0)).reason.rule,
+        err("excelize_BadWorkbook.xlsx", SheetSelector::Index(0))
+            .reason
+            .rule,
         "sheet-no-sheets"
     );
-    let e = err("frictionless_sheets.xlsx", SheetSelector::Name("Orders".into()));
+    let e = err(
+        "frictionless_sheets.xlsx",
+        SheetSelector::Name("Orders".into()),
+    );
     assert_eq!(e.reason.rule, "sheet-not-found");
-    assert!(e.reason.message.contains("'Sheet1', 'Sheet2', 'Sheet3'"), "{e}");
+    assert!(
+        e.reason.message.contains("'Sheet1', 'Sheet2', 'Sheet3'"),
+        "{e}"
+    );
     let e = err("frictionless_sheets.xlsx", SheetSelector::Index(3));
     assert_eq!(e.reason.rule, "sheet-not-found");
 }

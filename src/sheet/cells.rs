@@ -261,10 +261,7 @@ mod tests {
         let mut b = RowBuilder::new("Orders", &limits);
         let err = b.push(11, 2, Cell::Text("x".repeat(11))).unwrap_err();
         assert_eq!(err.reason.rule, "sheet-cell-too-large");
-        assert_eq!(
-            err.pos.unwrap().locator.as_deref(),
-            Some("Orders!C12")
-        );
+        assert_eq!(err.pos.unwrap().locator.as_deref(), Some("Orders!C12"));
         let mut b = RowBuilder::new("Orders", &limits);
         b.push(0, 0, Cell::Text("abcde".into())).unwrap();
         let err = b.push(0, 1, Cell::Text("fghij".into())).unwrap_err();

@@ -155,7 +155,8 @@ pub(crate) fn check_zip(file: &File, limits: &Limits) -> Result<ZipKind, FileErr
                     format!("zip entry 'content.xml' cannot be read: {e}"),
                 )
             })?;
-            check_ods_cells(BufReader::new(entry), limits).map_err(|e| e.in_entry("content.xml"))?;
+            check_ods_cells(BufReader::new(entry), limits)
+                .map_err(|e| e.in_entry("content.xml"))?;
         }
     }
     Ok(kind)
@@ -240,6 +241,14 @@ fn read_error(e: std::io::Error) -> ScanError {
         return ScanError::new(
             "zip-entry-too-large",
             format!("{t} uncompressed (more than its header declared or the limit)"),
+        );
+    }
+    // The zip crate stops an entry at its declared size itself; that is the lying-header
+    // case, not corruption.
+    if e.to_string().contains("larger than its declared") {
+        return ScanError::new(
+            "zip-entry-too-large",
+            format!("expands past its declared uncompressed size ({e})"),
         );
     }
     ScanError::new("sheet-corrupt", format!("cannot be decompressed: {e}"))
@@ -404,10 +413,7 @@ pub(crate) fn scan_xml<R: Read>(reader: &mut R, limits: &Limits) -> Result<(), S
 /// Walks the xlsb record stream (type varint, length varint, payload) without allocating
 /// payloads: calamine resizes its buffer to whatever length a record declares (up to
 /// 256 MiB from 4 bytes of input).
-pub(crate) fn scan_xlsb_records<R: Read>(
-    reader: &mut R,
-    limits: &Limits,
-) -> Result<(), ScanError> {
+pub(crate) fn scan_xlsb_records<R: Read>(reader: &mut R, limits: &Limits) -> Result<(), ScanError> {
     let mut r = BufReader::new(reader);
     let mut byte = [0u8; 1];
     let mut read_u8 = |r: &mut BufReader<&mut R>| -> Result<Option<u8>, ScanError> {
@@ -445,8 +451,8 @@ pub(crate) fn scan_xlsb_records<R: Read>(
                 ),
             ));
         }
-        let skipped = std::io::copy(&mut (&mut r).take(len), &mut std::io::sink())
-            .map_err(read_error)?;
+        let skipped =
+            std::io::copy(&mut (&mut r).take(len), &mut std::io::sink()).map_err(read_error)?;
         if skipped < len {
             return Err(truncated());
         }
@@ -483,7 +489,10 @@ pub(crate) fn check_ods_cells<R: std::io::BufRead>(
     loop {
         buf.clear();
         let ev = xml.read_event_into(&mut buf).map_err(|e| {
-            ScanError::new("sheet-corrupt", format!("content.xml is not valid XML: {e}"))
+            ScanError::new(
+                "sheet-corrupt",
+                format!("content.xml is not valid XML: {e}"),
+            )
         })?;
         let (start, empty) = match &ev {
             Event::Start(e) => (Some(e), false),

@@ -21,7 +21,9 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use calamine::{Data, DataRef, Ods, OdsError, Reader, Xls, XlsError, Xlsb, XlsbError, Xlsx, XlsxError};
+use calamine::{
+    Data, DataRef, Ods, OdsError, Reader, Xls, XlsError, Xlsb, XlsbError, Xlsx, XlsxError,
+};
 
 use crate::format::{FileError, Limits, OpenContext};
 use crate::tabular::{Row, RowSource, SheetSelector};
@@ -203,9 +205,8 @@ impl Job {
             tx: tx.clone(),
             opened: false,
         };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.read(&mut sink)
-        }));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.read(&mut sink)));
         let last = match outcome {
             Ok(Ok(())) => Msg::End,
             Ok(Err(e)) => Msg::Err(e),
@@ -305,7 +306,10 @@ fn stream<'a>(
                     u64::from(last.0) + 1
                 )),
                 "sheet-corrupt",
-                format!("after cell {sheet} row {}: {message}", u64::from(last.0) + 1),
+                format!(
+                    "after cell {sheet} row {}: {message}",
+                    u64::from(last.0) + 1
+                ),
             )
         })?;
         let Some(cell) = cell else { break };
@@ -337,10 +341,7 @@ fn from_range(
     let (r0, c0) = range.start().unwrap_or((0, 0));
     let mut rows = RowBuilder::new(sheet, limits);
     for (r, c, value) in range.used_cells() {
-        let (r, c) = (
-            r0.saturating_add(r as u32),
-            c0.saturating_add(c as u32),
-        );
+        let (r, c) = (r0.saturating_add(r as u32), c0.saturating_add(c as u32));
         if let Some(row) = rows.push(r, c, convert(value.clone()))? {
             if !sink.row(row) {
                 return Ok(());

@@ -1,0 +1,741 @@
+//! Hostile and edge-case workbooks generated on the fly: each must be refused with a named
+//! rule (or read correctly) without a panic, in bounded time and memory.
+//!
+//! The memory bound is measured, not assumed: `hostile_files_stay_within_memory` re-runs
+//! this test binary once per case (`hostile_files_are_refused` with
+//! `TALLYMAN_HOSTILE_FILE` set) and reads the child's peak resident size (`VmHWM`).
+//! The 4 GB and 2 GB payloads are real deflate streams (fixed-Huffman runs, written by
+//! `Deflate` below), so the files are what an attacker would send: a few MB on disk.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tallyman::format::{FileError, Limits, OpenContext};
+use tallyman::sheet::open_rows;
+use tallyman::tabular::{Cell, Row, SheetSelector};
+
+fn ctx() -> OpenContext {
+    OpenContext {
+        fingerprint: "test".into(),
+        name: "hostile.xlsx".into(),
+        limits: Limits::default(),
+    }
+}
+
+fn read(path: &Path, sel: SheetSelector) -> Result<Vec<Row>, FileError> {
+    let mut src = open_rows(path, &ctx(), &sel)?;
+    let mut rows = Vec::new();
+    while let Some(row) = src.next_row()? {
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------
+// Building workbooks
+
+const CONTENT_TYPES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/></Types>"#;
+
+const ROOT_RELS: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#;
+
+const STYLES: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts><fills count="1"><fill><patternFill patternType="none"/></fill></fills><borders count="1"><border/></borders><cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs><cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/><xf numFmtId="14" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs></styleSheet>"#;
+
+struct Sheet<'a> {
+    name: &'a str,
+    hidden: bool,
+    /// The XML inside `<sheetData>`.
+    data: &'a str,
+}
+
+/// The parts of a minimal but complete xlsx workbook.
+fn xlsx_parts(sheets: &[Sheet], shared: Option<&str>, date1904: bool) -> Vec<(String, Vec<u8>)> {
+    let mut wb = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">"#,
+    );
+    if date1904 {
+        wb.push_str(r#"<workbookPr date1904="1"/>"#);
+    }
+    wb.push_str("<sheets>");
+    let mut rels = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">"#,
+    );
+    let mut parts = vec![
+        ("[Content_Types].xml".to_string(), CONTENT_TYPES.into()),
+        ("_rels/.rels".to_string(), ROOT_RELS.into()),
+        ("xl/styles.xml".to_string(), STYLES.into()),
+    ];
+    for (i, s) in sheets.iter().enumerate() {
+        let n = i + 1;
+        let state = if s.hidden { r#" state="hidden""# } else { "" };
+        wb.push_str(&format!(
+            r#"<sheet name="{}" sheetId="{n}"{state} r:id="rId{n}"/>"#,
+            s.name
+        ));
+        rels.push_str(&format!(
+            r#"<Relationship Id="rId{n}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet{n}.xml"/>"#
+        ));
+        parts.push((
+            format!("xl/worksheets/sheet{n}.xml"),
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>{}</sheetData></worksheet>"#,
+                s.data
+            )
+            .into_bytes(),
+        ));
+    }
+    wb.push_str("</sheets></workbook>");
+    rels.push_str(&format!(
+        r#"<Relationship Id="rIdS" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>"#
+    ));
+    if let Some(sst) = shared {
+        rels.push_str(r#"<Relationship Id="rIdT" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>"#);
+        parts.push((
+            "xl/sharedStrings.xml".into(),
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">{sst}</sst>"#
+            )
+            .into_bytes(),
+        ));
+    }
+    rels.push_str("</Relationships>");
+    parts.push(("xl/workbook.xml".into(), wb.into_bytes()));
+    parts.push(("xl/_rels/workbook.xml.rels".into(), rels.into_bytes()));
+    parts
+}
+
+/// Zips parts with the zip crate (deflate), the way a real writer would.
+fn zip_parts(parts: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(9));
+    for (name, data) in parts {
+        w.start_file(name.as_str(), opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn xlsx(sheets: &[Sheet], shared: Option<&str>, date1904: bool) -> Vec<u8> {
+    zip_parts(&xlsx_parts(sheets, shared, date1904))
+}
+
+/// A raw deflate stream writer (one fixed-Huffman block): enough to express gigabytes of a
+/// repeated byte in a few MB, as a zip bomb does, without compressing gigabytes here.
+struct Deflate {
+    out: Vec<u8>,
+    acc: u64,
+    bits: u32,
+    len: u64,
+    last: u8,
+}
+
+impl Deflate {
+    fn new() -> Self {
+        let mut d = Deflate {
+            out: Vec::new(),
+            acc: 0,
+            bits: 0,
+            len: 0,
+            last: 0,
+        };
+        d.put(0b1, 1); // BFINAL
+        d.put(0b01, 2); // fixed Huffman
+        d
+    }
+    fn put(&mut self, value: u64, n: u32) {
+        self.acc |= value << self.bits;
+        self.bits += n;
+        while self.bits >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.bits -= 8;
+        }
+    }
+    /// Huffman codes go most significant bit first.
+    fn code(&mut self, code: u64, n: u32) {
+        let mut rev = 0;
+        for i in 0..n {
+            rev |= ((code >> i) & 1) << (n - 1 - i);
+        }
+        self.put(rev, n);
+    }
+    fn literal(&mut self, b: u8) {
+        if b < 144 {
+            self.code(0x30 + u64::from(b), 8);
+        } else {
+            self.code(0x190 + u64::from(b - 144), 9);
+        }
+        self.len += 1;
+        self.last = b;
+    }
+    fn bytes(&mut self, s: &[u8]) {
+        for &b in s {
+            self.literal(b);
+        }
+    }
+    /// `count` more copies of the previous byte: matches at distance 1.
+    fn repeat_last(&mut self, mut count: u64) {
+        while count >= 258 {
+            self.code(0xC5, 8); // length symbol 285 = 258
+            self.code(0, 5); // distance code 0 = 1
+            count -= 258;
+            self.len += 258;
+        }
+        while count >= 3 {
+            self.code(1, 7); // length symbol 257 = 3
+            self.code(0, 5);
+            count -= 3;
+            self.len += 3;
+        }
+        for _ in 0..count {
+            self.literal(self.last);
+        }
+    }
+    fn finish(mut self) -> (Vec<u8>, u64) {
+        self.code(0, 7); // end of block
+        if self.bits > 0 {
+            self.out.push(self.acc as u8);
+        }
+        (self.out, self.len)
+    }
+}
+
+/// A zip written byte by byte so the central directory can declare whatever we like.
+/// Entries: (name, method 0/8, payload, declared uncompressed size). CRCs are zero: every
+/// hostile file is refused long before a reader could check them.
+fn raw_zip(entries: &[(&str, u16, Vec<u8>, u32)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, method, data, size) in entries {
+        let offset = out.len() as u32;
+        let header = |sig: u32, central: bool| {
+            let mut h = Vec::new();
+            h.extend_from_slice(&sig.to_le_bytes());
+            if central {
+                h.extend_from_slice(&20u16.to_le_bytes()); // made by
+            }
+            h.extend_from_slice(&20u16.to_le_bytes()); // version needed
+            h.extend_from_slice(&0u16.to_le_bytes()); // flags
+            h.extend_from_slice(&method.to_le_bytes());
+            h.extend_from_slice(&0u32.to_le_bytes()); // time, date
+            h.extend_from_slice(&crc32(data, *size, *method).to_le_bytes());
+            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            h.extend_from_slice(&size.to_le_bytes());
+            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            h.extend_from_slice(&0u16.to_le_bytes()); // extra
+            if central {
+                h.extend_from_slice(&[0u8; 6]); // comment len, disk, internal attrs
+                h.extend_from_slice(&0u32.to_le_bytes()); // external attrs
+                h.extend_from_slice(&offset.to_le_bytes());
+            }
+            h.extend_from_slice(name.as_bytes());
+            h
+        };
+        out.extend(header(0x0403_4b50, false));
+        out.extend_from_slice(data);
+        central.extend(header(0x0201_4b50, true));
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    let n = entries.len() as u16;
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// Real CRC for stored parts (so the small, honest parts are valid); zero otherwise.
+fn crc32(data: &[u8], _size: u32, method: u16) -> u32 {
+    if method != 0 {
+        return 0;
+    }
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// An xlsx whose `target` part is the given deflate stream (declaring `declared` bytes) and
+/// whose other parts are small and stored.
+fn xlsx_with_raw_part(target: &str, deflated: Vec<u8>, declared: u32, shared: bool) -> Vec<u8> {
+    let sheets = [Sheet {
+        name: "Sheet1",
+        hidden: false,
+        data: r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row>"#,
+    }];
+    let parts = xlsx_parts(&sheets, shared.then_some("<si><t>x</t></si>"), false);
+    let mut entries: Vec<(&str, u16, Vec<u8>, u32)> = Vec::new();
+    let mut payload = Some(deflated);
+    for (name, data) in &parts {
+        if name == target {
+            entries.push((name.as_str(), 8, payload.take().unwrap(), declared));
+        } else {
+            entries.push((name.as_str(), 0, data.clone(), data.len() as u32));
+        }
+    }
+    raw_zip(&entries)
+}
+
+/// `<worksheet ...><sheetData><row r="1">` + `spaces` spaces + `</row>...`: the measured
+/// attack was 4 GB of whitespace between two tags.
+fn whitespace_sheet(spaces: u64, declared: Option<u32>) -> Vec<u8> {
+    let mut d = Deflate::new();
+    d.bytes(br#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"> "#);
+    d.repeat_last(spaces - 1);
+    d.bytes(br#"<c r="A1"><v>1</v></c></row></sheetData></worksheet>"#);
+    let (data, len) = d.finish();
+    let declared = declared.unwrap_or(u32::try_from(len).unwrap());
+    xlsx_with_raw_part("xl/worksheets/sheet1.xml", data, declared, true)
+}
+
+/// One shared string of `chars` bytes: the measured attack was a declared 2 GB string.
+fn huge_shared_string(chars: u64, declared: Option<u32>) -> Vec<u8> {
+    let mut d = Deflate::new();
+    d.bytes(br#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>A"#);
+    d.repeat_last(chars - 1);
+    d.bytes(b"</t></si></sst>");
+    let (data, len) = d.finish();
+    let declared = declared.unwrap_or(u32::try_from(len).unwrap());
+    xlsx_with_raw_part("xl/sharedStrings.xml", data, declared, true)
+}
+
+#[test]
+fn deflate_writer_round_trips_through_the_zip_crate() {
+    // Guards the generator itself: a small stream must decompress to what it claims.
+    let bytes = whitespace_sheet(10_000, None);
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut f = z.by_name("xl/worksheets/sheet1.xml").unwrap();
+    let mut s = Vec::new();
+    // CRC is deliberately zero, so the zip crate reports a checksum error at the very end;
+    // everything before it must be the exact expected text.
+    let _ = std::io::Read::read_to_end(&mut f, &mut s);
+    let text = String::from_utf8(s).unwrap();
+    assert!(text.starts_with("<?xml"));
+    assert!(text.contains(&" ".repeat(10_000)));
+    assert!(text.ends_with("</worksheet>"));
+    assert_eq!(text.len() as u64, f.size());
+}
+
+// ---------------------------------------------------------------------------------------
+// The cases
+
+/// Each hostile case: a name, the file, and the rule it must be refused with (`None`:
+/// it must read, checked by `check_readable`).
+fn cases() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
+    let ratio_bomb = {
+        // 200 MiB of one repeated cell value compresses ~1000:1 with real deflate.
+        let mut data = String::with_capacity(210 << 20);
+        let cell = r#"<c t="inlineStr"><is><t>0</t></is></c>"#;
+        data.push_str(r#"<row r="1">"#);
+        while data.len() < 200 << 20 {
+            data.push_str(cell);
+        }
+        data.push_str("</row>");
+        xlsx(
+            &[Sheet {
+                name: "Bomb",
+                hidden: false,
+                data: &data,
+            }],
+            None,
+            false,
+        )
+    };
+    let deep = {
+        let depth = 100_000;
+        let data = format!(
+            r#"<row r="1"><c r="A1"><v>1</v></c></row>{}{}"#,
+            "<x>".repeat(depth),
+            "</x>".repeat(depth)
+        );
+        xlsx(
+            &[Sheet {
+                name: "Deep",
+                hidden: false,
+                data: &data,
+            }],
+            None,
+            false,
+        )
+    };
+    let ods_bomb = {
+        let content = r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="Sheet1"><table:table-row table:number-rows-repeated="1048576"><table:table-cell table:number-columns-repeated="16384" office:value-type="float" office:value="1"><text:p>1</text:p></table:table-cell></table:table-row></table:table></office:spreadsheet></office:body></office:document-content>"#;
+        zip_parts(&[
+            (
+                "mimetype".into(),
+                b"application/vnd.oasis.opendocument.spreadsheet".to_vec(),
+            ),
+            ("content.xml".into(), content.as_bytes().to_vec()),
+        ])
+    };
+    let xlsb_record = {
+        // One record declaring 2^28 - 1 bytes: calamine would size its buffer to it.
+        let record = vec![0x83u8, 0x01, 0xFF, 0xFF, 0xFF, 0x7F];
+        zip_parts(&[
+            (
+                "[Content_Types].xml".into(),
+                CONTENT_TYPES.as_bytes().to_vec(),
+            ),
+            ("xl/workbook.bin".into(), record),
+        ])
+    };
+    let many_entries = {
+        let parts: Vec<(String, Vec<u8>)> = (0..100_001)
+            .map(|i| (format!("f{i}"), Vec::new()))
+            .collect();
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, _) in &parts {
+            w.start_file(name.as_str(), opts).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    };
+    vec![
+        // 4 GB of whitespace in the sheet XML, declared honestly: 25 MB on disk.
+        (
+            "whitespace-4gb",
+            whitespace_sheet(4_000_000_000, None),
+            Some("zip-entry-too-large"),
+        ),
+        // The same bytes behind a lying header that claims 1 KB.
+        (
+            "whitespace-4gb-lying-header",
+            whitespace_sheet(4_000_000_000, Some(1024)),
+            Some("zip-entry-too-large"),
+        ),
+        // 400 MB of whitespace: under every size cap, refused for the token length.
+        (
+            "whitespace-400mb",
+            whitespace_sheet(400_000_000, None),
+            Some("sheet-xml-token-too-long"),
+        ),
+        (
+            "shared-string-2gb",
+            huge_shared_string(2_000_000_000, None),
+            Some("zip-entry-too-large"),
+        ),
+        (
+            "shared-string-300mb",
+            huge_shared_string(300_000_000, None),
+            Some("sheet-xml-token-too-long"),
+        ),
+        ("zip-ratio-bomb", ratio_bomb, Some("zip-bomb")),
+        ("deep-nesting", deep, Some("sheet-xml-too-deep")),
+        ("ods-repeat-bomb", ods_bomb, Some("sheet-too-many-cells")),
+        (
+            "xlsb-huge-record",
+            xlsb_record,
+            Some("sheet-record-too-large"),
+        ),
+        ("zip-many-entries", many_entries, Some("zip-bomb")),
+        ("sparse-far-cell", sparse_far_cell(), None),
+    ]
+}
+
+/// A1 and XFD1048576: `worksheet_range` would allocate a 2^34-cell grid (512 GiB).
+fn sparse_far_cell() -> Vec<u8> {
+    xlsx(
+        &[Sheet {
+            name: "Far",
+            hidden: false,
+            data: r#"<row r="1"><c r="A1"><v>1</v></c></row><row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>far</t></is></c></row>"#,
+        }],
+        None,
+        false,
+    )
+}
+
+fn check_readable(name: &str, rows: &[Row]) {
+    assert_eq!(name, "sparse-far-cell");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].cells, vec![Cell::Float(1.0)]);
+    assert_eq!(rows[1].row_number, 1_048_576);
+    assert_eq!(rows[1].cells.len(), 16_384);
+    assert_eq!(rows[1].cells[16_383], Cell::Text("far".into()));
+    assert_eq!(rows[1].pos.locator.as_deref(), Some("Far!A1048576"));
+}
+
+/// Runs one case in this process: refused with the expected rule or read correctly, fast.
+fn run_case(name: &str, path: &Path, expect: Option<&str>) {
+    let start = Instant::now();
+    let got = read(path, SheetSelector::Index(0));
+    match (expect, got) {
+        (Some(rule), Err(e)) => {
+            assert_eq!(e.reason.rule, rule, "{name}: {e}");
+            assert!(!e.reason.message.is_empty());
+        }
+        (Some(rule), Ok(rows)) => panic!("{name}: expected {rule}, read {} rows", rows.len()),
+        (None, Ok(rows)) => check_readable(name, &rows),
+        (None, Err(e)) => panic!("{name}: {e}"),
+    }
+    // Generous for a debug build on a shared machine; a bomb that got through would take
+    // minutes or be killed.
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{name} took {:?}",
+        start.elapsed()
+    );
+}
+
+fn write_cases(dir: &Path) -> Vec<(&'static str, PathBuf, Option<&'static str>)> {
+    cases()
+        .into_iter()
+        .map(|(name, bytes, rule)| {
+            let p = dir.join(format!("{name}.xlsx"));
+            std::fs::write(&p, bytes).unwrap();
+            (name, p, rule)
+        })
+        .collect()
+}
+
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// All cases in-process; or, when `TALLYMAN_HOSTILE_FILE` is set by the memory test, just
+/// that one file, reporting this process's peak memory.
+#[test]
+fn hostile_files_are_refused() {
+    if let Ok(path) = std::env::var("TALLYMAN_HOSTILE_FILE") {
+        let name = std::env::var("TALLYMAN_HOSTILE_CASE").unwrap();
+        let rule = std::env::var("TALLYMAN_HOSTILE_RULE").ok();
+        run_case(&name, Path::new(&path), rule.as_deref());
+        println!("HWM_KB={}", peak_rss_kb());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, path, rule) in write_cases(dir.path()) {
+        run_case(name, &path, rule);
+    }
+}
+
+#[test]
+fn hostile_files_stay_within_memory() {
+    if std::env::var("TALLYMAN_HOSTILE_FILE").is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut report = Vec::new();
+    for (name, path, rule) in write_cases(dir.path()) {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args([
+            "--exact",
+            "hostile_files_are_refused",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("TALLYMAN_HOSTILE_FILE", &path)
+        .env("TALLYMAN_HOSTILE_CASE", name);
+        if let Some(rule) = rule {
+            cmd.env("TALLYMAN_HOSTILE_RULE", rule);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: child failed\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kb: u64 = stdout
+            .lines()
+            .find_map(|l| l.split_once("HWM_KB=").map(|(_, v)| v))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no HWM in output\n{stdout}"));
+        report.push(format!("{name}: peak {} MiB", kb / 1024));
+        // The files themselves are up to 25 MB; nothing may come near the gigabytes the
+        // unguarded reader took (4.2 GB, 6.3 GB, 512 GiB).
+        assert!(kb < 96 * 1024, "{name}: peak RSS {kb} kB");
+    }
+    println!("{}", report.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Generated workbooks that must read correctly
+
+fn write_tmp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn date_cells_in_the_1904_system_match_the_1900_system() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2026-11-03 = 46329 (1900) = 44867 (1904); with a time of 06:00.
+    let make = |serial: &str, is_1904: bool| {
+        xlsx(
+            &[Sheet {
+                name: "Orders",
+                hidden: false,
+                data: &format!(r#"<row r="2"><c r="C2" s="1"><v>{serial}</v></c></row>"#),
+            }],
+            None,
+            is_1904,
+        )
+    };
+    let a = read(
+        &write_tmp(dir.path(), "a.xlsx", &make("46329.25", false)),
+        SheetSelector::Index(0),
+    )
+    .unwrap();
+    let b = read(
+        &write_tmp(dir.path(), "b.xlsx", &make("44867.25", true)),
+        SheetSelector::Index(0),
+    )
+    .unwrap();
+    assert_eq!(
+        a[0].cells,
+        vec![
+            Cell::Empty,
+            Cell::Empty,
+            Cell::DateTime("2026-11-03T06:00:00".into())
+        ]
+    );
+    assert_eq!(a[0].cells, b[0].cells);
+}
+
+#[test]
+fn hidden_sheet_with_data_is_read_by_name_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = xlsx(
+        &[
+            Sheet {
+                name: "Front",
+                hidden: false,
+                data: r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row>"#,
+            },
+            Sheet {
+                name: "Lookup Data",
+                hidden: true,
+                data: r#"<row r="4"><c r="B4" t="s"><v>1</v></c><c r="C4" t="b"><v>1</v></c><c r="D4"><v>-2.5</v></c></row>"#,
+            },
+        ],
+        Some("<si><t>front</t></si><si><t>secret</t></si>"),
+        false,
+    );
+    let p = write_tmp(dir.path(), "h.xlsx", &bytes);
+    let by_name = read(&p, SheetSelector::Name("Lookup Data".into())).unwrap();
+    let by_index = read(&p, SheetSelector::Index(1)).unwrap();
+    assert_eq!(by_name, by_index);
+    let r = &by_name[0];
+    assert_eq!(
+        r.cells,
+        vec![
+            Cell::Empty,
+            Cell::Text("secret".into()),
+            Cell::Bool(true),
+            Cell::Float(-2.5)
+        ]
+    );
+    assert_eq!(r.pos.locator.as_deref(), Some("Lookup Data!A4"));
+    assert_eq!(r.raw, ",secret,true,-2.5");
+}
+
+#[test]
+fn a_consumer_that_stops_early_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = String::new();
+    for r in 1..=5_000 {
+        data.push_str(&format!(r#"<row r="{r}"><c r="A{r}"><v>{r}</v></c></row>"#));
+    }
+    let p = write_tmp(
+        dir.path(),
+        "many.xlsx",
+        &xlsx(
+            &[Sheet {
+                name: "S",
+                hidden: false,
+                data: &data,
+            }],
+            None,
+            false,
+        ),
+    );
+    let mut src = open_rows(&p, &ctx(), &SheetSelector::Index(0)).unwrap();
+    let first = src.next_row().unwrap().unwrap();
+    assert_eq!(first.cells, vec![Cell::Float(1.0)]);
+    drop(src);
+    // And a full read sees every row, in order.
+    let rows = read(&p, SheetSelector::Index(0)).unwrap();
+    assert_eq!(rows.len(), 5_000);
+    assert!(rows.windows(2).all(|w| w[0].row_number < w[1].row_number));
+}
+
+#[test]
+fn oversized_cell_text_is_refused_with_its_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pseudo-random letters, so the part does not trip the compression-ratio check first.
+    let mut seed = 12345u32;
+    let big: String = (0..600 * 1024)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            char::from(b'a' + ((seed >> 16) % 26) as u8)
+        })
+        .collect();
+    let bytes = xlsx(
+        &[Sheet {
+            name: "Notes",
+            hidden: false,
+            data: &format!(
+                r#"<row r="7"><c r="B7" t="inlineStr"><is><t>{big}</t></is></c><c r="C7" t="inlineStr"><is><t>{big}</t></is></c></row>"#
+            ),
+        }],
+        None,
+        false,
+    );
+    let p = write_tmp(dir.path(), "big.xlsx", &bytes);
+    let e = read(&p, SheetSelector::Index(0)).unwrap_err();
+    assert_eq!(e.reason.rule, "sheet-row-too-large");
+    assert_eq!(e.pos.unwrap().locator.as_deref(), Some("Notes!A7"));
+}
+
+#[test]
+fn not_a_spreadsheet_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_tmp(dir.path(), "x.xlsx", b"order_no,sku\n1,A\n");
+    assert_eq!(
+        read(&p, SheetSelector::Index(0)).unwrap_err().reason.rule,
+        "sheet-unrecognised"
+    );
+    // An OLE2 header with nothing behind it.
+    let p = write_tmp(
+        dir.path(),
+        "y.xls",
+        &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0, 0],
+    );
+    assert_eq!(
+        read(&p, SheetSelector::Index(0)).unwrap_err().reason.rule,
+        "sheet-corrupt"
+    );
+    // Truncated zip.
+    let bytes = sparse_far_cell();
+    let p = write_tmp(dir.path(), "z.xlsx", &bytes[..bytes.len() / 2]);
+    assert_eq!(
+        read(&p, SheetSelector::Index(0)).unwrap_err().reason.rule,
+        "sheet-corrupt"
+    );
+}
