@@ -2,6 +2,8 @@
 //! test suites (`tests/corpus/xlsx/`, provenance in its `PROVENANCE.md`), read through
 //! `tallyman::sheet::open_rows` exactly as the tabular engine calls it.
 
+#![allow(clippy::result_large_err)]
+
 use std::path::{Path, PathBuf};
 
 use tallyman::format::{FileError, Limits, OpenContext};
@@ -54,7 +56,7 @@ fn date(s: &str) -> Cell {
     Cell::DateTime(s.to_string())
 }
 
-fn row<'a>(rows: &'a [Row], number: u64) -> &'a Row {
+fn row(rows: &[Row], number: u64) -> &Row {
     rows.iter()
         .find(|r| r.row_number == number)
         .unwrap_or_else(|| panic!("no row {number}"))

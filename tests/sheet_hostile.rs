@@ -7,6 +7,8 @@
 //! The 4 GB and 2 GB payloads are real deflate streams (fixed-Huffman runs, written by
 //! `Deflate` below), so the files are what an attacker would send: a few MB on disk.
 
+#![allow(clippy::result_large_err)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -88,9 +90,7 @@ fn xlsx_parts(sheets: &[Sheet], shared: Option<&str>, date1904: bool) -> Vec<(St
         ));
     }
     wb.push_str("</sheets></workbook>");
-    rels.push_str(&format!(
-        r#"<Relationship Id="rIdS" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>"#
-    ));
+    rels.push_str(r#"<Relationship Id="rIdS" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>"#);
     if let Some(sst) = shared {
         rels.push_str(r#"<Relationship Id="rIdT" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>"#);
         parts.push((
@@ -738,4 +738,48 @@ fn not_a_spreadsheet_is_refused() {
         read(&p, SheetSelector::Index(0)).unwrap_err().reason.rule,
         "sheet-corrupt"
     );
+}
+
+#[test]
+fn ods_workbook_reads_through_the_range_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |t: &str| {
+        format!(
+            r#"<table:table-cell office:value-type="string"><text:p>{t}</text:p></table:table-cell>"#
+        )
+    };
+    let content = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body><office:spreadsheet><table:table table:name="Prices"><table:table-row>{}{}{}</table:table-row><table:table-row table:number-rows-repeated="2"><table:table-cell table:number-columns-repeated="3"/></table:table-row><table:table-row>{}<table:table-cell office:value-type="float" office:value="12.5"><text:p>12.5</text:p></table:table-cell><table:table-cell office:value-type="date" office:date-value="2026-11-01"><text:p>01/11/26</text:p></table:table-cell></table:table-row><table:table-row table:number-rows-repeated="1048570"><table:table-cell table:number-columns-repeated="1024"/></table:table-row></table:table><table:table table:name="Other"><table:table-row>{}</table:table-row></table:table></office:spreadsheet></office:body></office:document-content>"#,
+        s("sku"),
+        s("price"),
+        s("valid_from"),
+        s("A-1"),
+        s("other")
+    );
+    let bytes = zip_parts(&[
+        (
+            "mimetype".into(),
+            b"application/vnd.oasis.opendocument.spreadsheet".to_vec(),
+        ),
+        (
+            "META-INF/manifest.xml".into(),
+            br#"<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#.to_vec(),
+        ),
+        ("content.xml".into(), content.into_bytes()),
+    ]);
+    let p = write_tmp(dir.path(), "prices.ods", &bytes);
+    let rows = read(&p, SheetSelector::Name("Prices".into())).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].row_number, 4);
+    assert_eq!(rows[1].pos.locator.as_deref(), Some("Prices!A4"));
+    assert_eq!(
+        rows[1].cells,
+        vec![
+            Cell::Text("A-1".into()),
+            Cell::Float(12.5),
+            Cell::DateTime("2026-11-01".into())
+        ]
+    );
+    let other = read(&p, SheetSelector::Index(1)).unwrap();
+    assert_eq!(other[0].cells, vec![Cell::Text("other".into())]);
 }
