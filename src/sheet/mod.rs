@@ -19,6 +19,7 @@
 
 mod cells;
 mod guard;
+mod xls_guard;
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -85,6 +86,11 @@ pub fn open_rows(
                     ),
                 ));
             }
+            // The size cap above bounds this copy; it is dropped before calamine starts.
+            let mut data = Vec::with_capacity(len as usize);
+            std::io::Seek::rewind(&mut file).map_err(|e| FileError::io(&e))?;
+            file.read_to_end(&mut data).map_err(|e| FileError::io(&e))?;
+            xls_guard::check_xls(&data, limits)?;
             Kind::Cfb
         }
         _ => {
@@ -95,6 +101,8 @@ pub fn open_rows(
         }
     };
 
+    // calamine expects to start at the beginning; the probes above moved the cursor.
+    std::io::Seek::rewind(&mut file).map_err(|e| FileError::io(&e))?;
     let (tx, rx) = sync_channel(CHANNEL_ROWS);
     let job = Job {
         file,
