@@ -455,6 +455,7 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
         ),
         ("zip-many-entries", many_entries, Some("zip-bomb")),
         ("sparse-far-cell", sparse_far_cell(), None),
+        ("many-rows-200k", many_rows(200_000), None),
     ]
     .into_iter()
     .chain(xls_cases())
@@ -474,27 +475,87 @@ fn sparse_far_cell() -> Vec<u8> {
     )
 }
 
-fn check_readable(name: &str, rows: &[Row]) {
+/// An ordinary but long sheet (~40 MB of sheet XML): streaming must keep memory flat.
+fn many_rows(n: u32) -> Vec<u8> {
+    let mut data = String::with_capacity(n as usize * 200);
+    for r in 1..=n {
+        data.push_str(&format!(
+            r#"<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>SO-{r:08}</t></is></c><c r="B{r}"><v>{r}</v></c><c r="C{r}" s="1"><v>46329</v></c><c r="D{r}" t="inlineStr"><is><t>ACM-1001</t></is></c><c r="E{r}"><v>12.4</v></c></row>"#
+        ));
+    }
+    xlsx(
+        &[Sheet {
+            name: "Orders",
+            hidden: false,
+            data: &data,
+        }],
+        None,
+        false,
+    )
+}
+
+/// What a readable case left behind: streamed, so only the first rows and the last one
+/// are kept (holding every row would measure the test, not the reader).
+struct Seen {
+    count: usize,
+    first: Vec<Row>,
+    last: Option<Row>,
+}
+
+fn stream_all(path: &Path) -> Result<Seen, FileError> {
+    let mut src = open_rows(path, &ctx(), &SheetSelector::Index(0))?;
+    let mut seen = Seen {
+        count: 0,
+        first: Vec::new(),
+        last: None,
+    };
+    while let Some(row) = src.next_row()? {
+        seen.count += 1;
+        if seen.first.len() < 10 {
+            seen.first.push(row.clone());
+        }
+        seen.last = Some(row);
+    }
+    Ok(seen)
+}
+
+fn check_readable(name: &str, seen: &Seen) {
+    let last = seen.last.as_ref().unwrap();
+    if name == "many-rows-200k" {
+        assert_eq!(seen.count, 200_000);
+        assert_eq!(last.row_number, 200_000);
+        assert_eq!(
+            last.cells,
+            vec![
+                Cell::Text("SO-00200000".into()),
+                Cell::Float(200_000.0),
+                Cell::DateTime("2026-11-03".into()),
+                Cell::Text("ACM-1001".into()),
+                Cell::Float(12.4),
+            ]
+        );
+        return;
+    }
     assert_eq!(name, "sparse-far-cell");
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].cells, vec![Cell::Float(1.0)]);
-    assert_eq!(rows[1].row_number, 1_048_576);
-    assert_eq!(rows[1].cells.len(), 16_384);
-    assert_eq!(rows[1].cells[16_383], Cell::Text("far".into()));
-    assert_eq!(rows[1].pos.locator.as_deref(), Some("Far!A1048576"));
+    assert_eq!(seen.count, 2);
+    assert_eq!(seen.first[0].cells, vec![Cell::Float(1.0)]);
+    assert_eq!(last.row_number, 1_048_576);
+    assert_eq!(last.cells.len(), 16_384);
+    assert_eq!(last.cells[16_383], Cell::Text("far".into()));
+    assert_eq!(last.pos.locator.as_deref(), Some("Far!A1048576"));
 }
 
 /// Runs one case in this process: refused with the expected rule or read correctly, fast.
 fn run_case(name: &str, path: &Path, expect: Option<&str>) {
     let start = Instant::now();
-    let got = read(path, SheetSelector::Index(0));
+    let got = stream_all(path);
     match (expect, got) {
         (Some(rule), Err(e)) => {
             assert_eq!(e.reason.rule, rule, "{name}: {e}");
             assert!(!e.reason.message.is_empty());
         }
-        (Some(rule), Ok(rows)) => panic!("{name}: expected {rule}, read {} rows", rows.len()),
-        (None, Ok(rows)) => check_readable(name, &rows),
+        (Some(rule), Ok(seen)) => panic!("{name}: expected {rule}, read {} rows", seen.count),
+        (None, Ok(seen)) => check_readable(name, &seen),
         (None, Err(e)) => panic!("{name}: {e}"),
     }
     // Generous for a debug build on a shared machine; a bomb that got through would take
