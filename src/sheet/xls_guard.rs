@@ -342,6 +342,43 @@ mod tests {
         assert!(declared_cells(&d) > 1 << 31);
     }
 
+    /// Regression guard for arbitrary bytes behind an OLE2 signature: pseudo-random
+    /// headers, FATs and directories must give `Ok` or a `FileError`, never a panic.
+    #[test]
+    fn random_containers_never_panic() {
+        let mut seed = 0x9E37_79B9u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut refused = 0;
+        for round in 0..2000 {
+            let len = 512 + (next() as usize % 4096);
+            let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            data[..8].copy_from_slice(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]);
+            data[0x1E] = if round % 3 == 0 { 12 } else { 9 };
+            data[0x1F] = 0;
+            // Small sector ids so chains stay inside the file often enough to go deep.
+            for at in [0x30, 0x3C, 0x44, 0x4C, 0x50] {
+                let v = if round % 2 == 0 { next() % 8 } else { next() };
+                data[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            if let Err(e) = check_xls(&data, &Limits::default()) {
+                assert!(
+                    ["sheet-corrupt", "sheet-too-many-cells"].contains(&e.reason.rule.as_str()),
+                    "{e}"
+                );
+                refused += 1;
+            }
+        }
+        assert!(
+            refused > 1000,
+            "only {refused} of 2000 random containers refused"
+        );
+    }
+
     #[test]
     fn garbage_containers_are_corrupt_not_panics() {
         let mut data = vec![0u8; 600];
