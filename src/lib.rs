@@ -9,3 +9,4 @@ pub mod format;
 pub mod sheet;
 pub mod tabular;
 pub mod unit;
+pub mod x12;
