@@ -210,7 +210,17 @@ pub const TOLERANCES: &[&str] = &[
     "ge02-control",
     "iea01-count",
     "iea02-control",
+    "control-padding",
 ];
+
+/// Control numbers that differ only in zero padding (`3438` vs `000003438`).
+pub fn same_number(a: &str, b: &str) -> bool {
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.trim_start_matches('0').to_string())
+    };
+    matches!((num(a), num(b)), (Some(x), Some(y)) if x == y)
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -414,6 +414,7 @@ impl X12Reader {
                 .is_some_and(|c| c.isa.partner.tolerates(name))
         };
         let (tol_count, tol_ctrl) = (tolerates("ge01-count"), tolerates("ge02-control"));
+        let tol_pad = tolerates("control-padding");
         let Some(group) = self
             .cur
             .as_mut()
@@ -439,7 +440,9 @@ impl X12Reader {
             }
         }
         if seg.el(2) != group.gs06 {
-            if tol_ctrl {
+            if tol_pad && defs::same_number(seg.el(2), &group.gs06) {
+                tolerated.push("x12-control-padding".to_string());
+            } else if tol_ctrl {
                 tolerated.push("x12-ge02-control".to_string());
             } else {
                 let msg = format!("GE02 '{}' does not match GS06 '{}'", seg.el(2), group.gs06);
@@ -474,7 +477,9 @@ impl X12Reader {
             }
         }
         if seg.el(2) != ic.isa.control {
-            if p.tolerates("iea02-control") {
+            if p.tolerates("control-padding") && defs::same_number(seg.el(2), &ic.isa.control) {
+                tolerated.push("x12-control-padding".to_string());
+            } else if p.tolerates("iea02-control") {
                 tolerated.push("x12-iea02-control".to_string());
             } else {
                 let msg = format!("IEA02 '{}' does not match ISA13 '{}'", seg.el(2), ic.isa.control);
@@ -773,7 +778,9 @@ impl SetJob {
                 }
             }
             if se.el(2) != st02 {
-                if self.partner.tolerates("se02-control") {
+                if defs::same_number(se.el(2), &st02) && self.partner.tolerates("control-padding") {
+                    ev.tolerated.push("x12-control-padding".into());
+                } else if self.partner.tolerates("se02-control") {
                     ev.tolerated.push("x12-se02-control".into());
                 } else {
                     ak5.push(3);
