@@ -48,7 +48,11 @@ fn summary(r: &ReadResult) -> String {
     for u in &r.units {
         *counts.entry(u.status().as_str()).or_default() += 1;
     }
-    let tol: Vec<String> = r.units.iter().flat_map(|u| u.eval.tolerated.clone()).collect();
+    let tol: Vec<String> = r
+        .units
+        .iter()
+        .flat_map(|u| u.eval.tolerated.clone())
+        .collect();
     let mut rs = rules(r);
     rs.dedup();
     format!(
@@ -165,7 +169,11 @@ fn accepted(r: &ReadResult) -> bool {
 }
 
 fn tolerated(r: &ReadResult) -> Vec<String> {
-    let mut t: Vec<String> = r.units.iter().flat_map(|u| u.eval.tolerated.clone()).collect();
+    let mut t: Vec<String> = r
+        .units
+        .iter()
+        .flat_map(|u| u.eval.tolerated.clone())
+        .collect();
     t.sort();
     t.dedup();
     t
@@ -177,7 +185,10 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
     let rs = rules(r);
     let tol = tolerated(r);
     let missing = |want: &[&str], have: &[String]| -> Vec<String> {
-        want.iter().filter(|w| !have.iter().any(|h| h == *w)).map(|w| w.to_string()).collect()
+        want.iter()
+            .filter(|w| !have.iter().any(|h| h == *w))
+            .map(|w| w.to_string())
+            .collect()
     };
     match (label, expect) {
         ("UNLABELLED", None) => Ok(if accepted(r) { "accepted" } else { "rejected" }),
@@ -199,16 +210,26 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
         (_, Some(Reject(want))) | (_, Some(Disagree(want, _))) => {
             let m = missing(want, &rs);
             if !accepted(r) && m.is_empty() {
-                Ok(if label == "VALID" { "rejected (disagree)" } else { "rejected" })
+                Ok(if label == "VALID" {
+                    "rejected (disagree)"
+                } else {
+                    "rejected"
+                })
             } else {
-                Err(format!("expected rejection by {want:?} (missing {m:?}), got {}", summary(r)))
+                Err(format!(
+                    "expected rejection by {want:?} (missing {m:?}), got {}",
+                    summary(r)
+                ))
             }
         }
         (_, Some(Undetected(_))) => {
             if accepted(r) {
                 Ok("accepted (undetected)")
             } else {
-                Err(format!("listed as undetected but now rejected: {} — update the table", summary(r)))
+                Err(format!(
+                    "listed as undetected but now rejected: {} — update the table",
+                    summary(r)
+                ))
             }
         }
         ("INVALID", None) => Err(format!("INVALID file has no expectation: {}", summary(r))),
@@ -229,7 +250,8 @@ fn corpus_conformance() {
         let file = e["file"].as_str().unwrap().trim_start_matches("x12/");
         let label = e["validity"].as_str().unwrap();
         let path = dir.join(file);
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_all(f.as_ref(), &path)));
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_all(f.as_ref(), &path)));
         let r = match r {
             Ok(r) => r,
             Err(_) => {
@@ -240,7 +262,10 @@ fn corpus_conformance() {
         // Every ack we produce is a complete interchange.
         for a in &r.acks {
             let text = String::from_utf8_lossy(&a.content);
-            if !text.starts_with("ISA*") || !text.trim_end().ends_with('~') || !text.contains("\nIEA*") {
+            if !text.starts_with("ISA*")
+                || !text.trim_end().ends_with('~')
+                || !text.contains("\nIEA*")
+            {
                 failures.push(format!("{file}: malformed ack {}", a.file_name));
             }
         }
@@ -253,7 +278,12 @@ fn corpus_conformance() {
     for ((label, class), n) in &table {
         println!("| {label} | {class} | {n} |");
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // Every table entry names a corpus file.
     for (f, _) in TABLE {
         assert!(dir.join(f).exists(), "table names a missing file {f}");
@@ -273,7 +303,11 @@ fn ack_verdicts_match_pyx12_oracles() {
         ("pyx12_bad_elements.txt", "pyx12_bad_elements.997.base"),
     ] {
         let r = read_all(f.as_ref(), &dir.join(input));
-        let ours: String = r.acks.iter().map(|a| String::from_utf8_lossy(&a.content).into_owned()).collect();
+        let ours: String = r
+            .acks
+            .iter()
+            .map(|a| String::from_utf8_lossy(&a.content).into_owned())
+            .collect();
         let theirs = std::fs::read_to_string(dir.join(oracle)).unwrap();
         let verdicts = |t: &str, seg: &str| -> Vec<String> {
             t.split('~')
@@ -288,11 +322,20 @@ fn ack_verdicts_match_pyx12_oracles() {
                 continue;
             }
             let (o, t) = if seg == "TA1*" {
-                (verdicts(&ours, seg).iter().map(|_| String::new()).collect::<Vec<_>>(), t.iter().map(|_| String::new()).collect())
+                (
+                    verdicts(&ours, seg)
+                        .iter()
+                        .map(|_| String::new())
+                        .collect::<Vec<_>>(),
+                    t.iter().map(|_| String::new()).collect(),
+                )
             } else {
                 (o, t)
             };
-            assert_eq!(o, t, "{input}: {seg} verdicts differ\nours:\n{ours}\npyx12:\n{theirs}");
+            assert_eq!(
+                o, t,
+                "{input}: {seg} verdicts differ\nours:\n{ours}\npyx12:\n{theirs}"
+            );
         }
     }
 }

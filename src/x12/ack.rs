@@ -84,13 +84,16 @@ pub(crate) fn acknowledge(
         if five { "00501" } else { "00401" },
         if ic.isa.usage == "T" { "T" } else { "P" },
     ));
+    // pyx12's interchange map (the validator the acks are checked with) expects the TA1
+    // after the functional groups, which is also where pyx12 itself writes it.
+    let mut ta1 = None;
     if want_ta1 {
         let (status, code) = match env_code {
             Some(c) => ("R", c),
             None if file_failed => ("R", "024"),
             None => ("A", "000"),
         };
-        segs.push(format!(
+        ta1 = Some(format!(
             "TA1*{}*{}*{}*{status}*{code}",
             pad(&ic.isa.control, 9),
             pad(&ic.isa.date, 6),
@@ -111,9 +114,17 @@ pub(crate) fn acknowledge(
         groups += 1;
         let version = if is_999 { "005010X231A1" } else { "004010" };
         let mut body: Vec<String> = Vec::new();
-        body.push(format!("ST*{kind}*0001{}", if is_999 { "*005010X231A1" } else { "" }));
+        body.push(format!(
+            "ST*{kind}*0001{}",
+            if is_999 { "*005010X231A1" } else { "" }
+        ));
         body.push(if is_999 {
-            format!("AK1*{}*{}*{}", seg_id(&g.gs01), clean(&g.gs06, 9), clean(&g.gs08, 12))
+            format!(
+                "AK1*{}*{}*{}",
+                seg_id(&g.gs01),
+                clean(&g.gs06, 9),
+                clean(&g.gs08, 12)
+            )
         } else {
             format!("AK1*{}*{}", seg_id(&g.gs01), clean(&g.gs06, 9))
         });
@@ -136,13 +147,28 @@ pub(crate) fn acknowledge(
                     let pos = i["pos"].as_u64().unwrap_or(1).max(1);
                     let code = i["code"].as_u64().unwrap_or(8);
                     let sid = seg_id(i["seg"].as_str().unwrap_or(""));
-                    body.push(format!("{}*{sid}*{pos}**{code}", if is_999 { "IK3" } else { "AK3" }));
+                    body.push(format!(
+                        "{}*{sid}*{pos}**{code}",
+                        if is_999 { "IK3" } else { "AK3" }
+                    ));
                     if let Some(e) = i["element"].as_object() {
-                        let epos = e.get("pos").and_then(|v| v.as_u64()).unwrap_or(1).clamp(1, 99);
+                        let epos = e
+                            .get("pos")
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(1)
+                            .clamp(1, 99);
                         let ecode = e.get("code").and_then(|v| v.as_u64()).unwrap_or(6);
-                        let value = clean(e.get("value").and_then(|v| v.as_str()).unwrap_or(""), 99);
-                        let tail = if value.is_empty() { String::new() } else { format!("*{value}") };
-                        body.push(format!("{}*{epos}**{ecode}{tail}", if is_999 { "IK4" } else { "AK4" }));
+                        let value =
+                            clean(e.get("value").and_then(|v| v.as_str()).unwrap_or(""), 99);
+                        let tail = if value.is_empty() {
+                            String::new()
+                        } else {
+                            format!("*{value}")
+                        };
+                        body.push(format!(
+                            "{}*{epos}**{ecode}{tail}",
+                            if is_999 { "IK4" } else { "AK4" }
+                        ));
                     }
                 }
             }
@@ -184,7 +210,9 @@ pub(crate) fn acknowledge(
             "P"
         };
         let tail: String = ak9_codes.iter().map(|c| format!("*{c}")).collect();
-        body.push(format!("AK9*{status}*{included}*{received}*{accepted}{tail}"));
+        body.push(format!(
+            "AK9*{status}*{included}*{received}*{accepted}{tail}"
+        ));
         let n = body.len() + 1;
         body.push(format!("SE*{n}*0001"));
         segs.push(format!(
@@ -197,6 +225,7 @@ pub(crate) fn acknowledge(
         segs.extend(body);
         segs.push(format!("GE*1*{gs_ctl}"));
     }
+    segs.extend(ta1);
     segs.push(format!("IEA*{groups}*{ctl:09}"));
     let kind = kinds.first().copied().unwrap_or("TA1").to_string();
     let mut content = String::new();

@@ -302,7 +302,10 @@ impl Registry {
                     diags.error(
                         &def.path,
                         def.line_of_key("versions"),
-                        format!("another definition already covers set {} for one of these versions", set.id),
+                        format!(
+                            "another definition already covers set {} for one of these versions",
+                            set.id
+                        ),
                     );
                     continue;
                 }
@@ -384,9 +387,11 @@ fn parse_element(spec: &str) -> Result<ElementDef, String> {
         Some("DT") => ElType::Dt,
         Some("TM") => ElType::Tm,
         Some("C") => ElType::Composite,
-        Some(n) if n.starts_with('N') && n.len() == 2 => {
-            ElType::N(n[1..].parse().map_err(|_| format!("bad numeric type '{n}'"))?)
-        }
+        Some(n) if n.starts_with('N') && n.len() == 2 => ElType::N(
+            n[1..]
+                .parse()
+                .map_err(|_| format!("bad numeric type '{n}'"))?,
+        ),
         other => return Err(format!("unknown element type {other:?} in '{spec}'")),
     };
     let (min, max) = if ty == ElType::Composite {
@@ -429,7 +434,10 @@ fn parse_note(note: &str, n_elements: usize) -> Result<SyntaxNote, String> {
         return Err("must start with P, R, C, E or L".into());
     }
     let digits = &note[1..];
-    if digits.len() < 4 || digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.len() < 4
+        || !digits.len().is_multiple_of(2)
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err("needs two-digit element positions".into());
     }
     let els: Vec<usize> = digits
@@ -469,7 +477,11 @@ fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
         );
     }
     if file.id.len() != 3 || !file.id.bytes().all(|b| b.is_ascii_digit()) {
-        diags.error(&def.path, def.line_of_key("id"), "id must be a 3-digit set id");
+        diags.error(
+            &def.path,
+            def.line_of_key("id"),
+            "id must be a 3-digit set id",
+        );
     }
     if file.versions.is_empty() {
         diags.error(&def.path, def.line_of_key("versions"), "versions is empty");
@@ -586,7 +598,13 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
                     .get(1)
                     .ok_or((i, "LOOP needs a name".to_string()))?
                     .to_string();
-                stack.push((name, parse_req(parts.get(2))?, parse_max(parts.get(3))?, vec![], i));
+                stack.push((
+                    name,
+                    parse_req(parts.get(2))?,
+                    parse_max(parts.get(3))?,
+                    vec![],
+                    i,
+                ));
             }
             Some("END") => {
                 let (name, required, max, body, at) =
@@ -607,7 +625,9 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
             }
             Some(id) => {
                 if !(2..=3).contains(&id.len())
-                    || !id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
                 {
                     return Err((i, format!("'{id}' is not a segment id")));
                 }
@@ -682,7 +702,8 @@ mod tests {
 
     #[test]
     fn structure_notation_parses_loops() {
-        let s = parse_structure("ST M 1\nLOOP N1 O 200\n  N1 M 1\n  N3 O 2\nEND\nSE M 1\n").unwrap();
+        let s =
+            parse_structure("ST M 1\nLOOP N1 O 200\n  N1 M 1\n  N3 O 2\nEND\nSE M 1\n").unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(s[1].first_id(), "N1");
         assert_eq!(s[1].max(), 200);

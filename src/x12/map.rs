@@ -57,7 +57,11 @@ pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Resu
             .collect();
         body.insert(g.into.clone(), Value::Array(items));
     }
-    Record::build(entity, format!("{sender}/{}", key.trim()), Value::Object(body))
+    Record::build(
+        entity,
+        format!("{sender}/{}", key.trim()),
+        Value::Object(body),
+    )
 }
 
 struct Ctx<'a> {
@@ -116,7 +120,10 @@ impl Ctx<'_> {
     fn value(&self, e: &FieldExpr, scope: &[&Segment], start: Option<usize>) -> Option<Value> {
         if e.all {
             let mut seen: Vec<String> = Vec::new();
-            for s in scope.iter().filter(|s| s.id == e.seg && cond(e.when.as_ref(), s)) {
+            for s in scope
+                .iter()
+                .filter(|s| s.id == e.seg && cond(e.when.as_ref(), s))
+            {
                 if let Some(v) = self.extract(e, s) {
                     if !seen.contains(&v) {
                         seen.push(v);

@@ -11,6 +11,9 @@
 //! definition are envelope- and SE-checked and accepted *unmapped* (no record; the detail
 //! says so). See `docs/x12.md`.
 
+// FileError is the shared trait's error type; its size is not ours to change here.
+#![allow(clippy::result_large_err)]
+
 pub mod ack;
 pub mod defs;
 pub mod map;
@@ -72,7 +75,10 @@ impl Format for X12Format {
         "x12"
     }
     fn sniff(&self, probe: &Probe) -> Option<u32> {
-        let head = probe.head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(probe.head);
+        let head = probe
+            .head
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(probe.head);
         let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
         head[start..].starts_with(b"ISA").then_some(100)
     }
@@ -204,7 +210,12 @@ impl X12Reader {
         FileError::at(pos.with_locator(loc), rule, msg)
     }
 
-    fn envelope_unit(&mut self, seg: &Segment, tolerated: Vec<String>, rejected: Option<Reason>) -> Unit {
+    fn envelope_unit(
+        &mut self,
+        seg: &Segment,
+        tolerated: Vec<String>,
+        rejected: Option<Reason>,
+    ) -> Unit {
         let seq = self.next_seq();
         let label = match seg.id.as_str() {
             "ISA" => format!("ISA {}", seg.el(13)),
@@ -267,7 +278,14 @@ impl X12Reader {
                     .iter()
                     .zip(segments::ISA_WIDTHS)
                     .position(|(e, w)| e.len() != w)
-                    .map(|i| format!("ISA{:02} is {} characters, must be {}", i + 1, seg.el(i + 1).len(), segments::ISA_WIDTHS[i]))
+                    .map(|i| {
+                        format!(
+                            "ISA{:02} is {} characters, must be {}",
+                            i + 1,
+                            seg.el(i + 1).len(),
+                            segments::ISA_WIDTHS[i]
+                        )
+                    })
                     .unwrap_or_else(|| "ISA is not 106 characters".into());
                 self.cur = Some(Interchange {
                     isa: info,
@@ -279,7 +297,9 @@ impl X12Reader {
                 return Err(FileError::at(
                     seg.pos.clone(),
                     "x12-isa-width",
-                    format!("the ISA header must have fixed-width elements (106 characters): {bad}"),
+                    format!(
+                        "the ISA header must have fixed-width elements (106 characters): {bad}"
+                    ),
                 ));
             }
         }
@@ -372,7 +392,10 @@ impl X12Reader {
             delims: d,
             interchange_rejected: ic.header_error.as_ref().map(|(_, r)| r.clone()),
             claims: vec![
-                format!("x12-isa:{}:{}:{}", ic.isa.sender, ic.isa.receiver, ic.isa.control),
+                format!(
+                    "x12-isa:{}:{}:{}",
+                    ic.isa.sender, ic.isa.receiver, ic.isa.control
+                ),
                 format!(
                     "x12-set:{}:{}:{}:{}:{}",
                     ic.isa.sender, ic.isa.receiver, ic.isa.control, group.gs06, st02
@@ -435,7 +458,10 @@ impl X12Reader {
             if tol_count {
                 tolerated.push("x12-ge01-count".to_string());
             } else {
-                let msg = format!("GE01 declares '{}' transaction sets but the group has {n}", seg.el(1));
+                let msg = format!(
+                    "GE01 declares '{}' transaction sets but the group has {n}",
+                    seg.el(1)
+                );
                 return Err(self.fail(seg.pos.clone(), "x12-ge01-count", "024", msg));
             }
         }
@@ -462,7 +488,10 @@ impl X12Reader {
             ));
         };
         if let Some(g) = ic.groups.last().filter(|g| !g.closed) {
-            let msg = format!("functional group GS {} has no GE trailer before IEA", g.gs06);
+            let msg = format!(
+                "functional group GS {} has no GE trailer before IEA",
+                g.gs06
+            );
             return Err(self.fail(seg.pos.clone(), "x12-missing-ge", "024", msg));
         }
         let mut tolerated = Vec::new();
@@ -472,7 +501,10 @@ impl X12Reader {
             if p.tolerates("iea01-count") {
                 tolerated.push("x12-iea01-count".to_string());
             } else {
-                let msg = format!("IEA01 declares '{}' functional groups but the interchange has {n}", seg.el(1));
+                let msg = format!(
+                    "IEA01 declares '{}' functional groups but the interchange has {n}",
+                    seg.el(1)
+                );
                 return Err(self.fail(seg.pos.clone(), "x12-iea01-count", "021", msg));
             }
         }
@@ -482,7 +514,11 @@ impl X12Reader {
             } else if p.tolerates("iea02-control") {
                 tolerated.push("x12-iea02-control".to_string());
             } else {
-                let msg = format!("IEA02 '{}' does not match ISA13 '{}'", seg.el(2), ic.isa.control);
+                let msg = format!(
+                    "IEA02 '{}' does not match ISA13 '{}'",
+                    seg.el(2),
+                    ic.isa.control
+                );
                 return Err(self.fail(seg.pos.clone(), "x12-iea02-control", "001", msg));
             }
         }
@@ -508,20 +544,40 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
     };
     let (e1, e3) = (seg.el(1), seg.el(3));
     if !matches!(e1, "00" | "01" | "02" | "03" | "04" | "05" | "06") {
-        return bad("010", "ISA01", e1, "ISA01 authorization qualifier is not a valid code");
+        return bad(
+            "010",
+            "ISA01",
+            e1,
+            "ISA01 authorization qualifier is not a valid code",
+        );
     }
     if !matches!(e3, "00" | "01") {
-        return bad("012", "ISA03", e3, "ISA03 security qualifier must be 00 or 01");
+        return bad(
+            "012",
+            "ISA03",
+            e3,
+            "ISA03 security qualifier must be 00 or 01",
+        );
     }
     for (f, code) in [(5, "005"), (7, "007")] {
         let v = seg.el(f);
         if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return bad(code, &format!("ISA{f:02}"), v, "ID qualifier must be 2 alphanumeric characters");
+            return bad(
+                code,
+                &format!("ISA{f:02}"),
+                v,
+                "ID qualifier must be 2 alphanumeric characters",
+            );
         }
     }
     for (f, code) in [(6, "006"), (8, "008")] {
         if seg.el(f).trim().is_empty() {
-            return bad(code, &format!("ISA{f:02}"), seg.el(f), "interchange ID is empty");
+            return bad(
+                code,
+                &format!("ISA{f:02}"),
+                seg.el(f),
+                "interchange ID is empty",
+            );
         }
     }
     let date = seg.el(9);
@@ -530,12 +586,21 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
     }
     let time = seg.el(10);
     let hm = |i: usize| time.get(i..i + 2).and_then(|s| s.parse::<u32>().ok());
-    if !digits(time) || time.len() != 4 || !hm(0).is_some_and(|h| h < 24) || !hm(2).is_some_and(|m| m < 60) {
+    if !digits(time)
+        || time.len() != 4
+        || hm(0).is_none_or(|h| h >= 24)
+        || hm(2).is_none_or(|m| m >= 60)
+    {
         return bad("015", "ISA10", time, "ISA10 is not a valid HHMM time");
     }
     let version = seg.el(12);
     if !digits(version) || version.len() != 5 || version < "00200" {
-        return bad("017", "ISA12", version, "ISA12 is not a known interchange control version");
+        return bad(
+            "017",
+            "ISA12",
+            version,
+            "ISA12 is not a known interchange control version",
+        );
     }
     let ctl = seg.el(13);
     if !digits(ctl) || ctl.len() != 9 {
@@ -570,9 +635,15 @@ impl UnitReader for X12Reader {
             if !self.src.at_isa().map_err(read_err)? {
                 let text = self.src.peek_text(20).map_err(read_err)?;
                 let (rule, what) = if self.started {
-                    ("x12-junk-after-iea", "data after the IEA trailer is not a new ISA")
+                    (
+                        "x12-junk-after-iea",
+                        "data after the IEA trailer is not a new ISA",
+                    )
                 } else {
-                    ("x12-no-isa", "not an X12 interchange: the first 3 bytes must be ISA")
+                    (
+                        "x12-no-isa",
+                        "not an X12 interchange: the first 3 bytes must be ISA",
+                    )
                 };
                 return Err(FileError::at(
                     self.src.position(),
@@ -591,11 +662,17 @@ impl UnitReader for X12Reader {
             Some(s) => s,
             None => {
                 let pos = self.src.position();
-                let open = self
+                let open = self.cur.as_ref().and_then(|c| {
+                    c.groups
+                        .last()
+                        .filter(|g| !g.closed)
+                        .map(|g| g.gs06.clone())
+                });
+                let ctl = self
                     .cur
                     .as_ref()
-                    .and_then(|c| c.groups.last().filter(|g| !g.closed).map(|g| g.gs06.clone()));
-                let ctl = self.cur.as_ref().map(|c| c.isa.control.clone()).unwrap_or_default();
+                    .map(|c| c.isa.control.clone())
+                    .unwrap_or_default();
                 let (rule, msg) = match open {
                     Some(gs06) => (
                         "x12-missing-ge",
@@ -610,7 +687,10 @@ impl UnitReader for X12Reader {
             }
         };
         if !(2..=3).contains(&seg.id.len())
-            || !seg.id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            || !seg
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         {
             let msg = format!("'{}' is not a segment identifier", cap_raw(&seg.id, 20));
             return Err(self.fail(seg.pos.clone(), "x12-bad-segment-id", "024", msg));
@@ -624,7 +704,10 @@ impl UnitReader for X12Reader {
                     .and_then(|c| c.groups.last())
                     .filter(|g| !g.closed)
                 {
-                    let msg = format!("functional group GS {} has no GE trailer before the next GS", g.gs06);
+                    let msg = format!(
+                        "functional group GS {} has no GE trailer before the next GS",
+                        g.gs06
+                    );
                     return Err(self.fail(seg.pos.clone(), "x12-missing-ge", "024", msg));
                 }
                 if let Some(ic) = self.cur.as_mut() {
@@ -653,7 +736,11 @@ impl UnitReader for X12Reader {
             "GE" => self.end_group(seg).map(Some),
             "IEA" => self.end_interchange(seg).map(Some),
             "ISA" => {
-                let ctl = self.cur.as_ref().map(|c| c.isa.control.clone()).unwrap_or_default();
+                let ctl = self
+                    .cur
+                    .as_ref()
+                    .map(|c| c.isa.control.clone())
+                    .unwrap_or_default();
                 Err(self.fail(
                     seg.pos.clone(),
                     "x12-missing-iea",
@@ -693,9 +780,12 @@ fn gs_error(seg: &Segment) -> Option<Reason> {
     let v = seg.el(6);
     if v.is_empty() || v.len() > 9 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Some(
-            Reason::new("x12-gs06-control", "GS06 group control number must be 1-9 digits")
-                .field("GS06")
-                .value(v),
+            Reason::new(
+                "x12-gs06-control",
+                "GS06 group control number must be 1-9 digits",
+            )
+            .field("GS06")
+            .value(v),
         );
     }
     if seg.el(8).is_empty() {
@@ -728,8 +818,16 @@ impl SetJob {
         };
         let mut issues: Vec<validate::Issue> = Vec::new();
         let mut ak5: Vec<u8> = Vec::new();
-        let st01 = self.segs.first().map(|s| s.el(1).to_string()).unwrap_or_default();
-        let st02 = self.segs.first().map(|s| s.el(2).to_string()).unwrap_or_default();
+        let st01 = self
+            .segs
+            .first()
+            .map(|s| s.el(1).to_string())
+            .unwrap_or_default();
+        let st02 = self
+            .segs
+            .first()
+            .map(|s| s.el(2).to_string())
+            .unwrap_or_default();
         let mut note = None;
         if let Some(r) = &self.interchange_rejected {
             ev.unit_errors.push(Reason::new(
@@ -769,7 +867,10 @@ impl SetJob {
                         }),
                         reason: Reason::new(
                             "x12-se01-count",
-                            format!("SE01 declares '{}' segments but the set has {count}", se.el(1)),
+                            format!(
+                                "SE01 declares '{}' segments but the set has {count}",
+                                se.el(1)
+                            ),
                         )
                         .field("SE01")
                         .value(se.el(1).chars().take(20).collect::<String>()),
@@ -840,10 +941,12 @@ impl SetJob {
                 ));
             }
         }
-        if issues
-            .iter()
-            .any(|i| !matches!(i.reason.rule.as_str(), "x12-se01-count" | "x12-se02-control"))
-            && !ak5.contains(&5)
+        if issues.iter().any(|i| {
+            !matches!(
+                i.reason.rule.as_str(),
+                "x12-se01-count" | "x12-se02-control"
+            )
+        }) && !ak5.contains(&5)
         {
             ak5.push(5);
         }
@@ -867,9 +970,13 @@ impl SetJob {
                 }
             }
             if note.is_none() && def.is_some_and(|d| d.map.is_none()) {
-                note = Some(format!("transaction set {st01} is validated but has no map"));
+                note = Some(format!(
+                    "transaction set {st01} is validated but has no map"
+                ));
             }
         }
+        // The ack lists errors in segment order, as a reader of the file would meet them.
+        issues.sort_by_key(|i| i.seg);
         let ak3: Vec<serde_json::Value> = issues
             .iter()
             .map(|i| {

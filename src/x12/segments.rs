@@ -303,14 +303,16 @@ impl<R: Read> SegmentReader<R> {
         let elements: Vec<String> = parts.iter().skip(1).cloned().collect();
         let fixed_width = logical.len() == 105
             && elements.len() == 16
-            && elements
-                .iter()
-                .zip(ISA_WIDTHS)
-                .all(|(e, w)| e.len() == w);
+            && elements.iter().zip(ISA_WIDTHS).all(|(e, w)| e.len() == w);
         let rep = elements.get(10).and_then(|r| {
             let b = *r.as_bytes().first()?;
             let version_402 = elements.get(11).is_some_and(|v| v.as_str() >= "00402");
-            (r.len() == 1 && version_402 && !b.is_ascii_alphanumeric() && b != elem && b != comp && b != term)
+            (r.len() == 1
+                && version_402
+                && !b.is_ascii_alphanumeric()
+                && b != elem
+                && b != comp
+                && b != term)
                 .then_some(b)
         });
         self.advance(i);
@@ -421,8 +423,8 @@ impl<R: Read> SegmentReader<R> {
                 "binary data of BIN01 length {n} is not followed by the segment terminator"
             )));
         }
-        let data = String::from_utf8_lossy(&self.buf[self.at + start..self.at + start + n])
-            .into_owned();
+        let data =
+            String::from_utf8_lossy(&self.buf[self.at + start..self.at + start + n]).into_owned();
         self.advance(start + n + 1);
         self.record += 1;
         let pos = Position::new(pos.line, pos.byte, self.record);

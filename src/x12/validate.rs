@@ -116,7 +116,7 @@ fn walk(
                 if let Node::Loop { body: inner, .. } = node {
                     // The trigger is consumed: walk the rest of the loop body.
                     let mut inner_i = *i;
-                    walk_loop(def, inner, segs, &mut inner_i, out);
+                    walk_loop(inner, segs, &mut inner_i, out);
                     *i = inner_i;
                 }
             }
@@ -127,13 +127,19 @@ fn walk(
                     (
                         2,
                         "x12-unexpected-segment",
-                        format!("segment {} is not expected here (out of order or in the wrong loop)", seg.id),
+                        format!(
+                            "segment {} is not expected here (out of order or in the wrong loop)",
+                            seg.id
+                        ),
                     )
                 } else {
                     (
                         1,
                         "x12-unknown-segment",
-                        format!("segment {} is not defined for transaction set {}", seg.id, def.id),
+                        format!(
+                            "segment {} is not defined for transaction set {}",
+                            seg.id, def.id
+                        ),
                     )
                 };
                 out.push(Issue {
@@ -148,7 +154,10 @@ fn walk(
             }
         }
     }
-    for node in body.iter().skip(cur + usize::from(counts.get(cur).copied().unwrap_or(0) > 0)) {
+    for node in body
+        .iter()
+        .skip(cur + usize::from(counts.get(cur).copied().unwrap_or(0) > 0))
+    {
         if node.required() {
             missing(node, segs.len().saturating_sub(1), segs, out);
         }
@@ -156,7 +165,7 @@ fn walk(
 }
 
 /// Walks one iteration of a loop whose trigger (body[0]) was just consumed.
-fn walk_loop(def: &SetDef, body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue>) {
+fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue>) {
     let mut cur = 1usize;
     let mut counts = vec![0u64; body.len()];
     if let Some(c) = counts.first_mut() {
@@ -198,7 +207,7 @@ fn walk_loop(def: &SetDef, body: &[Node], segs: &[Segment], i: &mut usize, out: 
         }
         *i += 1;
         if let Node::Loop { body: inner, .. } = node {
-            walk_loop(def, inner, segs, i, out);
+            walk_loop(inner, segs, i, out);
         }
     }
     for (j, node) in body.iter().enumerate().skip(1) {
@@ -243,7 +252,13 @@ pub fn elements(reg: &Registry, seg_idx: usize, seg: &Segment, d: &Delims, out: 
     check_elements(def, seg_idx, seg, d, out);
 }
 
-fn check_elements(def: &SegmentDef, seg_idx: usize, seg: &Segment, d: &Delims, out: &mut Vec<Issue>) {
+fn check_elements(
+    def: &SegmentDef,
+    seg_idx: usize,
+    seg: &Segment,
+    d: &Delims,
+    out: &mut Vec<Issue>,
+) {
     let n = seg.elements.len();
     if n > def.elements.len() {
         let pos = def.elements.len() + 1;
@@ -287,7 +302,9 @@ fn check_elements(def: &SegmentDef, seg_idx: usize, seg: &Segment, d: &Delims, o
             None => vec![value],
         };
         for v in reps {
-            if let Some((code, rule, msg)) = check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v) {
+            if let Some((code, rule, msg)) =
+                check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v)
+            {
                 out.push(el_issue(
                     seg_idx,
                     seg,
@@ -316,7 +333,12 @@ fn check_elements(def: &SegmentDef, seg_idx: usize, seg: &Segment, d: &Delims, o
             _ => false,
         };
         if bad {
-            let missing = note.els.iter().copied().find(|&e| !present(e)).unwrap_or(first);
+            let missing = note
+                .els
+                .iter()
+                .copied()
+                .find(|&e| !present(e))
+                .unwrap_or(first);
             let code = if note.kind == 'E' { 10 } else { 2 };
             let shown = if note.kind == 'E' { first } else { missing };
             out.push(el_issue(
@@ -433,11 +455,17 @@ mod tests {
         assert!(check_value(ElType::N(0), 1, 5, None, "-12").is_none());
         assert!(check_value(ElType::R, 1, 5, None, "1.5").is_none());
         assert!(check_value(ElType::R, 1, 5, None, "1.5.1").is_some());
-        assert_eq!(check_value(ElType::Dt, 8, 8, None, "19461301").unwrap().0, 8);
+        assert_eq!(
+            check_value(ElType::Dt, 8, 8, None, "19461301").unwrap().0,
+            8
+        );
         assert!(check_value(ElType::Dt, 6, 8, None, "240229").is_none());
         assert_eq!(check_value(ElType::Tm, 4, 8, None, "2561").unwrap().0, 9);
         assert_eq!(check_value(ElType::An, 1, 3, None, "abcd").unwrap().0, 5);
         let codes = vec!["00".to_string()];
-        assert_eq!(check_value(ElType::Id, 2, 2, Some(&codes), "01").unwrap().0, 7);
+        assert_eq!(
+            check_value(ElType::Id, 2, 2, Some(&codes), "01").unwrap().0,
+            7
+        );
     }
 }
