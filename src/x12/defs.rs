@@ -459,7 +459,12 @@ fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
     let file = def.parse::<SetFile>(diags)?;
     let before = diags.errors.len();
     // The structure text starts on the line after `structure = """`.
-    let base_line = def.line_at(file.structure.span().start);
+    // TOML drops the newline right after an opening `"""`, so the text's first line is the
+    // next line of the file.
+    let start = file.structure.span().start;
+    let after = def.text.get(start..).unwrap_or("");
+    let skip = usize::from(after.starts_with("\"\"\"\n") || after.starts_with("\"\"\"\r\n"));
+    let base_line = def.line_at(start) + skip;
     let structure = match parse_structure(file.structure.get_ref()) {
         Ok(s) => s,
         Err((rel, msg)) => {

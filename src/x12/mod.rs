@@ -996,6 +996,44 @@ impl SetJob {
             "mapping_failed": !rejected && ev.is_rejected(),
             "note": note,
         });
+        if matches!(st01.as_str(), "997" | "999") && !rejected {
+            ev.detail["acknowledged"] = acknowledged(&self.segs);
+        }
         ev
     }
+}
+
+/// What an inbound 997/999 says: the group it answers and each set's status, kept in the
+/// ledger detail so an operator can see which of our documents the partner rejected.
+fn acknowledged(segs: &[Segment]) -> serde_json::Value {
+    let mut sets = Vec::new();
+    let mut group = json!(null);
+    let mut current: Option<serde_json::Value> = None;
+    for s in segs {
+        match s.id.as_str() {
+            "AK1" => group = json!({"functional_id": s.el(1), "control": s.el(2)}),
+            "AK2" => {
+                if let Some(c) = current.take() {
+                    sets.push(c);
+                }
+                current = Some(json!({"set": s.el(1), "control": s.el(2)}));
+            }
+            "AK5" | "IK5" => {
+                if let Some(c) = current.as_mut() {
+                    c["status"] = json!(s.el(1));
+                }
+            }
+            "AK9" => {
+                if let Some(g) = group.as_object_mut() {
+                    g.insert("status".into(), json!(s.el(1)));
+                    g.insert("accepted".into(), json!(s.el(4)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = current.take() {
+        sets.push(c);
+    }
+    json!({"group": group, "sets": sets})
 }
