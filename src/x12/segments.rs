@@ -198,7 +198,9 @@ impl<R: Read> SegmentReader<R> {
     pub fn skip_ws(&mut self, d: Option<&Delims>) -> Result<(), ReadError> {
         while let Some(b) = self.get(0)? {
             let delim = d.is_some_and(|d| b == d.elem || b == d.term || b == d.comp);
-            if is_ws(b) && !delim {
+            // Between interchanges a DOS end-of-file mark (SUB, 0x1A) is padding too.
+            let sub = d.is_none() && b == 0x1A;
+            if (is_ws(b) && !delim) || sub {
                 self.advance(1);
             } else {
                 break;
@@ -369,6 +371,12 @@ impl<R: Read> SegmentReader<R> {
                 break self.buf.len() - self.at;
             }
         };
+        if len > self.max_record {
+            return Err(ReadError::TooLong {
+                pos,
+                limit: self.max_record,
+            });
+        }
         let raw = &self.buf[self.at..self.at + len];
         let logical: Vec<u8> = if d.term == b'\n' {
             raw.strip_suffix(b"\r").unwrap_or(raw).to_vec()
