@@ -9,7 +9,7 @@
 //! Every problem is reported to [`Diagnostics`] with its file and line; a broken file is
 //! left out and the rest still load.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -196,7 +196,7 @@ pub struct SetDef {
     pub versions: Vec<String>,
     pub structure: Vec<Node>,
     /// Every segment id the structure knows (for "unrecognized" vs "unexpected").
-    pub known_ids: Vec<String>,
+    pub known_ids: HashSet<String>,
     pub map: Option<MapDef>,
     pub file: PathBuf,
 }
@@ -491,8 +491,9 @@ fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
     if file.versions.is_empty() {
         diags.error(&def.path, def.line_of_key("versions"), "versions is empty");
     }
-    let mut known_ids = Vec::new();
-    structure.iter().for_each(|n| n.collect_ids(&mut known_ids));
+    let mut ids = Vec::new();
+    structure.iter().for_each(|n| n.collect_ids(&mut ids));
+    let known_ids: HashSet<String> = ids.into_iter().collect();
     let mut map = file.map;
     if let Some(m) = map.as_mut() {
         match Entity::parse(&m.entity) {

@@ -405,10 +405,18 @@ impl X12Reader {
             limit: self.max_unit_lines,
             segs: Vec::new(),
         };
+        // One envelope prefix per set; only the segment ordinal differs per line.
+        let prefix = self.locator(None);
         let lines: Vec<SourceLine> = segs
             .iter()
             .enumerate()
-            .map(|(i, s)| self.line(s, Some((i + 1, &st02))))
+            .map(|(i, s)| SourceLine {
+                pos: s
+                    .pos
+                    .clone()
+                    .with_locator(format!("{prefix} / ST {st02}, segment {} of set", i + 1)),
+                raw: cap_raw(&s.text, RAW_CAP),
+            })
             .collect();
         let job = SetJob { segs, ..job };
         Ok(Unit {

@@ -279,7 +279,8 @@ fn check_elements(
     for (i, ed) in def.elements.iter().enumerate() {
         let pos = i + 1;
         let value = seg.el(pos);
-        let field = format!("{}{pos:02}", seg.id);
+        // The field name is only built on an error: this loop runs for every element.
+        let field = || format!("{}{pos:02}", seg.id);
         if value.is_empty() {
             if ed.required {
                 out.push(el_issue(
@@ -289,7 +290,7 @@ fn check_elements(
                     1,
                     "x12-required",
                     "",
-                    format!("{field} is required"),
+                    format!("{} is required", field()),
                 ));
             }
             continue;
@@ -297,25 +298,20 @@ fn check_elements(
         if ed.ty == super::defs::ElType::Composite {
             continue;
         }
-        let reps: Vec<&str> = match d.rep {
-            Some(r) => value.split(r as char).collect(),
-            None => vec![value],
-        };
-        for v in reps {
-            if let Some((code, rule, msg)) =
-                check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v)
-            {
-                out.push(el_issue(
-                    seg_idx,
-                    seg,
-                    pos,
-                    code,
-                    rule,
-                    v,
-                    format!("{field} {msg}"),
-                ));
-                break;
-            }
+        let rep = d.rep.map(char::from);
+        let bad = value.split(|c| Some(c) == rep).find_map(|v| {
+            check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v).map(|e| (v, e))
+        });
+        if let Some((v, (code, rule, msg))) = bad {
+            out.push(el_issue(
+                seg_idx,
+                seg,
+                pos,
+                code,
+                rule,
+                v,
+                format!("{} {msg}", field()),
+            ));
         }
     }
     let present = |e: usize| !seg.el(e).is_empty();
