@@ -434,3 +434,59 @@ fn acks_pass_pyx12_when_available() {
     }
     let _ = Path::new("");
 }
+
+#[test]
+fn all_or_nothing_partner_rejects_the_whole_group() {
+    let (f, d) = format_with(&[(
+        "globex.toml",
+        "kind = \"x12-partner\"\nsenders = [\"GLOBEX\"]\natomic = \"group\"\n",
+    )]);
+    assert!(d.is_empty(), "{:?}", d.errors);
+    let r = read_all(
+        f.as_ref(),
+        &root().join("samples/inbox/globex-invoices.x12"),
+    );
+    assert!(r.error.is_none());
+    // ISA, the merged group (GS..GE), IEA.
+    assert_eq!(
+        r.units.len(),
+        3,
+        "{:?}",
+        r.units.iter().map(|u| &u.label).collect::<Vec<_>>()
+    );
+    let group = &r.units[1];
+    assert_eq!(group.lines.len(), 16);
+    assert_eq!(group.status(), UnitStatus::Rejected);
+    assert!(group.eval.records.is_empty());
+    assert!(group
+        .eval
+        .unit_errors
+        .iter()
+        .any(|e| e.rule == "x12-all-or-nothing"));
+    // Positions of the bad set's segments are kept.
+    assert!(rejected_fields(&r).contains(&("x12-date".into(), "BIG01".into(), 13)));
+    let ack = ack_text(&r);
+    assert!(ack.contains("AK2*810*0001~\nAK5*R~"), "{ack}");
+    assert!(
+        ack.contains("AK5*R*4*5~") && ack.contains("AK9*R*2*2*0~"),
+        "{ack}"
+    );
+    // Seqs stay contiguous for resume.
+    assert_eq!(
+        r.units.iter().map(|u| u.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+}
+
+#[test]
+fn all_or_nothing_interchange_applies_everything_when_all_is_good() {
+    let (f, _) = format_with(&[(
+        "acme.toml",
+        "kind = \"x12-partner\"\nsenders = [\"ACME\"]\natomic = \"interchange\"\n",
+    )]);
+    let r = read_all(f.as_ref(), &root().join("samples/inbox/acme-orders.x12"));
+    assert_eq!(r.units.len(), 1);
+    assert_eq!(r.units[0].status(), UnitStatus::Applied);
+    assert_eq!(r.units[0].eval.records.len(), 2);
+    assert!(ack_text(&r).contains("AK9*A*2*2*2~"));
+}

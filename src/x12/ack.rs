@@ -140,7 +140,12 @@ pub(crate) fn acknowledge(
                         UnitStatus::Applied | UnitStatus::Duplicate | UnitStatus::Skipped
                     )
                 });
-            let detail = summary.map(|s| s.detail).unwrap_or_default();
+            let detail = summary
+                .map(|s| match set.part {
+                    Some(i) => s.detail["parts"][i].clone(),
+                    None => s.detail,
+                })
+                .unwrap_or_default();
             body.push(format!("AK2*{}*{}", seg_id(&set.st01), clean(&set.st02, 9)));
             if let Some(issues) = detail["ak3"].as_array() {
                 for i in issues {

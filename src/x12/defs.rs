@@ -238,6 +238,28 @@ struct PartnerFile {
     policy: Option<String>,
     #[serde(default)]
     max_reject_ratio: Option<f64>,
+    /// `set` (default), `group` or `interchange`: the unit of atomicity for this partner.
+    #[serde(default)]
+    atomic: Option<toml::Spanned<String>>,
+}
+
+/// The unit of atomicity a partner asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Atomic {
+    #[default]
+    Set,
+    Group,
+    Interchange,
+}
+
+impl Atomic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Atomic::Set => "set",
+            Atomic::Group => "group",
+            Atomic::Interchange => "interchange",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -246,6 +268,7 @@ pub struct PartnerDef {
     pub tolerate: Vec<String>,
     pub always_ta1: bool,
     pub policy: Option<Policy>,
+    pub atomic: Atomic,
 }
 
 impl PartnerDef {
@@ -694,11 +717,27 @@ fn load_partner(def: &DefFile, diags: &mut Diagnostics) -> Option<PartnerDef> {
         },
         None => None,
     };
+    let atomic = match file.atomic.as_ref().map(|a| a.get_ref().as_str()) {
+        None | Some("set") => Atomic::Set,
+        Some("group") => Atomic::Group,
+        Some("interchange") => Atomic::Interchange,
+        Some(other) => {
+            ok = false;
+            let line = file.atomic.as_ref().map(|a| def.line_at(a.span().start));
+            diags.error(
+                &def.path,
+                line,
+                format!("unknown atomic '{other}' (set, group, interchange)"),
+            );
+            Atomic::Set
+        }
+    };
     ok.then_some(PartnerDef {
         senders: file.senders,
         tolerate,
         always_ta1: file.always_ta1,
         policy,
+        atomic,
     })
 }
 

@@ -33,7 +33,7 @@ use crate::format::{
 };
 use crate::unit::{cap_raw, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
 
-use defs::{PartnerDef, Registry};
+use defs::{Atomic, PartnerDef, Registry};
 use segments::{Delims, ReadError, Segment, SegmentReader};
 
 /// Longest raw segment text kept for the ledger and reports.
@@ -100,6 +100,8 @@ impl Format for X12Format {
             started: false,
             cur: None,
             done: Vec::new(),
+            held: Vec::new(),
+            atomic: Atomic::Set,
         }))
     }
 }
@@ -123,7 +125,10 @@ pub(crate) struct IsaInfo {
 
 #[derive(Debug, Clone)]
 pub(crate) struct SetRec {
+    /// The unit holding the set: its own, or the merged group/interchange unit.
     pub seq: u64,
+    /// Index of the set's part in a merged unit's `detail.parts`.
+    pub part: Option<usize>,
     pub st01: String,
     pub st02: String,
 }
@@ -161,6 +166,10 @@ pub struct X12Reader {
     started: bool,
     cur: Option<Interchange>,
     done: Vec<Interchange>,
+    /// Units held back while a partner's all-or-nothing group or interchange is read.
+    held: Vec<Unit>,
+    /// The atomicity of the interchange being read.
+    atomic: Atomic,
 }
 
 fn read_err(e: ReadError) -> FileError {
@@ -380,6 +389,7 @@ impl X12Reader {
         };
         group.sets.push(SetRec {
             seq,
+            part: None,
             st01: st01.clone(),
             st02: st02.clone(),
         });
@@ -623,8 +633,9 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
     None
 }
 
-impl UnitReader for X12Reader {
-    fn next_unit(&mut self) -> Result<Option<Unit>, FileError> {
+impl X12Reader {
+    /// The next unit as read, before any all-or-nothing merging.
+    fn next_unit_inner(&mut self) -> Result<Option<Unit>, FileError> {
         if self.cur.is_none() {
             if !self.started {
                 self.src.skip_bom().map_err(read_err)?;
@@ -759,6 +770,135 @@ impl UnitReader for X12Reader {
             other => {
                 let msg = format!("segment {other} outside a transaction set (only GS, ST, GE, IEA, TA1 may appear here)");
                 Err(self.fail(seg.pos.clone(), "x12-segment-outside-set", "024", msg))
+            }
+        }
+    }
+}
+
+impl X12Reader {
+    /// Merges the held units of an all-or-nothing group or interchange into one unit whose
+    /// job runs every part and rejects them all if any is rejected.
+    fn flush_held(&mut self) -> Unit {
+        let held = std::mem::take(&mut self.held);
+        let seq = held.first().map(|u| u.seq).unwrap_or(self.seq);
+        self.seq = seq + 1;
+        let last = seq + held.len() as u64;
+        let mode = self.atomic;
+        // Point the set records at the merged unit and their part.
+        let interchanges = self.cur.iter_mut().chain(self.done.last_mut());
+        for ic in interchanges {
+            for g in &mut ic.groups {
+                for s in &mut g.sets {
+                    if s.part.is_none() && (seq..last).contains(&s.seq) {
+                        s.part = Some((s.seq - seq) as usize);
+                        s.seq = seq;
+                    }
+                }
+            }
+        }
+        let label = format!(
+            "{} {} (all-or-nothing)",
+            mode.as_str(),
+            held.first().map(|u| u.label.as_str()).unwrap_or("")
+        );
+        let mut lines = Vec::new();
+        let mut parts = Vec::new();
+        for u in held {
+            parts.push((u.lines.len(), u.job, u.label));
+            lines.extend(u.lines);
+        }
+        let job = move || merged_eval(mode, parts);
+        Unit {
+            seq,
+            label,
+            lines,
+            job: Some(Box::new(job)),
+        }
+    }
+}
+
+type Part = (usize, Option<Box<dyn crate::unit::UnitJob>>, String);
+
+fn merged_eval(mode: Atomic, parts: Vec<Part>) -> Evaluation {
+    let mut ev = Evaluation::default();
+    let mut details = Vec::new();
+    let mut rejected = Vec::new();
+    for (n, job, label) in parts {
+        let e = match job {
+            Some(j) => j.run(),
+            None => Evaluation {
+                verdicts: vec![LineVerdict::Skipped(label.clone()); n],
+                ..Evaluation::default()
+            },
+        };
+        let is_rejected = e.is_rejected();
+        let mut verdicts = e.verdicts;
+        verdicts.resize(n, LineVerdict::Ok);
+        // A set-level error stays on the set's first line (its ST) rather than moving to
+        // the first line of the whole group.
+        let mut errors = e.unit_errors.into_iter();
+        if let (Some(first), Some(v)) = (errors.next(), verdicts.first_mut()) {
+            if matches!(v, LineVerdict::Ok) {
+                *v = LineVerdict::Rejected(first);
+            } else {
+                ev.unit_errors.push(first);
+            }
+        }
+        ev.unit_errors.extend(errors);
+        if is_rejected {
+            rejected.push(label);
+        }
+        ev.verdicts.extend(verdicts);
+        ev.records.extend(e.records);
+        for c in e.claims {
+            if !ev.claims.contains(&c) {
+                ev.claims.push(c);
+            }
+        }
+        ev.tolerated.extend(e.tolerated);
+        details.push(e.detail);
+    }
+    if !rejected.is_empty() {
+        ev.records.clear();
+        ev.unit_errors.push(Reason::new(
+            "x12-all-or-nothing",
+            format!(
+                "the partner's policy is all-or-nothing per {}: rejected with it because of {}",
+                mode.as_str(),
+                rejected.join(", ")
+            ),
+        ));
+    }
+    ev.detail = json!({"atomic": mode.as_str(), "parts": details});
+    ev
+}
+
+impl UnitReader for X12Reader {
+    fn next_unit(&mut self) -> Result<Option<Unit>, FileError> {
+        loop {
+            let Some(unit) = self.next_unit_inner()? else {
+                return Ok(None);
+            };
+            // Envelope units are labelled by their segment id (see `envelope_unit`).
+            let id = unit.label.split(' ').next().unwrap_or("").to_string();
+            if id == "ISA" {
+                self.atomic = self
+                    .cur
+                    .as_ref()
+                    .map(|c| c.isa.partner.atomic)
+                    .unwrap_or_default();
+            }
+            let (opens, closes) = match self.atomic {
+                Atomic::Set => return Ok(Some(unit)),
+                Atomic::Group => ("GS", "GE"),
+                Atomic::Interchange => ("ISA", "IEA"),
+            };
+            if self.held.is_empty() && id != opens {
+                return Ok(Some(unit));
+            }
+            self.held.push(unit);
+            if id == closes {
+                return Ok(Some(self.flush_held()));
             }
         }
     }
