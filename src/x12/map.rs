@@ -180,7 +180,7 @@ impl Ctx<'_> {
         };
         let raw = match e.comp {
             Some(c) => raw
-                .split(self.d.comp as char)
+                .split(self.d.comp.as_char())
                 .nth(c.checked_sub(1)?)
                 .unwrap_or("")
                 .to_string(),

@@ -11,15 +11,46 @@ use std::io::Read;
 
 use crate::unit::Position;
 
+/// One delimiter: a single character, ASCII or multi-byte UTF-8 (partners do send `Ö` or
+/// `…`), kept as its UTF-8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sep {
+    buf: [u8; 4],
+    len: u8,
+}
+
+impl Sep {
+    pub fn new(c: char) -> Sep {
+        let mut buf = [0u8; 4];
+        let len = c.encode_utf8(&mut buf).len() as u8;
+        Sep { buf, len }
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+    pub fn first(&self) -> u8 {
+        self.buf[0]
+    }
+    pub fn is_newline(&self) -> bool {
+        self.len == 1 && matches!(self.buf[0], b'\r' | b'\n')
+    }
+    pub fn as_char(&self) -> char {
+        std::str::from_utf8(self.bytes())
+            .ok()
+            .and_then(|s| s.chars().next())
+            .unwrap_or('\u{FFFD}')
+    }
+}
+
 /// The delimiters of one interchange, as declared by its ISA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delims {
-    pub elem: u8,
+    pub elem: Sep,
     /// ISA16.
-    pub comp: u8,
+    pub comp: Sep,
     /// ISA11 from version 00402 on (when it is not an alphanumeric code such as `U`).
-    pub rep: Option<u8>,
-    pub term: u8,
+    pub rep: Option<Sep>,
+    pub term: Sep,
 }
 
 /// One segment as read.
@@ -197,7 +228,8 @@ impl<R: Read> SegmentReader<R> {
     /// bytes that are delimiters themselves.
     pub fn skip_ws(&mut self, d: Option<&Delims>) -> Result<(), ReadError> {
         while let Some(b) = self.get(0)? {
-            let delim = d.is_some_and(|d| b == d.elem || b == d.term || b == d.comp);
+            let delim = d
+                .is_some_and(|d| b == d.elem.first() || b == d.term.first() || b == d.comp.first());
             // Between interchanges a DOS end-of-file mark (SUB, 0x1A) is padding too.
             let sub = d.is_none() && b == 0x1A;
             if (is_ws(b) && !delim) || sub {
@@ -234,88 +266,137 @@ impl<R: Read> SegmentReader<R> {
         self.here()
     }
 
-    /// Reads an ISA at the cursor. The element separator is the byte after `ISA`; ISA16 is
-    /// the byte after the 16th separator and the terminator the byte after that. CR/LF inside
-    /// the ISA are hard-wrap artefacts and skipped, unless one is the terminator.
+    /// Reads one UTF-8 character `i` bytes ahead: (char, byte length).
+    fn char_at(&mut self, i: usize) -> Result<Option<(char, usize)>, ReadError> {
+        let Some(b0) = self.get(i)? else {
+            return Ok(None);
+        };
+        let n = match b0 {
+            0x00..=0x7F => 1,
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return Ok(Some((char::REPLACEMENT_CHARACTER, 1))),
+        };
+        let mut bytes = [0u8; 4];
+        for (k, slot) in bytes.iter_mut().enumerate().take(n) {
+            match self.get(i + k)? {
+                Some(b) => *slot = b,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(
+            std::str::from_utf8(&bytes[..n])
+                .ok()
+                .and_then(|s| s.chars().next())
+                .map(|c| (c, n))
+                .unwrap_or((char::REPLACEMENT_CHARACTER, 1)),
+        ))
+    }
+
+    /// Whether the bytes `i` ahead are `sep`.
+    fn at_sep(&mut self, i: usize, sep: &Sep) -> Result<bool, ReadError> {
+        for (k, &b) in sep.bytes().iter().enumerate() {
+            if self.get(i + k)? != Some(b) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads an ISA at the cursor. The element separator is the character after `ISA`;
+    /// ISA16 is the character after the 16th separator and the terminator the character
+    /// after that. CR/LF inside the ISA are hard-wrap artefacts and skipped, unless one is
+    /// the terminator.
     pub fn read_isa(&mut self) -> Result<IsaRead, ReadError> {
         let pos = self.here();
         let isa_err = |msg: String| ReadError::Isa {
             pos: pos.clone(),
             msg,
         };
-        let elem = self
-            .get(3)?
-            .ok_or_else(|| isa_err("file ends inside the ISA header".into()))?;
-        if elem.is_ascii_alphanumeric() || is_ws(elem) || elem >= 0x80 {
+        let eof = || isa_err("file ends inside the ISA header".into());
+        let (ec, en) = self.char_at(3)?.ok_or_else(eof)?;
+        if ec.is_ascii_alphanumeric() || ec.is_whitespace() || ec == char::REPLACEMENT_CHARACTER {
             return Err(isa_err(format!(
-                "ISA element separator must be a non-alphanumeric ASCII character, found {}",
-                show_byte(elem)
+                "ISA element separator must be a non-alphanumeric, non-space character, found {}",
+                show_char(ec)
             )));
         }
-        let mut logical: Vec<u8> = Vec::with_capacity(108);
-        let mut seps = 0usize;
-        let mut i = 0usize;
-        let mut comp = None;
-        let term;
-        loop {
-            let b = self
-                .get(i)?
-                .ok_or_else(|| isa_err("file ends inside the ISA header".into()))?;
-            i += 1;
-            if comp.is_some() {
-                // The terminator may be CR or LF itself.
-                term = b;
-                break;
-            }
+        let elem = Sep::new(ec);
+        let mut logical: Vec<u8> = b"ISA".to_vec();
+        logical.extend_from_slice(elem.bytes());
+        let mut seps = 1usize;
+        let mut i = 3 + en;
+        while seps < 16 {
+            let b = self.get(i)?.ok_or_else(eof)?;
             if b == b'\r' || b == b'\n' {
+                i += 1;
                 continue;
             }
-            if logical.len() > 200 {
+            if self.at_sep(i, &elem)? {
+                seps += 1;
+                logical.extend_from_slice(elem.bytes());
+                i += elem.bytes().len();
+                continue;
+            }
+            if logical.len() > 300 {
                 return Err(isa_err("ISA header has fewer than 16 elements".into()));
             }
             logical.push(b);
-            if seps == 16 {
-                comp = Some(b);
-                continue;
-            }
-            if b == elem {
-                seps += 1;
-            }
+            i += 1;
         }
-        let comp = comp.unwrap_or(b':');
-        // A terminator of CR followed by LF: the LF is skipped as whitespace later.
-        for (what, b) in [("segment terminator", term), ("component separator", comp)] {
-            if b.is_ascii_alphanumeric() || b >= 0x80 || b == elem || b == b' ' {
+        while matches!(self.get(i)?, Some(b'\r' | b'\n')) {
+            i += 1;
+        }
+        let (cc, cn) = self.char_at(i)?.ok_or_else(eof)?;
+        i += cn;
+        let (tc, tn) = self.char_at(i)?.ok_or_else(eof)?;
+        i += tn;
+        for (what, c) in [("component separator", cc), ("segment terminator", tc)] {
+            let newline_term = what == "segment terminator" && (c == '\r' || c == '\n');
+            if c.is_ascii_alphanumeric()
+                || (c.is_whitespace() && !newline_term)
+                || c == ec
+                || c == char::REPLACEMENT_CHARACTER
+            {
                 return Err(isa_err(format!(
-                    "ISA {what} {} is not usable (alphanumeric, non-ASCII, space or equal to another delimiter)",
-                    show_byte(b)
+                    "ISA {what} {} is not usable (alphanumeric, space, invalid or equal to the element separator)",
+                    show_char(c)
                 )));
             }
         }
-        if term == comp {
+        if tc == cc {
             return Err(isa_err(
                 "ISA16 component separator equals the segment terminator".into(),
             ));
         }
-        let text = String::from_utf8_lossy(&logical).into_owned();
-        let parts: Vec<String> = logical
-            .split(|&b| b == elem)
+        let (comp, term) = (Sep::new(cc), Sep::new(tc));
+        let mut elements: Vec<String> = split_on(&logical, elem.bytes())
+            .skip(1)
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .collect();
-        let elements: Vec<String> = parts.iter().skip(1).cloned().collect();
-        let fixed_width = logical.len() == 105
-            && elements.len() == 16
-            && elements.iter().zip(ISA_WIDTHS).all(|(e, w)| e.len() == w);
+        // The split leaves an empty last part after the 16th separator: that is ISA16.
+        if let Some(last) = elements.last_mut() {
+            *last = cc.to_string();
+        }
+        let text = format!("{}{cc}", String::from_utf8_lossy(&logical));
+        let fixed_width = elements.len() == 16
+            && elements
+                .iter()
+                .zip(ISA_WIDTHS)
+                .all(|(e, w)| e.chars().count() == w);
         let rep = elements.get(10).and_then(|r| {
-            let b = *r.as_bytes().first()?;
+            let mut chars = r.chars();
+            let c = chars.next()?;
             let version_402 = elements.get(11).is_some_and(|v| v.as_str() >= "00402");
-            (r.len() == 1
+            (chars.next().is_none()
                 && version_402
-                && !b.is_ascii_alphanumeric()
-                && b != elem
-                && b != comp
-                && b != term)
-                .then_some(b)
+                && !c.is_ascii_alphanumeric()
+                && !c.is_whitespace()
+                && c != ec
+                && c != cc
+                && c != tc)
+                .then(|| Sep::new(c))
         });
         self.advance(i);
         self.record += 1;
@@ -350,18 +431,25 @@ impl<R: Read> SegmentReader<R> {
         if self.get(0)? == Some(b'B')
             && self.get(1)? == Some(b'I')
             && self.get(2)? == Some(b'N')
-            && self.get(3)? == Some(d.elem)
+            && self.at_sep(3, &d.elem)?
         {
             return self.read_bin(d, pos).map(Some);
         }
-        let mut scanned = 0usize;
+        let tb = d.term.bytes();
+        let mut from = 0usize;
         let len = loop {
-            let window = &self.buf[self.at + scanned..];
-            if let Some(k) = memchr::memchr(d.term, window) {
-                break scanned + k;
+            let window = &self.buf[self.at + from..];
+            let found = if tb.len() == 1 {
+                memchr::memchr(tb[0], window)
+            } else {
+                memchr::memmem::find(window, tb)
+            };
+            if let Some(k) = found {
+                break from + k;
             }
-            scanned = self.buf.len() - self.at;
-            if scanned > self.max_record {
+            // A multi-byte terminator may straddle two reads.
+            from = (self.buf.len() - self.at).saturating_sub(tb.len() - 1);
+            if from > self.max_record {
                 return Err(ReadError::TooLong {
                     pos,
                     limit: self.max_record,
@@ -378,9 +466,9 @@ impl<R: Read> SegmentReader<R> {
             });
         }
         let raw = &self.buf[self.at..self.at + len];
-        let logical: Vec<u8> = if d.term == b'\n' {
+        let logical: Vec<u8> = if d.term.bytes() == b"\n" {
             raw.strip_suffix(b"\r").unwrap_or(raw).to_vec()
-        } else if d.term == b'\r' {
+        } else if d.term.is_newline() {
             raw.to_vec()
         } else {
             raw.iter()
@@ -388,7 +476,7 @@ impl<R: Read> SegmentReader<R> {
                 .filter(|&b| b != b'\r' && b != b'\n')
                 .collect()
         };
-        let consumed = (len + 1).min(self.buf.len() - self.at);
+        let consumed = (len + tb.len()).min(self.buf.len() - self.at);
         self.advance(consumed);
         self.record += 1;
         let pos = Position::new(pos.line, pos.byte, self.record);
@@ -400,12 +488,14 @@ impl<R: Read> SegmentReader<R> {
             pos: pos.clone(),
             msg,
         };
-        let mut i = 4;
+        let mut i = 3 + d.elem.bytes().len();
         let mut digits = String::new();
         loop {
+            if self.at_sep(i, &d.elem)? {
+                break;
+            }
             match self.get(i)? {
-                Some(b) if b == d.elem => break,
-                Some(b) if digits.len() < 16 && b != d.term => digits.push(b as char),
+                Some(b) if digits.len() < 16 && b != d.term.first() => digits.push(b as char),
                 _ => {
                     return Err(bin_err(
                         "BIN01 length is not followed by the binary data element".into(),
@@ -425,28 +515,47 @@ impl<R: Read> SegmentReader<R> {
                 self.max_record
             )));
         }
-        let start = i + 1;
-        if self.get(start + n)? != Some(d.term) {
+        let start = i + d.elem.bytes().len();
+        if !self.at_sep(start + n, &d.term)? {
             return Err(bin_err(format!(
                 "binary data of BIN01 length {n} is not followed by the segment terminator"
             )));
         }
         let data =
             String::from_utf8_lossy(&self.buf[self.at + start..self.at + start + n]).into_owned();
-        self.advance(start + n + 1);
+        self.advance(start + n + d.term.bytes().len());
         self.record += 1;
         let pos = Position::new(pos.line, pos.byte, self.record);
+        let e = d.elem.as_char();
         Ok(Segment {
             id: "BIN".into(),
-            text: format!("BIN{}{digits}{}[{n} bytes]", d.elem as char, d.elem as char),
+            text: format!("BIN{e}{digits}{e}[{n} bytes]"),
             elements: vec![digits, data],
             pos,
         })
     }
 }
 
+/// Splits `data` on a (possibly multi-byte) separator.
+fn split_on<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memmem::find(r, sep) {
+            Some(k) => {
+                rest = Some(&r[k + sep.len()..]);
+                Some(&r[..k])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 fn split_segment(logical: &[u8], d: &Delims, pos: Position) -> Segment {
-    let mut parts = logical.split(|&b| b == d.elem);
+    let mut parts = split_on(logical, d.elem.bytes());
     let id = parts
         .next()
         .map(|p| String::from_utf8_lossy(p).trim().to_string())
@@ -462,12 +571,14 @@ fn split_segment(logical: &[u8], d: &Delims, pos: Position) -> Segment {
     }
 }
 
-/// A byte for a message: printable as itself, otherwise as hex.
-pub fn show_byte(b: u8) -> String {
-    if b.is_ascii_graphic() {
-        format!("'{}'", b as char)
+/// A delimiter for a message: printable as itself, otherwise as its code point.
+pub fn show_char(c: char) -> String {
+    if c.is_ascii_graphic()
+        || (!c.is_ascii() && !c.is_control() && c != char::REPLACEMENT_CHARACTER)
+    {
+        format!("'{c}'")
     } else {
-        format!("0x{b:02X}")
+        format!("U+{:04X}", c as u32)
     }
 }
 
@@ -548,6 +659,36 @@ mod tests {
         ));
     }
 
+    /// Hands out one byte per read, so every delimiter straddles a read boundary.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(slot)) => {
+                    *slot = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn multibyte_utf8_delimiters_across_read_boundaries() {
+        let text = ISA.replace('*', "Ö").replace('~', "…") + "GSÖPOÖAÖB…\nSTÖ850Ö1…";
+        let mut r = SegmentReader::new(Trickle(text.as_bytes()), 1 << 20);
+        let isa = r.read_isa().unwrap();
+        assert!(isa.fixed_width);
+        assert_eq!(isa.delims.elem, Sep::new('Ö'));
+        assert_eq!(isa.delims.term, Sep::new('…'));
+        let gs = r.read_segment(&isa.delims).unwrap().unwrap();
+        assert_eq!((gs.id.as_str(), gs.el(3)), ("GS", "B"));
+        let st = r.read_segment(&isa.delims).unwrap().unwrap();
+        assert_eq!((st.id.as_str(), st.el(2), st.pos.line), ("ST", "1", 2));
+        assert!(r.read_segment(&isa.delims).unwrap().is_none());
+    }
+
     #[test]
     fn trimmed_isa_is_read_but_not_fixed_width() {
         let mut r = SegmentReader::new(
@@ -556,6 +697,6 @@ mod tests {
         );
         let isa = r.read_isa().unwrap();
         assert!(!isa.fixed_width);
-        assert_eq!(isa.delims.comp, b':');
+        assert_eq!(isa.delims.comp, Sep::new(':'));
     }
 }

@@ -298,7 +298,7 @@ fn check_elements(
         if ed.ty == super::defs::ElType::Composite {
             continue;
         }
-        let rep = d.rep.map(char::from);
+        let rep = d.rep.map(|r| r.as_char());
         let bad = value.split(|c| Some(c) == rep).find_map(|v| {
             check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v).map(|e| (v, e))
         });
