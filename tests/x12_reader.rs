@@ -1,7 +1,7 @@
 //! Behaviour of the X12 format end to end through `format::testing::read_all`: units and
 //! positions, envelope errors, tolerances, maps, acknowledgements and definition errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tallyman::format::testing::{read_all, ReadResult};
@@ -432,7 +432,6 @@ fn acks_pass_pyx12_when_available() {
             );
         }
     }
-    let _ = Path::new("");
 }
 
 #[test]
@@ -489,4 +488,28 @@ fn all_or_nothing_interchange_applies_everything_when_all_is_good() {
     assert_eq!(r.units[0].status(), UnitStatus::Applied);
     assert_eq!(r.units[0].eval.records.len(), 2);
     assert!(ack_text(&r).contains("AK9*A*2*2*2~"));
+}
+
+#[test]
+fn bad_gs_rejects_its_sets_and_the_ak9_says_so() {
+    let text = one_set(ISA_OK, PO_BODY, 4)
+        .replace("*7*X*004010~", "*7A*X*004010~")
+        .replace("GE*1*7~", "GE*1*7A~");
+    let r = read_text(format().as_ref(), &text);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let set = r.units.iter().find(|u| u.label.starts_with("850")).unwrap();
+    assert_eq!(set.status(), UnitStatus::Rejected);
+    assert_eq!(rejected_fields(&r)[0].1, "GS06");
+    assert!(ack_text(&r).contains("AK9*R*1*1*0*6~"), "{}", ack_text(&r));
+}
+
+#[test]
+fn file_policy_belongs_to_the_star_partner_only() {
+    let (_, d) = format_with(&[(
+        "p.toml",
+        "kind = \"x12-partner\"\nsenders = [\"A\"]\npolicy = \"all-or-nothing\"\n",
+    )]);
+    assert_eq!(d.errors.len(), 1);
+    assert_eq!(d.errors[0].line, Some(3));
+    assert!(d.errors[0].message.contains("atomic"));
 }

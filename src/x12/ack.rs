@@ -193,6 +193,9 @@ pub(crate) fn acknowledge(
             body.push(format!("{}*R*2", if is_999 { "IK5" } else { "AK5" }));
         }
         let mut ak9_codes: Vec<u8> = Vec::new();
+        if g.header_error.is_some() {
+            ak9_codes.push(6);
+        }
         let last = gi + 1 == ic.groups.len();
         if !g.closed && failing_here && last {
             let rule = error.map(|e| e.reason.rule.as_str()).unwrap_or("");

@@ -706,6 +706,14 @@ fn load_partner(def: &DefFile, diags: &mut Diagnostics) -> Option<PartnerDef> {
         ok = false;
         diags.error(&def.path, def.line_of_key("senders"), "senders is empty");
     }
+    if file.policy.is_some() && !file.senders.iter().any(|s| s == "*") {
+        ok = false;
+        diags.error(
+            &def.path,
+            def.line_of_key("policy"),
+            "`policy` is the format-wide file policy and only allowed in the `*` partner file; use `atomic = \"group\"` or `\"interchange\"` for a partner's all-or-nothing",
+        );
+    }
     let policy = match &file.policy {
         Some(p) => match Policy::parse(p, file.max_reject_ratio) {
             Ok(p) => Some(p),

@@ -145,6 +145,8 @@ pub(crate) struct GroupRec {
     pub open_set: Option<(String, String)>,
     pub declared_sets: Option<String>,
     pub closed: bool,
+    /// A bad GS: its sets are rejected and the AK9 says code 6.
+    pub header_error: Option<Reason>,
 }
 
 #[derive(Debug, Clone)]
@@ -400,7 +402,11 @@ impl X12Reader {
             sender: ic.isa.sender.clone(),
             partner: ic.isa.partner.clone(),
             delims: d,
-            interchange_rejected: ic.header_error.as_ref().map(|(_, r)| r.clone()),
+            interchange_rejected: ic
+                .header_error
+                .as_ref()
+                .map(|(_, r)| r.clone())
+                .or_else(|| group.header_error.clone()),
             claims: vec![
                 format!(
                     "x12-isa:{}:{}:{}",
@@ -740,6 +746,7 @@ impl X12Reader {
                         open_set: None,
                         declared_sets: None,
                         closed: false,
+                        header_error: gs_error(&seg),
                     });
                 }
                 let rejected = gs_error(&seg);
@@ -980,9 +987,8 @@ impl SetJob {
         if let Some(r) = &self.interchange_rejected {
             ev.unit_errors.push(Reason::new(
                 "x12-interchange-rejected",
-                format!("the interchange header is invalid: {}", r.message),
+                format!("the envelope header (ISA or GS) is invalid: {}", r.message),
             ));
-            ak5.push(if self.gs01.is_empty() { 5 } else { 23 });
         }
         if self.dropped > 0 {
             ev.unit_errors.push(Reason::new(
@@ -1125,8 +1131,16 @@ impl SetJob {
         }
         // The ack lists errors in segment order, as a reader of the file would meet them.
         issues.sort_by_key(|i| i.seg);
+        // SE01/SE02 mismatches are reported by the AK5 code alone (4 / 3), as the standard
+        // and pyx12 do; the reject report still shows them on the SE segment.
         let ak3: Vec<serde_json::Value> = issues
             .iter()
+            .filter(|i| {
+                !matches!(
+                    i.reason.rule.as_str(),
+                    "x12-se01-count" | "x12-se02-control"
+                )
+            })
             .map(|i| {
                 json!({
                     "seg": i.seg_id,
