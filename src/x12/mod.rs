@@ -398,7 +398,6 @@ impl X12Reader {
         let job = SetJob {
             reg: self.reg.clone(),
             gs08: group.gs08.clone(),
-            gs01: group.gs01.clone(),
             sender: ic.isa.sender.clone(),
             partner: ic.isa.partner.clone(),
             delims: d,
@@ -953,7 +952,6 @@ fn gs_error(seg: &Segment) -> Option<Reason> {
 struct SetJob {
     reg: Arc<Registry>,
     gs08: String,
-    gs01: String,
     sender: String,
     partner: PartnerDef,
     delims: Delims,
