@@ -513,3 +513,30 @@ fn file_policy_belongs_to_the_star_partner_only() {
     assert_eq!(d.errors[0].line, Some(3));
     assert!(d.errors[0].message.contains("atomic"));
 }
+
+#[test]
+fn oversized_set_is_rejected_not_buffered() {
+    let body: String = (1..=8)
+        .map(|i| format!("PO1*{i}*1*EA*1**VN*S{i}~\n"))
+        .collect();
+    let text = one_set(ISA_OK, &format!("BEG*00*SA*PO1**20240131~\n{body}"), 11);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.x12");
+    std::fs::write(&p, text).unwrap();
+    let mut ctx = tallyman::format::testing::ctx_for(&p);
+    ctx.limits.max_unit_lines = 5;
+    let r = tallyman::format::testing::read_all_with(format().as_ref(), &p, &ctx);
+    let set = r.units.iter().find(|u| u.label.starts_with("850")).unwrap();
+    assert_eq!(set.lines.len(), 6, "5 kept plus SE");
+    let rules: Vec<&str> = set
+        .eval
+        .unit_errors
+        .iter()
+        .map(|e| e.rule.as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        vec!["x12-set-too-large"],
+        "SE01 still counts every segment"
+    );
+}

@@ -96,6 +96,7 @@ impl Format for X12Format {
             src: SegmentReader::new(BufReader::new(file), max),
             reg: self.reg.clone(),
             max_unit_lines: usize::try_from(ctx.limits.max_unit_lines).unwrap_or(usize::MAX),
+            max_set_bytes: max.saturating_mul(256),
             seq: 0,
             started: false,
             cur: None,
@@ -164,6 +165,8 @@ pub struct X12Reader {
     src: SegmentReader<BufReader<File>>,
     reg: Arc<Registry>,
     max_unit_lines: usize,
+    /// Bytes of segment text one set may buffer.
+    max_set_bytes: usize,
     seq: u64,
     started: bool,
     cur: Option<Interchange>,
@@ -334,6 +337,7 @@ impl X12Reader {
         })?;
         let st02 = st.el(2).to_string();
         let st01 = st.el(1).to_string();
+        let mut kept_bytes = st.text.len();
         let mut segs = vec![st];
         let mut dropped = 0u64;
         loop {
@@ -369,7 +373,10 @@ impl X12Reader {
                     ));
                 }
                 _ => {
-                    if segs.len() < self.max_unit_lines {
+                    // A hostile set cannot grow memory without bound: past the line or byte
+                    // cap, segments are only counted (the set is then rejected).
+                    if segs.len() < self.max_unit_lines && kept_bytes <= self.max_set_bytes {
+                        kept_bytes += seg.text.len();
                         segs.push(seg);
                     } else {
                         dropped += 1;
@@ -418,6 +425,7 @@ impl X12Reader {
             ],
             dropped,
             limit: self.max_unit_lines,
+            byte_limit: self.max_set_bytes,
             segs: Vec::new(),
         };
         // One envelope prefix per set; only the segment ordinal differs per line.
@@ -903,6 +911,20 @@ impl UnitReader for X12Reader {
                 return Ok(Some(unit));
             }
             self.held.push(unit);
+            let held_lines: usize = self.held.iter().map(|u| u.lines.len()).sum();
+            if held_lines > self.max_unit_lines {
+                let pos = self.src.position();
+                return Err(self.fail(
+                    pos,
+                    "x12-group-too-large",
+                    "024",
+                    format!(
+                        "the partner's all-or-nothing {} has more than {} segments (limits.max_unit_lines)",
+                        self.atomic.as_str(),
+                        self.max_unit_lines
+                    ),
+                ));
+            }
             if id == closes {
                 return Ok(Some(self.flush_held()));
             }
@@ -959,6 +981,7 @@ struct SetJob {
     claims: Vec<String>,
     dropped: u64,
     limit: usize,
+    byte_limit: usize,
     segs: Vec<Segment>,
 }
 
@@ -992,8 +1015,10 @@ impl SetJob {
             ev.unit_errors.push(Reason::new(
                 "x12-set-too-large",
                 format!(
-                    "the set has more than {} segments ({} more were not kept)",
-                    self.limit, self.dropped
+                    "the set exceeds the size limit ({} segments or {} bytes kept; {} more were only counted)",
+                    self.limit,
+                    self.byte_limit,
+                    self.dropped
                 ),
             ));
             ak5.push(5);
