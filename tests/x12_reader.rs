@@ -540,3 +540,16 @@ fn oversized_set_is_rejected_not_buffered() {
         "SE01 still counts every segment"
     );
 }
+
+#[test]
+fn element_errors_of_one_segment_share_one_ak3() {
+    let r = read_all(
+        format().as_ref(),
+        &root().join("tests/corpus/x12/ediengine_850.SyntaxNotes.ERR.edi"),
+    );
+    let ack = ack_text(&r);
+    assert!(
+        ack.contains("AK3*PO1*13**8~\nAK4*7**2~\nAK3*PO4*30**8~\nAK4*6**2~\nAK4*6**2~\nAK5*R*5~"),
+        "{ack}"
+    );
+}

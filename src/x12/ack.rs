@@ -148,14 +148,20 @@ pub(crate) fn acknowledge(
                 .unwrap_or_default();
             body.push(format!("AK2*{}*{}", seg_id(&set.st01), clean(&set.st02, 9)));
             if let Some(issues) = detail["ak3"].as_array() {
+                // Several element errors of one segment share one AK3.
+                let mut last: Option<(String, u64, u64)> = None;
                 for i in issues {
                     let pos = i["pos"].as_u64().unwrap_or(1).max(1);
                     let code = i["code"].as_u64().unwrap_or(8);
                     let sid = seg_id(i["seg"].as_str().unwrap_or(""));
-                    body.push(format!(
-                        "{}*{sid}*{pos}**{code}",
-                        if is_999 { "IK3" } else { "AK3" }
-                    ));
+                    let key = (sid.clone(), pos, code);
+                    if code != 8 || last.as_ref() != Some(&key) {
+                        body.push(format!(
+                            "{}*{sid}*{pos}**{code}",
+                            if is_999 { "IK3" } else { "AK3" }
+                        ));
+                    }
+                    last = Some(key);
                     if let Some(e) = i["element"].as_object() {
                         let epos = e
                             .get("pos")
