@@ -22,3 +22,4 @@ pub mod sheet;
 pub mod sink;
 pub mod tabular;
 pub mod unit;
+pub mod x12;

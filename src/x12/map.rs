@@ -1,0 +1,251 @@
+//! Declarative mapping of a validated transaction set into a canonical record.
+//!
+//! A `[map]` in the set's definition names, per canonical field, the segment and element
+//! it comes from (with qualifier pairs, conditions, code translation and date/decimal
+//! conversion) and, per repeating group (PO1 lines, N1 parties, HL items of an 856), the
+//! trigger segment and the segments that belong to it. The result is plain JSON checked by
+//! [`Record::build`] against the canonical contract, so a map can never produce a record
+//! the sinks would not accept.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::defs::{FieldExpr, GroupDef, MapDef};
+use super::segments::{Delims, Segment};
+use crate::canonical::Record;
+use crate::unit::Reason;
+
+/// Maps a set to its record. `sender` is the trimmed ISA06 that prefixes the business key.
+pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Result<Record, Reason> {
+    let entity = map
+        .entity_parsed
+        .ok_or_else(|| Reason::new("x12-map", "map has no valid entity"))?;
+    let all: Vec<&Segment> = segs.iter().collect();
+    let ctx = Ctx {
+        d,
+        hl_parent: hl_index(segs),
+        segs,
+    };
+    let key = ctx.first(&map.key, &all, None).unwrap_or_default();
+    let mut body = Map::new();
+    for (name, expr) in &map.fields {
+        if let Some(v) = ctx.value(expr, &all, None) {
+            body.insert(name.clone(), v);
+        }
+    }
+    for g in &map.groups {
+        let items: Vec<Value> = ctx
+            .blocks(g)
+            .into_iter()
+            .enumerate()
+            .map(|(n, (start, block))| {
+                let mut obj = Map::new();
+                for (name, expr) in &g.fields {
+                    match ctx.value(expr, &block, Some(start)) {
+                        Some(v) => {
+                            obj.insert(name.clone(), v);
+                        }
+                        None if expr.fallback.as_deref() == Some("position") => {
+                            obj.insert(name.clone(), Value::String((n + 1).to_string()));
+                        }
+                        None => {}
+                    }
+                }
+                Value::Object(obj)
+            })
+            .collect();
+        body.insert(g.into.clone(), Value::Array(items));
+    }
+    Record::build(
+        entity,
+        format!("{sender}/{}", key.trim()),
+        Value::Object(body),
+    )
+}
+
+struct Ctx<'a> {
+    d: &'a Delims,
+    segs: &'a [Segment],
+    /// Index of an HL segment → index of its parent HL segment.
+    hl_parent: HashMap<usize, usize>,
+}
+
+/// Links every HL to its parent through HL02 → HL01.
+fn hl_index(segs: &[Segment]) -> HashMap<usize, usize> {
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    let mut parent = HashMap::new();
+    for (i, s) in segs.iter().enumerate().filter(|(_, s)| s.id == "HL") {
+        if let Some(&p) = by_id.get(s.el(2)) {
+            if !s.el(2).is_empty() {
+                parent.insert(i, p);
+            }
+        }
+        by_id.insert(s.el(1), i);
+    }
+    parent
+}
+
+impl Ctx<'_> {
+    /// The groups' blocks: (index of the trigger, trigger + member segments).
+    fn blocks(&self, g: &GroupDef) -> Vec<(usize, Vec<&Segment>)> {
+        let stop_at = g
+            .before
+            .as_ref()
+            .and_then(|b| self.segs.iter().position(|s| &s.id == b))
+            .unwrap_or(self.segs.len());
+        let star = g.members.iter().any(|m| m == "*");
+        let mut out = Vec::new();
+        for (t, seg) in self.segs.iter().enumerate().take(stop_at) {
+            if seg.id != g.trigger || !cond(g.when.as_ref(), seg) {
+                continue;
+            }
+            let mut block = vec![seg];
+            for s in self.segs.iter().skip(t + 1) {
+                let member = if star {
+                    s.id != g.trigger && !g.until.contains(&s.id)
+                } else {
+                    g.members.contains(&s.id)
+                };
+                if !member {
+                    break;
+                }
+                block.push(s);
+            }
+            out.push((t, block));
+        }
+        out
+    }
+
+    fn value(&self, e: &FieldExpr, scope: &[&Segment], start: Option<usize>) -> Option<Value> {
+        if e.all {
+            let mut seen: Vec<String> = Vec::new();
+            for s in scope
+                .iter()
+                .filter(|s| s.id == e.seg && cond(e.when.as_ref(), s))
+            {
+                if let Some(v) = self.extract(e, s) {
+                    if !seen.contains(&v) {
+                        seen.push(v);
+                    }
+                }
+            }
+            return Some(Value::Array(seen.into_iter().map(Value::String).collect()));
+        }
+        self.first(e, scope, start).map(Value::String)
+    }
+
+    fn first(&self, e: &FieldExpr, scope: &[&Segment], start: Option<usize>) -> Option<String> {
+        let own = scope
+            .iter()
+            .filter(|s| s.id == e.seg && cond(e.when.as_ref(), s))
+            .find_map(|s| self.extract(e, s));
+        if own.is_some() || e.scope.as_deref() != Some("ancestors") {
+            return own;
+        }
+        // Walk up the HL tree: each ancestor's block is its HL up to the next HL.
+        let mut at = start?;
+        for _ in 0..self.segs.len() {
+            let parent = *self.hl_parent.get(&at)?;
+            let block = self
+                .segs
+                .iter()
+                .skip(parent)
+                .enumerate()
+                .take_while(|(i, s)| *i == 0 || s.id != "HL");
+            for (_, s) in block {
+                if s.id == e.seg && cond(e.when.as_ref(), s) {
+                    if let Some(v) = self.extract(e, s) {
+                        return Some(v);
+                    }
+                }
+            }
+            at = parent;
+        }
+        None
+    }
+
+    fn extract(&self, e: &FieldExpr, s: &Segment) -> Option<String> {
+        let raw = match &e.qual {
+            Some(quals) => {
+                let from = e.pairs_from.unwrap_or(1);
+                quals.iter().find_map(|q| {
+                    (from..=s.elements.len())
+                        .step_by(2)
+                        .find(|&p| s.el(p) == q)
+                        .map(|p| s.el(p + 1).to_string())
+                })?
+            }
+            None => s.el(e.el).to_string(),
+        };
+        let raw = match e.comp {
+            Some(c) => raw
+                .split(self.d.comp.as_char())
+                .nth(c.checked_sub(1)?)
+                .unwrap_or("")
+                .to_string(),
+            None => raw,
+        };
+        let raw = raw.trim().to_string();
+        if raw.is_empty() {
+            return None;
+        }
+        let v = match e.conv.as_deref() {
+            Some("date") => iso_date(&raw),
+            Some("decimal") => decimal(&raw),
+            _ => raw,
+        };
+        Some(match &e.codes {
+            Some(codes) => codes.get(&v).cloned().unwrap_or(v),
+            None => v,
+        })
+    }
+}
+
+fn cond(c: Option<&super::defs::Cond>, s: &Segment) -> bool {
+    c.is_none_or(|c| c.is.iter().any(|v| v == s.el(c.el)))
+}
+
+/// CCYYMMDD or YYMMDD to ISO; anything else is returned as is for the contract to reject.
+fn iso_date(v: &str) -> String {
+    let digits = v.bytes().all(|b| b.is_ascii_digit());
+    match (digits, v.len()) {
+        (true, 8) => format!("{}-{}-{}", &v[0..4], &v[4..6], &v[6..8]),
+        (true, 6) => format!("20{}-{}-{}", &v[0..2], &v[2..4], &v[4..6]),
+        _ => v.to_string(),
+    }
+}
+
+/// X12 R values may be `.5`, `10.` or `+3`; the contract wants a plain decimal.
+fn decimal(v: &str) -> String {
+    let (neg, body) = match v.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, v.strip_prefix('+').unwrap_or(v)),
+    };
+    let body = body.strip_suffix('.').unwrap_or(body);
+    let body = if body.starts_with('.') {
+        format!("0{body}")
+    } else {
+        body.to_string()
+    };
+    if neg {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_decimals_convert() {
+        assert_eq!(iso_date("20240131"), "2024-01-31");
+        assert_eq!(iso_date("240131"), "2024-01-31");
+        assert_eq!(iso_date("2024"), "2024");
+        assert_eq!(decimal(".5"), "0.5");
+        assert_eq!(decimal("10."), "10");
+        assert_eq!(decimal("-3"), "-3");
+    }
+}

@@ -1,0 +1,702 @@
+//! Streaming segment reader: turns a byte stream into X12 segments with their positions.
+//!
+//! X12 has no line structure: each interchange declares its own delimiters in the
+//! fixed-width ISA, and partners wrap files at 80 columns, put CR/LF after terminators, use
+//! newline *as* the terminator, or prefix a BOM. This reader keeps only a bounded window of
+//! the file in memory (`max_record` caps one segment), finds terminators with `memchr`, and
+//! hands out one segment at a time with its 1-based line, 0-based byte offset and ordinal.
+//! It knows nothing about envelopes beyond reading an ISA to learn the delimiters.
+
+use std::io::Read;
+
+use crate::unit::Position;
+
+/// One delimiter: a single character, ASCII or multi-byte UTF-8 (partners do send `Ö` or
+/// `…`), kept as its UTF-8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sep {
+    buf: [u8; 4],
+    len: u8,
+}
+
+impl Sep {
+    pub fn new(c: char) -> Sep {
+        let mut buf = [0u8; 4];
+        let len = c.encode_utf8(&mut buf).len() as u8;
+        Sep { buf, len }
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+    pub fn first(&self) -> u8 {
+        self.buf[0]
+    }
+    pub fn is_newline(&self) -> bool {
+        self.len == 1 && matches!(self.buf[0], b'\r' | b'\n')
+    }
+    pub fn as_char(&self) -> char {
+        std::str::from_utf8(self.bytes())
+            .ok()
+            .and_then(|s| s.chars().next())
+            .unwrap_or('\u{FFFD}')
+    }
+}
+
+/// The delimiters of one interchange, as declared by its ISA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delims {
+    pub elem: Sep,
+    /// ISA16.
+    pub comp: Sep,
+    /// ISA11 from version 00402 on (when it is not an alphanumeric code such as `U`).
+    pub rep: Option<Sep>,
+    pub term: Sep,
+}
+
+/// One segment as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub id: String,
+    /// Elements after the id: `elements[0]` is `XX01`.
+    pub elements: Vec<String>,
+    /// The segment text without terminator (hard-wrap newlines removed), lossy UTF-8.
+    pub text: String,
+    pub pos: Position,
+}
+
+impl Segment {
+    /// Element `n` (1-based, as in `BEG03`), empty when absent.
+    pub fn el(&self, n: usize) -> &str {
+        n.checked_sub(1)
+            .and_then(|i| self.elements.get(i))
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Why the byte stream could not be cut into segments.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("segment longer than the {limit}-byte limit")]
+    TooLong { pos: Position, limit: usize },
+    #[error("{msg}")]
+    Isa { pos: Position, msg: String },
+    #[error("BIN segment: {msg}")]
+    Binary { pos: Position, msg: String },
+}
+
+impl ReadError {
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ReadError::Io(_) => "io",
+            ReadError::TooLong { .. } => "x12-segment-too-long",
+            ReadError::Isa { .. } => "x12-isa",
+            ReadError::Binary { .. } => "x12-binary",
+        }
+    }
+    pub fn pos(&self) -> Option<&Position> {
+        match self {
+            ReadError::Io(_) => None,
+            ReadError::TooLong { pos, .. }
+            | ReadError::Isa { pos, .. }
+            | ReadError::Binary { pos, .. } => Some(pos),
+        }
+    }
+}
+
+/// The parsed ISA: its elements, delimiters and whether it had the standard fixed widths.
+#[derive(Debug, Clone)]
+pub struct IsaRead {
+    pub seg: Segment,
+    pub delims: Delims,
+    /// Every element had its fixed width (106 characters in all).
+    pub fixed_width: bool,
+}
+
+/// Fixed widths of ISA01..ISA16.
+pub const ISA_WIDTHS: [usize; 16] = [2, 10, 2, 10, 2, 15, 2, 15, 6, 4, 1, 5, 9, 1, 1, 1];
+
+const CHUNK: usize = 64 * 1024;
+
+/// A bounded look-ahead window over a reader.
+pub struct SegmentReader<R: Read> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Index in `buf` of the next unread byte.
+    at: usize,
+    /// File offset of `buf[0]`.
+    base: u64,
+    /// Line number of `buf[at]`.
+    line: u64,
+    eof: bool,
+    /// Segments handed out so far.
+    pub record: u64,
+    max_record: usize,
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n' | b' ' | b'\t')
+}
+
+impl<R: Read> SegmentReader<R> {
+    pub fn new(inner: R, max_record: usize) -> Self {
+        SegmentReader {
+            inner,
+            buf: Vec::with_capacity(CHUNK),
+            at: 0,
+            base: 0,
+            line: 1,
+            eof: false,
+            record: 0,
+            max_record: max_record.max(256),
+        }
+    }
+
+    /// Reads more input; false at end of file. Drops consumed bytes first so the window
+    /// stays bounded.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.at > 0 {
+            self.buf.drain(..self.at);
+            self.base += self.at as u64;
+            self.at = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + CHUNK, 0);
+        let n = loop {
+            match self.inner.read(&mut self.buf[old..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(old);
+                    return Err(e);
+                }
+            }
+        };
+        self.buf.truncate(old + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n > 0)
+    }
+
+    /// The byte `i` positions ahead of the cursor, reading as needed.
+    fn get(&mut self, i: usize) -> Result<Option<u8>, ReadError> {
+        while self.at + i >= self.buf.len() {
+            if i > self.max_record {
+                return Err(ReadError::TooLong {
+                    pos: self.here(),
+                    limit: self.max_record,
+                });
+            }
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+        Ok(self.buf.get(self.at + i).copied())
+    }
+
+    fn here(&self) -> Position {
+        Position::new(self.line, self.base + self.at as u64, self.record + 1)
+    }
+
+    fn advance(&mut self, n: usize) {
+        let end = (self.at + n).min(self.buf.len());
+        let newlines = memchr::memchr_iter(b'\n', &self.buf[self.at..end]).count();
+        self.line += newlines as u64;
+        self.at = end;
+    }
+
+    /// Skips a UTF-8 BOM at the very start of the file.
+    pub fn skip_bom(&mut self) -> Result<(), ReadError> {
+        if self.base == 0
+            && self.at == 0
+            && self.get(0)? == Some(0xEF)
+            && self.get(1)? == Some(0xBB)
+            && self.get(2)? == Some(0xBF)
+        {
+            self.advance(3);
+        }
+        Ok(())
+    }
+
+    /// Skips whitespace between segments (CR/LF after terminators, indentation), except
+    /// bytes that are delimiters themselves.
+    pub fn skip_ws(&mut self, d: Option<&Delims>) -> Result<(), ReadError> {
+        while let Some(b) = self.get(0)? {
+            let delim = d
+                .is_some_and(|d| b == d.elem.first() || b == d.term.first() || b == d.comp.first());
+            // Between interchanges a DOS end-of-file mark (SUB, 0x1A) is padding too.
+            let sub = d.is_none() && b == 0x1A;
+            if (is_ws(b) && !delim) || sub {
+                self.advance(1);
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn at_eof(&mut self) -> Result<bool, ReadError> {
+        Ok(self.get(0)?.is_none())
+    }
+
+    /// True when the next bytes are `ISA`.
+    pub fn at_isa(&mut self) -> Result<bool, ReadError> {
+        Ok(self.get(0)? == Some(b'I') && self.get(1)? == Some(b'S') && self.get(2)? == Some(b'A'))
+    }
+
+    /// Up to `n` bytes ahead, for error messages.
+    pub fn peek_text(&mut self, n: usize) -> Result<String, ReadError> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            match self.get(i)? {
+                Some(b'\r' | b'\n') | None => break,
+                Some(b) => v.push(b),
+            }
+        }
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    }
+
+    pub fn position(&self) -> Position {
+        self.here()
+    }
+
+    /// Reads one UTF-8 character `i` bytes ahead: (char, byte length).
+    fn char_at(&mut self, i: usize) -> Result<Option<(char, usize)>, ReadError> {
+        let Some(b0) = self.get(i)? else {
+            return Ok(None);
+        };
+        let n = match b0 {
+            0x00..=0x7F => 1,
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return Ok(Some((char::REPLACEMENT_CHARACTER, 1))),
+        };
+        let mut bytes = [0u8; 4];
+        for (k, slot) in bytes.iter_mut().enumerate().take(n) {
+            match self.get(i + k)? {
+                Some(b) => *slot = b,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(
+            std::str::from_utf8(&bytes[..n])
+                .ok()
+                .and_then(|s| s.chars().next())
+                .map(|c| (c, n))
+                .unwrap_or((char::REPLACEMENT_CHARACTER, 1)),
+        ))
+    }
+
+    /// Whether the bytes `i` ahead are `sep`.
+    fn at_sep(&mut self, i: usize, sep: &Sep) -> Result<bool, ReadError> {
+        for (k, &b) in sep.bytes().iter().enumerate() {
+            if self.get(i + k)? != Some(b) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads an ISA at the cursor. The element separator is the character after `ISA`;
+    /// ISA16 is the character after the 16th separator and the terminator the character
+    /// after that. CR/LF inside the ISA are hard-wrap artefacts and skipped, unless one is
+    /// the terminator.
+    pub fn read_isa(&mut self) -> Result<IsaRead, ReadError> {
+        let pos = self.here();
+        let isa_err = |msg: String| ReadError::Isa {
+            pos: pos.clone(),
+            msg,
+        };
+        let eof = || isa_err("file ends inside the ISA header".into());
+        let (ec, en) = self.char_at(3)?.ok_or_else(eof)?;
+        if ec.is_ascii_alphanumeric() || ec.is_whitespace() || ec == char::REPLACEMENT_CHARACTER {
+            return Err(isa_err(format!(
+                "ISA element separator must be a non-alphanumeric, non-space character, found {}",
+                show_char(ec)
+            )));
+        }
+        let elem = Sep::new(ec);
+        let mut logical: Vec<u8> = b"ISA".to_vec();
+        logical.extend_from_slice(elem.bytes());
+        let mut seps = 1usize;
+        let mut i = 3 + en;
+        while seps < 16 {
+            let b = self.get(i)?.ok_or_else(eof)?;
+            if b == b'\r' || b == b'\n' {
+                i += 1;
+                continue;
+            }
+            if self.at_sep(i, &elem)? {
+                seps += 1;
+                logical.extend_from_slice(elem.bytes());
+                i += elem.bytes().len();
+                continue;
+            }
+            if logical.len() > 300 {
+                return Err(isa_err("ISA header has fewer than 16 elements".into()));
+            }
+            logical.push(b);
+            i += 1;
+        }
+        while matches!(self.get(i)?, Some(b'\r' | b'\n')) {
+            i += 1;
+        }
+        let (cc, cn) = self.char_at(i)?.ok_or_else(eof)?;
+        i += cn;
+        let (tc, tn) = self.char_at(i)?.ok_or_else(eof)?;
+        i += tn;
+        for (what, c) in [("component separator", cc), ("segment terminator", tc)] {
+            let newline_term = what == "segment terminator" && (c == '\r' || c == '\n');
+            if c.is_ascii_alphanumeric()
+                || (c.is_whitespace() && !newline_term)
+                || c == ec
+                || c == char::REPLACEMENT_CHARACTER
+            {
+                return Err(isa_err(format!(
+                    "ISA {what} {} is not usable (alphanumeric, space, invalid or equal to the element separator)",
+                    show_char(c)
+                )));
+            }
+        }
+        if tc == cc {
+            return Err(isa_err(
+                "ISA16 component separator equals the segment terminator".into(),
+            ));
+        }
+        let (comp, term) = (Sep::new(cc), Sep::new(tc));
+        let mut elements: Vec<String> = split_on(&logical, elem.bytes())
+            .skip(1)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        // The split leaves an empty last part after the 16th separator: that is ISA16.
+        if let Some(last) = elements.last_mut() {
+            *last = cc.to_string();
+        }
+        let text = format!("{}{cc}", String::from_utf8_lossy(&logical));
+        let fixed_width = elements.len() == 16
+            && elements
+                .iter()
+                .zip(ISA_WIDTHS)
+                .all(|(e, w)| e.chars().count() == w);
+        let rep = elements.get(10).and_then(|r| {
+            let mut chars = r.chars();
+            let c = chars.next()?;
+            let version_402 = elements.get(11).is_some_and(|v| v.as_str() >= "00402");
+            (chars.next().is_none()
+                && version_402
+                && !c.is_ascii_alphanumeric()
+                && !c.is_whitespace()
+                && c != ec
+                && c != cc
+                && c != tc)
+                .then(|| Sep::new(c))
+        });
+        self.advance(i);
+        self.record += 1;
+        let pos = Position::new(pos.line, pos.byte, self.record);
+        Ok(IsaRead {
+            seg: Segment {
+                id: "ISA".into(),
+                elements,
+                text,
+                pos,
+            },
+            delims: Delims {
+                elem,
+                comp,
+                rep,
+                term,
+            },
+            fixed_width,
+        })
+    }
+
+    /// Reads the next segment with `d`, skipping whitespace before it. `None` at end of file.
+    /// A final segment without terminator is returned as is (the envelope check catches a
+    /// truncated file).
+    pub fn read_segment(&mut self, d: &Delims) -> Result<Option<Segment>, ReadError> {
+        self.skip_ws(Some(d))?;
+        if self.get(0)?.is_none() {
+            return Ok(None);
+        }
+        let pos = self.here();
+        // BIN carries length-prefixed binary data that may contain any delimiter.
+        if self.get(0)? == Some(b'B')
+            && self.get(1)? == Some(b'I')
+            && self.get(2)? == Some(b'N')
+            && self.at_sep(3, &d.elem)?
+        {
+            return self.read_bin(d, pos).map(Some);
+        }
+        let tb = d.term.bytes();
+        let mut from = 0usize;
+        let len = loop {
+            let window = &self.buf[self.at + from..];
+            let found = if tb.len() == 1 {
+                memchr::memchr(tb[0], window)
+            } else {
+                memchr::memmem::find(window, tb)
+            };
+            if let Some(k) = found {
+                break from + k;
+            }
+            // A multi-byte terminator may straddle two reads.
+            from = (self.buf.len() - self.at).saturating_sub(tb.len() - 1);
+            if from > self.max_record {
+                return Err(ReadError::TooLong {
+                    pos,
+                    limit: self.max_record,
+                });
+            }
+            if !self.fill()? {
+                break self.buf.len() - self.at;
+            }
+        };
+        if len > self.max_record {
+            return Err(ReadError::TooLong {
+                pos,
+                limit: self.max_record,
+            });
+        }
+        let raw = &self.buf[self.at..self.at + len];
+        let logical: Vec<u8> = if d.term.bytes() == b"\n" {
+            raw.strip_suffix(b"\r").unwrap_or(raw).to_vec()
+        } else if d.term.is_newline() {
+            raw.to_vec()
+        } else {
+            raw.iter()
+                .copied()
+                .filter(|&b| b != b'\r' && b != b'\n')
+                .collect()
+        };
+        let consumed = (len + tb.len()).min(self.buf.len() - self.at);
+        self.advance(consumed);
+        self.record += 1;
+        let pos = Position::new(pos.line, pos.byte, self.record);
+        Ok(Some(split_segment(&logical, d, pos)))
+    }
+
+    fn read_bin(&mut self, d: &Delims, pos: Position) -> Result<Segment, ReadError> {
+        let bin_err = |msg: String| ReadError::Binary {
+            pos: pos.clone(),
+            msg,
+        };
+        let mut i = 3 + d.elem.bytes().len();
+        let mut digits = String::new();
+        loop {
+            if self.at_sep(i, &d.elem)? {
+                break;
+            }
+            match self.get(i)? {
+                Some(b) if digits.len() < 16 && b != d.term.first() => digits.push(b as char),
+                _ => {
+                    return Err(bin_err(
+                        "BIN01 length is not followed by the binary data element".into(),
+                    ))
+                }
+            }
+            i += 1;
+        }
+        let n: usize = digits
+            .parse()
+            .ok()
+            .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| bin_err(format!("BIN01 length '{digits}' is not a number")))?;
+        if n > self.max_record {
+            return Err(bin_err(format!(
+                "BIN01 length {n} exceeds the {}-byte segment limit",
+                self.max_record
+            )));
+        }
+        let start = i + d.elem.bytes().len();
+        if !self.at_sep(start + n, &d.term)? {
+            return Err(bin_err(format!(
+                "binary data of BIN01 length {n} is not followed by the segment terminator"
+            )));
+        }
+        let data =
+            String::from_utf8_lossy(&self.buf[self.at + start..self.at + start + n]).into_owned();
+        self.advance(start + n + d.term.bytes().len());
+        self.record += 1;
+        let pos = Position::new(pos.line, pos.byte, self.record);
+        let e = d.elem.as_char();
+        Ok(Segment {
+            id: "BIN".into(),
+            text: format!("BIN{e}{digits}{e}[{n} bytes]"),
+            elements: vec![digits, data],
+            pos,
+        })
+    }
+}
+
+/// Splits `data` on a (possibly multi-byte) separator.
+fn split_on<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memmem::find(r, sep) {
+            Some(k) => {
+                rest = Some(&r[k + sep.len()..]);
+                Some(&r[..k])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+fn split_segment(logical: &[u8], d: &Delims, pos: Position) -> Segment {
+    let mut parts = split_on(logical, d.elem.bytes());
+    let id = parts
+        .next()
+        .map(|p| String::from_utf8_lossy(p).trim().to_string())
+        .unwrap_or_default();
+    let elements = parts
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    Segment {
+        id,
+        elements,
+        text: String::from_utf8_lossy(logical).into_owned(),
+        pos,
+    }
+}
+
+/// A delimiter for a message: printable as itself, otherwise as its code point.
+pub fn show_char(c: char) -> String {
+    if c.is_ascii_graphic()
+        || (!c.is_ascii() && !c.is_control() && c != char::REPLACEMENT_CHARACTER)
+    {
+        format!("'{c}'")
+    } else {
+        format!("U+{:04X}", c as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISA: &str = "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240131*1100*U*00401*000000001*0*P*>~";
+
+    fn all(input: &[u8]) -> Vec<Segment> {
+        let mut r = SegmentReader::new(input, 1 << 20);
+        r.skip_bom().unwrap();
+        r.skip_ws(None).unwrap();
+        let isa = r.read_isa().unwrap();
+        let mut out = vec![isa.seg];
+        while let Some(s) = r.read_segment(&isa.delims).unwrap() {
+            out.push(s);
+        }
+        out
+    }
+
+    #[test]
+    fn reads_delimiters_and_positions() {
+        let text = format!("\u{feff}{ISA}\nGS*PO*A*B~\r\nST*850*1~");
+        let segs = all(text.as_bytes());
+        assert_eq!(segs.len(), 3);
+        assert_eq!(segs[0].el(6), "SENDER         ");
+        assert_eq!(segs[0].pos.byte, 3);
+        assert_eq!(segs[1].id, "GS");
+        assert_eq!(segs[1].pos.line, 2);
+        assert_eq!(segs[2].pos.line, 3);
+        assert_eq!(segs[2].pos.record, 3);
+        assert_eq!(segs[2].el(2), "1");
+    }
+
+    #[test]
+    fn hard_wrapped_isa_and_elements_are_joined() {
+        let wrapped = format!("{}\n{}GS*PO*A*B*2024\r\n0131~", &ISA[..80], &ISA[80..]);
+        let segs = all(wrapped.as_bytes());
+        assert_eq!(segs[0].elements.len(), 16);
+        assert_eq!(segs[1].el(4), "20240131");
+    }
+
+    #[test]
+    fn newline_terminator_with_crlf() {
+        let isa = ISA.replace('~', "\n");
+        let segs = all(format!("{isa}GS*PO*A*B\r\nST*850*1\n").as_bytes());
+        assert_eq!(segs[1].el(3), "B");
+        assert_eq!(segs[2].id, "ST");
+    }
+
+    #[test]
+    fn bin_payload_may_contain_delimiters() {
+        let segs = all(format!("{ISA}BIN*5*a~b*c~SE*1*1~").as_bytes());
+        assert_eq!(segs[1].el(2), "a~b*c");
+        assert_eq!(segs[2].id, "SE");
+    }
+
+    #[test]
+    fn non_numeric_bin_length_is_an_error() {
+        let text = format!("{ISA}BIN*5a*a~b*c~");
+        let mut r = SegmentReader::new(text.as_bytes(), 1 << 20);
+        let isa = r.read_isa().unwrap();
+        assert!(matches!(
+            r.read_segment(&isa.delims),
+            Err(ReadError::Binary { .. })
+        ));
+    }
+
+    #[test]
+    fn segment_longer_than_limit_is_refused() {
+        let text = format!("{ISA}{}~", "A".repeat(5000));
+        let mut r = SegmentReader::new(text.as_bytes(), 1000);
+        let isa = r.read_isa().unwrap();
+        assert!(matches!(
+            r.read_segment(&isa.delims),
+            Err(ReadError::TooLong { .. })
+        ));
+    }
+
+    /// Hands out one byte per read, so every delimiter straddles a read boundary.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((b, rest)), Some(slot)) => {
+                    *slot = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn multibyte_utf8_delimiters_across_read_boundaries() {
+        let text = ISA.replace('*', "Ö").replace('~', "…") + "GSÖPOÖAÖB…\nSTÖ850Ö1…";
+        let mut r = SegmentReader::new(Trickle(text.as_bytes()), 1 << 20);
+        let isa = r.read_isa().unwrap();
+        assert!(isa.fixed_width);
+        assert_eq!(isa.delims.elem, Sep::new('Ö'));
+        assert_eq!(isa.delims.term, Sep::new('…'));
+        let gs = r.read_segment(&isa.delims).unwrap().unwrap();
+        assert_eq!((gs.id.as_str(), gs.el(3)), ("GS", "B"));
+        let st = r.read_segment(&isa.delims).unwrap().unwrap();
+        assert_eq!((st.id.as_str(), st.el(2), st.pos.line), ("ST", "1", 2));
+        assert!(r.read_segment(&isa.delims).unwrap().is_none());
+    }
+
+    #[test]
+    fn trimmed_isa_is_read_but_not_fixed_width() {
+        let mut r = SegmentReader::new(
+            &b"ISA*00**00**ZZ*S*ZZ*R*240131*1100*U*00401*1*0*P*:~"[..],
+            1 << 20,
+        );
+        let isa = r.read_isa().unwrap();
+        assert!(!isa.fixed_width);
+        assert_eq!(isa.delims.comp, Sep::new(':'));
+    }
+}

@@ -1,0 +1,467 @@
+//! Syntax validation of one transaction set against its definition.
+//!
+//! Produces [`Issue`]s that serve two readers at once: the reject report (a [`Reason`] with
+//! rule, field such as `BEG03`, value and message, on the offending segment) and the
+//! 997/999 (the AK3/IK3 segment error code and AK4/IK4 element error code the standard
+//! defines). Keeping both in one value is what makes the acknowledgement reflect exactly
+//! the errors the report shows.
+
+use super::defs::{ElType, Node, Registry, SegmentDef, SetDef};
+use super::segments::{Delims, Segment};
+use crate::unit::Reason;
+
+/// An element-level error (AK4 / IK4).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ElementIssue {
+    /// 1-based element position.
+    pub pos: usize,
+    pub comp: Option<usize>,
+    /// AK403 / IK403 code.
+    pub code: u8,
+    pub value: String,
+}
+
+/// A segment-level error (AK3 / IK3) with the reason shown in the reject report.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    /// Index of the segment in the set (0 = ST). For a missing segment: where it was
+    /// expected.
+    pub seg: usize,
+    /// The segment id the AK3 names (the missing one for code 3).
+    pub seg_id: String,
+    /// AK304 / IK304 code.
+    pub code: u8,
+    pub element: Option<ElementIssue>,
+    pub reason: Reason,
+    /// Belongs to the set, not one segment (missing segment).
+    pub set_level: bool,
+}
+
+/// Checks segment order, loops, repeats and required segments.
+pub fn structure(def: &SetDef, segs: &[Segment], out: &mut Vec<Issue>) {
+    let mut i = 0usize;
+    walk(def, &def.structure, segs, &mut i, out, true);
+}
+
+fn missing(node: &Node, at: usize, segs: &[Segment], out: &mut Vec<Issue>) {
+    let id = node.first_id().to_string();
+    let what = match node {
+        Node::Loop { name, .. } => format!("required loop {name} (segment {id}) is missing"),
+        Node::Seg { .. } => format!("required segment {id} is missing"),
+    };
+    let near = segs
+        .get(at)
+        .map(|s| format!(" before {} (segment {} of the set)", s.id, at + 1))
+        .unwrap_or_default();
+    out.push(Issue {
+        seg: at,
+        seg_id: id.clone(),
+        code: 3,
+        element: None,
+        reason: Reason::new("x12-missing-segment", format!("{what}{near}")).field(id),
+        set_level: true,
+    });
+}
+
+fn walk(
+    def: &SetDef,
+    body: &[Node],
+    segs: &[Segment],
+    i: &mut usize,
+    out: &mut Vec<Issue>,
+    top: bool,
+) {
+    let mut cur = 0usize;
+    let mut counts = vec![0u64; body.len()];
+    while let Some(seg) = segs.get(*i) {
+        let found = (cur..body.len()).find(|&k| body[k].first_id() == seg.id);
+        // Inside a loop, its trigger again starts the next iteration (the parent counts it).
+        let found = match found {
+            Some(0) if !top && counts.first().copied().unwrap_or(0) > 0 => None,
+            f => f,
+        };
+        match found {
+            Some(k) => {
+                for (j, node) in body.iter().enumerate().take(k).skip(cur) {
+                    if node.required() && counts[j] == 0 {
+                        missing(node, *i, segs, out);
+                    }
+                }
+                cur = k;
+                counts[k] += 1;
+                let node = &body[k];
+                if counts[k] > node.max() {
+                    let (code, rule, msg) = match node {
+                        Node::Loop { name, max, .. } => (
+                            4,
+                            "x12-loop-repeat",
+                            format!("loop {name} occurs more than {max} times"),
+                        ),
+                        Node::Seg { max, .. } => (
+                            5,
+                            "x12-segment-repeat",
+                            format!("segment {} occurs more than {max} times", seg.id),
+                        ),
+                    };
+                    out.push(Issue {
+                        seg: *i,
+                        seg_id: seg.id.clone(),
+                        code,
+                        element: None,
+                        reason: Reason::new(rule, msg).field(seg.id.clone()),
+                        set_level: false,
+                    });
+                }
+                *i += 1;
+                if let Node::Loop { body: inner, .. } = node {
+                    // The trigger is consumed: walk the rest of the loop body.
+                    let mut inner_i = *i;
+                    walk_loop(inner, segs, &mut inner_i, out);
+                    *i = inner_i;
+                }
+            }
+            None if !top => return,
+            None => {
+                let known = def.known_ids.contains(&seg.id);
+                let (code, rule, msg) = if known {
+                    (
+                        2,
+                        "x12-unexpected-segment",
+                        format!(
+                            "segment {} is not expected here (out of order or in the wrong loop)",
+                            seg.id
+                        ),
+                    )
+                } else {
+                    (
+                        1,
+                        "x12-unknown-segment",
+                        format!(
+                            "segment {} is not defined for transaction set {}",
+                            seg.id, def.id
+                        ),
+                    )
+                };
+                out.push(Issue {
+                    seg: *i,
+                    seg_id: seg.id.clone(),
+                    code,
+                    element: None,
+                    reason: Reason::new(rule, msg).field(seg.id.clone()),
+                    set_level: false,
+                });
+                *i += 1;
+            }
+        }
+    }
+    for node in body
+        .iter()
+        .skip(cur + usize::from(counts.get(cur).copied().unwrap_or(0) > 0))
+    {
+        if node.required() {
+            missing(node, segs.len().saturating_sub(1), segs, out);
+        }
+    }
+}
+
+/// Walks one iteration of a loop whose trigger (body[0]) was just consumed.
+fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue>) {
+    let mut cur = 1usize;
+    let mut counts = vec![0u64; body.len()];
+    if let Some(c) = counts.first_mut() {
+        *c = 1;
+    }
+    while let Some(seg) = segs.get(*i) {
+        let Some(k) = (cur..body.len()).find(|&k| body[k].first_id() == seg.id) else {
+            break;
+        };
+        for (j, node) in body.iter().enumerate().take(k).skip(cur) {
+            if node.required() && counts[j] == 0 {
+                missing(node, *i, segs, out);
+            }
+        }
+        cur = k;
+        counts[k] += 1;
+        let node = &body[k];
+        if counts[k] > node.max() {
+            let (code, rule, msg) = match node {
+                Node::Loop { name, max, .. } => (
+                    4,
+                    "x12-loop-repeat",
+                    format!("loop {name} occurs more than {max} times"),
+                ),
+                Node::Seg { max, .. } => (
+                    5,
+                    "x12-segment-repeat",
+                    format!("segment {} occurs more than {max} times", seg.id),
+                ),
+            };
+            out.push(Issue {
+                seg: *i,
+                seg_id: seg.id.clone(),
+                code,
+                element: None,
+                reason: Reason::new(rule, msg).field(seg.id.clone()),
+                set_level: false,
+            });
+        }
+        *i += 1;
+        if let Node::Loop { body: inner, .. } = node {
+            walk_loop(inner, segs, i, out);
+        }
+    }
+    for (j, node) in body.iter().enumerate().skip(1) {
+        if j > cur && node.required() && counts[j] == 0 {
+            missing(node, *i, segs, out);
+        }
+    }
+}
+
+fn el_issue(
+    seg_idx: usize,
+    seg: &Segment,
+    pos: usize,
+    code: u8,
+    rule: &str,
+    value: &str,
+    msg: String,
+) -> Issue {
+    Issue {
+        seg: seg_idx,
+        seg_id: seg.id.clone(),
+        code: 8,
+        element: Some(ElementIssue {
+            pos,
+            comp: None,
+            code,
+            value: value.chars().take(99).collect(),
+        }),
+        reason: Reason::new(rule, msg)
+            .field(format!("{}{pos:02}", seg.id))
+            .value(value.chars().take(80).collect::<String>()),
+        set_level: false,
+    }
+}
+
+/// Checks the elements of one segment against the dictionary (segments it does not know
+/// are checked for structure only).
+pub fn elements(reg: &Registry, seg_idx: usize, seg: &Segment, d: &Delims, out: &mut Vec<Issue>) {
+    let Some(def) = reg.segments.get(&seg.id) else {
+        return;
+    };
+    check_elements(def, seg_idx, seg, d, out);
+}
+
+fn check_elements(
+    def: &SegmentDef,
+    seg_idx: usize,
+    seg: &Segment,
+    d: &Delims,
+    out: &mut Vec<Issue>,
+) {
+    let n = seg.elements.len();
+    if n > def.elements.len() {
+        let pos = def.elements.len() + 1;
+        out.push(el_issue(
+            seg_idx,
+            seg,
+            pos,
+            3,
+            "x12-too-many-elements",
+            seg.el(pos),
+            format!(
+                "{} has {n} elements, at most {} are defined",
+                seg.id,
+                def.elements.len()
+            ),
+        ));
+    }
+    for (i, ed) in def.elements.iter().enumerate() {
+        let pos = i + 1;
+        let value = seg.el(pos);
+        // The field name is only built on an error: this loop runs for every element.
+        let field = || format!("{}{pos:02}", seg.id);
+        if value.is_empty() {
+            if ed.required {
+                out.push(el_issue(
+                    seg_idx,
+                    seg,
+                    pos,
+                    1,
+                    "x12-required",
+                    "",
+                    format!("{} is required", field()),
+                ));
+            }
+            continue;
+        }
+        if ed.ty == super::defs::ElType::Composite {
+            continue;
+        }
+        let rep = d.rep.map(|r| r.as_char());
+        let bad = value.split(|c| Some(c) == rep).find_map(|v| {
+            check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v).map(|e| (v, e))
+        });
+        if let Some((v, (code, rule, msg))) = bad {
+            out.push(el_issue(
+                seg_idx,
+                seg,
+                pos,
+                code,
+                rule,
+                v,
+                format!("{} {msg}", field()),
+            ));
+        }
+    }
+    let present = |e: usize| !seg.el(e).is_empty();
+    for note in &def.syntax {
+        let Some(&first) = note.els.first() else {
+            continue;
+        };
+        let count = note.els.iter().filter(|&&e| present(e)).count();
+        let bad = match note.kind {
+            'P' => count > 0 && count < note.els.len(),
+            'R' => count == 0,
+            'C' => present(first) && count < note.els.len(),
+            'E' => count > 1,
+            'L' => present(first) && count < 2,
+            _ => false,
+        };
+        if bad {
+            let missing = note
+                .els
+                .iter()
+                .copied()
+                .find(|&e| !present(e))
+                .unwrap_or(first);
+            let code = if note.kind == 'E' { 10 } else { 2 };
+            let shown = if note.kind == 'E' { first } else { missing };
+            out.push(el_issue(
+                seg_idx,
+                seg,
+                shown,
+                code,
+                "x12-syntax-note",
+                seg.el(shown),
+                format!(
+                    "syntax note {} of {} violated ({})",
+                    note.text,
+                    seg.id,
+                    match note.kind {
+                        'P' => "all or none of these elements must be present",
+                        'R' => "at least one of these elements is required",
+                        'C' => "if the first element is present, all the others are required",
+                        'E' => "only one of these elements may be present",
+                        _ => "if the first is present, at least one of the others is required",
+                    }
+                ),
+            ));
+        }
+    }
+}
+
+/// The AK4 code, rule and message for a bad value, or `None` when it is fine.
+fn check_value(
+    ty: ElType,
+    min: usize,
+    max: usize,
+    codes: Option<&[String]>,
+    v: &str,
+) -> Option<(u8, &'static str, String)> {
+    let len = match ty {
+        ElType::N(_) | ElType::R => v.bytes().filter(|b| b.is_ascii_digit()).count(),
+        _ => v.chars().count(),
+    };
+    match ty {
+        ElType::N(_) => {
+            let digits = v.strip_prefix('-').unwrap_or(v);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Some((6, "x12-type", format!("'{v}' is not numeric")));
+            }
+        }
+        ElType::R => {
+            let body = v.strip_prefix('-').unwrap_or(v);
+            let dots = body.bytes().filter(|&b| b == b'.').count();
+            if body.is_empty()
+                || dots > 1
+                || !body.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                || body == "."
+            {
+                return Some((6, "x12-type", format!("'{v}' is not a decimal number")));
+            }
+        }
+        ElType::Dt => {
+            let ok = v.bytes().all(|b| b.is_ascii_digit())
+                && match v.len() {
+                    8 => chrono::NaiveDate::parse_from_str(v, "%Y%m%d").is_ok(),
+                    6 => chrono::NaiveDate::parse_from_str(&format!("20{v}"), "%Y%m%d").is_ok(),
+                    _ => false,
+                };
+            if !ok {
+                return Some((8, "x12-date", format!("'{v}' is not a valid date")));
+            }
+        }
+        ElType::Tm => {
+            let b = v.as_bytes();
+            let num = |i: usize| -> Option<u32> {
+                let s = v.get(i..i + 2)?;
+                s.parse().ok()
+            };
+            let ok = b.iter().all(|c| c.is_ascii_digit())
+                && matches!(v.len(), 4 | 6 | 7 | 8)
+                && num(0).is_some_and(|h| h < 24)
+                && num(2).is_some_and(|m| m < 60)
+                && (v.len() < 6 || num(4).is_some_and(|s| s < 60));
+            if !ok {
+                return Some((9, "x12-time", format!("'{v}' is not a valid time")));
+            }
+        }
+        ElType::An | ElType::Id | ElType::Composite => {
+            if v.chars().any(|c| c.is_control()) {
+                return Some((6, "x12-type", "contains control characters".to_string()));
+            }
+        }
+    }
+    if len < min {
+        return Some((4, "x12-length", format!("'{v}' is shorter than {min}")));
+    }
+    if len > max {
+        return Some((5, "x12-length", format!("'{v}' is longer than {max}")));
+    }
+    if let Some(codes) = codes {
+        if !codes.iter().any(|c| c == v) {
+            return Some((
+                7,
+                "x12-code",
+                format!("'{v}' is not a valid code ({})", codes.join(", ")),
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_typed() {
+        assert!(check_value(ElType::N(0), 1, 5, None, "12a").is_some());
+        assert!(check_value(ElType::N(0), 1, 5, None, "-12").is_none());
+        assert!(check_value(ElType::R, 1, 5, None, "1.5").is_none());
+        assert!(check_value(ElType::R, 1, 5, None, "1.5.1").is_some());
+        assert_eq!(
+            check_value(ElType::Dt, 8, 8, None, "19461301").unwrap().0,
+            8
+        );
+        assert!(check_value(ElType::Dt, 6, 8, None, "240229").is_none());
+        assert_eq!(check_value(ElType::Tm, 4, 8, None, "2561").unwrap().0, 9);
+        assert_eq!(check_value(ElType::An, 1, 3, None, "abcd").unwrap().0, 5);
+        let codes = vec!["00".to_string()];
+        assert_eq!(
+            check_value(ElType::Id, 2, 2, Some(&codes), "01").unwrap().0,
+            7
+        );
+    }
+}
