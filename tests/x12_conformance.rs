@@ -69,7 +69,6 @@ fn summary(r: &ReadResult) -> String {
 /// rejected segment/set); `Tolerated` lists the tolerances that must be recorded.
 #[derive(Debug, Clone, Copy)]
 enum Expect {
-    Accept,
     Tolerated(&'static [&'static str]),
     Reject(&'static [&'static str]),
     /// A source-labelled defect we do not detect, with why; the file is accepted.
@@ -191,7 +190,7 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
     };
     match (label, expect) {
         ("UNLABELLED", None) => Ok(if accepted(r) { "accepted" } else { "rejected" }),
-        ("VALID", None) | (_, Some(Accept)) => {
+        ("VALID", None) => {
             if accepted(r) && tol.is_empty() {
                 Ok("accepted")
             } else {
@@ -208,6 +207,12 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
         }
         (_, Some(Reject(want))) | (_, Some(Disagree(want, _))) => {
             let m = missing(want, &rs);
+            let why = match expect {
+                Some(Disagree(_, why)) => {
+                    format!(" (we disagree with the label on purpose: {why})")
+                }
+                _ => String::new(),
+            };
             if !accepted(r) && m.is_empty() {
                 Ok(if label == "VALID" {
                     "rejected (disagree)"
@@ -216,17 +221,17 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
                 })
             } else {
                 Err(format!(
-                    "expected rejection by {want:?} (missing {m:?}), got {}",
+                    "expected rejection by {want:?}{why} (missing {m:?}), got {}",
                     summary(r)
                 ))
             }
         }
-        (_, Some(Undetected(_))) => {
+        (_, Some(Undetected(why))) => {
             if accepted(r) {
                 Ok("accepted (undetected)")
             } else {
                 Err(format!(
-                    "listed as undetected but now rejected: {} — update the table",
+                    "listed as undetected ({why}) but now rejected: {} — update the table",
                     summary(r)
                 ))
             }
