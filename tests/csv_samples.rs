@@ -171,7 +171,11 @@ fn customers_mask_sensitive_values() {
     assert_eq!(why.rule, "regex");
     assert_eq!(why.field.as_deref(), Some("email"));
     assert_eq!(why.value.as_deref(), Some("**********il"));
-    assert!(!bad.lines[0].raw.contains("not-an-email"), "{}", bad.lines[0].raw);
+    assert!(
+        !bad.lines[0].raw.contains("not-an-email"),
+        "{}",
+        bad.lines[0].raw
+    );
     assert!(bad.lines[0].raw.contains("**********il"));
     let c5 = &r.units[5].eval.records[0];
     assert_eq!(c5.body["city"], "Zürich");
@@ -194,20 +198,30 @@ fn products_translate_codes() {
     let LineVerdict::Rejected(why) = &r.units[7].eval.verdicts[0] else {
         panic!()
     };
-    assert_eq!((why.rule.as_str(), why.field.as_deref()), ("regex", Some("gtin")));
+    assert_eq!(
+        (why.rule.as_str(), why.field.as_deref()),
+        ("regex", Some("gtin"))
+    );
 }
 
 #[test]
 fn header_match_beats_name_match() {
     let set = formats();
-    let head = b"order_no,line_no,order_date,customer_id,sku,description,quantity,unit_price,currency\n";
+    let head =
+        b"order_no,line_no,order_date,customer_id,sku,description,quantity,unit_price,currency\n";
     let f = set
         .detect(&Probe {
             name: "orders-x.csv",
             head,
         })
         .unwrap();
-    assert_eq!(f.sniff(&Probe { name: "orders-x.csv", head }), Some(30));
+    assert_eq!(
+        f.sniff(&Probe {
+            name: "orders-x.csv",
+            head
+        }),
+        Some(30)
+    );
     assert_eq!(f.name(), "orders-csv");
     // Right name, wrong header: both are required when both are given.
     assert!(set

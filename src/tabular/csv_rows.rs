@@ -68,10 +68,7 @@ impl<R: Read> Read for Utf16ToUtf8<R> {
             let last = n == 0;
             self.out.clear();
             self.out_pos = 0;
-            let need = self
-                .decoder
-                .max_utf8_buffer_length(n)
-                .unwrap_or(n * 3 + 16);
+            let need = self.decoder.max_utf8_buffer_length(n).unwrap_or(n * 3 + 16);
             self.out.resize(need, 0);
             let (_, read, written, _) =
                 self.decoder
@@ -222,8 +219,7 @@ impl CsvRows {
             self.started = true;
             // A BOM may arrive split over reads only for absurdly small reads; fill once.
             self.fill()?;
-            if self.sniff_bom && self.buf[self.start..self.end].starts_with(&[0xEF, 0xBB, 0xBF])
-            {
+            if self.sniff_bom && self.buf[self.start..self.end].starts_with(&[0xEF, 0xBB, 0xBF]) {
                 self.start += 3;
                 self.byte += 3;
             }

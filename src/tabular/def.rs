@@ -218,7 +218,9 @@ pub enum FieldType {
         thousands_sep: Option<char>,
     },
     /// `format` is the input pattern; output is ISO `YYYY-MM-DD`.
-    Date { format: String },
+    Date {
+        format: String,
+    },
     Boolean {
         true_words: Vec<String>,
         false_words: Vec<String>,
@@ -417,8 +419,9 @@ pub fn parse_template(
                     return Err(format!("unclosed '{{' in template \"{text}\""));
                 }
                 let name = name.trim();
-                let idx = field_index(name)
-                    .ok_or_else(|| format!("template \"{text}\" refers to unknown field '{name}'"))?;
+                let idx = field_index(name).ok_or_else(|| {
+                    format!("template \"{text}\" refers to unknown field '{name}'")
+                })?;
                 if !lit.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut lit)));
                 }
@@ -543,25 +546,23 @@ fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option
         }
     };
     let tyname = f.ty.as_deref().unwrap_or("string");
-    let one_char = |c: &mut Checker, s: &Option<String>, what: &str, dflt: Option<char>| {
-        match s {
-            None => dflt,
-            Some(s) if s.chars().count() == 1 => s.chars().next(),
-            Some(s) => {
-                c.err(
-                    Some(span.clone()),
-                    format!("field '{name}': {what} must be one character, got \"{s}\""),
-                );
-                dflt
-            }
+    let one_char = |c: &mut Checker, s: &Option<String>, what: &str, dflt: Option<char>| match s {
+        None => dflt,
+        Some(s) if s.chars().count() == 1 => s.chars().next(),
+        Some(s) => {
+            c.err(
+                Some(span.clone()),
+                format!("field '{name}': {what} must be one character, got \"{s}\""),
+            );
+            dflt
         }
     };
     let ty = match tyname {
         "string" => FieldType::String,
         "integer" => FieldType::Integer,
         "decimal" => {
-            let decimal_sep = one_char(c, &f.decimal_separator, "decimal_separator", Some('.'))
-                .unwrap_or('.');
+            let decimal_sep =
+                one_char(c, &f.decimal_separator, "decimal_separator", Some('.')).unwrap_or('.');
             let thousands_sep = one_char(c, &f.thousands_separator, "thousands_separator", None);
             if thousands_sep == Some(decimal_sep) {
                 c.err(
@@ -720,9 +721,9 @@ fn json_of(v: &toml::Value) -> serde_json::Value {
         toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(json_of).collect()),
-        toml::Value::Table(t) => serde_json::Value::Object(
-            t.iter().map(|(k, v)| (k.clone(), json_of(v))).collect(),
-        ),
+        toml::Value::Table(t) => {
+            serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), json_of(v))).collect())
+        }
     }
 }
 
@@ -763,7 +764,9 @@ fn check_map_value(
                 if t.len() > 1 {
                     c.err(
                         Some(span),
-                        format!("[map.{section}] {target}: `const` cannot be combined with other keys"),
+                        format!(
+                            "[map.{section}] {target}: `const` cannot be combined with other keys"
+                        ),
                     );
                     return None;
                 }
@@ -859,7 +862,9 @@ fn check_map_section(
             if target == "lines" {
                 c.err(
                     Some(v.span()),
-                    format!("[map.{section}] 'lines' is built from [map.lines], not mapped directly"),
+                    format!(
+                        "[map.{section}] 'lines' is built from [map.lines], not mapped directly"
+                    ),
                 );
                 continue;
             }
@@ -887,7 +892,10 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
     let (header, skip_rows, source) = match raw.kind.as_str() {
         "csv" => {
             if let Some(s) = &raw.sheet {
-                c.err(Some(s.span()), "[sheet] belongs to kind = \"sheet\"; CSV uses [csv]");
+                c.err(
+                    Some(s.span()),
+                    "[sheet] belongs to kind = \"sheet\"; CSV uses [csv]",
+                );
             }
             let (span, d) = match &raw.csv {
                 Some(s) => (Some(s.span()), Some(s.get_ref())),
@@ -896,7 +904,10 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
             let delimiter = match d.and_then(|d| d.delimiter.as_deref()) {
                 None => b',',
                 Some(s) => single_byte(s).unwrap_or_else(|| {
-                    c.err(span.clone(), format!("delimiter must be one ASCII character or \"\\t\", got \"{s}\""));
+                    c.err(
+                        span.clone(),
+                        format!("delimiter must be one ASCII character or \"\\t\", got \"{s}\""),
+                    );
                     b','
                 }),
             };
@@ -939,7 +950,10 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
         }
         "sheet" => {
             if let Some(s) = &raw.csv {
-                c.err(Some(s.span()), "[csv] belongs to kind = \"csv\"; spreadsheets use [sheet]");
+                c.err(
+                    Some(s.span()),
+                    "[csv] belongs to kind = \"csv\"; spreadsheets use [sheet]",
+                );
             }
             let d = raw.sheet.as_ref().map(|s| s.get_ref());
             (
@@ -949,7 +963,10 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
             )
         }
         other => {
-            c.err_key("kind", format!("the tabular loader does not take kind '{other}'"));
+            c.err_key(
+                "kind",
+                format!("the tabular loader does not take kind '{other}'"),
+            );
             return None;
         }
     };
@@ -1091,7 +1108,9 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
             if !header_map.iter().any(|(t, _)| t == req) && *req != "lines" {
                 c.err(
                     Some(raw.map.span()),
-                    format!("[map.header] must produce '{req}', required by the canonical contract"),
+                    format!(
+                        "[map.header] must produce '{req}', required by the canonical contract"
+                    ),
                 );
             }
         }
@@ -1100,7 +1119,9 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
                 if !lm.iter().any(|(t, _)| t == req) {
                     c.err(
                         Some(raw.map.span()),
-                        format!("[map.lines] must produce '{req}', required by the canonical contract"),
+                        format!(
+                            "[map.lines] must produce '{req}', required by the canonical contract"
+                        ),
                     );
                 }
             }

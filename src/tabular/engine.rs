@@ -494,7 +494,10 @@ impl TabularReader {
             _ => {
                 self.flush_group();
                 self.flush_blanks();
-                let label = format!("row {}", row.row_number);
+                let label = match &row.sheet {
+                    Some(_) => format!("row {}", row.row_number),
+                    None => format!("line {}", row.pos.line),
+                };
                 self.emit(label, vec![jr], vec![line], false, false);
             }
         }
@@ -652,7 +655,10 @@ fn decimal_of(cell: &Cell, text: &str, dsep: char, tsep: Option<char>) -> Option
                 s = s.replace(dsep, ".");
             }
             let s = s.strip_prefix('+').unwrap_or(&s);
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
             {
                 return None;
             }
@@ -661,10 +667,7 @@ fn decimal_of(cell: &Cell, text: &str, dsep: char, tsep: Option<char>) -> Option
     }
 }
 
-fn check_bounds(
-    f: &super::def::Field,
-    v: &Bound,
-) -> Option<(&'static str, String)> {
+fn check_bounds(f: &super::def::Field, v: &Bound) -> Option<(&'static str, String)> {
     let cmp = |b: &Bound| -> Option<std::cmp::Ordering> {
         match (v, b) {
             (Bound::Number(a), Bound::Number(b)) => Some(a.cmp(b)),
@@ -834,7 +837,8 @@ fn check_cell(
             match hit {
                 Some((_, out)) => (Value::String(out.clone()), None),
                 None => {
-                    let mut codes: Vec<&str> = table.iter().take(12).map(|(k, _)| k.as_str()).collect();
+                    let mut codes: Vec<&str> =
+                        table.iter().take(12).map(|(k, _)| k.as_str()).collect();
                     if table.len() > 12 {
                         codes.push("…");
                     }
@@ -874,7 +878,11 @@ fn render(t: &Template, vals: &[Option<Val>]) -> String {
 }
 
 /// Produces one mapped value; `Ok(None)` leaves the target out (empty source).
-fn map_value(def: &TabularDef, mv: &MapValue, vals: &[Option<Val>]) -> Result<Option<Value>, String> {
+fn map_value(
+    def: &TabularDef,
+    mv: &MapValue,
+    vals: &[Option<Val>],
+) -> Result<Option<Value>, String> {
     Ok(match mv {
         MapValue::Const(v) => Some(v.clone()),
         MapValue::Field(i) => vals.get(*i).cloned().flatten().map(|v| v.json),
@@ -976,8 +984,13 @@ fn evaluate(
                     });
                     match clash {
                         Some(i) => {
-                            let shown = vals[i].as_ref().map(|v| v.text.clone()).unwrap_or_default();
-                            let shown = if def.fields[i].sensitive { mask(&shown) } else { shown };
+                            let shown =
+                                vals[i].as_ref().map(|v| v.text.clone()).unwrap_or_default();
+                            let shown = if def.fields[i].sensitive {
+                                mask(&shown)
+                            } else {
+                                shown
+                            };
                             Err(fail(
                                 def,
                                 binding,
