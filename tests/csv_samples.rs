@@ -31,6 +31,9 @@ fn read(set: &FormatSet, file: &str) -> (String, ReadResult) {
     (f.name().to_string(), read_all(f.as_ref(), &path))
 }
 
+/// (line, byte, rule, field, value) of one rejected line.
+type Rejection = (u64, u64, String, Option<String>, Option<String>);
+
 fn statuses(r: &ReadResult) -> Vec<(String, UnitStatus)> {
     r.units
         .iter()
@@ -115,7 +118,7 @@ fn mixed_orders_reject_one_order_whole() {
         ]
     );
     let bad = &r.units[2];
-    let got: Vec<(u64, u64, String, Option<String>, Option<String>)> = bad
+    let got: Vec<Rejection> = bad
         .eval
         .verdicts
         .iter()

@@ -2,6 +2,10 @@
 //! types, constraints, grouping, mapping). A physical reader yields [`Row`]s through
 //! [`RowSource`]; the tabular engine groups rows into units and validates and maps them.
 
+// `FileError` is the shared error type of every format; its size is a cross-module
+// decision (reported to the lead), not something to work around here.
+#![allow(clippy::result_large_err)]
+
 pub mod contract;
 pub mod csv_rows;
 pub mod def;
