@@ -534,8 +534,10 @@ impl TabularReader {
             blank: true,
         };
         self.blanks.push((jr, SourceLine { pos, raw }));
-        // A run of blank lines outside a group must not grow without bound either.
-        if self.group.is_none() && self.blanks.len() >= self.max_unit_lines {
+        // A run of blank lines must not grow without bound either. Inside a group, that
+        // many blank lines close the group: rows of the same key after them are split.
+        if self.blanks.len() >= self.max_unit_lines {
+            self.flush_group();
             self.flush_blanks();
         }
     }
