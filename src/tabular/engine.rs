@@ -415,8 +415,10 @@ impl TabularReader {
             if let Some(p) = problem {
                 return Err(FileError {
                     pos: Some(row.pos),
-                    reason: Reason::new("header", format!("header row unreadable: {}", p.message))
-                        .field(p.rule),
+                    reason: Reason::new(
+                        "header",
+                        format!("header row unreadable ({}): {}", p.rule, p.message),
+                    ),
                 });
             }
             self.bind_header(&row)?;
