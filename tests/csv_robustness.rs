@@ -89,3 +89,47 @@ fn mutated_and_random_input_is_handled() {
     }
     assert!(rejected_rows > 0);
 }
+
+/// Streams a large generated file (about 60 MB) through `orders-csv` without keeping
+/// units, to check time and flat memory by hand: `cargo test --release --test
+/// csv_robustness -- --ignored` under `/usr/bin/time -v`.
+#[test]
+#[ignore]
+fn large_file_streams() {
+    use std::io::Write;
+    let mut d = Diagnostics::default();
+    let set = load_formats(Path::new("formats"), &mut d);
+    let f = set.by_name("orders-csv").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("orders-big.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&p).unwrap());
+    writeln!(
+        w,
+        "order_no,line_no,order_date,customer_id,sku,description,quantity,unit_price,currency"
+    )
+    .unwrap();
+    let orders = 300_000;
+    for o in 0..orders {
+        for l in 1..=3 {
+            writeln!(
+                w,
+                "PO-{o},{l},2026-11-01,C-{},SKU-{l}00,\"Widget, size {l}\",{l},2.50,EUR",
+                o % 977
+            )
+            .unwrap();
+        }
+    }
+    w.flush().unwrap();
+    drop(w);
+    let ctx = ctx_for(&p);
+    let mut reader = f.open(&p, &ctx).unwrap();
+    let (mut applied, mut total) = (0u64, 0u64);
+    while let Some(mut u) = reader.next_unit().unwrap() {
+        total += 1;
+        let e = u.evaluate();
+        if !e.is_rejected() && !e.records.is_empty() {
+            applied += 1;
+        }
+    }
+    assert_eq!((total, applied), (orders + 1, orders));
+}
