@@ -671,6 +671,20 @@ fn decimal_of(cell: &Cell, text: &str, dsep: char, tsep: Option<char>) -> Option
             .ok()
             .or_else(|| Decimal::from_scientific(&format!("{f:e}")).ok()),
         _ => {
+            if let Some(t) = tsep {
+                // Thousands separators only between groups of three digits of the integer
+                // part: "12.5" with "." as separator is an error, not 125.
+                let int_part = text.split(dsep).next().unwrap_or("");
+                let int_part = int_part.trim_start_matches(['+', '-']);
+                let mut groups = int_part.split(t);
+                let first_ok = groups.next().is_some_and(|g| (1..=3).contains(&g.len()));
+                if int_part.contains(t) && (!first_ok || groups.any(|g| g.len() != 3)) {
+                    return None;
+                }
+                if text.split(dsep).skip(1).any(|frac| frac.contains(t)) {
+                    return None;
+                }
+            }
             let mut s: String = text.chars().filter(|c| Some(*c) != tsep).collect();
             if dsep != '.' {
                 if s.contains('.') {
@@ -906,7 +920,7 @@ fn map_value(
     def: &TabularDef,
     mv: &MapValue,
     vals: &[Option<Val>],
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, Reason> {
     Ok(match mv {
         MapValue::Const(v) => Some(v.clone()),
         MapValue::Field(i) => vals.get(*i).cloned().flatten().map(|v| v.json),
@@ -923,15 +937,14 @@ fn map_value(
             Some(v) => match table.get(&v.text).or(default.as_ref()) {
                 Some(s) => Some(Value::String(s.clone())),
                 None => {
-                    return Err(format!(
-                        "{}: no translation for '{}'",
-                        def.fields[*field].name,
-                        if def.fields[*field].sensitive {
-                            mask(&v.text)
-                        } else {
-                            v.text
-                        }
-                    ))
+                    let f = &def.fields[*field];
+                    let shown = if f.sensitive { mask(&v.text) } else { v.text };
+                    return Err(Reason::new(
+                        "translate",
+                        format!("{}: no translation for '{shown}'", f.name),
+                    )
+                    .field(f.name.clone())
+                    .value(shown));
                 }
             },
         },
@@ -942,7 +955,7 @@ fn map_object(
     def: &TabularDef,
     entries: &[(String, MapValue)],
     vals: &[Option<Val>],
-) -> Result<serde_json::Map<String, Value>, String> {
+) -> Result<serde_json::Map<String, Value>, Reason> {
     let mut obj = serde_json::Map::new();
     for (target, mv) in entries {
         if let Some(v) = map_value(def, mv, vals)? {
@@ -1053,8 +1066,22 @@ fn evaluate(
             if let Some(vals) = vals {
                 match map_object(def, lmap, vals) {
                     Ok(o) => lines.push(Value::Object(o)),
-                    Err(e) => verdicts[r] = LineVerdict::Rejected(Reason::new("translate", e)),
+                    Err(e) => verdicts[r] = LineVerdict::Rejected(e),
                 }
+            }
+        }
+    }
+    // The record header comes from the first good row; a failed translation there is
+    // that row's fault.
+    let mut header = None;
+    if let Some(f0) = first {
+        if !verdicts
+            .iter()
+            .any(|v| matches!(v, LineVerdict::Rejected(_)))
+        {
+            match map_object(def, &def.map.header, values[f0].as_deref().unwrap_or(&[])) {
+                Ok(obj) => header = Some(obj),
+                Err(e) => verdicts[f0] = LineVerdict::Rejected(e),
             }
         }
     }
@@ -1082,20 +1109,15 @@ fn evaluate(
                 ));
             }
         }
-    } else if let Some(f0) = first {
+    } else if let (Some(f0), Some(mut obj)) = (first, header) {
         let vals = values[f0].as_deref().unwrap_or(&[]);
-        match map_object(def, &def.map.header, vals) {
-            Err(e) => unit_errors.push(Reason::new("translate", e)),
-            Ok(mut obj) => {
-                if def.map.lines.is_some() {
-                    obj.insert("lines".into(), Value::Array(lines));
-                }
-                let key = render(&def.key, vals);
-                match Record::build(def.map.entity, key, Value::Object(obj)) {
-                    Ok(r) => records.push(r),
-                    Err(e) => unit_errors.push(e),
-                }
-            }
+        if def.map.lines.is_some() {
+            obj.insert("lines".into(), Value::Array(lines));
+        }
+        let key = render(&def.key, vals);
+        match Record::build(def.map.entity, key, Value::Object(obj)) {
+            Ok(r) => records.push(r),
+            Err(e) => unit_errors.push(e),
         }
     }
     Evaluation {
@@ -1377,6 +1399,90 @@ quantity = "{qty}"
                 head
             }),
             Some(SCORE_HEADER)
+        );
+    }
+
+    #[test]
+    fn european_numbers_dates_booleans_and_translations() {
+        let f = format(
+            r#"
+kind = "csv"
+name = "eu"
+key = "P-{sku}"
+[match]
+filename = "eu*.csv"
+[csv]
+delimiter = ";"
+encoding = "windows-1252"
+[[fields]]
+name = "sku"
+column = "Artikel"
+[[fields]]
+name = "price"
+column = "Preis"
+type = "decimal"
+decimal_separator = ","
+thousands_separator = "."
+[[fields]]
+name = "from"
+column = "Gültig ab"
+type = "date"
+format = "%d.%m.%Y"
+[[fields]]
+name = "active"
+column = "Aktiv"
+type = "boolean"
+true_values = ["ja"]
+false_values = ["nein"]
+[[fields]]
+name = "unit"
+column = "Einheit"
+[map]
+entity = "product"
+[map.header]
+sku = "{sku}"
+price = "{price}"
+valid_from = "{from}"
+active = "{active}"
+uom = { field = "unit", translate = { Stk = "EA" } }
+description = "{sku} ab {from}"
+"#,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("eu.csv");
+        std::fs::write(
+            &p,
+            b"Artikel;Preis;G\xfcltig ab;Aktiv;Einheit\nA1;1.234,50;31.01.2026;ja;Stk\nA2;12.5;01.02.2026;nein;Stk\nA3;1;01.02.2026;vielleicht;Stk\nA4;1;01.02.2026;ja;Kiste\n",
+        )
+        .unwrap();
+        let r = read_all_with(&f, &p, &ctx_for(&p));
+        assert!(r.error.is_none(), "{:?}", r.error);
+        let body = &r.units[1].eval.records[0];
+        assert_eq!(body.key, "P-A1");
+        assert_eq!(
+            body.body,
+            serde_json::json!({"sku": "A1", "price": "1234.50", "valid_from": "2026-01-31",
+                "active": true, "uom": "EA", "description": "A1 ab 2026-01-31"})
+        );
+        let rule = |u: usize| match &r.units[u].eval.verdicts[0] {
+            LineVerdict::Rejected(x) => (x.rule.clone(), x.message.clone()),
+            other => panic!("{other:?}"),
+        };
+        // "12.5" has a dot where the decimal separator is a comma: not silently 125.
+        assert_eq!(rule(2).0, "type");
+        assert_eq!(
+            rule(3),
+            (
+                "type".into(),
+                "column 'Aktiv': active: is not a yes/no value (true: ja; false: nein)".into()
+            )
+        );
+        assert_eq!(
+            rule(4),
+            (
+                "translate".into(),
+                "unit: no translation for 'Kiste'".into()
+            )
         );
     }
 }
