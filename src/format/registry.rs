@@ -15,7 +15,10 @@ pub struct KindLoader {
 }
 
 pub static KINDS: &[KindLoader] = &[
-    // Each kind registers here: `KindLoader { kinds: &["csv"], load: crate::tabular::load },`
+    KindLoader {
+        kinds: &["csv", "sheet"],
+        load: crate::tabular::load,
+    },
     KindLoader {
         kinds: &["x12-transaction-set", "x12-segments", "x12-partner"],
         load: crate::x12::load,

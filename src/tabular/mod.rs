@@ -2,8 +2,30 @@
 //! types, constraints, grouping, mapping). A physical reader yields [`Row`]s through
 //! [`RowSource`]; the tabular engine groups rows into units and validates and maps them.
 
-use crate::format::FileError;
+// `FileError` is the shared error type of every format; its size is a cross-module
+// decision (reported to the lead), not something to work around here.
+#![allow(clippy::result_large_err)]
+
+pub mod contract;
+pub mod csv_rows;
+pub mod def;
+pub mod engine;
+
+use std::sync::Arc;
+
+use crate::format::{DefFile, Diagnostics, FileError, Format};
 use crate::unit::Position;
+
+pub use engine::TabularFormat;
+
+/// Loader for kinds `csv` and `sheet` (registered in `crate::format::registry::KINDS`):
+/// checks every definition, reporting all errors, and returns the ones without errors.
+pub fn load(defs: &[&DefFile], diags: &mut Diagnostics) -> Vec<Arc<dyn Format>> {
+    defs.iter()
+        .filter_map(|d| def::check(d, diags))
+        .map(|t| Arc::new(TabularFormat::new(t)) as Arc<dyn Format>)
+        .collect()
+}
 
 /// One cell as read. CSV yields only `Text`/`Empty`; spreadsheets yield typed cells.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,563 @@
+//! The streaming CSV reader behind `kind = "csv"`.
+//!
+//! Built on `csv-core` rather than `csv::Reader` for two reasons the invariants demand: a
+//! record longer than `Limits::max_record_bytes` must be *refused without being buffered*
+//! (csv-core writes into caller-owned buffers, so we stop growing them and discard), and
+//! every row needs an exact position — 1-based physical line (CRLF, LF and CR-only all
+//! count), 0-based byte offset of its first byte, and record ordinal. We count line breaks
+//! ourselves over the consumed bytes, and skip blank lines ourselves so they can be
+//! reported as skipped lines with their own positions.
+//!
+//! Bytes are decoded per field after parsing, so for UTF-8 and single-byte encodings every
+//! offset is an offset in the original file. UTF-16 is transcoded to UTF-8 in a streaming
+//! adapter first; its offsets then refer to the UTF-8 transcoding (documented in
+//! `docs/format-language.md`). Problems with one row (bad bytes, NUL, too long) come back as
+//! a row plus a [`Reason`]; only I/O failures end the file.
+
+// `FileError` is the shared error type of every format; its size is a cross-module
+// decision (reported to the lead), not something to work around here.
+#![allow(clippy::result_large_err)]
+
+use std::io::Read;
+
+use super::def::{CsvDialect, Encoding};
+use super::{Cell, Row, RowSource};
+use crate::format::FileError;
+use crate::unit::{Position, Reason};
+
+/// Columns beyond this are refused like an over-long record: a line of a million commas
+/// must not allocate a million field slots.
+pub const MAX_COLUMNS: usize = 16_384;
+const CHUNK: usize = 64 * 1024;
+
+/// What the CSV reader yields.
+#[derive(Debug)]
+pub enum CsvItem {
+    /// A run of empty physical lines, one position each.
+    Blank(Vec<Position>),
+    /// A record, with the first problem found in it, if any.
+    Row(Row, Option<Reason>),
+}
+
+/// Streaming UTF-16 → UTF-8 adapter (the BOM picks LE/BE; LE without a BOM).
+struct Utf16ToUtf8<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    done: bool,
+}
+
+impl<R: Read> Utf16ToUtf8<R> {
+    fn new(inner: R) -> Self {
+        Utf16ToUtf8 {
+            inner,
+            decoder: encoding_rs::UTF_16LE.new_decoder(),
+            inbuf: vec![0; CHUNK],
+            out: Vec::with_capacity(CHUNK * 2),
+            out_pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Utf16ToUtf8<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.out_pos >= self.out.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let n = self.inner.read(&mut self.inbuf)?;
+            let last = n == 0;
+            self.out.clear();
+            self.out_pos = 0;
+            let need = self.decoder.max_utf8_buffer_length(n).unwrap_or(n * 3 + 16);
+            self.out.resize(need, 0);
+            let (_, read, written, _) =
+                self.decoder
+                    .decode_to_utf8(&self.inbuf[..n], &mut self.out, last);
+            debug_assert_eq!(read, n);
+            self.out.truncate(written);
+            self.done = last;
+        }
+        let n = buf.len().min(self.out.len() - self.out_pos);
+        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
+    }
+}
+
+/// A streaming CSV row source.
+pub struct CsvRows {
+    input: Box<dyn Read>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    core: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    /// Offset of `buf[start]` in the (transcoded) stream.
+    byte: u64,
+    /// 1-based line of `buf[start]`.
+    line: u64,
+    prev_cr: bool,
+    records: u64,
+    max_record: usize,
+    /// Encoding of the bytes csv-core sees (UTF-16 is already UTF-8 here).
+    encoding: Encoding,
+    delimiter: u8,
+    quote: Option<u8>,
+    started: bool,
+    sniff_bom: bool,
+}
+
+impl CsvRows {
+    /// Wraps a reader. `head` is the first bytes of the file (for BOM sniffing with `auto`).
+    pub fn new(
+        input: Box<dyn Read>,
+        head: &[u8],
+        dialect: &CsvDialect,
+        max_record_bytes: u64,
+    ) -> CsvRows {
+        let mut encoding = dialect.encoding;
+        if encoding == Encoding::Auto
+            && (head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]))
+        {
+            encoding = Encoding::Utf16;
+        }
+        let (input, encoding): (Box<dyn Read>, Encoding) = if encoding == Encoding::Utf16 {
+            (Box::new(Utf16ToUtf8::new(input)), Encoding::Utf8)
+        } else {
+            (input, encoding)
+        };
+        let core = csv_core::ReaderBuilder::new()
+            .delimiter(dialect.delimiter)
+            .quote(dialect.quote.unwrap_or(b'"'))
+            .quoting(dialect.quote.is_some())
+            .terminator(csv_core::Terminator::CRLF)
+            .build();
+        let max_record = usize::try_from(max_record_bytes)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        CsvRows {
+            input,
+            buf: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+            eof: false,
+            core,
+            out: vec![0; 1024.min(max_record)],
+            ends: vec![0; 32],
+            byte: 0,
+            line: 1,
+            prev_cr: false,
+            records: 0,
+            max_record,
+            encoding,
+            delimiter: dialect.delimiter,
+            quote: dialect.quote,
+            started: false,
+            sniff_bom: matches!(encoding, Encoding::Utf8 | Encoding::Auto),
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), FileError> {
+        if self.start < self.end || self.eof {
+            return Ok(());
+        }
+        self.start = 0;
+        self.end = 0;
+        loop {
+            match self.input.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end = n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(FileError {
+                        pos: Some(Position::new(self.line, self.byte, self.records)),
+                        reason: Reason::new("io", format!("I/O error: {e}")),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Consumes `n` buffered bytes, counting line breaks (`\r\n` counts once).
+    fn advance(&mut self, n: usize, keep: Option<&mut Vec<u8>>) {
+        let bytes = &self.buf[self.start..self.start + n];
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    if !self.prev_cr {
+                        self.line += 1;
+                    }
+                    self.prev_cr = false;
+                }
+                b'\r' => {
+                    self.line += 1;
+                    self.prev_cr = true;
+                }
+                _ => self.prev_cr = false,
+            }
+        }
+        if let Some(k) = keep {
+            // Keep at most a bit more than the cap: enough for the reject report.
+            let room = (self.max_record + 4).saturating_sub(k.len());
+            k.extend_from_slice(&bytes[..n.min(room)]);
+        }
+        self.start += n;
+        self.byte += n as u64;
+    }
+
+    /// The next blank-line run or record.
+    pub fn next_item(&mut self) -> Result<Option<CsvItem>, FileError> {
+        if !self.started {
+            self.started = true;
+            // A BOM may arrive split over reads only for absurdly small reads; fill once.
+            self.fill()?;
+            if self.sniff_bom && self.buf[self.start..self.end].starts_with(&[0xEF, 0xBB, 0xBF]) {
+                self.start += 3;
+                self.byte += 3;
+            }
+        }
+        let mut blanks = Vec::new();
+        loop {
+            self.fill()?;
+            if self.start == self.end {
+                break;
+            }
+            let b = self.buf[self.start];
+            if b == b'\n' && self.prev_cr {
+                self.advance(1, None);
+                continue;
+            }
+            if b == b'\r' || b == b'\n' {
+                blanks.push(Position::new(self.line, self.byte, 0));
+                self.advance(1, None);
+                continue;
+            }
+            break;
+        }
+        if !blanks.is_empty() {
+            return Ok(Some(CsvItem::Blank(blanks)));
+        }
+        if self.start == self.end {
+            return Ok(None);
+        }
+        self.read_record().map(Some)
+    }
+
+    fn read_record(&mut self) -> Result<CsvItem, FileError> {
+        self.records += 1;
+        let pos = Position::new(self.line, self.byte, self.records);
+        let mut raw_bytes = Vec::new();
+        let (mut outlen, mut endlen) = (0usize, 0usize);
+        let mut too_long = false;
+        let mut too_wide = false;
+        loop {
+            self.fill()?;
+            let input = &self.buf[self.start..self.end];
+            let (res, nin, nout, nend) =
+                self.core
+                    .read_record(input, &mut self.out[outlen..], &mut self.ends[endlen..]);
+            let mut keep = std::mem::take(&mut raw_bytes);
+            self.advance(nin, Some(&mut keep));
+            raw_bytes = keep;
+            outlen += nout;
+            endlen += nend;
+            use csv_core::ReadRecordResult as R;
+            match res {
+                R::InputEmpty => continue,
+                R::OutputFull => {
+                    if self.out.len() >= self.max_record {
+                        too_long = true;
+                        outlen = 0;
+                    } else {
+                        let n = (self.out.len() * 2).min(self.max_record).max(16);
+                        self.out.resize(n, 0);
+                    }
+                }
+                R::OutputEndsFull => {
+                    if self.ends.len() >= MAX_COLUMNS {
+                        too_wide = true;
+                        endlen = 0;
+                    } else {
+                        let n = (self.ends.len() * 2).min(MAX_COLUMNS);
+                        self.ends.resize(n, 0);
+                    }
+                }
+                R::Record | R::End => break,
+            }
+        }
+        // Drop the record terminator from the raw text.
+        while matches!(raw_bytes.last(), Some(b'\r' | b'\n')) {
+            raw_bytes.pop();
+        }
+        if too_long || too_wide {
+            let reason = if too_long {
+                Reason::new(
+                    "record-too-long",
+                    format!(
+                        "record longer than the limit of {} bytes (max_record_bytes); not read",
+                        self.max_record
+                    ),
+                )
+            } else {
+                Reason::new(
+                    "column-count",
+                    format!("record has more than {MAX_COLUMNS} columns; not read"),
+                )
+            };
+            let row = Row {
+                pos: pos.clone(),
+                sheet: None,
+                row_number: pos.record,
+                cells: Vec::new(),
+                raw: self.decode_lossy(&raw_bytes),
+            };
+            return Ok(CsvItem::Row(row, Some(reason)));
+        }
+        let mut problem = None;
+        if let Some(i) = memchr::memchr(0, &raw_bytes) {
+            problem = Some(
+                Reason::new(
+                    "nul-byte",
+                    format!(
+                        "NUL byte (0x00) at byte {} of the file: not text; is this a binary or UTF-16 file?",
+                        pos.byte + i as u64
+                    ),
+                )
+                .value("\\0"),
+            );
+        } else if self.encoding == Encoding::Utf8 {
+            if let Err(e) = std::str::from_utf8(&raw_bytes) {
+                let at = e.valid_up_to();
+                let bad: Vec<String> = raw_bytes[at..]
+                    .iter()
+                    .take(e.error_len().unwrap_or(1))
+                    .map(|b| format!("0x{b:02X}"))
+                    .collect();
+                problem = Some(
+                    Reason::new(
+                        "encoding",
+                        format!(
+                            "invalid UTF-8 byte sequence {} at byte {} of the file",
+                            bad.join(" "),
+                            pos.byte + at as u64
+                        ),
+                    )
+                    .value(bad.join(" ")),
+                );
+            }
+        }
+        let mut cells = Vec::with_capacity(endlen);
+        let mut from = 0;
+        for &to in &self.ends[..endlen] {
+            let text = self.decode_lossy(&self.out[from..to.min(outlen)]);
+            from = to;
+            cells.push(if text.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::Text(text)
+            });
+        }
+        let row = Row {
+            pos: pos.clone(),
+            sheet: None,
+            row_number: pos.record,
+            cells,
+            raw: self.decode_lossy(&raw_bytes).replace('\0', "\\0"),
+        };
+        Ok(CsvItem::Row(row, problem))
+    }
+
+    fn decode_lossy(&self, bytes: &[u8]) -> String {
+        match self.encoding {
+            Encoding::Utf8 | Encoding::Utf16 => String::from_utf8_lossy(bytes).into_owned(),
+            Encoding::Iso88591 => bytes.iter().map(|&b| b as char).collect(),
+            Encoding::Windows1252 => encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0
+                .into_owned(),
+            Encoding::Auto => match std::str::from_utf8(bytes) {
+                Ok(s) => s.to_string(),
+                Err(_) => encoding_rs::WINDOWS_1252
+                    .decode_without_bom_handling(bytes)
+                    .0
+                    .into_owned(),
+            },
+        }
+    }
+
+    /// Re-serialises cells as one CSV line (used when sensitive cells were masked).
+    pub fn join(cells: &[String], delimiter: u8, quote: Option<u8>) -> String {
+        let d = delimiter as char;
+        let q = quote.map(|q| q as char);
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(d);
+            }
+            match q {
+                Some(q) if c.contains([d, q, '\r', '\n']) => {
+                    out.push(q);
+                    for ch in c.chars() {
+                        if ch == q {
+                            out.push(q);
+                        }
+                        out.push(ch);
+                    }
+                    out.push(q);
+                }
+                _ => out.push_str(c),
+            }
+        }
+        out
+    }
+
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    pub fn quote(&self) -> Option<u8> {
+        self.quote
+    }
+}
+
+impl RowSource for CsvRows {
+    /// The strict view: blank lines are passed over and a row with a problem ends the file.
+    fn next_row(&mut self) -> Result<Option<Row>, FileError> {
+        loop {
+            match self.next_item()? {
+                None => return Ok(None),
+                Some(CsvItem::Blank(_)) => continue,
+                Some(CsvItem::Row(row, None)) => return Ok(Some(row)),
+                Some(CsvItem::Row(row, Some(reason))) => {
+                    return Err(FileError {
+                        pos: Some(row.pos),
+                        reason,
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(data: &[u8], enc: Encoding, max: u64) -> Vec<CsvItem> {
+        let d = CsvDialect {
+            delimiter: b',',
+            quote: Some(b'"'),
+            encoding: enc,
+        };
+        let mut r = CsvRows::new(Box::new(std::io::Cursor::new(data.to_vec())), data, &d, max);
+        let mut out = Vec::new();
+        while let Some(i) = r.next_item().unwrap() {
+            out.push(i);
+        }
+        out
+    }
+
+    type Summary = (u64, u64, u64, Vec<String>, Option<String>);
+
+    fn rows(items: &[CsvItem]) -> Vec<Summary> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                CsvItem::Row(r, p) => Some((
+                    r.pos.line,
+                    r.pos.byte,
+                    r.pos.record,
+                    r.cells.iter().map(|c| c.to_text()).collect(),
+                    p.as_ref().map(|p| p.rule.clone()),
+                )),
+                CsvItem::Blank(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn positions_across_line_endings_and_quoted_newlines() {
+        let data = b"a,b\r\n\"x\ny\",2\r\r\nc,3\rd,4";
+        let it = items(data, Encoding::Utf8, 1 << 20);
+        let r = rows(&it);
+        assert_eq!(r[0], (1, 0, 1, vec!["a".into(), "b".into()], None));
+        assert_eq!(r[1], (2, 5, 2, vec!["x\ny".into(), "2".into()], None));
+        // "\r" ends the record on line 3, "\r\n" is a blank line 4, c,3 is line 5.
+        assert_eq!(r[2].0, 5);
+        assert_eq!(r[2].1, 15);
+        assert_eq!(r[3].0, 6);
+        let blanks: Vec<_> = it
+            .iter()
+            .filter_map(|i| match i {
+                CsvItem::Blank(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(blanks, vec![vec![Position::new(4, 13, 0)]]);
+    }
+
+    #[test]
+    fn over_long_record_is_refused_not_buffered() {
+        let mut data = b"a,b\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 5000));
+        data.extend(b",1\nc,d\n");
+        let it = items(&data, Encoding::Utf8, 100);
+        let r = rows(&it);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[1].4.as_deref(), Some("record-too-long"));
+        assert_eq!(r[2].3, vec!["c".to_string(), "d".to_string()]);
+        assert_eq!(r[2].0, 3);
+    }
+
+    #[test]
+    fn bad_bytes_and_nul_are_positioned_problems() {
+        let it = items(b"a,b\nx,\xff\xfe\n\0,1\n", Encoding::Utf8, 1 << 20);
+        let CsvItem::Row(_, Some(p)) = &it[1] else {
+            panic!("{it:?}")
+        };
+        assert_eq!(p.rule, "encoding");
+        assert!(p.message.contains("at byte 6"), "{}", p.message);
+        let CsvItem::Row(_, Some(p)) = &it[2] else {
+            panic!("{it:?}")
+        };
+        assert_eq!(p.rule, "nul-byte");
+        assert!(p.message.contains("byte 9"), "{}", p.message);
+    }
+
+    #[test]
+    fn utf16_and_latin1_decode() {
+        let mut data = vec![0xFE, 0xFF];
+        for u in "a,\u{e9}\n".encode_utf16() {
+            data.extend(u.to_be_bytes());
+        }
+        let r = rows(&items(&data, Encoding::Auto, 1 << 20));
+        assert_eq!(r[0].3, vec!["a".to_string(), "é".to_string()]);
+        let r = rows(&items(b"\xe9,\x80\n", Encoding::Iso88591, 1 << 20));
+        assert_eq!(r[0].3, vec!["é".to_string(), "\u{80}".to_string()]);
+        let r = rows(&items(b"\xe9,\x80\n", Encoding::Windows1252, 1 << 20));
+        assert_eq!(r[0].3, vec!["é".to_string(), "€".to_string()]);
+        let r = rows(&items(b"\xef\xbb\xbfa,b\n", Encoding::Utf8, 1 << 20));
+        assert_eq!((r[0].1, r[0].3[0].as_str()), (3, "a"));
+    }
+
+    #[test]
+    fn join_quotes_when_needed() {
+        let cells = vec!["a".to_string(), "b,c".into(), "d\"e".into()];
+        assert_eq!(
+            CsvRows::join(&cells, b',', Some(b'"')),
+            "a,\"b,c\",\"d\"\"e\""
+        );
+    }
+}
