@@ -304,10 +304,15 @@ impl Engine {
         }
         let existing = self.ledger.latest_file(&fp)?;
         let row = match existing {
-            Some(row) if row.state == FileState::Done => {
+            Some(row) if row.state == FileState::Done && !was_rejected(&row) => {
                 return self
                     .duplicate_file(run, &c.path, &c.name, &fp, &row, c.marker.as_deref())
                     .map(Some);
+            }
+            Some(row) if row.state == FileState::Done => {
+                // Rejected whole before: a fresh attempt.
+                self.ledger
+                    .insert_file(&fp, &c.name, &c.path.display().to_string(), size, run)?
             }
             Some(row)
                 if row
@@ -394,7 +399,7 @@ impl Engine {
             ));
         };
         let row = match self.ledger.latest_file(&fp)? {
-            Some(row) if row.state == FileState::Done && !force => {
+            Some(row) if row.state == FileState::Done && !force && !was_rejected(&row) => {
                 let msg = format!(
                     "duplicate file: this content was already processed as '{}' (ledger file #{}, {}); use --force to apply it again",
                     row.name,
@@ -963,6 +968,12 @@ struct BatchState {
     tag: FileTag,
 }
 
+/// Content rejected whole was never applied: sending it again (after fixing a format
+/// definition, say) is a new attempt, not a duplicate.
+fn was_rejected(row: &FileRow) -> bool {
+    row.outcome.as_deref() == Some(Outcome::Rejected.as_str())
+}
+
 /// `<fingerprint16>-<name>`: unique per content, still readable.
 fn work_name(fp: &str, name: &str) -> String {
     let short: String = fp.chars().take(16).collect();
@@ -1340,6 +1351,27 @@ mod tests {
         assert_eq!(r.outcome, "rejected");
         assert!(r.error.as_deref().unwrap().contains("no format"), "{r:?}");
         assert!(d.path().join("rejected/a.bin").exists());
+    }
+
+    #[test]
+    fn regression_resubmitting_content_rejected_whole_is_a_new_attempt_not_a_duplicate() {
+        let d = tempfile::tempdir().unwrap();
+        let mut e = engine(d.path(), Policy::AllOrNothing, 100);
+        std::fs::write(d.path().join("inbox/a.txt"), "A,1\nB,x\n").unwrap();
+        let run = e.ledger.begin_run("t").unwrap();
+        assert_eq!(e.run_pass(run).unwrap()[0].outcome, "rejected");
+        std::fs::write(d.path().join("inbox/again.txt"), "A,1\nB,x\n").unwrap();
+        let r = e.run_pass(run).unwrap().remove(0);
+        assert_eq!(
+            r.outcome, "rejected",
+            "processed again, not a duplicate: {r:?}"
+        );
+        let attempts: i64 = e
+            .ledger
+            .conn()
+            .query_row("SELECT MAX(attempt) FROM files", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(attempts, 2);
     }
 
     #[test]

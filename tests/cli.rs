@@ -86,7 +86,9 @@ fn run_exit_codes_follow_the_outcome() {
 fn rejects_lists_the_bad_line_and_its_siblings() {
     let w = Work::new(100);
     let body = format!(
-        "{HEADER}A1,1,2026-11-01,C1,S1,ok,1,2.00,EUR\nA1,2,2026-11-01,C1,S2,bad qty,-3,2.00,EUR\nA2,1,2026-11-02,C2,S1,fine,4,1.50,USD\n"
+        "{HEADER}A1,1,2026-11-01,C1,S1,ok,1,2.00,EUR\nA1,2,2026-11-01,C1,S2,bad qty,-3,2.00,EUR\nA2,1,2026-11-02,C2,S1,fine,4,1.50,USD\n{}",
+        // Enough good orders to stay under the layout's 25% reject ratio.
+        (3..=6).map(|i| format!("A{i},1,2026-11-02,C2,S1,fine,4,1.50,USD\n")).collect::<String>()
     );
     w.drop_file("orders-r.csv", body.as_bytes());
     assert_eq!(w.run(&["run"]).status.code(), Some(1));
@@ -157,7 +159,7 @@ fn intake_ignores_partial_files_and_honours_done_markers_and_settle_time() {
 #[test]
 fn process_reports_duplicates_unless_forced_and_status_counts_them() {
     let w = Work::new(100);
-    let f = w.dir.join("manual-orders.csv");
+    let f = w.dir.join("orders-manual.csv");
     std::fs::write(&f, orders_csv(3, 0, "X")).unwrap();
     let fs = f.to_str().unwrap();
     assert_eq!(w.run(&["process", fs]).status.code(), Some(0));
