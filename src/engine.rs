@@ -654,7 +654,7 @@ impl Engine {
         let mut lines_n = [0i64; 4]; // applied, rejected, duplicate, skipped
         let mut units_n = [0i64; 3]; // applied, rejected, duplicate
         let mut last_seq = st.committed_seq;
-        for (unit, eval) in units.iter().zip(evals) {
+        for (unit, mut eval) in units.iter().zip(evals) {
             last_seq = unit.seq + 1;
             let first_ordinal = st.ordinal as i64;
             let first_pos = unit
@@ -764,7 +764,7 @@ impl Engine {
                 for claim in &eval.claims {
                     tx.take_key("claim", claim, st.file_id, unit.seq as i64, steal)?;
                 }
-                for r in &eval.records {
+                for r in std::mem::take(&mut eval.records) {
                     tx.take_key(
                         r.entity.as_str(),
                         &r.key,

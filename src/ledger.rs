@@ -776,21 +776,20 @@ pub struct Holder {
 
 impl BatchTx<'_> {
     pub fn holder(&self, entity: &str, key: &str) -> Result<Option<Holder>> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT k.file_id, f.fingerprint, f.name, k.unit_seq FROM keys k JOIN files f ON f.id = k.file_id \
-                 WHERE k.entity=?1 AND k.key=?2",
-                params![entity, key],
-                |r| {
-                    Ok(Holder {
-                        file_id: r.get(0)?,
-                        fingerprint: r.get(1)?,
-                        name: r.get(2)?,
-                        unit_seq: r.get(3)?,
-                    })
-                },
-            )
+        // Cached: this runs once per document, so re-parsing the SQL would dominate.
+        let mut st = self.tx.prepare_cached(
+            "SELECT k.file_id, f.fingerprint, f.name, k.unit_seq FROM keys k JOIN files f ON f.id = k.file_id \
+             WHERE k.entity=?1 AND k.key=?2",
+        )?;
+        Ok(st
+            .query_row(params![entity, key], |r| {
+                Ok(Holder {
+                    file_id: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    name: r.get(2)?,
+                    unit_seq: r.get(3)?,
+                })
+            })
             .optional()?)
     }
 
@@ -810,7 +809,8 @@ impl BatchTx<'_> {
             "INSERT OR IGNORE INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4)"
         };
         self.tx
-            .execute(sql, params![entity, key, file_id, unit_seq])?;
+            .prepare_cached(sql)?
+            .execute(params![entity, key, file_id, unit_seq])?;
         Ok(())
     }
 

@@ -41,12 +41,12 @@ pub struct OutRecord {
 }
 
 impl OutRecord {
-    pub fn new(record: &Record, source: SourceRef) -> Self {
+    pub fn new(record: Record, source: SourceRef) -> Self {
         OutRecord {
             entity: record.entity.as_str().to_string(),
-            key: record.key.clone(),
+            key: record.key,
             source,
-            data: record.body.clone(),
+            data: record.body,
         }
     }
 }
