@@ -6,6 +6,7 @@
 
 pub mod canonical;
 pub mod format;
+pub mod idoc;
 pub mod sheet;
 pub mod tabular;
 pub mod unit;

@@ -16,6 +16,10 @@ pub struct KindLoader {
 
 pub static KINDS: &[KindLoader] = &[
     // Each kind registers here: `KindLoader { kinds: &["csv"], load: crate::tabular::load },`
+    KindLoader {
+        kinds: &["idoc-type"],
+        load: crate::idoc::load,
+    },
 ];
 
 /// Loads every definition under `dir` into a [`super::FormatSet`], reporting all errors.
