@@ -721,7 +721,7 @@ fn compile_key(ctx: &Ctx, key: &str, diags: &mut Diagnostics) -> Vec<KeyPart> {
     if !rest.is_empty() {
         parts.push(KeyPart::Lit(rest.to_string()));
     }
-    if !parts.iter().any(|p| matches!(p, KeyPart::Path(..))) {
+    if !key.contains('{') {
         diags.error(
             &ctx.def.path,
             line,
@@ -731,6 +731,20 @@ fn compile_key(ctx: &Ctx, key: &str, diags: &mut Diagnostics) -> Vec<KeyPart> {
     parts
 }
 
+/// Line of a mapping key, also when written dotted (`fields.order_no = ...`).
+fn key_line(def: &DefFile, name: &str) -> Option<usize> {
+    def.text
+        .lines()
+        .position(|l| {
+            let t = l.trim_start();
+            let hit = |rest: &str| rest.trim_start().starts_with('=');
+            t.strip_prefix(name).is_some_and(hit)
+                || t.match_indices(&format!(".{name}"))
+                    .any(|(i, m)| hit(&t[i + m.len()..]))
+        })
+        .map(|i| i + 1)
+}
+
 fn compile_value(
     ctx: &Ctx,
     name: &str,
@@ -738,7 +752,7 @@ fn compile_value(
     context: Option<&str>,
     diags: &mut Diagnostics,
 ) -> Option<ValueDef> {
-    let line = ctx.def.line_of_key(name);
+    let line = key_line(ctx.def, name);
     let (paths_txt, mut vd) = match v {
         ValueSpec::Path(_) | ValueSpec::Paths(_) => (
             match v {
@@ -859,10 +873,16 @@ fields.order_no = "E1A.NOPE/X"
         let msgs: Vec<String> = d2.errors.iter().map(|e| e.to_string()).collect();
         assert!(
             msgs.iter()
-                .any(|m| m.contains("t.toml:8") && m.contains("E1X")),
+                .any(|m| m.contains("t.toml:7") && m.contains("E1X")),
             "{msgs:?}"
         );
         assert!(msgs.iter().any(|m| m.contains("not a child")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("t.toml:13") && m.contains("E1A.NOPE")),
+            "{msgs:?}"
+        );
+        assert!(!msgs.iter().any(|m| m.contains("no {SEGMENT")), "{msgs:?}");
     }
 
     #[test]
