@@ -576,12 +576,12 @@ fn thousands_of_idocs_stream_in_flat_memory() {
     let p = write_file(dir.path(), "many.xml", &mut |w| {
         w.write_all(b"<ORDERS05>\n").unwrap();
         for i in 1..=20_000u64 {
-            write!(
+            writeln!(
                 w,
                 "<IDOC BEGIN=\"1\"><EDI_DC40 SEGMENT=\"1\"><DOCNUM>{i}</DOCNUM><IDOCTYP>ORDERS05</IDOCTYP>\
                  <MESTYP>ORDERS</MESTYP><SNDPRN>BULK</SNDPRN></EDI_DC40>\
                  <E1EDK01 SEGMENT=\"1\"><BELNR>PO{i}</BELNR></E1EDK01>\
-                 <E1EDP01 SEGMENT=\"1\"><POSEX>10</POSEX><MENGE>{i}</MENGE><KTEXT>{}</KTEXT></E1EDP01></IDOC>\n",
+                 <E1EDP01 SEGMENT=\"1\"><POSEX>10</POSEX><MENGE>{i}</MENGE><KTEXT>{}</KTEXT></E1EDP01></IDOC>",
                 "padding ".repeat(300)
             )
             .unwrap();
