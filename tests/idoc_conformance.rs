@@ -369,6 +369,7 @@ fn read_in_child(path: &Path, max_file_bytes: Option<u64>) -> ChildResult {
         .find_map(|l| l.find("RESULT\t").map(|i| &l[i..]))
         .unwrap_or_else(|| panic!("no RESULT in {stdout}"));
     let parts: Vec<&str> = line.split('\t').collect();
+    eprintln!("{}: peak {} kB", path.display(), parts[3]);
     ChildResult {
         rule: parts[1].to_string(),
         units: parts[2].parse().unwrap(),

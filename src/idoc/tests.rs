@@ -9,13 +9,18 @@ use crate::format::{Diagnostics, Format, Limits, Probe, UnitStatus};
 use crate::unit::LineVerdict;
 
 fn format() -> Arc<dyn Format> {
-    let mut d = Diagnostics::default();
-    let set = load_formats(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("formats"),
-        &mut d,
-    );
-    assert!(d.is_empty(), "{:?}", d.errors);
-    set.by_name("idoc").expect("idoc format loaded")
+    static FORMAT: std::sync::OnceLock<Arc<dyn Format>> = std::sync::OnceLock::new();
+    FORMAT
+        .get_or_init(|| {
+            let mut d = Diagnostics::default();
+            let set = load_formats(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("formats"),
+                &mut d,
+            );
+            assert!(d.is_empty(), "{:?}", d.errors);
+            set.by_name("idoc").expect("idoc format loaded")
+        })
+        .clone()
 }
 
 fn read_bytes(data: &[u8], limits: Limits) -> ReadResult {
@@ -429,4 +434,68 @@ fn structure_errors_in_the_idoc_are_positioned() {
         "<E1EDK01 SEGMENT=\"1\"><BELNR><X>1</X></BELNR></E1EDK01>",
     )]));
     assert_eq!(r.error.unwrap().reason.rule, "idoc-structure");
+}
+
+/// Token soup from IDoc and XML fragments (deterministic LCG): errors are fine, panics and
+/// hangs are not.
+#[test]
+fn random_token_soup_never_panics() {
+    const TOKENS: &[&[u8]] = &[
+        b"<ORDERS05>",
+        b"</ORDERS05>",
+        b"<IDOC BEGIN=\"1\">",
+        b"</IDOC>",
+        b"<EDI_DC40 SEGMENT=\"1\">",
+        b"</EDI_DC40>",
+        b"<DOCNUM>12</DOCNUM>",
+        b"<IDOCTYP>ORDERS05</IDOCTYP>",
+        b"<MESTYP>ORDERS</MESTYP>",
+        b"<MESTYP>ORDRSP</MESTYP>",
+        b"<E1EDK01 SEGMENT=\"1\">",
+        b"</E1EDK01>",
+        b"<BELNR>",
+        b"</BELNR>",
+        b"<E1EDP01 SEGMENT=\"1\"/>",
+        b"<E1EDP01 SEGMENT=\"1\">",
+        b"</E1EDP01>",
+        b"<POSEX>1</POSEX><MENGE>1-</MENGE>",
+        b"&amp;",
+        b"&#0;",
+        b"&#x110000;",
+        b"&bogus;",
+        b"<!-- c -->",
+        b"<![CDATA[x]]>",
+        b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>",
+        b"<!DOCTYPE x>",
+        b"\xff\xfe",
+        b"\xc3",
+        b"\n",
+        b"text",
+        b"<",
+        b">",
+        b"</",
+        b"/>",
+        b"=\"",
+    ];
+    let mut seed: u64 = 0x1dd0c;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let limits = Limits {
+        max_depth: 16,
+        max_unit_lines: 8,
+        max_record_bytes: 256,
+        ..Limits::default()
+    };
+    for _ in 0..400 {
+        let n = next() % 60;
+        let mut doc = Vec::new();
+        for _ in 0..n {
+            doc.extend_from_slice(TOKENS[next() % TOKENS.len()]);
+        }
+        let _ = read_bytes(&doc, limits.clone());
+    }
 }
