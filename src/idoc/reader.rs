@@ -238,7 +238,7 @@ impl IdocReader {
     }
 
     /// Turns a quick-xml error into a positioned file error, naming the cap that tripped.
-    fn xml_error(&mut self, m: Mark, e: quick_xml::Error) -> FileError {
+    fn xml_error(&mut self, m: Mark, e: quick_xml::Error, buf: &[u8]) -> FileError {
         self.done = true;
         let tripped = self.xml.get_ref().tripped;
         match tripped {
@@ -263,8 +263,8 @@ impl IdocReader {
                 let at = self.xml.error_position();
                 // Errors are reported inside the event that started at `m`: count the
                 // newlines of the bytes buffered so far up to the error offset.
-                let upto = (at.saturating_sub(m.byte) as usize).min(self.buf.len());
-                let prefix = &self.buf[..upto];
+                let upto = (at.saturating_sub(m.byte) as usize).min(buf.len());
+                let prefix = &buf[..upto];
                 let nl = memchr::memchr_iter(b'\n', prefix).count() as u64;
                 let (line, col) = if nl == 0 {
                     (m.line, m.col + at.saturating_sub(m.byte))
@@ -458,86 +458,95 @@ impl IdocReader {
             return Ok(None);
         }
         loop {
-            self.buf.clear();
+            // The event borrows the buffer, and handling it needs `&mut self`: move the
+            // buffer out for the step and back in after, so it is reused, never reallocated.
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
             self.xml.get_mut().reset_budget();
             let m = self.mark();
-            let ev = match self.xml.read_event_into(&mut self.buf) {
-                Ok(ev) => ev.into_owned(),
-                Err(e) => return Err(self.xml_error(m, e)),
+            let step = match self.xml.read_event_into(&mut buf) {
+                Ok(ev) => self.handle(ev, m),
+                Err(e) => Err(self.xml_error(m, e, &buf)),
             };
-            match ev {
-                Event::Start(e) => self.start_element(&e, m)?,
-                Event::Empty(e) => {
-                    self.start_element(&e, m)?;
-                    if let Some(idoc) = self.end_element(m)? {
-                        return Ok(Some(idoc));
-                    }
-                }
-                Event::End(_) => {
-                    if let Some(idoc) = self.end_element(m)? {
-                        return Ok(Some(idoc));
-                    }
-                }
-                Event::Text(t) => {
-                    let s = t.xml10_content();
-                    self.append_text(&s, m)?;
-                }
-                Event::CData(t) => {
-                    let s = t.xml10_content();
-                    self.append_text(&s, m)?;
-                }
-                Event::GeneralRef(r) => {
-                    let name: &str = &r;
-                    let resolved = match resolve_ref(name) {
-                        Some(c) => c,
-                        None => {
-                            let shown: String = name.chars().take(40).collect();
-                            return Err(self.fail(
-                                m,
-                                "xml-entity",
-                                format!(
-                                    "undefined entity '&{shown};': only the five predefined XML \
-                                     entities and character references are allowed (no DTD)"
-                                ),
-                            ));
-                        }
-                    };
-                    let mut tmp = [0u8; 4];
-                    let s = resolved.encode_utf8(&mut tmp);
-                    self.append_text(s, m)?;
-                }
-                Event::DocType(_) => {
-                    // The DOCTYPE text is deliberately not echoed: it may name local files.
-                    return Err(self.fail(
-                        m,
-                        "xml-doctype",
-                        "DOCTYPE declarations are refused: DTDs and entity definitions are never \
-                         expanded (billion laughs, external entities); send the IDoc without one",
-                    ));
-                }
-                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
-                Event::Eof => {
-                    self.done = true;
-                    if let Some(open) = self.stack.len().checked_sub(1) {
-                        let _ = open;
-                        return Err(FileError::at(
-                            self.pos(m),
-                            "xml-syntax",
-                            "unexpected end of file: elements left open (truncated file?)",
-                        ));
-                    }
-                    if self.idocs == 0 {
-                        return Err(FileError::at(
-                            self.pos(m),
-                            "idoc-empty",
-                            "no <IDOC> element found: not an IDoc XML file",
-                        ));
-                    }
-                    return Ok(None);
-                }
+            self.buf = buf;
+            match step? {
+                Step::More => {}
+                Step::Idoc(idoc) => return Ok(Some(idoc)),
+                Step::End => return Ok(None),
             }
         }
     }
+
+    fn handle(&mut self, ev: Event<'_>, m: Mark) -> Result<Step, FileError> {
+        match ev {
+            Event::Start(e) => self.start_element(&e, m)?,
+            Event::Empty(e) => {
+                self.start_element(&e, m)?;
+                if let Some(idoc) = self.end_element(m)? {
+                    return Ok(Step::Idoc(idoc));
+                }
+            }
+            Event::End(_) => {
+                if let Some(idoc) = self.end_element(m)? {
+                    return Ok(Step::Idoc(idoc));
+                }
+            }
+            Event::Text(t) => self.append_text(&t.xml10_content(), m)?,
+            Event::CData(t) => self.append_text(&t.xml10_content(), m)?,
+            Event::GeneralRef(r) => {
+                let name: &str = &r;
+                let Some(resolved) = resolve_ref(name) else {
+                    let shown: String = name.chars().take(40).collect();
+                    return Err(self.fail(
+                        m,
+                        "xml-entity",
+                        format!(
+                            "undefined entity '&{shown};': only the five predefined XML \
+                             entities and character references are allowed (no DTD)"
+                        ),
+                    ));
+                };
+                let mut tmp = [0u8; 4];
+                self.append_text(resolved.encode_utf8(&mut tmp), m)?;
+            }
+            Event::DocType(_) => {
+                // The DOCTYPE text is deliberately not echoed: it may name local files.
+                return Err(self.fail(
+                    m,
+                    "xml-doctype",
+                    "DOCTYPE declarations are refused: DTDs and entity definitions are never \
+                     expanded (billion laughs, external entities); send the IDoc without one",
+                ));
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => {
+                if !self.stack.is_empty() {
+                    return Err(self.fail(
+                        m,
+                        "xml-syntax",
+                        "unexpected end of file: elements left open (truncated file?)",
+                    ));
+                }
+                if self.idocs == 0 {
+                    return Err(self.fail(
+                        m,
+                        "idoc-empty",
+                        "no <IDOC> element found: not an IDoc XML file",
+                    ));
+                }
+                self.done = true;
+                return Ok(Step::End);
+            }
+        }
+        Ok(Step::More)
+    }
+}
+
+/// What one XML event amounted to.
+enum Step {
+    More,
+    Idoc(RawIdoc),
+    End,
 }
 
 /// The five predefined entities and numeric character references.
