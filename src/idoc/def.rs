@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::canonical::Entity;
+use crate::canonical::{Entity, Record};
 use crate::format::{DefFile, Diagnostics};
 
 /// The pseudo parent name of segments directly under `<IDOC>`.
@@ -229,10 +229,6 @@ impl SegPath {
                 seg: name.to_string(),
                 filters,
             });
-        }
-        // A single bare word is a field of the context segment, not a segment.
-        if !absolute && field.is_none() && steps.len() == 1 && steps[0].filters.is_empty() {
-            // Ambiguous: callers that expect a field get it via `as_field`.
         }
         Ok(SegPath {
             absolute,
@@ -601,6 +597,7 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
                 value,
             });
         }
+        check_targets(def, entity, &fields, &lists, diags);
         messages.push(MessageDef {
             mestyp: m.mestyp,
             entity,
@@ -617,6 +614,58 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
         mandatory_children,
         messages,
     })
+}
+
+/// Catches a misspelt canonical field (`fields.order_nr`) when the definition loads rather
+/// than as a contract error on every IDoc: each target is probed alone against the
+/// entity's contract, and only "unknown field" answers count (missing fields and value
+/// types are the data's business).
+fn check_targets(
+    def: &DefFile,
+    entity: Entity,
+    fields: &[(String, ValueDef)],
+    lists: &[ListDef],
+    diags: &mut Diagnostics,
+) {
+    let probe = |body: serde_json::Value| match Record::build(entity, "probe", body) {
+        Err(r) if r.message.contains("unknown field") => Some(r.message),
+        _ => None,
+    };
+    let dummy = || serde_json::Value::String("2000-01-01".into());
+    for (name, _) in fields {
+        if let Some(m) = probe(serde_json::json!({ name: dummy() })) {
+            diags.error(
+                &def.path,
+                key_line(def, name),
+                format!("{entity} has no field {name}: {m}"),
+            );
+        }
+    }
+    for l in lists {
+        let line = def.line_of_key(&format!("lists.{}", l.target));
+        let item = if l.value.is_some() {
+            dummy()
+        } else {
+            serde_json::Value::Object(serde_json::Map::new())
+        };
+        if let Some(m) = probe(serde_json::json!({ &l.target: [item] })) {
+            diags.error(
+                &def.path,
+                line,
+                format!("{entity} has no list {}: {m}", l.target),
+            );
+            continue;
+        }
+        for (name, _) in &l.fields {
+            if let Some(m) = probe(serde_json::json!({ &l.target: [{ name: dummy() }] })) {
+                diags.error(
+                    &def.path,
+                    key_line(def, name).or(line),
+                    format!("{entity} {}: no field {name}: {m}", l.target),
+                );
+            }
+        }
+    }
 }
 
 fn seg_line(def: &DefFile, name: &str) -> Option<usize> {
@@ -883,6 +932,38 @@ fields.order_no = "E1A.NOPE/X"
             "{msgs:?}"
         );
         assert!(!msgs.iter().any(|m| m.contains("no {SEGMENT")), "{msgs:?}");
+    }
+
+    #[test]
+    fn misspelt_canonical_fields_are_definition_errors() {
+        let d = def(r#"kind = "idoc-type"
+types = ["T01"]
+[[segment]]
+name = "E1A"
+[[message]]
+mestyp = ["M"]
+entity = "order"
+key = "{E1A.F}"
+fields.order_nr = "E1A.F"
+fields.order_date = { path = "E1A.D", as = "date" }
+[message.lists.lines]
+from = "E1A"
+fields.qty = "Q"
+fields.quantity = "Q"
+"#);
+        let mut diags = Diagnostics::default();
+        let c = load_catalog(&[&d], &mut diags);
+        assert!(c.by_type.is_empty());
+        let msgs: Vec<String> = diags.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("t.toml:9: order has no field order_nr"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].starts_with("t.toml:13: order lines: no field qty"),
+            "{msgs:?}"
+        );
     }
 
     #[test]
