@@ -55,6 +55,19 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
     }
     ev.detail = Value::Object(detail);
 
+    if idoc.over_bytes {
+        ev.unit_errors.push(Reason::new(
+            "idoc-too-large",
+            format!(
+                "IDoc {} holds more than {} bytes of field data (limits.max_unit_lines × {} \
+                 bytes per segment); it was rejected without being buffered",
+                idoc.ordinal,
+                idoc.max_bytes,
+                super::reader::SEGMENT_BUDGET
+            ),
+        ));
+        return ev;
+    }
     if idoc.dropped > 0 {
         ev.unit_errors.push(Reason::new(
             "idoc-too-large",

@@ -72,7 +72,17 @@ pub struct RawIdoc {
     /// Segments past `max_unit_lines` that were counted but not kept.
     pub dropped: u64,
     pub max_segments: u64,
+    /// Field bytes kept so far, and the cap (see [`SEGMENT_BUDGET`]).
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// The byte cap was hit: the rest of the IDoc is skipped, not buffered.
+    pub over_bytes: bool,
 }
+
+/// Average bytes one segment may hold when sizing an IDoc's byte cap: SAP segment data is
+/// at most 1000 characters (SDATA); the rest leaves room for XML field names. Together
+/// with `max_unit_lines` this bounds one IDoc's memory even when every segment is large.
+pub const SEGMENT_BUDGET: u64 = 2048;
 
 enum Frame {
     Envelope,
@@ -312,6 +322,9 @@ impl IdocReader {
                         segments: Vec::new(),
                         dropped: 0,
                         max_segments: self.limits.max_unit_lines,
+                        bytes: 0,
+                        max_bytes: self.limits.max_unit_lines.saturating_mul(SEGMENT_BUDGET),
+                        over_bytes: false,
                     });
                     Frame::Idoc
                 } else {
@@ -353,7 +366,7 @@ impl IdocReader {
                         Some(Some(i)) => Some(i),
                         None => None,
                     };
-                    if idoc.segments.len() as u64 >= idoc.max_segments {
+                    if idoc.segments.len() as u64 >= idoc.max_segments || idoc.over_bytes {
                         idoc.dropped += 1;
                         Frame::Segment(None)
                     } else {
@@ -417,7 +430,14 @@ impl IdocReader {
                             ),
                         ));
                     }
-                    s.fields.push((name, value));
+                    let len = (name.len() + value.len()) as u64;
+                    idoc.bytes += len;
+                    if idoc.bytes > idoc.max_bytes {
+                        idoc.over_bytes = true;
+                    }
+                    if !idoc.over_bytes {
+                        idoc.segments[i].fields.push((name, value));
+                    }
                 }
                 Ok(None)
             }

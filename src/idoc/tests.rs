@@ -367,6 +367,29 @@ fn oversized_idoc_is_rejected_without_stopping_the_file() {
 }
 
 #[test]
+fn idoc_byte_cap_bounds_an_idoc_of_large_segments() {
+    // 4 segments allowed → 8 KiB of field data; three 3 KiB segments exceed it.
+    let limits = Limits {
+        max_unit_lines: 4,
+        ..Limits::default()
+    };
+    let big = "x".repeat(3000);
+    let body = format!(
+        "<E1EDK01 SEGMENT=\"1\"><BELNR>{big}</BELNR></E1EDK01>\
+         <E1EDKA1 SEGMENT=\"1\"><NAME1>{big}</NAME1></E1EDKA1>\
+         <E1EDKA1 SEGMENT=\"1\"><NAME1>{big}</NAME1></E1EDKA1>"
+    );
+    let small = order("2", "<E1EDK01 SEGMENT=\"1\"><BELNR>9</BELNR></E1EDK01>");
+    let r = read_bytes(wrap(&[order("1", &body), small]).as_bytes(), limits);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(rejected_rules(&r, 0), vec!["idoc-too-large"]);
+    assert!(r.units[0].eval.unit_errors[0]
+        .message
+        .contains("8192 bytes"));
+    assert_eq!(r.units[1].status(), UnitStatus::Applied);
+}
+
+#[test]
 fn status_ack_reports_each_idoc_to_its_sender() {
     let bad = order(
         "0000000000000002",
