@@ -183,6 +183,14 @@ fn invoic02_invoice() {
     assert_eq!(lines[0]["unit_price"], "265.63");
     assert_eq!(lines[0]["amount"], "67574.40");
     assert_eq!(lines[0]["sku"], "000000889963020150");
+    // Bank details are declared sensitive: masked in the ledger's raw text.
+    let bank = r.units[0]
+        .lines
+        .iter()
+        .find(|l| l.raw.starts_with("E1EDK28:"))
+        .expect("E1EDK28 line");
+    assert!(bank.raw.contains("ACNUM=***********10"), "{}", bank.raw);
+    assert!(!bank.raw.contains("DMY9876543210"), "{}", bank.raw);
 }
 
 #[test]

@@ -64,6 +64,9 @@ struct SegmentSpec {
     /// padding carried into XML is not an overflow).
     #[serde(default)]
     fields: BTreeMap<String, u32>,
+    /// Fields masked in the ledger's raw text and in reject reasons (bank accounts...).
+    #[serde(default)]
+    sensitive: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +304,7 @@ pub struct SegDef {
     pub max: u32,
     pub required: Vec<String>,
     pub fields: HashMap<String, u32>,
+    pub sensitive: Vec<String>,
 }
 
 /// One compiled definition file.
@@ -462,6 +466,7 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
                 max: s.max,
                 required: s.required.clone(),
                 fields: s.fields.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                sensitive: s.sensitive.clone(),
             },
         );
     }

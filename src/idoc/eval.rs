@@ -18,7 +18,7 @@ use super::def::{
 };
 use super::reader::{RawIdoc, Segment};
 use crate::canonical::Record;
-use crate::unit::{Evaluation, LineVerdict, Reason};
+use crate::unit::{mask, Evaluation, LineVerdict, Reason};
 
 /// Control record fields kept in the ledger detail (and used for the STATUS ack).
 pub const DC_FIELDS: &[&str] = &[
@@ -254,7 +254,11 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
                             ),
                         )
                         .field(f.clone())
-                        .value(capped(v)),
+                        .value(if sd.sensitive.contains(f) {
+                            mask(v.trim())
+                        } else {
+                            capped(v)
+                        }),
                     );
                     break;
                 }

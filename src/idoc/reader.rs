@@ -21,7 +21,7 @@ use super::input::{CappedInput, Trip};
 use crate::format::{
     AckContext, FileError, Limits, OpenContext, Outbound, UnitOutcomes, UnitReader,
 };
-use crate::unit::{cap_raw, Position, SourceLine, Unit};
+use crate::unit::{cap_raw, mask, Position, SourceLine, Unit};
 
 /// How much of a segment the ledger keeps as its raw text.
 const RAW_CAP: usize = 512;
@@ -45,8 +45,9 @@ impl Segment {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `E1EDP01: POSEX=000010 MENGE=5`, capped for the ledger.
-    pub fn raw(&self) -> String {
+    /// `E1EDP01: POSEX=000010 MENGE=5`, capped for the ledger, with the fields the type
+    /// definition marks sensitive masked.
+    pub fn raw(&self, sensitive: &[String]) -> String {
         let mut s = String::with_capacity(64);
         s.push_str(&self.name);
         s.push(':');
@@ -57,7 +58,11 @@ impl Segment {
             s.push(' ');
             s.push_str(n);
             s.push('=');
-            s.push_str(v.trim_end());
+            if sensitive.contains(n) {
+                s.push_str(&mask(v.trim()));
+            } else {
+                s.push_str(v.trim_end());
+            }
         }
         cap_raw(&s, RAW_CAP)
     }
@@ -605,12 +610,17 @@ impl UnitReader for IdocReader {
             .map(str::trim)
             .unwrap_or("");
         let label = format!("IDoc {} ({typ} {docnum})", idoc.ordinal);
+        let td = self.catalog.get(typ);
+        let none: &[String] = &[];
         let lines = idoc
             .segments
             .iter()
             .map(|s| SourceLine {
                 pos: s.pos.clone(),
-                raw: s.raw(),
+                raw: s.raw(
+                    td.and_then(|t| t.segments.get(&s.name))
+                        .map_or(none, |d| d.sensitive.as_slice()),
+                ),
             })
             .collect();
         self.acks.seen(seq);
