@@ -12,20 +12,23 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use super::def::Catalog;
 use crate::format::{AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
 
 /// Most E1STATS written for one rejected IDoc (its first reasons).
 const MAX_REASONS: usize = 10;
 
-#[derive(Debug, Default)]
 pub struct AckState {
     units: u64,
+    catalog: Arc<Catalog>,
 }
 
 struct Entry {
     docnum: String,
     mandt: String,
-    status: &'static str,
+    status: String,
     statyp: &'static str,
     text: String,
     params: [String; 4],
@@ -90,6 +93,18 @@ fn safe(v: &str) -> String {
 }
 
 impl AckState {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        AckState { units: 0, catalog }
+    }
+
+    /// The type's STATUS codes (applied, rejected); SAP's inbound 53/51 for unknown types.
+    fn codes(&self, idoctyp: &str) -> (String, String) {
+        self.catalog
+            .get(idoctyp)
+            .map(|t| (t.status_applied.clone(), t.status_rejected.clone()))
+            .unwrap_or_else(|| ("53".into(), "51".into()))
+    }
+
     pub fn seen(&mut self, seq: u64) {
         self.units = self.units.max(seq + 1);
     }
@@ -113,11 +128,12 @@ impl AckState {
                 // Nothing the sender could match the status to.
                 continue;
             }
+            let (ok_code, bad_code) = self.codes(&s(dc, "IDOCTYP"));
             let entries = match (error, sum.status) {
                 (Some(e), _) => vec![Entry {
                     docnum: docnum.clone(),
                     mandt: s(dc, "MANDT"),
-                    status: "51",
+                    status: bad_code.clone(),
                     statyp: "E",
                     text: cut(&format!("File rejected: {}", e.reason.message), 70),
                     params: [
@@ -134,7 +150,7 @@ impl AckState {
                 (None, UnitStatus::Applied) | (None, UnitStatus::Duplicate) => vec![Entry {
                     docnum: docnum.clone(),
                     mandt: s(dc, "MANDT"),
-                    status: "53",
+                    status: ok_code.clone(),
                     statyp: "S",
                     text: if sum.status == UnitStatus::Duplicate {
                         "Already posted earlier: duplicate not applied again".into()
@@ -152,7 +168,7 @@ impl AckState {
                         .map(|(pos, r)| Entry {
                             docnum: docnum.clone(),
                             mandt: s(dc, "MANDT"),
-                            status: "51",
+                            status: bad_code.clone(),
                             statyp: "E",
                             text: cut(&r.message, 70),
                             params: [
@@ -168,7 +184,7 @@ impl AckState {
                         v.push(Entry {
                             docnum: docnum.clone(),
                             mandt: s(dc, "MANDT"),
-                            status: "51",
+                            status: bad_code.clone(),
                             statyp: "E",
                             text: "Application document not posted".into(),
                             params: Default::default(),
@@ -242,7 +258,7 @@ fn render(route: &Route, control: u64, date: &str, time: &str) -> String {
         field(&mut x, i, "DOCNUM", &e.docnum);
         field(&mut x, i, "LOGDAT", date);
         field(&mut x, i, "LOGTIM", time);
-        field(&mut x, i, "STATUS", e.status);
+        field(&mut x, i, "STATUS", &e.status);
         field(&mut x, i, "STATXT", &e.text);
         field(&mut x, i, "SEGFLD", &e.field);
         for (n, p) in e.params.iter().enumerate() {

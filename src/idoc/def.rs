@@ -34,6 +34,12 @@ struct TypeFile {
     /// Accept customer-namespace segments (`Z*`, `Y*`, `/NS/...`) anywhere without checks.
     #[serde(default = "yes")]
     customer_segments: bool,
+    /// STATUS codes reported back: SAP's inbound codes by default (53 posted, 51 not
+    /// posted); a sender tracking its *outbound* IDocs may want 41 / 40 instead.
+    #[serde(default = "status_applied")]
+    status_applied: String,
+    #[serde(default = "status_rejected")]
+    status_rejected: String,
     #[serde(default, rename = "segment")]
     segments: Vec<SegmentSpec>,
     #[serde(default, rename = "message")]
@@ -42,6 +48,12 @@ struct TypeFile {
 
 fn yes() -> bool {
     true
+}
+fn status_applied() -> String {
+    "53".into()
+}
+fn status_rejected() -> String {
+    "51".into()
 }
 fn one() -> u32 {
     1
@@ -314,6 +326,9 @@ pub struct TypeDef {
     pub source: String,
     pub types: Vec<String>,
     pub customer_segments: bool,
+    /// Two-digit STATUS codes for applied and rejected IDocs of this type.
+    pub status_applied: String,
+    pub status_rejected: String,
     pub segments: HashMap<String, SegDef>,
     /// Parent (`None` = root) → children with `min > 0`, in definition order.
     pub mandatory_children: HashMap<Option<String>, Vec<(String, u32)>>,
@@ -403,6 +418,18 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
     for t in &spec.types {
         if !is_name(t) {
             diags.error(path, line_types, format!("bad IDoc type name '{t}'"));
+        }
+    }
+    for (key, code) in [
+        ("status_applied", &spec.status_applied),
+        ("status_rejected", &spec.status_rejected),
+    ] {
+        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            diags.error(
+                path,
+                def.line_of_key(key),
+                format!("{key} must be a two-digit IDoc status code (e.g. 53), got '{code}'"),
+            );
         }
     }
     // Segments: unique names, known parents, sane occurrences.
@@ -615,6 +642,8 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
         source: path.display().to_string(),
         types: spec.types,
         customer_segments: spec.customer_segments,
+        status_applied: spec.status_applied,
+        status_rejected: spec.status_rejected,
         segments,
         mandatory_children,
         messages,

@@ -209,6 +209,7 @@ impl IdocReader {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| FileError::io(&e))?;
         let input = CappedInput::new(file, latin1, limits.max_file_bytes, limits.max_record_bytes);
+        let catalog_for_acks = catalog.clone();
         let mut xml = Reader::from_reader(input);
         // Keep whitespace text events: they make every event start where the previous one
         // ended, which is how segments get exact byte/line/column positions.
@@ -228,7 +229,7 @@ impl IdocReader {
             segments_in_file: 0,
             next_seq: 0,
             done: false,
-            acks: super::ack::AckState::default(),
+            acks: super::ack::AckState::new(catalog_for_acks),
         })
     }
 

@@ -522,3 +522,47 @@ fn random_token_soup_never_panics() {
         let _ = read_bytes(&doc, limits.clone());
     }
 }
+
+#[test]
+fn status_codes_are_configurable_per_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("formats/idoc/orders05.toml"),
+    )
+    .unwrap()
+    .replace(
+        "customer_segments = true",
+        "customer_segments = true\nstatus_applied = \"41\"\nstatus_rejected = \"40\"",
+    );
+    std::fs::write(dir.path().join("orders05.toml"), text).unwrap();
+    let mut d = Diagnostics::default();
+    let set = load_formats(dir.path(), &mut d);
+    assert!(d.is_empty(), "{:?}", d.errors);
+    let f = set.by_name("idoc").unwrap();
+    let p = dir.path().join("in.xml");
+    let bad = order(
+        "2",
+        "<E1EDK01 SEGMENT=\"1\"><CURCY>EURO</CURCY><BELNR>1</BELNR></E1EDK01>",
+    );
+    std::fs::write(&p, wrap(&[order("1", ORDER_BODY), bad])).unwrap();
+    let r = read_all_with(f.as_ref(), &p, &ctx_for(&p));
+    let x = String::from_utf8(r.acks[0].content.clone()).unwrap();
+    assert!(x.contains("<STATUS>41</STATUS>"), "{x}");
+    assert!(x.contains("<STATUS>40</STATUS>"), "{x}");
+    assert!(!x.contains("<STATUS>5"), "{x}");
+
+    std::fs::write(
+        dir.path().join("orders05.toml"),
+        "kind = \"idoc-type\"\ntypes = [\"X1\"]\nstatus_applied = \"posted\"\n",
+    )
+    .unwrap();
+    let mut d = Diagnostics::default();
+    load_formats(dir.path(), &mut d);
+    assert!(
+        d.errors
+            .iter()
+            .any(|e| e.line == Some(3) && e.message.contains("two-digit")),
+        "{:?}",
+        d.errors
+    );
+}
