@@ -93,8 +93,7 @@ struct MessageSpec {
     lists: BTreeMap<String, ListSpec>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum ValueSpec {
     Path(String),
     /// Alternatives: the first path that yields a value wins.
@@ -102,11 +101,55 @@ enum ValueSpec {
     Full(FullValue),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+// Hand-written instead of `#[serde(untagged)]`, whose only error is "data did not match any
+// variant": a definition author needs to hear which key or type is wrong.
+fn string_or_list<E: serde::de::Error>(v: toml::Value, what: &str) -> Result<OneOrMany, E> {
+    match v {
+        toml::Value::String(s) => Ok(OneOrMany::One(s)),
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                toml::Value::String(s) => Ok(s),
+                other => Err(E::custom(format!(
+                    "{what}: a list of paths must hold strings, found {}",
+                    other.type_str()
+                ))),
+            })
+            .collect::<Result<Vec<_>, E>>()
+            .map(OneOrMany::Many),
+        other => Err(E::custom(format!(
+            "{what}: expected a path string or a list of paths, found {}",
+            other.type_str()
+        ))),
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        string_or_list(toml::Value::deserialize(d)?, "path")
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            toml::Value::Table(t) => toml::Value::Table(t)
+                .try_into::<FullValue>()
+                .map(ValueSpec::Full)
+                .map_err(|e| D::Error::custom(e.message())),
+            other => Ok(match string_or_list(other, "value")? {
+                OneOrMany::One(p) => ValueSpec::Path(p),
+                OneOrMany::Many(ps) => ValueSpec::Paths(ps),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -998,6 +1041,29 @@ fields.quantity = "Q"
             msgs[1].starts_with("t.toml:13: order lines: no field qty"),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn value_typos_name_the_key() {
+        let d = def(r#"kind = "idoc-type"
+types = ["T01"]
+[[segment]]
+name = "E1A"
+[[message]]
+mestyp = ["M"]
+entity = "product"
+key = "{E1A.F}"
+fields.sku = { pth = "E1A.F" }
+"#);
+        let mut diags = Diagnostics::default();
+        load_catalog(&[&d], &mut diags);
+        assert_eq!(diags.errors.len(), 1, "{:?}", diags.errors);
+        assert!(
+            diags.errors[0].message.contains("unknown field `pth`"),
+            "{:?}",
+            diags.errors
+        );
+        assert_eq!(diags.errors[0].line, Some(9));
     }
 
     #[test]

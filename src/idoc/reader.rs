@@ -165,7 +165,7 @@ pub struct IdocReader {
     segments_in_file: u64,
     next_seq: u64,
     done: bool,
-    pub(crate) acks: super::ack::AckState,
+    acks: super::ack::AckState,
 }
 
 impl IdocReader {
