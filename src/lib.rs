@@ -17,6 +17,7 @@ pub mod format;
 pub mod fsutil;
 pub mod intake;
 pub mod ledger;
+pub mod idoc;
 pub mod report;
 pub mod sheet;
 pub mod sink;

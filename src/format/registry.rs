@@ -23,6 +23,10 @@ pub static KINDS: &[KindLoader] = &[
         kinds: &["x12-transaction-set", "x12-segments", "x12-partner"],
         load: crate::x12::load,
     },
+    KindLoader {
+        kinds: &["idoc-type"],
+        load: crate::idoc::load,
+    },
 ];
 
 /// Loads every definition under `dir` into a [`super::FormatSet`], reporting all errors.

@@ -1,0 +1,506 @@
+//! The pure job of one IDoc: check it against its type definition and map it to a
+//! canonical record.
+//!
+//! Runs on a rayon worker, so it only reads the [`RawIdoc`] it owns and the shared
+//! [`Catalog`]. Segment problems become `Rejected` verdicts on the segment's line (the
+//! ledger shows exactly which segment broke which rule); problems of the IDoc as a whole
+//! (missing control record, unknown type, missing mandatory segment, mapping errors) become
+//! unit errors. The control record goes into `detail` so the STATUS acknowledgement can
+//! name the IDoc even when it was rejected.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+use super::def::{
+    is_customer_segment, Catalog, Conv, KeyPart, MessageDef, SegPath, TypeDef, ValueDef, CONTROL,
+    ROOT,
+};
+use super::reader::{RawIdoc, Segment};
+use crate::canonical::Record;
+use crate::unit::{mask, Evaluation, LineVerdict, Reason};
+
+/// Control record fields kept in the ledger detail (and used for the STATUS ack).
+pub const DC_FIELDS: &[&str] = &[
+    "DOCNUM", "IDOCTYP", "CIMTYP", "MESTYP", "MESCOD", "MESFCT", "SNDPOR", "SNDPRT", "SNDPFC",
+    "SNDPRN", "RCVPOR", "RCVPRT", "RCVPFC", "RCVPRN", "CREDAT", "CRETIM", "MANDT", "DOCREL",
+];
+
+/// Longest DOCNUM: NUMC(16) in SAP.
+const DOCNUM_LEN: usize = 16;
+
+fn val<'a>(s: &'a Segment, f: &str) -> &'a str {
+    s.field(f).map(str::trim).unwrap_or("")
+}
+
+fn capped(v: &str) -> String {
+    crate::unit::cap_raw(v, 80)
+}
+
+pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
+    let mut ev = Evaluation {
+        verdicts: vec![LineVerdict::Ok; idoc.segments.len()],
+        ..Evaluation::default()
+    };
+    let dc = idoc.segments.first().filter(|s| s.name == CONTROL);
+    let mut detail = Map::new();
+    detail.insert("idoc".into(), json!(idoc.ordinal));
+    if let Some(dc) = dc {
+        for f in DC_FIELDS {
+            let v = val(dc, f);
+            if !v.is_empty() {
+                detail.insert((*f).into(), json!(v));
+            }
+        }
+    }
+    ev.detail = Value::Object(detail);
+
+    if idoc.over_bytes {
+        ev.unit_errors.push(Reason::new(
+            "idoc-too-large",
+            format!(
+                "IDoc {} holds more than {} bytes of field data (limits.max_unit_lines × {} \
+                 bytes per segment); it was rejected without being buffered",
+                idoc.ordinal,
+                idoc.max_bytes,
+                super::reader::SEGMENT_BUDGET
+            ),
+        ));
+        return ev;
+    }
+    if idoc.dropped > 0 {
+        ev.unit_errors.push(Reason::new(
+            "idoc-too-large",
+            format!(
+                "IDoc {} has {} segments, over the limit of {} (limits.max_unit_lines); it was \
+                 rejected without being buffered",
+                idoc.ordinal,
+                idoc.segments.len() as u64 + idoc.dropped,
+                idoc.max_segments
+            ),
+        ));
+        return ev;
+    }
+    let Some(dc) = dc else {
+        ev.unit_errors.push(Reason::new(
+            "idoc-control-record",
+            format!(
+                "IDoc {} does not start with an EDI_DC40 control record",
+                idoc.ordinal
+            ),
+        ));
+        return ev;
+    };
+    ev.verdicts[0] = LineVerdict::Skipped("control record".into());
+    let docnum = val(dc, "DOCNUM");
+    let sndprn = val(dc, "SNDPRN");
+    if docnum.is_empty() {
+        // SAP assigns DOCNUM on receipt, so partners sometimes send none; the business key
+        // still guards against doubles, but there is no IDoc-level claim.
+        ev.tolerated.push("idoc-docnum-empty".into());
+    } else if docnum.len() > DOCNUM_LEN || !docnum.bytes().all(|b| b.is_ascii_digit()) {
+        ev.verdicts[0] = LineVerdict::Rejected(
+            Reason::new(
+                "idoc-docnum",
+                "EDI_DC40-DOCNUM must be numeric with at most 16 digits (NUMC 16)",
+            )
+            .field("DOCNUM")
+            .value(capped(docnum)),
+        );
+    } else {
+        ev.claims.push(format!(
+            "idoc:{sndprn}:{docnum:0>width$}",
+            width = DOCNUM_LEN
+        ));
+    }
+    for (i, s) in idoc.segments.iter().enumerate().skip(1) {
+        if s.name == CONTROL {
+            ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+                "idoc-control-record",
+                "a second EDI_DC40 in one IDoc",
+            ));
+        }
+    }
+    let idoctyp = val(dc, "IDOCTYP");
+    let mestyp = val(dc, "MESTYP");
+    let Some(td) = catalog.get(idoctyp) else {
+        ev.unit_errors.push(
+            Reason::new(
+                "idoc-unknown-type",
+                format!(
+                    "IDoc type '{}' has no definition (known: {})",
+                    capped(idoctyp),
+                    catalog.type_names().join(", ")
+                ),
+            )
+            .field("IDOCTYP")
+            .value(capped(idoctyp)),
+        );
+        return ev;
+    };
+    let Some(msg) = td.message(mestyp) else {
+        ev.unit_errors.push(
+            Reason::new(
+                "idoc-unknown-message",
+                format!(
+                    "message type '{}' is not mapped for {idoctyp} in {} (mapped: {})",
+                    capped(mestyp),
+                    td.source,
+                    td.mestyps().join(", ")
+                ),
+            )
+            .field("MESTYP")
+            .value(capped(mestyp)),
+        );
+        return ev;
+    };
+    validate_structure(td, idoc, &mut ev);
+    if ev.is_rejected() {
+        return ev;
+    }
+    match map_record(msg, idoc) {
+        Ok(r) => ev.records.push(r),
+        Err(r) => ev.unit_errors.push(r),
+    }
+    ev
+}
+
+fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
+    let segs = &idoc.segments;
+    // (parent index or root, child name) → occurrences so far.
+    let mut counts: HashMap<(Option<usize>, &str), u32> = HashMap::new();
+    // Segments under a customer segment are the customer's business too.
+    let mut customer = vec![false; segs.len()];
+    for (i, s) in segs.iter().enumerate() {
+        if s.name == CONTROL {
+            if s.parent.is_some() {
+                ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+                    "idoc-segment-hierarchy",
+                    "EDI_DC40 must be directly under <IDOC>",
+                ));
+            }
+            continue;
+        }
+        let parent_name = s.parent.map(|p| segs[p].name.as_str());
+        if s.parent.is_some_and(|p| customer[p]) {
+            customer[i] = true;
+            continue;
+        }
+        let Some(sd) = td.segments.get(&s.name) else {
+            if td.customer_segments && is_customer_segment(&s.name) {
+                customer[i] = true;
+            } else {
+                ev.verdicts[i] = LineVerdict::Rejected(
+                    Reason::new(
+                        "idoc-unknown-segment",
+                        format!(
+                            "segment {} is not part of {} ({})",
+                            s.name,
+                            td.types.join("/"),
+                            td.source
+                        ),
+                    )
+                    .value(s.name.clone()),
+                );
+            }
+            continue;
+        };
+        if sd.parent.as_deref() != parent_name {
+            ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+                "idoc-segment-hierarchy",
+                format!(
+                    "segment {} belongs under {}, found under {}",
+                    s.name,
+                    sd.parent.as_deref().unwrap_or(ROOT),
+                    parent_name.unwrap_or(ROOT)
+                ),
+            ));
+            continue;
+        }
+        let c = counts.entry((s.parent, sd.name.as_str())).or_insert(0);
+        *c += 1;
+        if *c > sd.max {
+            ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+                "idoc-occurrence",
+                format!(
+                    "segment {} occurs more than {} time(s) under {}",
+                    s.name,
+                    sd.max,
+                    parent_name.unwrap_or(ROOT)
+                ),
+            ));
+            continue;
+        }
+        if let Some(f) = sd.required.iter().find(|f| val(s, f).is_empty()) {
+            ev.verdicts[i] = LineVerdict::Rejected(
+                Reason::new(
+                    "required",
+                    format!("segment {}: field {f} is required", s.name),
+                )
+                .field(f.clone()),
+            );
+            continue;
+        }
+        for (f, v) in &s.fields {
+            if let Some(&max) = sd.fields.get(f) {
+                let len = v.trim_end().chars().count();
+                if len > max as usize {
+                    ev.verdicts[i] = LineVerdict::Rejected(
+                        Reason::new(
+                            "idoc-field-length",
+                            format!(
+                                "segment {}: field {f} is {len} characters, max {max}",
+                                s.name
+                            ),
+                        )
+                        .field(f.clone())
+                        .value(if sd.sensitive.contains(f) {
+                            mask(v.trim())
+                        } else {
+                            capped(v)
+                        }),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    // Mandatory children of the root and of every present, known parent.
+    let check = |parent: Option<usize>, pname: Option<&str>, ev: &mut Evaluation| {
+        let Some(kids) = td.mandatory_children.get(&pname.map(str::to_string)) else {
+            return;
+        };
+        for (kid, min) in kids {
+            let have = counts.get(&(parent, kid.as_str())).copied().unwrap_or(0);
+            if have < *min {
+                let under = match parent {
+                    Some(p) => segs[p]
+                        .pos
+                        .locator
+                        .clone()
+                        .unwrap_or_else(|| segs[p].name.clone()),
+                    None => format!("IDoc {}", idoc.ordinal),
+                };
+                ev.unit_errors.push(
+                    Reason::new(
+                        "idoc-missing-segment",
+                        format!(
+                            "required segment {kid} missing under {under}: {have} found, at least {min} needed"
+                        ),
+                    )
+                    .field(kid.clone()),
+                );
+            }
+        }
+    };
+    check(None, None, ev);
+    for (i, s) in segs.iter().enumerate() {
+        if !customer[i] && td.segments.contains_key(&s.name) {
+            check(Some(i), Some(&s.name), ev);
+        }
+    }
+}
+
+/// The IDoc with a child index, so path lookups cost the children they visit, not the
+/// whole IDoc (a 100k-segment IDoc must not map in quadratic time).
+struct Tree<'a> {
+    idoc: &'a RawIdoc,
+    root: Vec<usize>,
+    kids: Vec<Vec<usize>>,
+}
+
+impl<'a> Tree<'a> {
+    fn new(idoc: &'a RawIdoc) -> Self {
+        let mut root = Vec::new();
+        let mut kids = vec![Vec::new(); idoc.segments.len()];
+        for (i, s) in idoc.segments.iter().enumerate() {
+            match s.parent {
+                Some(p) if p < kids.len() => kids[p].push(i),
+                _ => root.push(i),
+            }
+        }
+        Tree { idoc, root, kids }
+    }
+
+    fn children(&self, parent: Option<usize>) -> &[usize] {
+        match parent {
+            None => &self.root,
+            Some(p) => self.kids.get(p).map(Vec::as_slice).unwrap_or(&[]),
+        }
+    }
+}
+
+/// Segments matching `path` from `context` (`None` = the IDoc root).
+fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
+    let mut cur: Vec<Option<usize>> = vec![if path.absolute { None } else { context }];
+    for step in &path.steps {
+        let mut next = Vec::new();
+        for parent in &cur {
+            for &i in t.children(*parent) {
+                let s = &t.idoc.segments[i];
+                if s.name == step.seg
+                    && step
+                        .filters
+                        .iter()
+                        .all(|(f, vals)| vals.iter().any(|v| v == val(s, f)))
+                {
+                    next.push(Some(i));
+                }
+            }
+        }
+        cur = next;
+        if cur.is_empty() {
+            break;
+        }
+    }
+    cur.into_iter().flatten().collect()
+}
+
+/// The first non-blank value a path yields.
+fn read_path(t: &Tree, context: Option<usize>, path: &SegPath) -> Option<String> {
+    let field = path.field.as_deref()?;
+    let candidates: Vec<usize> = if path.steps.is_empty() {
+        context.into_iter().collect()
+    } else {
+        select(t, context, path)
+    };
+    candidates
+        .into_iter()
+        .map(|i| val(&t.idoc.segments[i], field))
+        .find(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Reason> {
+    let mut v = raw;
+    if vd.trim_zeros {
+        let t = v.trim_start_matches('0');
+        v = if t.is_empty() { "0".into() } else { t.into() };
+    }
+    if let Some(codes) = &vd.codes {
+        if let Some(c) = codes.get(&v) {
+            v = c.clone();
+        } else if let Some(d) = &vd.default {
+            v = d.clone();
+        }
+    }
+    Ok(match vd.conv {
+        Conv::String => Some(Value::String(v)),
+        Conv::Bool => Some(Value::Bool(matches!(
+            v.to_ascii_lowercase().as_str(),
+            "x" | "1" | "true" | "y" | "yes"
+        ))),
+        Conv::Decimal => {
+            let v = v.replace(' ', "");
+            let v = match v.strip_suffix('-') {
+                Some(n) => format!("-{n}"),
+                None => v,
+            };
+            if v.parse::<rust_decimal::Decimal>().is_err() {
+                return Err(Reason::new(
+                    "type",
+                    format!("{target}: '{}' is not a decimal number", capped(&v)),
+                )
+                .field(target)
+                .value(capped(&v)));
+            }
+            Some(Value::String(v))
+        }
+        Conv::Date => {
+            if v.chars().all(|c| c == '0') {
+                None
+            } else if v.len() == 8 && v.bytes().all(|b| b.is_ascii_digit()) {
+                Some(Value::String(format!(
+                    "{}-{}-{}",
+                    &v[..4],
+                    &v[4..6],
+                    &v[6..]
+                )))
+            } else {
+                return Err(Reason::new(
+                    "type",
+                    format!("{target}: '{}' is not a date YYYYMMDD", capped(&v)),
+                )
+                .field(target)
+                .value(capped(&v)));
+            }
+        }
+    })
+}
+
+fn eval_value(
+    t: &Tree,
+    context: Option<usize>,
+    vd: &ValueDef,
+    target: &str,
+) -> Result<Option<Value>, Reason> {
+    if let Some(c) = &vd.constant {
+        return convert(vd, c.clone(), target);
+    }
+    // Each alternative is converted before the next is tried, so a zero date
+    // (`00000000`, "no date" in SAP) falls through to the next path.
+    for p in &vd.paths {
+        if let Some(raw) = read_path(t, context, p) {
+            if let Some(v) = convert(vd, raw, target)? {
+                return Ok(Some(v));
+            }
+        }
+    }
+    match &vd.default {
+        Some(d) => convert(vd, d.clone(), target),
+        None => Ok(None),
+    }
+}
+
+fn fill(
+    t: &Tree,
+    context: Option<usize>,
+    fields: &[(String, ValueDef)],
+    prefix: &str,
+) -> Result<Map<String, Value>, Reason> {
+    let mut obj = Map::new();
+    for (name, vd) in fields {
+        if let Some(v) = eval_value(t, context, vd, &format!("{prefix}{name}"))? {
+            obj.insert(name.clone(), v);
+        }
+    }
+    Ok(obj)
+}
+
+fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, Reason> {
+    let t = Tree::new(idoc);
+    let mut key = String::new();
+    for part in &msg.key {
+        match part {
+            KeyPart::Lit(s) => key.push_str(s),
+            KeyPart::Path(text, p) => match read_path(&t, None, p) {
+                Some(v) => key.push_str(&v),
+                None => {
+                    return Err(Reason::new(
+                        "business-key",
+                        format!("business key part {{{text}}} is empty or missing"),
+                    )
+                    .field(text.clone()))
+                }
+            },
+        }
+    }
+    let mut body = fill(&t, None, &msg.fields, "")?;
+    for list in &msg.lists {
+        let mut items = Vec::new();
+        for (n, i) in select(&t, None, &list.from).into_iter().enumerate() {
+            let prefix = format!("{}[{n}].", list.target);
+            if let Some(vd) = &list.value {
+                if let Some(v) = eval_value(&t, Some(i), vd, &list.target)? {
+                    if !items.contains(&v) {
+                        items.push(v);
+                    }
+                }
+            } else {
+                items.push(Value::Object(fill(&t, Some(i), &list.fields, &prefix)?));
+            }
+        }
+        body.insert(list.target.clone(), Value::Array(items));
+    }
+    Record::build(msg.entity, key, Value::Object(body))
+}

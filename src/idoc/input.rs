@@ -1,0 +1,181 @@
+//! The byte source under the XML parser: caps, position tracking and Latin-1 transcoding.
+//!
+//! quick-xml copies each event into one reused buffer, but it only returns once the event
+//! is complete, so a 50 MB text node or a giant DOCTYPE would be buffered whole before the
+//! reader could look at it. This wrapper sits below the parser and refuses to hand out more
+//! than `event_budget` bytes between two resets (the reader resets before every event) and
+//! more than `max_file_bytes` in total: memory stays bounded whatever the input. It also
+//! counts lines so every event gets a line and column, and turns declared ISO-8859-1 into
+//! UTF-8 (quick-xml only reads UTF-8); byte offsets are then those of the UTF-8 stream.
+
+use std::io::{self, BufRead, Read};
+
+/// Which cap tripped, so the reader can name it instead of reporting an I/O error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trip {
+    EventTooLarge,
+    FileTooLarge,
+}
+
+pub struct CappedInput<R> {
+    inner: R,
+    latin1: bool,
+    raw: Vec<u8>,
+    /// Bytes ready for the parser (already UTF-8), `buf[pos..]` not yet consumed.
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    /// Input bytes read from `inner` (before transcoding), for the file size cap.
+    read_total: u64,
+    max_file_bytes: u64,
+    event_budget: u64,
+    since_reset: u64,
+    /// Output bytes consumed by the parser.
+    pub consumed: u64,
+    /// Newlines consumed so far.
+    pub newlines: u64,
+    /// Offset just after the last consumed newline.
+    pub line_start: u64,
+    pub tripped: Option<Trip>,
+}
+
+const CHUNK: usize = 8 * 1024;
+
+impl<R: Read> CappedInput<R> {
+    pub fn new(inner: R, latin1: bool, max_file_bytes: u64, event_budget: u64) -> Self {
+        CappedInput {
+            inner,
+            latin1,
+            raw: vec![0; CHUNK],
+            buf: Vec::with_capacity(CHUNK * 2),
+            pos: 0,
+            eof: false,
+            read_total: 0,
+            max_file_bytes,
+            event_budget,
+            since_reset: 0,
+            consumed: 0,
+            newlines: 0,
+            line_start: 0,
+            tripped: None,
+        }
+    }
+
+    /// Starts a new event's budget.
+    pub fn reset_budget(&mut self) {
+        self.since_reset = 0;
+    }
+
+    /// 1-based line and column of the next unconsumed byte.
+    pub fn line_col(&self) -> (u64, u64) {
+        (self.newlines + 1, self.consumed - self.line_start + 1)
+    }
+
+    fn trip(&mut self, t: Trip) -> io::Error {
+        self.tripped = Some(t);
+        io::Error::other(match t {
+            Trip::EventTooLarge => "XML event exceeds the record size limit",
+            Trip::FileTooLarge => "file exceeds the size limit",
+        })
+    }
+}
+
+impl<R: Read> Read for CappedInput<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: Read> BufRead for CappedInput<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.since_reset > self.event_budget {
+            return Err(self.trip(Trip::EventTooLarge));
+        }
+        if self.pos >= self.buf.len() && !self.eof {
+            self.buf.clear();
+            self.pos = 0;
+            let n = loop {
+                match self.inner.read(&mut self.raw) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.read_total += n as u64;
+                if self.read_total > self.max_file_bytes {
+                    return Err(self.trip(Trip::FileTooLarge));
+                }
+                if self.latin1 {
+                    for &b in &self.raw[..n] {
+                        if b < 0x80 {
+                            self.buf.push(b);
+                        } else {
+                            // Latin-1 byte = Unicode code point U+0080..U+00FF.
+                            self.buf.push(0xC0 | (b >> 6));
+                            self.buf.push(0x80 | (b & 0x3F));
+                        }
+                    }
+                } else {
+                    self.buf.extend_from_slice(&self.raw[..n]);
+                }
+            }
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let amt = amt.min(self.buf.len() - self.pos);
+        let chunk = &self.buf[self.pos..self.pos + amt];
+        let nl = memchr::memchr_iter(b'\n', chunk).count() as u64;
+        if nl > 0 {
+            if let Some(last) = memchr::memrchr(b'\n', chunk) {
+                self.line_start = self.consumed + last as u64 + 1;
+            }
+            self.newlines += nl;
+        }
+        self.pos += amt;
+        self.consumed += amt as u64;
+        self.since_reset += amt as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latin1_is_transcoded_and_lines_counted() {
+        let mut c = CappedInput::new(&b"a\n\xe9b"[..], true, 100, 100);
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "a\néb");
+        assert_eq!(c.line_col(), (2, 4));
+    }
+
+    #[test]
+    fn event_budget_trips() {
+        let data = vec![b'x'; 100_000];
+        let mut c = CappedInput::new(&data[..], false, u64::MAX, 10_000);
+        let mut sink = Vec::new();
+        let err = c.read_to_end(&mut sink).unwrap_err();
+        assert_eq!(c.tripped, Some(Trip::EventTooLarge));
+        assert!(sink.len() < 10_000 + 2 * CHUNK, "{}", sink.len());
+        assert!(err.to_string().contains("record size"));
+    }
+
+    #[test]
+    fn file_cap_trips() {
+        let data = vec![b'x'; 100_000];
+        let mut c = CappedInput::new(&data[..], false, 50_000, u64::MAX);
+        let mut sink = Vec::new();
+        assert!(c.read_to_end(&mut sink).is_err());
+        assert_eq!(c.tripped, Some(Trip::FileTooLarge));
+    }
+}

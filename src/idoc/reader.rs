@@ -1,0 +1,651 @@
+//! Streaming IDoc XML into units: one [`Unit`] per `<IDOC>`, its lines the IDoc's segments.
+//!
+//! The file is read event by event with one reused buffer, so memory is bounded by the
+//! largest IDoc (itself capped at `max_unit_lines` segments of at most `max_record_bytes`
+//! each), never by the file. Anything outside `<IDOC>` elements is envelope (the basic-type
+//! root such as `<ORDERS05>`, SOAP `Envelope`/`Body`) and is only checked for
+//! well-formedness. Hostile XML is refused before it can cost anything: a DOCTYPE is never
+//! expanded, entities other than the five predefined ones and character references are
+//! errors, and depth, event size and file size are capped (see [`super::input`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+
+use super::def::{Catalog, CONTROL};
+use super::input::{CappedInput, Trip};
+use crate::format::{
+    AckContext, FileError, Limits, OpenContext, Outbound, UnitOutcomes, UnitReader,
+};
+use crate::unit::{cap_raw, mask, Position, SourceLine, Unit};
+
+/// How much of a segment the ledger keeps as its raw text.
+const RAW_CAP: usize = 512;
+
+/// One segment as read: its fields in document order and its parent segment.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub name: String,
+    /// Index of the parent segment in the IDoc, `None` for segments directly under `<IDOC>`.
+    pub parent: Option<usize>,
+    pub fields: Vec<(String, String)>,
+    pub pos: Position,
+    bytes: u64,
+}
+
+impl Segment {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `E1EDP01: POSEX=000010 MENGE=5`, capped for the ledger, with the fields the type
+    /// definition marks sensitive masked.
+    pub fn raw(&self, sensitive: &[String]) -> String {
+        let mut s = String::with_capacity(64);
+        s.push_str(&self.name);
+        s.push(':');
+        for (n, v) in &self.fields {
+            if s.len() > RAW_CAP {
+                break;
+            }
+            s.push(' ');
+            s.push_str(n);
+            s.push('=');
+            if sensitive.contains(n) {
+                s.push_str(&mask(v.trim()));
+            } else {
+                s.push_str(v.trim_end());
+            }
+        }
+        cap_raw(&s, RAW_CAP)
+    }
+}
+
+/// One IDoc as read from the file, handed to the unit's job.
+#[derive(Debug, Clone, Default)]
+pub struct RawIdoc {
+    /// 1-based ordinal of the IDoc in the file.
+    pub ordinal: u64,
+    pub segments: Vec<Segment>,
+    /// Segments past `max_unit_lines` that were counted but not kept.
+    pub dropped: u64,
+    pub max_segments: u64,
+    /// Field bytes kept so far, and the cap (see [`SEGMENT_BUDGET`]).
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// The byte cap was hit: the rest of the IDoc is skipped, not buffered.
+    pub over_bytes: bool,
+}
+
+/// Average bytes one segment may hold when sizing an IDoc's byte cap: SAP segment data is
+/// at most 1000 characters (SDATA); the rest leaves room for XML field names. Together
+/// with `max_unit_lines` this bounds one IDoc's memory even when every segment is large.
+pub const SEGMENT_BUDGET: u64 = 2048;
+
+enum Frame {
+    Envelope,
+    Idoc,
+    /// A segment kept at this index, or `None` when the IDoc overflowed.
+    Segment(Option<usize>),
+    Field {
+        name: String,
+        value: String,
+        seg: Option<usize>,
+    },
+}
+
+/// Snapshot of where the next event starts.
+#[derive(Clone, Copy)]
+struct Mark {
+    byte: u64,
+    line: u64,
+    col: u64,
+}
+
+/// Detects the declared encoding from the head of the file: `Ok(true)` for Latin-1.
+pub fn detect_latin1(head: &[u8]) -> Result<bool, FileError> {
+    if head.starts_with(&[0xFE, 0xFF]) || head.starts_with(&[0xFF, 0xFE]) {
+        return Err(FileError::at(
+            Position::new(1, 0, 0),
+            "xml-encoding",
+            "UTF-16 IDoc XML is not supported: send UTF-8 or ISO-8859-1",
+        ));
+    }
+    let head = head.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(head);
+    if !head.starts_with(b"<?xml") {
+        return Ok(false);
+    }
+    let end = memchr::memmem::find(head, b"?>").unwrap_or(head.len());
+    let decl = String::from_utf8_lossy(&head[..end]);
+    let Some(i) = decl.find("encoding") else {
+        return Ok(false);
+    };
+    let rest = decl[i + "encoding".len()..].trim_start();
+    let Some(rest) = rest.strip_prefix('=') else {
+        return Ok(false);
+    };
+    let rest = rest.trim_start();
+    let quote = rest.chars().next().unwrap_or('"');
+    let name: String = rest
+        .chars()
+        .skip(1)
+        .take_while(|&c| c != quote)
+        .take(40)
+        .collect();
+    match name.to_ascii_lowercase().as_str() {
+        "utf-8" | "utf8" | "us-ascii" | "ascii" => Ok(false),
+        "iso-8859-1" | "iso8859-1" | "iso_8859-1" | "latin1" | "latin-1" | "l1" => Ok(true),
+        other => Err(FileError::at(
+            Position::new(1, 0, 0),
+            "xml-encoding",
+            format!(
+                "declared encoding '{other}' is not supported: IDoc XML must be UTF-8 or ISO-8859-1"
+            ),
+        )),
+    }
+}
+
+pub struct IdocReader {
+    xml: Reader<CappedInput<File>>,
+    buf: Vec<u8>,
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    stack: Vec<Frame>,
+    current: Option<RawIdoc>,
+    /// Occurrence counter per segment name within the current IDoc, for locators.
+    occurrences: HashMap<String, u64>,
+    idocs: u64,
+    segments_in_file: u64,
+    next_seq: u64,
+    done: bool,
+    acks: super::ack::AckState,
+}
+
+impl IdocReader {
+    pub fn open(
+        path: &std::path::Path,
+        ctx: &OpenContext,
+        catalog: Arc<Catalog>,
+    ) -> Result<IdocReader, FileError> {
+        let limits = ctx.limits.clone();
+        let mut file = File::open(path).map_err(|e| FileError::io(&e))?;
+        let len = file.metadata().map_err(|e| FileError::io(&e))?.len();
+        if len > limits.max_file_bytes {
+            return Err(FileError::new(
+                "file-too-large",
+                format!(
+                    "file is {len} bytes, over the limit of {} bytes (limits.max_file_bytes)",
+                    limits.max_file_bytes
+                ),
+            ));
+        }
+        let mut head = [0u8; 512];
+        let mut n = 0;
+        while n < head.len() {
+            match file.read(&mut head[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FileError::io(&e)),
+            }
+        }
+        let head = &head[..n];
+        if is_flat_idoc(head) {
+            return Err(FileError::at(
+                Position::new(1, 0, 1),
+                "idoc-flat-unsupported",
+                "this is a flat (fixed-width) IDoc: tallyman reads IDoc XML only; have the \
+                 sender's port (or the SAP XML file port) send the IDoc as XML",
+            ));
+        }
+        let latin1 = detect_latin1(head)?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| FileError::io(&e))?;
+        let input = CappedInput::new(file, latin1, limits.max_file_bytes, limits.max_record_bytes);
+        let catalog_for_acks = catalog.clone();
+        let mut xml = Reader::from_reader(input);
+        // Keep whitespace text events: they make every event start where the previous one
+        // ended, which is how segments get exact byte/line/column positions.
+        let cfg = xml.config_mut();
+        cfg.trim_text(false);
+        cfg.check_end_names = true;
+        cfg.expand_empty_elements = false;
+        Ok(IdocReader {
+            xml,
+            buf: Vec::with_capacity(8 * 1024),
+            catalog,
+            limits,
+            stack: Vec::new(),
+            current: None,
+            occurrences: HashMap::new(),
+            idocs: 0,
+            segments_in_file: 0,
+            next_seq: 0,
+            done: false,
+            acks: super::ack::AckState::new(catalog_for_acks),
+        })
+    }
+
+    fn mark(&self) -> Mark {
+        let inp = self.xml.get_ref();
+        let (line, col) = inp.line_col();
+        Mark {
+            byte: inp.consumed,
+            line,
+            col,
+        }
+    }
+
+    fn pos(&self, m: Mark) -> Position {
+        Position::new(m.line, m.byte, self.segments_in_file)
+            .with_locator(format!("line {}, column {}", m.line, m.col))
+    }
+
+    fn fail(&mut self, m: Mark, rule: &str, msg: impl Into<String>) -> FileError {
+        self.done = true;
+        FileError::at(self.pos(m), rule, msg)
+    }
+
+    /// Turns a quick-xml error into a positioned file error, naming the cap that tripped.
+    fn xml_error(&mut self, m: Mark, e: quick_xml::Error, buf: &[u8]) -> FileError {
+        self.done = true;
+        let tripped = self.xml.get_ref().tripped;
+        match tripped {
+            Some(Trip::EventTooLarge) => FileError::at(
+                self.pos(m),
+                "xml-too-large",
+                format!(
+                    "a text node, tag, comment or DOCTYPE starting here is longer than {} bytes \
+                     (limits.max_record_bytes)",
+                    self.limits.max_record_bytes
+                ),
+            ),
+            Some(Trip::FileTooLarge) => FileError::at(
+                self.pos(m),
+                "file-too-large",
+                format!(
+                    "file is over the limit of {} bytes (limits.max_file_bytes)",
+                    self.limits.max_file_bytes
+                ),
+            ),
+            None => {
+                let at = self.xml.error_position();
+                // Errors are reported inside the event that started at `m`: count the
+                // newlines of the bytes buffered so far up to the error offset.
+                let upto = (at.saturating_sub(m.byte) as usize).min(buf.len());
+                let prefix = &buf[..upto];
+                let nl = memchr::memchr_iter(b'\n', prefix).count() as u64;
+                let (line, col) = if nl == 0 {
+                    (m.line, m.col + at.saturating_sub(m.byte))
+                } else {
+                    let last = memchr::memrchr(b'\n', prefix).unwrap_or(0);
+                    (m.line + nl, (upto - last) as u64)
+                };
+                let msg = match &e {
+                    quick_xml::Error::Io(io) => format!("I/O error: {io}"),
+                    other => format!("malformed XML: {other}"),
+                };
+                FileError::at(
+                    Position::new(line, at, self.segments_in_file)
+                        .with_locator(format!("line {line}, column {col}")),
+                    if matches!(e, quick_xml::Error::Io(_)) {
+                        "io"
+                    } else {
+                        "xml-syntax"
+                    },
+                    msg,
+                )
+            }
+        }
+    }
+
+    fn start_element(&mut self, e: &BytesStart, m: Mark) -> Result<(), FileError> {
+        if self.stack.len() as u64 >= self.limits.max_depth as u64 {
+            let max = self.limits.max_depth;
+            return Err(self.fail(
+                m,
+                "xml-depth",
+                format!("XML nesting deeper than {max} levels (limits.max_depth)"),
+            ));
+        }
+        let qname = e.name();
+        let local = qname.local_name();
+        let name: &str = local.as_ref();
+        let frame = match self.stack.last() {
+            None | Some(Frame::Envelope) => {
+                if name == "IDOC" {
+                    self.idocs += 1;
+                    self.occurrences.clear();
+                    self.current = Some(RawIdoc {
+                        ordinal: self.idocs,
+                        segments: Vec::new(),
+                        dropped: 0,
+                        max_segments: self.limits.max_unit_lines,
+                        bytes: 0,
+                        max_bytes: self.limits.max_unit_lines.saturating_mul(SEGMENT_BUDGET),
+                        over_bytes: false,
+                    });
+                    Frame::Idoc
+                } else {
+                    Frame::Envelope
+                }
+            }
+            Some(Frame::Idoc) | Some(Frame::Segment(_)) => {
+                let parent_kept = match self.stack.last() {
+                    Some(Frame::Segment(idx)) => Some(*idx),
+                    _ => None,
+                };
+                let is_segment = name == CONTROL
+                    || e.attributes()
+                        .flatten()
+                        .any(|a| a.key.local_name().as_ref() == "SEGMENT");
+                if is_segment {
+                    self.segments_in_file += 1;
+                    let ordinal = self.idocs;
+                    let n = {
+                        let c = self.occurrences.entry(name.to_string()).or_insert(0);
+                        *c += 1;
+                        *c
+                    };
+                    let pos =
+                        Position::new(m.line, m.byte, self.segments_in_file).with_locator(format!(
+                            "IDoc {ordinal} / {name} #{n} (line {}, column {})",
+                            m.line, m.col
+                        ));
+                    let Some(idoc) = self.current.as_mut() else {
+                        return Err(self.fail(m, "idoc-structure", "segment outside <IDOC>"));
+                    };
+                    // A parent that overflowed drops its children too.
+                    let parent = match parent_kept {
+                        Some(None) => {
+                            idoc.dropped += 1;
+                            self.stack.push(Frame::Segment(None));
+                            return Ok(());
+                        }
+                        Some(Some(i)) => Some(i),
+                        None => None,
+                    };
+                    if idoc.segments.len() as u64 >= idoc.max_segments || idoc.over_bytes {
+                        idoc.dropped += 1;
+                        Frame::Segment(None)
+                    } else {
+                        idoc.segments.push(Segment {
+                            name: name.to_string(),
+                            parent,
+                            fields: Vec::new(),
+                            pos,
+                            bytes: 0,
+                        });
+                        Frame::Segment(Some(idoc.segments.len() - 1))
+                    }
+                } else {
+                    match parent_kept {
+                        Some(seg) => Frame::Field {
+                            name: name.to_string(),
+                            value: String::new(),
+                            seg,
+                        },
+                        None => {
+                            return Err(self.fail(
+                                m,
+                                "idoc-structure",
+                                format!(
+                                    "element <{name}> directly under <IDOC> is not a segment \
+                                     (segments carry SEGMENT=\"1\")"
+                                ),
+                            ))
+                        }
+                    }
+                }
+            }
+            Some(Frame::Field { name: field, .. }) => {
+                let msg = format!(
+                    "element <{name}> inside field <{field}>: fields hold text only; a nested \
+                     segment needs SEGMENT=\"1\""
+                );
+                return Err(self.fail(m, "idoc-structure", msg));
+            }
+        };
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    /// Closes the innermost element; returns a finished IDoc when `</IDOC>` closes.
+    fn end_element(&mut self, m: Mark) -> Result<Option<RawIdoc>, FileError> {
+        match self.stack.pop() {
+            Some(Frame::Field { name, value, seg }) => {
+                if let (Some(i), Some(idoc)) = (seg, self.current.as_mut()) {
+                    let s = &mut idoc.segments[i];
+                    s.bytes += (name.len() + value.len()) as u64;
+                    if s.bytes > self.limits.max_record_bytes {
+                        let seg_name = s.name.clone();
+                        let max = self.limits.max_record_bytes;
+                        return Err(self.fail(
+                            m,
+                            "idoc-segment-too-large",
+                            format!(
+                                "segment {seg_name} holds more than {max} bytes of fields \
+                                 (limits.max_record_bytes)"
+                            ),
+                        ));
+                    }
+                    let len = (name.len() + value.len()) as u64;
+                    idoc.bytes += len;
+                    if idoc.bytes > idoc.max_bytes {
+                        idoc.over_bytes = true;
+                    }
+                    if !idoc.over_bytes {
+                        idoc.segments[i].fields.push((name, value));
+                    }
+                }
+                Ok(None)
+            }
+            Some(Frame::Idoc) => Ok(self.current.take()),
+            _ => Ok(None),
+        }
+    }
+
+    fn append_text(&mut self, text: &str, m: Mark) -> Result<(), FileError> {
+        match self.stack.last_mut() {
+            Some(Frame::Field { value, .. }) => {
+                if (value.len() + text.len()) as u64 > self.limits.max_record_bytes {
+                    let max = self.limits.max_record_bytes;
+                    return Err(self.fail(
+                        m,
+                        "xml-too-large",
+                        format!("field text longer than {max} bytes (limits.max_record_bytes)"),
+                    ));
+                }
+                value.push_str(text);
+                Ok(())
+            }
+            Some(Frame::Idoc) | Some(Frame::Segment(_)) if !text.trim().is_empty() => {
+                let snippet: String = text.trim().chars().take(40).collect();
+                Err(self.fail(
+                    m,
+                    "idoc-structure",
+                    format!("text '{snippet}' between segments: IDoc data belongs in fields"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the next complete IDoc, or `None` at the end of the file.
+    fn next_idoc(&mut self) -> Result<Option<RawIdoc>, FileError> {
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            // The event borrows the buffer, and handling it needs `&mut self`: move the
+            // buffer out for the step and back in after, so it is reused, never reallocated.
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            self.xml.get_mut().reset_budget();
+            let m = self.mark();
+            let step = match self.xml.read_event_into(&mut buf) {
+                Ok(ev) => self.handle(ev, m),
+                Err(e) => Err(self.xml_error(m, e, &buf)),
+            };
+            self.buf = buf;
+            match step? {
+                Step::More => {}
+                Step::Idoc(idoc) => return Ok(Some(idoc)),
+                Step::End => return Ok(None),
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Event<'_>, m: Mark) -> Result<Step, FileError> {
+        match ev {
+            Event::Start(e) => self.start_element(&e, m)?,
+            Event::Empty(e) => {
+                self.start_element(&e, m)?;
+                if let Some(idoc) = self.end_element(m)? {
+                    return Ok(Step::Idoc(idoc));
+                }
+            }
+            Event::End(_) => {
+                if let Some(idoc) = self.end_element(m)? {
+                    return Ok(Step::Idoc(idoc));
+                }
+            }
+            Event::Text(t) => self.append_text(&t.xml10_content(), m)?,
+            Event::CData(t) => self.append_text(&t.xml10_content(), m)?,
+            Event::GeneralRef(r) => {
+                let name: &str = &r;
+                let Some(resolved) = resolve_ref(name) else {
+                    let shown: String = name.chars().take(40).collect();
+                    return Err(self.fail(
+                        m,
+                        "xml-entity",
+                        format!(
+                            "undefined entity '&{shown};': only the five predefined XML \
+                             entities and character references are allowed (no DTD)"
+                        ),
+                    ));
+                };
+                let mut tmp = [0u8; 4];
+                self.append_text(resolved.encode_utf8(&mut tmp), m)?;
+            }
+            Event::DocType(_) => {
+                // The DOCTYPE text is deliberately not echoed: it may name local files.
+                return Err(self.fail(
+                    m,
+                    "xml-doctype",
+                    "DOCTYPE declarations are refused: DTDs and entity definitions are never \
+                     expanded (billion laughs, external entities); send the IDoc without one",
+                ));
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
+            Event::Eof => {
+                if !self.stack.is_empty() {
+                    return Err(self.fail(
+                        m,
+                        "xml-syntax",
+                        "unexpected end of file: elements left open (truncated file?)",
+                    ));
+                }
+                if self.idocs == 0 {
+                    return Err(self.fail(
+                        m,
+                        "idoc-empty",
+                        "no <IDOC> element found: not an IDoc XML file",
+                    ));
+                }
+                self.done = true;
+                return Ok(Step::End);
+            }
+        }
+        Ok(Step::More)
+    }
+}
+
+/// What one XML event amounted to.
+enum Step {
+    More,
+    Idoc(RawIdoc),
+    End,
+}
+
+/// The five predefined entities and numeric character references.
+fn resolve_ref(name: &str) -> Option<char> {
+    match name {
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "amp" => Some('&'),
+        "apos" => Some('\''),
+        "quot" => Some('"'),
+        _ => {
+            let num = name.strip_prefix('#')?;
+            let code = match num.strip_prefix('x').or_else(|| num.strip_prefix('X')) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse::<u32>().ok()?,
+            };
+            char::from_u32(code).filter(|&c| c != '\0')
+        }
+    }
+}
+
+impl UnitReader for IdocReader {
+    fn next_unit(&mut self) -> Result<Option<Unit>, FileError> {
+        let Some(idoc) = self.next_idoc()? else {
+            return Ok(None);
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let dc = idoc.segments.first().filter(|s| s.name == CONTROL);
+        let typ = dc
+            .and_then(|d| d.field("IDOCTYP"))
+            .map(str::trim)
+            .unwrap_or("?");
+        let docnum = dc
+            .and_then(|d| d.field("DOCNUM"))
+            .map(str::trim)
+            .unwrap_or("");
+        let label = format!("IDoc {} ({typ} {docnum})", idoc.ordinal);
+        let td = self.catalog.get(typ);
+        let none: &[String] = &[];
+        let lines = idoc
+            .segments
+            .iter()
+            .map(|s| SourceLine {
+                pos: s.pos.clone(),
+                raw: s.raw(
+                    td.and_then(|t| t.segments.get(&s.name))
+                        .map_or(none, |d| d.sensitive.as_slice()),
+                ),
+            })
+            .collect();
+        self.acks.seen(seq);
+        let catalog = self.catalog.clone();
+        Ok(Some(Unit {
+            seq,
+            label,
+            lines,
+            job: Some(Box::new(move || super::eval::evaluate(&catalog, &idoc))),
+        }))
+    }
+
+    fn finish(
+        &mut self,
+        outcomes: &dyn UnitOutcomes,
+        acks: &mut dyn AckContext,
+        error: Option<&FileError>,
+    ) -> Result<Vec<Outbound>, FileError> {
+        self.acks.build(outcomes, acks, error)
+    }
+}
+
+/// Is this the start of a flat IDoc (a control record line beginning `EDI_DC40`)?
+pub fn is_flat_idoc(head: &[u8]) -> bool {
+    let head = head.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(head);
+    head.starts_with(b"EDI_DC40")
+}
