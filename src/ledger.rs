@@ -457,6 +457,23 @@ impl Ledger {
         )?)
     }
 
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction. A deferred transaction that reads and
+    /// then writes fails at once with SQLITE_BUSY (no busy wait) if another process wrote in
+    /// between; taking the write lock first makes it wait its turn instead.
+    fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Creates a new attempt for a fingerprint (first claim, or `process --force`).
     pub fn insert_file(
         &self,
@@ -466,19 +483,19 @@ impl Ledger {
         size: u64,
         run: i64,
     ) -> Result<FileRow> {
-        let tx = self.conn.unchecked_transaction()?;
-        let attempt: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(attempt), 0) + 1 FROM files WHERE fingerprint=?1",
-            [fingerprint],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO files(fingerprint, attempt, name, source_path, size, state, run_id, claimed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'reading', ?6, ?7)",
-            params![fingerprint, attempt, name, source_path, size as i64, run, now()],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
+        let id = self.immediate(|c| {
+            let attempt: i64 = c.query_row(
+                "SELECT COALESCE(MAX(attempt), 0) + 1 FROM files WHERE fingerprint=?1",
+                [fingerprint],
+                |r| r.get(0),
+            )?;
+            c.execute(
+                "INSERT INTO files(fingerprint, attempt, name, source_path, size, state, run_id, claimed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'reading', ?6, ?7)",
+                params![fingerprint, attempt, name, source_path, size as i64, run, now()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
         self.file(id)
     }
 
@@ -633,18 +650,18 @@ impl Ledger {
     /// Allocates the next control number, committed before it is returned: a crash can
     /// waste a number but never hand the same one out twice.
     pub fn next_control_number(&self, partner: &str, kind: &str) -> Result<u64> {
-        let tx = self.conn.unchecked_transaction()?;
-        tx.execute(
-            "INSERT INTO control_numbers(partner, kind, last) VALUES (?1, ?2, 1) \
-             ON CONFLICT(partner, kind) DO UPDATE SET last = last + 1",
-            params![partner, kind],
-        )?;
-        let n: i64 = tx.query_row(
-            "SELECT last FROM control_numbers WHERE partner=?1 AND kind=?2",
-            params![partner, kind],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
+        let n: i64 = self.immediate(|c| {
+            c.execute(
+                "INSERT INTO control_numbers(partner, kind, last) VALUES (?1, ?2, 1) \
+                 ON CONFLICT(partner, kind) DO UPDATE SET last = last + 1",
+                params![partner, kind],
+            )?;
+            Ok(c.query_row(
+                "SELECT last FROM control_numbers WHERE partner=?1 AND kind=?2",
+                params![partner, kind],
+                |r| r.get(0),
+            )?)
+        })?;
         Ok(n as u64)
     }
 
@@ -988,6 +1005,46 @@ mod tests {
         let b = l.insert_file("abc", "a.csv", "/x/a.csv", 3, run).unwrap();
         assert_eq!((a.attempt, b.attempt), (1, 2));
         assert_eq!(l.latest_file("abc").unwrap().unwrap().id, b.id);
+    }
+
+    #[test]
+    fn regression_insert_file_waits_for_another_writer_instead_of_failing_busy() {
+        // Two connections interleave: B opens a read snapshot, A writes, then B claims a
+        // file. A deferred read-then-write transaction would fail with SQLITE_BUSY here.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.sqlite");
+        let a = Ledger::open(&p).unwrap();
+        let b = Ledger::open(&p).unwrap();
+        let run = a.begin_run("t").unwrap();
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let l = Ledger::open(&p).unwrap();
+                    for i in 0..50 {
+                        l.insert_file(&format!("fp{t}-{i}"), "n", "/x", 1, run)
+                            .unwrap();
+                        l.next_control_number("P", "997").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for i in 0..50 {
+            b.insert_file(&format!("b{i}"), "n", "/x", 1, run).unwrap();
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        let n: i64 = a
+            .conn
+            .query_row("SELECT COUNT(*) FROM files", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 250);
+        assert_eq!(
+            a.next_control_number("P", "997").unwrap(),
+            201,
+            "no number handed out twice"
+        );
     }
 
     #[test]
