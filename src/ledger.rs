@@ -157,6 +157,29 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+fn is_busy(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::Sql(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Retries `f` while SQLite says busy, for up to 30 s (the busy timeout used elsewhere).
+fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let start = std::time::Instant::now();
+    let mut wait = Duration::from_millis(5);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub fn now() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -367,11 +390,16 @@ impl Ledger {
             source: e,
         })?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching to WAL needs an exclusive lock that SQLite does not wait for through the
+        // busy handler: two first-ever runs starting together would fail here. Retry.
+        retry_busy(|| {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(LedgerError::from)
+        })?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut ledger = Ledger { conn };
-        ledger.migrate()?;
+        retry_busy(|| ledger.migrate())?;
         Ok(ledger)
     }
 
