@@ -686,7 +686,7 @@ impl Engine {
             let mut reasons: Vec<(Position, Reason)> = Vec::new();
             for (i, v) in verdicts.iter().enumerate() {
                 if let LineVerdict::Rejected(r) = v {
-                    reasons.push((unit.lines[i].pos.clone(), r.clone()));
+                    reasons.push((located(&unit.lines[i].pos, r), r.clone()));
                 }
             }
             for r in &eval.unit_errors {
@@ -745,7 +745,10 @@ impl Engine {
                 line_rows.push(LineRow {
                     ordinal: st.ordinal as i64,
                     unit_seq: unit.seq as i64,
-                    pos: line.pos.clone(),
+                    pos: match &reason {
+                        Some(r) => located(&line.pos, r),
+                        None => line.pos.clone(),
+                    },
                     status: status_str,
                     key: unit_key.clone(),
                     reason,
@@ -966,6 +969,14 @@ struct BatchState {
     chunk: u64,
     format_name: String,
     tag: FileTag,
+}
+
+/// The line's position, with the reason's finer locator (a spreadsheet cell) if it has one.
+fn located(pos: &Position, reason: &Reason) -> Position {
+    match &reason.locator {
+        Some(l) => pos.clone().with_locator(l.clone()),
+        None => pos.clone(),
+    }
 }
 
 /// Content rejected whole was never applied: sending it again (after fixing a format

@@ -123,15 +123,16 @@ fn clip(s: &str, n: usize) -> String {
 pub fn to_table(rows: &[RejectRow]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:>6} {:>9}  {:<22} {:<14} {:<22} {:<16} {}\n",
-        "LINE", "BYTE", "DOCUMENT", "FIELD", "RULE", "VALUE", "MESSAGE"
+        "{:>6} {:>9}  {:<20} {:<20} {:<14} {:<22} {:<16} {}\n",
+        "LINE", "BYTE", "POSITION", "DOCUMENT", "FIELD", "RULE", "VALUE", "MESSAGE"
     ));
     for r in rows {
         out.push_str(&format!(
-            "{:>6} {:>9}  {:<22} {:<14} {:<22} {:<16} {}\n",
+            "{:>6} {:>9}  {:<20} {:<20} {:<14} {:<22} {:<16} {}\n",
             r.line,
             r.byte,
-            clip(&r.unit, 22),
+            clip(r.locator.as_deref().unwrap_or("-"), 20),
+            clip(&r.unit, 20),
             clip(r.field.as_deref().unwrap_or("-"), 14),
             clip(r.rule.as_deref().unwrap_or("-"), 22),
             clip(r.value.as_deref().unwrap_or("-"), 16),

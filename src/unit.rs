@@ -77,6 +77,10 @@ pub struct Reason {
     pub field: Option<String>,
     pub value: Option<String>,
     pub message: String,
+    /// A finer position than the line's, when the format knows one: the cell of a
+    /// spreadsheet row (`Prices!E8`). Replaces the line's locator in the ledger and reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locator: Option<String>,
 }
 
 impl Reason {
@@ -86,7 +90,12 @@ impl Reason {
             field: None,
             value: None,
             message: message.into(),
+            locator: None,
         }
+    }
+    pub fn at(mut self, locator: impl Into<String>) -> Self {
+        self.locator = Some(locator.into());
+        self
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

@@ -246,3 +246,25 @@ fn watch_picks_up_a_file_dropped_while_it_runs() {
     child.wait().unwrap();
     assert!(archived.exists(), "watch processed the file");
 }
+
+#[test]
+fn spreadsheet_rejects_name_the_cell_and_row() {
+    let w = Work::new(100);
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples/inbox/pricelist-acme-2026-11.xlsx");
+    let out = w.run(&["process", sample.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let json = w.run(&["rejects", "pricelist-acme-2026-11.xlsx", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let rejects = v[0]["rejects"].as_array().unwrap();
+    let price = rejects
+        .iter()
+        .find(|r| r["field"] == "price")
+        .expect("negative price rejected");
+    assert_eq!(price["locator"], "Prices!E8", "{price:#}");
+    assert_eq!(price["record"], 8, "sheet row number");
+    assert_eq!(price["value"], "-5.2");
+    let table = String::from_utf8_lossy(&w.run(&["rejects", "pricelist-acme-2026-11.xlsx"]).stdout)
+        .into_owned();
+    assert!(table.contains("Prices!E8"), "{table}");
+}

@@ -656,12 +656,19 @@ fn fail(
     msg: String,
 ) -> Reason {
     let f = &def.fields[field];
-    Reason::new(
+    let reason = Reason::new(
         rule,
         format!("{}{}: {msg}", cell_ref(def, binding, row, field), f.name),
     )
     .field(f.name.clone())
-    .value(shown.to_string())
+    .value(shown.to_string());
+    // A spreadsheet error points at its cell, not just its row.
+    match (&row.sheet, binding.get(field).copied()) {
+        (Some(sheet), Some(col)) if col != usize::MAX => {
+            reason.at(format!("{sheet}!{}{}", column_letters(col), row.row_number))
+        }
+        _ => reason,
+    }
 }
 
 fn decimal_of(cell: &Cell, text: &str, dsep: char, tsep: Option<char>) -> Option<Decimal> {
