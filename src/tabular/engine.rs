@@ -8,13 +8,18 @@
 //! job, which owns copies of just the cells it needs, so jobs run in parallel. Groups must
 //! be contiguous: holding every open group until the end of a 1 GB file would break the
 //! flat-memory promise, so a key that reappears after its group closed is rejected
-//! (`group-split`); the closed keys are remembered as 128-bit hashes.
+//! (`group-split`); the closed keys are remembered as 128-bit hashes, up to
+//! `MAX_CLOSED_KEYS` (past that, the ledger's business keys still stop a double apply).
 
 // `FileError` is the shared error type of every format; its size is a cross-module
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashSet, VecDeque};
+
+/// How many closed group keys are remembered for `group-split` (16-byte hashes; about
+/// 32 MiB with the set's overhead at the cap).
+const MAX_CLOSED_KEYS: usize = 1 << 20;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -546,7 +551,12 @@ impl TabularReader {
 
     fn flush_group(&mut self) {
         if let Some(g) = self.group.take() {
-            self.closed.insert(key_hash(&g.key));
+            // Bounded, so memory stays flat on files of millions of documents: past the
+            // cap a reappearing key is still never applied twice (the ledger holds every
+            // business key) but is reported as a duplicate instead of `group-split`.
+            if self.closed.len() < MAX_CLOSED_KEYS {
+                self.closed.insert(key_hash(&g.key));
+            }
             let shown = match self.def.group_by {
                 Some(i) if self.def.fields[i].sensitive => mask(&g.key),
                 _ => g.key.clone(),
