@@ -82,43 +82,8 @@ fn walk(
         };
         match found {
             Some(k) => {
-                for (j, node) in body.iter().enumerate().take(k).skip(cur) {
-                    if node.required() && counts[j] == 0 {
-                        missing(node, *i, segs, out);
-                    }
-                }
+                take_node(body, &mut counts, cur, k, segs, i, out);
                 cur = k;
-                counts[k] += 1;
-                let node = &body[k];
-                if counts[k] > node.max() {
-                    let (code, rule, msg) = match node {
-                        Node::Loop { name, max, .. } => (
-                            4,
-                            "x12-loop-repeat",
-                            format!("loop {name} occurs more than {max} times"),
-                        ),
-                        Node::Seg { max, .. } => (
-                            5,
-                            "x12-segment-repeat",
-                            format!("segment {} occurs more than {max} times", seg.id),
-                        ),
-                    };
-                    out.push(Issue {
-                        seg: *i,
-                        seg_id: seg.id.clone(),
-                        code,
-                        element: None,
-                        reason: Reason::new(rule, msg).field(seg.id.clone()),
-                        set_level: false,
-                    });
-                }
-                *i += 1;
-                if let Node::Loop { body: inner, .. } = node {
-                    // The trigger is consumed: walk the rest of the loop body.
-                    let mut inner_i = *i;
-                    walk_loop(inner, segs, &mut inner_i, out);
-                    *i = inner_i;
-                }
             }
             None if !top => return,
             None => {
@@ -164,6 +129,54 @@ fn walk(
     }
 }
 
+/// Segment `segs[*i]` matched `body[k]`: reports the required nodes skipped since `cur`,
+/// counts the occurrence (and any excess repeat), consumes the segment, and for a loop
+/// walks the rest of its body (the trigger is consumed).
+fn take_node(
+    body: &[Node],
+    counts: &mut [u64],
+    cur: usize,
+    k: usize,
+    segs: &[Segment],
+    i: &mut usize,
+    out: &mut Vec<Issue>,
+) {
+    let Some(seg) = segs.get(*i) else { return };
+    for (j, node) in body.iter().enumerate().take(k).skip(cur) {
+        if node.required() && counts[j] == 0 {
+            missing(node, *i, segs, out);
+        }
+    }
+    counts[k] += 1;
+    let node = &body[k];
+    if counts[k] > node.max() {
+        let (code, rule, msg) = match node {
+            Node::Loop { name, max, .. } => (
+                4,
+                "x12-loop-repeat",
+                format!("loop {name} occurs more than {max} times"),
+            ),
+            Node::Seg { max, .. } => (
+                5,
+                "x12-segment-repeat",
+                format!("segment {} occurs more than {max} times", seg.id),
+            ),
+        };
+        out.push(Issue {
+            seg: *i,
+            seg_id: seg.id.clone(),
+            code,
+            element: None,
+            reason: Reason::new(rule, msg).field(seg.id.clone()),
+            set_level: false,
+        });
+    }
+    *i += 1;
+    if let Node::Loop { body: inner, .. } = node {
+        walk_loop(inner, segs, i, out);
+    }
+}
+
 /// Walks one iteration of a loop whose trigger (body[0]) was just consumed.
 fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue>) {
     let mut cur = 1usize;
@@ -175,40 +188,8 @@ fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue
         let Some(k) = (cur..body.len()).find(|&k| body[k].first_id() == seg.id) else {
             break;
         };
-        for (j, node) in body.iter().enumerate().take(k).skip(cur) {
-            if node.required() && counts[j] == 0 {
-                missing(node, *i, segs, out);
-            }
-        }
+        take_node(body, &mut counts, cur, k, segs, i, out);
         cur = k;
-        counts[k] += 1;
-        let node = &body[k];
-        if counts[k] > node.max() {
-            let (code, rule, msg) = match node {
-                Node::Loop { name, max, .. } => (
-                    4,
-                    "x12-loop-repeat",
-                    format!("loop {name} occurs more than {max} times"),
-                ),
-                Node::Seg { max, .. } => (
-                    5,
-                    "x12-segment-repeat",
-                    format!("segment {} occurs more than {max} times", seg.id),
-                ),
-            };
-            out.push(Issue {
-                seg: *i,
-                seg_id: seg.id.clone(),
-                code,
-                element: None,
-                reason: Reason::new(rule, msg).field(seg.id.clone()),
-                set_level: false,
-            });
-        }
-        *i += 1;
-        if let Node::Loop { body: inner, .. } = node {
-            walk_loop(inner, segs, i, out);
-        }
     }
     for (j, node) in body.iter().enumerate().skip(1) {
         if j > cur && node.required() && counts[j] == 0 {
