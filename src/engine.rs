@@ -257,6 +257,13 @@ impl Engine {
             if !path.is_file() {
                 continue;
             }
+            // Work files are named after their fingerprint: a known prefix needs no hashing
+            // (the file may be a large one another process is working on right now).
+            if let Some(prefix) = fingerprint_prefix(&path) {
+                if self.ledger.has_fingerprint_prefix(&prefix)? {
+                    continue;
+                }
+            }
             let (fp, size) = intake::fingerprint(&path)
                 .map_err(io_err(format!("reading {}", path.display())))?;
             if self.ledger.latest_file(&fp)?.is_some() {
@@ -991,16 +998,21 @@ fn work_name(fp: &str, name: &str) -> String {
     format!("{short}-{}", fsutil::safe_name(name))
 }
 
+/// The fingerprint prefix a processing-folder name starts with, if it has one.
+fn fingerprint_prefix(work: &Path) -> Option<String> {
+    let n = work.file_name()?.to_string_lossy().into_owned();
+    let (fp, _) = n.split_once('-')?;
+    (fp.len() == 16 && fp.chars().all(|c| c.is_ascii_hexdigit())).then(|| fp.to_string())
+}
+
 /// Recovers the original name from a processing-folder name.
 fn original_name(work: &Path) -> String {
     let n = work
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    match n.split_once('-') {
-        Some((fp, rest)) if fp.len() == 16 && fp.chars().all(|c| c.is_ascii_hexdigit()) => {
-            rest.to_string()
-        }
+    match (fingerprint_prefix(work), n.split_once('-')) {
+        (Some(_), Some((_, rest))) => rest.to_string(),
         _ => n,
     }
 }
@@ -1383,6 +1395,24 @@ mod tests {
             .query_row("SELECT MAX(attempt) FROM files", [], |r| r.get(0))
             .unwrap();
         assert_eq!(attempts, 2);
+    }
+
+    #[test]
+    fn an_orphan_in_processing_without_a_ledger_row_is_finished() {
+        // A crash between moving a file into processing and writing its ledger row.
+        let d = tempfile::tempdir().unwrap();
+        let mut e = engine(d.path(), ACCEPT, 100);
+        let orphan = d.path().join("work/processing/0123456789abcdef-a.txt");
+        std::fs::write(&orphan, "A,1\n").unwrap();
+        assert_eq!(
+            fingerprint_prefix(&orphan).as_deref(),
+            Some("0123456789abcdef")
+        );
+        let run = e.ledger.begin_run("t").unwrap();
+        let r = e.run_pass(run).unwrap().remove(0);
+        assert_eq!((r.name.as_str(), r.outcome.as_str()), ("a.txt", "applied"));
+        assert!(d.path().join("archive/a.txt").exists());
+        assert!(e.run_pass(run).unwrap().is_empty(), "nothing left to do");
     }
 
     #[test]

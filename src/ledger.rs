@@ -477,6 +477,15 @@ impl Ledger {
             .optional()?)
     }
 
+    /// Whether any file's fingerprint starts with `prefix` (hex, from a work-file name).
+    pub fn has_fingerprint_prefix(&self, prefix: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM files WHERE fingerprint >= ?1 AND fingerprint < ?1 || 'g')",
+            [prefix],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn file(&self, id: i64) -> Result<FileRow> {
         Ok(self.conn.query_row(
             &format!("SELECT {FILE_COLS} FROM files WHERE id=?1"),
