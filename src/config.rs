@@ -87,6 +87,10 @@ pub struct ProcessingConfig {
     pub batch_lines: u64,
     /// Worker threads for validation and mapping; 0 = one per core.
     pub threads: usize,
+    /// A file whose processing was started this many times in a row without committing
+    /// anything new (the process died on it each time: a reader aborting on hostile input,
+    /// say) is set aside as rejected instead of taking every later run down with it.
+    pub max_stalled_starts: u32,
 }
 
 impl Default for ProcessingConfig {
@@ -94,6 +98,7 @@ impl Default for ProcessingConfig {
         ProcessingConfig {
             batch_lines: 10_000,
             threads: 0,
+            max_stalled_starts: 3,
         }
     }
 }
@@ -183,6 +188,7 @@ ignore = []              # extra globs to ignore; hidden, *.tmp, *.part are alwa
 [processing]
 batch_lines = 10000      # lines per ledger transaction / outbox chunk
 threads = 0              # validation workers; 0 = one per core
+max_stalled_starts = 3   # set a file aside after this many starts in a row without progress
 
 [watch]
 rescan_seconds = 30      # full rescan interval in `tallyman watch`
@@ -306,6 +312,13 @@ impl Config {
                 &self.file,
                 line("ledger"),
                 "paths.ledger names a folder; it must be a file",
+            );
+        }
+        if self.processing.max_stalled_starts == 0 {
+            diags.error(
+                &self.file,
+                line("max_stalled_starts"),
+                "processing.max_stalled_starts must be at least 1",
             );
         }
         if self.processing.batch_lines == 0 {

@@ -501,6 +501,18 @@ impl Engine {
     }
 
     fn read_and_decide(&mut self, row: &FileRow, work: &Path) -> Result<()> {
+        let stalled = self.ledger.note_start(row.id)?;
+        if stalled >= self.cfg.processing.max_stalled_starts {
+            let e = FileError::new(
+                "stalled",
+                format!(
+                    "processing stopped {stalled} times in a row on this file without getting past document {} \
+                     (the process died each time, e.g. a reader aborting on hostile input); set aside for review",
+                    row.committed_seq
+                ),
+            );
+            return self.decide(row, None, Some(e), Vec::new());
+        }
         let size = std::fs::metadata(work).map(|m| m.len()).unwrap_or(0);
         let format = match self.choose_format(row, work) {
             Ok(f) => f,
@@ -841,13 +853,18 @@ impl Engine {
             .and_then(Outcome::parse)
             .unwrap_or(Outcome::Rejected);
         let chunks = self.ledger.chunks(row.id)?;
+        let tag = FileTag {
+            fingerprint: row.fingerprint.clone(),
+            attempt: row.attempt,
+            name: row.name.clone(),
+        };
         if outcome == Outcome::Rejected {
             self.outbox
-                .discard(&chunks)
+                .discard(&tag, &chunks)
                 .map_err(io_err("discarding staged records"))?;
         } else {
             self.outbox
-                .publish(&chunks)
+                .publish(&tag, &chunks)
                 .map_err(io_err("publishing outbox records"))?;
         }
         for ack in self.ledger.acks(row.id)? {
@@ -858,15 +875,11 @@ impl Engine {
             }
         }
         let report_path = if row.lines_rejected > 0 || row.error_message.is_some() {
-            let path = self.cfg.paths.reports.join(format!(
-                "{}.rejects.csv",
-                FileTag {
-                    fingerprint: row.fingerprint.clone(),
-                    attempt: row.attempt,
-                    name: row.name.clone()
-                }
-                .stem()
-            ));
+            let path = self
+                .cfg
+                .paths
+                .reports
+                .join(format!("{}.rejects.csv", tag.stem()));
             let rows = report::file_rejects(&self.ledger, row)?;
             let bytes = report::to_csv(&rows)
                 .map_err(|e| EngineError::Other(format!("writing reject report: {e}")))?;
@@ -1097,6 +1110,9 @@ mod tests {
             let job = move || {
                 if l == "CRASH" && CRASH.swap(false, std::sync::atomic::Ordering::SeqCst) {
                     panic!("simulated crash");
+                }
+                if l == "POISON" {
+                    panic!("simulated reader that always dies on this line");
                 }
                 let (sku, qty) = l.split_once(',').unwrap_or((&l, ""));
                 match qty.parse::<rust_decimal::Decimal>() {
@@ -1395,6 +1411,31 @@ mod tests {
             .query_row("SELECT MAX(attempt) FROM files", [], |r| r.get(0))
             .unwrap();
         assert_eq!(attempts, 2);
+    }
+
+    #[test]
+    fn regression_a_file_the_process_keeps_dying_on_is_set_aside_not_retried_forever() {
+        // A reader that brings the process down on the same input every time would
+        // otherwise be resumed first by every run and block the inbox for good.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("inbox")).unwrap();
+        std::fs::write(d.path().join("inbox/a.txt"), "A,1\nPOISON\n").unwrap();
+        for _ in 0..3 {
+            let mut e = engine(d.path(), ACCEPT, 100);
+            let run = e.ledger.begin_run("t").unwrap();
+            let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run_pass(run)));
+            assert!(died.is_err());
+        }
+        let mut e = engine(d.path(), ACCEPT, 100);
+        let run = e.ledger.begin_run("t").unwrap();
+        let r = e.run_pass(run).unwrap().remove(0);
+        assert_eq!(r.outcome, "rejected", "{r:?}");
+        assert!(r.error.as_deref().unwrap().contains("3 times"), "{r:?}");
+        assert!(d.path().join("rejected/a.txt").exists());
+        assert!(
+            e.run_pass(run).unwrap().is_empty(),
+            "the next run is not blocked"
+        );
     }
 
     #[test]

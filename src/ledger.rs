@@ -155,6 +155,11 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL
     );
     "#,
+    // 2: starts without progress, to set aside files a process keeps dying on.
+    r#"
+    ALTER TABLE files ADD COLUMN stalled_starts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN last_start_seq INTEGER;
+    "#,
 ];
 
 fn is_busy(e: &LedgerError) -> bool {
@@ -534,6 +539,23 @@ impl Ledger {
             Ok(c.last_insert_rowid())
         })?;
         self.file(id)
+    }
+
+    /// Records that reading starts (again) and returns how many starts in a row found the
+    /// resume mark where the previous start left it: each of those means the process died
+    /// on this file before committing anything new.
+    pub fn note_start(&self, id: i64) -> Result<u32> {
+        self.conn.execute(
+            "UPDATE files SET \
+             stalled_starts = CASE WHEN last_start_seq = committed_seq THEN stalled_starts + 1 ELSE 0 END, \
+             last_start_seq = committed_seq WHERE id=?1",
+            params![id],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT stalled_starts FROM files WHERE id=?1", [id], |r| {
+                r.get::<_, i64>(0)
+            })? as u32)
     }
 
     pub fn set_file_run(&self, id: i64, run: i64) -> Result<()> {

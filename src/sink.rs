@@ -80,10 +80,10 @@ pub trait Sink {
     /// overwrites it with the same content.
     fn stage(&self, file: &FileTag, chunk: u64, records: &[OutRecord])
         -> io::Result<Vec<ChunkRow>>;
-    /// Makes staged chunks visible. Safe to call again for chunks already published.
-    fn publish(&self, chunks: &[ChunkRow]) -> io::Result<()>;
-    /// Drops staged chunks of a rejected file. Safe to call again.
-    fn discard(&self, chunks: &[ChunkRow]) -> io::Result<()>;
+    /// Makes a file's staged chunks visible. Safe to call again for chunks already published.
+    fn publish(&self, file: &FileTag, chunks: &[ChunkRow]) -> io::Result<()>;
+    /// Drops a rejected file's staged chunks. Safe to call again.
+    fn discard(&self, file: &FileTag, chunks: &[ChunkRow]) -> io::Result<()>;
 }
 
 /// The outbox directory: JSON Lines per entity, `outbox/<entity>/<stem>-<chunk>.jsonl`.
@@ -124,7 +124,7 @@ impl Sink for Outbox {
         Ok(out)
     }
 
-    fn publish(&self, chunks: &[ChunkRow]) -> io::Result<()> {
+    fn publish(&self, file: &FileTag, chunks: &[ChunkRow]) -> io::Result<()> {
         for c in chunks {
             let staged = Path::new(&c.staged_path);
             let target = Path::new(&c.outbox_path);
@@ -140,16 +140,10 @@ impl Sink for Outbox {
                 ));
             }
         }
-        if let Some(dir) = chunks
-            .first()
-            .and_then(|c| Path::new(&c.staged_path).parent())
-        {
-            let _ = std::fs::remove_dir(dir);
-        }
-        Ok(())
+        self.remove_staging_dir(file)
     }
 
-    fn discard(&self, chunks: &[ChunkRow]) -> io::Result<()> {
+    fn discard(&self, file: &FileTag, chunks: &[ChunkRow]) -> io::Result<()> {
         for c in chunks {
             match std::fs::remove_file(&c.staged_path) {
                 Ok(()) => {}
@@ -157,13 +151,19 @@ impl Sink for Outbox {
                 Err(e) => return Err(e),
             }
         }
-        if let Some(dir) = chunks
-            .first()
-            .and_then(|c| Path::new(&c.staged_path).parent())
-        {
-            let _ = std::fs::remove_dir(dir);
+        self.remove_staging_dir(file)
+    }
+}
+
+impl Outbox {
+    /// Removes a file's staging folder once its chunks are published or discarded, with
+    /// any temporary file a killed process left half-written in it (only the file's lock
+    /// holder ever writes there).
+    fn remove_staging_dir(&self, file: &FileTag) -> io::Result<()> {
+        match std::fs::remove_dir_all(self.staging.join(file.stem())) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -212,8 +212,8 @@ mod tests {
             !d.path().join("out/order").exists(),
             "staged records are not visible"
         );
-        o.publish(&chunks).unwrap();
-        o.publish(&chunks).unwrap();
+        o.publish(&tag, &chunks).unwrap();
+        o.publish(&tag, &chunks).unwrap();
         let text =
             std::fs::read_to_string(d.path().join("out/order/orders-abcdef012345-000000.jsonl"))
                 .unwrap();
@@ -233,11 +233,11 @@ mod tests {
             name: "x".into(),
         };
         let chunks = o.stage(&tag, 3, &[rec("order", "1")]).unwrap();
-        o.discard(&chunks).unwrap();
-        o.discard(&chunks).unwrap();
+        o.discard(&tag, &chunks).unwrap();
+        o.discard(&tag, &chunks).unwrap();
         assert!(!Path::new(&chunks[0].staged_path).exists());
         assert!(
-            o.publish(&chunks).is_err(),
+            o.publish(&tag, &chunks).is_err(),
             "a discarded chunk can't be published"
         );
     }

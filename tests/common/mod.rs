@@ -39,6 +39,13 @@ impl Work {
         Work { _tmp: tmp, dir }
     }
 
+    /// Replaces a `key = value` line of the config.
+    pub fn set(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        assert!(text.contains(from), "config has no '{from}'");
+        std::fs::write(self.config(), text.replace(from, to)).unwrap();
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.join("tallyman.toml")
     }
