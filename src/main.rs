@@ -63,8 +63,24 @@ enum Command {
     },
 }
 
+/// The spreadsheet reader runs the parsing library on its own thread and turns a panic in
+/// it into a `sheet-corrupt` rejection with the message. Such a contained panic gets one
+/// log line instead of the default message and backtrace on stderr; any other panic is
+/// reported as usual.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("tallyman-sheet") {
+            tracing::warn!("spreadsheet library panicked on malformed input (contained; the file is rejected): {info}");
+        } else {
+            default(info);
+        }
+    }));
+}
+
 fn main() {
     let cli = Cli::parse();
+    install_panic_hook();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
