@@ -1,5 +1,8 @@
 //! Regression tests for inputs that once broke something (see tests/regressions/README.md).
 
+// FileError carries its position and reason by value, as in the library.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 
 use tallyman::format::testing::ctx_for;
