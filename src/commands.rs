@@ -105,7 +105,10 @@ pub fn check(config_path: &Path) -> Result<i32> {
 fn print_file(r: &FileReport) {
     let counts = format!(
         "{} applied, {} rejected, {} duplicate, {} skipped lines",
-        r.lines_applied, r.lines_rejected, r.lines_duplicate, r.lines_skipped
+        r.counts.lines_applied,
+        r.counts.lines_rejected,
+        r.counts.lines_duplicate,
+        r.counts.lines_skipped
     );
     println!(
         "{:<22} {}  [{}]  {}",
@@ -315,7 +318,7 @@ pub fn rejects(config_path: &Path, file: Option<&str>, json: bool) -> Result<i32
                 "== {} ({}, {} rejected line(s)){}",
                 f.name,
                 f.outcome.as_deref().unwrap_or("unfinished"),
-                f.lines_rejected,
+                f.counts.lines_rejected,
                 f.report_path
                     .as_deref()
                     .map(|p| format!("  report: {p}"))
@@ -417,9 +420,9 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             f.id,
             f.outcome.as_deref().unwrap_or("in_progress"),
             f.name,
-            f.lines_applied,
-            f.lines_rejected,
-            f.lines_duplicate
+            f.counts.lines_applied,
+            f.counts.lines_rejected,
+            f.counts.lines_duplicate
         );
     }
     Ok(EXIT_OK)
@@ -479,7 +482,7 @@ pub fn demo(dir: &Path) -> Result<i32> {
     }
     let with_rejects: Vec<&FileReport> = reports
         .iter()
-        .filter(|r| r.lines_rejected > 0 || r.error.is_some())
+        .filter(|r| r.counts.lines_rejected > 0 || r.error.is_some())
         .collect();
     for r in with_rejects {
         if let Some(id) = r.file_id {

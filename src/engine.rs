@@ -23,7 +23,7 @@ use crate::format::{
 use crate::fsutil;
 use crate::intake::{self, Candidate, Claim};
 use crate::ledger::{
-    FileRow, FileState, Ledger, LedgerError, LedgerOutcomes, LineRow, Outcome, UnitRow,
+    Counts, FileRow, FileState, Ledger, LedgerError, LedgerOutcomes, LineRow, Outcome, UnitRow,
 };
 use crate::report;
 use crate::sink::{FileTag, OutRecord, Outbox, Sink, SourceRef};
@@ -62,13 +62,8 @@ pub struct FileReport {
     /// (the same content was processed before), `skipped` (claimed by another process).
     pub outcome: String,
     pub format: Option<String>,
-    pub lines_applied: i64,
-    pub lines_rejected: i64,
-    pub lines_duplicate: i64,
-    pub lines_skipped: i64,
-    pub units_applied: i64,
-    pub units_rejected: i64,
-    pub units_duplicate: i64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub error: Option<String>,
     pub final_path: Option<String>,
     pub report_path: Option<String>,
@@ -83,13 +78,7 @@ impl FileReport {
             fingerprint: row.fingerprint.clone(),
             outcome: row.outcome.clone().unwrap_or_else(|| "unfinished".into()),
             format: row.format.clone(),
-            lines_applied: row.lines_applied,
-            lines_rejected: row.lines_rejected,
-            lines_duplicate: row.lines_duplicate,
-            lines_skipped: row.lines_skipped,
-            units_applied: row.units_applied,
-            units_rejected: row.units_rejected,
-            units_duplicate: row.units_duplicate,
+            counts: row.counts.clone(),
             error: row.error_message.clone(),
             final_path: row.final_path.clone(),
             report_path: row.report_path.clone(),
@@ -104,13 +93,7 @@ impl FileReport {
             fingerprint: fingerprint.into(),
             outcome: outcome.into(),
             format: None,
-            lines_applied: 0,
-            lines_rejected: 0,
-            lines_duplicate: 0,
-            lines_skipped: 0,
-            units_applied: 0,
-            units_rejected: 0,
-            units_duplicate: 0,
+            counts: Counts::default(),
             error: note,
             final_path: None,
             report_path: None,
@@ -614,26 +597,27 @@ impl Engine {
             self.ledger
                 .set_file_error(row.id, &e.reason.rule, &e.to_string(), e.pos.as_ref())?;
         }
-        let data_units = row.units_applied + row.units_rejected + row.units_duplicate;
+        let data_units =
+            row.counts.units_applied + row.counts.units_rejected + row.counts.units_duplicate;
         let (outcome, why) = if let Some(e) = &error {
             (Outcome::Rejected, Some(e.to_string()))
-        } else if row.units_rejected > 0 {
+        } else if row.counts.units_rejected > 0 {
             match policy.unwrap_or(Policy::AllOrNothing) {
                 Policy::AllOrNothing => (
                     Outcome::Rejected,
                     Some(format!(
                         "policy all-or-nothing: {} of {} documents rejected",
-                        row.units_rejected, data_units
+                        row.counts.units_rejected, data_units
                     )),
                 ),
                 Policy::AcceptValid { max_reject_ratio } => {
-                    let ratio = row.units_rejected as f64 / data_units.max(1) as f64;
-                    if row.units_applied + row.units_duplicate == 0 {
+                    let ratio = row.counts.units_rejected as f64 / data_units.max(1) as f64;
+                    if row.counts.units_applied + row.counts.units_duplicate == 0 {
                         (
                             Outcome::Rejected,
                             Some(format!(
                                 "every document ({}) was rejected",
-                                row.units_rejected
+                                row.counts.units_rejected
                             )),
                         )
                     } else if ratio > max_reject_ratio {
@@ -641,7 +625,7 @@ impl Engine {
                             Outcome::Rejected,
                             Some(format!(
                                 "{} of {} documents rejected ({:.1}%), over the policy's max_reject_ratio {:.1}%",
-                                row.units_rejected,
+                                row.counts.units_rejected,
                                 data_units,
                                 ratio * 100.0,
                                 max_reject_ratio * 100.0
@@ -652,7 +636,7 @@ impl Engine {
                     }
                 }
             }
-        } else if row.units_applied == 0 && row.units_duplicate > 0 {
+        } else if row.counts.units_applied == 0 && row.counts.units_duplicate > 0 {
             (Outcome::Duplicate, None)
         } else {
             (Outcome::Applied, None)
@@ -874,7 +858,7 @@ impl Engine {
                     .map_err(io_err(format!("writing ack {}", path.display())))?;
             }
         }
-        let report_path = if row.lines_rejected > 0 || row.error_message.is_some() {
+        let report_path = if row.counts.lines_rejected > 0 || row.error_message.is_some() {
             let path = self
                 .cfg
                 .paths
@@ -1239,7 +1223,11 @@ mod tests {
         let mut e = engine(d.path(), ACCEPT, 4);
         let run = e.ledger.begin_run("t").unwrap();
         let r = e.run_pass(run).unwrap().remove(0);
-        assert_eq!((r.lines_applied, r.lines_rejected), (19, 1), "{r:?}");
+        assert_eq!(
+            (r.counts.lines_applied, r.counts.lines_rejected),
+            (19, 1),
+            "{r:?}"
+        );
         let rel = |root: &Path| -> Vec<(String, String)> {
             let dir = root.join("outbox/product");
             let mut v: Vec<_> = std::fs::read_dir(&dir)
@@ -1277,7 +1265,11 @@ mod tests {
         let r = &reports[0];
         assert_eq!(r.outcome, "applied_with_rejects");
         assert_eq!(
-            (r.lines_applied, r.lines_rejected, r.lines_skipped),
+            (
+                r.counts.lines_applied,
+                r.counts.lines_rejected,
+                r.counts.lines_skipped
+            ),
             (2, 1, 1)
         );
         assert_eq!(outbox_lines(d.path()).len(), 2);
@@ -1320,7 +1312,11 @@ mod tests {
         e.run_pass(run).unwrap();
         std::fs::write(d.path().join("inbox/b.txt"), "A,2\nB,1\nB,3\n").unwrap();
         let r = e.run_pass(run).unwrap().remove(0);
-        assert_eq!((r.lines_applied, r.lines_duplicate), (1, 2), "{r:?}");
+        assert_eq!(
+            (r.counts.lines_applied, r.counts.lines_duplicate),
+            (1, 2),
+            "{r:?}"
+        );
         assert_eq!(r.outcome, "applied");
         assert_eq!(outbox_lines(d.path()).len(), 2);
     }
@@ -1333,7 +1329,7 @@ mod tests {
         let run = e.ledger.begin_run("t").unwrap();
         let r = e.run_pass(run).unwrap().remove(0);
         assert_eq!(r.outcome, "rejected");
-        assert_eq!((r.lines_applied, r.lines_rejected), (0, 2));
+        assert_eq!((r.counts.lines_applied, r.counts.lines_rejected), (0, 2));
         assert!(outbox_lines(d.path()).is_empty());
         assert!(
             std::fs::read_dir(d.path().join("work/staging"))

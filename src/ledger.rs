@@ -256,6 +256,18 @@ impl Outcome {
     }
 }
 
+/// Line and document counts of a file, by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub lines_applied: i64,
+    pub lines_rejected: i64,
+    pub lines_duplicate: i64,
+    pub lines_skipped: i64,
+    pub units_applied: i64,
+    pub units_rejected: i64,
+    pub units_duplicate: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FileRow {
     pub id: i64,
@@ -272,13 +284,8 @@ pub struct FileRow {
     pub committed_seq: i64,
     pub committed_lines: i64,
     pub next_chunk: i64,
-    pub lines_applied: i64,
-    pub lines_rejected: i64,
-    pub lines_duplicate: i64,
-    pub lines_skipped: i64,
-    pub units_applied: i64,
-    pub units_rejected: i64,
-    pub units_duplicate: i64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub error_rule: Option<String>,
     pub error_message: Option<String>,
     pub error_position: Option<String>,
@@ -309,13 +316,15 @@ fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
         committed_seq: r.get(10)?,
         committed_lines: r.get(11)?,
         next_chunk: r.get(12)?,
-        lines_applied: r.get(13)?,
-        lines_rejected: r.get(14)?,
-        lines_duplicate: r.get(15)?,
-        lines_skipped: r.get(16)?,
-        units_applied: r.get(17)?,
-        units_rejected: r.get(18)?,
-        units_duplicate: r.get(19)?,
+        counts: Counts {
+            lines_applied: r.get(13)?,
+            lines_rejected: r.get(14)?,
+            lines_duplicate: r.get(15)?,
+            lines_skipped: r.get(16)?,
+            units_applied: r.get(17)?,
+            units_rejected: r.get(18)?,
+            units_duplicate: r.get(19)?,
+        },
         error_rule: r.get(20)?,
         error_message: r.get(21)?,
         error_position: r.get(22)?,
