@@ -119,6 +119,17 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// Like [`clip`] but keeps the end: a locator's most specific part is last
+/// (`… / ST 0002, segment 3 of set`).
+fn clip_tail(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return clip(s, n);
+    }
+    let tail: String = s.chars().skip(count - n.saturating_sub(1)).collect();
+    format!("…{}", clip(&tail, n))
+}
+
 /// A readable fixed-width table for a terminal.
 pub fn to_table(rows: &[RejectRow]) -> String {
     let mut out = String::new();
@@ -131,7 +142,7 @@ pub fn to_table(rows: &[RejectRow]) -> String {
             "{:>6} {:>9}  {:<20} {:<20} {:<14} {:<22} {:<16} {}\n",
             r.line,
             r.byte,
-            clip(r.locator.as_deref().unwrap_or("-"), 20),
+            clip_tail(r.locator.as_deref().unwrap_or("-"), 20),
             clip(&r.unit, 20),
             clip(r.field.as_deref().unwrap_or("-"), 14),
             clip(r.rule.as_deref().unwrap_or("-"), 22),
@@ -186,6 +197,14 @@ mod tests {
     fn position_round_trips_from_display() {
         let p = crate::unit::Position::new(12, 345, 6).with_locator("ISA 1");
         assert_eq!(parse_position(Some(&p.to_string())), (12, 345, 6));
+    }
+
+    #[test]
+    fn long_positions_keep_their_most_specific_end() {
+        let c = clip_tail("ISA 000000202 / GS 202 / ST 0002, segment 3 of set", 20);
+        assert_eq!(c.chars().count(), 20);
+        assert!(c.starts_with('…') && c.ends_with("segment 3 of set"), "{c}");
+        assert_eq!(clip_tail("Prices!E8", 20), "Prices!E8");
     }
 
     #[test]
