@@ -107,14 +107,7 @@ fn walk(
                         ),
                     )
                 };
-                out.push(Issue {
-                    seg: *i,
-                    seg_id: seg.id.clone(),
-                    code,
-                    element: None,
-                    reason: Reason::new(rule, msg).field(seg.id.clone()),
-                    set_level: false,
-                });
+                out.push(seg_issue(*i, seg, code, rule, msg));
                 *i += 1;
             }
         }
@@ -162,14 +155,7 @@ fn take_node(
                 format!("segment {} occurs more than {max} times", seg.id),
             ),
         };
-        out.push(Issue {
-            seg: *i,
-            seg_id: seg.id.clone(),
-            code,
-            element: None,
-            reason: Reason::new(rule, msg).field(seg.id.clone()),
-            set_level: false,
-        });
+        out.push(seg_issue(*i, seg, code, rule, msg));
     }
     *i += 1;
     if let Node::Loop { body: inner, .. } = node {
@@ -195,6 +181,18 @@ fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue
         if j > cur && node.required() && counts[j] == 0 {
             missing(node, *i, segs, out);
         }
+    }
+}
+
+/// A problem with a whole segment (unknown, out of place, repeated too often).
+fn seg_issue(seg_idx: usize, seg: &Segment, code: u8, rule: &str, msg: String) -> Issue {
+    Issue {
+        seg: seg_idx,
+        seg_id: seg.id.clone(),
+        code,
+        element: None,
+        reason: Reason::new(rule, msg).field(seg.id.clone()),
+        set_level: false,
     }
 }
 
