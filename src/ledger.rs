@@ -591,11 +591,16 @@ impl Ledger {
 
     /// Files not finished: resumed by the next run.
     pub fn unfinished_files(&self) -> Result<Vec<FileRow>> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {FILE_COLS} FROM files WHERE state != 'done' ORDER BY id"
-        ))?;
+        self.files_where("WHERE state != 'done' ORDER BY id", [])
+    }
+
+    /// Files selected by `tail`, the SQL after `SELECT ... FROM files`.
+    fn files_where(&self, tail: &str, params: impl rusqlite::Params) -> Result<Vec<FileRow>> {
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {FILE_COLS} FROM files {tail}"))?;
         let rows = st
-            .query_map([], file_row)?
+            .query_map(params, file_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -806,23 +811,14 @@ impl Ledger {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| needle.to_string());
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {FILE_COLS} FROM files WHERE name=?1 OR name=?2 OR fingerprint LIKE ?3 || '%' OR source_path=?1 ORDER BY id DESC"
-        ))?;
-        let rows = st
-            .query_map(params![needle, base, needle], file_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.files_where(
+            "WHERE name=?1 OR name=?2 OR fingerprint LIKE ?3 || '%' OR source_path=?1 ORDER BY id DESC",
+            params![needle, base, needle],
+        )
     }
 
     pub fn files_of_run(&self, run: i64) -> Result<Vec<FileRow>> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {FILE_COLS} FROM files WHERE run_id=?1 ORDER BY id"
-        ))?;
-        let rows = st
-            .query_map([run], file_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.files_where("WHERE run_id=?1 ORDER BY id", [run])
     }
 
     /// The newest run that touched at least one file.
@@ -835,13 +831,7 @@ impl Ledger {
     }
 
     pub fn recent_files(&self, limit: i64) -> Result<Vec<FileRow>> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {FILE_COLS} FROM files ORDER BY id DESC LIMIT ?1"
-        ))?;
-        let rows = st
-            .query_map([limit], file_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.files_where("ORDER BY id DESC LIMIT ?1", [limit])
     }
 }
 
