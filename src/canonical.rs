@@ -369,17 +369,6 @@ impl Record {
         };
         Ok(Record { entity, key, body })
     }
-
-    /// Builds a record from a typed contract value (for format modules that map in code).
-    pub fn from_typed<T: Serialize>(
-        entity: Entity,
-        key: impl Into<String>,
-        value: &T,
-    ) -> Result<Record, Reason> {
-        let body =
-            serde_json::to_value(value).map_err(|e| Reason::new("contract", e.to_string()))?;
-        Record::build(entity, key, body)
-    }
 }
 
 #[cfg(test)]

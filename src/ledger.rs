@@ -250,10 +250,6 @@ impl Outcome {
             _ => None,
         }
     }
-    /// Whether a person should look at the file.
-    pub fn needs_review(self) -> bool {
-        matches!(self, Outcome::AppliedWithRejects | Outcome::Rejected)
-    }
 }
 
 /// Line and document counts of a file, by outcome.

@@ -60,8 +60,3 @@ pub fn load_formats(dir: &std::path::Path, diags: &mut Diagnostics) -> super::Fo
     }
     set
 }
-
-/// Keeps `Arc` in the public signature readable for loaders.
-pub fn boxed<F: Format + 'static>(f: F) -> Arc<dyn Format> {
-    Arc::new(f)
-}
