@@ -737,6 +737,7 @@ impl Engine {
                     },
                     (UnitStatus::Duplicate, _) => ("duplicate", headline.clone(), false),
                     (UnitStatus::Skipped, _) => ("skipped", None, false),
+                    (UnitStatus::Unmapped, _) => ("unmapped", None, false),
                     (UnitStatus::Applied, _) => ("applied", None, false),
                 };
                 match status_str {
@@ -763,7 +764,7 @@ impl Engine {
                 UnitStatus::Applied => units_n[0] += 1,
                 UnitStatus::Rejected => units_n[1] += 1,
                 UnitStatus::Duplicate => units_n[2] += 1,
-                UnitStatus::Skipped => {}
+                UnitStatus::Skipped | UnitStatus::Unmapped => {}
             }
             if status == UnitStatus::Applied {
                 let steal = st.force_fp.is_some();

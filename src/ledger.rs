@@ -756,6 +756,7 @@ impl Ledger {
             "applied" => UnitStatus::Applied,
             "duplicate" => UnitStatus::Duplicate,
             "skipped" => UnitStatus::Skipped,
+            "unmapped" => UnitStatus::Unmapped,
             _ => UnitStatus::Rejected,
         };
         Ok(Some(UnitSummary {

@@ -139,6 +139,17 @@ pub struct Evaluation {
     /// was already taken by a *different* file, the unit is a duplicate and is not applied.
     /// Units of the same file may share a claim (all sets of one interchange do).
     pub claims: Vec<String>,
+    /// The document's business key as the input states it (an order number, an invoice
+    /// number), known even when the unit is rejected and produces no record, so a reject
+    /// row can name the document a reviewer has to find. `None` when the input has none.
+    pub key: Option<String>,
+    /// The unit was only checked, not mapped: no definition exists for it (an X12 set type
+    /// without a definition) and its partner accepts such units. Recorded as *accepted
+    /// unmapped*, never as applied, and shown as such everywhere an outcome appears.
+    pub unmapped: bool,
+    /// The unit asks for its whole file to be held for a person before the file's
+    /// decision (a partner that wants unmapped sets reviewed), with the reason.
+    pub hold: Option<String>,
 }
 
 impl Evaluation {

@@ -151,6 +151,9 @@ pub enum UnitStatus {
     Duplicate,
     /// Only skipped lines (header, blank, envelope).
     Skipped,
+    /// Accepted, but only checked: no definition maps it, so it produced no record
+    /// (`Evaluation::unmapped`). Acknowledged as accepted.
+    Unmapped,
 }
 
 impl UnitStatus {
@@ -160,6 +163,7 @@ impl UnitStatus {
             UnitStatus::Rejected => "rejected",
             UnitStatus::Duplicate => "duplicate",
             UnitStatus::Skipped => "skipped",
+            UnitStatus::Unmapped => "unmapped",
         }
     }
 }

@@ -147,19 +147,21 @@ impl AckState {
                     ],
                     field: String::new(),
                 }],
-                (None, UnitStatus::Applied) | (None, UnitStatus::Duplicate) => vec![Entry {
-                    docnum: docnum.clone(),
-                    mandt: s(dc, "MANDT"),
-                    status: ok_code.clone(),
-                    statyp: "S",
-                    text: if sum.status == UnitStatus::Duplicate {
-                        "Already posted earlier: duplicate not applied again".into()
-                    } else {
-                        "Application document posted".into()
-                    },
-                    params: Default::default(),
-                    field: String::new(),
-                }],
+                (None, UnitStatus::Applied | UnitStatus::Duplicate | UnitStatus::Unmapped) => {
+                    vec![Entry {
+                        docnum: docnum.clone(),
+                        mandt: s(dc, "MANDT"),
+                        status: ok_code.clone(),
+                        statyp: "S",
+                        text: if sum.status == UnitStatus::Duplicate {
+                            "Already posted earlier: duplicate not applied again".into()
+                        } else {
+                            "Application document posted".into()
+                        },
+                        params: Default::default(),
+                        field: String::new(),
+                    }]
+                }
                 (None, UnitStatus::Rejected) => {
                     let mut v: Vec<Entry> = sum
                         .reasons

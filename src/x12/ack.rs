@@ -137,7 +137,10 @@ pub(crate) fn acknowledge(
                 && summary.as_ref().is_some_and(|s| {
                     matches!(
                         s.status,
-                        UnitStatus::Applied | UnitStatus::Duplicate | UnitStatus::Skipped
+                        UnitStatus::Applied
+                            | UnitStatus::Duplicate
+                            | UnitStatus::Skipped
+                            | UnitStatus::Unmapped
                     )
                 });
             let detail = summary
