@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub watch: WatchConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub permissions: RawPermissions,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,9 +89,9 @@ pub struct ProcessingConfig {
     pub batch_lines: u64,
     /// Worker threads for validation and mapping; 0 = one per core.
     pub threads: usize,
-    /// A file whose processing was started this many times in a row without committing
-    /// anything new (the process died on it each time: a reader aborting on hostile input,
-    /// say) is set aside as rejected instead of taking every later run down with it.
+    /// A file the process died on this many times in a row at the same place (a reader
+    /// aborting on hostile input, say) is held for a person instead of taking every later
+    /// run down with it. Deaths before reading reached new material do not count.
     pub max_stalled_starts: u32,
 }
 
@@ -117,6 +119,42 @@ impl Default for WatchConfig {
     }
 }
 
+/// Modes as written: octal strings, so `"0640"` reads as it does in `chmod`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPermissions {
+    pub file_mode: String,
+    pub dir_mode: String,
+}
+
+impl Default for RawPermissions {
+    fn default() -> Self {
+        RawPermissions {
+            file_mode: "0640".into(),
+            dir_mode: "0750".into(),
+        }
+    }
+}
+
+/// The file-mode policy: every file tallyman writes (outbox, reports, acks, archived and
+/// rejected inputs, the ledger) gets `file_mode`, folders it creates `dir_mode`. The
+/// default lets the owner write and a group (a loader, a reviewer) read, and nobody else:
+/// these files hold names, addresses, bank details and raw rejected lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permissions {
+    pub file_mode: u32,
+    pub dir_mode: u32,
+}
+
+impl Default for Permissions {
+    fn default() -> Self {
+        Permissions {
+            file_mode: 0o640,
+            dir_mode: 0o750,
+        }
+    }
+}
+
 /// Resolved absolute paths.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -132,7 +170,7 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// Folders the engine writes into (created on start).
+    /// Folders the engine writes into (checked on start; only `init` creates them).
     pub fn dirs(&self) -> Vec<(&'static str, &Path)> {
         vec![
             ("inbox", &self.inbox),
@@ -165,6 +203,7 @@ pub struct Config {
     pub processing: ProcessingConfig,
     pub watch: WatchConfig,
     pub limits: Limits,
+    pub permissions: Permissions,
 }
 
 /// The default config `tallyman init` writes: every key, commented.
@@ -188,7 +227,7 @@ ignore = []              # extra globs to ignore; hidden, *.tmp, *.part are alwa
 [processing]
 batch_lines = 10000      # lines per ledger transaction / outbox chunk
 threads = 0              # validation workers; 0 = one per core
-max_stalled_starts = 3   # set a file aside after this many starts in a row without progress
+max_stalled_starts = 3   # hold a file after the process died this many times in a row at the same place in it
 
 [watch]
 rescan_seconds = 30      # full rescan interval in `tallyman watch`
@@ -200,6 +239,10 @@ max_depth = 64                  # XML nesting
 max_zip_entry_bytes = 536870912 # spreadsheet zip entry, uncompressed
 max_zip_ratio = 200             # spreadsheet zip entry compression ratio
 max_unit_lines = 100000         # largest document (order, transaction set, IDoc)
+
+[permissions]
+file_mode = "0640"       # every file written: owner writes, group reads, others nothing
+dir_mode = "0750"        # folders created inside the working folders
 "#;
 
 impl Config {
@@ -266,7 +309,10 @@ impl Config {
             processing: raw.processing,
             watch: raw.watch,
             limits: raw.limits,
+            permissions: Permissions::default(),
         };
+        let mut cfg = cfg;
+        cfg.permissions = parse_permissions(&raw.permissions, file, text, &mut diags);
         cfg.check(text, &mut diags);
         (cfg, diags.errors)
     }
@@ -364,6 +410,56 @@ impl Config {
     }
 }
 
+/// Reads the octal modes; a mode that would let others read or anyone but the owner
+/// write is refused (the files hold PII), as is a folder mode its files could not live in.
+fn parse_permissions(
+    raw: &RawPermissions,
+    file: &Path,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Permissions {
+    let line = |key: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(key))
+            .map(|i| i + 1)
+    };
+    let mut out = Permissions::default();
+    for (key, value, slot) in [
+        ("file_mode", &raw.file_mode, &mut out.file_mode),
+        ("dir_mode", &raw.dir_mode, &mut out.dir_mode),
+    ] {
+        match u32::from_str_radix(value.trim_start_matches("0o"), 8) {
+            Ok(m) if m > 0o777 => diags.error(
+                file,
+                line(key),
+                format!("permissions.{key} '{value}' is not a mode (at most 0777)"),
+            ),
+            Ok(m) if m & 0o007 != 0 => diags.error(
+                file,
+                line(key),
+                format!("permissions.{key} '{value}' gives access to everyone; these files hold personal data (use e.g. 0640 / 0750)"),
+            ),
+            Ok(m) if m & 0o600 != 0o600 && key == "file_mode" => diags.error(
+                file,
+                line(key),
+                format!("permissions.{key} '{value}' must let the owner read and write"),
+            ),
+            Ok(m) if m & 0o700 != 0o700 && key == "dir_mode" => diags.error(
+                file,
+                line(key),
+                format!("permissions.{key} '{value}' must give the owner full access"),
+            ),
+            Ok(m) => *slot = m,
+            Err(_) => diags.error(
+                file,
+                line(key),
+                format!("permissions.{key} '{value}' is not an octal mode like \"0640\""),
+            ),
+        }
+    }
+    out
+}
+
 /// Deserialises each section on its own, so an error in one section does not hide the
 /// errors in the others; a broken section falls back to its defaults for the later checks.
 fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig {
@@ -402,12 +498,21 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
         }
     }
     for key in table.keys() {
-        if !["paths", "intake", "processing", "watch", "limits"].contains(&key.as_str()) {
+        if ![
+            "paths",
+            "intake",
+            "processing",
+            "watch",
+            "limits",
+            "permissions",
+        ]
+        .contains(&key.as_str())
+        {
             diags.error(
                 file,
                 section_line(key),
                 format!(
-                    "unknown section [{key}] (expected paths, intake, processing, watch, limits)"
+                    "unknown section [{key}] (expected paths, intake, processing, watch, limits, permissions)"
                 ),
             );
         }
@@ -424,6 +529,13 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
         ),
         watch: section(&table, "watch", file, section_line("watch"), diags),
         limits: section(&table, "limits", file, section_line("limits"), diags),
+        permissions: section(
+            &table,
+            "permissions",
+            file,
+            section_line("permissions"),
+            diags,
+        ),
     }
 }
 
@@ -463,6 +575,24 @@ mod tests {
         let errs = Config::parse(Path::new("/tmp/t.toml"), text).unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs.iter().all(|e| e.line.is_some()), "{errs:?}");
+    }
+
+    #[test]
+    fn permissions_are_octal_and_never_world_readable() {
+        let ok = Config::parse(
+            Path::new("t.toml"),
+            "[permissions]\nfile_mode = \"0600\"\ndir_mode = \"0700\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.permissions.file_mode, 0o600);
+        let errs = Config::parse(
+            Path::new("t.toml"),
+            "[permissions]\nfile_mode = \"0644\"\ndir_mode = \"75x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("everyone") && errs[0].line == Some(2));
+        assert!(errs[1].message.contains("octal"));
     }
 
     #[test]

@@ -1,10 +1,56 @@
 //! Durable file operations: every file tallyman publishes is written to a temporary file
 //! in the target folder, fsynced, renamed into place and the folder fsynced, so a reader
 //! (or a crash) sees the old state or the new one, never half a file.
+//!
+//! Temporary files are hidden *and* end in `.tmp` (`.tallyman-<pid>-<n>.tmp`), so a
+//! consumer that reads every file of an output folder still skips them, and their writer
+//! holds an OS lock on them while writing: a sweep at start removes the ones whose writer
+//! died (killed between writing and renaming) without touching a live writer's. Files are
+//! created with the configured mode (see [`set_file_mode`]); PII must never be
+//! world-readable, whatever the umask of the shell that started us.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// Mode of every file tallyman writes (outbox, reports, acks, archived inputs, ledger).
+static FILE_MODE: AtomicU32 = AtomicU32::new(0o640);
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the mode of files written from now on (config `[permissions] file_mode`).
+pub fn set_file_mode(mode: u32) {
+    FILE_MODE.store(mode & 0o777, Ordering::Relaxed);
+}
+
+pub fn file_mode() -> u32 {
+    FILE_MODE.load(Ordering::Relaxed)
+}
+
+/// Sets the process umask so files created by libraries (SQLite's ledger, WAL and shm
+/// files) and folders get no more than `dir_mode` allows. Unix only.
+pub fn apply_umask(dir_mode: u32) {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask((0o777 & !dir_mode) as libc::mode_t);
+    }
+    #[cfg(not(unix))]
+    let _ = dir_mode;
+}
+
+/// Gives an existing file the configured mode (inputs moved in keep their sender's mode).
+pub fn set_mode(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(file_mode()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
 
 /// Makes a rename or a new file in `dir` durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -17,31 +63,100 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically (tmp → fsync → rename → fsync dir).
+/// True for the names of tallyman's temporary files (and those of older versions).
+pub fn is_temporary(name: &str) -> bool {
+    (name.starts_with(".tallyman-") && name.ends_with(".tmp")) || name.starts_with(".tmp-")
+}
+
+/// A temporary file in the destination folder, locked by its writer until dropped.
+struct Temp {
+    file: File,
+    path: PathBuf,
+    done: bool,
+}
+
+impl Temp {
+    fn create(dir: &Path) -> io::Result<Temp> {
+        fs::create_dir_all(dir)?;
+        loop {
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".tallyman-{}-{n}.tmp", std::process::id()));
+            let mut opts = OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(file_mode());
+            }
+            match opts.open(&path) {
+                Ok(file) => {
+                    // Held until the rename: a sweep never removes a live writer's file.
+                    file.lock()?;
+                    set_mode(&path)?;
+                    return Ok(Temp {
+                        file,
+                        path,
+                        done: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn persist(mut self, to: &Path) -> io::Result<()> {
+        self.file.sync_all()?;
+        fs::rename(&self.path, to)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn with_context(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Writes `bytes` to `path` atomically (tmp → fsync → rename → fsync dir). Errors name
+/// the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    fsync_dir(dir)
+    let run = || -> io::Result<()> {
+        let mut tmp = Temp::create(dir)?;
+        tmp.file.write_all(bytes)?;
+        tmp.persist(path)?;
+        fsync_dir(dir)
+    };
+    run().map_err(|e| with_context(e, "writing", path))
 }
 
 /// Moves a file, durably. Falls back to copy + fsync + remove when the rename crosses file
 /// systems (the copy is complete and synced before the original goes).
 pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir).map_err(|e| with_context(e, "creating", dir))?;
     match fs::rename(from, to) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
             copy_durable(from, to)?;
-            fs::remove_file(from)?;
+            fs::remove_file(from).map_err(|e| with_context(e, "removing", from))?;
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("moving {} to {}: {e}", from.display(), to.display()),
+            ))
+        }
     }
-    fsync_dir(dir)?;
+    fsync_dir(dir).map_err(|e| with_context(e, "syncing", dir))?;
     if let Some(src_dir) = from.parent() {
         let _ = fsync_dir(src_dir);
     }
@@ -51,31 +166,140 @@ pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
 /// Copies `from` to `to` through a synced temporary file in the target folder.
 pub fn copy_durable(from: &Path, to: &Path) -> io::Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    let mut src = File::open(from)?;
-    io::copy(&mut src, tmp.as_file_mut())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(to).map_err(|e| e.error)?;
-    fsync_dir(dir)
+    let run = || -> io::Result<()> {
+        let mut tmp = Temp::create(dir)?;
+        let mut src = File::open(from)?;
+        io::copy(&mut src, &mut tmp.file)?;
+        tmp.persist(to)?;
+        fsync_dir(dir)
+    };
+    run().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("copying {} to {}: {e}", from.display(), to.display()),
+        )
+    })
+}
+
+/// Removes temporary files that a killed tallyman left in `dir` (and, with `depth` > 0,
+/// in its subfolders). A temporary is left alone while its writer holds its lock, or while
+/// its writer process is alive and the file is recent. Returns how many were removed.
+pub fn sweep_temporaries(dir: &Path, depth: u32) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(with_context(e, "reading", dir)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() && depth > 0 {
+            removed += sweep_temporaries(&path, depth - 1)?;
+        } else if kind.is_file()
+            && is_temporary(&entry.file_name().to_string_lossy())
+            && abandoned(&path)
+        {
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(with_context(e, "removing", &path)),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether nobody will ever finish this temporary file.
+fn abandoned(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false; // renamed or removed meanwhile
+    };
+    if file.try_lock().is_err() {
+        return false; // its writer is at work
+    }
+    let writer = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(".tallyman-"))
+        .and_then(|n| n.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok());
+    let old = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age > Duration::from_secs(600));
+    match writer {
+        // Between creating and locking its file a live writer holds no lock yet.
+        Some(pid) if pid != std::process::id() => !process_alive(pid) || old,
+        Some(_) => old,
+        None => true,
+    }
+}
+
+/// Whether a process with this pid exists on this machine.
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks existence and permission; nothing is sent.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Whether some process has `path` open for writing, where the OS can tell cheaply:
+/// `Some(true)` / `Some(false)` on Linux for files we may lease (local file systems, our
+/// own files), `None` when it cannot tell (NFS, other owners, other systems).
+pub fn open_for_writing(path: &Path) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let file = File::open(path).ok()?;
+        let fd = file.as_raw_fd();
+        // SAFETY: plain fcntl calls on a descriptor we own. A read lease is refused with
+        // EAGAIN while any descriptor on the file is open for writing; we drop it at once.
+        let r = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) };
+        if r == 0 {
+            unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+            return Some(false);
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EBUSY) => Some(true),
+            _ => None,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// A destination in `dir` for `name` that does not overwrite a different file: the name
-/// itself if free, else `stem.<tag>.ext`.
-pub fn free_name(dir: &Path, name: &str, tag: &str) -> PathBuf {
+/// itself if free, else `stem.<tag>.ext`. Works on the original bytes of the name.
+pub fn free_name(dir: &Path, name: &std::ffi::OsStr, tag: &str) -> PathBuf {
     let plain = dir.join(name);
     if !plain.exists() {
         return plain;
     }
     let p = Path::new(name);
-    let stem = p
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tagged = match p.extension() {
-        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
-        None => format!("{stem}.{tag}"),
-    };
+    let mut tagged = p.file_stem().unwrap_or(name).to_os_string();
+    tagged.push(format!(".{tag}"));
+    if let Some(ext) = p.extension() {
+        tagged.push(".");
+        tagged.push(ext);
+    }
     dir.join(tagged)
 }
 
@@ -114,15 +338,85 @@ mod tests {
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn written_files_get_the_configured_mode_not_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("r.csv");
+        write_atomic(&p, b"x").unwrap();
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, file_mode());
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("file"), "").unwrap();
+        let p = d.path().join("file/sub/x.csv");
+        let e = write_atomic(&p, b"x").unwrap_err();
+        assert!(e.to_string().contains("file/sub/x.csv"), "{e}");
+    }
+
+    #[test]
+    fn sweep_removes_a_dead_writers_temporary_but_not_a_live_one() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("order");
+        fs::create_dir_all(&sub).unwrap();
+        // A dead writer: a child that has exited and been reaped, holding no lock.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let dead = sub.join(format!(".tallyman-{}-1.tmp", child.id()));
+        fs::write(&dead, "complete chunk").unwrap();
+        let legacy = d.path().join(".tmp-abc");
+        fs::write(&legacy, "x").unwrap();
+        // A live writer of this very process, holding its lock.
+        let live = Temp::create(d.path()).unwrap();
+        let other = d.path().join(".hidden-partner-file");
+        fs::write(&other, "keep").unwrap();
+        assert_eq!(sweep_temporaries(d.path(), 1).unwrap(), 2);
+        assert!(!dead.exists() && !legacy.exists());
+        assert!(live.path.exists(), "a live writer's file is kept");
+        assert!(other.exists(), "only tallyman's temporaries are touched");
+    }
+
+    #[test]
+    fn temporaries_are_hidden_and_end_in_tmp() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Temp::create(d.path()).unwrap();
+        let name = t.path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with('.') && name.ends_with(".tmp"), "{name}");
+        assert!(is_temporary(&name));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn open_for_writing_sees_a_writer_where_the_os_can_tell() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("upload.csv");
+        let w = File::create(&p).unwrap();
+        match open_for_writing(&p) {
+            Some(open) => {
+                assert!(open, "a writer holds it");
+                drop(w);
+                assert_eq!(open_for_writing(&p), Some(false));
+            }
+            None => eprintln!("leases unavailable here; the check falls back to re-hashing"),
+        }
+    }
+
     #[test]
     fn free_name_never_overwrites() {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join("x.csv"), "1").unwrap();
         assert_eq!(
-            free_name(d.path(), "x.csv", "ab12"),
+            free_name(d.path(), "x.csv".as_ref(), "ab12"),
             d.path().join("x.ab12.csv")
         );
-        assert_eq!(free_name(d.path(), "y.csv", "ab12"), d.path().join("y.csv"));
+        assert_eq!(
+            free_name(d.path(), "y.csv".as_ref(), "ab12"),
+            d.path().join("y.csv")
+        );
     }
 
     #[test]

@@ -7,7 +7,11 @@
 //! never taken. Files are claimed by content (blake3), and ownership is an OS file lock on
 //! `work/locks/<fingerprint>.lock`: the kernel releases it when the owner dies, so a killed
 //! run never leaves a stale claim behind, and two processes never work on the same content.
+//! A file that some process still has open for writing is not taken either, where the OS
+//! can tell cheaply (a stalled upload whose connection is still open), and names are kept
+//! as the bytes they were received as.
 
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -20,7 +24,10 @@ use crate::format::glob_match;
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub path: PathBuf,
+    /// The name for people and the ledger (lossy where the bytes are not UTF-8).
     pub name: String,
+    /// The name as received, byte for byte.
+    pub os_name: OsString,
     pub size: u64,
     pub mtime: SystemTime,
     /// The `NAME.done` marker that announced it, if any (removed once claimed).
@@ -37,12 +44,28 @@ pub fn is_ignored(name: &str, extra: &[String]) -> bool {
         || extra.iter().any(|g| glob_match(g, name))
 }
 
-/// Lists the complete files of `inbox`, oldest first (then by name).
-pub fn scan(inbox: &Path, cfg: &IntakeConfig, now: SystemTime) -> io::Result<Vec<Candidate>> {
-    let mut out = Vec::new();
+/// What a scan of the inbox found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Complete files, oldest first (then by name).
+    pub candidates: Vec<Candidate>,
+    /// `NAME.done` markers whose file is not there, with how long they have waited.
+    pub lonely_markers: Vec<(String, Duration)>,
+    /// Settled files that a process still has open for writing.
+    pub still_open: Vec<String>,
+}
+
+/// Lists the complete files of `inbox`.
+pub fn scan(inbox: &Path, cfg: &IntakeConfig, now: SystemTime) -> io::Result<Scan> {
+    let mut out = Scan::default();
     for entry in fs::read_dir(inbox)? {
         let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let os_name = entry.file_name();
+        let name = os_name.to_string_lossy().into_owned();
+        if let Some(base) = name.strip_suffix(".done") {
+            note_marker(inbox, &entry, base, now, &mut out);
+            continue;
+        }
         if is_ignored(&name, &cfg.ignore) {
             continue;
         }
@@ -51,24 +74,72 @@ pub fn scan(inbox: &Path, cfg: &IntakeConfig, now: SystemTime) -> io::Result<Vec
             _ => continue,
         };
         let mtime = meta.modified().unwrap_or(now);
-        let marker = inbox.join(format!("{name}.done"));
+        let mut marker_name = os_name.clone();
+        marker_name.push(".done");
+        let marker = inbox.join(marker_name);
         let marker = marker.exists().then_some(marker);
         let settled = now
             .duration_since(mtime)
             .map(|age| age >= Duration::from_secs(cfg.settle_seconds))
             .unwrap_or(cfg.settle_seconds == 0);
-        if marker.is_some() || settled {
-            out.push(Candidate {
-                path: entry.path(),
-                name,
-                size: meta.len(),
-                mtime,
-                marker,
-            });
+        if marker.is_none() && !settled {
+            continue;
         }
+        if crate::fsutil::open_for_writing(&entry.path()) == Some(true) {
+            out.still_open.push(name);
+            continue;
+        }
+        out.candidates.push(Candidate {
+            path: entry.path(),
+            name,
+            os_name,
+            size: meta.len(),
+            mtime,
+            marker,
+        });
     }
-    out.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
+    out.candidates
+        .sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
     Ok(out)
+}
+
+fn note_marker(inbox: &Path, entry: &fs::DirEntry, base: &str, now: SystemTime, out: &mut Scan) {
+    if inbox.join(base).exists() || base.starts_with('.') {
+        return;
+    }
+    let age = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| now.duration_since(m).ok())
+        .unwrap_or_default();
+    out.lonely_markers
+        .push((entry.file_name().to_string_lossy().into_owned(), age));
+}
+
+/// A candidate for a file inside the inbox named by an operator (`tallyman process`).
+pub fn candidate_at(path: &Path) -> io::Result<Candidate> {
+    let meta = fs::metadata(path)?;
+    let os_name = path.file_name().unwrap_or_default().to_os_string();
+    let mut marker_name = os_name.clone();
+    marker_name.push(".done");
+    let marker = path.with_file_name(marker_name);
+    Ok(Candidate {
+        path: path.to_path_buf(),
+        name: os_name.to_string_lossy().into_owned(),
+        os_name,
+        size: meta.len(),
+        mtime: meta.modified()?,
+        marker: marker.exists().then_some(marker),
+    })
+}
+
+/// A file's modification time in nanoseconds since the epoch (0 if unknown).
+pub fn mtime_ns(path: &Path) -> io::Result<i64> {
+    let m = fs::metadata(path)?.modified()?;
+    Ok(m.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0))
 }
 
 /// True if the file still has the size and mtime it had when scanned (it did not change
@@ -149,12 +220,49 @@ mod tests {
         let now = SystemTime::now();
         let names: Vec<String> = scan(d.path(), &cfg, now)
             .unwrap()
+            .candidates
             .into_iter()
             .map(|c| c.name)
             .collect();
         assert_eq!(names, vec!["marked.csv"]);
         let later = now + Duration::from_secs(7200);
-        assert_eq!(scan(d.path(), &cfg, later).unwrap().len(), 2);
+        assert_eq!(scan(d.path(), &cfg, later).unwrap().candidates.len(), 2);
+    }
+
+    #[test]
+    fn regression_a_marker_without_its_file_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("gone.csv.done"), "").unwrap();
+        let cfg = IntakeConfig {
+            settle_seconds: 0,
+            ignore: vec![],
+        };
+        let s = scan(d.path(), &cfg, SystemTime::now()).unwrap();
+        assert!(s.candidates.is_empty());
+        assert_eq!(s.lonely_markers.len(), 1);
+        assert_eq!(s.lonely_markers[0].0, "gone.csv.done");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn regression_a_settled_file_still_open_for_writing_is_not_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("stalled-upload.csv");
+        let mut w = File::create(&p).unwrap();
+        std::io::Write::write_all(&mut w, b"order_no\n").unwrap();
+        let cfg = IntakeConfig {
+            settle_seconds: 0,
+            ignore: vec![],
+        };
+        let s = scan(d.path(), &cfg, SystemTime::now() + Duration::from_secs(60)).unwrap();
+        if crate::fsutil::open_for_writing(&p).is_none() {
+            return; // the OS cannot tell here; the check before the decision covers it
+        }
+        assert!(s.candidates.is_empty(), "{s:?}");
+        assert_eq!(s.still_open, vec!["stalled-upload.csv".to_string()]);
+        drop(w);
+        let s = scan(d.path(), &cfg, SystemTime::now() + Duration::from_secs(60)).unwrap();
+        assert_eq!(s.candidates.len(), 1);
     }
 
     #[test]

@@ -29,10 +29,15 @@ struct Cli {
 enum Command {
     /// Write a working directory to start from: config, formats, inbox and output folders.
     Init { dir: PathBuf },
-    /// Check the config and every format definition; report all errors at once.
-    Check,
+    /// Check the config, the folders and every format definition; report all errors at once.
+    Check {
+        /// Also run a full integrity check of the ledger.
+        #[arg(long)]
+        ledger: bool,
+    },
     /// One pass: resume interrupted files, process every complete file in the inbox, exit.
-    /// Exit 0 all applied, 1 something needs review, 2 the run failed.
+    /// Exit 0 all applied, 1 something needs a person, 2 the run failed, 3 stopped by a
+    /// signal (the next run resumes).
     Run,
     /// Keep running: process files as they arrive (events plus a periodic rescan).
     Watch,
@@ -54,6 +59,22 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
+    },
+    /// Let a held file go on (or reject it whole with --reject); recorded with who and why.
+    Release {
+        /// File name, path, #id or fingerprint prefix.
+        file: String,
+        /// Reject the file whole instead of letting it go on.
+        #[arg(long)]
+        reject: bool,
+        /// Why (kept in the ledger).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Write a consistent copy of the ledger (safe while runs go on).
+    Backup {
+        /// Destination file, or a folder for a timestamped file.
+        dest: PathBuf,
     },
     /// Lay out a scratch working directory from the bundled samples, process it, and show
     /// what happened. Safe to run again.
@@ -91,12 +112,18 @@ fn main() {
     let config = commands::config_path(cli.config.as_deref());
     let result = match cli.command {
         Command::Init { dir } => commands::init(&dir),
-        Command::Check => commands::check(&config),
+        Command::Check { ledger } => commands::check(&config, ledger),
         Command::Run => commands::run(&config),
         Command::Watch => commands::watch(&config),
         Command::Process { file, force } => commands::process(&config, &file, force),
         Command::Rejects { file, json } => commands::rejects(&config, file.as_deref(), json),
         Command::Status { json } => commands::status(&config, json),
+        Command::Release {
+            file,
+            reject,
+            reason,
+        } => commands::release(&config, &file, reject, reason.as_deref()),
+        Command::Backup { dest } => commands::backup(&config, &dest),
         Command::Demo { dir } => commands::demo(&dir),
     };
     let code = match result {

@@ -119,6 +119,7 @@ impl Sink for Outbox {
                 staged_path: staged.display().to_string(),
                 outbox_path: self.dir.join(entity).join(name).display().to_string(),
                 records: counts[entity],
+                units: None,
             });
         }
         Ok(out)

@@ -13,16 +13,23 @@ fn init_then_check_is_clean() {
     let out = w.run(&["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+    // Again on an existing directory: the config is left alone, missing folders return.
+    w.set("settle_seconds = 0", "settle_seconds = 7");
+    let before = std::fs::read(w.config()).unwrap();
+    std::fs::remove_dir(w.dir.join("acks")).unwrap();
     let again = std::process::Command::new(bin())
         .arg("init")
         .arg(&w.dir)
         .output()
         .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert_eq!(
-        again.status.code(),
-        Some(2),
-        "init never overwrites a config"
+        std::fs::read(w.config()).unwrap(),
+        before,
+        "never overwrites a config"
     );
+    assert!(w.dir.join("acks").is_dir());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("created missing folder: acks"));
 }
 
 #[test]

@@ -1,0 +1,159 @@
+//! `rejects` and `status`: reading the ledger for people and tools. Output tolerates a
+//! closed pipe (`| head`), and every file name is escaped before it reaches the terminal.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{open_ledger, EXIT_OK, EXIT_REVIEW};
+use crate::display;
+use crate::ledger::{FileRow, FileState};
+use crate::report;
+use crate::say;
+
+/// `tallyman rejects [FILE] [--json]`: exit 0, 1 when no file in the ledger matches FILE,
+/// 2 when there is no ledger.
+pub fn rejects(config_path: &Path, file: Option<&str>, json: bool) -> Result<i32> {
+    let ledger = match open_ledger(config_path) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let files: Vec<FileRow> = match file {
+        Some(needle) => match ledger.find_files(needle)?.into_iter().next() {
+            Some(f) => vec![f],
+            None => {
+                eprintln!(
+                    "tallyman: no file in the ledger matches '{}' (name, path, #id or fingerprint prefix)",
+                    display::name(needle)
+                );
+                return Ok(EXIT_REVIEW);
+            }
+        },
+        None => match ledger.latest_run_with_files()? {
+            Some(run) => ledger.files_of_run(run)?,
+            None => Vec::new(),
+        },
+    };
+    let mut all = Vec::new();
+    for f in &files {
+        if crate::out::closed() {
+            break;
+        }
+        let rows = report::file_rejects(&ledger, f)?;
+        if json {
+            all.push(serde_json::json!({ "file": f.name, "fingerprint": f.fingerprint, "outcome": f.outcome, "rejects": rows }));
+        } else if !rows.is_empty() || file.is_some() {
+            say!(
+                "== {} ({}, {} rejected line(s)){}",
+                display::name(&f.name),
+                f.outcome.as_deref().unwrap_or("unfinished"),
+                f.counts.lines_rejected,
+                f.report_path
+                    .as_deref()
+                    .map(|p| format!("  report: {p}"))
+                    .unwrap_or_default()
+            );
+            crate::out::text(&report::to_table(&rows));
+        }
+    }
+    if json {
+        say!("{}", serde_json::to_string_pretty(&all)?);
+    } else if files.is_empty() {
+        say!("no files processed yet");
+    }
+    Ok(EXIT_OK)
+}
+
+/// `tallyman status [--json]`
+pub fn status(config_path: &Path, json: bool) -> Result<i32> {
+    let ledger = match open_ledger(config_path) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let totals = ledger.outcome_totals()?;
+    let runs = ledger.recent_runs(10)?;
+    let recent = ledger.recent_files(10)?;
+    let held = ledger.held_files()?;
+    if json {
+        let v = serde_json::json!({
+            "files_by_outcome": totals,
+            "held": held,
+            "recent_runs": runs,
+            "recent_files": recent,
+        });
+        say!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(EXIT_OK);
+    }
+    if !held.is_empty() {
+        say!("Held for a person ({}):", held.len());
+        for f in &held {
+            say!(
+                "  #{:<5} {}: {}",
+                f.id,
+                display::name(&f.name),
+                f.hold_reason.as_deref().unwrap_or("")
+            );
+            say!(
+                "         release: tallyman release '#{}'   (or --reject to reject it whole)",
+                f.id
+            );
+        }
+    }
+    say!("Files by outcome:");
+    say!(
+        "  {:<22} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "OUTCOME",
+        "FILES",
+        "APPLIED",
+        "REJECTED",
+        "DUPLICATE",
+        "SKIPPED",
+        "UNMAPPED"
+    );
+    for t in &totals {
+        say!(
+            "  {:<22} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            t.outcome,
+            t.files,
+            t.lines_applied,
+            t.lines_rejected,
+            t.lines_duplicate,
+            t.lines_skipped,
+            t.lines_unmapped
+        );
+    }
+    say!("Recent runs:");
+    for r in &runs {
+        say!(
+            "  #{:<5} {:<16} {}  {:<11} files={} review={} {}",
+            r.run,
+            r.command,
+            r.started_at,
+            r.status,
+            r.files,
+            r.needs_review,
+            display::name(r.error.as_deref().unwrap_or(""))
+        );
+    }
+    say!("Recent files:");
+    for f in &recent {
+        let outcome = match f.state {
+            FileState::Held => "held",
+            _ => f.outcome.as_deref().unwrap_or("in_progress"),
+        };
+        say!(
+            "  #{:<5} {:<22} {:<36} applied={} rejected={} duplicate={} unmapped={}",
+            f.id,
+            outcome,
+            display::name(&f.name),
+            f.counts.lines_applied,
+            f.counts.lines_rejected,
+            f.counts.lines_duplicate,
+            f.counts.lines_unmapped
+        );
+        if crate::out::closed() {
+            break;
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,101 @@
+//! The commands behind the CLI, as library functions that return an exit code.
+//!
+//! `main.rs` only parses arguments and calls these; these only load config, call the
+//! [`Engine`](crate::engine::Engine) or the ledger's query methods, and print. Exit codes
+//! (documented in the README): 0 = everything applied, 1 = the run worked but something
+//! needs a person (rejects, held or failed files, duplicate files), 2 = the run itself
+//! failed (config, folders, formats, ledger, I/O), 3 = stopped by SIGTERM/SIGINT after the
+//! batch in progress committed (the next run resumes).
+
+mod inspect;
+mod run;
+mod setup;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Config};
+use crate::engine::{Engine, EngineError};
+use crate::ledger::Ledger;
+
+pub use inspect::{rejects, status};
+pub use run::{process, run, watch};
+pub use setup::{backup, check, demo, init, release};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_REVIEW: i32 = 1;
+pub const EXIT_FAILED: i32 = 2;
+pub const EXIT_INTERRUPTED: i32 = 3;
+
+/// Loads the config or prints every error.
+fn load_config(path: &Path) -> Result<Config, i32> {
+    Config::load(path).map_err(|errs| {
+        eprintln!(
+            "tallyman: config {} has {} error(s):",
+            path.display(),
+            errs.len()
+        );
+        for e in errs {
+            eprintln!("  {e}");
+        }
+        EXIT_FAILED
+    })
+}
+
+/// Prints why the engine could not start or a run failed, naming the ledger's path when
+/// the ledger is the cause.
+fn report_failure(what: &str, e: &EngineError, cfg: &Config) {
+    match e {
+        EngineError::Ledger(l) => eprintln!(
+            "tallyman: {what}: ledger {}: {}",
+            cfg.paths.ledger.display(),
+            l
+        ),
+        other => eprintln!("tallyman: {what}: {other}"),
+    }
+}
+
+fn open_engine(config_path: &Path) -> Result<Engine, i32> {
+    let cfg = load_config(config_path)?;
+    Engine::open(cfg.clone()).map_err(|e| {
+        report_failure("cannot start", &e, &cfg);
+        EXIT_FAILED
+    })
+}
+
+/// Opens an existing ledger for the read-only commands.
+fn open_ledger(config_path: &Path) -> Result<Ledger, i32> {
+    let cfg = load_config(config_path)?;
+    if !cfg.paths.ledger.exists() {
+        eprintln!(
+            "tallyman: no ledger at {} yet (nothing processed)",
+            cfg.paths.ledger.display()
+        );
+        return Err(EXIT_FAILED);
+    }
+    Ledger::open(&cfg.paths.ledger).map_err(|e| {
+        eprintln!("tallyman: ledger {}: {e}", cfg.paths.ledger.display());
+        EXIT_FAILED
+    })
+}
+
+/// Who is acting, for the ledger's events (the OS user).
+fn actor() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", unsafe_uid()))
+}
+
+fn unsafe_uid() -> u32 {
+    #[cfg(unix)]
+    // SAFETY: getuid cannot fail and has no preconditions.
+    unsafe {
+        libc::getuid()
+    }
+    #[cfg(not(unix))]
+    0
+}
+
+/// Resolves `--config` / `TALLYMAN_CONFIG` / `./tallyman.toml`.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    config::resolve_config_path(flag)
+}

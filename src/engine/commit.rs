@@ -1,0 +1,291 @@
+//! Committing a batch: the units' jobs run in parallel (rayon), then, in file order, each
+//! unit gets its status (with the duplicate check against the ledger's keys), its lines
+//! their outcomes, and its records a place in the batch's staged chunk — written before
+//! the one ledger transaction that records all of it and moves the resume mark.
+
+use rayon::prelude::*;
+
+use super::decide::{self, UnitFacts};
+use super::read::tag_of;
+use super::{io_err, Engine, Result};
+use crate::format::UnitStatus;
+use crate::ledger::{BatchTx, Counts, FileRow, LineRow, UnitRow};
+use crate::sink::{FileTag, OutRecord, Sink, SourceRef};
+use crate::unit::{cap_raw, Evaluation, LineVerdict, Position, Reason, Unit};
+
+/// Where reading of a file stands between batches.
+pub(super) struct BatchState {
+    file_id: i64,
+    /// Set on a forced re-apply: keys held by earlier attempts of this content are taken over.
+    force_fp: Option<String>,
+    pub committed_seq: u64,
+    pub ordinal: u64,
+    chunk: u64,
+    format_name: String,
+    tag: FileTag,
+}
+
+impl BatchState {
+    pub fn new(row: &FileRow, format: &str) -> Self {
+        BatchState {
+            file_id: row.id,
+            force_fp: row.forced.then(|| row.fingerprint.clone()),
+            committed_seq: row.committed_seq as u64,
+            ordinal: row.committed_lines as u64,
+            chunk: row.next_chunk as u64,
+            format_name: format.to_string(),
+            tag: tag_of(row),
+        }
+    }
+}
+
+/// What one batch adds to the ledger.
+#[derive(Default)]
+struct BatchRows {
+    lines: Vec<LineRow>,
+    units: Vec<UnitRow>,
+    records: Vec<OutRecord>,
+    counts: Counts,
+    hold: Option<String>,
+}
+
+impl Engine {
+    /// Evaluates a batch in parallel, then dedupes, stages and commits it in file order.
+    pub(super) fn commit_batch(&mut self, st: &mut BatchState, mut units: Vec<Unit>) -> Result<()> {
+        let evals: Vec<Evaluation> = self
+            .pool
+            .install(|| units.par_iter_mut().map(|u| u.evaluate()).collect());
+        let first_seq = st.committed_seq as i64;
+        let tx = self.ledger.batch()?;
+        let mut rows = BatchRows::default();
+        let mut last_seq = st.committed_seq;
+        for (unit, eval) in units.iter().zip(evals) {
+            last_seq = unit.seq + 1;
+            add_unit(&tx, st, unit, eval, &mut rows)?;
+        }
+        // Stage before commit: the ledger must never name a chunk that is not on disk.
+        let mut chunks = if rows.records.is_empty() {
+            Vec::new()
+        } else {
+            self.outbox
+                .stage(&st.tag, st.chunk, &rows.records)
+                .map_err(io_err("staging outbox records"))?
+        };
+        for c in &mut chunks {
+            c.units = Some((first_seq, last_seq as i64));
+        }
+        tx.write_lines(st.file_id, &rows.lines)?;
+        tx.write_units(st.file_id, &rows.units)?;
+        tx.write_chunks(st.file_id, &chunks)?;
+        if let Some(reason) = &rows.hold {
+            tx.request_hold(st.file_id, reason)?;
+        }
+        st.chunk += 1;
+        tx.advance(
+            st.file_id,
+            last_seq as i64,
+            st.ordinal as i64,
+            st.chunk as i64,
+            &rows.counts,
+        )?;
+        tx.commit()?;
+        st.committed_seq = last_seq;
+        Ok(())
+    }
+}
+
+/// Decides one unit and adds its line, unit and record rows to the batch.
+fn add_unit(
+    tx: &BatchTx,
+    st: &mut BatchState,
+    unit: &Unit,
+    mut eval: Evaluation,
+    rows: &mut BatchRows,
+) -> Result<()> {
+    let first_ordinal = st.ordinal as i64;
+    let first_pos = unit
+        .lines
+        .first()
+        .map(|l| l.pos.clone())
+        .unwrap_or_default();
+    let rejected = eval.is_rejected();
+    let mut verdicts = std::mem::take(&mut eval.verdicts);
+    verdicts.resize(unit.lines.len(), LineVerdict::Ok);
+    let all_skipped = !rejected
+        && eval.records.is_empty()
+        && !eval.unmapped
+        && verdicts
+            .iter()
+            .all(|v| matches!(v, LineVerdict::Skipped(_)));
+    let unit_key = unit_key(&eval);
+
+    // Reasons: line rejections with their positions, unit errors at the first line.
+    let mut reasons: Vec<(Position, Reason)> = Vec::new();
+    for (i, v) in verdicts.iter().enumerate() {
+        if let LineVerdict::Rejected(r) = v {
+            reasons.push((located(&unit.lines[i].pos, r), r.clone()));
+        }
+    }
+    for r in &eval.unit_errors {
+        reasons.push((first_pos.clone(), r.clone()));
+    }
+    let mut facts = UnitFacts {
+        rejected,
+        all_skipped,
+        unmapped: eval.unmapped,
+        duplicate: false,
+    };
+    if !facts.rejected && !facts.all_skipped {
+        if let Some(dup) = find_duplicate(tx, st, unit.seq, &eval)? {
+            reasons.push((first_pos.clone(), dup));
+            facts.duplicate = true;
+        }
+    }
+    let status = decide::unit_status(facts);
+
+    let headline = reasons.first().map(|(_, r)| r.clone());
+    let mut unit_errors = eval.unit_errors.iter().cloned();
+    for (line, verdict) in unit.lines.iter().zip(verdicts.iter()) {
+        let (status_str, reason) = decide::line_status(
+            status,
+            verdict,
+            || unit_errors.next(),
+            headline.as_ref(),
+            &unit.label,
+        );
+        rows.counts.add_line(status_str);
+        rows.lines.push(LineRow {
+            ordinal: st.ordinal as i64,
+            unit_seq: unit.seq as i64,
+            pos: match &reason {
+                Some(r) => located(&line.pos, r),
+                None => line.pos.clone(),
+            },
+            status: status_str,
+            key: unit_key.clone(),
+            raw: (status_str == "rejected").then(|| cap_raw(&line.raw, 4096)),
+            reason,
+        });
+        st.ordinal += 1;
+    }
+    rows.counts.add_unit(status);
+    if matches!(status, UnitStatus::Applied | UnitStatus::Unmapped) {
+        take_keys(tx, st, unit.seq, &mut eval, &first_pos, rows)?;
+        if let Some(h) = eval.hold.take() {
+            rows.hold.get_or_insert(h);
+        }
+    }
+    rows.units.push(UnitRow {
+        seq: unit.seq as i64,
+        label: unit.label.clone(),
+        status,
+        key: unit_key,
+        first_ordinal,
+        line_count: unit.lines.len() as i64,
+        reasons,
+        detail: eval.detail,
+        tolerated: eval.tolerated,
+    });
+    Ok(())
+}
+
+/// The business key a reviewer looks for: the records' keys, else the key the input
+/// states for the document (known even when it is rejected).
+fn unit_key(eval: &Evaluation) -> Option<String> {
+    if eval.records.is_empty() {
+        return eval.key.clone();
+    }
+    let keys: Vec<&str> = eval.records.iter().map(|r| r.key.as_str()).collect();
+    Some(keys.join(","))
+}
+
+/// Takes an accepted unit's claims and keys, and moves its records into the batch.
+fn take_keys(
+    tx: &BatchTx,
+    st: &BatchState,
+    seq: u64,
+    eval: &mut Evaluation,
+    first_pos: &Position,
+    rows: &mut BatchRows,
+) -> Result<()> {
+    let steal = st.force_fp.is_some();
+    for claim in &eval.claims {
+        tx.take_key("claim", claim, st.file_id, seq as i64, steal)?;
+    }
+    for r in std::mem::take(&mut eval.records) {
+        tx.take_key(r.entity.as_str(), &r.key, st.file_id, seq as i64, steal)?;
+        let source = SourceRef {
+            file: st.tag.fingerprint.clone(),
+            name: st.tag.name.clone(),
+            format: st.format_name.clone(),
+            unit: seq,
+            line: first_pos.line,
+            byte: first_pos.byte,
+            locator: first_pos.locator.clone(),
+        };
+        rows.records.push(OutRecord::new(r, source));
+    }
+    Ok(())
+}
+
+/// A reason if the unit's claims or business keys are already held.
+fn find_duplicate(
+    tx: &BatchTx,
+    st: &BatchState,
+    seq: u64,
+    eval: &Evaluation,
+) -> Result<Option<Reason>> {
+    let forced_same = |fp: &str| st.force_fp.as_deref() == Some(fp);
+    for claim in &eval.claims {
+        if let Some(h) = tx.holder("claim", claim)? {
+            if h.file_id != st.file_id && !forced_same(&h.fingerprint) {
+                return Ok(Some(
+                    Reason::new(
+                        "duplicate",
+                        format!(
+                            "{claim} was already applied from '{}' (ledger file #{})",
+                            crate::display::name(&h.name),
+                            h.file_id
+                        ),
+                    )
+                    .value(claim.clone()),
+                ));
+            }
+        }
+    }
+    for r in &eval.records {
+        let Some(h) = tx.holder(r.entity.as_str(), &r.key)? else {
+            continue;
+        };
+        let why = if h.file_id == st.file_id && h.unit_seq as u64 != seq {
+            format!(
+                "{} {} appears twice in this file (first as unit {})",
+                r.entity, r.key, h.unit_seq
+            )
+        } else if h.file_id != st.file_id && !forced_same(&h.fingerprint) {
+            format!(
+                "{} {} was already applied from '{}' (ledger file #{})",
+                r.entity,
+                r.key,
+                crate::display::name(&h.name),
+                h.file_id
+            )
+        } else {
+            continue;
+        };
+        return Ok(Some(
+            Reason::new("duplicate", why)
+                .field("key")
+                .value(r.key.clone()),
+        ));
+    }
+    Ok(None)
+}
+
+/// The line's position, with the reason's finer locator (a spreadsheet cell) if it has one.
+fn located(pos: &Position, reason: &Reason) -> Position {
+    match &reason.locator {
+        Some(l) => pos.clone().with_locator(l.clone()),
+        None => pos.clone(),
+    }
+}

@@ -1,0 +1,322 @@
+//! The pipeline, one module per stage: [`claim`] (resume, orphans, inbox candidates) →
+//! [`read`] (format reader, stall guard, change check) → [`commit`] (validate + map in
+//! parallel, stage, ledger transaction per batch) → [`decide`] (pure policy) → [`publish`]
+//! (outbox, acks, report, archive).
+//!
+//! This module only orchestrates: a pass claims work one file at a time and drives each
+//! claimed file from wherever its ledger state says to the end. The crash-safety argument
+//! is short: every batch's staged outbox chunks are durable before the ledger transaction
+//! that records them commits, so the ledger never points at output that does not exist, and
+//! anything staged after the last commit is simply staged again (same name, same bytes).
+//! Nothing becomes visible before the file's decision is committed, and every step after
+//! the decision is idempotent and replayed from the ledger after a crash. One bad file never
+//! aborts the run: its problems end up in its own ledger rows and report, and a file whose
+//! state is lost is marked failed while the others go on.
+
+mod claim;
+mod commit;
+pub mod decide;
+mod publish;
+mod read;
+pub mod workdir;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::format::{registry, Diagnostics, FormatSet};
+use crate::intake::Claim;
+use crate::ledger::{Counts, FileRow, FileState, Ledger, LedgerError};
+use crate::sink::Outbox;
+
+pub use read::ReadEnd;
+
+/// Failures of the run itself (as opposed to bad input, which is recorded, not raised).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("format definitions have errors:\n{0}")]
+    Formats(String),
+    #[error("the working folders are not usable:\n  {}", .0.join("\n  "))]
+    Folders(Vec<String>),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+    let context = context.into();
+    move |source| EngineError::Io { context, source }
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// What happened to one file in this run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileReport {
+    pub file_id: Option<i64>,
+    pub name: String,
+    pub fingerprint: String,
+    /// A ledger outcome (`applied`, `applied_with_rejects`, `accepted_unmapped`,
+    /// `rejected`, `duplicate`, `returned`, `failed`), or `held` (set aside for a person),
+    /// `interrupted` (stopped by a signal, resumed by the next run), `duplicate_file` (the
+    /// same content was processed before), `skipped` (claimed by another process),
+    /// `error` (this file hit an I/O error; the run exits 2 and the next run resumes it).
+    pub outcome: String,
+    pub format: Option<String>,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub error: Option<String>,
+    /// What a person should do about it, when something must be done.
+    pub action: Option<String>,
+    pub final_path: Option<String>,
+    pub report_path: Option<String>,
+    pub acks: Vec<String>,
+}
+
+impl FileReport {
+    fn from_row(row: &FileRow, acks: Vec<String>) -> Self {
+        let (outcome, error) = match row.state {
+            FileState::Held => ("held".to_string(), row.hold_reason.clone()),
+            FileState::Reading => ("interrupted".to_string(), None),
+            _ => (
+                row.outcome.clone().unwrap_or_else(|| "unfinished".into()),
+                row.error_message.clone(),
+            ),
+        };
+        FileReport {
+            file_id: Some(row.id),
+            name: row.name.clone(),
+            fingerprint: row.fingerprint.clone(),
+            action: decide::action(&outcome, row),
+            outcome,
+            format: row.format.clone(),
+            counts: row.counts.clone(),
+            error,
+            final_path: row.final_path.clone(),
+            report_path: row.report_path.clone(),
+            acks,
+        }
+    }
+
+    fn simple(name: &str, fingerprint: &str, outcome: &str, note: Option<String>) -> Self {
+        FileReport {
+            file_id: None,
+            name: name.into(),
+            fingerprint: fingerprint.into(),
+            outcome: outcome.into(),
+            format: None,
+            counts: Counts::default(),
+            error: note,
+            action: None,
+            final_path: None,
+            report_path: None,
+            acks: vec![],
+        }
+    }
+
+    /// Whether a person should look at this file (drives exit code 1).
+    pub fn needs_review(&self) -> bool {
+        decide::needs_review(&self.outcome)
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub files: Vec<FileReport>,
+    /// Standing conditions a person should know about (a `.done` marker without its file).
+    pub notes: Vec<String>,
+    /// Files this run could not finish because of an I/O error; the next run resumes them.
+    pub errors: usize,
+    /// A stop was requested (SIGTERM/SIGINT) and honoured between batches.
+    pub interrupted: bool,
+}
+
+/// A claimed file to drive to its end.
+pub(crate) struct Job {
+    pub row: FileRow,
+    pub work: Option<PathBuf>,
+    pub claim: Claim,
+}
+
+pub struct Engine {
+    pub cfg: Config,
+    pub formats: FormatSet,
+    pub ledger: Ledger,
+    outbox: Outbox,
+    pool: rayon::ThreadPool,
+    stop: Arc<AtomicBool>,
+}
+
+/// Loads every format definition, failing with all errors listed.
+pub fn load_formats(dir: &Path) -> Result<FormatSet> {
+    let mut diags = Diagnostics::default();
+    let set = registry::load_formats(dir, &mut diags);
+    if !diags.is_empty() {
+        let text: Vec<String> = diags.errors.iter().map(|e| format!("  {e}")).collect();
+        return Err(EngineError::Formats(text.join("\n")));
+    }
+    Ok(set)
+}
+
+impl Engine {
+    pub fn open(cfg: Config) -> Result<Engine> {
+        workdir::check(&cfg)?;
+        let formats = load_formats(&cfg.paths.formats)?;
+        Engine::with_formats(cfg, formats)
+    }
+
+    pub fn with_formats(cfg: Config, formats: FormatSet) -> Result<Engine> {
+        workdir::check(&cfg)?;
+        workdir::prepare(&cfg)?;
+        let ledger = Ledger::open(&cfg.paths.ledger)?;
+        ledger.ensure_sound()?;
+        let outbox = Outbox {
+            dir: cfg.paths.outbox.clone(),
+            staging: cfg.paths.staging(),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.processing.threads)
+            .thread_name(|i| format!("tallyman-map-{i}"))
+            .build()
+            .map_err(|e| EngineError::Other(format!("thread pool: {e}")))?;
+        Ok(Engine {
+            cfg,
+            formats,
+            ledger,
+            outbox,
+            pool,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The flag that asks the engine to stop after the batch in progress commits (set it
+    /// from a signal handler).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// One pass for cron/systemd: finish interrupted files, then take every complete file in
+    /// the inbox.
+    pub fn run_pass(&mut self, run: i64) -> Result<Pass> {
+        let mut pass = Pass::default();
+        for row in self.ledger.unfinished_files()? {
+            if self.stopping() {
+                break;
+            }
+            let claimed = self.claim_unfinished(run, row.clone());
+            self.drive(run, &row.name, claimed, &mut pass)?;
+        }
+        for path in self.orphans()? {
+            if self.stopping() {
+                break;
+            }
+            let claimed = self.claim_orphan(run, &path);
+            self.drive(run, &path.display().to_string(), claimed, &mut pass)?;
+        }
+        let scan = self.scan_inbox(run)?;
+        pass.notes = scan.notes;
+        for c in scan.candidates {
+            if self.stopping() {
+                break;
+            }
+            let claimed = self.claim_candidate(run, &c);
+            self.drive(run, &c.name, claimed, &mut pass)?;
+        }
+        pass.interrupted = self.stopping();
+        Ok(pass)
+    }
+
+    /// Drives one claimed file and files its report. An I/O error of this file is its own
+    /// (reported, the next run resumes it); a ledger error stops the pass.
+    fn drive(
+        &mut self,
+        run: i64,
+        name: &str,
+        claimed: Result<Option<claim::Claimed>>,
+        pass: &mut Pass,
+    ) -> Result<()> {
+        let result = claimed.and_then(|c| match c {
+            None => Ok(None),
+            Some(claim::Claimed::Report(r)) => Ok(Some(r)),
+            Some(claim::Claimed::Work(job)) => self.process(run, job).map(Some),
+        });
+        match result {
+            Ok(Some(r)) => pass.files.push(r),
+            Ok(None) => {}
+            Err(e @ EngineError::Ledger(_)) => return Err(e),
+            Err(e) => {
+                tracing::error!(file = %name, "{e}");
+                let _ = self
+                    .ledger
+                    .event(Some(run), "error", Some(name), None, &e.to_string());
+                pass.errors += 1;
+                let mut r = FileReport::simple(name, "", "error", Some(e.to_string()));
+                r.action = Some("fix the cause above; the next run resumes this file".into());
+                pass.files.push(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drives a claimed file from wherever its ledger state says to the end.
+    fn process(&mut self, run: i64, job: Job) -> Result<FileReport> {
+        let Job {
+            mut row,
+            work,
+            claim,
+        } = job;
+        if row.state == FileState::Reading {
+            self.ledger.set_file_run(row.id, run)?;
+            match self.read(&row, work.as_deref())? {
+                ReadEnd::Decided => {}
+                ReadEnd::Held | ReadEnd::Interrupted => {
+                    return self.report(row.id);
+                }
+            }
+            row = self.ledger.file(row.id)?;
+        }
+        if row.state == FileState::Publishing {
+            self.publish(&row, work.as_deref())?;
+        }
+        drop(claim);
+        let report = self.report(row.id)?;
+        tracing::info!(run, file = %report.name, outcome = %report.outcome, "file finished");
+        Ok(report)
+    }
+
+    fn report(&self, id: i64) -> Result<FileReport> {
+        let row = self.ledger.file(id)?;
+        let acks = self
+            .ledger
+            .acks(row.id)?
+            .into_iter()
+            .map(|a| a.file_name)
+            .collect();
+        Ok(FileReport::from_row(&row, acks))
+    }
+
+    /// Files set aside for a person, as reports (a run names them every time: they block
+    /// data until someone acts).
+    pub fn held(&self) -> Result<Vec<FileReport>> {
+        let mut out = Vec::new();
+        for row in self.ledger.held_files()? {
+            out.push(self.report(row.id)?);
+        }
+        Ok(out)
+    }
+}

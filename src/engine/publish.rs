@@ -1,0 +1,154 @@
+//! Publishing a decided file: its staged chunks become visible in the outbox (or are
+//! discarded), its acknowledgements and reject report are written, and its input moves to
+//! `archive/`, `rejected/` or back to the inbox. Every step is idempotent and replayed from
+//! the ledger after a crash. Staged output that vanished before it was published is not a
+//! reason to stop every later run: the file is marked failed, with exactly which documents
+//! were lost, and the others go on.
+
+use std::path::{Path, PathBuf};
+
+use super::decide::{self, Destination};
+use super::read::tag_of;
+use super::{io_err, Engine, EngineError, Result};
+use crate::fsutil;
+use crate::ledger::{ChunkRow, FileRow, Lost, Outcome};
+use crate::report;
+use crate::sink::Sink;
+
+impl Engine {
+    /// Everything after the decision; idempotent, replayed after a crash.
+    pub(super) fn publish(&mut self, row: &FileRow, work: Option<&Path>) -> Result<()> {
+        let outcome = row.outcome().unwrap_or(Outcome::Rejected);
+        let tag = tag_of(row);
+        let chunks = self.ledger.chunks(row.id)?;
+        if decide::publishes(outcome) {
+            let (present, lost): (Vec<ChunkRow>, Vec<ChunkRow>) =
+                chunks.into_iter().partition(|c| {
+                    Path::new(&c.staged_path).exists() || Path::new(&c.outbox_path).exists()
+                });
+            if !lost.is_empty() && outcome != Outcome::Failed {
+                self.fail_lost_output(row, &present, &lost)?;
+                let row = self.ledger.file(row.id)?;
+                return self.publish(&row, work);
+            }
+            self.outbox
+                .publish(&tag, &present)
+                .map_err(io_err("publishing outbox records"))?;
+        } else {
+            self.outbox
+                .discard(&tag, &chunks)
+                .map_err(io_err("discarding staged records"))?;
+        }
+        self.write_acks(row)?;
+        let report_path = self.write_report(row, outcome)?;
+        let final_path = self.place_input(row, outcome, work)?;
+        self.ledger
+            .finish_file(row.id, &final_path, report_path.as_deref())?;
+        Ok(())
+    }
+
+    /// Marks a decided file failed because some of its staged chunks were lost before they
+    /// were published: the rest is published, the lost documents become rejects and their
+    /// keys are given back, so sending the file again applies exactly what is missing.
+    fn fail_lost_output(
+        &mut self,
+        row: &FileRow,
+        present: &[ChunkRow],
+        lost: &[ChunkRow],
+    ) -> Result<()> {
+        let ranges: Vec<(String, i64, i64)> = lost
+            .iter()
+            .map(|c| {
+                let (a, b) = c.units.unwrap_or((0, i64::MAX));
+                (c.entity.clone(), a, b)
+            })
+            .collect();
+        let records: i64 = lost.iter().map(|c| c.records).sum();
+        let msg = format!(
+            "{} of {} staged outbox chunk(s) ({records} record(s)) vanished before they were published (was {} deleted?); \
+             the other {} were published, and the lines of the lost documents are listed as rejects with this rule",
+            lost.len(),
+            lost.len() + present.len(),
+            self.cfg.paths.staging().display(),
+            present.len()
+        );
+        tracing::error!(file = %crate::display::name(&row.name), "{msg}");
+        self.ledger.event(
+            row.run_id,
+            "error",
+            Some(&row.name),
+            Some(&row.fingerprint),
+            &msg,
+        )?;
+        self.ledger
+            .fail(row.id, "staged-output-lost", &msg, &Lost::Chunks(ranges))?;
+        Ok(())
+    }
+
+    fn write_acks(&self, row: &FileRow) -> Result<()> {
+        for ack in self.ledger.acks(row.id)? {
+            let path = self.cfg.paths.acks.join(fsutil::safe_name(&ack.file_name));
+            if !path.exists() {
+                fsutil::write_atomic(&path, &ack.content)
+                    .map_err(io_err("writing an acknowledgement"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_report(&self, row: &FileRow, outcome: Outcome) -> Result<Option<String>> {
+        let wanted = outcome != Outcome::Returned
+            && (row.counts.lines_rejected > 0 || row.error_message.is_some());
+        if !wanted {
+            return Ok(None);
+        }
+        let path = self
+            .cfg
+            .paths
+            .reports
+            .join(format!("{}.rejects.csv", tag_of(row).stem()));
+        let rows = report::file_rejects(&self.ledger, row)?;
+        let bytes = report::to_csv(&rows).map_err(|e| {
+            EngineError::Other(format!("writing reject report {}: {e}", path.display()))
+        })?;
+        fsutil::write_atomic(&path, &bytes).map_err(io_err("writing a reject report"))?;
+        Ok(Some(path.display().to_string()))
+    }
+
+    /// Moves the input where its outcome sends it. The destination is recorded before the
+    /// move, so a crash after the move still knows where the file is.
+    fn place_input(&self, row: &FileRow, outcome: Outcome, work: Option<&Path>) -> Result<String> {
+        let Some(w) = work.filter(|w| w.exists()) else {
+            if let Some(f) = &row.final_path {
+                return Ok(f.clone());
+            }
+            let msg = "the input was gone from the processing folder before it could be archived (was the work folder deleted?); its records are unaffected";
+            tracing::warn!(file = %crate::display::name(&row.name), "{msg}");
+            self.ledger.event(
+                row.run_id,
+                "warn",
+                Some(&row.name),
+                Some(&row.fingerprint),
+                msg,
+            )?;
+            return Ok(String::new());
+        };
+        let dest = match &row.final_path {
+            Some(f) => PathBuf::from(f),
+            None => {
+                let fp: String = row.fingerprint.chars().take(12).collect();
+                let (dir, tag) = match decide::destination(outcome) {
+                    Destination::Archive => (&self.cfg.paths.archive, fp),
+                    Destination::Rejected => (&self.cfg.paths.rejected, fp),
+                    Destination::Inbox => (&self.cfg.paths.inbox, format!("returned-{fp}")),
+                };
+                let dest = fsutil::free_name(dir, &row.os_name(), &tag);
+                self.ledger
+                    .set_final_path(row.id, &dest.display().to_string())?;
+                dest
+            }
+        };
+        fsutil::move_file(w, &dest).map_err(io_err("placing the input"))?;
+        Ok(dest.display().to_string())
+    }
+}

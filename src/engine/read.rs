@@ -1,0 +1,331 @@
+//! Reading a claimed file: the stall guard, choosing its format, streaming its units into
+//! batches, and the checks that must pass before the file may be decided — its staged
+//! output is all there, its input did not change while it was read, and no unit asked for
+//! a person first. Then the reader acknowledges and the file is decided.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::commit::BatchState;
+use super::{decide, io_err, Engine, EngineError, Result};
+use crate::format::{AckContext, FileError, Format, OpenContext, Outbound, Policy, Probe};
+use crate::intake;
+use crate::ledger::{FileRow, LedgerOutcomes};
+use crate::sink::FileTag;
+use crate::unit::Unit;
+
+/// How reading a file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The decision is committed (the file is ready to publish).
+    Decided,
+    /// Set aside for a person before its decision.
+    Held,
+    /// A stop was requested; the last batch is committed and the next run resumes.
+    Interrupted,
+}
+
+/// How one attempt at reading ended, before the decision.
+enum Pass {
+    End(ReadEnd),
+    /// The file's staged output vanished while its input is intact: read it again.
+    Restart,
+}
+
+/// Control numbers backed by the ledger.
+struct LedgerAcks<'a>(&'a crate::ledger::Ledger);
+
+impl AckContext for LedgerAcks<'_> {
+    fn next_control_number(
+        &mut self,
+        partner: &str,
+        kind: &str,
+    ) -> std::result::Result<u64, FileError> {
+        self.0
+            .next_control_number(partner, kind)
+            .map_err(|e| FileError::new("ledger", e.to_string()))
+    }
+}
+
+impl Engine {
+    /// Reads a claimed file to its decision (or to a hold or a stop).
+    pub(super) fn read(&mut self, row: &FileRow, work: Option<&Path>) -> Result<ReadEnd> {
+        let Some(work) = work else {
+            return Err(EngineError::Other(format!(
+                "the input of {} is missing",
+                crate::display::name(&row.name)
+            )));
+        };
+        let mut restarted = false;
+        loop {
+            let row = self.ledger.file(row.id)?;
+            match self.read_once(&row, work)? {
+                Pass::End(end) => return Ok(end),
+                Pass::Restart if !restarted => restarted = true,
+                Pass::Restart => {
+                    return Err(EngineError::Other(format!(
+                        "staged output of {} keeps disappearing (is something cleaning {}?)",
+                        crate::display::name(&row.name),
+                        self.cfg.paths.staging().display()
+                    )))
+                }
+            }
+        }
+    }
+
+    fn read_once(&mut self, row: &FileRow, work: &Path) -> Result<Pass> {
+        if let Some(reason) = self.stall_guard(row)? {
+            self.ledger.hold(row.id, "stalled", &reason)?;
+            tracing::warn!(file = %crate::display::name(&row.name), "held: {reason}");
+            return Ok(Pass::End(ReadEnd::Held));
+        }
+        let format = match self.choose_format(row, work) {
+            Ok(f) => f,
+            Err(e) => return self.decide_now(row, None, Some(e), Vec::new()),
+        };
+        let policy = format.policy();
+        self.ledger
+            .set_format(row.id, format.name(), &format!("{policy:?}"))?;
+        let size = std::fs::metadata(work).map(|m| m.len()).unwrap_or(0);
+        if size > self.cfg.limits.max_file_bytes {
+            let e = FileError::new(
+                "file-too-large",
+                format!(
+                    "file is {size} bytes, over limits.max_file_bytes = {}",
+                    self.cfg.limits.max_file_bytes
+                ),
+            );
+            return self.decide_now(row, Some(policy), Some(e), Vec::new());
+        }
+        if row.committed_seq == 0 {
+            // A fresh start: opening the reader is already new material.
+            self.ledger.arm(row.id, 0)?;
+        }
+        let ctx = OpenContext {
+            fingerprint: row.fingerprint.clone(),
+            name: row.name.clone(),
+            limits: self.cfg.limits.clone(),
+        };
+        let mut reader = match format.open(work, &ctx) {
+            Ok(r) => r,
+            Err(e) => return self.decide_now(row, Some(policy), Some(e), Vec::new()),
+        };
+        let mut file_error = match self.read_units(row, &format, reader.as_mut())? {
+            Some(end) => end,
+            None => {
+                self.ledger.disarm(row.id)?;
+                return Ok(Pass::End(ReadEnd::Interrupted));
+            }
+        };
+        if let Some(pass) = self.before_decision(row, work)? {
+            return Ok(pass);
+        }
+        let row = self.ledger.file(row.id)?;
+        if let (Some(reason), false) = (&row.hold_reason, row.released) {
+            self.ledger.hold(row.id, "review", reason)?;
+            return Ok(Pass::End(ReadEnd::Held));
+        }
+        if let Some((rule, message)) = &row.review {
+            file_error.get_or_insert_with(|| FileError::new(rule.clone(), message.clone()));
+        }
+        let acks = {
+            let outcomes = LedgerOutcomes {
+                ledger: &self.ledger,
+                file_id: row.id,
+            };
+            let mut ack_ctx = LedgerAcks(&self.ledger);
+            match reader.finish(&outcomes, &mut ack_ctx, file_error.as_ref()) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(file = %crate::display::name(&row.name), "acknowledgements failed: {e}");
+                    file_error.get_or_insert(e);
+                    Vec::new()
+                }
+            }
+        };
+        drop(reader);
+        self.decide_now(&row, Some(policy), file_error, acks)
+    }
+
+    /// Why the file must be held before reading it again, if the process died at the same
+    /// place in it too many times in a row.
+    fn stall_guard(&self, row: &FileRow) -> Result<Option<String>> {
+        let deaths = self.ledger.note_start(row.id)?;
+        let max = self.cfg.processing.max_stalled_starts;
+        if max == 0 || deaths < max {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "the process died {deaths} times in a row while reading this file at the same place (after document {}): \
+             possibly input that crashes a parsing library. Nothing of it is applied until a person looks",
+            row.committed_seq
+        )))
+    }
+
+    /// Streams the units into batches. `Ok(Some(error))` when reading ended (with the
+    /// file-level error, if any), `Ok(None)` when a stop was requested.
+    fn read_units(
+        &mut self,
+        row: &FileRow,
+        format: &Arc<dyn Format>,
+        reader: &mut dyn crate::format::UnitReader,
+    ) -> Result<Option<Option<FileError>>> {
+        let mut state = BatchState::new(row, format.name());
+        let batch_lines = self.cfg.processing.batch_lines.max(1);
+        let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
+        let mut pending: Vec<Unit> = Vec::new();
+        let mut pending_lines = 0u64;
+        let mut armed = row.committed_seq == 0;
+        let file_error = loop {
+            let unit = match reader.next_unit() {
+                Ok(Some(u)) => u,
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            };
+            if unit.seq < state.committed_seq {
+                continue; // committed before a crash
+            }
+            if !armed {
+                self.ledger.arm(row.id, state.committed_seq)?;
+                armed = true;
+            }
+            if let Some(l) = unit.lines.last() {
+                progress.update(l.pos.byte, state.ordinal + pending_lines);
+            }
+            pending_lines += unit.lines.len() as u64;
+            pending.push(unit);
+            // Cut where the line count crosses a multiple of batch_lines counted from the
+            // start of the file: a resumed file is cut at the same places.
+            if (state.ordinal + pending_lines) / batch_lines > state.ordinal / batch_lines {
+                self.commit_batch(&mut state, std::mem::take(&mut pending))?;
+                pending_lines = 0;
+                if self.stopping() {
+                    progress.finish("interrupted");
+                    return Ok(None);
+                }
+            }
+        };
+        if !pending.is_empty() {
+            self.commit_batch(&mut state, pending)?;
+        }
+        progress.finish("read");
+        Ok(Some(file_error))
+    }
+
+    /// The checks before a decision. A file whose input changed while it was read is
+    /// abandoned and returned to the inbox (decided `returned`); one whose staged output
+    /// vanished while its input is intact is read again.
+    fn before_decision(&mut self, row: &FileRow, work: &Path) -> Result<Option<Pass>> {
+        if let Some(change) = self.input_changed(row, work)? {
+            let why = format!(
+                "the file changed while it was processed ({change}); the attempt was abandoned and the file returned to the inbox, to be taken again once it stops changing"
+            );
+            tracing::warn!(file = %crate::display::name(&row.name), "{why}");
+            self.ledger
+                .abandon(row.id, "changed-while-processing", &why)?;
+            return Ok(Some(Pass::End(ReadEnd::Decided)));
+        }
+        let lost = self
+            .ledger
+            .chunks(row.id)?
+            .into_iter()
+            .filter(|c| !Path::new(&c.staged_path).exists())
+            .count();
+        if lost > 0 {
+            let msg = format!(
+                "{lost} staged outbox chunk(s) of this file vanished before its decision (was {} cleaned?); its input is intact, so it is read again from the start",
+                self.cfg.paths.staging().display()
+            );
+            tracing::warn!(file = %crate::display::name(&row.name), "{msg}");
+            self.ledger.event(
+                row.run_id,
+                "warn",
+                Some(&row.name),
+                Some(&row.fingerprint),
+                &msg,
+            )?;
+            self.ledger.restart(row.id)?;
+            return Ok(Some(Pass::Restart));
+        }
+        Ok(None)
+    }
+
+    /// How the input differs from what was claimed, if it does: size, modification time,
+    /// a writer that still has it open, content.
+    fn input_changed(&self, row: &FileRow, work: &Path) -> Result<Option<String>> {
+        let meta =
+            std::fs::metadata(work).map_err(io_err(format!("reading {}", work.display())))?;
+        if meta.len() != row.size as u64 {
+            return Ok(Some(format!("size {} → {} bytes", row.size, meta.len())));
+        }
+        let mtime =
+            intake::mtime_ns(work).map_err(io_err(format!("reading {}", work.display())))?;
+        if row.work_mtime_ns.is_some_and(|m| m != mtime) {
+            return Ok(Some("modification time changed".into()));
+        }
+        if crate::fsutil::open_for_writing(work) == Some(true) {
+            return Ok(Some("another process still has it open for writing".into()));
+        }
+        let (fp, _) =
+            intake::fingerprint(work).map_err(io_err(format!("reading {}", work.display())))?;
+        Ok((fp != row.fingerprint).then(|| "content changed".to_string()))
+    }
+
+    fn choose_format(
+        &self,
+        row: &FileRow,
+        work: &Path,
+    ) -> std::result::Result<Arc<dyn Format>, FileError> {
+        if let Some(name) = &row.format {
+            // Resuming: the format chosen at the start stays, or unit numbering would change.
+            return self.formats.by_name(name).ok_or_else(|| {
+                FileError::new(
+                    "format-missing",
+                    format!("format '{name}' chosen for this file is no longer defined"),
+                )
+            });
+        }
+        let mut head = Vec::with_capacity(65536);
+        let f = std::fs::File::open(work).map_err(|e| FileError::io(&e))?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, 65536), &mut head)
+            .map_err(|e| FileError::io(&e))?;
+        let probe = Probe {
+            name: &row.name,
+            head: &head,
+        };
+        self.formats.detect(&probe).map_err(|e| {
+            FileError::new(
+                "no-format",
+                format!("{e}: {}", crate::display::name(&row.name)),
+            )
+        })
+    }
+
+    /// Takes the file's decision from its committed counts and the error that ended it.
+    fn decide_now(
+        &mut self,
+        row: &FileRow,
+        policy: Option<Policy>,
+        error: Option<FileError>,
+        acks: Vec<Outbound>,
+    ) -> Result<Pass> {
+        let row = self.ledger.file(row.id)?;
+        if let Some(e) = &error {
+            self.ledger
+                .set_file_error(row.id, &e.reason.rule, &e.to_string(), e.pos.as_ref())?;
+        }
+        let message = error.as_ref().map(|e| e.to_string());
+        let (outcome, why) = decide::file_outcome(&row.counts, policy, message.as_deref());
+        self.ledger.decide(row.id, outcome, why.as_deref(), &acks)?;
+        Ok(Pass::End(ReadEnd::Decided))
+    }
+}
+
+/// The chunk tag of a file (its stem names staged and published chunks).
+pub(super) fn tag_of(row: &FileRow) -> FileTag {
+    FileTag {
+        fingerprint: row.fingerprint.clone(),
+        attempt: row.attempt,
+        name: row.name.clone(),
+    }
+}

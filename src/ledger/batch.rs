@@ -1,0 +1,209 @@
+//! The write transaction of one batch: duplicate checks, key claims, line and unit rows,
+//! staged chunk names and the resume mark, committed together or not at all.
+
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::model::{ChunkRow, Counts, LineRow, UnitRow};
+use super::{Ledger, Result};
+
+impl Ledger {
+    /// Starts the write transaction of one batch. `BEGIN IMMEDIATE` takes the write lock up
+    /// front, so the duplicate checks and the key inserts see one consistent ledger even
+    /// when two processes run at once.
+    pub fn batch(&mut self) -> Result<BatchTx<'_>> {
+        Ok(BatchTx {
+            tx: self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
+    }
+}
+
+/// The duplicate checks and writes of one batch, in one `BEGIN IMMEDIATE` transaction.
+pub struct BatchTx<'a> {
+    tx: Transaction<'a>,
+}
+
+/// Who already holds a key.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub file_id: i64,
+    pub fingerprint: String,
+    pub name: String,
+    pub unit_seq: i64,
+}
+
+impl BatchTx<'_> {
+    pub fn holder(&self, entity: &str, key: &str) -> Result<Option<Holder>> {
+        // Cached: this runs once per document, so re-parsing the SQL would dominate.
+        let mut st = self.tx.prepare_cached(
+            "SELECT k.file_id, f.fingerprint, f.name, k.unit_seq FROM keys k JOIN files f ON f.id = k.file_id \
+             WHERE k.entity=?1 AND k.key=?2",
+        )?;
+        Ok(st
+            .query_row(params![entity, key], |r| {
+                Ok(Holder {
+                    file_id: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    name: r.get(2)?,
+                    unit_seq: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Takes a key for a unit (replacing an earlier holder only when `steal` — a forced
+    /// re-apply of the same content).
+    pub fn take_key(
+        &self,
+        entity: &str,
+        key: &str,
+        file_id: i64,
+        unit_seq: i64,
+        steal: bool,
+    ) -> Result<()> {
+        let sql = if steal {
+            "INSERT OR REPLACE INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4)"
+        } else {
+            "INSERT OR IGNORE INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4)"
+        };
+        self.tx
+            .prepare_cached(sql)?
+            .execute(params![entity, key, file_id, unit_seq])?;
+        Ok(())
+    }
+
+    pub fn write_lines(&self, file_id: i64, lines: &[LineRow]) -> Result<()> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, field, value, message, raw) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for l in lines {
+            let r = l.reason.as_ref();
+            st.execute(params![
+                file_id,
+                l.ordinal,
+                l.unit_seq,
+                l.pos.line as i64,
+                l.pos.byte as i64,
+                l.pos.record as i64,
+                l.pos.locator,
+                l.status,
+                l.key,
+                r.map(|r| r.rule.as_str()),
+                r.and_then(|r| r.field.as_deref()),
+                r.and_then(|r| r.value.as_deref()),
+                r.map(|r| r.message.as_str()),
+                l.raw,
+            ])?;
+        }
+        Ok(())
+    }
+
+    pub fn write_units(&self, file_id: i64, units: &[UnitRow]) -> Result<()> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO units(file_id, seq, label, status, key, first_ordinal, line_count, reasons, detail, tolerated) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for u in units {
+            let reasons = if u.reasons.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&u.reasons)?)
+            };
+            let detail = if u.detail.is_null() {
+                None
+            } else {
+                Some(serde_json::to_string(&u.detail)?)
+            };
+            let tolerated = if u.tolerated.is_empty() {
+                None
+            } else {
+                Some(u.tolerated.join(","))
+            };
+            st.execute(params![
+                file_id,
+                u.seq,
+                u.label,
+                u.status.as_str(),
+                u.key,
+                u.first_ordinal,
+                u.line_count,
+                reasons,
+                detail,
+                tolerated
+            ])?;
+        }
+        Ok(())
+    }
+
+    pub fn write_chunks(&self, file_id: i64, chunks: &[ChunkRow]) -> Result<()> {
+        let mut st = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO chunks(file_id, chunk, entity, staged_path, outbox_path, records, first_seq, end_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for c in chunks {
+            st.execute(params![
+                file_id,
+                c.chunk,
+                c.entity,
+                c.staged_path,
+                c.outbox_path,
+                c.records,
+                c.units.map(|u| u.0),
+                c.units.map(|u| u.1)
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Advances the file's resume mark and counters. The next unit read is new material at
+    /// the new mark (see [`Ledger::arm`]).
+    pub fn advance(
+        &self,
+        file_id: i64,
+        committed_seq: i64,
+        committed_lines: i64,
+        next_chunk: i64,
+        n: &Counts,
+    ) -> Result<()> {
+        self.tx.execute(
+            "UPDATE files SET committed_seq=?2, committed_lines=?3, next_chunk=?4, inflight_seq=?2, \
+             lines_applied=lines_applied+?5, lines_rejected=lines_rejected+?6, lines_duplicate=lines_duplicate+?7, \
+             lines_skipped=lines_skipped+?8, lines_unmapped=lines_unmapped+?9, \
+             units_applied=units_applied+?10, units_rejected=units_rejected+?11, units_duplicate=units_duplicate+?12, \
+             units_unmapped=units_unmapped+?13 WHERE id=?1",
+            params![
+                file_id,
+                committed_seq,
+                committed_lines,
+                next_chunk,
+                n.lines_applied,
+                n.lines_rejected,
+                n.lines_duplicate,
+                n.lines_skipped,
+                n.lines_unmapped,
+                n.units_applied,
+                n.units_rejected,
+                n.units_duplicate,
+                n.units_unmapped
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a unit asks for its file to be held for a person before the decision
+    /// (the first reason is kept).
+    pub fn request_hold(&self, file_id: i64, reason: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE files SET hold_reason=COALESCE(hold_reason, ?2) WHERE id=?1",
+            params![file_id, reason],
+        )?;
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}

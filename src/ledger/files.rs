@@ -1,0 +1,478 @@
+//! A file's life in the ledger: claimed, read batch by batch, held, decided, published,
+//! done — or abandoned, failed, restarted. Each step is one statement or one transaction,
+//! so a crash between two steps leaves a state the next run knows how to continue from.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use super::model::{file_row, ChunkRow, FileRow, FileState, Outcome, FILE_COLS};
+use super::{now, Ledger, Result};
+use crate::format::{Outbound, UnitOutcomes, UnitStatus, UnitSummary};
+use crate::unit::Position;
+
+/// A file about to be claimed.
+#[derive(Debug, Clone)]
+pub struct NewFile<'a> {
+    pub fingerprint: &'a str,
+    pub name: &'a str,
+    /// The name's bytes when they are not UTF-8.
+    pub raw_name: Option<&'a [u8]>,
+    pub source_path: &'a str,
+    pub size: u64,
+    /// `process --force`: apply again even what earlier attempts applied.
+    pub forced: bool,
+}
+
+/// What of a failed file never reached the outbox: its lines become rejects and its keys
+/// are given back, so the same documents sent again are applied, not called duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lost {
+    /// Nothing of the file was published.
+    Everything,
+    /// These staged chunks were lost: `(entity, first_seq, end_seq)` of each.
+    Chunks(Vec<(String, i64, i64)>),
+}
+
+/// Recounts a file's line and unit totals from its rows (after statuses changed in bulk).
+const RECOUNT: &str = "UPDATE files SET \
+    lines_applied = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='applied'), \
+    lines_rejected = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='rejected'), \
+    lines_duplicate = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='duplicate'), \
+    lines_skipped = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='skipped'), \
+    lines_unmapped = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='unmapped'), \
+    units_applied = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='applied'), \
+    units_rejected = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='rejected'), \
+    units_duplicate = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='duplicate'), \
+    units_unmapped = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='unmapped') \
+    WHERE id=?1";
+
+impl Ledger {
+    /// The latest attempt for a fingerprint.
+    pub fn latest_file(&self, fingerprint: &str) -> Result<Option<FileRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {FILE_COLS} FROM files WHERE fingerprint=?1 ORDER BY attempt DESC LIMIT 1"),
+                [fingerprint],
+                file_row,
+            )
+            .optional()?)
+    }
+
+    /// Whether any file's fingerprint starts with `prefix` (hex, from a work-file name).
+    pub fn has_fingerprint_prefix(&self, prefix: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM files WHERE fingerprint >= ?1 AND fingerprint < ?1 || 'g')",
+            [prefix],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn file(&self, id: i64) -> Result<FileRow> {
+        Ok(self.conn.query_row(
+            &format!("SELECT {FILE_COLS} FROM files WHERE id=?1"),
+            [id],
+            file_row,
+        )?)
+    }
+
+    /// Creates a new attempt for a fingerprint (first claim, `process --force`, or content
+    /// sent again after nothing of it was applied).
+    pub fn insert_file(&self, f: &NewFile, run: i64) -> Result<FileRow> {
+        let id = self.immediate(|c| {
+            let attempt: i64 = c.query_row(
+                "SELECT COALESCE(MAX(attempt), 0) + 1 FROM files WHERE fingerprint=?1",
+                [f.fingerprint],
+                |r| r.get(0),
+            )?;
+            c.execute(
+                "INSERT INTO files(fingerprint, attempt, name, raw_name, source_path, size, forced, state, run_id, claimed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reading', ?8, ?9)",
+                params![f.fingerprint, attempt, f.name, f.raw_name, f.source_path, f.size as i64, f.forced, run, now()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        self.file(id)
+    }
+
+    /// Records that reading starts (again) and returns how many times in a row the process
+    /// died at the same place in this file. A death counts only if the previous start had
+    /// reached new material (`arm`): a run killed while starting up, or while re-reading
+    /// the part committed before, is no evidence against the file.
+    pub fn note_start(&self, id: i64) -> Result<u32> {
+        self.conn.execute(
+            "UPDATE files SET \
+             stalled_starts = CASE WHEN inflight_seq IS NULL THEN stalled_starts \
+                                   WHEN inflight_seq = last_start_seq THEN stalled_starts + 1 \
+                                   ELSE 1 END, \
+             last_start_seq = COALESCE(inflight_seq, last_start_seq), \
+             inflight_seq = NULL WHERE id=?1",
+            params![id],
+        )?;
+        Ok(self
+            .conn
+            .query_row("SELECT stalled_starts FROM files WHERE id=?1", [id], |r| {
+                r.get::<_, i64>(0)
+            })? as u32)
+    }
+
+    /// Notes that reading has reached new material at unit `seq`: if the process dies
+    /// before the next commit, that is a death at this place.
+    pub fn arm(&self, id: i64, seq: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET inflight_seq=?2 WHERE id=?1",
+            params![id, seq as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Notes a clean stop (a signal honoured between batches): not a death.
+    pub fn disarm(&self, id: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE files SET inflight_seq=NULL WHERE id=?1", [id])?;
+        Ok(())
+    }
+
+    pub fn set_file_run(&self, id: i64, run: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE files SET run_id=?2 WHERE id=?1", params![id, run])?;
+        Ok(())
+    }
+
+    /// Records where the claimed input now lies and its modification time there, against
+    /// which it is checked before the file's decision.
+    pub fn set_work(&self, id: i64, path: &str, mtime_ns: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET work_path=?2, work_mtime_ns=?3 WHERE id=?1",
+            params![id, path, mtime_ns],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_format(&self, id: i64, format: &str, policy: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET format=?2, policy=?3 WHERE id=?1",
+            params![id, format, policy],
+        )?;
+        Ok(())
+    }
+
+    /// Files not finished that a run should continue: resumed first by the next run.
+    pub fn unfinished_files(&self) -> Result<Vec<FileRow>> {
+        self.files_where("WHERE state IN ('reading', 'publishing') ORDER BY id", [])
+    }
+
+    /// Files set aside for a person.
+    pub fn held_files(&self) -> Result<Vec<FileRow>> {
+        self.files_where("WHERE state = 'held' ORDER BY id", [])
+    }
+
+    /// Records the file-level error that ended reading.
+    pub fn set_file_error(
+        &self,
+        id: i64,
+        rule: &str,
+        message: &str,
+        pos: Option<&Position>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET error_rule=?2, error_message=?3, error_position=?4 WHERE id=?1",
+            params![id, rule, message, pos.map(|p| p.to_string())],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a file aside for a person before its decision. `kind` is `stalled` (reading
+    /// never finished) or `review` (a unit asked for it after reading finished).
+    pub fn hold(&self, id: i64, kind: &str, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET state='held', hold_kind=?2, hold_reason=?3, inflight_seq=NULL WHERE id=?1",
+            params![id, kind, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Lets a held file go on: the next run continues it, and a unit's hold request does
+    /// not stop it again (the stall guard starts counting afresh). With `reject`, a
+    /// person's decision to reject it whole: a file whose reading finished is read once more
+    /// so its acknowledgements tell the sender (no job runs again); one the process kept
+    /// dying in is decided here, without reading it again.
+    pub fn release(&mut self, id: i64, reject: Option<(&str, &str)>) -> Result<()> {
+        let row = self.file(id)?;
+        if row.state != FileState::Held {
+            return Ok(());
+        }
+        if let (Some((rule, message)), Some("stalled")) = (reject, row.hold_kind.as_deref()) {
+            self.set_file_error(id, rule, message, None)?;
+            return self.decide(id, Outcome::Rejected, Some(message), &[]);
+        }
+        self.conn.execute(
+            "UPDATE files SET state='reading', released=1, stalled_starts=0, last_start_seq=NULL, \
+             inflight_seq=NULL, review_rule=?2, review_message=?3 WHERE id=?1 AND state='held'",
+            params![id, reject.map(|r| r.0), reject.map(|r| r.1)],
+        )?;
+        Ok(())
+    }
+
+    /// Takes the file's decision: outcome, line updates for a whole-file reject, key
+    /// release, and the acks to publish, all in one transaction.
+    pub fn decide(
+        &mut self,
+        id: i64,
+        outcome: Outcome,
+        why: Option<&str>,
+        acks: &[Outbound],
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if outcome == Outcome::Rejected {
+            let msg = format!("file rejected whole: {}", why.unwrap_or("policy"));
+            tx.execute(
+                "UPDATE lines SET status='rejected', rule='file-rejected', message=?2 \
+                 WHERE file_id=?1 AND status IN ('applied', 'duplicate', 'unmapped')",
+                params![id, msg],
+            )?;
+            tx.execute(
+                "UPDATE units SET status='rejected' WHERE file_id=?1 AND status IN ('applied', 'duplicate', 'unmapped')",
+                params![id],
+            )?;
+            tx.execute("DELETE FROM keys WHERE file_id=?1", params![id])?;
+            tx.execute(RECOUNT, params![id])?;
+        }
+        for a in acks {
+            tx.execute(
+                "INSERT INTO acks(file_id, kind, partner, control_no, file_name, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, a.kind, a.partner, a.control_no.map(|n| n as i64), a.file_name, a.content],
+            )?;
+        }
+        tx.execute(
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, \
+             error_message=COALESCE(error_message, ?3) WHERE id=?1",
+            params![
+                id,
+                outcome.as_str(),
+                if outcome == Outcome::Rejected {
+                    why
+                } else {
+                    None
+                }
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Abandons an attempt whose input changed while it was processed: its lines, units
+    /// and keys described content that no longer exists, so they go; the file row stays as
+    /// the record of what happened (outcome `returned`).
+    pub fn abandon(&mut self, id: i64, rule: &str, why: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for table in ["lines", "units", "keys"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
+        }
+        tx.execute(RECOUNT, [id])?;
+        tx.execute(
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
+            params![id, Outcome::Returned.as_str(), rule, why],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts an undecided attempt over from the first line (its staged output was lost
+    /// but its input is intact): nothing of it was published, and reading again produces
+    /// the same output.
+    pub fn restart(&mut self, id: i64) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for table in ["lines", "units", "keys", "chunks"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
+        }
+        tx.execute(RECOUNT, [id])?;
+        tx.execute(
+            "UPDATE files SET committed_seq=0, committed_lines=0, next_chunk=0, inflight_seq=NULL, \
+             hold_reason=NULL, error_rule=NULL, error_message=NULL, error_position=NULL WHERE id=?1",
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a file whose state cannot be recovered as failed: the lines of documents
+    /// whose output was lost become rejects with `rule` (so they show up for review), and
+    /// their keys and claims are given back.
+    pub fn fail(&mut self, id: i64, rule: &str, message: &str, lost: &Lost) -> Result<()> {
+        let ranges = match lost {
+            Lost::Everything => serde_json::json!([["*", 0, i64::MAX]]),
+            Lost::Chunks(c) => serde_json::json!(c),
+        }
+        .to_string();
+        let in_range = |col: &str| {
+            format!(
+                "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= json_extract(j.value, '$[1]') \
+                 AND {col} < json_extract(j.value, '$[2]')"
+            )
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            &format!(
+                "UPDATE lines SET status='rejected', rule=?3, message=?4 \
+                 WHERE file_id=?1 AND status IN ('applied', 'unmapped') AND {})",
+                in_range("unit_seq")
+            ),
+            params![id, ranges, rule, message],
+        )?;
+        tx.execute(
+            &format!(
+                "UPDATE units SET status='rejected' WHERE file_id=?1 AND status IN ('applied', 'unmapped') AND {})",
+                in_range("seq")
+            ),
+            params![id, ranges],
+        )?;
+        tx.execute(
+            &format!(
+                "DELETE FROM keys WHERE file_id=?1 AND {} \
+                 AND (json_extract(j.value, '$[0]') IN ('*', keys.entity) OR keys.entity = 'claim'))",
+                in_range("unit_seq")
+            ),
+            params![id, ranges],
+        )?;
+        tx.execute(RECOUNT, [id])?;
+        tx.execute(
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
+            params![id, Outcome::Failed.as_str(), rule, message],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records where the input is about to be moved, before moving it, so a crash after
+    /// the move still knows where the file is.
+    pub fn set_final_path(&self, id: i64, path: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET final_path=?2 WHERE id=?1",
+            params![id, path],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_file(&self, id: i64, final_path: &str, report_path: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET state='done', finished_at=?2, final_path=?3, report_path=?4 WHERE id=?1",
+            params![id, now(), final_path, report_path],
+        )?;
+        Ok(())
+    }
+
+    pub fn chunks(&self, id: i64) -> Result<Vec<ChunkRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT chunk, entity, staged_path, outbox_path, records, first_seq, end_seq FROM chunks \
+             WHERE file_id=?1 ORDER BY chunk, entity",
+        )?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok(ChunkRow {
+                    chunk: r.get(0)?,
+                    entity: r.get(1)?,
+                    staged_path: r.get(2)?,
+                    outbox_path: r.get(3)?,
+                    records: r.get(4)?,
+                    units: match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<i64>>(6)?) {
+                        (Some(a), Some(b)) => Some((a, b)),
+                        _ => None,
+                    },
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn acks(&self, id: i64) -> Result<Vec<Outbound>> {
+        let mut st = self.conn.prepare(
+            "SELECT file_name, kind, partner, control_no, content FROM acks WHERE file_id=?1 ORDER BY id",
+        )?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok(Outbound {
+                    file_name: r.get(0)?,
+                    kind: r.get(1)?,
+                    partner: r.get(2)?,
+                    control_no: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+                    content: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn unit_summary(&self, file_id: i64, seq: u64) -> Result<Option<UnitSummary>> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT status, reasons, detail FROM units WHERE file_id=?1 AND seq=?2",
+                params![file_id, seq as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((status, reasons, detail)) = row else {
+            return Ok(None);
+        };
+        let status = match status.as_str() {
+            "applied" => UnitStatus::Applied,
+            "duplicate" => UnitStatus::Duplicate,
+            "skipped" => UnitStatus::Skipped,
+            "unmapped" => UnitStatus::Unmapped,
+            _ => UnitStatus::Rejected,
+        };
+        Ok(Some(UnitSummary {
+            seq,
+            status,
+            reasons: match reasons {
+                Some(s) => serde_json::from_str(&s)?,
+                None => Vec::new(),
+            },
+            detail: match detail {
+                Some(s) => serde_json::from_str(&s)?,
+                None => serde_json::Value::Null,
+            },
+        }))
+    }
+
+    /// Files selected by `tail`, the SQL after `SELECT ... FROM files`.
+    pub(super) fn files_where(
+        &self,
+        tail: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<FileRow>> {
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {FILE_COLS} FROM files {tail}"))?;
+        let rows = st
+            .query_map(params, file_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+/// Unit outcomes of one file, read from the ledger (for acknowledgements).
+pub struct LedgerOutcomes<'a> {
+    pub ledger: &'a Ledger,
+    pub file_id: i64,
+}
+
+impl UnitOutcomes for LedgerOutcomes<'_> {
+    fn get(&self, seq: u64) -> Option<UnitSummary> {
+        self.ledger.unit_summary(self.file_id, seq).ok().flatten()
+    }
+}

@@ -1,0 +1,273 @@
+//! The processing ledger: one SQLite database that knows every file, every unit and every
+//! input line's outcome, and which business keys are already applied.
+//!
+//! It is also the commit point of the pipeline. A batch of units is written in one
+//! transaction together with the names of the outbox chunks staged for it, so after a crash
+//! the ledger says exactly which units are done; everything after the last commit is read
+//! again. WAL with `synchronous=FULL` makes a commit durable before we move on; a busy
+//! timeout lets an overlapping timer run and a manual `process` share the file.
+//!
+//! All SQL of the project lives in this module and its children: the pipeline and the
+//! commands speak to the ledger through methods only, so another backend (PostgreSQL for
+//! several machines sharing an inbox) can implement the same interface. A damaged database
+//! file is reported as [`LedgerError::Corrupt`], never used on silently.
+
+mod batch;
+mod files;
+mod maint;
+mod model;
+mod query;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
+
+pub use batch::{BatchTx, Holder};
+pub use files::{LedgerOutcomes, Lost, NewFile};
+pub use maint::open_for_check;
+pub use model::{
+    ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow, RunRow,
+    UnitRow,
+};
+
+use schema::MIGRATIONS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open the ledger {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Sql(rusqlite::Error),
+    #[error("the ledger is damaged ({0}); stop every tallyman run, check it with `tallyman check --ledger` and restore the latest backup (README: Backups)")]
+    Corrupt(String),
+    #[error(
+        "the ledger's disk is full ({0}); free space, then run again: nothing was half-applied"
+    )]
+    Full(String),
+    #[error("ledger schema version {found} is newer than this tallyman knows ({known}); upgrade tallyman")]
+    TooNew { found: i64, known: i64 },
+    #[error("bad stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for LedgerError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            match f.code {
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                    return LedgerError::Corrupt(e.to_string())
+                }
+                ErrorCode::DiskFull => return LedgerError::Full(e.to_string()),
+                _ => {}
+            }
+        }
+        LedgerError::Sql(e)
+    }
+}
+
+impl LedgerError {
+    /// Whether the database file itself is damaged (as opposed to busy, full, ...).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, LedgerError::Corrupt(_))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+fn is_busy(e: &LedgerError) -> bool {
+    matches!(
+        e,
+        LedgerError::Sql(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Retries `f` while SQLite says busy, for up to 30 s (the busy timeout used elsewhere).
+fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let start = std::time::Instant::now();
+    let mut wait = Duration::from_millis(5);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+pub fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path`. Its folder must exist. The file and
+    /// its WAL companions get the configured file mode: the ledger holds names, addresses
+    /// and raw rejected lines.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        let conn = Connection::open(path).map_err(|e| LedgerError::Open {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        // Switching to WAL needs an exclusive lock that SQLite does not wait for through the
+        // busy handler: two first-ever runs starting together would fail here. Retry.
+        retry_busy(|| {
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(LedgerError::from)
+        })?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        retry_busy(|| ledger.migrate())?;
+        ledger.restrict_modes()?;
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives the database and its `-wal`/`-shm` files the configured mode (a ledger created
+    /// by an older tallyman may be world-readable).
+    fn restrict_modes(&self) -> Result<()> {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                crate::fsutil::set_mode(&p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for m in &MIGRATIONS[version as usize..] {
+            tx.execute_batch(m)?;
+        }
+        tx.pragma_update(None, "user_version", known)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction. A deferred transaction that reads and
+    /// then writes fails at once with SQLITE_BUSY (no busy wait) if another process wrote in
+    /// between; taking the write lock first makes it wait its turn instead.
+    fn immediate<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    pub fn begin_run(&self, command: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs(command, pid, started_at) VALUES (?1, ?2, ?3)",
+            params![command, std::process::id(), now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Adds files to a run that goes on (a `watch` session records one run, not a row per
+    /// pass).
+    pub fn add_to_run(&self, run: i64, done: u64, review: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET files_done = files_done + ?2, files_review = files_review + ?3 WHERE id=?1",
+            params![run, done as i64, review as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a run: `ok`, `failed` or `interrupted` (stopped by a signal; the next run
+    /// resumes).
+    pub fn finish_run(&self, run: i64, status: &str, error: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET finished_at=?2, status=?3, error=?4 WHERE id=?1",
+            params![run, now(), status, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn event(
+        &self,
+        run: Option<i64>,
+        level: &str,
+        file_name: Option<&str>,
+        fingerprint: Option<&str>,
+        message: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO events(run_id, at, level, file_name, fingerprint, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run, now(), level, file_name, fingerprint, message],
+        )?;
+        Ok(())
+    }
+
+    /// Whether an event with this message was already recorded (to tell a standing
+    /// condition once, not on every pass).
+    pub fn has_event(&self, message: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM events WHERE message=?1)",
+            [message],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Allocates the next control number, committed before it is returned: a crash can
+    /// waste a number but never hand the same one out twice.
+    pub fn next_control_number(&self, partner: &str, kind: &str) -> Result<u64> {
+        let n: i64 = self.immediate(|c| {
+            c.execute(
+                "INSERT INTO control_numbers(partner, kind, last) VALUES (?1, ?2, 1) \
+                 ON CONFLICT(partner, kind) DO UPDATE SET last = last + 1",
+                params![partner, kind],
+            )?;
+            Ok(c.query_row(
+                "SELECT last FROM control_numbers WHERE partner=?1 AND kind=?2",
+                params![partner, kind],
+                |r| r.get(0),
+            )?)
+        })?;
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+//! Read-only questions people ask of the ledger: rejects of a file, files by name, what
+//! the recent runs did, totals by outcome.
+
+use std::path::Path;
+
+use rusqlite::params;
+
+use super::model::{FileRow, OutcomeTotal, RejectRow, RunRow};
+use super::{Ledger, Result};
+
+impl Ledger {
+    /// Rejected lines of a file, in file order.
+    pub fn rejects(&self, file_id: i64) -> Result<Vec<RejectRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT f.name, f.fingerprint, l.line, l.byte, l.record, l.locator, u.label, COALESCE(l.key, u.key), \
+             l.field, l.rule, l.value, l.message, l.raw \
+             FROM lines l JOIN files f ON f.id = l.file_id JOIN units u ON u.file_id = l.file_id AND u.seq = l.unit_seq \
+             WHERE l.file_id=?1 AND l.status='rejected' ORDER BY l.ordinal",
+        )?;
+        let rows = st
+            .query_map([file_id], |r| {
+                Ok(RejectRow {
+                    file: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                    line: r.get(2)?,
+                    byte: r.get(3)?,
+                    record: r.get(4)?,
+                    locator: r.get(5)?,
+                    unit: r.get(6)?,
+                    key: r.get(7)?,
+                    field: r.get(8)?,
+                    rule: r.get(9)?,
+                    value: r.get(10)?,
+                    message: r.get(11)?,
+                    original: r.get(12)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Files matching a name, a fingerprint prefix, a path or `#id`, newest first.
+    pub fn find_files(&self, needle: &str) -> Result<Vec<FileRow>> {
+        if let Some(id) = needle.strip_prefix('#').and_then(|n| n.parse::<i64>().ok()) {
+            return self.files_where("WHERE id=?1", [id]);
+        }
+        let base = Path::new(needle)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| needle.to_string());
+        self.files_where(
+            "WHERE name=?1 OR name=?2 OR (length(?3) >= 4 AND fingerprint LIKE ?3 || '%') OR source_path=?1 \
+             OR work_path=?1 OR final_path=?1 ORDER BY id DESC",
+            params![needle, base, needle],
+        )
+    }
+
+    pub fn files_of_run(&self, run: i64) -> Result<Vec<FileRow>> {
+        self.files_where("WHERE run_id=?1 ORDER BY id", [run])
+    }
+
+    /// The newest run that touched at least one file.
+    pub fn latest_run_with_files(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT MAX(run_id) FROM files", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?)
+    }
+
+    pub fn recent_files(&self, limit: i64) -> Result<Vec<FileRow>> {
+        self.files_where("ORDER BY id DESC LIMIT ?1", [limit])
+    }
+
+    /// Files and line totals by outcome (unfinished files by their state).
+    pub fn outcome_totals(&self) -> Result<Vec<OutcomeTotal>> {
+        let mut st = self.conn.prepare(
+            "SELECT CASE WHEN state='held' THEN 'held' ELSE COALESCE(outcome, 'in_progress') END, COUNT(*), \
+             SUM(lines_applied), SUM(lines_rejected), SUM(lines_duplicate), SUM(lines_skipped), SUM(lines_unmapped) \
+             FROM files GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                let n = |i| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0));
+                Ok(OutcomeTotal {
+                    outcome: r.get(0)?,
+                    files: r.get(1)?,
+                    lines_applied: n(2)?,
+                    lines_rejected: n(3)?,
+                    lines_duplicate: n(4)?,
+                    lines_skipped: n(5)?,
+                    lines_unmapped: n(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub fn recent_runs(&self, limit: i64) -> Result<Vec<RunRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, command, started_at, finished_at, status, files_done, files_review, error \
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st
+            .query_map([limit], |r| {
+                Ok(RunRow {
+                    run: r.get(0)?,
+                    command: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    status: r.get(4)?,
+                    files: r.get(5)?,
+                    needs_review: r.get(6)?,
+                    error: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}

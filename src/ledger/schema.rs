@@ -1,0 +1,156 @@
+//! The ledger's schema, as the list of migrations that builds it.
+//!
+//! Migrations are only ever appended, never edited: `PRAGMA user_version` says how many
+//! have run, so a ledger written by any earlier tallyman is brought up to date in place,
+//! and one written by a newer tallyman is refused rather than misread.
+
+/// Schema migrations, applied in order. Append only.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        command TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL DEFAULT 'running',
+        files_done INTEGER NOT NULL DEFAULT 0,
+        files_review INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        name TEXT NOT NULL,
+        source_path TEXT NOT NULL,
+        work_path TEXT,
+        size INTEGER NOT NULL,
+        format TEXT,
+        policy TEXT,
+        state TEXT NOT NULL,
+        outcome TEXT,
+        committed_seq INTEGER NOT NULL DEFAULT 0,
+        committed_lines INTEGER NOT NULL DEFAULT 0,
+        next_chunk INTEGER NOT NULL DEFAULT 0,
+        lines_applied INTEGER NOT NULL DEFAULT 0,
+        lines_rejected INTEGER NOT NULL DEFAULT 0,
+        lines_duplicate INTEGER NOT NULL DEFAULT 0,
+        lines_skipped INTEGER NOT NULL DEFAULT 0,
+        units_applied INTEGER NOT NULL DEFAULT 0,
+        units_rejected INTEGER NOT NULL DEFAULT 0,
+        units_duplicate INTEGER NOT NULL DEFAULT 0,
+        error_rule TEXT,
+        error_message TEXT,
+        error_position TEXT,
+        run_id INTEGER,
+        claimed_at TEXT NOT NULL,
+        finished_at TEXT,
+        final_path TEXT,
+        report_path TEXT,
+        UNIQUE (fingerprint, attempt)
+    );
+    CREATE INDEX files_run ON files(run_id);
+    CREATE TABLE lines (
+        file_id INTEGER NOT NULL,
+        ordinal INTEGER NOT NULL,
+        unit_seq INTEGER NOT NULL,
+        line INTEGER NOT NULL,
+        byte INTEGER NOT NULL,
+        record INTEGER NOT NULL,
+        locator TEXT,
+        status TEXT NOT NULL,
+        key TEXT,
+        rule TEXT,
+        field TEXT,
+        value TEXT,
+        message TEXT,
+        raw TEXT,
+        PRIMARY KEY (file_id, ordinal)
+    ) WITHOUT ROWID;
+    CREATE TABLE units (
+        file_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        status TEXT NOT NULL,
+        key TEXT,
+        first_ordinal INTEGER NOT NULL,
+        line_count INTEGER NOT NULL,
+        reasons TEXT,
+        detail TEXT,
+        tolerated TEXT,
+        PRIMARY KEY (file_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE keys (
+        entity TEXT NOT NULL,
+        key TEXT NOT NULL,
+        file_id INTEGER NOT NULL,
+        unit_seq INTEGER NOT NULL,
+        PRIMARY KEY (entity, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX keys_file ON keys(file_id);
+    CREATE TABLE chunks (
+        file_id INTEGER NOT NULL,
+        chunk INTEGER NOT NULL,
+        entity TEXT NOT NULL,
+        staged_path TEXT NOT NULL,
+        outbox_path TEXT NOT NULL,
+        records INTEGER NOT NULL,
+        PRIMARY KEY (file_id, chunk, entity)
+    ) WITHOUT ROWID;
+    CREATE TABLE control_numbers (
+        partner TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (partner, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE acks (
+        id INTEGER PRIMARY KEY,
+        file_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        partner TEXT NOT NULL,
+        control_no INTEGER,
+        file_name TEXT NOT NULL,
+        content BLOB NOT NULL
+    );
+    CREATE INDEX acks_file ON acks(file_id);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER,
+        at TEXT NOT NULL,
+        level TEXT NOT NULL,
+        file_name TEXT,
+        fingerprint TEXT,
+        message TEXT NOT NULL
+    );
+    "#,
+    // 2: starts without progress, to set aside files a process keeps dying on.
+    r#"
+    ALTER TABLE files ADD COLUMN stalled_starts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN last_start_seq INTEGER;
+    "#,
+    // 3: hardening. `stalled_starts`/`last_start_seq` from 2 are reused with a narrower
+    // meaning: deaths of the process at the same place in the file (`last_start_seq` is
+    // that place), counted only when reading had reached new material (`inflight_seq`).
+    r#"
+    ALTER TABLE files ADD COLUMN raw_name BLOB;
+    ALTER TABLE files ADD COLUMN work_mtime_ns INTEGER;
+    ALTER TABLE files ADD COLUMN inflight_seq INTEGER;
+    ALTER TABLE files ADD COLUMN hold_reason TEXT;
+    ALTER TABLE files ADD COLUMN hold_kind TEXT;
+    ALTER TABLE files ADD COLUMN released INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN review_rule TEXT;
+    ALTER TABLE files ADD COLUMN review_message TEXT;
+    ALTER TABLE files ADD COLUMN lines_unmapped INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN units_unmapped INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX files_state ON files(state);
+    ALTER TABLE chunks ADD COLUMN first_seq INTEGER;
+    ALTER TABLE chunks ADD COLUMN end_seq INTEGER;
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+];

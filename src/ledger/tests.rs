@@ -1,0 +1,292 @@
+//! The ledger on its own: schema, claims, the stall guard's counting, corruption.
+
+use super::*;
+use crate::format::UnitStatus;
+
+fn nf(fp: &str) -> NewFile<'_> {
+    NewFile {
+        fingerprint: fp,
+        name: "a.csv",
+        raw_name: None,
+        source_path: "/x/a.csv",
+        size: 3,
+        forced: false,
+    }
+}
+
+fn ledger() -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    (dir, l)
+}
+
+#[test]
+fn migrations_are_idempotent_and_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    drop(Ledger::open(&p).unwrap());
+    let l = Ledger::open(&p).unwrap();
+    let v: i64 = l
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, MIGRATIONS.len() as i64);
+    let mode: String = l
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn control_numbers_increase_per_partner_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    assert_eq!(l.next_control_number("ACME", "997").unwrap(), 1);
+    assert_eq!(l.next_control_number("ACME", "997").unwrap(), 2);
+    assert_eq!(l.next_control_number("OTHER", "997").unwrap(), 1);
+    drop(l);
+    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    assert_eq!(l.next_control_number("ACME", "997").unwrap(), 3);
+}
+
+#[test]
+fn attempts_count_up_per_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let run = l.begin_run("test").unwrap();
+    let a = l.insert_file(&nf("abc"), run).unwrap();
+    let b = l.insert_file(&nf("abc"), run).unwrap();
+    assert_eq!((a.attempt, b.attempt), (1, 2));
+    assert_eq!(l.latest_file("abc").unwrap().unwrap().id, b.id);
+}
+
+#[test]
+fn regression_insert_file_waits_for_another_writer_instead_of_failing_busy() {
+    // Two connections interleave: B opens a read snapshot, A writes, then B claims a
+    // file. A deferred read-then-write transaction would fail with SQLITE_BUSY here.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    let a = Ledger::open(&p).unwrap();
+    let b = Ledger::open(&p).unwrap();
+    let run = a.begin_run("t").unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let l = Ledger::open(&p).unwrap();
+                for i in 0..50 {
+                    l.insert_file(&nf(&format!("fp{t}-{i}")), run).unwrap();
+                    l.next_control_number("P", "997").unwrap();
+                }
+            })
+        })
+        .collect();
+    for i in 0..50 {
+        b.insert_file(&nf(&format!("b{i}")), run).unwrap();
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let n: i64 = a
+        .conn
+        .query_row("SELECT COUNT(*) FROM files", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 250);
+    assert_eq!(
+        a.next_control_number("P", "997").unwrap(),
+        201,
+        "no number handed out twice"
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    {
+        let c = Connection::open(&p).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+    }
+    assert!(matches!(Ledger::open(&p), Err(LedgerError::TooNew { .. })));
+}
+
+#[test]
+fn regression_startup_kills_are_not_counted_as_deaths_at_the_same_place() {
+    let (_d, l) = ledger();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("abc"), run).unwrap();
+    // Killed mid-file after reaching new material at unit 40.
+    l.arm(f.id, 40).unwrap();
+    assert_eq!(l.note_start(f.id).unwrap(), 1);
+    // Three start-ups killed before reading got past the committed part: no evidence.
+    for _ in 0..3 {
+        assert_eq!(l.note_start(f.id).unwrap(), 1);
+    }
+    // Deaths at the same place count up; a death elsewhere starts over.
+    l.arm(f.id, 40).unwrap();
+    assert_eq!(l.note_start(f.id).unwrap(), 2);
+    l.arm(f.id, 55).unwrap();
+    assert_eq!(l.note_start(f.id).unwrap(), 1);
+    // A clean stop is no death.
+    l.arm(f.id, 55).unwrap();
+    l.disarm(f.id).unwrap();
+    assert_eq!(l.note_start(f.id).unwrap(), 1);
+}
+
+#[test]
+fn hold_then_release_resets_the_guard_and_records_a_review_decision() {
+    let (_d, mut l) = ledger();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("abc"), run).unwrap();
+    l.arm(f.id, 3).unwrap();
+    l.note_start(f.id).unwrap();
+    l.hold(f.id, "review", "partner holds unmapped sets")
+        .unwrap();
+    assert_eq!(l.held_files().unwrap().len(), 1);
+    assert!(
+        l.unfinished_files().unwrap().is_empty(),
+        "held files are not resumed"
+    );
+    l.release(f.id, Some(("rejected-at-review", "bad file")))
+        .unwrap();
+    let f = l.file(f.id).unwrap();
+    assert_eq!(f.state, FileState::Reading);
+    assert!(f.released);
+    assert_eq!(f.review.as_ref().unwrap().0, "rejected-at-review");
+    assert_eq!(l.note_start(f.id).unwrap(), 0);
+}
+
+fn write_two_units(l: &mut Ledger, file: i64) {
+    let tx = l.batch().unwrap();
+    let mut n = Counts::default();
+    for seq in 0..2i64 {
+        tx.take_key("product", &format!("K{seq}"), file, seq, false)
+            .unwrap();
+        tx.write_lines(
+            file,
+            &[LineRow {
+                ordinal: seq,
+                unit_seq: seq,
+                pos: crate::unit::Position::new(seq as u64 + 1, 0, seq as u64 + 1),
+                status: "applied",
+                key: Some(format!("K{seq}")),
+                reason: None,
+                raw: None,
+            }],
+        )
+        .unwrap();
+        tx.write_units(
+            file,
+            &[UnitRow {
+                seq,
+                label: format!("u{seq}"),
+                status: UnitStatus::Applied,
+                key: Some(format!("K{seq}")),
+                first_ordinal: seq,
+                line_count: 1,
+                reasons: vec![],
+                detail: serde_json::Value::Null,
+                tolerated: vec![],
+            }],
+        )
+        .unwrap();
+        n.add_line("applied");
+        n.add_unit(UnitStatus::Applied);
+    }
+    tx.advance(file, 2, 2, 1, &n).unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn fail_gives_back_only_the_keys_of_lost_documents_and_lists_their_lines() {
+    let (_d, mut l) = ledger();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("abc"), run).unwrap();
+    write_two_units(&mut l, f.id);
+    let lost = Lost::Chunks(vec![("product".into(), 1, 2)]);
+    l.fail(f.id, "staged-output-lost", "lost", &lost).unwrap();
+    let f = l.file(f.id).unwrap();
+    assert_eq!(f.outcome(), Some(Outcome::Failed));
+    assert_eq!((f.counts.lines_applied, f.counts.lines_rejected), (1, 1));
+    let tx = l.batch().unwrap();
+    assert!(
+        tx.holder("product", "K0").unwrap().is_some(),
+        "published: kept"
+    );
+    assert!(
+        tx.holder("product", "K1").unwrap().is_none(),
+        "lost: free again"
+    );
+    drop(tx);
+    assert_eq!(
+        l.rejects(f.id).unwrap()[0].rule.as_deref(),
+        Some("staged-output-lost")
+    );
+}
+
+#[test]
+fn abandon_and_restart_forget_the_attempts_rows() {
+    let (_d, mut l) = ledger();
+    let run = l.begin_run("t").unwrap();
+    let a = l.insert_file(&nf("a"), run).unwrap();
+    write_two_units(&mut l, a.id);
+    l.restart(a.id).unwrap();
+    let a2 = l.file(a.id).unwrap();
+    assert_eq!((a2.committed_seq, a2.counts.lines_applied), (0, 0));
+    write_two_units(&mut l, a.id);
+    l.abandon(a.id, "changed-while-processing", "grew").unwrap();
+    let a3 = l.file(a.id).unwrap();
+    assert_eq!(a3.outcome(), Some(Outcome::Returned));
+    assert_eq!(a3.counts, Counts::default());
+    let tx = l.batch().unwrap();
+    assert!(tx.holder("product", "K0").unwrap().is_none());
+}
+
+#[test]
+fn regression_a_damaged_ledger_is_refused_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    {
+        let mut l = Ledger::open(&p).unwrap();
+        let run = l.begin_run("t").unwrap();
+        for i in 0..200 {
+            let f = l.insert_file(&nf(&format!("fp{i:04}")), run).unwrap();
+            l.set_file_error(f.id, "r", &"x".repeat(500), None).unwrap();
+        }
+        let f = l.insert_file(&nf("last"), run).unwrap();
+        write_two_units(&mut l, f.id);
+        l.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    // 8 KiB of garbage in the middle of the file, as the tester did.
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = bytes.len() / 2 / 4096 * 4096;
+    for b in &mut bytes[mid..mid + 8192] {
+        *b = 0xA5;
+    }
+    std::fs::write(&p, &bytes).unwrap();
+    let err = Ledger::open(&p).and_then(|l| l.ensure_sound()).unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(err.to_string().contains("restore"), "{err}");
+}
+
+#[test]
+fn backup_is_a_sound_copy_with_the_configured_mode() {
+    let (d, mut l) = ledger();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("abc"), run).unwrap();
+    write_two_units(&mut l, f.id);
+    let dest = d.path().join("backup.sqlite");
+    assert!(l.backup(&dest).unwrap() > 0);
+    let copy = Ledger::open(&dest).unwrap();
+    assert!(copy.check_integrity(true).unwrap().is_empty());
+    assert_eq!(copy.file(f.id).unwrap().counts.lines_applied, 2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "never world-readable");
+    }
+}
