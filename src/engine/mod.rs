@@ -238,6 +238,7 @@ impl Engine {
             self.drive(run, &c.name, claimed, &mut pass)?;
         }
         pass.interrupted = self.stopping();
+        tracing::debug!(run, files = pass.files.len(), "pass done");
         Ok(pass)
     }
 
