@@ -264,3 +264,31 @@ fn regression_a_stalled_upload_is_not_taken_while_its_writer_holds_it_open() {
         assert!(stdout(&out).contains("90 applied"), "{}", text(&out));
     }
 }
+
+#[test]
+fn regression_an_output_error_names_the_path_and_the_other_files_go_on() {
+    let w = Work::new(100);
+    // The orders folder of the outbox is not usable (a file sits where it should be).
+    std::fs::write(w.dir.join("outbox/order"), "in the way").unwrap();
+    w.drop_file("orders-1.csv", &orders_csv(2, 0, "E"));
+    w.drop_file(
+        "customers-1.csv",
+        b"customer_id,name,email,phone,city,postal_code,country,vat_id,active\nC-1,Acme,a@b.example,,Berlin,10115,DE,,yes\n",
+    );
+    let out = w.run(&["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let s = stdout(&out);
+    assert!(
+        s.contains(&w.dir.join("outbox/order").display().to_string()),
+        "{s}"
+    );
+    assert!(s.contains("error ") && s.contains("orders-1.csv"), "{s}");
+    std::fs::remove_file(w.dir.join("outbox/order")).unwrap();
+    let out = w.run(&["run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the next run finishes it: {}",
+        text(&out)
+    );
+}

@@ -41,10 +41,17 @@ pub fn rejects(config_path: &Path, file: Option<&str>, json: bool) -> Result<i32
         }
         let rows = report::file_rejects(&ledger, f)?;
         if json {
-            all.push(serde_json::json!({ "file": f.name, "fingerprint": f.fingerprint, "outcome": f.outcome, "rejects": rows }));
+            all.push(serde_json::json!({
+                "file": f.name, "fingerprint": f.fingerprint, "outcome": f.outcome,
+                "counts": f.counts, "rejects": rows,
+            }));
         } else if !rows.is_empty() || file.is_some() {
+            let unmapped = match f.counts.units_unmapped {
+                0 => String::new(),
+                n => format!(", {n} document(s) accepted unmapped"),
+            };
             say!(
-                "== {} ({}, {} rejected line(s)){}",
+                "== {} ({}, {} rejected line(s){unmapped}){}",
                 display::name(&f.name),
                 f.outcome.as_deref().unwrap_or("unfinished"),
                 f.counts.lines_rejected,

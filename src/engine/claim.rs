@@ -58,7 +58,7 @@ impl Engine {
             FileState::Done | FileState::Held => return Ok(None),
             FileState::Publishing => {}
             FileState::Reading if work_exists => {
-                tracing::info!(file = %row.name, "resuming interrupted file");
+                tracing::info!(file = %crate::display::name(&row.name), "resuming interrupted file");
             }
             FileState::Reading if work.is_none() && Path::new(&row.source_path).exists() => {
                 // Claimed but never moved out of the inbox: the inbox scan picks it up.
@@ -85,7 +85,7 @@ impl Engine {
             "the claimed input {} disappeared before the file was decided (was the work folder deleted?); nothing of it was applied",
             row.work_path.as_deref().unwrap_or(&row.source_path)
         );
-        tracing::error!(file = %row.name, "{msg}");
+        tracing::error!(file = %crate::display::name(&row.name), "{msg}");
         self.ledger.event(
             Some(run),
             "error",

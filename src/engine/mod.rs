@@ -261,7 +261,7 @@ impl Engine {
             Ok(None) => {}
             Err(e @ EngineError::Ledger(_)) => return Err(e),
             Err(e) => {
-                tracing::error!(file = %name, "{e}");
+                tracing::error!(file = %crate::display::name(name), "{e}");
                 let _ = self
                     .ledger
                     .event(Some(run), "error", Some(name), None, &e.to_string());
@@ -296,7 +296,7 @@ impl Engine {
         }
         drop(claim);
         let report = self.report(row.id)?;
-        tracing::info!(run, file = %report.name, outcome = %report.outcome, "file finished");
+        tracing::info!(run, file = %crate::display::name(&report.name), outcome = %report.outcome, "file finished");
         Ok(report)
     }
 
