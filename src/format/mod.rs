@@ -7,6 +7,7 @@
 //! pipeline knows about formats.
 
 pub mod defs;
+pub mod keys;
 pub mod registry;
 pub mod testing;
 

@@ -878,12 +878,11 @@ fn check_map_section(
 
 /// Checks one definition file; `None` if it has any error (all reported to `diags`).
 pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
+    let before = diags.errors.len();
     let raw: RawDef = def.parse(diags)?;
-    let mut c = Checker {
-        def,
-        diags,
-        errors: 0,
-    };
+    // Unknown keys were reported and dropped by the parse; they still fail the definition.
+    let errors = diags.errors.len() - before;
+    let mut c = Checker { def, diags, errors };
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
         c.err(Some(raw.name.span()), "`name` is empty");
@@ -1296,6 +1295,67 @@ x = "{zzz}"
         assert!(def.is_none());
         assert!(d.errors[0].message.contains("requird"), "{:?}", d.errors);
         assert!(d.errors[0].line.is_some());
+    }
+
+    #[test]
+    fn regression_unknown_keys_were_reported_one_per_check() {
+        // Three misspelt keys and a wrong type: one `tallyman check` pass shows all four.
+        let dir = tempfile::tempdir().unwrap();
+        let text = GOOD
+            .replace("group_by =", "descripton = \"x\"\ngroup_by =")
+            .replace(
+                "[match]",
+                "[csv]\ndelimeter = \";\"\nskip_rows = \"two\"\n[match]",
+            )
+            .replace("required = true", "requird = true");
+        std::fs::write(dir.path().join("t.toml"), &text).unwrap();
+        let mut d = Diagnostics::default();
+        let set = crate::format::registry::load_formats(dir.path(), &mut d);
+        assert!(set.formats.is_empty());
+        let got: Vec<(Option<usize>, &str)> = d
+            .errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert_eq!(
+            got[0],
+            (
+                Some(5),
+                "unknown key 'descripton' at the top level; did you mean 'description'?"
+            )
+        );
+        assert_eq!(
+            got[1],
+            (
+                Some(10),
+                "unknown key 'delimeter' in [csv]; did you mean 'delimiter'?"
+            )
+        );
+        assert_eq!(
+            got[2],
+            (
+                Some(16),
+                "unknown key 'requird' in [[fields]]; did you mean 'required'?"
+            )
+        );
+        assert_eq!(got[3].0, Some(11));
+        assert!(got[3].1.contains("invalid type: string \"two\""), "{got:?}");
+    }
+
+    #[test]
+    fn unknown_keys_do_not_hide_semantic_errors() {
+        let (def, d) = load(
+            &GOOD
+                .replace("required = true", "requird = true")
+                .replace("type = \"date\"", "type = \"colour\""),
+        );
+        assert!(def.is_none());
+        let msgs: Vec<&str> = d.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].contains("'requird'"));
+        assert!(msgs[1].contains("unknown type 'colour'"));
+        assert!(msgs[2].contains("`format` applies only to date"));
     }
 
     #[test]
