@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::contract;
+use super::datetime::{self, DateTimeSpec};
 use super::SheetSelector;
 use crate::canonical::Entity;
 use crate::format::{glob_match, DefFile, Diagnostics, Policy};
@@ -107,6 +108,8 @@ struct RawField {
     ty: Option<String>,
     #[serde(default)]
     format: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
     #[serde(default)]
     required: bool,
     #[serde(default)]
@@ -217,10 +220,13 @@ pub enum FieldType {
         decimal_sep: char,
         thousands_sep: Option<char>,
     },
-    /// `format` is the input pattern; output is ISO `YYYY-MM-DD`.
+    /// `format` is the input pattern (a time in it is read and ignored); output is ISO
+    /// `YYYY-MM-DD`.
     Date {
         format: String,
     },
+    /// An instant; output is ISO 8601 with its offset (`2006-05-19T00:00:00Z`).
+    DateTime(DateTimeSpec),
     Boolean {
         true_words: Vec<String>,
         false_words: Vec<String>,
@@ -239,17 +245,20 @@ impl FieldType {
             FieldType::Integer => "integer",
             FieldType::Decimal { .. } => "decimal",
             FieldType::Date { .. } => "date",
+            FieldType::DateTime(_) => "datetime",
             FieldType::Boolean { .. } => "boolean",
             FieldType::Code { .. } => "code",
         }
     }
 }
 
-/// A bound on a numeric or date field, compared in the field's type.
+/// A bound on a numeric, date or datetime field, compared in the field's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bound {
     Number(Decimal),
     Date(chrono::NaiveDate),
+    /// Compared as instants, whatever the offsets.
+    DateTime(chrono::DateTime<chrono::FixedOffset>),
 }
 
 #[derive(Debug, Clone)]
@@ -287,6 +296,9 @@ pub enum MapValue {
     Const(serde_json::Value),
     /// Exactly one field reference: keeps the field's typed value (booleans stay booleans).
     Field(usize),
+    /// A datetime field mapped to a canonical date: the calendar date as written (in the
+    /// value's own offset, not converted to UTC).
+    DateOf(usize),
     /// A field reference through a translation table.
     Translate {
         field: usize,
@@ -337,7 +349,9 @@ impl TabularDef {
         let mut out = Vec::new();
         for (_, v) in &self.map.header {
             match v {
-                MapValue::Field(i) | MapValue::Translate { field: i, .. } => out.push(*i),
+                MapValue::Field(i) | MapValue::DateOf(i) | MapValue::Translate { field: i, .. } => {
+                    out.push(*i)
+                }
                 MapValue::Template(t) => out.extend(t.0.iter().filter_map(|p| match p {
                     Piece::Field(i) => Some(*i),
                     Piece::Text(_) => None,
@@ -437,31 +451,6 @@ pub fn parse_template(
     Ok(Template(pieces))
 }
 
-/// chrono accepts almost any pattern; a pattern is usable if it can format and re-parse a
-/// date. Patterns with time or zone specifiers are refused for `date`.
-fn check_date_format(fmt: &str) -> Result<(), String> {
-    use chrono::format::{Item, StrftimeItems};
-    for item in StrftimeItems::new(fmt) {
-        if let Item::Error = item {
-            return Err(format!("invalid date pattern '{fmt}'"));
-        }
-    }
-    let sample = chrono::NaiveDate::from_ymd_opt(2024, 11, 23).unwrap_or_default();
-    // Formatting a date with time specifiers fails (and `to_string` would panic on it).
-    let mut text = String::new();
-    if std::fmt::Write::write_fmt(&mut text, format_args!("{}", sample.format(fmt))).is_err() {
-        return Err(format!(
-            "date pattern '{fmt}' uses time or zone specifiers; a date needs only year, month and day (e.g. '%d.%m.%Y')"
-        ));
-    }
-    match chrono::NaiveDate::parse_from_str(&text, fmt) {
-        Ok(d) if d == sample => Ok(()),
-        _ => Err(format!(
-            "date pattern '{fmt}' cannot identify a day (it needs year, month and day, e.g. '%d.%m.%Y')"
-        )),
-    }
-}
-
 fn bound(
     c: &mut Checker,
     fspan: &std::ops::Range<usize>,
@@ -490,9 +479,8 @@ fn bound(
                 }
             }
         }
-        FieldType::Date { .. } => match v
-            .as_str()
-            .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        FieldType::Date { .. } => match text_of(v)
+            .and_then(|s| chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
         {
             Some(d) => Some(Bound::Date(d)),
             None => {
@@ -503,11 +491,22 @@ fn bound(
                 None
             }
         },
+        FieldType::DateTime(spec) => match text_of(v).and_then(|s| datetime::parse_bound(&s, spec))
+        {
+            Some(d) => Some(Bound::DateTime(d)),
+            None => {
+                c.err(
+                    Some(fspan.clone()),
+                    format!("field '{field}': {what} must be an ISO date-time such as \"2024-01-01T00:00:00Z\" (with an offset unless the field has a timezone)"),
+                );
+                None
+            }
+        },
         other => {
             c.err(
                 Some(fspan.clone()),
                 format!(
-                    "field '{field}': {what} applies to integer, decimal and date fields, not {}",
+                    "field '{field}': {what} applies to integer, decimal, date and datetime fields, not {}",
                     other.name()
                 ),
             );
@@ -516,7 +515,21 @@ fn bound(
     }
 }
 
-fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option<Field> {
+/// A bound written as a string or as a bare TOML date / date-time.
+fn text_of(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.trim().to_string()),
+        toml::Value::Datetime(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn check_field(
+    c: &mut Checker,
+    raw: &Spanned<RawField>,
+    header: bool,
+    sheet: bool,
+) -> Option<Field> {
     let span = raw.span();
     let f = raw.get_ref();
     let before = c.errors;
@@ -577,11 +590,12 @@ fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option
         }
         "date" => {
             let format = f.format.clone().unwrap_or_else(|| "%Y-%m-%d".to_string());
-            if let Err(e) = check_date_format(&format) {
+            if let Err(e) = datetime::check_date_pattern(&format) {
                 c.err(Some(span.clone()), format!("field '{name}': {e}"));
             }
             FieldType::Date { format }
         }
+        "datetime" => FieldType::DateTime(check_datetime(c, &span, &name, f, sheet)),
         "boolean" => {
             let lower = |v: &Option<Vec<String>>, d: &[&str]| -> Vec<String> {
                 v.clone()
@@ -631,15 +645,21 @@ fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option
         other => {
             c.err(
                 Some(span.clone()),
-                format!("field '{name}': unknown type '{other}' (expected string, integer, decimal, date, boolean or code)"),
+                format!("field '{name}': unknown type '{other}' (expected string, integer, decimal, date, datetime, boolean or code)"),
             );
             FieldType::String
         }
     };
-    if tyname != "date" && f.format.is_some() {
+    if !matches!(tyname, "date" | "datetime") && f.format.is_some() {
         c.err(
             Some(span.clone()),
-            format!("field '{name}': `format` applies only to date fields"),
+            format!("field '{name}': `format` applies only to date and datetime fields"),
+        );
+    }
+    if tyname != "datetime" && f.timezone.is_some() {
+        c.err(
+            Some(span.clone()),
+            format!("field '{name}': `timezone` applies only to datetime fields"),
         );
     }
     if tyname != "code" && (f.values.is_some() || f.translate.is_some()) {
@@ -709,6 +729,50 @@ fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option
         max_length: f.max_length,
         regex,
     })
+}
+
+/// A datetime field's pattern and timezone. A value without an offset is ambiguous, so
+/// the timezone is required unless the pattern reads one; spreadsheet date cells never
+/// carry one, so a sheet's datetime field always needs it.
+fn check_datetime(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+    sheet: bool,
+) -> DateTimeSpec {
+    let mut has_offset = false;
+    if let Some(fmt) = &f.format {
+        match datetime::check_datetime_pattern(fmt) {
+            Ok(o) => has_offset = o,
+            Err(e) => c.err(Some(span.clone()), format!("field '{name}': {e}")),
+        }
+    }
+    let timezone = match f.timezone.as_deref().map(datetime::parse_timezone) {
+        Some(Ok(tz)) => Some(tz),
+        Some(Err(e)) => {
+            c.err(Some(span.clone()), format!("field '{name}': {e}"));
+            None
+        }
+        None => {
+            if !has_offset || sheet {
+                let why = if sheet && has_offset {
+                    "spreadsheet date cells carry no UTC offset"
+                } else {
+                    "its values carry no UTC offset (the pattern has no %z)"
+                };
+                c.err(
+                    Some(span.clone()),
+                    format!("field '{name}': {why}, so say which one they are in: timezone = \"UTC\" or \"+01:00\""),
+                );
+            }
+            None
+        }
+    };
+    DateTimeSpec {
+        format: f.format.clone(),
+        timezone,
+    }
 }
 
 fn json_of(v: &toml::Value) -> serde_json::Value {
@@ -869,7 +933,19 @@ fn check_map_section(
                 continue;
             }
         }
-        if let Some(mv) = check_map_value(c, section, target, v, fields) {
+        let mv = check_map_value(c, section, target, v, fields);
+        // A date-time mapped onto a canonical date keeps its day: the contract's dates
+        // are YYYY-MM-DD and would refuse the whole instant.
+        let mv = match mv {
+            Some(MapValue::Field(i))
+                if contract::is_date_field(target)
+                    && matches!(fields[i].ty, FieldType::DateTime(_)) =>
+            {
+                Some(MapValue::DateOf(i))
+            }
+            other => other,
+        };
+        if let Some(mv) = mv {
             out.push((target.clone(), mv));
         }
     }
@@ -1004,7 +1080,7 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
         if !seen.insert(n.clone()) {
             c.err(Some(rf.span()), format!("field '{n}' is defined twice"));
         }
-        if let Some(f) = check_field(&mut c, rf, header) {
+        if let Some(f) = check_field(&mut c, rf, header, raw.kind == "sheet") {
             fields.push(f);
         } else {
             // Keep a placeholder so later references to the name are not reported twice.
@@ -1262,7 +1338,7 @@ x = "{zzz}"
             "t.toml:3: key: template \"{nope}\" refers to unknown field 'nope'",
             "t.toml:4: group_by refers to unknown field 'missing'",
             "t.toml:7: field 'a': bad regex '(': error: unclosed group",
-            "t.toml:11: field 'b': date pattern '%H:%M' uses time or zone specifiers",
+            "t.toml:11: field 'b': date pattern '%H:%M' cannot identify a day",
             "t.toml:15: field 'c': unknown type 'colour'",
             "t.toml:19: unknown entity 'planet'",
             "t.toml:21: [map.header] x: template \"{zzz}\" refers to unknown field 'zzz'",
@@ -1356,6 +1432,39 @@ x = "{zzz}"
         assert!(msgs[0].contains("'requird'"));
         assert!(msgs[1].contains("unknown type 'colour'"));
         assert!(msgs[2].contains("`format` applies only to date"));
+    }
+
+    #[test]
+    fn datetime_fields_need_a_timezone_unless_the_pattern_has_an_offset() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "type = \"date\"\nformat = \"%d.%m.%Y\"",
+                &format!("type = \"datetime\"\n{extra}"),
+            )
+            .replace("order_date = \"d\"", "order_date = \"{d}\"")
+        };
+        let (def, d) = load(&with("format = \"%d.%m.%Y %H:%M\""));
+        assert!(def.is_none());
+        assert!(
+            d.errors[0].message.contains("timezone = \"UTC\""),
+            "{:?}",
+            d.errors
+        );
+        let (def, d) = load(&with("format = \"%d.%m.%Y %H:%M %z\""));
+        assert!(d.is_empty(), "{:?}", d.errors);
+        // The date field mapped to order_date takes the day of the instant.
+        assert!(matches!(def.unwrap().map.header[0].1, MapValue::DateOf(2)));
+        let (_, d) = load(&with("timezone = \"Europe/Paris\"\nmin = \"2020-01-01\""));
+        let all: Vec<&str> = d.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].contains("named zones"));
+        assert!(all[1].contains("min must be an ISO date-time"));
+        let (_, d) = load(&with("timezone = \"UTC\"\nmin = 2020-01-01T00:00:00Z"));
+        assert!(d.is_empty(), "{:?}", d.errors);
+        let (_, d) = load(&GOOD.replace("required = true", "required = true\ntimezone = \"UTC\""));
+        assert!(d.errors[0]
+            .message
+            .contains("`timezone` applies only to datetime"));
     }
 
     #[test]

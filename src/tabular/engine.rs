@@ -727,12 +727,14 @@ fn check_bounds(f: &super::def::Field, v: &Bound) -> Option<(&'static str, Strin
         match (v, b) {
             (Bound::Number(a), Bound::Number(b)) => Some(a.cmp(b)),
             (Bound::Date(a), Bound::Date(b)) => Some(a.cmp(b)),
+            (Bound::DateTime(a), Bound::DateTime(b)) => Some(a.cmp(b)),
             _ => None,
         }
     };
     let show = |b: &Bound| match b {
         Bound::Number(d) => d.to_string(),
         Bound::Date(d) => d.to_string(),
+        Bound::DateTime(d) => super::datetime::iso(d),
     };
     use std::cmp::Ordering::*;
     if let Some(b) = &f.min {
@@ -850,6 +852,24 @@ fn check_cell(
                 }
             }
         }
+        FieldType::DateTime(spec) => {
+            let parsed = match cell {
+                Cell::DateTime(s) => spec.from_cell(s),
+                _ => spec.parse(text),
+            };
+            match parsed {
+                Some(d) => (
+                    Value::String(super::datetime::iso(&d)),
+                    Some(Bound::DateTime(d)),
+                ),
+                None => {
+                    return Err(err(
+                        "type",
+                        format!("is not a valid date-time {}", spec.describe()),
+                    ))
+                }
+            }
+        }
         FieldType::Boolean {
             true_words,
             false_words,
@@ -941,6 +961,10 @@ fn map_value(
     Ok(match mv {
         MapValue::Const(v) => Some(v.clone()),
         MapValue::Field(i) => vals.get(*i).cloned().flatten().map(|v| v.json),
+        MapValue::DateOf(i) => vals.get(*i).cloned().flatten().map(|v| {
+            let day = v.text.split('T').next().unwrap_or_default();
+            Value::String(day.to_string())
+        }),
         MapValue::Template(t) => {
             let s = render(t, vals);
             (!s.is_empty()).then_some(Value::String(s))
@@ -1416,6 +1440,71 @@ quantity = "{qty}"
                 head
             }),
             Some(SCORE_HEADER)
+        );
+    }
+
+    #[test]
+    fn regression_date_values_with_a_time_were_unreadable() {
+        // `5/19/2006 0:00:00` and `2012/09/26 12:00:00` are how real exports write them.
+        let f = format(
+            r#"
+kind = "csv"
+name = "dt"
+key = "{order_no}"
+policy = "accept-valid"
+[match]
+filename = "dt*.csv"
+[[fields]]
+name = "order_no"
+[[fields]]
+name = "ordered"
+type = "date"
+format = "%m/%d/%Y %H:%M:%S"
+[[fields]]
+name = "changed"
+type = "datetime"
+format = "%Y/%m/%d %H:%M:%S"
+timezone = "+01:00"
+min = "2010-01-01T00:00:00Z"
+[map]
+entity = "order"
+[map.header]
+order_no = "{order_no}"
+order_date = "{ordered}"
+[map.lines]
+line_no = "1"
+quantity = "1"
+requested_date = "{changed}"
+description = "changed {changed}"
+"#,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dt.csv");
+        std::fs::write(
+            &p,
+            "order_no,ordered,changed\nA,5/19/2006 0:00:00,2012/09/26 12:00:00\nB,5/19/2006 0:00:00,2006/05/19 00:00:00\nC,5/32/2006 0:00:00,2012/09/26 12:00:00\n",
+        )
+        .unwrap();
+        let r = read_all_with(&f, &p, &ctx_for(&p));
+        assert!(r.error.is_none(), "{:?}", r.error);
+        let body = &r.units[1].eval.records[0].body;
+        assert_eq!(body["order_date"], "2006-05-19");
+        assert_eq!(body["lines"][0]["requested_date"], "2012-09-26");
+        assert_eq!(
+            body["lines"][0]["description"],
+            "changed 2012-09-26T12:00:00+01:00"
+        );
+        let why = |u: usize| match &r.units[u].eval.verdicts[0] {
+            LineVerdict::Rejected(x) => x.message.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            why(2),
+            "column 'changed': changed: must be at least 2010-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            why(3),
+            "column 'ordered': ordered: is not a valid date in the format %m/%d/%Y %H:%M:%S"
         );
     }
 

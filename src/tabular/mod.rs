@@ -8,6 +8,7 @@
 
 pub mod contract;
 pub mod csv_rows;
+pub mod datetime;
 pub mod def;
 pub mod engine;
 
