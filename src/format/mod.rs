@@ -6,6 +6,7 @@
 //! new kind (say EDIFACT) is a new module plus one registry line. Nothing else in the
 //! pipeline knows about formats.
 
+pub mod content;
 pub mod defs;
 pub mod keys;
 pub mod registry;

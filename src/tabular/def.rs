@@ -160,32 +160,7 @@ struct RawMap {
 // Checked definition
 // ---------------------------------------------------------------------------------------
 
-/// How CSV bytes become text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// UTF-8, with or without a BOM (stripped).
-    Utf8,
-    Windows1252,
-    /// True ISO-8859-1 (every byte is the code point of the same value).
-    Iso88591,
-    /// UTF-16; the BOM decides LE/BE, little-endian without one.
-    Utf16,
-    /// BOM sniff, then per field: UTF-8 if valid, else windows-1252.
-    Auto,
-}
-
-impl Encoding {
-    pub fn parse(s: &str) -> Option<Encoding> {
-        match s.to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Some(Encoding::Utf8),
-            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
-            "iso-8859-1" | "latin1" | "latin-1" => Some(Encoding::Iso88591),
-            "utf-16" | "utf16" => Some(Encoding::Utf16),
-            "auto" => Some(Encoding::Auto),
-            _ => None,
-        }
-    }
-}
+pub use super::charset::Encoding;
 
 /// The CSV dialect.
 #[derive(Debug, Clone)]
@@ -1008,8 +983,8 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
             }
             let encoding = match d.and_then(|d| d.encoding.as_deref()) {
                 None => Encoding::Utf8,
-                Some(e) => Encoding::parse(e).unwrap_or_else(|| {
-                    c.err(span.clone(), format!("unknown encoding '{e}' (expected utf-8, windows-1252, iso-8859-1, utf-16 or auto)"));
+                Some(e) => Encoding::parse(e).unwrap_or_else(|msg| {
+                    c.err(span.clone(), msg);
                     Encoding::Utf8
                 }),
             };

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::charset::{self, Encoding};
 use super::csv_rows::{CsvItem, CsvRows};
 use super::def::{Bound, ColumnRef, FieldType, MapValue, Piece, Source, TabularDef, Template};
 use super::{column_letters, Cell, Row, RowSource};
@@ -33,6 +34,8 @@ use crate::canonical::Record;
 use crate::format::{FileError, Format, OpenContext, Policy, Probe, UnitReader};
 use crate::unit::{cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
 
+/// How much of a file `encoding = "auto"` looks at before deciding.
+const AUTO_SAMPLE: u64 = 64 * 1024;
 /// Longest raw line kept for the ledger and reports.
 pub const RAW_CAP: usize = 2048;
 /// Sniff scores: a header match is more specific than a file name match.
@@ -142,15 +145,20 @@ impl Format for TabularFormat {
                         ),
                     ));
                 }
-                let mut head = Vec::with_capacity(4);
+                let mut head = Vec::with_capacity(AUTO_SAMPLE as usize);
                 std::io::Read::by_ref(&mut file)
-                    .take(4)
+                    .take(AUTO_SAMPLE)
                     .read_to_end(&mut head)
                     .map_err(|e| FileError::io(&e))?;
-                let input = std::io::Cursor::new(head.clone()).chain(file);
-                RowsIn::Csv(Box::new(CsvRows::new(
+                let decoding = match dialect.encoding {
+                    Encoding::Auto => charset::plan_auto(&head, head.len() as u64 == len)
+                        .map_err(|r| r.into_error(&head, &self.def.name))?,
+                    e => charset::plan_fixed(e, dialect.delimiter, dialect.quote),
+                };
+                let input = std::io::Cursor::new(head).chain(file);
+                RowsIn::Csv(Box::new(CsvRows::with_decoding(
                     Box::new(input),
-                    &head,
+                    decoding,
                     dialect,
                     ctx.limits.max_record_bytes,
                 )))

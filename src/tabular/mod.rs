@@ -6,6 +6,7 @@
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
+pub mod charset;
 pub mod contract;
 pub mod csv_rows;
 pub mod datetime;
