@@ -1170,11 +1170,49 @@ fn evaluate(
         }
     }
     Evaluation {
+        key: document_key(def, rows, &values),
         verdicts,
         unit_errors,
         records,
         ..Evaluation::default()
     }
+}
+
+/// The document's business key as its rows state it, for every line of the unit, rejected
+/// or not: from the first row that gives it, using a field's checked value where the row
+/// passed its checks and the cell's own text where it did not. Sensitive parts are masked
+/// (the key is shown in reject reports).
+fn document_key(
+    def: &TabularDef,
+    rows: &[JobRow],
+    values: &[Option<Vec<Option<Val>>>],
+) -> Option<String> {
+    rows.iter().zip(values).find_map(|(row, vals)| {
+        if row.blank {
+            return None;
+        }
+        let mut key = String::new();
+        let mut any = false;
+        for piece in &def.key.0 {
+            match piece {
+                Piece::Text(t) => key.push_str(t),
+                Piece::Field(i) => {
+                    let text = match vals {
+                        Some(v) => v.get(*i).cloned().flatten().map(|v| v.text),
+                        None => row.cells.get(*i).map(|c| c.to_text().trim().to_string()),
+                    }
+                    .unwrap_or_default();
+                    any |= !text.is_empty();
+                    if def.fields[*i].sensitive {
+                        key.push_str(&mask(&text));
+                    } else {
+                        key.push_str(&text);
+                    }
+                }
+            }
+        }
+        any.then_some(key)
+    })
 }
 
 #[cfg(test)]
@@ -1321,6 +1359,31 @@ quantity = "{qty}"
     }
 
     #[test]
+    fn regression_rejected_documents_had_no_business_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, "order_no,qty,cur\nA,1,EUR\nA,-1,EUR\nB,x,EUR\n,1,EUR\n").unwrap();
+        let f = format(DEF);
+        let r = read_all_with(&f, &p, &ctx_for(&p));
+        let keys: Vec<(UnitStatus, Option<&str>)> = r
+            .units
+            .iter()
+            .map(|u| (u.status(), u.eval.key.as_deref()))
+            .collect();
+        use UnitStatus::*;
+        assert_eq!(
+            keys,
+            vec![
+                (Skipped, None),
+                (Rejected, Some("A")),
+                // The key comes from the cell even when its row fails another check.
+                (Rejected, Some("B")),
+                (Rejected, None),
+            ]
+        );
+    }
+
+    #[test]
     fn over_long_records_are_refused() {
         let limits = crate::format::Limits {
             max_record_bytes: 64,
@@ -1361,12 +1424,7 @@ quantity = "{qty}"
 
     fn sheet_row(n: u64, cells: Vec<Cell>) -> Row {
         Row {
-            pos: Position {
-                line: 0,
-                byte: 0,
-                record: n,
-                locator: Some(format!("Orders!A{n}")),
-            },
+            pos: Position::new(n, 0, n).with_locator(format!("Orders!A{n}")),
             sheet: Some("Orders".into()),
             row_number: n,
             raw: cells
