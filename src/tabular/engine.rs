@@ -31,7 +31,7 @@ use super::csv_rows::{CsvItem, CsvRows};
 use super::def::{Bound, ColumnRef, FieldType, MapValue, Piece, Source, TabularDef, Template};
 use super::{column_letters, Cell, Row, RowSource};
 use crate::canonical::Record;
-use crate::format::{FileError, Format, OpenContext, Policy, Probe, UnitReader};
+use crate::format::{FileError, Format, NearMiss, OpenContext, Policy, Probe, UnitReader};
 use crate::unit::{cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
 
 /// How much of a file `encoding = "auto"` looks at before deciding.
@@ -55,45 +55,6 @@ impl TabularFormat {
     pub fn def(&self) -> &TabularDef {
         &self.def
     }
-
-    /// Whether the header in `head` holds every `match.header` column.
-    fn header_matches(&self, head: &[u8]) -> bool {
-        let Source::Csv(dialect) = &self.def.source else {
-            return false;
-        };
-        let mut rows = CsvRows::new(
-            Box::new(std::io::Cursor::new(head.to_vec())),
-            head,
-            dialect,
-            head.len() as u64 + 1,
-        );
-        let mut skipped = 0;
-        loop {
-            match rows.next_item() {
-                Ok(Some(CsvItem::Row(row, _))) => {
-                    if row.cells.iter().all(Cell::is_empty) {
-                        continue;
-                    }
-                    if skipped < self.def.skip_rows {
-                        skipped += 1;
-                        continue;
-                    }
-                    let names: Vec<String> = row
-                        .cells
-                        .iter()
-                        .map(|c| c.to_text().trim().to_lowercase())
-                        .collect();
-                    return self
-                        .def
-                        .match_header
-                        .iter()
-                        .all(|h| names.contains(&h.to_lowercase()));
-                }
-                Ok(Some(CsvItem::Blank(_))) => continue,
-                Ok(None) | Err(_) => return false,
-            }
-        }
-    }
 }
 
 impl Format for TabularFormat {
@@ -115,12 +76,19 @@ impl Format for TabularFormat {
         }
         // A spreadsheet's header sits inside a zip: it is checked when the file is opened.
         if !self.def.match_header.is_empty() && matches!(self.def.source, Source::Csv(_)) {
-            if !self.header_matches(probe.head) {
+            let Source::Csv(dialect) = &self.def.source else {
+                return None;
+            };
+            if !super::sniff::header_matches(&self.def, dialect, probe.head) {
                 return None;
             }
             score += SCORE_HEADER;
         }
         (score > 0).then_some(score)
+    }
+
+    fn near_miss(&self, probe: &Probe) -> Option<NearMiss> {
+        super::sniff::near_miss(&self.def, probe)
     }
 
     fn policy(&self) -> Policy {

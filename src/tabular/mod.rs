@@ -12,6 +12,7 @@ pub mod csv_rows;
 pub mod datetime;
 pub mod def;
 pub mod engine;
+pub mod sniff;
 
 use std::sync::Arc;
 
