@@ -6,6 +6,7 @@
 //! The same rows feed the `rejects` command's table and JSON output.
 
 use crate::ledger::{FileRow, Ledger, LedgerError, RejectRow};
+use crate::unit::is_cell_locator;
 
 /// The rejected lines of a file, preceded by the file-level error if there was one.
 pub fn file_rejects(ledger: &Ledger, row: &FileRow) -> Result<Vec<RejectRow>, LedgerError> {
@@ -35,9 +36,18 @@ pub fn file_rejects(ledger: &Ledger, row: &FileRow) -> Result<Vec<RejectRow>, Le
     Ok(out)
 }
 
-/// Pulls line/record/byte back out of a `Position` display string.
+/// Pulls line/record/byte back out of a `Position` display string (`line 3, record 3,
+/// byte 40 (...)`, or `row 12 (Orders!C12)` for a sheet row, which has no byte offset).
 fn parse_position(s: Option<&str>) -> (i64, i64, i64) {
     let Some(s) = s else { return (0, 0, 0) };
+    if let Some(rest) = s.strip_prefix("row ") {
+        let row = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        return (row, 0, row);
+    }
     let grab = |word: &str| {
         s.split(word)
             .nth(1)
@@ -67,6 +77,44 @@ const HEADER: [&str; 12] = [
     "file",
 ];
 
+/// Whether the row's byte offset means something: not for a spreadsheet cell, whether the
+/// locator is the cell itself (`Prices!E8`) or a file error's position (`row 8 (Prices!E8)`).
+fn has_byte(r: &RejectRow) -> bool {
+    let Some(loc) = r.locator.as_deref() else {
+        return true;
+    };
+    let inner = loc
+        .strip_suffix(')')
+        .and_then(|l| l.rsplit_once(" ("))
+        .map_or(loc, |(_, inner)| inner);
+    !is_cell_locator(inner)
+}
+
+/// The byte column's text: empty where there is no byte offset.
+fn byte_text(r: &RejectRow) -> String {
+    if has_byte(r) {
+        r.byte.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// The rows as JSON for `tallyman rejects --json`: as `RejectRow` serialises, except that
+/// `byte` is null for spreadsheet rows rather than a made-up 0.
+pub fn to_json(rows: &[RejectRow]) -> serde_json::Value {
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                if !has_byte(r) {
+                    v["byte"] = serde_json::Value::Null;
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
 /// Excel runs cells starting with these as formulas.
 fn defuse(s: &str) -> String {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
@@ -87,7 +135,7 @@ pub fn to_csv(rows: &[RejectRow]) -> Result<Vec<u8>, csv::Error> {
             let o = |v: &Option<String>| defuse(v.as_deref().unwrap_or(""));
             w.write_record([
                 r.line.to_string(),
-                r.byte.to_string(),
+                byte_text(r),
                 r.record.to_string(),
                 o(&r.locator),
                 defuse(&r.unit),
@@ -141,7 +189,11 @@ pub fn to_table(rows: &[RejectRow]) -> String {
         out.push_str(&format!(
             "{:>6} {:>9}  {:<20} {:<20} {:<14} {:<22} {:<16} {}\n",
             r.line,
-            r.byte,
+            if has_byte(r) {
+                byte_text(r)
+            } else {
+                "-".into()
+            },
             clip_tail(r.locator.as_deref().unwrap_or("-"), 20),
             clip(&r.unit, 20),
             clip(r.field.as_deref().unwrap_or("-"), 14),
@@ -185,6 +237,50 @@ mod tests {
         let mut r = csv::Reader::from_reader(text.as_bytes());
         let rec = r.records().next().unwrap().unwrap();
         assert_eq!(&rec[10], "1,2,\"a,b\"");
+    }
+
+    #[test]
+    fn regression_sheet_rows_claimed_byte_0() {
+        let mut cell = row("must be > 0", "-3");
+        cell.line = 8;
+        cell.byte = 0;
+        cell.locator = Some("Prices!E8".into());
+        let mut whole = row("sheet-cell-too-large", "");
+        let pos = crate::unit::Position::new(7, 0, 7).with_locator("Prices!C7");
+        (whole.line, whole.byte, whole.record) = parse_position(Some(&pos.to_string()));
+        whole.locator = Some(pos.to_string());
+        let csv_row = row("x", "y");
+        let text = String::from_utf8(
+            to_csv(&[cell.clone(), whole.clone(), csv_row.clone()]).unwrap()[3..].to_vec(),
+        )
+        .unwrap();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let got: Vec<(String, String)> = r
+            .records()
+            .map(|x| {
+                let x = x.unwrap();
+                (x[0].to_string(), x[1].to_string())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("8".into(), "".into()),
+                ("7".into(), "".into()),
+                ("3".into(), "40".into())
+            ]
+        );
+        let t = to_table(&[cell.clone()]);
+        assert!(
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("     8         -  Prices!E8"),
+            "{t}"
+        );
+        let j = to_json(&[cell, csv_row]);
+        assert_eq!(j[0]["byte"], serde_json::Value::Null);
+        assert_eq!(j[1]["byte"], 40);
     }
 
     #[test]

@@ -14,10 +14,12 @@ use crate::canonical::Record;
 /// Where a piece of input sits in its file. Every error and every ledger row carries one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
-    /// 1-based physical line of the first byte (0 when the format has no lines, e.g. XLSX).
+    /// 1-based physical line of the first byte; for a spreadsheet row, its row number as
+    /// the spreadsheet shows it.
     pub line: u64,
     /// 0-based byte offset of the first byte in the original file (for UTF-16 input: in the
-    /// UTF-8 transcoding, see the README).
+    /// UTF-8 transcoding, see the README). Meaningless, and 0, for a spreadsheet cell
+    /// ([`Position::has_byte`]).
     pub byte: u64,
     /// 1-based ordinal of the record in the file: CSV record, X12 segment, IDoc segment,
     /// spreadsheet row.
@@ -41,10 +43,39 @@ impl Position {
         self.locator = Some(locator.into());
         self
     }
+
+    /// Whether `byte` means something: not for a spreadsheet cell (`Orders!C12`), whose
+    /// file is a zip of XML.
+    pub fn has_byte(&self) -> bool {
+        !self.locator.as_deref().is_some_and(is_cell_locator)
+    }
+}
+
+/// Whether a locator names a spreadsheet cell: `Sheet!C12` (the sheet name may itself
+/// contain `!`).
+pub fn is_cell_locator(locator: &str) -> bool {
+    let Some((sheet, cell)) = locator.rsplit_once('!') else {
+        return false;
+    };
+    let letters = cell.bytes().take_while(u8::is_ascii_uppercase).count();
+    let digits = &cell[letters..];
+    !sheet.is_empty()
+        && (1..=3).contains(&letters)
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.has_byte() {
+            // A sheet row: "row 12 (Orders!C12)", never a byte offset.
+            return write!(
+                f,
+                "row {} ({})",
+                self.line,
+                self.locator.as_deref().unwrap_or_default()
+            );
+        }
         write!(
             f,
             "line {}, record {}, byte {}",
@@ -249,6 +280,18 @@ pub fn cap_raw(raw: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sheet_positions_show_no_byte_offset() {
+        let p = Position::new(12, 0, 12).with_locator("Price list!C12");
+        assert!(!p.has_byte());
+        assert_eq!(p.to_string(), "row 12 (Price list!C12)");
+        let x12 = Position::new(3, 120, 7).with_locator("ISA 1 / GS 2 / ST 0001, segment 3 of set");
+        assert!(x12.has_byte());
+        assert!(is_cell_locator("A!B!XFD1048576"));
+        assert!(!is_cell_locator("IDoc 3 E1EDP01"));
+        assert!(!is_cell_locator("x!12"));
+    }
 
     #[test]
     fn mask_keeps_only_last_two() {

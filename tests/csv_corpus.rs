@@ -221,7 +221,7 @@ fn latin1_decodes_per_field_keeping_original_offsets() {
         .iter()
         .all(|u| u.status().as_str() == "applied"));
     assert_eq!(sku_desc(&r)[2], ("Õakman".into(), "AL|".into()));
-    // `auto` falls back to windows-1252 for the one non-UTF-8 field: same text.
+    // `auto` sees a non-UTF-8 file that reads as Western text: windows-1252, same text.
     let auto = read("pos-auto", "rustcsv_uspop-latin1.csv");
     assert_eq!(sku_desc(&auto), sku_desc(&r));
     // Strict UTF-8 rejects exactly that row, at the offending byte.

@@ -234,3 +234,63 @@ fn header_match_beats_name_match() {
         })
         .is_err());
 }
+
+#[test]
+fn regression_no_format_match_never_said_why() {
+    let set = formats();
+    let why = |name: &str, head: &[u8]| match set.detect(&Probe { name, head }) {
+        Err(e) => e.to_string(),
+        Ok(f) => panic!("{name} matched {}", f.name()),
+    };
+    let header =
+        "order_no,line_no,order_date,customer_id,sku,description,quantity,unit_price,currency";
+    assert_eq!(
+        why(
+            "orders-2026.csv",
+            header.replace("quantity", "qty").as_bytes()
+        ),
+        "no format definition matches this file: closest is 'orders-csv' (name matches \
+         'orders*.csv'), but the header lacks 'quantity' and has unexpected 'qty'"
+    );
+    assert_eq!(
+        why("orders-2026.csv", header.replace(',', ";").as_bytes()),
+        "no format definition matches this file: closest is 'orders-csv' (name matches \
+         'orders*.csv'), but the header is separated by ';', not ',' as [csv] delimiter says"
+    );
+    assert_eq!(
+        why(
+            "orders-2026.csv",
+            format!("Export of 2026-11-02\n{header}\n").as_bytes()
+        ),
+        "no format definition matches this file: closest is 'orders-csv' (name matches \
+         'orders*.csv'), but the header is on non-blank row 2 where skip_rows = 0 expects \
+         it on row 1"
+    );
+    assert_eq!(
+        why("po-2026.csv", format!("{header}\n").as_bytes()),
+        "no format definition matches this file: closest is 'orders-csv' (the header fits), \
+         but the name does not match 'orders*.csv'"
+    );
+    let utf16: Vec<u8> = format!("{header}\n")
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let msg = why("orders-2026.csv", &utf16);
+    assert!(
+        msg.starts_with(
+            "no format definition matches this file: it looks like UTF-16LE text without a \
+             byte-order mark (a NUL byte at every second position); closest is 'orders-csv'"
+        ),
+        "{msg}"
+    );
+    assert_eq!(
+        why("orders-2026.csv", &[0; 512]),
+        "no format definition matches this file: it is all NUL bytes (512 seen), not text; \
+         closest is 'orders-csv' (name matches 'orders*.csv'), but the header lacks \
+         'order_no', 'line_no', 'order_date', 'customer_id', 'sku' and 4 more"
+    );
+    assert_eq!(
+        why("data.bin", b""),
+        "no format definition matches this file: the file is empty"
+    );
+}

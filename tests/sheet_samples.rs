@@ -92,9 +92,10 @@ fn orders_sample_reads_with_real_date_cells() {
             text("EUR"),
         ]
     );
+    // Quoted like CSV, so the row can be pasted back (the description holds a comma).
     assert_eq!(
         rows[4].raw,
-        "SO-26-11-0102,1,2026-11-03,C-01022,ACM-2001,Cordless drill 18 V, 2 batteries,2,149,EUR"
+        "SO-26-11-0102,1,2026-11-03,C-01022,ACM-2001,\"Cordless drill 18 V, 2 batteries\",2,149,EUR"
     );
     assert_eq!(rows[8].pos.locator.as_deref(), Some("Orders!A9"));
     assert_eq!(rows[8].row_number, 9);

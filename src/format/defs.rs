@@ -72,16 +72,20 @@ impl DefFile {
             .map(|i| i + 1)
     }
 
-    /// Deserialises the whole file into `T`, reporting a serde error with its line.
+    /// Deserialises the whole file into `T`, reporting every key `T` does not know (with
+    /// its line and a did-you-mean) and then the first serde error, with its line.
+    ///
+    /// Unknown keys are errors, but they are removed and the parse goes on, so the caller's
+    /// semantic checks still run and report theirs in the same pass. `Some` therefore does
+    /// not mean "no errors": a loader that must know compares `diags.errors.len()` before
+    /// and after (any error in `diags` fails the whole load anyway).
     pub fn parse<T: serde::de::DeserializeOwned>(&self, diags: &mut Diagnostics) -> Option<T> {
-        match toml::from_str::<T>(&self.text) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let line = e.span().map(|s| self.line_at(s.start));
-                diags.error(&self.path, line, e.message().to_string());
-                None
-            }
+        let (value, errors) = super::keys::parse_lenient::<T>(&self.text);
+        for (span, message) in errors {
+            let line = span.map(|s| self.line_at(s.start));
+            diags.error(&self.path, line, message);
         }
+        value
     }
 }
 

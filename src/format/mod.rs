@@ -6,7 +6,9 @@
 //! new kind (say EDIFACT) is a new module plus one registry line. Nothing else in the
 //! pipeline knows about formats.
 
+pub mod content;
 pub mod defs;
+pub mod keys;
 pub mod registry;
 pub mod testing;
 
@@ -201,6 +203,12 @@ pub trait Format: Send + Sync {
     /// How strongly this format claims the file: `None` for no, higher is more specific
     /// (a header match beats a name glob). The pipeline picks the highest; a tie is an error.
     fn sniff(&self, probe: &Probe) -> Option<u32>;
+    /// For a file this format does not claim (`sniff` said `None`): how close it came and
+    /// why not, so "no format matches" can name the closest definition and its reason.
+    /// `None` when nothing about the file fits, or the kind cannot tell.
+    fn near_miss(&self, _probe: &Probe) -> Option<NearMiss> {
+        None
+    }
     /// The partial-file policy.
     fn policy(&self) -> Policy;
     /// Opens the file for streaming. Must not read it whole.
@@ -235,11 +243,54 @@ pub struct FormatSet {
     pub formats: Vec<Arc<dyn Format>>,
 }
 
+/// How close a format came to claiming a file, and why it did not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NearMiss {
+    /// Higher is closer; only compared between the formats of one file.
+    pub closeness: u32,
+    /// What fitted: `name matches 'orders*.csv'`.
+    pub matched: Vec<String>,
+    /// What did not: `the header lacks 'quantity' and has unexpected 'qty'`.
+    pub why_not: Vec<String>,
+}
+
+/// Why no format claimed a file: what its bytes look like, and the closest definition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NoMatch {
+    /// From [`content::observations`]: `it looks like UTF-16LE text without a BOM`.
+    pub observations: Vec<String>,
+    /// The format that came closest, by name.
+    pub closest: Option<(String, NearMiss)>,
+}
+
+impl std::fmt::Display for NoMatch {
+    /// One line, for a run summary: `no format definition matches this file: closest is
+    /// 'orders-csv' (name matches 'orders*.csv'), but the header lacks 'quantity'`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no format definition matches this file")?;
+        let mut sep = ": ";
+        for o in &self.observations {
+            write!(f, "{sep}{o}")?;
+            sep = "; ";
+        }
+        if let Some((name, miss)) = &self.closest {
+            write!(f, "{sep}closest is '{name}'")?;
+            if !miss.matched.is_empty() {
+                write!(f, " ({})", miss.matched.join(", "))?;
+            }
+            if !miss.why_not.is_empty() {
+                write!(f, ", but {}", miss.why_not.join(", and "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why no single format was chosen.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SniffError {
-    #[error("no format definition matches this file")]
-    NoMatch,
+    #[error("{0}")]
+    NoMatch(Box<NoMatch>),
     #[error("ambiguous: formats {0:?} match equally well")]
     Ambiguous(Vec<String>),
 }
@@ -258,11 +309,31 @@ impl FormatSet {
             }
         }
         match best.len() {
-            0 => Err(SniffError::NoMatch),
+            0 => Err(SniffError::NoMatch(Box::new(self.explain(probe)))),
             1 => Ok(best[0].1.clone()),
             _ => Err(SniffError::Ambiguous(
                 best.iter().map(|(_, f)| f.name().to_string()).collect(),
             )),
+        }
+    }
+
+    /// Why nothing claimed `probe`: the content observations and the closest near miss
+    /// (the first defined wins a tie).
+    pub fn explain(&self, probe: &Probe) -> NoMatch {
+        let mut closest: Option<(String, NearMiss)> = None;
+        for f in &self.formats {
+            if let Some(m) = f.near_miss(probe) {
+                if closest
+                    .as_ref()
+                    .is_none_or(|(_, c)| m.closeness > c.closeness)
+                {
+                    closest = Some((f.name().to_string(), m));
+                }
+            }
+        }
+        NoMatch {
+            observations: content::observations(probe.head),
+            closest,
         }
     }
 

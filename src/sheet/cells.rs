@@ -10,6 +10,7 @@ use calamine::{Data, ExcelDateTime};
 
 use crate::format::{FileError, Limits};
 use crate::sheet::guard::{MAX_COLS, MAX_ROWS};
+use crate::tabular::csv_rows::CsvRows;
 use crate::tabular::{column_letters, Cell, Row};
 use crate::unit::Position;
 
@@ -99,8 +100,12 @@ impl RowBuilder {
         )
     }
 
+    /// A sheet row's position: `line` and `record` are the row number as Excel shows it
+    /// (what a reviewer looks for); a workbook has no meaningful byte offset, so `byte` is
+    /// 0 and the cell locator tells readers of the position not to show it.
     fn pos(&self, row0: u32, col0: u32) -> Position {
-        Position::new(0, 0, u64::from(row0) + 1).with_locator(self.locator(row0, col0))
+        let row = u64::from(row0) + 1;
+        Position::new(row, 0, row).with_locator(self.locator(row0, col0))
     }
 
     /// Adds the cell at 0-based (`row0`, `col0`); returns the previous row when this cell
@@ -180,11 +185,9 @@ impl RowBuilder {
         if cells.iter().all(Cell::is_empty) {
             return None;
         }
-        let raw = cells
-            .iter()
-            .map(Cell::to_text)
-            .collect::<Vec<_>>()
-            .join(",");
+        // Quoted like CSV (RFC 4180) so a reviewer can paste the row back.
+        let texts: Vec<String> = cells.iter().map(Cell::to_text).collect();
+        let raw = CsvRows::join(&texts, b',', Some(b'"'));
         Some(Row {
             pos: self.pos(row0, 0),
             sheet: Some(self.sheet.clone()),
@@ -239,6 +242,29 @@ mod tests {
         assert_eq!(last.row_number, 1_048_576);
         assert_eq!(last.pos.record, 1_048_576);
         assert!(b.finish().is_none());
+    }
+
+    #[test]
+    fn regression_sheet_rows_were_line_0_and_joined_without_quoting() {
+        let mut b = RowBuilder::new("Orders", &Limits::default());
+        b.push(11, 0, Cell::Text("A-1".into())).unwrap();
+        b.push(11, 1, Cell::Text("Bolt, M8".into())).unwrap();
+        b.push(11, 2, Cell::Text("6\" \"long\"".into())).unwrap();
+        b.push(11, 3, Cell::Text("two\nlines".into())).unwrap();
+        b.push(11, 4, Cell::Float(2.5)).unwrap();
+        let row = b.finish().unwrap();
+        assert_eq!((row.pos.line, row.pos.record), (12, 12));
+        assert_eq!(
+            row.raw,
+            "A-1,\"Bolt, M8\",\"6\"\" \"\"long\"\"\",\"two\nlines\",2.5"
+        );
+        // Pasted back, it reads as the same cells.
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(row.raw.as_bytes());
+        let rec = r.records().next().unwrap().unwrap();
+        let texts: Vec<String> = row.cells.iter().map(Cell::to_text).collect();
+        assert_eq!(rec.iter().collect::<Vec<_>>(), texts);
     }
 
     #[test]

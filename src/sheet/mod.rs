@@ -42,7 +42,8 @@ const CHANNEL_ROWS: usize = 32;
 /// Opens `path` and streams the rows of the selected sheet.
 ///
 /// Rows come in sheet order; rows without any non-empty cell are not yielded. Every row's
-/// position is `line 0, byte 0, record <1-based sheet row>, locator "Sheet!A<row>"`.
+/// position is `line` and `record` = the 1-based sheet row, `byte` 0 (meaningless for a
+/// workbook: the cell locator says so), locator `"Sheet!A<row>"`.
 pub fn open_rows(
     path: &Path,
     ctx: &OpenContext,
@@ -312,11 +313,12 @@ fn stream<'a>(
     loop {
         let cell = next().map_err(|message| {
             FileError::at(
-                crate::unit::Position::new(0, 0, u64::from(last.0) + 1).with_locator(format!(
-                    "{sheet}!{}{}",
-                    crate::tabular::column_letters(last.1 as usize),
-                    u64::from(last.0) + 1
-                )),
+                crate::unit::Position::new(u64::from(last.0) + 1, 0, u64::from(last.0) + 1)
+                    .with_locator(format!(
+                        "{sheet}!{}{}",
+                        crate::tabular::column_letters(last.1 as usize),
+                        u64::from(last.0) + 1
+                    )),
                 "sheet-corrupt",
                 format!(
                     "after cell {sheet} row {}: {message}",

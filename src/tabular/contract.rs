@@ -107,6 +107,12 @@ where
     }
 }
 
+/// Whether a canonical field holds a date (`YYYY-MM-DD`): the rule `Record::build` checks
+/// dates by (`crate::canonical`), which the test below pins.
+pub fn is_date_field(name: &str) -> bool {
+    name.ends_with("_date") || name == "valid_from"
+}
+
 /// The contract shape of an entity.
 pub fn shape(entity: Entity) -> Shape {
     match entity {
@@ -132,6 +138,25 @@ mod tests {
         let lr = s.line_required.unwrap();
         assert_eq!(lr, vec!["line_no", "quantity"]);
         assert!(s.line_fields.unwrap().contains(&"unit_price"));
+    }
+
+    #[test]
+    fn date_fields_are_the_ones_the_contract_checks_as_dates() {
+        let mut checked = 0;
+        for e in Entity::ALL {
+            let s = shape(e);
+            for f in s.fields.iter().filter(|f| is_date_field(f)) {
+                let mut body = serde_json::json!({"lines": []});
+                for r in s.required.iter().filter(|r| **r != "lines") {
+                    body[*r] = serde_json::json!("1");
+                }
+                body[*f] = serde_json::json!("2024-01-01T00:00:00Z");
+                let err = crate::canonical::Record::build(e, "k", body).unwrap_err();
+                assert_eq!(err.field.as_deref(), Some(*f), "{e:?}: {err:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6, "{checked}");
     }
 
     #[test]

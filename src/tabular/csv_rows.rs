@@ -8,10 +8,11 @@
 //! ourselves over the consumed bytes, and skip blank lines ourselves so they can be
 //! reported as skipped lines with their own positions.
 //!
-//! Bytes are decoded per field after parsing, so for UTF-8 and single-byte encodings every
-//! offset is an offset in the original file. UTF-16 is transcoded to UTF-8 in a streaming
-//! adapter first; its offsets then refer to the UTF-8 transcoding (documented in
-//! `docs/format-language.md`). Problems with one row (bad bytes, NUL, too long) come back as
+//! Bytes are decoded per field after parsing, so for UTF-8, single-byte encodings and the
+//! legacy multi-byte ones whose trail bytes cannot be a delimiter every offset is an offset
+//! in the original file. UTF-16 (and a legacy encoding whose trail bytes could split a
+//! field) is transcoded to UTF-8 in a streaming adapter first; its offsets then refer to
+//! the UTF-8 transcoding (see [`super::charset`] and `docs/format-language.md`). Problems with one row (bad bytes, NUL, too long) come back as
 //! a row plus a [`Reason`]; only I/O failures end the file.
 
 // `FileError` is the shared error type of every format; its size is a cross-module
@@ -20,7 +21,8 @@
 
 use std::io::Read;
 
-use super::def::{CsvDialect, Encoding};
+use super::charset::{self, Decoding, Encoding, Transcoder};
+use super::def::CsvDialect;
 use super::{Cell, Row, RowSource};
 use crate::format::FileError;
 use crate::unit::{Position, Reason};
@@ -42,55 +44,6 @@ pub enum CsvItem {
     Row(Row, Option<Reason>),
 }
 
-/// Streaming UTF-16 → UTF-8 adapter (the BOM picks LE/BE; LE without a BOM).
-struct Utf16ToUtf8<R> {
-    inner: R,
-    decoder: encoding_rs::Decoder,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    out_pos: usize,
-    done: bool,
-}
-
-impl<R: Read> Utf16ToUtf8<R> {
-    fn new(inner: R) -> Self {
-        Utf16ToUtf8 {
-            inner,
-            decoder: encoding_rs::UTF_16LE.new_decoder(),
-            inbuf: vec![0; CHUNK],
-            out: Vec::with_capacity(CHUNK * 2),
-            out_pos: 0,
-            done: false,
-        }
-    }
-}
-
-impl<R: Read> Read for Utf16ToUtf8<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.out_pos >= self.out.len() {
-            if self.done {
-                return Ok(0);
-            }
-            let n = self.inner.read(&mut self.inbuf)?;
-            let last = n == 0;
-            self.out.clear();
-            self.out_pos = 0;
-            let need = self.decoder.max_utf8_buffer_length(n).unwrap_or(n * 3 + 16);
-            self.out.resize(need, 0);
-            let (_, read, written, _) =
-                self.decoder
-                    .decode_to_utf8(&self.inbuf[..n], &mut self.out, last);
-            debug_assert_eq!(read, n);
-            self.out.truncate(written);
-            self.done = last;
-        }
-        let n = buf.len().min(self.out.len() - self.out_pos);
-        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
-        self.out_pos += n;
-        Ok(n)
-    }
-}
-
 /// A streaming CSV row source.
 pub struct CsvRows {
     input: Box<dyn Read>,
@@ -108,8 +61,8 @@ pub struct CsvRows {
     prev_cr: bool,
     records: u64,
     max_record: usize,
-    /// Encoding of the bytes csv-core sees (UTF-16 is already UTF-8 here).
-    encoding: Encoding,
+    /// How the bytes csv-core sees become text (a transcoded file is UTF-8 here).
+    decoding: Decoding,
     delimiter: u8,
     quote: Option<u8>,
     started: bool,
@@ -117,23 +70,34 @@ pub struct CsvRows {
 }
 
 impl CsvRows {
-    /// Wraps a reader. `head` is the first bytes of the file (for BOM sniffing with `auto`).
+    /// Wraps a reader. `head` is the first bytes of the file, for `auto` to decide from.
+    /// A file `auto` would refuse is read as Windows-1252 here (enough to look at a
+    /// header); [`super::TabularFormat`] refuses it before reading through
+    /// [`CsvRows::with_decoding`].
     pub fn new(
         input: Box<dyn Read>,
         head: &[u8],
         dialect: &CsvDialect,
         max_record_bytes: u64,
     ) -> CsvRows {
-        let mut encoding = dialect.encoding;
-        if encoding == Encoding::Auto
-            && (head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]))
-        {
-            encoding = Encoding::Utf16;
-        }
-        let (input, encoding): (Box<dyn Read>, Encoding) = if encoding == Encoding::Utf16 {
-            (Box::new(Utf16ToUtf8::new(input)), Encoding::Utf8)
-        } else {
-            (input, encoding)
+        let decoding = match dialect.encoding {
+            Encoding::Auto => charset::plan_auto(head, false)
+                .unwrap_or(Decoding::PerRecord(encoding_rs::WINDOWS_1252)),
+            e => charset::plan_fixed(e, dialect.delimiter, dialect.quote),
+        };
+        Self::with_decoding(input, decoding, dialect, max_record_bytes)
+    }
+
+    /// Wraps a reader whose decoding is already decided.
+    pub fn with_decoding(
+        input: Box<dyn Read>,
+        decoding: Decoding,
+        dialect: &CsvDialect,
+        max_record_bytes: u64,
+    ) -> CsvRows {
+        let input: Box<dyn Read> = match decoding {
+            Decoding::Transcode(e) => Box::new(Transcoder::new(input, e, CHUNK)),
+            _ => input,
         };
         let core = csv_core::ReaderBuilder::new()
             .delimiter(dialect.delimiter)
@@ -158,11 +122,11 @@ impl CsvRows {
             prev_cr: false,
             records: 0,
             max_record,
-            encoding,
+            decoding,
             delimiter: dialect.delimiter,
             quote: dialect.quote,
             started: false,
-            sniff_bom: matches!(encoding, Encoding::Utf8 | Encoding::Auto),
+            sniff_bom: matches!(decoding, Decoding::Utf8 { .. }),
         }
     }
 
@@ -328,9 +292,8 @@ impl CsvRows {
             };
             return Ok(CsvItem::Row(row, Some(reason)));
         }
-        let mut problem = None;
-        if let Some(i) = memchr::memchr(0, &raw_bytes) {
-            problem = Some(
+        let problem = match memchr::memchr(0, &raw_bytes) {
+            Some(i) => Some(
                 Reason::new(
                     "nul-byte",
                     format!(
@@ -339,28 +302,9 @@ impl CsvRows {
                     ),
                 )
                 .value("\\0"),
-            );
-        } else if self.encoding == Encoding::Utf8 {
-            if let Err(e) = std::str::from_utf8(&raw_bytes) {
-                let at = e.valid_up_to();
-                let bad: Vec<String> = raw_bytes[at..]
-                    .iter()
-                    .take(e.error_len().unwrap_or(1))
-                    .map(|b| format!("0x{b:02X}"))
-                    .collect();
-                problem = Some(
-                    Reason::new(
-                        "encoding",
-                        format!(
-                            "invalid UTF-8 byte sequence {} at byte {} of the file",
-                            bad.join(" "),
-                            pos.byte + at as u64
-                        ),
-                    )
-                    .value(bad.join(" ")),
-                );
-            }
-        }
+            ),
+            None => self.undecodable(&raw_bytes, pos.byte),
+        };
         let mut cells = Vec::with_capacity(endlen);
         let mut from = 0;
         for &to in &self.ends[..endlen] {
@@ -382,21 +326,66 @@ impl CsvRows {
         Ok(CsvItem::Row(row, problem))
     }
 
+    /// Why a record's bytes are not text in the file's encoding, if they are not.
+    fn undecodable(&self, raw: &[u8], start: u64) -> Option<Reason> {
+        let (enc, auto) = match self.decoding {
+            Decoding::Latin1 => return None,
+            Decoding::Utf8 { auto } => (encoding_rs::UTF_8, auto),
+            Decoding::PerRecord(e) => (e, false),
+            Decoding::Transcode(e) => {
+                // Bytes that were not valid arrive as U+FFFD, which no legacy encoding
+                // can express; UTF-16 keeps its old lenience for unpaired surrogates.
+                let legacy = e != encoding_rs::UTF_16LE && e != encoding_rs::UTF_16BE;
+                let bad = legacy && std::str::from_utf8(raw).is_ok_and(|t| t.contains('\u{FFFD}'));
+                return bad.then(|| {
+                    Reason::new(
+                        "encoding",
+                        format!(
+                            "bytes that are not valid {} in this record (shown as \u{FFFD}); offsets in this file are those of its UTF-8 transcoding",
+                            e.name()
+                        ),
+                    )
+                });
+            }
+        };
+        let at = first_malformed(enc, raw)?;
+        let bad: Vec<String> = raw[at..]
+            .iter()
+            .take(if enc == encoding_rs::UTF_8 {
+                std::str::from_utf8(&raw[at..])
+                    .err()
+                    .and_then(|e| e.error_len())
+                    .unwrap_or(1)
+            } else {
+                2.min(raw.len() - at)
+            })
+            .map(|b| format!("0x{b:02X}"))
+            .collect();
+        let what = if enc == encoding_rs::UTF_8 {
+            "invalid UTF-8 byte sequence".to_string()
+        } else {
+            format!("bytes that are not valid {}:", enc.name())
+        };
+        let mut message = format!(
+            "{what} {} at byte {} of the file",
+            bad.join(" "),
+            start + at as u64
+        );
+        if auto {
+            message.push_str(
+                "; encoding = \"auto\" read this file as UTF-8 because its start is: if it is in another encoding, set it",
+            );
+        }
+        Some(Reason::new("encoding", message).value(bad.join(" ")))
+    }
+
     fn decode_lossy(&self, bytes: &[u8]) -> String {
-        match self.encoding {
-            Encoding::Utf8 | Encoding::Utf16 => String::from_utf8_lossy(bytes).into_owned(),
-            Encoding::Iso88591 => bytes.iter().map(|&b| b as char).collect(),
-            Encoding::Windows1252 => encoding_rs::WINDOWS_1252
-                .decode_without_bom_handling(bytes)
-                .0
-                .into_owned(),
-            Encoding::Auto => match std::str::from_utf8(bytes) {
-                Ok(s) => s.to_string(),
-                Err(_) => encoding_rs::WINDOWS_1252
-                    .decode_without_bom_handling(bytes)
-                    .0
-                    .into_owned(),
-            },
+        match self.decoding {
+            Decoding::Utf8 { .. } | Decoding::Transcode(_) => {
+                String::from_utf8_lossy(bytes).into_owned()
+            }
+            Decoding::Latin1 => bytes.iter().map(|&b| b as char).collect(),
+            Decoding::PerRecord(e) => e.decode_without_bom_handling(bytes).0.into_owned(),
         }
     }
 
@@ -432,6 +421,24 @@ impl CsvRows {
 
     pub fn quote(&self) -> Option<u8> {
         self.quote
+    }
+}
+
+/// Offset of the first byte of `raw` that is not valid in `enc`.
+fn first_malformed(enc: &'static encoding_rs::Encoding, raw: &[u8]) -> Option<usize> {
+    if enc == encoding_rs::UTF_8 {
+        return std::str::from_utf8(raw).err().map(|e| e.valid_up_to());
+    }
+    let mut d = enc.new_decoder_without_bom_handling();
+    let mut out = String::with_capacity(
+        d.max_utf8_buffer_length_without_replacement(raw.len())
+            .unwrap_or(raw.len() * 3 + 16),
+    );
+    match d.decode_to_string_without_replacement(raw, &mut out, true) {
+        (encoding_rs::DecoderResult::Malformed(len, extra), read) => {
+            Some(read.saturating_sub(usize::from(len) + usize::from(extra)))
+        }
+        _ => None,
     }
 }
 
@@ -547,9 +554,13 @@ mod tests {
         }
         let r = rows(&items(&data, Encoding::Auto, 1 << 20));
         assert_eq!(r[0].3, vec!["a".to_string(), "é".to_string()]);
-        let r = rows(&items(b"\xe9,\x80\n", Encoding::Iso88591, 1 << 20));
+        let r = rows(&items(b"\xe9,\x80\n", Encoding::Latin1, 1 << 20));
         assert_eq!(r[0].3, vec!["é".to_string(), "\u{80}".to_string()]);
-        let r = rows(&items(b"\xe9,\x80\n", Encoding::Windows1252, 1 << 20));
+        let r = rows(&items(
+            b"\xe9,\x80\n",
+            Encoding::Legacy(encoding_rs::WINDOWS_1252),
+            1 << 20,
+        ));
         assert_eq!(r[0].3, vec!["é".to_string(), "€".to_string()]);
         let r = rows(&items(b"\xef\xbb\xbfa,b\n", Encoding::Utf8, 1 << 20));
         assert_eq!((r[0].1, r[0].3[0].as_str()), (3, "a"));

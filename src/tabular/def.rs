@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::contract;
+use super::datetime::{self, DateTimeSpec};
 use super::SheetSelector;
 use crate::canonical::Entity;
 use crate::format::{glob_match, DefFile, Diagnostics, Policy};
@@ -108,6 +109,8 @@ struct RawField {
     #[serde(default)]
     format: Option<String>,
     #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
     required: bool,
     #[serde(default)]
     sensitive: bool,
@@ -157,32 +160,7 @@ struct RawMap {
 // Checked definition
 // ---------------------------------------------------------------------------------------
 
-/// How CSV bytes become text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// UTF-8, with or without a BOM (stripped).
-    Utf8,
-    Windows1252,
-    /// True ISO-8859-1 (every byte is the code point of the same value).
-    Iso88591,
-    /// UTF-16; the BOM decides LE/BE, little-endian without one.
-    Utf16,
-    /// BOM sniff, then per field: UTF-8 if valid, else windows-1252.
-    Auto,
-}
-
-impl Encoding {
-    pub fn parse(s: &str) -> Option<Encoding> {
-        match s.to_ascii_lowercase().as_str() {
-            "utf-8" | "utf8" => Some(Encoding::Utf8),
-            "windows-1252" | "cp1252" => Some(Encoding::Windows1252),
-            "iso-8859-1" | "latin1" | "latin-1" => Some(Encoding::Iso88591),
-            "utf-16" | "utf16" => Some(Encoding::Utf16),
-            "auto" => Some(Encoding::Auto),
-            _ => None,
-        }
-    }
-}
+pub use super::charset::Encoding;
 
 /// The CSV dialect.
 #[derive(Debug, Clone)]
@@ -217,10 +195,13 @@ pub enum FieldType {
         decimal_sep: char,
         thousands_sep: Option<char>,
     },
-    /// `format` is the input pattern; output is ISO `YYYY-MM-DD`.
+    /// `format` is the input pattern (a time in it is read and ignored); output is ISO
+    /// `YYYY-MM-DD`.
     Date {
         format: String,
     },
+    /// An instant; output is ISO 8601 with its offset (`2006-05-19T00:00:00Z`).
+    DateTime(DateTimeSpec),
     Boolean {
         true_words: Vec<String>,
         false_words: Vec<String>,
@@ -239,17 +220,20 @@ impl FieldType {
             FieldType::Integer => "integer",
             FieldType::Decimal { .. } => "decimal",
             FieldType::Date { .. } => "date",
+            FieldType::DateTime(_) => "datetime",
             FieldType::Boolean { .. } => "boolean",
             FieldType::Code { .. } => "code",
         }
     }
 }
 
-/// A bound on a numeric or date field, compared in the field's type.
+/// A bound on a numeric, date or datetime field, compared in the field's type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bound {
     Number(Decimal),
     Date(chrono::NaiveDate),
+    /// Compared as instants, whatever the offsets.
+    DateTime(chrono::DateTime<chrono::FixedOffset>),
 }
 
 #[derive(Debug, Clone)]
@@ -287,6 +271,9 @@ pub enum MapValue {
     Const(serde_json::Value),
     /// Exactly one field reference: keeps the field's typed value (booleans stay booleans).
     Field(usize),
+    /// A datetime field mapped to a canonical date: the calendar date as written (in the
+    /// value's own offset, not converted to UTC).
+    DateOf(usize),
     /// A field reference through a translation table.
     Translate {
         field: usize,
@@ -337,7 +324,9 @@ impl TabularDef {
         let mut out = Vec::new();
         for (_, v) in &self.map.header {
             match v {
-                MapValue::Field(i) | MapValue::Translate { field: i, .. } => out.push(*i),
+                MapValue::Field(i) | MapValue::DateOf(i) | MapValue::Translate { field: i, .. } => {
+                    out.push(*i)
+                }
                 MapValue::Template(t) => out.extend(t.0.iter().filter_map(|p| match p {
                     Piece::Field(i) => Some(*i),
                     Piece::Text(_) => None,
@@ -437,31 +426,6 @@ pub fn parse_template(
     Ok(Template(pieces))
 }
 
-/// chrono accepts almost any pattern; a pattern is usable if it can format and re-parse a
-/// date. Patterns with time or zone specifiers are refused for `date`.
-fn check_date_format(fmt: &str) -> Result<(), String> {
-    use chrono::format::{Item, StrftimeItems};
-    for item in StrftimeItems::new(fmt) {
-        if let Item::Error = item {
-            return Err(format!("invalid date pattern '{fmt}'"));
-        }
-    }
-    let sample = chrono::NaiveDate::from_ymd_opt(2024, 11, 23).unwrap_or_default();
-    // Formatting a date with time specifiers fails (and `to_string` would panic on it).
-    let mut text = String::new();
-    if std::fmt::Write::write_fmt(&mut text, format_args!("{}", sample.format(fmt))).is_err() {
-        return Err(format!(
-            "date pattern '{fmt}' uses time or zone specifiers; a date needs only year, month and day (e.g. '%d.%m.%Y')"
-        ));
-    }
-    match chrono::NaiveDate::parse_from_str(&text, fmt) {
-        Ok(d) if d == sample => Ok(()),
-        _ => Err(format!(
-            "date pattern '{fmt}' cannot identify a day (it needs year, month and day, e.g. '%d.%m.%Y')"
-        )),
-    }
-}
-
 fn bound(
     c: &mut Checker,
     fspan: &std::ops::Range<usize>,
@@ -490,9 +454,8 @@ fn bound(
                 }
             }
         }
-        FieldType::Date { .. } => match v
-            .as_str()
-            .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        FieldType::Date { .. } => match text_of(v)
+            .and_then(|s| chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
         {
             Some(d) => Some(Bound::Date(d)),
             None => {
@@ -503,11 +466,22 @@ fn bound(
                 None
             }
         },
+        FieldType::DateTime(spec) => match text_of(v).and_then(|s| datetime::parse_bound(&s, spec))
+        {
+            Some(d) => Some(Bound::DateTime(d)),
+            None => {
+                c.err(
+                    Some(fspan.clone()),
+                    format!("field '{field}': {what} must be an ISO date-time such as \"2024-01-01T00:00:00Z\" (with an offset unless the field has a timezone)"),
+                );
+                None
+            }
+        },
         other => {
             c.err(
                 Some(fspan.clone()),
                 format!(
-                    "field '{field}': {what} applies to integer, decimal and date fields, not {}",
+                    "field '{field}': {what} applies to integer, decimal, date and datetime fields, not {}",
                     other.name()
                 ),
             );
@@ -516,7 +490,21 @@ fn bound(
     }
 }
 
-fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option<Field> {
+/// A bound written as a string or as a bare TOML date / date-time.
+fn text_of(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.trim().to_string()),
+        toml::Value::Datetime(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn check_field(
+    c: &mut Checker,
+    raw: &Spanned<RawField>,
+    header: bool,
+    sheet: bool,
+) -> Option<Field> {
     let span = raw.span();
     let f = raw.get_ref();
     let before = c.errors;
@@ -577,11 +565,12 @@ fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option
         }
         "date" => {
             let format = f.format.clone().unwrap_or_else(|| "%Y-%m-%d".to_string());
-            if let Err(e) = check_date_format(&format) {
+            if let Err(e) = datetime::check_date_pattern(&format) {
                 c.err(Some(span.clone()), format!("field '{name}': {e}"));
             }
             FieldType::Date { format }
         }
+        "datetime" => FieldType::DateTime(check_datetime(c, &span, &name, f, sheet)),
         "boolean" => {
             let lower = |v: &Option<Vec<String>>, d: &[&str]| -> Vec<String> {
                 v.clone()
@@ -631,15 +620,21 @@ fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option
         other => {
             c.err(
                 Some(span.clone()),
-                format!("field '{name}': unknown type '{other}' (expected string, integer, decimal, date, boolean or code)"),
+                format!("field '{name}': unknown type '{other}' (expected string, integer, decimal, date, datetime, boolean or code)"),
             );
             FieldType::String
         }
     };
-    if tyname != "date" && f.format.is_some() {
+    if !matches!(tyname, "date" | "datetime") && f.format.is_some() {
         c.err(
             Some(span.clone()),
-            format!("field '{name}': `format` applies only to date fields"),
+            format!("field '{name}': `format` applies only to date and datetime fields"),
+        );
+    }
+    if tyname != "datetime" && f.timezone.is_some() {
+        c.err(
+            Some(span.clone()),
+            format!("field '{name}': `timezone` applies only to datetime fields"),
         );
     }
     if tyname != "code" && (f.values.is_some() || f.translate.is_some()) {
@@ -709,6 +704,50 @@ fn check_field(c: &mut Checker, raw: &Spanned<RawField>, header: bool) -> Option
         max_length: f.max_length,
         regex,
     })
+}
+
+/// A datetime field's pattern and timezone. A value without an offset is ambiguous, so
+/// the timezone is required unless the pattern reads one; spreadsheet date cells never
+/// carry one, so a sheet's datetime field always needs it.
+fn check_datetime(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+    sheet: bool,
+) -> DateTimeSpec {
+    let mut has_offset = false;
+    if let Some(fmt) = &f.format {
+        match datetime::check_datetime_pattern(fmt) {
+            Ok(o) => has_offset = o,
+            Err(e) => c.err(Some(span.clone()), format!("field '{name}': {e}")),
+        }
+    }
+    let timezone = match f.timezone.as_deref().map(datetime::parse_timezone) {
+        Some(Ok(tz)) => Some(tz),
+        Some(Err(e)) => {
+            c.err(Some(span.clone()), format!("field '{name}': {e}"));
+            None
+        }
+        None => {
+            if !has_offset || sheet {
+                let why = if sheet && has_offset {
+                    "spreadsheet date cells carry no UTC offset"
+                } else {
+                    "its values carry no UTC offset (the pattern has no %z)"
+                };
+                c.err(
+                    Some(span.clone()),
+                    format!("field '{name}': {why}, so say which one they are in: timezone = \"UTC\" or \"+01:00\""),
+                );
+            }
+            None
+        }
+    };
+    DateTimeSpec {
+        format: f.format.clone(),
+        timezone,
+    }
 }
 
 fn json_of(v: &toml::Value) -> serde_json::Value {
@@ -869,7 +908,19 @@ fn check_map_section(
                 continue;
             }
         }
-        if let Some(mv) = check_map_value(c, section, target, v, fields) {
+        let mv = check_map_value(c, section, target, v, fields);
+        // A date-time mapped onto a canonical date keeps its day: the contract's dates
+        // are YYYY-MM-DD and would refuse the whole instant.
+        let mv = match mv {
+            Some(MapValue::Field(i))
+                if contract::is_date_field(target)
+                    && matches!(fields[i].ty, FieldType::DateTime(_)) =>
+            {
+                Some(MapValue::DateOf(i))
+            }
+            other => other,
+        };
+        if let Some(mv) = mv {
             out.push((target.clone(), mv));
         }
     }
@@ -878,12 +929,11 @@ fn check_map_section(
 
 /// Checks one definition file; `None` if it has any error (all reported to `diags`).
 pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
+    let before = diags.errors.len();
     let raw: RawDef = def.parse(diags)?;
-    let mut c = Checker {
-        def,
-        diags,
-        errors: 0,
-    };
+    // Unknown keys were reported and dropped by the parse; they still fail the definition.
+    let errors = diags.errors.len() - before;
+    let mut c = Checker { def, diags, errors };
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
         c.err(Some(raw.name.span()), "`name` is empty");
@@ -933,8 +983,8 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
             }
             let encoding = match d.and_then(|d| d.encoding.as_deref()) {
                 None => Encoding::Utf8,
-                Some(e) => Encoding::parse(e).unwrap_or_else(|| {
-                    c.err(span.clone(), format!("unknown encoding '{e}' (expected utf-8, windows-1252, iso-8859-1, utf-16 or auto)"));
+                Some(e) => Encoding::parse(e).unwrap_or_else(|msg| {
+                    c.err(span.clone(), msg);
                     Encoding::Utf8
                 }),
             };
@@ -1005,7 +1055,7 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
         if !seen.insert(n.clone()) {
             c.err(Some(rf.span()), format!("field '{n}' is defined twice"));
         }
-        if let Some(f) = check_field(&mut c, rf, header) {
+        if let Some(f) = check_field(&mut c, rf, header, raw.kind == "sheet") {
             fields.push(f);
         } else {
             // Keep a placeholder so later references to the name are not reported twice.
@@ -1263,7 +1313,7 @@ x = "{zzz}"
             "t.toml:3: key: template \"{nope}\" refers to unknown field 'nope'",
             "t.toml:4: group_by refers to unknown field 'missing'",
             "t.toml:7: field 'a': bad regex '(': error: unclosed group",
-            "t.toml:11: field 'b': date pattern '%H:%M' uses time or zone specifiers",
+            "t.toml:11: field 'b': date pattern '%H:%M' cannot identify a day",
             "t.toml:15: field 'c': unknown type 'colour'",
             "t.toml:19: unknown entity 'planet'",
             "t.toml:21: [map.header] x: template \"{zzz}\" refers to unknown field 'zzz'",
@@ -1296,6 +1346,100 @@ x = "{zzz}"
         assert!(def.is_none());
         assert!(d.errors[0].message.contains("requird"), "{:?}", d.errors);
         assert!(d.errors[0].line.is_some());
+    }
+
+    #[test]
+    fn regression_unknown_keys_were_reported_one_per_check() {
+        // Three misspelt keys and a wrong type: one `tallyman check` pass shows all four.
+        let dir = tempfile::tempdir().unwrap();
+        let text = GOOD
+            .replace("group_by =", "descripton = \"x\"\ngroup_by =")
+            .replace(
+                "[match]",
+                "[csv]\ndelimeter = \";\"\nskip_rows = \"two\"\n[match]",
+            )
+            .replace("required = true", "requird = true");
+        std::fs::write(dir.path().join("t.toml"), &text).unwrap();
+        let mut d = Diagnostics::default();
+        let set = crate::format::registry::load_formats(dir.path(), &mut d);
+        assert!(set.formats.is_empty());
+        let got: Vec<(Option<usize>, &str)> = d
+            .errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert_eq!(
+            got[0],
+            (
+                Some(5),
+                "unknown key 'descripton' at the top level; did you mean 'description'?"
+            )
+        );
+        assert_eq!(
+            got[1],
+            (
+                Some(10),
+                "unknown key 'delimeter' in [csv]; did you mean 'delimiter'?"
+            )
+        );
+        assert_eq!(
+            got[2],
+            (
+                Some(16),
+                "unknown key 'requird' in [[fields]]; did you mean 'required'?"
+            )
+        );
+        assert_eq!(got[3].0, Some(11));
+        assert!(got[3].1.contains("invalid type: string \"two\""), "{got:?}");
+    }
+
+    #[test]
+    fn unknown_keys_do_not_hide_semantic_errors() {
+        let (def, d) = load(
+            &GOOD
+                .replace("required = true", "requird = true")
+                .replace("type = \"date\"", "type = \"colour\""),
+        );
+        assert!(def.is_none());
+        let msgs: Vec<&str> = d.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].contains("'requird'"));
+        assert!(msgs[1].contains("unknown type 'colour'"));
+        assert!(msgs[2].contains("`format` applies only to date"));
+    }
+
+    #[test]
+    fn datetime_fields_need_a_timezone_unless_the_pattern_has_an_offset() {
+        let with = |extra: &str| {
+            GOOD.replace(
+                "type = \"date\"\nformat = \"%d.%m.%Y\"",
+                &format!("type = \"datetime\"\n{extra}"),
+            )
+            .replace("order_date = \"d\"", "order_date = \"{d}\"")
+        };
+        let (def, d) = load(&with("format = \"%d.%m.%Y %H:%M\""));
+        assert!(def.is_none());
+        assert!(
+            d.errors[0].message.contains("timezone = \"UTC\""),
+            "{:?}",
+            d.errors
+        );
+        let (def, d) = load(&with("format = \"%d.%m.%Y %H:%M %z\""));
+        assert!(d.is_empty(), "{:?}", d.errors);
+        // The date field mapped to order_date takes the day of the instant.
+        assert!(matches!(def.unwrap().map.header[0].1, MapValue::DateOf(2)));
+        let (_, d) = load(&with("timezone = \"Europe/Paris\"\nmin = \"2020-01-01\""));
+        let all: Vec<&str> = d.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all[0].contains("named zones"));
+        assert!(all[1].contains("min must be an ISO date-time"));
+        let (_, d) = load(&with("timezone = \"UTC\"\nmin = 2020-01-01T00:00:00Z"));
+        assert!(d.is_empty(), "{:?}", d.errors);
+        let (_, d) = load(&GOOD.replace("required = true", "required = true\ntimezone = \"UTC\""));
+        assert!(d.errors[0]
+            .message
+            .contains("`timezone` applies only to datetime"));
     }
 
     #[test]

@@ -26,13 +26,16 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::charset::{self, Encoding};
 use super::csv_rows::{CsvItem, CsvRows};
 use super::def::{Bound, ColumnRef, FieldType, MapValue, Piece, Source, TabularDef, Template};
 use super::{column_letters, Cell, Row, RowSource};
 use crate::canonical::Record;
-use crate::format::{FileError, Format, OpenContext, Policy, Probe, UnitReader};
+use crate::format::{FileError, Format, NearMiss, OpenContext, Policy, Probe, UnitReader};
 use crate::unit::{cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
 
+/// How much of a file `encoding = "auto"` looks at before deciding.
+const AUTO_SAMPLE: u64 = 64 * 1024;
 /// Longest raw line kept for the ledger and reports.
 pub const RAW_CAP: usize = 2048;
 /// Sniff scores: a header match is more specific than a file name match.
@@ -51,45 +54,6 @@ impl TabularFormat {
 
     pub fn def(&self) -> &TabularDef {
         &self.def
-    }
-
-    /// Whether the header in `head` holds every `match.header` column.
-    fn header_matches(&self, head: &[u8]) -> bool {
-        let Source::Csv(dialect) = &self.def.source else {
-            return false;
-        };
-        let mut rows = CsvRows::new(
-            Box::new(std::io::Cursor::new(head.to_vec())),
-            head,
-            dialect,
-            head.len() as u64 + 1,
-        );
-        let mut skipped = 0;
-        loop {
-            match rows.next_item() {
-                Ok(Some(CsvItem::Row(row, _))) => {
-                    if row.cells.iter().all(Cell::is_empty) {
-                        continue;
-                    }
-                    if skipped < self.def.skip_rows {
-                        skipped += 1;
-                        continue;
-                    }
-                    let names: Vec<String> = row
-                        .cells
-                        .iter()
-                        .map(|c| c.to_text().trim().to_lowercase())
-                        .collect();
-                    return self
-                        .def
-                        .match_header
-                        .iter()
-                        .all(|h| names.contains(&h.to_lowercase()));
-                }
-                Ok(Some(CsvItem::Blank(_))) => continue,
-                Ok(None) | Err(_) => return false,
-            }
-        }
     }
 }
 
@@ -112,12 +76,19 @@ impl Format for TabularFormat {
         }
         // A spreadsheet's header sits inside a zip: it is checked when the file is opened.
         if !self.def.match_header.is_empty() && matches!(self.def.source, Source::Csv(_)) {
-            if !self.header_matches(probe.head) {
+            let Source::Csv(dialect) = &self.def.source else {
+                return None;
+            };
+            if !super::sniff::header_matches(&self.def, dialect, probe.head) {
                 return None;
             }
             score += SCORE_HEADER;
         }
         (score > 0).then_some(score)
+    }
+
+    fn near_miss(&self, probe: &Probe) -> Option<NearMiss> {
+        super::sniff::near_miss(&self.def, probe)
     }
 
     fn policy(&self) -> Policy {
@@ -142,15 +113,20 @@ impl Format for TabularFormat {
                         ),
                     ));
                 }
-                let mut head = Vec::with_capacity(4);
+                let mut head = Vec::with_capacity(AUTO_SAMPLE as usize);
                 std::io::Read::by_ref(&mut file)
-                    .take(4)
+                    .take(AUTO_SAMPLE)
                     .read_to_end(&mut head)
                     .map_err(|e| FileError::io(&e))?;
-                let input = std::io::Cursor::new(head.clone()).chain(file);
-                RowsIn::Csv(Box::new(CsvRows::new(
+                let decoding = match dialect.encoding {
+                    Encoding::Auto => charset::plan_auto(&head, head.len() as u64 == len)
+                        .map_err(|r| r.into_error(&head, &self.def.name))?,
+                    e => charset::plan_fixed(e, dialect.delimiter, dialect.quote),
+                };
+                let input = std::io::Cursor::new(head).chain(file);
+                RowsIn::Csv(Box::new(CsvRows::with_decoding(
                     Box::new(input),
-                    &head,
+                    decoding,
                     dialect,
                     ctx.limits.max_record_bytes,
                 )))
@@ -727,12 +703,14 @@ fn check_bounds(f: &super::def::Field, v: &Bound) -> Option<(&'static str, Strin
         match (v, b) {
             (Bound::Number(a), Bound::Number(b)) => Some(a.cmp(b)),
             (Bound::Date(a), Bound::Date(b)) => Some(a.cmp(b)),
+            (Bound::DateTime(a), Bound::DateTime(b)) => Some(a.cmp(b)),
             _ => None,
         }
     };
     let show = |b: &Bound| match b {
         Bound::Number(d) => d.to_string(),
         Bound::Date(d) => d.to_string(),
+        Bound::DateTime(d) => super::datetime::iso(d),
     };
     use std::cmp::Ordering::*;
     if let Some(b) = &f.min {
@@ -850,6 +828,24 @@ fn check_cell(
                 }
             }
         }
+        FieldType::DateTime(spec) => {
+            let parsed = match cell {
+                Cell::DateTime(s) => spec.from_cell(s),
+                _ => spec.parse(text),
+            };
+            match parsed {
+                Some(d) => (
+                    Value::String(super::datetime::iso(&d)),
+                    Some(Bound::DateTime(d)),
+                ),
+                None => {
+                    return Err(err(
+                        "type",
+                        format!("is not a valid date-time {}", spec.describe()),
+                    ))
+                }
+            }
+        }
         FieldType::Boolean {
             true_words,
             false_words,
@@ -941,6 +937,10 @@ fn map_value(
     Ok(match mv {
         MapValue::Const(v) => Some(v.clone()),
         MapValue::Field(i) => vals.get(*i).cloned().flatten().map(|v| v.json),
+        MapValue::DateOf(i) => vals.get(*i).cloned().flatten().map(|v| {
+            let day = v.text.split('T').next().unwrap_or_default();
+            Value::String(day.to_string())
+        }),
         MapValue::Template(t) => {
             let s = render(t, vals);
             (!s.is_empty()).then_some(Value::String(s))
@@ -1138,11 +1138,49 @@ fn evaluate(
         }
     }
     Evaluation {
+        key: document_key(def, rows, &values),
         verdicts,
         unit_errors,
         records,
         ..Evaluation::default()
     }
+}
+
+/// The document's business key as its rows state it, for every line of the unit, rejected
+/// or not: from the first row that gives it, using a field's checked value where the row
+/// passed its checks and the cell's own text where it did not. Sensitive parts are masked
+/// (the key is shown in reject reports).
+fn document_key(
+    def: &TabularDef,
+    rows: &[JobRow],
+    values: &[Option<Vec<Option<Val>>>],
+) -> Option<String> {
+    rows.iter().zip(values).find_map(|(row, vals)| {
+        if row.blank {
+            return None;
+        }
+        let mut key = String::new();
+        let mut any = false;
+        for piece in &def.key.0 {
+            match piece {
+                Piece::Text(t) => key.push_str(t),
+                Piece::Field(i) => {
+                    let text = match vals {
+                        Some(v) => v.get(*i).cloned().flatten().map(|v| v.text),
+                        None => row.cells.get(*i).map(|c| c.to_text().trim().to_string()),
+                    }
+                    .unwrap_or_default();
+                    any |= !text.is_empty();
+                    if def.fields[*i].sensitive {
+                        key.push_str(&mask(&text));
+                    } else {
+                        key.push_str(&text);
+                    }
+                }
+            }
+        }
+        any.then_some(key)
+    })
 }
 
 #[cfg(test)]
@@ -1289,6 +1327,31 @@ quantity = "{qty}"
     }
 
     #[test]
+    fn regression_rejected_documents_had_no_business_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, "order_no,qty,cur\nA,1,EUR\nA,-1,EUR\nB,x,EUR\n,1,EUR\n").unwrap();
+        let f = format(DEF);
+        let r = read_all_with(&f, &p, &ctx_for(&p));
+        let keys: Vec<(UnitStatus, Option<&str>)> = r
+            .units
+            .iter()
+            .map(|u| (u.status(), u.eval.key.as_deref()))
+            .collect();
+        use UnitStatus::*;
+        assert_eq!(
+            keys,
+            vec![
+                (Skipped, None),
+                (Rejected, Some("A")),
+                // The key comes from the cell even when its row fails another check.
+                (Rejected, Some("B")),
+                (Rejected, None),
+            ]
+        );
+    }
+
+    #[test]
     fn over_long_records_are_refused() {
         let limits = crate::format::Limits {
             max_record_bytes: 64,
@@ -1329,12 +1392,7 @@ quantity = "{qty}"
 
     fn sheet_row(n: u64, cells: Vec<Cell>) -> Row {
         Row {
-            pos: Position {
-                line: 0,
-                byte: 0,
-                record: n,
-                locator: Some(format!("Orders!A{n}")),
-            },
+            pos: Position::new(n, 0, n).with_locator(format!("Orders!A{n}")),
             sheet: Some("Orders".into()),
             row_number: n,
             raw: cells
@@ -1416,6 +1474,71 @@ quantity = "{qty}"
                 head
             }),
             Some(SCORE_HEADER)
+        );
+    }
+
+    #[test]
+    fn regression_date_values_with_a_time_were_unreadable() {
+        // `5/19/2006 0:00:00` and `2012/09/26 12:00:00` are how real exports write them.
+        let f = format(
+            r#"
+kind = "csv"
+name = "dt"
+key = "{order_no}"
+policy = "accept-valid"
+[match]
+filename = "dt*.csv"
+[[fields]]
+name = "order_no"
+[[fields]]
+name = "ordered"
+type = "date"
+format = "%m/%d/%Y %H:%M:%S"
+[[fields]]
+name = "changed"
+type = "datetime"
+format = "%Y/%m/%d %H:%M:%S"
+timezone = "+01:00"
+min = "2010-01-01T00:00:00Z"
+[map]
+entity = "order"
+[map.header]
+order_no = "{order_no}"
+order_date = "{ordered}"
+[map.lines]
+line_no = "1"
+quantity = "1"
+requested_date = "{changed}"
+description = "changed {changed}"
+"#,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dt.csv");
+        std::fs::write(
+            &p,
+            "order_no,ordered,changed\nA,5/19/2006 0:00:00,2012/09/26 12:00:00\nB,5/19/2006 0:00:00,2006/05/19 00:00:00\nC,5/32/2006 0:00:00,2012/09/26 12:00:00\n",
+        )
+        .unwrap();
+        let r = read_all_with(&f, &p, &ctx_for(&p));
+        assert!(r.error.is_none(), "{:?}", r.error);
+        let body = &r.units[1].eval.records[0].body;
+        assert_eq!(body["order_date"], "2006-05-19");
+        assert_eq!(body["lines"][0]["requested_date"], "2012-09-26");
+        assert_eq!(
+            body["lines"][0]["description"],
+            "changed 2012-09-26T12:00:00+01:00"
+        );
+        let why = |u: usize| match &r.units[u].eval.verdicts[0] {
+            LineVerdict::Rejected(x) => x.message.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            why(2),
+            "column 'changed': changed: must be at least 2010-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            why(3),
+            "column 'ordered': ordered: is not a valid date in the format %m/%d/%Y %H:%M:%S"
         );
     }
 

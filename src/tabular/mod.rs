@@ -6,10 +6,13 @@
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
+pub mod charset;
 pub mod contract;
 pub mod csv_rows;
+pub mod datetime;
 pub mod def;
 pub mod engine;
+pub mod sniff;
 
 use std::sync::Arc;
 
@@ -68,15 +71,15 @@ impl Cell {
 /// One physical row (CSV record, sheet row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// Position of the row's first byte (CSV) or its row number (sheets: `line` = 0,
-    /// `record` = 1-based sheet row, `locator` = `Sheet!A12`).
+    /// Position of the row's first byte (CSV) or its row number (sheets: `line` and
+    /// `record` = 1-based sheet row, `byte` 0, `locator` = `Sheet!A12`).
     pub pos: Position,
     /// The sheet name for spreadsheets, so errors can name the cell (`Orders!C12`).
     pub sheet: Option<String>,
     /// 1-based row number within the file (CSV) or sheet.
     pub row_number: u64,
     pub cells: Vec<Cell>,
-    /// The original line (CSV, decoded) or the cells joined with `,` (sheets), unmasked:
+    /// The original line (CSV, decoded) or the cells as one RFC 4180 line (sheets), unmasked:
     /// the engine masks sensitive columns before it reaches the ledger.
     pub raw: String,
 }
