@@ -43,7 +43,7 @@ pub fn rejects(config_path: &Path, file: Option<&str>, json: bool) -> Result<i32
         if json {
             all.push(serde_json::json!({
                 "file": f.name, "fingerprint": f.fingerprint, "outcome": f.outcome,
-                "counts": f.counts, "rejects": rows,
+                "counts": f.counts, "rejects": report::to_json(&rows),
             }));
         } else if !rows.is_empty() || file.is_some() {
             let unmapped = match f.counts.units_unmapped {

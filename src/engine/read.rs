@@ -296,7 +296,7 @@ impl Engine {
         self.formats.detect(&probe).map_err(|e| {
             FileError::new(
                 "no-format",
-                format!("{e}: {}", crate::display::name(&row.name)),
+                format!("{}: {e}", crate::display::name(&row.name)),
             )
         })
     }
