@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod idoc;
 pub mod intake;
 pub mod ledger;
+pub mod logging;
 pub mod report;
 pub mod sheet;
 pub mod sink;
