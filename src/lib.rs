@@ -19,6 +19,7 @@ pub mod idoc;
 pub mod intake;
 pub mod ledger;
 pub mod logging;
+pub mod progress;
 pub mod report;
 pub mod sheet;
 pub mod sink;

@@ -69,7 +69,9 @@ fn text_style(s: Surroundings) -> TextStyle {
 /// to stderr in the given format.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env(LEVEL_ENV).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let layer = layer_to(std::io::stderr, format, text_style(Surroundings::detect()));
+    let style = text_style(Surroundings::detect());
+    // Around the progress bar, not through it, when one is on screen.
+    let layer = layer_to(|| crate::progress::StderrAroundBar, format, style);
     tracing_subscriber::registry()
         .with(layer)
         .with(filter)
