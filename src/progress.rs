@@ -282,7 +282,7 @@ fn log_line(name: &str, s: &Snapshot) {
     match (s.percent(), s.eta()) {
         (Some(percent), Some(eta)) => tracing::info!(
             file = %name,
-            percent = format!("{percent:.1}"),
+            percent = (percent * 10.0).round() / 10.0,
             bytes = s.pos,
             total_bytes = s.total,
             lines = s.lines,
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(reading.len(), 3, "{out:#?}");
         assert!(
             reading[0].ends_with(
-                "reading file=big.csv percent=\"16.7\" bytes=10000000 total_bytes=60000000 \
+                "reading file=big.csv percent=16.7 bytes=10000000 total_bytes=60000000 \
                  lines=10000 lines_per_s=1000 eta=50s"
             ),
             "{}",
