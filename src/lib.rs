@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod idoc;
 pub mod intake;
 pub mod ledger;
+pub mod logging;
 pub mod out;
 pub mod progress;
 pub mod report;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use tallyman::commands;
+use tallyman::logging::{self, LogFormat};
 
 // Units are built on the reader thread and freed on rayon workers (and vice versa); glibc's
 // malloc spent ~40% of a run consolidating those cross-thread frees (perf, 180k lines).
@@ -21,6 +22,10 @@ struct Cli {
     /// Config file (default: $TALLYMAN_CONFIG, then ./tallyman.toml).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log lines on stderr: text (coloured only on a terminal) or json (one object per line).
+    #[arg(long, global = true, value_enum, env = logging::FORMAT_ENV, ignore_case = true,
+          default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,13 +107,7 @@ fn install_panic_hook() {
 fn main() {
     let cli = Cli::parse();
     install_panic_hook();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TALLYMAN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    logging::init(cli.log_format);
     let config = commands::config_path(cli.config.as_deref());
     let result = match cli.command {
         Command::Init { dir } => commands::init(&dir),
@@ -129,7 +128,7 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tallyman: {e:#}");
+            tallyman::complain!("{e:#}");
             commands::EXIT_FAILED
         }
     };

@@ -22,8 +22,8 @@ pub fn rejects(config_path: &Path, file: Option<&str>, json: bool) -> Result<i32
         Some(needle) => match ledger.find_files(needle)?.into_iter().next() {
             Some(f) => vec![f],
             None => {
-                eprintln!(
-                    "tallyman: no file in the ledger matches '{}' (name, path, #id or fingerprint prefix)",
+                crate::complain!(
+                    "no file in the ledger matches '{}' (name, path, #id or fingerprint prefix)",
                     display::name(needle)
                 );
                 return Ok(EXIT_REVIEW);

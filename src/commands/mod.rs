@@ -29,13 +29,9 @@ pub const EXIT_INTERRUPTED: i32 = 3;
 /// Loads the config or prints every error.
 fn load_config(path: &Path) -> Result<Config, i32> {
     Config::load(path).map_err(|errs| {
-        eprintln!(
-            "tallyman: config {} has {} error(s):",
-            path.display(),
-            errs.len()
-        );
+        crate::complain!("config {} has {} error(s):", path.display(), errs.len());
         for e in errs {
-            eprintln!("  {e}");
+            crate::logging::error_detail(&e.to_string());
         }
         EXIT_FAILED
     })
@@ -45,12 +41,10 @@ fn load_config(path: &Path) -> Result<Config, i32> {
 /// the ledger is the cause.
 fn report_failure(what: &str, e: &EngineError, cfg: &Config) {
     match e {
-        EngineError::Ledger(l) => eprintln!(
-            "tallyman: {what}: ledger {}: {}",
-            cfg.paths.ledger.display(),
-            l
-        ),
-        other => eprintln!("tallyman: {what}: {other}"),
+        EngineError::Ledger(l) => {
+            crate::complain!("{what}: ledger {}: {}", cfg.paths.ledger.display(), l)
+        }
+        other => crate::complain!("{what}: {other}"),
     }
 }
 
@@ -66,14 +60,14 @@ fn open_engine(config_path: &Path) -> Result<Engine, i32> {
 fn open_ledger(config_path: &Path) -> Result<Ledger, i32> {
     let cfg = load_config(config_path)?;
     if !cfg.paths.ledger.exists() {
-        eprintln!(
-            "tallyman: no ledger at {} yet (nothing processed)",
+        crate::complain!(
+            "no ledger at {} yet (nothing processed)",
             cfg.paths.ledger.display()
         );
         return Err(EXIT_FAILED);
     }
     Ledger::open(&cfg.paths.ledger).map_err(|e| {
-        eprintln!("tallyman: ledger {}: {e}", cfg.paths.ledger.display());
+        crate::complain!("ledger {}: {e}", cfg.paths.ledger.display());
         EXIT_FAILED
     })
 }

@@ -221,7 +221,7 @@ fn wait_for_work(rx: &std::sync::mpsc::Receiver<()>, rescan: Duration, stop: &At
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                eprintln!("tallyman: file watcher stopped; falling back to rescans only");
+                crate::complain!("file watcher stopped; falling back to rescans only");
                 std::thread::sleep(left.min(Duration::from_millis(250)));
             }
         }
@@ -235,7 +235,7 @@ pub fn process(config_path: &Path, file: &Path, force: bool) -> Result<i32> {
         Err(code) => return Ok(code),
     };
     if !file.is_file() {
-        eprintln!("tallyman: {} is not a readable file", file.display());
+        crate::complain!("{} is not a readable file", file.display());
         return Ok(EXIT_FAILED);
     }
     let mut engine = match Engine::open(cfg.clone()) {

@@ -140,8 +140,8 @@ pub fn release(config_path: &Path, file: &str, reject: bool, reason: Option<&str
         .filter(|f| f.state == FileState::Held)
         .collect();
     let Some(f) = held.first() else {
-        eprintln!(
-            "tallyman: no held file matches '{}'; held files: {}",
+        crate::complain!(
+            "no held file matches '{}'; held files: {}",
             display::name(file),
             held_list(&ledger)?
         );
@@ -207,7 +207,7 @@ pub fn backup(config_path: &Path, dest: &Path) -> Result<i32> {
             Ok(EXIT_OK)
         }
         Err(e) => {
-            eprintln!("tallyman: backup to {} failed: {e}", dest.display());
+            crate::complain!("backup to {} failed: {e}", dest.display());
             Ok(EXIT_FAILED)
         }
     }
@@ -223,8 +223,8 @@ pub fn demo(dir: &Path) -> Result<i32> {
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if !marker.exists() && !empty {
-            eprintln!(
-                "tallyman: {} exists and is not a tallyman demo directory; choose another with --dir",
+            crate::complain!(
+                "{} exists and is not a tallyman demo directory; choose another with --dir",
                 dir.display()
             );
             return Ok(EXIT_FAILED);

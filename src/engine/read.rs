@@ -176,21 +176,21 @@ impl Engine {
         let mut pending: Vec<Unit> = Vec::new();
         let mut pending_lines = 0u64;
         let mut armed = row.committed_seq == 0;
+        let mut lines_read = 0u64;
         let file_error = loop {
             let unit = match reader.next_unit() {
                 Ok(Some(u)) => u,
                 Ok(None) => break None,
                 Err(e) => break Some(e),
             };
+            lines_read += unit.lines.len() as u64;
+            progress.update(unit.lines.last().map_or(0, |l| l.pos.byte), lines_read);
             if unit.seq < state.committed_seq {
                 continue; // committed before a crash
             }
             if !armed {
                 self.ledger.arm(row.id, state.committed_seq)?;
                 armed = true;
-            }
-            if let Some(l) = unit.lines.last() {
-                progress.update(l.pos.byte, state.ordinal + pending_lines);
             }
             pending_lines += unit.lines.len() as u64;
             pending.push(unit);
@@ -208,7 +208,11 @@ impl Engine {
         if !pending.is_empty() {
             self.commit_batch(&mut state, pending)?;
         }
-        progress.finish("read");
+        progress.finish(if file_error.is_some() {
+            "file-error"
+        } else {
+            "read"
+        });
         Ok(Some(file_error))
     }
 
