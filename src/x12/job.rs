@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::unit::{Evaluation, LineVerdict, Reason};
 
-use super::defs::{self, PartnerDef, Registry};
+use super::defs::{self, PartnerDef, Registry, Unmapped};
 use super::segments::{Delims, Segment};
 use super::{map, validate};
 
@@ -157,12 +157,7 @@ impl SetJob {
                     }
                 }
             }
-            None => {
-                note = Some(format!(
-                    "no definition for transaction set {st01} version {}: envelope and SE checked, accepted unmapped",
-                    self.gs08
-                ));
-            }
+            None => note = Some(self.no_definition(&st01, &mut ev, &mut ak5)),
         }
         if issues.iter().any(|i| {
             !matches!(
@@ -193,10 +188,18 @@ impl SetJob {
                 }
             }
             if note.is_none() && def.is_some_and(|d| d.map.is_none()) {
+                // Validated in full but mapped to nothing (an inbound 997/999): accepted
+                // unmapped as well, whatever the partner says about sets we cannot read.
+                ev.unmapped = true;
                 note = Some(format!(
                     "transaction set {st01} is validated but has no map"
                 ));
             }
+        }
+        if ev.is_rejected() {
+            // Only a set that is accepted is "accepted unmapped" or worth a review.
+            ev.unmapped = false;
+            ev.hold = None;
         }
         // The ack lists errors in segment order, as a reader of the file would meet them.
         issues.sort_by_key(|i| i.seg);
@@ -225,12 +228,57 @@ impl SetJob {
             "ak5": ak5,
             "ak3": ak3,
             "mapping_failed": !rejected && ev.is_rejected(),
+            "unmapped": ev.unmapped,
             "note": note,
         });
         if matches!(st01.as_str(), "997" | "999") && !rejected {
             ev.detail["acknowledged"] = acknowledged(&self.segs);
         }
         ev
+    }
+}
+
+impl SetJob {
+    /// A set whose ST01/GS08 has no definition: only its envelope and SE were checked.
+    /// The partner's `unmapped` setting decides whether it passes, waits for a person or is
+    /// refused as "transaction set not supported" (AK5 code 1). Returns the ledger note.
+    fn no_definition(&self, st01: &str, ev: &mut Evaluation, ak5: &mut Vec<u8>) -> String {
+        let what = format!(
+            "no definition for transaction set {st01} version {}",
+            self.gs08
+        );
+        let partner = if self.sender.is_empty() {
+            "(no ISA06)"
+        } else {
+            self.sender.as_str()
+        };
+        match self.partner.unmapped() {
+            Unmapped::Accept => {
+                ev.unmapped = true;
+                format!("{what}: envelope and SE checked, accepted unmapped")
+            }
+            Unmapped::Hold => {
+                ev.unmapped = true;
+                ev.hold = Some(format!(
+                    "transaction set {st01} has no definition; partner {partner} holds unmapped sets for review"
+                ));
+                format!("{what}: envelope and SE checked, accepted unmapped, file held for review")
+            }
+            Unmapped::Reject => {
+                ak5.push(1);
+                ev.unit_errors.push(
+                    Reason::new(
+                        "x12-no-definition",
+                        format!(
+                            "{what}: partner {partner} rejects sets that cannot be mapped (unmapped = \"reject\")"
+                        ),
+                    )
+                    .field("ST01")
+                    .value(st01.chars().take(20).collect::<String>()),
+                );
+                format!("{what}: rejected as not supported")
+            }
+        }
     }
 }
 
