@@ -245,9 +245,10 @@ fn trailer_count_mismatch_fails_the_file_with_ta1_and_group_code() {
     assert_eq!(err.pos.as_ref().unwrap().line, 8);
     let ack = ack_text(&r);
     assert!(ack.contains("TA1*000000007*240131*1100*R*021~"), "{ack}");
-    // The whole file is rejected, so no set is acknowledged as accepted.
+    // The whole file is rejected, so no set is acknowledged as accepted; the set itself
+    // is fine (code 5, rejected with its interchange), the cause is in the TA1.
     assert!(
-        ack.contains("AK5*R~") && ack.contains("AK9*R*1*1*0~"),
+        ack.contains("AK5*R*5~") && ack.contains("AK9*R*1*1*0~"),
         "{ack}"
     );
 }
@@ -582,7 +583,8 @@ fn all_or_nothing_partner_rejects_the_whole_group() {
     // Positions of the bad set's segments are kept.
     assert!(rejected_fields(&r).contains(&("x12-date".into(), "BIG01".into(), 13)));
     let ack = ack_text(&r);
-    assert!(ack.contains("AK2*810*0001~\nAK5*R~"), "{ack}");
+    // The good set is rejected with its group: code 5, never a bare R.
+    assert!(ack.contains("AK2*810*0001~\nAK5*R*5~"), "{ack}");
     assert!(
         ack.contains("AK5*R*4*5~") && ack.contains("AK9*R*2*2*0~"),
         "{ack}"

@@ -150,6 +150,7 @@ impl X12Reader {
                 "functional group GS {} has no GE trailer before IEA",
                 g.gs06
             );
+            self.mark_ge_missing();
             return Err(self.fail(seg.pos.clone(), "x12-missing-ge", "024", msg));
         }
         let mut tolerated = Vec::new();

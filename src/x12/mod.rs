@@ -145,12 +145,24 @@ pub(crate) struct GroupRec {
     pub gs06: String,
     pub gs08: String,
     pub sets: Vec<SetRec>,
-    /// A set cut off by the end of the file (no SE).
-    pub open_set: Option<(String, String)>,
+    /// A set that reading stopped inside (no SE, or a segment that could not be read).
+    pub open_set: Option<OpenSet>,
     pub declared_sets: Option<String>,
     pub closed: bool,
-    /// A bad GS: its sets are rejected and the AK9 says code 6.
+    /// Reading showed the group has no GE at all (the file, or its interchange, ended
+    /// inside it): the AK9 says code 3.
+    pub ge_missing: bool,
+    /// A bad GS: its sets are rejected and the AK9 says code 6 (or 2 for GS08).
     pub header_error: Option<Reason>,
+}
+
+/// A set reading stopped inside, acknowledged `AK5*R` with `code`: 2 when its SE is
+/// missing, 5 when one of its segments could not be read.
+#[derive(Debug, Clone)]
+pub(crate) struct OpenSet {
+    pub st01: String,
+    pub st02: String,
+    pub code: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -270,11 +282,17 @@ impl X12Reader {
         let mut segs = vec![st];
         let mut dropped = 0u64;
         loop {
-            let seg = match self.src.read_segment(&d).map_err(read_err)? {
-                Some(s) => s,
-                None => {
+            let read = self.src.read_segment(&d);
+            let seg = match read {
+                Err(e) => {
+                    self.mark_open_set(&st01, &st02, 5);
+                    return Err(self.read_failed(e));
+                }
+                Ok(Some(s)) => s,
+                Ok(None) => {
                     let pos = segs.first().map(|s| s.pos.clone()).unwrap_or_default();
-                    self.mark_open_set(&st01, &st02);
+                    self.mark_open_set(&st01, &st02, 2);
+                    self.mark_ge_missing();
                     return Err(self.fail(
                         pos,
                         "x12-missing-se",
@@ -290,7 +308,10 @@ impl X12Reader {
                 }
                 "ST" | "GE" | "IEA" | "ISA" | "GS" => {
                     let pos = seg.pos.clone();
-                    self.mark_open_set(&st01, &st02);
+                    self.mark_open_set(&st01, &st02, 2);
+                    if !matches!(seg.id.as_str(), "ST" | "GE") {
+                        self.mark_ge_missing();
+                    }
                     return Err(self.fail(
                         pos,
                         "x12-missing-se",
@@ -379,15 +400,44 @@ impl X12Reader {
         })
     }
 
-    fn mark_open_set(&mut self, st01: &str, st02: &str) {
-        if let Some(g) = self
-            .cur
+    /// The group being read, if one is open.
+    fn open_group(&mut self) -> Option<&mut GroupRec> {
+        self.cur
             .as_mut()
             .and_then(|c| c.groups.last_mut())
             .filter(|g| !g.closed)
-        {
-            g.open_set = Some((st01.to_string(), st02.to_string()));
+    }
+
+    fn mark_open_set(&mut self, st01: &str, st02: &str, code: u8) {
+        if let Some(g) = self.open_group() {
+            g.open_set = Some(OpenSet {
+                st01: st01.to_string(),
+                st02: st02.to_string(),
+                code,
+            });
         }
+    }
+
+    fn mark_ge_missing(&mut self) {
+        if let Some(g) = self.open_group() {
+            g.ge_missing = true;
+        }
+    }
+
+    /// A segment that could not be read ends the file; inside an interchange the TA1 says
+    /// 024 (invalid interchange content).
+    fn read_failed(&mut self, e: ReadError) -> FileError {
+        let mut err = read_err(e);
+        if self.cur.is_some() {
+            let loc = self.locator(None);
+            if let Some(ic) = self.cur.as_mut() {
+                ic.trailer_error = Some("024");
+            }
+            if let Some(p) = err.pos.take() {
+                err.pos = Some(p.with_locator(loc));
+            }
+        }
+        err
     }
 }
 
@@ -435,9 +485,12 @@ impl X12Reader {
         let Some(d) = d else {
             return Ok(None);
         };
-        let seg = match self.src.read_segment(&d).map_err(read_err)? {
-            Some(s) => s,
-            None => {
+        let read = self.src.read_segment(&d);
+        let seg = match read {
+            Err(e) => return Err(self.read_failed(e)),
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                self.mark_ge_missing();
                 let pos = self.src.position();
                 let open = self.cur.as_ref().and_then(|c| {
                     c.groups
@@ -485,6 +538,7 @@ impl X12Reader {
                         "functional group GS {} has no GE trailer before the next GS",
                         g.gs06
                     );
+                    self.mark_ge_missing();
                     return Err(self.fail(seg.pos.clone(), "x12-missing-ge", "024", msg));
                 }
                 if let Some(ic) = self.cur.as_mut() {
@@ -498,6 +552,7 @@ impl X12Reader {
                         open_set: None,
                         declared_sets: None,
                         closed: false,
+                        ge_missing: false,
                         header_error: gs_error(&seg),
                     });
                 }
@@ -514,6 +569,7 @@ impl X12Reader {
             "GE" => self.end_group(seg).map(Some),
             "IEA" => self.end_interchange(seg).map(Some),
             "ISA" => {
+                self.mark_ge_missing();
                 let ctl = self
                     .cur
                     .as_ref()
