@@ -672,3 +672,64 @@ fn element_errors_of_one_segment_share_one_ak3() {
         "{ack}"
     );
 }
+
+/// Regression (hardening contract): a rejected set produced no record, so its reject rows
+/// could not name the document (BIG02, BEG03...) the reviewer has to find.
+#[test]
+fn regression_rejected_set_did_not_name_its_document() {
+    let r = read_all(
+        format().as_ref(),
+        &root().join("samples/inbox/globex-invoices.x12"),
+    );
+    let keys: Vec<(String, Option<String>)> = r
+        .units
+        .iter()
+        .filter(|u| u.label.starts_with("810"))
+        .map(|u| (u.status().as_str().to_string(), u.eval.key.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("applied".to_string(), Some("INV-9001".to_string())),
+            ("rejected".to_string(), Some("INV-9002".to_string())),
+        ]
+    );
+    // A set without a definition has no key to state.
+    let r = read_text(format().as_ref(), &unmapped_940());
+    let set = r.units.iter().find(|u| u.label.starts_with("940")).unwrap();
+    assert_eq!(set.eval.key, None);
+}
+
+#[test]
+fn all_or_nothing_group_names_its_documents_and_is_unmapped_only_if_no_set_is_mapped() {
+    let (f, _) = format_with(&[(
+        "globex.toml",
+        "kind = \"x12-partner\"\nsenders = [\"GLOBEX\"]\natomic = \"group\"\n",
+    )]);
+    let r = read_all(
+        f.as_ref(),
+        &root().join("samples/inbox/globex-invoices.x12"),
+    );
+    assert_eq!(r.units[1].eval.key.as_deref(), Some("INV-9001,INV-9002"));
+    let (f, _) = format_with(&[(
+        "p.toml",
+        "kind = \"x12-partner\"\nsenders = [\"PARTNER\"]\natomic = \"group\"\nunmapped = \"hold\"\n",
+    )]);
+    let only_940 = read_text(f.as_ref(), &unmapped_940());
+    let group = &only_940.units[1];
+    assert!(
+        group.eval.unmapped && group.eval.hold.is_some(),
+        "{:?}",
+        group.eval
+    );
+    let mixed = unmapped_940().replace(
+        "GE*1*7~",
+        "ST*850*0002~\nBEG*00*SA*PO1**20240131~\nPO1*1*2*EA*3**VN*X~\nSE*4*0002~\nGE*2*7~",
+    );
+    let r = read_text(f.as_ref(), &mixed);
+    let group = &r.units[1];
+    assert!(!group.eval.unmapped, "{:?}", group.eval);
+    assert_eq!(group.eval.records.len(), 1);
+    // The 940 still asks for the file to be held.
+    assert!(group.eval.hold.is_some());
+}

@@ -60,6 +60,8 @@ fn merged_eval(mode: Atomic, parts: Vec<Part>) -> Evaluation {
     let mut ev = Evaluation::default();
     let mut details = Vec::new();
     let mut rejected = Vec::new();
+    let mut all_unmapped = true;
+    let mut sets = 0usize;
     for (n, job, label) in parts {
         let e = match job {
             Some(j) => j.run(),
@@ -93,9 +95,28 @@ fn merged_eval(mode: Atomic, parts: Vec<Part>) -> Evaluation {
             }
         }
         ev.tolerated.extend(e.tolerated);
+        // The group's documents, in file order, as the engine joins record keys.
+        if let Some(k) = e.key {
+            ev.key = Some(match ev.key.take() {
+                Some(prev) => format!("{prev},{k}"),
+                None => k,
+            });
+        }
+        // Envelope parts (GS, GE, ISA, IEA) have no say; a set's detail names its ST01.
+        if e.detail.get("st01").is_some() {
+            sets += 1;
+            all_unmapped &= e.unmapped;
+        }
+        if ev.hold.is_none() {
+            ev.hold = e.hold;
+        }
         details.push(e.detail);
     }
+    // Unmapped only if no set of the group was mapped: one record makes it applied.
+    ev.unmapped = all_unmapped && sets > 0;
     if !rejected.is_empty() {
+        ev.unmapped = false;
+        ev.hold = None;
         ev.records.clear();
         ev.unit_errors.push(Reason::new(
             "x12-all-or-nothing",

@@ -148,6 +148,9 @@ impl SetJob {
             });
         }
         let def = self.reg.set_for(&st01, &self.gs08);
+        ev.key = def
+            .and_then(|d| d.map.as_ref())
+            .and_then(|m| map::document_key(m, &self.segs, &self.delims));
         match def {
             Some(def) => {
                 validate::structure(def, &self.segs, &mut issues);
