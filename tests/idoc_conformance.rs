@@ -257,6 +257,33 @@ fn delvry03_with_text_docnum_is_invalid() {
     );
 }
 
+/// Regression (hardening item 20): the STATUS copied the invalid DOCNUM `Avon` into the
+/// NUMC 16 E1STATS-DOCNUM, which no SAP system can match (or even store). No status is
+/// sent for an IDoc that has no IDoc number; the ledger detail says why.
+#[test]
+fn regression_status_copied_an_invalid_docnum() {
+    let r = corpus("ballerina_DELVRY03_Avon.xml");
+    assert_eq!(r.units[0].status(), UnitStatus::Rejected);
+    for a in &r.acks {
+        let x = String::from_utf8_lossy(&a.content);
+        assert!(!x.contains("Avon"), "{x}");
+    }
+    assert!(r.acks.is_empty(), "{:?}", r.acks);
+    let note = r.units[0].eval.detail["status_ack"].as_str().unwrap();
+    assert!(
+        note.starts_with("not sent: DOCNUM 'Avon' is not an IDoc number"),
+        "{note}"
+    );
+}
+
+#[test]
+fn status_names_the_idoc_by_its_sixteen_digit_number() {
+    // The file says 5220230; SAP stores NUMC 16 zero-padded.
+    let ack = ack_text(&corpus("ordrsp-idoc.xml"));
+    let stats = ack.split("<E1STATS").nth(1).unwrap();
+    assert!(stats.contains("<DOCNUM>0000000005220230</DOCNUM>"), "{ack}");
+}
+
 #[test]
 fn matmas05_material() {
     let r = corpus("sap_3pl_MATMAS05.xml");

@@ -29,6 +29,11 @@ pub const DC_FIELDS: &[&str] = &[
 /// Longest DOCNUM: NUMC(16) in SAP.
 const DOCNUM_LEN: usize = 16;
 
+/// An IDoc number SAP can match a STATUS to: NUMC 16, 1 to 16 digits.
+pub fn valid_docnum(docnum: &str) -> bool {
+    (1..=DOCNUM_LEN).contains(&docnum.len()) && docnum.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn val<'a>(s: &'a Segment, f: &str) -> &'a str {
     s.field(f).map(str::trim).unwrap_or("")
 }
@@ -98,7 +103,9 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         // SAP assigns DOCNUM on receipt, so partners sometimes send none; the business key
         // still guards against doubles, but there is no IDoc-level claim.
         ev.tolerated.push("idoc-docnum-empty".into());
-    } else if docnum.len() > DOCNUM_LEN || !docnum.bytes().all(|b| b.is_ascii_digit()) {
+        ev.detail["status_ack"] =
+            json!("not sent: DOCNUM is empty, so no STATUS could refer to this IDoc");
+    } else if !valid_docnum(docnum) {
         ev.verdicts[0] = LineVerdict::Rejected(
             Reason::new(
                 "idoc-docnum",
@@ -107,6 +114,11 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
             .field("DOCNUM")
             .value(capped(docnum)),
         );
+        ev.detail["status_ack"] = json!(format!(
+            "not sent: DOCNUM '{}' is not an IDoc number (1-16 digits); the sender's SAP \
+             system could not match a STATUS to it",
+            capped(docnum)
+        ));
     } else {
         ev.claims.push(format!(
             "idoc:{sndprn}:{docnum:0>width$}",

@@ -425,6 +425,36 @@ fn status_ack_reports_each_idoc_to_its_sender() {
 }
 
 #[test]
+fn status_skips_only_the_idoc_without_a_usable_number() {
+    let r = read(&wrap(&[
+        order("Avon", ORDER_BODY),
+        order("", ORDER_BODY),
+        order("42", ORDER_BODY),
+        order("12345678901234567", ORDER_BODY),
+    ]));
+    assert_eq!(r.acks.len(), 1);
+    let x = String::from_utf8(r.acks[0].content.clone()).unwrap();
+    let docnums: Vec<&str> = x
+        .split("<E1STATS SEGMENT=\"1\">")
+        .skip(1)
+        .map(|e| {
+            e.split("<DOCNUM>")
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(docnums, vec!["0000000000000042"]);
+    for u in [0, 1, 3] {
+        let note = r.units[u].eval.detail["status_ack"].as_str().unwrap();
+        assert!(note.starts_with("not sent: DOCNUM"), "{note}");
+    }
+    assert!(r.units[2].eval.detail.get("status_ack").is_none());
+}
+
+#[test]
 fn file_error_acks_every_idoc_read_as_not_posted() {
     let full = wrap(&[order("7", ORDER_BODY)]);
     let r = read(&format!("{}<broken", &full[..full.len() - 12]));
