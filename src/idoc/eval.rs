@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::def::{is_customer_segment, Catalog, TypeDef, CONTROL, ROOT};
-use super::map::map_record;
+use super::def::{is_customer_segment, Catalog, SegDef, TypeDef, CONTROL, ROOT};
+use super::map::{document_key, map_record, MapError};
 use super::reader::{RawIdoc, Segment};
 use crate::unit::{mask, Evaluation, LineVerdict, Reason};
 
@@ -104,12 +104,15 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
             json!("not sent: DOCNUM is empty, so no STATUS could refer to this IDoc");
     } else if !valid_docnum(docnum) {
         ev.verdicts[0] = LineVerdict::Rejected(
-            Reason::new(
-                "idoc-docnum",
-                "EDI_DC40-DOCNUM must be numeric with at most 16 digits (NUMC 16)",
-            )
-            .field("DOCNUM")
-            .value(capped(docnum)),
+            dc.place(
+                "DOCNUM",
+                Reason::new(
+                    "idoc-docnum",
+                    "EDI_DC40-DOCNUM must be numeric with at most 16 digits (NUMC 16)",
+                )
+                .field("DOCNUM")
+                .value(capped(docnum)),
+            ),
         );
         ev.detail["status_ack"] = json!(format!(
             "not sent: DOCNUM '{}' is not an IDoc number (1-16 digits); the sender's SAP \
@@ -133,45 +136,106 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
     let idoctyp = val(dc, "IDOCTYP");
     let mestyp = val(dc, "MESTYP");
     let Some(td) = catalog.get(idoctyp) else {
-        ev.unit_errors.push(
-            Reason::new(
-                "idoc-unknown-type",
-                format!(
-                    "IDoc type '{}' has no definition (known: {})",
-                    capped(idoctyp),
-                    catalog.type_names().join(", ")
-                ),
-            )
-            .field("IDOCTYP")
-            .value(capped(idoctyp)),
-        );
+        let r = Reason::new(
+            "idoc-unknown-type",
+            format!(
+                "IDoc type '{}' has no definition (known: {})",
+                capped(idoctyp),
+                catalog.type_names().join(", ")
+            ),
+        )
+        .field("IDOCTYP")
+        .value(capped(idoctyp));
+        reject_control(dc, &mut ev, "IDOCTYP", r);
         return ev;
     };
     let Some(msg) = td.message(mestyp) else {
-        ev.unit_errors.push(
-            Reason::new(
-                "idoc-unknown-message",
-                format!(
-                    "message type '{}' is not mapped for {idoctyp} in {} (mapped: {})",
-                    capped(mestyp),
-                    td.source,
-                    td.mestyps().join(", ")
-                ),
-            )
-            .field("MESTYP")
-            .value(capped(mestyp)),
-        );
+        let r = Reason::new(
+            "idoc-unknown-message",
+            format!(
+                "message type '{}' is not mapped for {idoctyp} in {} (mapped: {})",
+                capped(mestyp),
+                td.source,
+                td.mestyps().join(", ")
+            ),
+        )
+        .field("MESTYP")
+        .value(capped(mestyp));
+        reject_control(dc, &mut ev, "MESTYP", r);
         return ev;
     };
+    ev.key = document_key(msg, idoc);
     validate_structure(td, idoc, &mut ev);
     if ev.is_rejected() {
         return ev;
     }
     match map_record(msg, idoc) {
         Ok(r) => ev.records.push(r),
-        Err(r) => ev.unit_errors.push(r),
+        Err(e) => blame(idoc, &mut ev, e),
     }
     ev
+}
+
+/// A problem with a control record field goes on the control record's line, at the field
+/// (as a unit error it would land on the first data segment, since the control record is
+/// otherwise a skipped line); the control record's first problem wins.
+fn reject_control(dc: &Segment, ev: &mut Evaluation, field: &str, r: Reason) {
+    let r = dc.place(field, r);
+    match ev.verdicts.first_mut() {
+        Some(v) if !matches!(v, LineVerdict::Rejected(_)) => *v = LineVerdict::Rejected(r),
+        _ => ev.unit_errors.push(r),
+    }
+}
+
+/// A mapping error goes on the segment whose field holds the offending value, placed at
+/// the field; one with no single value to blame (contract, empty key) stays the IDoc's.
+fn blame(idoc: &RawIdoc, ev: &mut Evaluation, e: MapError) {
+    if let Some((i, field)) = &e.origin {
+        if let (Some(s), Some(v)) = (idoc.segments.get(*i), ev.verdicts.get_mut(*i)) {
+            if matches!(v, LineVerdict::Ok) {
+                *v = LineVerdict::Rejected(s.place(field, e.reason));
+                return;
+            }
+        }
+    }
+    ev.unit_errors.push(e.reason);
+}
+
+/// The first required field missing or blank, else the first field over its length,
+/// placed at the field's element when the field is there.
+fn field_problem(s: &Segment, sd: &SegDef) -> Option<Reason> {
+    if let Some(f) = sd.required.iter().find(|f| val(s, f).is_empty()) {
+        let r = Reason::new(
+            "required",
+            format!("segment {}: field {f} is required", s.name),
+        )
+        .field(f.clone());
+        return Some(s.place(f, r));
+    }
+    for f in &s.fields {
+        let Some(&max) = sd.fields.get(&f.name) else {
+            continue;
+        };
+        let len = f.value.trim_end().chars().count();
+        if len > max as usize {
+            let value = if sd.sensitive.contains(&f.name) {
+                mask(f.value.trim())
+            } else {
+                capped(&f.value)
+            };
+            let r = Reason::new(
+                "idoc-field-length",
+                format!(
+                    "segment {}: field {} is {len} characters, max {max}",
+                    s.name, f.name
+                ),
+            )
+            .field(f.name.clone())
+            .value(value);
+            return Some(s.place(&f.name, r));
+        }
+    }
+    None
 }
 
 fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
@@ -240,38 +304,8 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             ));
             continue;
         }
-        if let Some(f) = sd.required.iter().find(|f| val(s, f).is_empty()) {
-            ev.verdicts[i] = LineVerdict::Rejected(
-                Reason::new(
-                    "required",
-                    format!("segment {}: field {f} is required", s.name),
-                )
-                .field(f.clone()),
-            );
-            continue;
-        }
-        for (f, v) in &s.fields {
-            if let Some(&max) = sd.fields.get(f) {
-                let len = v.trim_end().chars().count();
-                if len > max as usize {
-                    ev.verdicts[i] = LineVerdict::Rejected(
-                        Reason::new(
-                            "idoc-field-length",
-                            format!(
-                                "segment {}: field {f} is {len} characters, max {max}",
-                                s.name
-                            ),
-                        )
-                        .field(f.clone())
-                        .value(if sd.sensitive.contains(f) {
-                            mask(v.trim())
-                        } else {
-                            capped(v)
-                        }),
-                    );
-                    break;
-                }
-            }
+        if let Some(r) = field_problem(s, sd) {
+            ev.verdicts[i] = LineVerdict::Rejected(r);
         }
     }
     // Mandatory children of the root and of every present, known parent.

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::def::{Conv, KeyPart, MessageDef, SegPath, ValueDef};
+use super::def::{Conv, KeyPart, MessageDef, SegPath, ValueDef, CONTROL};
 use super::reader::RawIdoc;
 use crate::canonical::Record;
 use crate::unit::Reason;
@@ -76,19 +76,66 @@ fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
     cur.into_iter().flatten().collect()
 }
 
+/// A value read through a path, with the segment (index in the IDoc) and field it came
+/// from, so a value that fails its conversion can be blamed on its field element.
+struct Read {
+    value: String,
+    seg: usize,
+    field: String,
+}
+
 /// The first non-blank value a path yields.
-fn read_path(t: &Tree, context: Option<usize>, path: &SegPath) -> Option<String> {
+fn read_path(t: &Tree, context: Option<usize>, path: &SegPath) -> Option<Read> {
     let field = path.field.as_deref()?;
     let candidates: Vec<usize> = if path.steps.is_empty() {
         context.into_iter().collect()
     } else {
         select(t, context, path)
     };
-    candidates
-        .into_iter()
-        .map(|i| val(&t.idoc.segments[i], field))
-        .find(|v| !v.is_empty())
-        .map(str::to_string)
+    candidates.into_iter().find_map(|i| {
+        let v = val(&t.idoc.segments[i], field);
+        (!v.is_empty()).then(|| Read {
+            value: v.to_string(),
+            seg: i,
+            field: field.to_string(),
+        })
+    })
+}
+
+/// Why an IDoc could not be mapped, and the segment and field of the offending value when
+/// one value is to blame (a date that is not a date), so the reject points at it.
+#[derive(Debug)]
+pub struct MapError {
+    pub reason: Reason,
+    pub origin: Option<(usize, String)>,
+}
+
+impl From<Reason> for MapError {
+    fn from(reason: Reason) -> Self {
+        MapError {
+            reason,
+            origin: None,
+        }
+    }
+}
+
+/// The document's business key as the IDoc states it (the order, invoice, delivery,
+/// material or customer number): the key's parts read from data segments, without the
+/// control record's sender the record key adds. Read before validation, so a rejected
+/// IDoc's reject rows still name it.
+pub fn document_key(msg: &MessageDef, idoc: &RawIdoc) -> Option<String> {
+    let t = Tree::new(idoc);
+    let parts: Vec<String> = msg
+        .key
+        .iter()
+        .filter_map(|part| match part {
+            KeyPart::Path(_, p) if p.steps.first().is_some_and(|s| s.seg != CONTROL) => {
+                read_path(&t, None, p).map(|r| r.value)
+            }
+            _ => None,
+        })
+        .collect();
+    (!parts.is_empty()).then(|| capped(&parts.join("/")))
 }
 
 fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Reason> {
@@ -153,21 +200,28 @@ fn eval_value(
     context: Option<usize>,
     vd: &ValueDef,
     target: &str,
-) -> Result<Option<Value>, Reason> {
+) -> Result<Option<Value>, MapError> {
     if let Some(c) = &vd.constant {
-        return convert(vd, c.clone(), target);
+        return Ok(convert(vd, c.clone(), target)?);
     }
     // Each alternative is converted before the next is tried, so a zero date
     // (`00000000`, "no date" in SAP) falls through to the next path.
     for p in &vd.paths {
-        if let Some(raw) = read_path(t, context, p) {
-            if let Some(v) = convert(vd, raw, target)? {
-                return Ok(Some(v));
+        if let Some(read) = read_path(t, context, p) {
+            match convert(vd, read.value, target) {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                Err(reason) => {
+                    return Err(MapError {
+                        reason,
+                        origin: Some((read.seg, read.field)),
+                    })
+                }
             }
         }
     }
     match &vd.default {
-        Some(d) => convert(vd, d.clone(), target),
+        Some(d) => Ok(convert(vd, d.clone(), target)?),
         None => Ok(None),
     }
 }
@@ -177,7 +231,7 @@ fn fill(
     context: Option<usize>,
     fields: &[(String, ValueDef)],
     prefix: &str,
-) -> Result<Map<String, Value>, Reason> {
+) -> Result<Map<String, Value>, MapError> {
     let mut obj = Map::new();
     for (name, vd) in fields {
         if let Some(v) = eval_value(t, context, vd, &format!("{prefix}{name}"))? {
@@ -187,20 +241,21 @@ fn fill(
     Ok(obj)
 }
 
-pub fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, Reason> {
+pub fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, MapError> {
     let t = Tree::new(idoc);
     let mut key = String::new();
     for part in &msg.key {
         match part {
             KeyPart::Lit(s) => key.push_str(s),
             KeyPart::Path(text, p) => match read_path(&t, None, p) {
-                Some(v) => key.push_str(&v),
+                Some(r) => key.push_str(&r.value),
                 None => {
                     return Err(Reason::new(
                         "business-key",
                         format!("business key part {{{text}}} is empty or missing"),
                     )
-                    .field(text.clone()))
+                    .field(text.clone())
+                    .into())
                 }
             },
         }
@@ -222,5 +277,5 @@ pub fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, Reason> {
         }
         body.insert(list.target.clone(), Value::Array(items));
     }
-    Record::build(msg.entity, key, Value::Object(body))
+    Ok(Record::build(msg.entity, key, Value::Object(body))?)
 }
