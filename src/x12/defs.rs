@@ -5,7 +5,8 @@
 //! a data change. Three kinds are read here: `x12-segments` (element requirement, type,
 //! length, code lists and syntax notes per segment id), `x12-transaction-set` (segment
 //! order, loops and repeats in a small indented text notation, plus a `[map]`), and
-//! `x12-partner` (tolerated defects and acknowledgement options, matched by ISA06).
+//! `x12-partner` (tolerated defects, atomicity, what to do with sets that have no
+//! definition, acknowledgement options; matched by ISA06).
 //! Every problem is reported to [`Diagnostics`] with its file and line; a broken file is
 //! left out and the rest still load.
 

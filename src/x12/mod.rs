@@ -8,8 +8,9 @@
 //! envelope trailer or a truncated file ends the file with a [`FileError`] (the whole file
 //! is rejected: sets were streamed before the trailer could be checked, so nothing may be
 //! half-applied), while a bad ISA header rejects its interchange's sets. Sets with no
-//! definition are envelope- and SE-checked and accepted *unmapped* (no record; the detail
-//! says so). See `docs/x12.md`.
+//! definition are envelope- and SE-checked only; the partner's `unmapped` setting accepts
+//! them *unmapped* (no record, `Evaluation::unmapped`), holds their file for a person, or
+//! rejects them. See `docs/x12.md`.
 
 // FileError is the shared trait's error type; its size is not ours to change here.
 #![allow(clippy::result_large_err)]
