@@ -112,6 +112,12 @@ pub struct Reason {
     /// spreadsheet row (`Prices!E8`). Replaces the line's locator in the ledger and reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locator: Option<String>,
+    /// The 1-based line and 0-based byte offset of the offending value, when the format
+    /// knows a finer place than the line's start: the field element inside an IDoc segment
+    /// that spans several physical lines. Replace the line's `line` and `byte` in the ledger
+    /// and reports, as `locator` replaces its locator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<(u64, u64)>,
 }
 
 impl Reason {
@@ -122,10 +128,16 @@ impl Reason {
             value: None,
             message: message.into(),
             locator: None,
+            place: None,
         }
     }
     pub fn at(mut self, locator: impl Into<String>) -> Self {
         self.locator = Some(locator.into());
+        self
+    }
+    /// The offending value's own line and byte offset (see [`Reason::at`] for its locator).
+    pub fn placed(mut self, line: u64, byte: u64) -> Self {
+        self.place = Some((line, byte));
         self
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {

@@ -203,10 +203,56 @@ fn invoic01_with_garbage_dates_is_rejected_with_the_field() {
         rejections(&r),
         vec![("type".to_string(), Some("invoice_date".to_string()))]
     );
+    // The bad date is blamed on its E1EDK02 segment and DATUM field, not on the IDoc.
+    let (line, reason) = rejected_lines(&r)[0].clone();
+    assert_eq!(reason.value.as_deref(), Some("3242342"));
+    assert_eq!(line, 117, "the E1EDK02 segment's line");
     assert_eq!(
-        r.units[0].eval.unit_errors[0].value.as_deref(),
-        Some("3242342")
+        reason.place.map(|p| p.0),
+        Some(120),
+        "the DATUM element's line"
     );
+    assert!(r.units[0].eval.unit_errors.is_empty());
+}
+
+/// (ledger line, reason) of every rejected line of the first unit.
+fn rejected_lines(r: &ReadResult) -> Vec<(u64, tallyman::unit::Reason)> {
+    let u = &r.units[0];
+    u.eval
+        .verdicts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v {
+            LineVerdict::Rejected(reason) => Some((u.lines[i].pos.line, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Regression (hardening item 20): a field error was positioned at its segment's start
+/// tag, lines away from the field in pretty-printed XML. It now carries the field
+/// element's own line and byte (`Reason::place`) and a locator naming the field.
+#[test]
+fn regression_field_errors_pointed_at_the_segment_start() {
+    let path = root().join("tests/corpus/idoc/ballerina_DELVRY03_Avon.xml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let r = corpus("ballerina_DELVRY03_Avon.xml");
+    let got = rejected_lines(&r);
+    assert_eq!(got.len(), 2, "{got:?}");
+    for ((segment_line, reason), (field, line, column)) in
+        got.iter().zip([("DOCNUM", 6, 17), ("INCO1", 24, 17)])
+    {
+        assert_eq!(reason.field.as_deref(), Some(field));
+        let byte = text.find(&format!("<{field}>")).unwrap() as u64;
+        assert_eq!(reason.place, Some((line, byte)), "{reason:?}");
+        assert!(*segment_line < line, "segment starts before its field");
+        let loc = reason.locator.as_deref().unwrap();
+        assert!(
+            loc.ends_with(&format!("/ {field} (line {line}, column {column})")),
+            "{loc}"
+        );
+        assert!(loc.starts_with("IDoc 1 / "), "{loc}");
+    }
 }
 
 #[test]
@@ -255,6 +301,33 @@ fn delvry03_with_text_docnum_is_invalid() {
             ("idoc-field-length".to_string(), Some("INCO1".to_string())),
         ]
     );
+}
+
+/// Regression (hardening item 20): the STATUS copied the invalid DOCNUM `Avon` into the
+/// NUMC 16 E1STATS-DOCNUM, which no SAP system can match (or even store). No status is
+/// sent for an IDoc that has no IDoc number; the ledger detail says why.
+#[test]
+fn regression_status_copied_an_invalid_docnum() {
+    let r = corpus("ballerina_DELVRY03_Avon.xml");
+    assert_eq!(r.units[0].status(), UnitStatus::Rejected);
+    for a in &r.acks {
+        let x = String::from_utf8_lossy(&a.content);
+        assert!(!x.contains("Avon"), "{x}");
+    }
+    assert!(r.acks.is_empty(), "{:?}", r.acks);
+    let note = r.units[0].eval.detail["status_ack"].as_str().unwrap();
+    assert!(
+        note.starts_with("not sent: DOCNUM 'Avon' is not an IDoc number"),
+        "{note}"
+    );
+}
+
+#[test]
+fn status_names_the_idoc_by_its_sixteen_digit_number() {
+    // The file says 5220230; SAP stores NUMC 16 zero-padded.
+    let ack = ack_text(&corpus("ordrsp-idoc.xml"));
+    let stats = ack.split("<E1STATS").nth(1).unwrap();
+    assert!(stats.contains("<DOCNUM>0000000005220230</DOCNUM>"), "{ack}");
 }
 
 #[test]

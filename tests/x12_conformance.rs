@@ -166,6 +166,25 @@ fn accepted(r: &ReadResult) -> bool {
     r.error.is_none() && r.units.iter().all(|u| u.status() != UnitStatus::Rejected)
 }
 
+/// Some set was accepted only envelope- and SE-checked: no definition could map it.
+fn has_undefined_set(r: &ReadResult) -> bool {
+    r.units.iter().any(|u| {
+        u.eval.unmapped
+            && u.eval.detail["note"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("no definition"))
+    })
+}
+
+/// The accepted outcome class, telling sets that were only checked from mapped ones.
+fn accepted_class(r: &ReadResult, plain: &'static str, unmapped: &'static str) -> &'static str {
+    if has_undefined_set(r) {
+        unmapped
+    } else {
+        plain
+    }
+}
+
 fn tolerated(r: &ReadResult) -> Vec<String> {
     let mut t: Vec<String> = r
         .units
@@ -189,10 +208,14 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
             .collect()
     };
     match (label, expect) {
-        ("UNLABELLED", None) => Ok(if accepted(r) { "accepted" } else { "rejected" }),
+        ("UNLABELLED", None) => Ok(if accepted(r) {
+            accepted_class(r, "accepted", "accepted unmapped")
+        } else {
+            "rejected"
+        }),
         ("VALID", None) => {
             if accepted(r) && tol.is_empty() {
-                Ok("accepted")
+                Ok(accepted_class(r, "accepted", "accepted unmapped"))
             } else {
                 Err(format!("expected clean accept, got {}", summary(r)))
             }
@@ -200,7 +223,11 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
         (_, Some(Tolerated(want))) => {
             let m = missing(want, &tol);
             if accepted(r) && m.is_empty() {
-                Ok("accepted (tolerance)")
+                Ok(accepted_class(
+                    r,
+                    "accepted (tolerance)",
+                    "accepted unmapped (tolerance)",
+                ))
             } else {
                 Err(format!("expected accept with {want:?}, got {}", summary(r)))
             }
@@ -228,7 +255,11 @@ fn check(file: &str, label: &str, r: &ReadResult) -> Result<&'static str, String
         }
         (_, Some(Undetected(why))) => {
             if accepted(r) {
-                Ok("accepted (undetected)")
+                Ok(accepted_class(
+                    r,
+                    "accepted (undetected)",
+                    "accepted unmapped (undetected)",
+                ))
             } else {
                 Err(format!(
                     "listed as undetected ({why}) but now rejected: {} — update the table",

@@ -245,9 +245,10 @@ fn trailer_count_mismatch_fails_the_file_with_ta1_and_group_code() {
     assert_eq!(err.pos.as_ref().unwrap().line, 8);
     let ack = ack_text(&r);
     assert!(ack.contains("TA1*000000007*240131*1100*R*021~"), "{ack}");
-    // The whole file is rejected, so no set is acknowledged as accepted.
+    // The whole file is rejected, so no set is acknowledged as accepted; the set itself
+    // is fine (code 5, rejected with its interchange), the cause is in the TA1.
     assert!(
-        ack.contains("AK5*R~") && ack.contains("AK9*R*1*1*0~"),
+        ack.contains("AK5*R*5~") && ack.contains("AK9*R*1*1*0~"),
         "{ack}"
     );
 }
@@ -273,17 +274,134 @@ fn interchanges_with_different_delimiters_in_one_file() {
     assert_eq!(r.acks.len(), 2);
 }
 
+/// A 940 (no definition bundled) in one interchange from PARTNER.
+fn unmapped_940() -> String {
+    one_set(ISA_OK, "W05*N*1*2~\n", 3).replace("ST*850", "ST*940")
+}
+
+fn partner_unmapped(setting: &str) -> Arc<dyn Format> {
+    let (f, d) = format_with(&[(
+        "p.toml",
+        &format!("kind = \"x12-partner\"\nsenders = [\"PARTNER\"]\nunmapped = \"{setting}\"\n"),
+    )]);
+    assert!(d.is_empty(), "{:?}", d.errors);
+    f
+}
+
+/// Regression (hardening item 15): a set with no definition was recorded like an applied
+/// one; nothing said it was only envelope-checked.
 #[test]
-fn set_without_definition_is_accepted_unmapped() {
-    let text = one_set(ISA_OK, "W05*N*1*2~\n", 3).replace("ST*850", "ST*940");
-    let r = read_text(format().as_ref(), &text);
+fn regression_set_without_definition_was_not_marked_unmapped() {
+    let r = read_text(format().as_ref(), &unmapped_940());
     let set = r.units.iter().find(|u| u.label.starts_with("940")).unwrap();
-    assert_eq!(set.status(), UnitStatus::Applied);
+    assert!(set.eval.unmapped, "{:?}", set.eval);
+    assert!(!set.eval.is_rejected());
     assert!(set.eval.records.is_empty());
+    assert_eq!(set.eval.hold, None);
+    assert_eq!(set.eval.detail["unmapped"], true);
     assert!(set.eval.detail["note"]
         .as_str()
         .unwrap()
-        .contains("no definition"));
+        .contains("no definition for transaction set 940 version 004010"));
+    // Still claims its interchange and itself, so a resend is a duplicate.
+    assert_eq!(
+        set.eval.claims,
+        vec![
+            "x12-isa:PARTNER:US:000000007".to_string(),
+            "x12-set:PARTNER:US:000000007:7:0001".to_string()
+        ]
+    );
+    assert!(ack_text(&r).contains("AK2*940*0001~\nAK5*A~\nAK9*A*1*1*1~"));
+    // A mapped set is not unmapped.
+    let r = read_text(format().as_ref(), &one_set(ISA_OK, PO_BODY, 4));
+    let set = r.units.iter().find(|u| u.label.starts_with("850")).unwrap();
+    assert!(!set.eval.unmapped);
+    assert_eq!(set.eval.records.len(), 1);
+}
+
+#[test]
+fn partner_may_hold_unmapped_sets_for_review() {
+    let r = read_text(partner_unmapped("hold").as_ref(), &unmapped_940());
+    let set = r.units.iter().find(|u| u.label.starts_with("940")).unwrap();
+    assert!(set.eval.unmapped && !set.eval.is_rejected());
+    assert_eq!(
+        set.eval.hold.as_deref(),
+        Some(
+            "transaction set 940 has no definition; partner PARTNER holds unmapped sets for review"
+        )
+    );
+    // Acknowledged as accepted once released (the pipeline records it as unmapped).
+    assert!(ack_text(&r).contains("AK5*A~"));
+    // A set that is rejected anyway asks for no review.
+    let bad = unmapped_940().replace("SE*3*", "SE*9*");
+    let r = read_text(partner_unmapped("hold").as_ref(), &bad);
+    let set = r.units.iter().find(|u| u.label.starts_with("940")).unwrap();
+    assert!(set.eval.is_rejected());
+    assert!(!set.eval.unmapped && set.eval.hold.is_none());
+}
+
+#[test]
+fn partner_may_reject_unmapped_sets_as_not_supported() {
+    let r = read_text(partner_unmapped("reject").as_ref(), &unmapped_940());
+    let set = r.units.iter().find(|u| u.label.starts_with("940")).unwrap();
+    assert_eq!(set.status(), UnitStatus::Rejected);
+    assert!(!set.eval.unmapped);
+    let e = &set.eval.unit_errors[0];
+    assert_eq!(e.rule, "x12-no-definition");
+    assert_eq!(e.field.as_deref(), Some("ST01"));
+    assert_eq!(e.value.as_deref(), Some("940"));
+    let ack = ack_text(&r);
+    assert!(
+        ack.contains("AK2*940*0001~\nAK5*R*1~\nAK9*R*1*1*0~"),
+        "{ack}"
+    );
+    // The 999 says the same in IK5.
+    let five = unmapped_940()
+        .replace("*U*00401*", "*^*00501*")
+        .replace("*X*004010~", "*X*005010~");
+    let ack = ack_text(&read_text(partner_unmapped("reject").as_ref(), &five));
+    assert!(ack.contains("AK2*940*0001~\nIK5*R*1~"), "{ack}");
+}
+
+#[test]
+fn unmapped_setting_of_the_star_file_applies_to_partner_files_that_do_not_set_it() {
+    // The bundled definitions without their `*` partner file, plus a `*` file that rejects.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        (
+            "star.toml",
+            "kind = \"x12-partner\"\nsenders = [\"*\"]\nunmapped = \"reject\"\n",
+        ),
+        (
+            "p.toml",
+            "kind = \"x12-partner\"\nsenders = [\"PARTNER\"]\ntolerate = [\"se01-count\"]\n",
+        ),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let mut d = Diagnostics::default();
+    let mut defs: Vec<_> = read_defs(&root().join("formats/x12"), &mut d)
+        .into_iter()
+        .filter(|def| !def.path.ends_with("partners.toml"))
+        .collect();
+    defs.extend(read_defs(dir.path(), &mut d));
+    let refs: Vec<_> = defs.iter().collect();
+    let f = tallyman::x12::load(&refs, &mut d).remove(0);
+    assert!(d.is_empty(), "{:?}", d.errors);
+    let r = read_text(f.as_ref(), &unmapped_940());
+    let set = r.units.iter().find(|u| u.label.starts_with("940")).unwrap();
+    assert_eq!(set.eval.unit_errors[0].rule, "x12-no-definition");
+}
+
+#[test]
+fn unknown_unmapped_setting_is_a_definition_error_with_its_line() {
+    let (_, d) = format_with(&[(
+        "p.toml",
+        "kind = \"x12-partner\"\nsenders = [\"A\"]\nunmapped = \"ignore\"\n",
+    )]);
+    assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+    assert_eq!(d.errors[0].line, Some(3));
+    assert!(d.errors[0].message.contains("accept, hold, reject"));
 }
 
 #[test]
@@ -465,7 +583,8 @@ fn all_or_nothing_partner_rejects_the_whole_group() {
     // Positions of the bad set's segments are kept.
     assert!(rejected_fields(&r).contains(&("x12-date".into(), "BIG01".into(), 13)));
     let ack = ack_text(&r);
-    assert!(ack.contains("AK2*810*0001~\nAK5*R~"), "{ack}");
+    // The good set is rejected with its group: code 5, never a bare R.
+    assert!(ack.contains("AK2*810*0001~\nAK5*R*5~"), "{ack}");
     assert!(
         ack.contains("AK5*R*4*5~") && ack.contains("AK9*R*2*2*0~"),
         "{ack}"
@@ -552,4 +671,65 @@ fn element_errors_of_one_segment_share_one_ak3() {
         ack.contains("AK3*PO1*13**8~\nAK4*7**2~\nAK3*PO4*30**8~\nAK4*6**2~\nAK4*6**2~\nAK5*R*5~"),
         "{ack}"
     );
+}
+
+/// Regression (hardening contract): a rejected set produced no record, so its reject rows
+/// could not name the document (BIG02, BEG03...) the reviewer has to find.
+#[test]
+fn regression_rejected_set_did_not_name_its_document() {
+    let r = read_all(
+        format().as_ref(),
+        &root().join("samples/inbox/globex-invoices.x12"),
+    );
+    let keys: Vec<(String, Option<String>)> = r
+        .units
+        .iter()
+        .filter(|u| u.label.starts_with("810"))
+        .map(|u| (u.status().as_str().to_string(), u.eval.key.clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("applied".to_string(), Some("INV-9001".to_string())),
+            ("rejected".to_string(), Some("INV-9002".to_string())),
+        ]
+    );
+    // A set without a definition has no key to state.
+    let r = read_text(format().as_ref(), &unmapped_940());
+    let set = r.units.iter().find(|u| u.label.starts_with("940")).unwrap();
+    assert_eq!(set.eval.key, None);
+}
+
+#[test]
+fn all_or_nothing_group_names_its_documents_and_is_unmapped_only_if_no_set_is_mapped() {
+    let (f, _) = format_with(&[(
+        "globex.toml",
+        "kind = \"x12-partner\"\nsenders = [\"GLOBEX\"]\natomic = \"group\"\n",
+    )]);
+    let r = read_all(
+        f.as_ref(),
+        &root().join("samples/inbox/globex-invoices.x12"),
+    );
+    assert_eq!(r.units[1].eval.key.as_deref(), Some("INV-9001,INV-9002"));
+    let (f, _) = format_with(&[(
+        "p.toml",
+        "kind = \"x12-partner\"\nsenders = [\"PARTNER\"]\natomic = \"group\"\nunmapped = \"hold\"\n",
+    )]);
+    let only_940 = read_text(f.as_ref(), &unmapped_940());
+    let group = &only_940.units[1];
+    assert!(
+        group.eval.unmapped && group.eval.hold.is_some(),
+        "{:?}",
+        group.eval
+    );
+    let mixed = unmapped_940().replace(
+        "GE*1*7~",
+        "ST*850*0002~\nBEG*00*SA*PO1**20240131~\nPO1*1*2*EA*3**VN*X~\nSE*4*0002~\nGE*2*7~",
+    );
+    let r = read_text(f.as_ref(), &mixed);
+    let group = &r.units[1];
+    assert!(!group.eval.unmapped, "{:?}", group.eval);
+    assert_eq!(group.eval.records.len(), 1);
+    // The 940 still asks for the file to be held.
+    assert!(group.eval.hold.is_some());
 }

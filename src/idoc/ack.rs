@@ -15,6 +15,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use super::def::Catalog;
+use super::eval::valid_docnum;
 use crate::format::{AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
 
 /// Most E1STATS written for one rejected IDoc (its first reasons).
@@ -124,10 +125,14 @@ impl AckState {
                 continue;
             };
             let docnum = s(dc, "DOCNUM");
-            if docnum.is_empty() {
-                // Nothing the sender could match the status to.
+            if !valid_docnum(&docnum) {
+                // Empty or not a number: nothing the sender's SAP could match a status to
+                // (E1STATS-DOCNUM is NUMC 16). The IDoc's own reject row and its ledger
+                // detail (`status_ack`) say why no status was sent.
                 continue;
             }
+            // NUMC 16: SAP pads with zeros, so the status names the IDoc as SAP stores it.
+            let docnum = format!("{docnum:0>16}");
             let (ok_code, bad_code) = self.codes(&s(dc, "IDOCTYP"));
             let entries = match (error, sum.status) {
                 (Some(e), _) => vec![Entry {

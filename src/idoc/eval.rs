@@ -12,12 +12,9 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::def::{
-    is_customer_segment, Catalog, Conv, KeyPart, MessageDef, SegPath, TypeDef, ValueDef, CONTROL,
-    ROOT,
-};
+use super::def::{is_customer_segment, Catalog, SegDef, TypeDef, CONTROL, ROOT};
+use super::map::{document_key, map_record, MapError};
 use super::reader::{RawIdoc, Segment};
-use crate::canonical::Record;
 use crate::unit::{mask, Evaluation, LineVerdict, Reason};
 
 /// Control record fields kept in the ledger detail (and used for the STATUS ack).
@@ -28,6 +25,11 @@ pub const DC_FIELDS: &[&str] = &[
 
 /// Longest DOCNUM: NUMC(16) in SAP.
 const DOCNUM_LEN: usize = 16;
+
+/// An IDoc number SAP can match a STATUS to: NUMC 16, 1 to 16 digits.
+pub fn valid_docnum(docnum: &str) -> bool {
+    (1..=DOCNUM_LEN).contains(&docnum.len()) && docnum.bytes().all(|b| b.is_ascii_digit())
+}
 
 fn val<'a>(s: &'a Segment, f: &str) -> &'a str {
     s.field(f).map(str::trim).unwrap_or("")
@@ -98,15 +100,25 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         // SAP assigns DOCNUM on receipt, so partners sometimes send none; the business key
         // still guards against doubles, but there is no IDoc-level claim.
         ev.tolerated.push("idoc-docnum-empty".into());
-    } else if docnum.len() > DOCNUM_LEN || !docnum.bytes().all(|b| b.is_ascii_digit()) {
+        ev.detail["status_ack"] =
+            json!("not sent: DOCNUM is empty, so no STATUS could refer to this IDoc");
+    } else if !valid_docnum(docnum) {
         ev.verdicts[0] = LineVerdict::Rejected(
-            Reason::new(
-                "idoc-docnum",
-                "EDI_DC40-DOCNUM must be numeric with at most 16 digits (NUMC 16)",
-            )
-            .field("DOCNUM")
-            .value(capped(docnum)),
+            dc.place(
+                "DOCNUM",
+                Reason::new(
+                    "idoc-docnum",
+                    "EDI_DC40-DOCNUM must be numeric with at most 16 digits (NUMC 16)",
+                )
+                .field("DOCNUM")
+                .value(capped(docnum)),
+            ),
         );
+        ev.detail["status_ack"] = json!(format!(
+            "not sent: DOCNUM '{}' is not an IDoc number (1-16 digits); the sender's SAP \
+             system could not match a STATUS to it",
+            capped(docnum)
+        ));
     } else {
         ev.claims.push(format!(
             "idoc:{sndprn}:{docnum:0>width$}",
@@ -124,45 +136,106 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
     let idoctyp = val(dc, "IDOCTYP");
     let mestyp = val(dc, "MESTYP");
     let Some(td) = catalog.get(idoctyp) else {
-        ev.unit_errors.push(
-            Reason::new(
-                "idoc-unknown-type",
-                format!(
-                    "IDoc type '{}' has no definition (known: {})",
-                    capped(idoctyp),
-                    catalog.type_names().join(", ")
-                ),
-            )
-            .field("IDOCTYP")
-            .value(capped(idoctyp)),
-        );
+        let r = Reason::new(
+            "idoc-unknown-type",
+            format!(
+                "IDoc type '{}' has no definition (known: {})",
+                capped(idoctyp),
+                catalog.type_names().join(", ")
+            ),
+        )
+        .field("IDOCTYP")
+        .value(capped(idoctyp));
+        reject_control(dc, &mut ev, "IDOCTYP", r);
         return ev;
     };
     let Some(msg) = td.message(mestyp) else {
-        ev.unit_errors.push(
-            Reason::new(
-                "idoc-unknown-message",
-                format!(
-                    "message type '{}' is not mapped for {idoctyp} in {} (mapped: {})",
-                    capped(mestyp),
-                    td.source,
-                    td.mestyps().join(", ")
-                ),
-            )
-            .field("MESTYP")
-            .value(capped(mestyp)),
-        );
+        let r = Reason::new(
+            "idoc-unknown-message",
+            format!(
+                "message type '{}' is not mapped for {idoctyp} in {} (mapped: {})",
+                capped(mestyp),
+                td.source,
+                td.mestyps().join(", ")
+            ),
+        )
+        .field("MESTYP")
+        .value(capped(mestyp));
+        reject_control(dc, &mut ev, "MESTYP", r);
         return ev;
     };
+    ev.key = document_key(msg, idoc);
     validate_structure(td, idoc, &mut ev);
     if ev.is_rejected() {
         return ev;
     }
     match map_record(msg, idoc) {
         Ok(r) => ev.records.push(r),
-        Err(r) => ev.unit_errors.push(r),
+        Err(e) => blame(idoc, &mut ev, e),
     }
     ev
+}
+
+/// A problem with a control record field goes on the control record's line, at the field
+/// (as a unit error it would land on the first data segment, since the control record is
+/// otherwise a skipped line); the control record's first problem wins.
+fn reject_control(dc: &Segment, ev: &mut Evaluation, field: &str, r: Reason) {
+    let r = dc.place(field, r);
+    match ev.verdicts.first_mut() {
+        Some(v) if !matches!(v, LineVerdict::Rejected(_)) => *v = LineVerdict::Rejected(r),
+        _ => ev.unit_errors.push(r),
+    }
+}
+
+/// A mapping error goes on the segment whose field holds the offending value, placed at
+/// the field; one with no single value to blame (contract, empty key) stays the IDoc's.
+fn blame(idoc: &RawIdoc, ev: &mut Evaluation, e: MapError) {
+    if let Some((i, field)) = &e.origin {
+        if let (Some(s), Some(v)) = (idoc.segments.get(*i), ev.verdicts.get_mut(*i)) {
+            if matches!(v, LineVerdict::Ok) {
+                *v = LineVerdict::Rejected(s.place(field, e.reason));
+                return;
+            }
+        }
+    }
+    ev.unit_errors.push(e.reason);
+}
+
+/// The first required field missing or blank, else the first field over its length,
+/// placed at the field's element when the field is there.
+fn field_problem(s: &Segment, sd: &SegDef) -> Option<Reason> {
+    if let Some(f) = sd.required.iter().find(|f| val(s, f).is_empty()) {
+        let r = Reason::new(
+            "required",
+            format!("segment {}: field {f} is required", s.name),
+        )
+        .field(f.clone());
+        return Some(s.place(f, r));
+    }
+    for f in &s.fields {
+        let Some(&max) = sd.fields.get(&f.name) else {
+            continue;
+        };
+        let len = f.value.trim_end().chars().count();
+        if len > max as usize {
+            let value = if sd.sensitive.contains(&f.name) {
+                mask(f.value.trim())
+            } else {
+                capped(&f.value)
+            };
+            let r = Reason::new(
+                "idoc-field-length",
+                format!(
+                    "segment {}: field {} is {len} characters, max {max}",
+                    s.name, f.name
+                ),
+            )
+            .field(f.name.clone())
+            .value(value);
+            return Some(s.place(&f.name, r));
+        }
+    }
+    None
 }
 
 fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
@@ -231,38 +304,8 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             ));
             continue;
         }
-        if let Some(f) = sd.required.iter().find(|f| val(s, f).is_empty()) {
-            ev.verdicts[i] = LineVerdict::Rejected(
-                Reason::new(
-                    "required",
-                    format!("segment {}: field {f} is required", s.name),
-                )
-                .field(f.clone()),
-            );
-            continue;
-        }
-        for (f, v) in &s.fields {
-            if let Some(&max) = sd.fields.get(f) {
-                let len = v.trim_end().chars().count();
-                if len > max as usize {
-                    ev.verdicts[i] = LineVerdict::Rejected(
-                        Reason::new(
-                            "idoc-field-length",
-                            format!(
-                                "segment {}: field {f} is {len} characters, max {max}",
-                                s.name
-                            ),
-                        )
-                        .field(f.clone())
-                        .value(if sd.sensitive.contains(f) {
-                            mask(v.trim())
-                        } else {
-                            capped(v)
-                        }),
-                    );
-                    break;
-                }
-            }
+        if let Some(r) = field_problem(s, sd) {
+            ev.verdicts[i] = LineVerdict::Rejected(r);
         }
     }
     // Mandatory children of the root and of every present, known parent.
@@ -299,208 +342,4 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             check(Some(i), Some(&s.name), ev);
         }
     }
-}
-
-/// The IDoc with a child index, so path lookups cost the children they visit, not the
-/// whole IDoc (a 100k-segment IDoc must not map in quadratic time).
-struct Tree<'a> {
-    idoc: &'a RawIdoc,
-    root: Vec<usize>,
-    kids: Vec<Vec<usize>>,
-}
-
-impl<'a> Tree<'a> {
-    fn new(idoc: &'a RawIdoc) -> Self {
-        let mut root = Vec::new();
-        let mut kids = vec![Vec::new(); idoc.segments.len()];
-        for (i, s) in idoc.segments.iter().enumerate() {
-            match s.parent {
-                Some(p) if p < kids.len() => kids[p].push(i),
-                _ => root.push(i),
-            }
-        }
-        Tree { idoc, root, kids }
-    }
-
-    fn children(&self, parent: Option<usize>) -> &[usize] {
-        match parent {
-            None => &self.root,
-            Some(p) => self.kids.get(p).map(Vec::as_slice).unwrap_or(&[]),
-        }
-    }
-}
-
-/// Segments matching `path` from `context` (`None` = the IDoc root).
-fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
-    let mut cur: Vec<Option<usize>> = vec![if path.absolute { None } else { context }];
-    for step in &path.steps {
-        let mut next = Vec::new();
-        for parent in &cur {
-            for &i in t.children(*parent) {
-                let s = &t.idoc.segments[i];
-                if s.name == step.seg
-                    && step
-                        .filters
-                        .iter()
-                        .all(|(f, vals)| vals.iter().any(|v| v == val(s, f)))
-                {
-                    next.push(Some(i));
-                }
-            }
-        }
-        cur = next;
-        if cur.is_empty() {
-            break;
-        }
-    }
-    cur.into_iter().flatten().collect()
-}
-
-/// The first non-blank value a path yields.
-fn read_path(t: &Tree, context: Option<usize>, path: &SegPath) -> Option<String> {
-    let field = path.field.as_deref()?;
-    let candidates: Vec<usize> = if path.steps.is_empty() {
-        context.into_iter().collect()
-    } else {
-        select(t, context, path)
-    };
-    candidates
-        .into_iter()
-        .map(|i| val(&t.idoc.segments[i], field))
-        .find(|v| !v.is_empty())
-        .map(str::to_string)
-}
-
-fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Reason> {
-    let mut v = raw;
-    if vd.trim_zeros {
-        let t = v.trim_start_matches('0');
-        v = if t.is_empty() { "0".into() } else { t.into() };
-    }
-    if let Some(codes) = &vd.codes {
-        if let Some(c) = codes.get(&v) {
-            v = c.clone();
-        } else if let Some(d) = &vd.default {
-            v = d.clone();
-        }
-    }
-    Ok(match vd.conv {
-        Conv::String => Some(Value::String(v)),
-        Conv::Bool => Some(Value::Bool(matches!(
-            v.to_ascii_lowercase().as_str(),
-            "x" | "1" | "true" | "y" | "yes"
-        ))),
-        Conv::Decimal => {
-            let v = v.replace(' ', "");
-            let v = match v.strip_suffix('-') {
-                Some(n) => format!("-{n}"),
-                None => v,
-            };
-            if v.parse::<rust_decimal::Decimal>().is_err() {
-                return Err(Reason::new(
-                    "type",
-                    format!("{target}: '{}' is not a decimal number", capped(&v)),
-                )
-                .field(target)
-                .value(capped(&v)));
-            }
-            Some(Value::String(v))
-        }
-        Conv::Date => {
-            if v.chars().all(|c| c == '0') {
-                None
-            } else if v.len() == 8 && v.bytes().all(|b| b.is_ascii_digit()) {
-                Some(Value::String(format!(
-                    "{}-{}-{}",
-                    &v[..4],
-                    &v[4..6],
-                    &v[6..]
-                )))
-            } else {
-                return Err(Reason::new(
-                    "type",
-                    format!("{target}: '{}' is not a date YYYYMMDD", capped(&v)),
-                )
-                .field(target)
-                .value(capped(&v)));
-            }
-        }
-    })
-}
-
-fn eval_value(
-    t: &Tree,
-    context: Option<usize>,
-    vd: &ValueDef,
-    target: &str,
-) -> Result<Option<Value>, Reason> {
-    if let Some(c) = &vd.constant {
-        return convert(vd, c.clone(), target);
-    }
-    // Each alternative is converted before the next is tried, so a zero date
-    // (`00000000`, "no date" in SAP) falls through to the next path.
-    for p in &vd.paths {
-        if let Some(raw) = read_path(t, context, p) {
-            if let Some(v) = convert(vd, raw, target)? {
-                return Ok(Some(v));
-            }
-        }
-    }
-    match &vd.default {
-        Some(d) => convert(vd, d.clone(), target),
-        None => Ok(None),
-    }
-}
-
-fn fill(
-    t: &Tree,
-    context: Option<usize>,
-    fields: &[(String, ValueDef)],
-    prefix: &str,
-) -> Result<Map<String, Value>, Reason> {
-    let mut obj = Map::new();
-    for (name, vd) in fields {
-        if let Some(v) = eval_value(t, context, vd, &format!("{prefix}{name}"))? {
-            obj.insert(name.clone(), v);
-        }
-    }
-    Ok(obj)
-}
-
-fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, Reason> {
-    let t = Tree::new(idoc);
-    let mut key = String::new();
-    for part in &msg.key {
-        match part {
-            KeyPart::Lit(s) => key.push_str(s),
-            KeyPart::Path(text, p) => match read_path(&t, None, p) {
-                Some(v) => key.push_str(&v),
-                None => {
-                    return Err(Reason::new(
-                        "business-key",
-                        format!("business key part {{{text}}} is empty or missing"),
-                    )
-                    .field(text.clone()))
-                }
-            },
-        }
-    }
-    let mut body = fill(&t, None, &msg.fields, "")?;
-    for list in &msg.lists {
-        let mut items = Vec::new();
-        for (n, i) in select(&t, None, &list.from).into_iter().enumerate() {
-            let prefix = format!("{}[{n}].", list.target);
-            if let Some(vd) = &list.value {
-                if let Some(v) = eval_value(&t, Some(i), vd, &list.target)? {
-                    if !items.contains(&v) {
-                        items.push(v);
-                    }
-                }
-            } else {
-                items.push(Value::Object(fill(&t, Some(i), &list.fields, &prefix)?));
-            }
-        }
-        body.insert(list.target.clone(), Value::Array(items));
-    }
-    Record::build(msg.entity, key, Value::Object(body))
 }

@@ -16,6 +16,7 @@ pub mod ack;
 pub mod def;
 pub mod eval;
 pub mod input;
+pub mod map;
 pub mod reader;
 
 use std::path::Path;

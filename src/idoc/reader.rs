@@ -32,17 +32,48 @@ pub struct Segment {
     pub name: String,
     /// Index of the parent segment in the IDoc, `None` for segments directly under `<IDOC>`.
     pub parent: Option<usize>,
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<Field>,
     pub pos: Position,
     bytes: u64,
 }
 
+/// One field element of a segment, with where its start tag is: a field error points at
+/// the field, not at the segment's first line (segments span many lines in pretty XML).
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub value: String,
+    pub at: Mark,
+}
+
+/// What keeping one field costs beyond its text, counted against the IDoc's byte budget
+/// so that thousands of tiny fields (`<A/>`) cannot cost far more memory than the budget.
+pub const FIELD_OVERHEAD: u64 = std::mem::size_of::<Field>() as u64;
+
 impl Segment {
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.field_entry(name).map(|f| f.value.as_str())
+    }
+
+    pub fn field_entry(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// A reason about one of this segment's fields, placed at the field's element when it
+    /// is present (a missing field stays at the segment): its line and byte, and a locator
+    /// `IDoc 1 / E1EDL20 #1 / INCO1 (line 24, column 17)`.
+    pub fn place(&self, name: &str, reason: crate::unit::Reason) -> crate::unit::Reason {
+        let Some(f) = self.field_entry(name) else {
+            return reason;
+        };
+        let seg = self.pos.locator.as_deref().unwrap_or(&self.name);
+        let seg = seg.split(" (line ").next().unwrap_or(seg);
+        reason
+            .at(format!(
+                "{seg} / {name} (line {}, column {})",
+                f.at.line, f.at.col
+            ))
+            .placed(f.at.line, f.at.byte)
     }
 
     /// `E1EDP01: POSEX=000010 MENGE=5`, capped for the ledger, with the fields the type
@@ -51,17 +82,17 @@ impl Segment {
         let mut s = String::with_capacity(64);
         s.push_str(&self.name);
         s.push(':');
-        for (n, v) in &self.fields {
+        for f in &self.fields {
             if s.len() > RAW_CAP {
                 break;
             }
             s.push(' ');
-            s.push_str(n);
+            s.push_str(&f.name);
             s.push('=');
-            if sensitive.contains(n) {
-                s.push_str(&mask(v.trim()));
+            if sensitive.contains(&f.name) {
+                s.push_str(&mask(f.value.trim()));
             } else {
-                s.push_str(v.trim_end());
+                s.push_str(f.value.trim_end());
             }
         }
         cap_raw(&s, RAW_CAP)
@@ -98,15 +129,16 @@ enum Frame {
         name: String,
         value: String,
         seg: Option<usize>,
+        at: Mark,
     },
 }
 
-/// Snapshot of where the next event starts.
-#[derive(Clone, Copy)]
-struct Mark {
-    byte: u64,
-    line: u64,
-    col: u64,
+/// Where an XML event starts: 0-based byte, 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub byte: u64,
+    pub line: u64,
+    pub col: u64,
 }
 
 /// Detects the declared encoding from the head of the file: `Ok(true)` for Latin-1.
@@ -391,6 +423,7 @@ impl IdocReader {
                             name: name.to_string(),
                             value: String::new(),
                             seg,
+                            at: m,
                         },
                         None => {
                             return Err(self.fail(
@@ -420,7 +453,12 @@ impl IdocReader {
     /// Closes the innermost element; returns a finished IDoc when `</IDOC>` closes.
     fn end_element(&mut self, m: Mark) -> Result<Option<RawIdoc>, FileError> {
         match self.stack.pop() {
-            Some(Frame::Field { name, value, seg }) => {
+            Some(Frame::Field {
+                name,
+                value,
+                seg,
+                at,
+            }) => {
                 if let (Some(i), Some(idoc)) = (seg, self.current.as_mut()) {
                     let s = &mut idoc.segments[i];
                     s.bytes += (name.len() + value.len()) as u64;
@@ -436,13 +474,13 @@ impl IdocReader {
                             ),
                         ));
                     }
-                    let len = (name.len() + value.len()) as u64;
+                    let len = (name.len() + value.len()) as u64 + FIELD_OVERHEAD;
                     idoc.bytes += len;
                     if idoc.bytes > idoc.max_bytes {
                         idoc.over_bytes = true;
                     }
                     if !idoc.over_bytes {
-                        idoc.segments[i].fields.push((name, value));
+                        idoc.segments[i].fields.push(Field { name, value, at });
                     }
                 }
                 Ok(None)

@@ -175,8 +175,10 @@ fn sniff_claims_type_roots_and_flat_idocs_only() {
     assert_eq!(s("a,b,c\n1,2,3\n"), None);
 }
 
+/// They reject the control record's line at the field; as unit errors they used to land on
+/// the first data segment (the control record is otherwise a skipped line).
 #[test]
-fn unknown_type_and_message_are_unit_errors() {
+fn unknown_type_and_message_reject_the_control_record_at_the_field() {
     let r = read(&format!(
         "<X><IDOC BEGIN=\"1\">{}</IDOC><IDOC BEGIN=\"1\">{}{ORDER_BODY}</IDOC></X>",
         dc("1", "FOOBAR01", "FOO"),
@@ -184,8 +186,23 @@ fn unknown_type_and_message_are_unit_errors() {
     ));
     assert!(r.error.is_none(), "{:?}", r.error);
     assert_eq!(rejected_rules(&r, 0), vec!["idoc-unknown-type"]);
-    assert!(r.units[0].eval.unit_errors[0].message.contains("ORDERS05"));
+    let LineVerdict::Rejected(reason) = &r.units[0].eval.verdicts[0] else {
+        panic!("{:?}", r.units[0].eval)
+    };
+    assert!(reason.message.contains("ORDERS05"));
+    assert!(
+        reason
+            .locator
+            .as_deref()
+            .unwrap()
+            .starts_with("IDoc 1 / EDI_DC40 #1 / IDOCTYP (line 1, column "),
+        "{reason:?}"
+    );
     assert_eq!(rejected_rules(&r, 1), vec!["idoc-unknown-message"]);
+    assert!(matches!(
+        &r.units[1].eval.verdicts[0],
+        LineVerdict::Rejected(r) if r.field.as_deref() == Some("MESTYP")
+    ));
 }
 
 #[test]
@@ -225,6 +242,26 @@ fn structural_rules_reject_the_offending_segment() {
         &format!("{ORDER_BODY}<Z1MINE SEGMENT=\"1\"><X>1</X><Z1SUB SEGMENT=\"1\"/></Z1MINE>"),
     )]));
     assert_eq!(r.units[0].status(), UnitStatus::Applied);
+}
+
+/// Regression (hardening contract): a rejected IDoc produced no record, so its reject rows
+/// could not name the order, invoice or delivery a reviewer has to find.
+#[test]
+fn regression_rejected_idoc_did_not_name_its_document() {
+    let r = read(&wrap(&[
+        order(
+            "1",
+            "<E1EDK01 SEGMENT=\"1\"><BELNR>4711</BELNR><CURCY>EURO</CURCY></E1EDK01>",
+        ),
+        order("2", ORDER_BODY),
+        order("3", "<E1EDK01 SEGMENT=\"1\"><CURCY>EUR</CURCY></E1EDK01>"),
+    ]));
+    assert_eq!(r.units[0].status(), UnitStatus::Rejected);
+    assert_eq!(r.units[0].eval.key.as_deref(), Some("4711"));
+    // The key as stated, without the sender prefix of the record key.
+    assert_eq!(r.units[1].eval.key.as_deref(), Some("4711"));
+    assert_eq!(r.units[1].eval.records[0].key, "PRDCLNT100/4711");
+    assert_eq!(r.units[2].eval.key, None);
 }
 
 #[test]
@@ -366,6 +403,26 @@ fn oversized_idoc_is_rejected_without_stopping_the_file() {
     assert_eq!(r.units[1].status(), UnitStatus::Applied);
 }
 
+/// Regression: the IDoc byte budget counted only field text, so an IDoc of empty fields
+/// (`<A/>`, 1 byte of name each) could keep ~80 bytes of memory per byte of budget. Every
+/// kept field now costs its in-memory size too.
+#[test]
+fn regression_tiny_fields_escaped_the_idoc_byte_budget() {
+    // 10 segments allowed → 20 KiB budget; 1,000 one-letter fields are 1,000 bytes of text
+    // but ~70 KiB kept.
+    let limits = Limits {
+        max_unit_lines: 10,
+        ..Limits::default()
+    };
+    let fields = "<A/>".repeat(1000);
+    let body = format!("<E1EDK01 SEGMENT=\"1\"><BELNR>1</BELNR>{fields}</E1EDK01>");
+    let r = read_bytes(wrap(&[order("1", &body)]).as_bytes(), limits);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(rejected_rules(&r, 0), vec!["idoc-too-large"]);
+    let kept: usize = r.units[0].lines.len();
+    assert!(kept <= 2, "{kept}");
+}
+
 #[test]
 fn idoc_byte_cap_bounds_an_idoc_of_large_segments() {
     // 4 segments allowed → 8 KiB of field data; three 3 KiB segments exceed it.
@@ -422,6 +479,36 @@ fn status_ack_reports_each_idoc_to_its_sender() {
     assert!(back.error.is_none(), "{:?}", back.error);
     assert_eq!(back.units.len(), 1);
     assert_eq!(rejected_rules(&back, 0), vec!["idoc-unknown-type"]);
+}
+
+#[test]
+fn status_skips_only_the_idoc_without_a_usable_number() {
+    let r = read(&wrap(&[
+        order("Avon", ORDER_BODY),
+        order("", ORDER_BODY),
+        order("42", ORDER_BODY),
+        order("12345678901234567", ORDER_BODY),
+    ]));
+    assert_eq!(r.acks.len(), 1);
+    let x = String::from_utf8(r.acks[0].content.clone()).unwrap();
+    let docnums: Vec<&str> = x
+        .split("<E1STATS SEGMENT=\"1\">")
+        .skip(1)
+        .map(|e| {
+            e.split("<DOCNUM>")
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(docnums, vec!["0000000000000042"]);
+    for u in [0, 1, 3] {
+        let note = r.units[u].eval.detail["status_ack"].as_str().unwrap();
+        assert!(note.starts_with("not sent: DOCNUM"), "{note}");
+    }
+    assert!(r.units[2].eval.detail.get("status_ack").is_none());
 }
 
 #[test]

@@ -1,16 +1,24 @@
-//! Acknowledgements: a 997 (inbound 004010 family and older) or 999 (inbound 005010 family)
-//! per functional group, and a TA1 when the interchange envelope is bad or ISA14 asks for
-//! one.
+//! Acknowledgements: a 997 (inbound groups of the 003/004 families) or 999 (005010 and
+//! later) per functional group, and a TA1 when the interchange envelope is bad or ISA14
+//! asks for one.
 //!
 //! The AK3/AK4 (IK3/IK4) codes come from the set jobs' `detail` as the ledger recorded it,
 //! so the ack states exactly what the reject report states; the set status comes from the
 //! recorded outcome, so a set the pipeline rejected for any reason (including the whole file
-//! being rejected) is never acknowledged as accepted. Sender and receiver are swapped and
-//! the control numbers are ours, drawn from the ledger-backed [`AckContext`].
+//! being rejected) is never acknowledged as accepted, and never without a reason code.
+//! Sender and receiver are swapped and the control numbers are ours, drawn from the
+//! ledger-backed [`AckContext`]. Each group is answered in a version its sender understands
+//! (see [`group_version`]).
 
 use crate::format::{AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
 
-use super::Interchange;
+use super::{GroupRec, Interchange, SetRec};
+
+/// AK502/IK502 "transaction set not supported".
+const AK5_NOT_SUPPORTED: u64 = 1;
+/// AK502/IK502 "one or more segments in error": also sent for a set rejected only because
+/// something outside it was (see [`set_codes`]).
+const AK5_SEGMENTS_IN_ERROR: u64 = 5;
 
 /// Strips delimiters and control characters from a value echoed back to the partner.
 fn clean(v: &str, max: usize) -> String {
@@ -46,6 +54,57 @@ fn codes(v: &serde_json::Value) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// The acknowledgement a group gets: 997 or 999, and the GS08 to send it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AckVersion {
+    pub is_999: bool,
+    pub gs08: String,
+}
+
+/// The oldest release whose 997 code lists hold every code we send (AK905 6 and AK403 10
+/// first appear in 003040; the 002 lists stop at AK905 5 and AK403 9).
+const OLDEST_997: &str = "003040";
+
+/// Answers a group in the version its sender uses, or the nearest one we produce correctly:
+/// the 999 exists from 005010 on, and its implementation guide is 005010X231A1; a 997 is
+/// sent under the group's own release (`003050` for `003050`, `004010` for
+/// `004010VICS`) from 003040 through 004xxx, under 003040 for older groups, and under
+/// 004010 when GS08 is missing or not a version at all.
+pub(crate) fn group_version(gs08: &str) -> AckVersion {
+    let release = gs08
+        .get(..6)
+        .filter(|v| v.bytes().all(|b| b.is_ascii_digit()));
+    let (is_999, gs08) = match release {
+        Some(v) if v >= "005000" => (true, "005010X231A1"),
+        Some(v) if v >= OLDEST_997 => (false, v),
+        Some(v) if v >= "002000" => (false, OLDEST_997),
+        _ => (false, "004010"),
+    };
+    AckVersion {
+        is_999,
+        gs08: gs08.to_string(),
+    }
+}
+
+/// ISA12 and ISA11 of the ack interchange: the inbound control version up to 00401 (whose
+/// ISA11 is the standards identifier `U`), 00401 for the rest of the 004 family (their ISA11
+/// is a repetition separator we would have to invent), 00501 from 005 on.
+fn isa_version(inbound: &str) -> (&str, &'static str) {
+    let valid = inbound.len() == 5 && inbound.bytes().all(|b| b.is_ascii_digit());
+    match inbound {
+        v if valid && v >= "00501" => ("00501", "^"),
+        v if valid && ("00200"..="00401").contains(&v) => (v, "U"),
+        _ => ("00401", "U"),
+    }
+}
+
+/// What every group of one interchange needs to know about how the file ended.
+struct Ending<'a> {
+    error: Option<&'a FileError>,
+    /// The error was found inside this interchange (its TA1 says what).
+    here: bool,
+}
+
 /// Builds the acknowledgement interchange for one inbound interchange, if one is due.
 pub(crate) fn acknowledge(
     ic: &Interchange,
@@ -53,7 +112,6 @@ pub(crate) fn acknowledge(
     acks: &mut dyn AckContext,
     error: Option<&FileError>,
 ) -> Result<Option<Outbound>, FileError> {
-    let file_failed = error.is_some();
     let env_code = ic
         .header_error
         .as_ref()
@@ -68,182 +126,39 @@ pub(crate) fn acknowledge(
     } else {
         clean(&ic.isa.sender, 15)
     };
-    let five = ic.isa.version.as_str() >= "00501";
     let ctl = acks.next_control_number(&partner, "ISA")? % 1_000_000_000;
-    let now = chrono::Utc::now();
-    let mut segs: Vec<String> = Vec::new();
-    segs.push(format!(
-        "ISA*00*          *00*          *{}*{}*{}*{}*{}*{}*{}*{}*{ctl:09}*0*{}*:",
-        pad(&ic.isa.receiver_q, 2),
-        pad(&ic.isa.receiver, 15),
-        pad(&ic.isa.sender_q, 2),
-        pad(&ic.isa.sender, 15),
-        now.format("%y%m%d"),
-        now.format("%H%M"),
-        if five { "^" } else { "U" },
-        if five { "00501" } else { "00401" },
-        if ic.isa.usage == "T" { "T" } else { "P" },
-    ));
+    let mut segs = vec![isa_segment(ic, ctl)];
+    let ending = Ending {
+        error,
+        here: ic.trailer_error.is_some(),
+    };
+    let mut kinds: Vec<&str> = Vec::new();
+    for (gi, g) in ic.groups.iter().enumerate() {
+        let last = gi + 1 == ic.groups.len();
+        let v = group_version(&g.gs08);
+        let kind = if v.is_999 { "999" } else { "997" };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+        let gs_ctl = acks.next_control_number(&partner, "GS")? % 1_000_000_000;
+        segs.extend(group_segments(g, &v, gs_ctl, outcomes, &ending, last));
+    }
     // pyx12's interchange map (the validator the acks are checked with) expects the TA1
     // after the functional groups, which is also where pyx12 itself writes it.
-    let mut ta1 = None;
     if want_ta1 {
         let (status, code) = match env_code {
             Some(c) => ("R", c),
-            None if file_failed => ("R", "024"),
+            None if error.is_some() => ("R", "024"),
             None => ("A", "000"),
         };
-        ta1 = Some(format!(
+        segs.push(format!(
             "TA1*{}*{}*{}*{status}*{code}",
             pad(&ic.isa.control, 9),
             pad(&ic.isa.date, 6),
             pad(&ic.isa.time, 4),
         ));
     }
-    let mut kinds: Vec<&str> = Vec::new();
-    let mut groups = 0u64;
-    // The envelope error belongs to the interchange that was open when reading stopped.
-    let failing_here = ic.trailer_error.is_some();
-    for (gi, g) in ic.groups.iter().enumerate() {
-        let is_999 = g.gs08.starts_with("005");
-        let kind = if is_999 { "999" } else { "997" };
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-        let gs_ctl = acks.next_control_number(&partner, "GS")? % 1_000_000_000;
-        groups += 1;
-        let version = if is_999 { "005010X231A1" } else { "004010" };
-        let mut body: Vec<String> = Vec::new();
-        body.push(format!(
-            "ST*{kind}*0001{}",
-            if is_999 { "*005010X231A1" } else { "" }
-        ));
-        body.push(if is_999 {
-            format!(
-                "AK1*{}*{}*{}",
-                seg_id(&g.gs01),
-                clean(&g.gs06, 9),
-                clean(&g.gs08, 12)
-            )
-        } else {
-            format!("AK1*{}*{}", seg_id(&g.gs01), clean(&g.gs06, 9))
-        });
-        let mut accepted = 0u64;
-        let mut received = 0u64;
-        for set in &g.sets {
-            received += 1;
-            let summary = outcomes.get(set.seq);
-            let ok = !file_failed
-                && summary.as_ref().is_some_and(|s| {
-                    matches!(
-                        s.status,
-                        UnitStatus::Applied
-                            | UnitStatus::Duplicate
-                            | UnitStatus::Skipped
-                            | UnitStatus::Unmapped
-                    )
-                });
-            let detail = summary
-                .map(|s| match set.part {
-                    Some(i) => s.detail["parts"][i].clone(),
-                    None => s.detail,
-                })
-                .unwrap_or_default();
-            body.push(format!("AK2*{}*{}", seg_id(&set.st01), clean(&set.st02, 9)));
-            if let Some(issues) = detail["ak3"].as_array() {
-                // Several element errors of one segment share one AK3.
-                let mut last: Option<(String, u64, u64)> = None;
-                for i in issues {
-                    let pos = i["pos"].as_u64().unwrap_or(1).max(1);
-                    let code = i["code"].as_u64().unwrap_or(8);
-                    let sid = seg_id(i["seg"].as_str().unwrap_or(""));
-                    let key = (sid.clone(), pos, code);
-                    if code != 8 || last.as_ref() != Some(&key) {
-                        body.push(format!(
-                            "{}*{sid}*{pos}**{code}",
-                            if is_999 { "IK3" } else { "AK3" }
-                        ));
-                    }
-                    last = Some(key);
-                    if let Some(e) = i["element"].as_object() {
-                        let epos = e
-                            .get("pos")
-                            .and_then(|v| v.as_u64())
-                            .unwrap_or(1)
-                            .clamp(1, 99);
-                        let ecode = e.get("code").and_then(|v| v.as_u64()).unwrap_or(6);
-                        let value =
-                            clean(e.get("value").and_then(|v| v.as_str()).unwrap_or(""), 99);
-                        let tail = if value.is_empty() {
-                            String::new()
-                        } else {
-                            format!("*{value}")
-                        };
-                        body.push(format!(
-                            "{}*{epos}**{ecode}{tail}",
-                            if is_999 { "IK4" } else { "AK4" }
-                        ));
-                    }
-                }
-            }
-            let mut ak5 = codes(&detail["ak5"]);
-            ak5.truncate(5);
-            if ok {
-                accepted += 1;
-                body.push(format!("{}*A", if is_999 { "IK5" } else { "AK5" }));
-            } else {
-                let tail: String = ak5.iter().map(|c| format!("*{c}")).collect();
-                body.push(format!("{}*R{tail}", if is_999 { "IK5" } else { "AK5" }));
-            }
-        }
-        if let Some((st01, st02)) = &g.open_set {
-            received += 1;
-            body.push(format!("AK2*{}*{}", seg_id(st01), clean(st02, 9)));
-            body.push(format!("{}*R*2", if is_999 { "IK5" } else { "AK5" }));
-        }
-        let mut ak9_codes: Vec<u8> = Vec::new();
-        if g.header_error.is_some() {
-            ak9_codes.push(6);
-        }
-        let last = gi + 1 == ic.groups.len();
-        if !g.closed && failing_here && last {
-            let rule = error.map(|e| e.reason.rule.as_str()).unwrap_or("");
-            ak9_codes.push(match rule {
-                "x12-ge01-count" => 5,
-                "x12-ge02-control" => 4,
-                _ => 3,
-            });
-        }
-        let included = g
-            .declared_sets
-            .as_deref()
-            .and_then(|d| d.parse::<u64>().ok())
-            .unwrap_or(received);
-        let status = if accepted == received && ak9_codes.is_empty() && !file_failed {
-            "A"
-        } else if accepted == 0 || file_failed || !ak9_codes.is_empty() {
-            "R"
-        } else {
-            "P"
-        };
-        let tail: String = ak9_codes.iter().map(|c| format!("*{c}")).collect();
-        body.push(format!(
-            "AK9*{status}*{included}*{received}*{accepted}{tail}"
-        ));
-        let n = body.len() + 1;
-        body.push(format!("SE*{n}*0001"));
-        segs.push(format!(
-            "GS*FA*{}*{}*{}*{}*{gs_ctl}*X*{version}",
-            clean(&g.gs03, 15),
-            clean(&g.gs02, 15),
-            now.format("%Y%m%d"),
-            now.format("%H%M"),
-        ));
-        segs.extend(body);
-        segs.push(format!("GE*1*{gs_ctl}"));
-    }
-    segs.extend(ta1);
-    segs.push(format!("IEA*{groups}*{ctl:09}"));
+    segs.push(format!("IEA*{}*{ctl:09}", ic.groups.len()));
     let kind = kinds.first().copied().unwrap_or("TA1").to_string();
     let mut content = String::new();
     for s in &segs {
@@ -265,6 +180,226 @@ pub(crate) fn acknowledge(
     }))
 }
 
+fn isa_segment(ic: &Interchange, ctl: u64) -> String {
+    let now = chrono::Utc::now();
+    let (version, isa11) = isa_version(&ic.isa.version);
+    format!(
+        "ISA*00*          *00*          *{}*{}*{}*{}*{}*{}*{isa11}*{version}*{ctl:09}*0*{}*:",
+        pad(&ic.isa.receiver_q, 2),
+        pad(&ic.isa.receiver, 15),
+        pad(&ic.isa.sender_q, 2),
+        pad(&ic.isa.sender, 15),
+        now.format("%y%m%d"),
+        now.format("%H%M"),
+        if ic.isa.usage == "T" { "T" } else { "P" },
+    )
+}
+
+/// GS, the 997/999 answering one inbound group, and GE.
+fn group_segments(
+    g: &GroupRec,
+    v: &AckVersion,
+    gs_ctl: u64,
+    outcomes: &dyn UnitOutcomes,
+    ending: &Ending,
+    last: bool,
+) -> Vec<String> {
+    let now = chrono::Utc::now();
+    let mut body: Vec<String> = Vec::new();
+    body.push(if v.is_999 {
+        "ST*999*0001*005010X231A1".to_string()
+    } else {
+        "ST*997*0001".to_string()
+    });
+    body.push(if v.is_999 {
+        format!(
+            "AK1*{}*{}*{}",
+            seg_id(&g.gs01),
+            clean(&g.gs06, 9),
+            clean(&g.gs08, 12)
+        )
+    } else {
+        format!("AK1*{}*{}", seg_id(&g.gs01), clean(&g.gs06, 9))
+    });
+    let mut accepted = 0u64;
+    let mut received = 0u64;
+    for set in &g.sets {
+        received += 1;
+        accepted += u64::from(set_segments(
+            set,
+            v.is_999,
+            outcomes,
+            ending.error,
+            &mut body,
+        ));
+    }
+    if let Some(open) = &g.open_set {
+        received += 1;
+        body.push(format!(
+            "AK2*{}*{}",
+            seg_id(&open.st01),
+            clean(&open.st02, 9)
+        ));
+        body.push(format!(
+            "{}*R*{}",
+            if v.is_999 { "IK5" } else { "AK5" },
+            open.code
+        ));
+    }
+    body.push(ak9(g, accepted, received, ending, last));
+    body.push(format!("SE*{}*0001", body.len() + 1));
+    let mut out = vec![format!(
+        "GS*FA*{}*{}*{}*{}*{gs_ctl}*X*{}",
+        clean(&g.gs03, 15),
+        clean(&g.gs02, 15),
+        now.format("%Y%m%d"),
+        now.format("%H%M"),
+        v.gs08,
+    )];
+    out.extend(body);
+    out.push(format!("GE*1*{gs_ctl}"));
+    out
+}
+
+/// AK2, AK3/AK4 (IK3/IK4) and AK5/IK5 of one set; true if it is acknowledged as accepted.
+fn set_segments(
+    set: &SetRec,
+    is_999: bool,
+    outcomes: &dyn UnitOutcomes,
+    error: Option<&FileError>,
+    body: &mut Vec<String>,
+) -> bool {
+    let summary = outcomes.get(set.seq);
+    let ok = error.is_none()
+        && summary.as_ref().is_some_and(|s| {
+            matches!(
+                s.status,
+                UnitStatus::Applied
+                    | UnitStatus::Duplicate
+                    | UnitStatus::Skipped
+                    | UnitStatus::Unmapped
+            )
+        });
+    let detail = summary
+        .map(|s| match set.part {
+            Some(i) => s.detail["parts"][i].clone(),
+            None => s.detail,
+        })
+        .unwrap_or_default();
+    body.push(format!("AK2*{}*{}", seg_id(&set.st01), clean(&set.st02, 9)));
+    segment_notes(&detail, is_999, body);
+    let ak5 = if is_999 { "IK5" } else { "AK5" };
+    if ok {
+        body.push(format!("{ak5}*A"));
+    } else {
+        let tail: String = set_codes(&detail, error)
+            .iter()
+            .map(|c| format!("*{c}"))
+            .collect();
+        body.push(format!("{ak5}*R{tail}"));
+    }
+    ok
+}
+
+/// AK3/AK4 (IK3/IK4) from the errors the set's job stored, in segment order.
+fn segment_notes(detail: &serde_json::Value, is_999: bool, body: &mut Vec<String>) {
+    let Some(issues) = detail["ak3"].as_array() else {
+        return;
+    };
+    let (ak3, ak4) = if is_999 {
+        ("IK3", "IK4")
+    } else {
+        ("AK3", "AK4")
+    };
+    // Several element errors of one segment share one AK3.
+    let mut last: Option<(String, u64, u64)> = None;
+    for i in issues {
+        let pos = i["pos"].as_u64().unwrap_or(1).max(1);
+        let code = i["code"].as_u64().unwrap_or(8);
+        let sid = seg_id(i["seg"].as_str().unwrap_or(""));
+        let key = (sid.clone(), pos, code);
+        if code != 8 || last.as_ref() != Some(&key) {
+            body.push(format!("{ak3}*{sid}*{pos}**{code}"));
+        }
+        last = Some(key);
+        if let Some(e) = i["element"].as_object() {
+            let epos = e
+                .get("pos")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(1)
+                .clamp(1, 99);
+            let ecode = e.get("code").and_then(|v| v.as_u64()).unwrap_or(6);
+            let value = clean(e.get("value").and_then(|v| v.as_str()).unwrap_or(""), 99);
+            let tail = if value.is_empty() {
+                String::new()
+            } else {
+                format!("*{value}")
+            };
+            body.push(format!("{ak4}*{epos}**{ecode}{tail}"));
+        }
+    }
+}
+
+/// AK502..AK506 of a rejected set: its own codes (1 not supported, 3 SE02, 4 SE01, 5
+/// segment errors, 7 ST02), else — the set is rejected only because something outside it
+/// was: its ISA or GS header, its group's or interchange's trailer, an all-or-nothing
+/// sibling, the whole file — code 5, the one AK502 code that claims nothing false about the
+/// set's own header and trailer; the cause itself is in the AK905 code or the TA1. A set
+/// without a definition that a person rejected at review is "not supported" (1).
+fn set_codes(detail: &serde_json::Value, error: Option<&FileError>) -> Vec<u64> {
+    let mut own = codes(&detail["ak5"]);
+    own.truncate(5);
+    if !own.is_empty() {
+        return own;
+    }
+    let at_review = error.is_some_and(|e| e.reason.rule == "rejected-at-review");
+    if at_review && detail["unmapped"] == true {
+        vec![AK5_NOT_SUPPORTED]
+    } else {
+        vec![AK5_SEGMENTS_IN_ERROR]
+    }
+}
+
+/// AK9 with included (GE01), received and accepted counts, and the group's own envelope
+/// errors as AK905.. codes: 2 GS08 missing, 6 GS06 not a control number, and for the group
+/// reading stopped in — 5 GE01, 4 GE02, 3 the group has no GE. X12 defines these codes for the
+/// group's header and trailer only, so a group rejected or partly accepted because of its
+/// sets carries none: the AK5 codes say why.
+fn ak9(g: &GroupRec, accepted: u64, received: u64, ending: &Ending, last: bool) -> String {
+    let mut group_codes: Vec<u8> = Vec::new();
+    match g.header_error.as_ref().map(|r| r.rule.as_str()) {
+        Some("x12-gs08-version") => group_codes.push(2),
+        Some(_) => group_codes.push(6),
+        None => {}
+    }
+    if !g.closed && ending.here && last {
+        let rule = ending.error.map(|e| e.reason.rule.as_str()).unwrap_or("");
+        match rule {
+            _ if g.ge_missing => group_codes.push(3),
+            "x12-ge01-count" => group_codes.push(5),
+            "x12-ge02-control" => group_codes.push(4),
+            // Reading stopped at a defect inside the group (its open set says which);
+            // nothing is known to be wrong with the group's own header or trailer.
+            _ => {}
+        }
+    }
+    let included = g
+        .declared_sets
+        .as_deref()
+        .and_then(|d| d.parse::<u64>().ok())
+        .unwrap_or(received);
+    let failed = ending.error.is_some();
+    let status = if accepted == received && group_codes.is_empty() && !failed {
+        "A"
+    } else if accepted == 0 || failed || !group_codes.is_empty() {
+        "R"
+    } else {
+        "P"
+    };
+    let tail: String = group_codes.iter().map(|c| format!("*{c}")).collect();
+    format!("AK9*{status}*{included}*{received}*{accepted}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +410,32 @@ mod tests {
         assert_eq!(seg_id("n1"), "ZZZ");
         assert_eq!(seg_id("N1"), "N1");
         assert_eq!(pad("ab", 4), "ab  ");
+    }
+
+    #[test]
+    fn groups_are_answered_in_their_own_release_where_we_can() {
+        let v = |g: &str| {
+            let a = group_version(g);
+            (a.is_999, a.gs08)
+        };
+        assert_eq!(v("003050"), (false, "003050".into()));
+        assert_eq!(v("004010VICS"), (false, "004010".into()));
+        assert_eq!(v("004060"), (false, "004060".into()));
+        assert_eq!(v("003010"), (false, "003040".into()));
+        assert_eq!(v("002001"), (false, "003040".into()));
+        assert_eq!(v("005010X222A1"), (true, "005010X231A1".into()));
+        assert_eq!(v("007010"), (true, "005010X231A1".into()));
+        assert_eq!(v(""), (false, "004010".into()));
+        assert_eq!(v("4010"), (false, "004010".into()));
+    }
+
+    #[test]
+    fn ack_interchange_version_follows_the_inbound_one() {
+        assert_eq!(isa_version("00305"), ("00305", "U"));
+        assert_eq!(isa_version("00401"), ("00401", "U"));
+        assert_eq!(isa_version("00403"), ("00401", "U"));
+        assert_eq!(isa_version("00501"), ("00501", "^"));
+        assert_eq!(isa_version("00000"), ("00401", "U"));
+        assert_eq!(isa_version("abc"), ("00401", "U"));
     }
 }

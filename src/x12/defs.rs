@@ -5,7 +5,8 @@
 //! a data change. Three kinds are read here: `x12-segments` (element requirement, type,
 //! length, code lists and syntax notes per segment id), `x12-transaction-set` (segment
 //! order, loops and repeats in a small indented text notation, plus a `[map]`), and
-//! `x12-partner` (tolerated defects and acknowledgement options, matched by ISA06).
+//! `x12-partner` (tolerated defects, atomicity, what to do with sets that have no
+//! definition, acknowledgement options; matched by ISA06).
 //! Every problem is reported to [`Diagnostics`] with its file and line; a broken file is
 //! left out and the rest still load.
 
@@ -241,6 +242,9 @@ struct PartnerFile {
     /// `set` (default), `group` or `interchange`: the unit of atomicity for this partner.
     #[serde(default)]
     atomic: Option<toml::Spanned<String>>,
+    /// `accept` (default), `hold` or `reject`: sets with no definition.
+    #[serde(default)]
+    unmapped: Option<toml::Spanned<String>>,
 }
 
 /// The unit of atomicity a partner asks for.
@@ -262,6 +266,40 @@ impl Atomic {
     }
 }
 
+/// What a partner wants done with a transaction set we have no definition for (837, 835,
+/// ...): such a set can only be envelope- and SE-checked, never mapped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unmapped {
+    /// Accepted unmapped and acknowledged `AK5*A`: the ledger says it was only checked.
+    #[default]
+    Accept,
+    /// Accepted unmapped, but the whole file waits for a person before it is decided.
+    Hold,
+    /// Rejected (`x12-no-definition`, `AK5*R*1` "transaction set not supported").
+    Reject,
+}
+
+impl Unmapped {
+    pub const NAMES: &'static [&'static str] = &["accept", "hold", "reject"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unmapped::Accept => "accept",
+            Unmapped::Hold => "hold",
+            Unmapped::Reject => "reject",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Unmapped> {
+        match name {
+            "accept" => Some(Unmapped::Accept),
+            "hold" => Some(Unmapped::Hold),
+            "reject" => Some(Unmapped::Reject),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PartnerDef {
     pub senders: Vec<String>,
@@ -269,11 +307,19 @@ pub struct PartnerDef {
     pub always_ta1: bool,
     pub policy: Option<Policy>,
     pub atomic: Atomic,
+    /// As the file says it; `None` falls back to the `*` file, then to `accept` (see
+    /// [`Registry::partner`]).
+    pub unmapped: Option<Unmapped>,
 }
 
 impl PartnerDef {
     pub fn tolerates(&self, name: &str) -> bool {
         self.tolerate.iter().any(|t| t == name)
+    }
+
+    /// The setting for sets without a definition, once [`Registry::partner`] resolved it.
+    pub fn unmapped(&self) -> Unmapped {
+        self.unmapped.unwrap_or_default()
     }
 }
 
@@ -294,19 +340,24 @@ impl Registry {
     }
 
     /// The partner settings for an ISA06 sender: its own file, else `*`, else strict
-    /// defaults.
+    /// defaults. `unmapped` alone falls back to the `*` file when the partner's own file
+    /// does not set it: it is a site-wide decision (may unknown documents pass?) that a
+    /// partner file written for a tolerance must not silently loosen.
     pub fn partner(&self, sender: &str) -> PartnerDef {
         let sender = sender.trim();
-        self.partners
+        let star = self
+            .partners
+            .iter()
+            .find(|p| p.senders.iter().any(|s| s == "*"));
+        let mut p = self
+            .partners
             .iter()
             .find(|p| p.senders.iter().any(|s| s == sender))
-            .or_else(|| {
-                self.partners
-                    .iter()
-                    .find(|p| p.senders.iter().any(|s| s == "*"))
-            })
+            .or(star)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        p.unmapped = p.unmapped.or(star.and_then(|s| s.unmapped));
+        p
     }
 
     /// Loads every X12 definition file, reporting each problem.
@@ -725,28 +776,59 @@ fn load_partner(def: &DefFile, diags: &mut Diagnostics) -> Option<PartnerDef> {
         },
         None => None,
     };
-    let atomic = match file.atomic.as_ref().map(|a| a.get_ref().as_str()) {
-        None | Some("set") => Atomic::Set,
-        Some("group") => Atomic::Group,
-        Some("interchange") => Atomic::Interchange,
-        Some(other) => {
-            ok = false;
-            let line = file.atomic.as_ref().map(|a| def.line_at(a.span().start));
-            diags.error(
-                &def.path,
-                line,
-                format!("unknown atomic '{other}' (set, group, interchange)"),
-            );
-            Atomic::Set
-        }
-    };
+    let atomic = choice(
+        def,
+        diags,
+        &mut ok,
+        "atomic",
+        &file.atomic,
+        &["set", "group", "interchange"],
+    )
+    .map(|a| match a {
+        "group" => Atomic::Group,
+        "interchange" => Atomic::Interchange,
+        _ => Atomic::Set,
+    })
+    .unwrap_or_default();
+    let unmapped = choice(
+        def,
+        diags,
+        &mut ok,
+        "unmapped",
+        &file.unmapped,
+        Unmapped::NAMES,
+    )
+    .and_then(Unmapped::parse);
     ok.then_some(PartnerDef {
         senders: file.senders,
         tolerate,
         always_ta1: file.always_ta1,
         policy,
         atomic,
+        unmapped,
     })
+}
+
+/// A setting that must be one of `names`; an unknown value is reported at its line.
+fn choice<'a>(
+    def: &DefFile,
+    diags: &mut Diagnostics,
+    ok: &mut bool,
+    key: &str,
+    value: &'a Option<toml::Spanned<String>>,
+    names: &[&str],
+) -> Option<&'a str> {
+    let v = value.as_ref()?;
+    if names.contains(&v.get_ref().as_str()) {
+        return Some(v.get_ref());
+    }
+    *ok = false;
+    diags.error(
+        &def.path,
+        Some(def.line_at(v.span().start)),
+        format!("unknown {key} '{}' ({})", v.get_ref(), names.join(", ")),
+    );
+    None
 }
 
 #[cfg(test)]

@@ -64,6 +64,21 @@ pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Resu
     )
 }
 
+/// The document's business key as the set states it (BEG03, BIG02, BSN02...), read even
+/// when the set is rejected, so a reject row can name the document. Without the ISA06
+/// prefix the record key carries; `None` when the element is empty or absent.
+pub fn document_key(map: &MapDef, segs: &[Segment], d: &Delims) -> Option<String> {
+    let all: Vec<&Segment> = segs.iter().collect();
+    let ctx = Ctx {
+        d,
+        hl_parent: HashMap::new(),
+        segs,
+    };
+    let key = ctx.first(&map.key, &all, None)?;
+    let key = key.trim();
+    (!key.is_empty()).then(|| crate::unit::cap_raw(key, 80))
+}
+
 struct Ctx<'a> {
     d: &'a Delims,
     segs: &'a [Segment],

@@ -1,0 +1,281 @@
+//! Mapping one validated IDoc to its canonical record: the definition's paths
+//! (`E1EDK03[IDDAT=012].DATUM`), conversions and lists, evaluated over a child index of the
+//! IDoc's segments.
+//!
+//! Kept apart from validation (`eval`) because it is the only part that reads values
+//! through paths: the index makes a lookup cost the children it visits, so a 100k-segment
+//! IDoc maps in linear time.
+
+use serde_json::{Map, Value};
+
+use super::def::{Conv, KeyPart, MessageDef, SegPath, ValueDef, CONTROL};
+use super::reader::RawIdoc;
+use crate::canonical::Record;
+use crate::unit::Reason;
+
+fn val<'a>(s: &'a super::reader::Segment, f: &str) -> &'a str {
+    s.field(f).map(str::trim).unwrap_or("")
+}
+
+fn capped(v: &str) -> String {
+    crate::unit::cap_raw(v, 80)
+}
+
+/// The IDoc with a child index, so path lookups cost the children they visit, not the
+/// whole IDoc (a 100k-segment IDoc must not map in quadratic time).
+struct Tree<'a> {
+    idoc: &'a RawIdoc,
+    root: Vec<usize>,
+    kids: Vec<Vec<usize>>,
+}
+
+impl<'a> Tree<'a> {
+    fn new(idoc: &'a RawIdoc) -> Self {
+        let mut root = Vec::new();
+        let mut kids = vec![Vec::new(); idoc.segments.len()];
+        for (i, s) in idoc.segments.iter().enumerate() {
+            match s.parent {
+                Some(p) if p < kids.len() => kids[p].push(i),
+                _ => root.push(i),
+            }
+        }
+        Tree { idoc, root, kids }
+    }
+
+    fn children(&self, parent: Option<usize>) -> &[usize] {
+        match parent {
+            None => &self.root,
+            Some(p) => self.kids.get(p).map(Vec::as_slice).unwrap_or(&[]),
+        }
+    }
+}
+
+/// Segments matching `path` from `context` (`None` = the IDoc root).
+fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
+    let mut cur: Vec<Option<usize>> = vec![if path.absolute { None } else { context }];
+    for step in &path.steps {
+        let mut next = Vec::new();
+        for parent in &cur {
+            for &i in t.children(*parent) {
+                let s = &t.idoc.segments[i];
+                if s.name == step.seg
+                    && step
+                        .filters
+                        .iter()
+                        .all(|(f, vals)| vals.iter().any(|v| v == val(s, f)))
+                {
+                    next.push(Some(i));
+                }
+            }
+        }
+        cur = next;
+        if cur.is_empty() {
+            break;
+        }
+    }
+    cur.into_iter().flatten().collect()
+}
+
+/// A value read through a path, with the segment (index in the IDoc) and field it came
+/// from, so a value that fails its conversion can be blamed on its field element.
+struct Read {
+    value: String,
+    seg: usize,
+    field: String,
+}
+
+/// The first non-blank value a path yields.
+fn read_path(t: &Tree, context: Option<usize>, path: &SegPath) -> Option<Read> {
+    let field = path.field.as_deref()?;
+    let candidates: Vec<usize> = if path.steps.is_empty() {
+        context.into_iter().collect()
+    } else {
+        select(t, context, path)
+    };
+    candidates.into_iter().find_map(|i| {
+        let v = val(&t.idoc.segments[i], field);
+        (!v.is_empty()).then(|| Read {
+            value: v.to_string(),
+            seg: i,
+            field: field.to_string(),
+        })
+    })
+}
+
+/// Why an IDoc could not be mapped, and the segment and field of the offending value when
+/// one value is to blame (a date that is not a date), so the reject points at it.
+#[derive(Debug)]
+pub struct MapError {
+    pub reason: Reason,
+    pub origin: Option<(usize, String)>,
+}
+
+impl From<Reason> for MapError {
+    fn from(reason: Reason) -> Self {
+        MapError {
+            reason,
+            origin: None,
+        }
+    }
+}
+
+/// The document's business key as the IDoc states it (the order, invoice, delivery,
+/// material or customer number): the key's parts read from data segments, without the
+/// control record's sender the record key adds. Read before validation, so a rejected
+/// IDoc's reject rows still name it.
+pub fn document_key(msg: &MessageDef, idoc: &RawIdoc) -> Option<String> {
+    let t = Tree::new(idoc);
+    let parts: Vec<String> = msg
+        .key
+        .iter()
+        .filter_map(|part| match part {
+            KeyPart::Path(_, p) if p.steps.first().is_some_and(|s| s.seg != CONTROL) => {
+                read_path(&t, None, p).map(|r| r.value)
+            }
+            _ => None,
+        })
+        .collect();
+    (!parts.is_empty()).then(|| capped(&parts.join("/")))
+}
+
+fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Reason> {
+    let mut v = raw;
+    if vd.trim_zeros {
+        let t = v.trim_start_matches('0');
+        v = if t.is_empty() { "0".into() } else { t.into() };
+    }
+    if let Some(codes) = &vd.codes {
+        if let Some(c) = codes.get(&v) {
+            v = c.clone();
+        } else if let Some(d) = &vd.default {
+            v = d.clone();
+        }
+    }
+    Ok(match vd.conv {
+        Conv::String => Some(Value::String(v)),
+        Conv::Bool => Some(Value::Bool(matches!(
+            v.to_ascii_lowercase().as_str(),
+            "x" | "1" | "true" | "y" | "yes"
+        ))),
+        Conv::Decimal => {
+            let v = v.replace(' ', "");
+            let v = match v.strip_suffix('-') {
+                Some(n) => format!("-{n}"),
+                None => v,
+            };
+            if v.parse::<rust_decimal::Decimal>().is_err() {
+                return Err(Reason::new(
+                    "type",
+                    format!("{target}: '{}' is not a decimal number", capped(&v)),
+                )
+                .field(target)
+                .value(capped(&v)));
+            }
+            Some(Value::String(v))
+        }
+        Conv::Date => {
+            if v.chars().all(|c| c == '0') {
+                None
+            } else if v.len() == 8 && v.bytes().all(|b| b.is_ascii_digit()) {
+                Some(Value::String(format!(
+                    "{}-{}-{}",
+                    &v[..4],
+                    &v[4..6],
+                    &v[6..]
+                )))
+            } else {
+                return Err(Reason::new(
+                    "type",
+                    format!("{target}: '{}' is not a date YYYYMMDD", capped(&v)),
+                )
+                .field(target)
+                .value(capped(&v)));
+            }
+        }
+    })
+}
+
+fn eval_value(
+    t: &Tree,
+    context: Option<usize>,
+    vd: &ValueDef,
+    target: &str,
+) -> Result<Option<Value>, MapError> {
+    if let Some(c) = &vd.constant {
+        return Ok(convert(vd, c.clone(), target)?);
+    }
+    // Each alternative is converted before the next is tried, so a zero date
+    // (`00000000`, "no date" in SAP) falls through to the next path.
+    for p in &vd.paths {
+        if let Some(read) = read_path(t, context, p) {
+            match convert(vd, read.value, target) {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                Err(reason) => {
+                    return Err(MapError {
+                        reason,
+                        origin: Some((read.seg, read.field)),
+                    })
+                }
+            }
+        }
+    }
+    match &vd.default {
+        Some(d) => Ok(convert(vd, d.clone(), target)?),
+        None => Ok(None),
+    }
+}
+
+fn fill(
+    t: &Tree,
+    context: Option<usize>,
+    fields: &[(String, ValueDef)],
+    prefix: &str,
+) -> Result<Map<String, Value>, MapError> {
+    let mut obj = Map::new();
+    for (name, vd) in fields {
+        if let Some(v) = eval_value(t, context, vd, &format!("{prefix}{name}"))? {
+            obj.insert(name.clone(), v);
+        }
+    }
+    Ok(obj)
+}
+
+pub fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, MapError> {
+    let t = Tree::new(idoc);
+    let mut key = String::new();
+    for part in &msg.key {
+        match part {
+            KeyPart::Lit(s) => key.push_str(s),
+            KeyPart::Path(text, p) => match read_path(&t, None, p) {
+                Some(r) => key.push_str(&r.value),
+                None => {
+                    return Err(Reason::new(
+                        "business-key",
+                        format!("business key part {{{text}}} is empty or missing"),
+                    )
+                    .field(text.clone())
+                    .into())
+                }
+            },
+        }
+    }
+    let mut body = fill(&t, None, &msg.fields, "")?;
+    for list in &msg.lists {
+        let mut items = Vec::new();
+        for (n, i) in select(&t, None, &list.from).into_iter().enumerate() {
+            let prefix = format!("{}[{n}].", list.target);
+            if let Some(vd) = &list.value {
+                if let Some(v) = eval_value(&t, Some(i), vd, &list.target)? {
+                    if !items.contains(&v) {
+                        items.push(v);
+                    }
+                }
+            } else {
+                items.push(Value::Object(fill(&t, Some(i), &list.fields, &prefix)?));
+            }
+        }
+        body.insert(list.target.clone(), Value::Array(items));
+    }
+    Ok(Record::build(msg.entity, key, Value::Object(body))?)
+}

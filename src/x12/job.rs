@@ -1,0 +1,321 @@
+//! The pure job of one transaction set: SE checks, structure and element validation against
+//! the set's definition, the map to a canonical record, and the AK3/AK4/AK5 codes the
+//! acknowledgement needs.
+//!
+//! It runs on a rayon worker, so it owns its segments and reads only the shared, immutable
+//! [`Registry`]; everything the 997/999 needs later is put into `Evaluation::detail`, which
+//! the ledger keeps and hands back to `finish`.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::unit::{Evaluation, LineVerdict, Reason};
+
+use super::defs::{self, PartnerDef, Registry, Unmapped};
+use super::segments::{Delims, Segment};
+use super::{map, validate};
+
+/// The pure validate-and-map job of one transaction set.
+pub(crate) struct SetJob {
+    pub(crate) reg: Arc<Registry>,
+    pub(crate) gs08: String,
+    pub(crate) sender: String,
+    pub(crate) partner: PartnerDef,
+    pub(crate) delims: Delims,
+    pub(crate) interchange_rejected: Option<Reason>,
+    pub(crate) claims: Vec<String>,
+    pub(crate) dropped: u64,
+    pub(crate) limit: usize,
+    pub(crate) byte_limit: usize,
+    pub(crate) segs: Vec<Segment>,
+}
+
+impl SetJob {
+    pub(crate) fn run(self) -> Evaluation {
+        let mut ev = Evaluation {
+            verdicts: vec![LineVerdict::Ok; self.segs.len()],
+            claims: self.claims.clone(),
+            ..Evaluation::default()
+        };
+        let mut issues: Vec<validate::Issue> = Vec::new();
+        let mut ak5: Vec<u8> = Vec::new();
+        let st01 = self
+            .segs
+            .first()
+            .map(|s| s.el(1).to_string())
+            .unwrap_or_default();
+        let st02 = self
+            .segs
+            .first()
+            .map(|s| s.el(2).to_string())
+            .unwrap_or_default();
+        let mut note = None;
+        if let Some(r) = &self.interchange_rejected {
+            ev.unit_errors.push(Reason::new(
+                "x12-interchange-rejected",
+                format!("the envelope header (ISA or GS) is invalid: {}", r.message),
+            ));
+        }
+        if self.dropped > 0 {
+            ev.unit_errors.push(Reason::new(
+                "x12-set-too-large",
+                format!(
+                    "the set exceeds the size limit ({} segments or {} bytes kept; {} more were only counted)",
+                    self.limit,
+                    self.byte_limit,
+                    self.dropped
+                ),
+            ));
+            ak5.push(5);
+        }
+        let se = self.segs.last().filter(|s| s.id == "SE");
+        if let Some(se) = se {
+            // SE01 counts ST..SE inclusive.
+            let count = self.segs.len() as u64 + self.dropped;
+            if se.el(1).parse::<u64>().ok() != Some(count) {
+                if self.partner.tolerates("se01-count") {
+                    ev.tolerated.push("x12-se01-count".into());
+                } else {
+                    ak5.push(4);
+                    issues.push(validate::Issue {
+                        seg: self.segs.len() - 1,
+                        seg_id: "SE".into(),
+                        code: 8,
+                        element: Some(validate::ElementIssue {
+                            pos: 1,
+                            comp: None,
+                            code: 7,
+                            value: se.el(1).chars().take(20).collect(),
+                        }),
+                        reason: Reason::new(
+                            "x12-se01-count",
+                            format!(
+                                "SE01 declares '{}' segments but the set has {count}",
+                                se.el(1)
+                            ),
+                        )
+                        .field("SE01")
+                        .value(se.el(1).chars().take(20).collect::<String>()),
+                        set_level: false,
+                    });
+                }
+            }
+            if se.el(2) != st02 {
+                if defs::same_number(se.el(2), &st02) && self.partner.tolerates("control-padding") {
+                    ev.tolerated.push("x12-control-padding".into());
+                } else if self.partner.tolerates("se02-control") {
+                    ev.tolerated.push("x12-se02-control".into());
+                } else {
+                    ak5.push(3);
+                    issues.push(validate::Issue {
+                        seg: self.segs.len() - 1,
+                        seg_id: "SE".into(),
+                        code: 8,
+                        element: Some(validate::ElementIssue {
+                            pos: 2,
+                            comp: None,
+                            code: 7,
+                            value: se.el(2).chars().take(20).collect(),
+                        }),
+                        reason: Reason::new(
+                            "x12-se02-control",
+                            format!("SE02 '{}' does not match ST02 '{st02}'", se.el(2)),
+                        )
+                        .field("SE02")
+                        .value(se.el(2).chars().take(20).collect::<String>()),
+                        set_level: false,
+                    });
+                }
+            }
+        }
+        if st02.len() < 4 || st02.len() > 9 {
+            ak5.push(7);
+            issues.push(validate::Issue {
+                seg: 0,
+                seg_id: "ST".into(),
+                code: 8,
+                element: Some(validate::ElementIssue {
+                    pos: 2,
+                    comp: None,
+                    code: if st02.len() < 4 { 4 } else { 5 },
+                    value: st02.chars().take(20).collect(),
+                }),
+                reason: Reason::new("x12-length", "ST02 must be 4-9 characters")
+                    .field("ST02")
+                    .value(st02.chars().take(20).collect::<String>()),
+                set_level: false,
+            });
+        }
+        let def = self.reg.set_for(&st01, &self.gs08);
+        ev.key = def
+            .and_then(|d| d.map.as_ref())
+            .and_then(|m| map::document_key(m, &self.segs, &self.delims));
+        match def {
+            Some(def) => {
+                validate::structure(def, &self.segs, &mut issues);
+                for (i, s) in self.segs.iter().enumerate() {
+                    if def.known_ids.contains(&s.id) {
+                        validate::elements(&self.reg, i, s, &self.delims, &mut issues);
+                    }
+                }
+            }
+            None => note = Some(self.no_definition(&st01, &mut ev, &mut ak5)),
+        }
+        if issues.iter().any(|i| {
+            !matches!(
+                i.reason.rule.as_str(),
+                "x12-se01-count" | "x12-se02-control"
+            )
+        }) && !ak5.contains(&5)
+        {
+            ak5.push(5);
+        }
+        for issue in &issues {
+            if issue.set_level {
+                ev.unit_errors.push(issue.reason.clone());
+            } else if let Some(v) = ev.verdicts.get_mut(issue.seg) {
+                if matches!(v, LineVerdict::Ok) {
+                    *v = LineVerdict::Rejected(issue.reason.clone());
+                }
+            }
+        }
+        let rejected = ev.is_rejected();
+        if !rejected {
+            if let Some(m) = def.and_then(|d| d.map.as_ref()) {
+                match map::map_set(m, &self.segs, &self.delims, &self.sender) {
+                    Ok(r) => ev.records.push(r),
+                    Err(r) => {
+                        ev.unit_errors.push(r);
+                    }
+                }
+            }
+            if note.is_none() && def.is_some_and(|d| d.map.is_none()) {
+                // Validated in full but mapped to nothing (an inbound 997/999): accepted
+                // unmapped as well, whatever the partner says about sets we cannot read.
+                ev.unmapped = true;
+                note = Some(format!(
+                    "transaction set {st01} is validated but has no map"
+                ));
+            }
+        }
+        if ev.is_rejected() {
+            // Only a set that is accepted is "accepted unmapped" or worth a review.
+            ev.unmapped = false;
+            ev.hold = None;
+        }
+        // The ack lists errors in segment order, as a reader of the file would meet them.
+        issues.sort_by_key(|i| i.seg);
+        // SE01/SE02 mismatches are reported by the AK5 code alone (4 / 3), as the standard
+        // and pyx12 do; the reject report still shows them on the SE segment.
+        let ak3: Vec<serde_json::Value> = issues
+            .iter()
+            .filter(|i| {
+                !matches!(
+                    i.reason.rule.as_str(),
+                    "x12-se01-count" | "x12-se02-control"
+                )
+            })
+            .map(|i| {
+                json!({
+                    "seg": i.seg_id,
+                    "pos": i.seg + 1,
+                    "code": i.code,
+                    "element": i.element,
+                })
+            })
+            .collect();
+        ev.detail = json!({
+            "st01": st01,
+            "st02": st02,
+            "ak5": ak5,
+            "ak3": ak3,
+            "mapping_failed": !rejected && ev.is_rejected(),
+            "unmapped": ev.unmapped,
+            "note": note,
+        });
+        if matches!(st01.as_str(), "997" | "999") && !rejected {
+            ev.detail["acknowledged"] = acknowledged(&self.segs);
+        }
+        ev
+    }
+}
+
+impl SetJob {
+    /// A set whose ST01/GS08 has no definition: only its envelope and SE were checked.
+    /// The partner's `unmapped` setting decides whether it passes, waits for a person or is
+    /// refused as "transaction set not supported" (AK5 code 1). Returns the ledger note.
+    fn no_definition(&self, st01: &str, ev: &mut Evaluation, ak5: &mut Vec<u8>) -> String {
+        let what = format!(
+            "no definition for transaction set {st01} version {}",
+            self.gs08
+        );
+        let partner = if self.sender.is_empty() {
+            "(no ISA06)"
+        } else {
+            self.sender.as_str()
+        };
+        match self.partner.unmapped() {
+            Unmapped::Accept => {
+                ev.unmapped = true;
+                format!("{what}: envelope and SE checked, accepted unmapped")
+            }
+            Unmapped::Hold => {
+                ev.unmapped = true;
+                ev.hold = Some(format!(
+                    "transaction set {st01} has no definition; partner {partner} holds unmapped sets for review"
+                ));
+                format!("{what}: envelope and SE checked, accepted unmapped, file held for review")
+            }
+            Unmapped::Reject => {
+                ak5.push(1);
+                ev.unit_errors.push(
+                    Reason::new(
+                        "x12-no-definition",
+                        format!(
+                            "{what}: partner {partner} rejects sets that cannot be mapped (unmapped = \"reject\")"
+                        ),
+                    )
+                    .field("ST01")
+                    .value(st01.chars().take(20).collect::<String>()),
+                );
+                format!("{what}: rejected as not supported")
+            }
+        }
+    }
+}
+
+/// What an inbound 997/999 says: the group it answers and each set's status, kept in the
+/// ledger detail so an operator can see which of our documents the partner rejected.
+fn acknowledged(segs: &[Segment]) -> serde_json::Value {
+    let mut sets = Vec::new();
+    let mut group = json!(null);
+    let mut current: Option<serde_json::Value> = None;
+    for s in segs {
+        match s.id.as_str() {
+            "AK1" => group = json!({"functional_id": s.el(1), "control": s.el(2)}),
+            "AK2" => {
+                if let Some(c) = current.take() {
+                    sets.push(c);
+                }
+                current = Some(json!({"set": s.el(1), "control": s.el(2)}));
+            }
+            "AK5" | "IK5" => {
+                if let Some(c) = current.as_mut() {
+                    c["status"] = json!(s.el(1));
+                }
+            }
+            "AK9" => {
+                if let Some(g) = group.as_object_mut() {
+                    g.insert("status".into(), json!(s.el(1)));
+                    g.insert("accepted".into(), json!(s.el(4)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = current.take() {
+        sets.push(c);
+    }
+    json!({"group": group, "sets": sets})
+}
