@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::decide::{self, UnitFacts};
+use super::decide;
 use super::read::tag_of;
 use super::{io_err, Engine, Result};
 use crate::format::UnitStatus;
@@ -108,15 +108,9 @@ fn add_unit(
         .first()
         .map(|l| l.pos.clone())
         .unwrap_or_default();
-    let rejected = eval.is_rejected();
+    let mut facts = decide::unit_facts(&eval, unit.lines.len());
     let mut verdicts = std::mem::take(&mut eval.verdicts);
     verdicts.resize(unit.lines.len(), LineVerdict::Ok);
-    let all_skipped = !rejected
-        && eval.records.is_empty()
-        && !eval.unmapped
-        && verdicts
-            .iter()
-            .all(|v| matches!(v, LineVerdict::Skipped(_)));
     let unit_key = unit_key(&eval);
 
     // Reasons: line rejections with their positions, unit errors at the first line.
@@ -127,14 +121,8 @@ fn add_unit(
         }
     }
     for r in &eval.unit_errors {
-        reasons.push((first_pos.clone(), r.clone()));
+        reasons.push((located(&first_pos, r), r.clone()));
     }
-    let mut facts = UnitFacts {
-        rejected,
-        all_skipped,
-        unmapped: eval.unmapped,
-        duplicate: false,
-    };
     if !facts.rejected && !facts.all_skipped {
         if let Some(dup) = find_duplicate(tx, st, unit.seq, &eval)? {
             reasons.push((first_pos.clone(), dup));
@@ -282,10 +270,16 @@ fn find_duplicate(
     Ok(None)
 }
 
-/// The line's position, with the reason's finer locator (a spreadsheet cell) if it has one.
+/// The line's position, refined by what the reason knows better: a spreadsheet cell as
+/// the locator, a field's own line and byte inside a multi-line segment.
 fn located(pos: &Position, reason: &Reason) -> Position {
-    match &reason.locator {
+    let mut p = match &reason.locator {
         Some(l) => pos.clone().with_locator(l.clone()),
         None => pos.clone(),
+    };
+    if let Some((line, byte)) = reason.place {
+        p.line = line;
+        p.byte = byte;
     }
+    p
 }

@@ -5,7 +5,7 @@
 
 use crate::format::{Policy, UnitStatus};
 use crate::ledger::{Counts, FileRow, Outcome};
-use crate::unit::{LineVerdict, Reason};
+use crate::unit::{Evaluation, LineVerdict, Reason};
 
 /// What the job and the duplicate check said about a unit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -16,6 +16,25 @@ pub struct UnitFacts {
     pub duplicate: bool,
     /// Only checked, no definition maps it (`Evaluation::unmapped`).
     pub unmapped: bool,
+}
+
+/// What a unit's own evaluation says (the duplicate check against the ledger comes later).
+/// A verdict list shorter than the unit's lines means `Ok` for the rest.
+pub fn unit_facts(eval: &Evaluation, line_count: usize) -> UnitFacts {
+    let rejected = eval.is_rejected();
+    let all_skipped = !rejected
+        && eval.records.is_empty()
+        && !eval.unmapped
+        && eval.verdicts.len() >= line_count
+        && eval.verdicts[..line_count]
+            .iter()
+            .all(|v| matches!(v, LineVerdict::Skipped(_)));
+    UnitFacts {
+        rejected,
+        all_skipped,
+        duplicate: false,
+        unmapped: eval.unmapped,
+    }
 }
 
 /// A unit's status. Rejection wins over everything; a unit of skipped lines is skipped; a

@@ -19,20 +19,10 @@ pub struct ReadUnit {
 }
 
 impl ReadUnit {
+    /// The status the pipeline gives the unit (short of the duplicate check).
     pub fn status(&self) -> UnitStatus {
-        if self.eval.is_rejected() {
-            UnitStatus::Rejected
-        } else if self.eval.records.is_empty()
-            && self
-                .eval
-                .verdicts
-                .iter()
-                .all(|v| matches!(v, LineVerdict::Skipped(_)))
-        {
-            UnitStatus::Skipped
-        } else {
-            UnitStatus::Applied
-        }
+        let facts = crate::engine::decide::unit_facts(&self.eval, self.lines.len());
+        crate::engine::decide::unit_status(facts)
     }
 }
 
