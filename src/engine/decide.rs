@@ -198,7 +198,7 @@ pub fn action(outcome: &str, row: &FileRow) -> Option<String> {
         "rejected" | "applied_with_rejects" => row
             .report_path
             .as_ref()
-            .map(|p| format!("fix the rejected lines listed in {p} and send them again")),
+            .map(|_| "fix the lines listed in the report and send them again".to_string()),
         _ => None,
     }
 }
