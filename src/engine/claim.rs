@@ -85,14 +85,7 @@ impl Engine {
             "the claimed input {} disappeared before the file was decided (was the work folder deleted?); nothing of it was applied",
             row.work_path.as_deref().unwrap_or(&row.source_path)
         );
-        tracing::error!(file = %crate::display::name(&row.name), "{msg}");
-        self.ledger.event(
-            Some(run),
-            "error",
-            Some(&row.name),
-            Some(&row.fingerprint),
-            &msg,
-        )?;
+        self.note(Some(run), "error", row, &msg)?;
         self.ledger
             .fail(row.id, "input-lost", &msg, &Lost::Everything)?;
         Ok(())

@@ -311,6 +311,19 @@ impl Engine {
         Ok(FileReport::from_row(&row, acks))
     }
 
+    /// Tells what happened to a file, in the log and as a ledger event (the record a person
+    /// reads later), with the name escaped.
+    fn note(&self, run: Option<i64>, level: &str, row: &FileRow, msg: &str) -> Result<()> {
+        let name = crate::display::name(&row.name);
+        match level {
+            "error" => tracing::error!(file = %name, "{msg}"),
+            _ => tracing::warn!(file = %name, "{msg}"),
+        }
+        self.ledger
+            .event(run, level, Some(&row.name), Some(&row.fingerprint), msg)?;
+        Ok(())
+    }
+
     /// Files set aside for a person, as reports (a run names them every time: they block
     /// data until someone acts).
     pub fn held(&self) -> Result<Vec<FileReport>> {

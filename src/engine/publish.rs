@@ -72,14 +72,7 @@ impl Engine {
             self.cfg.paths.staging().display(),
             present.len()
         );
-        tracing::error!(file = %crate::display::name(&row.name), "{msg}");
-        self.ledger.event(
-            row.run_id,
-            "error",
-            Some(&row.name),
-            Some(&row.fingerprint),
-            &msg,
-        )?;
+        self.note(row.run_id, "error", row, &msg)?;
         self.ledger
             .fail(row.id, "staged-output-lost", &msg, &Lost::Chunks(ranges))?;
         Ok(())
@@ -123,14 +116,7 @@ impl Engine {
                 return Ok(f.clone());
             }
             let msg = "the input was gone from the processing folder before it could be archived (was the work folder deleted?); its records are unaffected";
-            tracing::warn!(file = %crate::display::name(&row.name), "{msg}");
-            self.ledger.event(
-                row.run_id,
-                "warn",
-                Some(&row.name),
-                Some(&row.fingerprint),
-                msg,
-            )?;
+            self.note(row.run_id, "warn", row, msg)?;
             return Ok(String::new());
         };
         let dest = match &row.final_path {

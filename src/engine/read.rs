@@ -240,14 +240,7 @@ impl Engine {
                 "{lost} staged outbox chunk(s) of this file vanished before its decision (was {} cleaned?); its input is intact, so it is read again from the start",
                 self.cfg.paths.staging().display()
             );
-            tracing::warn!(file = %crate::display::name(&row.name), "{msg}");
-            self.ledger.event(
-                row.run_id,
-                "warn",
-                Some(&row.name),
-                Some(&row.fingerprint),
-                &msg,
-            )?;
+            self.note(row.run_id, "warn", row, &msg)?;
             self.ledger.restart(row.id)?;
             return Ok(Some(Pass::Restart));
         }

@@ -223,34 +223,41 @@ fn arm_crash(token: &str) {
     CRASHES.lock().unwrap().insert(token.to_string());
 }
 
-#[test]
-fn resumes_after_a_crash_without_losing_or_doubling() {
-    let body: String = (0..20)
+/// `n` lines `<prefix><i>,1`, with the crash line `token` in place of line `at`.
+fn lines_with_crash(n: usize, at: usize, prefix: &str, token: &str) -> String {
+    (0..n)
         .map(|i| {
-            if i == 13 {
-                "CRASH-resume\n".to_string()
+            if i == at {
+                format!("{token}\n")
             } else {
-                format!("K{i},1\n")
+                format!("{prefix}{i},1\n")
             }
         })
-        .collect();
-    // Reference: no crash (CRASH is then just a rejected line).
+        .collect()
+}
+
+/// Drops `body` as `inbox/a.txt` and runs a pass that dies at the crash line `token`, the
+/// way a killed process dies: batches before it committed, nothing decided.
+fn crash_midway(dir: &Path, batch: u64, body: &str, token: &str) {
+    drop(engine(dir, ACCEPT, batch));
+    std::fs::write(dir.join("inbox/a.txt"), body).unwrap();
+    let mut e = engine(dir, ACCEPT, batch);
+    let run = e.ledger.begin_run("t").unwrap();
+    arm_crash(token);
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run_pass(run)));
+    assert!(died.is_err(), "the simulated crash happened");
+}
+
+#[test]
+fn resumes_after_a_crash_without_losing_or_doubling() {
+    let body = lines_with_crash(20, 13, "K", "CRASH-resume");
+    // Reference: no crash (the unarmed crash line is just a rejected line).
     let reference = tempfile::tempdir().unwrap();
-    {
-        let mut e = engine(reference.path(), ACCEPT, 4);
-        std::fs::write(reference.path().join("inbox/a.txt"), &body).unwrap();
-        let run = e.ledger.begin_run("t").unwrap();
-        e.run_pass(run).unwrap();
-    }
+    let mut e = engine(reference.path(), ACCEPT, 4);
+    std::fs::write(reference.path().join("inbox/a.txt"), &body).unwrap();
+    run_once(&mut e);
     let d = tempfile::tempdir().unwrap();
-    {
-        let mut e = engine(d.path(), ACCEPT, 4);
-        std::fs::write(d.path().join("inbox/a.txt"), &body).unwrap();
-        let run = e.ledger.begin_run("t").unwrap();
-        arm_crash("CRASH-resume");
-        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run_pass(run)));
-        assert!(crashed.is_err(), "the simulated crash happened");
-    }
+    crash_midway(d.path(), 4, &body, "CRASH-resume");
     assert!(
         !d.path().join("outbox/product").exists(),
         "nothing published before the decision"
@@ -488,24 +495,8 @@ fn regression_startup_kills_after_a_mid_file_kill_do_not_hold_a_valid_file() {
     // Killed mid-file once, then three runs killed while starting up (before reading got
     // past the committed part): no evidence against the file, which finishes normally.
     let d = tempfile::tempdir().unwrap();
-    drop(engine(d.path(), ACCEPT, 2));
-    let body: String = (0..10)
-        .map(|i| {
-            if i == 5 {
-                "CRASH-startup\n".into()
-            } else {
-                format!("K{i},1\n")
-            }
-        })
-        .collect();
-    std::fs::write(d.path().join("inbox/a.txt"), &body).unwrap();
-    {
-        let mut e = engine(d.path(), ACCEPT, 2);
-        let run = e.ledger.begin_run("t").unwrap();
-        arm_crash("CRASH-startup");
-        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run_pass(run)));
-        assert!(died.is_err());
-    }
+    let body = lines_with_crash(10, 5, "K", "CRASH-startup");
+    crash_midway(d.path(), 2, &body, "CRASH-startup");
     let id = {
         let e = engine(d.path(), ACCEPT, 2);
         e.ledger.unfinished_files().unwrap()[0].id
@@ -636,24 +627,8 @@ fn regression_a_file_still_being_written_is_returned_not_half_applied() {
 #[test]
 fn regression_losing_the_work_folder_fails_that_file_and_the_others_go_on() {
     let d = tempfile::tempdir().unwrap();
-    drop(engine(d.path(), ACCEPT, 2));
-    let body: String = (0..8)
-        .map(|i| {
-            if i == 5 {
-                "CRASH-work\n".into()
-            } else {
-                format!("A{i},1\n")
-            }
-        })
-        .collect();
-    std::fs::write(d.path().join("inbox/a.txt"), &body).unwrap();
-    {
-        let mut e = engine(d.path(), ACCEPT, 2);
-        let run = e.ledger.begin_run("t").unwrap();
-        arm_crash("CRASH-work");
-        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run_pass(run)));
-        assert!(died.is_err());
-    }
+    let body = lines_with_crash(8, 5, "A", "CRASH-work");
+    crash_midway(d.path(), 2, &body, "CRASH-work");
     // Someone deletes work/ and recreates it empty; more files arrive.
     std::fs::remove_dir_all(d.path().join("work")).unwrap();
     std::fs::create_dir(d.path().join("work")).unwrap();
@@ -689,15 +664,7 @@ fn regression_losing_the_work_folder_fails_that_file_and_the_others_go_on() {
 
 #[test]
 fn regression_staged_output_lost_before_the_decision_is_rebuilt_from_the_intact_input() {
-    let body: String = (0..9)
-        .map(|i| {
-            if i == 6 {
-                "CRASH-staging\n".into()
-            } else {
-                format!("K{i},1\n")
-            }
-        })
-        .collect();
+    let body = lines_with_crash(9, 6, "K", "CRASH-staging");
     // Reference: the same file uninterrupted (the unarmed crash line is a rejected line).
     let reference = tempfile::tempdir().unwrap();
     let mut e = engine(reference.path(), ACCEPT, 2);
@@ -705,15 +672,7 @@ fn regression_staged_output_lost_before_the_decision_is_rebuilt_from_the_intact_
     run_once(&mut e);
 
     let d = tempfile::tempdir().unwrap();
-    drop(engine(d.path(), ACCEPT, 2));
-    std::fs::write(d.path().join("inbox/a.txt"), &body).unwrap();
-    {
-        let mut e = engine(d.path(), ACCEPT, 2);
-        let run = e.ledger.begin_run("t").unwrap();
-        arm_crash("CRASH-staging");
-        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.run_pass(run)));
-        assert!(died.is_err());
-    }
+    crash_midway(d.path(), 2, &body, "CRASH-staging");
     std::fs::remove_dir_all(d.path().join("work/staging")).unwrap();
     let mut e = engine(d.path(), ACCEPT, 2);
     let r = run_once(&mut e).files.remove(0);
