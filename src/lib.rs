@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod logging;
 pub mod out;
 pub mod progress;
+pub mod records;
 pub mod report;
 pub mod sheet;
 pub mod sink;

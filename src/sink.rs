@@ -18,7 +18,7 @@ use crate::fsutil;
 use crate::ledger::ChunkRow;
 
 /// Where a record came from: enough to find the line again.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SourceRef {
     /// blake3 of the file's content.
     pub file: String,
@@ -75,6 +75,14 @@ impl FileTag {
     }
 }
 
+/// Appends one record as a JSON line: the one place the outbox's bytes are made, so a chunk
+/// rebuilt from the ledger is byte for byte the chunk that was staged.
+pub fn append_line(buf: &mut Vec<u8>, r: &OutRecord) -> io::Result<()> {
+    serde_json::to_writer(&mut *buf, r).map_err(io::Error::other)?;
+    buf.push(b'\n');
+    Ok(())
+}
+
 pub trait Sink {
     /// Durably stages one batch's records (all entities). Staging the same chunk again
     /// overwrites it with the same content.
@@ -103,9 +111,7 @@ impl Sink for Outbox {
         let mut by_entity: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
         let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
         for r in records {
-            let buf = by_entity.entry(r.entity.as_str()).or_default();
-            serde_json::to_writer(&mut *buf, r).map_err(io::Error::other)?;
-            buf.push(b'\n');
+            append_line(by_entity.entry(r.entity.as_str()).or_default(), r)?;
             *counts.entry(r.entity.as_str()).or_default() += 1;
         }
         let mut out = Vec::new();

@@ -6,23 +6,25 @@
 use rayon::prelude::*;
 
 use super::decide;
+use super::identity::{self, Identity};
 use super::read::tag_of;
 use super::{io_err, Engine, Result};
 use crate::format::UnitStatus;
 use crate::ledger::{BatchTx, Counts, FileRow, LineRow, UnitRow};
-use crate::sink::{FileTag, OutRecord, Sink, SourceRef};
+use crate::sink::{FileTag, OutRecord, Sink};
 use crate::unit::{cap_raw, Evaluation, LineVerdict, Position, Reason, Unit};
 
 /// Where reading of a file stands between batches.
 pub(super) struct BatchState {
-    file_id: i64,
-    /// Set on a forced re-apply: keys held by earlier attempts of this content are taken over.
-    force_fp: Option<String>,
+    pub file_id: i64,
+    /// Set on a forced re-apply: versions earlier attempts of this content applied are
+    /// applied again.
+    pub force_fp: Option<String>,
     pub committed_seq: u64,
     pub ordinal: u64,
     chunk: u64,
-    format_name: String,
-    tag: FileTag,
+    pub format_name: String,
+    pub tag: FileTag,
 }
 
 impl BatchState {
@@ -123,10 +125,20 @@ fn add_unit(
     for r in &eval.unit_errors {
         reasons.push((located(&first_pos, r), r.clone()));
     }
+    let mut apply = Vec::new();
     if !facts.rejected && !facts.all_skipped {
-        if let Some(dup) = find_duplicate(tx, st, unit.seq, &eval)? {
-            reasons.push((first_pos.clone(), dup));
-            facts.duplicate = true;
+        match identity::check(tx, st, unit.seq, &eval)? {
+            Identity::Duplicate(r) => {
+                reasons.push((first_pos.clone(), r));
+                facts.duplicate = true;
+            }
+            Identity::Unchanged => facts.unchanged = true,
+            Identity::Conflict(r) => {
+                reasons.push((first_pos.clone(), r.clone()));
+                eval.unit_errors.insert(0, r);
+                facts.rejected = true;
+            }
+            Identity::Apply(verdicts) => apply = verdicts,
         }
     }
     let status = decide::unit_status(facts);
@@ -158,7 +170,15 @@ fn add_unit(
     }
     rows.counts.add_unit(status);
     if matches!(status, UnitStatus::Applied | UnitStatus::Unmapped) {
-        take_keys(tx, st, unit.seq, &mut eval, &first_pos, rows)?;
+        identity::apply(
+            tx,
+            st,
+            unit.seq,
+            &mut eval,
+            &apply,
+            &first_pos,
+            &mut rows.records,
+        )?;
         if let Some(h) = eval.hold.take() {
             rows.hold.get_or_insert(h);
         }
@@ -185,89 +205,6 @@ fn unit_key(eval: &Evaluation) -> Option<String> {
     }
     let keys: Vec<&str> = eval.records.iter().map(|r| r.key.as_str()).collect();
     Some(keys.join(","))
-}
-
-/// Takes an accepted unit's claims and keys, and moves its records into the batch.
-fn take_keys(
-    tx: &BatchTx,
-    st: &BatchState,
-    seq: u64,
-    eval: &mut Evaluation,
-    first_pos: &Position,
-    rows: &mut BatchRows,
-) -> Result<()> {
-    let steal = st.force_fp.is_some();
-    for claim in &eval.claims {
-        tx.take_key("claim", claim, st.file_id, seq as i64, steal)?;
-    }
-    for r in std::mem::take(&mut eval.records) {
-        tx.take_key(r.entity.as_str(), &r.key, st.file_id, seq as i64, steal)?;
-        let source = SourceRef {
-            file: st.tag.fingerprint.clone(),
-            name: st.tag.name.clone(),
-            format: st.format_name.clone(),
-            unit: seq,
-            line: first_pos.line,
-            byte: first_pos.byte,
-            locator: first_pos.locator.clone(),
-        };
-        rows.records.push(OutRecord::new(r, source));
-    }
-    Ok(())
-}
-
-/// A reason if the unit's claims or business keys are already held.
-fn find_duplicate(
-    tx: &BatchTx,
-    st: &BatchState,
-    seq: u64,
-    eval: &Evaluation,
-) -> Result<Option<Reason>> {
-    let forced_same = |fp: &str| st.force_fp.as_deref() == Some(fp);
-    for claim in &eval.claims {
-        if let Some(h) = tx.holder("claim", claim)? {
-            if h.file_id != st.file_id && !forced_same(&h.fingerprint) {
-                return Ok(Some(
-                    Reason::new(
-                        "duplicate",
-                        format!(
-                            "{claim} was already applied from '{}' (ledger file #{})",
-                            crate::display::name(&h.name),
-                            h.file_id
-                        ),
-                    )
-                    .value(claim.clone()),
-                ));
-            }
-        }
-    }
-    for r in &eval.records {
-        let Some(h) = tx.holder(r.entity.as_str(), &r.key)? else {
-            continue;
-        };
-        let why = if h.file_id == st.file_id && h.unit_seq as u64 != seq {
-            format!(
-                "{} {} appears twice in this file (first as unit {})",
-                r.entity, r.key, h.unit_seq
-            )
-        } else if h.file_id != st.file_id && !forced_same(&h.fingerprint) {
-            format!(
-                "{} {} was already applied from '{}' (ledger file #{})",
-                r.entity,
-                r.key,
-                crate::display::name(&h.name),
-                h.file_id
-            )
-        } else {
-            continue;
-        };
-        return Ok(Some(
-            Reason::new("duplicate", why)
-                .field("key")
-                .value(r.key.clone()),
-        ));
-    }
-    Ok(None)
 }
 
 /// The line's position, refined by what the reason knows better: a spreadsheet cell as

@@ -14,6 +14,8 @@ pub struct UnitFacts {
     /// Every line skipped and no record: a header, blank lines, an envelope.
     pub all_skipped: bool,
     pub duplicate: bool,
+    /// Every record is master data identical to the version applied before.
+    pub unchanged: bool,
     /// Only checked, no definition maps it (`Evaluation::unmapped`).
     pub unmapped: bool,
 }
@@ -33,6 +35,7 @@ pub fn unit_facts(eval: &Evaluation, line_count: usize) -> UnitFacts {
         rejected,
         all_skipped,
         duplicate: false,
+        unchanged: false,
         unmapped: eval.unmapped,
     }
 }
@@ -46,6 +49,8 @@ pub fn unit_status(f: UnitFacts) -> UnitStatus {
         UnitStatus::Skipped
     } else if f.duplicate {
         UnitStatus::Duplicate
+    } else if f.unchanged {
+        UnitStatus::Unchanged
     } else if f.unmapped {
         UnitStatus::Unmapped
     } else {
@@ -75,6 +80,7 @@ pub fn line_status(
             }
         },
         (UnitStatus::Duplicate, _) => ("duplicate", headline.cloned()),
+        (UnitStatus::Unchanged, _) => ("unchanged", None),
         (UnitStatus::Skipped, _) => ("skipped", None),
         (UnitStatus::Unmapped, _) => ("unmapped", None),
         (UnitStatus::Applied, _) => ("applied", None),
@@ -101,6 +107,8 @@ pub fn file_outcome(
         (Outcome::AcceptedUnmapped, None)
     } else if counts.units_duplicate > 0 {
         (Outcome::Duplicate, None)
+    } else if counts.units_unchanged > 0 {
+        (Outcome::Unchanged, None)
     } else {
         (Outcome::Applied, None)
     }
@@ -152,9 +160,10 @@ pub enum Destination {
 
 pub fn destination(outcome: Outcome) -> Destination {
     match outcome {
-        Outcome::Applied | Outcome::AppliedWithRejects | Outcome::AcceptedUnmapped => {
-            Destination::Archive
-        }
+        Outcome::Applied
+        | Outcome::AppliedWithRejects
+        | Outcome::AcceptedUnmapped
+        | Outcome::Unchanged => Destination::Archive,
         Outcome::Rejected | Outcome::Duplicate | Outcome::Failed => Destination::Rejected,
         Outcome::Returned => Destination::Inbox,
     }

@@ -16,6 +16,7 @@
 mod claim;
 mod commit;
 pub mod decide;
+mod identity;
 mod publish;
 mod read;
 pub mod workdir;

@@ -11,9 +11,9 @@ use super::decide::{self, Destination};
 use super::read::tag_of;
 use super::{io_err, Engine, EngineError, Result};
 use crate::fsutil;
-use crate::ledger::{ChunkRow, FileRow, Lost, Outcome};
+use crate::ledger::{ChunkRow, FileRow, LedgerError, Lost, Outcome};
 use crate::report;
-use crate::sink::Sink;
+use crate::sink::{OutRecord, Sink};
 
 impl Engine {
     /// Everything after the decision; idempotent, replayed after a crash.
@@ -26,6 +26,11 @@ impl Engine {
                 chunks.into_iter().partition(|c| {
                     Path::new(&c.staged_path).exists() || Path::new(&c.outbox_path).exists()
                 });
+            let (rebuildable, lost): (Vec<ChunkRow>, Vec<ChunkRow>) =
+                lost.into_iter().partition(|c| c.units.is_some());
+            for c in &rebuildable {
+                self.rebuild_chunk(row, c)?;
+            }
             if !lost.is_empty() && outcome != Outcome::Failed {
                 self.fail_lost_output(row, &present, &lost)?;
                 let row = self.ledger.file(row.id)?;
@@ -47,8 +52,33 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes a staged chunk that vanished before it was published (someone cleaned the
+    /// work folder) again from the versions the ledger stored with its batch: the same
+    /// records in the same order, so the same bytes.
+    fn rebuild_chunk(&self, row: &FileRow, c: &ChunkRow) -> Result<()> {
+        let units = c.units.unwrap_or((0, 0));
+        let mut bytes = Vec::new();
+        for (key, data, source) in self.ledger.chunk_records(row.id, &c.entity, units)? {
+            let record = OutRecord {
+                entity: c.entity.clone(),
+                key,
+                source: serde_json::from_str(&source).map_err(LedgerError::from)?,
+                data: serde_json::from_str(&data).map_err(LedgerError::from)?,
+            };
+            crate::sink::append_line(&mut bytes, &record)
+                .map_err(io_err("rebuilding an outbox chunk"))?;
+        }
+        fsutil::write_atomic(Path::new(&c.outbox_path), &bytes)
+            .map_err(io_err("rebuilding an outbox chunk"))?;
+        let msg = format!(
+            "staged chunk {} vanished before it was published; rebuilt from the ledger as {}",
+            c.staged_path, c.outbox_path
+        );
+        self.note(row.run_id, "warn", row, &msg)
+    }
+
     /// Marks a decided file failed because some of its staged chunks were lost before they
-    /// were published: the rest is published, the lost documents become rejects and their
+    /// were published and cannot be rebuilt (written by a tallyman that kept no versions): the rest is published, the lost documents become rejects and their
     /// keys are given back, so sending the file again applies exactly what is missing.
     fn fail_lost_output(
         &mut self,

@@ -156,6 +156,8 @@ pub enum UnitStatus {
     /// Accepted, but only checked: no definition maps it, so it produced no record
     /// (`Evaluation::unmapped`). Acknowledged as accepted.
     Unmapped,
+    /// Valid master data identical to the version already applied: nothing to send.
+    Unchanged,
 }
 
 impl UnitStatus {
@@ -166,6 +168,7 @@ impl UnitStatus {
             UnitStatus::Duplicate => "duplicate",
             UnitStatus::Skipped => "skipped",
             UnitStatus::Unmapped => "unmapped",
+            UnitStatus::Unchanged => "unchanged",
         }
     }
 }

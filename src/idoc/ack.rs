@@ -152,7 +152,13 @@ impl AckState {
                     ],
                     field: String::new(),
                 }],
-                (None, UnitStatus::Applied | UnitStatus::Duplicate | UnitStatus::Unmapped) => {
+                (
+                    None,
+                    UnitStatus::Applied
+                    | UnitStatus::Duplicate
+                    | UnitStatus::Unmapped
+                    | UnitStatus::Unchanged,
+                ) => {
                     vec![Entry {
                         docnum: docnum.clone(),
                         mandt: s(dc, "MANDT"),

@@ -4,7 +4,8 @@
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::model::{ChunkRow, Counts, LineRow, UnitRow};
-use super::{Ledger, Result};
+use super::{now, Ledger, Result};
+use crate::records::Current;
 
 impl Ledger {
     /// Starts the write transaction of one batch. `BEGIN IMMEDIATE` takes the write lock up
@@ -22,6 +23,23 @@ impl Ledger {
 /// The duplicate checks and writes of one batch, in one `BEGIN IMMEDIATE` transaction.
 pub struct BatchTx<'a> {
     tx: Transaction<'a>,
+}
+
+/// A record version to store with its batch.
+#[derive(Debug, Clone)]
+pub struct NewVersion<'a> {
+    pub entity: &'a str,
+    pub key: &'a str,
+    pub version: i64,
+    pub hash: &'a str,
+    /// The record's data as JSON (what targets are sent).
+    pub data: &'a str,
+    /// Where it came from (file, line, ...) as JSON.
+    pub source: &'a str,
+    pub file_id: i64,
+    pub unit_seq: i64,
+    /// Its place among the unit's records.
+    pub ordinal: i64,
 }
 
 /// Who already holds a key.
@@ -50,6 +68,53 @@ impl BatchTx<'_> {
                 })
             })
             .optional()?)
+    }
+
+    /// The key's current (highest) version, with the file that set it.
+    pub fn current_version(&self, entity: &str, key: &str) -> Result<Option<Current>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT v.version, v.hash, v.data, v.file_id, f.fingerprint, f.name, v.unit_seq \
+             FROM versions v JOIN files f ON f.id = v.file_id \
+             WHERE v.entity=?1 AND v.key=?2 ORDER BY v.version DESC LIMIT 1",
+        )?;
+        let row = st
+            .query_row(params![entity, key], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .optional()?;
+        let Some((version, hash, data, file_id, fingerprint, file_name, unit_seq)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Current {
+            version,
+            hash,
+            data: data.map(|d| serde_json::from_str(&d)).transpose()?,
+            file_id,
+            fingerprint,
+            file_name,
+            unit_seq,
+        }))
+    }
+
+    pub fn add_version(&self, v: &NewVersion) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO versions(entity, key, version, hash, data, source, file_id, unit_seq, ordinal, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                v.entity, v.key, v.version, v.hash, v.data, v.source, v.file_id, v.unit_seq, v.ordinal,
+                now()
+            ])?;
+        Ok(())
     }
 
     /// Takes a key for a unit (replacing an earlier holder only when `steal` — a forced
@@ -172,7 +237,8 @@ impl BatchTx<'_> {
              lines_applied=lines_applied+?5, lines_rejected=lines_rejected+?6, lines_duplicate=lines_duplicate+?7, \
              lines_skipped=lines_skipped+?8, lines_unmapped=lines_unmapped+?9, \
              units_applied=units_applied+?10, units_rejected=units_rejected+?11, units_duplicate=units_duplicate+?12, \
-             units_unmapped=units_unmapped+?13 WHERE id=?1",
+             units_unmapped=units_unmapped+?13, lines_unchanged=lines_unchanged+?14, units_unchanged=units_unchanged+?15 \
+             WHERE id=?1",
             params![
                 file_id,
                 committed_seq,
@@ -186,7 +252,9 @@ impl BatchTx<'_> {
                 n.units_applied,
                 n.units_rejected,
                 n.units_duplicate,
-                n.units_unmapped
+                n.units_unmapped,
+                n.lines_unchanged,
+                n.units_unchanged
             ],
         )?;
         Ok(())

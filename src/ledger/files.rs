@@ -42,7 +42,9 @@ const RECOUNT: &str = "UPDATE files SET \
     units_applied = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='applied'), \
     units_rejected = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='rejected'), \
     units_duplicate = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='duplicate'), \
-    units_unmapped = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='unmapped') \
+    units_unmapped = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='unmapped'), \
+    lines_unchanged = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='unchanged'), \
+    units_unchanged = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='unchanged') \
     WHERE id=?1";
 
 impl Ledger {
@@ -237,6 +239,7 @@ impl Ledger {
                 params![id],
             )?;
             tx.execute("DELETE FROM keys WHERE file_id=?1", params![id])?;
+            tx.execute("DELETE FROM versions WHERE file_id=?1", params![id])?;
             tx.execute(RECOUNT, params![id])?;
         }
         for a in acks {
@@ -269,7 +272,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for table in ["lines", "units", "keys"] {
+        for table in ["lines", "units", "keys", "versions"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
         tx.execute(RECOUNT, [id])?;
@@ -288,7 +291,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for table in ["lines", "units", "keys", "chunks"] {
+        for table in ["lines", "units", "keys", "versions", "chunks"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
         tx.execute(RECOUNT, [id])?;
@@ -336,8 +339,15 @@ impl Ledger {
         )?;
         tx.execute(
             &format!(
-                "DELETE FROM keys WHERE file_id=?1 AND {} \
-                 AND (json_extract(j.value, '$[0]') IN ('*', keys.entity) OR keys.entity = 'claim'))",
+                "DELETE FROM keys WHERE file_id=?1 AND {})",
+                in_range("unit_seq")
+            ),
+            params![id, ranges],
+        )?;
+        tx.execute(
+            &format!(
+                "DELETE FROM versions WHERE file_id=?1 AND {} \
+                 AND json_extract(j.value, '$[0]') IN ('*', versions.entity))",
                 in_range("unit_seq")
             ),
             params![id, ranges],
@@ -349,6 +359,26 @@ impl Ledger {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The records of one outbox chunk, in the order they were staged: `(key, data,
+    /// source)` of every version a file stored for `entity` in units `first..end`.
+    pub fn chunk_records(
+        &self,
+        file_id: i64,
+        entity: &str,
+        units: (i64, i64),
+    ) -> Result<Vec<(String, String, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT key, COALESCE(data, 'null'), COALESCE(source, '{}') FROM versions \
+             WHERE file_id=?1 AND entity=?2 AND unit_seq >= ?3 AND unit_seq < ?4 ORDER BY unit_seq, ordinal",
+        )?;
+        let rows = st
+            .query_map(params![file_id, entity, units.0, units.1], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     /// Records where the input is about to be moved, before moving it, so a crash after
@@ -433,6 +463,7 @@ impl Ledger {
             "duplicate" => UnitStatus::Duplicate,
             "skipped" => UnitStatus::Skipped,
             "unmapped" => UnitStatus::Unmapped,
+            "unchanged" => UnitStatus::Unchanged,
             _ => UnitStatus::Rejected,
         };
         Ok(Some(UnitSummary {

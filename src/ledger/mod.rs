@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
-pub use batch::{BatchTx, Holder};
+pub use batch::{BatchTx, Holder, NewVersion};
 pub use files::{LedgerOutcomes, Lost, NewFile};
 pub use maint::open_for_check;
 pub use model::{

@@ -54,6 +54,8 @@ pub enum Outcome {
     Rejected,
     /// Nothing new: every data unit was a duplicate.
     Duplicate,
+    /// Master data identical to what was applied before: nothing to send.
+    Unchanged,
     /// The attempt was abandoned because the file changed while it was processed; the
     /// input went back to the inbox for a later pass. Nothing applied.
     Returned,
@@ -70,6 +72,7 @@ impl Outcome {
             Outcome::AcceptedUnmapped => "accepted_unmapped",
             Outcome::Rejected => "rejected",
             Outcome::Duplicate => "duplicate",
+            Outcome::Unchanged => "unchanged",
             Outcome::Returned => "returned",
             Outcome::Failed => "failed",
         }
@@ -81,6 +84,7 @@ impl Outcome {
             Outcome::AcceptedUnmapped,
             Outcome::Rejected,
             Outcome::Duplicate,
+            Outcome::Unchanged,
             Outcome::Returned,
             Outcome::Failed,
         ]
@@ -105,10 +109,12 @@ pub struct Counts {
     pub lines_duplicate: i64,
     pub lines_skipped: i64,
     pub lines_unmapped: i64,
+    pub lines_unchanged: i64,
     pub units_applied: i64,
     pub units_rejected: i64,
     pub units_duplicate: i64,
     pub units_unmapped: i64,
+    pub units_unchanged: i64,
 }
 
 impl Counts {
@@ -119,6 +125,7 @@ impl Counts {
             "rejected" => self.lines_rejected += 1,
             "duplicate" => self.lines_duplicate += 1,
             "unmapped" => self.lines_unmapped += 1,
+            "unchanged" => self.lines_unchanged += 1,
             _ => self.lines_skipped += 1,
         }
     }
@@ -128,12 +135,17 @@ impl Counts {
             UnitStatus::Rejected => self.units_rejected += 1,
             UnitStatus::Duplicate => self.units_duplicate += 1,
             UnitStatus::Unmapped => self.units_unmapped += 1,
+            UnitStatus::Unchanged => self.units_unchanged += 1,
             UnitStatus::Skipped => {}
         }
     }
     /// Units that carry data (everything but skipped ones).
     pub fn data_units(&self) -> i64 {
-        self.units_applied + self.units_rejected + self.units_duplicate + self.units_unmapped
+        self.units_applied
+            + self.units_rejected
+            + self.units_duplicate
+            + self.units_unmapped
+            + self.units_unchanged
     }
 }
 
@@ -202,7 +214,7 @@ pub(super) const FILE_COLS: &str = "id, fingerprint, attempt, name, raw_name, so
     lines_applied, lines_rejected, lines_duplicate, lines_skipped, lines_unmapped, \
     units_applied, units_rejected, units_duplicate, units_unmapped, \
     error_rule, error_message, error_position, run_id, claimed_at, finished_at, final_path, report_path, \
-    hold_reason, released, review_rule, review_message, hold_kind, forced";
+    hold_reason, released, review_rule, review_message, hold_kind, forced, lines_unchanged, units_unchanged";
 
 pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
     let review_rule: Option<String> = r.get(34)?;
@@ -233,6 +245,8 @@ pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
             units_rejected: r.get(21)?,
             units_duplicate: r.get(22)?,
             units_unmapped: r.get(23)?,
+            lines_unchanged: r.get(38)?,
+            units_unchanged: r.get(39)?,
         },
         error_rule: r.get(24)?,
         error_message: r.get(25)?,
@@ -330,4 +344,5 @@ pub struct OutcomeTotal {
     pub lines_duplicate: i64,
     pub lines_skipped: i64,
     pub lines_unmapped: i64,
+    pub lines_unchanged: i64,
 }

@@ -76,7 +76,7 @@ impl Ledger {
     pub fn outcome_totals(&self) -> Result<Vec<OutcomeTotal>> {
         let mut st = self.conn.prepare(
             "SELECT CASE WHEN state='held' THEN 'held' ELSE COALESCE(outcome, 'in_progress') END, COUNT(*), \
-             SUM(lines_applied), SUM(lines_rejected), SUM(lines_duplicate), SUM(lines_skipped), SUM(lines_unmapped) \
+             SUM(lines_applied), SUM(lines_rejected), SUM(lines_duplicate), SUM(lines_skipped), SUM(lines_unmapped), SUM(lines_unchanged) \
              FROM files GROUP BY 1 ORDER BY 1",
         )?;
         let rows = st
@@ -90,6 +90,7 @@ impl Ledger {
                     lines_duplicate: n(4)?,
                     lines_skipped: n(5)?,
                     lines_unmapped: n(6)?,
+                    lines_unchanged: n(7)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

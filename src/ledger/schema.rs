@@ -153,4 +153,75 @@ pub(super) const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 4: record versions and their delivery to targets. Business keys of records move
+    // from `keys` (which keeps only claims) to `versions`, whose content hash is unknown
+    // ('') for keys applied before.
+    r#"
+    CREATE TABLE versions (
+        entity TEXT NOT NULL,
+        key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        data TEXT,
+        source TEXT,
+        file_id INTEGER NOT NULL,
+        unit_seq INTEGER NOT NULL,
+        ordinal INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (entity, key, version)
+    ) WITHOUT ROWID;
+    CREATE INDEX versions_file ON versions(file_id, unit_seq);
+    INSERT INTO versions(entity, key, version, hash, file_id, unit_seq, created_at)
+        SELECT entity, key, 1, '', file_id, unit_seq, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+        FROM keys WHERE entity != 'claim';
+    DELETE FROM keys WHERE entity != 'claim';
+    ALTER TABLE files ADD COLUMN lines_unchanged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE files ADD COLUMN units_unchanged INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at TEXT NOT NULL,
+        ambiguous INTEGER NOT NULL DEFAULT 0,
+        claimed_by TEXT,
+        file_id INTEGER NOT NULL,
+        settled_at TEXT,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        UNIQUE (target, entity, key, version)
+    );
+    CREATE INDEX deliveries_due ON deliveries(target, state, next_at);
+    CREATE INDEX deliveries_file ON deliveries(file_id);
+    CREATE TABLE attempts (
+        delivery_id INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        operation TEXT NOT NULL,
+        status INTEGER,
+        outcome TEXT,
+        latency_ms INTEGER,
+        response TEXT,
+        PRIMARY KEY (delivery_id, n)
+    ) WITHOUT ROWID;
+    CREATE TABLE target_refs (
+        target TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        key TEXT NOT NULL,
+        remote_id TEXT,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (target, entity, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE target_state (
+        target TEXT PRIMARY KEY,
+        blocked_reason TEXT,
+        blocked_at TEXT
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -278,6 +278,7 @@ fn set_segments(
                     | UnitStatus::Duplicate
                     | UnitStatus::Skipped
                     | UnitStatus::Unmapped
+                    | UnitStatus::Unchanged
             )
         });
     let detail = summary

@@ -1,0 +1,325 @@
+//! Record identity: what a record with a business key already seen means.
+//!
+//! Each entity has an identity rule. A *create-once* record (an order, an invoice) exists
+//! once: the same key with the same content again is a duplicate, and with different
+//! content it is a conflict a person must look at — never applied silently. An *upsert*
+//! record (a customer, a product) is master data that changes: different content is a new
+//! version, applied as an update; identical content is unchanged and sent nowhere. These
+//! are pure decisions over the record's content hash and the key's current version.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::canonical::Entity;
+
+/// How a business key behaves when it comes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    CreateOnce,
+    Upsert,
+}
+
+impl Identity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identity::CreateOnce => "create-once",
+            Identity::Upsert => "upsert",
+        }
+    }
+}
+
+/// The default rule of an entity: transactions are created once, master data is upserted.
+pub fn identity_of(entity: Entity) -> Identity {
+    match entity {
+        Entity::Order | Entity::OrderAck | Entity::Invoice | Entity::Shipment => {
+            Identity::CreateOnce
+        }
+        _ => Identity::Upsert,
+    }
+}
+
+/// The content hash of a record's data: blake3 of its serialized JSON (object keys are
+/// sorted, so equal content gives equal bytes).
+pub fn content_hash(data: &Value) -> String {
+    let bytes = serde_json::to_vec(data).unwrap_or_default();
+    blake3::hash(&bytes).to_hex()[..32].to_string()
+}
+
+/// What the ledger holds for a key now.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub version: i64,
+    /// Empty when unknown (a key recorded before versions were kept).
+    pub hash: String,
+    pub data: Option<Value>,
+    pub file_id: i64,
+    pub fingerprint: String,
+    pub file_name: String,
+    pub unit_seq: i64,
+}
+
+/// What an incoming record is, given the key's current version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// A key never applied: version 1.
+    New,
+    /// Changed master data (or a forced re-apply): this version number.
+    NewVersion(i64),
+    /// The same content again (create-once: a duplicate; upsert: unchanged).
+    Same,
+    /// A create-once key with other content, or a key twice in one file with other
+    /// content: these fields differ.
+    Conflict(Vec<Change>),
+}
+
+/// One field that differs between the applied version and the incoming record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub path: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// The facts about the incoming record that `classify` weighs.
+pub struct Incoming<'a> {
+    pub identity: Identity,
+    pub hash: &'a str,
+    pub data: &'a Value,
+    pub file_id: i64,
+    pub unit_seq: i64,
+    /// The fingerprint of a forced re-apply (`process --force`): versions its own content
+    /// applied before are applied again as new versions.
+    pub forced_fp: Option<&'a str>,
+}
+
+pub fn classify(inc: &Incoming, current: Option<&Current>) -> Verdict {
+    let Some(cur) = current else {
+        return Verdict::New;
+    };
+    let same_file = cur.file_id == inc.file_id;
+    if same_file && cur.unit_seq == inc.unit_seq {
+        return Verdict::Same;
+    }
+    if !same_file && inc.forced_fp == Some(cur.fingerprint.as_str()) {
+        return Verdict::NewVersion(cur.version + 1);
+    }
+    let same = if cur.hash.is_empty() {
+        // Recorded before content was hashed: the same for a create-once key (its old rule),
+        // a change for master data (applying it is what the old rule failed to do).
+        inc.identity == Identity::CreateOnce
+    } else {
+        cur.hash == inc.hash
+    };
+    match (same, inc.identity, same_file) {
+        (true, _, _) => Verdict::Same,
+        (false, Identity::Upsert, false) => Verdict::NewVersion(cur.version + 1),
+        _ => Verdict::Conflict(diff(cur.data.as_ref().unwrap_or(&Value::Null), inc.data)),
+    }
+}
+
+/// The fields that differ between two records, by path (`lines[1].quantity`), at most 20.
+pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    out.truncate(20);
+    out
+}
+
+fn walk(path: &str, old: &Value, new: &Value, out: &mut Vec<Change>) {
+    if old == new || out.len() >= 20 {
+        return;
+    }
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let null = Value::Null;
+                walk(
+                    &join(k),
+                    a.get(k).unwrap_or(&null),
+                    b.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for i in 0..a.len().max(b.len()) {
+                let null = Value::Null;
+                let p = format!("{path}[{i}]");
+                walk(
+                    &p,
+                    a.get(i).unwrap_or(&null),
+                    b.get(i).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ => out.push(Change {
+            path: path.to_string(),
+            old: scalar(old),
+            new: scalar(new),
+        }),
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Whether a canonical field path holds a value that must be masked in messages (bank
+/// details).
+pub fn sensitive_path(path: &str) -> bool {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    matches!(
+        leaf,
+        "iban" | "bic" | "account_no" | "bank_account" | "bank_code" | "account_holder"
+    ) || path.starts_with("bank.")
+        || path == "bank"
+}
+
+/// `a '1' → '2', b (none) → 'x'` for messages, with sensitive paths masked by `mask`.
+pub fn describe(changes: &[Change], sensitive: impl Fn(&str) -> bool) -> String {
+    let show = |path: &str, v: &Option<String>| match v {
+        None => "(none)".to_string(),
+        Some(s) if sensitive(path) => format!("'{}'", crate::unit::mask(s)),
+        Some(s) => format!("'{}'", crate::unit::cap_raw(s, 60)),
+    };
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} → {}",
+                c.path,
+                show(&c.path, &c.old),
+                show(&c.path, &c.new)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn current(hash: &str, data: Value) -> Current {
+        Current {
+            version: 3,
+            hash: hash.into(),
+            data: Some(data),
+            file_id: 1,
+            fingerprint: "fp1".into(),
+            file_name: "a.csv".into(),
+            unit_seq: 4,
+        }
+    }
+
+    fn incoming<'a>(identity: Identity, data: &'a Value, hash: &'a str) -> Incoming<'a> {
+        Incoming {
+            identity,
+            hash,
+            data,
+            file_id: 2,
+            unit_seq: 0,
+            forced_fp: None,
+        }
+    }
+
+    #[test]
+    fn regression_a_changed_price_list_is_a_new_version_not_a_duplicate() {
+        let old = json!({"sku": "S1", "price": "10.00"});
+        let new = json!({"sku": "S1", "price": "11.50"});
+        let cur = current(&content_hash(&old), old);
+        let h = content_hash(&new);
+        assert_eq!(
+            classify(&incoming(Identity::Upsert, &new, &h), Some(&cur)),
+            Verdict::NewVersion(4)
+        );
+        let same = content_hash(&cur.data.clone().unwrap());
+        let data = cur.data.clone().unwrap();
+        assert_eq!(
+            classify(&incoming(Identity::Upsert, &data, &same), Some(&cur)),
+            Verdict::Same
+        );
+    }
+
+    #[test]
+    fn a_create_once_key_with_other_content_is_a_conflict_naming_the_fields() {
+        let old = json!({"order_no": "PO-1", "currency": "EUR", "lines": [{"quantity": "2"}]});
+        let new = json!({"order_no": "PO-1", "currency": "USD", "lines": [{"quantity": "3"}]});
+        let cur = current(&content_hash(&old), old);
+        let h = content_hash(&new);
+        let Verdict::Conflict(changes) =
+            classify(&incoming(Identity::CreateOnce, &new, &h), Some(&cur))
+        else {
+            panic!("conflict expected")
+        };
+        let text = describe(&changes, |_| false);
+        assert_eq!(text, "currency 'EUR' → 'USD', lines[0].quantity '2' → '3'");
+    }
+
+    #[test]
+    fn a_key_recorded_before_hashing_is_a_duplicate_for_orders_and_an_update_for_products() {
+        let cur = Current {
+            hash: String::new(),
+            data: None,
+            ..current("", Value::Null)
+        };
+        let d = json!({"x": 1});
+        assert_eq!(
+            classify(&incoming(Identity::CreateOnce, &d, "h"), Some(&cur)),
+            Verdict::Same
+        );
+        assert_eq!(
+            classify(&incoming(Identity::Upsert, &d, "h"), Some(&cur)),
+            Verdict::NewVersion(4)
+        );
+    }
+
+    #[test]
+    fn twice_in_one_file_with_other_content_is_a_conflict_even_for_master_data() {
+        let old = json!({"sku": "S1", "price": "1"});
+        let mut cur = current(&content_hash(&old), old);
+        cur.file_id = 2;
+        let new = json!({"sku": "S1", "price": "2"});
+        let h = content_hash(&new);
+        assert!(matches!(
+            classify(&incoming(Identity::Upsert, &new, &h), Some(&cur)),
+            Verdict::Conflict(_)
+        ));
+    }
+
+    #[test]
+    fn a_forced_re_apply_of_the_same_content_is_a_new_version() {
+        let d = json!({"order_no": "PO-1"});
+        let cur = current(&content_hash(&d), d.clone());
+        let h = content_hash(&d);
+        let mut inc = incoming(Identity::CreateOnce, &d, &h);
+        inc.forced_fp = Some("fp1");
+        assert_eq!(classify(&inc, Some(&cur)), Verdict::NewVersion(4));
+    }
+
+    #[test]
+    fn sensitive_values_are_masked_in_descriptions() {
+        let c = vec![Change {
+            path: "iban".into(),
+            old: Some("DE89370400440532013000".into()),
+            new: Some("DE89370400440532013001".into()),
+        }];
+        let text = describe(&c, |p| p == "iban");
+        assert!(!text.contains("0532013000"), "{text}");
+    }
+}
