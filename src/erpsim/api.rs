@@ -37,6 +37,11 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let mut tally = Tally {
+        sh: &sh,
+        method: method.as_str(),
+        status: None,
+    };
     let resp = match run(&sh, &conn, &method, &uri, &headers, body).await {
         Ok(r) | Err(r) => r,
     };
@@ -45,8 +50,23 @@ pub async fn handle(
     } else {
         resp.status().as_u16().to_string()
     };
-    sh.lock().stats.count_request(method.as_str(), &status);
+    tally.status = Some(status);
     resp
+}
+
+/// Counts the request when it ends — also when hyper drops the handler because the client
+/// hung up first (a client timeout during a delay), which shows as `client_closed`.
+struct Tally<'a> {
+    sh: &'a Shared,
+    method: &'a str,
+    status: Option<String>,
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        let status = self.status.as_deref().unwrap_or("client_closed");
+        self.sh.lock().stats.count_request(self.method, status);
+    }
 }
 
 async fn run(
@@ -98,7 +118,7 @@ impl State {
             let sent = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            if sent.and_then(|s| s.strip_prefix("Bearer ")) != Some(token.as_str()) {
+            if sent.and_then(bearer) != Some(token.as_str()) {
                 let r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
                 return Err(with_header(r, "www-authenticate", "Bearer"));
             }
@@ -120,6 +140,12 @@ impl State {
         }
         Ok((self.cfg.clone(), fault))
     }
+}
+
+/// The token of `Authorization: Bearer TOKEN` (the scheme is case-insensitive, RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Faults that end the request before it does anything.
@@ -351,4 +377,60 @@ async fn hold(sh: &Shared) {
     let mut signal = sh.release_signal();
     let _held = Busy::enter(sh, |s| &mut s.stats.held);
     let _ = tokio::time::timeout(MAX_HOLD, signal.changed()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: &str, uri: &str, body: &str) -> Result<(Coll, Op), u16> {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        let body = Ok(Bytes::from(body.to_owned()));
+        parse(&m, &uri.parse().unwrap(), body).map_err(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn routes_map_to_operations() {
+        let (c, op) = route("GET", "/api/v1/order-acks?external_ref=A%2F1&page=2", "").unwrap();
+        assert_eq!(c, Coll::OrderAcks);
+        assert!(
+            matches!(op, Op::Query { external_ref: Some(k), page: 2, per_page: 100 } if k == "A/1")
+        );
+        assert!(matches!(
+            route("POST", "/api/v1/orders", "{}").unwrap().1,
+            Op::Create(_)
+        ));
+        assert!(
+            matches!(route("PATCH", "/api/v1/orders/ord_1", "{}").unwrap().1, Op::Patch(id, _) if id == "ord_1")
+        );
+        assert!(matches!(
+            route("DELETE", "/api/v1/orders/ord_1", "").unwrap().1,
+            Op::Delete(_)
+        ));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn bad_routes_and_bodies_are_refused_with_their_status() {
+        assert_eq!(route("GET", "/api/v1/orders/", "").unwrap_err(), 404);
+        assert_eq!(route("GET", "/api/v1/orders/ord_1/x", "").unwrap_err(), 404);
+        assert_eq!(route("GET", "/api/v1/order_acks", "").unwrap_err(), 404);
+        assert_eq!(route("PUT", "/api/v1/orders", "{}").unwrap_err(), 405);
+        assert_eq!(route("POST", "/api/v1/orders", "null").unwrap_err(), 400);
+        assert_eq!(
+            route("POST", "/api/v1/orders", r#"{"external_ref": []}"#).unwrap_err(),
+            400
+        );
+        assert_eq!(
+            route("GET", "/api/v1/orders?per_page=-1", "").unwrap_err(),
+            400
+        );
+    }
 }

@@ -163,3 +163,97 @@ fn update(st: &mut State, coll: Coll, id: &str, patch: Record, now: &str) -> Out
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erpsim::config::SimConfig;
+    use crate::erpsim::state::Shared;
+
+    fn create(st: &mut State, coll: Coll, body: Value) -> Outcome {
+        execute(
+            st,
+            coll,
+            Op::Create(body.as_object().cloned().unwrap()),
+            "t",
+        )
+    }
+
+    #[test]
+    fn a_lookup_pages_too_and_a_read_changes_nothing() {
+        let cfg = SimConfig {
+            unique_refs: false,
+            ..Default::default()
+        };
+        let sh = Shared::open(cfg).unwrap();
+        let mut st = sh.lock();
+        for _ in 0..3 {
+            let out = create(
+                &mut st,
+                Coll::Products,
+                json!({"external_ref": "S", "sku": "S"}),
+            );
+            assert_eq!((out.status, out.changed), (StatusCode::CREATED, true));
+        }
+        let q = |page| Op::Query {
+            external_ref: Some("S".into()),
+            page,
+            per_page: 2,
+        };
+        let p1 = execute(&mut st, Coll::Products, q(1), "t");
+        let p2 = execute(&mut st, Coll::Products, q(2), "t");
+        assert!(!p1.changed);
+        let ids = |o: &Outcome| {
+            o.body
+                .as_ref()
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            (ids(&p1), ids(&p2)),
+            (vec![json!("prd_1"), json!("prd_2")], vec![json!("prd_3")])
+        );
+        assert_eq!(st.stats.duplicate_creates, 2);
+    }
+
+    #[test]
+    fn a_patch_not_touching_the_customer_is_not_blocked_by_its_deletion() {
+        let sh = Shared::open(SimConfig::default()).unwrap();
+        let mut st = sh.lock();
+        create(
+            &mut st,
+            Coll::Customers,
+            json!({"external_ref": "C", "customer_id": "C", "name": "A"}),
+        );
+        let order =
+            json!({"external_ref": "O", "order_no": "O", "customer_id": "C", "lines": [{}]});
+        assert_eq!(
+            create(&mut st, Coll::Orders, order).status,
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            execute(&mut st, Coll::Customers, Op::Delete("cus_1".into()), "t").status,
+            StatusCode::NO_CONTENT
+        );
+        let patch = |v: Value| Op::Patch("ord_1".into(), v.as_object().cloned().unwrap());
+        let out = execute(
+            &mut st,
+            Coll::Orders,
+            patch(json!({"currency": "EUR"})),
+            "t2",
+        );
+        assert_eq!(out.status, StatusCode::OK);
+        let out = execute(
+            &mut st,
+            Coll::Orders,
+            patch(json!({"customer_id": "C"})),
+            "t3",
+        );
+        assert_eq!(out.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(st.stats.updates["orders"]["ord_1"], 1);
+    }
+}

@@ -21,8 +21,9 @@ pub struct Duplicate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub requests_total: u64,
-    /// Method → status → count. A connection closed without an answer counts as status
-    /// `"aborted"`.
+    /// Method → status → count. A connection the simulator closed without an answer (a
+    /// `reset_before` or `drop_after` fault) counts as status `"aborted"`; a request whose
+    /// client hung up before the answer (e.g. timed out during a delay) as `"client_closed"`.
     pub requests: BTreeMap<String, BTreeMap<String, u64>>,
     /// Records created per collection (idempotent replays not included).
     pub creates: BTreeMap<String, u64>,

@@ -55,7 +55,7 @@ pub fn check(coll: Coll, rec: &Record) -> Result<(), Invalid> {
     }
     match (coll, rec.get("lines")) {
         (Coll::Orders, Some(Value::Array(l))) if !l.is_empty() => Ok(()),
-        (Coll::Orders, _) => Err(invalid("lines", "an order needs at least one line")),
+        (Coll::Orders, _) => Err(invalid("lines", "lines must hold at least one order line")),
         (Coll::Invoices, Some(Value::Array(_))) => Ok(()),
         (Coll::Invoices, _) => Err(invalid("lines", "lines is required (an array)")),
         _ => Ok(()),
@@ -65,7 +65,7 @@ pub fn check(coll: Coll, rec: &Record) -> Result<(), Invalid> {
 /// An order naming a customer needs that customer, found by its business key or by its
 /// `customer_id` field (ERPs differ in which one an order refers to).
 pub fn check_customer(order: &Record, customers: &Collection) -> Result<(), Invalid> {
-    let Some(cid) = ref_key(order.get("customer_id")) else {
+    let Some(cid) = ref_key(order.get("customer_id")).filter(|c| !c.trim().is_empty()) else {
         return Ok(());
     };
     let by_field = || {
@@ -136,5 +136,6 @@ mod tests {
         let e = check_customer(&order("C-99"), &customers).unwrap_err();
         assert!(e.error.contains("unknown customer"), "{}", e.error);
         assert!(check_customer(&rec(json!({})), &customers).is_ok());
+        assert!(check_customer(&order(""), &customers).is_ok());
     }
 }
