@@ -472,15 +472,16 @@ fn records_persist_across_a_restart() {
         let sim = start(cfg.clone());
         let c = Client::new(&sim);
         let cid = c.post("/api/v1/customers", &customer("C1")).id();
-        let oid = c
-            .post_key("/api/v1/orders", &order("PO-1", "C1"), "k-PO-1")
-            .id();
         c.patch(
             &format!("/api/v1/customers/{cid}"),
             &json!({"city": "Basel"}),
         );
         let gone = c.post("/api/v1/products", &product("S1")).id();
         c.delete(&format!("/api/v1/products/{gone}"));
+        // Last, so its remembered answer must be on disk with the record itself.
+        let oid = c
+            .post_key("/api/v1/orders", &order("PO-1", "C1"), "k-PO-1")
+            .id();
         sim.stop();
         (cid, oid)
     };

@@ -92,8 +92,9 @@ async fn run(
     let (out, snapshot) = {
         let mut st = sh.lock();
         let out = ops::execute(&mut st, coll, op, &now);
-        let snapshot = if out.changed { st.changed() } else { None };
+        // The remembered answer goes to disk with the change it answers.
         key.complete(&mut st, &out, cfg.idempotency_ttl_secs);
+        let snapshot = if out.changed { st.changed() } else { None };
         (out, snapshot)
     };
     sh.persist(snapshot).await;
