@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod display;
 pub mod engine;
+pub mod erpsim;
 pub mod format;
 pub mod fsutil;
 pub mod idoc;
