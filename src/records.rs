@@ -39,6 +39,25 @@ pub fn identity_of(entity: Entity) -> Identity {
     }
 }
 
+/// The top-level fields of an entity's contract, read from its type (for checking field
+/// names in a configuration).
+pub fn fields_of(entity: Entity) -> Vec<&'static str> {
+    use crate::canonical as c;
+    use crate::format::keys::{shape_of, Shape};
+    let shape = match entity {
+        Entity::Order => shape_of::<c::Order>(),
+        Entity::OrderAck => shape_of::<c::OrderAck>(),
+        Entity::Invoice => shape_of::<c::Invoice>(),
+        Entity::Shipment => shape_of::<c::Shipment>(),
+        Entity::Customer => shape_of::<c::Customer>(),
+        Entity::Product => shape_of::<c::Product>(),
+    };
+    match shape {
+        Shape::Struct(_, fields) => fields.iter().map(|(name, _)| *name).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The content hash of a record's data: blake3 of its serialized JSON (object keys are
 /// sorted, so equal content gives equal bytes).
 pub fn content_hash(data: &Value) -> String {
@@ -310,6 +329,13 @@ mod tests {
         let mut inc = incoming(Identity::CreateOnce, &d, &h);
         inc.forced_fp = Some("fp1");
         assert_eq!(classify(&inc, Some(&cur)), Verdict::NewVersion(4));
+    }
+
+    #[test]
+    fn contract_fields_are_known_per_entity() {
+        let f = fields_of(Entity::Product);
+        assert!(f.contains(&"price") && f.contains(&"sku"), "{f:?}");
+        assert!(!f.contains(&"colour"));
     }
 
     #[test]

@@ -248,6 +248,9 @@ impl Ledger {
                 params![id, a.kind, a.partner, a.control_no.map(|n| n as i64), a.file_name, a.content],
             )?;
         }
+        if matches!(outcome, Outcome::Applied | Outcome::AppliedWithRejects) {
+            super::delivery::queue_file(&tx, id, &self.routes)?;
+        }
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, \
              error_message=COALESCE(error_message, ?3) WHERE id=?1",

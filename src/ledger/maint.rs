@@ -115,5 +115,6 @@ pub fn open_for_check(path: &Path) -> Result<Ledger> {
     Ok(Ledger {
         conn,
         path: path.to_path_buf(),
+        routes: Vec::new(),
     })
 }

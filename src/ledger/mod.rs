@@ -13,6 +13,7 @@
 //! file is reported as [`LedgerError::Corrupt`], never used on silently.
 
 mod batch;
+mod delivery;
 mod files;
 mod maint;
 mod model;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
 pub use batch::{BatchTx, Holder, NewVersion};
+pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
 pub use files::{LedgerOutcomes, Lost, NewFile};
 pub use maint::open_for_check;
 pub use model::{
@@ -113,6 +115,9 @@ pub fn now() -> String {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// The remote targets and the entities each takes: a decided file's new versions get a
+    /// delivery row per target, in the decision's own transaction.
+    routes: Vec<(String, Vec<String>)>,
 }
 
 impl Ledger {
@@ -136,6 +141,7 @@ impl Ledger {
         let mut ledger = Ledger {
             conn,
             path: path.to_path_buf(),
+            routes: Vec::new(),
         };
         retry_busy(|| ledger.migrate())?;
         ledger.restrict_modes()?;
@@ -144,6 +150,11 @@ impl Ledger {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Sets the remote targets decided files are queued for: `(name, entities)`.
+    pub fn set_routes(&mut self, routes: Vec<(String, Vec<String>)>) {
+        self.routes = routes;
     }
 
     /// Gives the database and its `-wal`/`-shm` files the configured mode (a ledger created

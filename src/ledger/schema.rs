@@ -187,6 +187,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         attempts INTEGER NOT NULL DEFAULT 0,
         next_at TEXT NOT NULL,
         ambiguous INTEGER NOT NULL DEFAULT 0,
+        replay INTEGER NOT NULL DEFAULT 0,
         claimed_by TEXT,
         file_id INTEGER NOT NULL,
         settled_at TEXT,

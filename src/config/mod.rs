@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod targets;
+
+pub use targets::{DeliveryConfig, Endpoint, HttpTarget, RetryPolicy, Target, TargetKind};
+
 use crate::format::defs::line_at;
 use crate::format::{ConfigError, Diagnostics, Limits};
 
@@ -29,6 +33,8 @@ pub struct RawConfig {
     pub limits: Limits,
     #[serde(default)]
     pub permissions: RawPermissions,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +210,24 @@ pub struct Config {
     pub watch: WatchConfig,
     pub limits: Limits,
     pub permissions: Permissions,
+    /// Where records are delivered (the outbox alone when none is configured).
+    pub targets: Vec<Target>,
+    pub delivery: DeliveryConfig,
+}
+
+impl Config {
+    /// The targets a relay delivers to (HTTP), as opposed to the outbox written at publish.
+    pub fn remote_targets(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(|t| t.is_http())
+    }
+    /// The entities the outbox takes (none when targets are configured without an outbox).
+    pub fn outbox_entities(&self) -> Vec<crate::canonical::Entity> {
+        self.targets
+            .iter()
+            .filter(|t| !t.is_http())
+            .flat_map(|t| t.entities.iter().copied())
+            .collect()
+    }
 }
 
 /// The default config `tallyman init` writes: every key, commented.
@@ -243,6 +267,25 @@ max_unit_lines = 100000         # largest document (order, transaction set, IDoc
 [permissions]
 file_mode = "0640"       # every file written: owner writes, group reads, others nothing
 dir_mode = "0750"        # folders created inside the working folders
+
+[delivery]
+budget_seconds = 240     # how long `run` delivers before leaving the rest for the next pass
+
+# Where records go. Without any [[targets]], every record goes to the outbox folder.
+# [[targets]]
+# name = "erp"
+# kind = "http"                       # "outbox" (the folder above) or "http" (an ERP's REST API)
+# base_url = "https://erp.example.com"
+# token_env = "ERP_TOKEN"             # the bearer token comes from this environment variable
+# entities = ["customer", "product", "supplier", "order", "invoice"]
+# rate_limit_per_minute = 100
+# owned = { product = ["description", "price", "currency"] }   # fields tallyman may update
+# timeout_seconds = 30
+# concurrency = 4
+# max_attempts = 12                   # then a dead letter (also after max_age_hours)
+# max_age_hours = 72
+# [targets.endpoints.order]           # per-entity overrides of the reference API
+# path = "/api/v1/orders"
 "#;
 
 impl Config {
@@ -310,9 +353,15 @@ impl Config {
             watch: raw.watch,
             limits: raw.limits,
             permissions: Permissions::default(),
+            targets: Vec::new(),
+            delivery: raw.delivery,
         };
         let mut cfg = cfg;
         cfg.permissions = parse_permissions(&raw.permissions, file, text, &mut diags);
+        cfg.targets = match toml::from_str::<toml::Table>(text) {
+            Ok(table) => targets::parse(table.get("targets"), file, text, &mut diags),
+            Err(_) => vec![Target::default_outbox()], // the syntax error is reported already
+        };
         cfg.check(text, &mut diags);
         (cfg, diags.errors)
     }
@@ -505,6 +554,8 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
             "watch",
             "limits",
             "permissions",
+            "delivery",
+            "targets",
         ]
         .contains(&key.as_str())
         {
@@ -512,7 +563,7 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
                 file,
                 section_line(key),
                 format!(
-                    "unknown section [{key}] (expected paths, intake, processing, watch, limits, permissions)"
+                    "unknown section [{key}] (expected paths, intake, processing, watch, limits, permissions, delivery, targets)"
                 ),
             );
         }
@@ -536,6 +587,7 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
             section_line("permissions"),
             diags,
         ),
+        delivery: section(&table, "delivery", file, section_line("delivery"), diags),
     }
 }
 

@@ -1,0 +1,427 @@
+//! `[[targets]]`: the systems records are delivered into, and `[delivery]`.
+//!
+//! A target is a name, a kind and the entities it takes. The `outbox` kind is the JSON
+//! Lines folder (`paths.outbox`), written when a file is published; the `http` kind is an
+//! ERP's REST API, fed by the delivery relay with retries, a rate limit and dead letters.
+//! Without any `[[targets]]` every record goes to the outbox, as before targets existed.
+//! Secrets never live here: an HTTP target names the environment variable that holds its
+//! token. Each target is parsed on its own and checked as a whole, so every mistake is
+//! reported at once, with its line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::canonical::Entity;
+use crate::format::Diagnostics;
+
+/// One `[[targets]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    kind: String,
+    base_url: Option<String>,
+    token_env: Option<String>,
+    entities: Option<Vec<String>>,
+    rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    owned: BTreeMap<String, Vec<String>>,
+    #[serde(default = "default_timeout")]
+    timeout_seconds: u64,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u32,
+    #[serde(default = "default_max_age")]
+    max_age_hours: u64,
+    #[serde(default = "default_backoff_base")]
+    backoff_base_ms: u64,
+    #[serde(default = "default_backoff_cap")]
+    backoff_cap_seconds: u64,
+    #[serde(default)]
+    endpoints: BTreeMap<String, Endpoint>,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_max_attempts() -> u32 {
+    12
+}
+fn default_max_age() -> u64 {
+    72
+}
+fn default_backoff_base() -> u64 {
+    1000
+}
+fn default_backoff_cap() -> u64 {
+    900
+}
+
+/// How one entity is reached on an HTTP target; the reference API by default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// The collection's path below `base_url` (default `/api/v1/<collection>`).
+    pub path: Option<String>,
+    /// The method that creates (default `POST`).
+    pub create_method: Option<String>,
+    /// The method that updates `<path>/<id>` (default `PATCH`).
+    pub update_method: Option<String>,
+    /// The query parameter that looks a record up by business key (default `external_ref`).
+    pub lookup_param: Option<String>,
+    /// The body field that carries the business key (default `external_ref`).
+    pub key_field: Option<String>,
+}
+
+/// Retries and dead letters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub max_age: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+/// An HTTP target's connection settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTarget {
+    pub base_url: String,
+    /// The environment variable holding the bearer token.
+    pub token_env: String,
+    pub rate_limit_per_minute: Option<u32>,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub endpoints: BTreeMap<Entity, Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetKind {
+    Outbox,
+    Http(HttpTarget),
+}
+
+/// A checked target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    pub entities: Vec<Entity>,
+    /// Per entity, the fields tallyman is the source of truth for. An update sends only
+    /// these (and only those that changed); the ERP owns every other field.
+    pub owned: BTreeMap<Entity, Vec<String>>,
+    pub retry: RetryPolicy,
+}
+
+impl Target {
+    pub fn takes(&self, entity: Entity) -> bool {
+        self.entities.contains(&entity)
+    }
+    pub fn is_http(&self) -> bool {
+        matches!(self.kind, TargetKind::Http(_))
+    }
+    /// The implicit target when none is configured: the outbox, every entity.
+    pub fn default_outbox() -> Target {
+        Target {
+            name: "outbox".into(),
+            kind: TargetKind::Outbox,
+            entities: Entity::ALL.to_vec(),
+            owned: BTreeMap::new(),
+            retry: RetryPolicy {
+                max_attempts: default_max_attempts(),
+                max_age: Duration::from_secs(default_max_age() * 3600),
+                backoff_base: Duration::from_millis(default_backoff_base()),
+                backoff_cap: Duration::from_secs(default_backoff_cap()),
+            },
+        }
+    }
+}
+
+/// `[delivery]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How long `run` delivers after processing before it leaves the rest queued for the
+    /// next pass (fits a 5-minute timer).
+    pub budget_seconds: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            budget_seconds: 240,
+        }
+    }
+}
+
+/// Parses and checks every `[[targets]]` table, reporting all problems.
+pub fn parse(
+    value: Option<&toml::Value>,
+    file: &Path,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Vec<Target> {
+    let Some(value) = value else {
+        return vec![Target::default_outbox()];
+    };
+    let Some(items) = value.as_array() else {
+        diags.error(file, None, "targets must be written as [[targets]] tables");
+        return Vec::new();
+    };
+    let lines = table_lines(text);
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let line = lines.get(i).copied();
+        match item.clone().try_into::<RawTarget>() {
+            Ok(raw) => {
+                let mut errs = Vec::new();
+                let t = check(raw, &mut errs);
+                for e in errs {
+                    diags.error(file, line, e);
+                }
+                out.extend(t);
+            }
+            Err(e) => diags.error(
+                file,
+                line,
+                format!("[[targets]] #{}: {}", i + 1, e.message()),
+            ),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in out.iter().enumerate() {
+        if !seen.insert(t.name.clone()) {
+            diags.error(
+                file,
+                lines.get(i).copied(),
+                format!("two targets are named '{}'", t.name),
+            );
+        }
+    }
+    if out.iter().filter(|t| !t.is_http()).count() > 1 {
+        diags.error(
+            file,
+            None,
+            "at most one target may be of kind \"outbox\" (there is one outbox folder)",
+        );
+    }
+    out
+}
+
+/// The line of each `[[targets]]` header, in order.
+fn table_lines(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "[[targets]]")
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+fn check(raw: RawTarget, errs: &mut Vec<String>) -> Option<Target> {
+    let name = raw.name.clone();
+    let who = format!("target '{name}'");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        errs.push(format!("{who}: a name is letters, digits, '-' and '_'"));
+    }
+    let entities = match &raw.entities {
+        None => Entity::ALL.to_vec(),
+        Some(list) => list.iter().filter_map(|e| entity(&who, e, errs)).collect(),
+    };
+    let owned = owned_fields(&who, &raw.owned, &entities, errs);
+    let kind = match raw.kind.as_str() {
+        "outbox" => Some(TargetKind::Outbox),
+        "http" => http(&who, &raw, errs).map(TargetKind::Http),
+        other => {
+            errs.push(format!(
+                "{who}: unknown kind '{other}' (expected \"outbox\" or \"http\")"
+            ));
+            None
+        }
+    };
+    if raw.max_attempts == 0 {
+        errs.push(format!("{who}: max_attempts must be at least 1"));
+    }
+    let retry = RetryPolicy {
+        max_attempts: raw.max_attempts,
+        max_age: Duration::from_secs(raw.max_age_hours.saturating_mul(3600)),
+        backoff_base: Duration::from_millis(raw.backoff_base_ms.max(1)),
+        backoff_cap: Duration::from_secs(raw.backoff_cap_seconds.max(1)),
+    };
+    Some(Target {
+        name,
+        kind: kind?,
+        entities,
+        owned,
+        retry,
+    })
+}
+
+fn entity(who: &str, name: &str, errs: &mut Vec<String>) -> Option<Entity> {
+    let e = Entity::parse(name);
+    if e.is_none() {
+        let known: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
+        errs.push(format!(
+            "{who}: unknown entity '{name}' (known: {})",
+            known.join(", ")
+        ));
+    }
+    e
+}
+
+fn owned_fields(
+    who: &str,
+    raw: &BTreeMap<String, Vec<String>>,
+    entities: &[Entity],
+    errs: &mut Vec<String>,
+) -> BTreeMap<Entity, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (name, fields) in raw {
+        let Some(e) = entity(who, name, errs) else {
+            continue;
+        };
+        if !entities.contains(&e) {
+            errs.push(format!(
+                "{who}: owned fields for '{name}', which the target does not take"
+            ));
+        }
+        let known = crate::records::fields_of(e);
+        for f in fields {
+            if !known.contains(&f.as_str()) {
+                let hint = crate::format::keys::did_you_mean(f, &known)
+                    .map(|k| format!("; did you mean '{k}'?"))
+                    .unwrap_or_default();
+                errs.push(format!(
+                    "{who}: owned field '{f}' is not a field of {name}{hint}"
+                ));
+            }
+        }
+        out.insert(e, fields.clone());
+    }
+    out
+}
+
+fn http(who: &str, raw: &RawTarget, errs: &mut Vec<String>) -> Option<HttpTarget> {
+    let base_url = raw.base_url.clone().unwrap_or_default();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        errs.push(format!(
+            "{who}: base_url must be an http:// or https:// URL (got '{base_url}')"
+        ));
+    }
+    let token_env = raw.token_env.clone().unwrap_or_default();
+    if token_env.is_empty()
+        || !token_env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        errs.push(format!(
+            "{who}: token_env must name the environment variable that holds the token (the token itself never goes into this file)"
+        ));
+    }
+    if raw.rate_limit_per_minute == Some(0) {
+        errs.push(format!(
+            "{who}: rate_limit_per_minute must be at least 1 (leave it out for no limit)"
+        ));
+    }
+    if raw.timeout_seconds == 0 {
+        errs.push(format!("{who}: timeout_seconds must be at least 1"));
+    }
+    if !(1..=64).contains(&raw.concurrency) {
+        errs.push(format!("{who}: concurrency must be between 1 and 64"));
+    }
+    let mut endpoints = BTreeMap::new();
+    for (name, ep) in &raw.endpoints {
+        if let Some(e) = entity(who, name, errs) {
+            endpoints.insert(e, ep.clone());
+        }
+    }
+    Some(HttpTarget {
+        base_url: base_url.trim_end_matches('/').to_string(),
+        token_env,
+        rate_limit_per_minute: raw.rate_limit_per_minute,
+        timeout: Duration::from_secs(raw.timeout_seconds.max(1)),
+        concurrency: raw.concurrency.clamp(1, 64),
+        endpoints,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> (Vec<Target>, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut diags = Diagnostics::default();
+        let t = parse(table.get("targets"), Path::new("t.toml"), text, &mut diags);
+        (t, diags.errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn no_targets_means_the_outbox_for_everything() {
+        let (t, errs) = parse_text("");
+        assert!(errs.is_empty());
+        assert_eq!(t, vec![Target::default_outbox()]);
+    }
+
+    #[test]
+    fn an_http_target_is_read_with_its_owned_fields() {
+        let text = r#"
+[[targets]]
+name = "erp"
+kind = "http"
+base_url = "https://erp.example.com/"
+token_env = "ERP_TOKEN"
+entities = ["customer", "product", "order", "invoice"]
+rate_limit_per_minute = 100
+owned = { product = ["description", "price", "currency"] }
+"#;
+        let (t, errs) = parse_text(text);
+        assert!(errs.is_empty(), "{errs:?}");
+        let TargetKind::Http(h) = &t[0].kind else {
+            panic!()
+        };
+        assert_eq!(h.base_url, "https://erp.example.com");
+        assert_eq!(
+            t[0].owned[&Entity::Product],
+            vec!["description", "price", "currency"]
+        );
+        assert!(t[0].takes(Entity::Order) && !t[0].takes(Entity::Shipment));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_line() {
+        let text = r#"
+[[targets]]
+name = "erp"
+kind = "http"
+base_url = "erp.example.com"
+token_env = "abc-def"
+entities = ["customer", "custmer"]
+owned = { customer = ["nmae"] }
+
+[[targets]]
+name = "erp"
+kind = "ftp"
+"#;
+        let (_, errs) = parse_text(text);
+        let all = errs.join("\n");
+        for want in [
+            "t.toml:2: target 'erp': unknown entity 'custmer'",
+            "base_url must be an http",
+            "token_env must name",
+            "owned field 'nmae' is not a field of customer; did you mean 'name'?",
+            "t.toml:10: target 'erp': unknown kind 'ftp'",
+        ] {
+            assert!(all.contains(want), "missing '{want}' in:\n{all}");
+        }
+    }
+}
