@@ -1,11 +1,15 @@
 //! The canonical business records every format maps into: order, order acknowledgement,
-//! invoice, shipment, customer and product.
+//! invoice, shipment, customer, product and supplier.
 //!
 //! These are the data contracts sinks rely on, so they are typed structs, not free-form
 //! JSON: a declarative map builds a JSON object, and [`Record::build`] checks it against the
 //! contract (unknown fields, missing required ones, bad decimals or dates are rejected with a
 //! reason). Money and quantities are exact decimals serialised as strings; dates are ISO 8601
 //! `YYYY-MM-DD`. The pipeline adds the `source` (file fingerprint and position) when writing.
+//!
+//! The contract also says what the formats must treat with care: [`Entity::sensitive_fields`]
+//! (bank details, which definitions must mask in the ledger and reports) and
+//! [`Entity::identity`] (whether a key arriving again is a duplicate or a newer version).
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -22,16 +26,30 @@ pub enum Entity {
     Shipment,
     Customer,
     Product,
+    Supplier,
+}
+
+/// What a business key arriving again means for an entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Identity {
+    /// A business document: applied once; the same key again is a duplicate, not a change
+    /// (an order is changed by a change order, which has its own document).
+    CreateOnce,
+    /// Master data: the same key again is a newer version of the record and replaces it
+    /// (a supplier's new bank account is sent as the whole supplier again).
+    Upsert,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 6] = [
+    pub const ALL: [Entity; 7] = [
         Entity::Order,
         Entity::OrderAck,
         Entity::Invoice,
         Entity::Shipment,
         Entity::Customer,
         Entity::Product,
+        Entity::Supplier,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,11 +60,34 @@ impl Entity {
             Entity::Shipment => "shipment",
             Entity::Customer => "customer",
             Entity::Product => "product",
+            Entity::Supplier => "supplier",
         }
     }
 
     pub fn parse(s: &str) -> Option<Entity> {
         Entity::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// The default meaning of a key sent again: documents are created once, master data
+    /// is upserted.
+    pub fn identity(self) -> Identity {
+        match self {
+            Entity::Order | Entity::OrderAck | Entity::Invoice | Entity::Shipment => {
+                Identity::CreateOnce
+            }
+            Entity::Customer | Entity::Product | Entity::Supplier => Identity::Upsert,
+        }
+    }
+
+    /// Canonical fields whose values must never reach the ledger, reports or logs in clear:
+    /// a definition that maps one of them must read it from a field it declares sensitive
+    /// (checked when the definition loads), so a new partner layout cannot leak them by
+    /// forgetting `sensitive = true`. The outbox carries the real value.
+    pub fn sensitive_fields(self) -> &'static [&'static str] {
+        match self {
+            Entity::Supplier => Supplier::SENSITIVE,
+            _ => &[],
+        }
     }
 }
 
@@ -286,6 +327,63 @@ pub struct Product {
     pub active: Option<bool>,
 }
 
+/// A supplier (vendor) master record (CSV suppliers, IDoc CREMAS).
+///
+/// Bank details are flat fields of the one account payments go to, like every other master
+/// record here: neither definition language builds a nested object, a table sink stores
+/// them as columns, and a partner's CSV has one account per row. `iban` is the electronic
+/// form (no spaces); `bank_account` and `bank_code` carry domestic details where there is
+/// no IBAN (a US account number and ABA routing number).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supplier {
+    pub supplier_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vat_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// The sender's payment terms code (`NT30`, SAP's `ZTERM` such as `0001`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_terms: Option<String>,
+    /// Order currency (ISO 4217).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iban: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_holder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+impl Supplier {
+    /// The account identifiers and the holder's name (often a person's, for a sole
+    /// trader). The BIC, bank code and bank country name a bank, not an account, and stay
+    /// readable so a reviewer can tell which bank a rejected line meant.
+    pub const SENSITIVE: &'static [&'static str] = &["iban", "bank_account", "account_holder"];
+}
+
 /// A canonical record ready for the sinks: entity, business key and the contract-checked
 /// body (normalised JSON of the typed struct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +464,7 @@ impl Record {
             Entity::Shipment => check::<Shipment>(body)?,
             Entity::Customer => check::<Customer>(body)?,
             Entity::Product => check::<Product>(body)?,
+            Entity::Supplier => check::<Supplier>(body)?,
         };
         Ok(Record { entity, key, body })
     }
@@ -403,6 +502,80 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("invoice_date"));
+    }
+
+    #[test]
+    fn supplier_contract_keeps_bank_details_and_refuses_unknown_fields() {
+        let r = Record::build(
+            Entity::Supplier,
+            "V-1",
+            json!({"supplier_id":"V-1","name":"Acme","iban":"DE89370400440532013000",
+                   "bic":"COBADEFFXXX","account_holder":"Acme GmbH","payment_terms":"NT30",
+                   "active":true}),
+        )
+        .unwrap();
+        assert_eq!(r.body["iban"], "DE89370400440532013000");
+        assert_eq!(r.body["payment_terms"], "NT30");
+        assert!(r.body.get("bank_account").is_none(), "absent stays absent");
+        // A nested bank object is not the contract: a map producing one is an error.
+        let e = Record::build(
+            Entity::Supplier,
+            "V-1",
+            json!({"supplier_id":"V-1","name":"Acme","bank":{"iban":"x"}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.rule, "contract");
+        assert!(e.message.contains("bank"), "{}", e.message);
+        let e = Record::build(Entity::Supplier, "V-1", json!({"supplier_id":"V-1"})).unwrap_err();
+        assert!(e.message.contains("name"), "{}", e.message);
+    }
+
+    #[test]
+    fn sensitive_fields_are_fields_of_the_contract() {
+        for e in Entity::ALL {
+            for f in e.sensitive_fields() {
+                let mut body = json!({"supplier_id":"V","name":"n"});
+                body[*f] = json!("x");
+                let r = Record::build(e, "k", body);
+                assert!(r.is_ok(), "{e}: {f}: {r:?}");
+            }
+        }
+        assert_eq!(
+            Entity::Supplier.sensitive_fields(),
+            ["iban", "bank_account", "account_holder"]
+        );
+    }
+
+    #[test]
+    fn documents_are_created_once_and_master_data_upserted() {
+        use Identity::*;
+        let got: Vec<(&str, Identity)> = Entity::ALL
+            .iter()
+            .map(|e| (e.as_str(), e.identity()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("order", CreateOnce),
+                ("order_ack", CreateOnce),
+                ("invoice", CreateOnce),
+                ("shipment", CreateOnce),
+                ("customer", Upsert),
+                ("product", Upsert),
+                ("supplier", Upsert),
+            ]
+        );
+        assert_eq!(serde_json::to_value(CreateOnce).unwrap(), "create-once");
+        assert_eq!(serde_json::to_value(Upsert).unwrap(), "upsert");
+    }
+
+    #[test]
+    fn entity_names_round_trip() {
+        for e in Entity::ALL {
+            assert_eq!(Entity::parse(e.as_str()), Some(e));
+            assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+        }
+        assert_eq!(Entity::parse("supplier"), Some(Entity::Supplier));
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn mutated_and_random_input_is_handled() {
     let mut d = Diagnostics::default();
     let set = load_formats(Path::new("formats"), &mut d);
     let csv: Vec<_> = set.formats.iter().filter(|f| f.kind() == "csv").collect();
-    assert_eq!(csv.len(), 3);
+    assert_eq!(csv.len(), 4);
     let seeds: Vec<Vec<u8>> = std::fs::read_dir("samples/inbox")
         .unwrap()
         .flatten()

@@ -58,7 +58,8 @@ fn bundled_definitions_load() {
             "orders-csv",
             "orders-sheet",
             "pricelist-sheet",
-            "products-csv"
+            "products-csv",
+            "suppliers-csv"
         ]
     );
 }
@@ -205,6 +206,73 @@ fn products_translate_codes() {
         (why.rule.as_str(), why.field.as_deref()),
         ("regex", Some("gtin"))
     );
+}
+
+#[test]
+fn suppliers_keep_bank_details_but_mask_them_in_rejects() {
+    let set = formats();
+    let (name, r) = read(&set, "suppliers-2026-11-01.csv");
+    assert_eq!(name, "suppliers-csv");
+    assert!(r.error.is_none(), "{:?}", r.error);
+    use UnitStatus::*;
+    assert_eq!(
+        statuses(&r),
+        [
+            ("header".to_string(), Skipped),
+            ("line 2".into(), Applied),
+            ("line 3".into(), Applied),
+            ("line 4".into(), Applied),
+            ("line 5".into(), Applied),
+            ("line 6".into(), Applied),
+            ("line 7".into(), Rejected),
+        ]
+    );
+    // The outbox carries the real bank details.
+    let de = &r.units[1].eval.records[0];
+    assert_eq!(de.entity.as_str(), "supplier");
+    assert_eq!(de.key, "S-2001");
+    assert_eq!(de.body["iban"], "DE89370400440532013000");
+    assert_eq!(de.body["bic"], "COBADEFFXXX");
+    assert_eq!(de.body["account_holder"], "Brightwater Components GmbH");
+    assert_eq!(de.body["address"], "Industriestraße 7");
+    assert_eq!(de.body["payment_terms"], "NT30");
+    assert_eq!(de.body["active"], true);
+    // A US supplier: domestic account and routing number, no IBAN; "Net30" normalised.
+    let us = &r.units[3].eval.records[0].body;
+    assert_eq!(us["bank_account"], "000123456789");
+    assert_eq!(us["bank_code"], "021000021");
+    assert!(
+        us.get("iban").is_none() && us.get("vat_id").is_none(),
+        "{us}"
+    );
+    assert_eq!(us["payment_terms"], "NT30");
+    assert_eq!(us["address"], "1200 Market St, Suite 5");
+    assert_eq!(r.units[4].eval.records[0].body["active"], false);
+    assert_eq!(r.units[5].eval.records[0].body["vat_id"], "NO123456789MVA");
+
+    // One mistyped IBAN digit: rejected by its check digits, shown masked.
+    let bad = &r.units[6];
+    let LineVerdict::Rejected(why) = &bad.eval.verdicts[0] else {
+        panic!("{:?}", bad.eval.verdicts)
+    };
+    assert_eq!(
+        (why.rule.as_str(), why.field.as_deref()),
+        ("checksum", Some("iban"))
+    );
+    assert_eq!(why.value.as_deref(), Some("****************10"));
+    assert!(why.message.contains("check digits"), "{}", why.message);
+    assert!(!why.message.contains("NL91ABNA"), "{}", why.message);
+    let raw = &bad.lines[0].raw;
+    for clear in [
+        "NL91ABNA0417164310",
+        "crediteuren@",
+        "+31 20 555",
+        "Kestrel Electronics BV,yes",
+    ] {
+        assert!(!raw.contains(clear), "{clear} in {raw}");
+    }
+    assert!(raw.contains("****************10"), "{raw}");
+    assert!(raw.contains("ABNANL2A"), "a BIC is not an account: {raw}");
 }
 
 #[test]

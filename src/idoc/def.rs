@@ -194,12 +194,17 @@ pub enum Conv {
     Bool,
 }
 
-/// One step of a path: a segment name and optional field filters (`E1EDK03[IDDAT=012]`).
+/// One step of a path: a segment name, optional field filters (`E1EDK03[IDDAT=012]`)
+/// and an optional position (`E1LFBKM[1]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub seg: String,
     /// (field, accepted values) — all filters must hold.
     pub filters: Vec<(String, Vec<String>)>,
+    /// Only the n-th (1-based) segment under each parent that passes the filters. Fields
+    /// that belong together (one bank account's IBAN and BIC) are read from one segment
+    /// this way; without it each field takes the first segment where it is non-blank.
+    pub index: Option<usize>,
 }
 
 /// `[/]SEG[F=V|W]/SEG.FIELD`: segment steps from the context segment (or from the IDoc
@@ -259,6 +264,7 @@ impl SegPath {
                 None => (part, ""),
             };
             let mut filters = Vec::new();
+            let mut index = None;
             let mut ft = filters_txt;
             while !ft.is_empty() {
                 let Some(end) = ft.find(']') else {
@@ -268,8 +274,23 @@ impl SegPath {
                     return Err(format!("expected '[' in path '{text}'"));
                 }
                 let inner = &ft[1..end];
+                if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
+                    index = match (index, inner.parse::<usize>()) {
+                        (None, Ok(n)) if n >= 1 => Some(n),
+                        (Some(_), _) => {
+                            return Err(format!("two positions in one step of '{text}'"))
+                        }
+                        _ => {
+                            return Err(format!("position [{inner}] must be 1 or more in '{text}'"))
+                        }
+                    };
+                    ft = &ft[end + 1..];
+                    continue;
+                }
                 let Some((f, v)) = inner.split_once('=') else {
-                    return Err(format!("filter '[{inner}]' needs FIELD=VALUE in '{text}'"));
+                    return Err(format!(
+                        "filter '[{inner}]' needs FIELD=VALUE or a position [1] in '{text}'"
+                    ));
                 };
                 if !is_name(f.trim()) {
                     return Err(format!("bad field name '{f}' in filter of '{text}'"));
@@ -286,6 +307,7 @@ impl SegPath {
             steps.push(Step {
                 seg: name.to_string(),
                 filters,
+                index,
             });
         }
         Ok(SegPath {
@@ -301,6 +323,7 @@ impl SegPath {
             && !self.absolute
             && self.steps.len() == 1
             && self.steps[0].filters.is_empty()
+            && self.steps[0].index.is_none()
         {
             let s = self.steps.remove(0);
             self.field = Some(s.seg);
@@ -673,6 +696,7 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             });
         }
         check_targets(def, entity, &fields, &lists, diags);
+        check_sensitive(def, entity, &segments, &fields, diags);
         messages.push(MessageDef {
             mestyp: m.mestyp,
             entity,
@@ -739,6 +763,41 @@ fn check_targets(
                     &def.path,
                     key_line(def, name).or(line),
                     format!("{entity} {}: no field {name}: {m}", l.target),
+                );
+            }
+        }
+    }
+}
+
+/// A canonical field the contract calls sensitive (bank details) must be read from segment
+/// fields the definition masks, or its value would sit in clear in the ledger's raw text
+/// and in reject values. (The contract's sensitive fields are record fields, not list
+/// fields, so lists are not looked at.)
+fn check_sensitive(
+    def: &DefFile,
+    entity: Entity,
+    segments: &HashMap<String, SegDef>,
+    fields: &[(String, ValueDef)],
+    diags: &mut Diagnostics,
+) {
+    for (name, vd) in fields {
+        if !entity.sensitive_fields().contains(&name.as_str()) {
+            continue;
+        }
+        for p in &vd.paths {
+            let seg = p.steps.last().map_or(ROOT, |s| s.seg.as_str());
+            let field = p.field.as_deref().unwrap_or_default();
+            let masked = segments
+                .get(seg)
+                .is_some_and(|sd| sd.sensitive.iter().any(|f| f == field));
+            if !masked {
+                diags.error(
+                    &def.path,
+                    key_line(def, name),
+                    format!(
+                        "fields.{name}: the {entity} contract treats '{name}' as sensitive; \
+                         add {field} to `sensitive` of segment {seg} so it is masked in the ledger and reports"
+                    ),
                 );
             }
         }
@@ -975,6 +1034,18 @@ mod tests {
         assert_eq!(p.field.as_deref(), Some("POSEX"));
         assert!(SegPath::parse("A[B].C").is_err());
         assert!(SegPath::parse("A[B=1.C").is_err());
+        let p = SegPath::parse("E1LFA1M/E1LFBKM[BANKS=DE][2].IBAN").unwrap();
+        assert_eq!(p.steps[0].index, None);
+        assert_eq!(p.steps[1].index, Some(2));
+        assert_eq!(p.steps[1].filters[0].0, "BANKS");
+        for bad in ["A[0].B", "A[1][2].B", "A[-1].B"] {
+            assert!(SegPath::parse(bad).is_err(), "{bad}");
+        }
+        let p = SegPath::parse("E1LFBKM[1]").unwrap().into_field_path();
+        assert!(
+            p.field.is_none(),
+            "a positioned segment is not a bare field"
+        );
     }
 
     #[test]
@@ -1041,6 +1112,50 @@ fields.quantity = "Q"
             msgs[1].starts_with("t.toml:13: order lines: no field qty"),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn sensitive_contract_fields_must_be_read_from_masked_fields() {
+        let text = r#"kind = "idoc-type"
+types = ["T01"]
+[[segment]]
+name = "E1A"
+[[segment]]
+name = "E1B"
+parent = "E1A"
+max = 9
+sensitive = ["IBAN"]
+[[message]]
+mestyp = ["M"]
+entity = "supplier"
+key = "{E1A.F}"
+fields.supplier_id = "E1A.F"
+fields.name = "E1A.N"
+fields.iban = "E1A/E1B[1].IBAN"
+fields.bank_account = ["E1A/E1B[1].IBAN", "E1A/E1B[1].BANKN"]
+fields.account_holder = { const = "n/a" }
+"#;
+        let mut diags = Diagnostics::default();
+        let c = load_catalog(&[&def(text)], &mut diags);
+        assert_eq!(diags.errors.len(), 1, "{:?}", diags.errors);
+        assert!(c.by_type.is_empty());
+        let e = &diags.errors[0];
+        assert_eq!(e.line, Some(17));
+        assert!(
+            e.message.starts_with(
+                "fields.bank_account: the supplier contract treats 'bank_account' as \
+                 sensitive; add BANKN to `sensitive` of segment E1B"
+            ),
+            "{e:?}"
+        );
+        let fixed = text.replace(
+            "sensitive = [\"IBAN\"]",
+            "sensitive = [\"IBAN\", \"BANKN\"]",
+        );
+        let mut diags = Diagnostics::default();
+        let c = load_catalog(&[&def(&fixed)], &mut diags);
+        assert!(diags.is_empty(), "{:?}", diags.errors);
+        assert_eq!(c.by_type.len(), 1);
     }
 
     #[test]

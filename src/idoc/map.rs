@@ -56,16 +56,17 @@ fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
     for step in &path.steps {
         let mut next = Vec::new();
         for parent in &cur {
-            for &i in t.children(*parent) {
+            let matching = t.children(*parent).iter().copied().filter(|&i| {
                 let s = &t.idoc.segments[i];
-                if s.name == step.seg
+                s.name == step.seg
                     && step
                         .filters
                         .iter()
                         .all(|(f, vals)| vals.iter().any(|v| v == val(s, f)))
-                {
-                    next.push(Some(i));
-                }
+            });
+            match step.index {
+                Some(n) => next.extend(matching.skip(n - 1).take(1).map(Some)),
+                None => next.extend(matching.map(Some)),
             }
         }
         cur = next;

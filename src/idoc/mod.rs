@@ -1,6 +1,6 @@
-//! SAP IDoc XML: ORDERS05, INVOIC01/02, DELVRY03/07, MATMAS05, DEBMAS07 and whatever
-//! other basic types `formats/idoc/*.toml` define, read into canonical records and
-//! acknowledged with SYSTAT01 STATUS IDocs.
+//! SAP IDoc XML: ORDERS05, INVOIC01/02, DELVRY03/07, MATMAS05, DEBMAS07, CREMAS05/06 and
+//! whatever other basic types `formats/idoc/*.toml` define, read into canonical records
+//! and acknowledged with SYSTAT01 STATUS IDocs.
 //!
 //! All IDoc type definitions (kind `idoc-type`) load into one [`Format`] named `idoc`:
 //! a file may hold IDocs of several types, so the type is chosen per IDoc from its control

@@ -103,6 +103,54 @@ fn order_maps_to_canonical_record_with_claim_and_detail() {
     assert!(matches!(u.eval.verdicts[0], LineVerdict::Skipped(_)));
 }
 
+fn vendor(typ: &str, banks: &str) -> String {
+    format!(
+        "<{typ}><IDOC BEGIN=\"1\">{}<E1LFA1M SEGMENT=\"1\"><LIFNR>V1</LIFNR><NAME1>Vendor</NAME1>\
+         {banks}</E1LFA1M></IDOC></{typ}>",
+        dc("7", typ, "CREMAS")
+    )
+}
+
+#[test]
+fn vendor_bank_fields_come_from_one_account_only() {
+    // The first account has no IBAN, the second has one: taking each field's first
+    // non-blank value would pair account 1's number with account 2's IBAN.
+    let banks = "<E1LFBKM SEGMENT=\"1\"><BANKS>US</BANKS><BANKL>021000021</BANKL>\
+        <BANKN>000123456789</BANKN></E1LFBKM>\
+        <E1LFBKM SEGMENT=\"1\"><BANKS>DE</BANKS><SWIFT>COBADEFFXXX</SWIFT>\
+        <IBAN>DE89370400440532013000</IBAN><KOINH>Other GmbH</KOINH></E1LFBKM>";
+    for typ in ["CREMAS05", "CREMAS06"] {
+        let r = read(&vendor(typ, banks));
+        assert_eq!(
+            r.units[0].status(),
+            UnitStatus::Applied,
+            "{:?}",
+            r.units[0].eval
+        );
+        let b = &r.units[0].eval.records[0].body;
+        assert_eq!(
+            b,
+            &serde_json::json!({"supplier_id":"V1","name":"Vendor","bank_country":"US",
+                "bank_code":"021000021","bank_account":"000123456789","active":true}),
+            "{typ}"
+        );
+    }
+    // No bank segment at all: no bank fields, nothing invented.
+    let r = read(&vendor("CREMAS06", ""));
+    let b = &r.units[0].eval.records[0].body;
+    assert_eq!(
+        b,
+        &serde_json::json!({"supplier_id":"V1","name":"Vendor","active":true})
+    );
+}
+
+#[test]
+fn vendor_without_name_is_a_contract_reject() {
+    let r = read(&vendor("CREMAS06", "").replace("<NAME1>Vendor</NAME1>", ""));
+    assert_eq!(rejected_rules(&r, 0), ["contract"]);
+    assert!(r.units[0].eval.unit_errors[0].message.contains("name"));
+}
+
 #[test]
 fn many_idocs_in_one_file_get_sequential_units_and_exact_positions() {
     let file = wrap(&[

@@ -11,7 +11,7 @@ use serde::de::{self, Deserialize, Visitor};
 
 use crate::canonical::{
     Customer, Entity, Invoice, InvoiceLine, Order, OrderAck, OrderAckLine, OrderLine, Product,
-    Shipment, ShipmentLine,
+    Shipment, ShipmentLine, Supplier,
 };
 
 /// What a canonical record looks like from the outside.
@@ -122,6 +122,7 @@ pub fn shape(entity: Entity) -> Shape {
         Entity::Shipment => shape_of::<Shipment, ShipmentLine>(true),
         Entity::Customer => shape_of::<Customer, Customer>(false),
         Entity::Product => shape_of::<Product, Product>(false),
+        Entity::Supplier => shape_of::<Supplier, Supplier>(false),
     }
 }
 
@@ -165,5 +166,15 @@ mod tests {
         assert!(s.line_fields.is_none());
         assert_eq!(s.required, vec!["customer_id", "name"]);
         assert!(!shape(Entity::OrderAck).lines_required);
+    }
+
+    #[test]
+    fn supplier_shape_is_flat_with_two_required_fields() {
+        let s = shape(Entity::Supplier);
+        assert!(s.line_fields.is_none());
+        assert_eq!(s.required, vec!["supplier_id", "name"]);
+        for f in Entity::Supplier.sensitive_fields() {
+            assert!(s.fields.contains(f), "{f}");
+        }
     }
 }

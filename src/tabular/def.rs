@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::checksum::Checksum;
 use super::contract;
 use super::datetime::{self, DateTimeSpec};
 use super::SheetSelector;
@@ -130,6 +131,8 @@ struct RawField {
     max_length: Option<usize>,
     #[serde(default)]
     regex: Option<String>,
+    #[serde(default)]
+    checksum: Option<String>,
     #[serde(default)]
     values: Option<Vec<String>>,
     #[serde(default)]
@@ -251,6 +254,7 @@ pub struct Field {
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
     pub regex: Option<Regex>,
+    pub checksum: Option<Checksum>,
 }
 
 /// A piece of a `{field}` template.
@@ -686,6 +690,19 @@ fn check_field(
             }
         },
     };
+    let checksum = f.checksum.as_deref().and_then(|k| {
+        let ck = Checksum::parse(k);
+        if ck.is_none() {
+            c.err(
+                Some(span.clone()),
+                format!(
+                    "field '{name}': unknown checksum '{k}' (known: {})",
+                    Checksum::NAMES.join(", ")
+                ),
+            );
+        }
+        ck
+    });
     if c.errors > before {
         return None;
     }
@@ -703,6 +720,7 @@ fn check_field(
         min_length: f.min_length,
         max_length: f.max_length,
         regex,
+        checksum,
     })
 }
 
@@ -927,6 +945,52 @@ fn check_map_section(
     out
 }
 
+/// The fields a map value reads.
+fn fields_read(mv: &MapValue) -> Vec<usize> {
+    match mv {
+        MapValue::Const(_) => Vec::new(),
+        MapValue::Field(i) | MapValue::DateOf(i) => vec![*i],
+        MapValue::Translate { field, .. } => vec![*field],
+        MapValue::Template(t) => {
+            t.0.iter()
+                .filter_map(|p| match p {
+                    Piece::Field(i) => Some(*i),
+                    Piece::Text(_) => None,
+                })
+                .collect()
+        }
+    }
+}
+
+/// A canonical field the contract calls sensitive (bank details) must come from fields
+/// the definition masks, or its value would sit in clear in the ledger's raw lines and
+/// the reject reports.
+fn check_sensitive_targets(
+    c: &mut Checker,
+    entity: Entity,
+    entries: &BTreeMap<String, Spanned<toml::Value>>,
+    mapped: &[(String, MapValue)],
+    fields: &[Field],
+) {
+    for (target, mv) in mapped {
+        if !entity.sensitive_fields().contains(&target.as_str()) {
+            continue;
+        }
+        for i in fields_read(mv) {
+            if !fields[i].sensitive {
+                c.err(
+                    entries.get(target).map(|v| v.span()),
+                    format!(
+                        "[map.header] {target}: the {entity} contract treats '{target}' as sensitive; \
+                         declare field '{}' with sensitive = true so it is masked in the ledger and reports",
+                        fields[i].name
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// Checks one definition file; `None` if it has any error (all reported to `diags`).
 pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
     let before = diags.errors.len();
@@ -1073,6 +1137,7 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
                 min_length: None,
                 max_length: None,
                 regex: None,
+                checksum: None,
             });
         }
     }
@@ -1123,6 +1188,9 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
     let shape = entity.map(contract::shape);
     let head_allowed = shape.as_ref().map(|s| s.fields.as_slice());
     let header_map = check_map_section(&mut c, "header", &rm.header, head_allowed, &fields);
+    if let Some(e) = entity {
+        check_sensitive_targets(&mut c, e, &rm.header, &header_map, &fields);
+    }
     let lines_map = match (&rm.lines, &shape) {
         (None, Some(s)) if s.lines_required => {
             c.err(
@@ -1338,6 +1406,77 @@ x = "{zzz}"
         let text = GOOD.replace("quantity = \"{qty}\"", "");
         let (_, d) = load(&text);
         assert!(d.errors[0].message.contains("must produce 'quantity'"));
+    }
+
+    const SUPPLIERS: &str = r#"
+kind = "csv"
+name = "s"
+key = "{id}"
+[match]
+filename = "s*.csv"
+[[fields]]
+name = "id"
+required = true
+[[fields]]
+name = "iban"
+checksum = "iban"
+sensitive = true
+[[fields]]
+name = "holder"
+sensitive = true
+[map]
+entity = "supplier"
+[map.header]
+supplier_id = "{id}"
+name = "{id}"
+iban = "{iban}"
+account_holder = "Holder: {holder}"
+"#;
+
+    #[test]
+    fn sensitive_contract_fields_must_come_from_sensitive_fields() {
+        let (def, d) = load(SUPPLIERS);
+        assert!(d.is_empty(), "{:?}", d.errors);
+        let def = def.unwrap();
+        assert_eq!(def.fields[1].checksum, Some(Checksum::Iban));
+        // Each way of reading a field counts: a plain reference and a template.
+        let leaky = SUPPLIERS
+            .replace("checksum = \"iban\"\nsensitive = true", "")
+            .replace("name = \"holder\"\nsensitive = true", "name = \"holder\"");
+        let (def, d) = load(&leaky);
+        assert!(def.is_none());
+        let msgs: Vec<(Option<usize>, &str)> = d
+            .errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0]
+            .1
+            .contains("declare field 'holder' with sensitive = true"));
+        let holder_line = leaky
+            .lines()
+            .position(|l| l.starts_with("account_holder"))
+            .map(|i| i + 1);
+        assert_eq!(msgs[0].0, holder_line, "{msgs:?}");
+        assert!(msgs[1].1.contains("'iban' as sensitive"), "{msgs:?}");
+        // A constant reads nothing and is fine.
+        let constant = leaky.replace("\"Holder: {holder}\"", "\"n/a\"");
+        let (_, d) = load(&constant.replace("iban = \"{iban}\"", ""));
+        assert!(d.is_empty(), "{:?}", d.errors);
+    }
+
+    #[test]
+    fn unknown_checksum_is_refused_with_the_known_ones() {
+        let (def, d) = load(&SUPPLIERS.replace("checksum = \"iban\"", "checksum = \"luhn\""));
+        assert!(def.is_none());
+        assert!(
+            d.errors[0]
+                .message
+                .contains("unknown checksum 'luhn' (known: iban)"),
+            "{:?}",
+            d.errors
+        );
     }
 
     #[test]

@@ -788,6 +788,9 @@ fn check_cell(
             ));
         }
     }
+    if let Some(ck) = f.checksum {
+        ck.verify(text).map_err(|msg| err("checksum", msg))?;
+    }
     let (json, bound): (Value, Option<Bound>) = match &f.ty {
         FieldType::String => (Value::String(text.to_string()), None),
         FieldType::Integer => {

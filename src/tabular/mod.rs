@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod charset;
+pub mod checksum;
 pub mod contract;
 pub mod csv_rows;
 pub mod datetime;
