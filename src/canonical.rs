@@ -41,6 +41,15 @@ pub enum Identity {
     Upsert,
 }
 
+impl Identity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identity::CreateOnce => "create-once",
+            Identity::Upsert => "upsert",
+        }
+    }
+}
+
 impl Entity {
     pub const ALL: [Entity; 7] = [
         Entity::Order,

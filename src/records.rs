@@ -7,36 +7,16 @@
 //! version, applied as an update; identical content is unchanged and sent nowhere. These
 //! are pure decisions over the record's content hash and the key's current version.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::canonical::Entity;
 
-/// How a business key behaves when it comes again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Identity {
-    CreateOnce,
-    Upsert,
-}
+pub use crate::canonical::Identity;
 
-impl Identity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Identity::CreateOnce => "create-once",
-            Identity::Upsert => "upsert",
-        }
-    }
-}
-
-/// The default rule of an entity: transactions are created once, master data is upserted.
+/// The identity rule of an entity (see [`Entity::identity`]).
 pub fn identity_of(entity: Entity) -> Identity {
-    match entity {
-        Entity::Order | Entity::OrderAck | Entity::Invoice | Entity::Shipment => {
-            Identity::CreateOnce
-        }
-        _ => Identity::Upsert,
-    }
+    entity.identity()
 }
 
 /// The top-level fields of an entity's contract, read from its type (for checking field
@@ -51,6 +31,7 @@ pub fn fields_of(entity: Entity) -> Vec<&'static str> {
         Entity::Shipment => shape_of::<c::Shipment>(),
         Entity::Customer => shape_of::<c::Customer>(),
         Entity::Product => shape_of::<c::Product>(),
+        Entity::Supplier => shape_of::<c::Supplier>(),
     };
     match shape {
         Shape::Struct(_, fields) => fields.iter().map(|(name, _)| *name).collect(),
@@ -197,15 +178,11 @@ fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-/// Whether a canonical field path holds a value that must be masked in messages (bank
-/// details).
-pub fn sensitive_path(path: &str) -> bool {
+/// Whether a field path of an entity's record holds a value that must be masked in
+/// messages (the contract's sensitive fields, such as a supplier's IBAN).
+pub fn sensitive_path(entity: Entity, path: &str) -> bool {
     let leaf = path.rsplit('.').next().unwrap_or(path);
-    matches!(
-        leaf,
-        "iban" | "bic" | "account_no" | "bank_account" | "bank_code" | "account_holder"
-    ) || path.starts_with("bank.")
-        || path == "bank"
+    entity.sensitive_fields().contains(&leaf)
 }
 
 /// `a '1' → '2', b (none) → 'x'` for messages, with sensitive paths masked by `mask`.
@@ -345,7 +322,7 @@ mod tests {
             old: Some("DE89370400440532013000".into()),
             new: Some("DE89370400440532013001".into()),
         }];
-        let text = describe(&c, |p| p == "iban");
+        let text = describe(&c, |p| sensitive_path(Entity::Supplier, p));
         assert!(!text.contains("0532013000"), "{text}");
     }
 }

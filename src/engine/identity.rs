@@ -120,7 +120,7 @@ fn conflict(
             cur.file_id
         )
     };
-    let what = records::describe(changes, crate::records::sensitive_path);
+    let what = records::describe(changes, |p| records::sensitive_path(r.entity, p));
     let why = format!(
         "{} {} was applied {place} with other content ({what}); a {} record is never changed silently",
         r.entity,
