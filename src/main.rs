@@ -65,6 +65,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deliver what is due to the remote targets (no intake), within the time budget.
+    Deliver,
+    /// List dead letters: records a target refused or that ran out of retries.
+    Deadletters {
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead letters again after the cause was fixed.
+    Retry {
+        #[command(flatten)]
+        select: Select,
+        /// Only count what would be queued.
+        #[arg(long)]
+        dry_run: bool,
+        /// Why (kept in the ledger).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Send delivered records again (after a target was restored from a backup).
+    Replay {
+        #[command(flatten)]
+        select: Select,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Which system is the source of truth for each field, per target.
+    Fields,
     /// Let a held file go on (or reject it whole with --reject); recorded with who and why.
     Release {
         /// File name, path, #id or fingerprint prefix.
@@ -87,6 +118,34 @@ enum Command {
         #[arg(long, default_value = "demo-work")]
         dir: PathBuf,
     },
+}
+
+/// Which deliveries a command means.
+#[derive(clap::Args)]
+struct Select {
+    /// Only this target.
+    #[arg(long)]
+    target: Option<String>,
+    /// Only this entity (order, invoice, customer, ...).
+    #[arg(long)]
+    entity: Option<String>,
+    /// Only this business key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Only since this date or time (ISO 8601, UTC).
+    #[arg(long)]
+    since: Option<String>,
+}
+
+impl Select {
+    fn selection(self) -> tallyman::ledger::Selection {
+        tallyman::ledger::Selection {
+            target: self.target,
+            entity: self.entity,
+            key: self.key,
+            since: self.since,
+        }
+    }
 }
 
 /// The spreadsheet reader runs the parsing library on its own thread and turns a panic in
@@ -123,6 +182,21 @@ fn main() {
             reason,
         } => commands::release(&config, &file, reject, reason.as_deref()),
         Command::Backup { dest } => commands::backup(&config, &dest),
+        Command::Deliver => commands::deliver(&config),
+        Command::Deadletters { select, json } => {
+            commands::deadletters(&config, &select.selection(), json)
+        }
+        Command::Retry {
+            select,
+            dry_run,
+            reason,
+        } => commands::retry(&config, &select.selection(), dry_run, reason.as_deref()),
+        Command::Replay {
+            select,
+            dry_run,
+            reason,
+        } => commands::replay(&config, &select.selection(), dry_run, reason.as_deref()),
+        Command::Fields => commands::fields(&config),
         Command::Demo { dir } => commands::demo(&dir),
     };
     let code = match result {

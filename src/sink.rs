@@ -98,6 +98,8 @@ pub trait Sink {
 pub struct Outbox {
     pub dir: PathBuf,
     pub staging: PathBuf,
+    /// The entities the outbox takes (the configured targets decide; all by default).
+    pub entities: Vec<crate::canonical::Entity>,
 }
 
 impl Sink for Outbox {
@@ -111,6 +113,9 @@ impl Sink for Outbox {
         let mut by_entity: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
         let mut counts: std::collections::BTreeMap<&str, i64> = Default::default();
         for r in records {
+            if !self.entities.iter().any(|e| e.as_str() == r.entity) {
+                continue;
+            }
             append_line(by_entity.entry(r.entity.as_str()).or_default(), r)?;
             *counts.entry(r.entity.as_str()).or_default() += 1;
         }
@@ -201,6 +206,7 @@ mod tests {
         let o = Outbox {
             dir: d.path().join("out"),
             staging: d.path().join("stage"),
+            entities: crate::canonical::Entity::ALL.to_vec(),
         };
         let tag = FileTag {
             fingerprint: "abcdef0123456789".into(),
@@ -233,6 +239,7 @@ mod tests {
         let o = Outbox {
             dir: d.path().join("out"),
             staging: d.path().join("stage"),
+            entities: crate::canonical::Entity::ALL.to_vec(),
         };
         let tag = FileTag {
             fingerprint: "ff".into(),

@@ -73,16 +73,24 @@ pub fn rejects(config_path: &Path, file: Option<&str>, json: bool) -> Result<i32
 
 /// `tallyman status [--json]`
 pub fn status(config_path: &Path, json: bool) -> Result<i32> {
-    let ledger = match open_ledger(config_path) {
+    let (ledger, cfg) = match super::open_ledger_with_config(config_path) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
+    let mut targets = serde_json::Map::new();
+    for t in cfg.remote_targets() {
+        targets.insert(
+            t.name.clone(),
+            serde_json::to_value(ledger.target_counts(&t.name)?)?,
+        );
+    }
     let totals = ledger.outcome_totals()?;
     let runs = ledger.recent_runs(10)?;
     let recent = ledger.recent_files(10)?;
     let held = ledger.held_files()?;
     if json {
         let v = serde_json::json!({
+            "targets": targets,
             "files_by_outcome": totals,
             "held": held,
             "recent_runs": runs,
@@ -104,6 +112,44 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
                 "         release: tallyman release '#{}'   (or --reject to reject it whole)",
                 f.id
             );
+        }
+    }
+    if !targets.is_empty() {
+        say!("Targets:");
+        say!(
+            "  {:<12} {:>8} {:>10} {:>9} {:>10} {:>6} {:>12} {:>10} {:>10}",
+            "TARGET",
+            "PENDING",
+            "RETRY_WAIT",
+            "IN_FLIGHT",
+            "DELIVERED",
+            "DEAD",
+            "OLDEST_WAIT",
+            "P50_SYNC",
+            "P95_SYNC"
+        );
+        for (name, c) in &targets {
+            let n = |k: &str| c[k].as_i64().unwrap_or(0);
+            let secs = |k: &str| {
+                c[k].as_f64()
+                    .map(|s| format!("{s:.1}s"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            say!(
+                "  {:<12} {:>8} {:>10} {:>9} {:>10} {:>6} {:>12} {:>10} {:>10}",
+                name,
+                n("pending"),
+                n("retry_wait"),
+                n("in_flight"),
+                n("delivered"),
+                n("dead"),
+                secs("oldest_waiting_seconds"),
+                secs("sync_latency_p50_seconds"),
+                secs("sync_latency_p95_seconds")
+            );
+            if let Some(b) = c["blocked"].as_str() {
+                say!("  {:<12} BLOCKED: {}", "", display::name(b));
+            }
         }
     }
     say!("Files by outcome:");

@@ -7,6 +7,7 @@
 //! failed (config, folders, formats, ledger, I/O), 3 = stopped by SIGTERM/SIGINT after the
 //! batch in progress committed (the next run resumes).
 
+mod deliver;
 mod inspect;
 mod run;
 mod setup;
@@ -17,6 +18,7 @@ use crate::config::{self, Config};
 use crate::engine::{Engine, EngineError};
 use crate::ledger::Ledger;
 
+pub use deliver::{deadletters, deliver, fields, replay, retry};
 pub use inspect::{rejects, status};
 pub use run::{process, run, watch};
 pub use setup::{backup, check, demo, init, release};
@@ -58,6 +60,11 @@ fn open_engine(config_path: &Path) -> Result<Engine, i32> {
 
 /// Opens an existing ledger for the read-only commands.
 fn open_ledger(config_path: &Path) -> Result<Ledger, i32> {
+    open_ledger_with_config(config_path).map(|(l, _)| l)
+}
+
+/// Opens an existing ledger, with the config that names it.
+fn open_ledger_with_config(config_path: &Path) -> Result<(Ledger, Config), i32> {
     let cfg = load_config(config_path)?;
     if !cfg.paths.ledger.exists() {
         crate::complain!(
@@ -66,10 +73,11 @@ fn open_ledger(config_path: &Path) -> Result<Ledger, i32> {
         );
         return Err(EXIT_FAILED);
     }
-    Ledger::open(&cfg.paths.ledger).map_err(|e| {
+    let ledger = Ledger::open(&cfg.paths.ledger).map_err(|e| {
         crate::complain!("ledger {}: {e}", cfg.paths.ledger.display());
         EXIT_FAILED
-    })
+    })?;
+    Ok((ledger, cfg))
 }
 
 /// Who is acting, for the ledger's events (the OS user).

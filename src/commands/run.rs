@@ -16,7 +16,7 @@ use crate::say;
 
 /// SIGTERM/SIGINT ask the engine to stop after the batch in progress commits; a second one
 /// exits at once (still crash-safe: the next run resumes from the last commit).
-fn install_stop_handler(flag: &Arc<AtomicBool>) -> Result<()> {
+pub(super) fn install_stop_handler(flag: &Arc<AtomicBool>) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(flag))
@@ -111,8 +111,10 @@ fn print_pass(p: &Pass) {
     }
 }
 
-/// `tallyman run`
+/// `tallyman run`: one pass of intake and processing, then delivery of what is due
+/// within the time budget.
 pub fn run(config_path: &Path) -> Result<i32> {
+    let started = Instant::now();
     let mut engine = match open_engine(config_path) {
         Ok(e) => e,
         Err(code) => return Ok(code),
@@ -120,24 +122,50 @@ pub fn run(config_path: &Path) -> Result<i32> {
     install_stop_handler(&engine.stop_flag())?;
     let run = engine.ledger.begin_run("run")?;
     let result = pass(&mut engine, run);
-    finish(&engine, run, &result);
-    match result {
-        Ok(p) => {
-            let held = engine.held()?;
-            if p.files.is_empty() && held.is_empty() && !p.interrupted {
-                say!("run {run}: nothing to do");
-            }
-            print_pass(&p);
-            for h in &held {
-                print_file(h);
-            }
-            Ok(exit_for(&p, &held))
-        }
+    let p = match result {
+        Ok(p) => p,
         Err(e) => {
-            report_failure("run failed", &e, &engine.cfg);
-            Ok(EXIT_FAILED)
+            finish(&engine, run, &Err(e));
+            return Ok(EXIT_FAILED);
         }
+    };
+    let deadline = started + Duration::from_secs(engine.cfg.delivery.budget_seconds);
+    let delivered = match p.interrupted {
+        true => Vec::new(),
+        false => match engine.deliver(deadline) {
+            Ok(d) => d,
+            Err(e) => {
+                finish(&engine, run, &Err(e));
+                return Ok(EXIT_FAILED);
+            }
+        },
+    };
+    finish(
+        &engine,
+        run,
+        &Ok(Pass {
+            interrupted: p.interrupted || engine.stop_flag().load(Ordering::Relaxed),
+            errors: p.errors,
+            ..Pass::default()
+        }),
+    );
+    let held = engine.held()?;
+    let queues = super::deliver::queues(&engine)?;
+    if p.files.is_empty()
+        && held.is_empty()
+        && !p.interrupted
+        && delivered
+            .iter()
+            .all(|r| r.delivered + r.retried + r.dead == 0)
+    {
+        say!("run {run}: nothing to do");
     }
+    print_pass(&p);
+    for h in &held {
+        print_file(h);
+    }
+    super::deliver::print_delivery(&delivered, &queues);
+    Ok(exit_for(&p, &held).max(super::deliver::exit_for_delivery(&delivered, &queues, &p)))
 }
 
 /// `tallyman watch`: the same pass, woken by file events that can bring a new file, with
@@ -183,11 +211,42 @@ pub fn watch(config_path: &Path) -> Result<i32> {
                 &engine.cfg,
             ),
         }
-        wait_for_work(&rx, rescan, &stop);
+        deliver_due(&mut engine, rescan);
+        wait_for_work(&rx, next_wake(&engine, rescan), &stop);
     }
     let _ = engine.ledger.finish_run(run, "interrupted", None);
     say!("stopped");
     Ok(EXIT_INTERRUPTED)
+}
+
+/// Delivers what is due now (for at most one rescan interval, so new files are not kept
+/// waiting), printing what was sent.
+fn deliver_due(engine: &mut Engine, rescan: Duration) {
+    match engine.deliver(Instant::now() + rescan) {
+        Ok(reports)
+            if reports
+                .iter()
+                .any(|r| r.delivered + r.retried + r.dead > 0 || r.blocked.is_some()) =>
+        {
+            if let Ok(queues) = super::deliver::queues(engine) {
+                super::deliver::print_delivery(&reports, &queues);
+                crate::out::flush();
+            }
+        }
+        Ok(_) => {}
+        Err(e) => report_failure("delivery failed, retrying later", &e, &engine.cfg),
+    }
+}
+
+/// How long to sleep: until the next delivery is due, at most the rescan interval.
+fn next_wake(engine: &Engine, rescan: Duration) -> Duration {
+    match engine.next_delivery_due() {
+        Ok(Some(at)) => (at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .clamp(Duration::from_millis(200), rescan),
+        _ => rescan,
+    }
 }
 
 /// Events that can make a file appear or complete. Everything else — above all our own

@@ -97,9 +97,14 @@ mod tests {
     #[test]
     fn attempts_and_age_end_in_a_dead_letter() {
         let p = policy();
-        assert!(matches!(after_failure(&p, 5, Duration::ZERO, None, 0.5), Next::Dead(_)));
+        assert!(matches!(
+            after_failure(&p, 5, Duration::ZERO, None, 0.5),
+            Next::Dead(_)
+        ));
         let old = Duration::from_secs(7200);
-        assert!(matches!(after_failure(&p, 1, old, None, 0.5), Next::Dead(w) if w.contains("max_age")));
+        assert!(
+            matches!(after_failure(&p, 1, old, None, 0.5), Next::Dead(w) if w.contains("max_age"))
+        );
     }
 
     #[test]

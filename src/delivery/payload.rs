@@ -22,7 +22,12 @@ pub fn create_body(data: &Value, key: &str, key_field: &str) -> Value {
 /// The body of an update: owned fields that differ from `held` (every owned field when
 /// `held` is unknown or `full`), `None` when there is nothing to send. A field the new
 /// version no longer has is sent as `null` (cleared).
-pub fn update_body(data: &Value, held: Option<&Value>, owned: &[String], full: bool) -> Option<Value> {
+pub fn update_body(
+    data: &Value,
+    held: Option<&Value>,
+    owned: &[String],
+    full: bool,
+) -> Option<Value> {
     let mut out = Map::new();
     for f in owned {
         let new = data.get(f).cloned().unwrap_or(Value::Null);
@@ -53,8 +58,15 @@ mod tests {
         let held = json!({"sku": "S1", "price": "2.00", "description": "A", "uom": "EA", "currency": "EUR"});
         let new = json!({"sku": "S1", "price": "2.50", "description": "A", "uom": "BOX", "currency": "EUR"});
         let owned = vec!["description".to_string(), "price".into(), "currency".into()];
-        assert_eq!(update_body(&new, Some(&held), &owned, false), Some(json!({"price": "2.50"})));
-        assert_eq!(update_body(&held, Some(&held), &owned, false), None, "nothing owned changed");
+        assert_eq!(
+            update_body(&new, Some(&held), &owned, false),
+            Some(json!({"price": "2.50"}))
+        );
+        assert_eq!(
+            update_body(&held, Some(&held), &owned, false),
+            None,
+            "nothing owned changed"
+        );
         assert_eq!(
             update_body(&new, Some(&held), &owned, true),
             Some(json!({"description": "A", "price": "2.50", "currency": "EUR"}))
@@ -65,6 +77,9 @@ mod tests {
     fn a_field_dropped_from_the_source_is_cleared() {
         let held = json!({"price": "2"});
         let owned = vec!["price".to_string()];
-        assert_eq!(update_body(&json!({}), Some(&held), &owned, false), Some(json!({"price": null})));
+        assert_eq!(
+            update_body(&json!({}), Some(&held), &owned, false),
+            Some(json!({"price": null}))
+        );
     }
 }

@@ -16,6 +16,7 @@
 mod claim;
 mod commit;
 pub mod decide;
+mod deliver;
 mod identity;
 mod publish;
 mod read;
@@ -180,11 +181,20 @@ impl Engine {
     pub fn with_formats(cfg: Config, formats: FormatSet) -> Result<Engine> {
         workdir::check(&cfg)?;
         workdir::prepare(&cfg)?;
-        let ledger = Ledger::open(&cfg.paths.ledger)?;
+        let mut ledger = Ledger::open(&cfg.paths.ledger)?;
         ledger.ensure_sound()?;
+        ledger.set_routes(
+            cfg.remote_targets()
+                .map(|t| {
+                    let entities = t.entities.iter().map(|e| e.as_str().to_string()).collect();
+                    (t.name.clone(), entities)
+                })
+                .collect(),
+        );
         let outbox = Outbox {
             dir: cfg.paths.outbox.clone(),
             staging: cfg.paths.staging(),
+            entities: cfg.outbox_entities(),
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.processing.threads)

@@ -296,6 +296,19 @@ impl Ledger {
             .flatten())
     }
 
+    /// How many seconds ago the target was found blocked, if it is.
+    pub fn blocked_for_seconds(&self, target: &str) -> Result<Option<i64>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT CAST((julianday('now') - julianday(blocked_at)) * 86400 AS INTEGER) FROM target_state WHERE target=?1",
+                [target],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// When the next delivery of `target` is due, if any waits.
     pub fn next_due(&self, target: &str) -> Result<Option<String>> {
         Ok(self.conn.query_row(
