@@ -12,8 +12,13 @@ const TOKEN: &str = "test-token-1";
 fn work_for(sim: &Simulator, extra: &str) -> Work {
     let w = Work::new(100);
     let text = std::fs::read_to_string(w.config()).unwrap();
+    let timeout = if extra.contains("timeout_seconds") {
+        ""
+    } else {
+        "timeout_seconds = 5\n"
+    };
     let target = format!(
-        "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\ntimeout_seconds = 5\nbackoff_base_ms = 50\nbackoff_cap_seconds = 1\n{extra}\n",
+        "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\n{timeout}backoff_base_ms = 50\nbackoff_cap_seconds = 1\n{extra}\n",
         sim.base_url()
     );
     std::fs::write(w.config(), text + &target).unwrap();
@@ -59,4 +64,236 @@ fn records_are_delivered_once_and_status_says_so() {
     // Nothing is sent twice by a second run.
     assert_eq!(run(&w, &["run"]).status.code(), Some(0));
     assert_eq!(s.stats().requests_total, st.requests_total);
+}
+
+const PRODUCTS_NOV: &str = "sku,description,gtin,uom,price,currency,weight_kg,active\n\
+SKU-1,Widget,,EA,2.50,EUR,0.100,true\n\
+SKU-2,Gadget,,EA,12.00,EUR,0.400,true\n\
+SKU-3,Cable,,EA,3.99,EUR,0.080,true\n";
+
+const PRODUCTS_DEC: &str = "sku,description,gtin,uom,price,currency,weight_kg,active\n\
+SKU-1,Widget,,EA,2.75,EUR,0.100,true\n\
+SKU-2,Gadget,,EA,12.00,EUR,0.999,true\n\
+SKU-3,Cable,,EA,3.99,EUR,0.080,true\n";
+
+fn record(s: &Simulator, collection: &str, key: &str) -> serde_json::Value {
+    let all = s.records();
+    all[collection]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["external_ref"] == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {collection} {key} in {all}"))
+}
+
+#[test]
+fn regression_next_months_price_list_updates_owned_fields_and_sends_nothing_unchanged() {
+    let s = sim(SimConfig::default());
+    let w = work_for(
+        &s,
+        "owned = { product = [\"description\", \"price\", \"currency\"] }",
+    );
+    w.drop_file("products-2026-11.csv", PRODUCTS_NOV.as_bytes());
+    assert_eq!(run(&w, &["run"]).status.code(), Some(0));
+    let before = s.stats();
+    w.drop_file("products-2026-12.csv", PRODUCTS_DEC.as_bytes());
+    let out = run(&w, &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("2 applied") && stdout.contains("1 unchanged"),
+        "{stdout}"
+    );
+    let after = s.stats();
+    let patches = after
+        .requests
+        .get("PATCH")
+        .map(|m| m.values().sum::<u64>())
+        .unwrap_or(0);
+    assert_eq!(
+        patches, 1,
+        "only SKU-1's price changed among the owned fields: {after:?}"
+    );
+    assert_eq!(after.creates, before.creates, "no record created again");
+    let sku1 = record(&s, "products", "SKU-1");
+    assert_eq!(sku1["price"], "2.75");
+    let sku2 = record(&s, "products", "SKU-2");
+    assert_eq!(
+        sku2["weight_kg"], "0.400",
+        "weight_kg is the ERP's: never updated"
+    );
+    // The same list again: unchanged, nothing sent.
+    w.drop_file(
+        "products-2026-12-again.csv",
+        PRODUCTS_DEC.replace("Cable", "Cable").as_bytes(),
+    );
+    let n = s.stats().requests_total;
+    run(&w, &["run"]);
+    assert_eq!(s.stats().requests_total, n);
+}
+
+#[test]
+fn an_order_number_sent_again_with_other_content_is_a_conflict_held_for_review() {
+    let s = sim(SimConfig::default());
+    let w = work_for(&s, "");
+    let first = orders_csv(2, 0, "K");
+    w.drop_file("orders-1.csv", &first);
+    assert_eq!(run(&w, &["run"]).status.code(), Some(0));
+    let changed = String::from_utf8(first)
+        .unwrap()
+        .replace(",2.5,19.99,", ",3,19.99,");
+    w.drop_file("orders-2.csv", changed.as_bytes());
+    let out = run(&w, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rejects = run(&w, &["rejects", "orders-2.csv", "--json"]);
+    let r = String::from_utf8_lossy(&rejects.stdout);
+    assert!(
+        r.contains("key-conflict") && r.contains("lines[0].quantity '2.5' → '3'"),
+        "{r}"
+    );
+    assert_eq!(
+        s.stats().creates.get("orders"),
+        Some(&2),
+        "the ERP was never sent the changed order"
+    );
+}
+
+#[test]
+fn regression_401_blocks_the_target_without_dead_letters_and_delivery_resumes_once_fixed() {
+    let s = sim(SimConfig::default());
+    let w = work_for(&s, "");
+    w.drop_file("customers-1.csv", CUSTOMERS.as_bytes());
+    let out = w
+        .cmd()
+        .arg("run")
+        .env("ERP_TOKEN", "wrong-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("blocked: HTTP 401"),
+        "{}",
+        text(&out)
+    );
+    let dead = run(&w, &["deadletters", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&dead.stdout).unwrap();
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        0,
+        "nothing dead-lettered for a credential problem"
+    );
+    let status = run(&w, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(v["targets"]["erp"]["blocked"]
+        .as_str()
+        .unwrap()
+        .contains("401"));
+    assert_eq!(v["targets"]["erp"]["pending"], 2);
+    // A missing token is named, not guessed.
+    let out = w
+        .cmd()
+        .arg("deliver")
+        .env_remove("ERP_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Fixed credentials: the next delivery (after the one-minute probe pause) goes through.
+    let c = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
+    c.execute(
+        "UPDATE target_state SET blocked_at = '2000-01-01T00:00:00.000Z'",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let out = run(&w, &["deliver"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(s.stats().creates.get("customers"), Some(&2));
+}
+
+#[test]
+fn regression_422_dead_letters_with_the_erps_message_and_retry_delivers_after_the_fix() {
+    let s = Simulator::start(
+        "127.0.0.1:0",
+        SimConfig {
+            token: Some(TOKEN.into()),
+            check_order_customer: true,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    let w = work_for(&s, "entities = [\"order\", \"customer\"]");
+    w.drop_file("orders-1.csv", &orders_csv(1, 0, "U"));
+    let out = run(&w, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let dead = run(&w, &["deadletters", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&dead.stdout).unwrap();
+    let d = &v[0];
+    assert_eq!(
+        (d["entity"].as_str(), d["key"].as_str()),
+        (Some("order"), Some("U0000000"))
+    );
+    assert_eq!(d["last_status"], 422);
+    assert!(
+        d["message"].as_str().unwrap().contains("unknown customer"),
+        "{d}"
+    );
+    assert_eq!(d["file"], "orders-1.csv");
+    // The person fixes the cause (the customer arrives), then retries the dead letter.
+    w.drop_file(
+        "customers-1.csv",
+        b"customer_id,name,email,phone,city,postal_code,country,vat_id,active\nC0000,Acme,a@b.example,,Berlin,10115,DE,,yes\n",
+    );
+    assert_eq!(
+        run(&w, &["run"]).status.code(),
+        Some(1),
+        "the dead letter still waits"
+    );
+    let dry = run(&w, &["retry", "--target", "erp", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&dry.stdout).starts_with("1 dead letter"));
+    assert_eq!(
+        run(&w, &["retry", "--target", "erp"]).status.code(),
+        Some(0)
+    );
+    let out = run(&w, &["deliver"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(s.stats().creates.get("orders"), Some(&1));
+}
+
+#[test]
+fn regression_an_ambiguous_attempt_never_creates_a_duplicate() {
+    // The worst ERP: no idempotency keys, no unique references. The create is applied and
+    // its answer lost; a timeout on a slow answer likewise.
+    let s = sim(SimConfig {
+        idempotency: false,
+        unique_refs: false,
+        slow_ms: 3000,
+        ..SimConfig::default()
+    });
+    s.set_faults(&["drop_after", "ok", "slow"]).unwrap();
+    let w = work_for(&s, "timeout_seconds = 1");
+    w.drop_file("customers-1.csv", CUSTOMERS.as_bytes());
+    w.drop_file("orders-1.csv", &orders_csv(2, 0, "A"));
+    for _ in 0..10 {
+        let out = run(&w, &["run"]);
+        let status = run(&w, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&status.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&status), text(&out)));
+        if v["targets"]["erp"]["delivered"] == 4 {
+            break;
+        }
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(1)),
+            "{}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let st = s.stats();
+    assert!(
+        st.faults.get("drop_after").copied().unwrap_or(0) >= 1,
+        "{st:?}"
+    );
+    assert!(st.duplicates.is_empty(), "{:?}", st.duplicates);
+    assert_eq!(st.records.values().sum::<u64>(), 4, "{st:?}");
 }

@@ -33,6 +33,9 @@ pub(super) fn print_file(r: &FileReport) {
         "{} applied, {} rejected, {} duplicate, {} skipped lines",
         c.lines_applied, c.lines_rejected, c.lines_duplicate, c.lines_skipped
     );
+    if c.lines_unchanged > 0 {
+        counts.push_str(&format!(", {} unchanged", c.lines_unchanged));
+    }
     if c.lines_unmapped > 0 {
         counts.push_str(&format!(
             "; {} lines in {} document(s) accepted unmapped (no definition maps them)",

@@ -114,6 +114,20 @@ impl Simulator {
             .map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))
     }
 
+    /// The same as `PUT /_sim/faults`: the next API requests get these faults, one each
+    /// (`"drop_after"`, `"ok"`, `"503"`, `"slow:2000"`, ...).
+    pub fn set_faults(&self, names: &[&str]) -> io::Result<()> {
+        let mut script = Vec::with_capacity(names.len());
+        for n in names {
+            let f = super::config::Fault::parse(n).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("unknown fault {n:?}"))
+            })?;
+            script.push(f);
+        }
+        self.shared.lock().faults.set_script(script);
+        Ok(())
+    }
+
     /// Wakes every request held by a `hold` fault; returns how many were held.
     pub fn release(&self) -> u64 {
         self.shared.release_held()
