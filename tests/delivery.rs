@@ -123,10 +123,10 @@ fn regression_next_months_price_list_updates_owned_fields_and_sends_nothing_unch
         sku2["weight_kg"], "0.400",
         "weight_kg is the ERP's: never updated"
     );
-    // The same list again: unchanged, nothing sent.
+    // The same list again (other bytes, same records): unchanged, nothing sent.
     w.drop_file(
         "products-2026-12-again.csv",
-        PRODUCTS_DEC.replace("Cable", "Cable").as_bytes(),
+        PRODUCTS_DEC.replace('\n', "\r\n").as_bytes(),
     );
     let n = s.stats().requests_total;
     run(&w, &["run"]);
