@@ -215,6 +215,11 @@ fn demo_runs_twice_and_shows_where_things_are() {
             s.contains("rejected"),
             "the samples include rejected lines: {s}"
         );
+        // Intake to ERP: the records reach the simulated ERP, each once.
+        assert!(
+            s.contains("erp: 44 delivered now; 0 waiting") && s.contains("duplicates: 0"),
+            "{s}"
+        );
     }
     // It refuses to wipe a folder that is not a demo.
     let other = tmp.path().join("precious");

@@ -30,7 +30,7 @@ pub(super) fn print_delivery(reports: &[RelayReport], queues: &[(String, TargetC
         let r = reports.iter().find(|r| &r.target == name);
         let sent = r.map_or(0, |r| r.delivered);
         say!(
-            "delivered {sent:<13} {name}  {} waiting ({} due again later), {} dead letter(s), {} in total delivered",
+            "{name}: {sent} delivered now; {} waiting ({} to be retried later), {} dead letter(s), {} delivered in all",
             q.pending + q.retry_wait + q.in_flight,
             q.retry_wait,
             q.dead,

@@ -8,6 +8,7 @@
 //! batch in progress committed (the next run resumes).
 
 mod deliver;
+mod demo;
 mod inspect;
 mod run;
 mod setup;
@@ -19,9 +20,10 @@ use crate::engine::{Engine, EngineError};
 use crate::ledger::Ledger;
 
 pub use deliver::{deadletters, deliver, fields, replay, retry};
+pub use demo::demo;
 pub use inspect::{rejects, status};
 pub use run::{process, run, watch};
-pub use setup::{backup, check, demo, init, release};
+pub use setup::{backup, check, init, release};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_REVIEW: i32 = 1;

@@ -5,15 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::run::print_file;
 use super::{load_config, open_ledger, EXIT_FAILED, EXIT_OK, EXIT_REVIEW};
 use crate::bundled;
 use crate::config::{self, Config};
 use crate::display;
-use crate::engine::{workdir, Engine, FileReport};
+use crate::engine::workdir;
 use crate::format::{defs, registry, Diagnostics};
 use crate::ledger::{self, FileState};
-use crate::report;
 use crate::say;
 
 /// How many definition files a formats folder holds and how many formats they make.
@@ -211,116 +209,4 @@ pub fn backup(config_path: &Path, dest: &Path) -> Result<i32> {
             Ok(EXIT_FAILED)
         }
     }
-}
-
-/// `tallyman demo [--dir DIR]`: lays out a scratch working directory from the bundled
-/// samples, runs one pass and shows what happened. Safe to run again and again: the
-/// directory is recreated each time (only if it is a previous demo's).
-pub fn demo(dir: &Path) -> Result<i32> {
-    let marker = dir.join(".tallyman-demo");
-    if dir.exists() {
-        let empty = std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !marker.exists() && !empty {
-            crate::complain!(
-                "{} exists and is not a tallyman demo directory; choose another with --dir",
-                dir.display()
-            );
-            return Ok(EXIT_FAILED);
-        }
-        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(&marker, b"created by `tallyman demo`; safe to delete\n")?;
-    let cfg_text = config::DEFAULT_CONFIG.replace("settle_seconds = 10", "settle_seconds = 0");
-    let cfg_path = dir.join("tallyman.toml");
-    std::fs::write(&cfg_path, cfg_text)?;
-    let cfg = match load_config(&cfg_path) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    workdir::create(&cfg.paths)?;
-    bundled::lay_out(bundled::FORMATS, &cfg.paths.formats)?;
-    let n = bundled::lay_out(bundled::SAMPLES, &cfg.paths.inbox)?;
-    say!(
-        "tallyman demo: {} sample file(s) in {}\n",
-        n,
-        cfg.paths.inbox.display()
-    );
-    let mut engine = match Engine::open(cfg.clone()) {
-        Ok(e) => e,
-        Err(e) => {
-            super::report_failure("cannot start", &e, &cfg);
-            return Ok(EXIT_FAILED);
-        }
-    };
-    let run = engine.ledger.begin_run("demo")?;
-    let pass = match engine.run_pass(run) {
-        Ok(p) => p,
-        Err(e) => {
-            super::report_failure("demo run failed", &e, &cfg);
-            return Ok(EXIT_FAILED);
-        }
-    };
-    engine.ledger.finish_run(run, "ok", None)?;
-    say!("run {run}: {} file(s)", pass.files.len());
-    for r in &pass.files {
-        print_file(r);
-    }
-    show_rejects(&engine, &pass.files)?;
-    show_places(&cfg, &cfg_path);
-    Ok(EXIT_OK)
-}
-
-fn show_rejects(engine: &Engine, files: &[FileReport]) -> Result<()> {
-    for r in files
-        .iter()
-        .filter(|r| r.counts.lines_rejected > 0 || r.error.is_some())
-    {
-        if let Some(id) = r.file_id {
-            let row = engine.ledger.file(id)?;
-            let rows = report::file_rejects(&engine.ledger, &row)?;
-            say!("\nRejects of {}:", display::name(&r.name));
-            crate::out::text(&report::to_table(
-                &rows.into_iter().take(15).collect::<Vec<_>>(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn show_places(cfg: &Config, cfg_path: &Path) {
-    let outbox_files = count_files(&cfg.paths.outbox);
-    say!("\nWhere things are:");
-    say!(
-        "  outbox   {}  ({outbox_files} JSON Lines file(s), one folder per entity)",
-        cfg.paths.outbox.display()
-    );
-    say!("  reports  {}", cfg.paths.reports.display());
-    say!("  acks     {}", cfg.paths.acks.display());
-    say!("  archive  {}", cfg.paths.archive.display());
-    say!("  rejected {}", cfg.paths.rejected.display());
-    say!("  ledger   {}", cfg.paths.ledger.display());
-    say!(
-        "\nTry: tallyman --config {} status   |   tallyman --config {} rejects",
-        cfg_path.display(),
-        cfg_path.display()
-    );
-}
-
-fn count_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p: PathBuf = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
 }
