@@ -41,6 +41,8 @@ enum Sent {
     },
     /// No answer. `ambiguous`: the request may have been received (timeout, reset).
     Failed { ambiguous: bool, why: String },
+    /// Never sent: the run ended while waiting for the rate limit.
+    NotSent,
 }
 
 impl HttpTarget {
@@ -112,12 +114,7 @@ impl HttpTarget {
         if let Some(l) = &self.limiter {
             match l.acquire(stop) {
                 Ok(true) => {}
-                Ok(false) => {
-                    return Sent::Failed {
-                        ambiguous: false,
-                        why: "stopped while waiting for the rate limit".into(),
-                    }
-                }
+                Ok(false) => return Sent::NotSent,
                 Err(e) => {
                     return Sent::Failed {
                         ambiguous: false,
@@ -349,6 +346,7 @@ impl Ops {
                 self.ops.push(format!("{op} failed"));
                 self.last_body = Some(why.clone());
             }
+            Sent::NotSent => {}
         }
         sent
     }
@@ -357,6 +355,9 @@ impl Ops {
 /// What an answer that is not a success means.
 fn classify(sent: Sent, e: Entity) -> Outcome {
     match sent {
+        // Nothing went out in this attempt's last step: whatever an earlier step learned
+        // (a lookup) is simply learned again next time.
+        Sent::NotSent => Outcome::NotSent,
         Sent::Failed { ambiguous, why } => Outcome::RetryAfter {
             after: None,
             why,

@@ -15,7 +15,7 @@ mod payload;
 pub mod ratelimit;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub enum Outcome {
     /// The target refuses everything (credentials): stop delivering to it, dead-letter
     /// nothing.
     Blocked { why: String },
+    /// Not sent at all (the run ended first): back to the queue, the attempt not counted.
+    NotSent,
 }
 
 /// A system records are delivered into.
@@ -70,7 +72,8 @@ pub struct RelayReport {
 }
 
 /// Runs the relay of one target until nothing is due, the deadline passes or `stop` is
-/// set.
+/// set. Sending never waits for the ledger: workers take claimed deliveries from a queue
+/// while this thread claims more and records results in batches (one transaction each).
 pub fn relay(
     ledger: &mut Ledger,
     target: &dyn Target,
@@ -89,57 +92,147 @@ pub fn relay(
     };
     report.recovered = ledger.recover_in_flight(target.name())?;
     let over = || stop.load(Ordering::Relaxed) || Instant::now() >= deadline;
-    let mut jitter = Jitter::seeded(seed());
-    while !over() {
-        let due = ledger.claim_due(target.name(), target.concurrency() * 4)?;
-        if due.is_empty() {
-            break;
+    let work = WorkQueue::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        for _ in 0..target.concurrency() {
+            let tx = tx.clone();
+            let (work, over) = (&work, &over);
+            s.spawn(move || worker(target, work, over, tx));
         }
-        let sent = send_all(target, due, &over);
-        let finished: Vec<Finished> = sent
+        drop(tx);
+        let result = feed(ledger, target, policy, &work, &rx, &over, &mut report);
+        work.close();
+        // Workers finish what they hold; record it, even after an error above.
+        let rest: Vec<_> = rx.iter().collect();
+        let mut jitter = Jitter::seeded(seed());
+        let finished: Vec<Finished> = rest
             .into_iter()
             .map(|(d, o, log)| settle(d, o, log, policy, &mut jitter, &mut report))
             .collect();
-        ledger.finish_deliveries(target.name(), &finished)?;
-        if let Some(why) = &report.blocked {
-            ledger.block_target(target.name(), why)?;
-            break;
-        }
-        ledger.unblock_target(target.name())?;
+        result.and_then(|()| ledger.finish_deliveries(target.name(), &finished))
+    })?;
+    match &report.blocked {
+        Some(why) => ledger.block_target(target.name(), why)?,
+        None if report.delivered > 0 => ledger.unblock_target(target.name())?,
+        None => {}
     }
     Ok(report)
 }
 
-/// Sends a batch concurrently; once the target blocks, the rest stay unsent.
-fn send_all(
+/// Claims deliveries into the queue while there is room, and records results as they come.
+fn feed(
+    ledger: &mut Ledger,
     target: &dyn Target,
-    due: Vec<Due>,
-    over: &(dyn Fn() -> bool + Sync),
-) -> Vec<(Due, Outcome, AttemptLog)> {
-    let next = AtomicUsize::new(0);
-    let blocked = AtomicBool::new(false);
-    let out = Mutex::new(Vec::with_capacity(due.len()));
-    std::thread::scope(|s| {
-        for _ in 0..target.concurrency().min(due.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(d) = due.get(i) else { break };
-                let mut log = AttemptLog::default();
-                let outcome = if blocked.load(Ordering::Relaxed) || over() {
-                    Outcome::Blocked {
-                        why: "not sent: the run stopped or the target is blocked".into(),
-                    }
-                } else {
-                    target.deliver(d, &mut log, over)
-                };
-                if matches!(outcome, Outcome::Blocked { .. }) && !log.operation.is_empty() {
-                    blocked.store(true, Ordering::Relaxed);
-                }
-                out.lock().unwrap().push((d.clone(), outcome, log));
-            });
+    policy: &RetryPolicy,
+    work: &WorkQueue,
+    rx: &std::sync::mpsc::Receiver<Sent>,
+    over: &dyn Fn() -> bool,
+    report: &mut RelayReport,
+) -> Result<(), LedgerError> {
+    let batch = target.concurrency() * 32;
+    let mut jitter = Jitter::seeded(seed());
+    let mut done: Vec<Finished> = Vec::new();
+    let mut outstanding = 0usize;
+    let mut exhausted = false;
+    let mut last_flush = Instant::now();
+    loop {
+        let feeding = !exhausted && !over() && report.blocked.is_none();
+        if feeding && work.len() < batch / 2 {
+            let due = ledger.claim_due(target.name(), batch)?;
+            exhausted = due.len() < batch;
+            outstanding += due.len();
+            work.push(due);
         }
-    });
-    out.into_inner().unwrap()
+        if outstanding == 0 && (!feeding || exhausted) {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok((d, o, log)) => {
+                outstanding -= 1;
+                done.push(settle(d, o, log, policy, &mut jitter, report));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if report.blocked.is_some() {
+            work.close();
+        }
+        if done.len() >= batch || last_flush.elapsed() > Duration::from_millis(200) {
+            ledger.finish_deliveries(target.name(), &std::mem::take(&mut done))?;
+            last_flush = Instant::now();
+        }
+    }
+    ledger.finish_deliveries(target.name(), &done)
+}
+
+/// A delivery attempt's result on its way back to the relay.
+type Sent = (Due, Outcome, AttemptLog);
+
+/// Deliveries claimed and waiting for a worker.
+#[derive(Default)]
+struct WorkQueue {
+    inner: Mutex<(std::collections::VecDeque<Due>, bool)>,
+    ready: std::sync::Condvar,
+}
+
+impl WorkQueue {
+    fn push(&self, due: Vec<Due>) {
+        self.inner.lock().unwrap().0.extend(due);
+        self.ready.notify_all();
+    }
+    fn len(&self) -> usize {
+        self.inner.lock().unwrap().0.len()
+    }
+    /// No more work will come; what is queued is still handed out.
+    fn close(&self) {
+        self.inner.lock().unwrap().1 = true;
+        self.ready.notify_all();
+    }
+    /// The next delivery, or `None` once closed and empty.
+    fn pop(&self) -> Option<Due> {
+        let mut g = self.inner.lock().unwrap();
+        loop {
+            if let Some(d) = g.0.pop_front() {
+                return Some(d);
+            }
+            if g.1 {
+                return None;
+            }
+            g = self
+                .ready
+                .wait_timeout(g, Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
+    }
+}
+
+/// One of the relay's senders: once the run is over or the target blocked, what is left
+/// in the queue goes back unsent.
+fn worker(
+    target: &dyn Target,
+    work: &WorkQueue,
+    over: &(dyn Fn() -> bool + Sync),
+    tx: std::sync::mpsc::Sender<Sent>,
+) {
+    while let Some(d) = work.pop() {
+        let mut log = AttemptLog::default();
+        let outcome = if over() || work.is_closed() {
+            Outcome::NotSent
+        } else {
+            target.deliver(&d, &mut log, over)
+        };
+        if tx.send((d, outcome, log)).is_err() {
+            break;
+        }
+    }
+}
+
+impl WorkQueue {
+    fn is_closed(&self) -> bool {
+        self.inner.lock().unwrap().1
+    }
 }
 
 /// What a delivery's row becomes after an attempt.
@@ -207,12 +300,16 @@ fn settle(
         Outcome::Blocked { why } => {
             log.outcome = "blocked".into();
             f.state = "pending";
-            if !log.operation.is_empty() {
-                report.blocked.get_or_insert(why.clone());
-            } else {
-                log.operation = "not sent".into();
-            }
+            report.blocked.get_or_insert(why.clone());
             f.error = Some(why);
+        }
+        Outcome::NotSent => {
+            log.operation = "not sent".into();
+            log.outcome = "not sent".into();
+            f.state = "pending";
+            f.error = d
+                .ambiguous
+                .then(|| "not sent: the run ended first".to_string());
         }
     }
     f.log = log;
