@@ -33,7 +33,7 @@ pub struct HttpTarget {
 }
 
 /// What one request came back with.
-enum Sent {
+enum Reply {
     Answer {
         status: u16,
         body: String,
@@ -110,13 +110,13 @@ impl HttpTarget {
         body: Option<&Value>,
         idem: Option<&str>,
         stop: &dyn Fn() -> bool,
-    ) -> Sent {
+    ) -> Reply {
         if let Some(l) = &self.limiter {
             match l.acquire(stop) {
                 Ok(true) => {}
-                Ok(false) => return Sent::NotSent,
+                Ok(false) => return Reply::NotSent,
                 Err(e) => {
-                    return Sent::Failed {
+                    return Reply::Failed {
                         ambiguous: false,
                         why: format!("rate limit state: {e}"),
                     }
@@ -162,7 +162,7 @@ impl HttpTarget {
                         let _ = l.pause(d);
                     }
                 }
-                Sent::Answer {
+                Reply::Answer {
                     status,
                     body,
                     retry_after,
@@ -186,8 +186,8 @@ impl HttpTarget {
             .unwrap_or_else(|| "external_ref".into());
         let url = format!("{}?{}={}", self.collection_url(e), param, urlencode(key));
         match log.record("lookup", self.send("GET", &url, None, None, stop)) {
-            Sent::Answer { status: 404, .. } => Ok(None),
-            Sent::Answer { status, body, .. } if (200..300).contains(&status) => {
+            Reply::Answer { status: 404, .. } => Ok(None),
+            Reply::Answer { status, body, .. } if (200..300).contains(&status) => {
                 Ok(first_id(&body))
             }
             other => Err(classify(other, e)),
@@ -202,12 +202,12 @@ impl HttpTarget {
         let idem = idempotency_key(&self.name, d, "create");
         let url = self.collection_url(e);
         match log.record("create", self.send(&method, &url, Some(&body), Some(&idem), stop)) {
-            Sent::Answer { status, body, .. } if (200..300).contains(&status) => Outcome::Delivered {
+            Reply::Answer { status, body, .. } if (200..300).contains(&status) => Outcome::Delivered {
                 remote_id: id_of(&body),
             },
             // The key exists already (an ERP enforcing unique references) or the same
             // idempotency key is still being processed: find the record.
-            Sent::Answer { status: 409, .. } => match self.lookup(e, &d.key, log, stop) {
+            Reply::Answer { status: 409, .. } => match self.lookup(e, &d.key, log, stop) {
                 Ok(Some(id)) => Outcome::Delivered { remote_id: Some(id) },
                 Ok(None) => Outcome::RetryAfter {
                     after: Some(Duration::from_secs(2)),
@@ -255,11 +255,11 @@ impl HttpTarget {
             "update",
             self.send(&method, &url, Some(&body), Some(&idem), stop),
         ) {
-            Sent::Answer { status, .. } if (200..300).contains(&status) => Outcome::Delivered {
+            Reply::Answer { status, .. } if (200..300).contains(&status) => Outcome::Delivered {
                 remote_id: Some(id.to_string()),
             },
             // The id moved (the record was recreated): find it again, or create it anew.
-            Sent::Answer { status: 404, .. } => match self.lookup(e, &d.key, log, stop) {
+            Reply::Answer { status: 404, .. } => match self.lookup(e, &d.key, log, stop) {
                 Ok(Some(new_id)) if new_id != id => self.update(d, e, &new_id, log, stop),
                 Ok(_) => self.create(d, e, log, stop),
                 Err(o) => o,
@@ -335,35 +335,35 @@ struct Ops {
 }
 
 impl Ops {
-    fn record(&mut self, op: &str, sent: Sent) -> Sent {
+    fn record(&mut self, op: &str, sent: Reply) -> Reply {
         match &sent {
-            Sent::Answer { status, body, .. } => {
+            Reply::Answer { status, body, .. } => {
                 self.ops.push(format!("{op} {status}"));
                 self.last_status = Some(*status);
                 self.last_body = Some(body.chars().take(2000).collect());
             }
-            Sent::Failed { why, .. } => {
+            Reply::Failed { why, .. } => {
                 self.ops.push(format!("{op} failed"));
                 self.last_body = Some(why.clone());
             }
-            Sent::NotSent => {}
+            Reply::NotSent => {}
         }
         sent
     }
 }
 
 /// What an answer that is not a success means.
-fn classify(sent: Sent, e: Entity) -> Outcome {
+fn classify(sent: Reply, e: Entity) -> Outcome {
     match sent {
         // Nothing went out in this attempt's last step: whatever an earlier step learned
         // (a lookup) is simply learned again next time.
-        Sent::NotSent => Outcome::NotSent,
-        Sent::Failed { ambiguous, why } => Outcome::RetryAfter {
+        Reply::NotSent => Outcome::NotSent,
+        Reply::Failed { ambiguous, why } => Outcome::RetryAfter {
             after: None,
             why,
             ambiguous,
         },
-        Sent::Answer {
+        Reply::Answer {
             status,
             body,
             retry_after,
@@ -386,12 +386,12 @@ fn classify(sent: Sent, e: Entity) -> Outcome {
     }
 }
 
-fn transport_failure(e: ureq::Error) -> Sent {
+fn transport_failure(e: ureq::Error) -> Reply {
     let ambiguous = !matches!(
         e,
         ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::BadUri(_)
     );
-    Sent::Failed {
+    Reply::Failed {
         ambiguous,
         why: format!("transport: {e}"),
     }
@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn answers_are_classified_once() {
-        let a = |status, retry_after| Sent::Answer {
+        let a = |status, retry_after| Reply::Answer {
             status,
             body: r#"{"error":"unknown customer C-9"}"#.into(),
             retry_after,
