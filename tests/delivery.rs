@@ -297,3 +297,35 @@ fn regression_an_ambiguous_attempt_never_creates_a_duplicate() {
     assert!(st.duplicates.is_empty(), "{:?}", st.duplicates);
     assert_eq!(st.records.values().sum::<u64>(), 4, "{st:?}");
 }
+
+#[test]
+fn a_format_may_override_an_entitys_identity_rule() {
+    // Products are master data (upsert) by default; this partner's list must never change
+    // a product silently.
+    let w = Work::new(100);
+    let defs = w.dir.join("formats/products.toml");
+    let def = std::fs::read_to_string(&defs).unwrap().replacen(
+        "max_reject_ratio = 0.5\n",
+        "max_reject_ratio = 0.5\nidentity = \"create-once\"\n",
+        1,
+    );
+    std::fs::write(&defs, def).unwrap();
+    w.drop_file("products-2026-11.csv", PRODUCTS_NOV.as_bytes());
+    assert_eq!(w.run(&["run"]).status.code(), Some(0));
+    w.drop_file("products-2026-12.csv", PRODUCTS_DEC.as_bytes());
+    let out = w.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rejects = w.run(&["rejects", "products-2026-12.csv", "--json"]);
+    let r = String::from_utf8_lossy(&rejects.stdout);
+    assert!(
+        r.contains("key-conflict") && r.contains("a create-once record"),
+        "{r}"
+    );
+    // And a typo in the rule is a definition error with its line.
+    let bad = std::fs::read_to_string(&defs)
+        .unwrap()
+        .replace("\"create-once\"", "\"once\"");
+    std::fs::write(&defs, bad).unwrap();
+    let check = w.run(&["check"]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("identity 'once' is not a rule"));
+}

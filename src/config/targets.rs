@@ -78,6 +78,12 @@ pub struct Endpoint {
     pub lookup_param: Option<String>,
     /// The body field that carries the business key (default `external_ref`).
     pub key_field: Option<String>,
+    /// Canonical field → the ERP's name for it, in bodies sent (`{ name = "name1" }`).
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Constant fields added to every create (`{ source_system = "tallyman" }`).
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
 }
 
 /// Retries and dead letters.

@@ -197,7 +197,11 @@ impl HttpTarget {
     fn create(&self, d: &Due, e: Entity, log: &mut Ops, stop: &dyn Fn() -> bool) -> Outcome {
         let ep = self.endpoint(e);
         let key_field = ep.key_field.unwrap_or_else(|| "external_ref".into());
-        let body = payload::create_body(&d.data, &d.key, &key_field);
+        let body = payload::adapt(
+            payload::create_body(&d.data, &d.key, &key_field),
+            &ep.rename,
+            &ep.extra,
+        );
         let method = ep.create_method.unwrap_or_else(|| "POST".into());
         let idem = idempotency_key(&self.name, d, "create");
         let url = self.collection_url(e);
@@ -248,6 +252,7 @@ impl HttpTarget {
             };
         };
         let ep = self.endpoint(e);
+        let body = payload::adapt(body, &ep.rename, &Default::default());
         let method = ep.update_method.unwrap_or_else(|| "PATCH".into());
         let url = format!("{}/{}", self.collection_url(e), urlencode(id));
         let idem = idempotency_key(&self.name, d, "update");

@@ -42,6 +42,27 @@ pub fn update_body(
     (!out.is_empty()).then_some(Value::Object(out))
 }
 
+/// A body in the ERP's own field names: top-level fields renamed, constants added (a
+/// field the record has wins over a constant of the same name).
+pub fn adapt(
+    body: Value,
+    rename: &std::collections::BTreeMap<String, String>,
+    extra: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    let Value::Object(obj) = body else {
+        return body;
+    };
+    let mut out = Map::new();
+    for (k, v) in extra {
+        out.insert(k.clone(), Value::String(v.clone()));
+    }
+    for (k, v) in obj {
+        let name = rename.get(&k).cloned().unwrap_or(k);
+        out.insert(name, v);
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +91,21 @@ mod tests {
         assert_eq!(
             update_body(&new, Some(&held), &owned, true),
             Some(json!({"description": "A", "price": "2.50", "currency": "EUR"}))
+        );
+    }
+
+    #[test]
+    fn bodies_speak_the_erps_field_names() {
+        let rename = [("name".to_string(), "name1".to_string())]
+            .into_iter()
+            .collect();
+        let extra = [("source_system".to_string(), "tallyman".to_string())]
+            .into_iter()
+            .collect();
+        let b = adapt(json!({"name": "Acme", "city": "Berlin"}), &rename, &extra);
+        assert_eq!(
+            b,
+            json!({"name1": "Acme", "city": "Berlin", "source_system": "tallyman"})
         );
     }
 

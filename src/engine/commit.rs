@@ -25,18 +25,29 @@ pub(super) struct BatchState {
     chunk: u64,
     pub format_name: String,
     pub tag: FileTag,
+    /// Identity rules the file's format sets instead of the entities' defaults.
+    pub identity: Vec<(crate::canonical::Entity, crate::canonical::Identity)>,
 }
 
 impl BatchState {
-    pub fn new(row: &FileRow, format: &str) -> Self {
+    /// The identity rule of an entity for this file.
+    pub fn identity_of(&self, e: crate::canonical::Entity) -> crate::canonical::Identity {
+        self.identity
+            .iter()
+            .find(|(x, _)| *x == e)
+            .map_or_else(|| e.identity(), |(_, i)| *i)
+    }
+
+    pub fn new(row: &FileRow, format: &dyn crate::format::Format) -> Self {
         BatchState {
             file_id: row.id,
             force_fp: row.forced.then(|| row.fingerprint.clone()),
             committed_seq: row.committed_seq as u64,
             ordinal: row.committed_lines as u64,
             chunk: row.next_chunk as u64,
-            format_name: format.to_string(),
+            format_name: format.name().to_string(),
             tag: tag_of(row),
+            identity: format.identity_overrides(),
         }
     }
 }

@@ -39,7 +39,7 @@ pub(super) fn check(
         let current = tx.current_version(r.entity.as_str(), &r.key)?;
         let hash = records::content_hash(&r.body);
         let inc = Incoming {
-            identity: records::identity_of(r.entity),
+            identity: st.identity_of(r.entity),
             hash: &hash,
             data: &r.body,
             file_id: st.file_id,
@@ -49,7 +49,7 @@ pub(super) fn check(
         let verdict = records::classify(&inc, current.as_ref());
         match (&verdict, &current) {
             (Verdict::Conflict(changes), Some(cur)) => {
-                return Ok(Identity::Conflict(conflict(r, cur, st.file_id, changes)))
+                return Ok(Identity::Conflict(conflict(r, cur, st, changes)))
             }
             (Verdict::Same, Some(cur)) if inc.identity == records::Identity::CreateOnce => {
                 dup_reason.get_or_insert_with(|| duplicate(r, cur, st.file_id));
@@ -108,10 +108,10 @@ fn duplicate(r: &Record, cur: &records::Current, file_id: i64) -> Reason {
 fn conflict(
     r: &Record,
     cur: &records::Current,
-    file_id: i64,
+    st: &BatchState,
     changes: &[records::Change],
 ) -> Reason {
-    let place = if cur.file_id == file_id {
+    let place = if cur.file_id == st.file_id {
         format!("earlier in this file (unit {})", cur.unit_seq)
     } else {
         format!(
@@ -125,7 +125,7 @@ fn conflict(
         "{} {} was applied {place} with other content ({what}); a {} record is never changed silently",
         r.entity,
         r.key,
-        records::identity_of(r.entity).as_str()
+        st.identity_of(r.entity).as_str()
     );
     let mut reason = Reason::new("key-conflict", why).value(r.key.clone());
     if let Some(first) = changes.first() {

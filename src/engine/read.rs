@@ -170,7 +170,7 @@ impl Engine {
         format: &Arc<dyn Format>,
         reader: &mut dyn crate::format::UnitReader,
     ) -> Result<Option<Option<FileError>>> {
-        let mut state = BatchState::new(row, format.name());
+        let mut state = BatchState::new(row, format.as_ref());
         let batch_lines = self.cfg.processing.batch_lines.max(1);
         let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
         let mut pending: Vec<Unit> = Vec::new();

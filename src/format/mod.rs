@@ -214,6 +214,11 @@ pub trait Format: Send + Sync {
     }
     /// The partial-file policy.
     fn policy(&self) -> Policy;
+    /// Identity rules this format sets instead of the entities' defaults (a partner whose
+    /// product list must never change a product: `identity = "create-once"`).
+    fn identity_overrides(&self) -> Vec<(crate::canonical::Entity, crate::canonical::Identity)> {
+        Vec::new()
+    }
     /// Opens the file for streaming. Must not read it whole.
     fn open<'a>(
         &'a self,

@@ -48,6 +48,8 @@ struct RawDef {
     policy: Option<Spanned<String>>,
     #[serde(default)]
     max_reject_ratio: Option<f64>,
+    #[serde(default)]
+    identity: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +314,8 @@ pub struct TabularDef {
     pub group_by: Option<usize>,
     pub map: Mapping,
     pub policy: Policy,
+    /// The identity rule of the mapped entity, when the definition overrides its default.
+    pub identity: Option<crate::canonical::Identity>,
 }
 
 impl TabularDef {
@@ -1268,6 +1272,22 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
         );
     }
     let _ = raw.description;
+    let identity = raw
+        .identity
+        .as_ref()
+        .and_then(|i| match i.get_ref().as_str() {
+            "create-once" => Some(crate::canonical::Identity::CreateOnce),
+            "upsert" => Some(crate::canonical::Identity::Upsert),
+            other => {
+                c.err(
+                    Some(i.span()),
+                    format!(
+                        "identity '{other}' is not a rule (expected \"create-once\" or \"upsert\")"
+                    ),
+                );
+                None
+            }
+        });
 
     if c.errors > 0 {
         return None;
@@ -1289,6 +1309,7 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
             lines: lines_map,
         },
         policy: policy?,
+        identity,
     })
 }
 

@@ -58,6 +58,13 @@ impl TabularFormat {
 }
 
 impl Format for TabularFormat {
+    fn identity_overrides(&self) -> Vec<(crate::canonical::Entity, crate::canonical::Identity)> {
+        self.def
+            .identity
+            .map(|i| vec![(self.def.map.entity, i)])
+            .unwrap_or_default()
+    }
+
     fn name(&self) -> &str {
         &self.def.name
     }
