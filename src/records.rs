@@ -14,11 +14,6 @@ use crate::canonical::Entity;
 
 pub use crate::canonical::Identity;
 
-/// The identity rule of an entity (see [`Entity::identity`]).
-pub fn identity_of(entity: Entity) -> Identity {
-    entity.identity()
-}
-
 /// The top-level fields of an entity's contract, read from its type (for checking field
 /// names in a configuration).
 pub fn fields_of(entity: Entity) -> Vec<&'static str> {

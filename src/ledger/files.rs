@@ -355,6 +355,13 @@ impl Ledger {
             ),
             params![id, ranges],
         )?;
+        // Deliveries of versions that are gone can never be sent.
+        tx.execute(
+            "DELETE FROM deliveries WHERE file_id=?1 AND state IN ('pending', 'retry', 'dead') \
+             AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.entity = deliveries.entity \
+             AND v.key = deliveries.key AND v.version = deliveries.version)",
+            [id],
+        )?;
         tx.execute(RECOUNT, [id])?;
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
