@@ -96,6 +96,14 @@ enum Command {
     },
     /// Which system is the source of truth for each field, per target.
     Fields,
+    /// Who did what, when and why: every action that changed state.
+    Audit {
+        #[arg(long)]
+        json: bool,
+        /// How many of the newest actions.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
     /// Let a held file go on (or reject it whole with --reject); recorded with who and why.
     Release {
         /// File name, path, #id or fingerprint prefix.
@@ -197,6 +205,7 @@ fn main() {
             reason,
         } => commands::replay(&config, &select.selection(), dry_run, reason.as_deref()),
         Command::Fields => commands::fields(&config),
+        Command::Audit { json, limit } => commands::audit(&config, json, limit),
         Command::Demo { dir } => commands::demo(&dir),
     };
     let code = match result {

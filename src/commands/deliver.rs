@@ -168,12 +168,13 @@ pub fn retry(
     if dry_run {
         say!("{n} dead letter(s) would be queued again (dry run; nothing changed)");
     } else {
-        let who = super::actor();
-        let msg = format!(
-            "retry by {who}: {n} dead letter(s) queued again ({})",
-            reason.unwrap_or("no reason given")
-        );
-        ledger.event(None, "info", None, None, &msg)?;
+        ledger.audit(
+            &super::actor(),
+            "retry",
+            reason,
+            sel.target.as_deref(),
+            &serde_json::json!({"queued": n, "selection": selection_json(sel)}),
+        )?;
         say!("{n} dead letter(s) queued again; the next run (or `tallyman deliver`) sends them");
     }
     Ok(EXIT_OK)
@@ -194,16 +195,22 @@ pub fn replay(
     if dry_run {
         say!("{n} delivered record(s) would be sent again (dry run; nothing changed)");
     } else {
-        let who = super::actor();
-        let msg = format!(
-            "replay by {who} to {}: {n} record(s) queued ({})",
-            sel.target.as_deref().unwrap_or("every target"),
-            reason.unwrap_or("no reason given")
-        );
-        ledger.event(None, "info", None, None, &msg)?;
+        ledger.audit(
+            &super::actor(),
+            "replay",
+            reason,
+            sel.target.as_deref(),
+            &serde_json::json!({"queued": n, "selection": selection_json(sel)}),
+        )?;
         say!("{n} record(s) queued to be sent again: each is looked up, created if missing, and its owned fields sent");
     }
     Ok(EXIT_OK)
+}
+
+fn selection_json(sel: &Selection) -> serde_json::Value {
+    serde_json::json!({
+        "target": sel.target, "entity": sel.entity, "key": sel.key, "since": sel.since,
+    })
 }
 
 /// `tallyman fields`: which system is the source of truth for each field, per target.

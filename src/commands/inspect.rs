@@ -88,9 +88,11 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
     let runs = ledger.recent_runs(10)?;
     let recent = ledger.recent_files(10)?;
     let held = ledger.held_files()?;
+    let tally = ledger.reject_tally(None)?;
     if json {
         let v = serde_json::json!({
             "targets": targets,
+            "rejects": tally,
             "files_by_outcome": totals,
             "held": held,
             "recent_runs": runs,
@@ -152,6 +154,11 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             }
         }
     }
+    say!(
+        "Rejected documents: {} open, {} resolved (by a correction or a person)",
+        tally.open,
+        tally.resolved
+    );
     say!("Files by outcome:");
     say!(
         "  {:<22} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -203,6 +210,40 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             f.counts.lines_rejected,
             f.counts.lines_duplicate,
             f.counts.lines_unmapped
+        );
+        if crate::out::closed() {
+            break;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// `tallyman audit [--json]`: who did what, when and why.
+pub fn audit(config_path: &Path, json: bool, limit: i64) -> Result<i32> {
+    let ledger = match open_ledger(config_path) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let rows = ledger.audit_log(limit)?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(EXIT_OK);
+    }
+    if rows.is_empty() {
+        say!("no actions recorded yet");
+    }
+    for r in &rows {
+        say!(
+            "{}  {:<12} {:<18} {}  {}{}",
+            r.at,
+            display::name(&r.actor),
+            r.action,
+            display::name(r.subject.as_deref().unwrap_or("-")),
+            r.detail.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+            r.reason
+                .as_deref()
+                .map(|w| format!("  why: {}", display::name(w)))
+                .unwrap_or_default()
         );
         if crate::out::closed() {
             break;

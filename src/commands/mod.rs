@@ -21,7 +21,7 @@ use crate::ledger::Ledger;
 
 pub use deliver::{deadletters, deliver, fields, replay, retry};
 pub use demo::demo;
-pub use inspect::{rejects, status};
+pub use inspect::{audit, rejects, status};
 pub use run::{process, run, watch};
 pub use setup::{backup, check, init, release};
 

@@ -310,12 +310,12 @@ pub fn process(config_path: &Path, file: &Path, force: bool) -> Result<i32> {
     install_stop_handler(&engine.stop_flag())?;
     let command = if force { "process --force" } else { "process" };
     let run = engine.ledger.begin_run(command)?;
-    engine.ledger.event(
-        Some(run),
-        "info",
-        file.to_str(),
+    engine.ledger.audit(
+        &super::actor(),
+        command,
         None,
-        &format!("{command} {} by {}", file.display(), super::actor()),
+        Some(&file.display().to_string()),
+        &serde_json::json!({"run": run}),
     )?;
     match engine.process_path(run, file, force) {
         Ok(r) => {

@@ -150,12 +150,16 @@ pub fn release(config_path: &Path, file: &str, reject: bool, reason: Option<&str
     let decision = reject.then(|| format!("rejected at review by {who}: {why}"));
     ledger.release(f.id, decision.as_deref().map(|m| ("rejected-at-review", m)))?;
     let what = if reject { "rejected" } else { "released" };
-    ledger.event(
-        None,
-        "info",
+    ledger.audit(
+        &who,
+        if reject {
+            "release --reject"
+        } else {
+            "release"
+        },
+        reason,
         Some(&f.name),
-        Some(&f.fingerprint),
-        &format!("{what} held file #{} by {who}: {why}", f.id),
+        &serde_json::json!({"file": f.id, "fingerprint": f.fingerprint}),
     )?;
     say!(
         "{what} #{} {}: the next run {}",

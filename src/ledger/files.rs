@@ -251,6 +251,9 @@ impl Ledger {
         if matches!(outcome, Outcome::Applied | Outcome::AppliedWithRejects) {
             super::delivery::queue_file(&tx, id, &self.routes)?;
         }
+        if outcome != Outcome::Rejected {
+            super::review::resolve_corrected(&tx, id)?;
+        }
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, \
              error_message=COALESCE(error_message, ?3) WHERE id=?1",

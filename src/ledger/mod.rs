@@ -18,6 +18,7 @@ mod files;
 mod maint;
 mod model;
 mod query;
+mod review;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use model::{
     ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow, RunRow,
     UnitRow,
 };
+pub use review::{AuditRow, RejectTally};
 
 use schema::MIGRATIONS;
 

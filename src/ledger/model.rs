@@ -188,6 +188,8 @@ pub struct FileRow {
     /// Applied again on purpose (`process --force`): it takes over the keys that earlier
     /// attempts of the same content hold.
     pub forced: bool,
+    /// The file this one corrects (its rejected documents, fixed and sent again).
+    pub correction_of: Option<i64>,
     /// A person's decision at review: reject the held file with this rule and message.
     #[serde(skip)]
     pub review: Option<(String, String)>,
@@ -214,7 +216,8 @@ pub(super) const FILE_COLS: &str = "id, fingerprint, attempt, name, raw_name, so
     lines_applied, lines_rejected, lines_duplicate, lines_skipped, lines_unmapped, \
     units_applied, units_rejected, units_duplicate, units_unmapped, \
     error_rule, error_message, error_position, run_id, claimed_at, finished_at, final_path, report_path, \
-    hold_reason, released, review_rule, review_message, hold_kind, forced, lines_unchanged, units_unchanged";
+    hold_reason, released, review_rule, review_message, hold_kind, forced, lines_unchanged, units_unchanged, \
+    correction_of";
 
 pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
     let review_rule: Option<String> = r.get(34)?;
@@ -261,6 +264,7 @@ pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
         review: review_rule.map(|rule| (rule, review_message.unwrap_or_default())),
         hold_kind: r.get(36)?,
         forced: r.get::<_, i64>(37)? != 0,
+        correction_of: r.get(40)?,
     })
 }
 

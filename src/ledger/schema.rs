@@ -225,4 +225,48 @@ pub(super) const MIGRATIONS: &[&str] = &[
         blocked_at TEXT
     ) WITHOUT ROWID;
     "#,
+    // 5: review: the audit trail, resolved rejects, corrections linked to their originals,
+    // reconciliation runs, and samples of the dashboard's figures over time.
+    r#"
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        reason TEXT,
+        subject TEXT,
+        detail TEXT
+    );
+    CREATE TABLE resolutions (
+        file_id INTEGER NOT NULL,
+        unit_seq INTEGER NOT NULL,
+        resolved_at TEXT NOT NULL,
+        how TEXT NOT NULL,
+        by_file_id INTEGER,
+        actor TEXT,
+        note TEXT,
+        PRIMARY KEY (file_id, unit_seq)
+    ) WITHOUT ROWID;
+    ALTER TABLE files ADD COLUMN correction_of INTEGER;
+    CREATE INDEX units_key ON units(key);
+    CREATE TABLE reconciliations (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        at TEXT NOT NULL,
+        scope TEXT,
+        remote_records INTEGER NOT NULL DEFAULT 0,
+        missing INTEGER NOT NULL DEFAULT 0,
+        orphans INTEGER NOT NULL DEFAULT 0,
+        drift INTEGER NOT NULL DEFAULT 0,
+        report_path TEXT,
+        detail TEXT
+    );
+    CREATE TABLE metric_samples (
+        at TEXT NOT NULL,
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '',
+        value REAL NOT NULL,
+        PRIMARY KEY (name, labels, at)
+    ) WITHOUT ROWID;
+    "#,
 ];
