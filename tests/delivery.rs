@@ -329,3 +329,64 @@ fn a_format_may_override_an_entitys_identity_rule() {
     let check = w.run(&["check"]);
     assert!(String::from_utf8_lossy(&check.stdout).contains("identity 'once' is not a rule"));
 }
+
+#[test]
+fn a_record_goes_to_every_target_that_takes_it_each_with_its_own_state() {
+    let a = sim(SimConfig::default());
+    let b = sim(SimConfig::default());
+    let w = work_for(&a, "entities = [\"customer\"]");
+    let cfg = std::fs::read_to_string(w.config()).unwrap();
+    let second = format!(
+        "\n[[targets]]\nname = \"crm\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\nentities = [\"customer\", \"order\"]\n",
+        b.base_url()
+    );
+    std::fs::write(w.config(), cfg + &second).unwrap();
+    w.drop_file("customers-1.csv", CUSTOMERS.as_bytes());
+    w.drop_file("orders-1.csv", &orders_csv(2, 0, "M"));
+    assert_eq!(run(&w, &["run"]).status.code(), Some(0));
+    assert_eq!(a.stats().records.get("customers"), Some(&2));
+    assert_eq!(
+        a.stats().records.get("orders"),
+        None,
+        "erp does not take orders"
+    );
+    assert_eq!(b.stats().records.get("customers"), Some(&2));
+    assert_eq!(b.stats().records.get("orders"), Some(&2));
+    let v: serde_json::Value =
+        serde_json::from_slice(&run(&w, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(v["targets"]["erp"]["delivered"], 2);
+    assert_eq!(v["targets"]["crm"]["delivered"], 4);
+}
+
+#[test]
+fn watch_delivers_continuously_and_stops_cleanly() {
+    let s = sim(SimConfig::default());
+    let w = work_for(&s, "");
+    let mut child = w
+        .cmd()
+        .arg("watch")
+        .env("ERP_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    w.drop_file("customers-1.csv", CUSTOMERS.as_bytes());
+    let mut delivered = false;
+    for _ in 0..100 {
+        if s.stats().records.get("customers") == Some(&2) {
+            delivered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let code = child.wait().unwrap().code();
+    assert!(
+        delivered,
+        "watch delivered the file's records without another command"
+    );
+    assert_eq!(code, Some(3));
+}
