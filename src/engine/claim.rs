@@ -51,7 +51,20 @@ impl Engine {
             return Ok(None); // another live process is on it
         };
         // Re-read under the lock: the owner may have finished it since we listed it.
-        let row = self.ledger.file(row.id)?;
+        let mut row = self.ledger.file(row.id)?;
+        if row.work_path.is_none() {
+            // Killed between moving the input into processing and recording that: it lies
+            // at the name the move gives it.
+            let moved = self
+                .cfg
+                .paths
+                .processing()
+                .join(work_name(&row.fingerprint, &row.name));
+            if moved.exists() {
+                self.record_work(row.id, &moved)?;
+                row = self.ledger.file(row.id)?;
+            }
+        }
         let work = row.work_path.as_ref().map(PathBuf::from);
         let work_exists = work.as_ref().is_some_and(|w| w.exists());
         match row.state {

@@ -403,3 +403,41 @@ fn regression_a_stop_request_ends_the_run_after_the_batch_and_the_next_run_resum
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn regression_a_kill_between_moving_the_input_and_recording_it_is_resumed_not_failed() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = engine(d.path(), ACCEPT, 100);
+    std::fs::write(d.path().join("inbox/a.txt"), "K1,1\nK2,1\n").unwrap();
+    // The claim's first steps, then death: the ledger row exists, the input was moved,
+    // but the move was never recorded.
+    let (fp, size) = crate::intake::fingerprint(&d.path().join("inbox/a.txt")).unwrap();
+    let run = e.ledger.begin_run("t").unwrap();
+    let source = d.path().join("inbox/a.txt").display().to_string();
+    e.ledger
+        .insert_file(
+            &crate::ledger::NewFile {
+                fingerprint: &fp,
+                name: "a.txt",
+                raw_name: None,
+                source_path: &source,
+                size,
+                forced: false,
+            },
+            run,
+        )
+        .unwrap();
+    let short: String = fp.chars().take(16).collect();
+    std::fs::rename(
+        d.path().join("inbox/a.txt"),
+        d.path().join(format!("work/processing/{short}-a.txt")),
+    )
+    .unwrap();
+    let r = run_once(&mut e).files.remove(0);
+    assert_eq!(
+        (r.outcome.as_str(), r.counts.lines_applied),
+        ("applied", 2),
+        "{r:?}"
+    );
+    assert!(files_in(&d.path().join("work/processing")).is_empty());
+}
