@@ -362,3 +362,56 @@ fn the_schedule_reconciles_once_per_interval() {
         "not due again for 24 hours"
     );
 }
+
+#[test]
+fn a_listing_rides_out_passing_failures_and_gives_up_on_lasting_ones() {
+    let s = sim();
+    let w = work_for(&s);
+    w.drop_file("customers-1.csv", customers(4).as_bytes());
+    assert_eq!(run(&w, &["run"]).status.code(), Some(0));
+    s.set_faults(&["503", "429", "500", "reset_before"])
+        .unwrap();
+    let out = run(&w, &["reconcile", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            r["remote_records"].as_u64(),
+            r["missing"].as_array().map(Vec::len)
+        ),
+        (Some(4), Some(0))
+    );
+    let st = s.stats();
+    assert_eq!(
+        st.faults.values().sum::<u64>(),
+        4,
+        "every fault was met: {st:?}"
+    );
+    // A page that keeps failing ends the reconciliation, with nothing recorded as found.
+    s.set_faults(&["500"; 8]).unwrap();
+    let out = run(&w, &["reconcile"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listing failed")
+            && err.contains("HTTP 500")
+            && err.contains("gave up after 8 attempts"),
+        "{err}"
+    );
+    let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM reconciliations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "only the run that worked");
+    let leftovers = std::fs::read_dir(w.dir.join("reports"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 0, "no half report left behind");
+}
