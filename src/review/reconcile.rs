@@ -167,16 +167,28 @@ pub fn reconcile_target(
     let TargetKind::Http(http) = &t.kind else {
         return Err(ReconcileError::NotHttp(target.to_string()));
     };
-    let client = HttpTarget::new(t, http, &cfg.paths.work.join("ratelimit"))
-        .map_err(ReconcileError::Blocked)?;
-    let scope = compare::Scope::compile(&t.reconcile.scope).map_err(ReconcileError::Listing)?;
+    // Noted first: a target that cannot be reconciled (no token, the ERP down) is tried
+    // again at the schedule's next turn, not at every pass.
     ledger.reconcile_attempt(target)?;
-    let result = Run::new(t, http, ledger, &scope, opts).go(&client, &cfg.paths.reports);
+    let result = start(cfg, t, http, ledger, opts);
     if let Err(e) = &result {
         let msg = format!("reconcile {target} failed: {e}");
         let _ = ledger.event(None, "error", None, None, &msg);
     }
     result
+}
+
+fn start(
+    cfg: &Config,
+    t: &config::Target,
+    http: &config::HttpTarget,
+    ledger: &Ledger,
+    opts: &Options,
+) -> Result<ReconcileReport, ReconcileError> {
+    let client = HttpTarget::new(t, http, &cfg.paths.work.join("ratelimit"))
+        .map_err(ReconcileError::Blocked)?;
+    let scope = compare::Scope::compile(&t.reconcile.scope).map_err(ReconcileError::Listing)?;
+    Run::new(t, http, ledger, &scope, opts).go(&client, &cfg.paths.reports)
 }
 
 /// One reconciliation under way.
