@@ -116,7 +116,7 @@ pub fn to_json(rows: &[RejectRow]) -> serde_json::Value {
 }
 
 /// Excel runs cells starting with these as formulas.
-fn defuse(s: &str) -> String {
+pub(crate) fn defuse(s: &str) -> String {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() {
         format!("'{s}")
     } else {

@@ -43,6 +43,23 @@ struct RawTarget {
     backoff_cap_seconds: u64,
     #[serde(default)]
     endpoints: BTreeMap<String, Endpoint>,
+    reconcile_scope: Option<RawScope>,
+    reconcile_entities: Option<Vec<String>>,
+    #[serde(default = "default_page_size")]
+    reconcile_page_size: u32,
+    reconcile_every_hours: Option<u32>,
+}
+
+/// `reconcile_scope`: one pattern for every entity, or one per entity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawScope {
+    All(String),
+    PerEntity(BTreeMap<String, String>),
+}
+
+fn default_page_size() -> u32 {
+    100
 }
 
 fn default_timeout() -> u64 {
@@ -86,6 +103,36 @@ pub struct Endpoint {
     pub extra: BTreeMap<String, String>,
 }
 
+/// How a target is reconciled against what the ledger delivered to it (`tallyman
+/// reconcile`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconcile {
+    /// The ERP's records that are ours to account for, by external reference (a regex):
+    /// other channels' records outside it are never called orphans. Per entity; an entity
+    /// without a pattern has every record in scope.
+    pub scope: BTreeMap<Entity, String>,
+    /// The entities whose collections are listed (default: every entity the target takes).
+    pub entities: Vec<Entity>,
+    /// Records asked for per page of the list endpoint.
+    pub page_size: u32,
+    /// Reconcile on a schedule, at the end of `run`/`watch` passes, this often.
+    pub every: Option<Duration>,
+}
+
+impl Reconcile {
+    pub fn scope_of(&self, e: Entity) -> Option<&str> {
+        self.scope.get(&e).map(String::as_str)
+    }
+    /// What the scope says, for reports: `customer=^C-; product=^SKU-`, or `all records`.
+    pub fn scope_text(&self) -> String {
+        if self.scope.is_empty() {
+            return "all records".into();
+        }
+        let parts: Vec<String> = self.scope.iter().map(|(e, p)| format!("{e}={p}")).collect();
+        parts.join("; ")
+    }
+}
+
 /// Retries and dead letters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -123,6 +170,7 @@ pub struct Target {
     /// these (and only those that changed); the ERP owns every other field.
     pub owned: BTreeMap<Entity, Vec<String>>,
     pub retry: RetryPolicy,
+    pub reconcile: Reconcile,
 }
 
 impl Target {
@@ -144,6 +192,12 @@ impl Target {
                 max_age: Duration::from_secs(default_max_age() * 3600),
                 backoff_base: Duration::from_millis(default_backoff_base()),
                 backoff_cap: Duration::from_secs(default_backoff_cap()),
+            },
+            reconcile: Reconcile {
+                scope: BTreeMap::new(),
+                entities: Vec::new(),
+                page_size: default_page_size(),
+                every: None,
             },
         }
     }
@@ -263,13 +317,85 @@ fn check(raw: RawTarget, errs: &mut Vec<String>) -> Option<Target> {
         backoff_base: Duration::from_millis(raw.backoff_base_ms.max(1)),
         backoff_cap: Duration::from_secs(raw.backoff_cap_seconds.max(1)),
     };
+    let reconcile = reconcile(&who, &raw, &entities, errs);
+    let kind = kind?;
+    if !matches!(kind, TargetKind::Http(_)) && has_reconcile_settings(&raw) {
+        errs.push(format!(
+            "{who}: reconcile_* settings need a target of kind \"http\" (the outbox has nothing to list)"
+        ));
+    }
     Some(Target {
         name,
-        kind: kind?,
+        kind,
         entities,
         owned,
         retry,
+        reconcile,
     })
+}
+
+fn has_reconcile_settings(raw: &RawTarget) -> bool {
+    raw.reconcile_scope.is_some()
+        || raw.reconcile_entities.is_some()
+        || raw.reconcile_every_hours.is_some()
+        || raw.reconcile_page_size != default_page_size()
+}
+
+/// The `reconcile_*` settings: patterns that compile, entities the target takes.
+fn reconcile(who: &str, raw: &RawTarget, entities: &[Entity], errs: &mut Vec<String>) -> Reconcile {
+    let taken = |name: &str, errs: &mut Vec<String>| {
+        let e = entity(who, name, errs)?;
+        if !entities.contains(&e) {
+            errs.push(format!(
+                "{who}: reconcile setting for '{name}', which the target does not take"
+            ));
+        }
+        Some(e)
+    };
+    let mut scope = BTreeMap::new();
+    match &raw.reconcile_scope {
+        None => {}
+        Some(RawScope::All(p)) => {
+            scope.extend(entities.iter().map(|e| (*e, p.clone())));
+        }
+        Some(RawScope::PerEntity(m)) => {
+            for (name, p) in m {
+                if let Some(e) = taken(name, errs) {
+                    scope.insert(e, p.clone());
+                }
+            }
+        }
+    }
+    for p in scope.values().collect::<std::collections::BTreeSet<_>>() {
+        if let Err(e) = regex::Regex::new(p) {
+            errs.push(format!(
+                "{who}: reconcile_scope '{p}' is not a valid regex: {e}"
+            ));
+        }
+    }
+    let list = match &raw.reconcile_entities {
+        None => entities.to_vec(),
+        Some(names) => names.iter().filter_map(|n| taken(n, errs)).collect(),
+    };
+    if !(1..=10_000).contains(&raw.reconcile_page_size) {
+        errs.push(format!(
+            "{who}: reconcile_page_size must be between 1 and 10000"
+        ));
+    }
+    if raw.reconcile_every_hours == Some(0) {
+        errs.push(format!(
+            "{who}: reconcile_every_hours must be at least 1 (leave it out to reconcile only on demand)"
+        ));
+    }
+    Reconcile {
+        scope,
+        entities: list,
+        page_size: raw.reconcile_page_size.clamp(1, 10_000),
+        every: raw
+            .reconcile_every_hours
+            .filter(|h| *h > 0)
+            .map(|h| Duration::from_secs(u64::from(h) * 3600)),
+    }
 }
 
 fn entity(who: &str, name: &str, errs: &mut Vec<String>) -> Option<Entity> {
@@ -426,6 +552,54 @@ kind = "ftp"
             "token_env must name",
             "owned field 'nmae' is not a field of customer; did you mean 'name'?",
             "t.toml:10: target 'erp': unknown kind 'ftp'",
+        ] {
+            assert!(all.contains(want), "missing '{want}' in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn reconcile_settings_are_read_per_entity_or_for_all() {
+        let base = "[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"http://e\"\ntoken_env = \"T\"\nentities = [\"customer\", \"product\"]\n";
+        let (t, errs) = parse_text(base);
+        assert!(errs.is_empty(), "{errs:?}");
+        let r = &t[0].reconcile;
+        assert_eq!(
+            r.scope_of(Entity::Customer),
+            None,
+            "every record by default"
+        );
+        assert_eq!(r.entities, vec![Entity::Customer, Entity::Product]);
+        assert_eq!((r.page_size, r.every), (100, None));
+        let (t, errs) = parse_text(&format!(
+            "{base}reconcile_scope = \"^C-\"\nreconcile_every_hours = 6\nreconcile_page_size = 7\n"
+        ));
+        assert!(errs.is_empty(), "{errs:?}");
+        let r = &t[0].reconcile;
+        assert_eq!(r.scope_of(Entity::Product), Some("^C-"));
+        assert_eq!(r.every, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(r.page_size, 7);
+        let (t, errs) = parse_text(&format!(
+            "{base}reconcile_scope = {{ product = \"^SKU-\" }}\nreconcile_entities = [\"product\"]\n"
+        ));
+        assert!(errs.is_empty(), "{errs:?}");
+        let r = &t[0].reconcile;
+        assert_eq!(r.scope_of(Entity::Product), Some("^SKU-"));
+        assert_eq!(r.scope_of(Entity::Customer), None);
+        assert_eq!(r.entities, vec![Entity::Product]);
+        assert_eq!(r.scope_text(), "product=^SKU-");
+    }
+
+    #[test]
+    fn reconcile_mistakes_are_reported() {
+        let text = "[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"http://e\"\ntoken_env = \"T\"\nentities = [\"customer\"]\nreconcile_scope = { customer = \"^(C-\", order = \"x\" }\nreconcile_every_hours = 0\nreconcile_page_size = 0\n\n[[targets]]\nname = \"files\"\nkind = \"outbox\"\nreconcile_every_hours = 1\n";
+        let (_, errs) = parse_text(text);
+        let all = errs.join("\n");
+        for want in [
+            "reconcile_scope '^(C-' is not a valid regex",
+            "reconcile setting for 'order', which the target does not take",
+            "reconcile_every_hours must be at least 1",
+            "reconcile_page_size must be between 1 and 10000",
+            "target 'files': reconcile_* settings need a target of kind \"http\"",
         ] {
             assert!(all.contains(want), "missing '{want}' in:\n{all}");
         }

@@ -33,7 +33,7 @@ pub struct HttpTarget {
 }
 
 /// What one request came back with.
-enum Reply {
+pub(crate) enum Reply {
     Answer {
         status: u16,
         body: String,
@@ -91,11 +91,11 @@ impl HttpTarget {
         })
     }
 
-    fn endpoint(&self, e: Entity) -> Endpoint {
+    pub(crate) fn endpoint(&self, e: Entity) -> Endpoint {
         self.endpoints.get(&e).cloned().unwrap_or_default()
     }
 
-    fn collection_url(&self, e: Entity) -> String {
+    pub(crate) fn collection_url(&self, e: Entity) -> String {
         match self.endpoint(e).path {
             Some(p) => format!("{}{}", self.base, p),
             None => format!("{}/api/v1/{}", self.base, collection(e)),
@@ -103,7 +103,7 @@ impl HttpTarget {
     }
 
     /// One request, within the rate limit.
-    fn send(
+    pub(crate) fn send(
         &self,
         method: &str,
         url: &str,
@@ -416,9 +416,15 @@ pub fn collection(e: Entity) -> &'static str {
 }
 
 /// Deterministic per target, record and version: a retry of the same payload reuses it, a
-/// corrected record (a new version) gets a new one.
+/// corrected record (a new version) gets a new one. A record sent again on purpose (a
+/// replay, a reconciliation's repair, each re-queued with its own time) gets a key of its
+/// own too: under the first one an ERP that honours keys would answer with the record it
+/// created back then — deleted since — or refuse the fuller body as another payload.
 pub fn idempotency_key(target: &str, d: &Due, op: &str) -> String {
-    let input = format!("{target}\0{}\0{}\0{}\0{op}", d.entity, d.key, d.version);
+    let mut input = format!("{target}\0{}\0{}\0{}\0{op}", d.entity, d.key, d.version);
+    if d.replay {
+        input.push_str(&format!("\0replay\0{}", d.created_at));
+    }
     format!(
         "tallyman-{}",
         &blake3::hash(input.as_bytes()).to_hex()[..32]
@@ -449,7 +455,7 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// The ERP's own words for an error, masked where they echo sensitive values.
-fn error_message(body: &str, e: Entity) -> String {
+pub(crate) fn error_message(body: &str, e: Entity) -> String {
     let text = match serde_json::from_str::<Value>(body) {
         Ok(v) => v
             .get("error")
@@ -557,6 +563,23 @@ mod tests {
         assert_ne!(
             idempotency_key("erp", &d(1), "create"),
             idempotency_key("erp", &d(2), "create")
+        );
+        let again = |at: &str| Due {
+            replay: true,
+            created_at: at.into(),
+            ..d(1)
+        };
+        let first = idempotency_key("erp", &d(1), "create");
+        let repair = idempotency_key("erp", &again("2026-11-02T10:00:00.000Z"), "create");
+        assert_ne!(first, repair, "a record sent again is not the first send");
+        assert_eq!(
+            repair,
+            idempotency_key("erp", &again("2026-11-02T10:00:00.000Z"), "create"),
+            "retries of one re-send share its key"
+        );
+        assert_ne!(
+            repair,
+            idempotency_key("erp", &again("2026-11-03T10:00:00.000Z"), "create")
         );
     }
 

@@ -11,6 +11,7 @@
 
 mod backoff;
 pub mod http;
+pub mod list;
 mod payload;
 pub mod ratelimit;
 

@@ -18,6 +18,7 @@ mod files;
 mod maint;
 mod model;
 mod query;
+mod reconcile;
 mod review;
 mod schema;
 
@@ -33,6 +34,9 @@ pub use maint::open_for_check;
 pub use model::{
     ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow, RunRow,
     UnitRow,
+};
+pub use reconcile::{
+    Known, MissingKey, NewReconciliation, ReconciliationRow, Requeued, REQUEUED_KEYS_KEPT,
 };
 pub use review::{AuditRow, RejectTally};
 
