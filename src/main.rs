@@ -94,6 +94,21 @@ enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Compare a target's records with what the ledger delivered: missing, orphans, drift.
+    /// Exit 0 nothing found, 1 differences found, 2 failed or blocked.
+    Reconcile {
+        /// The target (default: the only remote target).
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Queue missing records again and re-send drifted owned fields.
+        #[arg(long)]
+        repair: bool,
+        /// Why (kept in the ledger with a repair).
+        #[arg(long, requires = "repair")]
+        reason: Option<String>,
+    },
     /// Which system is the source of truth for each field, per target.
     Fields,
     /// Who did what, when and why: every action that changed state.
@@ -205,6 +220,12 @@ fn main() {
             reason,
         } => commands::replay(&config, &select.selection(), dry_run, reason.as_deref()),
         Command::Fields => commands::fields(&config),
+        Command::Reconcile {
+            target,
+            json,
+            repair,
+            reason,
+        } => commands::reconcile(&config, target.as_deref(), json, repair, reason.as_deref()),
         Command::Audit { json, limit } => commands::audit(&config, json, limit),
         Command::Demo { dir } => commands::demo(&dir),
     };

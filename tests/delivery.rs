@@ -258,6 +258,20 @@ fn regression_422_dead_letters_with_the_erps_message_and_retry_delivers_after_th
     let out = run(&w, &["deliver"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(s.stats().creates.get("orders"), Some(&1));
+    // Regression: a retried delivery's new attempts no longer overwrite the old ones.
+    let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
+    let outcomes: Vec<String> = db
+        .prepare("SELECT a.outcome FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.entity = 'order' ORDER BY a.n")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["permanent", "delivered"],
+        "the whole history is kept"
+    );
 }
 
 #[test]

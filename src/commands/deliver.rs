@@ -235,8 +235,13 @@ fn print_fields(cfg: &Config) {
         for e in &t.entities {
             let owned = t.owned.get(e);
             for f in crate::records::fields_of(*e) {
+                let create_once = e.identity() == crate::canonical::Identity::CreateOnce;
                 let (truth, direction) = match (&t.kind, owned) {
                     (TargetKind::Outbox, _) => ("tallyman", "written to the outbox"),
+                    (_, _) if create_once => (
+                        t.name.as_str(),
+                        "created by tallyman; the ERP's after creation",
+                    ),
                     (_, None) => ("tallyman", "created and updated by tallyman"),
                     (_, Some(list)) if list.iter().any(|o| o == f) => {
                         ("tallyman", "created and updated by tallyman")

@@ -10,6 +10,7 @@
 mod deliver;
 mod demo;
 mod inspect;
+mod reconcile;
 mod run;
 mod setup;
 
@@ -22,6 +23,7 @@ use crate::ledger::Ledger;
 pub use deliver::{deadletters, deliver, fields, replay, retry};
 pub use demo::demo;
 pub use inspect::{audit, rejects, status};
+pub use reconcile::{reconcile, reconcile_scheduled};
 pub use run::{process, run, watch};
 pub use setup::{backup, check, init, release};
 

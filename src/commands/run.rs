@@ -152,6 +152,10 @@ pub fn run(config_path: &Path) -> Result<i32> {
             ..Pass::default()
         }),
     );
+    if !p.interrupted {
+        // Findings are shown in this pass; a blocked target already exits 2 through delivery.
+        super::reconcile_scheduled(&engine.cfg, &engine.ledger, &engine.stop_flag());
+    }
     let held = engine.held()?;
     let queues = super::deliver::queues(&engine)?;
     if p.files.is_empty()
@@ -215,6 +219,9 @@ pub fn watch(config_path: &Path) -> Result<i32> {
             ),
         }
         deliver_due(&mut engine, rescan);
+        if !stop.load(Ordering::Relaxed) {
+            super::reconcile_scheduled(&engine.cfg, &engine.ledger, &stop);
+        }
         wait_for_work(&rx, next_wake(&engine, rescan), &stop);
     }
     let _ = engine.ledger.finish_run(run, "interrupted", None);

@@ -252,6 +252,8 @@ budget_seconds = 240     # how long `run` delivers before leaving the rest for t
 # concurrency = 4
 # max_attempts = 12                   # then a dead letter (also after max_age_hours)
 # max_age_hours = 72
+# reconcile_scope = "^PO-"           # or { customer = "^C-" }; default: every record
+# reconcile_every_hours = 24          # reconcile at the end of run/watch passes
 # [targets.endpoints.order]           # per-entity overrides of the reference API
 # path = "/api/v1/orders"
 "#;

@@ -549,6 +549,7 @@ mod tests {
             key: "S1".into(),
             version,
             attempt: 1,
+            log_n: 1,
             ambiguous: false,
             replay: false,
             created_at: String::new(),

@@ -249,7 +249,7 @@ fn settle(
     let iso = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
     let mut f = Finished {
         id: d.id,
-        attempt: d.attempt,
+        log_n: d.log_n,
         state: "delivered",
         next_at: iso(now),
         ambiguous: d.ambiguous,

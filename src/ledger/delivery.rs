@@ -60,8 +60,12 @@ pub struct Due {
     pub entity: String,
     pub key: String,
     pub version: i64,
-    /// This attempt's number (1 for the first).
+    /// This attempt's number since the delivery was (re)queued: what the retry policy
+    /// counts (1 for the first).
     pub attempt: i64,
+    /// The attempt's row in the ledger's history (numbers keep growing across retries
+    /// and replays, so no attempt is ever overwritten).
+    pub log_n: i64,
     /// An earlier attempt may have reached the target: look the record up before creating.
     pub ambiguous: bool,
     /// Sent again on purpose (`replay`): look up, then send every owned field.
@@ -90,7 +94,7 @@ pub struct AttemptLog {
 #[derive(Debug, Clone)]
 pub struct Finished {
     pub id: i64,
-    pub attempt: i64,
+    pub log_n: i64,
     /// `delivered`, `retry`, `dead`, or `pending` (given back unsent: the target is
     /// blocked; the attempt does not count).
     pub state: &'static str,
@@ -203,9 +207,14 @@ impl Ledger {
                 "UPDATE deliveries SET state='in_flight', attempts=?2, claimed_by=?3 WHERE id=?1",
                 params![due.id, due.attempt, std::process::id()],
             )?;
+            due.log_n = tx.query_row(
+                "SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE delivery_id=?1",
+                [due.id],
+                |r| r.get(0),
+            )?;
             tx.execute(
-                "INSERT OR REPLACE INTO attempts(delivery_id, n, started_at, operation) VALUES (?1, ?2, ?3, 'sending')",
-                params![due.id, due.attempt, at],
+                "INSERT INTO attempts(delivery_id, n, started_at, operation) VALUES (?1, ?2, ?3, 'sending')",
+                params![due.id, due.log_n, at],
             )?;
             out.push(due);
         }
@@ -245,7 +254,7 @@ impl Ledger {
             tx.execute(
                 "UPDATE attempts SET finished_at=?3, operation=?4, status=?5, outcome=?6, latency_ms=?7, response=?8 \
                  WHERE delivery_id=?1 AND n=?2",
-                params![f.id, f.attempt, at, f.log.operation, f.log.status, f.log.outcome, f.log.latency_ms, f.log.response],
+                params![f.id, f.log_n, at, f.log.operation, f.log.status, f.log.outcome, f.log.latency_ms, f.log.response],
             )?;
             let uncount = i64::from(f.state == "pending");
             tx.execute(
@@ -398,7 +407,7 @@ impl Ledger {
         let cond = shift_params(&cond, 1);
         Ok(self.conn.execute(
             &format!(
-                "UPDATE deliveries AS d SET state='pending', attempts=0, next_at=?1, last_error=NULL \
+                "UPDATE deliveries AS d SET state='pending', attempts=0, next_at=?1, created_at=?1, last_error=NULL \
                  WHERE d.state = 'dead'{cond}"
             ),
             rusqlite::params_from_iter(all),
@@ -419,7 +428,7 @@ impl Ledger {
         let cond = shift_params(&cond, 1);
         Ok(self.conn.execute(
             &format!(
-                "UPDATE deliveries AS d SET state='pending', attempts=0, next_at=?1, replay=1, ambiguous=1 \
+                "UPDATE deliveries AS d SET state='pending', attempts=0, next_at=?1, created_at=?1, replay=1, ambiguous=1 \
                  WHERE d.state = 'delivered' AND {latest}{cond}"
             ),
             rusqlite::params_from_iter(all),
@@ -498,6 +507,7 @@ fn due_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Due>> {
             key: r.get(3)?,
             version: r.get(4)?,
             attempt: r.get(5)?,
+            log_n: 0,
             ambiguous: r.get::<_, i64>(6)? != 0,
             replay: r.get::<_, i64>(7)? != 0,
             created_at: r.get(8)?,
