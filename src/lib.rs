@@ -22,6 +22,7 @@ pub mod idoc;
 pub mod intake;
 pub mod ledger;
 pub mod logging;
+pub mod metrics;
 pub mod out;
 pub mod progress;
 pub mod records;
