@@ -12,6 +12,7 @@ pub mod bundled;
 pub mod canonical;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod display;
 pub mod engine;

@@ -118,24 +118,29 @@ pub struct FileErrorRow {
     pub at: String,
 }
 
-/// Dead letters sharing a target, entity, status and message.
+/// Dead letters sharing a target, entity, status and cause.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeadGroup {
     pub target: String,
     pub entity: String,
     pub status: Option<i64>,
-    pub message: Option<String>,
+    /// The target's message with its particulars (quoted values, numbers) taken out.
+    pub cause: String,
+    /// One message of the group as the target wrote it (masked where sensitive).
+    pub example: Option<String>,
     pub count: i64,
     pub oldest: String,
 }
 
-/// Which dead letters a group means: a message of `None` means "no message".
+/// Which dead letters a group means.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DeadGroupSel {
     pub target: String,
     pub entity: String,
     pub status: Option<i64>,
-    pub message: Option<String>,
+    /// As in [`DeadGroup::cause`]; empty for dead letters without a message.
+    #[serde(default)]
+    pub cause: String,
 }
 
 /// A delivery row, for a file's or a key's page.

@@ -173,33 +173,50 @@ impl Ledger {
             .optional()?)
     }
 
-    /// Dead letters grouped by target, entity, last status and message, biggest first.
+    /// Dead letters grouped by target, entity, last status and cause (the target's message
+    /// with its particulars taken out), biggest group first.
     pub fn dead_groups(&self) -> Result<Vec<DeadGroup>> {
-        let mut st = self.conn.prepare(
-            "SELECT target, entity, last_status, last_error, COUNT(*), MIN(created_at) FROM deliveries \
-             WHERE state = 'dead' GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 1, 2 LIMIT 500",
-        )?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(DeadGroup {
-                    target: r.get(0)?,
-                    entity: r.get(1)?,
-                    status: r.get(2)?,
-                    message: r.get(3)?,
-                    count: r.get(4)?,
-                    oldest: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        let mut groups: Vec<DeadGroup> = Vec::new();
+        for d in dead_letters(&self.conn, None)? {
+            let cause = cause_of(d.message.as_deref());
+            match groups.iter_mut().find(|g| {
+                g.target == d.target
+                    && g.entity == d.entity
+                    && g.status == d.status
+                    && g.cause == cause
+            }) {
+                Some(g) => {
+                    g.count += 1;
+                    if d.created_at < g.oldest {
+                        g.oldest = d.created_at;
+                    }
+                }
+                None => groups.push(DeadGroup {
+                    target: d.target,
+                    entity: d.entity,
+                    status: d.status,
+                    cause,
+                    example: d.message,
+                    count: 1,
+                    oldest: d.created_at,
+                }),
+            }
+        }
+        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.target.cmp(&b.target)));
+        Ok(groups)
     }
 
-    /// The dead letters of one group, oldest first.
-    pub fn dead_of_group(&self, g: &DeadGroupSel, limit: i64) -> Result<Vec<DeliveryView>> {
+    /// The dead letters of one group, oldest first, at most `limit`.
+    pub fn dead_of_group(&self, g: &DeadGroupSel, limit: usize) -> Result<Vec<DeliveryView>> {
+        let ids: Vec<i64> = dead_letters(&self.conn, Some(g))?
+            .into_iter()
+            .map(|d| d.id)
+            .take(limit)
+            .collect();
         self.deliveries_where(
-            &format!("d.state = 'dead' AND {GROUP_COND}"),
-            params![g.target, g.entity, g.status, g.message],
-            limit,
+            "d.id IN (SELECT value FROM json_each(?1))",
+            [serde_json::to_string(&ids)?],
+            limit as i64,
         )
     }
 
@@ -207,17 +224,7 @@ impl Ledger {
     /// `dry_run`, only finds them. Returns the deliveries' ids, to follow their progress.
     pub fn retry_dead_group(&self, g: &DeadGroupSel, dry_run: bool) -> Result<Vec<i64>> {
         self.immediate(|c| {
-            let ids = {
-                let mut st = c.prepare(&format!(
-                    "SELECT d.id FROM deliveries d WHERE d.state = 'dead' AND {GROUP_COND} ORDER BY d.id"
-                ))?;
-                let ids = st
-                    .query_map(params![g.target, g.entity, g.status, g.message], |r| {
-                        r.get::<_, i64>(0)
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                ids
-            };
+            let ids: Vec<i64> = dead_letters(c, Some(g))?.into_iter().map(|d| d.id).collect();
             if !dry_run {
                 c.execute(
                     "UPDATE deliveries SET state='pending', attempts=0, next_at=?1, last_error=NULL \
@@ -249,6 +256,109 @@ const PRIMARY: &str = "(SELECT l.rule FROM lines l WHERE l.file_id = u.file_id A
     AND l.ordinal < u.first_ordinal + u.line_count AND l.status = 'rejected' AND l.rule IS NOT NULL \
     AND l.rule != 'rejected-with-document' ORDER BY l.ordinal LIMIT 1)";
 
-/// Deliveries `d` of a dead-letter group: ?1 target, ?2 entity, ?3 status, ?4 message.
-const GROUP_COND: &str =
-    "d.target = ?1 AND d.entity = ?2 AND d.last_status IS ?3 AND d.last_error IS ?4";
+/// A dead letter as grouping needs it.
+struct Dead {
+    id: i64,
+    target: String,
+    entity: String,
+    status: Option<i64>,
+    message: Option<String>,
+    created_at: String,
+}
+
+/// Dead letters, oldest first; with a group, only that group's.
+fn dead_letters(c: &rusqlite::Connection, g: Option<&DeadGroupSel>) -> Result<Vec<Dead>> {
+    let mut st = c.prepare(
+        "SELECT id, target, entity, last_status, last_error, created_at FROM deliveries \
+         WHERE state = 'dead' AND (?1 IS NULL OR (target = ?1 AND entity = ?2 AND last_status IS ?3)) ORDER BY id",
+    )?;
+    let rows = st
+        .query_map(
+            params![
+                g.map(|g| &g.target),
+                g.map(|g| &g.entity),
+                g.and_then(|g| g.status)
+            ],
+            |r| {
+                Ok(Dead {
+                    id: r.get(0)?,
+                    target: r.get(1)?,
+                    entity: r.get(2)?,
+                    status: r.get(3)?,
+                    message: r.get(4)?,
+                    created_at: r.get(5)?,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(match g {
+        Some(g) => rows
+            .into_iter()
+            .filter(|d| cause_of(d.message.as_deref()) == g.cause)
+            .collect(),
+        None => rows,
+    })
+}
+
+/// A target's message with its particulars taken out — quoted values become `"…"`, words
+/// with digits `#` — so "unknown customer \"C-17\"" and "unknown customer \"C-18\"" are
+/// one cause a person fixes once.
+pub fn cause_of(message: Option<&str>) -> String {
+    let Some(m) = message else {
+        return String::new();
+    };
+    let mut out = String::with_capacity(m.len());
+    let mut chars = m.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' || c == '\'' {
+            for d in chars.by_ref() {
+                if d == c {
+                    break;
+                }
+            }
+            out.push(c);
+            out.push('…');
+            out.push(c);
+        } else if c.is_alphanumeric() {
+            let mut word = String::from(c);
+            while let Some(&d) = chars
+                .peek()
+                .filter(|d| d.is_alphanumeric() || matches!(d, '-' | '_' | '.' | '/'))
+            {
+                word.push(d);
+                chars.next();
+            }
+            if word.chars().any(|d| d.is_ascii_digit()) {
+                out.push('#');
+            } else {
+                out.push_str(&word);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cause_of;
+
+    #[test]
+    fn a_cause_is_a_message_without_its_particulars() {
+        assert_eq!(
+            cause_of(Some("HTTP 422: unknown customer \"C0000\"")),
+            "HTTP #: unknown customer \"…\""
+        );
+        assert_eq!(
+            cause_of(Some("field 'sku' is required")),
+            "field '…' is required"
+        );
+        assert_eq!(
+            cause_of(Some("order PO-17 exceeds limit 5.5")),
+            "order # exceeds limit #"
+        );
+        assert_eq!(cause_of(Some("unterminated \"quote")), "unterminated \"…\"");
+        assert_eq!(cause_of(None), "");
+    }
+}

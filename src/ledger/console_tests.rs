@@ -28,8 +28,8 @@ INSERT INTO deliveries(id, target, entity, key, version, state, attempts, next_a
                        delivered_at, last_status, last_error) VALUES
   (1, 'erp', 'order', 'A', 1, 'delivered', 1, '', 1, '2026-01-01T10:00:00.000Z', '2026-01-01T10:00:05.000Z',
    '2026-01-01T10:00:10.000Z', 201, NULL),
-  (2, 'erp', 'order', 'D', 1, 'dead', 1, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, 422, 'unknown customer'),
-  (3, 'erp', 'order', 'E', 1, 'dead', 1, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, 422, 'unknown customer'),
+  (2, 'erp', 'order', 'D', 1, 'dead', 1, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, 422, 'unknown customer "C-1"'),
+  (3, 'erp', 'order', 'E', 1, 'dead', 1, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, 422, 'unknown customer "C-2"'),
   (4, 'erp', 'order', 'F', 1, 'dead', 3, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, NULL, NULL);
 INSERT INTO attempts(delivery_id, n, started_at, operation, status, outcome, latency_ms, response) VALUES
   (1, 1, '2026-01-01T10:00:09.000Z', 'create 201', 201, 'delivered', 12, '{"id":"o1"}');
@@ -108,14 +108,14 @@ fn a_dead_letter_group_is_retried_alone_and_its_progress_followed() {
     let groups = l.dead_groups().unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(
-        (groups[0].count, groups[0].message.as_deref()),
-        (2, Some("unknown customer"))
+        (groups[0].count, groups[0].cause.as_str()),
+        (2, "unknown customer \"…\"")
     );
     let sel = DeadGroupSel {
         target: "erp".into(),
         entity: "order".into(),
         status: Some(422),
-        message: Some("unknown customer".into()),
+        cause: "unknown customer \"…\"".into(),
     };
     assert_eq!(l.retry_dead_group(&sel, true).unwrap(), vec![2, 3]);
     assert_eq!(
@@ -130,12 +130,12 @@ fn a_dead_letter_group_is_retried_alone_and_its_progress_followed() {
     );
     // The group without a message is untouched.
     let rest = l.dead_groups().unwrap();
-    assert_eq!((rest.len(), rest[0].message.clone()), (1, None));
+    assert_eq!((rest.len(), rest[0].cause.as_str()), (1, ""));
     let none = DeadGroupSel {
         target: "erp".into(),
         entity: "order".into(),
         status: None,
-        message: None,
+        cause: String::new(),
     };
     assert_eq!(l.dead_of_group(&none, 10).unwrap()[0].key, "F");
 }
