@@ -27,7 +27,13 @@ pub struct AppState {
     pub os_user: String,
     pub sessions: Sessions,
     pub hooks: Hooks,
+    /// Idle ledger connections: opening one runs the migration check in a write
+    /// transaction, which a page view should not cost.
+    idle: std::sync::Mutex<Vec<Ledger>>,
 }
+
+/// Idle connections kept for the next requests.
+const IDLE_LEDGERS: usize = 4;
 
 impl AppState {
     pub fn new(cfg: Config, opts: Options) -> AppState {
@@ -37,6 +43,7 @@ impl AppState {
             os_user: opts.os_user,
             sessions: Sessions::default(),
             hooks: opts.hooks,
+            idle: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -84,7 +91,9 @@ async fn not_found() -> AppError {
 }
 
 /// Pages hold business data and masked personal data: never cached, never framed, no
-/// script or outside resource of any kind.
+/// script or outside resource of any kind. The referrer policy is `same-origin`, not
+/// `no-referrer`: with the latter browsers send `Origin: null` on form posts, which the
+/// origin check must refuse.
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
@@ -100,7 +109,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL)
@@ -153,7 +162,8 @@ impl From<anyhow::Error> for AppError {
 
 pub type Page = Result<Response, AppError>;
 
-/// Runs `f` with a ledger connection of its own on a blocking thread.
+/// Runs `f` with a ledger connection of its own on a blocking thread. A connection goes
+/// back to the idle ones only after a request that went well.
 pub async fn with_ledger<T, F>(st: &Arc<AppState>, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
@@ -161,8 +171,19 @@ where
 {
     let st = Arc::clone(st);
     tokio::task::spawn_blocking(move || {
-        let mut ledger = Ledger::open(&st.cfg.paths.ledger)?;
-        f(&mut ledger, &st.cfg)
+        let idle = st.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut ledger = match idle {
+            Some(l) => l,
+            None => Ledger::open(&st.cfg.paths.ledger)?,
+        };
+        let out = f(&mut ledger, &st.cfg);
+        if out.is_ok() {
+            let mut idle = st.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_LEDGERS {
+                idle.push(ledger);
+            }
+        }
+        out
     })
     .await
     .map_err(|e| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

@@ -123,20 +123,31 @@ pub fn bars(
             @if let Some(g) = goal {
                 line.goal x1="0" y1=(format!("{:.2}", y(g))) x2=(W) y2=(format!("{:.2}", y(g))) {}
             }
-            @if let (Some((first, _)), Some((last, _))) = (series.first(), series.last()) {
-                text x="0" y="69" { (short(first)) }
-                text x=(W) y="69" text-anchor="end" { (short(last)) }
+            @if let Some((first, _)) = series.first() {
+                text x="0" y="69" { (ago(first)) }
+                text x=(W) y="69" text-anchor="end" { "now" }
             }
         }
     }
 }
 
-/// A bucket's label for the axis: the hour or the day.
-fn short(bucket: &str) -> String {
-    match bucket.split_once('T') {
-        Some((_, hour)) => format!("{hour}:00"),
-        None => bucket.get(5..).unwrap_or(bucket).to_string(),
+/// The left end of the axis: how far back the window reaches.
+fn ago(first_bucket: &str) -> &'static str {
+    if first_bucket.contains('T') {
+        "24 h ago"
+    } else {
+        "30 days ago"
     }
+}
+
+/// A gauge's samples with its value now as the newest bucket, so the chart shows the
+/// present even before the next sample is taken.
+pub fn with_now(w: Window, samples: &[(String, f64)], now: f64) -> Vec<(String, f64)> {
+    let mut v = last_per_bucket(w, samples);
+    let current = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    v.retain(|(b, _)| !current.starts_with(b.as_str()));
+    v.push((current[..w.prefix()].to_string(), now));
+    v
 }
 
 #[cfg(test)]
@@ -177,6 +188,9 @@ mod tests {
             ("2026-01-01T10:59:00Z".to_string(), 3.0),
             ("2026-01-01T11:00:00Z".to_string(), 2.0),
         ];
+        let now = with_now(Window::Day, &s, 7.0);
+        assert_eq!(now.last().unwrap().1, 7.0);
+        assert_eq!(now.len(), 3);
         assert_eq!(
             last_per_bucket(Window::Day, &s),
             vec![

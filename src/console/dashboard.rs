@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::app::{with_ledger, AppState, Page};
 use super::auth::Sess;
-use super::charts::{align, bars, last_per_bucket, Window};
+use super::charts::{align, bars, last_per_bucket, with_now, Window};
 use super::html::{duration, percent, when};
 use crate::ledger::{Bucket, ReconRow, WindowTotals};
 use crate::metrics::{self, Figures, ERROR_OBJECTIVE};
@@ -177,7 +177,7 @@ fn delivered_card(d: &Dash) -> Markup {
 fn dead_card(d: &Dash) -> Markup {
     let now = d.f.sum(|c| c.dead);
     let sub = html! { "waiting for a person now · " a href="/exceptions#dead" { "see them" } };
-    let series = align(d.w, last_per_bucket(d.w, &d.dead));
+    let series = align(d.w, with_now(d.w, &d.dead, now as f64));
     card(
         "Dead letters",
         if now > 0 { "bad" } else { "good" },
@@ -199,7 +199,7 @@ fn queue_card(d: &Dash) -> Markup {
         "to be retried; " (waiting) " waiting in all"
         @if let Some(o) = oldest { ", the oldest for " (duration(o as f64)) }
     };
-    let series = align(d.w, last_per_bucket(d.w, &d.retry_depth));
+    let series = align(d.w, with_now(d.w, &d.retry_depth, retry as f64));
     card(
         "Retry queue depth",
         if retry > 0 { "warn" } else { "" },

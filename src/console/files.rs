@@ -279,7 +279,7 @@ fn line_row(file_id: i64, l: &LineView, sess: &Sess) -> Markup {
     html! {
         tr id={ "l" (l.ordinal) } class=[rejected.then_some("rejected")] {
             td.num { (l.line) }
-            td { (name(&position(l))) }
+            td.pos { (name(&position(l))) }
             td { (badge(&l.status)) }
             td { @if let Some(k) = &l.key { (name(k)) } }
             td {

@@ -219,6 +219,7 @@ a { color:var(--accent); }
 table { border-collapse:collapse; width:100%; background:#fff; border:1px solid var(--line); margin:.3rem 0 1rem; }
 th, td { padding:.3rem .5rem; border-bottom:1px solid var(--line); text-align:left; vertical-align:top; }
 th { background:#eef1f5; font-weight:600; font-size:.9em; }
+td.pos { white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 tr.rejected td { background:#fff6f5; }
 .badge { display:inline-block; padding:0 .45em; border-radius:3px; font-size:.85em; border:1px solid; white-space:nowrap; }
