@@ -13,6 +13,9 @@
 //! file is reported as [`LedgerError::Corrupt`], never used on silently.
 
 mod batch;
+mod console;
+mod console_model;
+mod console_review;
 mod delivery;
 mod files;
 mod maint;
@@ -28,6 +31,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
 pub use batch::{BatchTx, Holder, NewVersion};
+pub use console_model::{
+    AttemptView, Bucket, DeadGroup, DeadGroupSel, DeliveryView, FileErrorRow, FileListRow,
+    KeyDocument, LineSource, LineView, ReconRow, RejectGroup, RejectedDoc, Resolution, StateCount,
+    VersionView, WindowTotals,
+};
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
 pub use files::{LedgerOutcomes, Lost, NewFile};
 pub use maint::open_for_check;

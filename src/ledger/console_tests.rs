@@ -1,0 +1,212 @@
+//! The console's ledger questions over a small hand-made ledger: two decided files with
+//! rejected documents, deliveries delivered and dead, a reconciliation.
+
+use super::super::*;
+
+const FIXTURE: &str = r#"
+INSERT INTO files(id, fingerprint, name, source_path, size, state, outcome, units_applied, units_rejected,
+                  claimed_at, finished_at, final_path, format, error_rule)
+VALUES (1, 'aa', 'orders.csv', '/in/orders.csv', 10, 'done', 'applied_with_rejects', 3, 2,
+        '2026-01-01T10:00:00.000Z', '2026-01-01T10:00:05.000Z', '/arch/orders.csv', 'orders-csv', NULL),
+       (2, 'bb', 'junk.bin', '/in/junk.bin', 5, 'done', 'rejected', 0, 0,
+        '2026-01-01T11:00:00.000Z', '2026-01-01T11:00:01.000Z', '/rej/junk.bin', NULL, 'no-format'),
+       (3, 'cc', 'held.x12', '/in/held.x12', 5, 'held', NULL, 0, 0,
+        '2026-01-01T12:00:00.000Z', NULL, NULL, 'x12', NULL);
+INSERT INTO units(file_id, seq, label, status, key, first_ordinal, line_count) VALUES
+  (1, 1, 'order A', 'applied', 'A', 1, 1),
+  (1, 2, 'order B', 'rejected', 'B', 2, 2),
+  (1, 3, 'order C', 'rejected', 'C', 4, 1);
+INSERT INTO lines(file_id, ordinal, unit_seq, line, byte, record, status, key, rule, field, value, message, raw) VALUES
+  (1, 0, 0, 1, 0, 1, 'skipped', NULL, NULL, NULL, NULL, NULL, NULL),
+  (1, 1, 1, 2, 20, 2, 'applied', 'A', NULL, NULL, NULL, NULL, NULL),
+  (1, 2, 2, 3, 40, 3, 'rejected', 'B', 'rejected-with-document', NULL, NULL, 'with its document', 'B,1,x'),
+  (1, 3, 2, 4, 60, 4, 'rejected', 'B', 'min', 'quantity', '-1', 'must be at least 0', 'B,2,-1'),
+  (1, 4, 3, 5, 80, 5, 'rejected', 'C', 'min', 'quantity', '-2', 'must be at least 0', 'C,1,-2');
+INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq, created_at) VALUES
+  ('order', 'A', 1, 'h1', '{"order_no":"A"}', 1, 1, '2026-01-01T10:00:05.000Z');
+INSERT INTO deliveries(id, target, entity, key, version, state, attempts, next_at, file_id, settled_at, created_at,
+                       delivered_at, last_status, last_error) VALUES
+  (1, 'erp', 'order', 'A', 1, 'delivered', 1, '', 1, '2026-01-01T10:00:00.000Z', '2026-01-01T10:00:05.000Z',
+   '2026-01-01T10:00:10.000Z', 201, NULL),
+  (2, 'erp', 'order', 'D', 1, 'dead', 1, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, 422, 'unknown customer "C-1"'),
+  (3, 'erp', 'order', 'E', 1, 'dead', 1, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, 422, 'unknown customer "C-2"'),
+  (4, 'erp', 'order', 'F', 1, 'dead', 3, '', 1, NULL, '2026-01-01T10:00:05.000Z', NULL, NULL, NULL);
+INSERT INTO attempts(delivery_id, n, started_at, operation, status, outcome, latency_ms, response) VALUES
+  (1, 1, '2026-01-01T10:00:09.000Z', 'create 201', 201, 'delivered', 12, '{"id":"o1"}');
+INSERT INTO reconciliations(target, at, remote_records, missing, orphans, drift) VALUES
+  ('erp', '2026-01-01T09:00:00.000Z', 5, 0, 1, 0),
+  ('erp', '2026-01-01T12:00:00.000Z', 5, 0, 2, 1);
+"#;
+
+fn ledger() -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    l.conn.execute_batch(FIXTURE).unwrap();
+    (dir, l)
+}
+
+#[test]
+fn window_totals_count_documents_rejects_and_deliveries() {
+    let (_d, l) = ledger();
+    let t = l.window_totals("2026-01-01T00:00:00Z").unwrap();
+    assert_eq!(
+        t,
+        WindowTotals {
+            documents: 5,
+            rejected_documents: 2,
+            deliveries: 4,
+            dead_letters: 3,
+            delivered: 1,
+        }
+    );
+    assert_eq!(l.window_totals("2026-01-02").unwrap().documents, 0);
+    let hours = l.documents_by_bucket("2026-01-01", 13).unwrap();
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    assert_eq!(
+        (hours[0].at.as_str(), hours[0].total, hours[0].part),
+        ("2026-01-01T10", 5, 2)
+    );
+    let lat = l.sync_latencies(None, "2026-01-01", 10).unwrap();
+    assert_eq!(lat.len(), 1);
+    assert!((lat[0].1 - 10.0).abs() < 0.01, "{lat:?}");
+}
+
+#[test]
+fn rejected_documents_group_by_the_rule_their_first_broken_line_broke() {
+    let (_d, l) = ledger();
+    let groups = l.reject_groups().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!((groups[0].rule.as_str(), groups[0].documents), ("min", 2));
+    let docs = l.open_rejects_of_rule("min", 10).unwrap();
+    assert_eq!(docs.len(), 2);
+    // Document B's first line was rejected only with its document: its own rule is line 4.
+    assert_eq!((docs[0].ordinal, docs[0].line), (Some(3), Some(4)));
+    assert_eq!(docs[0].field.as_deref(), Some("quantity"));
+    l.resolve_units(1, &[2], "ann", "sent by phone").unwrap();
+    assert_eq!(l.open_reject_units_of_rule("min").unwrap(), vec![(1, 3)]);
+    let mine = l.rejected_docs_of_file(1).unwrap();
+    let r = mine[0].resolution.as_ref().unwrap();
+    assert_eq!(
+        (r.actor.as_deref(), r.note.as_deref()),
+        (Some("ann"), Some("sent by phone"))
+    );
+}
+
+#[test]
+fn a_file_level_error_is_open_until_resolved() {
+    let (_d, l) = ledger();
+    assert_eq!(l.open_file_errors().unwrap().len(), 1);
+    assert_eq!(l.resolve_file_error(2, "ann", "partner told").unwrap(), 1);
+    assert!(l.open_file_errors().unwrap().is_empty());
+    assert_eq!(l.file_error_resolution(2).unwrap().unwrap().how, "resolved");
+    assert_eq!(l.resolve_file_error(1, "ann", "no error here").unwrap(), 0);
+}
+
+#[test]
+fn a_dead_letter_group_is_retried_alone_and_its_progress_followed() {
+    let (_d, l) = ledger();
+    let groups = l.dead_groups().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(
+        (groups[0].count, groups[0].cause.as_str()),
+        (2, "unknown customer \"…\"")
+    );
+    let sel = DeadGroupSel {
+        target: "erp".into(),
+        entity: "order".into(),
+        status: Some(422),
+        cause: "unknown customer \"…\"".into(),
+    };
+    assert_eq!(l.retry_dead_group(&sel, true).unwrap(), vec![2, 3]);
+    assert_eq!(
+        l.dead_groups().unwrap().len(),
+        2,
+        "a dry run changes nothing"
+    );
+    assert_eq!(l.retry_dead_group(&sel, false).unwrap(), vec![2, 3]);
+    assert_eq!(
+        l.delivery_states(&[2, 3]).unwrap(),
+        vec![("pending".into(), 2)]
+    );
+    // The group without a message is untouched.
+    let rest = l.dead_groups().unwrap();
+    assert_eq!((rest.len(), rest[0].cause.as_str()), (1, ""));
+    let none = DeadGroupSel {
+        target: "erp".into(),
+        entity: "order".into(),
+        status: None,
+        cause: String::new(),
+    };
+    assert_eq!(l.dead_of_group(&none, 10).unwrap()[0].key, "F");
+}
+
+#[test]
+fn files_lines_deliveries_and_history_of_a_key() {
+    let (_d, l) = ledger();
+    let all = l.file_list(None, 0, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|f| f.file.id).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    let held = l.file_list(Some("held"), 0, 10).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(l.file_lines(1, 0, 100, true).unwrap().len(), 3);
+    assert_eq!(l.file_lines(1, 2, 1, false).unwrap()[0].ordinal, 2);
+    let src = l.line_source(1, 3).unwrap().unwrap();
+    assert_eq!((src.byte, src.end, src.has_byte), (60, Some(80), true));
+    assert_eq!(l.file_deliveries(1, 10).unwrap().len(), 4);
+    let counts = l.file_delivery_counts(1).unwrap();
+    assert!(counts.contains(&StateCount {
+        target: "erp".into(),
+        state: "dead".into(),
+        count: 3
+    }));
+    let v = l.key_versions(None, "A").unwrap();
+    assert_eq!(
+        (v.len(), v[0].file_name.as_deref()),
+        (1, Some("orders.csv"))
+    );
+    let d = l.key_deliveries("order", "A").unwrap();
+    assert_eq!(l.attempt_views(d[0].id).unwrap()[0].latency_ms, Some(12));
+    assert_eq!(
+        l.keys_starting("A", 5).unwrap(),
+        vec![("order".into(), "A".into())]
+    );
+    assert_eq!(
+        l.file_state_counts().unwrap(),
+        vec![("held".into(), 1), ("rejected".into(), 1)]
+    );
+}
+
+#[test]
+fn the_latest_reconciliation_per_target_and_sample_pruning() {
+    let (_d, l) = ledger();
+    let r = l.latest_reconciliations().unwrap();
+    assert_eq!((r.len(), r[0].orphans), (1, 2));
+    assert_eq!(l.reconciliations_since("2026-01-01T10").unwrap().len(), 1);
+    l.sample_metrics(&[("x", "", 1.0)]).unwrap();
+    assert!(l.last_sample_at("x").unwrap().is_some());
+    assert_eq!(l.prune_metric_samples("9999").unwrap(), 1);
+    assert_eq!(l.last_sample_at("x").unwrap(), None);
+}
+
+#[test]
+fn audit_pages_go_back_in_time() {
+    let (_d, l) = ledger();
+    for i in 0..5 {
+        l.audit(
+            "ann",
+            if i % 2 == 0 { "resolve" } else { "retry" },
+            None,
+            None,
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    }
+    let first = l.audit_page(None, None, 2).unwrap();
+    assert_eq!(first.iter().map(|a| a.id).collect::<Vec<_>>(), vec![5, 4]);
+    let next = l.audit_page(Some(4), None, 2).unwrap();
+    assert_eq!(next[0].id, 3);
+    assert_eq!(l.audit_page(None, Some("retry"), 10).unwrap().len(), 2);
+    assert_eq!(l.audit_entry(3).unwrap().unwrap().action, "resolve");
+}
