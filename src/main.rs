@@ -109,6 +109,17 @@ enum Command {
         #[arg(long, requires = "repair")]
         reason: Option<String>,
     },
+    /// The operations console: dashboard, files, exceptions, record history, audit.
+    Serve {
+        /// Address to listen on; a non-loopback one needs TALLYMAN_CONSOLE_TOKEN.
+        #[arg(long, default_value = tallyman::console::DEFAULT_LISTEN)]
+        listen: String,
+    },
+    /// Write the health figures for node_exporter's textfile collector.
+    Metrics {
+        #[arg(long, value_name = "PATH")]
+        textfile: PathBuf,
+    },
     /// Which system is the source of truth for each field, per target.
     Fields,
     /// Who did what, when and why: every action that changed state.
@@ -220,6 +231,8 @@ fn main() {
             reason,
         } => commands::replay(&config, &select.selection(), dry_run, reason.as_deref()),
         Command::Fields => commands::fields(&config),
+        Command::Serve { listen } => commands::serve(&config, &listen),
+        Command::Metrics { textfile } => tallyman::metrics::metrics_textfile(&config, &textfile),
         Command::Reconcile {
             target,
             json,

@@ -91,6 +91,7 @@ pub fn deliver(config_path: &Path) -> Result<i32> {
     engine
         .ledger
         .finish_run(run, if interrupted { "interrupted" } else { "ok" }, None)?;
+    let _ = crate::metrics::sample(&engine.ledger, &engine.cfg);
     let queues = queues(&engine)?;
     if queues.is_empty() {
         say!("no remote targets are configured ([[targets]] of kind \"http\")");

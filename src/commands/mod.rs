@@ -12,6 +12,7 @@ mod demo;
 mod inspect;
 mod reconcile;
 mod run;
+mod serve;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use demo::demo;
 pub use inspect::{audit, rejects, status};
 pub use reconcile::{reconcile, reconcile_scheduled};
 pub use run::{process, run, watch};
+pub use serve::serve;
 pub use setup::{backup, check, init, release};
 
 pub const EXIT_OK: i32 = 0;
@@ -84,21 +86,9 @@ fn open_ledger_with_config(config_path: &Path) -> Result<(Ledger, Config), i32> 
     Ok((ledger, cfg))
 }
 
-/// Who is acting, for the ledger's events (the OS user).
+/// Who is acting, for the audit trail (the OS user).
 fn actor() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", unsafe_uid()))
-}
-
-fn unsafe_uid() -> u32 {
-    #[cfg(unix)]
-    // SAFETY: getuid cannot fail and has no preconditions.
-    unsafe {
-        libc::getuid()
-    }
-    #[cfg(not(unix))]
-    0
+    crate::console::auth::os_user()
 }
 
 /// Resolves `--config` / `TALLYMAN_CONFIG` / `./tallyman.toml`.

@@ -100,6 +100,8 @@ fn finish(engine: &Engine, run: i64, result: &Result<Pass, crate::engine::Engine
         Err(e) => ("failed", Some(e.to_string())),
     };
     let _ = engine.ledger.finish_run(run, status, error.as_deref());
+    // The dashboard's trend charts need the queue's depth as it was, run by run.
+    let _ = crate::metrics::sample(&engine.ledger, &engine.cfg);
 }
 
 fn print_pass(p: &Pass) {
@@ -219,6 +221,7 @@ pub fn watch(config_path: &Path) -> Result<i32> {
             ),
         }
         deliver_due(&mut engine, rescan);
+        let _ = crate::metrics::sample(&engine.ledger, &engine.cfg);
         if !stop.load(Ordering::Relaxed) {
             super::reconcile_scheduled(&engine.cfg, &engine.ledger, &stop);
         }

@@ -14,7 +14,7 @@
 
 mod actions;
 mod app;
-mod auth;
+pub(crate) mod auth;
 mod charts;
 mod dashboard;
 mod exceptions;
