@@ -26,6 +26,7 @@ pub mod out;
 pub mod progress;
 pub mod records;
 pub mod report;
+pub mod review;
 pub mod sheet;
 pub mod sink;
 pub mod tabular;

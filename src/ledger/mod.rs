@@ -13,6 +13,7 @@
 //! file is reported as [`LedgerError::Corrupt`], never used on silently.
 
 mod batch;
+mod corrections;
 mod delivery;
 mod files;
 mod maint;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
 
 pub use batch::{BatchTx, Holder, NewVersion};
+pub use corrections::CorrectionLine;
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
 pub use files::{LedgerOutcomes, Lost, NewFile};
 pub use maint::open_for_check;
