@@ -29,7 +29,9 @@ pub struct CorrectionLine {
 
 impl Ledger {
     /// Up to `limit` lines of the file's rejected documents after `after` (the last
-    /// `(unit_seq, ordinal)` of the previous page), in file order.
+    /// `(unit_seq, ordinal)` of the previous page), in file order. The lower bound on a
+    /// document's lines is one expression so that SQLite seeks to it per document instead
+    /// of scanning from the page's start (quadratic on a file rejected whole).
     pub fn rejected_document_lines(
         &self,
         file_id: i64,
@@ -41,8 +43,8 @@ impl Ledger {
             "SELECT u.seq, l.ordinal, l.line, l.byte, l.record, l.status, l.rule, l.message, \
              (SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1) \
              FROM units u JOIN lines l ON l.file_id = u.file_id \
-             AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count \
-             WHERE u.file_id = ?1 AND u.status = 'rejected' AND u.seq >= ?2 AND l.ordinal > ?3 \
+             AND l.ordinal >= max(u.first_ordinal, ?3 + 1) AND l.ordinal < u.first_ordinal + u.line_count \
+             WHERE u.file_id = ?1 AND u.status = 'rejected' AND u.seq >= ?2 \
              ORDER BY u.seq, l.ordinal LIMIT ?4",
         )?;
         let rows = st

@@ -304,21 +304,21 @@ impl Job<'_> {
 
 /// Copies records, splicing in one cell; reuses its buffer across records.
 pub(super) struct Copier {
-    core_builder: csv_core::ReaderBuilder,
+    core: csv_core::Reader,
     delimiter: u8,
     buf: Vec<u8>,
 }
 
 impl Copier {
     pub(super) fn new(dialect: &CsvDialect) -> Copier {
-        let mut core_builder = csv_core::ReaderBuilder::new();
-        core_builder
+        let core = csv_core::ReaderBuilder::new()
             .delimiter(dialect.delimiter)
             .quote(dialect.quote.unwrap_or(b'"'))
             .quoting(dialect.quote.is_some())
-            .terminator(csv_core::Terminator::CRLF);
+            .terminator(csv_core::Terminator::CRLF)
+            .build();
         Copier {
-            core_builder,
+            core,
             delimiter: dialect.delimiter,
             buf: vec![0; CHUNK],
         }
@@ -333,7 +333,9 @@ impl Copier {
         column: Column,
         cell: &[u8],
     ) -> io::Result<()> {
-        let mut core = self.core_builder.build();
+        // Building a reader builds its DFA: reset the one we have.
+        let core = &mut self.core;
+        core.reset();
         let mut scratch = [0u8; 1024];
         let (mut start, mut end, mut eof) = (0usize, 0usize, false);
         let (mut field, mut fresh) = (0usize, true);

@@ -380,3 +380,47 @@ fn error_text_is_one_line_capped_and_never_a_formula() {
     let long = error_text(&line(Some("code-list"), &"x".repeat(5000)));
     assert_eq!(long.chars().count(), MAX_ERROR_CHARS + 1);
 }
+
+#[test]
+fn regression_pages_of_rejected_lines_neither_skip_nor_repeat_rows() {
+    // 3-line documents, so page boundaries (every 2,000 lines) fall inside documents.
+    let mut s = Setup::new(&[("t.toml", &orders_def(",", "utf-8", true))]);
+    let mut data = String::from("order_no,note,qty\n");
+    let mut want = String::from("order_no,note,qty,tallyman_error\n");
+    for o in 0..1_500 {
+        for l in 0..3 {
+            let qty = if l == 1 { "-1" } else { "1" };
+            data.push_str(&format!("O{o},n{l},{qty}\n"));
+        }
+    }
+    data.push_str("OK,fine,1\n");
+    let row = s.process("t12.csv", data.as_bytes());
+    assert_eq!(row.counts.units_applied, 1);
+    for (i, l) in data.lines().skip(1).take(4_500).enumerate() {
+        let err = if l.ends_with(",-1") {
+            MIN.to_string()
+        } else {
+            let o = i / 3;
+            sibling(&format!("O{o}"), (o * 3 + 3) as u32).replace('"', "\"\"")
+        };
+        want.push_str(&format!("{l},\"{err}\"\n"));
+    }
+    let got = String::from_utf8(std::fs::read(s.corrections(&row).unwrap()).unwrap()).unwrap();
+    assert!(got == want, "{}", &got[got.len() - 500..]);
+}
+
+#[test]
+fn a_file_rejected_whole_resends_its_good_documents_too() {
+    let def = orders_def(",", "utf-8", true).replace("accept-valid", "all-or-nothing");
+    let mut s = Setup::new(&[("t.toml", &def)]);
+    let row = s.process("t13.csv", b"order_no,note,qty\nA,a,1\nB,b,-1\n");
+    assert_eq!(row.outcome.as_deref(), Some("rejected"));
+    let got = String::from_utf8(std::fs::read(s.corrections(&row).unwrap()).unwrap()).unwrap();
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 3, "{got}");
+    assert!(
+        lines[1].starts_with("A,a,1,\"file-rejected: file rejected whole"),
+        "{got}"
+    );
+    assert_eq!(lines[2], format!("B,b,-1,\"{MIN}\""));
+}
