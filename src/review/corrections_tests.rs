@@ -424,3 +424,22 @@ fn a_file_rejected_whole_resends_its_good_documents_too() {
     );
     assert_eq!(lines[2], format!("B,b,-1,\"{MIN}\""));
 }
+
+#[test]
+fn without_quoting_the_message_loses_its_delimiters_not_its_column() {
+    let def = orders_def(",", "utf-8", true).replace("[csv]\n", "[csv]\nquote = \"\"\n");
+    let mut s = Setup::new(&[("t.toml", &def)]);
+    let row = s.process("t14.csv", b"order_no,note,qty\nA,x,1\nB,y\n");
+    let got = String::from_utf8(std::fs::read(s.corrections(&row).unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        got,
+        "order_no,note,qty,tallyman_error\nB,y,,column-count: row has 2 columns  expected 3 (as many as the header)\n"
+    );
+    let again = s.resubmit(&row, |b| {
+        String::from_utf8(b)
+            .unwrap()
+            .replace("B,y,,", "B,y,2,")
+            .into_bytes()
+    });
+    assert_eq!(again.counts.units_applied, 1);
+}
