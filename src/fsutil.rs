@@ -138,6 +138,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     run().map_err(|e| with_context(e, "writing", path))
 }
 
+/// Like [`write_atomic`], for output too large to hold in memory: `fill` writes (and may
+/// seek in) the temporary file, which is renamed into place only if it succeeds.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let run = || -> io::Result<()> {
+        let mut tmp = Temp::create(dir)?;
+        fill(&mut tmp.file)?;
+        tmp.persist(path)?;
+        fsync_dir(dir)
+    };
+    run().map_err(|e| with_context(e, "writing", path))
+}
+
 /// Moves a file, durably. Falls back to copy + fsync + remove when the rename crosses file
 /// systems (the copy is complete and synced before the original goes).
 pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
@@ -347,6 +363,21 @@ mod tests {
         write_atomic(&p, b"x").unwrap();
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, file_mode());
+    }
+
+    #[test]
+    fn write_atomic_with_leaves_nothing_when_filling_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.csv");
+        write_atomic_with(&p, |f| f.write_all(b"kept")).unwrap();
+        let e = write_atomic_with(&p, |f| {
+            f.write_all(b"half")?;
+            Err(io::Error::other("boom"))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("c.csv"), "{e}");
+        assert_eq!(fs::read(&p).unwrap(), b"kept");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

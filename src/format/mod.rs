@@ -219,6 +219,11 @@ pub trait Format: Send + Sync {
     fn identity_overrides(&self) -> Vec<(crate::canonical::Entity, crate::canonical::Identity)> {
         Vec::new()
     }
+    /// The definition behind a `csv` or `sheet` format (the corrections writer copies
+    /// rejected rows in its layout); `None` for every other kind.
+    fn tabular(&self) -> Option<&crate::tabular::def::TabularDef> {
+        None
+    }
     /// Opens the file for streaming. Must not read it whole.
     fn open<'a>(
         &'a self,

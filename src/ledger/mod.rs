@@ -16,6 +16,7 @@ mod batch;
 mod console;
 mod console_model;
 mod console_review;
+mod corrections;
 mod delivery;
 mod files;
 mod maint;
@@ -36,6 +37,7 @@ pub use console_model::{
     KeyDocument, LineSource, LineView, ReconRow, RejectGroup, RejectedDoc, Resolution, StateCount,
     VersionView, WindowTotals,
 };
+pub use corrections::CorrectionLine;
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
 pub use files::{LedgerOutcomes, Lost, NewFile};
 pub use maint::open_for_check;

@@ -541,6 +541,15 @@ fn check_field(
             ColumnRef::Name(name.clone())
         }
     };
+    if matches!(&column, ColumnRef::Name(n) if n.eq_ignore_ascii_case(super::ERROR_COLUMN)) {
+        c.err(
+            Some(span.clone()),
+            format!(
+                "field '{name}': column '{}' is reserved for what a corrections file says was wrong, and is never read as data",
+                super::ERROR_COLUMN
+            ),
+        );
+    }
     let tyname = f.ty.as_deref().unwrap_or("string");
     let one_char = |c: &mut Checker, s: &Option<String>, what: &str, dflt: Option<char>| match s {
         None => dflt,
@@ -1368,6 +1377,21 @@ quantity = "{qty}"
         assert_eq!(def.group_by, Some(0));
         assert!(matches!(def.map.header[0].1, MapValue::Const(_)));
         assert!(matches!(def.map.header[1].1, MapValue::Field(0)));
+    }
+
+    #[test]
+    fn the_corrections_error_column_cannot_be_bound() {
+        let text = GOOD.replace(
+            "name = \"qty\"\n",
+            "name = \"qty\"\ncolumn = \"Tallyman_Error\"\n",
+        );
+        let (def, d) = load(&text);
+        assert!(def.is_none());
+        assert!(
+            d.errors[0].to_string().contains("reserved"),
+            "{:?}",
+            d.errors
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::format::{FileError, Format, NearMiss, OpenContext, Policy, Probe, Uni
 use crate::unit::{cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
 
 /// How much of a file `encoding = "auto"` looks at before deciding.
-const AUTO_SAMPLE: u64 = 64 * 1024;
+pub(crate) const AUTO_SAMPLE: u64 = 64 * 1024;
 /// Longest raw line kept for the ledger and reports.
 pub const RAW_CAP: usize = 2048;
 /// Sniff scores: a header match is more specific than a file name match.
@@ -67,6 +67,10 @@ impl Format for TabularFormat {
 
     fn name(&self) -> &str {
         &self.def.name
+    }
+
+    fn tabular(&self) -> Option<&TabularDef> {
+        Some(&self.def)
     }
 
     fn kind(&self) -> &str {
@@ -125,11 +129,8 @@ impl Format for TabularFormat {
                     .take(AUTO_SAMPLE)
                     .read_to_end(&mut head)
                     .map_err(|e| FileError::io(&e))?;
-                let decoding = match dialect.encoding {
-                    Encoding::Auto => charset::plan_auto(&head, head.len() as u64 == len)
-                        .map_err(|r| r.into_error(&head, &self.def.name))?,
-                    e => charset::plan_fixed(e, dialect.delimiter, dialect.quote),
-                };
+                let decoding =
+                    csv_decoding(&self.def.name, dialect, &head, head.len() as u64 == len)?;
                 let input = std::io::Cursor::new(head).chain(file);
                 RowsIn::Csv(Box::new(CsvRows::with_decoding(
                     Box::new(input),
@@ -145,6 +146,23 @@ impl Format for TabularFormat {
 }
 
 use std::io::Read as _;
+
+/// How a CSV file's bytes become text, decided from its first bytes (`complete`: they are
+/// the whole file). Shared with the corrections writer, which must find rows at the byte
+/// offsets this decision gave the ledger.
+pub(crate) fn csv_decoding(
+    format: &str,
+    dialect: &super::def::CsvDialect,
+    head: &[u8],
+    complete: bool,
+) -> Result<charset::Decoding, FileError> {
+    match dialect.encoding {
+        Encoding::Auto => {
+            charset::plan_auto(head, complete).map_err(|r| r.into_error(head, format))
+        }
+        e => Ok(charset::plan_fixed(e, dialect.delimiter, dialect.quote)),
+    }
+}
 
 impl TabularFormat {
     /// Runs the definition over rows from any source (the spreadsheet reader, or a test's
@@ -174,6 +192,7 @@ impl TabularFormat {
             rows_seen: 0,
             header_done: !self.def.header,
             binding: Arc::new(Vec::new()),
+            dropped: Vec::new(),
             width: None,
             blanks: Vec::new(),
             group: None,
@@ -230,6 +249,9 @@ struct TabularReader {
     header_done: bool,
     /// Column index of each field.
     binding: Arc<Vec<usize>>,
+    /// Header columns named [`super::ERROR_COLUMN`] (a corrections file's "what was
+    /// wrong"), ascending: removed from every row before anything looks at it.
+    dropped: Vec<usize>,
     /// Expected number of columns (CSV only).
     width: Option<usize>,
     blanks: Vec<(JobRow, SourceLine)>,
@@ -237,6 +259,27 @@ struct TabularReader {
     closed: HashSet<u128>,
     out: VecDeque<Unit>,
     done: bool,
+}
+
+/// Positions of the corrections file's "what was wrong" columns among header names
+/// (trimmed, lower-cased): a reviewer may have moved the column, or a correction of a
+/// correction may carry it twice.
+fn error_columns(names: &[String]) -> Vec<usize> {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.as_str() == super::ERROR_COLUMN)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Removes the columns at `ascending` positions that the row has.
+fn drop_columns<T>(cells: &mut Vec<T>, ascending: &[usize]) {
+    for &i in ascending.iter().rev() {
+        if i < cells.len() {
+            cells.remove(i);
+        }
+    }
 }
 
 fn key_hash(key: &str) -> u128 {
@@ -289,11 +332,13 @@ impl TabularReader {
     }
 
     fn bind_header(&mut self, row: &Row) -> Result<(), FileError> {
-        let names: Vec<String> = row
+        let mut names: Vec<String> = row
             .cells
             .iter()
             .map(|c| c.to_text().trim().to_lowercase())
             .collect();
+        self.dropped = error_columns(&names);
+        drop_columns(&mut names, &self.dropped);
         let mut missing = Vec::new();
         let mut errors = Vec::new();
         let mut binding = Vec::new();
@@ -355,7 +400,7 @@ impl TabularReader {
         }
         self.binding = Arc::new(binding);
         if matches!(self.src, RowsIn::Csv(_)) {
-            self.width = Some(row.cells.len());
+            self.width = Some(names.len());
         }
         Ok(())
     }
@@ -383,7 +428,12 @@ impl TabularReader {
                 }
                 return Ok(());
             }
-            CsvItem::Row(row, problem) => (row, problem),
+            CsvItem::Row(mut row, problem) => {
+                if self.header_done {
+                    drop_columns(&mut row.cells, &self.dropped);
+                }
+                (row, problem)
+            }
         };
         if problem.is_none() && row.cells.iter().all(Cell::is_empty) {
             let raw = cap_raw(&row.raw, RAW_CAP);
@@ -1320,6 +1370,27 @@ quantity = "{qty}"
                 ("order B".into(), 1, v(&["ok"])),
             ]
         );
+    }
+
+    #[test]
+    fn corrections_error_column_is_never_data_wherever_it_stands() {
+        // Appended (as written), moved to the front, and short rows: the column is dropped
+        // before binding and column counting, so "-1" in it is not a quantity.
+        let got = run(
+            "order_no,qty,cur,tallyman_error\nA,1,EUR,\"min: qty -1\"\nB,2,USD,\"x,y\"\n",
+            None,
+        );
+        use UnitStatus::*;
+        assert_eq!(got[1], ("order A".into(), Applied, v(&["ok"])));
+        assert_eq!(got[2], ("order B".into(), Applied, v(&["ok"])));
+        let got = run(
+            "TALLYMAN_ERROR ,order_no,qty,cur\n-1,A,1,EUR\n,B,2,USD\nC,3,EUR\n",
+            None,
+        );
+        assert_eq!(got[1].1, Applied);
+        assert_eq!(got[2].1, Applied);
+        // A row that lacks the column entirely is one column short, as it would be anyway.
+        assert_eq!(got[3].2, v(&["column-count"]));
     }
 
     #[test]

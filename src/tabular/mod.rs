@@ -22,6 +22,11 @@ use crate::unit::Position;
 
 pub use engine::TabularFormat;
 
+/// The column a corrections file adds to say what was wrong with each row. The reader
+/// drops a header column of this name wherever it stands, so it never becomes data and
+/// never trips `column-count`; a definition cannot bind a field to it.
+pub const ERROR_COLUMN: &str = "tallyman_error";
+
 /// Loader for kinds `csv` and `sheet` (registered in `crate::format::registry::KINDS`):
 /// checks every definition, reporting all errors, and returns the ones without errors.
 pub fn load(defs: &[&DefFile], diags: &mut Diagnostics) -> Vec<Arc<dyn Format>> {

@@ -1,0 +1,87 @@
+//! What a corrections file is made of: the lines of a decided file's rejected documents,
+//! in file order, each with where its bytes end (the next line's offset), so the writer
+//! can copy a rejected row's original bytes out of the archived input without reading the
+//! rest of it. Paged by (document, line) so a file with a million rejects is written in
+//! bounded memory.
+
+use rusqlite::params;
+
+use super::{Ledger, Result};
+
+/// One line of a rejected document, as the corrections writer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrectionLine {
+    pub unit_seq: i64,
+    pub ordinal: i64,
+    /// 1-based physical line (a sheet's row number).
+    pub line: i64,
+    /// Offset of the line's first byte (0 for sheet rows).
+    pub byte: i64,
+    /// Record number; 0 for a physically empty line.
+    pub record: i64,
+    pub status: String,
+    pub rule: Option<String>,
+    /// As the ledger keeps it: sensitive values already masked.
+    pub message: Option<String>,
+    /// Offset of the next line of the file, `None` for the last line.
+    pub next_byte: Option<i64>,
+}
+
+impl Ledger {
+    /// Up to `limit` lines of the file's rejected documents after `after` (the last
+    /// `(unit_seq, ordinal)` of the previous page), in file order. The lower bound on a
+    /// document's lines is one expression so that SQLite seeks to it per document instead
+    /// of scanning from the page's start (quadratic on a file rejected whole).
+    pub fn rejected_document_lines(
+        &self,
+        file_id: i64,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> Result<Vec<CorrectionLine>> {
+        let (seq, ordinal) = after.unwrap_or((-1, -1));
+        let mut st = self.conn.prepare_cached(
+            "SELECT u.seq, l.ordinal, l.line, l.byte, l.record, l.status, l.rule, l.message, \
+             (SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1) \
+             FROM units u JOIN lines l ON l.file_id = u.file_id \
+             AND l.ordinal >= max(u.first_ordinal, ?3 + 1) AND l.ordinal < u.first_ordinal + u.line_count \
+             WHERE u.file_id = ?1 AND u.status = 'rejected' AND u.seq >= ?2 \
+             ORDER BY u.seq, l.ordinal LIMIT ?4",
+        )?;
+        let rows = st
+            .query_map(params![file_id, seq, ordinal, limit], |r| {
+                Ok(CorrectionLine {
+                    unit_seq: r.get(0)?,
+                    ordinal: r.get(1)?,
+                    line: r.get(2)?,
+                    byte: r.get(3)?,
+                    record: r.get(4)?,
+                    status: r.get(5)?,
+                    rule: r.get(6)?,
+                    message: r.get(7)?,
+                    next_byte: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Every document of a file as (label, status), in file order: what a correction did.
+    pub fn unit_statuses(&self, file_id: i64) -> Result<Vec<(String, String)>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT label, status FROM units WHERE file_id = ?1 ORDER BY seq")?;
+        let rows = st
+            .query_map([file_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Whether the file has at least one rejected document.
+    pub fn has_rejected_documents(&self, file_id: i64) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM units WHERE file_id = ?1 AND status = 'rejected')",
+            [file_id],
+            |r| r.get(0),
+        )?)
+    }
+}
