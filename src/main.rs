@@ -120,6 +120,16 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         textfile: PathBuf,
     },
+    /// Send a fixed corrections file back: into the inbox, linked to the file it corrects.
+    Resubmit {
+        file: PathBuf,
+        /// The file it corrects (name, #id or fingerprint prefix), when its name does not say.
+        #[arg(long)]
+        of: Option<String>,
+        /// Why (kept in the ledger).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Which system is the source of truth for each field, per target.
     Fields,
     /// Who did what, when and why: every action that changed state.
@@ -231,6 +241,9 @@ fn main() {
             reason,
         } => commands::replay(&config, &select.selection(), dry_run, reason.as_deref()),
         Command::Fields => commands::fields(&config),
+        Command::Resubmit { file, of, reason } => {
+            commands::resubmit(&config, &file, of.as_deref(), reason.as_deref())
+        }
         Command::Serve { listen } => commands::serve(&config, &listen),
         Command::Metrics { textfile } => tallyman::metrics::metrics_textfile(&config, &textfile),
         Command::Reconcile {

@@ -155,7 +155,7 @@ fn libreoffice_round_trip(bin: &str, file: &Path, ext: &str) -> Vec<u8> {
 fn outbox_orders(work: &Work) -> std::collections::BTreeMap<String, usize> {
     let mut keys = std::collections::BTreeMap::new();
     for (name, bytes) in work.snapshot("outbox/order") {
-        if !name.starts_with("orders-2026-11-02") {
+        if !name.contains("orders-2026-11-02") {
             continue;
         }
         for line in String::from_utf8(bytes).unwrap().lines() {
@@ -387,7 +387,7 @@ fn edited_workbook_corrections_apply_only_the_fixed_products() {
 /// resubmitted file to its original at claim (and read it with the original's format,
 /// whatever its name), and resolve the original's rejects as the correction applies.
 #[test]
-#[ignore = "needs the engine wiring"]
+
 fn engine_writes_links_and_resolves_corrections() {
     let work = orders_work();
     let original = file_row(&work, ORDERS);
@@ -425,4 +425,35 @@ fn engine_writes_links_and_resolves_corrections() {
         written_by_engine(&work, &fixed).is_none(),
         "nothing left to correct"
     );
+}
+
+#[test]
+fn resubmit_takes_a_fixed_file_of_any_name_back_as_a_correction_and_audits_it() {
+    let work = orders_work();
+    let original = file_row(&work, ORDERS);
+    let path = written_by_engine(&work, &original).expect("a corrections file");
+    let edited = work.dir.join("my-fixes.csv");
+    std::fs::write(&edited, edit_like_excel(&std::fs::read(&path).unwrap())).unwrap();
+    let out = work.run(&[
+        "resubmit",
+        edited.to_str().unwrap(),
+        "--of",
+        ORDERS,
+        "--reason",
+        "customer sent the right date",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    run(&work);
+    let keys = outbox_orders(&work);
+    assert_eq!(keys.get("PO-10011"), Some(&1), "{keys:?}");
+    let audit = work.run(&["audit", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let row = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "resubmit")
+        .expect("an audit row");
+    assert_eq!(row["reason"], "customer sent the right date");
+    assert_eq!(row["subject"], ORDERS);
 }

@@ -62,6 +62,9 @@ pub(super) fn print_file(r: &FileReport) {
     if let Some(p) = &r.report_path {
         say!("    report: {p}");
     }
+    if let Some(p) = &r.corrections_path {
+        say!("    fix:    {p}  (correct the rows, drop it into the inbox)");
+    }
     for a in &r.acks {
         say!("    ack:    {}", display::name(a));
     }

@@ -37,7 +37,7 @@ impl Default for Hooks {
 pub fn corrections_name(original: &FileRow, ext: &str) -> String {
     let tag = FileTag {
         fingerprint: original.fingerprint.clone(),
-        attempt: 1,
+        attempt: original.attempt,
         name: original.name.clone(),
     };
     format!("{}.corrections.{ext}", tag.stem())

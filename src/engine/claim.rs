@@ -276,6 +276,7 @@ impl Engine {
                 )?
             }
         };
+        self.link_correction(&row)?;
         let work = self.cfg.paths.processing().join(work_name(&fp, src.name()));
         match &src {
             Source::Inbox(c) => {
@@ -298,6 +299,30 @@ impl Engine {
             work: Some(work),
             claim,
         })))
+    }
+
+    /// A file named as the corrections file of an earlier one (`…-<fp12>.corrections.csv`,
+    /// however a person renamed the copy) is linked to it: read with its format, and its
+    /// applied documents resolve the original's rejects.
+    fn link_correction(&self, row: &FileRow) -> Result<()> {
+        let Some(n) = crate::review::corrections::parse_corrections_name(&row.name) else {
+            return Ok(());
+        };
+        let original = self
+            .ledger
+            .find_files(&n.fingerprint12)?
+            .into_iter()
+            .find(|f| {
+                f.fingerprint.starts_with(&n.fingerprint12)
+                    && f.attempt == n.attempt
+                    && f.id != row.id
+                    && f.state == FileState::Done
+            });
+        if let Some(o) = original {
+            self.ledger.set_correction_of(row.id, o.id)?;
+            tracing::info!(file = %crate::display::name(&row.name), original = %crate::display::name(&o.name), "a correction of an earlier file");
+        }
+        Ok(())
     }
 
     /// Records the claimed input's place and mtime, and gives it the configured mode (an

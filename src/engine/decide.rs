@@ -204,10 +204,11 @@ pub fn action(outcome: &str, row: &FileRow) -> Option<String> {
         "returned" => Some(
             "none if the sender was still writing it: it is taken again once it stops changing; if this repeats, raise intake.settle_seconds or ask the sender to upload under a temporary name or with a .done marker".into(),
         ),
-        "rejected" | "applied_with_rejects" => row
-            .report_path
-            .as_ref()
-            .map(|_| "fix the lines listed in the report and send them again".to_string()),
+        "rejected" | "applied_with_rejects" => match (&row.corrections_path, &row.report_path) {
+            (Some(_), _) => Some("fix the rows in the corrections file and drop it into the inbox".to_string()),
+            (None, Some(_)) => Some("fix the lines listed in the report and send them again".to_string()),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -82,6 +82,8 @@ pub struct FileReport {
     pub action: Option<String>,
     pub final_path: Option<String>,
     pub report_path: Option<String>,
+    /// The rejected documents in the file's own layout, to fix and send back.
+    pub corrections_path: Option<String>,
     pub acks: Vec<String>,
 }
 
@@ -106,6 +108,7 @@ impl FileReport {
             error,
             final_path: row.final_path.clone(),
             report_path: row.report_path.clone(),
+            corrections_path: row.corrections_path.clone(),
             acks,
         }
     }
@@ -122,6 +125,7 @@ impl FileReport {
             action: None,
             final_path: None,
             report_path: None,
+            corrections_path: None,
             acks: vec![],
         }
     }

@@ -46,6 +46,7 @@ impl Engine {
         }
         self.write_acks(row)?;
         let report_path = self.write_report(row, outcome)?;
+        self.write_corrections(row, outcome, work)?;
         let final_path = self.place_input(row, outcome, work)?;
         self.ledger
             .finish_file(row.id, &final_path, report_path.as_deref())?;
@@ -136,6 +137,52 @@ impl Engine {
         })?;
         fsutil::write_atomic(&path, &bytes).map_err(io_err("writing a reject report"))?;
         Ok(Some(path.display().to_string()))
+    }
+
+    /// For a CSV or spreadsheet file with rejected documents, the corrections file a
+    /// reviewer fixes and sends back. It must not keep the file from being archived: the
+    /// reject report is the record, so a failure here is a warning.
+    fn write_corrections(
+        &self,
+        row: &FileRow,
+        outcome: Outcome,
+        work: Option<&Path>,
+    ) -> Result<()> {
+        if outcome == Outcome::Returned || row.corrections_path.is_some() {
+            return Ok(());
+        }
+        let Some(format) = row.format.as_deref().and_then(|n| self.formats.by_name(n)) else {
+            return Ok(());
+        };
+        let input = match work.filter(|w| w.exists()) {
+            Some(w) => w.to_path_buf(),
+            None => match &row.final_path {
+                Some(f) => PathBuf::from(f),
+                None => return Ok(()),
+            },
+        };
+        let written = crate::review::corrections::write_corrections(
+            &self.ledger,
+            row,
+            format.as_ref(),
+            &input,
+            &self.cfg.paths.reports,
+            &self.cfg.limits,
+        );
+        match written {
+            Ok(Some(path)) => self
+                .ledger
+                .set_corrections_path(row.id, &path.display().to_string())?,
+            Ok(None) => {}
+            Err(crate::review::corrections::CorrectionsError::Ledger(e)) => return Err(e.into()),
+            Err(e) => self.note(
+                row.run_id,
+                "warn",
+                row,
+                &format!("no corrections file: {e}"),
+            )?,
+        }
+        Ok(())
     }
 
     /// Moves the input where its outcome sends it. The destination is recorded before the

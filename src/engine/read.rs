@@ -286,6 +286,9 @@ impl Engine {
         let f = std::fs::File::open(work).map_err(|e| FileError::io(&e))?;
         std::io::Read::read_to_end(&mut std::io::Read::take(f, 65536), &mut head)
             .map_err(|e| FileError::io(&e))?;
+        if let Some(format) = self.original_format(row, &head) {
+            return Ok(format);
+        }
         let probe = Probe {
             name: &row.name,
             head: &head,
@@ -296,6 +299,17 @@ impl Engine {
                 format!("{}: {e}", crate::display::name(&row.name)),
             )
         })
+    }
+
+    /// A correction is read with its original's tabular format, whatever its name says —
+    /// as long as the container fits (a CSV correction saved as .xlsx is a workbook).
+    fn original_format(&self, row: &FileRow, head: &[u8]) -> Option<Arc<dyn Format>> {
+        let original = self.ledger.file(row.correction_of?).ok()?;
+        let format = self.formats.by_name(original.format.as_deref()?)?;
+        let def = format.tabular()?;
+        let workbook =
+            head.starts_with(b"PK\x03\x04") || head.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]);
+        (workbook == (def.kind == "sheet")).then_some(format)
     }
 
     /// Takes the file's decision from its committed counts and the error that ended it.

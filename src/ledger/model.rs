@@ -190,6 +190,8 @@ pub struct FileRow {
     pub forced: bool,
     /// The file this one corrects (its rejected documents, fixed and sent again).
     pub correction_of: Option<i64>,
+    /// The corrections file written for this file's rejected documents.
+    pub corrections_path: Option<String>,
     /// A person's decision at review: reject the held file with this rule and message.
     #[serde(skip)]
     pub review: Option<(String, String)>,
@@ -217,7 +219,7 @@ pub(super) const FILE_COLS: &str = "id, fingerprint, attempt, name, raw_name, so
     units_applied, units_rejected, units_duplicate, units_unmapped, \
     error_rule, error_message, error_position, run_id, claimed_at, finished_at, final_path, report_path, \
     hold_reason, released, review_rule, review_message, hold_kind, forced, lines_unchanged, units_unchanged, \
-    correction_of";
+    correction_of, corrections_path";
 
 pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
     let review_rule: Option<String> = r.get(34)?;
@@ -265,6 +267,7 @@ pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
         hold_kind: r.get(36)?,
         forced: r.get::<_, i64>(37)? != 0,
         correction_of: r.get(40)?,
+        corrections_path: r.get(41)?,
     })
 }
 

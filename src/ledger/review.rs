@@ -79,6 +79,15 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records where a file's corrections file was written.
+    pub fn set_corrections_path(&self, id: i64, path: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET corrections_path=?2 WHERE id=?1",
+            params![id, path],
+        )?;
+        Ok(())
+    }
+
     /// Marks rejected documents of a file resolved by a person (`seqs` empty: all of them
     /// still open). Returns how many were resolved.
     pub fn resolve_units(
@@ -139,14 +148,17 @@ impl Ledger {
     }
 }
 
-/// In a correction's decision: the original's rejected documents whose business key the
-/// correction applied (or found applied already) are resolved.
+/// In a correction's decision: the rejected documents whose business key the correction
+/// applied (or found applied already) are resolved in the file it corrects and in every
+/// file up the chain (a correction of a correction closes the original's rejects too).
 pub(super) fn resolve_corrected(tx: &rusqlite::Transaction, file_id: i64) -> Result<()> {
     tx.execute(
-        "INSERT OR IGNORE INTO resolutions(file_id, unit_seq, resolved_at, how, by_file_id) \
+        "WITH RECURSIVE chain(id) AS ( \
+           SELECT correction_of FROM files WHERE id = ?1 AND correction_of IS NOT NULL \
+           UNION SELECT f.correction_of FROM files f JOIN chain c ON f.id = c.id WHERE f.correction_of IS NOT NULL) \
+         INSERT OR IGNORE INTO resolutions(file_id, unit_seq, resolved_at, how, by_file_id) \
          SELECT o.file_id, o.seq, ?2, 'corrected', ?1 FROM units o \
-         JOIN files c ON c.id = ?1 AND c.correction_of = o.file_id \
-         WHERE o.status = 'rejected' AND o.key IS NOT NULL AND o.key IN \
+         WHERE o.file_id IN (SELECT id FROM chain) AND o.status = 'rejected' AND o.key IS NOT NULL AND o.key IN \
            (SELECT key FROM units WHERE file_id = ?1 AND status IN ('applied', 'duplicate', 'unchanged'))",
         params![file_id, now()],
     )?;

@@ -248,6 +248,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (file_id, unit_seq)
     ) WITHOUT ROWID;
     ALTER TABLE files ADD COLUMN correction_of INTEGER;
+    ALTER TABLE files ADD COLUMN corrections_path TEXT;
     CREATE INDEX units_key ON units(key);
     CREATE TABLE reconciliations (
         id INTEGER PRIMARY KEY,
