@@ -7,7 +7,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use super::console_model::*;
-use super::model::{file_row, FileRow, FILE_COLS};
+use super::model::{file_row, FileRow, FILE_COLS, FILE_COL_COUNT};
 use super::{Ledger, Result};
 
 impl Ledger {
@@ -209,8 +209,8 @@ impl Ledger {
             .query_map(params![outcome, limit, offset], |r| {
                 Ok(FileListRow {
                     file: file_row(r)?,
-                    acks: r.get(41)?,
-                    partners: r.get(42)?,
+                    acks: r.get(FILE_COL_COUNT)?,
+                    partners: r.get(FILE_COL_COUNT + 1)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -221,6 +221,9 @@ pub(super) const FILE_COLS: &str = "id, fingerprint, attempt, name, raw_name, so
     hold_reason, released, review_rule, review_message, hold_kind, forced, lines_unchanged, units_unchanged, \
     correction_of, corrections_path";
 
+/// How many columns `FILE_COLS` selects (a query adding its own columns starts after).
+pub(super) const FILE_COL_COUNT: usize = 42;
+
 pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
     let review_rule: Option<String> = r.get(34)?;
     let review_message: Option<String> = r.get(35)?;

@@ -290,3 +290,14 @@ fn backup_is_a_sound_copy_with_the_configured_mode() {
         assert_eq!(mode & 0o007, 0, "never world-readable");
     }
 }
+
+#[test]
+fn the_file_column_count_matches_the_columns_selected() {
+    let (_d, l) = ledger();
+    let n = l
+        .conn
+        .prepare(&format!("SELECT {} FROM files", model::FILE_COLS))
+        .unwrap()
+        .column_count();
+    assert_eq!(n, model::FILE_COL_COUNT);
+}

@@ -292,6 +292,12 @@ fn nothing_is_written_without_rejects_or_without_the_same_input() {
     let clean = s.process("t10.csv", b"order_no,note,qty\nA,a,1\n");
     assert_eq!(s.corrections(&clean), None);
     let bad = s.process("t11.csv", b"order_no,note,qty\nA,a,-1\nB,b,1\n");
+    // The engine wrote one at publish; what follows asks the writer alone.
+    for e in std::fs::read_dir(s.dir.join("reports")).unwrap().flatten() {
+        if e.file_name().to_string_lossy().contains("corrections") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
     let archived = PathBuf::from(bad.final_path.as_deref().unwrap());
     std::fs::write(&archived, b"order_no,note,qty\nA,a,-1\nB,b,1\nC,c,1\n").unwrap();
     assert_eq!(s.corrections(&bad), None);
