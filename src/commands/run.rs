@@ -63,7 +63,7 @@ pub(super) fn print_file(r: &FileReport) {
         say!("    report: {p}");
     }
     if let Some(p) = &r.corrections_path {
-        say!("    fix:    {p}  (correct the rows, drop it into the inbox)");
+        say!("    fix:    {p}");
     }
     for a in &r.acks {
         say!("    ack:    {}", display::name(a));

@@ -204,11 +204,15 @@ pub fn action(outcome: &str, row: &FileRow) -> Option<String> {
         "returned" => Some(
             "none if the sender was still writing it: it is taken again once it stops changing; if this repeats, raise intake.settle_seconds or ask the sender to upload under a temporary name or with a .done marker".into(),
         ),
-        "rejected" | "applied_with_rejects" => match (&row.corrections_path, &row.report_path) {
-            (Some(_), _) => Some("fix the rows in the corrections file and drop it into the inbox".to_string()),
-            (None, Some(_)) => Some("fix the lines listed in the report and send them again".to_string()),
-            _ => None,
-        },
+        "rejected" | "applied_with_rejects" => {
+            let from_partner = matches!(row.format.as_deref(), Some("x12" | "idoc"));
+            match (&row.corrections_path, &row.report_path) {
+                (Some(_), _) => Some("fix the rows in the corrections file (fix:) and drop it into the inbox".to_string()),
+                (None, Some(_)) if from_partner => Some("the sender was told in the acknowledgement; the rejected documents must come again from them".to_string()),
+                (None, Some(_)) => Some("fix the lines listed in the report and send them again".to_string()),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
