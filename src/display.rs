@@ -1,6 +1,7 @@
-//! Text from outside shown to people: file names and values are escaped before they reach
-//! a terminal, a summary line or a log, so a name with a newline cannot forge a summary
-//! line and control characters cannot drive the reader's terminal.
+//! Text from outside shown to people or put into URLs: file names and values are escaped
+//! before they reach a terminal, a summary line or a log, so a name with a newline cannot
+//! forge a summary line and control characters cannot drive the reader's terminal; keys
+//! are percent-encoded before they become part of a URL.
 
 use std::borrow::Cow;
 
@@ -22,6 +23,19 @@ pub fn name(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `s` as one URL path segment or query value (RFC 3986 unreserved characters kept).
+pub fn url_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn needs_escape(c: char) -> bool {

@@ -161,24 +161,7 @@ pub fn retry(
     dry_run: bool,
     reason: Option<&str>,
 ) -> Result<i32> {
-    let ledger = match open_ledger(config_path) {
-        Ok(l) => l,
-        Err(code) => return Ok(code),
-    };
-    let n = ledger.retry_dead(sel, dry_run)?;
-    if dry_run {
-        say!("{n} dead letter(s) would be queued again (dry run; nothing changed)");
-    } else {
-        ledger.audit(
-            &super::actor(),
-            "retry",
-            reason,
-            sel.target.as_deref(),
-            &serde_json::json!({"queued": n, "selection": selection_json(sel)}),
-        )?;
-        say!("{n} dead letter(s) queued again; the next run (or `tallyman deliver`) sends them");
-    }
-    Ok(EXIT_OK)
+    requeue(config_path, sel, dry_run, reason, Requeue::Retry)
 }
 
 /// `tallyman replay --target T --since DATE [--dry-run]`: delivered records sent again.
@@ -188,23 +171,55 @@ pub fn replay(
     dry_run: bool,
     reason: Option<&str>,
 ) -> Result<i32> {
+    requeue(config_path, sel, dry_run, reason, Requeue::Replay)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Requeue {
+    Retry,
+    Replay,
+}
+
+/// Puts deliveries back in the queue (or counts them with `dry_run`), as an audited action.
+fn requeue(
+    config_path: &Path,
+    sel: &Selection,
+    dry_run: bool,
+    reason: Option<&str>,
+    kind: Requeue,
+) -> Result<i32> {
     let ledger = match open_ledger(config_path) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let n = ledger.replay(sel, dry_run)?;
-    if dry_run {
-        say!("{n} delivered record(s) would be sent again (dry run; nothing changed)");
-    } else {
-        ledger.audit(
-            &super::actor(),
+    let n = match kind {
+        Requeue::Retry => ledger.retry_dead(sel, dry_run)?,
+        Requeue::Replay => ledger.replay(sel, dry_run)?,
+    };
+    let (what, action, next) = match kind {
+        Requeue::Retry => (
+            "dead letter(s)",
+            "retry",
+            "the next run (or `tallyman deliver`) sends them",
+        ),
+        Requeue::Replay => (
+            "delivered record(s)",
             "replay",
-            reason,
-            sel.target.as_deref(),
-            &serde_json::json!({"queued": n, "selection": selection_json(sel)}),
-        )?;
-        say!("{n} record(s) queued to be sent again: each is looked up, created if missing, and its owned fields sent");
+            "each is looked up, created if missing, and its owned fields sent",
+        ),
+    };
+    if dry_run {
+        say!("{n} {what} would be queued again (dry run; nothing changed)");
+        return Ok(EXIT_OK);
     }
+    ledger.audit(
+        &super::actor(),
+        action,
+        reason,
+        sel.target.as_deref(),
+        &serde_json::json!({"queued": n, "selection": selection_json(sel)}),
+    )?;
+    say!("{n} {what} queued again; {next}");
     Ok(EXIT_OK)
 }
 

@@ -92,15 +92,7 @@ pub fn csrf(sess: &Sess) -> Markup {
 
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::display::url_component(s)
 }
 
 /// A file name as shown: escaped control characters.

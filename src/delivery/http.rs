@@ -497,15 +497,7 @@ fn mask_value(v: Value, e: Entity) -> Value {
 }
 
 fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::display::url_component(s)
 }
 
 #[cfg(test)]

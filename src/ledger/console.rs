@@ -468,18 +468,7 @@ impl Ledger {
             "SELECT id, at, actor, action, reason, subject, detail FROM audit {cond} ORDER BY id DESC LIMIT {limit}"
         ))?;
         let rows = st
-            .query_map(p, |r| {
-                let detail: Option<String> = r.get(6)?;
-                Ok(super::AuditRow {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    reason: r.get(4)?,
-                    subject: r.get(5)?,
-                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-                })
-            })?
+            .query_map(p, super::review::audit_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

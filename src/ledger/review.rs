@@ -54,18 +54,7 @@ impl Ledger {
             "SELECT id, at, actor, action, reason, subject, detail FROM audit ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = st
-            .query_map([limit], |r| {
-                let detail: Option<String> = r.get(6)?;
-                Ok(AuditRow {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    reason: r.get(4)?,
-                    subject: r.get(5)?,
-                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
-                })
-            })?
+            .query_map([limit], audit_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -146,6 +135,20 @@ impl Ledger {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+/// An `audit` row read as `SELECT id, at, actor, action, reason, subject, detail`.
+pub(super) fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
+    let detail: Option<String> = r.get(6)?;
+    Ok(AuditRow {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        reason: r.get(4)?,
+        subject: r.get(5)?,
+        detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+    })
 }
 
 /// In a correction's decision: the rejected documents whose business key the correction

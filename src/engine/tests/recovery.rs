@@ -37,14 +37,20 @@ fn crash_midway(dir: &Path, batch: u64, body: &str, token: &str) {
     assert!(died.is_err(), "the simulated crash happened");
 }
 
+/// The same file processed without a crash, for comparison (an unarmed crash line is
+/// just a rejected line).
+fn uninterrupted(body: &str, batch: u64) -> tempfile::TempDir {
+    let reference = tempfile::tempdir().unwrap();
+    let mut e = engine(reference.path(), ACCEPT, batch);
+    std::fs::write(reference.path().join("inbox/a.txt"), body).unwrap();
+    run_once(&mut e);
+    reference
+}
+
 #[test]
 fn resumes_after_a_crash_without_losing_or_doubling() {
     let body = lines_with_crash(20, 13, "K", "CRASH-resume");
-    // Reference: no crash (the unarmed crash line is just a rejected line).
-    let reference = tempfile::tempdir().unwrap();
-    let mut e = engine(reference.path(), ACCEPT, 4);
-    std::fs::write(reference.path().join("inbox/a.txt"), &body).unwrap();
-    run_once(&mut e);
+    let reference = uninterrupted(&body, 4);
     let d = tempfile::tempdir().unwrap();
     crash_midway(d.path(), 4, &body, "CRASH-resume");
     assert!(
@@ -260,11 +266,7 @@ fn regression_losing_the_work_folder_fails_that_file_and_the_others_go_on() {
 #[test]
 fn regression_staged_output_lost_before_the_decision_is_rebuilt_from_the_intact_input() {
     let body = lines_with_crash(9, 6, "K", "CRASH-staging");
-    // Reference: the same file uninterrupted (the unarmed crash line is a rejected line).
-    let reference = tempfile::tempdir().unwrap();
-    let mut e = engine(reference.path(), ACCEPT, 2);
-    std::fs::write(reference.path().join("inbox/a.txt"), &body).unwrap();
-    run_once(&mut e);
+    let reference = uninterrupted(&body, 2);
 
     let d = tempfile::tempdir().unwrap();
     crash_midway(d.path(), 2, &body, "CRASH-staging");
