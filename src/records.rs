@@ -34,12 +34,7 @@ pub fn fields_of(entity: Entity) -> Vec<&'static str> {
     }
 }
 
-/// The content hash of a record's data: blake3 of its serialized JSON (object keys are
-/// sorted, so equal content gives equal bytes).
-pub fn content_hash(data: &Value) -> String {
-    let bytes = serde_json::to_vec(data).unwrap_or_default();
-    blake3::hash(&bytes).to_hex()[..32].to_string()
-}
+pub use crate::canonical::content_hash;
 
 /// What the ledger holds for a key now.
 #[derive(Debug, Clone)]
@@ -80,7 +75,8 @@ pub struct Change {
 pub struct Incoming<'a> {
     pub identity: Identity,
     pub hash: &'a str,
-    pub data: &'a Value,
+    /// The record's body as JSON.
+    pub data: &'a str,
     pub file_id: i64,
     pub unit_seq: i64,
     /// The fingerprint of a forced re-apply (`process --force`): versions its own content
@@ -99,17 +95,22 @@ pub fn classify(inc: &Incoming, current: Option<&Current>) -> Verdict {
     if !same_file && inc.forced_fp == Some(cur.fingerprint.as_str()) {
         return Verdict::NewVersion(cur.version + 1);
     }
+    let incoming = || serde_json::from_str::<Value>(inc.data).unwrap_or(Value::Null);
     let same = if cur.hash.is_empty() {
         // Recorded before content was hashed: the same for a create-once key (its old rule),
         // a change for master data (applying it is what the old rule failed to do).
         inc.identity == Identity::CreateOnce
     } else {
-        cur.hash == inc.hash
+        // Equal hashes are equal content. Different hashes are compared as values when the
+        // applied data is kept: versions written by an older tallyman hashed the body with
+        // its keys sorted, and the same content must not become a new version or a
+        // conflict because of that.
+        cur.hash == inc.hash || cur.data.as_ref().is_some_and(|d| *d == incoming())
     };
     match (same, inc.identity, same_file) {
         (true, _, _) => Verdict::Same,
         (false, Identity::Upsert, false) => Verdict::NewVersion(cur.version + 1),
-        _ => Verdict::Conflict(diff(cur.data.as_ref().unwrap_or(&Value::Null), inc.data)),
+        _ => Verdict::Conflict(diff(cur.data.as_ref().unwrap_or(&Value::Null), &incoming())),
     }
 }
 
@@ -218,7 +219,11 @@ mod tests {
         }
     }
 
-    fn incoming<'a>(identity: Identity, data: &'a Value, hash: &'a str) -> Incoming<'a> {
+    fn hash(v: &Value) -> String {
+        content_hash(&v.to_string())
+    }
+
+    fn incoming<'a>(identity: Identity, data: &'a str, hash: &'a str) -> Incoming<'a> {
         Incoming {
             identity,
             hash,
@@ -233,14 +238,15 @@ mod tests {
     fn regression_a_changed_price_list_is_a_new_version_not_a_duplicate() {
         let old = json!({"sku": "S1", "price": "10.00"});
         let new = json!({"sku": "S1", "price": "11.50"});
-        let cur = current(&content_hash(&old), old);
-        let h = content_hash(&new);
+        let cur = current(&hash(&old), old);
+        let h = hash(&new);
+        let new = new.to_string();
         assert_eq!(
             classify(&incoming(Identity::Upsert, &new, &h), Some(&cur)),
             Verdict::NewVersion(4)
         );
-        let same = content_hash(&cur.data.clone().unwrap());
-        let data = cur.data.clone().unwrap();
+        let same = hash(&cur.data.clone().unwrap());
+        let data = cur.data.clone().unwrap().to_string();
         assert_eq!(
             classify(&incoming(Identity::Upsert, &data, &same), Some(&cur)),
             Verdict::Same
@@ -251,8 +257,9 @@ mod tests {
     fn a_create_once_key_with_other_content_is_a_conflict_naming_the_fields() {
         let old = json!({"order_no": "PO-1", "currency": "EUR", "lines": [{"quantity": "2"}]});
         let new = json!({"order_no": "PO-1", "currency": "USD", "lines": [{"quantity": "3"}]});
-        let cur = current(&content_hash(&old), old);
-        let h = content_hash(&new);
+        let cur = current(&hash(&old), old);
+        let h = hash(&new);
+        let new = new.to_string();
         let Verdict::Conflict(changes) =
             classify(&incoming(Identity::CreateOnce, &new, &h), Some(&cur))
         else {
@@ -269,7 +276,7 @@ mod tests {
             data: None,
             ..current("", Value::Null)
         };
-        let d = json!({"x": 1});
+        let d = json!({"x": 1}).to_string();
         assert_eq!(
             classify(&incoming(Identity::CreateOnce, &d, "h"), Some(&cur)),
             Verdict::Same
@@ -283,10 +290,11 @@ mod tests {
     #[test]
     fn twice_in_one_file_with_other_content_is_a_conflict_even_for_master_data() {
         let old = json!({"sku": "S1", "price": "1"});
-        let mut cur = current(&content_hash(&old), old);
+        let mut cur = current(&hash(&old), old);
         cur.file_id = 2;
         let new = json!({"sku": "S1", "price": "2"});
-        let h = content_hash(&new);
+        let h = hash(&new);
+        let new = new.to_string();
         assert!(matches!(
             classify(&incoming(Identity::Upsert, &new, &h), Some(&cur)),
             Verdict::Conflict(_)
@@ -296,11 +304,27 @@ mod tests {
     #[test]
     fn a_forced_re_apply_of_the_same_content_is_a_new_version() {
         let d = json!({"order_no": "PO-1"});
-        let cur = current(&content_hash(&d), d.clone());
-        let h = content_hash(&d);
+        let cur = current(&hash(&d), d.clone());
+        let h = hash(&d);
+        let d = d.to_string();
         let mut inc = incoming(Identity::CreateOnce, &d, &h);
         inc.forced_fp = Some("fp1");
         assert_eq!(classify(&inc, Some(&cur)), Verdict::NewVersion(4));
+    }
+
+    #[test]
+    fn regression_a_version_hashed_with_sorted_keys_is_the_same_content_in_contract_order() {
+        // Versions written before records were serialized once hashed the body with its
+        // keys sorted; the same record today is serialized in contract order.
+        let sorted = json!({"name": "Acme", "sku": "S1"});
+        let cur = current(&hash(&sorted), sorted);
+        let today = r#"{"sku":"S1","name":"Acme"}"#;
+        let h = content_hash(today);
+        assert_ne!(h, cur.hash);
+        assert_eq!(
+            classify(&incoming(Identity::Upsert, today, &h), Some(&cur)),
+            Verdict::Same
+        );
     }
 
     #[test]

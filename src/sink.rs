@@ -32,12 +32,13 @@ pub struct SourceRef {
 }
 
 /// A record as written to the outbox: one JSON object per line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct OutRecord {
     pub entity: String,
     pub key: String,
     pub source: SourceRef,
-    pub data: serde_json::Value,
+    /// The record's body, already serialized JSON.
+    pub data: String,
 }
 
 impl OutRecord {
@@ -46,9 +47,17 @@ impl OutRecord {
             entity: record.entity.as_str().to_string(),
             key: record.key,
             source,
-            data: record.body,
+            data: record.json,
         }
     }
+}
+
+/// An outbox line before its data: serialized by serde, then the body's JSON is spliced in.
+#[derive(Serialize)]
+struct Head<'a> {
+    entity: &'a str,
+    key: &'a str,
+    source: &'a SourceRef,
 }
 
 /// Identifies the file a batch belongs to, for naming staged and published chunks.
@@ -78,8 +87,16 @@ impl FileTag {
 /// Appends one record as a JSON line: the one place the outbox's bytes are made, so a chunk
 /// rebuilt from the ledger is byte for byte the chunk that was staged.
 pub fn append_line(buf: &mut Vec<u8>, r: &OutRecord) -> io::Result<()> {
-    serde_json::to_writer(&mut *buf, r).map_err(io::Error::other)?;
-    buf.push(b'\n');
+    let head = Head {
+        entity: &r.entity,
+        key: &r.key,
+        source: &r.source,
+    };
+    serde_json::to_writer(&mut *buf, &head).map_err(io::Error::other)?;
+    buf.pop(); // the head's closing brace: the data goes inside the same object
+    buf.extend_from_slice(b",\"data\":");
+    buf.extend_from_slice(r.data.as_bytes());
+    buf.extend_from_slice(b"}\n");
     Ok(())
 }
 
@@ -196,7 +213,7 @@ mod tests {
                 byte: 0,
                 locator: None,
             },
-            data: serde_json::json!({"k": key}),
+            data: serde_json::json!({"k": key}).to_string(),
         }
     }
 

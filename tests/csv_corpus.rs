@@ -65,8 +65,8 @@ fn sku_desc(r: &ReadResult) -> Vec<(String, String)> {
         .flat_map(|u| &u.eval.records)
         .map(|rec| {
             (
-                rec.body["sku"].as_str().unwrap_or("").to_string(),
-                rec.body["description"].as_str().unwrap_or("").to_string(),
+                rec.body()["sku"].as_str().unwrap_or("").to_string(),
+                rec.body()["description"].as_str().unwrap_or("").to_string(),
             )
         })
         .collect()
@@ -298,7 +298,7 @@ fn invalid_byte_sequences_are_rejected_rows_with_offsets() {
         "{:?}",
         summary(&r)
     );
-    let rec = &r.units[2].eval.records[0].body;
+    let rec = &r.units[2].eval.records[0].body();
     assert_eq!(
         rec["description"],
         "Transferência on line - 01/11 4885     256620-6 XXXXXXXXXXXXX"
@@ -484,7 +484,7 @@ fn contiguous_groups_become_one_document() {
     );
     let spring = &r.units[5];
     assert_eq!(spring.lines.len(), 5);
-    let body = &spring.eval.records[0].body;
+    let body = &spring.eval.records[0].body();
     assert_eq!(body["order_type"], "US");
     let regions: Vec<&str> = body["lines"]
         .as_array()

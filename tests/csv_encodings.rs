@@ -66,7 +66,7 @@ fn products(r: &ReadResult) -> Vec<(String, String)> {
         .map(|rec| {
             (
                 rec.key.clone(),
-                rec.body["description"]
+                rec.body()["description"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),

@@ -84,17 +84,17 @@ fn good_orders_are_all_applied() {
     assert_eq!(seqs, [0, 1, 2, 3]);
     let o = &r.units[1].eval.records[0];
     assert_eq!(o.key, "PO-10001");
-    assert_eq!(o.body["lines"].as_array().unwrap().len(), 3);
-    assert_eq!(o.body["lines"][2]["description"], "Cable \"USB-C\" 2m");
-    assert_eq!(o.body["lines"][0]["unit_price"], "2.50");
-    assert_eq!(o.body["currency"], "EUR");
-    assert_eq!(o.body["order_date"], "2026-11-01");
+    assert_eq!(o.body()["lines"].as_array().unwrap().len(), 3);
+    assert_eq!(o.body()["lines"][2]["description"], "Cable \"USB-C\" 2m");
+    assert_eq!(o.body()["lines"][0]["unit_price"], "2.50");
+    assert_eq!(o.body()["currency"], "EUR");
+    assert_eq!(o.body()["order_date"], "2026-11-01");
     // The quoted line break makes PO-10003's first line span lines 7-8.
     let o3 = &r.units[3];
     let lines: Vec<u64> = o3.lines.iter().map(|l| l.pos.line).collect();
     assert_eq!(lines, [7, 9, 10]);
     assert_eq!(
-        o3.eval.records[0].body["lines"][0]["description"],
+        o3.eval.records[0].body()["lines"][0]["description"],
         "Pallet wrap\n(500 m roll)"
     );
 }
@@ -182,9 +182,9 @@ fn customers_mask_sensitive_values() {
     );
     assert!(bad.lines[0].raw.contains("**********il"));
     let c5 = &r.units[5].eval.records[0];
-    assert_eq!(c5.body["city"], "Zürich");
-    assert_eq!(c5.body["name"], "Stark & Wayne AG");
-    assert_eq!(r.units[4].eval.records[0].body["active"], false);
+    assert_eq!(c5.body()["city"], "Zürich");
+    assert_eq!(c5.body()["name"], "Stark & Wayne AG");
+    assert_eq!(r.units[4].eval.records[0].body()["active"], false);
 }
 
 #[test]
@@ -197,8 +197,8 @@ fn products_translate_codes() {
         st,
         [Skipped, Applied, Applied, Applied, Applied, Applied, Applied, Rejected]
     );
-    assert_eq!(r.units[1].eval.records[0].body["uom"], "EA");
-    assert_eq!(r.units[4].eval.records[0].body["uom"], "BX");
+    assert_eq!(r.units[1].eval.records[0].body()["uom"], "EA");
+    assert_eq!(r.units[4].eval.records[0].body()["uom"], "BX");
     let LineVerdict::Rejected(why) = &r.units[7].eval.verdicts[0] else {
         panic!()
     };
@@ -231,14 +231,14 @@ fn suppliers_keep_bank_details_but_mask_them_in_rejects() {
     let de = &r.units[1].eval.records[0];
     assert_eq!(de.entity.as_str(), "supplier");
     assert_eq!(de.key, "S-2001");
-    assert_eq!(de.body["iban"], "DE89370400440532013000");
-    assert_eq!(de.body["bic"], "COBADEFFXXX");
-    assert_eq!(de.body["account_holder"], "Brightwater Components GmbH");
-    assert_eq!(de.body["address"], "Industriestraße 7");
-    assert_eq!(de.body["payment_terms"], "NT30");
-    assert_eq!(de.body["active"], true);
+    assert_eq!(de.body()["iban"], "DE89370400440532013000");
+    assert_eq!(de.body()["bic"], "COBADEFFXXX");
+    assert_eq!(de.body()["account_holder"], "Brightwater Components GmbH");
+    assert_eq!(de.body()["address"], "Industriestraße 7");
+    assert_eq!(de.body()["payment_terms"], "NT30");
+    assert_eq!(de.body()["active"], true);
     // A US supplier: domestic account and routing number, no IBAN; "Net30" normalised.
-    let us = &r.units[3].eval.records[0].body;
+    let us = &r.units[3].eval.records[0].body();
     assert_eq!(us["bank_account"], "000123456789");
     assert_eq!(us["bank_code"], "021000021");
     assert!(
@@ -247,8 +247,11 @@ fn suppliers_keep_bank_details_but_mask_them_in_rejects() {
     );
     assert_eq!(us["payment_terms"], "NT30");
     assert_eq!(us["address"], "1200 Market St, Suite 5");
-    assert_eq!(r.units[4].eval.records[0].body["active"], false);
-    assert_eq!(r.units[5].eval.records[0].body["vat_id"], "NO123456789MVA");
+    assert_eq!(r.units[4].eval.records[0].body()["active"], false);
+    assert_eq!(
+        r.units[5].eval.records[0].body()["vat_id"],
+        "NO123456789MVA"
+    );
 
     // One mistyped IBAN digit: rejected by its check digits, shown masked.
     let bad = &r.units[6];

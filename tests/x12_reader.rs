@@ -78,7 +78,7 @@ fn good_set_applied_bad_set_rejected_with_positions() {
     assert_eq!(sets.len(), 2);
     assert_eq!(sets[0].status(), UnitStatus::Applied);
     assert_eq!(sets[0].eval.records[0].key, "GLOBEX/INV-9001");
-    assert_eq!(sets[0].eval.records[0].body["total"], "73.00");
+    assert_eq!(sets[0].eval.records[0].body()["total"], "73.00");
     assert_eq!(sets[1].status(), UnitStatus::Rejected);
     let bad = rejected_fields(&r);
     assert!(
@@ -123,7 +123,7 @@ fn clean_850_maps_header_parties_and_lines() {
         .flat_map(|u| u.eval.records.clone())
         .collect();
     assert_eq!(recs.len(), 2);
-    let o = &recs[0].body;
+    let o = &recs[0].body();
     assert_eq!(recs[0].key, "ACME/PO-4711");
     assert_eq!(o["order_date"], "2024-11-05");
     assert_eq!(o["purpose"], "original");
@@ -136,7 +136,7 @@ fn clean_850_maps_header_parties_and_lines() {
     assert_eq!(o["lines"][0]["quantity"], "10");
     assert_eq!(o["lines"][0]["unit_price"], "2.50");
     assert_eq!(o["lines"][1]["description"], "Widget case");
-    assert_eq!(recs[1].body["lines"][0]["requested_date"], "2024-11-20");
+    assert_eq!(recs[1].body()["lines"][0]["requested_date"], "2024-11-20");
     // ISA14 = 1 asks for a TA1.
     assert!(ack_text(&r).contains("TA1*000000101*241105*0930*A*000~"));
 }
@@ -270,7 +270,7 @@ fn interchanges_with_different_delimiters_in_one_file() {
         .flat_map(|u| u.eval.records.clone())
         .collect();
     assert_eq!(recs.len(), 2);
-    assert_eq!(recs[1].body["lines"][0]["sku"], "Y");
+    assert_eq!(recs[1].body()["lines"][0]["sku"], "Y");
     assert_eq!(r.acks.len(), 2);
 }
 
@@ -431,7 +431,7 @@ fn hl_hierarchy_maps_order_and_package_from_ancestors() {
         .flat_map(|u| u.eval.records.clone())
         .collect();
     assert_eq!(recs.len(), 1, "{:?}", rejected_fields(&r));
-    let s = &recs[0].body;
+    let s = &recs[0].body();
     assert_eq!(recs[0].key, "PARTNER/SHIP1");
     assert_eq!(s["ship_date"], "2024-01-31");
     assert_eq!(s["carrier"], "UPSN");
@@ -454,7 +454,7 @@ fn po_ack_855_maps_status_per_line() {
         .iter()
         .flat_map(|u| u.eval.records.clone())
         .collect();
-    let b = &recs[0].body;
+    let b = &recs[0].body();
     assert_eq!(b["order_no"], "POTEST1112");
     assert_eq!(b["status"], "accepted");
     assert_eq!(b["lines"][0]["status"], "accepted");

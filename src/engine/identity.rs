@@ -37,11 +37,10 @@ pub(super) fn check(
     let mut dup_reason = None;
     for r in &eval.records {
         let current = tx.current_version(r.entity.as_str(), &r.key)?;
-        let hash = records::content_hash(&r.body);
         let inc = Incoming {
             identity: st.identity_of(r.entity),
-            hash: &hash,
-            data: &r.body,
+            hash: &r.hash,
+            data: &r.json,
             file_id: st.file_id,
             unit_seq: seq as i64,
             forced_fp: st.force_fp.as_deref(),
@@ -162,15 +161,14 @@ pub(super) fn apply(
             Verdict::Same | Verdict::Conflict(_) => continue,
         };
         let source = st.source(seq, first_pos);
-        let data = serde_json::to_string(&r.body).map_err(crate::ledger::LedgerError::from)?;
         let source_json =
             serde_json::to_string(&source).map_err(crate::ledger::LedgerError::from)?;
         tx.add_version(&NewVersion {
             entity: r.entity.as_str(),
             key: &r.key,
             version,
-            hash: &records::content_hash(&r.body),
-            data: &data,
+            hash: &r.hash,
+            data: &r.json,
             source: &source_json,
             file_id: st.file_id,
             unit_seq: seq as i64,

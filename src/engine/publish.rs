@@ -64,7 +64,7 @@ impl Engine {
                 entity: c.entity.clone(),
                 key,
                 source: serde_json::from_str(&source).map_err(LedgerError::from)?,
-                data: serde_json::from_str(&data).map_err(LedgerError::from)?,
+                data,
             };
             crate::sink::append_line(&mut bytes, &record)
                 .map_err(io_err("rebuilding an outbox chunk"))?;

@@ -173,6 +173,23 @@ impl UnitStatus {
     }
 }
 
+/// A place a reader can restart at: the start of a unit, with what the reader needs to
+/// know there (the CSV header, the X12 envelope open around it). Small and of bounded
+/// size whatever the file's size: it is written with every committed batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    /// The seq of the unit that starts here.
+    pub seq: u64,
+    /// Byte offset of that unit in the file as stored (before any transcoding).
+    pub byte: u64,
+    /// Its 1-based physical line and 1-based record ordinal (see [`Position`]).
+    pub line: u64,
+    pub record: u64,
+    /// What else the format must know to continue there, as it chooses to write it.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub state: serde_json::Value,
+}
+
 /// Looks up the recorded outcome of a unit by seq (backed by the ledger).
 pub trait UnitOutcomes {
     fn get(&self, seq: u64) -> Option<UnitSummary>;
@@ -233,10 +250,26 @@ pub trait Format: Send + Sync {
 }
 
 /// Streams a file as units, in file order.
-pub trait UnitReader {
+pub trait UnitReader: Send {
     /// The next unit, `Ok(None)` at the end. An `Err` ends the file: it is rejected whole
     /// (after `finish` is still called, so an envelope error can be acknowledged).
     fn next_unit(&mut self) -> Result<Option<Unit>, FileError>;
+
+    /// Where reading can start again just after the unit `next_unit` returned last, if
+    /// this reader can restart mid-file (the default cannot). The engine stores the mark
+    /// of every committed batch, so a resumed file is not read again from its start.
+    fn mark(&self) -> Option<Mark> {
+        None
+    }
+
+    /// Continues from a mark that a reader of the same file and format gave, called right
+    /// after `open` and before the first `next_unit`: the next unit returned must be the
+    /// one whose `seq` is `mark.seq`, numbered, positioned and evaluated exactly as on an
+    /// uninterrupted read, and `finish` must still see the whole file. `Ok(false)` when
+    /// it cannot (the engine then reads from the start and skips committed units).
+    fn seek(&mut self, _mark: &Mark) -> Result<bool, FileError> {
+        Ok(false)
+    }
 
     /// Called once after the last unit (or after `next_unit` failed, with that error), when
     /// every unit's outcome is in the ledger. Returns the acknowledgements to send.

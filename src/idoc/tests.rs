@@ -87,15 +87,15 @@ fn order_maps_to_canonical_record_with_claim_and_detail() {
     assert_eq!(u.status(), UnitStatus::Applied, "{:?}", u.eval);
     let rec = &u.eval.records[0];
     assert_eq!(rec.key, "PRDCLNT100/4711");
-    assert_eq!(rec.body["order_no"], "4711");
-    assert_eq!(rec.body["order_date"], "2024-01-31");
-    assert_eq!(rec.body["customer_id"], "C100");
-    assert_eq!(rec.body["purpose"], "original");
-    assert_eq!(rec.body["lines"][0]["quantity"], "5.000");
-    assert_eq!(rec.body["lines"][0]["unit_price"], "2.50");
-    assert_eq!(rec.body["lines"][0]["sku"], "SKU-1");
-    assert_eq!(rec.body["lines"][1]["line_no"], "000020");
-    assert_eq!(rec.body["parties"][0]["role"], "buyer");
+    assert_eq!(rec.body()["order_no"], "4711");
+    assert_eq!(rec.body()["order_date"], "2024-01-31");
+    assert_eq!(rec.body()["customer_id"], "C100");
+    assert_eq!(rec.body()["purpose"], "original");
+    assert_eq!(rec.body()["lines"][0]["quantity"], "5.000");
+    assert_eq!(rec.body()["lines"][0]["unit_price"], "2.50");
+    assert_eq!(rec.body()["lines"][0]["sku"], "SKU-1");
+    assert_eq!(rec.body()["lines"][1]["line_no"], "000020");
+    assert_eq!(rec.body()["parties"][0]["role"], "buyer");
     // DOCNUM is NUMC 16: the claim uses the padded form so both spellings collide.
     assert_eq!(u.eval.claims, vec!["idoc:PRDCLNT100:0000000005220230"]);
     assert_eq!(u.eval.detail["MESTYP"], "ORDERS");
@@ -127,7 +127,7 @@ fn vendor_bank_fields_come_from_one_account_only() {
             "{:?}",
             r.units[0].eval
         );
-        let b = &r.units[0].eval.records[0].body;
+        let b = &r.units[0].eval.records[0].body();
         assert_eq!(
             b,
             &serde_json::json!({"supplier_id":"V1","name":"Vendor","bank_country":"US",
@@ -137,7 +137,7 @@ fn vendor_bank_fields_come_from_one_account_only() {
     }
     // No bank segment at all: no bank fields, nothing invented.
     let r = read(&vendor("CREMAS06", ""));
-    let b = &r.units[0].eval.records[0].body;
+    let b = &r.units[0].eval.records[0].body();
     assert_eq!(
         b,
         &serde_json::json!({"supplier_id":"V1","name":"Vendor","active":true})
@@ -346,8 +346,8 @@ fn sap_trailing_minus_and_zero_dates_are_normalised() {
         );
     let r = read(&wrap(&[order("1", &body)]));
     let rec = &r.units[0].eval.records[0];
-    assert_eq!(rec.body["lines"][0]["unit_price"], "-2.50");
-    assert_eq!(rec.body["order_date"], "2024-02-01");
+    assert_eq!(rec.body()["lines"][0]["unit_price"], "-2.50");
+    assert_eq!(rec.body()["order_date"], "2024-02-01");
 }
 
 #[test]
@@ -365,7 +365,7 @@ fn latin1_declared_file_is_decoded() {
     let r = read_bytes(&data, Limits::default());
     assert!(r.error.is_none(), "{:?}", r.error);
     assert_eq!(
-        r.units[0].eval.records[0].body["parties"][0]["name"],
+        r.units[0].eval.records[0].body()["parties"][0]["name"],
         "Café"
     );
 }
@@ -415,7 +415,7 @@ fn doctype_and_undefined_entities_are_refused() {
     )]));
     assert!(r.error.is_none(), "{:?}", r.error);
     assert_eq!(
-        r.units[0].eval.records[0].body["parties"][0]["name"],
+        r.units[0].eval.records[0].body()["parties"][0]["name"],
         "A&B éA"
     );
 }

@@ -46,7 +46,7 @@ pub enum CsvItem {
 
 /// A streaming CSV row source.
 pub struct CsvRows {
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -75,7 +75,7 @@ impl CsvRows {
     /// header); [`super::TabularFormat`] refuses it before reading through
     /// [`CsvRows::with_decoding`].
     pub fn new(
-        input: Box<dyn Read>,
+        input: Box<dyn Read + Send>,
         head: &[u8],
         dialect: &CsvDialect,
         max_record_bytes: u64,
@@ -90,12 +90,12 @@ impl CsvRows {
 
     /// Wraps a reader whose decoding is already decided.
     pub fn with_decoding(
-        input: Box<dyn Read>,
+        input: Box<dyn Read + Send>,
         decoding: Decoding,
         dialect: &CsvDialect,
         max_record_bytes: u64,
     ) -> CsvRows {
-        let input: Box<dyn Read> = match decoding {
+        let input: Box<dyn Read + Send> = match decoding {
             Decoding::Transcode(e) => Box::new(Transcoder::new(input, e, CHUNK)),
             _ => input,
         };

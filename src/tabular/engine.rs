@@ -1504,7 +1504,7 @@ quantity = "{qty}"
             units.push((u, e));
         }
         assert_eq!(units.len(), 5);
-        assert_eq!(units[1].1.records[0].body["lines"][0]["quantity"], "2.5");
+        assert_eq!(units[1].1.records[0].body()["lines"][0]["quantity"], "2.5");
         let LineVerdict::Rejected(why) = &units[2].1.verdicts[0] else {
             panic!("{:?}", units[2].1)
         };
@@ -1602,7 +1602,7 @@ description = "changed {changed}"
         .unwrap();
         let r = read_all_with(&f, &p, &ctx_for(&p));
         assert!(r.error.is_none(), "{:?}", r.error);
-        let body = &r.units[1].eval.records[0].body;
+        let body = &r.units[1].eval.records[0].body();
         assert_eq!(body["order_date"], "2006-05-19");
         assert_eq!(body["lines"][0]["requested_date"], "2012-09-26");
         assert_eq!(
@@ -1681,7 +1681,7 @@ description = "{sku} ab {from}"
         let body = &r.units[1].eval.records[0];
         assert_eq!(body.key, "P-A1");
         assert_eq!(
-            body.body,
+            body.body(),
             serde_json::json!({"sku": "A1", "price": "1234.50", "valid_from": "2026-01-31",
                 "active": true, "uom": "EA", "description": "A1 ab 2026-01-31"})
         );

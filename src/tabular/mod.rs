@@ -91,7 +91,7 @@ pub struct Row {
 }
 
 /// A physical reader of rows, in order. Must stream (bounded memory per row).
-pub trait RowSource {
+pub trait RowSource: Send {
     fn next_row(&mut self) -> Result<Option<Row>, FileError>;
 }
 
