@@ -156,7 +156,7 @@ fn add_unit(
 
     let headline = reasons.first().map(|(_, r)| r.clone());
     let mut unit_errors = eval.unit_errors.iter().cloned();
-    for (line, verdict) in unit.lines.iter().zip(verdicts.iter()) {
+    for (i, (line, verdict)) in unit.lines.iter().zip(verdicts.iter()).enumerate() {
         let (status_str, reason) = decide::line_status(
             status,
             verdict,
@@ -174,7 +174,7 @@ fn add_unit(
             },
             status: status_str,
             key: unit_key.clone(),
-            raw: (status_str == "rejected").then(|| cap_raw(&line.raw, 4096)),
+            raw: (status_str == "rejected").then(|| raw_text(line, i, &eval.raws)),
             reason,
         });
         st.ordinal += 1;
@@ -206,6 +206,17 @@ fn add_unit(
         tolerated: eval.tolerated,
     });
     Ok(())
+}
+
+/// A rejected line's text for the ledger: the reader's, or the job's when the reader
+/// left it empty.
+fn raw_text(line: &crate::unit::SourceLine, index: usize, raws: &[(usize, String)]) -> String {
+    if line.raw.is_empty() {
+        if let Some((_, raw)) = raws.iter().find(|(i, _)| *i == index) {
+            return cap_raw(raw, 4096);
+        }
+    }
+    cap_raw(&line.raw, 4096)
 }
 
 /// The business key a reviewer looks for: the records' keys, else the key the input
