@@ -47,6 +47,8 @@ pub struct Current {
     pub fingerprint: String,
     pub file_name: String,
     pub unit_seq: i64,
+    /// Where the unit that set it starts in its file (0 when not known).
+    pub line: i64,
 }
 
 /// What an incoming record is, given the key's current version.
@@ -110,7 +112,12 @@ pub fn classify(inc: &Incoming, current: Option<&Current>) -> Verdict {
     match (same, inc.identity, same_file) {
         (true, _, _) => Verdict::Same,
         (false, Identity::Upsert, false) => Verdict::NewVersion(cur.version + 1),
-        _ => Verdict::Conflict(diff(cur.data.as_ref().unwrap_or(&Value::Null), &incoming())),
+        _ => Verdict::Conflict(
+            cur.data
+                .as_ref()
+                .map(|d| diff(d, &incoming()))
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -216,6 +223,7 @@ mod tests {
             fingerprint: "fp1".into(),
             file_name: "a.csv".into(),
             unit_seq: 4,
+            line: 0,
         }
     }
 

@@ -5,35 +5,66 @@
 //! leading apostrophe (a line starting with `=` must not run in the reviewer's Excel).
 //! The same rows feed the `rejects` command's table and JSON output.
 
+use std::io::{self, Write};
+
 use crate::ledger::{FileRow, Ledger, LedgerError, RejectRow};
 use crate::unit::is_cell_locator;
 
 /// The rejected lines of a file, preceded by the file-level error if there was one.
 pub fn file_rejects(ledger: &Ledger, row: &FileRow) -> Result<Vec<RejectRow>, LedgerError> {
-    let mut out = Vec::new();
-    if let Some(msg) = &row.error_message {
-        let (line, byte, record) = parse_position(row.error_position.as_deref());
-        out.push(RejectRow {
-            file: row.name.clone(),
-            fingerprint: row.fingerprint.clone(),
-            line,
-            byte,
-            record,
-            locator: row.error_position.clone(),
-            unit: "(whole file)".into(),
-            key: None,
-            field: None,
-            rule: row
-                .error_rule
-                .clone()
-                .or_else(|| Some("file-rejected".into())),
-            value: None,
-            message: Some(msg.clone()),
-            original: None,
-        });
-    }
+    let mut out: Vec<RejectRow> = file_error_row(row).into_iter().collect();
     out.extend(ledger.rejects(row.id)?);
     Ok(out)
+}
+
+/// Writes a file's reject report as CSV, page by page from the ledger: memory stays flat
+/// however many lines were rejected.
+pub fn write_csv(ledger: &Ledger, row: &FileRow, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(&[0xEF, 0xBB, 0xBF])?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(io::BufWriter::new(out));
+    w.write_record(HEADER)?;
+    if let Some(r) = file_error_row(row) {
+        w.write_record(csv_record(&r))?;
+    }
+    let mut after = -1;
+    loop {
+        let page = ledger
+            .rejects_after(row.id, after, 10_000)
+            .map_err(io::Error::other)?;
+        let Some((last, _)) = page.last() else { break };
+        after = *last;
+        for (_, r) in &page {
+            w.write_record(csv_record(r))?;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The file-level error as the first row of the report, if the file had one.
+fn file_error_row(row: &FileRow) -> Option<RejectRow> {
+    let msg = row.error_message.as_ref()?;
+    let (line, byte, record) = parse_position(row.error_position.as_deref());
+    Some(RejectRow {
+        file: row.name.clone(),
+        fingerprint: row.fingerprint.clone(),
+        line,
+        byte,
+        record,
+        locator: row.error_position.clone(),
+        unit: "(whole file)".into(),
+        key: None,
+        field: None,
+        rule: row
+            .error_rule
+            .clone()
+            .or_else(|| Some("file-rejected".into())),
+        value: None,
+        message: Some(msg.clone()),
+        original: None,
+    })
 }
 
 /// Pulls line/record/byte back out of a `Position` display string (`line 3, record 3,
@@ -132,25 +163,30 @@ pub fn to_csv(rows: &[RejectRow]) -> Result<Vec<u8>, csv::Error> {
             .from_writer(&mut buf);
         w.write_record(HEADER)?;
         for r in rows {
-            let o = |v: &Option<String>| defuse(v.as_deref().unwrap_or(""));
-            w.write_record([
-                r.line.to_string(),
-                byte_text(r),
-                r.record.to_string(),
-                o(&r.locator),
-                defuse(&r.unit),
-                o(&r.key),
-                o(&r.field),
-                o(&r.rule),
-                o(&r.value),
-                o(&r.message),
-                o(&r.original),
-                defuse(&r.file),
-            ])?;
+            w.write_record(csv_record(r))?;
         }
         w.flush()?;
     }
     Ok(buf)
+}
+
+/// One reject as the report's cells, defused for spreadsheets.
+fn csv_record(r: &RejectRow) -> [String; 12] {
+    let o = |v: &Option<String>| defuse(v.as_deref().unwrap_or(""));
+    [
+        r.line.to_string(),
+        byte_text(r),
+        r.record.to_string(),
+        o(&r.locator),
+        defuse(&r.unit),
+        o(&r.key),
+        o(&r.field),
+        o(&r.rule),
+        o(&r.value),
+        o(&r.message),
+        o(&r.original),
+        defuse(&r.file),
+    ]
 }
 
 fn clip(s: &str, n: usize) -> String {

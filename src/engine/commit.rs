@@ -165,6 +165,11 @@ fn add_unit(
             &unit.label,
         );
         rows.counts.add_line(status_str);
+        // Lines that end as their unit does are told by its row (see the ledger's spans).
+        if !matches!(status_str, "rejected" | "skipped") {
+            st.ordinal += 1;
+            continue;
+        }
         rows.lines.push(LineRow {
             ordinal: st.ordinal as i64,
             unit_seq: unit.seq as i64,
@@ -201,6 +206,8 @@ fn add_unit(
         key: unit_key,
         first_ordinal,
         line_count: unit.lines.len() as i64,
+        spans: crate::ledger::spans::encode(&unit.lines.iter().map(|l| &l.pos).collect::<Vec<_>>()),
+        pos: first_pos,
         reasons,
         detail: eval.detail,
         tolerated: eval.tolerated,

@@ -119,7 +119,14 @@ fn conflict(
             cur.file_id
         )
     };
-    let what = records::describe(changes, |p| records::sensitive_path(r.entity, p));
+    let what = if changes.is_empty() {
+        format!(
+            "the ledger keeps only its hash; compare with line {} of that file",
+            cur.line
+        )
+    } else {
+        records::describe(changes, |p| records::sensitive_path(r.entity, p))
+    };
     let why = format!(
         "{} {} was applied {place} with other content ({what}); a {} record is never changed silently",
         r.entity,
@@ -161,15 +168,12 @@ pub(super) fn apply(
             Verdict::Same | Verdict::Conflict(_) => continue,
         };
         let source = st.source(seq, first_pos);
-        let source_json =
-            serde_json::to_string(&source).map_err(crate::ledger::LedgerError::from)?;
         tx.add_version(&NewVersion {
             entity: r.entity.as_str(),
             key: &r.key,
             version,
             hash: &r.hash,
-            data: &r.json,
-            source: &source_json,
+            data: keeps_data(tx, st, r.entity).then_some(r.json.as_str()),
             file_id: st.file_id,
             unit_seq: seq as i64,
             ordinal: i as i64,
@@ -177,6 +181,13 @@ pub(super) fn apply(
         out.push(OutRecord::new(r, source));
     }
     Ok(())
+}
+
+/// Whether a version keeps its data in the ledger: a remote target is sent it from there,
+/// and master data is compared field by field with its next version. A create-once
+/// document's data is in the outbox, and only its hash is needed to know it again.
+fn keeps_data(tx: &BatchTx, st: &BatchState, entity: crate::canonical::Entity) -> bool {
+    tx.keeps_data(entity.as_str()) || st.identity_of(entity) == crate::canonical::Identity::Upsert
 }
 
 impl BatchState {

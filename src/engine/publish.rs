@@ -5,15 +5,16 @@
 //! reason to stop every later run: the file is marked failed, with exactly which documents
 //! were lost, and the others go on.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::decide::{self, Destination};
 use super::read::tag_of;
-use super::{io_err, Engine, EngineError, Result};
+use super::{io_err, Engine, Result};
 use crate::fsutil;
-use crate::ledger::{ChunkRow, FileRow, LedgerError, Lost, Outcome};
+use crate::ledger::{ChunkRow, FileRow, Lost, Outcome};
 use crate::report;
-use crate::sink::{OutRecord, Sink};
+use crate::sink::{OutRecord, Sink, SourceRef};
 
 impl Engine {
     /// Everything after the decision; idempotent, replayed after a crash.
@@ -26,10 +27,12 @@ impl Engine {
                 chunks.into_iter().partition(|c| {
                     Path::new(&c.staged_path).exists() || Path::new(&c.outbox_path).exists()
                 });
-            let (rebuildable, lost): (Vec<ChunkRow>, Vec<ChunkRow>) =
+            let (rebuildable, mut lost): (Vec<ChunkRow>, Vec<ChunkRow>) =
                 lost.into_iter().partition(|c| c.units.is_some());
-            for c in &rebuildable {
-                self.rebuild_chunk(row, c)?;
+            for c in rebuildable {
+                if !self.rebuild_chunk(row, &c, work)? {
+                    lost.push(c);
+                }
             }
             if !lost.is_empty() && outcome != Outcome::Failed {
                 self.fail_lost_output(row, &present, &lost)?;
@@ -54,17 +57,39 @@ impl Engine {
     }
 
     /// Writes a staged chunk that vanished before it was published (someone cleaned the
-    /// work folder) again from the versions the ledger stored with its batch: the same
-    /// records in the same order, so the same bytes.
-    fn rebuild_chunk(&self, row: &FileRow, c: &ChunkRow) -> Result<()> {
+    /// work folder) again: the same records in the same order, so the same bytes — their
+    /// data from the ledger where it keeps it, else made again from the input, whose units
+    /// map to the same records. `false` when neither has them (the input is gone too).
+    fn rebuild_chunk(&self, row: &FileRow, c: &ChunkRow, work: Option<&Path>) -> Result<bool> {
         let units = c.units.unwrap_or((0, 0));
+        let mut records = self.ledger.chunk_records(row.id, &c.entity, units)?;
+        if records.iter().any(|r| r.data.is_none()) {
+            let Some(made) = work.and_then(|w| self.remake(row, w, units).ok()) else {
+                return Ok(false);
+            };
+            for r in records.iter_mut().filter(|r| r.data.is_none()) {
+                r.data = made.get(&(r.unit_seq, r.ordinal)).cloned();
+            }
+            if records.iter().any(|r| r.data.is_none()) {
+                return Ok(false);
+            }
+        }
+        let tag = tag_of(row);
         let mut bytes = Vec::new();
-        for (key, data, source) in self.ledger.chunk_records(row.id, &c.entity, units)? {
+        for r in records {
             let record = OutRecord {
                 entity: c.entity.clone(),
-                key,
-                source: serde_json::from_str(&source).map_err(LedgerError::from)?,
-                data,
+                key: r.key,
+                source: SourceRef {
+                    file: tag.fingerprint.clone(),
+                    name: tag.name.clone(),
+                    format: row.format.clone().unwrap_or_default(),
+                    unit: r.unit_seq as u64,
+                    line: r.line as u64,
+                    byte: r.byte as u64,
+                    locator: r.locator,
+                },
+                data: r.data.unwrap_or_default(),
             };
             crate::sink::append_line(&mut bytes, &record)
                 .map_err(io_err("rebuilding an outbox chunk"))?;
@@ -72,10 +97,44 @@ impl Engine {
         fsutil::write_atomic(Path::new(&c.outbox_path), &bytes)
             .map_err(io_err("rebuilding an outbox chunk"))?;
         let msg = format!(
-            "staged chunk {} vanished before it was published; rebuilt from the ledger as {}",
+            "staged chunk {} vanished before it was published; rebuilt as {}",
             c.staged_path, c.outbox_path
         );
-        self.note(row.run_id, "warn", row, &msg)
+        self.note(row.run_id, "warn", row, &msg)?;
+        Ok(true)
+    }
+
+    /// The records units `first..end` of a file map to, by `(unit, place in the unit)`,
+    /// read again from its input.
+    fn remake(
+        &self,
+        row: &FileRow,
+        work: &Path,
+        (first, end): (i64, i64),
+    ) -> std::result::Result<HashMap<(i64, i64), String>, crate::format::FileError> {
+        let name = row.format.as_deref().unwrap_or_default();
+        let format = self.formats.by_name(name).ok_or_else(|| {
+            crate::format::FileError::new("format-missing", format!("no format '{name}'"))
+        })?;
+        let ctx = crate::format::OpenContext {
+            fingerprint: row.fingerprint.clone(),
+            name: row.name.clone(),
+            limits: self.cfg.limits.clone(),
+        };
+        let mut reader = format.open(work, &ctx)?;
+        let mut out = HashMap::new();
+        while let Some(mut unit) = reader.next_unit()? {
+            let seq = unit.seq as i64;
+            if seq >= end {
+                break;
+            }
+            if seq >= first {
+                for (i, r) in unit.evaluate().records.into_iter().enumerate() {
+                    out.insert((seq, i as i64), r.json);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Marks a decided file failed because some of its staged chunks were lost before they
@@ -131,11 +190,8 @@ impl Engine {
             .paths
             .reports
             .join(format!("{}.rejects.csv", tag_of(row).stem()));
-        let rows = report::file_rejects(&self.ledger, row)?;
-        let bytes = report::to_csv(&rows).map_err(|e| {
-            EngineError::Other(format!("writing reject report {}: {e}", path.display()))
-        })?;
-        fsutil::write_atomic(&path, &bytes).map_err(io_err("writing a reject report"))?;
+        fsutil::write_atomic_with(&path, |f| report::write_csv(&self.ledger, row, f))
+            .map_err(io_err("writing a reject report"))?;
         Ok(Some(path.display().to_string()))
     }
 

@@ -4,7 +4,7 @@
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::model::{ChunkRow, Counts, LineRow, UnitRow};
-use super::{now, Ledger, Result};
+use super::{Ledger, Result};
 use crate::records::Current;
 
 impl Ledger {
@@ -16,6 +16,7 @@ impl Ledger {
             tx: self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            routes: &self.routes,
         })
     }
 }
@@ -23,6 +24,7 @@ impl Ledger {
 /// The duplicate checks and writes of one batch, in one `BEGIN IMMEDIATE` transaction.
 pub struct BatchTx<'a> {
     tx: Transaction<'a>,
+    routes: &'a [(String, Vec<String>)],
 }
 
 /// A record version to store with its batch.
@@ -32,10 +34,9 @@ pub struct NewVersion<'a> {
     pub key: &'a str,
     pub version: i64,
     pub hash: &'a str,
-    /// The record's data as JSON (what targets are sent).
-    pub data: &'a str,
-    /// Where it came from (file, line, ...) as JSON.
-    pub source: &'a str,
+    /// The record's data as JSON, kept when a target is sent it (the outbox has it
+    /// otherwise, and the input can make it again).
+    pub data: Option<&'a str>,
     pub file_id: i64,
     pub unit_seq: i64,
     /// Its place among the unit's records.
@@ -52,6 +53,14 @@ pub struct Holder {
 }
 
 impl BatchTx<'_> {
+    /// Whether a version of `entity` must keep its data: a remote target is sent it from
+    /// the ledger. Other versions are in the outbox, and their input can make them again.
+    pub fn keeps_data(&self, entity: &str) -> bool {
+        self.routes
+            .iter()
+            .any(|(_, entities)| entities.iter().any(|e| e == entity))
+    }
+
     pub fn holder(&self, entity: &str, key: &str) -> Result<Option<Holder>> {
         // Cached: this runs once per document, so re-parsing the SQL would dominate.
         let mut st = self.tx.prepare_cached(
@@ -73,7 +82,8 @@ impl BatchTx<'_> {
     /// The key's current (highest) version, with the file that set it.
     pub fn current_version(&self, entity: &str, key: &str) -> Result<Option<Current>> {
         let mut st = self.tx.prepare_cached(
-            "SELECT v.version, v.hash, v.data, v.file_id, f.fingerprint, f.name, v.unit_seq \
+            "SELECT v.version, v.hash, v.data, v.file_id, f.fingerprint, f.name, v.unit_seq, \
+             (SELECT u.line FROM units u WHERE u.file_id = v.file_id AND u.seq = v.unit_seq) \
              FROM versions v JOIN files f ON f.id = v.file_id \
              WHERE v.entity=?1 AND v.key=?2 ORDER BY v.version DESC LIMIT 1",
         )?;
@@ -87,10 +97,12 @@ impl BatchTx<'_> {
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .optional()?;
-        let Some((version, hash, data, file_id, fingerprint, file_name, unit_seq)) = row else {
+        let Some((version, hash, data, file_id, fingerprint, file_name, unit_seq, line)) = row
+        else {
             return Ok(None);
         };
         Ok(Some(Current {
@@ -101,18 +113,18 @@ impl BatchTx<'_> {
             fingerprint,
             file_name,
             unit_seq,
+            line: line.unwrap_or(0),
         }))
     }
 
     pub fn add_version(&self, v: &NewVersion) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO versions(entity, key, version, hash, data, source, file_id, unit_seq, ordinal, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT OR REPLACE INTO versions(entity, key, version, hash, data, file_id, unit_seq, ordinal) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
-                v.entity, v.key, v.version, v.hash, v.data, v.source, v.file_id, v.unit_seq, v.ordinal,
-                now()
+                v.entity, v.key, v.version, v.hash, v.data, v.file_id, v.unit_seq, v.ordinal
             ])?;
         Ok(())
     }
@@ -167,10 +179,12 @@ impl BatchTx<'_> {
 
     pub fn write_units(&self, file_id: i64, units: &[UnitRow]) -> Result<()> {
         let mut st = self.tx.prepare_cached(
-            "INSERT OR REPLACE INTO units(file_id, seq, label, status, key, first_ordinal, line_count, reasons, detail, tolerated) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT OR REPLACE INTO units(file_id, seq, label, status, key, first_ordinal, line_count, reasons, detail, tolerated, \
+             line, byte, record, locator, rule, message, spans) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         for u in units {
+            let headline = u.reasons.first().map(|(_, r)| r);
             let reasons = if u.reasons.is_empty() {
                 None
             } else {
@@ -196,7 +210,14 @@ impl BatchTx<'_> {
                 u.line_count,
                 reasons,
                 detail,
-                tolerated
+                tolerated,
+                u.pos.line as i64,
+                u.pos.byte as i64,
+                u.pos.record as i64,
+                u.pos.locator,
+                headline.map(|r| r.rule.as_str()),
+                headline.map(|r| r.message.as_str()),
+                u.spans,
             ])?;
         }
         Ok(())

@@ -228,7 +228,7 @@ impl Ledger {
     }
 
     /// A file's lines from `from` (ordinal), at most `limit`; with `rejected_only`, only
-    /// rejected ones.
+    /// rejected ones. Lines without a row of their own are told from their unit's.
     pub fn file_lines(
         &self,
         file_id: i64,
@@ -240,7 +240,7 @@ impl Ledger {
             "SELECT ordinal, unit_seq, line, byte, record, locator, status, key, rule, field, value, message, raw \
              FROM lines WHERE file_id=?1 AND ordinal >= ?2 AND (?4 = 0 OR status='rejected') ORDER BY ordinal LIMIT ?3",
         )?;
-        let rows = st
+        let mut rows = st
             .query_map(params![file_id, from, limit, rejected_only], |r| {
                 Ok(LineView {
                     ordinal: r.get(0)?,
@@ -259,13 +259,21 @@ impl Ledger {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        if !rejected_only {
+            let have: std::collections::HashSet<i64> = rows.iter().map(|l| l.ordinal).collect();
+            let implied = super::spans::implied_lines(&self.conn, file_id, from, limit)?;
+            rows.extend(implied.into_iter().filter(|l| !have.contains(&l.ordinal)));
+            rows.sort_by_key(|l| l.ordinal);
+            rows.truncate(limit.max(0) as usize);
+        }
         Ok(rows)
     }
 
     /// The line count of a file in the ledger.
     pub fn line_count(&self, file_id: i64) -> Result<i64> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM lines WHERE file_id=?1",
+            "SELECT MAX((SELECT COALESCE(SUM(line_count), 0) FROM units WHERE file_id=?1), \
+             (SELECT COUNT(*) FROM lines WHERE file_id=?1))",
             [file_id],
             |r| r.get(0),
         )?)
@@ -273,27 +281,27 @@ impl Ledger {
 
     /// Where a line's original bytes are, for revealing what the ledger keeps masked.
     pub fn line_source(&self, file_id: i64, ordinal: i64) -> Result<Option<LineSource>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT COALESCE(f.final_path, f.work_path), l.byte, \
-                 (SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal > l.ordinal ORDER BY n.ordinal LIMIT 1), \
-                 l.locator, f.format FROM lines l JOIN files f ON f.id = l.file_id WHERE l.file_id=?1 AND l.ordinal=?2",
-                params![file_id, ordinal],
-                |r| {
-                    let byte: i64 = r.get(1)?;
-                    let locator: Option<String> = r.get(3)?;
-                    let cell = locator.as_deref().is_some_and(crate::unit::is_cell_locator);
-                    Ok(LineSource {
-                        path: r.get(0)?,
-                        byte,
-                        end: r.get(2)?,
-                        has_byte: !cell && (byte > 0 || ordinal == 0),
-                        format: r.get(4)?,
-                    })
-                },
-            )
-            .optional()?)
+        let mut two = self.file_lines(file_id, ordinal, 2, false)?.into_iter();
+        let Some(l) = two.next().filter(|l| l.ordinal == ordinal) else {
+            return Ok(None);
+        };
+        let end = two.next().map(|n| n.byte);
+        let (path, format) = self.conn.query_row(
+            "SELECT COALESCE(final_path, work_path), format FROM files WHERE id=?1",
+            [file_id],
+            |r| Ok((r.get::<_, Option<String>>(0)?, r.get(1)?)),
+        )?;
+        let cell = l
+            .locator
+            .as_deref()
+            .is_some_and(crate::unit::is_cell_locator);
+        Ok(Some(LineSource {
+            path,
+            byte: l.byte,
+            end,
+            has_byte: !cell && (l.byte > 0 || ordinal == 0),
+            format,
+        }))
     }
 
     /// A file's deliveries, at most `limit`.
@@ -381,7 +389,7 @@ impl Ledger {
     /// first.
     pub fn key_versions(&self, entity: Option<&str>, key: &str) -> Result<Vec<VersionView>> {
         let mut st = self.conn.prepare(
-            "SELECT v.entity, v.key, v.version, v.hash, v.data, v.file_id, f.name, v.unit_seq, v.ordinal, v.created_at \
+            "SELECT v.entity, v.key, v.version, v.hash, v.data, v.file_id, f.name, v.unit_seq, v.ordinal, COALESCE(f.finished_at, f.claimed_at, '') \
              FROM versions v LEFT JOIN files f ON f.id = v.file_id \
              WHERE v.key = ?2 AND (?1 IS NULL OR v.entity = ?1) ORDER BY v.entity, v.version DESC",
         )?;

@@ -22,8 +22,8 @@ INSERT INTO lines(file_id, ordinal, unit_seq, line, byte, record, status, key, r
   (1, 2, 2, 3, 40, 3, 'rejected', 'B', 'rejected-with-document', NULL, NULL, 'with its document', 'B,1,x'),
   (1, 3, 2, 4, 60, 4, 'rejected', 'B', 'min', 'quantity', '-1', 'must be at least 0', 'B,2,-1'),
   (1, 4, 3, 5, 80, 5, 'rejected', 'C', 'min', 'quantity', '-2', 'must be at least 0', 'C,1,-2');
-INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq, created_at) VALUES
-  ('order', 'A', 1, 'h1', '{"order_no":"A"}', 1, 1, '2026-01-01T10:00:05.000Z');
+INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq) VALUES
+  ('order', 'A', 1, 'h1', '{"order_no":"A"}', 1, 1);
 INSERT INTO deliveries(id, target, entity, key, version, state, attempts, next_at, file_id, settled_at, created_at,
                        delivered_at, last_status, last_error) VALUES
   (1, 'erp', 'order', 'A', 1, 'delivered', 1, '', 1, '2026-01-01T10:00:00.000Z', '2026-01-01T10:00:05.000Z',

@@ -23,7 +23,8 @@ pub struct CorrectionLine {
     pub rule: Option<String>,
     /// As the ledger keeps it: sensitive values already masked.
     pub message: Option<String>,
-    /// Offset of the next line of the file, `None` for the last line.
+    /// Offset of the next line of the file (from its row, or its unit's when it has
+    /// none), `None` for the last line.
     pub next_byte: Option<i64>,
 }
 
@@ -41,7 +42,9 @@ impl Ledger {
         let (seq, ordinal) = after.unwrap_or((-1, -1));
         let mut st = self.conn.prepare_cached(
             "SELECT u.seq, l.ordinal, l.line, l.byte, l.record, l.status, l.rule, l.message, \
-             (SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1) \
+             COALESCE((SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1), \
+               (SELECT n.byte FROM units n WHERE n.file_id = l.file_id AND n.seq > u.seq \
+                AND n.first_ordinal = l.ordinal + 1 ORDER BY n.seq LIMIT 1)) \
              FROM units u JOIN lines l ON l.file_id = u.file_id \
              AND l.ordinal >= max(u.first_ordinal, ?3 + 1) AND l.ordinal < u.first_ordinal + u.line_count \
              WHERE u.file_id = ?1 AND u.status = 'rejected' AND u.seq >= ?2 \

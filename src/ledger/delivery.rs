@@ -371,7 +371,7 @@ impl Ledger {
         let (cond, args) = sel.sql("d.created_at");
         let mut st = self.conn.prepare(&format!(
             "SELECT d.id, d.target, d.entity, d.key, d.version, d.attempts, d.last_status, d.last_error, \
-             f.name, json_extract(v.source, '$.line'), d.created_at \
+             f.name, (SELECT u.line FROM units u WHERE u.file_id = v.file_id AND u.seq = v.unit_seq), d.created_at \
              FROM deliveries d LEFT JOIN versions v ON v.entity = d.entity AND v.key = d.key AND v.version = d.version \
              LEFT JOIN files f ON f.id = d.file_id WHERE d.state = 'dead'{cond} ORDER BY d.id"
         ))?;

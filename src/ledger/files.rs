@@ -22,6 +22,21 @@ pub struct NewFile<'a> {
     pub forced: bool,
 }
 
+/// A record of a staged chunk as the ledger knows it, to write the chunk again.
+#[derive(Debug, Clone)]
+pub struct ChunkRecord {
+    pub unit_seq: i64,
+    /// Its place among its unit's records.
+    pub ordinal: i64,
+    pub key: String,
+    /// Its JSON, when the ledger keeps it (else its input makes it again).
+    pub data: Option<String>,
+    /// Its unit's first line.
+    pub line: i64,
+    pub byte: i64,
+    pub locator: Option<String>,
+}
+
 /// What of a failed file never reached the outbox: its lines become rejects and its keys
 /// are given back, so the same documents sent again are applied, not called duplicates.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,19 +48,39 @@ pub enum Lost {
 }
 
 /// Recounts a file's line and unit totals from its rows (after statuses changed in bulk).
-const RECOUNT: &str = "UPDATE files SET \
-    lines_applied = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='applied'), \
-    lines_rejected = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='rejected'), \
-    lines_duplicate = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='duplicate'), \
-    lines_skipped = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='skipped'), \
-    lines_unmapped = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='unmapped'), \
-    units_applied = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='applied'), \
-    units_rejected = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='rejected'), \
-    units_duplicate = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='duplicate'), \
-    units_unmapped = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='unmapped'), \
-    lines_unchanged = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='unchanged'), \
-    units_unchanged = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='unchanged') \
-    WHERE id=?1";
+/// A line is counted by its row when it has one, else by its unit's status (see `spans`).
+fn recount_sql() -> String {
+    let lines = |status: &str| {
+        format!(
+            "lines_{status} = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='{status}') + \
+             (SELECT COALESCE(SUM(u.line_count - (SELECT COUNT(*) FROM lines l WHERE l.file_id = u.file_id \
+             AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count)), 0) \
+             FROM units u WHERE u.file_id=?1 AND u.status='{status}')"
+        )
+    };
+    let units = |status: &str| {
+        format!(
+            "units_{status} = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='{status}')"
+        )
+    };
+    let mut sets: Vec<String> = [
+        "applied",
+        "rejected",
+        "duplicate",
+        "skipped",
+        "unmapped",
+        "unchanged",
+    ]
+    .iter()
+    .map(|s| lines(s))
+    .collect();
+    sets.extend(
+        ["applied", "rejected", "duplicate", "unmapped", "unchanged"]
+            .iter()
+            .map(|s| units(s)),
+    );
+    format!("UPDATE files SET {} WHERE id=?1", sets.join(", "))
+}
 
 impl Ledger {
     /// The latest attempt for a fingerprint.
@@ -229,18 +264,17 @@ impl Ledger {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if outcome == Outcome::Rejected {
             let msg = format!("file rejected whole: {}", why.unwrap_or("policy"));
-            tx.execute(
-                "UPDATE lines SET status='rejected', rule='file-rejected', message=?2 \
-                 WHERE file_id=?1 AND status IN ('applied', 'duplicate', 'unmapped')",
-                params![id, msg],
-            )?;
-            tx.execute(
-                "UPDATE units SET status='rejected' WHERE file_id=?1 AND status IN ('applied', 'duplicate', 'unmapped')",
-                params![id],
+            super::spans::reject_late(
+                &tx,
+                id,
+                "status IN ('applied', 'duplicate', 'unmapped')",
+                None,
+                "file-rejected",
+                &msg,
             )?;
             tx.execute("DELETE FROM keys WHERE file_id=?1", params![id])?;
             tx.execute("DELETE FROM versions WHERE file_id=?1", params![id])?;
-            tx.execute(RECOUNT, params![id])?;
+            tx.execute(&recount_sql(), params![id])?;
         }
         for a in acks {
             tx.execute(
@@ -281,7 +315,7 @@ impl Ledger {
         for table in ["lines", "units", "keys", "versions"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
-        tx.execute(RECOUNT, [id])?;
+        tx.execute(&recount_sql(), [id])?;
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
             params![id, Outcome::Returned.as_str(), rule, why],
@@ -300,7 +334,7 @@ impl Ledger {
         for table in ["lines", "units", "keys", "versions", "chunks"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
-        tx.execute(RECOUNT, [id])?;
+        tx.execute(&recount_sql(), [id])?;
         tx.execute(
             "UPDATE files SET committed_seq=0, committed_lines=0, next_chunk=0, inflight_seq=NULL, \
              hold_reason=NULL, error_rule=NULL, error_message=NULL, error_position=NULL WHERE id=?1",
@@ -328,20 +362,13 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            &format!(
-                "UPDATE lines SET status='rejected', rule=?3, message=?4 \
-                 WHERE file_id=?1 AND status IN ('applied', 'unmapped') AND {})",
-                in_range("unit_seq")
-            ),
-            params![id, ranges, rule, message],
-        )?;
-        tx.execute(
-            &format!(
-                "UPDATE units SET status='rejected' WHERE file_id=?1 AND status IN ('applied', 'unmapped') AND {})",
-                in_range("seq")
-            ),
-            params![id, ranges],
+        super::spans::reject_late(
+            &tx,
+            id,
+            &format!("status IN ('applied', 'unmapped') AND {})", in_range("seq")),
+            Some(&ranges),
+            rule,
+            message,
         )?;
         tx.execute(
             &format!(
@@ -365,7 +392,7 @@ impl Ledger {
              AND v.key = deliveries.key AND v.version = deliveries.version)",
             [id],
         )?;
-        tx.execute(RECOUNT, [id])?;
+        tx.execute(&recount_sql(), [id])?;
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
             params![id, Outcome::Failed.as_str(), rule, message],
@@ -374,21 +401,30 @@ impl Ledger {
         Ok(())
     }
 
-    /// The records of one outbox chunk, in the order they were staged: `(key, data,
-    /// source)` of every version a file stored for `entity` in units `first..end`.
+    /// The records of one outbox chunk, in the order they were staged: every version a
+    /// file stored for `entity` in units `first..end`, with its unit's first line.
     pub fn chunk_records(
         &self,
         file_id: i64,
         entity: &str,
         units: (i64, i64),
-    ) -> Result<Vec<(String, String, String)>> {
+    ) -> Result<Vec<ChunkRecord>> {
         let mut st = self.conn.prepare(
-            "SELECT key, COALESCE(data, 'null'), COALESCE(source, '{}') FROM versions \
-             WHERE file_id=?1 AND entity=?2 AND unit_seq >= ?3 AND unit_seq < ?4 ORDER BY unit_seq, ordinal",
+            "SELECT v.unit_seq, v.ordinal, v.key, v.data, u.line, u.byte, u.locator FROM versions v \
+             LEFT JOIN units u ON u.file_id = v.file_id AND u.seq = v.unit_seq \
+             WHERE v.file_id=?1 AND v.entity=?2 AND v.unit_seq >= ?3 AND v.unit_seq < ?4 ORDER BY v.unit_seq, v.ordinal",
         )?;
         let rows = st
             .query_map(params![file_id, entity, units.0, units.1], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok(ChunkRecord {
+                    unit_seq: r.get(0)?,
+                    ordinal: r.get(1)?,
+                    key: r.get(2)?,
+                    data: r.get(3)?,
+                    line: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                    byte: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                    locator: r.get(6)?,
+                })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)

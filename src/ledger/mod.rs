@@ -25,6 +25,7 @@ mod query;
 mod reconcile;
 mod review;
 mod schema;
+pub mod spans;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,7 +40,7 @@ pub use console_model::{
 };
 pub use corrections::CorrectionLine;
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
-pub use files::{LedgerOutcomes, Lost, NewFile};
+pub use files::{ChunkRecord, LedgerOutcomes, Lost, NewFile};
 pub use maint::open_for_check;
 pub use model::{
     ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow, RunRow,

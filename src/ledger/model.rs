@@ -295,6 +295,10 @@ pub struct UnitRow {
     pub key: Option<String>,
     pub first_ordinal: i64,
     pub line_count: i64,
+    /// Its first line's position.
+    pub pos: Position,
+    /// Where its other lines are (see `spans`): lines without a reason get no row.
+    pub spans: Option<Vec<u8>>,
     pub reasons: Vec<(Position, Reason)>,
     pub detail: serde_json::Value,
     pub tolerated: Vec<String>,

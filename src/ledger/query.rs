@@ -11,29 +11,53 @@ use super::{Ledger, Result};
 impl Ledger {
     /// Rejected lines of a file, in file order.
     pub fn rejects(&self, file_id: i64) -> Result<Vec<RejectRow>> {
-        let mut st = self.conn.prepare(
+        let mut out = Vec::new();
+        let mut after = -1;
+        loop {
+            let page = self.rejects_after(file_id, after, 10_000)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(out);
+            };
+            after = *last;
+            out.extend(page.into_iter().map(|(_, r)| r));
+        }
+    }
+
+    /// Up to `limit` rejected lines of a file after ordinal `after`, in file order, with
+    /// their ordinals: a page, so a report of a million rejects is written in bounded
+    /// memory.
+    pub fn rejects_after(
+        &self,
+        file_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, RejectRow)>> {
+        let mut st = self.conn.prepare_cached(
             "SELECT f.name, f.fingerprint, l.line, l.byte, l.record, l.locator, u.label, COALESCE(l.key, u.key), \
-             l.field, l.rule, l.value, l.message, l.raw \
+             l.field, l.rule, l.value, l.message, l.raw, l.ordinal \
              FROM lines l JOIN files f ON f.id = l.file_id JOIN units u ON u.file_id = l.file_id AND u.seq = l.unit_seq \
-             WHERE l.file_id=?1 AND l.status='rejected' ORDER BY l.ordinal",
+             WHERE l.file_id=?1 AND l.ordinal > ?2 AND l.status='rejected' ORDER BY l.ordinal LIMIT ?3",
         )?;
         let rows = st
-            .query_map([file_id], |r| {
-                Ok(RejectRow {
-                    file: r.get(0)?,
-                    fingerprint: r.get(1)?,
-                    line: r.get(2)?,
-                    byte: r.get(3)?,
-                    record: r.get(4)?,
-                    locator: r.get(5)?,
-                    unit: r.get(6)?,
-                    key: r.get(7)?,
-                    field: r.get(8)?,
-                    rule: r.get(9)?,
-                    value: r.get(10)?,
-                    message: r.get(11)?,
-                    original: r.get(12)?,
-                })
+            .query_map(params![file_id, after, limit], |r| {
+                Ok((
+                    r.get(13)?,
+                    RejectRow {
+                        file: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                        line: r.get(2)?,
+                        byte: r.get(3)?,
+                        record: r.get(4)?,
+                        locator: r.get(5)?,
+                        unit: r.get(6)?,
+                        key: r.get(7)?,
+                        field: r.get(8)?,
+                        rule: r.get(9)?,
+                        value: r.get(10)?,
+                        message: r.get(11)?,
+                        original: r.get(12)?,
+                    },
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)

@@ -337,9 +337,13 @@ mod tests {
         ] {
             l.conn
                 .execute(
-                    "INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq, created_at) \
-                     VALUES ('customer', ?1, ?2, 'h', ?3, 1, 1, ?4)",
-                    params![key, version, format!(r#"{{"customer_id":"{key}","name":"v{version}"}}"#), at],
+                    "INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq) \
+                     VALUES ('customer', ?1, ?2, 'h', ?3, 1, 1)",
+                    params![
+                        key,
+                        version,
+                        format!(r#"{{"customer_id":"{key}","name":"v{version}"}}"#)
+                    ],
                 )
                 .unwrap();
             l.conn

@@ -270,4 +270,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name, labels, at)
     ) WITHOUT ROWID;
     "#,
+    // 6: lines without a reason of their own are kept as spans in their unit's row (see
+    // spans.rs), which gains its first line's position and its headline reason; versions
+    // keep neither a copy of where they came from nor a timestamp (their unit and file
+    // have both).
+    r#"
+    ALTER TABLE units ADD COLUMN line INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE units ADD COLUMN byte INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE units ADD COLUMN record INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE units ADD COLUMN locator TEXT;
+    ALTER TABLE units ADD COLUMN rule TEXT;
+    ALTER TABLE units ADD COLUMN message TEXT;
+    ALTER TABLE units ADD COLUMN spans BLOB;
+    UPDATE units SET line = l.line, byte = l.byte, record = l.record, locator = l.locator
+        FROM lines l WHERE l.file_id = units.file_id AND l.ordinal = units.first_ordinal;
+    ALTER TABLE versions DROP COLUMN source;
+    ALTER TABLE versions DROP COLUMN created_at;
+    "#,
 ];

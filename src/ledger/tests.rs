@@ -39,6 +39,52 @@ fn migrations_are_idempotent_and_versioned() {
 }
 
 #[test]
+fn regression_a_ledger_with_a_row_per_line_keeps_its_positions_and_versions_after_migration_6() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    {
+        let c = rusqlite::Connection::open(&p).unwrap();
+        for m in &MIGRATIONS[..5] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 5).unwrap();
+        c.execute_batch(
+            "INSERT INTO files(id, fingerprint, name, source_path, size, state, claimed_at, finished_at) \
+             VALUES (1, 'aa', 'a.csv', '/a.csv', 9, 'done', '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z'); \
+             INSERT INTO units(file_id, seq, label, status, key, first_ordinal, line_count) VALUES \
+               (1, 0, 'order A', 'applied', 'A', 0, 2); \
+             INSERT INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key) VALUES \
+               (1, 0, 0, 2, 40, 2, 'L2', 'applied', 'A'), (1, 1, 0, 3, 60, 3, NULL, 'applied', 'A'); \
+             INSERT INTO versions(entity, key, version, hash, data, source, file_id, unit_seq, created_at) \
+               VALUES ('order', 'A', 1, 'h', '{}', '{\"line\":2}', 1, 0, '2026-01-01T00:00:00Z');",
+        )
+        .unwrap();
+    }
+    let l = Ledger::open(&p).unwrap();
+    let lines = l.file_lines(1, 0, 10, false).unwrap();
+    let got: Vec<(i64, i64, &str)> = lines
+        .iter()
+        .map(|v| (v.line, v.byte, v.status.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(2, 40, "applied"), (3, 60, "applied")],
+        "rows are not doubled by the unit's"
+    );
+    let unit: (i64, i64, Option<String>) = l
+        .conn
+        .query_row(
+            "SELECT line, byte, locator FROM units WHERE file_id=1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(unit, (2, 40, Some("L2".into())));
+    let v = l.key_versions(Some("order"), "A").unwrap();
+    assert_eq!(v.len(), 1);
+}
+
+#[test]
 fn control_numbers_increase_per_partner_and_kind() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
@@ -185,6 +231,8 @@ fn write_two_units(l: &mut Ledger, file: i64) {
                 key: Some(format!("K{seq}")),
                 first_ordinal: seq,
                 line_count: 1,
+                pos: crate::unit::Position::new(seq as u64 + 1, 0, seq as u64 + 1),
+                spans: None,
                 reasons: vec![],
                 detail: serde_json::Value::Null,
                 tolerated: vec![],

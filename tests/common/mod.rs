@@ -120,14 +120,24 @@ pub fn orders_csv(n_orders: usize, bad_every: usize, prefix: &str) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// Ledger line counts by status.
+/// Ledger line counts by status, from the rows: lines with a row of their own, plus the
+/// lines of each unit that have none, which end as their unit did.
 pub fn ledger_counts(work: &Work) -> BTreeMap<String, i64> {
     let c = rusqlite::Connection::open(work.dir.join("ledger.sqlite")).unwrap();
-    let mut st = c
-        .prepare("SELECT status, COUNT(*) FROM lines GROUP BY status")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+    let mut counts = BTreeMap::new();
+    for sql in [
+        "SELECT status, COUNT(*) FROM lines GROUP BY status",
+        "SELECT u.status, SUM(u.line_count - (SELECT COUNT(*) FROM lines l WHERE l.file_id = u.file_id \
+         AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count)) FROM units u GROUP BY u.status",
+    ] {
+        let mut st = c.prepare(sql).unwrap();
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap();
+        for (status, n) in rows.map(|r| r.unwrap()) {
+            *counts.entry(status).or_insert(0) += n;
+        }
+    }
+    counts.retain(|_, n| *n > 0);
+    counts
 }

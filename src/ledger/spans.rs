@@ -1,0 +1,258 @@
+//! Where the lines of a unit are, kept in its row instead of one row per line.
+//!
+//! Most lines end where the unit ends: applied, unchanged or unmapped, with no reason of
+//! their own. Writing a row for each of them made the ledger five times the size of its
+//! input and most of a batch's commit time. So only lines with a reason (rejected, skipped)
+//! get a row; the unit's row keeps its first line's position and, for the rest, the
+//! differences of line, byte and record from one line to the next as zigzag varints
+//! (about three bytes a line). From them every line's position can be told again: for the
+//! console's page of lines, for "what happened to line N", and to write a row for each
+//! line when a unit is rejected after it was committed (the file rejected whole, its
+//! output lost), so that rejects, reports and corrections files see those lines exactly
+//! as before.
+
+use rusqlite::{params, Connection, Transaction};
+
+use super::{LineView, Result};
+use crate::unit::Position;
+
+/// Rejects, after they were committed, the units of a file that match `cond` (SQL over
+/// `units`, with `?2` bound to `arg`): every line without a row gets one (its position told
+/// from the spans), lines with a row that ended as their unit did are rejected too, and
+/// the unit rows take the rule as their headline. Skipped lines stay skipped.
+pub(super) fn reject_late(
+    tx: &Transaction,
+    file_id: i64,
+    cond: &str,
+    arg: Option<&str>,
+    rule: &str,
+    message: &str,
+) -> Result<()> {
+    let units = {
+        let mut st = tx.prepare(&format!(
+            "SELECT seq, key, first_ordinal, line_count, line, byte, record, locator, spans \
+             FROM units WHERE file_id=?1 AND {cond} ORDER BY seq"
+        ))?;
+        let map = |r: &rusqlite::Row| {
+            Ok(LateUnit {
+                seq: r.get(0)?,
+                key: r.get(1)?,
+                first_ordinal: r.get(2)?,
+                line_count: r.get(3)?,
+                first: (r.get(4)?, r.get(5)?, r.get(6)?),
+                locator: r.get(7)?,
+                spans: r.get(8)?,
+            })
+        };
+        let rows = match arg {
+            Some(a) => st.query_map(params![file_id, a], map)?,
+            None => st.query_map(params![file_id], map)?,
+        };
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut update = tx.prepare_cached(
+        "UPDATE lines SET status='rejected', rule=?4, message=?5 WHERE file_id=?1 \
+         AND ordinal >= ?2 AND ordinal < ?3 AND status IN ('applied', 'duplicate', 'unmapped', 'unchanged')",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, message) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'rejected', ?8, ?9, ?10)",
+    )?;
+    for u in &units {
+        let end = u.first_ordinal + u.line_count;
+        update.execute(params![file_id, u.first_ordinal, end, rule, message])?;
+        let lines = decode(u.first, u.spans.as_deref(), u.line_count);
+        for (i, (line, byte, record)) in lines.into_iter().enumerate() {
+            let locator = if i == 0 { u.locator.as_deref() } else { None };
+            insert.execute(params![
+                file_id,
+                u.first_ordinal + i as i64,
+                u.seq,
+                line,
+                byte,
+                record,
+                locator,
+                u.key,
+                rule,
+                message
+            ])?;
+        }
+    }
+    let set = format!(
+        "UPDATE units SET status='rejected', rule=?{r}, message=?{m} WHERE file_id=?1 AND {cond}",
+        r = if arg.is_some() { 3 } else { 2 },
+        m = if arg.is_some() { 4 } else { 3 },
+    );
+    match arg {
+        Some(a) => tx.execute(&set, params![file_id, a, rule, message])?,
+        None => tx.execute(&set, params![file_id, rule, message])?,
+    };
+    Ok(())
+}
+
+/// A unit's lines as rows, for the lines that have none: `(ordinal, line view)` from
+/// ordinal `from` on, at most `limit`, in file order.
+pub(super) fn implied_lines(
+    conn: &Connection,
+    file_id: i64,
+    from: i64,
+    limit: i64,
+) -> Result<Vec<LineView>> {
+    let mut st = conn.prepare_cached(
+        "SELECT seq, status, key, first_ordinal, line_count, line, byte, record, locator, spans, rule, message \
+         FROM units WHERE file_id=?1 AND first_ordinal + line_count > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let units = st
+        .query_map(params![file_id, from, limit], |r| {
+            Ok((
+                LineView {
+                    ordinal: r.get(3)?,
+                    unit_seq: r.get(0)?,
+                    line: r.get(5)?,
+                    byte: r.get(6)?,
+                    record: r.get(7)?,
+                    locator: r.get(8)?,
+                    status: r.get(1)?,
+                    key: r.get(2)?,
+                    rule: r.get(10)?,
+                    field: None,
+                    value: None,
+                    message: r.get(11)?,
+                    raw: None,
+                },
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<Vec<u8>>>(9)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    for (first, count, spans) in units {
+        let lines = decode(
+            (first.line, first.byte, first.record),
+            spans.as_deref(),
+            count,
+        );
+        for (i, (line, byte, record)) in lines.into_iter().enumerate() {
+            let ordinal = first.ordinal + i as i64;
+            if ordinal < from {
+                continue;
+            }
+            let mut v = first.clone();
+            (v.ordinal, v.line, v.byte, v.record) = (ordinal, line, byte, record);
+            if i > 0 {
+                v.locator = None;
+            }
+            if v.status != "duplicate" {
+                (v.rule, v.message) = (None, None);
+            }
+            out.push(v);
+            if out.len() as i64 >= limit {
+                return Ok(out);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A unit rejected after its batch was committed.
+struct LateUnit {
+    seq: i64,
+    key: Option<String>,
+    first_ordinal: i64,
+    line_count: i64,
+    first: (i64, i64, i64),
+    locator: Option<String>,
+    spans: Option<Vec<u8>>,
+}
+
+/// The position of every line of a unit after the first, as written in `units.spans`.
+pub fn encode(lines: &[&Position]) -> Option<Vec<u8>> {
+    if lines.len() < 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(3 * lines.len());
+    for w in lines.windows(2) {
+        for (a, b) in [
+            (w[0].line, w[1].line),
+            (w[0].byte, w[1].byte),
+            (w[0].record, w[1].record),
+        ] {
+            put(&mut out, b as i64 - a as i64);
+        }
+    }
+    Some(out)
+}
+
+/// The `(line, byte, record)` of each of a unit's `count` lines, from its first line and
+/// its spans. Without spans (a unit of one line, or one written before spans were kept,
+/// whose lines all have rows) only the first line is known.
+pub fn decode(first: (i64, i64, i64), spans: Option<&[u8]>, count: i64) -> Vec<(i64, i64, i64)> {
+    let mut out = vec![first];
+    let Some(mut rest) = spans else {
+        return out;
+    };
+    let mut cur = first;
+    while (out.len() as i64) < count {
+        let (Some(dl), Some(db), Some(dr)) = (take(&mut rest), take(&mut rest), take(&mut rest))
+        else {
+            break;
+        };
+        cur = (cur.0 + dl, cur.1 + db, cur.2 + dr);
+        out.push(cur);
+    }
+    out
+}
+
+fn put(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn take(buf: &mut &[u8]) -> Option<i64> {
+    let mut z = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        z |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_come_back_as_they_went_in_including_empty_lines_and_large_offsets() {
+        let ps = [
+            Position::new(2, 85, 2),
+            Position::new(3, 160, 3),
+            Position::new(4, 161, 0),
+            Position::new(9, 5_000_000_000, 4),
+        ];
+        let refs: Vec<&Position> = ps.iter().collect();
+        let spans = encode(&refs).unwrap();
+        let back = decode((2, 85, 2), Some(&spans), 4);
+        let want: Vec<(i64, i64, i64)> = ps
+            .iter()
+            .map(|p| (p.line as i64, p.byte as i64, p.record as i64))
+            .collect();
+        assert_eq!(back, want);
+        assert!(spans.len() <= 3 * 3 + 5, "{} bytes", spans.len());
+    }
+
+    #[test]
+    fn one_line_units_keep_no_spans_and_truncated_spans_stop_short() {
+        let p = Position::new(1, 0, 1);
+        assert_eq!(encode(&[&p]), None);
+        assert_eq!(decode((1, 0, 1), None, 3), vec![(1, 0, 1)]);
+        assert_eq!(decode((1, 0, 1), Some(&[2, 0x80]), 3), vec![(1, 0, 1)]);
+    }
+}

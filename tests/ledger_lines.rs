@@ -1,0 +1,112 @@
+//! Every line's outcome stays answerable when the ledger keeps a row only for lines with a
+//! reason of their own: the console's lines, "what happened to line N", the reject report
+//! and the corrections file of a file rejected whole after its batches were committed.
+
+mod common;
+
+use common::{ledger_counts, orders_csv, Work};
+use tallyman::ledger::Ledger;
+
+/// `(line, byte)` of every line of `bytes`, the header included.
+fn line_starts(bytes: &[u8]) -> Vec<(i64, i64)> {
+    let mut out = vec![(1, 0)];
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'\n' && i + 1 < bytes.len() {
+            out.push((out.len() as i64 + 1, i as i64 + 1));
+        }
+    }
+    out
+}
+
+fn ledger(work: &Work) -> Ledger {
+    Ledger::open(&work.dir.join("ledger.sqlite")).unwrap()
+}
+
+#[test]
+fn applied_lines_have_no_rows_yet_every_line_is_shown_where_it_is() {
+    let work = Work::new(7);
+    let input = orders_csv(20, 5, "PO");
+    work.drop_file("orders.csv", &input);
+    work.run(&["run"]);
+    let l = ledger(&work);
+    let row = l.find_files("orders.csv").unwrap().remove(0);
+    assert_eq!(
+        (row.counts.lines_applied, row.counts.lines_rejected),
+        (48, 12)
+    );
+
+    let starts = line_starts(&input);
+    let lines = l.file_lines(row.id, 0, 1000, false).unwrap();
+    assert_eq!(lines.len(), 61, "the header and 60 order lines");
+    assert_eq!(l.line_count(row.id).unwrap(), 61);
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v.ordinal, i as i64);
+        assert_eq!((v.line, v.byte), starts[i], "line {i}: {v:?}");
+    }
+    let statuses: Vec<&str> = lines.iter().map(|v| v.status.as_str()).collect();
+    assert_eq!(statuses[0], "skipped");
+    assert!(statuses[1..13].iter().all(|s| *s == "applied"));
+    assert!(statuses[13..16].iter().all(|s| *s == "rejected"));
+
+    let page = l.file_lines(row.id, 14, 3, false).unwrap();
+    let ordinals: Vec<i64> = page.iter().map(|v| v.ordinal).collect();
+    assert_eq!(ordinals, vec![14, 15, 16], "a page starts mid-document");
+
+    let src = l.line_source(row.id, 12).unwrap().unwrap();
+    assert_eq!((src.byte, src.end), (starts[12].1, Some(starts[13].1)));
+
+    let counts = ledger_counts(&work);
+    assert_eq!(counts.get("applied"), Some(&48));
+    assert_eq!(counts.get("rejected"), Some(&12));
+}
+
+#[test]
+fn a_file_rejected_whole_lists_every_line_and_corrects_every_row() {
+    let work = Work::new(7);
+    let fmt = work.dir.join("formats/orders.toml");
+    let def = std::fs::read_to_string(&fmt).unwrap();
+    let def: String = def
+        .lines()
+        .filter(|l| !l.starts_with("max_reject_ratio"))
+        .map(|l| l.replace("\"accept-valid\"", "\"all-or-nothing\"") + "\n")
+        .collect();
+    std::fs::write(&fmt, def).unwrap();
+    let input = orders_csv(10, 10, "PO");
+    work.drop_file("orders.csv", &input);
+    let out = work.run(&["run"]);
+    let l = ledger(&work);
+    assert!(
+        !l.find_files("orders.csv").unwrap().is_empty(),
+        "{}",
+        common::text(&out)
+    );
+    let row = l.find_files("orders.csv").unwrap().remove(0);
+    assert_eq!(row.outcome.as_deref(), Some("rejected"), "{row:?}");
+    assert_eq!(row.counts.lines_rejected, 30);
+
+    let rejects = l.rejects(row.id).unwrap();
+    let starts = line_starts(&input);
+    let got: Vec<(i64, i64)> = rejects.iter().map(|r| (r.line, r.byte)).collect();
+    assert_eq!(got, starts[1..].to_vec(), "every data line, where it is");
+    assert_eq!(rejects[0].rule.as_deref(), Some("file-rejected"));
+    assert_eq!(
+        rejects[28].rule.as_deref(),
+        Some("min"),
+        "{:?}",
+        rejects[28]
+    );
+
+    let corrections = std::fs::read_dir(work.dir.join("reports"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains(".corrections."))
+        .expect("a corrections file")
+        .path();
+    let text = String::from_utf8(std::fs::read(corrections).unwrap()).unwrap();
+    let body: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(body.len(), 30, "every order line, once:\n{text}");
+    let original = String::from_utf8(input).unwrap();
+    for (got, want) in body.iter().zip(original.lines().skip(1)) {
+        assert!(got.contains(want), "{got:?} keeps {want:?}");
+    }
+}
