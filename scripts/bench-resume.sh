@@ -37,7 +37,7 @@ while kill -0 "$PID" 2>/dev/null; do
     COMMITTED=$(sqlite3 -readonly -cmd ".timeout 20" "$LEDGER" \
       "SELECT coalesce(max(committed_lines), 0) FROM files" 2>/dev/null || echo "$COMMITTED")
     if [ "${COMMITTED:-0}" -ge "$TARGET" ]; then
-      kill -KILL "$PID" && KILLED=yes
+      kill -KILL "$PID" 2>/dev/null && KILLED=yes
       break
     fi
   fi
