@@ -1,51 +1,63 @@
 #!/usr/bin/env bash
-# Throughput and peak memory of `tallyman run` on a generated orders CSV.
+# All the intake benchmarks, as one Markdown table: tallyman's end-to-end MB/s against a
+# parse floor measured on the same file in the same run (examples/parse_floor.rs), peak RSS
+# and ledger growth, for CSV, X12 and IDoc; then thread scaling, the cost of resuming after a
+# SIGKILL, and frictionless on the same CSV.
 #
-#   scripts/bench.sh [ORDERS] [BATCH_LINES]
+#   scripts/bench.sh [CSV_MB] [X12_MB] [IDOC_MB] [RESUME_MB] [THREADS_MB] [FRICTIONLESS_MB]
 #
-# Generates ORDERS orders of 3 lines each (default 300000 → 900001 lines, ~75 MB), runs one
-# pass in a scratch directory with the release binary, and prints wall time, lines/s, MB/s
-# and peak RSS (from /usr/bin/time or /proc). Performance is measured here, never asserted
-# in tests.
+# Defaults 100 30 50 50 50 20: about 5 minutes on two cores. Each part runs alone too:
+# scripts/bench-{csv,x12,idoc,threads,resume,frictionless}.sh [MB]; their shared code is
+# scripts/bench-lib.sh. The old `bench.sh [ORDERS] [BATCH_LINES]` is gone: sizes are in MB
+# now (~14,100 orders a MB), and batch_lines is set with BENCH_BATCH_LINES=N in the
+# environment. CARGO_TARGET_DIR is honoured. Figures are measured here, never asserted in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ORDERS=${1:-300000}
-BATCH=${2:-10000}
-cargo build --release --quiet
-BIN=$PWD/target/release/tallyman
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-"$BIN" init "$WORK/w" >/dev/null
-sed -i -e 's/settle_seconds = 10/settle_seconds = 0/' -e "s/batch_lines = 10000/batch_lines = $BATCH/" "$WORK/w/tallyman.toml"
-python3 - "$ORDERS" "$WORK/w/inbox/orders-bench.csv" <<'EOF'
+CSV_MB=${1:-100}
+X12_MB=${2:-30}
+IDOC_MB=${3:-50}
+RESUME_MB=${4:-50}
+THREADS_MB=${5:-50}
+FRICTIONLESS_MB=${6:-20}
+cargo build --release --quiet --bin tallyman --example parse_floor
+export BENCH_NO_BUILD=1
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+
+part() { # tag script MB: the script's output, its RESULT lines tagged into $LOG
+  echo "== $1 ($3 MB)"
+  "scripts/$2" "$3" | tee >(sed -n "s/^RESULT /RESULT part=$1 /p" >>"$LOG")
+}
+part csv bench-csv.sh "$CSV_MB"
+part x12 bench-x12.sh "$X12_MB"
+part idoc bench-idoc.sh "$IDOC_MB"
+part threads bench-threads.sh "$THREADS_MB"
+part resume bench-resume.sh "$RESUME_MB"
+part frictionless bench-frictionless.sh "$FRICTIONLESS_MB"
+
+echo
+python3 - "$LOG" <<'PYEOF'
 import sys
-n, path = int(sys.argv[1]), sys.argv[2]
-with open(path, "w", newline="") as f:
-    f.write("order_no,line_no,order_date,customer_id,sku,description,quantity,unit_price,currency\n")
-    for o in range(n):
-        for l in (1, 2, 3):
-            qty = "-1" if (o % 97 == 96 and l == 2) else "2.5"
-            f.write(f"B{o:08d},{l},2026-11-{1 + o % 28:02d},C{o % 5000:05d},SKU-{l}{o % 1000:04d},\"Widget, size {l}\",{qty},19.99,EUR\n")
-EOF
-SIZE=$(stat -c %s "$WORK/w/inbox/orders-bench.csv")
-LINES=$(wc -l < "$WORK/w/inbox/orders-bench.csv")
-echo "input: $LINES lines, $((SIZE / 1024 / 1024)) MiB, batch_lines=$BATCH, cores=$(nproc)"
-if [ -x /usr/bin/time ]; then
-  /usr/bin/time -f "wall %e s, peak RSS %M KiB" "$BIN" --config "$WORK/w/tallyman.toml" run >/dev/null 2>"$WORK/time.txt" || true
-  RES=$(tail -1 "$WORK/time.txt")
-else
-  START=$(date +%s.%N)
-  "$BIN" --config "$WORK/w/tallyman.toml" run >/dev/null & PID=$!
-  PEAK=0
-  while kill -0 $PID 2>/dev/null; do
-    R=$(awk '/VmHWM/ {print $2}' /proc/$PID/status 2>/dev/null || echo 0); [ "${R:-0}" -gt "$PEAK" ] && PEAK=$R; sleep 0.05
-  done
-  wait $PID || true
-  END=$(date +%s.%N)
-  RES="wall $(echo "$END - $START" | bc) s, peak RSS ${PEAK} KiB (sampled)"
-fi
-echo "$RES"
-WALL=$(echo "$RES" | sed -E 's/wall ([0-9.]+) s.*/\1/')
-python3 -c "w=float('$WALL'); print(f'throughput: {int($LINES/w)} lines/s, {$SIZE/w/1e6:.1f} MB/s')"
-"$BIN" --config "$WORK/w/tallyman.toml" status | head -4
-echo "ledger: $(stat -c %s "$WORK/w/ledger.sqlite") bytes"
+rows, extra = [], []
+for line in open(sys.argv[1]):
+    if not line.startswith("RESULT "):
+        continue
+    kv = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+    if "format" in kv:
+        # The full run of the resume part and tallyman's run beside frictionless repeat the
+        # CSV row; the table keeps the formats and the thread counts.
+        if kv["part"] in ("csv", "x12", "idoc", "threads"):
+            rows.append(kv)
+    else:
+        extra.append(line.strip().replace(f"part={kv['part']} ", ""))
+print("tallyman intake, MB = 10^6 bytes; ratio = tallyman / parse floor, same file, same run\n")
+print("| input | tallyman | floor | ratio | peak RSS | ledger MB per input MB |")
+print("|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['format']} {r['size_mb']} MB, {r['lines']} lines, threads={r['threads']} "
+          f"| {r['e2e_mbps']} MB/s | {r['floor_mbps']} MB/s | {r['ratio']} "
+          f"| {r['peak_rss_mib']} MiB | {r['ledger_mb_per_mb']} |")
+print()
+for e in extra:
+    print(f"- `{e}`")
+PYEOF

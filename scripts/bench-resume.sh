@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# What resuming after a crash costs: one full `tallyman run` of a generated orders CSV is
+# timed; then, in a fresh workspace, a run of the same file is killed with SIGKILL once about
+# 90% of its lines are committed (the ledger's files.committed_lines, read with sqlite3
+# read-only every 50 ms), and the resuming `tallyman run` is timed. A resume that redid
+# everything would cost ~100% of the full run; ~10% (plus start-up) is the aim.
+#
+#   scripts/bench-resume.sh [MB]      (default 50; needs sqlite3; CARGO_TARGET_DIR is honoured)
+#
+# Prints `RESULT resume resume_secs=… full_secs=… share=…%` and OK/MISMATCH for the units
+# applied after the resume against the full run. Measured here, never asserted in tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MB=${1:-50}
+command -v sqlite3 >/dev/null || { echo "bench-resume needs sqlite3" >&2; exit 1; }
+source scripts/bench-lib.sh
+bench_setup
+bench_input csv "$MB" orders-bench.csv
+
+echo "== full run"
+bench_measure csv
+FULL_SECS=$RUN_SECS
+FULL_UNITS=$UNITS
+
+echo "== run killed at ~90% committed"
+bench_workspace "$BENCH_TMP/killed"
+cp "$INPUT" "$BENCH_TMP/killed/inbox/"
+LEDGER=$BENCH_TMP/killed/ledger.sqlite
+TARGET=$((INPUT_LINES * 9 / 10))
+"$BIN" --config "$BENCH_TMP/killed/tallyman.toml" run >"$BENCH_TMP/killed.log" 2>&1 &
+PID=$!
+BENCH_PIDS+=("$PID")
+COMMITTED=0
+KILLED=no
+while kill -0 "$PID" 2>/dev/null; do
+  if [ -f "$LEDGER" ]; then
+    COMMITTED=$(sqlite3 -readonly -cmd ".timeout 20" "$LEDGER" \
+      "SELECT coalesce(max(committed_lines), 0) FROM files" 2>/dev/null || echo "$COMMITTED")
+    if [ "${COMMITTED:-0}" -ge "$TARGET" ]; then
+      kill -KILL "$PID" 2>/dev/null && KILLED=yes
+      break
+    fi
+  fi
+  sleep 0.05
+done
+wait "$PID" 2>/dev/null || true
+if [ "$KILLED" = yes ]; then
+  echo "killed with SIGKILL at $COMMITTED of $INPUT_LINES lines committed ($((100 * COMMITTED / INPUT_LINES))%)"
+else
+  echo "the run ended (last seen $COMMITTED of $INPUT_LINES lines committed) before it could be killed: no resume measured"
+  echo "RESULT resume resume_secs=NA full_secs=$FULL_SECS share=NA"
+  exit 0
+fi
+
+echo "== resuming run"
+bench_run "$BENCH_TMP/killed"
+RESUMED_UNITS=$(bench_units "$BENCH_TMP/killed")
+echo "$RESUMED_UNITS"
+python3 -c "import sys; r, f = map(float, sys.argv[1:]); print(f'RESULT resume resume_secs={r:.2f} full_secs={f:.2f} share={100 * r / f:.0f}%')" "$RUN_SECS" "$FULL_SECS"
+# The same units applied, rejected and duplicate as the uninterrupted run.
+if [ "${RESUMED_UNITS%% lines*}" = "${FULL_UNITS%% lines*}" ]; then
+  echo "OK: after the resume ${RESUMED_UNITS%% lines*}, as in the full run"
+else
+  echo "MISMATCH: full run: ${FULL_UNITS%% lines*}; after the resume: ${RESUMED_UNITS%% lines*}"
+fi
