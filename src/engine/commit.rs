@@ -1,9 +1,7 @@
-//! Committing a batch: the units' jobs run in parallel (rayon), then, in file order, each
-//! unit gets its status (with the duplicate check against the ledger's keys), its lines
+//! Committing a batch whose units' jobs ran in parallel (see `pipeline`): in file order,
+//! each unit gets its status (with the duplicate check against the ledger's keys), its lines
 //! their outcomes, and its records a place in the batch's staged chunk — written before
 //! the one ledger transaction that records all of it and moves the resume mark.
-
-use rayon::prelude::*;
 
 use super::decide;
 use super::identity::{self, Identity};
@@ -63,11 +61,13 @@ struct BatchRows {
 }
 
 impl Engine {
-    /// Evaluates a batch in parallel, then dedupes, stages and commits it in file order.
-    pub(super) fn commit_batch(&mut self, st: &mut BatchState, mut units: Vec<Unit>) -> Result<()> {
-        let evals: Vec<Evaluation> = self
-            .pool
-            .install(|| units.par_iter_mut().map(|u| u.evaluate()).collect());
+    /// Dedupes, stages and commits an evaluated batch in file order.
+    pub(super) fn commit_batch(
+        &mut self,
+        st: &mut BatchState,
+        units: Vec<Unit>,
+        evals: Vec<Evaluation>,
+    ) -> Result<()> {
         let first_seq = st.committed_seq as i64;
         let tx = self.ledger.batch()?;
         let mut rows = BatchRows::default();

@@ -18,6 +18,7 @@ mod commit;
 pub mod decide;
 mod deliver;
 mod identity;
+mod pipeline;
 mod publish;
 mod read;
 pub mod workdir;
@@ -160,7 +161,7 @@ pub struct Engine {
     pub formats: FormatSet,
     pub ledger: Ledger,
     outbox: Outbox,
-    pool: rayon::ThreadPool,
+    pool: std::sync::Arc<rayon::ThreadPool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -210,7 +211,7 @@ impl Engine {
             formats,
             ledger,
             outbox,
-            pool,
+            pool: std::sync::Arc::new(pool),
             stop: Arc::new(AtomicBool::new(false)),
         })
     }

@@ -6,13 +6,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use std::sync::mpsc::sync_channel;
+
 use super::commit::BatchState;
+use super::pipeline::{self, Cut, Piece};
 use super::{decide, io_err, Engine, EngineError, Result};
 use crate::format::{AckContext, FileError, Format, OpenContext, Outbound, Policy, Probe};
 use crate::intake;
 use crate::ledger::{FileRow, LedgerOutcomes};
 use crate::sink::FileTag;
-use crate::unit::Unit;
 
 /// How reading a file ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,8 +164,9 @@ impl Engine {
         )))
     }
 
-    /// Streams the units into batches. `Ok(Some(error))` when reading ended (with the
-    /// file-level error, if any), `Ok(None)` when a stop was requested.
+    /// Streams the units into batches, read and evaluated on their own thread (see
+    /// `pipeline`) and committed here in file order. `Ok(Some(error))` when reading ended
+    /// (with the file-level error, if any), `Ok(None)` when a stop was requested.
     fn read_units(
         &mut self,
         row: &FileRow,
@@ -171,49 +174,53 @@ impl Engine {
         reader: &mut dyn crate::format::UnitReader,
     ) -> Result<Option<Option<FileError>>> {
         let mut state = BatchState::new(row, format.as_ref());
-        let batch_lines = self.cfg.processing.batch_lines.max(1);
+        let cut = Cut {
+            committed_seq: state.committed_seq,
+            ordinal: state.ordinal,
+            batch_lines: self.cfg.processing.batch_lines.max(1),
+            armed: row.committed_seq == 0,
+        };
         let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
-        let mut pending: Vec<Unit> = Vec::new();
-        let mut pending_lines = 0u64;
-        let mut armed = row.committed_seq == 0;
-        let mut lines_read = 0u64;
-        let file_error = loop {
-            let unit = match reader.next_unit() {
-                Ok(Some(u)) => u,
-                Ok(None) => break None,
-                Err(e) => break Some(e),
-            };
-            lines_read += unit.lines.len() as u64;
-            progress.update(unit.lines.last().map_or(0, |l| l.pos.byte), lines_read);
-            if unit.seq < state.committed_seq {
-                continue; // committed before a crash
-            }
-            if !armed {
-                self.ledger.arm(row.id, state.committed_seq)?;
-                armed = true;
-            }
-            pending_lines += unit.lines.len() as u64;
-            pending.push(unit);
-            // Cut where the line count crosses a multiple of batch_lines counted from the
-            // start of the file: a resumed file is cut at the same places.
-            if (state.ordinal + pending_lines) / batch_lines > state.ordinal / batch_lines {
-                self.commit_batch(&mut state, std::mem::take(&mut pending))?;
-                pending_lines = 0;
-                if self.stopping() {
-                    progress.finish("interrupted");
-                    return Ok(None);
+        let pool = Arc::clone(&self.pool);
+        std::thread::scope(|s| {
+            let (tx, rx) = sync_channel(1);
+            let (ack_tx, ack_rx) = sync_channel(1);
+            s.spawn(move || pipeline::produce(reader, &pool, cut, tx, ack_rx));
+            for piece in rx {
+                match piece {
+                    Piece::Reached(seq) => {
+                        self.ledger.arm(row.id, seq)?;
+                        let _ = ack_tx.send(());
+                    }
+                    Piece::Batch {
+                        units,
+                        evals,
+                        byte,
+                        lines_read,
+                    } => {
+                        progress.update(byte, lines_read);
+                        self.commit_batch(&mut state, units, evals)?;
+                        if self.stopping() {
+                            progress.finish("interrupted");
+                            return Ok(None);
+                        }
+                    }
+                    Piece::End(error) => {
+                        progress.finish(if error.is_some() {
+                            "file-error"
+                        } else {
+                            "read"
+                        });
+                        return Ok(Some(error));
+                    }
                 }
             }
-        };
-        if !pending.is_empty() {
-            self.commit_batch(&mut state, pending)?;
-        }
-        progress.finish(if file_error.is_some() {
-            "file-error"
-        } else {
-            "read"
-        });
-        Ok(Some(file_error))
+            // The reading thread died (a panic, which the scope passes on): never decide.
+            Err(EngineError::Other(format!(
+                "reading {} stopped before its end",
+                crate::display::name(&row.name)
+            )))
+        })
     }
 
     /// The checks before a decision. A file whose input changed while it was read is

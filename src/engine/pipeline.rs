@@ -1,0 +1,106 @@
+//! Reading and evaluating on one thread while the ledger commits on another.
+//!
+//! A loop that reads a batch, evaluates it and then commits it keeps every other core
+//! idle while the ledger writes, and the ledger idle while units are parsed. Here a
+//! reading thread parses units, cuts them into batches and evaluates each batch on the
+//! worker pool, handing evaluated batches to the committing thread through a channel of
+//! one: batch N+1 is read and mapped while batch N is committed, and memory holds at most
+//! three batches. Batches are cut exactly where the single loop cut them (where the line
+//! count crosses a multiple of `batch_lines` from the start of the file), so a resumed file
+//! is cut at the same places.
+
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use rayon::prelude::*;
+
+use crate::format::{FileError, UnitReader};
+use crate::unit::{Evaluation, Unit};
+
+/// What the reading thread hands to the committing one.
+pub(super) enum Piece {
+    /// The first unit past the committed mark was read: the committing thread arms the
+    /// stall guard at this mark, then answers, before anything later is parsed.
+    Reached(u64),
+    /// A batch, evaluated, with how far reading got (byte, lines read).
+    Batch {
+        units: Vec<Unit>,
+        evals: Vec<Evaluation>,
+        byte: u64,
+        lines_read: u64,
+    },
+    /// Reading ended, with the file-level error that ended it, if any.
+    End(Option<FileError>),
+}
+
+/// Where reading starts and how batches are cut.
+pub(super) struct Cut {
+    /// Units before this one were committed by an earlier run and are skipped.
+    pub committed_seq: u64,
+    /// Lines committed before.
+    pub ordinal: u64,
+    pub batch_lines: u64,
+    /// Whether the stall guard is armed already (a fresh start).
+    pub armed: bool,
+}
+
+/// The reading thread: stops early, quietly, when the committing thread hangs up.
+pub(super) fn produce(
+    reader: &mut dyn UnitReader,
+    pool: &rayon::ThreadPool,
+    cut: Cut,
+    tx: SyncSender<Piece>,
+    ack: Receiver<()>,
+) {
+    let mut pending: Vec<Unit> = Vec::new();
+    let (mut pending_lines, mut ordinal, mut armed) = (0u64, cut.ordinal, cut.armed);
+    let (mut lines_read, mut byte) = (0u64, 0u64);
+    let end = loop {
+        let unit = match reader.next_unit() {
+            Ok(Some(u)) => u,
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        };
+        lines_read += unit.lines.len() as u64;
+        byte = unit.lines.last().map_or(byte, |l| l.pos.byte);
+        if unit.seq < cut.committed_seq {
+            continue; // committed before a crash
+        }
+        if !armed {
+            if tx.send(Piece::Reached(cut.committed_seq)).is_err() || ack.recv().is_err() {
+                return;
+            }
+            armed = true;
+        }
+        pending_lines += unit.lines.len() as u64;
+        pending.push(unit);
+        if (ordinal + pending_lines) / cut.batch_lines > ordinal / cut.batch_lines {
+            ordinal += std::mem::take(&mut pending_lines);
+            let units = std::mem::take(&mut pending);
+            if !send_batch(pool, &tx, units, byte, lines_read) {
+                return;
+            }
+        }
+    };
+    if !pending.is_empty() && !send_batch(pool, &tx, pending, byte, lines_read) {
+        return;
+    }
+    let _ = tx.send(Piece::End(end));
+}
+
+/// Evaluates a batch on the pool and hands it over; `false` once nobody listens.
+fn send_batch(
+    pool: &rayon::ThreadPool,
+    tx: &SyncSender<Piece>,
+    mut units: Vec<Unit>,
+    byte: u64,
+    lines_read: u64,
+) -> bool {
+    let evals = pool.install(|| units.par_iter_mut().map(|u| u.evaluate()).collect());
+    tx.send(Piece::Batch {
+        units,
+        evals,
+        byte,
+        lines_read,
+    })
+    .is_ok()
+}
