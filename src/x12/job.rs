@@ -225,15 +225,22 @@ impl SetJob {
                 })
             })
             .collect();
-        ev.detail = json!({
-            "st01": st01,
-            "st02": st02,
-            "ak5": ak5,
-            "ak3": ak3,
-            "mapping_failed": !rejected && ev.is_rejected(),
-            "unmapped": ev.unmapped,
-            "note": note,
-        });
+        // Kept in every unit's ledger row: members that say nothing (no errors, not
+        // unmapped) are left out, and read back as absent.
+        let mut detail = json!({"st01": st01, "st02": st02});
+        let mapping_failed = !rejected && ev.is_rejected();
+        for (name, value, say) in [
+            ("ak5", json!(ak5), !ak5.is_empty()),
+            ("ak3", json!(ak3), !ak3.is_empty()),
+            ("mapping_failed", json!(true), mapping_failed),
+            ("unmapped", json!(true), ev.unmapped),
+            ("note", json!(note), note.is_some()),
+        ] {
+            if say {
+                detail[name] = value;
+            }
+        }
+        ev.detail = detail;
         if matches!(st01.as_str(), "997" | "999") && !rejected {
             ev.detail["acknowledged"] = acknowledged(&self.segs);
         }
