@@ -185,7 +185,11 @@ impl Engine {
         std::thread::scope(|s| {
             let (tx, rx) = sync_channel(1);
             let (ack_tx, ack_rx) = sync_channel(1);
-            s.spawn(move || pipeline::produce(reader, &pool, cut, tx, ack_rx));
+            // Named, so `top -H` and profiles tell reading from committing.
+            std::thread::Builder::new()
+                .name("tallyman-read".into())
+                .spawn_scoped(s, move || pipeline::produce(reader, &pool, cut, tx, ack_rx))
+                .map_err(|e| EngineError::Other(format!("cannot start the reading thread: {e}")))?;
             for piece in rx {
                 match piece {
                     Piece::Reached(seq) => {
