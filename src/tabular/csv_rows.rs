@@ -321,7 +321,13 @@ impl CsvRows {
             sheet: None,
             row_number: pos.record,
             cells,
-            raw: self.decode_lossy(&raw_bytes).replace('\0', "\\0"),
+            // A NUL is rare (and the row is rejected for it): copy only then.
+            raw: match problem {
+                Some(_) if raw_bytes.contains(&0) => {
+                    self.decode_lossy(&raw_bytes).replace('\0', "\\0")
+                }
+                _ => self.decode_lossy(&raw_bytes),
+            },
         };
         Ok(CsvItem::Row(row, problem))
     }

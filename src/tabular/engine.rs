@@ -231,6 +231,8 @@ struct JobRow {
 
 struct Group {
     key: String,
+    /// `key_hash(key)`, made once per group.
+    hash: u128,
     rows: Vec<JobRow>,
     lines: Vec<SourceLine>,
     split: bool,
@@ -282,6 +284,14 @@ fn drop_columns<T>(cells: &mut Vec<T>, ascending: &[usize]) {
     }
 }
 
+/// A cell's text trimmed, borrowed where the cell holds text (the group key of every row).
+fn trimmed_text(cell: &Cell) -> std::borrow::Cow<'_, str> {
+    match cell {
+        Cell::Text(s) => std::borrow::Cow::Borrowed(s.trim()),
+        other => std::borrow::Cow::Owned(other.to_text().trim().to_string()),
+    }
+}
+
 fn key_hash(key: &str) -> u128 {
     let h = blake3::hash(key.as_bytes());
     let mut b = [0u8; 16];
@@ -328,6 +338,47 @@ impl TabularReader {
         SourceLine {
             pos: row.pos.clone(),
             raw: cap_raw(&raw, RAW_CAP),
+        }
+    }
+
+    /// [`Self::source_line`] for a row not needed afterwards: its raw text is moved, not
+    /// copied, unless sensitive cells must be masked in it.
+    fn take_source_line(&self, row: &mut Row) -> SourceLine {
+        if self.def.has_sensitive() && !self.binding.is_empty() {
+            return self.source_line(row);
+        }
+        let raw = std::mem::take(&mut row.raw);
+        SourceLine {
+            pos: row.pos.clone(),
+            raw: if raw.len() <= RAW_CAP {
+                raw
+            } else {
+                cap_raw(&raw, RAW_CAP)
+            },
+        }
+    }
+
+    /// The row as a job gets it: the bound cells in field order, moved out of the row.
+    fn take_job_row(&self, row: &mut Row, problem: Option<Reason>) -> JobRow {
+        let mut from = std::mem::take(&mut row.cells);
+        let mut cells: Vec<Cell> = Vec::with_capacity(self.binding.len());
+        for (k, &c) in self.binding.iter().enumerate() {
+            // A column bound to two fields is copied from the first one that took it.
+            let cell = match self.binding[..k].iter().position(|&p| p == c) {
+                Some(j) => cells[j].clone(),
+                None => from
+                    .get_mut(c)
+                    .map_or(Cell::Empty, |x| std::mem::replace(x, Cell::Empty)),
+            };
+            cells.push(cell);
+        }
+        JobRow {
+            pos: row.pos.clone(),
+            sheet: row.sheet.clone(),
+            row_number: row.row_number,
+            cells,
+            problem,
+            blank: false,
         }
     }
 
@@ -405,23 +456,8 @@ impl TabularReader {
         Ok(())
     }
 
-    fn job_row(&self, row: &Row, problem: Option<Reason>) -> JobRow {
-        JobRow {
-            pos: row.pos.clone(),
-            sheet: row.sheet.clone(),
-            row_number: row.row_number,
-            cells: self
-                .binding
-                .iter()
-                .map(|&c| row.cells.get(c).cloned().unwrap_or(Cell::Empty))
-                .collect(),
-            problem,
-            blank: false,
-        }
-    }
-
     fn handle(&mut self, item: CsvItem) -> Result<(), FileError> {
-        let (row, problem) = match item {
+        let (mut row, problem) = match item {
             CsvItem::Blank(positions) => {
                 for p in positions {
                     self.blank_line(p, String::new());
@@ -500,15 +536,16 @@ impl TabularReader {
                 );
             }
         }
-        let line = self.source_line(&row);
-        let jr = self.job_row(&row, problem);
-        let key = match self.def.group_by {
-            Some(g) => jr.cells.get(g).map(|c| c.to_text().trim().to_string()),
-            None => None,
-        };
+        let line = self.take_source_line(&mut row);
+        let jr = self.take_job_row(&mut row, problem);
+        let key = self
+            .def
+            .group_by
+            .and_then(|g| jr.cells.get(g))
+            .map(trimmed_text);
         match key {
             Some(key) if !key.is_empty() => {
-                let continues = self.group.as_ref().is_some_and(|g| g.key == key);
+                let continues = self.group.as_ref().is_some_and(|g| g.key == *key);
                 if continues {
                     let too_big = self
                         .group
@@ -520,7 +557,9 @@ impl TabularReader {
                         }
                         self.flush_group();
                         self.flush_blanks();
+                        let key = key.into_owned();
                         self.group = Some(Group {
+                            hash: key_hash(&key),
                             key,
                             rows: vec![jr],
                             lines: vec![line],
@@ -541,8 +580,11 @@ impl TabularReader {
                 } else {
                     self.flush_group();
                     self.flush_blanks();
-                    let split = self.closed.contains(&key_hash(&key));
+                    let key = key.into_owned();
+                    let hash = key_hash(&key);
+                    let split = self.closed.contains(&hash);
                     self.group = Some(Group {
+                        hash,
                         key,
                         rows: vec![jr],
                         lines: vec![line],
@@ -588,7 +630,7 @@ impl TabularReader {
             // cap a reappearing key is still never applied twice (the ledger holds every
             // business key) but is reported as a duplicate instead of `group-split`.
             if self.closed.len() < MAX_CLOSED_KEYS {
-                self.closed.insert(key_hash(&g.key));
+                self.closed.insert(g.hash);
             }
             let shown = match self.def.group_by {
                 Some(i) if self.def.fields[i].sensitive => mask(&g.key),
@@ -665,11 +707,23 @@ struct Flags {
     max: usize,
 }
 
-/// A field's checked value: JSON for the record, text for templates and translations.
+/// A field's checked value: its text (for templates, translations and the record), and
+/// whether the record gets it as a JSON boolean instead of a string. One string, not a
+/// JSON copy beside the text: a value is made for every cell.
 #[derive(Debug, Clone, PartialEq)]
 struct Val {
-    json: Value,
     text: String,
+    boolean: bool,
+}
+
+impl Val {
+    fn json(&self) -> Value {
+        if self.boolean {
+            Value::Bool(self.text == "true")
+        } else {
+            Value::String(self.text.clone())
+        }
+    }
 }
 
 fn cell_ref(def: &TabularDef, binding: &[usize], row: &JobRow, field: usize) -> String {
@@ -735,13 +789,19 @@ fn decimal_of(cell: &Cell, text: &str, dsep: char, tsep: Option<char>) -> Option
                     return None;
                 }
             }
-            let mut s: String = text.chars().filter(|c| Some(*c) != tsep).collect();
-            if dsep != '.' {
-                if s.contains('.') {
-                    return None;
+            // Plain numbers (no separators to rewrite) are read in place, without a copy.
+            let s: std::borrow::Cow<str> = if tsep.is_none() && dsep == '.' {
+                std::borrow::Cow::Borrowed(text)
+            } else {
+                let mut s: String = text.chars().filter(|c| Some(*c) != tsep).collect();
+                if dsep != '.' {
+                    if s.contains('.') {
+                        return None;
+                    }
+                    s = s.replace(dsep, ".");
                 }
-                s = s.replace(dsep, ".");
-            }
+                std::borrow::Cow::Owned(s)
+            };
             let s = s.strip_prefix('+').unwrap_or(&s);
             if s.is_empty()
                 || !s
@@ -802,14 +862,17 @@ fn check_cell(
 ) -> Result<Option<Val>, Reason> {
     let f = &def.fields[i];
     let cell = row.cells.get(i).unwrap_or(&Cell::Empty);
-    let full = cell.to_text();
-    let text = if f.trim { full.trim() } else { full.as_str() };
-    let shown = if f.sensitive {
-        mask(text)
-    } else {
-        text.to_string()
+    let full = cell.as_text();
+    let text = if f.trim { full.trim() } else { &full };
+    // The shown value is made only for a rejected cell: most cells pass.
+    let err = |rule: &str, msg: String| {
+        let shown = if f.sensitive {
+            mask(text)
+        } else {
+            text.to_string()
+        };
+        fail(def, binding, row, i, rule, &shown, msg)
     };
-    let err = |rule: &str, msg: String| fail(def, binding, row, i, rule, &shown, msg);
     if let Cell::Error(e) = cell {
         return Err(err("type", format!("spreadsheet error value {e}")));
     }
@@ -870,14 +933,13 @@ fn check_cell(
         },
         FieldType::Date { format } => {
             let parsed = match cell {
-                Cell::DateTime(s) => s
-                    .get(..10)
-                    .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()),
+                Cell::DateTime(s) => s.get(..10).and_then(crate::canonical::parse_iso_date),
+                _ if format == "%Y-%m-%d" => crate::canonical::parse_iso_date(text),
                 _ => chrono::NaiveDate::parse_from_str(text, format).ok(),
             };
             match parsed {
                 Some(d) => (
-                    Value::String(d.format("%Y-%m-%d").to_string()),
+                    Value::String(crate::canonical::format_iso_date(d)),
                     Some(Bound::Date(d)),
                 ),
                 None => {
@@ -966,11 +1028,13 @@ fn check_cell(
             return Err(err(rule, msg));
         }
     }
-    let text = match &json {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    // Checked values are strings or booleans; one string holds either.
+    let (text, boolean) = match json {
+        Value::String(s) => (s, false),
+        Value::Bool(b) => (b.to_string(), true),
+        other => (other.to_string(), false),
     };
-    Ok(Some(Val { json, text }))
+    Ok(Some(Val { text, boolean }))
 }
 
 fn render(t: &Template, vals: &[Option<Val>]) -> String {
@@ -996,8 +1060,8 @@ fn map_value(
 ) -> Result<Option<Value>, Reason> {
     Ok(match mv {
         MapValue::Const(v) => Some(v.clone()),
-        MapValue::Field(i) => vals.get(*i).cloned().flatten().map(|v| v.json),
-        MapValue::DateOf(i) => vals.get(*i).cloned().flatten().map(|v| {
+        MapValue::Field(i) => vals.get(*i).and_then(Option::as_ref).map(Val::json),
+        MapValue::DateOf(i) => vals.get(*i).and_then(Option::as_ref).map(|v| {
             let day = v.text.split('T').next().unwrap_or_default();
             Value::String(day.to_string())
         }),
@@ -1226,7 +1290,7 @@ fn document_key(
                 Piece::Text(t) => key.push_str(t),
                 Piece::Field(i) => {
                     let text = match vals {
-                        Some(v) => v.get(*i).cloned().flatten().map(|v| v.text),
+                        Some(v) => v.get(*i).and_then(Option::as_ref).map(|v| v.text.clone()),
                         None => row.cells.get(*i).map(|c| c.to_text().trim().to_string()),
                     }
                     .unwrap_or_default();

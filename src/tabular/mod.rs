@@ -65,6 +65,16 @@ impl Cell {
         }
     }
 
+    /// The cell as text, borrowed where the cell holds text: the per-cell checks read
+    /// every cell, and a copy per cell is most of their cost.
+    pub fn as_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Cell::Empty => std::borrow::Cow::Borrowed(""),
+            Cell::Text(s) | Cell::DateTime(s) | Cell::Error(s) => std::borrow::Cow::Borrowed(s),
+            other => std::borrow::Cow::Owned(other.to_text()),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         match self {
             Cell::Empty => true,
