@@ -4,9 +4,8 @@
 //! a person first. Then the reader acknowledges and the file is decided.
 
 use std::path::Path;
-use std::sync::Arc;
-
 use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 
 use super::commit::BatchState;
 use super::pipeline::{self, Cut, Piece};
