@@ -1,7 +1,7 @@
 //! Where the lines of a unit are, kept in its row instead of one row per line.
 //!
-//! Most lines end where the unit ends: applied, unchanged or unmapped, with no reason of
-//! their own. Writing a row for each of them made the ledger five times the size of its
+//! Most lines end as their unit does: applied, unchanged, unmapped, or duplicate (whose
+//! reason is the unit's), with no reason of their own. Writing a row for each of them made the ledger five times the size of its
 //! input and most of a batch's commit time. So only lines with a reason (rejected, skipped)
 //! get a row; the unit's row keeps its first line's position and, for the rest, the
 //! differences of line, byte and record from one line to the next as zigzag varints
@@ -90,8 +90,9 @@ pub(super) fn reject_late(
     Ok(())
 }
 
-/// A unit's lines as rows, for the lines that have none: `(ordinal, line view)` from
-/// ordinal `from` on, at most `limit`, in file order.
+/// Lines told from their units' rows, from ordinal `from` on, at most `limit`, in file
+/// order (lines that have a row of their own are among them too: the caller prefers the
+/// row).
 pub(super) fn implied_lines(
     conn: &Connection,
     file_id: i64,
