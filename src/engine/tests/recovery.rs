@@ -304,15 +304,25 @@ fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn regression_staged_output_lost_after_the_decision_is_rebuilt_from_the_ledger() {
-    let body: String = (0..6).map(|i| format!("K{i},1\n")).collect();
+    // Products are master data: the ledger keeps their versions' data.
+    lost_chunk_is_rebuilt(&(0..6).map(|i| format!("K{i},1\n")).collect::<String>());
+}
+
+#[test]
+fn regression_staged_output_of_create_once_documents_is_made_again_from_the_input() {
+    // Orders are create-once: the ledger keeps only their hash, so the input makes them.
+    lost_chunk_is_rebuilt(&(0..6).map(|i| format!("OPO-{i},1\n")).collect::<String>());
+}
+
+fn lost_chunk_is_rebuilt(body: &str) {
     let reference = tempfile::tempdir().unwrap();
     let mut e = engine(reference.path(), ACCEPT, 2);
-    std::fs::write(reference.path().join("inbox/a.txt"), &body).unwrap();
+    std::fs::write(reference.path().join("inbox/a.txt"), body).unwrap();
     run_once(&mut e);
 
     let d = tempfile::tempdir().unwrap();
     let mut e = engine(d.path(), ACCEPT, 2);
-    std::fs::write(d.path().join("inbox/a.txt"), &body).unwrap();
+    std::fs::write(d.path().join("inbox/a.txt"), body).unwrap();
     // Claim and read it to its decision, then lose one staged chunk before publishing.
     let run = e.ledger.begin_run("t").unwrap();
     let scan = e.scan_inbox(run).unwrap();
