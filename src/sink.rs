@@ -31,6 +31,21 @@ pub struct SourceRef {
     pub locator: Option<String>,
 }
 
+impl SourceRef {
+    /// Unit `unit` of the file `tag` names, read as `format`, starting at `pos`.
+    pub fn new(tag: &FileTag, format: &str, unit: u64, pos: &crate::unit::Position) -> Self {
+        SourceRef {
+            file: tag.fingerprint.clone(),
+            name: tag.name.clone(),
+            format: format.to_string(),
+            unit,
+            line: pos.line,
+            byte: pos.byte,
+            locator: pos.locator.clone(),
+        }
+    }
+}
+
 /// A record as written to the outbox: one JSON object per line.
 #[derive(Debug, Clone)]
 pub struct OutRecord {

@@ -192,14 +192,6 @@ fn keeps_data(tx: &BatchTx, st: &BatchState, entity: crate::canonical::Entity) -
 
 impl BatchState {
     fn source(&self, seq: u64, first_pos: &Position) -> SourceRef {
-        SourceRef {
-            file: self.tag.fingerprint.clone(),
-            name: self.tag.name.clone(),
-            format: self.format_name.clone(),
-            unit: seq,
-            line: first_pos.line,
-            byte: first_pos.byte,
-            locator: first_pos.locator.clone(),
-        }
+        SourceRef::new(&self.tag, &self.format_name, seq, first_pos)
     }
 }

@@ -15,6 +15,7 @@ use crate::fsutil;
 use crate::ledger::{ChunkRow, FileRow, Lost, Outcome};
 use crate::report;
 use crate::sink::{OutRecord, Sink, SourceRef};
+use crate::unit::Position;
 
 impl Engine {
     /// Everything after the decision; idempotent, replayed after a crash.
@@ -80,15 +81,17 @@ impl Engine {
             let record = OutRecord {
                 entity: c.entity.clone(),
                 key: r.key,
-                source: SourceRef {
-                    file: tag.fingerprint.clone(),
-                    name: tag.name.clone(),
-                    format: row.format.clone().unwrap_or_default(),
-                    unit: r.unit_seq as u64,
-                    line: r.line as u64,
-                    byte: r.byte as u64,
-                    locator: r.locator,
-                },
+                source: SourceRef::new(
+                    &tag,
+                    row.format.as_deref().unwrap_or_default(),
+                    r.unit_seq as u64,
+                    &Position {
+                        line: r.line as u64,
+                        byte: r.byte as u64,
+                        record: 0,
+                        locator: r.locator,
+                    },
+                ),
                 data: r.data.unwrap_or_default(),
             };
             crate::sink::append_line(&mut bytes, &record)
@@ -112,16 +115,8 @@ impl Engine {
         work: &Path,
         (first, end): (i64, i64),
     ) -> std::result::Result<HashMap<(i64, i64), String>, crate::format::FileError> {
-        let name = row.format.as_deref().unwrap_or_default();
-        let format = self.formats.by_name(name).ok_or_else(|| {
-            crate::format::FileError::new("format-missing", format!("no format '{name}'"))
-        })?;
-        let ctx = crate::format::OpenContext {
-            fingerprint: row.fingerprint.clone(),
-            name: row.name.clone(),
-            limits: self.cfg.limits.clone(),
-        };
-        let mut reader = format.open(work, &ctx)?;
+        let format = self.choose_format(row, work)?;
+        let mut reader = format.open(work, &self.open_context(row))?;
         let mut out = HashMap::new();
         while let Some(mut unit) = reader.next_unit()? {
             let seq = unit.seq as i64;

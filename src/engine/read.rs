@@ -102,12 +102,7 @@ impl Engine {
             // A fresh start: opening the reader is already new material.
             self.ledger.arm(row.id, 0)?;
         }
-        let ctx = OpenContext {
-            fingerprint: row.fingerprint.clone(),
-            name: row.name.clone(),
-            limits: self.cfg.limits.clone(),
-        };
-        let mut reader = match format.open(work, &ctx) {
+        let mut reader = match format.open(work, &self.open_context(row)) {
             Ok(r) => r,
             Err(e) => return self.decide_now(row, Some(policy), Some(e), Vec::new()),
         };
@@ -278,7 +273,17 @@ impl Engine {
         Ok((fp != row.fingerprint).then(|| "content changed".to_string()))
     }
 
-    fn choose_format(
+    /// What a format is told when it opens the file of `row`.
+    pub(super) fn open_context(&self, row: &FileRow) -> OpenContext {
+        OpenContext {
+            fingerprint: row.fingerprint.clone(),
+            name: row.name.clone(),
+            limits: self.cfg.limits.clone(),
+        }
+    }
+
+    /// The file's format: the one chosen when it was first read, else detected.
+    pub(super) fn choose_format(
         &self,
         row: &FileRow,
         work: &Path,

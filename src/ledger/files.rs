@@ -22,6 +22,28 @@ pub struct NewFile<'a> {
     pub forced: bool,
 }
 
+impl Lost {
+    /// The lost units as `[[entity or "*", first_seq, end_seq], ...]`, bound as `?2` of the
+    /// statements [`in_range`] conditions.
+    fn ranges(&self) -> String {
+        match self {
+            Lost::Everything => serde_json::json!([["*", 0, i64::MAX]]),
+            Lost::Chunks(c) => serde_json::json!(c),
+        }
+        .to_string()
+    }
+}
+
+/// Whether `col` (a unit seq) lies in one of the ranges bound as `?2` (see
+/// [`Lost::ranges`]): an `EXISTS` left open for the caller to add to and close, with the
+/// range as `j`.
+pub(super) fn in_range(col: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= json_extract(j.value, '$[1]') \
+         AND {col} < json_extract(j.value, '$[2]')"
+    )
+}
+
 /// A record of a staged chunk as the ledger knows it, to write the chunk again.
 #[derive(Debug, Clone)]
 pub struct ChunkRecord {
@@ -267,8 +289,8 @@ impl Ledger {
             super::spans::reject_late(
                 &tx,
                 id,
-                "status IN ('applied', 'duplicate', 'unmapped')",
-                None,
+                "'applied', 'duplicate', 'unmapped'",
+                &Lost::Everything.ranges(),
                 "file-rejected",
                 &msg,
             )?;
@@ -348,28 +370,11 @@ impl Ledger {
     /// whose output was lost become rejects with `rule` (so they show up for review), and
     /// their keys and claims are given back.
     pub fn fail(&mut self, id: i64, rule: &str, message: &str, lost: &Lost) -> Result<()> {
-        let ranges = match lost {
-            Lost::Everything => serde_json::json!([["*", 0, i64::MAX]]),
-            Lost::Chunks(c) => serde_json::json!(c),
-        }
-        .to_string();
-        let in_range = |col: &str| {
-            format!(
-                "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= json_extract(j.value, '$[1]') \
-                 AND {col} < json_extract(j.value, '$[2]')"
-            )
-        };
+        let ranges = lost.ranges();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        super::spans::reject_late(
-            &tx,
-            id,
-            &format!("status IN ('applied', 'unmapped') AND {})", in_range("seq")),
-            Some(&ranges),
-            rule,
-            message,
-        )?;
+        super::spans::reject_late(&tx, id, "'applied', 'unmapped'", &ranges, rule, message)?;
         tx.execute(
             &format!(
                 "DELETE FROM keys WHERE file_id=?1 AND {})",

@@ -1,39 +1,44 @@
 //! Where the lines of a unit are, kept in its row instead of one row per line.
 //!
 //! Most lines end as their unit does: applied, unchanged, unmapped, or duplicate (whose
-//! reason is the unit's), with no reason of their own. Writing a row for each of them made the ledger five times the size of its
-//! input and most of a batch's commit time. So only lines with a reason (rejected, skipped)
-//! get a row; the unit's row keeps its first line's position and, for the rest, the
-//! differences of line, byte and record from one line to the next as zigzag varints
-//! (about three bytes a line). From them every line's position can be told again: for the
-//! console's page of lines, for "what happened to line N", and to write a row for each
-//! line when a unit is rejected after it was committed (the file rejected whole, its
-//! output lost), so that rejects, reports and corrections files see those lines exactly
-//! as before.
+//! reason is the unit's), with no reason of their own. Writing a row for each of them made
+//! the ledger five times the size of its input and most of a batch's commit time. So only
+//! lines with a reason (rejected, skipped) get a row; the unit's row keeps its first line's
+//! position and, for the rest, the differences of line, byte and record from one line to
+//! the next as zigzag varints (about three bytes a line). From them every line's position
+//! can be told again: for the console's page of lines, for "what happened to line N", and
+//! to write a row for each line when a unit is rejected after it was committed (the file
+//! rejected whole, its output lost), so that rejects, reports and corrections files see
+//! those lines exactly as before.
 
 use rusqlite::{params, Connection, Transaction};
 
 use super::{LineView, Result};
 use crate::unit::Position;
 
-/// Rejects, after they were committed, the units of a file that match `cond` (SQL over
-/// `units`, with `?2` bound to `arg`): every line without a row gets one (its position told
-/// from the spans), lines with a row that ended as their unit did are rejected too, and
-/// the unit rows take the rule as their headline. Skipped lines stay skipped.
+/// Rejects, after they were committed, the units of a file whose status is one of
+/// `statuses` (SQL literals) and whose seq lies in `ranges` (see `files::in_range`): every
+/// line without a row gets one (its position told from the spans), lines with a row that
+/// ended as their unit did are rejected too, and the unit rows take the rule as their
+/// headline. Skipped lines stay skipped.
 pub(super) fn reject_late(
     tx: &Transaction,
     file_id: i64,
-    cond: &str,
-    arg: Option<&str>,
+    statuses: &str,
+    ranges: &str,
     rule: &str,
     message: &str,
 ) -> Result<()> {
-    let units = {
-        let mut st = tx.prepare(&format!(
+    let cond = format!(
+        "status IN ({statuses}) AND {})",
+        super::files::in_range("seq")
+    );
+    let units = tx
+        .prepare(&format!(
             "SELECT seq, key, first_ordinal, line_count, line, byte, record, locator, spans \
              FROM units WHERE file_id=?1 AND {cond} ORDER BY seq"
-        ))?;
-        let map = |r: &rusqlite::Row| {
+        ))?
+        .query_map(params![file_id, ranges], |r| {
             Ok(LateUnit {
                 seq: r.get(0)?,
                 key: r.get(1)?,
@@ -43,13 +48,8 @@ pub(super) fn reject_late(
                 locator: r.get(7)?,
                 spans: r.get(8)?,
             })
-        };
-        let rows = match arg {
-            Some(a) => st.query_map(params![file_id, a], map)?,
-            None => st.query_map(params![file_id], map)?,
-        };
-        rows.collect::<rusqlite::Result<Vec<_>>>()?
-    };
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut update = tx.prepare_cached(
         "UPDATE lines SET status='rejected', rule=?4, message=?5 WHERE file_id=?1 \
          AND ordinal >= ?2 AND ordinal < ?3 AND status IN ('applied', 'duplicate', 'unmapped', 'unchanged')",
@@ -78,15 +78,12 @@ pub(super) fn reject_late(
             ])?;
         }
     }
-    let set = format!(
-        "UPDATE units SET status='rejected', rule=?{r}, message=?{m} WHERE file_id=?1 AND {cond}",
-        r = if arg.is_some() { 3 } else { 2 },
-        m = if arg.is_some() { 4 } else { 3 },
-    );
-    match arg {
-        Some(a) => tx.execute(&set, params![file_id, a, rule, message])?,
-        None => tx.execute(&set, params![file_id, rule, message])?,
-    };
+    tx.execute(
+        &format!(
+            "UPDATE units SET status='rejected', rule=?3, message=?4 WHERE file_id=?1 AND {cond}"
+        ),
+        params![file_id, ranges, rule, message],
+    )?;
     Ok(())
 }
 
