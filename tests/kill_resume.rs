@@ -154,3 +154,63 @@ fn two_processes_at_once_never_process_a_file_twice() {
     assert_eq!(w.snapshot("outbox"), want.snapshot("outbox"));
     assert_eq!(ledger_counts(&w), ledger_counts(&want));
 }
+
+#[test]
+fn a_killed_csv_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
+    let input = orders_csv(12_000, 97, "K");
+    let batch = 700;
+    let want = reference(&input, batch);
+    let w = Work::new(batch);
+    w.drop_file("orders-big.csv", &input);
+    let mut child = w.cmd().arg("run").spawn().unwrap();
+    // Killed once a batch after the first has left a mark, before the decision.
+    let ledger = w.dir.join("ledger.sqlite");
+    let start = Instant::now();
+    let marked = loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "no mark in 60 s");
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        let mark: Option<(i64, String)> = rusqlite::Connection::open(&ledger).ok().and_then(|c| {
+            c.query_row(
+                "SELECT committed_seq, state FROM files WHERE resume_mark IS NOT NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok()
+        });
+        if matches!(&mark, Some((seq, state)) if *seq > 700 && state == "reading") {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(
+        marked,
+        "the run ended before it could be killed with a mark"
+    );
+    let out = w
+        .cmd()
+        .arg("run")
+        .env("TALLYMAN_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("resuming at line"),
+        "the resumed run started at the mark: {}",
+        text(&out)
+    );
+    assert!(
+        w.snapshot("outbox") == want.snapshot("outbox"),
+        "outbox differs"
+    );
+    assert_eq!(w.snapshot("archive"), want.snapshot("archive"));
+    assert_eq!(w.snapshot("reports"), want.snapshot("reports"));
+    assert_eq!(ledger_counts(&w), ledger_counts(&want));
+}

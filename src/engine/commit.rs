@@ -67,6 +67,7 @@ impl Engine {
         st: &mut BatchState,
         units: Vec<Unit>,
         evals: Vec<Evaluation>,
+        mark: Option<crate::format::Mark>,
     ) -> Result<()> {
         let first_seq = st.committed_seq as i64;
         let tx = self.ledger.batch()?;
@@ -90,6 +91,10 @@ impl Engine {
         tx.write_lines(st.file_id, &rows.lines)?;
         tx.write_units(st.file_id, &rows.units)?;
         tx.write_chunks(st.file_id, &chunks)?;
+        // A mark is where the unit after this batch starts; any other is not this batch's.
+        if let Some(m) = mark.filter(|m| m.seq == last_seq) {
+            tx.set_mark(st.file_id, &m)?;
+        }
         if let Some(reason) = &rows.hold {
             tx.request_hold(st.file_id, reason)?;
         }

@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use rayon::prelude::*;
 
-use crate::format::{FileError, UnitReader};
+use crate::format::{FileError, Mark, UnitReader};
 use crate::unit::{Evaluation, Unit};
 
 /// What the reading thread hands to the committing one.
@@ -21,12 +21,14 @@ pub(super) enum Piece {
     /// The first unit past the committed mark was read: the committing thread arms the
     /// stall guard at this mark, then answers, before anything later is parsed.
     Reached(u64),
-    /// A batch, evaluated, with how far reading got (byte, lines read).
+    /// A batch, evaluated, with how far reading got (byte, lines read) and where a
+    /// reader can start again after it, if the format can.
     Batch {
         units: Vec<Unit>,
         evals: Vec<Evaluation>,
         byte: u64,
         lines_read: u64,
+        mark: Option<Mark>,
     },
     /// Reading ended, with the file-level error that ended it, if any.
     End(Option<FileError>),
@@ -38,6 +40,8 @@ pub(super) struct Cut {
     pub committed_seq: u64,
     /// Lines committed before.
     pub ordinal: u64,
+    /// Lines the reader passed over before its first unit (it started at a mark).
+    pub lines_passed: u64,
     pub batch_lines: u64,
     /// Whether the stall guard is armed already (a fresh start).
     pub armed: bool,
@@ -53,7 +57,7 @@ pub(super) fn produce(
 ) {
     let mut pending: Vec<Unit> = Vec::new();
     let (mut pending_lines, mut ordinal, mut armed) = (0u64, cut.ordinal, cut.armed);
-    let (mut lines_read, mut byte) = (0u64, 0u64);
+    let (mut lines_read, mut byte) = (cut.lines_passed, 0u64);
     let end = loop {
         let unit = match reader.next_unit() {
             Ok(Some(u)) => u,
@@ -76,12 +80,13 @@ pub(super) fn produce(
         if (ordinal + pending_lines) / cut.batch_lines > ordinal / cut.batch_lines {
             ordinal += std::mem::take(&mut pending_lines);
             let units = std::mem::take(&mut pending);
-            if !send_batch(pool, &tx, units, byte, lines_read) {
+            let mark = reader.mark();
+            if !send_batch(pool, &tx, units, (byte, lines_read), mark) {
                 return;
             }
         }
     };
-    if !pending.is_empty() && !send_batch(pool, &tx, pending, byte, lines_read) {
+    if !pending.is_empty() && !send_batch(pool, &tx, pending, (byte, lines_read), None) {
         return;
     }
     let _ = tx.send(Piece::End(end));
@@ -92,8 +97,8 @@ fn send_batch(
     pool: &rayon::ThreadPool,
     tx: &SyncSender<Piece>,
     mut units: Vec<Unit>,
-    byte: u64,
-    lines_read: u64,
+    (byte, lines_read): (u64, u64),
+    mark: Option<Mark>,
 ) -> bool {
     let evals = pool.install(|| units.par_iter_mut().map(|u| u.evaluate()).collect());
     tx.send(Piece::Batch {
@@ -101,6 +106,7 @@ fn send_batch(
         evals,
         byte,
         lines_read,
+        mark,
     })
     .is_ok()
 }

@@ -106,7 +106,30 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return self.decide_now(row, Some(policy), Some(e), Vec::new()),
         };
-        let mut file_error = match self.read_units(row, &format, reader.as_mut())? {
+        let mut lines_passed = 0;
+        if let Some(mark) = self.resume_mark(row)? {
+            match reader.seek(&mark) {
+                Ok(true) => {
+                    tracing::info!(
+                        file = %crate::display::name(&row.name),
+                        "resuming at line {} (byte {}), after the committed part",
+                        mark.line,
+                        mark.byte
+                    );
+                    lines_passed = mark.line.saturating_sub(1);
+                }
+                Ok(false) | Err(_) => {
+                    // Read from the start and skip what is committed, as a reader without
+                    // marks does; an error there is the file's, found again on the way.
+                    reader = match format.open(work, &self.open_context(row)) {
+                        Ok(r) => r,
+                        Err(e) => return self.decide_now(row, Some(policy), Some(e), Vec::new()),
+                    };
+                }
+            }
+        }
+        let read = self.read_units(row, &format, reader.as_mut(), lines_passed)?;
+        let mut file_error = match read {
             Some(end) => end,
             None => {
                 self.ledger.disarm(row.id)?;
@@ -143,6 +166,16 @@ impl Engine {
         self.decide_now(&row, Some(policy), file_error, acks)
     }
 
+    /// Where a resumed file's reader may start instead of at the top: the mark of a
+    /// committed batch, never one past what is committed.
+    fn resume_mark(&self, row: &FileRow) -> Result<Option<crate::format::Mark>> {
+        if row.committed_seq == 0 {
+            return Ok(None);
+        }
+        let mark = self.ledger.resume_mark(row.id)?;
+        Ok(mark.filter(|m| m.seq <= row.committed_seq as u64))
+    }
+
     /// Why the file must be held before reading it again, if the process died at the same
     /// place in it too many times in a row.
     fn stall_guard(&self, row: &FileRow) -> Result<Option<String>> {
@@ -166,11 +199,13 @@ impl Engine {
         row: &FileRow,
         format: &Arc<dyn Format>,
         reader: &mut dyn crate::format::UnitReader,
+        lines_passed: u64,
     ) -> Result<Option<Option<FileError>>> {
         let mut state = BatchState::new(row, format.as_ref());
         let cut = Cut {
             committed_seq: state.committed_seq,
             ordinal: state.ordinal,
+            lines_passed,
             batch_lines: self.cfg.processing.batch_lines.max(1),
             armed: row.committed_seq == 0,
         };
@@ -195,9 +230,10 @@ impl Engine {
                         evals,
                         byte,
                         lines_read,
+                        mark,
                     } => {
                         progress.update(byte, lines_read);
-                        self.commit_batch(&mut state, units, evals)?;
+                        self.commit_batch(&mut state, units, evals, mark)?;
                         if self.stopping() {
                             progress.finish("interrupted");
                             return Ok(None);

@@ -160,3 +160,41 @@ pub fn fuzz_read(formats_dir: &Path, kind: &str, data: &[u8]) {
         let _ = read_all(f.as_ref(), file.path());
     }
 }
+
+/// Reads `path` through `format` without a stop, then again from every mark the reader
+/// gave (see `UnitReader::mark`): each restarted read must return exactly the units the
+/// uninterrupted one returned from there on — numbered, positioned and evaluated the same.
+/// Returns how many marks were tried, so a test can insist there were some.
+pub fn assert_restarts_match(format: &dyn Format, path: &Path, ctx: &OpenContext) -> usize {
+    let shown = |u: &mut crate::unit::Unit| {
+        let eval = u.evaluate();
+        format!("{} {} {:?} {:?}", u.seq, u.label, u.lines, eval)
+    };
+    let mut reader = format.open(path, ctx).expect("opens");
+    let (mut whole, mut marks) = (Vec::new(), Vec::new());
+    while let Some(mut u) = reader.next_unit().expect("reads") {
+        whole.push((u.seq, shown(&mut u)));
+        marks.extend(reader.mark());
+    }
+    for mark in &marks {
+        let mut again = format.open(path, ctx).expect("opens");
+        assert!(
+            again.seek(mark).expect("seeks"),
+            "cannot restart at {mark:?}"
+        );
+        let from = whole.iter().position(|(s, _)| *s == mark.seq);
+        let expected: Vec<&String> = from.map_or(Vec::new(), |i| {
+            whole[i..].iter().map(|(_, text)| text).collect()
+        });
+        let mut got = Vec::new();
+        while let Some(mut u) = again.next_unit().expect("reads") {
+            got.push(shown(&mut u));
+        }
+        assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            expected,
+            "restarted at {mark:?}"
+        );
+    }
+    marks.len()
+}

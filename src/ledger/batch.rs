@@ -281,6 +281,17 @@ impl BatchTx<'_> {
         Ok(())
     }
 
+    /// Moves the file's restart point for its reader, in the transaction of the batch it
+    /// follows (see [`crate::format::Mark`]).
+    pub fn set_mark(&self, file_id: i64, mark: &crate::format::Mark) -> Result<()> {
+        let text = serde_json::to_string(mark).unwrap_or_default();
+        self.tx.execute(
+            "UPDATE files SET resume_mark=?2 WHERE id=?1",
+            params![file_id, text],
+        )?;
+        Ok(())
+    }
+
     /// Records that a unit asks for its file to be held for a person before the decision
     /// (the first reason is kept).
     pub fn request_hold(&self, file_id: i64, reason: &str) -> Result<()> {

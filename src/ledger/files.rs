@@ -134,6 +134,17 @@ impl Ledger {
         )?)
     }
 
+    /// Where a resumed read of the file can start again, if a batch left a mark that
+    /// still parses (an unreadable one is only a slower resume, never an error).
+    pub fn resume_mark(&self, id: i64) -> Result<Option<crate::format::Mark>> {
+        let text: Option<String> =
+            self.conn
+                .query_row("SELECT resume_mark FROM files WHERE id=?1", [id], |r| {
+                    r.get(0)
+                })?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
     /// Creates a new attempt for a fingerprint (first claim, `process --force`, or content
     /// sent again after nothing of it was applied).
     pub fn insert_file(&self, f: &NewFile, run: i64) -> Result<FileRow> {
@@ -359,7 +370,7 @@ impl Ledger {
         tx.execute(&recount_sql(), [id])?;
         tx.execute(
             "UPDATE files SET committed_seq=0, committed_lines=0, next_chunk=0, inflight_seq=NULL, \
-             hold_reason=NULL, error_rule=NULL, error_message=NULL, error_position=NULL WHERE id=?1",
+             resume_mark=NULL, hold_reason=NULL, error_rule=NULL, error_message=NULL, error_position=NULL WHERE id=?1",
             [id],
         )?;
         tx.commit()?;

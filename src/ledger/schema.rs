@@ -287,4 +287,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE versions DROP COLUMN source;
     ALTER TABLE versions DROP COLUMN created_at;
     "#,
+    // 7: where a resumed file's reader can start again (a `format::Mark` as JSON, written
+    // with the batch it follows), so a resume need not parse the committed part again.
+    r#"
+    ALTER TABLE files ADD COLUMN resume_mark TEXT;
+    "#,
 ];

@@ -44,6 +44,15 @@ pub enum CsvItem {
     Row(Row, Option<Reason>),
 }
 
+/// What csv-core made of one record (in `CsvRows::out` and `CsvRows::ends`).
+#[derive(Default)]
+struct Parsed {
+    outlen: usize,
+    endlen: usize,
+    too_long: bool,
+    too_wide: bool,
+}
+
 /// A streaming CSV row source.
 pub struct CsvRows {
     input: Box<dyn Read + Send>,
@@ -160,20 +169,17 @@ impl CsvRows {
     /// Consumes `n` buffered bytes, counting line breaks (`\r\n` counts once).
     fn advance(&mut self, n: usize, keep: Option<&mut Vec<u8>>) {
         let bytes = &self.buf[self.start..self.start + n];
-        for &b in bytes {
-            match b {
-                b'\n' => {
-                    if !self.prev_cr {
-                        self.line += 1;
-                    }
-                    self.prev_cr = false;
-                }
-                b'\r' => {
-                    self.line += 1;
-                    self.prev_cr = true;
-                }
-                _ => self.prev_cr = false,
+        for i in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+            let after_cr = match i {
+                0 => self.prev_cr,
+                _ => bytes[i - 1] == b'\r',
+            };
+            if bytes[i] == b'\r' || !after_cr {
+                self.line += 1;
             }
+        }
+        if let Some(&last) = bytes.last() {
+            self.prev_cr = last == b'\r';
         }
         if let Some(k) = keep {
             // Keep at most a bit more than the cap: enough for the reject report.
@@ -186,15 +192,7 @@ impl CsvRows {
 
     /// The next blank-line run or record.
     pub fn next_item(&mut self) -> Result<Option<CsvItem>, FileError> {
-        if !self.started {
-            self.started = true;
-            // A BOM may arrive split over reads only for absurdly small reads; fill once.
-            self.fill()?;
-            if self.sniff_bom && self.buf[self.start..self.end].starts_with(&[0xEF, 0xBB, 0xBF]) {
-                self.start += 3;
-                self.byte += 3;
-            }
-        }
+        self.start_once()?;
         let mut blanks = Vec::new();
         loop {
             self.fill()?;
@@ -222,31 +220,41 @@ impl CsvRows {
         self.read_record().map(Some)
     }
 
-    fn read_record(&mut self) -> Result<CsvItem, FileError> {
+    /// Skips a UTF-8 BOM before the first read (a BOM may arrive split over reads only
+    /// for absurdly small reads; one fill is enough).
+    fn start_once(&mut self) -> Result<(), FileError> {
+        if !self.started {
+            self.started = true;
+            self.fill()?;
+            if self.sniff_bom && self.buf[self.start..self.end].starts_with(&[0xEF, 0xBB, 0xBF]) {
+                self.start += 3;
+                self.byte += 3;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs csv-core over one record into `out` and `ends`, keeping its raw bytes in
+    /// `raw` when asked. Refuses to grow past the limits instead of buffering.
+    fn parse_record(&mut self, mut raw: Option<&mut Vec<u8>>) -> Result<Parsed, FileError> {
         self.records += 1;
-        let pos = Position::new(self.line, self.byte, self.records);
-        let mut raw_bytes = Vec::new();
-        let (mut outlen, mut endlen) = (0usize, 0usize);
-        let mut too_long = false;
-        let mut too_wide = false;
+        let mut p = Parsed::default();
         loop {
             self.fill()?;
             let input = &self.buf[self.start..self.end];
             let (res, nin, nout, nend) =
                 self.core
-                    .read_record(input, &mut self.out[outlen..], &mut self.ends[endlen..]);
-            let mut keep = std::mem::take(&mut raw_bytes);
-            self.advance(nin, Some(&mut keep));
-            raw_bytes = keep;
-            outlen += nout;
-            endlen += nend;
+                    .read_record(input, &mut self.out[p.outlen..], &mut self.ends[p.endlen..]);
+            self.advance(nin, raw.as_deref_mut());
+            p.outlen += nout;
+            p.endlen += nend;
             use csv_core::ReadRecordResult as R;
             match res {
                 R::InputEmpty => continue,
                 R::OutputFull => {
                     if self.out.len() >= self.max_record {
-                        too_long = true;
-                        outlen = 0;
+                        p.too_long = true;
+                        p.outlen = 0;
                     } else {
                         let n = (self.out.len() * 2).min(self.max_record).max(16);
                         self.out.resize(n, 0);
@@ -254,16 +262,72 @@ impl CsvRows {
                 }
                 R::OutputEndsFull => {
                     if self.ends.len() >= MAX_COLUMNS {
-                        too_wide = true;
-                        endlen = 0;
+                        p.too_wide = true;
+                        p.endlen = 0;
                     } else {
                         let n = (self.ends.len() * 2).min(MAX_COLUMNS);
                         self.ends.resize(n, 0);
                     }
                 }
-                R::Record | R::End => break,
+                R::Record | R::End => return Ok(p),
             }
         }
+    }
+
+    /// Where the next item starts.
+    pub fn position(&self) -> Position {
+        Position::new(self.line, self.byte, self.records)
+    }
+
+    /// Reads on to byte `to` without building rows, giving `key` the trimmed text of
+    /// column `col` (raw index) of every record that has one there: a resumed reader
+    /// learns what it must remember of the part it does not parse again, at about the
+    /// speed of csv-core alone. Lines, records and bytes are counted as [`Self::next_item`]
+    /// counts them. `Ok(false)` when `to` is not where an item starts (or is past the end).
+    pub fn skip_to(
+        &mut self,
+        to: u64,
+        col: Option<usize>,
+        mut key: impl FnMut(&str),
+    ) -> Result<bool, FileError> {
+        self.start_once()?;
+        loop {
+            if self.byte >= to {
+                return Ok(self.byte == to);
+            }
+            self.fill()?;
+            if self.start == self.end {
+                return Ok(false);
+            }
+            if matches!(self.buf[self.start], b'\r' | b'\n') {
+                self.advance(1, None);
+                continue;
+            }
+            let p = self.parse_record(None)?;
+            if p.too_long || p.too_wide {
+                continue;
+            }
+            if let Some(c) = col.filter(|&c| c < p.endlen) {
+                let from = if c == 0 { 0 } else { self.ends[c - 1] };
+                let to = self.ends[c].min(p.outlen);
+                let text = self.decode(&self.out[from.min(to)..to]);
+                let text = text.trim();
+                if !text.is_empty() {
+                    key(text);
+                }
+            }
+        }
+    }
+
+    fn read_record(&mut self) -> Result<CsvItem, FileError> {
+        let pos = Position::new(self.line, self.byte, self.records + 1);
+        let mut raw_bytes = Vec::new();
+        let Parsed {
+            outlen,
+            endlen,
+            too_long,
+            too_wide,
+        } = self.parse_record(Some(&mut raw_bytes))?;
         // Drop the record terminator from the raw text.
         while matches!(raw_bytes.last(), Some(b'\r' | b'\n')) {
             raw_bytes.pop();
@@ -386,12 +450,15 @@ impl CsvRows {
     }
 
     fn decode_lossy(&self, bytes: &[u8]) -> String {
+        self.decode(bytes).into_owned()
+    }
+
+    /// Bytes of this file as text, borrowed where they are UTF-8 already.
+    fn decode<'b>(&self, bytes: &'b [u8]) -> std::borrow::Cow<'b, str> {
         match self.decoding {
-            Decoding::Utf8 { .. } | Decoding::Transcode(_) => {
-                String::from_utf8_lossy(bytes).into_owned()
-            }
+            Decoding::Utf8 { .. } | Decoding::Transcode(_) => String::from_utf8_lossy(bytes),
             Decoding::Latin1 => bytes.iter().map(|&b| b as char).collect(),
-            Decoding::PerRecord(e) => e.decode_without_bom_handling(bytes).0.into_owned(),
+            Decoding::PerRecord(e) => e.decode_without_bom_handling(bytes).0,
         }
     }
 

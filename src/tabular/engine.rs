@@ -20,6 +20,9 @@ use std::collections::{HashSet, VecDeque};
 /// How many closed group keys are remembered for `group-split` (16-byte hashes; about
 /// 32 MiB with the set's overhead at the cap).
 const MAX_CLOSED_KEYS: usize = 1 << 20;
+
+#[path = "resume.rs"]
+mod resume;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -237,6 +240,8 @@ struct Group {
     lines: Vec<SourceLine>,
     split: bool,
     oversize: bool,
+    /// Continues a group of the same key cut at `max_unit_lines`.
+    continues: bool,
 }
 
 struct TabularReader {
@@ -259,7 +264,9 @@ struct TabularReader {
     blanks: Vec<(JobRow, SourceLine)>,
     group: Option<Group>,
     closed: HashSet<u128>,
-    out: VecDeque<Unit>,
+    /// Units cut and numbered, not yet returned; each says whether it continues the
+    /// group before it (cut at `max_unit_lines`), where no reader may restart.
+    out: VecDeque<(Unit, bool)>,
     done: bool,
 }
 
@@ -292,6 +299,17 @@ fn trimmed_text(cell: &Cell) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Without a header, fields are bound by position.
+fn positional_binding(def: &TabularDef) -> Vec<usize> {
+    def.fields
+        .iter()
+        .map(|f| match f.column {
+            ColumnRef::Index(i) => i,
+            ColumnRef::Name(_) => usize::MAX,
+        })
+        .collect()
+}
+
 fn key_hash(key: &str) -> u128 {
     let h = blake3::hash(key.as_bytes());
     let mut b = [0u8; 16];
@@ -308,7 +326,8 @@ impl TabularReader {
 
     fn skipped(&mut self, label: &str, lines: Vec<SourceLine>) {
         let seq = self.next_seq();
-        self.out.push_back(Unit::skipped(seq, label, lines));
+        self.out
+            .push_back((Unit::skipped(seq, label, lines), false));
     }
 
     fn flush_blanks(&mut self) {
@@ -502,17 +521,7 @@ impl TabularReader {
             return Ok(());
         }
         if self.binding.is_empty() {
-            // No header: fields are bound by position.
-            let b: Vec<usize> = self
-                .def
-                .fields
-                .iter()
-                .map(|f| match f.column {
-                    ColumnRef::Index(i) => i,
-                    ColumnRef::Name(_) => usize::MAX,
-                })
-                .collect();
-            self.binding = Arc::new(b);
+            self.binding = Arc::new(positional_binding(&self.def));
         }
         let mut problem = problem;
         if matches!(self.src, RowsIn::Csv(_)) && problem.is_none() {
@@ -565,6 +574,7 @@ impl TabularReader {
                             lines: vec![line],
                             split: false,
                             oversize: true,
+                            continues: true,
                         });
                     } else {
                         let blanks = std::mem::take(&mut self.blanks);
@@ -590,6 +600,7 @@ impl TabularReader {
                         lines: vec![line],
                         split,
                         oversize: false,
+                        continues: false,
                     });
                 }
             }
@@ -638,6 +649,9 @@ impl TabularReader {
             };
             let label = format!("{} {}", self.def.map.entity, shown);
             self.emit(label, g.rows, g.lines, g.split, g.oversize);
+            if let Some(last) = self.out.back_mut() {
+                last.1 = g.continues;
+            }
         }
     }
 
@@ -667,19 +681,28 @@ impl TabularReader {
                 },
             )
         };
-        self.out.push_back(Unit {
+        let unit = Unit {
             seq,
             label,
             lines,
             job: Some(Box::new(job)),
-        });
+        };
+        self.out.push_back((unit, false));
     }
 }
 
 impl UnitReader for TabularReader {
+    fn mark(&self) -> Option<crate::format::Mark> {
+        self.restart_mark()
+    }
+
+    fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {
+        self.restart_at(mark)
+    }
+
     fn next_unit(&mut self) -> Result<Option<Unit>, FileError> {
         loop {
-            if let Some(u) = self.out.pop_front() {
+            if let Some((u, _)) = self.out.pop_front() {
                 return Ok(Some(u));
             }
             if self.done {
@@ -1313,7 +1336,7 @@ mod tests {
     use crate::format::testing::{ctx_for, read_all_with};
     use crate::format::{DefFile, Diagnostics, UnitStatus};
 
-    const DEF: &str = r#"
+    pub(super) const DEF: &str = r#"
 kind = "csv"
 name = "t"
 key = "{order_no}"
@@ -1343,7 +1366,7 @@ line_no = "{qty}"
 quantity = "{qty}"
 "#;
 
-    fn format(text: &str) -> TabularFormat {
+    pub(super) fn format(text: &str) -> TabularFormat {
         let table: toml::Table = toml::from_str(text).unwrap();
         let def = DefFile {
             path: "t.toml".into(),

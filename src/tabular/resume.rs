@@ -1,0 +1,184 @@
+//! Restarting a CSV read mid-file, so a resumed file does not parse its committed part
+//! again.
+//!
+//! A mark is the start of the next unit and what the reader cannot find again from there:
+//! the column count of a file without a header. What it also needs — the closed group keys
+//! that make a reappearing key a `group-split` — may be a million hashes, too many to
+//! write with every batch; so the restarted reader reads the header as usual, then runs
+//! csv-core over the committed part picking out only the group column
+//! ([`CsvRows::skip_to`]), which rebuilds exactly the set an uninterrupted read had at the
+//! mark: every data row's key closes its group before any later unit starts. Where that
+//! equivalence would not hold — spreadsheets (their rows are not a byte stream), a unit
+//! that continues a group cut at `max_unit_lines` (its group is open across the mark) — no
+//! mark is given, and the engine skips committed units as before.
+
+// `FileError` is the shared error type of every format (see the parent module).
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use super::{key_hash, positional_binding, RowsIn, TabularReader, MAX_CLOSED_KEYS};
+use crate::format::{FileError, Mark};
+
+impl TabularReader {
+    /// The mark just after the unit `next_unit` returned last (see `UnitReader::mark`).
+    pub(super) fn restart_mark(&self) -> Option<Mark> {
+        let RowsIn::Csv(rows) = &self.src else {
+            return None;
+        };
+        if self.done || !self.past_header() {
+            return None;
+        }
+        // Units wait in `out`, then in the open group (whose rows come before any blank
+        // lines read after them), then in blank lines; else nothing of the next unit is read.
+        let (seq, pos, continues) = match self.out.front() {
+            Some((u, c)) => (u.seq, u.lines.first()?.pos.clone(), *c),
+            None => match (&self.group, self.blanks.first()) {
+                (Some(g), _) => (self.seq, g.lines.first()?.pos.clone(), g.continues),
+                (None, Some((_, l))) => (self.seq, l.pos.clone(), false),
+                (None, None) => (self.seq, rows.position(), false),
+            },
+        };
+        if continues {
+            return None;
+        }
+        let state = match self.width {
+            Some(w) if !self.def.header => serde_json::json!({ "width": w }),
+            _ => serde_json::Value::Null,
+        };
+        Some(Mark {
+            seq,
+            byte: pos.byte,
+            line: pos.line,
+            record: pos.record,
+            state,
+        })
+    }
+
+    /// Continues at `mark` (see `UnitReader::seek`). `Ok(false)` leaves the reader used:
+    /// the caller opens the file again.
+    pub(super) fn restart_at(&mut self, mark: &Mark) -> Result<bool, FileError> {
+        if !matches!(self.src, RowsIn::Csv(_)) {
+            return Ok(false);
+        }
+        // The header (and rows skipped before it) are read as usual: they bind the columns.
+        while !self.past_header() {
+            match self.src.next()? {
+                Some(item) => self.handle(item)?,
+                None => return Ok(false),
+            }
+        }
+        if mark.seq < self.seq || self.group.is_some() || !self.blanks.is_empty() {
+            return Ok(false);
+        }
+        if self.binding.is_empty() {
+            self.binding = Arc::new(positional_binding(&self.def));
+        }
+        let col = self.group_column();
+        let RowsIn::Csv(rows) = &mut self.src else {
+            return Ok(false);
+        };
+        let closed = &mut self.closed;
+        // Rows of one group follow each other: hash a key once per run, not once per row.
+        let mut last = String::new();
+        let landed = rows.skip_to(mark.byte, col, |key| {
+            if key != last && closed.len() < MAX_CLOSED_KEYS {
+                closed.insert(key_hash(key));
+                key.clone_into(&mut last);
+            }
+        })?;
+        if !landed || rows.position().line != mark.line {
+            return Ok(false);
+        }
+        if let Some(w) = mark.state.get("width").and_then(serde_json::Value::as_u64) {
+            self.width = usize::try_from(w).ok();
+        }
+        self.out.clear();
+        self.seq = mark.seq;
+        Ok(true)
+    }
+
+    /// Whether the header and the rows skipped before it are read.
+    fn past_header(&self) -> bool {
+        self.header_done && self.rows_seen >= self.def.skip_rows
+    }
+
+    /// The group key's column in the file's own numbering (before the corrections file's
+    /// "what was wrong" columns are dropped), if the definition groups rows.
+    fn group_column(&self) -> Option<usize> {
+        let c = *self.binding.get(self.def.group_by?)?;
+        if c == usize::MAX {
+            return None;
+        }
+        Some(
+            self.dropped
+                .iter()
+                .fold(c, |r, &d| if d <= r { r + 1 } else { r }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{format, DEF};
+    use crate::format::testing::{assert_restarts_match, ctx_for, read_all_with};
+    use crate::format::{Limits, OpenContext};
+
+    fn restarts(def: &str, data: &[u8], limits: Option<Limits>) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, data).unwrap();
+        let mut ctx: OpenContext = ctx_for(&p);
+        if let Some(l) = limits {
+            ctx.limits = l;
+        }
+        let f = format(def);
+        assert!(read_all_with(&f, &p, &ctx).error.is_none());
+        assert_restarts_match(&f, &p, &ctx)
+    }
+
+    /// Groups, a key that comes back after its group closed (split) on either side of
+    /// every mark, blank lines inside and between groups, CRLF and CR-only line ends, a
+    /// quoted line break, a row of the wrong width, a BOM.
+    const GROUPED: &[u8] = b"\xEF\xBB\xBForder_no,qty,cur\r\n\
+        A,1,EUR\r\nA,2,EUR\r\n\r\nB,1,USD\r\n\nC,\"1\r\n\",EUR\rD,1\r\n\
+        E,1,EUR\r\n\r\n\r\nE,2,EUR\r\nA,3,EUR\r\n,1,EUR\r\nF,1,EUR\r\nC,9,EUR\r\n\r\n";
+
+    #[test]
+    fn a_grouped_file_restarts_at_every_mark_as_if_read_through() {
+        assert!(restarts(DEF, GROUPED, None) >= 8);
+    }
+
+    #[test]
+    fn groups_cut_at_max_unit_lines_give_no_mark_inside_them() {
+        let limits = Limits {
+            max_unit_lines: 2,
+            ..Limits::default()
+        };
+        let data = b"order_no,qty,cur\nA,1,EUR\nA,2,EUR\nA,3,EUR\nB,1,EUR\nA,4,EUR\n";
+        // A|A (cut) A(continues) B A(split): no mark may fall on the continuation.
+        assert_eq!(restarts(DEF, data, Some(limits)), 3);
+    }
+
+    #[test]
+    fn a_file_without_header_restarts_with_its_width_and_skipped_rows() {
+        let def = DEF
+            .replace(
+                "policy = \"accept-valid\"\n",
+                "policy = \"accept-valid\"\n[csv]\nheader = false\nskip_rows = 1\n",
+            )
+            .replace("header = [\"order_no\", \"qty\"]\n", "")
+            .replace("name = \"order_no\"\n", "name = \"order_no\"\ncolumn = 0\n")
+            .replace("name = \"qty\"\n", "name = \"qty\"\ncolumn = 1\n")
+            .replace("name = \"cur\"\n", "name = \"cur\"\ncolumn = 2\n");
+        let data = b"exported 2026-12-01\nA,1,EUR\nA,2,EUR\nB,1\nB,2,EUR\nC,1,EUR\nA,5,EUR\n";
+        assert!(restarts(&def, data, None) >= 3);
+    }
+
+    #[test]
+    fn a_corrections_file_restarts_with_its_error_column_dropped() {
+        let data =
+            b"tallyman_error,order_no,qty,cur\nbad qty,A,1,EUR\n,A,2,EUR\nx,B,1,EUR\n,A,1,EUR\n";
+        assert!(restarts(DEF, data, None) >= 2);
+    }
+}
