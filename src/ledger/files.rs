@@ -506,19 +506,19 @@ impl Ledger {
     }
 
     pub fn unit_summary(&self, file_id: i64, seq: u64) -> Result<Option<UnitSummary>> {
+        // Cached: an acknowledgement asks once per transaction set.
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT status, reasons, detail FROM units WHERE file_id=?1 AND seq=?2",
-                params![file_id, seq as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                    ))
-                },
-            )
+            )?
+            .query_row(params![file_id, seq as i64], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
             .optional()?;
         let Some((status, reasons, detail)) = row else {
             return Ok(None);
