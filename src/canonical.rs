@@ -95,6 +95,7 @@ impl Entity {
     pub fn sensitive_fields(self) -> &'static [&'static str] {
         match self {
             Entity::Supplier => Supplier::SENSITIVE,
+            Entity::Customer => Customer::SENSITIVE,
             _ => &[],
         }
     }
@@ -388,9 +389,17 @@ pub struct Supplier {
 
 impl Supplier {
     /// The account identifiers and the holder's name (often a person's, for a sole
-    /// trader). The BIC, bank code and bank country name a bank, not an account, and stay
-    /// readable so a reviewer can tell which bank a rejected line meant.
-    pub const SENSITIVE: &'static [&'static str] = &["iban", "bank_account", "account_holder"];
+    /// trader), and how to reach a person. The BIC, bank code and bank country name a
+    /// bank, not an account, and stay readable so a reviewer can tell which bank a
+    /// rejected line meant.
+    pub const SENSITIVE: &'static [&'static str] =
+        &["iban", "bank_account", "account_holder", "email", "phone"];
+}
+
+impl Customer {
+    /// How to reach a person: many customers are people, and their e-mail address and
+    /// phone number are personal data wherever they appear.
+    pub const SENSITIVE: &'static [&'static str] = &["email", "phone"];
 }
 
 /// A canonical record ready for the sinks: entity, business key and the contract-checked
@@ -625,7 +634,10 @@ mod tests {
     fn sensitive_fields_are_fields_of_the_contract() {
         for e in Entity::ALL {
             for f in e.sensitive_fields() {
-                let mut body = json!({"supplier_id":"V","name":"n"});
+                let mut body = match e {
+                    Entity::Customer => json!({"customer_id":"C","name":"n"}),
+                    _ => json!({"supplier_id":"V","name":"n"}),
+                };
                 body[*f] = json!("x");
                 let r = Record::build(e, "k", body);
                 assert!(r.is_ok(), "{e}: {f}: {r:?}");
@@ -633,8 +645,9 @@ mod tests {
         }
         assert_eq!(
             Entity::Supplier.sensitive_fields(),
-            ["iban", "bank_account", "account_holder"]
+            ["iban", "bank_account", "account_holder", "email", "phone"]
         );
+        assert_eq!(Entity::Customer.sensitive_fields(), ["email", "phone"]);
     }
 
     #[test]

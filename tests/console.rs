@@ -214,7 +214,7 @@ fn sensitive_values_are_never_shown_unmasked_without_an_audit_row() {
     assert_eq!(reveals[1].reason.as_deref(), Some("fix the IBAN"));
     assert_eq!(
         reveals[0].detail.as_ref().unwrap()["fields"],
-        serde_json::json!(["iban", "account_holder"])
+        serde_json::json!(["iban", "account_holder", "email", "phone"])
     );
     // Revealing left nothing unmasked behind on any page, the audit trail included.
     check_masked(&mut c);

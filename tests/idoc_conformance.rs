@@ -379,6 +379,10 @@ fn samples_in_the_inbox_read_cleanly() {
             assert_eq!(c.body()["vat_id"], "DE123456789");
             assert_eq!(c.body()["active"], true);
             assert_eq!(r.units[1].eval.records[0].body()["active"], false);
+            // The phone number reaches the record, never the ledger's text of the line.
+            assert_eq!(c.body()["phone"], "+49 911 555010");
+            let general = &raw_of(&r, 0, "E1KNA1M")[0];
+            assert!(!general.contains("555010"), "{general}");
         }
     }
     assert!(seen >= 3, "expected the IDoc samples in samples/inbox");
@@ -454,8 +458,11 @@ fn cremas06_suppliers_carry_bank_details_masked_in_the_ledger() {
         banks[0]
     );
     assert!(banks[0].contains("SWIFT=COBADEFFXXX"), "{}", banks[0]);
-    // ...and the general data, which holds no bank detail, is kept as sent.
-    assert!(raw_of(&r, 0, "E1LFA1M")[0].contains("NAME1=Brightwater Components GmbH"));
+    // ...and the general data is kept as sent, but for how to reach a person.
+    let general = &raw_of(&r, 0, "E1LFA1M")[0];
+    assert!(general.contains("NAME1=Brightwater Components GmbH"));
+    assert!(!general.contains("+49 711 5550100"), "{general}");
+    assert!(general.contains("TELF1=*************00"), "{general}");
 
     let us = &r.units[1].eval.records[0].body();
     assert_eq!(us["bank_account"], "000123456789");
