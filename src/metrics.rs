@@ -392,7 +392,7 @@ pub fn metrics_textfile(config_path: &Path, path: &Path) -> anyhow::Result<i32> 
         }
     };
     crate::fsutil::set_file_mode(cfg.permissions.file_mode);
-    let ledger = match Ledger::open(&cfg.paths.ledger) {
+    let ledger = match Ledger::open_in(&cfg.paths) {
         Ok(l) => l,
         Err(e) => {
             crate::complain!("ledger {}: {e}", cfg.paths.ledger.display());

@@ -39,7 +39,7 @@ fn run(work: &Work) -> String {
 }
 
 fn ledger(work: &Work) -> Ledger {
-    Ledger::open(&work.dir.join("ledger.sqlite")).unwrap()
+    work.ledger()
 }
 
 fn file_row(work: &Work, name: &str) -> FileRow {

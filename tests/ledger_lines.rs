@@ -19,7 +19,7 @@ fn line_starts(bytes: &[u8]) -> Vec<(i64, i64)> {
 }
 
 fn ledger(work: &Work) -> Ledger {
-    Ledger::open(&work.dir.join("ledger.sqlite")).unwrap()
+    work.ledger()
 }
 
 #[test]

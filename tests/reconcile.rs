@@ -350,7 +350,7 @@ fn the_schedule_reconciles_once_per_interval() {
     };
     assert_eq!(count(), 1, "the first run reconciled");
     let cfg = tallyman::config::Config::load(&w.config()).unwrap();
-    let ledger = tallyman::ledger::Ledger::open(&cfg.paths.ledger).unwrap();
+    let ledger = tallyman::ledger::Ledger::open_in(&cfg.paths).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     assert!(
         tallyman::review::reconcile::reconcile_due(&cfg, &ledger)

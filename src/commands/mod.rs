@@ -81,7 +81,7 @@ fn open_ledger_with_config(config_path: &Path) -> Result<(Ledger, Config), i32> 
         );
         return Err(EXIT_FAILED);
     }
-    let ledger = Ledger::open(&cfg.paths.ledger).map_err(|e| {
+    let ledger = Ledger::open_in(&cfg.paths).map_err(|e| {
         crate::complain!("ledger {}: {e}", cfg.paths.ledger.display());
         EXIT_FAILED
     })?;

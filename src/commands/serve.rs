@@ -20,7 +20,7 @@ pub fn serve(config_path: &Path, listen: &str) -> Result<i32> {
 
 /// "Reconcile now" on the dashboard: one target, no repair, a sentence for the page.
 fn reconcile_now(cfg: &Config, target: &str) -> Result<String> {
-    let ledger = crate::ledger::Ledger::open(&cfg.paths.ledger)?;
+    let ledger = crate::ledger::Ledger::open_in(&cfg.paths)?;
     let actor = super::actor();
     let opts = Options {
         actor: &actor,

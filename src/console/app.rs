@@ -174,7 +174,7 @@ where
         let idle = st.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut ledger = match idle {
             Some(l) => l,
-            None => Ledger::open(&st.cfg.paths.ledger)?,
+            None => Ledger::open_in(&st.cfg.paths)?,
         };
         let out = f(&mut ledger, &st.cfg);
         if out.is_ok() {

@@ -186,7 +186,7 @@ impl Engine {
     pub fn with_formats(cfg: Config, formats: FormatSet) -> Result<Engine> {
         workdir::check(&cfg)?;
         workdir::prepare(&cfg)?;
-        let mut ledger = Ledger::open(&cfg.paths.ledger)?;
+        let mut ledger = Ledger::open_in(&cfg.paths)?;
         ledger.ensure_sound()?;
         ledger.set_routes(
             cfg.remote_targets()

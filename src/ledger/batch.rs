@@ -17,6 +17,7 @@ impl Ledger {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
             routes: &self.routes,
+            roots: &self.roots,
         })
     }
 }
@@ -25,6 +26,7 @@ impl Ledger {
 pub struct BatchTx<'a> {
     tx: Transaction<'a>,
     routes: &'a [(String, Vec<String>)],
+    roots: &'a super::Roots,
 }
 
 /// A record version to store with its batch.
@@ -233,8 +235,8 @@ impl BatchTx<'_> {
                 file_id,
                 c.chunk,
                 c.entity,
-                c.staged_path,
-                c.outbox_path,
+                self.roots.store(&c.staged_path),
+                self.roots.store(&c.outbox_path),
                 c.records,
                 c.units.map(|u| u.0),
                 c.units.map(|u| u.1)

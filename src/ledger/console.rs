@@ -168,7 +168,7 @@ impl Ledger {
                     missing: r.get(4)?,
                     orphans: r.get(5)?,
                     drift: r.get(6)?,
-                    report_path: r.get(7)?,
+                    report_path: self.roots.resolve_opt(r.get(7)?),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -208,7 +208,7 @@ impl Ledger {
         let rows = st
             .query_map(params![outcome, limit, offset], |r| {
                 Ok(FileListRow {
-                    file: file_row(r)?,
+                    file: self.resolved(file_row(r)?),
                     acks: r.get(FILE_COL_COUNT)?,
                     partners: r.get(FILE_COL_COUNT + 1)?,
                 })
@@ -291,6 +291,7 @@ impl Ledger {
             [file_id],
             |r| Ok((r.get::<_, Option<String>>(0)?, r.get(1)?)),
         )?;
+        let path = self.roots.resolve_opt(path);
         let cell = l
             .locator
             .as_deref()

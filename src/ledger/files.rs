@@ -114,7 +114,19 @@ impl Ledger {
                 [fingerprint],
                 file_row,
             )
-            .optional()?)
+            .optional()?
+            .map(|f| self.resolved(f)))
+    }
+
+    /// A file row with its paths made absolute for this host (see `roots`).
+    pub(super) fn resolved(&self, mut f: FileRow) -> FileRow {
+        let r = &self.roots;
+        f.source_path = r.resolve(&f.source_path);
+        f.work_path = r.resolve_opt(f.work_path);
+        f.final_path = r.resolve_opt(f.final_path);
+        f.report_path = r.resolve_opt(f.report_path);
+        f.corrections_path = r.resolve_opt(f.corrections_path);
+        f
     }
 
     /// Whether any file's fingerprint starts with `prefix` (hex, from a work-file name).
@@ -127,11 +139,12 @@ impl Ledger {
     }
 
     pub fn file(&self, id: i64) -> Result<FileRow> {
-        Ok(self.conn.query_row(
+        let f = self.conn.query_row(
             &format!("SELECT {FILE_COLS} FROM files WHERE id=?1"),
             [id],
             file_row,
-        )?)
+        )?;
+        Ok(self.resolved(f))
     }
 
     /// Where a resumed read of the file can start again, if a batch left a mark that
@@ -148,6 +161,7 @@ impl Ledger {
     /// Creates a new attempt for a fingerprint (first claim, `process --force`, or content
     /// sent again after nothing of it was applied).
     pub fn insert_file(&self, f: &NewFile, run: i64) -> Result<FileRow> {
+        let source = self.roots.store(f.source_path);
         let id = self.immediate(|c| {
             let attempt: i64 = c.query_row(
                 "SELECT COALESCE(MAX(attempt), 0) + 1 FROM files WHERE fingerprint=?1",
@@ -157,7 +171,7 @@ impl Ledger {
             c.execute(
                 "INSERT INTO files(fingerprint, attempt, name, raw_name, source_path, size, forced, state, run_id, claimed_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reading', ?8, ?9)",
-                params![f.fingerprint, attempt, f.name, f.raw_name, f.source_path, f.size as i64, f.forced, run, now()],
+                params![f.fingerprint, attempt, f.name, f.raw_name, source, f.size as i64, f.forced, run, now()],
             )?;
             Ok(c.last_insert_rowid())
         })?;
@@ -213,7 +227,7 @@ impl Ledger {
     pub fn set_work(&self, id: i64, path: &str, mtime_ns: i64) -> Result<()> {
         self.conn.execute(
             "UPDATE files SET work_path=?2, work_mtime_ns=?3 WHERE id=?1",
-            params![id, path, mtime_ns],
+            params![id, self.roots.store(path), mtime_ns],
         )?;
         Ok(())
     }
@@ -451,7 +465,7 @@ impl Ledger {
     pub fn set_final_path(&self, id: i64, path: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE files SET final_path=?2 WHERE id=?1",
-            params![id, path],
+            params![id, self.roots.store(path)],
         )?;
         Ok(())
     }
@@ -459,7 +473,12 @@ impl Ledger {
     pub fn finish_file(&self, id: i64, final_path: &str, report_path: Option<&str>) -> Result<()> {
         self.conn.execute(
             "UPDATE files SET state='done', finished_at=?2, final_path=?3, report_path=?4 WHERE id=?1",
-            params![id, now(), final_path, report_path],
+            params![
+                id,
+                now(),
+                self.roots.store(final_path),
+                report_path.map(|p| self.roots.store(p))
+            ],
         )?;
         Ok(())
     }
@@ -474,8 +493,8 @@ impl Ledger {
                 Ok(ChunkRow {
                     chunk: r.get(0)?,
                     entity: r.get(1)?,
-                    staged_path: r.get(2)?,
-                    outbox_path: r.get(3)?,
+                    staged_path: self.roots.resolve(&r.get::<_, String>(2)?),
+                    outbox_path: self.roots.resolve(&r.get::<_, String>(3)?),
                     records: r.get(4)?,
                     units: match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<i64>>(6)?) {
                         (Some(a), Some(b)) => Some((a, b)),
@@ -557,7 +576,7 @@ impl Ledger {
         let rows = st
             .query_map(params, file_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        Ok(rows.into_iter().map(|f| self.resolved(f)).collect())
     }
 }
 

@@ -116,5 +116,6 @@ pub fn open_for_check(path: &Path) -> Result<Ledger> {
         conn,
         path: path.to_path_buf(),
         routes: Vec::new(),
+        roots: Default::default(),
     })
 }

@@ -24,6 +24,7 @@ mod model;
 mod query;
 mod reconcile;
 mod review;
+mod roots;
 mod schema;
 pub mod spans;
 
@@ -50,6 +51,7 @@ pub use reconcile::{
     Known, MissingKey, NewReconciliation, ReconciliationRow, Requeued, REQUEUED_KEYS_KEPT,
 };
 pub use review::{AuditRow, RejectTally};
+pub use roots::Roots;
 
 use schema::MIGRATIONS;
 
@@ -135,6 +137,8 @@ pub struct Ledger {
     /// The remote targets and the entities each takes: a decided file's new versions get a
     /// delivery row per target, in the decision's own transaction.
     routes: Vec<(String, Vec<String>)>,
+    /// The configured folders paths are written relative to (see `roots`).
+    roots: Roots,
 }
 
 impl Ledger {
@@ -159,6 +163,7 @@ impl Ledger {
             conn,
             path: path.to_path_buf(),
             routes: Vec::new(),
+            roots: Roots::default(),
         };
         retry_busy(|| ledger.migrate())?;
         ledger.restrict_modes()?;
@@ -167,6 +172,18 @@ impl Ledger {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Opens the ledger of a configuration, writing paths relative to its folders.
+    pub fn open_in(paths: &crate::config::Paths) -> Result<Ledger> {
+        let mut ledger = Ledger::open(&paths.ledger)?;
+        ledger.set_roots(Roots::new(paths.dirs()));
+        Ok(ledger)
+    }
+
+    /// Sets the folders paths are written relative to.
+    pub fn set_roots(&mut self, roots: Roots) {
+        self.roots = roots;
     }
 
     /// Sets the remote targets decided files are queued for: `(name, entities)`.

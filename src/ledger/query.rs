@@ -72,10 +72,14 @@ impl Ledger {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| needle.to_string());
+        // A path is looked for as given and as the ledger writes it (see `roots`).
+        let stored = std::path::absolute(needle)
+            .map(|p| self.roots.store(&p.to_string_lossy()))
+            .unwrap_or_else(|_| needle.to_string());
         self.files_where(
-            "WHERE name=?1 OR name=?2 OR (length(?3) >= 4 AND fingerprint LIKE ?3 || '%') OR source_path=?1 \
-             OR work_path=?1 OR final_path=?1 ORDER BY id DESC",
-            params![needle, base, needle],
+            "WHERE name=?1 OR name=?2 OR (length(?3) >= 4 AND fingerprint LIKE ?3 || '%') \
+             OR source_path IN (?1, ?4) OR work_path IN (?1, ?4) OR final_path IN (?1, ?4) ORDER BY id DESC",
+            params![needle, base, needle, stored],
         )
     }
 

@@ -256,7 +256,7 @@ impl Ledger {
                 r.missing as i64,
                 r.orphans as i64,
                 r.drift as i64,
-                r.report_path,
+                r.report_path.map(|p| self.roots.store(p)),
                 r.detail.to_string()
             ],
         )?;
@@ -285,7 +285,7 @@ impl Ledger {
                     missing: r.get(5)?,
                     orphans: r.get(6)?,
                     drift: r.get(7)?,
-                    report_path: r.get(8)?,
+                    report_path: self.roots.resolve_opt(r.get(8)?),
                     detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
                 })
             })?

@@ -72,7 +72,7 @@ impl Ledger {
     pub fn set_corrections_path(&self, id: i64, path: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE files SET corrections_path=?2 WHERE id=?1",
-            params![id, path],
+            params![id, self.roots.store(path)],
         )?;
         Ok(())
     }

@@ -50,6 +50,12 @@ impl Work {
         self.dir.join("tallyman.toml")
     }
 
+    /// The ledger as the commands open it: paths relative to the configured folders.
+    pub fn ledger(&self) -> tallyman::ledger::Ledger {
+        let cfg = tallyman::config::Config::load(&self.config()).unwrap();
+        tallyman::ledger::Ledger::open_in(&cfg.paths).unwrap()
+    }
+
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(bin());
         c.arg("--config").arg(self.config());

@@ -74,7 +74,7 @@ impl Env {
     }
 
     pub fn ledger(&self) -> Ledger {
-        Ledger::open(&self.work.dir.join("ledger.sqlite")).unwrap()
+        Ledger::open_in(&self.config().paths).unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
