@@ -71,6 +71,43 @@ pub fn rejects(config_path: &Path, file: Option<&str>, json: bool) -> Result<i32
     Ok(EXIT_OK)
 }
 
+/// Who is working, what each holds and how long since each was seen working.
+fn show_workers(workers: &[crate::ledger::WorkerRow]) {
+    if workers.is_empty() {
+        return;
+    }
+    say!("Workers ({}):", workers.len());
+    say!(
+        "  {:<6} {:<9} {:<16} {:>8} {:>10}  HOLDING",
+        "RUN",
+        "COMMAND",
+        "HOST",
+        "PID",
+        "SEEN"
+    );
+    for w in workers {
+        let seen = w
+            .seen_secs_ago
+            .map_or_else(|| "-".into(), |s| format!("{s:.0}s ago"));
+        let holding = match (&w.file_name, w.file_id) {
+            (Some(n), Some(id)) => format!("#{id} {}", display::name(n)),
+            _ => "-".into(),
+        };
+        let gone = match w.alive {
+            Some(false) => "  (process gone)",
+            _ => "",
+        };
+        say!(
+            "  {:<6} {:<9} {:<16} {:>8} {:>10}  {holding}{gone}",
+            w.run,
+            w.command,
+            w.host.as_deref().unwrap_or("?"),
+            w.pid,
+            seen
+        );
+    }
+}
+
 /// `tallyman status [--json]`
 pub fn status(config_path: &Path, json: bool) -> Result<i32> {
     let (ledger, cfg) = match super::open_ledger_with_config(config_path) {
@@ -89,8 +126,10 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
     let recent = ledger.recent_files(10)?;
     let held = ledger.held_files()?;
     let tally = ledger.reject_tally(None)?;
+    let workers = ledger.workers()?;
     if json {
         let v = serde_json::json!({
+            "workers": workers,
             "targets": targets,
             "rejects": tally,
             "files_by_outcome": totals,
@@ -116,6 +155,7 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             );
         }
     }
+    show_workers(&workers);
     if !targets.is_empty() {
         say!("Targets:");
         say!(

@@ -16,7 +16,7 @@ use super::app::{with_ledger, AppState, Page};
 use super::auth::Sess;
 use super::charts::{align, bars, last_per_bucket, with_now, Window};
 use super::html::{duration, percent, when};
-use crate::ledger::{Bucket, ReconRow, WindowTotals};
+use crate::ledger::{Bucket, ReconRow, WindowTotals, WorkerRow};
 use crate::metrics::{self, Figures, ERROR_OBJECTIVE};
 
 #[derive(Deserialize)]
@@ -36,6 +36,7 @@ struct Dash {
     retry_depth: Vec<(String, f64)>,
     dead: Vec<(String, f64)>,
     recon: Vec<ReconRow>,
+    workers: Vec<WorkerRow>,
     can_reconcile: bool,
 }
 
@@ -59,6 +60,7 @@ pub async fn page(
             retry_depth: l.metric_series("tallyman_retry_queue_depth", "", &since)?,
             dead: l.metric_series("tallyman_dead_letters", "", &since)?,
             recon: l.reconciliations_since(&since)?,
+            workers: l.workers()?,
             can_reconcile,
         })
     })
@@ -85,6 +87,7 @@ pub async fn page(
             (files_card(&d.f))
         }
         (targets_table(&d.f))
+        (workers_table(&d.workers))
     };
     Ok(super::html::page("Integrations health", &sess, "/", body))
 }
@@ -302,6 +305,31 @@ fn targets_table(f: &Figures) -> Markup {
     }
 }
 
+/// Who is working now: each run's host and pid, the file it holds, and how long since it
+/// was last seen working (a run whose process is gone is marked so).
+fn workers_table(workers: &[WorkerRow]) -> Markup {
+    html! {
+        @if !workers.is_empty() {
+            h2 { "Workers" }
+            table {
+                tr { th { "run" } th { "command" } th { "host" } th.num { "pid" } th { "holding" } th.num { "last seen" } th { "state" } }
+                @for w in workers {
+                    tr {
+                        td { (w.run) } td { (w.command) } td { (w.host.as_deref().unwrap_or("?")) } td.num { (w.pid) }
+                        td {
+                            @if let (Some(id), Some(n)) = (w.file_id, &w.file_name) {
+                                a href={ "/files/" (id) } { (crate::display::name(n)) }
+                            } @else { "–" }
+                        }
+                        td.num { (w.seen_secs_ago.map_or("–".into(), |s| format!("{} ago", duration(s)))) }
+                        td { (super::html::badge(if w.alive == Some(false) { "gone" } else { "running" })) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `/metrics`: the dashboard's numbers in the OpenMetrics text format.
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Page {
     let text = with_ledger(&st, |l, cfg| {
@@ -316,4 +344,44 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Page {
         text,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(file: Option<(i64, &str)>, alive: Option<bool>) -> WorkerRow {
+        WorkerRow {
+            run: 7,
+            command: "run".into(),
+            host: Some("edi-1".into()),
+            pid: 4242,
+            started_at: "2026-12-02T10:00:00.000Z".into(),
+            seen_at: Some("2026-12-02T10:00:05.000Z".into()),
+            seen_secs_ago: Some(3.0),
+            file_id: file.map(|f| f.0),
+            file_name: file.map(|f| f.1.to_string()),
+            alive,
+        }
+    }
+
+    #[test]
+    fn workers_show_what_each_holds_and_which_process_is_gone() {
+        let html = workers_table(&[
+            worker(Some((12, "orders.csv")), Some(true)),
+            worker(None, Some(false)),
+        ])
+        .into_string();
+        assert!(
+            html.contains(r#"<a href="/files/12">orders.csv</a>"#),
+            "{html}"
+        );
+        assert!(html.contains("edi-1") && html.contains("4242"), "{html}");
+        assert!(html.contains("3.0 s ago"), "{html}");
+        assert!(html.contains(r#"badge bad">gone"#), "{html}");
+        assert!(
+            workers_table(&[]).into_string().is_empty(),
+            "no workers, no table"
+        );
+    }
 }

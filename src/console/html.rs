@@ -114,7 +114,7 @@ pub fn badge(word: &str) -> Markup {
         | "duplicate"
         | "accepted_unmapped"
         | "interrupted" => "warn",
-        "rejected" | "failed" | "dead" | "returned" | "blocked" => "bad",
+        "rejected" | "failed" | "dead" | "returned" | "blocked" | "gone" => "bad",
         _ => "plain",
     };
     html! { span class={ "badge " (class) } { (word.replace('_', " ")) } }

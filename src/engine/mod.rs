@@ -291,7 +291,17 @@ impl Engine {
     }
 
     /// Drives a claimed file from wherever its ledger state says to the end.
+    /// Processes one claimed file, showing it as held by this run while it does.
     fn process(&mut self, run: i64, job: Job) -> Result<FileReport> {
+        self.ledger.run_seen(run, Some(job.row.id))?;
+        let report = self.process_file(run, job);
+        let let_go = self.ledger.run_seen(run, None);
+        let report = report?;
+        let_go?;
+        Ok(report)
+    }
+
+    fn process_file(&mut self, run: i64, job: Job) -> Result<FileReport> {
         let Job {
             mut row,
             work,

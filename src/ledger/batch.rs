@@ -280,6 +280,12 @@ impl BatchTx<'_> {
                 n.units_unchanged
             ],
         )?;
+        // The run committing is seen working (the lease age `status` shows).
+        self.tx
+            .prepare_cached(
+                "UPDATE runs SET seen_at=?2 WHERE id=(SELECT run_id FROM files WHERE id=?1)",
+            )?
+            .execute(params![file_id, super::now()])?;
         Ok(())
     }
 

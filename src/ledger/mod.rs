@@ -27,6 +27,7 @@ mod review;
 mod roots;
 mod schema;
 pub mod spans;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub use reconcile::{
 };
 pub use review::{AuditRow, RejectTally};
 pub use roots::Roots;
+pub use workers::WorkerRow;
 
 use schema::MIGRATIONS;
 
@@ -243,9 +245,11 @@ impl Ledger {
     }
 
     pub fn begin_run(&self, command: &str) -> Result<i64> {
+        self.bury_dead_runs()?;
+        let at = now();
         self.conn.execute(
-            "INSERT INTO runs(command, pid, started_at) VALUES (?1, ?2, ?3)",
-            params![command, std::process::id(), now()],
+            "INSERT INTO runs(command, pid, started_at, host, seen_at) VALUES (?1, ?2, ?3, ?4, ?3)",
+            params![command, std::process::id(), at, workers::host()],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -264,7 +268,7 @@ impl Ledger {
     /// resumes).
     pub fn finish_run(&self, run: i64, status: &str, error: Option<&str>) -> Result<()> {
         self.conn.execute(
-            "UPDATE runs SET finished_at=?2, status=?3, error=?4 WHERE id=?1",
+            "UPDATE runs SET finished_at=?2, status=?3, error=?4, file_id=NULL WHERE id=?1",
             params![run, now(), status, error],
         )?;
         Ok(())

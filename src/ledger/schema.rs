@@ -292,4 +292,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE files ADD COLUMN resume_mark TEXT;
     "#,
+    // 8: runs are the workers: on which host, when each was last seen working, and the
+    // file it holds (see workers.rs).
+    r#"
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN seen_at TEXT;
+    ALTER TABLE runs ADD COLUMN file_id INTEGER;
+    "#,
 ];

@@ -1,0 +1,81 @@
+//! `status` shows who is working: each run's host and pid, the file it holds, how long
+//! since it was last seen working, and whether its process is gone.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{orders_csv, text, Work};
+
+fn workers(w: &Work) -> Vec<serde_json::Value> {
+    let out = w.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["workers"].as_array().unwrap().clone()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn status_shows_the_worker_holding_a_file_and_one_whose_process_is_gone() {
+    let w = Work::new(300);
+    w.drop_file("orders-held.csv", &orders_csv(6_000, 0, "W"));
+    let mut child = w.cmd().arg("run").spawn().unwrap();
+    let ledger = w.dir.join("ledger.sqlite");
+    let start = Instant::now();
+    // Stopped once it has committed a batch of the file, so it holds it for certain.
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nothing committed"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        let committed: i64 = rusqlite::Connection::open(&ledger)
+            .ok()
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COALESCE(MAX(committed_seq), 0) FROM files",
+                    [],
+                    |r| r.get(0),
+                )
+                .ok()
+            })
+            .unwrap_or(0);
+        if committed > 0 {
+            signal(child.id(), "-STOP");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let ws = workers(&w);
+    assert_eq!(ws.len(), 1, "{ws:?}");
+    assert_eq!(ws[0]["command"], "run");
+    assert_eq!(ws[0]["pid"], child.id());
+    assert_eq!(ws[0]["file_name"], "orders-held.csv");
+    assert_eq!(ws[0]["alive"], true);
+    assert!(ws[0]["seen_secs_ago"].as_f64().unwrap() < 30.0, "{ws:?}");
+    let shown = String::from_utf8_lossy(&w.run(&["status"]).stdout).into_owned();
+    assert!(
+        shown.contains("Workers (1):") && shown.contains("orders-held.csv"),
+        "{shown}"
+    );
+
+    // Killed: still listed, as gone, until the next run takes over.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ws = workers(&w);
+    assert_eq!(ws[0]["alive"], false, "{ws:?}");
+    assert!(String::from_utf8_lossy(&w.run(&["status"]).stdout).contains("(process gone)"));
+    let out = w.run(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        workers(&w).is_empty(),
+        "the dead run is buried, the new one finished"
+    );
+}
