@@ -290,7 +290,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Drives a claimed file from wherever its ledger state says to the end.
     /// Processes one claimed file, showing it as held by this run while it does.
     fn process(&mut self, run: i64, job: Job) -> Result<FileReport> {
         self.ledger.run_seen(run, Some(job.row.id))?;
@@ -301,6 +300,7 @@ impl Engine {
         Ok(report)
     }
 
+    /// Drives a claimed file from wherever its ledger state says to the end.
     fn process_file(&mut self, run: i64, job: Job) -> Result<FileReport> {
         let Job {
             mut row,
