@@ -208,11 +208,19 @@ impl Ledger {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        // A ledger already current is only read: `status` and the console must open it
+        // while a worker holds the write lock (mid-batch, or stopped there).
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == known {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(LedgerError::TooNew {
                 found: version,

@@ -39,6 +39,21 @@ fn migrations_are_idempotent_and_versioned() {
 }
 
 #[test]
+fn regression_status_opens_a_current_ledger_while_a_stopped_worker_holds_the_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    drop(Ledger::open(&p).unwrap());
+    // A worker stopped (SIGSTOP) inside its batch transaction keeps the write lock.
+    let worker = rusqlite::Connection::open(&p).unwrap();
+    worker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let start = std::time::Instant::now();
+    let l = Ledger::open(&p).expect("a current ledger opens without the write lock");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert!(l.workers().unwrap().is_empty());
+    worker.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
 fn regression_a_ledger_with_a_row_per_line_keeps_its_positions_and_versions_after_migration_6() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("l.sqlite");
