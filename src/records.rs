@@ -49,6 +49,8 @@ pub struct Current {
     pub unit_seq: i64,
     /// Where the unit that set it starts in its file (0 when not known).
     pub line: i64,
+    /// The file that set it is not decided yet (see `ledger::Holder::pending`).
+    pub pending: bool,
 }
 
 /// What an incoming record is, given the key's current version.
@@ -224,6 +226,7 @@ mod tests {
             file_name: "a.csv".into(),
             unit_seq: 4,
             line: 0,
+            pending: false,
         }
     }
 

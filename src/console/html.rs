@@ -113,7 +113,8 @@ pub fn badge(word: &str) -> Markup {
         | "running"
         | "duplicate"
         | "accepted_unmapped"
-        | "interrupted" => "warn",
+        | "interrupted"
+        | "waiting" => "warn",
         "rejected" | "failed" | "dead" | "returned" | "blocked" | "gone" => "bad",
         _ => "plain",
     };

@@ -158,6 +158,7 @@ fn add_unit(
                 facts.rejected = true;
             }
             Identity::Apply(verdicts) => apply = verdicts,
+            Identity::Wait(why) => return Err(super::EngineError::Waiting(why)),
         }
     }
     let status = decide::unit_status(facts);

@@ -22,6 +22,9 @@ pub(super) enum Identity {
     Conflict(Reason),
     /// Apply it: one verdict per record (`Same` ones are skipped).
     Apply(Vec<Verdict>),
+    /// A key it uses is held by another file not decided yet, which may still be rejected
+    /// whole: what this unit is depends on that decision, so its file waits for it.
+    Wait(String),
 }
 
 pub(super) fn check(
@@ -30,13 +33,20 @@ pub(super) fn check(
     seq: u64,
     eval: &Evaluation,
 ) -> Result<Identity> {
-    if let Some(reason) = claimed_elsewhere(tx, st, eval)? {
-        return Ok(Identity::Duplicate(reason));
+    if let Some(found) = claimed_elsewhere(tx, st, eval)? {
+        return Ok(found);
     }
     let mut verdicts = Vec::with_capacity(eval.records.len());
     let mut dup_reason = None;
     for r in &eval.records {
         let current = tx.current_version(r.entity.as_str(), &r.key)?;
+        if let Some(cur) = current
+            .as_ref()
+            .filter(|c| c.pending && c.file_id != st.file_id)
+        {
+            let what = format!("{} {}", r.entity, r.key);
+            return Ok(Identity::Wait(waiting(&what, cur.file_id, &cur.file_name)));
+        }
         let inc = Incoming {
             identity: st.identity_of(r.entity),
             hash: &r.hash,
@@ -66,19 +76,34 @@ pub(super) fn check(
     Ok(Identity::Apply(verdicts))
 }
 
-/// A reason if one of the unit's claims is held by another file.
-fn claimed_elsewhere(tx: &BatchTx, st: &BatchState, eval: &Evaluation) -> Result<Option<Reason>> {
+/// Why a unit waits: the other file holding its key is not decided.
+fn waiting(what: &str, file_id: i64, name: &str) -> String {
+    format!(
+        "{what} is held by '{}' (ledger file #{file_id}), which is not decided yet: this file \
+         goes on once it is (if that file is rejected, the key is this file's)",
+        crate::display::name(name)
+    )
+}
+
+/// A duplicate if one of the unit's claims is held by another file, or a wait if that
+/// file is not decided yet.
+fn claimed_elsewhere(tx: &BatchTx, st: &BatchState, eval: &Evaluation) -> Result<Option<Identity>> {
     for claim in &eval.claims {
         let Some(h) = tx.holder("claim", claim)? else {
             continue;
         };
+        if h.file_id != st.file_id && h.pending {
+            return Ok(Some(Identity::Wait(waiting(claim, h.file_id, &h.name))));
+        }
         if h.file_id != st.file_id && st.force_fp.as_deref() != Some(h.fingerprint.as_str()) {
             let why = format!(
                 "{claim} was already applied from '{}' (ledger file #{})",
                 crate::display::name(&h.name),
                 h.file_id
             );
-            return Ok(Some(Reason::new("duplicate", why).value(claim.clone())));
+            return Ok(Some(Identity::Duplicate(
+                Reason::new("duplicate", why).value(claim.clone()),
+            )));
         }
     }
     Ok(None)

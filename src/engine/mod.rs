@@ -54,6 +54,10 @@ pub enum EngineError {
     Folders(Vec<String>),
     #[error("{0}")]
     Other(String),
+    /// A batch could not be committed because a key it uses is held by a file not
+    /// decided yet: the file stops after its last committed batch and is resumed later.
+    #[error("{0}")]
+    Waiting(String),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
@@ -71,7 +75,8 @@ pub struct FileReport {
     pub fingerprint: String,
     /// A ledger outcome (`applied`, `applied_with_rejects`, `accepted_unmapped`,
     /// `rejected`, `duplicate`, `returned`, `failed`), or `held` (set aside for a person),
-    /// `interrupted` (stopped by a signal, resumed by the next run), `duplicate_file` (the
+    /// `interrupted` (stopped by a signal, resumed by the next run), `waiting` (a key of
+    /// it is held by a file not decided yet; resumed once it is), `duplicate_file` (the
     /// same content was processed before), `skipped` (claimed by another process),
     /// `error` (this file hit an I/O error; the run exits 2 and the next run resumes it).
     pub outcome: String,
@@ -134,6 +139,17 @@ impl FileReport {
     /// Whether a person should look at this file (drives exit code 1).
     pub fn needs_review(&self) -> bool {
         decide::needs_review(&self.outcome)
+    }
+
+    /// The report of a file that stopped to wait for another file's decision.
+    fn waiting(mut self, why: String) -> Self {
+        self.outcome = "waiting".into();
+        self.error = Some(why);
+        self.action = Some(
+            "none: a later run goes on once that file is decided (if it is held, release or reject it)"
+                .into(),
+        );
+        self
     }
 }
 
@@ -314,6 +330,7 @@ impl Engine {
                 ReadEnd::Held | ReadEnd::Interrupted => {
                     return self.report(row.id);
                 }
+                ReadEnd::Waiting(why) => return Ok(self.report(row.id)?.waiting(why)),
             }
             row = self.ledger.file(row.id)?;
         }

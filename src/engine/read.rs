@@ -16,7 +16,7 @@ use crate::ledger::{FileRow, LedgerOutcomes};
 use crate::sink::FileTag;
 
 /// How reading a file ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadEnd {
     /// The decision is committed (the file is ready to publish).
     Decided,
@@ -24,6 +24,9 @@ pub enum ReadEnd {
     Held,
     /// A stop was requested; the last batch is committed and the next run resumes.
     Interrupted,
+    /// A key of the next batch is held by a file not decided yet (why): the last batch is
+    /// committed and a later run resumes once that file is decided.
+    Waiting(String),
 }
 
 /// How one attempt at reading ended, before the decision.
@@ -130,10 +133,10 @@ impl Engine {
         }
         let read = self.read_units(row, &format, reader.as_mut(), lines_passed)?;
         let mut file_error = match read {
-            Some(end) => end,
-            None => {
+            Ok(end) => end,
+            Err(stopped) => {
                 self.ledger.disarm(row.id)?;
-                return Ok(Pass::End(ReadEnd::Interrupted));
+                return Ok(Pass::End(stopped));
             }
         };
         if let Some(pass) = self.before_decision(row, work)? {
@@ -192,15 +195,16 @@ impl Engine {
     }
 
     /// Streams the units into batches, read and evaluated on their own thread (see
-    /// `pipeline`) and committed here in file order. `Ok(Some(error))` when reading ended
-    /// (with the file-level error, if any), `Ok(None)` when a stop was requested.
+    /// `pipeline`) and committed here in file order. `Ok(Ok(error))` when reading ended
+    /// (with the file-level error, if any), `Ok(Err(end))` when it stopped before the end
+    /// (a stop was requested, or a batch must wait for another file's decision).
     fn read_units(
         &mut self,
         row: &FileRow,
         format: &Arc<dyn Format>,
         reader: &mut dyn crate::format::UnitReader,
         lines_passed: u64,
-    ) -> Result<Option<Option<FileError>>> {
+    ) -> Result<std::result::Result<Option<FileError>, ReadEnd>> {
         let mut state = BatchState::new(row, format.as_ref());
         let cut = Cut {
             committed_seq: state.committed_seq,
@@ -233,10 +237,21 @@ impl Engine {
                         mark,
                     } => {
                         progress.update(byte, lines_read);
-                        self.commit_batch(&mut state, units, evals, mark)?;
+                        match self.commit_batch(&mut state, units, evals, mark) {
+                            Ok(()) => {}
+                            Err(EngineError::Waiting(why)) => {
+                                // Nothing of the batch is written (its transaction rolls
+                                // back): the next run resumes here.
+                                tracing::warn!(file = %crate::display::name(&row.name), "{why}");
+                                self.note(row.run_id, "warn", row, &why)?;
+                                progress.finish("waiting");
+                                return Ok(Err(ReadEnd::Waiting(why)));
+                            }
+                            Err(e) => return Err(e),
+                        }
                         if self.stopping() {
                             progress.finish("interrupted");
-                            return Ok(None);
+                            return Ok(Err(ReadEnd::Interrupted));
                         }
                     }
                     Piece::End(error) => {
@@ -245,7 +260,7 @@ impl Engine {
                         } else {
                             "read"
                         });
-                        return Ok(Some(error));
+                        return Ok(Ok(error));
                     }
                 }
             }

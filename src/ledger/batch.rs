@@ -52,6 +52,9 @@ pub struct Holder {
     pub fingerprint: String,
     pub name: String,
     pub unit_seq: i64,
+    /// Its file is not decided yet (still read, or held for a person): it may still be
+    /// rejected whole, and then it never held the key.
+    pub pending: bool,
 }
 
 impl BatchTx<'_> {
@@ -66,8 +69,8 @@ impl BatchTx<'_> {
     pub fn holder(&self, entity: &str, key: &str) -> Result<Option<Holder>> {
         // Cached: this runs once per document, so re-parsing the SQL would dominate.
         let mut st = self.tx.prepare_cached(
-            "SELECT k.file_id, f.fingerprint, f.name, k.unit_seq FROM keys k JOIN files f ON f.id = k.file_id \
-             WHERE k.entity=?1 AND k.key=?2",
+            "SELECT k.file_id, f.fingerprint, f.name, k.unit_seq, f.state IN ('reading', 'held') \
+             FROM keys k JOIN files f ON f.id = k.file_id WHERE k.entity=?1 AND k.key=?2",
         )?;
         Ok(st
             .query_row(params![entity, key], |r| {
@@ -76,6 +79,7 @@ impl BatchTx<'_> {
                     fingerprint: r.get(1)?,
                     name: r.get(2)?,
                     unit_seq: r.get(3)?,
+                    pending: r.get(4)?,
                 })
             })
             .optional()?)
@@ -85,7 +89,8 @@ impl BatchTx<'_> {
     pub fn current_version(&self, entity: &str, key: &str) -> Result<Option<Current>> {
         let mut st = self.tx.prepare_cached(
             "SELECT v.version, v.hash, v.data, v.file_id, f.fingerprint, f.name, v.unit_seq, \
-             (SELECT u.line FROM units u WHERE u.file_id = v.file_id AND u.seq = v.unit_seq) \
+             (SELECT u.line FROM units u WHERE u.file_id = v.file_id AND u.seq = v.unit_seq), \
+             f.state IN ('reading', 'held') \
              FROM versions v JOIN files f ON f.id = v.file_id \
              WHERE v.entity=?1 AND v.key=?2 ORDER BY v.version DESC LIMIT 1",
         )?;
@@ -100,10 +105,12 @@ impl BatchTx<'_> {
                     r.get::<_, String>(5)?,
                     r.get::<_, i64>(6)?,
                     r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, bool>(8)?,
                 ))
             })
             .optional()?;
-        let Some((version, hash, data, file_id, fingerprint, file_name, unit_seq, line)) = row
+        let Some((version, hash, data, file_id, fingerprint, file_name, unit_seq, line, pending)) =
+            row
         else {
             return Ok(None);
         };
@@ -116,6 +123,7 @@ impl BatchTx<'_> {
             file_name,
             unit_seq,
             line: line.unwrap_or(0),
+            pending,
         }))
     }
 

@@ -594,3 +594,54 @@ fn regression_a_name_that_is_not_utf8_is_archived_under_its_original_bytes() {
 }
 
 mod recovery;
+
+#[test]
+fn regression_a_key_held_by_a_file_not_yet_decided_makes_the_next_file_wait_not_a_duplicate() {
+    // File a holds order A1 but is held for a person; file b has the same order. Were b's
+    // order a duplicate of a's, rejecting a whole would leave A1 applied by nobody.
+    let d = tempfile::tempdir().unwrap();
+    let mut e = engine(d.path(), ACCEPT, 100);
+    std::fs::write(d.path().join("inbox/a.txt"), "OA1,1\nH837-1\n").unwrap();
+    let a = run_once(&mut e).files.remove(0);
+    assert_eq!(a.outcome, "held", "{a:?}");
+    std::fs::write(d.path().join("inbox/b.txt"), "OB1,1\nOA1,1\n").unwrap();
+    let b = run_once(&mut e).files.remove(0);
+    assert_eq!(b.outcome, "waiting", "b waits for a: {b:?}");
+    assert!(
+        b.error
+            .as_deref()
+            .unwrap()
+            .contains("order A1 is held by 'a.txt'"),
+        "{b:?}"
+    );
+    assert_eq!(b.counts.lines_duplicate, 0, "{b:?}");
+    assert_eq!(b.counts.lines_applied, 0, "its batch waits whole: {b:?}");
+    let again = run_once(&mut e);
+    assert_eq!(again.files.len(), 1, "{:?}", again.files);
+    assert_eq!(again.files[0].outcome, "waiting", "still, while a is held");
+    // The reviewer rejects a whole: A1 is b's to apply.
+    e.ledger
+        .release(a.file_id.unwrap(), Some(("reviewer", "not ours")))
+        .unwrap();
+    let pass = run_once(&mut e);
+    let b = pass
+        .files
+        .iter()
+        .find(|f| f.name == "b.txt")
+        .expect("b goes on");
+    assert_eq!(b.outcome, "applied", "{:?}", pass.files);
+    assert_eq!(b.counts.lines_applied, 2, "{b:?}");
+    let orders: Vec<String> = std::fs::read_dir(d.path().join("outbox/order"))
+        .unwrap()
+        .flatten()
+        .flat_map(|f| {
+            std::fs::read_to_string(f.path())
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(orders.len(), 2, "A1 and B1, once each: {orders:?}");
+    assert_eq!(orders.iter().filter(|o| o.contains("\"A1\"")).count(), 1);
+}
