@@ -10,7 +10,9 @@ use std::sync::Arc;
 use super::commit::BatchState;
 use super::pipeline::{self, Cut, Piece};
 use super::{decide, io_err, Engine, EngineError, Result};
-use crate::format::{AckContext, FileError, Format, OpenContext, Outbound, Policy, Probe};
+use crate::format::{
+    AckContext, FileError, Format, OpenContext, Outbound, Policy, Probe, UnitReader,
+};
 use crate::intake;
 use crate::ledger::{FileRow, LedgerOutcomes};
 use crate::sink::FileTag;
@@ -35,6 +37,9 @@ enum Pass {
     /// The file's staged output vanished while its input is intact: read it again.
     Restart,
 }
+
+/// A reader ready for the first unit not committed, and how many lines it passed over.
+type Opened<'f> = (Box<dyn UnitReader + 'f>, u64);
 
 /// Control numbers backed by the ledger.
 struct LedgerAcks<'a>(&'a crate::ledger::Ledger);
@@ -105,32 +110,10 @@ impl Engine {
             // A fresh start: opening the reader is already new material.
             self.ledger.arm(row.id, 0)?;
         }
-        let mut reader = match format.open(work, &self.open_context(row)) {
+        let (mut reader, lines_passed) = match self.open_reader(row, &format, work)? {
             Ok(r) => r,
             Err(e) => return self.decide_now(row, Some(policy), Some(e), Vec::new()),
         };
-        let mut lines_passed = 0;
-        if let Some(mark) = self.resume_mark(row)? {
-            match reader.seek(&mark) {
-                Ok(true) => {
-                    tracing::info!(
-                        file = %crate::display::name(&row.name),
-                        "resuming at line {} (byte {}), after the committed part",
-                        mark.line,
-                        mark.byte
-                    );
-                    lines_passed = mark.line.saturating_sub(1);
-                }
-                Ok(false) | Err(_) => {
-                    // Read from the start and skip what is committed, as a reader without
-                    // marks does; an error there is the file's, found again on the way.
-                    reader = match format.open(work, &self.open_context(row)) {
-                        Ok(r) => r,
-                        Err(e) => return self.decide_now(row, Some(policy), Some(e), Vec::new()),
-                    };
-                }
-            }
-        }
         let read = self.read_units(row, &format, reader.as_mut(), lines_passed)?;
         let mut file_error = match read {
             Ok(end) => end,
@@ -169,6 +152,36 @@ impl Engine {
         self.decide_now(&row, Some(policy), file_error, acks)
     }
 
+    /// Opens the file's reader where its committed part ends, when the format can restart
+    /// at the ledger's mark (with how many lines it passed over), else at the top.
+    fn open_reader<'f>(
+        &self,
+        row: &FileRow,
+        format: &'f Arc<dyn Format>,
+        work: &Path,
+    ) -> Result<std::result::Result<Opened<'f>, FileError>> {
+        let open = || format.open(work, &self.open_context(row));
+        let mut reader = match open() {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(mark) = self.resume_mark(row)? else {
+            return Ok(Ok((reader, 0)));
+        };
+        if let Ok(true) = reader.seek(&mark) {
+            tracing::info!(
+                file = %crate::display::name(&row.name),
+                "resuming at line {} (byte {}), after the committed part",
+                mark.line,
+                mark.byte
+            );
+            return Ok(Ok((reader, mark.line.saturating_sub(1))));
+        }
+        // Read from the start and skip what is committed, as a reader without marks does;
+        // an error the seek met is the file's, found again on the way.
+        Ok(open().map(|r| (r, 0)))
+    }
+
     /// Where a resumed file's reader may start instead of at the top: the mark of a
     /// committed batch, never one past what is committed.
     fn resume_mark(&self, row: &FileRow) -> Result<Option<crate::format::Mark>> {
@@ -202,7 +215,7 @@ impl Engine {
         &mut self,
         row: &FileRow,
         format: &Arc<dyn Format>,
-        reader: &mut dyn crate::format::UnitReader,
+        reader: &mut dyn UnitReader,
         lines_passed: u64,
     ) -> Result<std::result::Result<Option<FileError>, ReadEnd>> {
         let mut state = BatchState::new(row, format.as_ref());

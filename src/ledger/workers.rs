@@ -39,16 +39,6 @@ pub fn host() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Whether a process of this host exists (signal 0 checks without sending anything).
-fn pid_alive(pid: i64) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks for the process.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 impl Ledger {
     /// Records that a run is working, and on which file (`None` between files).
     pub fn run_seen(&self, run: i64, file_id: Option<i64>) -> Result<()> {
@@ -75,7 +65,8 @@ impl Ledger {
                 Ok(WorkerRow {
                     run: r.get(0)?,
                     command: r.get(1)?,
-                    alive: (host.as_deref() == Some(here.as_str())).then(|| pid_alive(pid)),
+                    alive: (host.as_deref() == Some(here.as_str()))
+                        .then(|| u32::try_from(pid).is_ok_and(crate::fsutil::process_alive)),
                     host,
                     pid,
                     started_at: r.get(4)?,
