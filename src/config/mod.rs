@@ -103,6 +103,10 @@ pub struct ProcessingConfig {
     /// aborting on hostile input, say) is held for a person instead of taking every later
     /// run down with it. Deaths before reading reached new material do not count.
     pub max_stalled_starts: u32,
+    /// How long a run's hold on a file lasts without renewal (renewed every third of it
+    /// while the run works). Another run, here or on another host sharing the ledger,
+    /// takes over a file whose lease ran out; the old holder's writes are then refused.
+    pub lease_seconds: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -111,6 +115,7 @@ impl Default for ProcessingConfig {
             batch_lines: 10_000,
             threads: 0,
             max_stalled_starts: 3,
+            lease_seconds: 60,
         }
     }
 }
@@ -220,6 +225,7 @@ ignore = []              # extra globs to ignore; hidden, *.tmp, *.part are alwa
 batch_lines = 10000      # lines per ledger transaction / outbox chunk
 threads = 0              # validation workers; 0 = one per core
 max_stalled_starts = 3   # hold a file after the process died this many times in a row at the same place in it
+lease_seconds = 60       # a stopped or cut-off run's file is taken over after this long without renewal
 
 [watch]
 rescan_seconds = 30      # full rescan interval in `tallyman watch`
@@ -384,6 +390,13 @@ impl Config {
                 &self.file,
                 line("max_stalled_starts"),
                 "processing.max_stalled_starts must be at least 1",
+            );
+        }
+        if self.processing.lease_seconds == 0 {
+            diags.error(
+                &self.file,
+                line("lease_seconds"),
+                "processing.lease_seconds must be at least 1",
             );
         }
         if self.processing.batch_lines == 0 {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::{io_err, Engine, EngineError, FileReport, Job, Result};
 use crate::fsutil;
 use crate::intake::{self, Candidate};
-use crate::ledger::{FileRow, FileState, Lost, NewFile};
+use crate::ledger::{FileRow, FileState, Lost, NewFile, Taking};
 
 // One lives at a time, for one file: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -45,11 +45,50 @@ impl Source<'_> {
 }
 
 impl Engine {
-    /// An unfinished file from the ledger, if no live process holds it.
+    /// An unfinished file from the ledger, if no live run holds it: its kernel lock is
+    /// free or its holder let the ledger lease run out, and the lease is ours.
     pub(super) fn claim_unfinished(&mut self, run: i64, row: FileRow) -> Result<Option<Claimed>> {
-        let Some(claim) = self.try_claim(&row.fingerprint)? else {
-            return Ok(None); // another live process is on it
-        };
+        let claim = self.try_claim(&row.fingerprint)?;
+        if !self.take_lease(run, &row, claim.is_some())? {
+            return Ok(None); // another live run is on it
+        }
+        let id = row.id;
+        let claimed = self.claim_unfinished_leased(run, row, claim);
+        if !matches!(claimed, Ok(Some(Claimed::Work(_)))) {
+            self.ledger.release_lease(id)?;
+        }
+        claimed
+    }
+
+    /// Takes the ledger lease on a file this run claims. Without the kernel lock
+    /// (`locked`), taking it is a takeover from a process of this host that stopped
+    /// renewing it; from a run elsewhere it may be either.
+    fn take_lease(&mut self, run: i64, row: &FileRow, locked: bool) -> Result<bool> {
+        match self.ledger.take_lease(row.id, run)? {
+            Taking::Taken {
+                from: Some(from), ..
+            } => {
+                let msg = format!(
+                    "taking the file over from run {from}, whose lease on it ran out{}; resuming after its last committed batch",
+                    if locked { "" } else { " (its process holds the file lock but is stopped)" }
+                );
+                self.note(Some(run), "warn", row, &msg)?;
+                Ok(true)
+            }
+            Taking::Taken { .. } => Ok(true),
+            Taking::Refused(holder) => {
+                tracing::debug!(file = %crate::display::name(&row.name), "held by {holder}");
+                Ok(false)
+            }
+        }
+    }
+
+    fn claim_unfinished_leased(
+        &mut self,
+        run: i64,
+        row: FileRow,
+        claim: Option<intake::Claim>,
+    ) -> Result<Option<Claimed>> {
         // Re-read under the lock: the owner may have finished it since we listed it.
         let mut row = self.ledger.file(row.id)?;
         if row.work_path.is_none() {
@@ -151,12 +190,15 @@ impl Engine {
             },
             run,
         )?;
+        if !self.take_lease(run, &row, true)? {
+            return Ok(None);
+        }
         self.record_work(row.id, path)?;
         let row = self.ledger.file(row.id)?;
         Ok(Some(Claimed::Work(Job {
             row,
             work: Some(path.to_path_buf()),
-            claim,
+            claim: Some(claim),
         })))
     }
 
@@ -276,6 +318,11 @@ impl Engine {
                 )?
             }
         };
+        if !self.take_lease(run, &row, true)? {
+            let note = "being processed by another tallyman".to_string();
+            let r = FileReport::simple(src.name(), &fp, "skipped", Some(note));
+            return Ok(Some(Claimed::Report(r)));
+        }
         self.link_correction(&row)?;
         let work = self.cfg.paths.processing().join(work_name(&fp, src.name()));
         match &src {
@@ -297,7 +344,7 @@ impl Engine {
         Ok(Some(Claimed::Work(Job {
             row,
             work: Some(work),
-            claim,
+            claim: Some(claim),
         })))
     }
 

@@ -70,7 +70,7 @@ impl Engine {
         mark: Option<crate::format::Mark>,
     ) -> Result<()> {
         let first_seq = st.committed_seq as i64;
-        let tx = self.ledger.batch()?;
+        let tx = self.ledger.batch(st.file_id)?;
         let mut rows = BatchRows::default();
         let mut last_seq = st.committed_seq;
         for (unit, eval) in units.iter().zip(evals) {

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::format::{registry, Diagnostics, FormatSet};
 use crate::intake::Claim;
 use crate::ledger::{Counts, FileRow, FileState, Ledger, LedgerError};
-use crate::sink::Outbox;
+use crate::sink::{Outbox, Sink};
 
 pub use read::ReadEnd;
 
@@ -169,7 +169,9 @@ pub struct Pass {
 pub(crate) struct Job {
     pub row: FileRow,
     pub work: Option<PathBuf>,
-    pub claim: Claim,
+    /// The kernel lock on its fingerprint; `None` when the file was taken over from a
+    /// run that holds the lock but let its ledger lease run out (stopped, say).
+    pub claim: Option<Claim>,
 }
 
 pub struct Engine {
@@ -204,6 +206,7 @@ impl Engine {
         workdir::prepare(&cfg)?;
         let mut ledger = Ledger::open_in(&cfg.paths)?;
         ledger.ensure_sound()?;
+        ledger.set_lease_seconds(cfg.processing.lease_seconds);
         ledger.set_routes(
             cfg.remote_targets()
                 .map(|t| {
@@ -306,14 +309,47 @@ impl Engine {
         Ok(())
     }
 
-    /// Processes one claimed file, showing it as held by this run while it does.
+    /// Processes one claimed file, showing it as held by this run and renewing its lease
+    /// while it does, and letting go of it after, whatever happened.
     fn process(&mut self, run: i64, job: Job) -> Result<FileReport> {
-        self.ledger.run_seen(run, Some(job.row.id))?;
+        let id = job.row.id;
+        self.ledger.run_seen(run, Some(id))?;
+        let keeper = self.ledger.lease_keeper(id)?;
         let report = self.process_file(run, job);
+        drop(keeper);
+        let released = self.ledger.release_lease(id);
         let let_go = self.ledger.run_seen(run, None);
-        let report = report?;
+        let report = match report {
+            Err(EngineError::Ledger(LedgerError::Fenced { by, .. })) => {
+                self.taken_over(run, id, by)
+            }
+            other => other,
+        }?;
+        released?;
         let_go?;
         Ok(report)
+    }
+
+    /// The report of a file another run took over while this one was stopped: nothing
+    /// after this run's last accepted write was recorded, and the other run finishes it.
+    fn taken_over(&mut self, run: i64, id: i64, by: String) -> Result<FileReport> {
+        let row = self.ledger.file(id)?;
+        let msg = format!(
+            "taken over by {by} after this run's lease ran out (was it stopped?); this run wrote nothing more of it"
+        );
+        self.note(Some(run), "warn", &row, &msg)?;
+        if row.state == FileState::Done {
+            // A batch this run staged after the other published is not the other's to
+            // clean up.
+            self.outbox
+                .discard(&read::tag_of(&row), &[])
+                .map_err(io_err("removing staged records"))?;
+        }
+        let mut r = FileReport::from_row(&row, vec![]);
+        r.outcome = "taken_over".into();
+        r.error = Some(msg);
+        r.action = None;
+        Ok(r)
     }
 
     /// Drives a claimed file from wherever its ledger state says to the end.

@@ -8,14 +8,19 @@ use super::{Ledger, Result};
 use crate::records::Current;
 
 impl Ledger {
-    /// Starts the write transaction of one batch. `BEGIN IMMEDIATE` takes the write lock up
-    /// front, so the duplicate checks and the key inserts see one consistent ledger even
-    /// when two processes run at once.
-    pub fn batch(&mut self) -> Result<BatchTx<'_>> {
+    /// Starts the write transaction of one batch of file `file_id`. `BEGIN IMMEDIATE` takes
+    /// the write lock up front, so the duplicate checks and the key inserts see one
+    /// consistent ledger even when two processes run at once. It is refused at once if
+    /// another run took the file over (see leases.rs): before anything is checked or staged,
+    /// so a fenced run never stages output the ledger's state no longer agrees with. No
+    /// taking can happen while the transaction holds the lock.
+    pub fn batch(&mut self, file_id: i64) -> Result<BatchTx<'_>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, file_id)?;
         Ok(BatchTx {
-            tx: self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+            tx,
             routes: &self.routes,
             roots: &self.roots,
         })

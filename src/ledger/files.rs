@@ -2,7 +2,7 @@
 //! done — or abandoned, failed, restarted. Each step is one statement or one transaction,
 //! so a crash between two steps leaves a state the next run knows how to continue from.
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::model::{file_row, ChunkRow, FileRow, FileState, Outcome, FILE_COLS};
 use super::{now, Ledger, Result};
@@ -202,11 +202,12 @@ impl Ledger {
     /// Notes that reading has reached new material at unit `seq`: if the process dies
     /// before the next commit, that is a death at this place.
     pub fn arm(&self, id: i64, seq: u64) -> Result<()> {
-        self.conn.execute(
-            "UPDATE files SET inflight_seq=?2 WHERE id=?1",
-            params![id, seq as i64],
-        )?;
-        Ok(())
+        self.fenced(id, |c| {
+            c.execute(
+                "UPDATE files SET inflight_seq=?2 WHERE id=?1",
+                params![id, seq as i64],
+            )
+        })
     }
 
     /// Notes a clean stop (a signal honoured between batches): not a death.
@@ -268,11 +269,12 @@ impl Ledger {
     /// Sets a file aside for a person before its decision. `kind` is `stalled` (reading
     /// never finished) or `review` (a unit asked for it after reading finished).
     pub fn hold(&self, id: i64, kind: &str, reason: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE files SET state='held', hold_kind=?2, hold_reason=?3, inflight_seq=NULL WHERE id=?1",
-            params![id, kind, reason],
-        )?;
-        Ok(())
+        self.fenced(id, |c| {
+            c.execute(
+                "UPDATE files SET state='held', hold_kind=?2, hold_reason=?3, inflight_seq=NULL WHERE id=?1",
+                params![id, kind, reason],
+            )
+        })
     }
 
     /// Lets a held file go on: the next run continues it, and a unit's hold request does
@@ -309,6 +311,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, id)?;
         if outcome == Outcome::Rejected {
             let msg = format!("file rejected whole: {}", why.unwrap_or("policy"));
             super::spans::reject_late(
@@ -359,6 +362,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, id)?;
         for table in ["lines", "units", "keys", "versions"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
@@ -378,6 +382,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, id)?;
         for table in ["lines", "units", "keys", "versions", "chunks"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
@@ -399,6 +404,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, id)?;
         super::spans::reject_late(&tx, id, "'applied', 'unmapped'", &ranges, rule, message)?;
         tx.execute(
             &format!(
@@ -463,24 +469,41 @@ impl Ledger {
     /// Records where the input is about to be moved, before moving it, so a crash after
     /// the move still knows where the file is.
     pub fn set_final_path(&self, id: i64, path: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE files SET final_path=?2 WHERE id=?1",
-            params![id, self.roots.store(path)],
-        )?;
-        Ok(())
+        self.fenced(id, |c| {
+            c.execute(
+                "UPDATE files SET final_path=?2 WHERE id=?1",
+                params![id, self.roots.store(path)],
+            )
+        })
     }
 
     pub fn finish_file(&self, id: i64, final_path: &str, report_path: Option<&str>) -> Result<()> {
-        self.conn.execute(
-            "UPDATE files SET state='done', finished_at=?2, final_path=?3, report_path=?4 WHERE id=?1",
-            params![
-                id,
-                now(),
-                self.roots.store(final_path),
-                report_path.map(|p| self.roots.store(p))
-            ],
-        )?;
-        Ok(())
+        self.fenced(id, |c| {
+            c.execute(
+                "UPDATE files SET state='done', finished_at=?2, final_path=?3, report_path=?4, \
+                 lease_run=NULL, lease_until=NULL WHERE id=?1",
+                params![
+                    id,
+                    now(),
+                    self.roots.store(final_path),
+                    report_path.map(|p| self.roots.store(p))
+                ],
+            )
+        })
+    }
+
+    /// Runs one write of file `id`'s progress in a transaction that first checks (and
+    /// renews) this process's lease on it, if it holds one.
+    fn fenced(
+        &self,
+        id: i64,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
+    ) -> Result<()> {
+        self.immediate(|c| {
+            super::leases::keep(c, &self.fences, id)?;
+            write(c)?;
+            Ok(())
+        })
     }
 
     pub fn chunks(&self, id: i64) -> Result<Vec<ChunkRow>> {

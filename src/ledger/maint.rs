@@ -117,5 +117,6 @@ pub fn open_for_check(path: &Path) -> Result<Ledger> {
         path: path.to_path_buf(),
         routes: Vec::new(),
         roots: Default::default(),
+        fences: Default::default(),
     })
 }

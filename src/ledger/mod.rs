@@ -19,6 +19,7 @@ mod console_review;
 mod corrections;
 mod delivery;
 mod files;
+mod leases;
 mod maint;
 mod model;
 mod query;
@@ -43,6 +44,7 @@ pub use console_model::{
 pub use corrections::CorrectionLine;
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
 pub use files::{ChunkRecord, LedgerOutcomes, Lost, NewFile};
+pub use leases::{LeaseHolder, LeaseKeeper, Taking};
 pub use maint::open_for_check;
 pub use model::{
     ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow, RunRow,
@@ -78,6 +80,10 @@ pub enum LedgerError {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// This run's lease on the file ran out and another run took the file over: nothing
+    /// more of it may be written by this one (see leases.rs).
+    #[error("file #{file_id} was taken over by {by} after this run's lease on it ran out; this run writes nothing more of it")]
+    Fenced { file_id: i64, by: String },
 }
 
 impl From<rusqlite::Error> for LedgerError {
@@ -141,6 +147,8 @@ pub struct Ledger {
     routes: Vec<(String, Vec<String>)>,
     /// The configured folders paths are written relative to (see `roots`).
     roots: Roots,
+    /// The file leases this process holds, checked by every write of their progress.
+    fences: leases::Fences,
 }
 
 impl Ledger {
@@ -166,6 +174,7 @@ impl Ledger {
             path: path.to_path_buf(),
             routes: Vec::new(),
             roots: Roots::default(),
+            fences: Default::default(),
         };
         retry_busy(|| ledger.migrate())?;
         ledger.restrict_modes()?;

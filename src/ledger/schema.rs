@@ -299,4 +299,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN seen_at TEXT;
     ALTER TABLE runs ADD COLUMN file_id INTEGER;
     "#,
+    // 9: leases and fencing (see leases.rs): the run that holds a file, until when (unix
+    // milliseconds, renewed while it works), and the token every taking raises.
+    r#"
+    ALTER TABLE files ADD COLUMN lease_run INTEGER;
+    ALTER TABLE files ADD COLUMN lease_until INTEGER;
+    ALTER TABLE files ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

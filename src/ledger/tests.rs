@@ -219,7 +219,7 @@ fn hold_then_release_resets_the_guard_and_records_a_review_decision() {
 }
 
 fn write_two_units(l: &mut Ledger, file: i64) {
-    let tx = l.batch().unwrap();
+    let tx = l.batch(file).unwrap();
     let mut n = Counts::default();
     for seq in 0..2i64 {
         tx.take_key("product", &format!("K{seq}"), file, seq, false)
@@ -272,7 +272,7 @@ fn fail_gives_back_only_the_keys_of_lost_documents_and_lists_their_lines() {
     let f = l.file(f.id).unwrap();
     assert_eq!(f.outcome(), Some(Outcome::Failed));
     assert_eq!((f.counts.lines_applied, f.counts.lines_rejected), (1, 1));
-    let tx = l.batch().unwrap();
+    let tx = l.batch(f.id).unwrap();
     assert!(
         tx.holder("product", "K0").unwrap().is_some(),
         "published: kept"
@@ -302,7 +302,7 @@ fn abandon_and_restart_forget_the_attempts_rows() {
     let a3 = l.file(a.id).unwrap();
     assert_eq!(a3.outcome(), Some(Outcome::Returned));
     assert_eq!(a3.counts, Counts::default());
-    let tx = l.batch().unwrap();
+    let tx = l.batch(a.id).unwrap();
     assert!(tx.holder("product", "K0").unwrap().is_none());
 }
 

@@ -1,0 +1,332 @@
+//! Leases and fencing: which run may write a file's progress.
+//!
+//! The kernel lock in `work/locks` keeps two processes of one host off the same file, and
+//! the kernel drops it when its owner dies. It cannot see a worker on another host, nor
+//! tell a stopped process (SIGSTOP, a suspended VM, a stall) from a working one. So the
+//! ledger also says, per file, which run holds it (`lease_run`), until when (`lease_until`,
+//! renewed by a keeper thread while the run works) and a fencing token (`fence`) that
+//! every taking raises. Another run takes a file only once its lease ran out or its
+//! holder is known dead. The holder remembers its token, and every write of the file's
+//! progress checks it inside the write's own transaction: once the file was taken over,
+//! the old holder's writes are refused ([`LedgerError::Fenced`]) however long it slept,
+//! and it lets go without having written anything.
+//!
+//! Writes to folders (staged chunks, the outbox, the archive) are outside any fence. Each
+//! is idempotent and gives the same bytes whoever makes it, which is what makes a late
+//! write by a fenced worker harmless; the fence makes sure the ledger never records one.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Ledger, LedgerError, Result};
+
+/// The leases this process holds: file id → its fencing token.
+#[derive(Debug)]
+pub(super) struct Fences {
+    held: HashMap<i64, i64>,
+    ttl_ms: i64,
+}
+
+impl Default for Fences {
+    fn default() -> Self {
+        Fences {
+            held: HashMap::new(),
+            ttl_ms: 60_000,
+        }
+    }
+}
+
+/// Who holds a file's lease, when it is not us.
+#[derive(Debug, Clone)]
+pub struct LeaseHolder {
+    pub run: i64,
+    pub host: Option<String>,
+    pub pid: Option<i64>,
+    /// Seconds until the lease runs out (negative: ran out, not yet taken).
+    pub secs_left: f64,
+}
+
+impl std::fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "run {}", self.run)?;
+        if let (Some(h), Some(p)) = (&self.host, self.pid) {
+            write!(f, " (pid {p} on {h})")?;
+        }
+        write!(f, ", lease for {:.0} s more", self.secs_left.max(0.0))
+    }
+}
+
+/// The outcome of trying to take a file's lease.
+#[derive(Debug, Clone)]
+pub enum Taking {
+    /// Taken: the fencing token this run writes under, and the run it took the file
+    /// from, when another held it (a takeover).
+    Taken {
+        fence: i64,
+        from: Option<i64>,
+    },
+    Refused(LeaseHolder),
+}
+
+pub(super) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Checks that this process still holds file `id` (when it holds a lease on it at all)
+/// and renews the lease; run inside the transaction of the write it guards.
+pub(super) fn keep(conn: &Connection, fences: &Fences, id: i64) -> Result<()> {
+    let Some(&fence) = fences.held.get(&id) else {
+        return Ok(());
+    };
+    let n = conn
+        .prepare_cached("UPDATE files SET lease_until=?3 WHERE id=?1 AND fence=?2")?
+        .execute(params![id, fence, now_ms() + fences.ttl_ms])?;
+    if n == 0 {
+        return Err(fenced(conn, id, fence));
+    }
+    Ok(())
+}
+
+fn fenced(conn: &Connection, id: i64, fence: i64) -> LedgerError {
+    let by: Option<(Option<i64>, i64)> = conn
+        .query_row(
+            // The taker has let go once it finished: the file's last run is the taker.
+            "SELECT COALESCE(lease_run, run_id), fence FROM files WHERE id=?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .ok()
+        .flatten();
+    let by = match by {
+        Some((Some(run), now)) => format!("run {run} (fence {now}, ours {fence})"),
+        _ => format!("another run (ours was fence {fence})"),
+    };
+    LedgerError::Fenced { file_id: id, by }
+}
+
+impl Ledger {
+    /// How long a lease lasts without renewal.
+    pub fn set_lease_seconds(&mut self, secs: u64) {
+        self.fences.ttl_ms = (secs.max(1) * 1000) as i64;
+    }
+
+    /// Takes file `id` for `run`: granted when nobody holds it, the run holds it already,
+    /// the lease ran out, or its holder is not running any more (finished, or known dead:
+    /// a holder on this host whose process is gone is buried first).
+    pub fn take_lease(&mut self, id: i64, run: i64) -> Result<Taking> {
+        let mut taking = self.try_take(id, run)?;
+        if matches!(taking, Taking::Refused(_)) {
+            self.bury_dead_runs()?;
+            taking = self.try_take(id, run)?;
+        }
+        if let Taking::Taken { fence, .. } = taking {
+            self.fences.held.insert(id, fence);
+        }
+        Ok(taking)
+    }
+
+    fn try_take(&self, id: i64, run: i64) -> Result<Taking> {
+        let now = now_ms();
+        let ttl = self.fences.ttl_ms;
+        self.immediate(|c| {
+            let before: Option<i64> =
+                c.query_row("SELECT lease_run FROM files WHERE id=?1", [id], |r| r.get(0))?;
+            let fence: Option<i64> = c
+                .query_row(
+                    "UPDATE files SET lease_run=?2, lease_until=?3, fence=fence+1 WHERE id=?1 AND \
+                     (lease_run IS NULL OR lease_run=?2 OR lease_until<=?4 OR NOT EXISTS \
+                      (SELECT 1 FROM runs r WHERE r.id=files.lease_run AND r.status='running' AND r.finished_at IS NULL)) \
+                     RETURNING fence",
+                    params![id, run, now + ttl, now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(fence) = fence {
+                let from = before.filter(|&b| b != run);
+                return Ok(Taking::Taken { fence, from });
+            }
+            let holder = c.query_row(
+                "SELECT f.lease_run, r.host, r.pid, f.lease_until FROM files f \
+                 LEFT JOIN runs r ON r.id = f.lease_run WHERE f.id=?1",
+                [id],
+                |r| {
+                    Ok(LeaseHolder {
+                        run: r.get(0)?,
+                        host: r.get(1)?,
+                        pid: r.get(2)?,
+                        secs_left: (r.get::<_, i64>(3)? - now) as f64 / 1000.0,
+                    })
+                },
+            )?;
+            Ok(Taking::Refused(holder))
+        })
+    }
+
+    /// Lets go of file `id` (a no-op if it was taken over meanwhile).
+    pub fn release_lease(&mut self, id: i64) -> Result<()> {
+        if let Some(fence) = self.fences.held.remove(&id) {
+            self.conn.execute(
+                "UPDATE files SET lease_run=NULL, lease_until=NULL WHERE id=?1 AND fence=?2",
+                params![id, fence],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Starts renewing the lease on file `id` every third of its length, on a connection
+    /// of its own, until the returned keeper is dropped. `None` when no lease is held.
+    pub fn lease_keeper(&self, id: i64) -> Result<Option<LeaseKeeper>> {
+        let Some(&fence) = self.fences.held.get(&id) else {
+            return Ok(None);
+        };
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let ttl_ms = self.fences.ttl_ms;
+        let every = Duration::from_millis((ttl_ms / 3).max(100) as u64);
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tallyman-lease".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(every) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                // A failed renewal is not fatal here: the next write's check decides.
+                let r = conn.execute(
+                    "UPDATE files SET lease_until=?3 WHERE id=?1 AND fence=?2",
+                    params![id, fence, now_ms() + ttl_ms],
+                );
+                if !matches!(r, Ok(1)) {
+                    tracing::debug!(file_id = id, "lease not renewed: {r:?}");
+                }
+            })?;
+        Ok(Some(LeaseKeeper {
+            stop: Some(stop),
+            thread: Some(thread),
+        }))
+    }
+}
+
+/// Renews a lease while it lives (see [`Ledger::lease_keeper`]).
+pub struct LeaseKeeper {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger_with_file(dir: &std::path::Path) -> (Ledger, i64) {
+        let l = Ledger::open(&dir.join("l.sqlite")).unwrap();
+        let run = l.begin_run("run").unwrap();
+        let f = l
+            .insert_file(
+                &super::super::NewFile {
+                    fingerprint: "fp",
+                    name: "a.csv",
+                    raw_name: None,
+                    source_path: "/in/a.csv",
+                    size: 1,
+                    forced: false,
+                },
+                run,
+            )
+            .unwrap();
+        (l, f.id)
+    }
+
+    fn taken(t: Taking) -> i64 {
+        match t {
+            Taking::Taken { fence, .. } => fence,
+            Taking::Refused(h) => panic!("refused: {h}"),
+        }
+    }
+
+    #[test]
+    fn a_live_lease_is_refused_and_an_expired_one_is_taken_with_a_higher_fence() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut a, id) = ledger_with_file(d.path());
+        a.set_lease_seconds(1);
+        let run_a = a.begin_run("run").unwrap();
+        let fa = taken(a.take_lease(id, run_a).unwrap());
+
+        let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
+        b.set_lease_seconds(1);
+        let run_b = b.begin_run("run").unwrap();
+        match b.take_lease(id, run_b).unwrap() {
+            Taking::Refused(h) => {
+                assert_eq!(h.run, run_a);
+                assert!(h.secs_left > 0.0, "{h}");
+            }
+            t => panic!("a live lease was taken: {t:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        let fb = match b.take_lease(id, run_b).unwrap() {
+            Taking::Taken { fence, from } => {
+                assert_eq!(from, Some(run_a));
+                fence
+            }
+            t => panic!("{t:?}"),
+        };
+        assert!(fb > fa);
+
+        // The old holder's writes are refused, and its letting go leaves the new lease.
+        let err = a.hold(id, "review", "x").unwrap_err();
+        assert!(matches!(err, LedgerError::Fenced { .. }), "{err}");
+        a.release_lease(id).unwrap();
+        b.hold(id, "review", "x").unwrap();
+        let holder: i64 = b
+            .conn
+            .query_row("SELECT lease_run FROM files WHERE id=?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(holder, run_b);
+    }
+
+    #[test]
+    fn the_lease_of_a_finished_run_is_taken_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut a, id) = ledger_with_file(d.path());
+        let run_a = a.begin_run("run").unwrap();
+        taken(a.take_lease(id, run_a).unwrap());
+        a.finish_run(run_a, "ok", None).unwrap();
+        let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
+        let run_b = b.begin_run("run").unwrap();
+        taken(b.take_lease(id, run_b).unwrap());
+    }
+
+    #[test]
+    fn the_keeper_renews_a_lease_past_its_length() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut a, id) = ledger_with_file(d.path());
+        a.set_lease_seconds(1);
+        let run_a = a.begin_run("run").unwrap();
+        taken(a.take_lease(id, run_a).unwrap());
+        let keeper = a.lease_keeper(id).unwrap().expect("a lease is held");
+        std::thread::sleep(Duration::from_millis(1600));
+        let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
+        let run_b = b.begin_run("run").unwrap();
+        assert!(matches!(
+            b.take_lease(id, run_b).unwrap(),
+            Taking::Refused(_)
+        ));
+        drop(keeper);
+        a.hold(id, "review", "still ours").unwrap();
+    }
+}
