@@ -60,6 +60,8 @@ fn status_shows_the_worker_holding_a_file_and_one_whose_process_is_gone() {
     assert_eq!(ws[0]["file_name"], "orders-held.csv");
     assert_eq!(ws[0]["alive"], true);
     assert!(ws[0]["seen_secs_ago"].as_f64().unwrap() < 30.0, "{ws:?}");
+    let lease = ws[0]["lease_secs_left"].as_f64().unwrap();
+    assert!(lease > 0.0 && lease <= 60.0, "{ws:?}");
     let shown = String::from_utf8_lossy(&w.run(&["status"]).stdout).into_owned();
     assert!(
         shown.contains("Workers (1):") && shown.contains("orders-held.csv"),

@@ -78,12 +78,13 @@ fn show_workers(workers: &[crate::ledger::WorkerRow]) {
     }
     say!("Workers ({}):", workers.len());
     say!(
-        "  {:<6} {:<9} {:<16} {:>8} {:>10}  HOLDING",
+        "  {:<6} {:<9} {:<16} {:>8} {:>10} {:>12}  HOLDING",
         "RUN",
         "COMMAND",
         "HOST",
         "PID",
-        "SEEN"
+        "SEEN",
+        "LEASE"
     );
     for w in workers {
         let seen = w
@@ -97,13 +98,24 @@ fn show_workers(workers: &[crate::ledger::WorkerRow]) {
             Some(false) => "  (process gone)",
             _ => "",
         };
+        let lease = w.lease_secs_left.map_or_else(
+            || "-".into(),
+            |s| {
+                if s >= 0.0 {
+                    format!("{s:.0}s left")
+                } else {
+                    "ran out".into()
+                }
+            },
+        );
         say!(
-            "  {:<6} {:<9} {:<16} {:>8} {:>10}  {holding}{gone}",
+            "  {:<6} {:<9} {:<16} {:>8} {:>10} {:>12}  {holding}{gone}",
             w.run,
             w.command,
             w.host.as_deref().unwrap_or("?"),
             w.pid,
-            seen
+            seen,
+            lease
         );
     }
 }

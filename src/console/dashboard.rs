@@ -312,7 +312,7 @@ fn workers_table(workers: &[WorkerRow]) -> Markup {
         @if !workers.is_empty() {
             h2 { "Workers" }
             table {
-                tr { th { "run" } th { "command" } th { "host" } th.num { "pid" } th { "holding" } th.num { "last seen" } th { "state" } }
+                tr { th { "run" } th { "command" } th { "host" } th.num { "pid" } th { "holding" } th.num { "last seen" } th.num { "lease" } th { "state" } }
                 @for w in workers {
                     tr {
                         td { (w.run) } td { (w.command) } td { (w.host.as_deref().unwrap_or("?")) } td.num { (w.pid) }
@@ -322,6 +322,7 @@ fn workers_table(workers: &[WorkerRow]) -> Markup {
                             } @else { "–" }
                         }
                         td.num { (w.seen_secs_ago.map_or("–".into(), |s| format!("{} ago", duration(s)))) }
+                        td.num { (w.lease_secs_left.map_or("–".into(), |s| if s >= 0.0 { format!("{} left", duration(s)) } else { "ran out".into() })) }
                         td { (super::html::badge(if w.alive == Some(false) { "gone" } else { "running" })) }
                     }
                 }
@@ -362,6 +363,7 @@ mod tests {
             file_id: file.map(|f| f.0),
             file_name: file.map(|f| f.1.to_string()),
             alive,
+            lease_secs_left: file.map(|_| 41.0),
         }
     }
 
@@ -378,6 +380,7 @@ mod tests {
         );
         assert!(html.contains("edi-1") && html.contains("4242"), "{html}");
         assert!(html.contains("3.0 s ago"), "{html}");
+        assert!(html.contains("41.0 s left"), "{html}");
         assert!(html.contains(r#"badge bad">gone"#), "{html}");
         assert!(
             workers_table(&[]).into_string().is_empty(),

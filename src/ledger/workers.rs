@@ -25,6 +25,9 @@ pub struct WorkerRow {
     /// `Some(false)` when it runs on this host and its process is gone (killed); `None`
     /// when that cannot be told from here.
     pub alive: Option<bool>,
+    /// Seconds left on its lease of the file it holds (negative: ran out; another run
+    /// takes the file over). See leases.rs.
+    pub lease_secs_left: Option<f64>,
 }
 
 /// This host's name (what a worker on it writes in `runs.host`).
@@ -52,11 +55,13 @@ impl Ledger {
     pub fn workers(&self) -> Result<Vec<WorkerRow>> {
         let here = host();
         let mut st = self.conn.prepare(
-            "SELECT r.id, r.command, r.host, r.pid, r.started_at, r.seen_at, r.file_id, f.name \
+            "SELECT r.id, r.command, r.host, r.pid, r.started_at, r.seen_at, r.file_id, f.name, \
+             CASE WHEN f.lease_run = r.id THEN f.lease_until END \
              FROM runs r LEFT JOIN files f ON f.id = r.file_id \
              WHERE r.finished_at IS NULL AND r.status = 'running' ORDER BY r.id DESC",
         )?;
         let now = chrono::Utc::now();
+        let now_ms = now.timestamp_millis();
         let rows = st
             .query_map([], |r| {
                 let host: Option<String> = r.get(2)?;
@@ -79,6 +84,9 @@ impl Ledger {
                     seen_at,
                     file_id: r.get(6)?,
                     file_name: r.get(7)?,
+                    lease_secs_left: r
+                        .get::<_, Option<i64>>(8)?
+                        .map(|until| (until - now_ms) as f64 / 1000.0),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
