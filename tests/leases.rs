@@ -9,6 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ledger_counts, orders_csv, text, Work};
+use tallyman::erpsim::{SimConfig, Simulator};
 
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
@@ -108,4 +109,199 @@ fn a_run_stopped_past_its_lease_is_taken_over_and_its_late_writes_are_refused() 
     let again = w.run(&["run"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert!(text(&again).contains("nothing to do"), "{}", text(&again));
+}
+
+const TOKEN: &str = "lease-token";
+
+/// A second config over the same folders and ledger with a `work/` of its own: its OS
+/// locks and rate-limit bucket are its own, as on another host.
+fn second_worker(w: &Work) -> std::path::PathBuf {
+    let cfg = w.dir.join("worker-b.toml");
+    let text = std::fs::read_to_string(w.config()).unwrap();
+    assert!(text.contains("work = \"work\""));
+    std::fs::write(&cfg, text.replace("work = \"work\"", "work = \"work-b\"")).unwrap();
+    std::fs::create_dir(w.dir.join("work-b")).unwrap();
+    cfg
+}
+
+#[test]
+fn one_relay_sends_to_a_target_at_a_time_across_workers_with_work_folders_of_their_own() {
+    let sim = Simulator::start(
+        "127.0.0.1:0",
+        SimConfig {
+            token: Some(TOKEN.into()),
+            check_order_customer: false,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    let w = Work::new(100);
+    w.set("budget_seconds = 240", "budget_seconds = 0");
+    let text_cfg = std::fs::read_to_string(w.config()).unwrap();
+    std::fs::write(
+        w.config(),
+        text_cfg
+            + &format!(
+                "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\n\
+                 timeout_seconds = 5\nrate_limit_per_minute = 600\n",
+                sim.base_url()
+            ),
+    )
+    .unwrap();
+    let mut csv =
+        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
+    for i in 0..40 {
+        csv.push_str(&format!(
+            "RC-{i:03},Customer {i},c{i}@x.example,,Berlin,10115,DE,,yes\n"
+        ));
+    }
+    w.drop_file("customers-r.csv", csv.as_bytes());
+    let out = w.cmd().arg("run").env("ERP_TOKEN", TOKEN).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    w.set("budget_seconds = 0", "budget_seconds = 240");
+    let b = second_worker(&w);
+
+    // Worker A relays at 10 a second; worker B starts while it does.
+    let a = w
+        .cmd()
+        .arg("deliver")
+        .env("ERP_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while sim.stats().requests_total == 0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "A never sent");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out_b = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(&b)
+        .arg("deliver")
+        .env("ERP_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let shown_b = text(&out_b);
+    assert_eq!(out_b.status.code(), Some(0), "{shown_b}");
+    assert!(
+        shown_b.contains("erp: 0 delivered now")
+            && shown_b.contains("another tallyman is delivering to erp"),
+        "{shown_b}"
+    );
+    let out_a = a.wait_with_output().unwrap();
+    let shown_a = text(&out_a);
+    assert_eq!(out_a.status.code(), Some(0), "{shown_a}");
+    assert!(shown_a.contains("erp: 40 delivered now"), "{shown_a}");
+    let st = sim.stats();
+    assert_eq!(st.creates.get("customers"), Some(&40), "{st:?}");
+    assert!(st.duplicates.is_empty(), "{st:?}");
+    assert_eq!(st.status_429_sent, 0, "{st:?}");
+}
+
+#[test]
+fn a_relay_stopped_past_its_lease_is_taken_over_and_nothing_is_created_twice() {
+    // The harshest ERP: no idempotency keys, no unique references — a second create of a
+    // record would be a second record.
+    let sim = Simulator::start(
+        "127.0.0.1:0",
+        SimConfig {
+            token: Some(TOKEN.into()),
+            check_order_customer: false,
+            idempotency: false,
+            unique_refs: false,
+            latency_ms: 100,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    let w = Work::new(100);
+    w.set("budget_seconds = 240", "budget_seconds = 0");
+    w.set("lease_seconds = 60", "lease_seconds = 1");
+    let text_cfg = std::fs::read_to_string(w.config()).unwrap();
+    std::fs::write(
+        w.config(),
+        text_cfg
+            + &format!(
+                "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\n\
+                 timeout_seconds = 5\nconcurrency = 2\nbackoff_base_ms = 20\nbackoff_cap_seconds = 1\n",
+                sim.base_url()
+            ),
+    )
+    .unwrap();
+    let mut csv =
+        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
+    for i in 0..30 {
+        csv.push_str(&format!(
+            "SC-{i:03},Customer {i},c{i}@x.example,,Berlin,10115,DE,,yes\n"
+        ));
+    }
+    w.drop_file("customers-s.csv", csv.as_bytes());
+    let out = w.cmd().arg("run").env("ERP_TOKEN", TOKEN).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    w.set("budget_seconds = 0", "budget_seconds = 240");
+
+    // Relay A is stopped mid-delivery, between ledger writes, with requests out.
+    let mut a = w
+        .cmd()
+        .arg("deliver")
+        .env("ERP_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "never stopped");
+        assert!(a.try_wait().unwrap().is_none(), "A ended first");
+        if sim
+            .stats()
+            .creates
+            .get("customers")
+            .is_some_and(|&n| n >= 4)
+        {
+            signal(a.id(), "-STOP");
+            if write_lock_free(&w) {
+                break;
+            }
+            signal(a.id(), "-CONT");
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // B takes the relay over and delivers everything, looking up what A had in flight.
+    let out_b = w
+        .cmd()
+        .arg("deliver")
+        .env("ERP_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let shown_b = text(&out_b);
+    assert_eq!(out_b.status.code(), Some(0), "{shown_b}");
+    assert!(
+        shown_b.contains("taking over relay:erp from run"),
+        "{shown_b}"
+    );
+    assert!(shown_b.contains("30 delivered in all"), "{shown_b}");
+
+    // A wakes up: it sends nothing more, its results are refused, and it ends cleanly.
+    let before = sim.stats().requests_total;
+    signal(a.id(), "-CONT");
+    let out_a = a.wait_with_output().unwrap();
+    let shown_a = text(&out_a);
+    assert_eq!(out_a.status.code(), Some(0), "{shown_a}");
+    assert!(
+        shown_a.contains("the relay was taken over by")
+            && shown_a.contains("another tallyman is delivering to erp"),
+        "{shown_a}"
+    );
+    let st = sim.stats();
+    assert_eq!(st.requests_total, before, "A sent after waking: {st:?}");
+    assert_eq!(st.creates.get("customers"), Some(&30), "{st:?}");
+    assert!(st.duplicates.is_empty(), "{st:?}");
+    assert_eq!(
+        sim.records()["customers"].as_array().map(Vec::len),
+        Some(30)
+    );
 }

@@ -5,9 +5,11 @@
 //! [`Target::deliver`], and records every attempt; its typed [`Outcome`] decides what
 //! happens next — delivered, retried after a backoff (persisted, so timer runs continue the
 //! schedule), a dead letter for a person, or the whole target blocked (bad credentials: no
-//! record is dead-lettered for that). One relay per target runs on a machine at a time
-//! (an OS lock), so deliveries a dead relay left in flight are known to be ambiguous and
-//! are looked up before they are sent again.
+//! record is dead-lettered for that). One relay per target runs at a time, across
+//! every worker sharing the ledger (an OS lock on the machine, a lease in the ledger
+//! across machines): deliveries a dead or stopped relay left in flight are known to be
+//! ambiguous and are looked up before they are sent again, and the target's rate limit is
+//! one relay's to keep.
 
 mod backoff;
 pub mod http;
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::RetryPolicy;
-use crate::ledger::{AttemptLog, Due, Finished, Ledger, LedgerError};
+use crate::ledger::{AttemptLog, Due, Finished, Leased, Ledger, LedgerError, Taking};
 
 pub use backoff::{after_failure, Jitter, Next};
 
@@ -87,12 +89,65 @@ pub fn relay(
         target: target.name().to_string(),
         ..RelayReport::default()
     };
-    let Some(_lock) = crate::intake::try_claim(locks, &format!("relay-{}", target.name()))? else {
+    let lock = crate::intake::try_claim(locks, &format!("relay-{}", target.name()))?;
+    let role = Leased::relay(target.name());
+    if !take_role(ledger, &role, lock.is_some())? {
         report.busy = true;
         return Ok(report);
+    }
+    let keeper = ledger.lease_keeper(&role)?;
+    let holds = || keeper.as_ref().is_none_or(|k| k.holds());
+    let result = relay_held(ledger, target, policy, deadline, stop, &holds, &mut report);
+    drop(keeper);
+    ledger.release_lease(&role)?;
+    match result {
+        Err(LedgerError::Fenced { by, .. }) => {
+            // Stopped past the lease: the taker recovered what this relay had in flight.
+            tracing::warn!(target = %target.name(), "the relay was taken over by {by}; this run recorded nothing more");
+            report.busy = true;
+            Ok(report)
+        }
+        other => other.map(|()| report),
+    }
+}
+
+/// Takes the role of the target's relay in the ledger. The OS lock (`locked`) keeps two
+/// relays of this host apart; the lease keeps them apart across hosts, and lets a relay
+/// take over from one of this host that holds the OS lock but stopped renewing.
+fn take_role(ledger: &mut Ledger, role: &Leased, locked: bool) -> Result<bool, LedgerError> {
+    let Some(run) = ledger.current_run() else {
+        return Ok(locked); // not a run (a library caller): the OS lock alone decides
     };
+    match ledger.take_lease(role, run)? {
+        Taking::Taken {
+            from: Some(from), ..
+        } => {
+            tracing::warn!("taking over {role} from run {from}, whose lease ran out");
+            Ok(true)
+        }
+        Taking::Taken { from: None, .. } if !locked => {
+            // Free in the ledger but locked here: a relay of this host is starting.
+            ledger.release_lease(role)?;
+            Ok(false)
+        }
+        Taking::Taken { .. } => Ok(true),
+        Taking::Refused(_) => Ok(false),
+    }
+}
+
+/// The relay's work once it holds the role.
+fn relay_held(
+    ledger: &mut Ledger,
+    target: &dyn Target,
+    policy: &RetryPolicy,
+    deadline: Instant,
+    stop: &AtomicBool,
+    holds: &(dyn Fn() -> bool + Sync),
+    report: &mut RelayReport,
+) -> Result<(), LedgerError> {
     report.recovered = ledger.recover_in_flight(target.name())?;
-    let over = || stop.load(Ordering::Relaxed) || Instant::now() >= deadline;
+    // A relay that no longer surely holds its role sends nothing more.
+    let over = || stop.load(Ordering::Relaxed) || Instant::now() >= deadline || !holds();
     let work = WorkQueue::default();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
@@ -102,14 +157,14 @@ pub fn relay(
             s.spawn(move || worker(target, work, over, tx));
         }
         drop(tx);
-        let result = feed(ledger, target, policy, &work, &rx, &over, &mut report);
+        let result = feed(ledger, target, policy, &work, &rx, &over, report);
         work.close();
         // Workers finish what they hold; record it, even after an error above.
         let rest: Vec<_> = rx.iter().collect();
         let mut jitter = Jitter::seeded(seed());
         let finished: Vec<Finished> = rest
             .into_iter()
-            .map(|(d, o, log)| settle(d, o, log, policy, &mut jitter, &mut report))
+            .map(|(d, o, log)| settle(d, o, log, policy, &mut jitter, report))
             .collect();
         result.and_then(|()| ledger.finish_deliveries(target.name(), &finished))
     })?;
@@ -118,7 +173,7 @@ pub fn relay(
         None if report.delivered > 0 => ledger.unblock_target(target.name())?,
         None => {}
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Claims deliveries into the queue while there is room, and records results as they come.

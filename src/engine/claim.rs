@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::{io_err, Engine, EngineError, FileReport, Job, Result};
 use crate::fsutil;
 use crate::intake::{self, Candidate};
-use crate::ledger::{FileRow, FileState, Lost, NewFile, Taking};
+use crate::ledger::{FileRow, FileState, Leased, Lost, NewFile, Taking};
 
 // One lives at a time, for one file: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -55,7 +55,7 @@ impl Engine {
         let id = row.id;
         let claimed = self.claim_unfinished_leased(run, row, claim);
         if !matches!(claimed, Ok(Some(Claimed::Work(_)))) {
-            self.ledger.release_lease(id)?;
+            self.ledger.release_lease(&Leased::File(id))?;
         }
         claimed
     }
@@ -64,13 +64,13 @@ impl Engine {
     /// (`locked`), taking it is a takeover from a process of this host that stopped
     /// renewing it; from a run elsewhere it may be either.
     fn take_lease(&mut self, run: i64, row: &FileRow, locked: bool) -> Result<bool> {
-        match self.ledger.take_lease(row.id, run)? {
+        match self.ledger.take_lease(&Leased::File(row.id), run)? {
             Taking::Taken {
                 from: Some(from), ..
             } => {
                 let msg = format!(
-                    "taking the file over from run {from}, whose lease on it ran out{}; resuming after its last committed batch",
-                    if locked { "" } else { " (its process holds the file lock but is stopped)" }
+                    "taking the file over from run {from}, which ended without finishing it or stopped renewing its lease{}; resuming after its last committed batch",
+                    if locked { "" } else { " (its process holds the file lock: it is stopped)" }
                 );
                 self.note(Some(run), "warn", row, &msg)?;
                 Ok(true)
@@ -106,6 +106,11 @@ impl Engine {
         }
         let work = row.work_path.as_ref().map(PathBuf::from);
         let work_exists = work.as_ref().is_some_and(|w| w.exists());
+        if work.is_some() && !work_exists && !self.ledger.claimed_here(row.id)? {
+            // Its input lies in the `work/` of a worker elsewhere: not lost, not ours.
+            tracing::debug!(file = %crate::display::name(&row.name), "claimed into another worker's work folder");
+            return Ok(None);
+        }
         match row.state {
             FileState::Done | FileState::Held => return Ok(None),
             FileState::Publishing => {}
@@ -288,40 +293,59 @@ impl Engine {
                 return Ok(None);
             }
         }
-        let Some(claim) = self.try_claim(&fp)? else {
+        let busy = || {
             let note = "being processed by another tallyman".to_string();
             let r = FileReport::simple(src.name(), &fp, "skipped", Some(note));
-            return Ok(Some(Claimed::Report(r)));
+            Ok(Some(Claimed::Report(r)))
+        };
+        let Some(claim) = self.try_claim(&fp)? else {
+            return busy();
         };
         if !path.exists() {
             return Ok(None); // another process finished it between our scan and our claim
         }
-        let row = match self.ledger.latest_file(&fp)? {
+        let latest = self.ledger.latest_file(&fp)?;
+        if let Some(row) = &latest {
+            // A worker elsewhere is on it (its input lies in a `work/` this one may not see).
+            if row.state != FileState::Done && self.ledger.held_elsewhere(row.id, run)? {
+                return busy();
+            }
+        }
+        let row = match latest {
             Some(row) if !force && blocks_new_attempt(&row) => {
                 return self.duplicate_file(run, &src, &fp, &row).map(Some);
             }
             Some(row) if row.state == FileState::Reading && row.work_path.is_none() => row,
-            _ => {
+            seen => {
                 let os_name = src.os_name();
                 let raw = raw_name_bytes(&os_name);
                 let shown = path.display().to_string();
-                self.ledger.insert_file(
-                    &NewFile {
-                        fingerprint: &fp,
-                        name: src.name(),
-                        raw_name: raw.as_deref(),
-                        source_path: &shown,
-                        size,
-                        forced: force,
-                    },
-                    run,
-                )?
+                let new = NewFile {
+                    fingerprint: &fp,
+                    name: src.name(),
+                    raw_name: raw.as_deref(),
+                    source_path: &shown,
+                    size,
+                    forced: force,
+                };
+                match self
+                    .ledger
+                    .insert_attempt(&new, run, seen.map(|r| r.id), true)?
+                {
+                    Some(row) => row,
+                    None => return busy(), // another worker registered it just now
+                }
             }
         };
         if !self.take_lease(run, &row, true)? {
-            let note = "being processed by another tallyman".to_string();
-            let r = FileReport::simple(src.name(), &fp, "skipped", Some(note));
-            return Ok(Some(Claimed::Report(r)));
+            return busy();
+        }
+        // Under the lease, the row must still be the unclaimed attempt decided on: a worker
+        // that claimed it before us may have finished it (and let go) meanwhile.
+        let row = self.ledger.file(row.id)?;
+        if row.state != FileState::Reading || row.work_path.is_some() {
+            self.ledger.release_lease(&Leased::File(row.id))?;
+            return Ok(None);
         }
         self.link_correction(&row)?;
         let work = self.cfg.paths.processing().join(work_name(&fp, src.name()));

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::format::{registry, Diagnostics, FormatSet};
 use crate::intake::Claim;
-use crate::ledger::{Counts, FileRow, FileState, Ledger, LedgerError};
+use crate::ledger::{Counts, FileRow, FileState, Leased, Ledger, LedgerError};
 use crate::sink::{Outbox, Sink};
 
 pub use read::ReadEnd;
@@ -314,10 +314,10 @@ impl Engine {
     fn process(&mut self, run: i64, job: Job) -> Result<FileReport> {
         let id = job.row.id;
         self.ledger.run_seen(run, Some(id))?;
-        let keeper = self.ledger.lease_keeper(id)?;
+        let keeper = self.ledger.lease_keeper(&Leased::File(id))?;
         let report = self.process_file(run, job);
         drop(keeper);
-        let released = self.ledger.release_lease(id);
+        let released = self.ledger.release_lease(&Leased::File(id));
         let let_go = self.ledger.run_seen(run, None);
         let report = match report {
             Err(EngineError::Ledger(LedgerError::Fenced { by, .. })) => {

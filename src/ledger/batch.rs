@@ -18,7 +18,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        super::leases::keep(&tx, &self.fences, file_id)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::File(file_id))?;
         Ok(BatchTx {
             tx,
             routes: &self.routes,

@@ -182,6 +182,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::relay(target))?;
         let at = now();
         let rows = {
             let mut st = tx.prepare_cached(&format!(
@@ -229,6 +230,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::relay(target))?;
         tx.execute(
             "UPDATE attempts SET finished_at=?2, outcome='interrupted' WHERE finished_at IS NULL AND delivery_id IN \
              (SELECT id FROM deliveries WHERE target=?1 AND state='in_flight')",
@@ -249,6 +251,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::relay(target))?;
         let at = now();
         for f in results {
             tx.execute(

@@ -161,8 +161,31 @@ impl Ledger {
     /// Creates a new attempt for a fingerprint (first claim, `process --force`, or content
     /// sent again after nothing of it was applied).
     pub fn insert_file(&self, f: &NewFile, run: i64) -> Result<FileRow> {
+        self.insert_attempt(f, run, None, false)
+            .map(|row| row.expect("an unconditional insert"))
+    }
+
+    /// Registers a new attempt of the content `f.fingerprint` — unless, with `checked`,
+    /// its latest attempt is no longer `seen` (the one the caller decided on): another
+    /// worker registered the content meanwhile, and the answer is `None`. Two workers
+    /// taking the same new file from a shared inbox register it once.
+    pub fn insert_attempt(
+        &self,
+        f: &NewFile,
+        run: i64,
+        seen: Option<i64>,
+        checked: bool,
+    ) -> Result<Option<FileRow>> {
         let source = self.roots.store(f.source_path);
         let id = self.immediate(|c| {
+            let latest: Option<i64> = c.query_row(
+                "SELECT MAX(id) FROM files WHERE fingerprint=?1",
+                [f.fingerprint],
+                |r| r.get(0),
+            )?;
+            if checked && latest != seen {
+                return Ok(None);
+            }
             let attempt: i64 = c.query_row(
                 "SELECT COALESCE(MAX(attempt), 0) + 1 FROM files WHERE fingerprint=?1",
                 [f.fingerprint],
@@ -173,9 +196,9 @@ impl Ledger {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reading', ?8, ?9)",
                 params![f.fingerprint, attempt, f.name, f.raw_name, source, f.size as i64, f.forced, run, now()],
             )?;
-            Ok(c.last_insert_rowid())
+            Ok(Some(c.last_insert_rowid()))
         })?;
-        self.file(id)
+        id.map(|id| self.file(id)).transpose()
     }
 
     /// Records that reading starts (again) and returns how many times in a row the process
@@ -311,7 +334,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        super::leases::keep(&tx, &self.fences, id)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
         if outcome == Outcome::Rejected {
             let msg = format!("file rejected whole: {}", why.unwrap_or("policy"));
             super::spans::reject_late(
@@ -362,7 +385,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        super::leases::keep(&tx, &self.fences, id)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
         for table in ["lines", "units", "keys", "versions"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
@@ -382,7 +405,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        super::leases::keep(&tx, &self.fences, id)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
         for table in ["lines", "units", "keys", "versions", "chunks"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
@@ -404,7 +427,7 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        super::leases::keep(&tx, &self.fences, id)?;
+        super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
         super::spans::reject_late(&tx, id, "'applied', 'unmapped'", &ranges, rule, message)?;
         tx.execute(
             &format!(
@@ -500,7 +523,7 @@ impl Ledger {
         write: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
     ) -> Result<()> {
         self.immediate(|c| {
-            super::leases::keep(c, &self.fences, id)?;
+            super::leases::keep(c, &self.fences, &super::Leased::File(id))?;
             write(c)?;
             Ok(())
         })

@@ -16,18 +16,64 @@
 //! write by a fenced worker harmless; the fence makes sure the ledger never records one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Ledger, LedgerError, Result};
 
-/// The leases this process holds: file id → its fencing token.
+/// What a lease is on: a file (its row in `files`), or a named role only one run may
+/// play at a time (a row in `leases`: `relay:<target>`, the one relay of a target).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Leased {
+    File(i64),
+    Named(String),
+}
+
+impl Leased {
+    /// The role of `target`'s one relay: whoever plays it sends to the target, so the
+    /// target's rate limit and its in-flight requests are one run's, across all workers.
+    pub fn relay(target: &str) -> Leased {
+        Leased::Named(format!("relay:{target}"))
+    }
+
+    fn table(&self) -> &'static str {
+        match self {
+            Leased::File(_) => "files",
+            Leased::Named(_) => "leases",
+        }
+    }
+    fn key_col(&self) -> &'static str {
+        match self {
+            Leased::File(_) => "id",
+            Leased::Named(_) => "name",
+        }
+    }
+    fn key(&self) -> rusqlite::types::Value {
+        match self {
+            Leased::File(id) => (*id).into(),
+            Leased::Named(n) => n.clone().into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Leased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leased::File(id) => write!(f, "file #{id}"),
+            Leased::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+/// The leases this process holds, with their fencing tokens.
 #[derive(Debug)]
 pub(super) struct Fences {
-    held: HashMap<i64, i64>,
+    held: HashMap<Leased, i64>,
     ttl_ms: i64,
 }
 
@@ -76,29 +122,39 @@ pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Checks that this process still holds file `id` (when it holds a lease on it at all)
-/// and renews the lease; run inside the transaction of the write it guards.
-pub(super) fn keep(conn: &Connection, fences: &Fences, id: i64) -> Result<()> {
-    let Some(&fence) = fences.held.get(&id) else {
+/// Checks that this process still holds `what` (when it holds a lease on it at all) and
+/// renews the lease; run inside the transaction of the write it guards.
+pub(super) fn keep(conn: &Connection, fences: &Fences, what: &Leased) -> Result<()> {
+    let Some(&fence) = fences.held.get(what) else {
         return Ok(());
     };
-    let n = conn
-        .prepare_cached("UPDATE files SET lease_until=?3 WHERE id=?1 AND fence=?2")?
-        .execute(params![id, fence, now_ms() + fences.ttl_ms])?;
+    let sql = format!(
+        "UPDATE {} SET lease_until=?3 WHERE {}=?1 AND fence=?2",
+        what.table(),
+        what.key_col()
+    );
+    let n =
+        conn.prepare_cached(&sql)?
+            .execute(params![what.key(), fence, now_ms() + fences.ttl_ms])?;
     if n == 0 {
-        return Err(fenced(conn, id, fence));
+        return Err(fenced(conn, what, fence));
     }
     Ok(())
 }
 
-fn fenced(conn: &Connection, id: i64, fence: i64) -> LedgerError {
+fn fenced(conn: &Connection, what: &Leased, fence: i64) -> LedgerError {
+    // A file's taker lets go once it finished: the file's last run is the taker.
+    let holder = match what {
+        Leased::File(_) => "COALESCE(lease_run, run_id)",
+        Leased::Named(_) => "lease_run",
+    };
+    let sql = format!(
+        "SELECT {holder}, fence FROM {} WHERE {}=?1",
+        what.table(),
+        what.key_col()
+    );
     let by: Option<(Option<i64>, i64)> = conn
-        .query_row(
-            // The taker has let go once it finished: the file's last run is the taker.
-            "SELECT COALESCE(lease_run, run_id), fence FROM files WHERE id=?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row(&sql, [what.key()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .ok()
         .flatten();
@@ -106,43 +162,98 @@ fn fenced(conn: &Connection, id: i64, fence: i64) -> LedgerError {
         Some((Some(run), now)) => format!("run {run} (fence {now}, ours {fence})"),
         _ => format!("another run (ours was fence {fence})"),
     };
-    LedgerError::Fenced { file_id: id, by }
+    LedgerError::Fenced {
+        what: what.to_string(),
+        by,
+    }
 }
 
 impl Ledger {
+    /// The run this process began on this ledger (the holder of its leases).
+    pub fn current_run(&self) -> Option<i64> {
+        self.run.get()
+    }
+
+    /// This worker's `work/` folder (absolute), when the ledger knows its folders.
+    pub(super) fn work_dir(&self) -> Option<String> {
+        let dir = self.roots.resolve("work:");
+        (dir != "work:").then_some(dir)
+    }
+
+    /// Whether a file another run holds right now, with a lease not run out.
+    pub fn held_elsewhere(&self, id: i64, run: i64) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM files f JOIN runs r ON r.id = f.lease_run \
+             WHERE f.id=?1 AND f.lease_run != ?2 AND f.lease_until > ?3 \
+             AND r.status='running' AND r.finished_at IS NULL)",
+            params![id, run, now_ms()],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether file `id` was claimed into this worker's `work/` folder (on this host), so
+    /// that its input not being there means it is lost — rather than lying in the folder
+    /// of a worker elsewhere, which this one cannot see. Rows of runs that recorded no
+    /// folder (older ledgers) count as this worker's.
+    pub fn claimed_here(&self, id: i64) -> Result<bool> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT r.host, r.work FROM files f JOIN runs r ON r.id = f.run_id WHERE f.id=?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            Some((Some(host), Some(work))) => {
+                host == super::workers::host() && Some(work) == self.work_dir()
+            }
+            _ => true,
+        })
+    }
+
     /// How long a lease lasts without renewal.
     pub fn set_lease_seconds(&mut self, secs: u64) {
         self.fences.ttl_ms = (secs.max(1) * 1000) as i64;
     }
 
-    /// Takes file `id` for `run`: granted when nobody holds it, the run holds it already,
+    /// Takes `what` for `run`: granted when nobody holds it, the run holds it already,
     /// the lease ran out, or its holder is not running any more (finished, or known dead:
     /// a holder on this host whose process is gone is buried first).
-    pub fn take_lease(&mut self, id: i64, run: i64) -> Result<Taking> {
-        let mut taking = self.try_take(id, run)?;
+    pub fn take_lease(&mut self, what: &Leased, run: i64) -> Result<Taking> {
+        let mut taking = self.try_take(what, run)?;
         if matches!(taking, Taking::Refused(_)) {
             self.bury_dead_runs()?;
-            taking = self.try_take(id, run)?;
+            taking = self.try_take(what, run)?;
         }
         if let Taking::Taken { fence, .. } = taking {
-            self.fences.held.insert(id, fence);
+            self.fences.held.insert(what.clone(), fence);
         }
         Ok(taking)
     }
 
-    fn try_take(&self, id: i64, run: i64) -> Result<Taking> {
+    fn try_take(&self, what: &Leased, run: i64) -> Result<Taking> {
         let now = now_ms();
         let ttl = self.fences.ttl_ms;
+        let (table, col, key) = (what.table(), what.key_col(), what.key());
         self.immediate(|c| {
-            let before: Option<i64> =
-                c.query_row("SELECT lease_run FROM files WHERE id=?1", [id], |r| r.get(0))?;
+            if let Leased::Named(name) = what {
+                c.execute("INSERT OR IGNORE INTO leases(name) VALUES (?1)", [name])?;
+            }
+            let before: Option<i64> = c.query_row(
+                &format!("SELECT lease_run FROM {table} WHERE {col}=?1"),
+                [&key],
+                |r| r.get(0),
+            )?;
             let fence: Option<i64> = c
                 .query_row(
-                    "UPDATE files SET lease_run=?2, lease_until=?3, fence=fence+1 WHERE id=?1 AND \
-                     (lease_run IS NULL OR lease_run=?2 OR lease_until<=?4 OR NOT EXISTS \
-                      (SELECT 1 FROM runs r WHERE r.id=files.lease_run AND r.status='running' AND r.finished_at IS NULL)) \
-                     RETURNING fence",
-                    params![id, run, now + ttl, now],
+                    &format!(
+                        "UPDATE {table} SET lease_run=?2, lease_until=?3, fence=fence+1 WHERE {col}=?1 AND \
+                         (lease_run IS NULL OR lease_run=?2 OR lease_until<=?4 OR NOT EXISTS \
+                          (SELECT 1 FROM runs r WHERE r.id={table}.lease_run AND r.status='running' AND r.finished_at IS NULL)) \
+                         RETURNING fence"
+                    ),
+                    params![key, run, now + ttl, now],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -151,9 +262,11 @@ impl Ledger {
                 return Ok(Taking::Taken { fence, from });
             }
             let holder = c.query_row(
-                "SELECT f.lease_run, r.host, r.pid, f.lease_until FROM files f \
-                 LEFT JOIN runs r ON r.id = f.lease_run WHERE f.id=?1",
-                [id],
+                &format!(
+                    "SELECT t.lease_run, r.host, r.pid, t.lease_until FROM {table} t \
+                     LEFT JOIN runs r ON r.id = t.lease_run WHERE t.{col}=?1"
+                ),
+                [&key],
                 |r| {
                     Ok(LeaseHolder {
                         run: r.get(0)?,
@@ -167,28 +280,45 @@ impl Ledger {
         })
     }
 
-    /// Lets go of file `id` (a no-op if it was taken over meanwhile).
-    pub fn release_lease(&mut self, id: i64) -> Result<()> {
-        if let Some(fence) = self.fences.held.remove(&id) {
+    /// Lets go of `what` (a no-op if it was taken over meanwhile).
+    pub fn release_lease(&mut self, what: &Leased) -> Result<()> {
+        if let Some(fence) = self.fences.held.remove(what) {
             self.conn.execute(
-                "UPDATE files SET lease_run=NULL, lease_until=NULL WHERE id=?1 AND fence=?2",
-                params![id, fence],
+                &format!(
+                    "UPDATE {} SET lease_run=NULL, lease_until=NULL WHERE {}=?1 AND fence=?2",
+                    what.table(),
+                    what.key_col()
+                ),
+                params![what.key(), fence],
             )?;
         }
         Ok(())
     }
 
-    /// Starts renewing the lease on file `id` every third of its length, on a connection
-    /// of its own, until the returned keeper is dropped. `None` when no lease is held.
-    pub fn lease_keeper(&self, id: i64) -> Result<Option<LeaseKeeper>> {
-        let Some(&fence) = self.fences.held.get(&id) else {
+    /// Starts renewing the lease on `what` every third of its length, on a connection of
+    /// its own, until the returned keeper is dropped. `None` when no lease is held.
+    pub fn lease_keeper(&self, what: &Leased) -> Result<Option<LeaseKeeper>> {
+        let Some(&fence) = self.fences.held.get(what) else {
             return Ok(None);
         };
         let conn = Connection::open(&self.path)?;
         conn.busy_timeout(Duration::from_secs(30))?;
         let ttl_ms = self.fences.ttl_ms;
         let every = Duration::from_millis((ttl_ms / 3).max(100) as u64);
+        let sql = format!(
+            "UPDATE {} SET lease_until=?3 WHERE {}=?1 AND fence=?2",
+            what.table(),
+            what.key_col()
+        );
+        let (key, shown) = (what.key(), what.to_string());
+        let base = Instant::now();
+        // Trusted until nine tenths of the lease from its last renewal's start, measured on
+        // this process's monotonic clock: well before any other run may take it.
+        let trusted =
+            move |from: Instant| (from - base).as_millis() as u64 + (ttl_ms as u64) * 9 / 10;
+        let until = Arc::new(AtomicU64::new(trusted(base)));
         let (stop, stopped) = mpsc::channel::<()>();
+        let renewed = Arc::clone(&until);
         let thread = std::thread::Builder::new()
             .name("tallyman-lease".into())
             .spawn(move || loop {
@@ -196,18 +326,19 @@ impl Ledger {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
+                let start = Instant::now();
                 // A failed renewal is not fatal here: the next write's check decides.
-                let r = conn.execute(
-                    "UPDATE files SET lease_until=?3 WHERE id=?1 AND fence=?2",
-                    params![id, fence, now_ms() + ttl_ms],
-                );
-                if !matches!(r, Ok(1)) {
-                    tracing::debug!(file_id = id, "lease not renewed: {r:?}");
+                let r = conn.execute(&sql, params![key, fence, now_ms() + ttl_ms]);
+                match r {
+                    Ok(1) => renewed.store(trusted(start), Ordering::Relaxed),
+                    _ => tracing::debug!(lease = %shown, "lease not renewed: {r:?}"),
                 }
             })?;
         Ok(Some(LeaseKeeper {
             stop: Some(stop),
             thread: Some(thread),
+            base,
+            until,
         }))
     }
 }
@@ -216,6 +347,18 @@ impl Ledger {
 pub struct LeaseKeeper {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    base: Instant,
+    /// Milliseconds after `base` until which the lease is surely still ours.
+    until: Arc<AtomicU64>,
+}
+
+impl LeaseKeeper {
+    /// Whether the lease is surely still held. What the ledger cannot fence — a request to
+    /// a target — is started only while this says so: a process that was stopped past its
+    /// lease sees, on waking, that it ran out before it sends anything more.
+    pub fn holds(&self) -> bool {
+        (self.base.elapsed().as_millis() as u64) < self.until.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for LeaseKeeper {
@@ -263,12 +406,12 @@ mod tests {
         let (mut a, id) = ledger_with_file(d.path());
         a.set_lease_seconds(1);
         let run_a = a.begin_run("run").unwrap();
-        let fa = taken(a.take_lease(id, run_a).unwrap());
+        let fa = taken(a.take_lease(&Leased::File(id), run_a).unwrap());
 
         let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
         b.set_lease_seconds(1);
         let run_b = b.begin_run("run").unwrap();
-        match b.take_lease(id, run_b).unwrap() {
+        match b.take_lease(&Leased::File(id), run_b).unwrap() {
             Taking::Refused(h) => {
                 assert_eq!(h.run, run_a);
                 assert!(h.secs_left > 0.0, "{h}");
@@ -276,7 +419,7 @@ mod tests {
             t => panic!("a live lease was taken: {t:?}"),
         }
         std::thread::sleep(Duration::from_millis(1100));
-        let fb = match b.take_lease(id, run_b).unwrap() {
+        let fb = match b.take_lease(&Leased::File(id), run_b).unwrap() {
             Taking::Taken { fence, from } => {
                 assert_eq!(from, Some(run_a));
                 fence
@@ -288,7 +431,7 @@ mod tests {
         // The old holder's writes are refused, and its letting go leaves the new lease.
         let err = a.hold(id, "review", "x").unwrap_err();
         assert!(matches!(err, LedgerError::Fenced { .. }), "{err}");
-        a.release_lease(id).unwrap();
+        a.release_lease(&Leased::File(id)).unwrap();
         b.hold(id, "review", "x").unwrap();
         let holder: i64 = b
             .conn
@@ -304,11 +447,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (mut a, id) = ledger_with_file(d.path());
         let run_a = a.begin_run("run").unwrap();
-        taken(a.take_lease(id, run_a).unwrap());
+        taken(a.take_lease(&Leased::File(id), run_a).unwrap());
         a.finish_run(run_a, "ok", None).unwrap();
         let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
         let run_b = b.begin_run("run").unwrap();
-        taken(b.take_lease(id, run_b).unwrap());
+        taken(b.take_lease(&Leased::File(id), run_b).unwrap());
     }
 
     #[test]
@@ -317,16 +460,37 @@ mod tests {
         let (mut a, id) = ledger_with_file(d.path());
         a.set_lease_seconds(1);
         let run_a = a.begin_run("run").unwrap();
-        taken(a.take_lease(id, run_a).unwrap());
-        let keeper = a.lease_keeper(id).unwrap().expect("a lease is held");
+        taken(a.take_lease(&Leased::File(id), run_a).unwrap());
+        let keeper = a
+            .lease_keeper(&Leased::File(id))
+            .unwrap()
+            .expect("a lease is held");
         std::thread::sleep(Duration::from_millis(1600));
         let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
         let run_b = b.begin_run("run").unwrap();
         assert!(matches!(
-            b.take_lease(id, run_b).unwrap(),
+            b.take_lease(&Leased::File(id), run_b).unwrap(),
             Taking::Refused(_)
         ));
+        assert!(keeper.holds());
         drop(keeper);
         a.hold(id, "review", "still ours").unwrap();
+    }
+
+    #[test]
+    fn a_keeper_that_cannot_renew_stops_vouching_for_its_lease() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut a, id) = ledger_with_file(d.path());
+        a.set_lease_seconds(1);
+        let run_a = a.begin_run("run").unwrap();
+        taken(a.take_lease(&Leased::File(id), run_a).unwrap());
+        let keeper = a.lease_keeper(&Leased::File(id)).unwrap().unwrap();
+        assert!(keeper.holds());
+        // Another run takes the file (as after a stop past the lease): renewals fail.
+        a.conn
+            .execute("UPDATE files SET fence = fence + 1 WHERE id=?1", [id])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        assert!(!keeper.holds());
     }
 }

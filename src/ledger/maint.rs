@@ -118,5 +118,6 @@ pub fn open_for_check(path: &Path) -> Result<Ledger> {
         routes: Vec::new(),
         roots: Default::default(),
         fences: Default::default(),
+        run: Default::default(),
     })
 }

@@ -44,7 +44,7 @@ pub use console_model::{
 pub use corrections::CorrectionLine;
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
 pub use files::{ChunkRecord, LedgerOutcomes, Lost, NewFile};
-pub use leases::{LeaseHolder, LeaseKeeper, Taking};
+pub use leases::{LeaseHolder, LeaseKeeper, Leased, Taking};
 pub use maint::open_for_check;
 pub use model::{
     ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow, RunRow,
@@ -82,8 +82,8 @@ pub enum LedgerError {
     Io(#[from] std::io::Error),
     /// This run's lease on the file ran out and another run took the file over: nothing
     /// more of it may be written by this one (see leases.rs).
-    #[error("file #{file_id} was taken over by {by} after this run's lease on it ran out; this run writes nothing more of it")]
-    Fenced { file_id: i64, by: String },
+    #[error("{what} was taken over by {by} after this run's lease on it ran out; this run writes nothing more of it")]
+    Fenced { what: String, by: String },
 }
 
 impl From<rusqlite::Error> for LedgerError {
@@ -147,8 +147,10 @@ pub struct Ledger {
     routes: Vec<(String, Vec<String>)>,
     /// The configured folders paths are written relative to (see `roots`).
     roots: Roots,
-    /// The file leases this process holds, checked by every write of their progress.
+    /// The leases this process holds, checked by every write they guard.
     fences: leases::Fences,
+    /// The run this process began on this ledger, which holds its leases.
+    run: std::cell::Cell<Option<i64>>,
 }
 
 impl Ledger {
@@ -175,6 +177,7 @@ impl Ledger {
             routes: Vec::new(),
             roots: Roots::default(),
             fences: Default::default(),
+            run: Default::default(),
         };
         retry_busy(|| ledger.migrate())?;
         ledger.restrict_modes()?;
@@ -265,10 +268,12 @@ impl Ledger {
         self.bury_dead_runs()?;
         let at = now();
         self.conn.execute(
-            "INSERT INTO runs(command, pid, started_at, host, seen_at) VALUES (?1, ?2, ?3, ?4, ?3)",
-            params![command, std::process::id(), at, workers::host()],
+            "INSERT INTO runs(command, pid, started_at, host, seen_at, work) VALUES (?1, ?2, ?3, ?4, ?3, ?5)",
+            params![command, std::process::id(), at, workers::host(), self.work_dir()],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let run = self.conn.last_insert_rowid();
+        self.run.set(Some(run));
+        Ok(run)
     }
 
     /// Adds files to a run that goes on (a `watch` session records one run, not a row per

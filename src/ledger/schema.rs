@@ -300,10 +300,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN file_id INTEGER;
     "#,
     // 9: leases and fencing (see leases.rs): the run that holds a file, until when (unix
-    // milliseconds, renewed while it works), and the token every taking raises.
+    // milliseconds, renewed while it works), and the token every taking raises; the same
+    // for named roles one run plays at a time (a target's relay); and the `work/` folder
+    // of each run, where the inputs it claims lie.
     r#"
+    ALTER TABLE runs ADD COLUMN work TEXT;
     ALTER TABLE files ADD COLUMN lease_run INTEGER;
     ALTER TABLE files ADD COLUMN lease_until INTEGER;
     ALTER TABLE files ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        lease_run INTEGER,
+        lease_until INTEGER,
+        fence INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
     "#,
 ];

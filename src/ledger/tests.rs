@@ -112,6 +112,28 @@ fn control_numbers_increase_per_partner_and_kind() {
 }
 
 #[test]
+fn regression_two_workers_registering_the_same_new_content_register_it_once() {
+    // Both saw no attempt of the content; the second to register finds the first's and
+    // backs off instead of making an attempt whose input the first has moved away.
+    let dir = tempfile::tempdir().unwrap();
+    let a = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let b = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let (ra, rb) = (a.begin_run("a").unwrap(), b.begin_run("b").unwrap());
+    let first = a.insert_attempt(&nf("new"), ra, None, true).unwrap();
+    assert!(first.is_some());
+    assert!(b
+        .insert_attempt(&nf("new"), rb, None, true)
+        .unwrap()
+        .is_none());
+    // Having seen the first, a new attempt (content sent again) is registered.
+    let again = b
+        .insert_attempt(&nf("new"), rb, first.map(|f| f.id), true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.attempt, 2);
+}
+
+#[test]
 fn attempts_count_up_per_fingerprint() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();

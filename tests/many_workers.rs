@@ -1,0 +1,211 @@
+//! Several workers over one inbox and one ledger, each with a `work/` folder of its own (its
+//! OS locks, claimed inputs and staged output are its own, as on another host): files keep
+//! arriving while three workers take them, and every record is applied and delivered
+//! exactly once, every input archived once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{orders_csv, text, Work};
+use tallyman::erpsim::{SimConfig, Simulator};
+
+const TOKEN: &str = "workers-token";
+const FILES_EACH: usize = 20;
+
+/// Config `name` over the same folders and ledger as `w`, with `work-<name>/` of its own.
+fn worker_config(w: &Work, name: &str) -> PathBuf {
+    let cfg = w.dir.join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(w.config()).unwrap();
+    let own = format!("work = \"work-{name}\"");
+    std::fs::write(&cfg, text.replace("work = \"work\"", &own)).unwrap();
+    std::fs::create_dir(w.dir.join(format!("work-{name}"))).unwrap();
+    cfg
+}
+
+fn customers_csv(i: usize) -> Vec<u8> {
+    let mut s =
+        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
+    for c in 0..10 {
+        s.push_str(&format!(
+            "MC-{i:02}-{c:02},Customer {i} {c},c{c}@m{i}.example,,Berlin,10115,DE,,yes\n"
+        ));
+    }
+    s.into_bytes()
+}
+
+/// An interchange of two 850s with its own control number and purchase order numbers.
+fn x12_850(i: usize) -> Vec<u8> {
+    let mut s = format!(
+        "ISA*00*          *00*          *ZZ*ACME           *ZZ*TALLYMAN       *261101*0930*U*00401*{:09}*0*P*>~\n\
+         GS*PO*ACME*TALLYMAN*20261101*0930*{i}*X*004010~\n",
+        500 + i
+    );
+    for n in 1..=2 {
+        s.push_str(&format!(
+            "ST*850*{n:04}~\nBEG*00*SA*MPO-{i:02}-{n}**20261101~\nN1*BY*ACME Retail*92*C-100~\n\
+             PO1*1*3*EA*2.50**VN*SKU-1~\nCTT*1~\nSE*6*{n:04}~\n"
+        ));
+    }
+    s.push_str(&format!("GE*2*{i}~\nIEA*1*{:09}~\n", 500 + i));
+    s.into_bytes()
+}
+
+/// Writes a file into the inbox the way a sender should: under a temporary name, renamed.
+fn arrive(inbox: &Path, name: &str, bytes: &[u8]) {
+    let tmp = inbox.join(format!("{name}.part"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, inbox.join(name)).unwrap();
+}
+
+#[test]
+fn three_workers_with_work_folders_of_their_own_apply_and_deliver_every_record_once() {
+    let sim = Simulator::start(
+        "127.0.0.1:0",
+        SimConfig {
+            token: Some(TOKEN.into()),
+            check_order_customer: false,
+            ..SimConfig::default()
+        },
+    )
+    .unwrap();
+    let w = Work::new(20);
+    w.set("lease_seconds = 60", "lease_seconds = 5");
+    let cfg = std::fs::read_to_string(w.config()).unwrap();
+    std::fs::write(
+        w.config(),
+        cfg + &format!(
+            "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\n\
+             timeout_seconds = 5\nbackoff_base_ms = 50\nbackoff_cap_seconds = 1\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let configs: Vec<PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|n| worker_config(&w, n))
+        .collect();
+
+    // The workers: each runs pass after pass until the files stopped coming and a pass of
+    // its found nothing left.
+    let arriving = Arc::new(AtomicBool::new(true));
+    let workers: Vec<_> = configs
+        .iter()
+        .cloned()
+        .map(|cfg| {
+            let arriving = Arc::clone(&arriving);
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let start = Instant::now();
+                loop {
+                    assert!(start.elapsed() < Duration::from_secs(240), "never done");
+                    let done = !arriving.load(Ordering::SeqCst);
+                    let out = std::process::Command::new(common::bin())
+                        .arg("--config")
+                        .arg(&cfg)
+                        .arg("run")
+                        .env("ERP_TOKEN", TOKEN)
+                        .output()
+                        .unwrap();
+                    if out.status.code() != Some(0) {
+                        failures.push(text(&out));
+                    }
+                    if done {
+                        return failures;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+
+    // 60 files of three kinds arrive while they work.
+    let inbox = w.dir.join("inbox");
+    let mut expected = 0i64;
+    for i in 0..FILES_EACH {
+        arrive(
+            &inbox,
+            &format!("orders-m{i:02}.csv"),
+            &orders_csv(15, 0, &format!("M{i:02}-")),
+        );
+        arrive(&inbox, &format!("customers-m{i:02}.csv"), &customers_csv(i));
+        arrive(&inbox, &format!("acme-m{i:02}.x12"), &x12_850(i));
+        expected += 15 + 10 + 2;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    arriving.store(false, Ordering::SeqCst);
+    let failures: Vec<String> = workers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "runs that did not end with 0:\n{}",
+        failures.join("\n---\n")
+    );
+
+    // A last pass delivers what the workers' time budgets left.
+    let out = w.cmd().arg("run").env("ERP_TOKEN", TOKEN).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Every input archived once, every file applied by exactly one attempt.
+    let archived = w.snapshot("archive");
+    assert_eq!(archived.len(), 3 * FILES_EACH, "{:?}", archived.keys());
+    assert!(
+        w.snapshot("rejected").is_empty(),
+        "{:?}",
+        w.snapshot("rejected").keys()
+    );
+    let ledger = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
+    let outcomes: Vec<(String, i64)> = ledger
+        .prepare("SELECT state || ' ' || COALESCE(outcome, '-'), COUNT(*) FROM files GROUP BY 1")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![("done applied".to_string(), (3 * FILES_EACH) as i64)]
+    );
+
+    // The work was shared: files were taken by more than one of the workers.
+    let takers: i64 = ledger
+        .query_row(
+            "SELECT COUNT(DISTINCT r.work) FROM files f JOIN runs r ON r.id = f.run_id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    eprintln!("files were taken by {takers} of 3 workers");
+    assert!(takers >= 2, "one worker took every file");
+
+    // Every record applied once (the target takes every entity, so the ledger's versions
+    // are the records), delivered once, and created once in the ERP.
+    let (versions, distinct, delivered): (i64, i64, i64) = ledger
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT entity || ' ' || key), \
+             (SELECT COUNT(*) FROM deliveries WHERE state = 'delivered') FROM versions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (versions, distinct, delivered),
+        (expected, expected, expected)
+    );
+    let st = sim.stats();
+    let created: u64 = st.creates.values().sum();
+    assert_eq!(created as i64, expected, "{st:?}");
+    assert!(st.duplicates.is_empty(), "{st:?}");
+    for (name, _) in [("work-a", 0), ("work-b", 0), ("work-c", 0)] {
+        let left: Vec<String> = common::snapshot(&w.dir.join(name))
+            .into_keys()
+            .filter(|k| !k.starts_with("locks/") && !k.starts_with("ratelimit/"))
+            .collect();
+        assert!(left.is_empty(), "{name} still holds {left:?}");
+    }
+}
