@@ -81,7 +81,10 @@ fn a_run_stopped_past_its_lease_is_taken_over_and_its_late_writes_are_refused() 
     let taker = w.run(&["run"]);
     assert_eq!(taker.status.code(), Some(1), "{}", text(&taker)); // rejects: exit 1
     let shown = text(&taker);
-    assert!(shown.contains("taking the file over from run 1"), "{shown}");
+    assert!(
+        shown.contains("taking the file over from run 1, whose lease on it ran out (its process holds the file lock: it is stopped)"),
+        "{shown}"
+    );
     assert!(shown.contains("applied_with_rejects"), "{shown}");
 
     // The stopped one goes on: its next write is refused, and it lets go cleanly.
@@ -280,7 +283,8 @@ fn a_relay_stopped_past_its_lease_is_taken_over_and_nothing_is_created_twice() {
     let shown_b = text(&out_b);
     assert_eq!(out_b.status.code(), Some(0), "{shown_b}");
     assert!(
-        shown_b.contains("taking over relay:erp from run"),
+        shown_b.contains("taking over relay:erp from run")
+            && shown_b.contains("whose lease ran out"),
         "{shown_b}"
     );
     assert!(shown_b.contains("30 delivered in all"), "{shown_b}");

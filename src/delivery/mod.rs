@@ -120,9 +120,16 @@ fn take_role(ledger: &mut Ledger, role: &Leased, locked: bool) -> Result<bool, L
     };
     match ledger.take_lease(role, run)? {
         Taking::Taken {
-            from: Some(from), ..
+            from: Some(from),
+            from_running,
+            ..
         } => {
-            tracing::warn!("taking over {role} from run {from}, whose lease ran out");
+            let why = if from_running {
+                "whose lease ran out (stopped or cut off)"
+            } else {
+                "which ended (its process died) without letting go"
+            };
+            tracing::warn!("taking over {role} from run {from}, {why}");
             Ok(true)
         }
         Taking::Taken { from: None, .. } if !locked => {

@@ -66,11 +66,19 @@ impl Engine {
     fn take_lease(&mut self, run: i64, row: &FileRow, locked: bool) -> Result<bool> {
         match self.ledger.take_lease(&Leased::File(row.id), run)? {
             Taking::Taken {
-                from: Some(from), ..
+                from: Some(from),
+                from_running,
+                ..
             } => {
+                let why = match (from_running, locked) {
+                    (false, _) => "which ended (its process died) before finishing it",
+                    (true, true) => "whose lease on it ran out (the run is stopped or cut off)",
+                    (true, false) => {
+                        "whose lease on it ran out (its process holds the file lock: it is stopped)"
+                    }
+                };
                 let msg = format!(
-                    "taking the file over from run {from}, which ended without finishing it or stopped renewing its lease{}; resuming after its last committed batch",
-                    if locked { "" } else { " (its process holds the file lock: it is stopped)" }
+                    "taking the file over from run {from}, {why}; resuming after its last committed batch"
                 );
                 self.note(Some(run), "warn", row, &msg)?;
                 Ok(true)

@@ -276,6 +276,11 @@ impl Ledger {
                 )?;
             }
         }
+        // The relay's run is seen working (what `status` shows as its last sign of life).
+        if let Some(run) = self.run.get() {
+            tx.prepare_cached("UPDATE runs SET seen_at=?2 WHERE id=?1")?
+                .execute(params![run, at])?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -110,10 +110,12 @@ impl std::fmt::Display for LeaseHolder {
 #[derive(Debug, Clone)]
 pub enum Taking {
     /// Taken: the fencing token this run writes under, and the run it took the file
-    /// from, when another held it (a takeover).
+    /// from, when another held it (a takeover) — with whether that run is still running
+    /// (its lease ran out: it is stopped or cut off) rather than over (died, or ended).
     Taken {
         fence: i64,
         from: Option<i64>,
+        from_running: bool,
     },
     Refused(LeaseHolder),
 }
@@ -240,10 +242,13 @@ impl Ledger {
             if let Leased::Named(name) = what {
                 c.execute("INSERT OR IGNORE INTO leases(name) VALUES (?1)", [name])?;
             }
-            let before: Option<i64> = c.query_row(
-                &format!("SELECT lease_run FROM {table} WHERE {col}=?1"),
+            let (before, from_running): (Option<i64>, bool) = c.query_row(
+                &format!(
+                    "SELECT t.lease_run, COALESCE(r.status = 'running' AND r.finished_at IS NULL, 0) \
+                     FROM {table} t LEFT JOIN runs r ON r.id = t.lease_run WHERE t.{col}=?1"
+                ),
                 [&key],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let fence: Option<i64> = c
                 .query_row(
@@ -259,7 +264,11 @@ impl Ledger {
                 .optional()?;
             if let Some(fence) = fence {
                 let from = before.filter(|&b| b != run);
-                return Ok(Taking::Taken { fence, from });
+                return Ok(Taking::Taken {
+                    fence,
+                    from,
+                    from_running,
+                });
             }
             let holder = c.query_row(
                 &format!(
@@ -420,8 +429,12 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(1100));
         let fb = match b.take_lease(&Leased::File(id), run_b).unwrap() {
-            Taking::Taken { fence, from } => {
-                assert_eq!(from, Some(run_a));
+            Taking::Taken {
+                fence,
+                from,
+                from_running,
+            } => {
+                assert_eq!((from, from_running), (Some(run_a), true));
                 fence
             }
             t => panic!("{t:?}"),
