@@ -171,26 +171,65 @@ pub fn fingerprint(path: &Path) -> io::Result<(String, u64)> {
 /// An exclusive claim on a fingerprint, held until dropped (or the process dies).
 #[derive(Debug)]
 pub struct Claim {
-    _file: File,
+    file: File,
+    path: PathBuf,
     pub fingerprint: String,
+}
+
+impl Claim {
+    /// Lets go and removes the lock file, for content that is finished: one lock file per
+    /// input ever taken would otherwise pile up in `work/locks`. The file is removed while
+    /// the lock is held, and a claimer checks after locking that the file it locked is
+    /// still the one at the path, so a claimer that opened it before the removal starts
+    /// over instead of holding a lock nobody else can see.
+    pub fn release(self) {
+        let _ = fs::remove_file(&self.path);
+        drop(self.file);
+    }
 }
 
 /// Tries to claim `fingerprint`; `Ok(None)` if another live process holds it.
 pub fn try_claim(locks: &Path, fingerprint: &str) -> io::Result<Option<Claim>> {
     fs::create_dir_all(locks)?;
     let path = locks.join(format!("{fingerprint}.lock"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(Claim {
-            _file: file,
-            fingerprint: fingerprint.to_string(),
-        })),
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(e)) => Err(e),
+    loop {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        if is_at(&file, &path)? {
+            return Ok(Some(Claim {
+                file,
+                path,
+                fingerprint: fingerprint.to_string(),
+            }));
+        }
+        // Removed by a holder letting go between our open and our lock: start over.
+    }
+}
+
+/// Whether `file` is (still) the file at `path`.
+fn is_at(file: &File, path: &Path) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let held = file.metadata()?;
+        match fs::metadata(path) {
+            Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        Ok(true)
     }
 }
 
@@ -263,6 +302,24 @@ mod tests {
         drop(w);
         let s = scan(d.path(), &cfg, SystemTime::now() + Duration::from_secs(60)).unwrap();
         assert_eq!(s.candidates.len(), 1);
+    }
+
+    #[test]
+    fn a_released_claim_leaves_no_lock_file_and_can_be_claimed_again() {
+        let d = tempfile::tempdir().unwrap();
+        let a = try_claim(d.path(), "abc").unwrap().unwrap();
+        // Opened before the release, locked after it: must not count as a claim.
+        let stale = OpenOptions::new()
+            .write(true)
+            .open(d.path().join("abc.lock"))
+            .unwrap();
+        a.release();
+        assert!(!d.path().join("abc.lock").exists());
+        stale.try_lock().unwrap();
+        assert!(!is_at(&stale, &d.path().join("abc.lock")).unwrap());
+        let b = try_claim(d.path(), "abc").unwrap();
+        assert!(b.is_some(), "claimable again");
+        assert!(try_claim(d.path(), "abc").unwrap().is_none());
     }
 
     #[test]

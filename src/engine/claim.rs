@@ -321,7 +321,9 @@ impl Engine {
         }
         let row = match latest {
             Some(row) if !force && blocks_new_attempt(&row) => {
-                return self.duplicate_file(run, &src, &fp, &row).map(Some);
+                let report = self.duplicate_file(run, &src, &fp, &row).map(Some);
+                claim.release();
+                return report;
             }
             Some(row) if row.state == FileState::Reading && row.work_path.is_none() => row,
             seen => {

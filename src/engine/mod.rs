@@ -311,12 +311,24 @@ impl Engine {
 
     /// Processes one claimed file, showing it as held by this run and renewing its lease
     /// while it does, and letting go of it after, whatever happened.
-    fn process(&mut self, run: i64, job: Job) -> Result<FileReport> {
+    fn process(&mut self, run: i64, mut job: Job) -> Result<FileReport> {
         let id = job.row.id;
+        let claim = job.claim.take();
         self.ledger.run_seen(run, Some(id))?;
         let keeper = self.ledger.lease_keeper(&Leased::File(id))?;
         let report = self.process_file(run, job);
         drop(keeper);
+        // A finished file's lock file goes too (a later copy of the content makes a new
+        // one); by whichever run finished it, or the one it was taken from.
+        if let Some(claim) = claim {
+            if self
+                .ledger
+                .file(id)
+                .is_ok_and(|r| r.state == FileState::Done)
+            {
+                claim.release();
+            }
+        }
         let released = self.ledger.release_lease(&Leased::File(id));
         let let_go = self.ledger.run_seen(run, None);
         let report = match report {
@@ -354,11 +366,7 @@ impl Engine {
 
     /// Drives a claimed file from wherever its ledger state says to the end.
     fn process_file(&mut self, run: i64, job: Job) -> Result<FileReport> {
-        let Job {
-            mut row,
-            work,
-            claim,
-        } = job;
+        let Job { mut row, work, .. } = job;
         if row.state == FileState::Reading {
             self.ledger.set_file_run(row.id, run)?;
             match self.read(&row, work.as_deref())? {
@@ -373,7 +381,7 @@ impl Engine {
         if row.state == FileState::Publishing {
             self.publish(&row, work.as_deref())?;
         }
-        drop(claim);
+
         let report = self.report(row.id)?;
         tracing::info!(run, file = %crate::display::name(&report.name), outcome = %report.outcome, "file finished");
         Ok(report)

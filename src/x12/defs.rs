@@ -53,6 +53,9 @@ pub struct SyntaxNote {
 pub struct SegmentDef {
     pub elements: Vec<ElementDef>,
     pub syntax: Vec<SyntaxNote>,
+    /// Element positions (1-based) holding personal data — a contact's name, phone,
+    /// e-mail: masked wherever the segment's text or such a value is kept or shown.
+    pub sensitive: Vec<usize>,
 }
 
 /// One node of a transaction set's structure.
@@ -332,6 +335,39 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A segment's text as the ledger, reports and logs may keep it: its sensitive
+    /// elements (see [`SegmentDef::sensitive`]) masked. `elem` is the interchange's element
+    /// separator; without one (no envelope read yet) nothing is known to be sensitive.
+    pub fn shown_text<'a>(
+        &self,
+        seg: &'a super::segments::Segment,
+        elem: Option<char>,
+    ) -> std::borrow::Cow<'a, str> {
+        let (Some(def), Some(sep)) = (self.segments.get(&seg.id), elem) else {
+            return seg.text.as_str().into();
+        };
+        if !def.sensitive.iter().any(|&e| !seg.el(e).is_empty()) {
+            return seg.text.as_str().into();
+        }
+        let mut out = seg.id.clone();
+        for (i, v) in seg.elements.iter().enumerate() {
+            out.push(sep);
+            if def.sensitive.contains(&(i + 1)) {
+                out.push_str(&crate::unit::mask(v));
+            } else {
+                out.push_str(v);
+            }
+        }
+        out.into()
+    }
+
+    /// Whether element `pos` (1-based) of segment `id` holds personal data.
+    pub fn is_sensitive(&self, id: &str, pos: usize) -> bool {
+        self.segments
+            .get(id)
+            .is_some_and(|d| d.sensitive.contains(&pos))
+    }
+
     /// The definition for a set id under a GS08 version, if any.
     pub fn set_for(&self, id: &str, gs08: &str) -> Option<&SetDef> {
         self.sets
@@ -412,6 +448,8 @@ struct SegmentEntry {
     elements: Vec<String>,
     #[serde(default)]
     syntax: Vec<String>,
+    #[serde(default)]
+    sensitive: Vec<usize>,
 }
 
 fn load_segments(def: &DefFile, reg: &mut Registry, diags: &mut Diagnostics) {
@@ -440,6 +478,20 @@ fn load_segments(def: &DefFile, reg: &mut Registry, diags: &mut Diagnostics) {
                 }
             }
         }
+        for &e in &entry.sensitive {
+            if e == 0 || e > seg.elements.len() {
+                ok = false;
+                diags.error(
+                    &def.path,
+                    line,
+                    format!(
+                        "{id}: sensitive element {e} is not one of its {} elements",
+                        seg.elements.len()
+                    ),
+                );
+            }
+        }
+        seg.sensitive = entry.sensitive;
         if ok {
             reg.segments.insert(id, seg);
         }

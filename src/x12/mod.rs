@@ -226,8 +226,14 @@ impl X12Reader {
     fn line(&self, seg: &Segment, in_set: Option<(usize, &str)>) -> SourceLine {
         SourceLine {
             pos: seg.pos.clone().with_locator(self.locator(in_set)),
-            raw: cap_raw(&seg.text, RAW_CAP),
+            raw: cap_raw(&self.shown(seg), RAW_CAP),
         }
+    }
+
+    /// The segment's text with its sensitive elements masked.
+    fn shown<'a>(&self, seg: &'a Segment) -> std::borrow::Cow<'a, str> {
+        let elem = self.cur.as_ref().map(|c| c.isa.delims.elem.as_char());
+        self.reg.shown_text(seg, elem)
     }
 
     /// Ends the file with an error inside the current interchange, keeping what the TA1
@@ -389,7 +395,7 @@ impl X12Reader {
                     .pos
                     .clone()
                     .with_locator(format!("{prefix} / ST {st02}, segment {} of set", i + 1)),
-                raw: cap_raw(&s.text, RAW_CAP),
+                raw: cap_raw(&self.reg.shown_text(s, Some(d.elem.as_char())), RAW_CAP),
             })
             .collect();
         let job = SetJob { segs, ..job };

@@ -238,6 +238,40 @@ fn check_elements(
     d: &Delims,
     out: &mut Vec<Issue>,
 ) {
+    let first = out.len();
+    check_element_values(def, seg_idx, seg, d, out);
+    // Personal data is not repeated in the ledger, the reports, the log or the ack.
+    for issue in &mut out[first..] {
+        let Some(el) = issue.element.as_mut() else {
+            continue;
+        };
+        let pos = el.pos;
+        if !def.sensitive.contains(&pos) {
+            continue;
+        }
+        // The acknowledgement's copy of the bad element (AK404/IK404) is optional: left out.
+        el.value.clear();
+        let r = &mut issue.reason;
+        r.value = r.value.as_deref().map(crate::unit::mask);
+        // The message quotes the value it found wrong (each repetition on its own).
+        let rep = d.rep.map(|r| r.as_char());
+        for v in seg
+            .el(pos)
+            .split(|c| Some(c) == rep)
+            .filter(|v| !v.is_empty())
+        {
+            r.message = r.message.replace(v, &crate::unit::mask(v));
+        }
+    }
+}
+
+fn check_element_values(
+    def: &SegmentDef,
+    seg_idx: usize,
+    seg: &Segment,
+    d: &Delims,
+    out: &mut Vec<Issue>,
+) {
     let n = seg.elements.len();
     if n > def.elements.len() {
         let pos = def.elements.len() + 1;
