@@ -38,17 +38,6 @@ fn faulty(idempotency: bool, unique_refs: bool, seed: u64) -> Simulator {
     .unwrap()
 }
 
-fn customers_csv() -> Vec<u8> {
-    let mut s =
-        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
-    for i in 0..CUSTOMERS {
-        s.push_str(&format!(
-            "KC-{i:03},Customer {i},c{i}@x.example,,Berlin,10115,DE,,yes\n"
-        ));
-    }
-    s.into_bytes()
-}
-
 fn status(w: &Work) -> serde_json::Value {
     let out = w.cmd().args(["status", "--json"]).output().unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
@@ -69,7 +58,7 @@ fn kill_during_delivery(idempotency: bool, unique_refs: bool, seed: u64) {
             ),
     )
     .unwrap();
-    w.drop_file("customers-k.csv", &customers_csv());
+    w.drop_file("customers-k.csv", &customers_csv(CUSTOMERS, "KC"));
     w.drop_file("orders-k.csv", &orders_csv(ORDERS, 0, "KO"));
     // Process first (a budget of 0 delivers nothing), then deliver under fire.
     let out = w.cmd().arg("run").env("ERP_TOKEN", TOKEN).output().unwrap();

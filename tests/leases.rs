@@ -8,30 +8,8 @@ mod common;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ledger_counts, orders_csv, text, Work};
-use tallyman::erpsim::{SimConfig, Simulator};
-
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn committed(w: &Work) -> i64 {
-    rusqlite::Connection::open(w.dir.join("ledger.sqlite"))
-        .ok()
-        .and_then(|c| {
-            c.query_row(
-                "SELECT COALESCE(MAX(committed_seq), 0) FROM files",
-                [],
-                |r| r.get(0),
-            )
-            .ok()
-        })
-        .unwrap_or(0)
-}
+use common::{committed, customers_csv, erp_sim, ledger_counts, orders_csv, signal, text, Work};
+use tallyman::erpsim::SimConfig;
 
 /// Whether the ledger's write lock is free (the stopped process is not inside a write).
 fn write_lock_free(w: &Work) -> bool {
@@ -89,9 +67,7 @@ fn a_run_stopped_past_its_lease_is_taken_over_and_its_late_writes_are_refused() 
 
     // The stopped one goes on: its next write is refused, and it lets go cleanly.
     signal(stopped.id(), "-CONT");
-    let out = stopped.wait_with_output().unwrap();
-    let late = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{late}");
+    let late = finished(stopped);
     assert!(late.contains("taken over by run 2"), "{late}");
     assert!(late.contains("taken_over"), "{late}");
 
@@ -116,85 +92,75 @@ fn a_run_stopped_past_its_lease_is_taken_over_and_its_late_writes_are_refused() 
 
 const TOKEN: &str = "lease-token";
 
-/// A second config over the same folders and ledger with a `work/` of its own: its OS
-/// locks and rate-limit bucket are its own, as on another host.
-fn second_worker(w: &Work) -> std::path::PathBuf {
-    let cfg = w.dir.join("worker-b.toml");
-    let text = std::fs::read_to_string(w.config()).unwrap();
-    assert!(text.contains("work = \"work\""));
-    std::fs::write(&cfg, text.replace("work = \"work\"", "work = \"work-b\"")).unwrap();
-    std::fs::create_dir(w.dir.join("work-b")).unwrap();
-    cfg
-}
-
-#[test]
-fn one_relay_sends_to_a_target_at_a_time_across_workers_with_work_folders_of_their_own() {
-    let sim = Simulator::start(
-        "127.0.0.1:0",
-        SimConfig {
-            token: Some(TOKEN.into()),
-            check_order_customer: false,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
-    let w = Work::new(100);
+/// Applies `n` customers and queues them for the ERP without delivering any (a time
+/// budget of 0), then gives delivery its budget back.
+fn queue_customers(w: &Work, n: usize) {
     w.set("budget_seconds = 240", "budget_seconds = 0");
-    let text_cfg = std::fs::read_to_string(w.config()).unwrap();
-    std::fs::write(
-        w.config(),
-        text_cfg
-            + &format!(
-                "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\n\
-                 timeout_seconds = 5\nrate_limit_per_minute = 600\n",
-                sim.base_url()
-            ),
-    )
-    .unwrap();
-    let mut csv =
-        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
-    for i in 0..40 {
-        csv.push_str(&format!(
-            "RC-{i:03},Customer {i},c{i}@x.example,,Berlin,10115,DE,,yes\n"
-        ));
-    }
-    w.drop_file("customers-r.csv", csv.as_bytes());
+    w.drop_file("customers-q.csv", &customers_csv(n, "QC"));
     let out = w.cmd().arg("run").env("ERP_TOKEN", TOKEN).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     w.set("budget_seconds = 0", "budget_seconds = 240");
-    let b = second_worker(&w);
+}
 
-    // Worker A relays at 10 a second; worker B starts while it does.
-    let a = w
-        .cmd()
+/// `deliver` with `config`, to its end: its output, once it is known to have exited 0.
+fn deliver_with(config: &std::path::Path) -> String {
+    let out = std::process::Command::new(common::bin())
+        .arg("--config")
+        .arg(config)
+        .arg("deliver")
+        .env("ERP_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    shown
+}
+
+/// Waits for a process started in the background: its output, once it is known to have
+/// exited 0.
+fn finished(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    shown
+}
+
+/// `deliver` in the background, its output kept.
+fn spawn_deliver(w: &Work) -> Child {
+    w.cmd()
         .arg("deliver")
         .env("ERP_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn one_relay_sends_to_a_target_at_a_time_across_workers_with_work_folders_of_their_own() {
+    let sim = erp_sim(TOKEN, SimConfig::default());
+    let w = Work::new(100);
+    w.add_erp_target(
+        &sim.base_url(),
+        "timeout_seconds = 5\nrate_limit_per_minute = 600",
+    );
+    queue_customers(&w, 40);
+    let b = w.other_worker("b");
+
+    // Worker A relays at 10 a second; worker B starts while it does.
+    let a = spawn_deliver(&w);
     let start = Instant::now();
     while sim.stats().requests_total == 0 {
         assert!(start.elapsed() < Duration::from_secs(30), "A never sent");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let out_b = std::process::Command::new(common::bin())
-        .arg("--config")
-        .arg(&b)
-        .arg("deliver")
-        .env("ERP_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    let shown_b = text(&out_b);
-    assert_eq!(out_b.status.code(), Some(0), "{shown_b}");
+    let shown_b = deliver_with(&b);
     assert!(
         shown_b.contains("erp: 0 delivered now")
             && shown_b.contains("another tallyman is delivering to erp"),
         "{shown_b}"
     );
-    let out_a = a.wait_with_output().unwrap();
-    let shown_a = text(&out_a);
-    assert_eq!(out_a.status.code(), Some(0), "{shown_a}");
+    let shown_a = finished(a);
     assert!(shown_a.contains("erp: 40 delivered now"), "{shown_a}");
     let st = sim.stats();
     assert_eq!(st.creates.get("customers"), Some(&40), "{st:?}");
@@ -206,53 +172,25 @@ fn one_relay_sends_to_a_target_at_a_time_across_workers_with_work_folders_of_the
 fn a_relay_stopped_past_its_lease_is_taken_over_and_nothing_is_created_twice() {
     // The harshest ERP: no idempotency keys, no unique references — a second create of a
     // record would be a second record.
-    let sim = Simulator::start(
-        "127.0.0.1:0",
+    let sim = erp_sim(
+        TOKEN,
         SimConfig {
-            token: Some(TOKEN.into()),
-            check_order_customer: false,
             idempotency: false,
             unique_refs: false,
             latency_ms: 100,
             ..SimConfig::default()
         },
-    )
-    .unwrap();
+    );
     let w = Work::new(100);
-    w.set("budget_seconds = 240", "budget_seconds = 0");
     w.set("lease_seconds = 60", "lease_seconds = 1");
-    let text_cfg = std::fs::read_to_string(w.config()).unwrap();
-    std::fs::write(
-        w.config(),
-        text_cfg
-            + &format!(
-                "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\n\
-                 timeout_seconds = 5\nconcurrency = 2\nbackoff_base_ms = 20\nbackoff_cap_seconds = 1\n",
-                sim.base_url()
-            ),
-    )
-    .unwrap();
-    let mut csv =
-        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
-    for i in 0..30 {
-        csv.push_str(&format!(
-            "SC-{i:03},Customer {i},c{i}@x.example,,Berlin,10115,DE,,yes\n"
-        ));
-    }
-    w.drop_file("customers-s.csv", csv.as_bytes());
-    let out = w.cmd().arg("run").env("ERP_TOKEN", TOKEN).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    w.set("budget_seconds = 0", "budget_seconds = 240");
+    w.add_erp_target(
+        &sim.base_url(),
+        "timeout_seconds = 5\nconcurrency = 2\nbackoff_base_ms = 20\nbackoff_cap_seconds = 1",
+    );
+    queue_customers(&w, 30);
 
     // Relay A is stopped mid-delivery, between ledger writes, with requests out.
-    let mut a = w
-        .cmd()
-        .arg("deliver")
-        .env("ERP_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut a = spawn_deliver(&w);
     let start = Instant::now();
     loop {
         assert!(start.elapsed() < Duration::from_secs(60), "never stopped");
@@ -274,14 +212,7 @@ fn a_relay_stopped_past_its_lease_is_taken_over_and_nothing_is_created_twice() {
     std::thread::sleep(Duration::from_millis(1500));
 
     // B takes the relay over and delivers everything, looking up what A had in flight.
-    let out_b = w
-        .cmd()
-        .arg("deliver")
-        .env("ERP_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    let shown_b = text(&out_b);
-    assert_eq!(out_b.status.code(), Some(0), "{shown_b}");
+    let shown_b = deliver_with(&w.config());
     assert!(
         shown_b.contains("taking over relay:erp from run")
             && shown_b.contains("whose lease ran out"),
@@ -292,9 +223,7 @@ fn a_relay_stopped_past_its_lease_is_taken_over_and_nothing_is_created_twice() {
     // A wakes up: it sends nothing more, its results are refused, and it ends cleanly.
     let before = sim.stats().requests_total;
     signal(a.id(), "-CONT");
-    let out_a = a.wait_with_output().unwrap();
-    let shown_a = text(&out_a);
-    assert_eq!(out_a.status.code(), Some(0), "{shown_a}");
+    let shown_a = finished(a);
     assert!(
         shown_a.contains("the relay was taken over by")
             && shown_a.contains("another tallyman is delivering to erp"),

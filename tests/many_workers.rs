@@ -10,32 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{orders_csv, text, Work};
-use tallyman::erpsim::{SimConfig, Simulator};
+use common::{customers_csv, erp_sim, orders_csv, text, Work};
+use tallyman::erpsim::SimConfig;
 
 const TOKEN: &str = "workers-token";
 const FILES_EACH: usize = 20;
-
-/// Config `name` over the same folders and ledger as `w`, with `work-<name>/` of its own.
-fn worker_config(w: &Work, name: &str) -> PathBuf {
-    let cfg = w.dir.join(format!("{name}.toml"));
-    let text = std::fs::read_to_string(w.config()).unwrap();
-    let own = format!("work = \"work-{name}\"");
-    std::fs::write(&cfg, text.replace("work = \"work\"", &own)).unwrap();
-    std::fs::create_dir(w.dir.join(format!("work-{name}"))).unwrap();
-    cfg
-}
-
-fn customers_csv(i: usize) -> Vec<u8> {
-    let mut s =
-        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
-    for c in 0..10 {
-        s.push_str(&format!(
-            "MC-{i:02}-{c:02},Customer {i} {c},c{c}@m{i}.example,,Berlin,10115,DE,,yes\n"
-        ));
-    }
-    s.into_bytes()
-}
 
 /// An interchange of two 850s with its own control number and purchase order numbers.
 fn x12_850(i: usize) -> Vec<u8> {
@@ -63,31 +42,14 @@ fn arrive(inbox: &Path, name: &str, bytes: &[u8]) {
 
 #[test]
 fn three_workers_with_work_folders_of_their_own_apply_and_deliver_every_record_once() {
-    let sim = Simulator::start(
-        "127.0.0.1:0",
-        SimConfig {
-            token: Some(TOKEN.into()),
-            check_order_customer: false,
-            ..SimConfig::default()
-        },
-    )
-    .unwrap();
+    let sim = erp_sim(TOKEN, SimConfig::default());
     let w = Work::new(20);
     w.set("lease_seconds = 60", "lease_seconds = 5");
-    let cfg = std::fs::read_to_string(w.config()).unwrap();
-    std::fs::write(
-        w.config(),
-        cfg + &format!(
-            "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\n\
-             timeout_seconds = 5\nbackoff_base_ms = 50\nbackoff_cap_seconds = 1\n",
-            sim.base_url()
-        ),
-    )
-    .unwrap();
-    let configs: Vec<PathBuf> = ["a", "b", "c"]
-        .iter()
-        .map(|n| worker_config(&w, n))
-        .collect();
+    w.add_erp_target(
+        &sim.base_url(),
+        "timeout_seconds = 5\nbackoff_base_ms = 50\nbackoff_cap_seconds = 1",
+    );
+    let configs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| w.other_worker(n)).collect();
 
     // The workers: each runs pass after pass until the files stopped coming and a pass of
     // its found nothing left.
@@ -131,7 +93,11 @@ fn three_workers_with_work_folders_of_their_own_apply_and_deliver_every_record_o
             &format!("orders-m{i:02}.csv"),
             &orders_csv(15, 0, &format!("M{i:02}-")),
         );
-        arrive(&inbox, &format!("customers-m{i:02}.csv"), &customers_csv(i));
+        arrive(
+            &inbox,
+            &format!("customers-m{i:02}.csv"),
+            &customers_csv(10, &format!("MC{i:02}")),
+        );
         arrive(&inbox, &format!("acme-m{i:02}.x12"), &x12_850(i));
         expected += 15 + 10 + 2;
         std::thread::sleep(Duration::from_millis(30));

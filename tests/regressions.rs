@@ -64,11 +64,14 @@ fn regression_an_x12_contacts_name_phone_and_email_never_reach_the_ledger_report
             places.push((f.into(), bytes));
         }
     }
-    let reports: String = places
-        .iter()
-        .filter(|(k, _)| k.starts_with("reports/"))
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .collect();
+    let under = |dir: &str| -> String {
+        places
+            .iter()
+            .filter(|(k, _)| k.starts_with(dir))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    };
+    let reports = under("reports/");
     assert!(
         reports.contains("PER02"),
         "the rejection is reported: {reports}"
@@ -77,11 +80,7 @@ fn regression_an_x12_contacts_name_phone_and_email_never_reach_the_ledger_report
         reports.contains("********67"),
         "the phone is shown masked: {reports}"
     );
-    let acks: String = places
-        .iter()
-        .filter(|(k, _)| k.starts_with("acks/"))
-        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        .collect();
+    let acks = under("acks/");
     assert!(
         acks.contains("AK4*2**5~"),
         "the ack names the element: {acks}"

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{orders_csv, text, Work};
+use common::{committed, orders_csv, signal, text, Work};
 
 fn workers(w: &Work) -> Vec<serde_json::Value> {
     let out = w.run(&["status", "--json"]);
@@ -14,20 +14,11 @@ fn workers(w: &Work) -> Vec<serde_json::Value> {
     v["workers"].as_array().unwrap().clone()
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
 #[test]
 fn status_shows_the_worker_holding_a_file_and_one_whose_process_is_gone() {
     let w = Work::new(300);
     w.drop_file("orders-held.csv", &orders_csv(6_000, 0, "W"));
     let mut child = w.cmd().arg("run").spawn().unwrap();
-    let ledger = w.dir.join("ledger.sqlite");
     let start = Instant::now();
     // Stopped once it has committed a batch of the file, so it holds it for certain.
     loop {
@@ -36,18 +27,7 @@ fn status_shows_the_worker_holding_a_file_and_one_whose_process_is_gone() {
             "nothing committed"
         );
         assert!(child.try_wait().unwrap().is_none(), "the run ended first");
-        let committed: i64 = rusqlite::Connection::open(&ledger)
-            .ok()
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT COALESCE(MAX(committed_seq), 0) FROM files",
-                    [],
-                    |r| r.get(0),
-                )
-                .ok()
-            })
-            .unwrap_or(0);
-        if committed > 0 {
+        if committed(&w) > 0 {
             signal(child.id(), "-STOP");
             break;
         }

@@ -459,6 +459,36 @@ impl Engine {
         Ok(Claimed::Report(r))
     }
 
+    /// Removes the lock files of content that is finished, left by runs before lock files
+    /// went with their file (or by a run that stopped between finishing and letting go).
+    /// Each goes only under its own lock, so no claim in progress is disturbed.
+    pub(super) fn sweep_locks(&self) -> Result<usize> {
+        let locks = self.cfg.paths.locks();
+        let entries =
+            std::fs::read_dir(&locks).map_err(io_err(format!("reading {}", locks.display())))?;
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(fp) = name.strip_suffix(".lock") else {
+                continue;
+            };
+            if fp.len() != 64 || !fp.chars().all(|c| c.is_ascii_hexdigit()) {
+                continue; // a relay's lock, or not ours
+            }
+            let done = self
+                .ledger
+                .latest_file(fp)?
+                .is_some_and(|f| f.state == FileState::Done);
+            if done {
+                if let Some(claim) = self.try_claim(fp)? {
+                    claim.release();
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn try_claim(&self, fp: &str) -> Result<Option<intake::Claim>> {
         intake::try_claim(&self.cfg.paths.locks(), fp).map_err(io_err(format!(
             "taking a file lock in {}",

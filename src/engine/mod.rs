@@ -249,6 +249,10 @@ impl Engine {
     /// the inbox.
     pub fn run_pass(&mut self, run: i64) -> Result<Pass> {
         let mut pass = Pass::default();
+        let swept = self.sweep_locks()?;
+        if swept > 0 {
+            tracing::info!("removed {swept} lock file(s) of finished files");
+        }
         for row in self.ledger.unfinished_files()? {
             if self.stopping() {
                 break;

@@ -147,3 +147,82 @@ pub fn ledger_counts(work: &Work) -> BTreeMap<String, i64> {
     counts.retain(|_, n| *n > 0);
     counts
 }
+
+/// Sends a signal (`-STOP`, `-CONT`, `-KILL`) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// The furthest committed unit of any file in the work's ledger (0 before the first
+/// commit, or while the ledger cannot be read).
+pub fn committed(w: &Work) -> i64 {
+    rusqlite::Connection::open(w.dir.join("ledger.sqlite"))
+        .ok()
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COALESCE(MAX(committed_seq), 0) FROM files",
+                [],
+                |r| r.get(0),
+            )
+            .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The project's ERP simulator on a loopback port, asking for `token`, with orders not
+/// checked against customers.
+pub fn erp_sim(token: &str, cfg: tallyman::erpsim::SimConfig) -> tallyman::erpsim::Simulator {
+    tallyman::erpsim::Simulator::start(
+        "127.0.0.1:0",
+        tallyman::erpsim::SimConfig {
+            token: Some(token.into()),
+            check_order_customer: false,
+            ..cfg
+        },
+    )
+    .unwrap()
+}
+
+/// `n` customers in the bundled CSV layout, with ids `<prefix>-000` on.
+pub fn customers_csv(n: usize, prefix: &str) -> Vec<u8> {
+    let mut s =
+        String::from("customer_id,name,email,phone,city,postal_code,country,vat_id,active\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "{prefix}-{i:03},Customer {i},c{i}@{prefix}.example,,Berlin,10115,DE,,yes\n"
+        ));
+    }
+    s.into_bytes()
+}
+
+impl Work {
+    /// Adds an http target `erp` at `url` (token from `ERP_TOKEN`) taking every entity,
+    /// with `extra` config lines.
+    pub fn add_erp_target(&self, url: &str, extra: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        std::fs::write(
+            self.config(),
+            text + &format!(
+                "\n[[targets]]\nname = \"erp\"\nkind = \"http\"\nbase_url = \"{url}\"\ntoken_env = \"ERP_TOKEN\"\n{extra}\n"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// A second config over the same folders and ledger with a `work-<name>/` of its own
+    /// (its OS locks, claimed inputs, staged output and rate-limit bucket), as on another
+    /// host.
+    pub fn other_worker(&self, name: &str) -> PathBuf {
+        let cfg = self.dir.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        assert!(text.contains("work = \"work\""));
+        let own = format!("work = \"work-{name}\"");
+        std::fs::write(&cfg, text.replace("work = \"work\"", &own)).unwrap();
+        std::fs::create_dir(self.dir.join(format!("work-{name}"))).unwrap();
+        cfg
+    }
+}

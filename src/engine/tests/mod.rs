@@ -263,6 +263,35 @@ fn applies_rejects_and_reports_line_by_line() {
 }
 
 #[test]
+fn lock_files_go_with_finished_files_and_old_ones_are_swept() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = engine(d.path(), ACCEPT, 100);
+    let locks = e.cfg.paths.locks();
+    std::fs::write(d.path().join("inbox/a.txt"), "A,1\n").unwrap();
+    let run = e.ledger.begin_run("t").unwrap();
+    let r = e.run_pass(run).unwrap().files.remove(0);
+    assert_eq!(
+        files_in(&locks),
+        Vec::<String>::new(),
+        "released with its file"
+    );
+    // Left by an older tallyman: the finished file's lock goes, the others stay.
+    let unknown = "f".repeat(64);
+    for name in [
+        format!("{}.lock", r.fingerprint),
+        format!("{unknown}.lock"),
+        "relay-erp.lock".into(),
+    ] {
+        std::fs::write(locks.join(name), "").unwrap();
+    }
+    e.run_pass(run).unwrap();
+    assert_eq!(
+        files_in(&locks),
+        vec![format!("{unknown}.lock"), "relay-erp.lock".to_string()]
+    );
+}
+
+#[test]
 fn same_content_again_is_a_duplicate_file() {
     let d = tempfile::tempdir().unwrap();
     let mut e = engine(d.path(), ACCEPT, 100);
