@@ -179,6 +179,80 @@ pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves a file, durably, only to a name no other file has: `Ok(false)`, and nothing
+/// moved, when `to` is another file. Two workers placing different inputs of the same name
+/// at the same moment then cannot replace one with the other (a plain rename would). `to`
+/// already being `from` itself (a move cut short by a crash) counts as moved.
+pub fn move_new(from: &Path, to: &Path) -> io::Result<bool> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| with_context(e, "creating", dir))?;
+    let placed = match fs::hard_link(from, to) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => same_file(from, to)?,
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => copy_new(from, to)?,
+        // A file system without hard links: the best a rename can do is look first.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            if to.exists() {
+                return Ok(false);
+            }
+            move_file(from, to)?;
+            return Ok(true);
+        }
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("moving {} to {}: {e}", from.display(), to.display()),
+            ))
+        }
+    };
+    if !placed {
+        return Ok(false);
+    }
+    fsync_dir(dir).map_err(|e| with_context(e, "syncing", dir))?;
+    fs::remove_file(from).map_err(|e| with_context(e, "removing", from))?;
+    if let Some(src_dir) = from.parent() {
+        let _ = fsync_dir(src_dir);
+    }
+    Ok(true)
+}
+
+/// Whether two paths name the same file.
+fn same_file(a: &Path, b: &Path) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = (fs::metadata(a)?, fs::metadata(b)?);
+        Ok(a.dev() == b.dev() && a.ino() == b.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        Ok(false)
+    }
+}
+
+/// [`move_new`]'s copy across file systems: a synced temporary beside `to`, linked into
+/// place only if the name is free.
+fn copy_new(from: &Path, to: &Path) -> io::Result<bool> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let mut tmp = Temp::create(dir)?;
+    io::copy(&mut File::open(from)?, &mut tmp.file)?;
+    tmp.file.sync_all()?;
+    let linked = match fs::hard_link(&tmp.path, to) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e),
+    };
+    // Dropping the temporary removes its own name; `to` keeps the content.
+    drop(tmp);
+    Ok(linked)
+}
+
 /// Copies `from` to `to` through a synced temporary file in the target folder.
 pub fn copy_durable(from: &Path, to: &Path) -> io::Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
@@ -309,6 +383,11 @@ pub fn free_name(dir: &Path, name: &std::ffi::OsStr, tag: &str) -> PathBuf {
     if !plain.exists() {
         return plain;
     }
+    tagged_name(dir, name, tag)
+}
+
+/// `name` with `.tag` before its extension, in `dir`.
+pub fn tagged_name(dir: &Path, name: &std::ffi::OsStr, tag: &str) -> PathBuf {
     let p = Path::new(name);
     let mut tagged = p.file_stem().unwrap_or(name).to_os_string();
     tagged.push(format!(".{tag}"));
@@ -336,6 +415,33 @@ pub fn safe_name(s: &str) -> String {
         "file".into()
     } else {
         out
+    }
+}
+
+#[cfg(test)]
+mod move_new_tests {
+    use super::*;
+
+    #[test]
+    fn moves_only_to_a_free_name_and_finishes_a_move_cut_short() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, to) = (
+            d.path().join("a"),
+            d.path().join("b"),
+            d.path().join("out/x.csv"),
+        );
+        fs::write(&a, "first").unwrap();
+        fs::write(&b, "second").unwrap();
+        assert!(move_new(&a, &to).unwrap());
+        assert!(!a.exists());
+        assert!(!move_new(&b, &to).unwrap(), "the name is taken");
+        assert_eq!(fs::read_to_string(&to).unwrap(), "first");
+        assert!(b.exists(), "nothing moved");
+        // Killed between the link and the removal: both names are the one file.
+        fs::hard_link(&to, &a).unwrap();
+        assert!(move_new(&a, &to).unwrap());
+        assert!(!a.exists());
+        assert_eq!(fs::read_to_string(&to).unwrap(), "first");
     }
 }
 

@@ -247,22 +247,37 @@ impl Engine {
             self.note(row.run_id, "warn", row, msg)?;
             return Ok(String::new());
         };
-        let dest = match &row.final_path {
-            Some(f) => PathBuf::from(f),
-            None => {
-                let fp: String = row.fingerprint.chars().take(12).collect();
-                let (dir, tag) = match decide::destination(outcome) {
-                    Destination::Archive => (&self.cfg.paths.archive, fp),
-                    Destination::Rejected => (&self.cfg.paths.rejected, fp),
-                    Destination::Inbox => (&self.cfg.paths.inbox, format!("returned-{fp}")),
-                };
-                let dest = fsutil::free_name(dir, &row.os_name(), &tag);
-                self.ledger
-                    .set_final_path(row.id, &dest.display().to_string())?;
-                dest
-            }
+        // The name recorded before a crash first, then the plain name, then ones tagged with
+        // the content (and the attempt): each recorded before the move, so a crash after it
+        // still knows where the input went, and taken only if no other file has it.
+        let fp: String = row.fingerprint.chars().take(12).collect();
+        let (dir, tag) = match decide::destination(outcome) {
+            Destination::Archive => (&self.cfg.paths.archive, fp),
+            Destination::Rejected => (&self.cfg.paths.rejected, fp),
+            Destination::Inbox => (&self.cfg.paths.inbox, format!("returned-{fp}")),
         };
-        fsutil::move_file(w, &dest).map_err(io_err("placing the input"))?;
-        Ok(dest.display().to_string())
+        let name = row.os_name();
+        let candidates = row.final_path.iter().map(PathBuf::from).chain([
+            dir.join(&name),
+            fsutil::tagged_name(dir, &name, &tag),
+            fsutil::tagged_name(dir, &name, &format!("{tag}-f{}", row.id)),
+        ]);
+        for dest in candidates {
+            let shown = dest.display().to_string();
+            if row.final_path.as_deref() != Some(shown.as_str()) {
+                if dest.exists() {
+                    continue;
+                }
+                self.ledger.set_final_path(row.id, &shown)?;
+            }
+            if fsutil::move_new(w, &dest).map_err(io_err("placing the input"))? {
+                return Ok(shown);
+            }
+        }
+        Err(super::EngineError::Other(format!(
+            "no free name for {} in {}",
+            crate::display::name(&row.name),
+            dir.display()
+        )))
     }
 }
