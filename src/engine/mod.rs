@@ -385,7 +385,6 @@ impl Engine {
         if row.state == FileState::Publishing {
             self.publish(&row, work.as_deref())?;
         }
-
         let report = self.report(row.id)?;
         tracing::info!(run, file = %crate::display::name(&report.name), outcome = %report.outcome, "file finished");
         Ok(report)

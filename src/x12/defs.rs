@@ -361,13 +361,6 @@ impl Registry {
         out.into()
     }
 
-    /// Whether element `pos` (1-based) of segment `id` holds personal data.
-    pub fn is_sensitive(&self, id: &str, pos: usize) -> bool {
-        self.segments
-            .get(id)
-            .is_some_and(|d| d.sensitive.contains(&pos))
-    }
-
     /// The definition for a set id under a GS08 version, if any.
     pub fn set_for(&self, id: &str, gs08: &str) -> Option<&SetDef> {
         self.sets
