@@ -137,6 +137,7 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
     let runs = ledger.recent_runs(10)?;
     let recent = ledger.recent_files(10)?;
     let held = ledger.held_files()?;
+    let waiting = ledger.waiting_files()?;
     let tally = ledger.reject_tally(None)?;
     let workers = ledger.workers()?;
     if json {
@@ -146,6 +147,7 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             "rejects": tally,
             "files_by_outcome": totals,
             "held": held,
+            "waiting": waiting,
             "recent_runs": runs,
             "recent_files": recent,
         });
@@ -165,6 +167,15 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
                 "         release: tallyman release '#{}'   (or --reject to reject it whole)",
                 f.id
             );
+        }
+    }
+    if !waiting.is_empty() {
+        say!(
+            "Waiting for another file's decision ({}; each goes on by itself once that file is decided):",
+            waiting.len()
+        );
+        for f in &waiting {
+            say!("  #{:<5} {}: {}", f.id, display::name(&f.name), f.why);
         }
     }
     show_workers(&workers);

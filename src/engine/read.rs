@@ -257,6 +257,7 @@ impl Engine {
                                 // back): the next run resumes here.
                                 tracing::warn!(file = %crate::display::name(&row.name), "{why}");
                                 self.note(row.run_id, "warn", row, &why)?;
+                                self.ledger.set_waiting(row.id, &why)?;
                                 progress.finish("waiting");
                                 return Ok(Err(ReadEnd::Waiting(why)));
                             }

@@ -269,7 +269,7 @@ impl BatchTx<'_> {
         n: &Counts,
     ) -> Result<()> {
         self.tx.execute(
-            "UPDATE files SET committed_seq=?2, committed_lines=?3, next_chunk=?4, inflight_seq=?2, \
+            "UPDATE files SET committed_seq=?2, committed_lines=?3, next_chunk=?4, inflight_seq=?2, waiting_on=NULL, \
              lines_applied=lines_applied+?5, lines_rejected=lines_rejected+?6, lines_duplicate=lines_duplicate+?7, \
              lines_skipped=lines_skipped+?8, lines_unmapped=lines_unmapped+?9, \
              units_applied=units_applied+?10, units_rejected=units_rejected+?11, units_duplicate=units_duplicate+?12, \

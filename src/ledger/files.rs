@@ -104,6 +104,14 @@ fn recount_sql() -> String {
     format!("UPDATE files SET {} WHERE id=?1", sets.join(", "))
 }
 
+/// A file that stopped to wait for another file's decision.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WaitingFile {
+    pub id: i64,
+    pub name: String,
+    pub why: String,
+}
+
 impl Ledger {
     /// The latest attempt for a fingerprint.
     pub fn latest_file(&self, fingerprint: &str) -> Result<Option<FileRow>> {
@@ -274,6 +282,35 @@ impl Ledger {
         self.files_where("WHERE state = 'held' ORDER BY id", [])
     }
 
+    /// Records that file `id` stopped to wait for another file's decision, and why.
+    pub fn set_waiting(&self, id: i64, why: &str) -> Result<()> {
+        self.fenced(id, |c| {
+            c.execute(
+                "UPDATE files SET waiting_on=?2 WHERE id=?1",
+                params![id, why],
+            )
+        })
+    }
+
+    /// Files that stopped to wait for another file's decision, with why: they go on by
+    /// themselves once that file is decided.
+    pub fn waiting_files(&self) -> Result<Vec<WaitingFile>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, name, waiting_on FROM files \
+             WHERE state = 'reading' AND waiting_on IS NOT NULL ORDER BY id",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(WaitingFile {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    why: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     /// Records the file-level error that ended reading.
     pub fn set_file_error(
         &self,
@@ -362,7 +399,7 @@ impl Ledger {
             super::review::resolve_corrected(&tx, id)?;
         }
         tx.execute(
-            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, \
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, \
              error_message=COALESCE(error_message, ?3) WHERE id=?1",
             params![
                 id,
@@ -391,7 +428,7 @@ impl Ledger {
         }
         tx.execute(&recount_sql(), [id])?;
         tx.execute(
-            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
             params![id, Outcome::Returned.as_str(), rule, why],
         )?;
         tx.commit()?;
@@ -453,7 +490,7 @@ impl Ledger {
         )?;
         tx.execute(&recount_sql(), [id])?;
         tx.execute(
-            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
             params![id, Outcome::Failed.as_str(), rule, message],
         )?;
         tx.commit()?;

@@ -43,7 +43,7 @@ pub use console_model::{
 };
 pub use corrections::CorrectionLine;
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
-pub use files::{ChunkRecord, LedgerOutcomes, Lost, NewFile};
+pub use files::{ChunkRecord, LedgerOutcomes, Lost, NewFile, WaitingFile};
 pub use leases::{LeaseHolder, LeaseKeeper, Leased, Taking};
 pub use maint::open_for_check;
 pub use model::{

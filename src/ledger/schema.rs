@@ -315,4 +315,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         fence INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     "#,
+    // 10: why a file still being read stopped to wait for another file's decision (its
+    // key is held by a file not decided yet); cleared by its next committed batch.
+    r#"
+    ALTER TABLE files ADD COLUMN waiting_on TEXT;
+    "#,
 ];

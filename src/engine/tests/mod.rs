@@ -648,6 +648,11 @@ fn regression_a_key_held_by_a_file_not_yet_decided_makes_the_next_file_wait_not_
     let again = run_once(&mut e);
     assert_eq!(again.files.len(), 1, "{:?}", again.files);
     assert_eq!(again.files[0].outcome, "waiting", "still, while a is held");
+    // `status` lists it, with what it waits for.
+    let waiting = e.ledger.waiting_files().unwrap();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].name, "b.txt");
+    assert!(waiting[0].why.contains("held by 'a.txt'"), "{waiting:?}");
     // The reviewer rejects a whole: A1 is b's to apply.
     e.ledger
         .release(a.file_id.unwrap(), Some(("reviewer", "not ours")))
@@ -660,6 +665,10 @@ fn regression_a_key_held_by_a_file_not_yet_decided_makes_the_next_file_wait_not_
         .expect("b goes on");
     assert_eq!(b.outcome, "applied", "{:?}", pass.files);
     assert_eq!(b.counts.lines_applied, 2, "{b:?}");
+    assert!(
+        e.ledger.waiting_files().unwrap().is_empty(),
+        "b waits no more"
+    );
     let orders: Vec<String> = std::fs::read_dir(d.path().join("outbox/order"))
         .unwrap()
         .flatten()
