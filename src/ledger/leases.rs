@@ -53,6 +53,15 @@ impl Leased {
             Leased::Named(_) => "name",
         }
     }
+    /// Renews the lease (`?3`, until when) only under the token it was taken with (`?2`).
+    fn renew_sql(&self) -> String {
+        format!(
+            "UPDATE {} SET lease_until=?3 WHERE {}=?1 AND fence=?2",
+            self.table(),
+            self.key_col()
+        )
+    }
+
     fn key(&self) -> rusqlite::types::Value {
         match self {
             Leased::File(id) => (*id).into(),
@@ -120,6 +129,9 @@ pub enum Taking {
     Refused(LeaseHolder),
 }
 
+/// A run (`r`) that is still going: the lease it holds is not to be taken, until it runs out.
+const LIVE_RUN: &str = "r.status = 'running' AND r.finished_at IS NULL";
+
 pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -130,21 +142,19 @@ pub(super) fn keep(conn: &Connection, fences: &Fences, what: &Leased) -> Result<
     let Some(&fence) = fences.held.get(what) else {
         return Ok(());
     };
-    let sql = format!(
-        "UPDATE {} SET lease_until=?3 WHERE {}=?1 AND fence=?2",
-        what.table(),
-        what.key_col()
-    );
-    let n =
-        conn.prepare_cached(&sql)?
-            .execute(params![what.key(), fence, now_ms() + fences.ttl_ms])?;
+    let n = conn.prepare_cached(&what.renew_sql())?.execute(params![
+        what.key(),
+        fence,
+        now_ms() + fences.ttl_ms
+    ])?;
     if n == 0 {
-        return Err(fenced(conn, what, fence));
+        return Err(fenced_error(conn, what, fence));
     }
     Ok(())
 }
 
-fn fenced(conn: &Connection, what: &Leased, fence: i64) -> LedgerError {
+/// The refusal of a write under a token that is no longer the file's (or role's).
+fn fenced_error(conn: &Connection, what: &Leased, fence: i64) -> LedgerError {
     // A file's taker lets go once it finished: the file's last run is the taker.
     let holder = match what {
         Leased::File(_) => "COALESCE(lease_run, run_id)",
@@ -185,9 +195,10 @@ impl Ledger {
     /// Whether a file another run holds right now, with a lease not run out.
     pub fn held_elsewhere(&self, id: i64, run: i64) -> Result<bool> {
         Ok(self.conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM files f JOIN runs r ON r.id = f.lease_run \
-             WHERE f.id=?1 AND f.lease_run != ?2 AND f.lease_until > ?3 \
-             AND r.status='running' AND r.finished_at IS NULL)",
+            &format!(
+                "SELECT EXISTS(SELECT 1 FROM files f JOIN runs r ON r.id = f.lease_run \
+                 WHERE f.id=?1 AND f.lease_run != ?2 AND f.lease_until > ?3 AND {LIVE_RUN})"
+            ),
             params![id, run, now_ms()],
             |r| r.get(0),
         )?)
@@ -244,7 +255,7 @@ impl Ledger {
             }
             let (before, from_running): (Option<i64>, bool) = c.query_row(
                 &format!(
-                    "SELECT t.lease_run, COALESCE(r.status = 'running' AND r.finished_at IS NULL, 0) \
+                    "SELECT t.lease_run, COALESCE({LIVE_RUN}, 0) \
                      FROM {table} t LEFT JOIN runs r ON r.id = t.lease_run WHERE t.{col}=?1"
                 ),
                 [&key],
@@ -255,7 +266,7 @@ impl Ledger {
                     &format!(
                         "UPDATE {table} SET lease_run=?2, lease_until=?3, fence=fence+1 WHERE {col}=?1 AND \
                          (lease_run IS NULL OR lease_run=?2 OR lease_until<=?4 OR NOT EXISTS \
-                          (SELECT 1 FROM runs r WHERE r.id={table}.lease_run AND r.status='running' AND r.finished_at IS NULL)) \
+                          (SELECT 1 FROM runs r WHERE r.id={table}.lease_run AND {LIVE_RUN})) \
                          RETURNING fence"
                     ),
                     params![key, run, now + ttl, now],
@@ -314,11 +325,7 @@ impl Ledger {
         conn.busy_timeout(Duration::from_secs(30))?;
         let ttl_ms = self.fences.ttl_ms;
         let every = Duration::from_millis((ttl_ms / 3).max(100) as u64);
-        let sql = format!(
-            "UPDATE {} SET lease_until=?3 WHERE {}=?1 AND fence=?2",
-            what.table(),
-            what.key_col()
-        );
+        let sql = what.renew_sql();
         let (key, shown) = (what.key(), what.to_string());
         let base = Instant::now();
         // Trusted until nine tenths of the lease from its last renewal's start, measured on
