@@ -123,6 +123,13 @@ impl HttpTarget {
                 }
             }
         }
+        // Nothing starts once the run is over or its relay no longer surely holds its role
+        // (a relay stopped between two requests of one attempt, a lookup and its create,
+        // must not send the create after another relay took over): checked as late as it
+        // can be, after any wait for the rate limit.
+        if stop() {
+            return Reply::NotSent;
+        }
         let auth = format!("Bearer {}", self.token);
         let result = match (method, body) {
             ("GET", _) => self.agent.get(url).header("Authorization", &auth).call(),
