@@ -253,14 +253,16 @@ fn check_elements(
         el.value.clear();
         let r = &mut issue.reason;
         r.value = r.value.as_deref().map(crate::unit::mask);
-        // The message quotes the value it found wrong (each repetition on its own).
+        // The message quotes the value it found wrong as `'…'` (each repetition on its own):
+        // only that quote is masked, not the same characters elsewhere in the message.
         let rep = d.rep.map(|r| r.as_char());
         for v in seg
             .el(pos)
             .split(|c| Some(c) == rep)
             .filter(|v| !v.is_empty())
         {
-            r.message = r.message.replace(v, &crate::unit::mask(v));
+            let masked = format!("'{}'", crate::unit::mask(v));
+            r.message = r.message.replace(&format!("'{v}'"), &masked);
         }
     }
 }
