@@ -181,6 +181,9 @@ pub struct Engine {
     outbox: Outbox,
     pool: std::sync::Arc<rayon::ThreadPool>,
     stop: Arc<AtomicBool>,
+    /// Lock files older runs left are swept once per process, not on every pass: the
+    /// files this process finishes take theirs with them.
+    locks_swept: bool,
 }
 
 /// Loads every format definition, failing with all errors listed.
@@ -232,6 +235,7 @@ impl Engine {
             outbox,
             pool: std::sync::Arc::new(pool),
             stop: Arc::new(AtomicBool::new(false)),
+            locks_swept: false,
         })
     }
 
@@ -249,9 +253,12 @@ impl Engine {
     /// the inbox.
     pub fn run_pass(&mut self, run: i64) -> Result<Pass> {
         let mut pass = Pass::default();
-        let swept = self.sweep_locks()?;
-        if swept > 0 {
-            tracing::info!("removed {swept} lock file(s) of finished files");
+        if !self.locks_swept {
+            let swept = self.sweep_locks()?;
+            if swept > 0 {
+                tracing::info!("removed {swept} lock file(s) of finished files");
+            }
+            self.locks_swept = true;
         }
         for row in self.ledger.unfinished_files()? {
             if self.stopping() {
