@@ -395,7 +395,7 @@ pub fn metrics_textfile(config_path: &Path, path: &Path) -> anyhow::Result<i32> 
     let ledger = match Ledger::open_in(&cfg.paths) {
         Ok(l) => l,
         Err(e) => {
-            crate::complain!("ledger {}: {e}", cfg.paths.ledger.display());
+            crate::complain!("ledger {}: {e}", cfg.paths.ledger_at.shown());
             return Ok(2);
         }
     };

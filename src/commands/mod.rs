@@ -52,7 +52,7 @@ fn load_config(path: &Path) -> Result<Config, i32> {
 fn report_failure(what: &str, e: &EngineError, cfg: &Config) {
     match e {
         EngineError::Ledger(l) => {
-            crate::complain!("{what}: ledger {}: {}", cfg.paths.ledger.display(), l)
+            crate::complain!("{what}: ledger {}: {}", cfg.paths.ledger_at.shown(), l)
         }
         other => crate::complain!("{what}: {other}"),
     }
@@ -74,7 +74,9 @@ fn open_ledger(config_path: &Path) -> Result<Ledger, i32> {
 /// Opens an existing ledger, with the config that names it.
 fn open_ledger_with_config(config_path: &Path) -> Result<(Ledger, Config), i32> {
     let cfg = load_config(config_path)?;
-    if !cfg.paths.ledger.exists() {
+    if cfg.paths.ledger_at == crate::ledger::Location::Sqlite(cfg.paths.ledger.clone())
+        && !cfg.paths.ledger.exists()
+    {
         crate::complain!(
             "no ledger at {} yet (nothing processed)",
             cfg.paths.ledger.display()
@@ -82,7 +84,7 @@ fn open_ledger_with_config(config_path: &Path) -> Result<(Ledger, Config), i32> 
         return Err(EXIT_FAILED);
     }
     let ledger = Ledger::open_in(&cfg.paths).map_err(|e| {
-        crate::complain!("ledger {}: {e}", cfg.paths.ledger.display());
+        crate::complain!("ledger {}: {e}", cfg.paths.ledger_at.shown());
         EXIT_FAILED
     })?;
     Ok((ledger, cfg))

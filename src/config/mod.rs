@@ -39,6 +39,19 @@ pub struct RawConfig {
     pub permissions: RawPermissions,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+}
+
+/// `[ledger]`: where the ledger lives when it is not the embedded SQLite file of
+/// `paths.ledger`: a PostgreSQL database several machines share.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// `postgres://user@host:port/database`, without a password.
+    pub url: Option<String>,
+    /// The environment variable that holds the database password.
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +159,8 @@ pub struct Paths {
     pub acks: PathBuf,
     pub formats: PathBuf,
     pub ledger: PathBuf,
+    /// Where the ledger is opened: the SQLite file `ledger`, or `[ledger] url`.
+    pub ledger_at: crate::ledger::Location,
 }
 
 impl Paths {
@@ -320,7 +335,9 @@ impl Config {
             acks: resolve(&raw.paths.acks),
             formats: resolve(&raw.paths.formats),
             ledger: resolve(&raw.paths.ledger),
+            ledger_at: crate::ledger::Location::Sqlite(resolve(&raw.paths.ledger)),
         };
+        let ledger = raw.ledger.clone();
         let cfg = Config {
             file: file.to_path_buf(),
             paths,
@@ -339,6 +356,9 @@ impl Config {
             Err(_) => vec![Target::default_outbox()], // the syntax error is reported already
         };
         cfg.check(text, &mut diags);
+        if let Some(at) = ledger_location(&ledger, file, text, &mut diags) {
+            cfg.paths.ledger_at = at;
+        }
         (cfg, diags.errors)
     }
 
@@ -489,6 +509,7 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
             "permissions",
             "delivery",
             "targets",
+            "ledger",
         ]
         .contains(&key.as_str())
         {
@@ -496,7 +517,7 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
                 file,
                 section_line(key),
                 format!(
-                    "unknown section [{key}] (expected paths, intake, processing, watch, limits, permissions, delivery, targets)"
+                    "unknown section [{key}] (expected paths, intake, processing, watch, limits, permissions, delivery, targets, ledger)"
                 ),
             );
         }
@@ -521,7 +542,65 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
             diags,
         ),
         delivery: section(&table, "delivery", file, section_line("delivery"), diags),
+        ledger: section(&table, "ledger", file, section_line("ledger"), diags),
     }
+}
+
+/// The PostgreSQL ledger `[ledger]` names, if any, with its password read from the
+/// environment. A password written into the URL is refused: secrets never go in files.
+fn ledger_location(
+    raw: &LedgerConfig,
+    file: &Path,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Option<crate::ledger::Location> {
+    let line = |key: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(key))
+            .map(|i| i + 1)
+    };
+    let url = raw.url.as_deref()?;
+    let mut ok = true;
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        diags.error(
+            file,
+            line("url"),
+            "ledger.url must be a postgres://user@host:port/database URL",
+        );
+        return None;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+    {
+        diags.error(
+            file,
+            line("url"),
+            "ledger.url holds a password; name the environment variable that holds it in ledger.password_env instead (secrets never go into this file)",
+        );
+        ok = false;
+    }
+    let password = match raw.password_env.as_deref() {
+        None => None,
+        Some(var) if targets::is_env_name(var) => std::env::var(var).ok(),
+        Some(_) => {
+            diags.error(
+                file,
+                line("password_env"),
+                "ledger.password_env must name the environment variable that holds the password",
+            );
+            ok = false;
+            None
+        }
+    };
+    ok.then(|| crate::ledger::Location::Postgres {
+        url: url.to_owned(),
+        password,
+    })
 }
 
 /// Which config file to use: `--config`, then `TALLYMAN_CONFIG`, then `./tallyman.toml`.

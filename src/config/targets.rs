@@ -442,6 +442,11 @@ fn owned_fields(
     out
 }
 
+/// Whether `s` can name an environment variable (letters, digits, `_`).
+pub(super) fn is_env_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn http(who: &str, raw: &RawTarget, errs: &mut Vec<String>) -> Option<HttpTarget> {
     let base_url = raw.base_url.clone().unwrap_or_default();
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
@@ -450,11 +455,7 @@ fn http(who: &str, raw: &RawTarget, errs: &mut Vec<String>) -> Option<HttpTarget
         ));
     }
     let token_env = raw.token_env.clone().unwrap_or_default();
-    if token_env.is_empty()
-        || !token_env
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if !is_env_name(&token_env) {
         errs.push(format!(
             "{who}: token_env must name the environment variable that holds the token (the token itself never goes into this file)"
         ));

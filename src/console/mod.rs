@@ -90,7 +90,7 @@ impl Console {
             return Err(StartError::NeedsToken(opts.listen.clone()));
         }
         // Opening once creates or migrates the ledger before the first request needs it.
-        drop(crate::ledger::Ledger::open(&cfg.paths.ledger)?);
+        drop(crate::ledger::Ledger::open_at(cfg.paths.ledger_at.clone())?);
         let listener = std::net::TcpListener::bind(&addrs[..]).map_err(|e| StartError::Bind {
             addr: opts.listen.clone(),
             source: e,

@@ -1,7 +1,7 @@
 //! The write transaction of one batch: duplicate checks, key claims, line and unit rows,
 //! staged chunk names and the resume mark, committed together or not at all.
 
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use super::db::{params, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::model::{ChunkRow, Counts, LineRow, UnitRow};
 use super::{Ledger, Result};

@@ -4,7 +4,7 @@
 //! and the audit trail page by page. They only read, so the console serves while a run
 //! writes (WAL). The exceptions queue's questions are in `console_review.rs`.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 
 use super::console_model::*;
 use super::model::{file_row, FileRow, FILE_COLS, FILE_COL_COUNT};
@@ -81,7 +81,7 @@ impl Ledger {
                     part: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -102,7 +102,7 @@ impl Ledger {
             .query_map(params![since, target, limit], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -113,7 +113,7 @@ impl Ledger {
         )?;
         let rows = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -125,7 +125,7 @@ impl Ledger {
         )?;
         let rows = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -154,7 +154,7 @@ impl Ledger {
         self.recon_where("WHERE at >= ?1 ORDER BY at, id", [since])
     }
 
-    fn recon_where(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<ReconRow>> {
+    fn recon_where(&self, tail: &str, p: impl super::db::Params) -> Result<Vec<ReconRow>> {
         let mut st = self.conn.prepare(&format!(
             "SELECT id, target, at, remote_records, missing, orphans, drift, report_path FROM reconciliations {tail}"
         ))?;
@@ -171,7 +171,7 @@ impl Ledger {
                     report_path: self.roots.resolve_opt(r.get(7)?),
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -213,7 +213,7 @@ impl Ledger {
                     partners: r.get(FILE_COL_COUNT + 1)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -258,7 +258,7 @@ impl Ledger {
                     raw: r.get(12)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         if !rejected_only {
             let have: std::collections::HashSet<i64> = rows.iter().map(|l| l.ordinal).collect();
             let implied = super::spans::implied_lines(&self.conn, file_id, from, limit)?;
@@ -323,7 +323,7 @@ impl Ledger {
                     count: r.get(2)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -335,7 +335,7 @@ impl Ledger {
     pub(super) fn deliveries_where(
         &self,
         cond: &str,
-        p: impl rusqlite::Params,
+        p: impl super::db::Params,
         limit: i64,
     ) -> Result<Vec<DeliveryView>> {
         let mut st = self.conn.prepare(&format!(
@@ -360,7 +360,7 @@ impl Ledger {
                     latency_seconds: r.get(11)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -382,7 +382,7 @@ impl Ledger {
                     response: r.get(6)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -410,7 +410,7 @@ impl Ledger {
                     created_at: r.get(9)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -422,7 +422,7 @@ impl Ledger {
         )?;
         let rows = st
             .query_map(params![prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -443,7 +443,7 @@ impl Ledger {
                     status: r.get(4)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -470,7 +470,7 @@ impl Ledger {
     fn audit_log_where(
         &self,
         cond: &str,
-        p: impl rusqlite::Params,
+        p: impl super::db::Params,
         limit: i64,
     ) -> Result<Vec<super::AuditRow>> {
         let mut st = self.conn.prepare(&format!(
@@ -478,7 +478,7 @@ impl Ledger {
         ))?;
         let rows = st
             .query_map(p, super::review::audit_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 }

@@ -4,7 +4,7 @@
 //! that the CLI has no method for: retrying one such group, and resolving a file-level
 //! error (which belongs to no document).
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 
 use super::console_model::*;
 use super::{now, Ledger, Result};
@@ -27,7 +27,7 @@ impl Ledger {
     fn rejected_docs(
         &self,
         cond: &str,
-        p: impl rusqlite::Params,
+        p: impl super::db::Params,
         limit: i64,
     ) -> Result<Vec<RejectedDoc>> {
         let mut st = self.conn.prepare(&format!(
@@ -67,7 +67,7 @@ impl Ledger {
                     resolution,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         docs.into_iter().map(|d| self.with_first_line(d)).collect()
     }
 
@@ -101,7 +101,7 @@ impl Ledger {
                     oldest: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -115,7 +115,7 @@ impl Ledger {
         ))?;
         let rows = st
             .query_map([rule], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -139,7 +139,7 @@ impl Ledger {
                     at: r.get(5)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -245,7 +245,7 @@ impl Ledger {
             .query_map([serde_json::to_string(ids)?], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 }
@@ -267,7 +267,7 @@ struct Dead {
 }
 
 /// Dead letters, oldest first; with a group, only that group's.
-fn dead_letters(c: &rusqlite::Connection, g: Option<&DeadGroupSel>) -> Result<Vec<Dead>> {
+fn dead_letters(c: &super::db::Connection, g: Option<&DeadGroupSel>) -> Result<Vec<Dead>> {
     let mut st = c.prepare(
         "SELECT id, target, entity, last_status, last_error, created_at FROM deliveries \
          WHERE state = 'dead' AND (?1 IS NULL OR (target = ?1 AND entity = ?2 AND last_status IS ?3)) ORDER BY id",
@@ -290,7 +290,7 @@ fn dead_letters(c: &rusqlite::Connection, g: Option<&DeadGroupSel>) -> Result<Ve
                 })
             },
         )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::db::Result<Vec<_>>>()?;
     Ok(match g {
         Some(g) => rows
             .into_iter()

@@ -4,7 +4,7 @@
 //! rest of it. Paged by (document, line) so a file with a million rejects is written in
 //! bounded memory.
 
-use rusqlite::params;
+use super::db::params;
 
 use super::{Ledger, Result};
 
@@ -64,7 +64,7 @@ impl Ledger {
                     next_byte: r.get(8)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -75,7 +75,7 @@ impl Ledger {
             .prepare("SELECT label, status FROM units WHERE file_id = ?1 ORDER BY seq")?;
         let rows = st
             .query_map([file_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 

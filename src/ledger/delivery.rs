@@ -8,7 +8,7 @@
 //! creates it. Rows end `delivered`, `dead` (a person's turn), or `superseded` by a newer
 //! version of the same key that was queued before the older one got through.
 
-use rusqlite::{params, Transaction, TransactionBehavior};
+use super::db::{params, Transaction, TransactionBehavior};
 use serde::Serialize;
 
 use super::{now, Ledger, Result};
@@ -197,7 +197,7 @@ impl Ledger {
             ))?;
             let rows = st
                 .query_map(params![target, at, limit as i64], due_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<super::db::Result<Vec<_>>>()?;
             rows
         };
         let mut out = Vec::with_capacity(rows.len());
@@ -301,7 +301,7 @@ impl Ledger {
     }
 
     pub fn target_blocked(&self, target: &str) -> Result<Option<String>> {
-        use rusqlite::OptionalExtension;
+        use super::db::OptionalExtension;
         Ok(self
             .conn
             .query_row(
@@ -315,7 +315,7 @@ impl Ledger {
 
     /// How many seconds ago the target was found blocked, if it is.
     pub fn blocked_for_seconds(&self, target: &str) -> Result<Option<i64>> {
-        use rusqlite::OptionalExtension;
+        use super::db::OptionalExtension;
         Ok(self
             .conn
             .query_row(
@@ -367,7 +367,7 @@ impl Ledger {
         )?;
         let mut lat: Vec<f64> = st
             .query_map([target], |r| r.get::<_, f64>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         lat.sort_by(|a, b| a.total_cmp(b));
         c.sync_latency_p50_seconds = percentile(&lat, 0.50);
         c.sync_latency_p95_seconds = percentile(&lat, 0.95);
@@ -384,7 +384,7 @@ impl Ledger {
              LEFT JOIN files f ON f.id = d.file_id WHERE d.state = 'dead'{cond} ORDER BY d.id"
         ))?;
         let rows = st
-            .query_map(rusqlite::params_from_iter(args), |r| {
+            .query_map(super::db::params_from_iter(args), |r| {
                 Ok(DeadLetter {
                     id: r.get(0)?,
                     target: r.get(1)?,
@@ -399,7 +399,7 @@ impl Ledger {
                     created_at: r.get(10)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -418,7 +418,7 @@ impl Ledger {
                 "UPDATE deliveries AS d SET state='pending', attempts=0, next_at=?1, created_at=?1, last_error=NULL \
                  WHERE d.state = 'dead'{cond}"
             ),
-            rusqlite::params_from_iter(all),
+            super::db::params_from_iter(all),
         )?)
     }
 
@@ -439,14 +439,14 @@ impl Ledger {
                 "UPDATE deliveries AS d SET state='pending', attempts=0, next_at=?1, created_at=?1, replay=1, ambiguous=1 \
                  WHERE d.state = 'delivered' AND {latest}{cond}"
             ),
-            rusqlite::params_from_iter(all),
+            super::db::params_from_iter(all),
         )?)
     }
 
     fn count_where(&self, cond: &str, args: Vec<String>) -> Result<usize> {
         Ok(self.conn.query_row(
             &format!("SELECT COUNT(*) FROM deliveries d WHERE {cond}"),
-            rusqlite::params_from_iter(args),
+            super::db::params_from_iter(args),
             |r| r.get::<_, i64>(0),
         )? as usize)
     }
@@ -467,7 +467,7 @@ impl Ledger {
                     response: r.get(4)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 }
@@ -499,7 +499,7 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some((sorted[i] * 10.0).round() / 10.0)
 }
 
-fn due_row(r: &rusqlite::Row) -> rusqlite::Result<Result<Due>> {
+fn due_row(r: &super::db::Row<'_>) -> super::db::Result<Result<Due>> {
     let data: Option<String> = r.get(9)?;
     let remote_id: Option<String> = r.get(10)?;
     let remote_version: Option<i64> = r.get(11)?;

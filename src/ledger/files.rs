@@ -2,7 +2,7 @@
 //! done — or abandoned, failed, restarted. Each step is one statement or one transaction,
 //! so a crash between two steps leaves a state the next run knows how to continue from.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use super::db::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::model::{file_row, ChunkRow, FileRow, FileState, Outcome, FILE_COLS};
 use super::{now, Ledger, Result};
@@ -204,7 +204,7 @@ impl Ledger {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'reading', ?8, ?9)",
                 params![f.fingerprint, attempt, f.name, f.raw_name, source, f.size as i64, f.forced, run, now()],
             )?;
-            Ok(Some(c.last_insert_rowid()))
+            Ok(Some(c.last_insert_rowid()?))
         })?;
         id.map(|id| self.file(id)).transpose()
     }
@@ -307,7 +307,7 @@ impl Ledger {
                     why: r.get(2)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -522,7 +522,7 @@ impl Ledger {
                     locator: r.get(6)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -557,7 +557,7 @@ impl Ledger {
     fn fenced(
         &self,
         id: i64,
-        write: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
+        write: impl FnOnce(&Connection) -> super::db::Result<usize>,
     ) -> Result<()> {
         self.immediate(|c| {
             super::leases::keep(c, &self.fences, &super::Leased::File(id))?;
@@ -585,7 +585,7 @@ impl Ledger {
                     },
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -603,7 +603,7 @@ impl Ledger {
                     content: r.get(4)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -651,14 +651,14 @@ impl Ledger {
     pub(super) fn files_where(
         &self,
         tail: &str,
-        params: impl rusqlite::Params,
+        params: impl super::db::Params,
     ) -> Result<Vec<FileRow>> {
         let mut st = self
             .conn
             .prepare(&format!("SELECT {FILE_COLS} FROM files {tail}"))?;
         let rows = st
             .query_map(params, file_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows.into_iter().map(|f| self.resolved(f)).collect())
     }
 }

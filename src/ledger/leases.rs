@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::{params, Connection, OptionalExtension};
 
 use super::{Ledger, LedgerError, Result};
 
@@ -62,10 +62,10 @@ impl Leased {
         )
     }
 
-    fn key(&self) -> rusqlite::types::Value {
+    fn key(&self) -> super::db::Value<'_> {
         match self {
-            Leased::File(id) => (*id).into(),
-            Leased::Named(n) => n.clone().into(),
+            Leased::File(id) => super::db::Value::Int(*id),
+            Leased::Named(n) => super::db::Value::Text(n),
         }
     }
 }
@@ -321,12 +321,11 @@ impl Ledger {
         let Some(&fence) = self.fences.held.get(what) else {
             return Ok(None);
         };
-        let conn = Connection::open(&self.path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        let conn = self.location.connect()?;
         let ttl_ms = self.fences.ttl_ms;
         let every = Duration::from_millis((ttl_ms / 3).max(100) as u64);
         let sql = what.renew_sql();
-        let (key, shown) = (what.key(), what.to_string());
+        let (owned, shown) = (what.clone(), what.to_string());
         let base = Instant::now();
         // Trusted until nine tenths of the lease from its last renewal's start, measured on
         // this process's monotonic clock: well before any other run may take it.
@@ -344,7 +343,7 @@ impl Ledger {
                 }
                 let start = Instant::now();
                 // A failed renewal is not fatal here: the next write's check decides.
-                let r = conn.execute(&sql, params![key, fence, now_ms() + ttl_ms]);
+                let r = conn.execute(&sql, params![owned.key(), fence, now_ms() + ttl_ms]);
                 match r {
                     Ok(1) => renewed.store(trusted(start), Ordering::Relaxed),
                     _ => tracing::debug!(lease = %shown, "lease not renewed: {r:?}"),

@@ -17,6 +17,10 @@ impl Ledger {
     /// `PRAGMA quick_check` (or the full `integrity_check`): the problems found, empty if
     /// the database is sound. A file too damaged to be read at all is an error.
     pub fn check_integrity(&self, full: bool) -> Result<Vec<String>> {
+        if self.is_postgres() {
+            // The server checks its own pages (data checksums); there is no quick check.
+            return Ok(Vec::new());
+        }
         let pragma = if full {
             "PRAGMA integrity_check"
         } else {
@@ -25,7 +29,7 @@ impl Ledger {
         let mut st = self.conn.prepare(pragma)?;
         let rows = st
             .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
@@ -77,12 +81,17 @@ impl Ledger {
     /// (SQLite's online backup), through a temporary file renamed into place, then checks
     /// the copy. Returns the number of pages copied.
     pub fn backup(&self, dest: &Path) -> Result<i64> {
+        if self.is_postgres() {
+            return Err(LedgerError::Unsupported(
+                "`tallyman backup` copies a SQLite ledger; back a PostgreSQL ledger up with pg_dump or the server's own backups",
+            ));
+        }
         let dir = dest.parent().unwrap_or(Path::new("."));
         let tmp = dir.join(format!(".tallyman-{}-backup.tmp", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let pages = {
             let mut out = Connection::open(&tmp)?;
-            let backup = rusqlite::backup::Backup::new(&self.conn, &mut out)?;
+            let backup = rusqlite::backup::Backup::new(self.conn.sqlite()?, &mut out)?;
             backup.run_to_completion(256, std::time::Duration::from_millis(10), None)?;
             let pages = backup.progress().pagecount as i64;
             drop(backup);
@@ -109,11 +118,12 @@ pub fn open_for_check(path: &Path) -> Result<Ledger> {
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
             LedgerError::Open {
                 path: path.display().to_string(),
-                source: e,
+                source: e.into(),
             }
         })?;
     Ok(Ledger {
-        conn,
+        conn: super::db::Connection::Lite(conn),
+        location: super::Location::Sqlite(path.to_path_buf()),
         path: path.to_path_buf(),
         routes: Vec::new(),
         roots: Default::default(),

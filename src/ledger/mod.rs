@@ -17,6 +17,7 @@ mod console;
 mod console_model;
 mod console_review;
 mod corrections;
+mod db;
 mod delivery;
 mod files;
 mod leases;
@@ -27,13 +28,17 @@ mod reconcile;
 mod review;
 mod roots;
 mod schema;
+mod schema_pg;
 pub mod spans;
+#[cfg(test)]
+mod testplace;
 mod workers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, ErrorCode, TransactionBehavior};
+use db::{params, Connection, TransactionBehavior};
+use rusqlite::ErrorCode;
 
 pub use batch::{BatchTx, Holder, NewVersion};
 pub use console_model::{
@@ -62,12 +67,9 @@ use schema::MIGRATIONS;
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("cannot open the ledger {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Open { path: String, source: db::Error },
     #[error("{0}")]
-    Sql(rusqlite::Error),
+    Sql(db::Error),
     #[error("the ledger is damaged ({0}); stop every tallyman run, check it with `tallyman check --ledger` and restore the latest backup (README: Backups)")]
     Corrupt(String),
     #[error(
@@ -76,6 +78,8 @@ pub enum LedgerError {
     Full(String),
     #[error("ledger schema version {found} is newer than this tallyman knows ({known}); upgrade tallyman")]
     TooNew { found: i64, known: i64 },
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("bad stored JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{0}")]
@@ -88,7 +92,13 @@ pub enum LedgerError {
 
 impl From<rusqlite::Error> for LedgerError {
     fn from(e: rusqlite::Error) -> Self {
-        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        LedgerError::from(db::Error::from(e))
+    }
+}
+
+impl From<db::Error> for LedgerError {
+    fn from(e: db::Error) -> Self {
+        if let db::Error::Lite(rusqlite::Error::SqliteFailure(f, _)) = &e {
             match f.code {
                 ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
                     return LedgerError::Corrupt(e.to_string())
@@ -113,7 +123,7 @@ pub type Result<T> = std::result::Result<T, LedgerError>;
 fn is_busy(e: &LedgerError) -> bool {
     matches!(
         e,
-        LedgerError::Sql(rusqlite::Error::SqliteFailure(f, _))
+        LedgerError::Sql(db::Error::Lite(rusqlite::Error::SqliteFailure(f, _)))
             if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
 }
@@ -139,8 +149,63 @@ pub fn now() -> String {
         .to_string()
 }
 
+/// Where a ledger lives: a SQLite file (the embedded default) or a PostgreSQL database
+/// several machines share. Kept so a lease keeper can open its own connection.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres {
+        url: String,
+        password: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl Location {
+    /// How the ledger is named to people: its path, or its URL without a password.
+    pub fn shown(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres { url, .. } => db::PgConn::shown_url(url),
+        }
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let opened = match self {
+            Location::Sqlite(path) => Connection::open_sqlite(path),
+            Location::Postgres { url, password } => {
+                Connection::open_postgres(url, password.as_deref())
+            }
+        };
+        let conn = opened.map_err(|e| LedgerError::Open {
+            path: self.shown(),
+            source: e,
+        })?;
+        if let Connection::Lite(c) = &conn {
+            c.busy_timeout(Duration::from_secs(30))?;
+            // Switching to WAL needs an exclusive lock that SQLite does not wait for
+            // through the busy handler: two first-ever runs starting together would fail
+            // here. Retry.
+            retry_busy(|| {
+                c.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(LedgerError::from)
+            })?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+        }
+        Ok(conn)
+    }
+}
+
 pub struct Ledger {
     conn: Connection,
+    location: Location,
+    /// The SQLite file (empty for a PostgreSQL ledger).
     path: PathBuf,
     /// The remote targets and the entities each takes: a decided file's new versions get a
     /// delivery row per target, in the decision's own transaction.
@@ -158,22 +223,20 @@ impl Ledger {
     /// its WAL companions get the configured file mode: the ledger holds names, addresses
     /// and raw rejected lines.
     pub fn open(path: &Path) -> Result<Ledger> {
-        let conn = Connection::open(path).map_err(|e| LedgerError::Open {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        // Switching to WAL needs an exclusive lock that SQLite does not wait for through the
-        // busy handler: two first-ever runs starting together would fail here. Retry.
-        retry_busy(|| {
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(LedgerError::from)
-        })?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ledger::open_at(Location::Sqlite(path.to_path_buf()))
+    }
+
+    /// Opens (creating its tables if needed) the ledger at `location`.
+    pub fn open_at(location: Location) -> Result<Ledger> {
+        let conn = location.connect()?;
+        let path = match &location {
+            Location::Sqlite(p) => p.clone(),
+            Location::Postgres { .. } => PathBuf::new(),
+        };
         let mut ledger = Ledger {
             conn,
-            path: path.to_path_buf(),
+            location,
+            path,
             routes: Vec::new(),
             roots: Roots::default(),
             fences: Default::default(),
@@ -184,13 +247,22 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// The SQLite file of this ledger (empty for a PostgreSQL ledger).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.conn.is_postgres()
+    }
+
     /// Opens the ledger of a configuration, writing paths relative to its folders.
     pub fn open_in(paths: &crate::config::Paths) -> Result<Ledger> {
-        let mut ledger = Ledger::open(&paths.ledger)?;
+        let mut ledger = Ledger::open_at(paths.ledger_at.clone())?;
         ledger.set_roots(Roots::new(paths.dirs()));
         Ok(ledger)
     }
@@ -208,6 +280,9 @@ impl Ledger {
     /// Gives the database and its `-wal`/`-shm` files the configured mode (a ledger created
     /// by an older tallyman may be world-readable).
     fn restrict_modes(&self) -> Result<()> {
+        if self.is_postgres() {
+            return Ok(());
+        }
         for suffix in ["", "-wal", "-shm"] {
             let mut p = self.path.clone().into_os_string();
             p.push(suffix);
@@ -220,6 +295,9 @@ impl Ledger {
     }
 
     fn migrate(&mut self) -> Result<()> {
+        if self.is_postgres() {
+            return schema_pg::migrate(&self.conn);
+        }
         let known = MIGRATIONS.len() as i64;
         // A ledger already current is only read: `status` and the console must open it
         // while a worker holds the write lock (mid-batch, or stopped there).
@@ -242,7 +320,7 @@ impl Ledger {
         for m in &MIGRATIONS[version as usize..] {
             tx.execute_batch(m)?;
         }
-        tx.pragma_update(None, "user_version", known)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {known}"))?;
         tx.commit()?;
         Ok(())
     }
@@ -271,7 +349,7 @@ impl Ledger {
             "INSERT INTO runs(command, pid, started_at, host, seen_at, work) VALUES (?1, ?2, ?3, ?4, ?3, ?5)",
             params![command, std::process::id(), at, workers::host(), self.work_dir()],
         )?;
-        let run = self.conn.last_insert_rowid();
+        let run = self.conn.last_insert_rowid()?;
         self.run.set(Some(run));
         Ok(run)
     }
@@ -324,18 +402,15 @@ impl Ledger {
     /// Allocates the next control number, committed before it is returned: a crash can
     /// waste a number but never hand the same one out twice.
     pub fn next_control_number(&self, partner: &str, kind: &str) -> Result<u64> {
-        let n: i64 = self.immediate(|c| {
-            c.execute(
-                "INSERT INTO control_numbers(partner, kind, last) VALUES (?1, ?2, 1) \
-                 ON CONFLICT(partner, kind) DO UPDATE SET last = last + 1",
-                params![partner, kind],
-            )?;
-            Ok(c.query_row(
-                "SELECT last FROM control_numbers WHERE partner=?1 AND kind=?2",
-                params![partner, kind],
-                |r| r.get(0),
-            )?)
-        })?;
+        // One statement: the row's lock makes concurrent callers take turns, on either
+        // backend, and the number comes back from the update that made it.
+        let n: i64 = self.conn.query_row(
+            "INSERT INTO control_numbers(partner, kind, last) VALUES (?1, ?2, 1) \
+             ON CONFLICT(partner, kind) DO UPDATE SET last = control_numbers.last + 1 \
+             RETURNING last",
+            params![partner, kind],
+            |r| r.get(0),
+        )?;
         Ok(n as u64)
     }
 }

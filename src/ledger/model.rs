@@ -224,7 +224,7 @@ pub(super) const FILE_COLS: &str = "id, fingerprint, attempt, name, raw_name, so
 /// How many columns `FILE_COLS` selects (a query adding its own columns starts after).
 pub(super) const FILE_COL_COUNT: usize = 42;
 
-pub(super) fn file_row(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
+pub(super) fn file_row(r: &super::db::Row<'_>) -> super::db::Result<FileRow> {
     let review_rule: Option<String> = r.get(34)?;
     let review_message: Option<String> = r.get(35)?;
     Ok(FileRow {

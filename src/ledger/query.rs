@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rusqlite::params;
+use super::db::params;
 
 use super::model::{FileRow, OutcomeTotal, RejectRow, RunRow};
 use super::{Ledger, Result};
@@ -59,7 +59,7 @@ impl Ledger {
                     },
                 ))
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -121,7 +121,7 @@ impl Ledger {
                     lines_unchanged: n(7)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -143,7 +143,7 @@ impl Ledger {
                     error: r.get(7)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 }

@@ -11,7 +11,7 @@
 //! queue time, so its retries get a full `max_age_hours` and its idempotency key is new;
 //! its attempt numbers go on, so the story of the first delivery is kept.
 
-use rusqlite::{params, OptionalExtension};
+use super::db::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::{now, Ledger, Result};
@@ -238,7 +238,7 @@ impl Ledger {
             )?;
             out.keys = st
                 .query_map([REQUEUED_KEYS_KEPT as i64], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
+                .collect::<super::db::Result<Vec<String>>>()?;
             Ok(out)
         })
     }
@@ -260,7 +260,7 @@ impl Ledger {
                 r.detail.to_string()
             ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn.last_insert_rowid()?)
     }
 
     /// The newest `limit` reconciliations (of one target, or all), newest first.
@@ -289,7 +289,7 @@ impl Ledger {
                     detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 

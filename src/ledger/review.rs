@@ -3,7 +3,7 @@
 //! applied the fixed document, or by a person with a note — and samples of the health
 //! figures over time for the dashboard's charts.
 
-use rusqlite::params;
+use super::db::params;
 use serde::Serialize;
 
 use super::{now, Ledger, Result};
@@ -45,7 +45,7 @@ impl Ledger {
             "INSERT INTO audit(at, actor, action, reason, subject, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![now(), actor, action, reason, subject, detail.to_string()],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn.last_insert_rowid()?)
     }
 
     /// The newest `limit` audit rows, newest first.
@@ -55,7 +55,7 @@ impl Ledger {
         )?;
         let rows = st
             .query_map([limit], audit_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -132,13 +132,13 @@ impl Ledger {
         )?;
         let rows = st
             .query_map(params![name, labels, since], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 }
 
 /// An `audit` row read as `SELECT id, at, actor, action, reason, subject, detail`.
-pub(super) fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
+pub(super) fn audit_row(r: &super::db::Row<'_>) -> super::db::Result<AuditRow> {
     let detail: Option<String> = r.get(6)?;
     Ok(AuditRow {
         id: r.get(0)?,
@@ -154,7 +154,7 @@ pub(super) fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
 /// In a correction's decision: the rejected documents whose business key the correction
 /// applied (or found applied already) are resolved in the file it corrects and in every
 /// file up the chain (a correction of a correction closes the original's rejects too).
-pub(super) fn resolve_corrected(tx: &rusqlite::Transaction, file_id: i64) -> Result<()> {
+pub(super) fn resolve_corrected(tx: &super::db::Transaction, file_id: i64) -> Result<()> {
     tx.execute(
         "WITH RECURSIVE chain(id) AS ( \
            SELECT correction_of FROM files WHERE id = ?1 AND correction_of IS NOT NULL \

@@ -11,7 +11,7 @@
 //! rejected whole, its output lost), so that rejects, reports and corrections files see
 //! those lines exactly as before.
 
-use rusqlite::{params, Connection, Transaction};
+use super::db::{params, Connection, Transaction};
 
 use super::{LineView, Result};
 use crate::unit::Position;
@@ -49,7 +49,7 @@ pub(super) fn reject_late(
                 spans: r.get(8)?,
             })
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::db::Result<Vec<_>>>()?;
     let mut update = tx.prepare_cached(
         "UPDATE lines SET status='rejected', rule=?4, message=?5 WHERE file_id=?1 \
          AND ordinal >= ?2 AND ordinal < ?3 AND status IN ('applied', 'duplicate', 'unmapped', 'unchanged')",
@@ -122,7 +122,7 @@ pub(super) fn implied_lines(
                 r.get::<_, Option<Vec<u8>>>(9)?,
             ))
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::db::Result<Vec<_>>>()?;
     let mut out = Vec::new();
     for (first, count, spans) in units {
         let lines = decode(

@@ -1,7 +1,15 @@
 //! The ledger on its own: schema, claims, the stall guard's counting, corruption.
 
+use super::testplace::{on_both, Place};
 use super::*;
 use crate::format::UnitStatus;
+
+on_both!(
+    control_numbers_increase_per_partner_and_kind,
+    regression_two_workers_registering_the_same_new_content_register_it_once,
+    attempts_count_up_per_fingerprint,
+    regression_insert_file_waits_for_another_writer_instead_of_failing_busy,
+);
 
 fn nf(fp: &str) -> NewFile<'_> {
     NewFile {
@@ -99,25 +107,20 @@ fn regression_a_ledger_with_a_row_per_line_keeps_its_positions_and_versions_afte
     assert_eq!(v.len(), 1);
 }
 
-#[test]
-fn control_numbers_increase_per_partner_and_kind() {
-    let dir = tempfile::tempdir().unwrap();
-    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+fn control_numbers_increase_per_partner_and_kind(p: Place) {
+    let l = p.open();
     assert_eq!(l.next_control_number("ACME", "997").unwrap(), 1);
     assert_eq!(l.next_control_number("ACME", "997").unwrap(), 2);
     assert_eq!(l.next_control_number("OTHER", "997").unwrap(), 1);
     drop(l);
-    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let l = p.open();
     assert_eq!(l.next_control_number("ACME", "997").unwrap(), 3);
 }
 
-#[test]
-fn regression_two_workers_registering_the_same_new_content_register_it_once() {
+fn regression_two_workers_registering_the_same_new_content_register_it_once(p: Place) {
     // Both saw no attempt of the content; the second to register finds the first's and
     // backs off instead of making an attempt whose input the first has moved away.
-    let dir = tempfile::tempdir().unwrap();
-    let a = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
-    let b = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let (a, b) = (p.open(), p.open());
     let (ra, rb) = (a.begin_run("a").unwrap(), b.begin_run("b").unwrap());
     let first = a.insert_attempt(&nf("new"), ra, None, true).unwrap();
     assert!(first.is_some());
@@ -133,10 +136,8 @@ fn regression_two_workers_registering_the_same_new_content_register_it_once() {
     assert_eq!(again.attempt, 2);
 }
 
-#[test]
-fn attempts_count_up_per_fingerprint() {
-    let dir = tempfile::tempdir().unwrap();
-    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+fn attempts_count_up_per_fingerprint(p: Place) {
+    let l = p.open();
     let run = l.begin_run("test").unwrap();
     let a = l.insert_file(&nf("abc"), run).unwrap();
     let b = l.insert_file(&nf("abc"), run).unwrap();
@@ -144,20 +145,16 @@ fn attempts_count_up_per_fingerprint() {
     assert_eq!(l.latest_file("abc").unwrap().unwrap().id, b.id);
 }
 
-#[test]
-fn regression_insert_file_waits_for_another_writer_instead_of_failing_busy() {
+fn regression_insert_file_waits_for_another_writer_instead_of_failing_busy(p: Place) {
     // Two connections interleave: B opens a read snapshot, A writes, then B claims a
     // file. A deferred read-then-write transaction would fail with SQLITE_BUSY here.
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("l.sqlite");
-    let a = Ledger::open(&p).unwrap();
-    let b = Ledger::open(&p).unwrap();
+    let (a, b) = (p.open(), p.open());
     let run = a.begin_run("t").unwrap();
     let handles: Vec<_> = (0..4)
         .map(|t| {
-            let p = p.clone();
+            let at = p.at.clone();
             std::thread::spawn(move || {
-                let l = Ledger::open(&p).unwrap();
+                let l = Ledger::open_at(at).unwrap();
                 for i in 0..50 {
                     l.insert_file(&nf(&format!("fp{t}-{i}")), run).unwrap();
                     l.next_control_number("P", "997").unwrap();
@@ -188,7 +185,7 @@ fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("l.sqlite");
     {
-        let c = Connection::open(&p).unwrap();
+        let c = rusqlite::Connection::open(&p).unwrap();
         c.pragma_update(None, "user_version", 999).unwrap();
     }
     assert!(matches!(Ledger::open(&p), Err(LedgerError::TooNew { .. })));

@@ -4,7 +4,7 @@
 //! with how long since each was seen — the lease age a shared ledger will expire on — and
 //! whether the process still exists when it runs on this host.
 
-use rusqlite::params;
+use super::db::params;
 
 use super::{now, Ledger, Result};
 
@@ -89,7 +89,7 @@ impl Ledger {
                         .map(|until| (until - now_ms) as f64 / 1000.0),
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }
 

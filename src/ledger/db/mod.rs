@@ -1,0 +1,345 @@
+//! The ledger's one door to a database: SQLite embedded (the default) or PostgreSQL shared
+//! by several machines. Its shape is rusqlite's (connection, statement, row, transaction),
+//! so the ledger's SQL is written once; statements are written in the dialect both accept,
+//! and the few SQLite spellings PostgreSQL lacks are rewritten when a statement is prepared
+//! there (see pg.rs). Nothing outside the ledger sees this module.
+
+mod pg;
+mod value;
+
+pub use pg::PgConn;
+pub use value::{params_from_iter, FromSql, Params, RowIndex, ToSql, Value};
+
+pub use crate::ledger_params as params;
+
+use value::Column;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Lite(rusqlite::Error),
+    #[error("{}", pg::describe(.0))]
+    Pg(postgres::Error),
+    #[error("the query returned no rows")]
+    NoRows,
+    #[error("column {column}: {problem}")]
+    Type { column: String, problem: String },
+    #[error("{0} is not available on a PostgreSQL ledger")]
+    Unsupported(&'static str),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => Error::NoRows,
+            e => Error::Lite(e),
+        }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::Pg(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// `query_row(...).optional()`: no row is `None`, not an error.
+pub trait OptionalExtension<T> {
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NoRows) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// How a transaction begins. `Immediate` takes the ledger's write lock first (SQLite's
+/// `BEGIN IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock), so a transaction
+/// that reads and then writes sees no other writer in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionBehavior {
+    Deferred,
+    Immediate,
+}
+
+pub enum Connection {
+    Lite(rusqlite::Connection),
+    Pg(Box<PgConn>),
+}
+
+impl Connection {
+    pub fn open_sqlite(path: &std::path::Path) -> Result<Connection> {
+        let c = rusqlite::Connection::open(path)?;
+        c.set_prepared_statement_cache_capacity(128);
+        Ok(Connection::Lite(c))
+    }
+
+    pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Connection> {
+        Ok(Connection::Pg(Box::new(PgConn::connect(url, password)?)))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Connection::Pg(_))
+    }
+
+    /// The SQLite connection, for what only SQLite has (pragmas, online backup).
+    pub fn sqlite(&self) -> Result<&rusqlite::Connection> {
+        match self {
+            Connection::Lite(c) => Ok(c),
+            Connection::Pg(_) => Err(Error::Unsupported("this SQLite operation")),
+        }
+    }
+
+    pub fn execute<P: Params>(&self, sql: &str, p: P) -> Result<usize> {
+        self.prepare(sql)?.execute(p)
+    }
+
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Connection::Lite(c) => Ok(c.execute_batch(sql)?),
+            Connection::Pg(c) => c.batch(sql),
+        }
+    }
+
+    pub fn query_row<T, P, F>(&self, sql: &str, p: P, f: F) -> Result<T>
+    where
+        P: Params,
+        F: FnOnce(&Row<'_>) -> Result<T>,
+    {
+        self.prepare(sql)?.query_row(p, f)
+    }
+
+    /// Prepares (and caches) a statement. Both spellings exist because rusqlite has both;
+    /// every statement is cached here.
+    pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
+        Ok(Statement {
+            inner: match self {
+                Connection::Lite(c) => Stmt::Lite(c.prepare_cached(sql)?),
+                Connection::Pg(c) => Stmt::Pg(c, c.prepare(sql)?),
+            },
+        })
+    }
+
+    pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
+        self.prepare(sql)
+    }
+
+    pub fn last_insert_rowid(&self) -> Result<i64> {
+        match self {
+            Connection::Lite(c) => Ok(c.last_insert_rowid()),
+            Connection::Pg(_) => self.query_row("SELECT lastval()", (), |r| r.get(0)),
+        }
+    }
+
+    pub fn transaction_with_behavior(&self, b: TransactionBehavior) -> Result<Transaction<'_>> {
+        let begin = match b {
+            TransactionBehavior::Deferred => "BEGIN DEFERRED",
+            TransactionBehavior::Immediate => "BEGIN IMMEDIATE",
+        };
+        self.execute_batch(begin)?;
+        Ok(Transaction {
+            conn: self,
+            open: true,
+        })
+    }
+
+    pub fn unchecked_transaction(&self) -> Result<Transaction<'_>> {
+        self.transaction_with_behavior(TransactionBehavior::Deferred)
+    }
+}
+
+/// A transaction on a connection; rolled back when dropped uncommitted.
+pub struct Transaction<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        self.open = false;
+        self.conn.execute_batch("COMMIT")
+    }
+}
+
+impl std::ops::Deref for Transaction<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+pub struct Statement<'c> {
+    inner: Stmt<'c>,
+}
+
+enum Stmt<'c> {
+    Lite(rusqlite::CachedStatement<'c>),
+    Pg(&'c PgConn, postgres::Statement),
+}
+
+impl Statement<'_> {
+    #[cfg(test)]
+    pub fn column_count(&self) -> usize {
+        match &self.inner {
+            Stmt::Lite(s) => s.column_count(),
+            Stmt::Pg(_, s) => s.columns().len(),
+        }
+    }
+
+    pub fn execute<P: Params>(&mut self, p: P) -> Result<usize> {
+        let args = p.args();
+        match &mut self.inner {
+            Stmt::Lite(s) => Ok(s.execute(rusqlite::params_from_iter(args.iter()))?),
+            Stmt::Pg(c, s) => c.execute(s, &args),
+        }
+    }
+
+    pub fn query<P: Params>(&mut self, p: P) -> Result<Rows<'_>> {
+        let args = p.args();
+        Ok(match &mut self.inner {
+            Stmt::Lite(s) => Rows::Lite(s.query(rusqlite::params_from_iter(args.iter()))?),
+            Stmt::Pg(c, s) => Rows::Pg(c.query(s, &args)?, 0),
+        })
+    }
+
+    pub fn query_map<T, P, F>(&mut self, p: P, f: F) -> Result<MappedRows<'_, F>>
+    where
+        P: Params,
+        F: FnMut(&Row<'_>) -> Result<T>,
+    {
+        Ok(MappedRows {
+            rows: self.query(p)?,
+            f,
+        })
+    }
+
+    pub fn query_row<T, P, F>(&mut self, p: P, f: F) -> Result<T>
+    where
+        P: Params,
+        F: FnOnce(&Row<'_>) -> Result<T>,
+    {
+        let mut rows = self.query(p)?;
+        match rows.next()? {
+            Some(r) => f(&r),
+            None => Err(Error::NoRows),
+        }
+    }
+}
+
+/// The rows of a query: streamed from SQLite, fetched whole from PostgreSQL.
+pub enum Rows<'s> {
+    Lite(rusqlite::Rows<'s>),
+    Pg(Vec<postgres::Row>, usize),
+}
+
+impl Rows<'_> {
+    #[allow(clippy::should_implement_trait)] // lends each row, as rusqlite's does
+    pub fn next(&mut self) -> Result<Option<Row<'_>>> {
+        match self {
+            Rows::Lite(r) => Ok(r.next()?.map(Row::Lite)),
+            Rows::Pg(rows, at) => {
+                let row = rows.get(*at);
+                *at += 1;
+                Ok(row.map(Row::Pg))
+            }
+        }
+    }
+}
+
+pub struct MappedRows<'s, F> {
+    rows: Rows<'s>,
+    f: F,
+}
+
+impl<T, F> Iterator for MappedRows<'_, F>
+where
+    F: FnMut(&Row<'_>) -> Result<T>,
+{
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        match self.rows.next() {
+            Ok(Some(r)) => Some((self.f)(&r)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// One row of a result.
+pub enum Row<'a> {
+    Lite(&'a rusqlite::Row<'a>),
+    Pg(&'a postgres::Row),
+}
+
+impl Row<'_> {
+    pub fn get<I: RowIndex, T: FromSql>(&self, i: I) -> Result<T> {
+        let at = i.at();
+        let name = || match at {
+            Column::Place(n) => n.to_string(),
+            Column::Name(s) => s.to_owned(),
+        };
+        let problem = |problem: String| Error::Type {
+            column: name(),
+            problem,
+        };
+        match self {
+            Row::Lite(r) => {
+                let v = match at {
+                    Column::Place(n) => r.get_ref(n)?,
+                    Column::Name(s) => r.get_ref(s)?,
+                };
+                T::from_value(lite_value(v).map_err(problem)?).map_err(problem)
+            }
+            Row::Pg(r) => {
+                let n = match at {
+                    Column::Place(n) => n,
+                    Column::Name(s) => r
+                        .columns()
+                        .iter()
+                        .position(|c| c.name() == s)
+                        .ok_or_else(|| problem("no such column".into()))?,
+                };
+                T::from_value(pg::value(r, n)?).map_err(problem)
+            }
+        }
+    }
+}
+
+fn lite_value(v: rusqlite::types::ValueRef<'_>) -> std::result::Result<Value<'_>, String> {
+    use rusqlite::types::ValueRef;
+    Ok(match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(std::str::from_utf8(t).map_err(|e| e.to_string())?),
+        ValueRef::Blob(b) => Value::Blob(b),
+    })
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(i),
+            Value::Real(f) => ValueRef::Real(f),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
