@@ -1,7 +1,8 @@
 //! Several workers over one inbox and one ledger, each with a `work/` folder of its own (its
 //! OS locks, claimed inputs and staged output are its own, as on another host): files keep
 //! arriving while three workers take them, and every record is applied and delivered
-//! exactly once, every input archived once.
+//! exactly once, every input archived once. Once with the embedded SQLite ledger, once
+//! with a PostgreSQL ledger the workers share (a real server the test starts).
 
 mod common;
 
@@ -42,8 +43,17 @@ fn arrive(inbox: &Path, name: &str, bytes: &[u8]) {
 
 #[test]
 fn three_workers_with_work_folders_of_their_own_apply_and_deliver_every_record_once() {
+    three_workers("sqlite");
+}
+
+#[test]
+fn three_workers_sharing_a_postgresql_ledger_apply_and_deliver_every_record_once() {
+    three_workers("postgres");
+}
+
+fn three_workers(backend: &str) {
     let sim = erp_sim(TOKEN, SimConfig::default());
-    let w = Work::new(20);
+    let w = Work::on(backend, 20);
     w.set("lease_seconds = 60", "lease_seconds = 5");
     w.add_erp_target(
         &sim.base_url(),
@@ -125,40 +135,25 @@ fn three_workers_with_work_folders_of_their_own_apply_and_deliver_every_record_o
         "{:?}",
         w.snapshot("rejected").keys()
     );
-    let ledger = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-    let outcomes: Vec<(String, i64)> = ledger
-        .prepare("SELECT state || ' ' || COALESCE(outcome, '-'), COUNT(*) FROM files GROUP BY 1")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let outcomes =
+        w.query("SELECT state || ' ' || COALESCE(outcome, '-'), COUNT(*) FROM files GROUP BY 1");
+    let total = (3 * FILES_EACH).to_string();
     assert_eq!(
         outcomes,
-        vec![("done applied".to_string(), (3 * FILES_EACH) as i64)]
+        vec![vec![Some("done applied".to_string()), Some(total)]]
     );
 
     // The work was shared: files were taken by more than one of the workers.
-    let takers: i64 = ledger
-        .query_row(
-            "SELECT COUNT(DISTINCT r.work) FROM files f JOIN runs r ON r.id = f.run_id",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let takers =
+        w.query_i64("SELECT COUNT(DISTINCT r.work) FROM files f JOIN runs r ON r.id = f.run_id");
     eprintln!("files were taken by {takers} of 3 workers");
     assert!(takers >= 2, "one worker took every file");
 
     // Every record applied once (the target takes every entity, so the ledger's versions
     // are the records), delivered once, and created once in the ERP.
-    let (versions, distinct, delivered): (i64, i64, i64) = ledger
-        .query_row(
-            "SELECT COUNT(*), COUNT(DISTINCT entity || ' ' || key), \
-             (SELECT COUNT(*) FROM deliveries WHERE state = 'delivered') FROM versions",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let versions = w.query_i64("SELECT COUNT(*) FROM versions");
+    let distinct = w.query_i64("SELECT COUNT(DISTINCT entity || ' ' || key) FROM versions");
+    let delivered = w.query_i64("SELECT COUNT(*) FROM deliveries WHERE state = 'delivered'");
     assert_eq!(
         (versions, distinct, delivered),
         (expected, expected, expected)

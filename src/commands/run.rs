@@ -133,6 +133,7 @@ pub fn run(config_path: &Path) -> Result<i32> {
     let p = match result {
         Ok(p) => p,
         Err(e) => {
+            report_failure("run failed", &e, &engine.cfg);
             finish(&engine, run, &Err(e));
             return Ok(EXIT_FAILED);
         }
@@ -143,6 +144,7 @@ pub fn run(config_path: &Path) -> Result<i32> {
         false => match engine.deliver(deadline) {
             Ok(d) => d,
             Err(e) => {
+                report_failure("delivery failed", &e, &engine.cfg);
                 finish(&engine, run, &Err(e));
                 return Ok(EXIT_FAILED);
             }

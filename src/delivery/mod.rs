@@ -89,25 +89,62 @@ pub fn relay(
         target: target.name().to_string(),
         ..RelayReport::default()
     };
+    let mut cuts = 0;
+    loop {
+        match relay_once(ledger, target, policy, locks, deadline, stop, &mut report) {
+            // The database cut the session (a PostgreSQL restart): what was in flight is
+            // recovered as ambiguous when the relay goes on, once it answers again.
+            Err(e) if e.is_connection_lost() && cuts < RELAY_CUTS => {
+                cuts += 1;
+                tracing::warn!(target = %target.name(), "the ledger's database cut the session ({e}); going on once it answers");
+                ledger.wait_for_database(LEDGER_WAIT)?;
+                let role = Leased::relay(target.name());
+                if let Err(LedgerError::Fenced { by, .. }) = ledger.confirm_lease(&role) {
+                    tracing::warn!(target = %target.name(), "the relay was taken over by {by}; this run recorded nothing more");
+                    report.busy = true;
+                    return Ok(report);
+                }
+            }
+            other => return other.map(|()| report),
+        }
+    }
+}
+
+/// How often a relay goes on after its database session was cut, and how long it waits
+/// for the database each time.
+const RELAY_CUTS: usize = 5;
+const LEDGER_WAIT: Duration = Duration::from_secs(120);
+
+/// One stretch of relaying, until done or the database cuts the session.
+fn relay_once(
+    ledger: &mut Ledger,
+    target: &dyn Target,
+    policy: &RetryPolicy,
+    locks: &Path,
+    deadline: Instant,
+    stop: &AtomicBool,
+    report: &mut RelayReport,
+) -> Result<(), LedgerError> {
     let lock = crate::intake::try_claim(locks, &format!("relay-{}", target.name()))?;
     let role = Leased::relay(target.name());
     if !take_role(ledger, &role, lock.is_some())? {
         report.busy = true;
-        return Ok(report);
+        return Ok(());
     }
     let keeper = ledger.lease_keeper(&role)?;
     let holds = || keeper.as_ref().is_none_or(|k| k.holds());
-    let result = relay_held(ledger, target, policy, deadline, stop, &holds, &mut report);
+    let result = relay_held(ledger, target, policy, deadline, stop, &holds, report);
     drop(keeper);
-    ledger.release_lease(&role)?;
+    let released = ledger.release_lease(&role);
     match result {
         Err(LedgerError::Fenced { by, .. }) => {
             // Stopped past the lease: the taker recovered what this relay had in flight.
             tracing::warn!(target = %target.name(), "the relay was taken over by {by}; this run recorded nothing more");
             report.busy = true;
-            Ok(report)
+            Ok(())
         }
-        other => other.map(|()| report),
+        Err(e) => Err(e),
+        Ok(()) => released,
     }
 }
 

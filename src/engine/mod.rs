@@ -166,6 +166,11 @@ pub struct Pass {
 }
 
 /// A claimed file to drive to its end.
+/// How long a run waits for the ledger's database to answer again after a cut before it
+/// gives up (the next run resumes), and how many cuts one file may take.
+const LEDGER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+const LEDGER_CUTS_PER_FILE: usize = 5;
+
 pub(crate) struct Job {
     pub row: FileRow,
     pub work: Option<PathBuf>,
@@ -209,7 +214,7 @@ impl Engine {
         workdir::prepare(&cfg)?;
         let mut ledger = Ledger::open_in(&cfg.paths)?;
         ledger.ensure_sound()?;
-        ledger.set_lease_seconds(cfg.processing.lease_seconds);
+        ledger.set_lease_seconds(cfg.processing.lease_seconds)?;
         ledger.set_routes(
             cfg.remote_targets()
                 .map(|t| {
@@ -327,7 +332,16 @@ impl Engine {
         let claim = job.claim.take();
         self.ledger.run_seen(run, Some(id))?;
         let keeper = self.ledger.lease_keeper(&Leased::File(id))?;
-        let report = self.process_file(run, job);
+        let work = job.work.clone();
+        let mut report = self.process_file(run, job);
+        for _ in 0..LEDGER_CUTS_PER_FILE {
+            match report {
+                Err(EngineError::Ledger(e)) if e.is_connection_lost() => {
+                    report = self.resume_after_cut(run, id, work.clone(), e);
+                }
+                _ => break,
+            }
+        }
         drop(keeper);
         // A finished file's lock file goes too (a later copy of the content makes a new
         // one); by whichever run finished it, or the one it was taken from.
@@ -351,6 +365,30 @@ impl Engine {
         released?;
         let_go?;
         Ok(report)
+    }
+
+    /// Goes on with a file after the ledger's database cut this run's session (a
+    /// PostgreSQL restart, a network cut): the batch in flight was not committed, so once
+    /// the database answers again the file resumes from its last committed batch, as
+    /// after a crash. If another run took it over meanwhile, the next batch's fence check
+    /// says so.
+    fn resume_after_cut(
+        &mut self,
+        run: i64,
+        id: i64,
+        work: Option<PathBuf>,
+        cut: LedgerError,
+    ) -> Result<FileReport> {
+        tracing::warn!(file = id, "the ledger's database cut the session ({cut}); resuming the file from its last committed batch once it answers");
+        self.ledger.wait_for_database(LEDGER_WAIT)?;
+        self.ledger.confirm_lease(&Leased::File(id))?;
+        let row = self.ledger.file(id)?;
+        let job = Job {
+            row,
+            work,
+            claim: None,
+        };
+        self.process_file(run, job)
     }
 
     /// The report of a file another run took over while this one was stopped: nothing

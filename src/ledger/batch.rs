@@ -135,8 +135,10 @@ impl BatchTx<'_> {
     pub fn add_version(&self, v: &NewVersion) -> Result<()> {
         self.tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO versions(entity, key, version, hash, data, file_id, unit_seq, ordinal) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq, ordinal) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (entity, key, version) DO UPDATE SET \
+                 hash=excluded.hash, data=excluded.data, file_id=excluded.file_id, unit_seq=excluded.unit_seq, \
+                 ordinal=excluded.ordinal",
             )?
             .execute(params![
                 v.entity, v.key, v.version, v.hash, v.data, v.file_id, v.unit_seq, v.ordinal
@@ -155,7 +157,8 @@ impl BatchTx<'_> {
         steal: bool,
     ) -> Result<()> {
         let sql = if steal {
-            "INSERT OR REPLACE INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4)"
+            "INSERT INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (entity, key) DO UPDATE SET file_id=excluded.file_id, unit_seq=excluded.unit_seq"
         } else {
             "INSERT OR IGNORE INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4)"
         };
@@ -167,8 +170,9 @@ impl BatchTx<'_> {
 
     pub fn write_lines(&self, file_id: i64, lines: &[LineRow]) -> Result<()> {
         let mut st = self.tx.prepare_cached(
-            "INSERT OR REPLACE INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, field, value, message, raw) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            "INSERT INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, field, value, message, raw) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (file_id, ordinal) DO UPDATE SET \
+             unit_seq=excluded.unit_seq, line=excluded.line, byte=excluded.byte, record=excluded.record, locator=excluded.locator, status=excluded.status, key=excluded.key, rule=excluded.rule, field=excluded.field, value=excluded.value, message=excluded.message, raw=excluded.raw",
         )?;
         for l in lines {
             let r = l.reason.as_ref();
@@ -194,9 +198,10 @@ impl BatchTx<'_> {
 
     pub fn write_units(&self, file_id: i64, units: &[UnitRow]) -> Result<()> {
         let mut st = self.tx.prepare_cached(
-            "INSERT OR REPLACE INTO units(file_id, seq, label, status, key, first_ordinal, line_count, reasons, detail, tolerated, \
+            "INSERT INTO units(file_id, seq, label, status, key, first_ordinal, line_count, reasons, detail, tolerated, \
              line, byte, record, locator, rule, message, spans) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             ON CONFLICT (file_id, seq) DO UPDATE SET label=excluded.label, status=excluded.status, key=excluded.key, first_ordinal=excluded.first_ordinal, line_count=excluded.line_count, reasons=excluded.reasons, detail=excluded.detail, tolerated=excluded.tolerated, line=excluded.line, byte=excluded.byte, record=excluded.record, locator=excluded.locator, rule=excluded.rule, message=excluded.message, spans=excluded.spans",
         )?;
         for u in units {
             let headline = u.reasons.first().map(|(_, r)| r);
@@ -240,8 +245,9 @@ impl BatchTx<'_> {
 
     pub fn write_chunks(&self, file_id: i64, chunks: &[ChunkRow]) -> Result<()> {
         let mut st = self.tx.prepare_cached(
-            "INSERT OR REPLACE INTO chunks(file_id, chunk, entity, staged_path, outbox_path, records, first_seq, end_seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO chunks(file_id, chunk, entity, staged_path, outbox_path, records, first_seq, end_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (file_id, chunk, entity) DO UPDATE SET \
+             staged_path=excluded.staged_path, outbox_path=excluded.outbox_path, records=excluded.records, first_seq=excluded.first_seq, end_seq=excluded.end_seq",
         )?;
         for c in chunks {
             st.execute(params![

@@ -20,7 +20,7 @@ impl Ledger {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let (deliveries, dead_letters) = self.conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(state='dead'), 0) FROM deliveries \
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state='dead' THEN 1 ELSE 0 END), 0) FROM deliveries \
              WHERE created_at >= ?1 AND state != 'superseded'",
             [since],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -64,7 +64,7 @@ impl Ledger {
     /// Deliveries queued (`total`) and of those now dead (`part`) per bucket.
     pub fn deliveries_by_bucket(&self, since: &str, prefix: usize) -> Result<Vec<Bucket>> {
         self.buckets(
-            "SELECT substr(created_at, 1, ?2), COUNT(*), SUM(state='dead') FROM deliveries \
+            "SELECT substr(created_at, 1, ?2), COUNT(*), SUM(CASE WHEN state='dead' THEN 1 ELSE 0 END) FROM deliveries \
              WHERE created_at >= ?1 AND state != 'superseded' GROUP BY 1 ORDER BY 1",
             since,
             prefix,
@@ -96,7 +96,7 @@ impl Ledger {
         let mut st = self.conn.prepare(
             "SELECT at, s FROM (SELECT delivered_at AS at, (julianday(delivered_at) - julianday(settled_at)) * 86400 AS s \
              FROM deliveries WHERE state='delivered' AND settled_at IS NOT NULL AND delivered_at >= ?1 \
-             AND (?2 IS NULL OR target = ?2) ORDER BY delivered_at DESC LIMIT ?3) ORDER BY at",
+             AND (CAST(?2 AS TEXT) IS NULL OR target = ?2) ORDER BY delivered_at DESC LIMIT ?3) ORDER BY at",
         )?;
         let rows = st
             .query_map(params![since, target, limit], |r| {
@@ -202,7 +202,7 @@ impl Ledger {
         let mut st = self.conn.prepare(&format!(
             "SELECT {FILE_COLS}, (SELECT COUNT(*) FROM acks a WHERE a.file_id = files.id), \
              (SELECT GROUP_CONCAT(DISTINCT a.partner) FROM acks a WHERE a.file_id = files.id) FROM files \
-             WHERE ?1 IS NULL OR (CASE WHEN state='held' THEN 'held' WHEN state != 'done' THEN 'in_progress' ELSE outcome END) = ?1 \
+             WHERE CAST(?1 AS TEXT) IS NULL OR (CASE WHEN state='held' THEN 'held' WHEN state != 'done' THEN 'in_progress' ELSE outcome END) = ?1 \
              ORDER BY id DESC LIMIT ?2 OFFSET ?3"
         ))?;
         let rows = st
@@ -271,12 +271,13 @@ impl Ledger {
 
     /// The line count of a file in the ledger.
     pub fn line_count(&self, file_id: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT MAX((SELECT COALESCE(SUM(line_count), 0) FROM units WHERE file_id=?1), \
-             (SELECT COUNT(*) FROM lines WHERE file_id=?1))",
+        let (units, rows): (i64, i64) = self.conn.query_row(
+            "SELECT (SELECT COALESCE(SUM(line_count), 0) FROM units WHERE file_id=?1), \
+             (SELECT COUNT(*) FROM lines WHERE file_id=?1)",
             [file_id],
-            |r| r.get(0),
-        )?)
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(units.max(rows))
     }
 
     /// Where a line's original bytes are, for revealing what the ledger keeps masked.
@@ -392,7 +393,7 @@ impl Ledger {
         let mut st = self.conn.prepare(
             "SELECT v.entity, v.key, v.version, v.hash, v.data, v.file_id, f.name, v.unit_seq, v.ordinal, COALESCE(f.finished_at, f.claimed_at, '') \
              FROM versions v LEFT JOIN files f ON f.id = v.file_id \
-             WHERE v.key = ?2 AND (?1 IS NULL OR v.entity = ?1) ORDER BY v.entity, v.version DESC",
+             WHERE v.key = ?2 AND (CAST(?1 AS TEXT) IS NULL OR v.entity = ?1) ORDER BY v.entity, v.version DESC",
         )?;
         let rows = st
             .query_map(params![entity, key], |r| {
@@ -461,7 +462,7 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<super::AuditRow>> {
         self.audit_log_where(
-            "WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR action = ?2)",
+            "WHERE (CAST(?1 AS BIGINT) IS NULL OR id < ?1) AND (CAST(?2 AS TEXT) IS NULL OR action = ?2)",
             params![before_id, action],
             limit,
         )

@@ -270,7 +270,7 @@ struct Dead {
 fn dead_letters(c: &super::db::Connection, g: Option<&DeadGroupSel>) -> Result<Vec<Dead>> {
     let mut st = c.prepare(
         "SELECT id, target, entity, last_status, last_error, created_at FROM deliveries \
-         WHERE state = 'dead' AND (?1 IS NULL OR (target = ?1 AND entity = ?2 AND last_status IS ?3)) ORDER BY id",
+         WHERE state = 'dead' AND (CAST(?1 AS TEXT) IS NULL OR (target = ?1 AND entity = ?2 AND last_status IS NOT DISTINCT FROM CAST(?3 AS BIGINT))) ORDER BY id",
     )?;
     let rows = st
         .query_map(

@@ -270,8 +270,8 @@ impl Ledger {
                 tx.execute(
                     "INSERT INTO target_refs(target, entity, key, remote_id, version) \
                      SELECT ?1, entity, key, ?3, version FROM deliveries WHERE id=?2 \
-                     ON CONFLICT(target, entity, key) DO UPDATE SET remote_id=COALESCE(excluded.remote_id, remote_id), \
-                     version=MAX(version, excluded.version)",
+                     ON CONFLICT(target, entity, key) DO UPDATE SET remote_id=COALESCE(excluded.remote_id, target_refs.remote_id), \
+                     version=MAX(target_refs.version, excluded.version)",
                     params![target, f.id, f.remote_id],
                 )?;
             }

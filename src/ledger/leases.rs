@@ -225,9 +225,25 @@ impl Ledger {
         })
     }
 
+    /// Checks (and renews) this process's lease on `what`, if it holds one: `Fenced` if
+    /// another run took it over (after a cut session, say).
+    pub fn confirm_lease(&self, what: &Leased) -> Result<()> {
+        self.immediate(|c| keep(c, &self.fences, what))
+    }
+
     /// How long a lease lasts without renewal.
-    pub fn set_lease_seconds(&mut self, secs: u64) {
+    ///
+    /// On PostgreSQL the session is also cut by the server when it sits idle inside a
+    /// transaction for that long: a process stopped mid-batch (SIGSTOP, a suspended VM)
+    /// would otherwise keep the writer lock, and every other worker waiting, forever. Its
+    /// lease has run out by then, so its batch was not its to commit anyway.
+    pub fn set_lease_seconds(&mut self, secs: u64) -> Result<()> {
         self.fences.ttl_ms = (secs.max(1) * 1000) as i64;
+        self.conn.set(&format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            self.fences.ttl_ms
+        ))?;
+        Ok(())
     }
 
     /// Takes `what` for `run`: granted when nobody holds it, the run holds it already,
@@ -255,7 +271,7 @@ impl Ledger {
             }
             let (before, from_running): (Option<i64>, bool) = c.query_row(
                 &format!(
-                    "SELECT t.lease_run, COALESCE({LIVE_RUN}, 0) \
+                    "SELECT t.lease_run, COALESCE({LIVE_RUN}, FALSE) \
                      FROM {table} t LEFT JOIN runs r ON r.id = t.lease_run WHERE t.{col}=?1"
                 ),
                 [&key],
@@ -419,12 +435,12 @@ mod tests {
     fn a_live_lease_is_refused_and_an_expired_one_is_taken_with_a_higher_fence() {
         let d = tempfile::tempdir().unwrap();
         let (mut a, id) = ledger_with_file(d.path());
-        a.set_lease_seconds(1);
+        a.set_lease_seconds(1).unwrap();
         let run_a = a.begin_run("run").unwrap();
         let fa = taken(a.take_lease(&Leased::File(id), run_a).unwrap());
 
         let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
-        b.set_lease_seconds(1);
+        b.set_lease_seconds(1).unwrap();
         let run_b = b.begin_run("run").unwrap();
         match b.take_lease(&Leased::File(id), run_b).unwrap() {
             Taking::Refused(h) => {
@@ -477,7 +493,7 @@ mod tests {
     fn the_keeper_renews_a_lease_past_its_length() {
         let d = tempfile::tempdir().unwrap();
         let (mut a, id) = ledger_with_file(d.path());
-        a.set_lease_seconds(1);
+        a.set_lease_seconds(1).unwrap();
         let run_a = a.begin_run("run").unwrap();
         taken(a.take_lease(&Leased::File(id), run_a).unwrap());
         let keeper = a
@@ -500,7 +516,7 @@ mod tests {
     fn a_keeper_that_cannot_renew_stops_vouching_for_its_lease() {
         let d = tempfile::tempdir().unwrap();
         let (mut a, id) = ledger_with_file(d.path());
-        a.set_lease_seconds(1);
+        a.set_lease_seconds(1).unwrap();
         let run_a = a.begin_run("run").unwrap();
         taken(a.take_lease(&Leased::File(id), run_a).unwrap());
         let keeper = a.lease_keeper(&Leased::File(id)).unwrap().unwrap();

@@ -112,6 +112,16 @@ impl From<db::Error> for LedgerError {
 }
 
 impl LedgerError {
+    /// Whether the ledger's database session was cut (PostgreSQL restarted or out of
+    /// reach): the uncommitted batch is lost and the work resumes from the last commit
+    /// once the database answers again.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            LedgerError::Sql(e) | LedgerError::Open { source: e, .. } => e.is_connection_lost(),
+            _ => false,
+        }
+    }
+
     /// Whether the database file itself is damaged (as opposed to busy, full, ...).
     pub fn is_corrupt(&self) -> bool {
         matches!(self, LedgerError::Corrupt(_))
@@ -387,6 +397,39 @@ impl Ledger {
             params![run, now(), level, file_name, fingerprint, message],
         )?;
         Ok(())
+    }
+
+    /// Waits until the database answers (after a PostgreSQL restart or a network cut), up
+    /// to `limit`; the last error if it never does. A SQLite ledger answers at once.
+    pub fn wait_for_database(&self, limit: Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.conn.execute_batch("SELECT 1") {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_connection_lost() && start.elapsed() < limit => {
+                    tracing::debug!("the ledger's database does not answer yet: {e}");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs a read-only query and returns its rows as text (NULL as `None`), on either
+    /// backend: for tests and for looking into a ledger by hand. The pipeline never uses it.
+    #[doc(hidden)]
+    pub fn inspect(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st
+            .query_map((), |r| {
+                (0..r.column_count())
+                    .map(|i| r.text(i))
+                    .collect::<db::Result<Vec<_>>>()
+            })?
+            .collect::<db::Result<Vec<_>>>()?;
+        Ok(rows)
     }
 
     /// Whether an event with this message was already recorded (to tell a standing

@@ -271,7 +271,7 @@ impl Ledger {
     ) -> Result<Vec<ReconciliationRow>> {
         let mut st = self.conn.prepare(
             "SELECT id, target, at, scope, remote_records, missing, orphans, drift, report_path, detail \
-             FROM reconciliations WHERE ?1 IS NULL OR target = ?1 ORDER BY id DESC LIMIT ?2",
+             FROM reconciliations WHERE CAST(?1 AS TEXT) IS NULL OR target = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = st
             .query_map(params![target, limit], |r| {
@@ -356,7 +356,8 @@ mod tests {
             if let Some(v) = held {
                 l.conn
                     .execute(
-                        "INSERT OR REPLACE INTO target_refs(target, entity, key, remote_id, version) VALUES ('erp', 'customer', ?1, ?2, ?3)",
+                        "INSERT INTO target_refs(target, entity, key, remote_id, version) VALUES ('erp', 'customer', ?1, ?2, ?3) \
+                         ON CONFLICT (target, entity, key) DO UPDATE SET remote_id=excluded.remote_id, version=excluded.version",
                         params![key, format!("id-{key}"), v],
                     )
                     .unwrap();

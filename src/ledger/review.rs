@@ -98,10 +98,10 @@ impl Ledger {
     /// Open and resolved rejected documents over every decided file (or one file).
     pub fn reject_tally(&self, file_id: Option<i64>) -> Result<RejectTally> {
         let (open, resolved) = self.conn.query_row(
-            "SELECT COALESCE(SUM(r.file_id IS NULL), 0), COALESCE(SUM(r.file_id IS NOT NULL), 0) \
+            "SELECT COUNT(*) - COUNT(r.file_id), COUNT(r.file_id) \
              FROM units u JOIN files f ON f.id = u.file_id \
              LEFT JOIN resolutions r ON r.file_id = u.file_id AND r.unit_seq = u.seq \
-             WHERE u.status = 'rejected' AND f.state = 'done' AND (?1 IS NULL OR u.file_id = ?1)",
+             WHERE u.status = 'rejected' AND f.state = 'done' AND (CAST(?1 AS BIGINT) IS NULL OR u.file_id = ?1)",
             [file_id],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
         )?;
@@ -112,7 +112,8 @@ impl Ledger {
     pub fn sample_metrics(&self, samples: &[(&str, &str, f64)]) -> Result<()> {
         let at = now();
         let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO metric_samples(at, name, labels, value) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO metric_samples(at, name, labels, value) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (name, labels, at) DO UPDATE SET value=excluded.value",
         )?;
         for (name, labels, value) in samples {
             st.execute(params![at, name, labels, value])?;

@@ -4,8 +4,9 @@
 //! both count versions alike. The version lives in `schema_version`; the script runs under
 //! the ledger's writer lock, so workers starting together create the tables once.
 //!
-//! Two SQLite functions the ledger's SQL uses are defined here rather than spelled twice:
-//! `julianday(text)` and `json_each(text)` (text values, as the ledger reads them).
+//! The SQLite functions the ledger's SQL uses are defined here rather than spelled twice:
+//! `julianday(text)`, scalar `max`/`min` of two integers (NULL if either is, as SQLite's)
+//! and `json_each(text)` (text values, as the ledger reads them).
 
 use super::db::{Connection, TransactionBehavior};
 use super::{LedgerError, Result};
@@ -282,6 +283,12 @@ CREATE FUNCTION julianday(t text) RETURNS double precision LANGUAGE sql STABLE A
     SELECT CAST(extract(epoch FROM (CASE WHEN t = 'now' THEN now() ELSE CAST(t AS timestamptz) END))
         AS double precision) / 86400.0 + 2440587.5
 $$;
+CREATE FUNCTION max(a bigint, b bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE GREATEST(a, b) END
+$$;
+CREATE FUNCTION min(a bigint, b bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE LEAST(a, b) END
+$$;
 CREATE FUNCTION json_each(t text) RETURNS TABLE(key text, value text) LANGUAGE sql IMMUTABLE AS $$
     SELECT CAST(e.ordinality - 1 AS text), e.value
     FROM json_array_elements_text(CAST(t AS json)) WITH ORDINALITY AS e(value, ordinality)
@@ -292,6 +299,20 @@ $$;
 /// lock; a ledger from a newer tallyman is refused.
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let known = BASE_VERSION + MIGRATIONS.len() as i64;
+    // A current ledger is only read: `status` and the console must open it while a worker
+    // holds the writer lock (mid-batch, or stopped there).
+    let made: bool = conn.query_row(
+        "SELECT to_regclass('schema_version') IS NOT NULL",
+        (),
+        |r| r.get(0),
+    )?;
+    if made {
+        let current: Option<i64> =
+            conn.query_row("SELECT MAX(version) FROM schema_version", (), |r| r.get(0))?;
+        if current == Some(known) {
+            return Ok(());
+        }
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
     let found: Option<i64> =

@@ -2,6 +2,8 @@
 //! working directories.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,6 +39,43 @@ impl Work {
             );
         std::fs::write(&cfg, text).unwrap();
         Work { _tmp: tmp, dir }
+    }
+
+    /// The same, with its ledger in a fresh database of the test process's PostgreSQL
+    /// server instead of the SQLite file.
+    pub fn on_postgres(batch_lines: u64) -> Work {
+        let w = Work::new(batch_lines);
+        w.use_postgres(&pg::fresh_database());
+        w
+    }
+
+    /// A work folder on the ledger `backend` ("sqlite" or "postgres") names.
+    pub fn on(backend: &str, batch_lines: u64) -> Work {
+        match backend {
+            "postgres" => Work::on_postgres(batch_lines),
+            _ => Work::new(batch_lines),
+        }
+    }
+
+    /// Points the config's ledger at the PostgreSQL database `url`.
+    pub fn use_postgres(&self, url: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        std::fs::write(
+            self.config(),
+            text + &format!("\n[ledger]\nurl = \"{url}\"\n"),
+        )
+        .unwrap();
+    }
+
+    /// Rows of a read-only query on the work's ledger, whichever backend holds it.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.ledger().inspect(sql).unwrap()
+    }
+
+    /// The one integer a query answers.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let rows = self.query(sql);
+        rows[0][0].as_deref().unwrap_or("0").parse().unwrap()
     }
 
     /// Replaces a `key = value` line of the config.
@@ -129,19 +168,15 @@ pub fn orders_csv(n_orders: usize, bad_every: usize, prefix: &str) -> Vec<u8> {
 /// Ledger line counts by status, from the rows: lines with a row of their own, plus the
 /// lines of each unit that have none, which end as their unit did.
 pub fn ledger_counts(work: &Work) -> BTreeMap<String, i64> {
-    let c = rusqlite::Connection::open(work.dir.join("ledger.sqlite")).unwrap();
     let mut counts = BTreeMap::new();
     for sql in [
         "SELECT status, COUNT(*) FROM lines GROUP BY status",
         "SELECT u.status, SUM(u.line_count - (SELECT COUNT(*) FROM lines l WHERE l.file_id = u.file_id \
          AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count)) FROM units u GROUP BY u.status",
     ] {
-        let mut st = c.prepare(sql).unwrap();
-        let rows = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .unwrap();
-        for (status, n) in rows.map(|r| r.unwrap()) {
-            *counts.entry(status).or_insert(0) += n;
+        for row in work.query(sql) {
+            let (status, n) = (row[0].clone().unwrap(), row[1].as_deref().unwrap());
+            *counts.entry(status).or_insert(0) += n.parse::<i64>().unwrap();
         }
     }
     counts.retain(|_, n| *n > 0);
@@ -160,16 +195,14 @@ pub fn signal(pid: u32, sig: &str) {
 /// The furthest committed unit of any file in the work's ledger (0 before the first
 /// commit, or while the ledger cannot be read).
 pub fn committed(w: &Work) -> i64 {
-    rusqlite::Connection::open(w.dir.join("ledger.sqlite"))
+    let cfg = tallyman::config::Config::load(&w.config()).unwrap();
+    if matches!(&cfg.paths.ledger_at, tallyman::ledger::Location::Sqlite(p) if !p.exists()) {
+        return 0;
+    }
+    tallyman::ledger::Ledger::open_in(&cfg.paths)
+        .and_then(|l| l.inspect("SELECT COALESCE(MAX(committed_seq), 0) FROM files"))
         .ok()
-        .and_then(|c| {
-            c.query_row(
-                "SELECT COALESCE(MAX(committed_seq), 0) FROM files",
-                [],
-                |r| r.get(0),
-            )
-            .ok()
-        })
+        .and_then(|rows| rows[0][0].as_deref()?.parse().ok())
         .unwrap_or(0)
 }
 

@@ -20,6 +20,13 @@ pub enum Error {
     Lite(rusqlite::Error),
     #[error("{}", pg::describe(.0))]
     Pg(postgres::Error),
+    /// A statement PostgreSQL refused to prepare: a dialect difference, named with the
+    /// statement so it can be fixed.
+    #[error("{} in: {sql}", pg::describe(.source))]
+    PgPrepare {
+        sql: String,
+        source: postgres::Error,
+    },
     #[error("the query returned no rows")]
     NoRows,
     #[error("column {column}: {problem}")]
@@ -44,6 +51,18 @@ impl From<postgres::Error> for Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Whether the database session is gone (a PostgreSQL restart, a network cut, a session
+    /// the server ended): what was not committed is lost, and a later statement opens a
+    /// new session.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            Error::Pg(e) | Error::PgPrepare { source: e, .. } => pg::is_connection_lost(e),
+            _ => false,
+        }
+    }
+}
 
 /// `query_row(...).optional()`: no row is `None`, not an error.
 pub trait OptionalExtension<T> {
@@ -87,6 +106,15 @@ impl Connection {
 
     pub fn is_postgres(&self) -> bool {
         matches!(self, Connection::Pg(_))
+    }
+
+    /// Applies a session setting (PostgreSQL `SET`) now and to every session opened again
+    /// after a cut. Nothing on SQLite.
+    pub fn set(&self, statement: &str) -> Result<()> {
+        match self {
+            Connection::Lite(_) => Ok(()),
+            Connection::Pg(c) => c.set(statement),
+        }
     }
 
     /// The SQLite connection, for what only SQLite has (pragmas, online backup).
@@ -287,6 +315,31 @@ pub enum Row<'a> {
 }
 
 impl Row<'_> {
+    pub fn column_count(&self) -> usize {
+        match self {
+            Row::Lite(r) => r.as_ref().column_count(),
+            Row::Pg(r) => r.len(),
+        }
+    }
+
+    /// Column `n` rendered as text, whatever its type (NULL is `None`).
+    pub fn text(&self, n: usize) -> Result<Option<String>> {
+        let v = match self {
+            Row::Lite(r) => lite_value(r.get_ref(n)?).map_err(|problem| Error::Type {
+                column: n.to_string(),
+                problem,
+            })?,
+            Row::Pg(r) => pg::value(r, n)?,
+        };
+        Ok(match v {
+            Value::Null => None,
+            Value::Int(i) => Some(i.to_string()),
+            Value::Real(f) => Some(f.to_string()),
+            Value::Text(s) => Some(s.to_owned()),
+            Value::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        })
+    }
+
     pub fn get<I: RowIndex, T: FromSql>(&self, i: I) -> Result<T> {
         let at = i.at();
         let name = || match at {

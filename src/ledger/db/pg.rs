@@ -20,9 +20,17 @@ use super::{Error, Result, Value};
 /// (a key's holder, a file's attempt number) sees no other writer in between.
 pub const WRITER_LOCK: i64 = 0x7a11_7a11;
 
+/// A session with the server. A session the server or the network cut (a restart, a
+/// failover, a stopped process's idle transaction ended by the server) is opened again
+/// on its next use, with its settings, unless it was inside a transaction: that
+/// transaction is gone, and its caller is told so (see `LedgerError::is_connection_lost`).
 pub struct PgConn {
+    config: postgres::Config,
     client: RefCell<Client>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    /// `SET` statements replayed on every new session.
+    settings: RefCell<Vec<String>>,
+    in_transaction: std::cell::Cell<bool>,
 }
 
 impl PgConn {
@@ -32,14 +40,37 @@ impl PgConn {
             config.password(p);
         }
         config.application_name("tallyman");
-        let mut client = config.connect(NoTls)?;
+        config.connect_timeout(std::time::Duration::from_secs(10));
         // Timestamps are written and compared as UTC text; a session in another zone would
         // shift every `julianday`.
-        client.batch_execute("SET TIME ZONE 'UTC'")?;
+        let settings = vec!["SET TIME ZONE 'UTC'".to_owned()];
+        let client = open(&config, &settings)?;
         Ok(PgConn {
+            config,
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
+            settings: RefCell::new(settings),
+            in_transaction: Default::default(),
         })
+    }
+
+    /// Applies a `SET` to this session and every later one.
+    pub fn set(&self, statement: &str) -> Result<()> {
+        self.settings.borrow_mut().push(statement.to_owned());
+        self.batch(statement)
+    }
+
+    /// Opens a new session if the server or the network cut this one, outside a
+    /// transaction.
+    fn ensure_open(&self) -> Result<()> {
+        if !self.client.borrow().is_closed() || self.in_transaction.get() {
+            return Ok(());
+        }
+        let client = open(&self.config, &self.settings.borrow())?;
+        *self.client.borrow_mut() = client;
+        self.statements.borrow_mut().clear();
+        tracing::info!("reconnected to the PostgreSQL ledger");
+        Ok(())
     }
 
     /// A connection URL as it may be shown: without its password.
@@ -55,10 +86,19 @@ impl PgConn {
     }
 
     pub fn prepare(&self, sql: &str) -> Result<postgres::Statement> {
+        self.ensure_open()?;
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.borrow_mut().prepare(&translate(sql))?;
+        let pg_sql = translate(sql);
+        let s = self
+            .client
+            .borrow_mut()
+            .prepare(&pg_sql)
+            .map_err(|source| Error::PgPrepare {
+                sql: pg_sql,
+                source,
+            })?;
         self.statements
             .borrow_mut()
             .insert(sql.to_owned(), s.clone());
@@ -66,12 +106,30 @@ impl PgConn {
     }
 
     pub fn batch(&self, sql: &str) -> Result<()> {
-        let sql = match sql.trim() {
-            "BEGIN IMMEDIATE" => format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"),
-            "BEGIN DEFERRED" => "BEGIN".to_owned(),
-            other => other.to_owned(),
+        let (sql, begins, ends) = match sql.trim() {
+            "BEGIN IMMEDIATE" => (
+                format!("BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK})"),
+                true,
+                false,
+            ),
+            "BEGIN DEFERRED" => ("BEGIN".to_owned(), true, false),
+            end @ ("COMMIT" | "ROLLBACK") => (end.to_owned(), false, true),
+            other => (other.to_owned(), false, false),
         };
-        Ok(self.client.borrow_mut().batch_execute(&sql)?)
+        if ends {
+            self.in_transaction.set(false);
+            if sql == "ROLLBACK" && self.client.borrow().is_closed() {
+                // The server ended the session, and the transaction with it.
+                return Ok(());
+            }
+        } else {
+            self.ensure_open()?;
+        }
+        let r = self.client.borrow_mut().batch_execute(&sql);
+        if begins && r.is_ok() {
+            self.in_transaction.set(true);
+        }
+        Ok(r?)
     }
 
     pub fn execute(&self, s: &postgres::Statement, args: &[Value<'_>]) -> Result<usize> {
@@ -82,6 +140,32 @@ impl PgConn {
     pub fn query(&self, s: &postgres::Statement, args: &[Value<'_>]) -> Result<Vec<postgres::Row>> {
         let refs = refs(args);
         Ok(self.client.borrow_mut().query(s, &refs)?)
+    }
+}
+
+fn open(config: &postgres::Config, settings: &[String]) -> Result<Client> {
+    let mut client = config.connect(NoTls)?;
+    for s in settings {
+        client.batch_execute(s)?;
+    }
+    Ok(client)
+}
+
+/// Whether an error means the session is gone (server restarted or unreachable, session
+/// ended by the server), as opposed to a refused statement.
+pub fn is_connection_lost(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // 08: connection exceptions; 57P0x: the server shutting down, restarting or
+        // refusing connections; 25P03: an idle transaction ended by the server.
+        Some(c) => {
+            let c = c.code();
+            c.starts_with("08") || c.starts_with("57P") || c == "25P03"
+        }
+        // No SQLSTATE: the socket failed (refused, reset) before the server answered.
+        None => e.as_db_error().is_none(),
     }
 }
 
