@@ -170,6 +170,7 @@ pub struct Pass {
 /// gives up (the next run resumes), and how many cuts one file may take.
 const LEDGER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 const LEDGER_CUTS_PER_FILE: usize = 5;
+const LEDGER_CUTS_PER_PASS: usize = 5;
 
 pub(crate) struct Job {
     pub row: FileRow,
@@ -255,9 +256,29 @@ impl Engine {
     }
 
     /// One pass for cron/systemd: finish interrupted files, then take every complete file in
-    /// the inbox.
+    /// the inbox. If the ledger's database cuts the session (a PostgreSQL restart), the
+    /// pass waits for it to answer and goes on: what was committed stands, the rest is
+    /// taken up again as after a crash.
     pub fn run_pass(&mut self, run: i64) -> Result<Pass> {
         let mut pass = Pass::default();
+        let mut cuts = 0;
+        loop {
+            match self.pass_once(run, &mut pass) {
+                Err(EngineError::Ledger(e))
+                    if e.is_connection_lost() && cuts < LEDGER_CUTS_PER_PASS =>
+                {
+                    cuts += 1;
+                    tracing::warn!(
+                        "the ledger's database cut the session ({e}); going on once it answers"
+                    );
+                    self.ledger.wait_for_database(LEDGER_WAIT)?;
+                }
+                other => return other.map(|()| pass),
+            }
+        }
+    }
+
+    fn pass_once(&mut self, run: i64, pass: &mut Pass) -> Result<()> {
         if !self.locks_swept {
             let swept = self.sweep_locks()?;
             if swept > 0 {
@@ -270,14 +291,14 @@ impl Engine {
                 break;
             }
             let claimed = self.claim_unfinished(run, row.clone());
-            self.drive(run, &row.name, claimed, &mut pass)?;
+            self.drive(run, &row.name, claimed, pass)?;
         }
         for path in self.orphans()? {
             if self.stopping() {
                 break;
             }
             let claimed = self.claim_orphan(run, &path);
-            self.drive(run, &path.display().to_string(), claimed, &mut pass)?;
+            self.drive(run, &path.display().to_string(), claimed, pass)?;
         }
         let scan = self.scan_inbox(run)?;
         pass.notes = scan.notes;
@@ -286,11 +307,11 @@ impl Engine {
                 break;
             }
             let claimed = self.claim_candidate(run, &c);
-            self.drive(run, &c.name, claimed, &mut pass)?;
+            self.drive(run, &c.name, claimed, pass)?;
         }
         pass.interrupted = self.stopping();
         tracing::debug!(run, files = pass.files.len(), "pass done");
-        Ok(pass)
+        Ok(())
     }
 
     /// Drives one claimed file and files its report. An I/O error of this file is its own
