@@ -260,6 +260,11 @@ dir_mode = "0750"        # folders created inside the working folders
 [delivery]
 budget_seconds = 240     # how long `run` delivers before leaving the rest for the next pass
 
+# A ledger several machines share (PostgreSQL), instead of paths.ledger's SQLite file.
+# [ledger]
+# url = "postgres://tallyman@db.example.com:5432/tallyman"   # no password in this file
+# password_env = "TALLYMAN_LEDGER_PASSWORD"                  # the password comes from this environment variable
+
 # Where records go. Without any [[targets]], every record goes to the outbox folder.
 # [[targets]]
 # name = "erp"

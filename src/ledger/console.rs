@@ -96,7 +96,7 @@ impl Ledger {
         let mut st = self.conn.prepare(
             "SELECT at, s FROM (SELECT delivered_at AS at, (julianday(delivered_at) - julianday(settled_at)) * 86400 AS s \
              FROM deliveries WHERE state='delivered' AND settled_at IS NOT NULL AND delivered_at >= ?1 \
-             AND (CAST(?2 AS TEXT) IS NULL OR target = ?2) ORDER BY delivered_at DESC LIMIT ?3) ORDER BY at",
+             AND (CAST(?2 AS TEXT) IS NULL OR target = ?2) ORDER BY delivered_at DESC LIMIT ?3) AS w ORDER BY at",
         )?;
         let rows = st
             .query_map(params![since, target, limit], |r| {
@@ -417,12 +417,14 @@ impl Ledger {
 
     /// Business keys starting with `prefix`, as `(entity, key)`, at most `limit`.
     pub fn keys_starting(&self, prefix: &str, limit: i64) -> Result<Vec<(String, String)>> {
+        // The range's end is the prefix and the last code point (an index range scan).
+        let end = format!("{prefix}\u{10FFFF}");
         let mut st = self.conn.prepare(
-            "SELECT DISTINCT entity, key FROM versions WHERE key >= ?1 AND key < ?1 || char(1114111) \
+            "SELECT DISTINCT entity, key FROM versions WHERE key >= ?1 AND key < ?3 \
              ORDER BY key, entity LIMIT ?2",
         )?;
         let rows = st
-            .query_map(params![prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![prefix, limit, end], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows)
     }

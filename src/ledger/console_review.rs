@@ -214,7 +214,7 @@ impl Ledger {
             .take(limit)
             .collect();
         self.deliveries_where(
-            "d.id IN (SELECT value FROM json_each(?1))",
+            "d.id IN (SELECT CAST(value AS BIGINT) FROM json_each(?1))",
             [serde_json::to_string(&ids)?],
             limit as i64,
         )
@@ -228,7 +228,7 @@ impl Ledger {
             if !dry_run {
                 c.execute(
                     "UPDATE deliveries SET state='pending', attempts=0, next_at=?1, last_error=NULL \
-                     WHERE state = 'dead' AND id IN (SELECT value FROM json_each(?2))",
+                     WHERE state = 'dead' AND id IN (SELECT CAST(value AS BIGINT) FROM json_each(?2))",
                     params![now(), serde_json::to_string(&ids)?],
                 )?;
             }
@@ -239,7 +239,7 @@ impl Ledger {
     /// How many of these deliveries are in each state now.
     pub fn delivery_states(&self, ids: &[i64]) -> Result<Vec<(String, i64)>> {
         let mut st = self.conn.prepare(
-            "SELECT state, COUNT(*) FROM deliveries WHERE id IN (SELECT value FROM json_each(?1)) GROUP BY 1 ORDER BY 1",
+            "SELECT state, COUNT(*) FROM deliveries WHERE id IN (SELECT CAST(value AS BIGINT) FROM json_each(?1)) GROUP BY 1 ORDER BY 1",
         )?;
         let rows = st
             .query_map([serde_json::to_string(ids)?], |r| {

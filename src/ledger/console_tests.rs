@@ -1,7 +1,18 @@
 //! The console's ledger questions over a small hand-made ledger: two decided files with
 //! rejected documents, deliveries delivered and dead, a reconciliation.
 
+use super::super::testplace::{on_both, Place};
 use super::super::*;
+
+on_both!(
+    window_totals_count_documents_rejects_and_deliveries,
+    rejected_documents_group_by_the_rule_their_first_broken_line_broke,
+    a_file_level_error_is_open_until_resolved,
+    a_dead_letter_group_is_retried_alone_and_its_progress_followed,
+    files_lines_deliveries_and_history_of_a_key,
+    the_latest_reconciliation_per_target_and_sample_pruning,
+    audit_pages_go_back_in_time,
+);
 
 const FIXTURE: &str = r#"
 INSERT INTO files(id, fingerprint, name, source_path, size, state, outcome, units_applied, units_rejected,
@@ -38,16 +49,23 @@ INSERT INTO reconciliations(target, at, remote_records, missing, orphans, drift)
   ('erp', '2026-01-01T12:00:00.000Z', 5, 0, 2, 1);
 "#;
 
-fn ledger() -> (tempfile::TempDir, Ledger) {
-    let dir = tempfile::tempdir().unwrap();
-    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+fn ledger(p: &Place) -> Ledger {
+    let l = p.open();
     l.conn.execute_batch(FIXTURE).unwrap();
-    (dir, l)
+    if l.is_postgres() {
+        // Rows inserted with their ids leave the id sequences behind.
+        l.conn
+            .execute_batch(
+                "SELECT setval(pg_get_serial_sequence('files', 'id'), 100); \
+                 SELECT setval(pg_get_serial_sequence('deliveries', 'id'), 100)",
+            )
+            .unwrap();
+    }
+    l
 }
 
-#[test]
-fn window_totals_count_documents_rejects_and_deliveries() {
-    let (_d, l) = ledger();
+fn window_totals_count_documents_rejects_and_deliveries(p: Place) {
+    let l = ledger(&p);
     let t = l.window_totals("2026-01-01T00:00:00Z").unwrap();
     assert_eq!(
         t,
@@ -71,9 +89,8 @@ fn window_totals_count_documents_rejects_and_deliveries() {
     assert!((lat[0].1 - 10.0).abs() < 0.01, "{lat:?}");
 }
 
-#[test]
-fn rejected_documents_group_by_the_rule_their_first_broken_line_broke() {
-    let (_d, l) = ledger();
+fn rejected_documents_group_by_the_rule_their_first_broken_line_broke(p: Place) {
+    let l = ledger(&p);
     let groups = l.reject_groups().unwrap();
     assert_eq!(groups.len(), 1, "{groups:?}");
     assert_eq!((groups[0].rule.as_str(), groups[0].documents), ("min", 2));
@@ -92,9 +109,8 @@ fn rejected_documents_group_by_the_rule_their_first_broken_line_broke() {
     );
 }
 
-#[test]
-fn a_file_level_error_is_open_until_resolved() {
-    let (_d, l) = ledger();
+fn a_file_level_error_is_open_until_resolved(p: Place) {
+    let l = ledger(&p);
     assert_eq!(l.open_file_errors().unwrap().len(), 1);
     assert_eq!(l.resolve_file_error(2, "ann", "partner told").unwrap(), 1);
     assert!(l.open_file_errors().unwrap().is_empty());
@@ -102,9 +118,8 @@ fn a_file_level_error_is_open_until_resolved() {
     assert_eq!(l.resolve_file_error(1, "ann", "no error here").unwrap(), 0);
 }
 
-#[test]
-fn a_dead_letter_group_is_retried_alone_and_its_progress_followed() {
-    let (_d, l) = ledger();
+fn a_dead_letter_group_is_retried_alone_and_its_progress_followed(p: Place) {
+    let l = ledger(&p);
     let groups = l.dead_groups().unwrap();
     assert_eq!(groups.len(), 2);
     assert_eq!(
@@ -140,9 +155,8 @@ fn a_dead_letter_group_is_retried_alone_and_its_progress_followed() {
     assert_eq!(l.dead_of_group(&none, 10).unwrap()[0].key, "F");
 }
 
-#[test]
-fn files_lines_deliveries_and_history_of_a_key() {
-    let (_d, l) = ledger();
+fn files_lines_deliveries_and_history_of_a_key(p: Place) {
+    let l = ledger(&p);
     let all = l.file_list(None, 0, 10).unwrap();
     assert_eq!(
         all.iter().map(|f| f.file.id).collect::<Vec<_>>(),
@@ -178,9 +192,8 @@ fn files_lines_deliveries_and_history_of_a_key() {
     );
 }
 
-#[test]
-fn the_latest_reconciliation_per_target_and_sample_pruning() {
-    let (_d, l) = ledger();
+fn the_latest_reconciliation_per_target_and_sample_pruning(p: Place) {
+    let l = ledger(&p);
     let r = l.latest_reconciliations().unwrap();
     assert_eq!((r.len(), r[0].orphans), (1, 2));
     assert_eq!(l.reconciliations_since("2026-01-01T10").unwrap().len(), 1);
@@ -190,9 +203,8 @@ fn the_latest_reconciliation_per_target_and_sample_pruning() {
     assert_eq!(l.last_sample_at("x").unwrap(), None);
 }
 
-#[test]
-fn audit_pages_go_back_in_time() {
-    let (_d, l) = ledger();
+fn audit_pages_go_back_in_time(p: Place) {
+    let l = ledger(&p);
     for i in 0..5 {
         l.audit(
             "ann",

@@ -39,8 +39,8 @@ impl Lost {
 /// range as `j`.
 pub(super) fn in_range(col: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= json_extract(j.value, '$[1]') \
-         AND {col} < json_extract(j.value, '$[2]')"
+        "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= CAST(json_extract(j.value, '$[1]') AS BIGINT) \
+         AND {col} < CAST(json_extract(j.value, '$[2]') AS BIGINT)"
     )
 }
 

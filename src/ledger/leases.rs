@@ -403,10 +403,18 @@ impl Drop for LeaseKeeper {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testplace::{on_both, Place};
     use super::*;
 
-    fn ledger_with_file(dir: &std::path::Path) -> (Ledger, i64) {
-        let l = Ledger::open(&dir.join("l.sqlite")).unwrap();
+    on_both!(
+        a_live_lease_is_refused_and_an_expired_one_is_taken_with_a_higher_fence,
+        the_lease_of_a_finished_run_is_taken_at_once,
+        the_keeper_renews_a_lease_past_its_length,
+        a_keeper_that_cannot_renew_stops_vouching_for_its_lease,
+    );
+
+    fn ledger_with_file(p: &Place) -> (Ledger, i64) {
+        let l = p.open();
         let run = l.begin_run("run").unwrap();
         let f = l
             .insert_file(
@@ -431,15 +439,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_live_lease_is_refused_and_an_expired_one_is_taken_with_a_higher_fence() {
-        let d = tempfile::tempdir().unwrap();
-        let (mut a, id) = ledger_with_file(d.path());
+    fn a_live_lease_is_refused_and_an_expired_one_is_taken_with_a_higher_fence(p: Place) {
+        let (mut a, id) = ledger_with_file(&p);
         a.set_lease_seconds(1).unwrap();
         let run_a = a.begin_run("run").unwrap();
         let fa = taken(a.take_lease(&Leased::File(id), run_a).unwrap());
 
-        let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
+        let mut b = p.open();
         b.set_lease_seconds(1).unwrap();
         let run_b = b.begin_run("run").unwrap();
         match b.take_lease(&Leased::File(id), run_b).unwrap() {
@@ -477,22 +483,18 @@ mod tests {
         assert_eq!(holder, run_b);
     }
 
-    #[test]
-    fn the_lease_of_a_finished_run_is_taken_at_once() {
-        let d = tempfile::tempdir().unwrap();
-        let (mut a, id) = ledger_with_file(d.path());
+    fn the_lease_of_a_finished_run_is_taken_at_once(p: Place) {
+        let (mut a, id) = ledger_with_file(&p);
         let run_a = a.begin_run("run").unwrap();
         taken(a.take_lease(&Leased::File(id), run_a).unwrap());
         a.finish_run(run_a, "ok", None).unwrap();
-        let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
+        let mut b = p.open();
         let run_b = b.begin_run("run").unwrap();
         taken(b.take_lease(&Leased::File(id), run_b).unwrap());
     }
 
-    #[test]
-    fn the_keeper_renews_a_lease_past_its_length() {
-        let d = tempfile::tempdir().unwrap();
-        let (mut a, id) = ledger_with_file(d.path());
+    fn the_keeper_renews_a_lease_past_its_length(p: Place) {
+        let (mut a, id) = ledger_with_file(&p);
         a.set_lease_seconds(1).unwrap();
         let run_a = a.begin_run("run").unwrap();
         taken(a.take_lease(&Leased::File(id), run_a).unwrap());
@@ -501,7 +503,7 @@ mod tests {
             .unwrap()
             .expect("a lease is held");
         std::thread::sleep(Duration::from_millis(1600));
-        let mut b = Ledger::open(&d.path().join("l.sqlite")).unwrap();
+        let mut b = p.open();
         let run_b = b.begin_run("run").unwrap();
         assert!(matches!(
             b.take_lease(&Leased::File(id), run_b).unwrap(),
@@ -512,10 +514,8 @@ mod tests {
         a.hold(id, "review", "still ours").unwrap();
     }
 
-    #[test]
-    fn a_keeper_that_cannot_renew_stops_vouching_for_its_lease() {
-        let d = tempfile::tempdir().unwrap();
-        let (mut a, id) = ledger_with_file(d.path());
+    fn a_keeper_that_cannot_renew_stops_vouching_for_its_lease(p: Place) {
+        let (mut a, id) = ledger_with_file(&p);
         a.set_lease_seconds(1).unwrap();
         let run_a = a.begin_run("run").unwrap();
         taken(a.take_lease(&Leased::File(id), run_a).unwrap());

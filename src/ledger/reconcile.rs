@@ -234,7 +234,7 @@ impl Ledger {
             }
             let mut st = c.prepare(
                 "SELECT entity || ':' || key FROM (SELECT entity, key FROM temp.reconcile_missing \
-                 UNION SELECT entity, key FROM temp.reconcile_drift) ORDER BY 1 LIMIT ?1",
+                 UNION SELECT entity, key FROM temp.reconcile_drift) AS k ORDER BY 1 LIMIT ?1",
             )?;
             out.keys = st
                 .query_map([REQUEUED_KEYS_KEPT as i64], |r| r.get(0))?
@@ -319,13 +319,13 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testplace::{on_both, Place};
     use super::*;
 
     /// A ledger where `erp` holds customers C-1..C-4 (C-2 at version 2); C-3 has a newer
     /// version on its way, C-4 was dead-lettered, never confirmed.
-    fn ledger() -> (tempfile::TempDir, Ledger) {
-        let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    fn ledger(p: &Place) -> Ledger {
+        let l = p.open();
         let at = "2026-11-01T00:00:00.000Z";
         for (key, version, state, held) in [
             ("C-1", 1, "delivered", Some(1)),
@@ -363,14 +363,20 @@ mod tests {
                     .unwrap();
             }
         }
-        (dir, l)
+        l
     }
+
+    on_both!(
+        a_listed_key_is_held_unsettled_or_unknown,
+        missing_are_the_delivered_keys_not_listed_and_a_repair_requeues_them,
+        a_new_reconciliation_starts_empty,
+        runs_are_recorded_and_the_schedule_remembers_attempts,
+    );
 
     const STARTED: &str = "2026-11-02T00:00:00.000Z";
 
-    #[test]
-    fn a_listed_key_is_held_unsettled_or_unknown() {
-        let (_d, l) = ledger();
+    fn a_listed_key_is_held_unsettled_or_unknown(p: Place) {
+        let l = ledger(&p);
         let known = |k| l.reconcile_known("erp", "customer", k, STARTED).unwrap();
         assert_eq!(
             known("C-2"),
@@ -400,9 +406,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn missing_are_the_delivered_keys_not_listed_and_a_repair_requeues_them() {
-        let (_d, l) = ledger();
+    fn missing_are_the_delivered_keys_not_listed_and_a_repair_requeues_them(p: Place) {
+        let l = ledger(&p);
         l.reconcile_start().unwrap();
         l.reconcile_note("customer", &["C-2", "WEB-1"], &["C-2"])
             .unwrap();
@@ -458,9 +463,8 @@ mod tests {
         assert!(created.as_str() > STARTED, "a fresh queue time: {created}");
     }
 
-    #[test]
-    fn a_new_reconciliation_starts_empty() {
-        let (_d, l) = ledger();
+    fn a_new_reconciliation_starts_empty(p: Place) {
+        let l = ledger(&p);
         l.reconcile_start().unwrap();
         l.reconcile_note("customer", &[], &["C-1"]).unwrap();
         l.reconcile_start().unwrap();
@@ -468,9 +472,8 @@ mod tests {
         assert_eq!((r.missing, r.drift), (0, 0));
     }
 
-    #[test]
-    fn runs_are_recorded_and_the_schedule_remembers_attempts() {
-        let (_d, l) = ledger();
+    fn runs_are_recorded_and_the_schedule_remembers_attempts(p: Place) {
+        let l = ledger(&p);
         assert_eq!(l.reconcile_attempted_at("erp").unwrap(), None);
         l.reconcile_attempt("erp").unwrap();
         assert!(l.reconcile_attempted_at("erp").unwrap().is_some());

@@ -90,7 +90,7 @@ impl Ledger {
         Ok(self.conn.execute(
             "INSERT OR IGNORE INTO resolutions(file_id, unit_seq, resolved_at, how, actor, note) \
              SELECT u.file_id, u.seq, ?2, 'resolved', ?3, ?4 FROM units u WHERE u.file_id = ?1 AND u.status = 'rejected' \
-             AND (json_array_length(?5) = 0 OR u.seq IN (SELECT value FROM json_each(?5)))",
+             AND (json_array_length(?5) = 0 OR u.seq IN (SELECT CAST(value AS BIGINT) FROM json_each(?5)))",
             params![file_id, now(), actor, note, list],
         )?)
     }

@@ -5,8 +5,10 @@
 //! the ledger's writer lock, so workers starting together create the tables once.
 //!
 //! The SQLite functions the ledger's SQL uses are defined here rather than spelled twice:
-//! `julianday(text)`, scalar `max`/`min` of two integers (NULL if either is, as SQLite's)
-//! and `json_each(text)` (text values, as the ledger reads them).
+//! `julianday(text)`, scalar `max`/`min` of two integers (NULL if either is, as SQLite's),
+//! the `group_concat(text)` aggregate, and SQLite's JSON functions on text under names
+//! of their own (`tm_json_each`, `tm_json_extract`, `tm_json_array_length`; the statement
+//! rewriting in db/pg.rs points the ledger's calls at them).
 
 use super::db::{Connection, TransactionBehavior};
 use super::{LedgerError, Result};
@@ -289,10 +291,21 @@ $$;
 CREATE FUNCTION min(a bigint, b bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE LEAST(a, b) END
 $$;
-CREATE FUNCTION json_each(t text) RETURNS TABLE(key text, value text) LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION tm_json_each(t text) RETURNS TABLE(key text, value text) LANGUAGE sql IMMUTABLE AS $$
     SELECT CAST(e.ordinality - 1 AS text), e.value
     FROM json_array_elements_text(CAST(t AS json)) WITH ORDINALITY AS e(value, ordinality)
 $$;
+CREATE FUNCTION tm_json_array_length(t text) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
+    SELECT CAST(json_array_length(CAST(t AS json)) AS bigint)
+$$;
+CREATE FUNCTION tm_json_extract(t text, path text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CAST(t AS json) #>> regexp_split_to_array(
+        trim(both '.' from regexp_replace(substr(path, 2), '\[(\d+)\]', '.\1', 'g')), '\.')
+$$;
+CREATE FUNCTION tm_concat(acc text, v text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN acc IS NULL THEN v WHEN v IS NULL THEN acc ELSE acc || ',' || v END
+$$;
+CREATE AGGREGATE group_concat(text) (SFUNC = tm_concat, STYPE = text);
 "#;
 
 /// Brings a PostgreSQL ledger's tables to this tallyman's version, under the writer
@@ -320,7 +333,7 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     let found = match found {
         Some(v) => v,
         None => {
-            tx.execute_batch(BASE)?;
+            tx.execute_script(BASE)?;
             BASE_VERSION
         }
     };
@@ -328,10 +341,22 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         return Err(LedgerError::TooNew { found, known });
     }
     for m in &MIGRATIONS[(found - BASE_VERSION) as usize..] {
-        tx.execute_batch(m)?;
+        tx.execute_script(m)?;
     }
     tx.execute("DELETE FROM schema_version", ())?;
     tx.execute("INSERT INTO schema_version(version) VALUES (?1)", [known])?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_sqlite_migration_has_its_postgresql_twin() {
+        assert_eq!(
+            super::BASE_VERSION + super::MIGRATIONS.len() as i64,
+            super::super::schema::MIGRATIONS.len() as i64,
+            "a SQLite migration was added without its PostgreSQL twin in schema_pg.rs"
+        );
+    }
 }

@@ -9,6 +9,10 @@ on_both!(
     regression_two_workers_registering_the_same_new_content_register_it_once,
     attempts_count_up_per_fingerprint,
     regression_insert_file_waits_for_another_writer_instead_of_failing_busy,
+    regression_startup_kills_are_not_counted_as_deaths_at_the_same_place,
+    hold_then_release_resets_the_guard_and_records_a_review_decision,
+    fail_gives_back_only_the_keys_of_lost_documents_and_lists_their_lines,
+    abandon_and_restart_forget_the_attempts_rows,
 );
 
 fn nf(fp: &str) -> NewFile<'_> {
@@ -191,9 +195,8 @@ fn newer_schema_is_refused() {
     assert!(matches!(Ledger::open(&p), Err(LedgerError::TooNew { .. })));
 }
 
-#[test]
-fn regression_startup_kills_are_not_counted_as_deaths_at_the_same_place() {
-    let (_d, l) = ledger();
+fn regression_startup_kills_are_not_counted_as_deaths_at_the_same_place(p: Place) {
+    let l = p.open();
     let run = l.begin_run("t").unwrap();
     let f = l.insert_file(&nf("abc"), run).unwrap();
     // Killed mid-file after reaching new material at unit 40.
@@ -214,9 +217,8 @@ fn regression_startup_kills_are_not_counted_as_deaths_at_the_same_place() {
     assert_eq!(l.note_start(f.id).unwrap(), 1);
 }
 
-#[test]
-fn hold_then_release_resets_the_guard_and_records_a_review_decision() {
-    let (_d, mut l) = ledger();
+fn hold_then_release_resets_the_guard_and_records_a_review_decision(p: Place) {
+    let mut l = p.open();
     let run = l.begin_run("t").unwrap();
     let f = l.insert_file(&nf("abc"), run).unwrap();
     l.arm(f.id, 3).unwrap();
@@ -280,9 +282,8 @@ fn write_two_units(l: &mut Ledger, file: i64) {
     tx.commit().unwrap();
 }
 
-#[test]
-fn fail_gives_back_only_the_keys_of_lost_documents_and_lists_their_lines() {
-    let (_d, mut l) = ledger();
+fn fail_gives_back_only_the_keys_of_lost_documents_and_lists_their_lines(p: Place) {
+    let mut l = p.open();
     let run = l.begin_run("t").unwrap();
     let f = l.insert_file(&nf("abc"), run).unwrap();
     write_two_units(&mut l, f.id);
@@ -307,9 +308,8 @@ fn fail_gives_back_only_the_keys_of_lost_documents_and_lists_their_lines() {
     );
 }
 
-#[test]
-fn abandon_and_restart_forget_the_attempts_rows() {
-    let (_d, mut l) = ledger();
+fn abandon_and_restart_forget_the_attempts_rows(p: Place) {
+    let mut l = p.open();
     let run = l.begin_run("t").unwrap();
     let a = l.insert_file(&nf("a"), run).unwrap();
     write_two_units(&mut l, a.id);

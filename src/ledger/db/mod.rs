@@ -136,6 +136,14 @@ impl Connection {
         }
     }
 
+    /// Runs a script as written, without rewriting it for PostgreSQL (its own schema).
+    pub fn execute_script(&self, sql: &str) -> Result<()> {
+        match self {
+            Connection::Lite(c) => Ok(c.execute_batch(sql)?),
+            Connection::Pg(c) => c.script(sql),
+        }
+    }
+
     pub fn query_row<T, P, F>(&self, sql: &str, p: P, f: F) -> Result<T>
     where
         P: Params,

@@ -114,7 +114,7 @@ impl PgConn {
             ),
             "BEGIN DEFERRED" => ("BEGIN".to_owned(), true, false),
             end @ ("COMMIT" | "ROLLBACK") => (end.to_owned(), false, true),
-            other => (other.to_owned(), false, false),
+            other => (translate(other), false, false),
         };
         if ends {
             self.in_transaction.set(false);
@@ -130,6 +130,12 @@ impl PgConn {
             self.in_transaction.set(true);
         }
         Ok(r?)
+    }
+
+    /// Runs a script as written (the PostgreSQL schema).
+    pub fn script(&self, sql: &str) -> Result<()> {
+        self.ensure_open()?;
+        Ok(self.client.borrow_mut().batch_execute(sql)?)
     }
 
     pub fn execute(&self, s: &postgres::Statement, args: &[Value<'_>]) -> Result<usize> {
@@ -208,7 +214,15 @@ pub fn translate(sql: &str) -> String {
             _ => out.push(c),
         }
     }
-    let mut out = out.replace(" AS INTEGER)", " AS BIGINT)");
+    let mut out = out
+        .replace(" AS INTEGER)", " AS BIGINT)")
+        .replace(" WITHOUT ROWID", "");
+    // SQLite's JSON functions by names of their own: PostgreSQL's built-in `json_each`
+    // and `json_array_length` take `json`, and would claim text parameters as json.
+    for f in ["json_each(", "json_extract(", "json_array_length("] {
+        out = replace_word(&out, f, &format!("tm_{f}"));
+    }
+    out = replace_word(&out, "temp.", "pg_temp.");
     if let Some(at) = out.find("INSERT OR IGNORE INTO") {
         out.replace_range(at..at + "INSERT OR IGNORE INTO".len(), "INSERT INTO");
         match out.find(" RETURNING ") {
@@ -216,6 +230,21 @@ pub fn translate(sql: &str) -> String {
             None => out.push_str(" ON CONFLICT DO NOTHING"),
         }
     }
+    out
+}
+
+/// Replaces `from` where it starts a word (not inside a longer name).
+fn replace_word(sql: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(from) {
+        let before = rest[..at].chars().next_back();
+        let starts_word = before.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        out.push_str(&rest[..at]);
+        out.push_str(if starts_word { to } else { from });
+        rest = &rest[at + from.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -403,6 +432,16 @@ mod tests {
         assert_eq!(
             translate("SELECT CAST(x * 86400 AS INTEGER) FROM t"),
             "SELECT CAST(x * 86400 AS BIGINT) FROM t"
+        );
+        assert_eq!(
+            translate("SELECT value FROM json_each(?1) WHERE my_json_each(a) AND json_extract(v, '$[1]')"),
+            "SELECT value FROM tm_json_each($1) WHERE my_json_each(a) AND tm_json_extract(v, '$[1]')"
+        );
+        assert_eq!(
+            translate(
+                "CREATE TEMP TABLE t(a TEXT) WITHOUT ROWID; DELETE FROM temp.t; SELECT attemp.x"
+            ),
+            "CREATE TEMP TABLE t(a TEXT); DELETE FROM pg_temp.t; SELECT attemp.x"
         );
     }
 }
