@@ -29,14 +29,14 @@ PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 PG_PORT=55439
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pg_start() {
-  PG_DIR=$BENCH_TMP/pg
-  mkdir -p "$PG_DIR"
+  # Not under $BENCH_TMP: the postgres user cannot enter a private temporary folder.
+  PG_DIR=$(mktemp -d /tmp/tallyman-bench-pg.XXXXXX)
   if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; fi
   as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U tallyman --auth=trust -E UTF8 --locale=C >/dev/null
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 30 \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR" start >/dev/null
   # shellcheck disable=SC2064
-  trap "as_pg '$PG_BIN/pg_ctl' -D '$PG_DIR/data' -m immediate -w stop >/dev/null 2>&1; bench_cleanup; rm -rf '$BENCH_TMP'" EXIT
+  trap "as_pg '$PG_BIN/pg_ctl' -D '$PG_DIR/data' -m immediate -w stop >/dev/null 2>&1; bench_cleanup; rm -rf '$BENCH_TMP' '$PG_DIR'" EXIT
 }
 psql_q() { "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U tallyman -At "$@"; }
 case " $LEDGERS " in *" postgres "*) pg_start ;; esac

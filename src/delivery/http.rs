@@ -51,7 +51,7 @@ impl HttpTarget {
     pub fn new(
         t: &config::Target,
         http: &config::HttpTarget,
-        ratelimit_dir: &std::path::Path,
+        buckets: &super::ratelimit::BucketPlace,
     ) -> Result<HttpTarget, String> {
         let token = std::env::var(&http.token_env)
             .ok()
@@ -76,9 +76,9 @@ impl HttpTarget {
             .into();
         let limiter = http
             .rate_limit_per_minute
-            .map(|n| RateLimiter::new(ratelimit_dir, &t.name, n))
+            .map(|n| RateLimiter::at(buckets, &t.name, n))
             .transpose()
-            .map_err(|e| format!("rate limit state in {}: {e}", ratelimit_dir.display()))?;
+            .map_err(|e| format!("rate limit state in {buckets}: {e}"))?;
         Ok(HttpTarget {
             name: t.name.clone(),
             agent,

@@ -1,8 +1,9 @@
-//! A target's rate limit, shared by every tallyman process on the machine.
+//! A target's rate limit, shared by every tallyman process that delivers to it.
 //!
 //! A token bucket lives in a small file under `work/ratelimit/`, read and updated under an
 //! exclusive OS lock, so overlapping runs (a timer run and a manual `deliver`) together
-//! stay within the limit. A bucket of `c` tokens refilled at `limit − c` per minute lets no
+//! stay within the limit; with a PostgreSQL ledger it is a row of the ledger instead
+//! (ledger/buckets.rs), shared by the workers of every host. A bucket of `c` tokens refilled at `limit − c` per minute lets no
 //! 60-second window hold more than `limit` requests, which is what an ERP counting a
 //! sliding minute checks; `c` is 1/200 of the limit (at least 1), enough to absorb the
 //! senders' wake-up jitter so the limit is nearly reached. A `Retry-After` from the target
@@ -14,8 +15,41 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct RateLimiter {
-    path: PathBuf,
+    store: Store,
     per_minute: u32,
+}
+
+/// Where the buckets live: files in a folder (one host), or the shared ledger.
+pub enum BucketPlace {
+    Folder(PathBuf),
+    Ledger(crate::ledger::Location),
+}
+
+impl BucketPlace {
+    /// The place a configuration's workers share: the ledger's rows when it is PostgreSQL,
+    /// else `work/ratelimit/`.
+    pub fn of(cfg: &crate::config::Config) -> BucketPlace {
+        match &cfg.paths.ledger_at {
+            at @ crate::ledger::Location::Postgres { .. } => BucketPlace::Ledger(at.clone()),
+            crate::ledger::Location::Sqlite(_) => {
+                BucketPlace::Folder(cfg.paths.work.join("ratelimit"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for BucketPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BucketPlace::Folder(p) => write!(f, "{}", p.display()),
+            BucketPlace::Ledger(at) => write!(f, "the ledger {}", at.shown()),
+        }
+    }
+}
+
+enum Store {
+    File(PathBuf),
+    Ledger(crate::ledger::SharedBucket),
 }
 
 /// The bucket's state as stored: tokens, when they were counted, paused until (µs since
@@ -38,9 +72,22 @@ impl RateLimiter {
     pub fn new(dir: &Path, target: &str, per_minute: u32) -> std::io::Result<RateLimiter> {
         std::fs::create_dir_all(dir)?;
         Ok(RateLimiter {
-            path: dir.join(format!("{target}.bucket")),
+            store: Store::File(dir.join(format!("{target}.bucket"))),
             per_minute: per_minute.max(1),
         })
+    }
+
+    /// The limiter of `target` whose bucket is at `place`.
+    pub fn at(place: &BucketPlace, target: &str, per_minute: u32) -> std::io::Result<RateLimiter> {
+        match place {
+            BucketPlace::Folder(dir) => RateLimiter::new(dir, target, per_minute),
+            BucketPlace::Ledger(at) => Ok(RateLimiter {
+                store: Store::Ledger(
+                    crate::ledger::SharedBucket::open(at, target).map_err(std::io::Error::other)?,
+                ),
+                per_minute: per_minute.max(1),
+            }),
+        }
     }
 
     /// Waits until a request may be sent (or `stop` says to give up: then false).
@@ -77,12 +124,30 @@ impl RateLimiter {
     }
 
     fn with_bucket<T>(&self, f: impl FnOnce(&mut Bucket, u64) -> T) -> std::io::Result<Option<T>> {
+        let path = match &self.store {
+            Store::File(path) => path,
+            Store::Ledger(shared) => {
+                return shared
+                    .with(|s, now| {
+                        let mut b = Bucket {
+                            tokens: s.tokens,
+                            at_us: s.at_us,
+                            paused_until_us: s.paused_until_us,
+                        };
+                        let out = f(&mut b, now);
+                        (s.tokens, s.at_us, s.paused_until_us) =
+                            (b.tokens, b.at_us, b.paused_until_us);
+                        Some(out)
+                    })
+                    .map_err(std::io::Error::other);
+            }
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&self.path)?;
+            .open(path)?;
         file.lock()?;
         let now = now_us();
         let mut b = read_bucket(&mut file).unwrap_or(Bucket {
@@ -204,6 +269,38 @@ mod tests {
             b.try_take().unwrap().is_some(),
             "the other process must wait"
         );
+    }
+
+    #[test]
+    fn limiters_of_two_hosts_share_the_bucket_in_a_postgresql_ledger() {
+        let p = crate::ledger::testplace::Place::postgres();
+        drop(p.open()); // creates the tables
+        let place = BucketPlace::Ledger(p.at.clone());
+        let a = RateLimiter::at(&place, "erp", 60).unwrap();
+        let b = RateLimiter::at(&place, "erp", 60).unwrap();
+        assert!(a.try_take().unwrap().is_none(), "the first token");
+        assert!(b.try_take().unwrap().is_some(), "the other host must wait");
+        // Greedy takers on both for a second and a half at 600 a minute (10 a second, one
+        // in the bucket): together they get what one would.
+        let fast = BucketPlace::Ledger(p.at.clone());
+        let (a, b) = (
+            RateLimiter::at(&fast, "fast", 600).unwrap(),
+            RateLimiter::at(&fast, "fast", 600).unwrap(),
+        );
+        let end = std::time::Instant::now() + Duration::from_millis(1500);
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for l in [&a, &b] {
+                let n = &n;
+                s.spawn(move || {
+                    while l.acquire(&|| std::time::Instant::now() >= end).unwrap() {
+                        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        let n = n.into_inner();
+        assert!((10..=18).contains(&n), "{n} tokens in 1.5 s at 10 a second");
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl Engine {
         let tx = self.ledger.batch(st.file_id)?;
         let mut rows = BatchRows::default();
         let mut last_seq = st.committed_seq;
+        tx.prefetch_versions(evals.iter().flat_map(|e| {
+            e.records
+                .iter()
+                .map(|r| (r.entity.as_str(), r.key.as_str()))
+        }))?;
         for (unit, eval) in units.iter().zip(evals) {
             last_seq = unit.seq + 1;
             add_unit(&tx, st, unit, eval, &mut rows)?;

@@ -29,8 +29,8 @@ impl Engine {
             {
                 continue;
             }
-            let ratelimit = self.cfg.paths.work.join("ratelimit");
-            let report = match HttpTarget::new(t, http, &ratelimit) {
+            let buckets = crate::delivery::ratelimit::BucketPlace::of(&self.cfg);
+            let report = match HttpTarget::new(t, http, &buckets) {
                 Ok(target) => delivery::relay(
                     &mut self.ledger,
                     &target,

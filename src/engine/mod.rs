@@ -363,6 +363,18 @@ impl Engine {
                 _ => break,
             }
         }
+        // Whatever else went wrong, a run whose file was taken over meanwhile (stopped in
+        // the middle of a batch, it wakes to find the staging folder gone) reports that.
+        if let Err(e) = &report {
+            if !matches!(e, EngineError::Ledger(LedgerError::Fenced { .. })) {
+                if let Err(fenced @ LedgerError::Fenced { .. }) =
+                    self.ledger.confirm_lease(&Leased::File(id))
+                {
+                    tracing::debug!(file = id, "after a take-over: {e}");
+                    report = Err(EngineError::Ledger(fenced));
+                }
+            }
+        }
         drop(keeper);
         // A finished file's lock file goes too (a later copy of the content makes a new
         // one); by whichever run finished it, or the one it was taken from.

@@ -1,7 +1,12 @@
 //! The write transaction of one batch: duplicate checks, key claims, line and unit rows,
 //! staged chunk names and the resume mark, committed together or not at all.
 
-use super::db::{params, OptionalExtension, Transaction, TransactionBehavior};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use super::db::{
+    params, params_from_iter, OptionalExtension, Transaction, TransactionBehavior, Value,
+};
 
 use super::model::{ChunkRow, Counts, LineRow, UnitRow};
 use super::{Ledger, Result};
@@ -23,15 +28,86 @@ impl Ledger {
             tx,
             routes: &self.routes,
             roots: &self.roots,
+            absent: Default::default(),
+            pending: Default::default(),
         })
     }
 }
 
 /// The duplicate checks and writes of one batch, in one `BEGIN IMMEDIATE` transaction.
+///
+/// Rows go in a hundred a statement and the keys of a batch are looked up together, so a
+/// batch costs a few round trips per hundred documents, not several per document (what
+/// a PostgreSQL ledger across a network pays for each).
 pub struct BatchTx<'a> {
     tx: Transaction<'a>,
     routes: &'a [(String, Vec<String>)],
     roots: &'a super::Roots,
+    /// Keys (`entity\0key`) known to have no version: looked up together by
+    /// [`BatchTx::prefetch_versions`], dropped when this batch adds one. The writer lock
+    /// keeps any other writer from adding one meanwhile.
+    absent: RefCell<HashSet<String>>,
+    /// Versions added and not yet written (written before anything reads versions).
+    pending: RefCell<Vec<OwnedVersion>>,
+}
+
+/// A version waiting to be written with the next hundred.
+struct OwnedVersion {
+    entity: String,
+    key: String,
+    version: i64,
+    hash: String,
+    data: Option<String>,
+    file_id: i64,
+    unit_seq: i64,
+    ordinal: i64,
+}
+
+/// Rows per multi-row `INSERT` (17 columns at most: well under both databases' limits on
+/// parameters per statement).
+const ROWS_PER_INSERT: usize = 100;
+
+fn opt(t: Option<&str>) -> Value<'_> {
+    t.map_or(Value::Null, Value::Text)
+}
+
+fn key_of(entity: &str, key: &str) -> String {
+    format!("{entity}\0{key}")
+}
+
+/// `head VALUES (?1, …), (…) tail` for `rows` rows of `width` values each.
+fn values_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6 + 16);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..width {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}?{}", r * width + c + 1);
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Inserts `values` (rows of `width` values, in order) a hundred rows a statement.
+fn insert_many(
+    tx: &Transaction,
+    head: &str,
+    tail: &str,
+    width: usize,
+    values: &[Value<'_>],
+) -> Result<()> {
+    for chunk in values.chunks(width * ROWS_PER_INSERT) {
+        let sql = values_sql(head, width, chunk.len() / width, tail);
+        tx.prepare_cached(&sql)?
+            .execute(params_from_iter(chunk.iter().copied()))?;
+    }
+    Ok(())
 }
 
 /// A record version to store with its batch.
@@ -92,6 +168,10 @@ impl BatchTx<'_> {
 
     /// The key's current (highest) version, with the file that set it.
     pub fn current_version(&self, entity: &str, key: &str) -> Result<Option<Current>> {
+        if self.absent.borrow().contains(&key_of(entity, key)) {
+            return Ok(None);
+        }
+        self.flush_versions()?;
         let mut st = self.tx.prepare_cached(
             "SELECT v.version, v.hash, v.data, v.file_id, f.fingerprint, f.name, v.unit_seq, \
              (SELECT u.line FROM units u WHERE u.file_id = v.file_id AND u.seq = v.unit_seq), \
@@ -132,18 +212,88 @@ impl BatchTx<'_> {
         }))
     }
 
-    pub fn add_version(&self, v: &NewVersion) -> Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq, ordinal) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (entity, key, version) DO UPDATE SET \
-                 hash=excluded.hash, data=excluded.data, file_id=excluded.file_id, unit_seq=excluded.unit_seq, \
-                 ordinal=excluded.ordinal",
-            )?
-            .execute(params![
-                v.entity, v.key, v.version, v.hash, v.data, v.file_id, v.unit_seq, v.ordinal
-            ])?;
+    /// Looks up which of `keys` (entity, key) have a version, a few hundred a statement, so
+    /// that [`BatchTx::current_version`] need not ask for each key that has none.
+    pub fn prefetch_versions<'k>(
+        &self,
+        keys: impl IntoIterator<Item = (&'k str, &'k str)>,
+    ) -> Result<()> {
+        self.flush_versions()?;
+        let keys: Vec<(&str, &str)> = keys.into_iter().collect();
+        let mut absent: HashSet<String> = keys.iter().map(|(e, k)| key_of(e, k)).collect();
+        for chunk in keys.chunks(ROWS_PER_INSERT * 2) {
+            let sql = values_sql(
+                "SELECT DISTINCT entity, key FROM versions WHERE (entity, key) IN (",
+                2,
+                chunk.len(),
+                ")",
+            );
+            let args = chunk
+                .iter()
+                .flat_map(|(e, k)| [Value::Text(e), Value::Text(k)]);
+            let mut st = self.tx.prepare_cached(&sql)?;
+            let found = st.query_map(params_from_iter(args), |r| {
+                Ok(key_of(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?))
+            })?;
+            for k in found {
+                absent.remove(&k?);
+            }
+        }
+        *self.absent.borrow_mut() = absent;
         Ok(())
+    }
+
+    pub fn add_version(&self, v: &NewVersion) -> Result<()> {
+        self.absent.borrow_mut().remove(&key_of(v.entity, v.key));
+        let full = {
+            let mut pending = self.pending.borrow_mut();
+            pending.push(OwnedVersion {
+                entity: v.entity.to_owned(),
+                key: v.key.to_owned(),
+                version: v.version,
+                hash: v.hash.to_owned(),
+                data: v.data.map(str::to_owned),
+                file_id: v.file_id,
+                unit_seq: v.unit_seq,
+                ordinal: v.ordinal,
+            });
+            pending.len() >= ROWS_PER_INSERT
+        };
+        if full {
+            self.flush_versions()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the versions added since the last write.
+    fn flush_versions(&self) -> Result<()> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<Value<'_>> = pending
+            .iter()
+            .flat_map(|v| {
+                [
+                    Value::Text(&v.entity),
+                    Value::Text(&v.key),
+                    Value::Int(v.version),
+                    Value::Text(&v.hash),
+                    v.data.as_deref().map_or(Value::Null, Value::Text),
+                    Value::Int(v.file_id),
+                    Value::Int(v.unit_seq),
+                    Value::Int(v.ordinal),
+                ]
+            })
+            .collect();
+        insert_many(
+            &self.tx,
+            "INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq, ordinal)",
+            "ON CONFLICT (entity, key, version) DO UPDATE SET hash=excluded.hash, data=excluded.data, \
+             file_id=excluded.file_id, unit_seq=excluded.unit_seq, ordinal=excluded.ordinal",
+            8,
+            &values,
+        )
     }
 
     /// Takes a key for a unit (replacing an earlier holder only when `steal` — a forced
@@ -169,78 +319,94 @@ impl BatchTx<'_> {
     }
 
     pub fn write_lines(&self, file_id: i64, lines: &[LineRow]) -> Result<()> {
-        let mut st = self.tx.prepare_cached(
-            "INSERT INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, field, value, message, raw) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (file_id, ordinal) DO UPDATE SET \
-             unit_seq=excluded.unit_seq, line=excluded.line, byte=excluded.byte, record=excluded.record, locator=excluded.locator, status=excluded.status, key=excluded.key, rule=excluded.rule, field=excluded.field, value=excluded.value, message=excluded.message, raw=excluded.raw",
-        )?;
-        for l in lines {
-            let r = l.reason.as_ref();
-            st.execute(params![
-                file_id,
-                l.ordinal,
-                l.unit_seq,
-                l.pos.line as i64,
-                l.pos.byte as i64,
-                l.pos.record as i64,
-                l.pos.locator,
-                l.status,
-                l.key,
-                r.map(|r| r.rule.as_str()),
-                r.and_then(|r| r.field.as_deref()),
-                r.and_then(|r| r.value.as_deref()),
-                r.map(|r| r.message.as_str()),
-                l.raw,
-            ])?;
-        }
-        Ok(())
+        let values: Vec<Value<'_>> = lines
+            .iter()
+            .flat_map(|l| {
+                let r = l.reason.as_ref();
+                [
+                    Value::Int(file_id),
+                    Value::Int(l.ordinal),
+                    Value::Int(l.unit_seq),
+                    Value::Int(l.pos.line as i64),
+                    Value::Int(l.pos.byte as i64),
+                    Value::Int(l.pos.record as i64),
+                    opt(l.pos.locator.as_deref()),
+                    Value::Text(l.status),
+                    opt(l.key.as_deref()),
+                    opt(r.map(|r| r.rule.as_str())),
+                    opt(r.and_then(|r| r.field.as_deref())),
+                    opt(r.and_then(|r| r.value.as_deref())),
+                    opt(r.map(|r| r.message.as_str())),
+                    opt(l.raw.as_deref()),
+                ]
+            })
+            .collect();
+        insert_many(
+            &self.tx,
+            "INSERT INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, field, \
+             value, message, raw)",
+            "ON CONFLICT (file_id, ordinal) DO UPDATE SET unit_seq=excluded.unit_seq, line=excluded.line, \
+             byte=excluded.byte, record=excluded.record, locator=excluded.locator, status=excluded.status, \
+             key=excluded.key, rule=excluded.rule, field=excluded.field, value=excluded.value, \
+             message=excluded.message, raw=excluded.raw",
+            14,
+            &values,
+        )
     }
 
     pub fn write_units(&self, file_id: i64, units: &[UnitRow]) -> Result<()> {
-        let mut st = self.tx.prepare_cached(
-            "INSERT INTO units(file_id, seq, label, status, key, first_ordinal, line_count, reasons, detail, tolerated, \
-             line, byte, record, locator, rule, message, spans) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
-             ON CONFLICT (file_id, seq) DO UPDATE SET label=excluded.label, status=excluded.status, key=excluded.key, first_ordinal=excluded.first_ordinal, line_count=excluded.line_count, reasons=excluded.reasons, detail=excluded.detail, tolerated=excluded.tolerated, line=excluded.line, byte=excluded.byte, record=excluded.record, locator=excluded.locator, rule=excluded.rule, message=excluded.message, spans=excluded.spans",
-        )?;
+        // The text each row binds, made first: the values borrow it.
+        let mut texts = Vec::with_capacity(units.len());
         for u in units {
-            let headline = u.reasons.first().map(|(_, r)| r);
-            let reasons = if u.reasons.is_empty() {
-                None
-            } else {
-                Some(serde_json::to_string(&u.reasons)?)
+            let reasons = match u.reasons.is_empty() {
+                true => None,
+                false => Some(serde_json::to_string(&u.reasons)?),
             };
-            let detail = if u.detail.is_null() {
-                None
-            } else {
-                Some(serde_json::to_string(&u.detail)?)
+            let detail = match u.detail.is_null() {
+                true => None,
+                false => Some(serde_json::to_string(&u.detail)?),
             };
-            let tolerated = if u.tolerated.is_empty() {
-                None
-            } else {
-                Some(u.tolerated.join(","))
-            };
-            st.execute(params![
-                file_id,
-                u.seq,
-                u.label,
-                u.status.as_str(),
-                u.key,
-                u.first_ordinal,
-                u.line_count,
-                reasons,
-                detail,
-                tolerated,
-                u.pos.line as i64,
-                u.pos.byte as i64,
-                u.pos.record as i64,
-                u.pos.locator,
-                headline.map(|r| r.rule.as_str()),
-                headline.map(|r| r.message.as_str()),
-                u.spans,
-            ])?;
+            let tolerated = (!u.tolerated.is_empty()).then(|| u.tolerated.join(","));
+            texts.push((reasons, detail, tolerated));
         }
-        Ok(())
+        let values: Vec<Value<'_>> = units
+            .iter()
+            .zip(&texts)
+            .flat_map(|(u, (reasons, detail, tolerated))| {
+                let headline = u.reasons.first().map(|(_, r)| r);
+                [
+                    Value::Int(file_id),
+                    Value::Int(u.seq),
+                    Value::Text(&u.label),
+                    Value::Text(u.status.as_str()),
+                    u.key.as_deref().map_or(Value::Null, Value::Text),
+                    Value::Int(u.first_ordinal),
+                    Value::Int(u.line_count),
+                    opt(reasons.as_deref()),
+                    opt(detail.as_deref()),
+                    opt(tolerated.as_deref()),
+                    Value::Int(u.pos.line as i64),
+                    Value::Int(u.pos.byte as i64),
+                    Value::Int(u.pos.record as i64),
+                    u.pos.locator.as_deref().map_or(Value::Null, Value::Text),
+                    headline.map_or(Value::Null, |r| Value::Text(r.rule.as_str())),
+                    headline.map_or(Value::Null, |r| Value::Text(r.message.as_str())),
+                    u.spans.as_deref().map_or(Value::Null, Value::Blob),
+                ]
+            })
+            .collect();
+        insert_many(
+            &self.tx,
+            "INSERT INTO units(file_id, seq, label, status, key, first_ordinal, line_count, reasons, detail, tolerated, \
+             line, byte, record, locator, rule, message, spans)",
+            "ON CONFLICT (file_id, seq) DO UPDATE SET label=excluded.label, status=excluded.status, key=excluded.key, \
+             first_ordinal=excluded.first_ordinal, line_count=excluded.line_count, reasons=excluded.reasons, \
+             detail=excluded.detail, tolerated=excluded.tolerated, line=excluded.line, byte=excluded.byte, \
+             record=excluded.record, locator=excluded.locator, rule=excluded.rule, message=excluded.message, \
+             spans=excluded.spans",
+            17,
+            &values,
+        )
     }
 
     pub fn write_chunks(&self, file_id: i64, chunks: &[ChunkRow]) -> Result<()> {
@@ -330,6 +496,7 @@ impl BatchTx<'_> {
     }
 
     pub fn commit(self) -> Result<()> {
+        self.flush_versions()?;
         self.tx.commit()?;
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! file is reported as [`LedgerError::Corrupt`], never used on silently.
 
 mod batch;
+mod buckets;
 mod console;
 mod console_model;
 mod console_review;
@@ -31,7 +32,7 @@ mod schema;
 mod schema_pg;
 pub mod spans;
 #[cfg(test)]
-mod testplace;
+pub(crate) mod testplace;
 mod workers;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ use db::{params, Connection, TransactionBehavior};
 use rusqlite::ErrorCode;
 
 pub use batch::{BatchTx, Holder, NewVersion};
+pub use buckets::{BucketState, SharedBucket};
 pub use console_model::{
     AttemptView, Bucket, DeadGroup, DeadGroupSel, DeliveryView, FileErrorRow, FileListRow,
     KeyDocument, LineSource, LineView, ReconRow, RejectGroup, RejectedDoc, Resolution, StateCount,

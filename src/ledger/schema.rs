@@ -320,4 +320,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE files ADD COLUMN waiting_on TEXT;
     "#,
+    // 11: a target's rate-limit bucket in the ledger, shared by the workers of every host
+    // (used by PostgreSQL ledgers, see buckets.rs; on one host it is a file in `work/`).
+    r#"
+    CREATE TABLE rate_buckets (
+        target TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        at_us INTEGER NOT NULL,
+        paused_until_us INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    "#,
 ];

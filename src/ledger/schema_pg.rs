@@ -18,7 +18,22 @@ pub(super) const BASE_VERSION: i64 = 10;
 
 /// Migrations after the base, in step with SQLite's: entry `i` is version
 /// `BASE_VERSION + 1 + i`. Append only.
-pub(super) const MIGRATIONS: &[&str] = &[];
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 11: a target's rate-limit bucket, shared by the workers of every host. And where a
+    // unit starts, for the rejects listing's "byte where the next line starts": SQLite
+    // finds the next unit by walking its primary key from the current one, PostgreSQL's
+    // planner (with a table grown faster than its statistics) scanned every later unit
+    // for each rejected line.
+    r#"
+    CREATE TABLE rate_buckets (
+        target TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        at_us BIGINT NOT NULL,
+        paused_until_us BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX units_first ON units(file_id, first_ordinal);
+    "#,
+];
 
 const BASE: &str = r#"
 CREATE TABLE runs (

@@ -185,8 +185,8 @@ fn start(
     ledger: &Ledger,
     opts: &Options,
 ) -> Result<ReconcileReport, ReconcileError> {
-    let client = HttpTarget::new(t, http, &cfg.paths.work.join("ratelimit"))
-        .map_err(ReconcileError::Blocked)?;
+    let buckets = crate::delivery::ratelimit::BucketPlace::of(cfg);
+    let client = HttpTarget::new(t, http, &buckets).map_err(ReconcileError::Blocked)?;
     let scope = compare::Scope::compile(&t.reconcile.scope).map_err(ReconcileError::Listing)?;
     Run::new(t, http, ledger, &scope, opts).go(&client, &cfg.paths.reports)
 }

@@ -13,7 +13,9 @@ pub fn bin() -> PathBuf {
 }
 
 /// A scratch working directory made by `tallyman init`, with settle time 0 and the given
-/// batch size.
+/// batch size. With `TALLYMAN_TEST_LEDGER=postgres`, [`Work::new`] puts its ledger in a
+/// database of its own on the test process's PostgreSQL server, so the integration tests
+/// that do not look into `ledger.sqlite` themselves run on a PostgreSQL ledger.
 pub struct Work {
     pub _tmp: tempfile::TempDir,
     pub dir: PathBuf,
@@ -21,6 +23,15 @@ pub struct Work {
 
 impl Work {
     pub fn new(batch_lines: u64) -> Work {
+        let w = Work::plain(batch_lines);
+        if std::env::var("TALLYMAN_TEST_LEDGER").as_deref() == Ok("postgres") {
+            w.use_postgres(&pg::fresh_database());
+        }
+        w
+    }
+
+    /// A work folder on the SQLite ledger, whatever the environment says.
+    pub fn plain(batch_lines: u64) -> Work {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("w");
         let out = Command::new(bin()).arg("init").arg(&dir).output().unwrap();
@@ -44,7 +55,7 @@ impl Work {
     /// The same, with its ledger in a fresh database of the test process's PostgreSQL
     /// server instead of the SQLite file.
     pub fn on_postgres(batch_lines: u64) -> Work {
-        let w = Work::new(batch_lines);
+        let w = Work::plain(batch_lines);
         w.use_postgres(&pg::fresh_database());
         w
     }
@@ -53,7 +64,7 @@ impl Work {
     pub fn on(backend: &str, batch_lines: u64) -> Work {
         match backend {
             "postgres" => Work::on_postgres(batch_lines),
-            _ => Work::new(batch_lines),
+            _ => Work::plain(batch_lines),
         }
     }
 
