@@ -199,13 +199,7 @@ fn regression_401_blocks_the_target_without_dead_letters_and_delivery_resumes_on
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     // Fixed credentials: the next delivery (after the one-minute probe pause) goes through.
-    let c = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-    c.execute(
-        "UPDATE target_state SET blocked_at = '2000-01-01T00:00:00.000Z'",
-        [],
-    )
-    .unwrap();
-    drop(c);
+    w.query("UPDATE target_state SET blocked_at = '2000-01-01T00:00:00.000Z'");
     let out = run(&w, &["deliver"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(s.stats().creates.get("customers"), Some(&2));
@@ -259,13 +253,10 @@ fn regression_422_dead_letters_with_the_erps_message_and_retry_delivers_after_th
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(s.stats().creates.get("orders"), Some(&1));
     // Regression: a retried delivery's new attempts no longer overwrite the old ones.
-    let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-    let outcomes: Vec<String> = db
-        .prepare("SELECT a.outcome FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.entity = 'order' ORDER BY a.n")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
+    let outcomes: Vec<String> = w
+        .query("SELECT a.outcome FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.entity = 'order' ORDER BY a.n")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
         .collect();
     assert_eq!(
         outcomes,

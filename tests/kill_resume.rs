@@ -164,20 +164,19 @@ fn a_killed_csv_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
     w.drop_file("orders-big.csv", &input);
     let mut child = w.cmd().arg("run").spawn().unwrap();
     // Killed once a batch after the first has left a mark, before the decision.
-    let ledger = w.dir.join("ledger.sqlite");
     let start = Instant::now();
     let marked = loop {
         assert!(start.elapsed() < Duration::from_secs(60), "no mark in 60 s");
         if child.try_wait().unwrap().is_some() {
             break false;
         }
-        let mark: Option<(i64, String)> = rusqlite::Connection::open(&ledger).ok().and_then(|c| {
-            c.query_row(
-                "SELECT committed_seq, state FROM files WHERE resume_mark IS NOT NULL",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .ok()
+        let mark: Option<(i64, String)> = common::try_query(
+            &w,
+            "SELECT committed_seq, state FROM files WHERE resume_mark IS NOT NULL",
+        )
+        .and_then(|rows| {
+            let row = rows.into_iter().next()?;
+            Some((row[0].as_deref()?.parse().ok()?, row[1].clone()?))
         });
         if matches!(&mark, Some((seq, state)) if *seq > 700 && state == "reading") {
             child.kill().unwrap();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{committed, customers_csv, erp_sim, ledger_counts, orders_csv, signal, text, Work};
@@ -61,13 +61,7 @@ fn stopped_run(backend: &str) {
     w.set("lease_seconds = 60", "lease_seconds = 1");
     w.drop_file("orders-lease.csv", &input);
 
-    let mut stopped = w
-        .cmd()
-        .arg("run")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut stopped = w.spawn(&["run"], TOKEN);
     stop_between_writes(&w, &mut stopped);
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -143,13 +137,7 @@ fn finished(child: Child) -> String {
 
 /// `deliver` in the background, its output kept.
 fn spawn_deliver(w: &Work) -> Child {
-    w.cmd()
-        .arg("deliver")
-        .env("ERP_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    w.spawn(&["deliver"], TOKEN)
 }
 
 #[test]

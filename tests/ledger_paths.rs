@@ -21,23 +21,17 @@ fn a_moved_workspace_still_finds_its_archive_reports_and_corrections() {
     );
 
     // Written relative to the folder each is in.
-    let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-    let (source, fin, report, corrections): (String, String, String, String) = db
-        .query_row(
-            "SELECT source_path, final_path, report_path, corrections_path FROM files",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
+    let row = w.query("SELECT source_path, final_path, report_path, corrections_path FROM files");
+    let col = |i: usize| row[0][i].clone().unwrap();
+    let (source, fin, report, corrections) = (col(0), col(1), col(2), col(3));
     assert_eq!(source, "inbox:orders-moved.csv");
     assert!(fin.starts_with("archive:"), "{fin}");
     assert!(report.starts_with("reports:"), "{report}");
     assert!(corrections.starts_with("reports:"), "{corrections}");
-    let staged: String = db
-        .query_row("SELECT staged_path FROM chunks LIMIT 1", [], |r| r.get(0))
+    let staged = w.query("SELECT staged_path FROM chunks LIMIT 1")[0][0]
+        .clone()
         .unwrap();
     assert!(staged.starts_with("work:"), "{staged}");
-    drop(db);
 
     // The whole workspace moves; the old place is gone.
     let elsewhere = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::pg::PgServer;
@@ -16,13 +16,7 @@ const TOKEN: &str = "pg-token";
 
 /// Starts `run` in the background with its output kept.
 fn spawn_run(w: &Work) -> Child {
-    w.cmd()
-        .arg("run")
-        .env("ERP_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    w.spawn(&["run"], TOKEN)
 }
 
 /// Waits until `child` committed a batch of its file (it must still be running).
@@ -85,7 +79,7 @@ fn a_database_restarted_mid_run_costs_a_wait_not_a_file() {
     let server = PgServer::start();
     let input = orders_csv(2_500, 40, "R");
     let sim = erp_sim(TOKEN, SimConfig::default());
-    let w = Work::new(300);
+    let w = Work::plain(300);
     w.use_postgres(&server.create_database());
     w.add_erp_target(
         &sim.base_url(),

@@ -239,21 +239,15 @@ fn reconciliation_finds_what_changed_behind_tallymans_back_and_repairs_it() {
         assert!(csv.contains(want), "{want} in {csv}");
     }
     assert!(report.starts_with(w.dir.join("reports")));
-    let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-    let (missing, orphans, drift): (i64, i64, i64) = db
-        .query_row(
-            "SELECT missing, orphans, drift FROM reconciliations ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    assert_eq!((missing, orphans, drift), (2, 2, 1));
-    let ratio: f64 = db
-        .query_row(
-            "SELECT value FROM metric_samples WHERE name='tallyman_reconcile_orphan_ratio' AND labels='target=erp' ORDER BY at DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+    let found =
+        w.query("SELECT missing, orphans, drift FROM reconciliations ORDER BY id DESC LIMIT 1");
+    let n = |i: usize| found[0][i].as_deref().unwrap().parse::<i64>().unwrap();
+    assert_eq!((n(0), n(1), n(2)), (2, 2, 1));
+    let ratio: f64 = w
+        .query("SELECT value FROM metric_samples WHERE name='tallyman_reconcile_orphan_ratio' AND labels='target=erp' ORDER BY at DESC LIMIT 1")[0][0]
+        .as_deref()
+        .unwrap()
+        .parse()
         .unwrap();
     assert_eq!(ratio, 0.1);
 
@@ -325,10 +319,7 @@ fn refused_credentials_fail_the_reconciliation_with_the_reason() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ERP_TOKEN"));
-    let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-    let n: i64 = db
-        .query_row("SELECT COUNT(*) FROM reconciliations", [], |r| r.get(0))
-        .unwrap();
+    let n = w.query_i64("SELECT COUNT(*) FROM reconciliations");
     assert_eq!(n, 0, "a failed reconciliation records no findings");
 }
 
@@ -343,11 +334,7 @@ fn the_schedule_reconciles_once_per_interval() {
     w.drop_file("products-1.csv", products(2).as_bytes());
     // `run` reconciles at the end of its pass when the target is due.
     assert_eq!(run(&w, &["run"]).status.code(), Some(0));
-    let count = || -> i64 {
-        let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-        db.query_row("SELECT COUNT(*) FROM reconciliations", [], |r| r.get(0))
-            .unwrap()
-    };
+    let count = || w.query_i64("SELECT COUNT(*) FROM reconciliations");
     assert_eq!(count(), 1, "the first run reconciled");
     let cfg = tallyman::config::Config::load(&w.config()).unwrap();
     let ledger = tallyman::ledger::Ledger::open_in(&cfg.paths).unwrap();
@@ -402,10 +389,7 @@ fn a_listing_rides_out_passing_failures_and_gives_up_on_lasting_ones() {
             && err.contains("gave up after 8 attempts"),
         "{err}"
     );
-    let db = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-    let n: i64 = db
-        .query_row("SELECT COUNT(*) FROM reconciliations", [], |r| r.get(0))
-        .unwrap();
+    let n = w.query_i64("SELECT COUNT(*) FROM reconciliations");
     assert_eq!(n, 1, "only the run that worked");
     let leftovers = std::fs::read_dir(w.dir.join("reports"))
         .unwrap()

@@ -100,14 +100,20 @@ pub fn relay(
                 ledger.wait_for_database(LEDGER_WAIT)?;
                 let role = Leased::relay(target.name());
                 if let Err(LedgerError::Fenced { by, .. }) = ledger.confirm_lease(&role) {
-                    tracing::warn!(target = %target.name(), "the relay was taken over by {by}; this run recorded nothing more");
-                    report.busy = true;
+                    taken_over(&mut report, target, &by);
                     return Ok(report);
                 }
             }
             other => return other.map(|()| report),
         }
     }
+}
+
+/// A relay stopped past its lease: the taker recovered what it had in flight, and this
+/// run records nothing more.
+fn taken_over(report: &mut RelayReport, target: &dyn Target, by: &str) {
+    tracing::warn!(target = %target.name(), "the relay was taken over by {by}; this run recorded nothing more");
+    report.busy = true;
 }
 
 /// How often a relay goes on after its database session was cut, and how long it waits
@@ -138,9 +144,7 @@ fn relay_once(
     let released = ledger.release_lease(&role);
     match result {
         Err(LedgerError::Fenced { by, .. }) => {
-            // Stopped past the lease: the taker recovered what this relay had in flight.
-            tracing::warn!(target = %target.name(), "the relay was taken over by {by}; this run recorded nothing more");
-            report.busy = true;
+            taken_over(report, target, &by);
             Ok(())
         }
         Err(e) => Err(e),

@@ -419,8 +419,8 @@ impl Ledger {
         }
     }
 
-    /// Runs a read-only query and returns its rows as text (NULL as `None`), on either
-    /// backend: for tests and for looking into a ledger by hand. The pipeline never uses it.
+    /// Runs a statement and returns its rows as text (NULL as `None`), on either backend:
+    /// for tests and for looking into a ledger by hand. The pipeline never uses it.
     #[doc(hidden)]
     pub fn inspect(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         let mut st = self.conn.prepare(sql)?;

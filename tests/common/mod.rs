@@ -78,7 +78,8 @@ impl Work {
         .unwrap();
     }
 
-    /// Rows of a read-only query on the work's ledger, whichever backend holds it.
+    /// Rows of a query on the work's ledger, whichever backend holds it (a change runs
+    /// too: tests set up states a run would take long to reach).
     pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         self.ledger().inspect(sql).unwrap()
     }
@@ -110,6 +111,17 @@ impl Work {
         let mut c = Command::new(bin());
         c.arg("--config").arg(self.config());
         c
+    }
+
+    /// Starts a command in the background with `ERP_TOKEN` set, its output kept.
+    pub fn spawn(&self, args: &[&str], erp_token: &str) -> std::process::Child {
+        self.cmd()
+            .args(args)
+            .env("ERP_TOKEN", erp_token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -206,15 +218,21 @@ pub fn signal(pid: u32, sig: &str) {
 /// The furthest committed unit of any file in the work's ledger (0 before the first
 /// commit, or while the ledger cannot be read).
 pub fn committed(w: &Work) -> i64 {
-    let cfg = tallyman::config::Config::load(&w.config()).unwrap();
-    if matches!(&cfg.paths.ledger_at, tallyman::ledger::Location::Sqlite(p) if !p.exists()) {
-        return 0;
-    }
-    tallyman::ledger::Ledger::open_in(&cfg.paths)
-        .and_then(|l| l.inspect("SELECT COALESCE(MAX(committed_seq), 0) FROM files"))
-        .ok()
+    try_query(w, "SELECT COALESCE(MAX(committed_seq), 0) FROM files")
         .and_then(|rows| rows[0][0].as_deref()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// A query on the work's ledger while a run may be creating it: `None` until it can be
+/// read (a SQLite file not made yet is not made by asking).
+pub fn try_query(w: &Work, sql: &str) -> Option<Vec<Vec<Option<String>>>> {
+    let cfg = tallyman::config::Config::load(&w.config()).unwrap();
+    if matches!(&cfg.paths.ledger_at, tallyman::ledger::Location::Sqlite(p) if !p.exists()) {
+        return None;
+    }
+    tallyman::ledger::Ledger::open_in(&cfg.paths)
+        .and_then(|l| l.inspect(sql))
+        .ok()
 }
 
 /// The project's ERP simulator on a loopback port, asking for `token`, with orders not
