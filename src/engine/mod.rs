@@ -165,13 +165,13 @@ pub struct Pass {
     pub interrupted: bool,
 }
 
-/// A claimed file to drive to its end.
 /// How long a run waits for the ledger's database to answer again after a cut before it
-/// gives up (the next run resumes), and how many cuts one file may take.
+/// gives up (the next run resumes), and how many cuts one file or pass may take.
 const LEDGER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 const LEDGER_CUTS_PER_FILE: usize = 5;
 const LEDGER_CUTS_PER_PASS: usize = 5;
 
+/// A claimed file to drive to its end.
 pub(crate) struct Job {
     pub row: FileRow,
     pub work: Option<PathBuf>,
@@ -363,18 +363,7 @@ impl Engine {
                 _ => break,
             }
         }
-        // Whatever else went wrong, a run whose file was taken over meanwhile (stopped in
-        // the middle of a batch, it wakes to find the staging folder gone) reports that.
-        if let Err(e) = &report {
-            if !matches!(e, EngineError::Ledger(LedgerError::Fenced { .. })) {
-                if let Err(fenced @ LedgerError::Fenced { .. }) =
-                    self.ledger.confirm_lease(&Leased::File(id))
-                {
-                    tracing::debug!(file = id, "after a take-over: {e}");
-                    report = Err(EngineError::Ledger(fenced));
-                }
-            }
-        }
+        let report = self.fenced_if_taken(id, report);
         drop(keeper);
         // A finished file's lock file goes too (a later copy of the content makes a new
         // one); by whichever run finished it, or the one it was taken from.
@@ -398,6 +387,23 @@ impl Engine {
         released?;
         let_go?;
         Ok(report)
+    }
+
+    /// Whatever else went wrong, a run whose file was taken over meanwhile (stopped in the
+    /// middle of a batch, it wakes to find the staging folder gone) reports that.
+    fn fenced_if_taken(&self, id: i64, report: Result<FileReport>) -> Result<FileReport> {
+        match report {
+            Err(e) if !matches!(e, EngineError::Ledger(LedgerError::Fenced { .. })) => {
+                match self.ledger.confirm_lease(&Leased::File(id)) {
+                    Err(fenced @ LedgerError::Fenced { .. }) => {
+                        tracing::debug!(file = id, "after a take-over: {e}");
+                        Err(EngineError::Ledger(fenced))
+                    }
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Goes on with a file after the ledger's database cut this run's session (a
