@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod ledger;
 mod permissions;
 pub mod targets;
 
+use ledger::ledger_location;
+pub use ledger::LedgerConfig;
 use permissions::parse_permissions;
 pub use permissions::{Permissions, RawPermissions};
 
@@ -41,17 +44,6 @@ pub struct RawConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub ledger: LedgerConfig,
-}
-
-/// `[ledger]`: where the ledger lives when it is not the embedded SQLite file of
-/// `paths.ledger`: a PostgreSQL database several machines share.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct LedgerConfig {
-    /// `postgres://user@host:port/database`, without a password.
-    pub url: Option<String>,
-    /// The environment variable that holds the database password.
-    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -549,63 +541,6 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
         delivery: section(&table, "delivery", file, section_line("delivery"), diags),
         ledger: section(&table, "ledger", file, section_line("ledger"), diags),
     }
-}
-
-/// The PostgreSQL ledger `[ledger]` names, if any, with its password read from the
-/// environment. A password written into the URL is refused: secrets never go in files.
-fn ledger_location(
-    raw: &LedgerConfig,
-    file: &Path,
-    text: &str,
-    diags: &mut Diagnostics,
-) -> Option<crate::ledger::Location> {
-    let line = |key: &str| {
-        text.lines()
-            .position(|l| l.trim_start().starts_with(key))
-            .map(|i| i + 1)
-    };
-    let url = raw.url.as_deref()?;
-    let mut ok = true;
-    let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    else {
-        diags.error(
-            file,
-            line("url"),
-            "ledger.url must be a postgres://user@host:port/database URL",
-        );
-        return None;
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if authority
-        .rsplit_once('@')
-        .is_some_and(|(user, _)| user.contains(':'))
-    {
-        diags.error(
-            file,
-            line("url"),
-            "ledger.url holds a password; name the environment variable that holds it in ledger.password_env instead (secrets never go into this file)",
-        );
-        ok = false;
-    }
-    let password = match raw.password_env.as_deref() {
-        None => None,
-        Some(var) if targets::is_env_name(var) => std::env::var(var).ok(),
-        Some(_) => {
-            diags.error(
-                file,
-                line("password_env"),
-                "ledger.password_env must name the environment variable that holds the password",
-            );
-            ok = false;
-            None
-        }
-    };
-    ok.then(|| crate::ledger::Location::Postgres {
-        url: url.to_owned(),
-        password,
-    })
 }
 
 /// Which config file to use: `--config`, then `TALLYMAN_CONFIG`, then `./tallyman.toml`.
