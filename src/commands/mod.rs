@@ -74,9 +74,7 @@ fn open_ledger(config_path: &Path) -> Result<Ledger, i32> {
 /// Opens an existing ledger, with the config that names it.
 fn open_ledger_with_config(config_path: &Path) -> Result<(Ledger, Config), i32> {
     let cfg = load_config(config_path)?;
-    if cfg.paths.ledger_at == crate::ledger::Location::Sqlite(cfg.paths.ledger.clone())
-        && !cfg.paths.ledger.exists()
-    {
+    if matches!(&cfg.paths.ledger_at, crate::ledger::Location::Sqlite(p) if !p.exists()) {
         crate::complain!(
             "no ledger at {} yet (nothing processed)",
             cfg.paths.ledger.display()

@@ -27,11 +27,7 @@ pub(super) fn ledger_location(
     text: &str,
     diags: &mut Diagnostics,
 ) -> Option<crate::ledger::Location> {
-    let line = |key: &str| {
-        text.lines()
-            .position(|l| l.trim_start().starts_with(key))
-            .map(|i| i + 1)
-    };
+    let line = |key: &str| super::key_line(text, key);
     let url = raw.url.as_deref()?;
     let mut ok = true;
     let Some(rest) = url
@@ -46,10 +42,12 @@ pub(super) fn ledger_location(
         return None;
     };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if authority
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let in_userinfo = authority
         .rsplit_once('@')
-        .is_some_and(|(user, _)| user.contains(':'))
-    {
+        .is_some_and(|(user, _)| user.contains(':'));
+    let in_query = query.split('&').any(|p| p.starts_with("password="));
+    if in_userinfo || in_query {
         diags.error(
             file,
             line("url"),
@@ -99,6 +97,11 @@ mod tests {
             "{errors}"
         );
         assert!(!errors.contains("pw-Xy7"), "the password is not repeated");
+        let (at, errors) = check("postgres://u@db/l?sslmode=disable&password=pw-Xy7", None);
+        assert!(
+            at.is_none() && errors.contains("holds a password"),
+            "{errors}"
+        );
         let (at, errors) = check("mysql://u@db/l", None);
         assert!(at.is_none() && errors.contains("postgres://"), "{errors}");
         let (at, errors) = check("postgres://u@db/l", Some("NOT-A-NAME"));

@@ -334,7 +334,6 @@ impl Config {
             ledger: resolve(&raw.paths.ledger),
             ledger_at: crate::ledger::Location::Sqlite(resolve(&raw.paths.ledger)),
         };
-        let ledger = raw.ledger.clone();
         let cfg = Config {
             file: file.to_path_buf(),
             paths,
@@ -353,7 +352,7 @@ impl Config {
             Err(_) => vec![Target::default_outbox()], // the syntax error is reported already
         };
         cfg.check(text, &mut diags);
-        if let Some(at) = ledger_location(&ledger, file, text, &mut diags) {
+        if let Some(at) = ledger_location(&raw.ledger, file, text, &mut diags) {
             cfg.paths.ledger_at = at;
         }
         (cfg, diags.errors)
@@ -361,14 +360,7 @@ impl Config {
 
     /// Semantic checks over the whole config; every problem is reported.
     fn check(&self, text: &str, diags: &mut Diagnostics) {
-        let line = |key: &str| {
-            text.lines()
-                .position(|l| {
-                    let t = l.trim_start();
-                    t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
-                })
-                .map(|i| i + 1)
-        };
+        let line = |key: &str| key_line(text, key);
         let dirs = self.paths.dirs();
         for (i, (a, pa)) in dirs.iter().enumerate() {
             for (b, pb) in dirs.iter().skip(i + 1) {
@@ -541,6 +533,16 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
         delivery: section(&table, "delivery", file, section_line("delivery"), diags),
         ledger: section(&table, "ledger", file, section_line("ledger"), diags),
     }
+}
+
+/// The line (1-based) of the first `key = ...` in the config text.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
+        })
+        .map(|i| i + 1)
 }
 
 /// Which config file to use: `--config`, then `TALLYMAN_CONFIG`, then `./tallyman.toml`.

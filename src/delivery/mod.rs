@@ -97,7 +97,7 @@ pub fn relay(
             Err(e) if e.is_connection_lost() && cuts < RELAY_CUTS => {
                 cuts += 1;
                 tracing::warn!(target = %target.name(), "the ledger's database cut the session ({e}); going on once it answers");
-                ledger.wait_for_database(LEDGER_WAIT)?;
+                ledger.wait_for_database()?;
                 let role = Leased::relay(target.name());
                 if let Err(LedgerError::Fenced { by, .. }) = ledger.confirm_lease(&role) {
                     taken_over(&mut report, target, &by);
@@ -116,10 +116,8 @@ fn taken_over(report: &mut RelayReport, target: &dyn Target, by: &str) {
     report.busy = true;
 }
 
-/// How often a relay goes on after its database session was cut, and how long it waits
-/// for the database each time.
+/// How often a relay goes on after its database session was cut.
 const RELAY_CUTS: usize = 5;
-const LEDGER_WAIT: Duration = Duration::from_secs(120);
 
 /// One stretch of relaying, until done or the database cuts the session.
 fn relay_once(

@@ -3,9 +3,9 @@
 //! A token bucket lives in a small file under `work/ratelimit/`, read and updated under an
 //! exclusive OS lock, so overlapping runs (a timer run and a manual `deliver`) together
 //! stay within the limit; with a PostgreSQL ledger it is a row of the ledger instead
-//! (ledger/buckets.rs), shared by the workers of every host. A bucket of `c` tokens refilled at `limit − c` per minute lets no
-//! 60-second window hold more than `limit` requests, which is what an ERP counting a
-//! sliding minute checks; `c` is 1/200 of the limit (at least 1), enough to absorb the
+//! (ledger/buckets.rs), shared by the workers of every host. A bucket of `c` tokens
+//! refilled at `limit − c` per minute lets no 60-second window hold more than `limit`
+//! requests, which is what an ERP counting a sliding minute checks; `c` is 1/200 of the limit (at least 1), enough to absorb the
 //! senders' wake-up jitter so the limit is nearly reached. A `Retry-After` from the target
 //! pauses the bucket for everyone.
 
@@ -13,6 +13,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// The bucket's state as stored, in a file or a ledger row: tokens, when they were counted,
+// paused until (µs since the epoch, or on the database's clock).
+use crate::ledger::BucketState as Bucket;
 
 pub struct RateLimiter {
     store: Store,
@@ -50,15 +54,6 @@ impl std::fmt::Display for BucketPlace {
 enum Store {
     File(PathBuf),
     Ledger(crate::ledger::SharedBucket),
-}
-
-/// The bucket's state as stored: tokens, when they were counted, paused until (µs since
-/// the epoch).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Bucket {
-    tokens: f64,
-    at_us: u64,
-    paused_until_us: u64,
 }
 
 /// Capacity and refill rate (tokens per µs) for a limit per minute.
@@ -128,17 +123,7 @@ impl RateLimiter {
             Store::File(path) => path,
             Store::Ledger(shared) => {
                 return shared
-                    .with(|s, now| {
-                        let mut b = Bucket {
-                            tokens: s.tokens,
-                            at_us: s.at_us,
-                            paused_until_us: s.paused_until_us,
-                        };
-                        let out = f(&mut b, now);
-                        (s.tokens, s.at_us, s.paused_until_us) =
-                            (b.tokens, b.at_us, b.paused_until_us);
-                        Some(out)
-                    })
+                    .with(|b, now| Some(f(b, now)))
                     .map_err(std::io::Error::other);
             }
         };

@@ -165,9 +165,8 @@ pub struct Pass {
     pub interrupted: bool,
 }
 
-/// How long a run waits for the ledger's database to answer again after a cut before it
-/// gives up (the next run resumes), and how many cuts one file or pass may take.
-const LEDGER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// How many cuts of the ledger's database session one file or pass may take (each waits
+/// for the database to answer again, see `Ledger::wait_for_database`).
 const LEDGER_CUTS_PER_FILE: usize = 5;
 const LEDGER_CUTS_PER_PASS: usize = 5;
 
@@ -271,7 +270,7 @@ impl Engine {
                     tracing::warn!(
                         "the ledger's database cut the session ({e}); going on once it answers"
                     );
-                    self.ledger.wait_for_database(LEDGER_WAIT)?;
+                    self.ledger.wait_for_database()?;
                 }
                 other => return other.map(|()| pass),
             }
@@ -419,7 +418,7 @@ impl Engine {
         cut: LedgerError,
     ) -> Result<FileReport> {
         tracing::warn!(file = id, "the ledger's database cut the session ({cut}); resuming the file from its last committed batch once it answers");
-        self.ledger.wait_for_database(LEDGER_WAIT)?;
+        self.ledger.wait_for_database()?;
         self.ledger.confirm_lease(&Leased::File(id))?;
         let row = self.ledger.file(id)?;
         let job = Job {

@@ -38,7 +38,7 @@ impl Ledger {
     /// and it is what turns "8 KiB of broken pages" into a stop with a clear message
     /// instead of a run that writes on.
     pub fn ensure_sound(&self) -> Result<()> {
-        let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(self.path()).map(|m| m.len()).unwrap_or(0);
         if size <= CHECK_EVERY_START_BYTES {
             return self.quick_check_now();
         }
@@ -124,7 +124,6 @@ pub fn open_for_check(path: &Path) -> Result<Ledger> {
     Ok(Ledger {
         conn: super::db::Connection::Lite(conn),
         location: super::Location::Sqlite(path.to_path_buf()),
-        path: path.to_path_buf(),
         routes: Vec::new(),
         roots: Default::default(),
         fences: Default::default(),

@@ -163,7 +163,7 @@ pub fn now() -> String {
 
 /// Where a ledger lives: a SQLite file (the embedded default) or a PostgreSQL database
 /// several machines share. Kept so a lease keeper can open its own connection.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Location {
     Sqlite(PathBuf),
     Postgres {
@@ -217,8 +217,6 @@ impl Location {
 pub struct Ledger {
     conn: Connection,
     location: Location,
-    /// The SQLite file (empty for a PostgreSQL ledger).
-    path: PathBuf,
     /// The remote targets and the entities each takes: a decided file's new versions get a
     /// delivery row per target, in the decision's own transaction.
     routes: Vec<(String, Vec<String>)>,
@@ -241,14 +239,9 @@ impl Ledger {
     /// Opens (creating its tables if needed) the ledger at `location`.
     pub fn open_at(location: Location) -> Result<Ledger> {
         let conn = location.connect()?;
-        let path = match &location {
-            Location::Sqlite(p) => p.clone(),
-            Location::Postgres { .. } => PathBuf::new(),
-        };
         let mut ledger = Ledger {
             conn,
             location,
-            path,
             routes: Vec::new(),
             roots: Roots::default(),
             fences: Default::default(),
@@ -261,7 +254,10 @@ impl Ledger {
 
     /// The SQLite file of this ledger (empty for a PostgreSQL ledger).
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.location {
+            Location::Sqlite(p) => p,
+            Location::Postgres { .. } => Path::new(""),
+        }
     }
 
     pub fn location(&self) -> &Location {
@@ -296,7 +292,7 @@ impl Ledger {
             return Ok(());
         }
         for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.path.clone().into_os_string();
+            let mut p = self.path().as_os_str().to_owned();
             p.push(suffix);
             let p = PathBuf::from(p);
             if p.exists() {
@@ -402,14 +398,16 @@ impl Ledger {
     }
 
     /// Waits until the database answers (after a PostgreSQL restart or a network cut), up
-    /// to `limit`; the last error if it never does. A SQLite ledger answers at once.
-    pub fn wait_for_database(&self, limit: Duration) -> Result<()> {
+    /// to two minutes; the last error if it never does (the run fails and the next one
+    /// resumes). A SQLite ledger answers at once.
+    pub fn wait_for_database(&self) -> Result<()> {
+        const LIMIT: Duration = Duration::from_secs(120);
         let start = std::time::Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
             match self.conn.execute_batch("SELECT 1") {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_connection_lost() && start.elapsed() < limit => {
+                Err(e) if e.is_connection_lost() && start.elapsed() < LIMIT => {
                     tracing::debug!("the ledger's database does not answer yet: {e}");
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(2));

@@ -383,3 +383,23 @@ fn the_file_column_count_matches_the_columns_selected() {
         .column_count();
     assert_eq!(n, model::FILE_COL_COUNT);
 }
+
+#[test]
+fn regression_a_value_that_cannot_be_bound_is_the_statements_error_not_a_lost_session() {
+    let p = Place::postgres();
+    let l = p.open();
+    let e = l
+        .conn
+        .query_row("SELECT CAST(?1 AS INT4)", [i64::MAX], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_err();
+    assert!(!e.is_connection_lost(), "{e}");
+    // A server that does not answer is a lost session.
+    let gone = Location::Postgres {
+        url: "postgres://tallyman@127.0.0.1:1/none".into(),
+        password: None,
+    };
+    let e = Ledger::open_at(gone).err().expect("nothing listens there");
+    assert!(e.is_connection_lost(), "{e}");
+}

@@ -332,14 +332,7 @@ impl Row<'_> {
 
     /// Column `n` rendered as text, whatever its type (NULL is `None`).
     pub fn text(&self, n: usize) -> Result<Option<String>> {
-        let v = match self {
-            Row::Lite(r) => lite_value(r.get_ref(n)?).map_err(|problem| Error::Type {
-                column: n.to_string(),
-                problem,
-            })?,
-            Row::Pg(r) => pg::value(r, n)?,
-        };
-        Ok(match v {
+        Ok(match self.value(n)? {
             Value::Null => None,
             Value::Int(i) => Some(i.to_string()),
             Value::Real(f) => Some(f.to_string()),
@@ -350,33 +343,40 @@ impl Row<'_> {
 
     pub fn get<I: RowIndex, T: FromSql>(&self, i: I) -> Result<T> {
         let at = i.at();
-        let name = || match at {
-            Column::Place(n) => n.to_string(),
-            Column::Name(s) => s.to_owned(),
-        };
-        let problem = |problem: String| Error::Type {
-            column: name(),
+        let n = self.index(at)?;
+        T::from_value(self.value(n)?).map_err(|problem| Error::Type {
+            column: match at {
+                Column::Place(n) => n.to_string(),
+                Column::Name(s) => s.to_owned(),
+            },
             problem,
-        };
+        })
+    }
+
+    /// The place of a column given by place or name.
+    fn index(&self, at: Column<'_>) -> Result<usize> {
+        match (self, at) {
+            (_, Column::Place(n)) => Ok(n),
+            (Row::Lite(r), Column::Name(s)) => Ok(r.as_ref().column_index(s)?),
+            (Row::Pg(r), Column::Name(s)) => r
+                .columns()
+                .iter()
+                .position(|c| c.name() == s)
+                .ok_or_else(|| Error::Type {
+                    column: s.to_owned(),
+                    problem: "no such column".into(),
+                }),
+        }
+    }
+
+    /// Column `n` as one of the ledger's values.
+    fn value(&self, n: usize) -> Result<Value<'_>> {
         match self {
-            Row::Lite(r) => {
-                let v = match at {
-                    Column::Place(n) => r.get_ref(n)?,
-                    Column::Name(s) => r.get_ref(s)?,
-                };
-                T::from_value(lite_value(v).map_err(problem)?).map_err(problem)
-            }
-            Row::Pg(r) => {
-                let n = match at {
-                    Column::Place(n) => n,
-                    Column::Name(s) => r
-                        .columns()
-                        .iter()
-                        .position(|c| c.name() == s)
-                        .ok_or_else(|| problem("no such column".into()))?,
-                };
-                T::from_value(pg::value(r, n)?).map_err(problem)
-            }
+            Row::Lite(r) => lite_value(r.get_ref(n)?).map_err(|problem| Error::Type {
+                column: n.to_string(),
+                problem,
+            }),
+            Row::Pg(r) => pg::value(r, n),
         }
     }
 }

@@ -170,8 +170,18 @@ pub fn is_connection_lost(e: &postgres::Error) -> bool {
             let c = c.code();
             c.starts_with("08") || c.starts_with("57P") || c == "25P03"
         }
-        // No SQLSTATE: the socket failed (refused, reset) before the server answered.
-        None => e.as_db_error().is_none(),
+        // No SQLSTATE: lost only if the socket failed (refused, reset, timed out); a value
+        // that cannot be bound or read is the statement's problem, not the session's.
+        None => {
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                if c.downcast_ref::<std::io::Error>().is_some() {
+                    return true;
+                }
+                cause = c.source();
+            }
+            false
+        }
     }
 }
 
@@ -293,7 +303,10 @@ impl<'a> PgFromSql<'a> for Raw<'a> {
         raw: &'a [u8],
     ) -> std::result::Result<Self, Box<dyn StdError + Sync + Send>> {
         // jsonb's binary form is a version byte before the text.
-        let raw = if *ty == Type::JSONB { &raw[1..] } else { raw };
+        let raw = match *ty {
+            Type::JSONB => raw.get(1..).unwrap_or_default(),
+            _ => raw,
+        };
         Ok(Raw(std::str::from_utf8(raw)?))
     }
     fn accepts(ty: &Type) -> bool {

@@ -187,6 +187,7 @@ pub trait RowIndex {
     fn at(&self) -> Column<'_>;
 }
 
+#[derive(Clone, Copy)]
 pub enum Column<'a> {
     Place(usize),
     Name(&'a str),
