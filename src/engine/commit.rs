@@ -78,6 +78,11 @@ impl Engine {
                 .iter()
                 .map(|r| (r.entity.as_str(), r.key.as_str()))
         }))?;
+        tx.prefetch_holders(
+            evals
+                .iter()
+                .flat_map(|e| e.claims.iter().map(|c| ("claim", c.as_str()))),
+        )?;
         for (unit, eval) in units.iter().zip(evals) {
             last_seq = unit.seq + 1;
             add_unit(&tx, st, unit, eval, &mut rows)?;

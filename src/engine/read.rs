@@ -134,12 +134,14 @@ impl Engine {
             file_error.get_or_insert_with(|| FileError::new(rule.clone(), message.clone()));
         }
         let acks = {
-            let outcomes = LedgerOutcomes {
-                ledger: &self.ledger,
-                file_id: row.id,
-            };
+            let outcomes = LedgerOutcomes::new(&self.ledger, row.id);
             let mut ack_ctx = LedgerAcks(&self.ledger);
-            match reader.finish(&outcomes, &mut ack_ctx, file_error.as_ref()) {
+            let made = reader.finish(&outcomes, &mut ack_ctx, file_error.as_ref());
+            // Outcomes missing for a ledger error would make a wrong acknowledgement.
+            if let Some(e) = outcomes.failure() {
+                return Err(e.into());
+            }
+            match made {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::error!(file = %crate::display::name(&row.name), "acknowledgements failed: {e}");

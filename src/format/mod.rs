@@ -171,6 +171,18 @@ impl UnitStatus {
             UnitStatus::Unchanged => "unchanged",
         }
     }
+
+    /// The status [`Self::as_str`] wrote (anything else was a rejection).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "applied" => UnitStatus::Applied,
+            "duplicate" => UnitStatus::Duplicate,
+            "skipped" => UnitStatus::Skipped,
+            "unmapped" => UnitStatus::Unmapped,
+            "unchanged" => UnitStatus::Unchanged,
+            _ => UnitStatus::Rejected,
+        }
+    }
 }
 
 /// A place a reader can restart at: the start of a unit, with what the reader needs to

@@ -5,7 +5,7 @@
 use super::db::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::model::{file_row, ChunkRow, FileRow, FileState, Outcome, FILE_COLS};
-use super::{now, Ledger, Result};
+use super::{now, Ledger, LedgerError, Result};
 use crate::format::{Outbound, UnitOutcomes, UnitStatus, UnitSummary};
 use crate::unit::Position;
 
@@ -607,44 +607,38 @@ impl Ledger {
         Ok(rows)
     }
 
-    pub fn unit_summary(&self, file_id: i64, seq: u64) -> Result<Option<UnitSummary>> {
-        // Cached: an acknowledgement asks once per transaction set.
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT status, reasons, detail FROM units WHERE file_id=?1 AND seq=?2",
-            )?
-            .query_row(params![file_id, seq as i64], |r| {
+    /// The outcomes of units `from..to` of a file, in order (units without a row left out).
+    pub fn unit_summaries(&self, file_id: i64, from: u64, to: u64) -> Result<Vec<UnitSummary>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, status, reasons, detail FROM units WHERE file_id=?1 AND seq>=?2 AND seq<?3 \
+             ORDER BY seq",
+        )?;
+        let rows = st
+            .query_map(params![file_id, from as i64, to as i64], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
                     r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
                 ))
+            })?
+            .collect::<super::db::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|(seq, status, reasons, detail)| {
+                Ok(UnitSummary {
+                    seq: seq as u64,
+                    status: UnitStatus::parse(&status),
+                    reasons: match reasons {
+                        Some(s) => serde_json::from_str(&s)?,
+                        None => Vec::new(),
+                    },
+                    detail: match detail {
+                        Some(s) => serde_json::from_str(&s)?,
+                        None => serde_json::Value::Null,
+                    },
+                })
             })
-            .optional()?;
-        let Some((status, reasons, detail)) = row else {
-            return Ok(None);
-        };
-        let status = match status.as_str() {
-            "applied" => UnitStatus::Applied,
-            "duplicate" => UnitStatus::Duplicate,
-            "skipped" => UnitStatus::Skipped,
-            "unmapped" => UnitStatus::Unmapped,
-            "unchanged" => UnitStatus::Unchanged,
-            _ => UnitStatus::Rejected,
-        };
-        Ok(Some(UnitSummary {
-            seq,
-            status,
-            reasons: match reasons {
-                Some(s) => serde_json::from_str(&s)?,
-                None => Vec::new(),
-            },
-            detail: match detail {
-                Some(s) => serde_json::from_str(&s)?,
-                None => serde_json::Value::Null,
-            },
-        }))
+            .collect()
     }
 
     /// Files selected by `tail`, the SQL after `SELECT ... FROM files`.
@@ -665,12 +659,60 @@ impl Ledger {
 
 /// Unit outcomes of one file, read from the ledger (for acknowledgements).
 pub struct LedgerOutcomes<'a> {
-    pub ledger: &'a Ledger,
-    pub file_id: i64,
+    ledger: &'a Ledger,
+    file_id: i64,
+    /// Outcomes read ahead: an acknowledgement asks for every unit in order, and one query
+    /// per window costs what one per unit did for a few units.
+    window: std::cell::RefCell<std::collections::VecDeque<UnitSummary>>,
+    /// The units the window was read for (its rows are those of them that have one).
+    covers: std::cell::Cell<std::ops::Range<u64>>,
+    /// The first read that failed: an acknowledgement built without an outcome is wrong, so
+    /// the caller refuses it.
+    failed: std::cell::RefCell<Option<LedgerError>>,
+}
+
+/// Units read ahead per query.
+const OUTCOME_WINDOW: u64 = 512;
+
+impl<'a> LedgerOutcomes<'a> {
+    pub fn new(ledger: &'a Ledger, file_id: i64) -> Self {
+        LedgerOutcomes {
+            ledger,
+            file_id,
+            window: Default::default(),
+            covers: std::cell::Cell::new(0..0),
+            failed: Default::default(),
+        }
+    }
+
+    /// The error of a read that failed while outcomes were asked for, if any.
+    pub fn failure(self) -> Option<LedgerError> {
+        self.failed.into_inner()
+    }
 }
 
 impl UnitOutcomes for LedgerOutcomes<'_> {
     fn get(&self, seq: u64) -> Option<UnitSummary> {
-        self.ledger.unit_summary(self.file_id, seq).ok().flatten()
+        let mut window = self.window.borrow_mut();
+        let covers = self.covers.take();
+        if covers.contains(&seq) {
+            self.covers.set(seq..covers.end);
+        } else {
+            let to = seq.saturating_add(OUTCOME_WINDOW);
+            match self.ledger.unit_summaries(self.file_id, seq, to) {
+                Ok(units) => *window = units.into(),
+                Err(e) => {
+                    self.failed.borrow_mut().get_or_insert(e);
+                    return None;
+                }
+            }
+            self.covers.set(seq..to);
+        }
+        // Asked in order, the units before `seq` are not asked for again (and no longer
+        // covered: asked for, they are read again).
+        while window.front().is_some_and(|u| u.seq < seq) {
+            window.pop_front();
+        }
+        window.front().filter(|u| u.seq == seq).cloned()
     }
 }

@@ -13,6 +13,8 @@ on_both!(
     hold_then_release_resets_the_guard_and_records_a_review_decision,
     fail_gives_back_only_the_keys_of_lost_documents_and_lists_their_lines,
     abandon_and_restart_forget_the_attempts_rows,
+    a_batch_answers_holders_from_what_it_looked_up_and_took,
+    outcomes_read_ahead_answer_every_unit_as_its_row_says,
 );
 
 fn nf(fp: &str) -> NewFile<'_> {
@@ -323,6 +325,86 @@ fn abandon_and_restart_forget_the_attempts_rows(p: Place) {
     assert_eq!(a3.counts, Counts::default());
     let tx = l.batch(a.id).unwrap();
     assert!(tx.holder("product", "K0").unwrap().is_none());
+}
+
+/// The batch's key bookkeeping (prefetched absences, holders found once, keys written a
+/// hundred at a time) answers as a statement per key did.
+fn a_batch_answers_holders_from_what_it_looked_up_and_took(p: Place) {
+    let mut l = p.open();
+    let run = l.begin_run("t").unwrap();
+    let a = l.insert_file(&nf("a"), run).unwrap();
+    let b = l.insert_file(&nf("b"), run).unwrap();
+    write_two_units(&mut l, a.id); // a holds product K0, K1
+    let tx = l.batch(b.id).unwrap();
+    tx.prefetch_holders([("product", "K0"), ("product", "K2"), ("product", "K2")])
+        .unwrap();
+    assert_eq!(tx.holder("product", "K0").unwrap().unwrap().file_id, a.id);
+    assert!(tx.holder("product", "K2").unwrap().is_none());
+    // Taken and not yet written: the next unit sees this file as its holder.
+    tx.take_key("product", "K2", b.id, 7, false).unwrap();
+    let h = tx.holder("product", "K2").unwrap().unwrap();
+    assert_eq!((h.file_id, h.unit_seq), (b.id, 7));
+    // A key already held stays its holder's, even when asked for again.
+    tx.take_key("product", "K0", b.id, 8, false).unwrap();
+    assert_eq!(tx.holder("product", "K0").unwrap().unwrap().file_id, a.id);
+    // Stolen (a forced re-apply): the holder found before is forgotten.
+    tx.take_key("product", "K1", b.id, 9, true).unwrap();
+    assert_eq!(tx.holder("product", "K1").unwrap().unwrap().file_id, b.id);
+    // Many keys at once: written in hundreds, all there after the commit.
+    for i in 0..250 {
+        tx.take_key("claim", &format!("C{i}"), b.id, i, false)
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    let tx = l.batch(b.id).unwrap();
+    assert_eq!(tx.holder("claim", "C249").unwrap().unwrap().unit_seq, 249);
+    assert_eq!(tx.holder("product", "K2").unwrap().unwrap().file_id, b.id);
+}
+
+fn unit_row(seq: i64, status: UnitStatus) -> UnitRow {
+    UnitRow {
+        seq,
+        label: format!("u{seq}"),
+        status,
+        key: None,
+        first_ordinal: seq,
+        line_count: 1,
+        pos: crate::unit::Position::new(seq as u64 + 1, 0, seq as u64 + 1),
+        spans: None,
+        reasons: vec![],
+        detail: serde_json::Value::Null,
+        tolerated: vec![],
+    }
+}
+
+/// Outcomes are read a window at a time for acknowledgements; units without a row (and
+/// windows that end in a gap) are told as before, in order or not.
+fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
+    use crate::format::UnitOutcomes;
+    let mut l = p.open();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("a"), run).unwrap();
+    let status = |seq: i64| match seq % 3 {
+        0 => UnitStatus::Applied,
+        1 => UnitStatus::Rejected,
+        _ => UnitStatus::Skipped,
+    };
+    // Every unit but those between 600 and 1100, and every seventh.
+    let rows: Vec<UnitRow> = (0..1500)
+        .filter(|s| !(600..1100).contains(s) && s % 7 != 0)
+        .map(|s| unit_row(s, status(s)))
+        .collect();
+    let tx = l.batch(f.id).unwrap();
+    tx.write_units(f.id, &rows).unwrap();
+    tx.commit().unwrap();
+    let outcomes = LedgerOutcomes::new(&l, f.id);
+    let asked = (0..1600).chain([5, 1499, 3, 20, 10, 1100, 1098]);
+    for seq in asked {
+        let want =
+            (seq < 1500 && !(600..1100).contains(&seq) && seq % 7 != 0).then(|| status(seq as i64));
+        assert_eq!(outcomes.get(seq).map(|u| u.status), want, "unit {seq}");
+    }
+    assert!(outcomes.failure().is_none());
 }
 
 #[test]
