@@ -148,7 +148,12 @@ impl Sink for Outbox {
             if !self.entities.iter().any(|e| e.as_str() == r.entity) {
                 continue;
             }
-            append_line(by_entity.entry(r.entity.as_str()).or_default(), r)?;
+            // Sized once for the batch: a buffer doubling its way to megabytes touched
+            // fresh memory at every step (page faults were a tenth of this thread's time).
+            let buf = by_entity
+                .entry(r.entity.as_str())
+                .or_insert_with(|| Vec::with_capacity(chunk_bytes(records, &r.entity)));
+            append_line(buf, r)?;
             *counts.entry(r.entity.as_str()).or_default() += 1;
         }
         let mut out = Vec::new();
@@ -197,6 +202,15 @@ impl Sink for Outbox {
         }
         self.remove_staging_dir(file)
     }
+}
+
+/// About the bytes of `entity`'s lines among `records` (the head's JSON is a few hundred).
+fn chunk_bytes(records: &[OutRecord], entity: &str) -> usize {
+    records
+        .iter()
+        .filter(|r| r.entity == entity)
+        .map(|r| r.data.len() + r.key.len() + r.source.name.len() + 192)
+        .sum()
 }
 
 impl Outbox {

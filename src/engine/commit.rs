@@ -71,7 +71,11 @@ impl Engine {
     ) -> Result<()> {
         let first_seq = st.committed_seq as i64;
         let tx = self.ledger.batch(st.file_id)?;
-        let mut rows = BatchRows::default();
+        let mut rows = BatchRows {
+            records: Vec::with_capacity(evals.iter().map(|e| e.records.len()).sum()),
+            units: Vec::with_capacity(units.len()),
+            ..Default::default()
+        };
         let mut last_seq = st.committed_seq;
         tx.prefetch_versions(evals.iter().flat_map(|e| {
             e.records
