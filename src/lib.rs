@@ -23,6 +23,7 @@ pub mod idoc;
 pub mod intake;
 pub mod ledger;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod out;
 pub mod progress;

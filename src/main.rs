@@ -208,6 +208,7 @@ fn install_panic_hook() {
 }
 
 fn main() {
+    tallyman::memory::tune_allocator();
     let cli = Cli::parse();
     install_panic_hook();
     logging::init(cli.log_format);

@@ -139,6 +139,14 @@ fn relay_once(
     let holds = || keeper.as_ref().is_none_or(|k| k.holds());
     let result = relay_held(ledger, target, policy, deadline, stop, &holds, report);
     drop(keeper);
+    // A session the database cut keeps its token: `relay` confirms it before going on, so
+    // a relay stopped past its lease learns it was taken over (even when the taker has
+    // finished and let go meanwhile) instead of taking the role afresh.
+    if let Err(e) = &result {
+        if e.is_connection_lost() {
+            return result;
+        }
+    }
     let released = ledger.release_lease(&role);
     match result {
         Err(LedgerError::Fenced { by, .. }) => {

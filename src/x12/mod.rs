@@ -210,15 +210,17 @@ impl X12Reader {
     }
 
     fn locator(&self, seg_in_set: Option<(usize, &str)>) -> String {
-        let mut s = String::new();
+        use std::fmt::Write;
+        // Written into one allocation: this runs for every segment.
+        let mut s = String::with_capacity(64);
         if let Some(ic) = &self.cur {
-            s.push_str(&format!("ISA {}", ic.isa.control));
+            let _ = write!(s, "ISA {}", ic.isa.control);
             if let Some(g) = ic.groups.last().filter(|g| !g.closed) {
-                s.push_str(&format!(" / GS {}", g.gs06));
+                let _ = write!(s, " / GS {}", g.gs06);
             }
         }
         if let Some((n, st02)) = seg_in_set {
-            s.push_str(&format!(" / ST {st02}, segment {n} of set"));
+            let _ = write!(s, " / ST {st02}, segment {n} of set");
         }
         s
     }
