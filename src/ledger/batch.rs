@@ -261,12 +261,9 @@ impl BatchTx<'_> {
         keys: impl IntoIterator<Item = (&'k str, &'k str)>,
     ) -> Result<()> {
         self.flush_versions()?;
-        let mut keys: Vec<(&str, &str)> = keys.into_iter().collect();
-        keys.sort_unstable();
-        keys.dedup();
         *self.absent.borrow_mut() = self.without_rows(
             "SELECT DISTINCT entity, key FROM versions WHERE (entity, key) IN (",
-            &keys,
+            keys,
         )?;
         Ok(())
     }
@@ -278,22 +275,23 @@ impl BatchTx<'_> {
         keys: impl IntoIterator<Item = (&'k str, &'k str)>,
     ) -> Result<()> {
         self.flush_keys()?;
-        let mut keys: Vec<(&str, &str)> = keys.into_iter().collect();
-        keys.sort_unstable();
-        keys.dedup();
         *self.unheld.borrow_mut() = self.without_rows(
             "SELECT entity, key FROM keys WHERE (entity, key) IN (",
-            &keys,
+            keys,
         )?;
         Ok(())
     }
 
-    /// Which of `keys` the table that `select_in` asks has no row for (`key_of` form).
-    fn without_rows(
+    /// Which of `keys` the table that `select_in` asks has no row for (`key_of` form),
+    /// each key asked for once.
+    fn without_rows<'k>(
         &self,
         select_in: &'static str,
-        keys: &[(&str, &str)],
+        keys: impl IntoIterator<Item = (&'k str, &'k str)>,
     ) -> Result<HashSet<String>> {
+        let mut keys: Vec<(&str, &str)> = keys.into_iter().collect();
+        keys.sort_unstable();
+        keys.dedup();
         let mut absent: HashSet<String> = keys.iter().map(|(e, k)| key_of(e, k)).collect();
         for chunk in keys.chunks(ROWS_PER_INSERT * 2) {
             let sql = values_sql_once(select_in, 2, chunk.len(), ")");

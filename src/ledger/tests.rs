@@ -260,23 +260,11 @@ fn write_two_units(l: &mut Ledger, file: i64) {
             }],
         )
         .unwrap();
-        tx.write_units(
-            file,
-            &[UnitRow {
-                seq,
-                label: format!("u{seq}"),
-                status: UnitStatus::Applied,
-                key: Some(format!("K{seq}")),
-                first_ordinal: seq,
-                line_count: 1,
-                pos: crate::unit::Position::new(seq as u64 + 1, 0, seq as u64 + 1),
-                spans: None,
-                reasons: vec![],
-                detail: serde_json::Value::Null,
-                tolerated: vec![],
-            }],
-        )
-        .unwrap();
+        let unit = UnitRow {
+            key: Some(format!("K{seq}")),
+            ..unit_row(seq, UnitStatus::Applied)
+        };
+        tx.write_units(file, &[unit]).unwrap();
         n.add_line("applied");
         n.add_unit(UnitStatus::Applied);
     }
