@@ -183,15 +183,24 @@ fn one_relay(backend: &str) {
 
 #[test]
 fn a_relay_stopped_past_its_lease_is_taken_over_and_nothing_is_created_twice() {
-    stopped_relay("sqlite");
+    stopped_relay("sqlite", false);
 }
 
 #[test]
 fn a_relay_stopped_past_its_lease_is_taken_over_on_a_postgresql_ledger() {
-    stopped_relay("postgres");
+    stopped_relay("postgres", false);
 }
 
-fn stopped_relay(backend: &str) {
+/// A relay stopped past its lease whose database sessions were cut meanwhile (stopped
+/// inside a transaction, the server ends it): it used to let go of its lease token while
+/// cleaning up after the cut, find the role free once the taker had finished, take it
+/// afresh and go on delivering.
+#[test]
+fn regression_a_relay_whose_session_was_cut_while_stopped_learns_it_was_taken_over() {
+    stopped_relay("postgres", true);
+}
+
+fn stopped_relay(backend: &str, cut_sessions: bool) {
     // The harshest ERP: no idempotency keys, no unique references — a second create of a
     // record would be a second record.
     let sim = erp_sim(
@@ -233,6 +242,15 @@ fn stopped_relay(backend: &str) {
         std::thread::sleep(Duration::from_millis(3));
     }
     std::thread::sleep(Duration::from_millis(1500));
+    if cut_sessions {
+        // Every session of A (its ledger's and its lease keeper's) ends, as a restarted
+        // server or the idle-in-transaction timeout ends them.
+        let cut = w.query_i64(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+        assert!(cut > 0, "A had no session to cut");
+    }
 
     // B takes the relay over and delivers everything, looking up what A had in flight.
     let shown_b = deliver_with(&w.config());
