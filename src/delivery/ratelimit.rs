@@ -5,9 +5,9 @@
 //! stay within the limit; with a PostgreSQL ledger it is a row of the ledger instead
 //! (ledger/buckets.rs), shared by the workers of every host. A bucket of `c` tokens
 //! refilled at `limit − c` per minute lets no 60-second window hold more than `limit`
-//! requests, which is what an ERP counting a sliding minute checks; `c` is 1/200 of the limit (at least 1), enough to absorb the
-//! senders' wake-up jitter so the limit is nearly reached. A `Retry-After` from the target
-//! pauses the bucket for everyone.
+//! requests, which is what an ERP counting a sliding minute checks; `c` is 1/200 of the
+//! limit (at least 1), enough to absorb the senders' wake-up jitter so the limit is nearly
+//! reached. A `Retry-After` from the target pauses the bucket for everyone.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

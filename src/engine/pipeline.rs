@@ -74,13 +74,12 @@ pub(super) fn produce(
         let to_commit = tx.clone();
         let evaluating = std::thread::Builder::new()
             .name("tallyman-eval".into())
-            .spawn_scoped(s, move || evaluate(pool, raw_rx, to_commit));
+            .spawn_scoped(s, move || {
+                raw_rx.iter().all(|raw| hand_on(pool, raw, &to_commit))
+            });
         if evaluating.is_err() {
             // No thread to spare: evaluate here, as one stage.
-            let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel(1);
-            return read(reader, cut, &tx, &ack, &|raw| {
-                raw_tx.send(raw).is_ok() && evaluate_next(pool, &raw_rx, &tx)
-            });
+            return read(reader, cut, &tx, &ack, &|raw| hand_on(pool, raw, &tx));
         }
         read(reader, cut, &tx, &ack, &|raw| raw_tx.send(raw).is_ok());
     });
@@ -146,21 +145,16 @@ fn read(
     hand(Raw::End(end));
 }
 
-/// The evaluating thread: every batch, in order, then the end.
-fn evaluate(pool: &rayon::ThreadPool, raw: Receiver<Raw>, tx: SyncSender<Piece>) {
-    while evaluate_next(pool, &raw, &tx) {}
-}
-
-/// Evaluates the next batch on the pool and hands it over, or passes the end on; `false`
-/// once there is nothing more or nobody listens.
-fn evaluate_next(pool: &rayon::ThreadPool, raw: &Receiver<Raw>, tx: &SyncSender<Piece>) -> bool {
-    match raw.recv() {
-        Ok(Raw::Batch {
+/// Evaluates a batch on the pool and hands it over, or passes the end on; `false` once
+/// there is nothing more or nobody listens.
+fn hand_on(pool: &rayon::ThreadPool, raw: Raw, tx: &SyncSender<Piece>) -> bool {
+    match raw {
+        Raw::Batch {
             mut units,
             byte,
             lines_read,
             mark,
-        }) => {
+        } => {
             let evals = pool.install(|| units.par_iter_mut().map(|u| u.evaluate()).collect());
             tx.send(Piece::Batch {
                 units,
@@ -171,10 +165,9 @@ fn evaluate_next(pool: &rayon::ThreadPool, raw: &Receiver<Raw>, tx: &SyncSender<
             })
             .is_ok()
         }
-        Ok(Raw::End(error)) => {
+        Raw::End(error) => {
             let _ = tx.send(Piece::End(error));
             false
         }
-        Err(_) => false,
     }
 }

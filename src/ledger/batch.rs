@@ -104,24 +104,37 @@ fn values_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
     sql
 }
 
-/// [`values_sql`] of a statement shape, made once per process: formatting the numbers of
+/// [`values_sql`] of a statement shape, made once per thread: formatting the numbers of
 /// 1,700 placeholders for every hundred rows was a tenth of the committing thread's time.
-/// Heads and tails are literals, so their addresses name the shape.
 fn values_sql_once(
     head: &'static str,
     width: usize,
     rows: usize,
     tail: &'static str,
 ) -> std::rc::Rc<str> {
-    type Shapes = HashMap<(usize, usize, usize), std::rc::Rc<str>>;
+    type Shapes = HashMap<(&'static str, &'static str, usize, usize), std::rc::Rc<str>>;
     thread_local!(static MADE: RefCell<Shapes> = RefCell::default());
-    let shape = (head.as_ptr() as usize, tail.as_ptr() as usize, rows);
+    let shape = (head, tail, width, rows);
     MADE.with(|m| {
         m.borrow_mut()
             .entry(shape)
             .or_insert_with(|| values_sql(head, width, rows, tail).into())
             .clone()
     })
+}
+
+/// Notes a row to be written with the next hundred (its key `key_of` form, no longer
+/// absent); `true` once the hundred is full.
+fn defer<T>(
+    absent: &RefCell<HashSet<String>>,
+    rows: &RefCell<Vec<T>>,
+    key: String,
+    row: T,
+) -> bool {
+    absent.borrow_mut().remove(&key);
+    let mut rows = rows.borrow_mut();
+    rows.push(row);
+    rows.len() >= ROWS_PER_INSERT
 }
 
 /// Inserts `values` (rows of `width` values, in order) a hundred rows a statement.
@@ -310,22 +323,17 @@ impl BatchTx<'_> {
     }
 
     pub fn add_version(&self, v: &NewVersion) -> Result<()> {
-        self.absent.borrow_mut().remove(&key_of(v.entity, v.key));
-        let full = {
-            let mut pending = self.pending.borrow_mut();
-            pending.push(OwnedVersion {
-                entity: v.entity.to_owned(),
-                key: v.key.to_owned(),
-                version: v.version,
-                hash: v.hash.to_owned(),
-                data: v.data.map(str::to_owned),
-                file_id: v.file_id,
-                unit_seq: v.unit_seq,
-                ordinal: v.ordinal,
-            });
-            pending.len() >= ROWS_PER_INSERT
+        let row = OwnedVersion {
+            entity: v.entity.to_owned(),
+            key: v.key.to_owned(),
+            version: v.version,
+            hash: v.hash.to_owned(),
+            data: v.data.map(str::to_owned),
+            file_id: v.file_id,
+            unit_seq: v.unit_seq,
+            ordinal: v.ordinal,
         };
-        if full {
+        if defer(&self.absent, &self.pending, key_of(v.entity, v.key), row) {
             self.flush_versions()?;
         }
         Ok(())
@@ -372,18 +380,17 @@ impl BatchTx<'_> {
         unit_seq: i64,
         steal: bool,
     ) -> Result<()> {
+        let k = key_of(entity, key);
         if !steal {
-            self.unheld.borrow_mut().remove(&key_of(entity, key));
-            let full = {
-                let mut taken = self.taken.borrow_mut();
-                taken.push((entity.to_owned(), key.to_owned(), file_id, unit_seq));
-                taken.len() >= ROWS_PER_INSERT
-            };
-            return if full { self.flush_keys() } else { Ok(()) };
+            let row = (entity.to_owned(), key.to_owned(), file_id, unit_seq);
+            if defer(&self.unheld, &self.taken, k, row) {
+                self.flush_keys()?;
+            }
+            return Ok(());
         }
         self.flush_keys()?;
-        self.held.borrow_mut().remove(&key_of(entity, key));
-        self.unheld.borrow_mut().remove(&key_of(entity, key));
+        self.held.borrow_mut().remove(&k);
+        self.unheld.borrow_mut().remove(&k);
         self.tx
             .prepare_cached(
                 "INSERT INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4) \
