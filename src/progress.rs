@@ -108,6 +108,7 @@ pub struct Progress {
     lines: u64,
     bar: Option<ProgressBar>,
     logged: bool,
+    finished: bool,
 }
 
 impl Progress {
@@ -152,6 +153,7 @@ impl Progress {
             lines: 0,
             bar: None,
             logged: false,
+            finished: false,
         }
     }
 
@@ -176,7 +178,11 @@ impl Progress {
 
     /// Ends the display: the bar is cleared (the summary on stdout says how the file
     /// ended); a file that wrote progress lines gets a closing line with its outcome.
-    pub fn finish(mut self, outcome: &str) {
+    /// Once only: later calls say nothing.
+    pub fn finish(&mut self, outcome: &str) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         self.clear_bar();
         if self.logged {
             let s = self.snapshot(self.clock.now());

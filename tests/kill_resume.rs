@@ -157,10 +157,24 @@ fn two_processes_at_once_never_process_a_file_twice() {
 
 #[test]
 fn a_killed_csv_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
+    killed_at_a_mark_then_resumed(None);
+}
+
+/// With `threads = 1` reading, mapping and committing take turns on one thread: killed
+/// and resumed that way, the file ends exactly as an uninterrupted run on every core.
+#[test]
+fn one_thread_killed_at_a_mark_and_resumed_ends_as_a_run_on_every_core() {
+    killed_at_a_mark_then_resumed(Some(1));
+}
+
+fn killed_at_a_mark_then_resumed(threads: Option<u32>) {
     let input = orders_csv(12_000, 97, "K");
     let batch = 700;
     let want = reference(&input, batch);
     let w = Work::new(batch);
+    if let Some(n) = threads {
+        w.set("threads = 0", &format!("threads = {n}"));
+    }
     w.drop_file("orders-big.csv", &input);
     let mut child = w.cmd().arg("run").spawn().unwrap();
     // Killed once a batch after the first has left a mark, before the decision.

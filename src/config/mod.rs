@@ -102,7 +102,9 @@ pub struct ProcessingConfig {
     /// Lines per ledger transaction and staged outbox chunk. Chunk boundaries are counted
     /// from the start of the file, so a resumed file is cut exactly like an uninterrupted one.
     pub batch_lines: u64,
-    /// Worker threads for validation and mapping; 0 = one per core.
+    /// Cores a file's processing keeps busy: validation and mapping workers, beside which
+    /// reading and committing run on threads of their own; 1 = everything takes turns on
+    /// one thread; 0 = one per core.
     pub threads: usize,
     /// A file the process died on this many times in a row at the same place (a reader
     /// aborting on hostile input, say) is held for a person instead of taking every later
@@ -230,7 +232,7 @@ ignore = []              # extra globs to ignore; hidden, *.tmp, *.part are alwa
 
 [processing]
 batch_lines = 10000      # lines per ledger transaction / outbox chunk
-threads = 0              # validation workers; 0 = one per core
+threads = 0              # cores to use (1 = one thread does it all); 0 = one per core
 max_stalled_starts = 3   # hold a file after the process died this many times in a row at the same place in it
 lease_seconds = 60       # a stopped or cut-off run's file is taken over after this long without renewal
 

@@ -9,6 +9,10 @@
 //! have used were busy), and memory holds at most five batches. Batches are cut exactly
 //! where the single loop cut them (where the line count crosses a multiple of
 //! `batch_lines` from the start of the file), so a resumed file is cut at the same places.
+//!
+//! With one thread configured the same reading loop runs on the committing thread and
+//! hands every batch straight to it ([`run_inline`]): `threads = 1` then means one core,
+//! as a person sharing a machine expects, not three busy threads.
 
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -59,6 +63,13 @@ enum Raw {
     End(Option<FileError>),
 }
 
+/// What reading hands on: a batch or the end, or (see [`Piece::Reached`]) that the first
+/// unit past the committed mark was read, which must be answered before reading goes on.
+enum Step {
+    Reached(u64),
+    Raw(Raw),
+}
+
 /// The reading thread, with the evaluating thread it starts: both stop early, quietly,
 /// when the committing thread hangs up.
 pub(super) fn produce(
@@ -68,6 +79,7 @@ pub(super) fn produce(
     tx: SyncSender<Piece>,
     ack: Receiver<()>,
 ) {
+    let reached = |seq| tx.send(Piece::Reached(seq)).is_ok() && ack.recv().is_ok();
     std::thread::scope(|s| {
         // A rendezvous: the reader runs one batch ahead of the one being evaluated.
         let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel(0);
@@ -75,24 +87,57 @@ pub(super) fn produce(
         let evaluating = std::thread::Builder::new()
             .name("tallyman-eval".into())
             .spawn_scoped(s, move || {
-                raw_rx.iter().all(|raw| hand_on(pool, raw, &to_commit))
+                raw_rx
+                    .iter()
+                    .all(|raw| hand_on(pool, raw, &|p| to_commit.send(p).is_ok()))
             });
         if evaluating.is_err() {
             // No thread to spare: evaluate here, as one stage.
-            return read(reader, cut, &tx, &ack, &|raw| hand_on(pool, raw, &tx));
+            return read(reader, cut, &mut |step| match step {
+                Step::Reached(seq) => reached(seq),
+                Step::Raw(raw) => hand_on(pool, raw, &|p| tx.send(p).is_ok()),
+            });
         }
-        read(reader, cut, &tx, &ack, &|raw| raw_tx.send(raw).is_ok());
+        read(reader, cut, &mut |step| match step {
+            Step::Reached(seq) => reached(seq),
+            Step::Raw(raw) => raw_tx.send(raw).is_ok(),
+        });
+    });
+}
+
+/// Reads, evaluates and hands every piece to `take` on the calling thread, one batch at a
+/// time; `take` answers `false` to stop.
+pub(super) fn run_inline(
+    reader: &mut dyn UnitReader,
+    cut: Cut,
+    take: &mut dyn FnMut(Piece) -> bool,
+) {
+    read(reader, cut, &mut |step| match step {
+        Step::Reached(seq) => take(Piece::Reached(seq)),
+        Step::Raw(Raw::Batch {
+            mut units,
+            byte,
+            lines_read,
+            mark,
+        }) => {
+            let evals = units.iter_mut().map(|u| u.evaluate()).collect();
+            take(Piece::Batch {
+                units,
+                evals,
+                byte,
+                lines_read,
+                mark,
+            })
+        }
+        Step::Raw(Raw::End(error)) => {
+            take(Piece::End(error));
+            false
+        }
     });
 }
 
 /// Reads units and cuts batches, handing each to `hand` (`false`: nobody listens).
-fn read(
-    reader: &mut dyn UnitReader,
-    cut: Cut,
-    tx: &SyncSender<Piece>,
-    ack: &Receiver<()>,
-    hand: &dyn Fn(Raw) -> bool,
-) {
+fn read(reader: &mut dyn UnitReader, cut: Cut, hand: &mut dyn FnMut(Step) -> bool) {
     let mut pending: Vec<Unit> = Vec::new();
     let (mut pending_lines, mut ordinal, mut armed) = (0u64, cut.ordinal, cut.armed);
     let (mut lines_read, mut byte) = (cut.lines_passed, 0u64);
@@ -110,7 +155,7 @@ fn read(
         // Sent before any batch of this run exists, so it reaches the committing thread
         // before them.
         if !armed {
-            if tx.send(Piece::Reached(cut.committed_seq)).is_err() || ack.recv().is_err() {
+            if !hand(Step::Reached(cut.committed_seq)) {
                 return;
             }
             armed = true;
@@ -121,12 +166,12 @@ fn read(
             ordinal += std::mem::take(&mut pending_lines);
             let units = std::mem::take(&mut pending);
             let mark = reader.mark();
-            if !hand(Raw::Batch {
+            if !hand(Step::Raw(Raw::Batch {
                 units,
                 byte,
                 lines_read,
                 mark,
-            }) {
+            })) {
                 return;
             }
         }
@@ -138,16 +183,16 @@ fn read(
             lines_read,
             mark: None,
         };
-        if !hand(last) {
+        if !hand(Step::Raw(last)) {
             return;
         }
     }
-    hand(Raw::End(end));
+    hand(Step::Raw(Raw::End(end)));
 }
 
 /// Evaluates a batch on the pool and hands it over, or passes the end on; `false` once
 /// there is nothing more or nobody listens.
-fn hand_on(pool: &rayon::ThreadPool, raw: Raw, tx: &SyncSender<Piece>) -> bool {
+fn hand_on(pool: &rayon::ThreadPool, raw: Raw, send: &dyn Fn(Piece) -> bool) -> bool {
     match raw {
         Raw::Batch {
             mut units,
@@ -156,17 +201,16 @@ fn hand_on(pool: &rayon::ThreadPool, raw: Raw, tx: &SyncSender<Piece>) -> bool {
             mark,
         } => {
             let evals = pool.install(|| units.par_iter_mut().map(|u| u.evaluate()).collect());
-            tx.send(Piece::Batch {
+            send(Piece::Batch {
                 units,
                 evals,
                 byte,
                 lines_read,
                 mark,
             })
-            .is_ok()
         }
         Raw::End(error) => {
-            let _ = tx.send(Piece::End(error));
+            send(Piece::End(error));
             false
         }
     }

@@ -229,6 +229,14 @@ impl Engine {
             armed: row.committed_seq == 0,
         };
         let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
+        if self.pool.current_num_threads() == 1 {
+            let mut end = None;
+            pipeline::run_inline(reader, cut, &mut |piece| {
+                end = self.take_piece(row, &mut state, &mut progress, piece);
+                end.is_none()
+            });
+            return end.unwrap_or_else(|| Err(stopped_early(row)));
+        }
         let pool = Arc::clone(&self.pool);
         std::thread::scope(|s| {
             let (tx, rx) = sync_channel(1);
@@ -239,53 +247,76 @@ impl Engine {
                 .spawn_scoped(s, move || pipeline::produce(reader, &pool, cut, tx, ack_rx))
                 .map_err(|e| EngineError::Other(format!("cannot start the reading thread: {e}")))?;
             for piece in rx {
-                match piece {
-                    Piece::Reached(seq) => {
-                        self.ledger.arm(row.id, seq)?;
-                        let _ = ack_tx.send(());
-                    }
-                    Piece::Batch {
-                        units,
-                        evals,
-                        byte,
-                        lines_read,
-                        mark,
-                    } => {
-                        progress.update(byte, lines_read);
-                        match self.commit_batch(&mut state, units, evals, mark) {
-                            Ok(()) => {}
-                            Err(EngineError::Waiting(why)) => {
-                                // Nothing of the batch is written (its transaction rolls
-                                // back): the next run resumes here.
-                                tracing::warn!(file = %crate::display::name(&row.name), "{why}");
-                                self.note(row.run_id, "warn", row, &why)?;
-                                self.ledger.set_waiting(row.id, &why)?;
-                                progress.finish("waiting");
-                                return Ok(Err(ReadEnd::Waiting(why)));
-                            }
-                            Err(e) => return Err(e),
-                        }
-                        if self.stopping() {
-                            progress.finish("interrupted");
-                            return Ok(Err(ReadEnd::Interrupted));
-                        }
-                    }
-                    Piece::End(error) => {
-                        progress.finish(if error.is_some() {
-                            "file-error"
-                        } else {
-                            "read"
-                        });
-                        return Ok(Ok(error));
-                    }
+                let reached = matches!(piece, Piece::Reached(_));
+                if let Some(end) = self.take_piece(row, &mut state, &mut progress, piece) {
+                    return end;
+                }
+                if reached {
+                    let _ = ack_tx.send(());
                 }
             }
             // The reading thread died (a panic, which the scope passes on): never decide.
-            Err(EngineError::Other(format!(
-                "reading {} stopped before its end",
-                crate::display::name(&row.name)
-            )))
+            Err(stopped_early(row))
         })
+    }
+
+    /// The committing side of reading: arms the stall guard, commits a batch, or ends.
+    /// `None` to go on; otherwise how reading ended (see [`Self::read_units`]).
+    fn take_piece(
+        &mut self,
+        row: &FileRow,
+        state: &mut BatchState,
+        progress: &mut crate::progress::Progress,
+        piece: Piece,
+    ) -> Option<Result<std::result::Result<Option<FileError>, ReadEnd>>> {
+        let end = match piece {
+            Piece::Reached(seq) => {
+                return self.ledger.arm(row.id, seq).err().map(|e| Err(e.into()))
+            }
+            Piece::Batch {
+                units,
+                evals,
+                byte,
+                lines_read,
+                mark,
+            } => {
+                progress.update(byte, lines_read);
+                match self.commit_batch(state, units, evals, mark) {
+                    Ok(()) => {}
+                    Err(EngineError::Waiting(why)) => return Some(self.wait(row, progress, why)),
+                    Err(e) => return Some(Err(e)),
+                }
+                if !self.stopping() {
+                    return None;
+                }
+                progress.finish("interrupted");
+                Err(ReadEnd::Interrupted)
+            }
+            Piece::End(error) => {
+                progress.finish(if error.is_some() {
+                    "file-error"
+                } else {
+                    "read"
+                });
+                Ok(error)
+            }
+        };
+        Some(Ok(end))
+    }
+
+    /// A key of the batch is held by a file not decided yet. Nothing of the batch is
+    /// written (its transaction rolled back): the next run resumes here.
+    fn wait(
+        &mut self,
+        row: &FileRow,
+        progress: &mut crate::progress::Progress,
+        why: String,
+    ) -> Result<std::result::Result<Option<FileError>, ReadEnd>> {
+        tracing::warn!(file = %crate::display::name(&row.name), "{why}");
+        self.note(row.run_id, "warn", row, &why)?;
+        self.ledger.set_waiting(row.id, &why)?;
+        progress.finish("waiting");
+        Ok(Err(ReadEnd::Waiting(why)))
     }
 
     /// The checks before a decision. A file whose input changed while it was read is
@@ -415,6 +446,15 @@ impl Engine {
 }
 
 /// The chunk tag of a file (its stem names staged and published chunks).
+/// Reading ended without its end being seen (the reading thread died, or its last piece
+/// was never handed over): a file in that state is never decided.
+fn stopped_early(row: &FileRow) -> EngineError {
+    EngineError::Other(format!(
+        "reading {} stopped before its end",
+        crate::display::name(&row.name)
+    ))
+}
+
 pub(super) fn tag_of(row: &FileRow) -> FileTag {
     FileTag {
         fingerprint: row.fingerprint.clone(),
