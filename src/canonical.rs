@@ -14,6 +14,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use crate::canonical_body::Body;
 use crate::unit::Reason;
 
 /// The kinds of canonical record. The string form names the outbox folder.
@@ -427,38 +428,8 @@ pub fn content_hash(json: &str) -> String {
 fn check<T: serde::de::DeserializeOwned + Serialize>(
     body: serde_json::Value,
 ) -> Result<String, Reason> {
-    let typed: T = serde_json::from_value(body)
-        .map_err(|e| Reason::new("contract", format!("canonical record invalid: {e}")))?;
+    let typed: T = serde_json::from_value(body).map_err(invalid)?;
     serde_json::to_string(&typed).map_err(|e| Reason::new("contract", e.to_string()))
-}
-
-fn check_date(path: &str, v: &serde_json::Value) -> Result<(), Reason> {
-    if let Some(s) = v.as_str() {
-        if !is_iso_date(s) {
-            return Err(
-                Reason::new("contract", format!("{path} must be an ISO date YYYY-MM-DD"))
-                    .field(path)
-                    .value(s),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Whether every field whose name says it is a date holds a valid ISO date (no path
-/// strings: the common case allocates nothing; [`check_dates`] names the bad one).
-fn dates_valid(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Object(map) => map.iter().all(|(k, val)| {
-            if is_date_field(k) {
-                val.as_str().is_none_or(is_iso_date)
-            } else {
-                dates_valid(val)
-            }
-        }),
-        serde_json::Value::Array(items) => items.iter().all(dates_valid),
-        _ => true,
-    }
 }
 
 fn is_date_field(name: &str) -> bool {
@@ -501,32 +472,35 @@ pub fn format_iso_date(d: chrono::NaiveDate) -> String {
     }
 }
 
-/// Walks the body and checks every field whose name says it is a date.
-fn check_dates(prefix: &str, v: &serde_json::Value) -> Result<(), Reason> {
-    match v {
-        serde_json::Value::Object(map) => {
-            for (k, val) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                if is_date_field(k) {
-                    check_date(&path, val)?;
-                } else {
-                    check_dates(&path, val)?;
-                }
-            }
-            Ok(())
-        }
-        serde_json::Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_dates(&format!("{prefix}[{i}]"), item)?;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+/// Every field whose name says it is a date holds a valid ISO date, or the reason naming
+/// the first that does not.
+fn check_dates(body: &Body<'_>) -> Result<(), Reason> {
+    match body.find_bad_text(&is_date_field, &|t| !is_iso_date(t)) {
+        None => Ok(()),
+        Some((path, text)) => Err(Reason::new(
+            "contract",
+            format!("{path} must be an ISO date YYYY-MM-DD"),
+        )
+        .field(path)
+        .value(text)),
     }
+}
+
+/// The contract's `T` made of `body` and serialized (fields in contract order).
+fn typed_json<'a, T: Deserialize<'a> + Serialize>(body: Body<'a>) -> Result<String, Reason> {
+    let typed: T = crate::canonical_body::typed(body).map_err(invalid)?;
+    serde_json::to_string(&typed).map_err(|e| Reason::new("contract", e.to_string()))
+}
+
+fn business_key(key: String) -> Result<String, Reason> {
+    if key.trim().is_empty() {
+        return Err(Reason::new("business-key", "business key is empty"));
+    }
+    Ok(key)
+}
+
+fn invalid(e: serde_json::Error) -> Reason {
+    Reason::new("contract", format!("canonical record invalid: {e}"))
 }
 
 impl Record {
@@ -536,13 +510,8 @@ impl Record {
         key: impl Into<String>,
         body: serde_json::Value,
     ) -> Result<Record, Reason> {
-        let key = key.into();
-        if key.trim().is_empty() {
-            return Err(Reason::new("business-key", "business key is empty"));
-        }
-        if !dates_valid(&body) {
-            check_dates("", &body)?;
-        }
+        let key = business_key(key.into())?;
+        check_dates(&Body::Json(&body))?;
         let json = match entity {
             Entity::Order => check::<Order>(body)?,
             Entity::OrderAck => check::<OrderAck>(body)?,
@@ -552,13 +521,38 @@ impl Record {
             Entity::Product => check::<Product>(body)?,
             Entity::Supplier => check::<Supplier>(body)?,
         };
+        Ok(Record::finish(entity, key, json))
+    }
+
+    /// [`Record::build`] of a body borrowed from where a mapping found its values: the
+    /// same checks, without a JSON copy of it first.
+    pub fn build_body(
+        entity: Entity,
+        key: impl Into<String>,
+        body: Body<'_>,
+    ) -> Result<Record, Reason> {
+        let key = business_key(key.into())?;
+        check_dates(&body)?;
+        let json = match entity {
+            Entity::Order => typed_json::<Order>(body)?,
+            Entity::OrderAck => typed_json::<OrderAck>(body)?,
+            Entity::Invoice => typed_json::<Invoice>(body)?,
+            Entity::Shipment => typed_json::<Shipment>(body)?,
+            Entity::Customer => typed_json::<Customer>(body)?,
+            Entity::Product => typed_json::<Product>(body)?,
+            Entity::Supplier => typed_json::<Supplier>(body)?,
+        };
+        Ok(Record::finish(entity, key, json))
+    }
+
+    fn finish(entity: Entity, key: String, json: String) -> Record {
         let hash = content_hash(&json);
-        Ok(Record {
+        Record {
             entity,
             key,
             json,
             hash,
-        })
+        }
     }
 
     /// The body as a JSON value (for tests and the rare paths that look inside).

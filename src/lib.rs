@@ -10,6 +10,7 @@
 
 pub mod bundled;
 pub mod canonical;
+pub mod canonical_body;
 pub mod commands;
 pub mod config;
 pub mod console;

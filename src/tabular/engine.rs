@@ -15,6 +15,7 @@
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 
 /// How many closed group keys are remembered for `group-split` (16-byte hashes; about
@@ -33,7 +34,7 @@ use super::charset::{self, Encoding};
 use super::csv_rows::{CsvItem, CsvRows};
 use super::def::{Bound, ColumnRef, FieldType, MapValue, Piece, Source, TabularDef, Template};
 use super::{column_letters, Cell, Row, RowSource};
-use crate::canonical::Record;
+use crate::canonical::{Body, Record};
 use crate::format::{FileError, Format, NearMiss, OpenContext, Policy, Probe, UnitReader};
 use crate::unit::{cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
 
@@ -740,11 +741,11 @@ struct Val {
 }
 
 impl Val {
-    fn json(&self) -> Value {
+    fn body(&self) -> Body<'_> {
         if self.boolean {
-            Value::Bool(self.text == "true")
+            Body::Bool(self.text == "true")
         } else {
-            Value::String(self.text.clone())
+            Body::Str(Cow::Borrowed(&self.text))
         }
     }
 }
@@ -1076,33 +1077,38 @@ fn render(t: &Template, vals: &[Option<Val>]) -> String {
 }
 
 /// Produces one mapped value; `Ok(None)` leaves the target out (empty source).
-fn map_value(
-    def: &TabularDef,
-    mv: &MapValue,
-    vals: &[Option<Val>],
-) -> Result<Option<Value>, Reason> {
+fn map_value<'a>(
+    def: &'a TabularDef,
+    mv: &'a MapValue,
+    vals: &'a [Option<Val>],
+) -> Result<Option<Body<'a>>, Reason> {
+    let val = |i: &usize| vals.get(*i).and_then(Option::as_ref);
     Ok(match mv {
-        MapValue::Const(v) => Some(v.clone()),
-        MapValue::Field(i) => vals.get(*i).and_then(Option::as_ref).map(Val::json),
-        MapValue::DateOf(i) => vals.get(*i).and_then(Option::as_ref).map(|v| {
+        MapValue::Const(v) => Some(Body::Json(v)),
+        MapValue::Field(i) => val(i).map(Val::body),
+        MapValue::DateOf(i) => val(i).map(|v| {
             let day = v.text.split('T').next().unwrap_or_default();
-            Value::String(day.to_string())
+            Body::Str(Cow::Borrowed(day))
         }),
         MapValue::Template(t) => {
             let s = render(t, vals);
-            (!s.is_empty()).then_some(Value::String(s))
+            (!s.is_empty()).then_some(Body::Str(Cow::Owned(s)))
         }
         MapValue::Translate {
             field,
             table,
             default,
-        } => match vals.get(*field).cloned().flatten() {
-            None => default.clone().map(Value::String),
+        } => match val(field) {
+            None => default.as_deref().map(|d| Body::Str(Cow::Borrowed(d))),
             Some(v) => match table.get(&v.text).or(default.as_ref()) {
-                Some(s) => Some(Value::String(s.clone())),
+                Some(s) => Some(Body::Str(Cow::Borrowed(s))),
                 None => {
                     let f = &def.fields[*field];
-                    let shown = if f.sensitive { mask(&v.text) } else { v.text };
+                    let shown = if f.sensitive {
+                        mask(&v.text)
+                    } else {
+                        v.text.clone()
+                    };
                     return Err(Reason::new(
                         "translate",
                         format!("{}: no translation for '{shown}'", f.name),
@@ -1115,15 +1121,15 @@ fn map_value(
     })
 }
 
-fn map_object(
-    def: &TabularDef,
-    entries: &[(String, MapValue)],
-    vals: &[Option<Val>],
-) -> Result<serde_json::Map<String, Value>, Reason> {
-    let mut obj = serde_json::Map::new();
+fn map_object<'a>(
+    def: &'a TabularDef,
+    entries: &'a [(String, MapValue)],
+    vals: &'a [Option<Val>],
+) -> Result<Vec<(&'a str, Body<'a>)>, Reason> {
+    let mut obj = Vec::with_capacity(entries.len() + 1);
     for (target, mv) in entries {
         if let Some(v) = map_value(def, mv, vals)? {
-            obj.insert(target.clone(), v);
+            obj.push((target.as_str(), v));
         }
     }
     Ok(obj)
@@ -1229,7 +1235,7 @@ fn evaluate(
         for (r, vals) in values.iter().enumerate() {
             if let Some(vals) = vals {
                 match map_object(def, lmap, vals) {
-                    Ok(o) => lines.push(Value::Object(o)),
+                    Ok(o) => lines.push(Body::Map(o)),
                     Err(e) => verdicts[r] = LineVerdict::Rejected(e),
                 }
             }
@@ -1276,10 +1282,10 @@ fn evaluate(
     } else if let (Some(f0), Some(mut obj)) = (first, header) {
         let vals = values[f0].as_deref().unwrap_or(&[]);
         if def.map.lines.is_some() {
-            obj.insert("lines".into(), Value::Array(lines));
+            obj.push(("lines", Body::List(lines)));
         }
         let key = render(&def.key, vals);
-        match Record::build(def.map.entity, key, Value::Object(obj)) {
+        match Record::build_body(def.map.entity, key, Body::Map(obj)) {
             Ok(r) => records.push(r),
             Err(e) => unit_errors.push(e),
         }
