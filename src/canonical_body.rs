@@ -61,11 +61,7 @@ type Visit<'v> = dyn FnMut(&dyn Fn() -> String, &str, &Body<'_>) -> bool + 'v;
 
 /// Calls `visit` with every field (its lazily made path, name and value) in order, until it
 /// answers `false`; `false` then.
-fn walk(
-    node: &Body<'_>,
-    path: &dyn Fn() -> String,
-    visit: &mut Visit<'_>,
-) -> bool {
+fn walk(node: &Body<'_>, path: &dyn Fn() -> String, visit: &mut Visit<'_>) -> bool {
     match node {
         Body::Map(entries) => entries.iter().all(|(k, v)| field(path, k, v, visit)),
         Body::List(items) => items
@@ -83,12 +79,7 @@ fn walk(
     }
 }
 
-fn field(
-    path: &dyn Fn() -> String,
-    name: &str,
-    value: &Body<'_>,
-    visit: &mut Visit<'_>,
-) -> bool {
+fn field(path: &dyn Fn() -> String, name: &str, value: &Body<'_>, visit: &mut Visit<'_>) -> bool {
     let here = || {
         let p = path();
         if p.is_empty() {

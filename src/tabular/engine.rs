@@ -28,7 +28,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use serde_json::Value;
 
 use super::charset::{self, Encoding};
 use super::csv_rows::{CsvItem, CsvRows};
@@ -735,12 +734,14 @@ struct Flags {
 /// whether the record gets it as a JSON boolean instead of a string. One string, not a
 /// JSON copy beside the text: a value is made for every cell.
 #[derive(Debug, Clone, PartialEq)]
-struct Val {
-    text: String,
+struct Val<'r> {
+    /// Borrowed from the cell (or the definition) when the checked value reads exactly
+    /// as the cell does, as nearly every value does.
+    text: Cow<'r, str>,
     boolean: bool,
 }
 
-impl Val {
+impl Val<'_> {
     fn body(&self) -> Body<'_> {
         if self.boolean {
             Body::Bool(self.text == "true")
@@ -878,16 +879,24 @@ fn check_bounds(f: &super::def::Field, v: &Bound) -> Option<(&'static str, Strin
 }
 
 /// Types and checks one field of one row.
-fn check_cell(
-    def: &TabularDef,
+fn check_cell<'r>(
+    def: &'r TabularDef,
     binding: &[usize],
-    row: &JobRow,
+    row: &'r JobRow,
     i: usize,
-) -> Result<Option<Val>, Reason> {
+) -> Result<Option<Val<'r>>, Reason> {
     let f = &def.fields[i];
     let cell = row.cells.get(i).unwrap_or(&Cell::Empty);
     let full = cell.as_text();
     let text = if f.trim { full.trim() } else { &full };
+    // The cell's own text for the value when it already reads as the value would be
+    // written (no copy), else the value as written.
+    let same = |canonical: bool, written: &dyn Fn() -> String| -> Cow<'r, str> {
+        match &full {
+            Cow::Borrowed(b) if canonical => Cow::Borrowed(if f.trim { b.trim() } else { b }),
+            _ => Cow::Owned(written()),
+        }
+    };
     // The shown value is made only for a rejected cell: most cells pass.
     let err = |rule: &str, msg: String| {
         let shown = if f.sensitive {
@@ -935,8 +944,8 @@ fn check_cell(
     if let Some(ck) = f.checksum {
         ck.verify(text).map_err(|msg| err("checksum", msg))?;
     }
-    let (json, bound): (Value, Option<Bound>) = match &f.ty {
-        FieldType::String => (Value::String(text.to_string()), None),
+    let (checked, bound): (Cow<'r, str>, Option<Bound>) = match &f.ty {
+        FieldType::String => (same(true, &|| text.to_string()), None),
         FieldType::Integer => {
             let v = match cell {
                 Cell::Int(i) => Some(*i),
@@ -944,7 +953,13 @@ fn check_cell(
                 _ => text.strip_prefix('+').unwrap_or(text).parse::<i64>().ok(),
             };
             match v {
-                Some(v) => (Value::String(v.to_string()), Some(Bound::Number(v.into()))),
+                Some(v) => (
+                    same(
+                        plain_integer(text) && matches!(cell, Cell::Text(_)),
+                        &|| v.to_string(),
+                    ),
+                    Some(Bound::Number(v.into())),
+                ),
                 None => return Err(err("type", "is not a whole number".into())),
             }
         }
@@ -952,7 +967,13 @@ fn check_cell(
             decimal_sep,
             thousands_sep,
         } => match decimal_of(cell, text, *decimal_sep, *thousands_sep) {
-            Some(d) => (Value::String(d.to_string()), Some(Bound::Number(d))),
+            Some(d) => (
+                same(
+                    *decimal_sep == '.' && plain_decimal(text) && matches!(cell, Cell::Text(_)),
+                    &|| d.to_string(),
+                ),
+                Some(Bound::Number(d)),
+            ),
             None => return Err(err("type", "is not a decimal number".into())),
         },
         FieldType::Date { format } => {
@@ -963,7 +984,10 @@ fn check_cell(
             };
             match parsed {
                 Some(d) => (
-                    Value::String(crate::canonical::format_iso_date(d)),
+                    same(
+                        format == "%Y-%m-%d" && matches!(cell, Cell::Text(_)) && iso_shaped(text),
+                        &|| crate::canonical::format_iso_date(d),
+                    ),
                     Some(Bound::Date(d)),
                 ),
                 None => {
@@ -981,7 +1005,7 @@ fn check_cell(
             };
             match parsed {
                 Some(d) => (
-                    Value::String(super::datetime::iso(&d)),
+                    Cow::Owned(super::datetime::iso(&d)),
                     Some(Bound::DateTime(d)),
                 ),
                 None => {
@@ -1010,7 +1034,12 @@ fn check_cell(
                 }
             };
             match b {
-                Some(b) => (Value::Bool(b), None),
+                Some(b) => {
+                    return Ok(Some(Val {
+                        text: Cow::Borrowed(if b { "true" } else { "false" }),
+                        boolean: true,
+                    }))
+                }
                 None => {
                     return Err(err(
                         "type",
@@ -1032,7 +1061,7 @@ fn check_cell(
                 }
             });
             match hit {
-                Some((_, out)) => (Value::String(out.clone()), None),
+                Some((_, out)) => (Cow::Borrowed(out.as_str()), None),
                 None => {
                     let mut codes: Vec<&str> =
                         table.iter().take(12).map(|(k, _)| k.as_str()).collect();
@@ -1052,13 +1081,41 @@ fn check_cell(
             return Err(err(rule, msg));
         }
     }
-    // Checked values are strings or booleans; one string holds either.
-    let (text, boolean) = match json {
-        Value::String(s) => (s, false),
-        Value::Bool(b) => (b.to_string(), true),
-        other => (other.to_string(), false),
-    };
-    Ok(Some(Val { text, boolean }))
+    Ok(Some(Val {
+        text: checked,
+        boolean: false,
+    }))
+}
+
+/// Whether `i64`'s `to_string` writes `text` back as it is: digits without a sign, `+`
+/// or leading zero.
+fn plain_integer(text: &str) -> bool {
+    let b = text.as_bytes();
+    !b.is_empty() && b.iter().all(u8::is_ascii_digit) && (b[0] != b'0' || b.len() == 1)
+}
+
+/// Whether a `Decimal` read from `text` writes it back as it is: unsigned digits, one
+/// `.` with digits after it, no leading zero, short enough that nothing is rounded.
+fn plain_decimal(text: &str) -> bool {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    plain_integer(int)
+        && (frac.is_empty() || frac.bytes().all(|c| c.is_ascii_digit()))
+        && !text.ends_with('.')
+        && text.len() <= 20
+}
+
+/// `DDDD-DD-DD`: the text of a `%Y-%m-%d` date that `format_iso_date` writes back as it
+/// is once it has been read as a real day.
+fn iso_shaped(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
 }
 
 fn render(t: &Template, vals: &[Option<Val>]) -> String {
@@ -1100,14 +1157,14 @@ fn map_value<'a>(
             default,
         } => match val(field) {
             None => default.as_deref().map(|d| Body::Str(Cow::Borrowed(d))),
-            Some(v) => match table.get(&v.text).or(default.as_ref()) {
+            Some(v) => match table.get(v.text.as_ref()).or(default.as_ref()) {
                 Some(s) => Some(Body::Str(Cow::Borrowed(s))),
                 None => {
                     let f = &def.fields[*field];
                     let shown = if f.sensitive {
                         mask(&v.text)
                     } else {
-                        v.text.clone()
+                        v.text.to_string()
                     };
                     return Err(Reason::new(
                         "translate",
@@ -1191,8 +1248,10 @@ fn evaluate(
                     });
                     match clash {
                         Some(i) => {
-                            let shown =
-                                vals[i].as_ref().map(|v| v.text.clone()).unwrap_or_default();
+                            let shown = vals[i]
+                                .as_ref()
+                                .map(|v| v.text.to_string())
+                                .unwrap_or_default();
                             let shown = if def.fields[i].sensitive {
                                 mask(&shown)
                             } else {
@@ -1319,7 +1378,10 @@ fn document_key(
                 Piece::Text(t) => key.push_str(t),
                 Piece::Field(i) => {
                     let text = match vals {
-                        Some(v) => v.get(*i).and_then(Option::as_ref).map(|v| v.text.clone()),
+                        Some(v) => v
+                            .get(*i)
+                            .and_then(Option::as_ref)
+                            .map(|v| v.text.to_string()),
                         None => row.cells.get(*i).map(|c| c.to_text().trim().to_string()),
                     }
                     .unwrap_or_default();
@@ -1341,6 +1403,53 @@ mod tests {
     use super::*;
     use crate::format::testing::{ctx_for, read_all_with};
     use crate::format::{DefFile, Diagnostics, UnitStatus};
+
+    /// A cell's text is kept as the checked value only where writing the value gives the
+    /// same text back; everything else is written afresh.
+    #[test]
+    fn cells_kept_as_their_value_are_the_ones_that_write_back_the_same() {
+        let texts = [
+            "0",
+            "7",
+            "10",
+            "007",
+            "+5",
+            "-3",
+            "-0",
+            "",
+            "1.5",
+            "2.50",
+            "0.001",
+            ".5",
+            "5.",
+            "1,000",
+            "1e3",
+            "12345678901234567890",
+            "123456789012345678901.5",
+            "2026-11-02",
+            "2026-1-02",
+            "0999-12-31",
+            "20261102",
+        ];
+        for t in texts {
+            // (A text that does not parse is refused before it could be kept.)
+            if let Some(v) = t.parse::<i64>().ok().filter(|_| plain_integer(t)) {
+                assert_eq!(v.to_string(), t, "integer {t}");
+            }
+            if let Some(d) = t.parse::<Decimal>().ok().filter(|_| plain_decimal(t)) {
+                assert_eq!(d.to_string(), t, "decimal {t}");
+            }
+            if let Some(d) = iso_shaped(t)
+                .then(|| crate::canonical::parse_iso_date(t))
+                .flatten()
+            {
+                assert_eq!(crate::canonical::format_iso_date(d), t, "date {t}");
+            }
+        }
+        assert!(plain_integer("10") && !plain_integer("007") && !plain_integer("+5"));
+        assert!(plain_decimal("2.50") && !plain_decimal(".5") && !plain_decimal("5."));
+        assert!(iso_shaped("2026-11-02") && !iso_shaped("2026-1-02"));
+    }
 
     pub(super) const DEF: &str = r#"
 kind = "csv"
