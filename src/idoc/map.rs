@@ -6,11 +6,11 @@
 //! through paths: the index makes a lookup cost the children it visits, so a 100k-segment
 //! IDoc maps in linear time.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::def::{Conv, KeyPart, MessageDef, SegPath, ValueDef, CONTROL};
 use super::reader::RawIdoc;
-use crate::canonical::Record;
+use crate::canonical::{Body, Record};
 use crate::unit::Reason;
 
 fn val<'a>(s: &'a super::reader::Segment, f: &str) -> &'a str {
@@ -139,7 +139,13 @@ pub fn document_key(msg: &MessageDef, idoc: &RawIdoc) -> Option<String> {
     (!parts.is_empty()).then(|| capped(&parts.join("/")))
 }
 
-fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Reason> {
+/// One value converted as its definition says; `target` names it in a refusal (made only
+/// then: most values pass).
+fn convert(
+    vd: &ValueDef,
+    raw: String,
+    target: &dyn Fn() -> String,
+) -> Result<Option<Body<'static>>, Reason> {
     let mut v = raw;
     if vd.trim_zeros {
         let t = v.trim_start_matches('0');
@@ -153,8 +159,8 @@ fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Re
         }
     }
     Ok(match vd.conv {
-        Conv::String => Some(Value::String(v)),
-        Conv::Bool => Some(Value::Bool(matches!(
+        Conv::String => Some(Body::Str(Cow::Owned(v))),
+        Conv::Bool => Some(Body::Bool(matches!(
             v.to_ascii_lowercase().as_str(),
             "x" | "1" | "true" | "y" | "yes"
         ))),
@@ -165,6 +171,7 @@ fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Re
                 None => v,
             };
             if v.parse::<rust_decimal::Decimal>().is_err() {
+                let target = target();
                 return Err(Reason::new(
                     "type",
                     format!("{target}: '{}' is not a decimal number", capped(&v)),
@@ -172,19 +179,20 @@ fn convert(vd: &ValueDef, raw: String, target: &str) -> Result<Option<Value>, Re
                 .field(target)
                 .value(capped(&v)));
             }
-            Some(Value::String(v))
+            Some(Body::Str(Cow::Owned(v)))
         }
         Conv::Date => {
             if v.chars().all(|c| c == '0') {
                 None
             } else if v.len() == 8 && v.bytes().all(|b| b.is_ascii_digit()) {
-                Some(Value::String(format!(
+                Some(Body::Str(Cow::Owned(format!(
                     "{}-{}-{}",
                     &v[..4],
                     &v[4..6],
                     &v[6..]
-                )))
+                ))))
             } else {
+                let target = target();
                 return Err(Reason::new(
                     "type",
                     format!("{target}: '{}' is not a date YYYYMMDD", capped(&v)),
@@ -200,8 +208,8 @@ fn eval_value(
     t: &Tree,
     context: Option<usize>,
     vd: &ValueDef,
-    target: &str,
-) -> Result<Option<Value>, MapError> {
+    target: &dyn Fn() -> String,
+) -> Result<Option<Body<'static>>, MapError> {
     if let Some(c) = &vd.constant {
         return Ok(convert(vd, c.clone(), target)?);
     }
@@ -227,16 +235,16 @@ fn eval_value(
     }
 }
 
-fn fill(
+fn fill<'d>(
     t: &Tree,
     context: Option<usize>,
-    fields: &[(String, ValueDef)],
-    prefix: &str,
-) -> Result<Map<String, Value>, MapError> {
-    let mut obj = Map::new();
+    fields: &'d [(String, ValueDef)],
+    prefix: &dyn Fn() -> String,
+) -> Result<Vec<(&'d str, Body<'d>)>, MapError> {
+    let mut obj = Vec::with_capacity(fields.len());
     for (name, vd) in fields {
-        if let Some(v) = eval_value(t, context, vd, &format!("{prefix}{name}"))? {
-            obj.insert(name.clone(), v);
+        if let Some(v) = eval_value(t, context, vd, &|| format!("{}{name}", prefix()))? {
+            obj.push((name.as_str(), v));
         }
     }
     Ok(obj)
@@ -261,22 +269,24 @@ pub fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, MapError> 
             },
         }
     }
-    let mut body = fill(&t, None, &msg.fields, "")?;
+    let mut body = fill(&t, None, &msg.fields, &String::new)?;
     for list in &msg.lists {
         let mut items = Vec::new();
         for (n, i) in select(&t, None, &list.from).into_iter().enumerate() {
-            let prefix = format!("{}[{n}].", list.target);
             if let Some(vd) = &list.value {
-                if let Some(v) = eval_value(&t, Some(i), vd, &list.target)? {
+                if let Some(v) = eval_value(&t, Some(i), vd, &|| list.target.clone())? {
                     if !items.contains(&v) {
                         items.push(v);
                     }
                 }
             } else {
-                items.push(Value::Object(fill(&t, Some(i), &list.fields, &prefix)?));
+                let prefix = || format!("{}[{n}].", list.target);
+                items.push(Body::Map(fill(&t, Some(i), &list.fields, &prefix)?));
             }
         }
-        body.insert(list.target.clone(), Value::Array(items));
+        // A list replaces a field of its name, as it did in a JSON object.
+        body.retain(|(name, _)| *name != list.target);
+        body.push((list.target.as_str(), Body::List(items)));
     }
-    Ok(Record::build(msg.entity, key, Value::Object(body))?)
+    Ok(Record::build_body(msg.entity, key, Body::Map(body))?)
 }

@@ -76,7 +76,13 @@ pub struct CsvRows {
     quote: Option<u8>,
     started: bool,
     sniff_bom: bool,
+    /// The raw bytes of the record being read, kept between records so a row costs no
+    /// growing buffer of its own (dropped after an unusually long record).
+    raw_scratch: Vec<u8>,
 }
+
+/// The most a kept `raw_scratch` may hold on to.
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 impl CsvRows {
     /// Wraps a reader. `head` is the first bytes of the file, for `auto` to decide from.
@@ -136,6 +142,7 @@ impl CsvRows {
             quote: dialect.quote,
             started: false,
             sniff_bom: matches!(decoding, Decoding::Utf8 { .. }),
+            raw_scratch: Vec::new(),
         }
     }
 
@@ -320,14 +327,23 @@ impl CsvRows {
     }
 
     fn read_record(&mut self) -> Result<CsvItem, FileError> {
+        let mut raw = std::mem::take(&mut self.raw_scratch);
+        raw.clear();
+        let item = self.read_record_into(&mut raw);
+        if raw.capacity() <= SCRATCH_KEEP {
+            self.raw_scratch = raw;
+        }
+        item
+    }
+
+    fn read_record_into(&mut self, raw_bytes: &mut Vec<u8>) -> Result<CsvItem, FileError> {
         let pos = Position::new(self.line, self.byte, self.records + 1);
-        let mut raw_bytes = Vec::new();
         let Parsed {
             outlen,
             endlen,
             too_long,
             too_wide,
-        } = self.parse_record(Some(&mut raw_bytes))?;
+        } = self.parse_record(Some(raw_bytes))?;
         // Drop the record terminator from the raw text.
         while matches!(raw_bytes.last(), Some(b'\r' | b'\n')) {
             raw_bytes.pop();
@@ -352,11 +368,11 @@ impl CsvRows {
                 sheet: None,
                 row_number: pos.record,
                 cells: Vec::new(),
-                raw: self.decode_lossy(&raw_bytes),
+                raw: self.decode_lossy(raw_bytes),
             };
             return Ok(CsvItem::Row(row, Some(reason)));
         }
-        let problem = match memchr::memchr(0, &raw_bytes) {
+        let problem = match memchr::memchr(0, raw_bytes) {
             Some(i) => Some(
                 Reason::new(
                     "nul-byte",
@@ -367,7 +383,7 @@ impl CsvRows {
                 )
                 .value("\\0"),
             ),
-            None => self.undecodable(&raw_bytes, pos.byte),
+            None => self.undecodable(raw_bytes, pos.byte),
         };
         let mut cells = Vec::with_capacity(endlen);
         let mut from = 0;
@@ -388,9 +404,9 @@ impl CsvRows {
             // A NUL is rare (and the row is rejected for it): copy only then.
             raw: match problem {
                 Some(_) if raw_bytes.contains(&0) => {
-                    self.decode_lossy(&raw_bytes).replace('\0', "\\0")
+                    self.decode_lossy(raw_bytes).replace('\0', "\\0")
                 }
-                _ => self.decode_lossy(&raw_bytes),
+                _ => self.decode_lossy(raw_bytes),
             },
         };
         Ok(CsvItem::Row(row, problem))
