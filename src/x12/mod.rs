@@ -255,7 +255,7 @@ impl X12Reader {
         rejected: Option<Reason>,
     ) -> Unit {
         let seq = self.next_seq();
-        let label = match seg.id.as_str() {
+        let label = match seg.id() {
             "ISA" => format!("ISA {}", seg.el(13)),
             "GS" => format!("GS {} {}", seg.el(1), seg.el(6)),
             id => format!("{id} {}", seg.el(2)),
@@ -287,7 +287,7 @@ impl X12Reader {
         })?;
         let st02 = st.el(2).to_string();
         let st01 = st.el(1).to_string();
-        let mut kept_bytes = st.text.len();
+        let mut kept_bytes = st.text().len();
         let mut segs = vec![st];
         let mut dropped = 0u64;
         loop {
@@ -310,7 +310,7 @@ impl X12Reader {
                     ));
                 }
             };
-            match seg.id.as_str() {
+            match seg.id() {
                 "SE" => {
                     segs.push(seg);
                     break;
@@ -318,7 +318,7 @@ impl X12Reader {
                 "ST" | "GE" | "IEA" | "ISA" | "GS" => {
                     let pos = seg.pos.clone();
                     self.mark_open_set(&st01, &st02, 2);
-                    if !matches!(seg.id.as_str(), "ST" | "GE") {
+                    if !matches!(seg.id(), "ST" | "GE") {
                         self.mark_ge_missing();
                     }
                     return Err(self.fail(
@@ -327,7 +327,7 @@ impl X12Reader {
                         "024",
                         format!(
                             "transaction set {st01} {st02} has no SE trailer: {} found before it",
-                            seg.id
+                            seg.id()
                         ),
                     ));
                 }
@@ -335,7 +335,7 @@ impl X12Reader {
                     // A hostile set cannot grow memory without bound: past the line or byte
                     // cap, segments are only counted (the set is then rejected).
                     if segs.len() < self.max_unit_lines && kept_bytes <= self.max_set_bytes {
-                        kept_bytes += seg.text.len();
+                        kept_bytes += seg.text().len();
                         segs.push(seg);
                     } else {
                         dropped += 1;
@@ -525,16 +525,16 @@ impl X12Reader {
                 return Err(self.fail(pos, rule, "023", msg));
             }
         };
-        if !(2..=3).contains(&seg.id.len())
+        if !(2..=3).contains(&seg.id().len())
             || !seg
-                .id
+                .id()
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         {
-            let msg = format!("'{}' is not a segment identifier", cap_raw(&seg.id, 20));
+            let msg = format!("'{}' is not a segment identifier", cap_raw(seg.id(), 20));
             return Err(self.fail(seg.pos.clone(), "x12-bad-segment-id", "024", msg));
         }
-        match seg.id.as_str() {
+        match seg.id() {
             "ISB" | "ISE" | "TA1" => Ok(Some(self.envelope_unit(&seg, vec![], None))),
             "GS" => {
                 if let Some(g) = self
