@@ -180,6 +180,8 @@ impl Ctx<'_> {
         None
     }
 
+    /// The value is sliced from the segment and only copied once found and trimmed: this
+    /// runs for every field of every line a map reads.
     fn extract(&self, e: &FieldExpr, s: &Segment) -> Option<String> {
         let raw = match &e.qual {
             Some(quals) => {
@@ -188,27 +190,26 @@ impl Ctx<'_> {
                     (from..=s.elements().len())
                         .step_by(2)
                         .find(|&p| s.el(p) == q)
-                        .map(|p| s.el(p + 1).to_string())
+                        .map(|p| s.el(p + 1))
                 })?
             }
-            None => s.el(e.el).to_string(),
+            None => s.el(e.el),
         };
         let raw = match e.comp {
             Some(c) => raw
                 .split(self.d.comp.as_char())
                 .nth(c.checked_sub(1)?)
-                .unwrap_or("")
-                .to_string(),
+                .unwrap_or(""),
             None => raw,
         };
-        let raw = raw.trim().to_string();
+        let raw = raw.trim();
         if raw.is_empty() {
             return None;
         }
         let v = match e.conv.as_deref() {
-            Some("date") => iso_date(&raw),
-            Some("decimal") => decimal(&raw),
-            _ => raw,
+            Some("date") => iso_date(raw),
+            Some("decimal") => decimal(raw),
+            _ => raw.to_string(),
         };
         Some(match &e.codes {
             Some(codes) => codes.get(&v).cloned().unwrap_or(v),
