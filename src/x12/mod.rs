@@ -43,6 +43,10 @@ use segments::{Delims, ReadError, Segment, SegmentReader};
 /// Longest raw segment text kept for the ledger and reports.
 const RAW_CAP: usize = 512;
 
+/// At most this many segments are reserved for a set before it is read, so one huge set
+/// does not make every later one reserve as much.
+const SET_LEN_HINT_CAP: usize = 1024;
+
 /// The `KINDS` loader: every X12 definition file becomes part of the one `x12` format.
 pub fn load(defs: &[&DefFile], diags: &mut Diagnostics) -> Vec<Arc<dyn Format>> {
     let reg = Registry::load(defs, diags);
@@ -107,6 +111,7 @@ impl Format for X12Format {
             done: Vec::new(),
             held: Vec::new(),
             atomic: Atomic::Set,
+            set_len: 0,
         }))
     }
 }
@@ -191,6 +196,21 @@ pub struct X12Reader {
     held: Vec<Unit>,
     /// The atomicity of the interchange being read.
     atomic: Atomic,
+    /// Segments in the last set read: the next one is likely as long, and growing its
+    /// list step by step copied every segment several times.
+    set_len: usize,
+}
+
+/// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
+/// one allocation of about its size: this runs for every segment of every set.
+fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(prefix.len() + st02.len() + 48);
+    s.push_str(prefix);
+    s.push_str(" / ST ");
+    s.push_str(st02);
+    let _ = write!(s, ", segment {n} of set");
+    s
 }
 
 fn read_err(e: ReadError) -> FileError {
@@ -288,7 +308,8 @@ impl X12Reader {
         let st02 = st.el(2).to_string();
         let st01 = st.el(1).to_string();
         let mut kept_bytes = st.text().len();
-        let mut segs = vec![st];
+        let mut segs = Vec::with_capacity(self.set_len.clamp(1, SET_LEN_HINT_CAP));
+        segs.push(st);
         let mut dropped = 0u64;
         loop {
             let read = self.src.read_segment(&d);
@@ -343,6 +364,7 @@ impl X12Reader {
                 }
             }
         }
+        self.set_len = segs.len();
         let Some(ic) = self.cur.as_mut() else {
             return Err(FileError::new("x12-envelope", "ST outside an interchange"));
         };
@@ -396,7 +418,7 @@ impl X12Reader {
                 pos: s
                     .pos
                     .clone()
-                    .with_locator(format!("{prefix} / ST {st02}, segment {} of set", i + 1)),
+                    .with_locator(set_locator(&prefix, &st02, i + 1)),
                 raw: cap_raw(&self.reg.shown_text(s, Some(d.elem.as_char())), RAW_CAP),
             })
             .collect();
