@@ -65,8 +65,42 @@ pub struct Segment {
     /// The id, trimmed.
     id: (u32, u32),
     /// Elements after the id: `els[0]` is `XX01`.
-    els: Vec<(u32, u32)>,
+    els: Ranges,
     pub pos: Position,
+}
+
+/// Element ranges kept in the segment itself when there are few, as in nearly every
+/// segment: a list of their own per segment was one allocation in three on this path.
+#[derive(Clone, PartialEq, Eq)]
+enum Ranges {
+    /// The first `.0` slots are used; the rest stay `(0, 0)`.
+    Inline(u8, [(u32, u32); INLINE]),
+    Heap(Vec<(u32, u32)>),
+}
+
+const INLINE: usize = 10;
+
+impl Ranges {
+    /// `count` is how many ranges `parts` yields at most.
+    fn new(count: usize, parts: impl Iterator<Item = (u32, u32)>) -> Ranges {
+        if count > INLINE {
+            return Ranges::Heap(parts.collect());
+        }
+        let mut slots = [(0, 0); INLINE];
+        let mut n = 0u8;
+        for (slot, r) in slots.iter_mut().zip(parts) {
+            *slot = r;
+            n += 1;
+        }
+        Ranges::Inline(n, slots)
+    }
+
+    fn as_slice(&self) -> &[(u32, u32)] {
+        match self {
+            Ranges::Inline(n, slots) => &slots[..usize::from(*n)],
+            Ranges::Heap(v) => v,
+        }
+    }
 }
 
 impl Segment {
@@ -80,8 +114,7 @@ impl Segment {
             [b] => memchr::memchr_iter(*b, text.as_bytes()).count(),
             _ => memchr::memmem::find_iter(text.as_bytes(), sep).count(),
         };
-        let mut els = Vec::with_capacity(count);
-        els.extend(parts);
+        let els = Ranges::new(count, parts);
         Segment {
             text_len: len32(&text),
             buf: text,
@@ -99,13 +132,13 @@ impl Segment {
     /// Element `n` (1-based, as in `BEG03`), empty when absent.
     pub fn el(&self, n: usize) -> &str {
         n.checked_sub(1)
-            .and_then(|i| self.els.get(i))
+            .and_then(|i| self.els.as_slice().get(i))
             .map_or("", |&r| self.slice(r))
     }
 
     /// The elements after the id, `XX01` first.
     pub fn elements(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.els.iter().map(|&r| self.slice(r))
+        self.els.as_slice().iter().map(|&r| self.slice(r))
     }
 
     /// The segment text without terminator (hard-wrap newlines removed), lossy UTF-8.
@@ -613,7 +646,10 @@ impl<R: Read> SegmentReader<R> {
         self.record += 1;
         Ok(Segment {
             id: (0, 3),
-            els: vec![(digits_at, digits_end), (text_len, len32(&buf))],
+            els: Ranges::new(
+                2,
+                [(digits_at, digits_end), (text_len, len32(&buf))].into_iter(),
+            ),
             text_len,
             buf,
             pos: Position::new(pos.line, pos.byte, self.record),
