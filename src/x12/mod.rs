@@ -202,15 +202,29 @@ pub struct X12Reader {
 }
 
 /// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
-/// one allocation of about its size: this runs for every segment of every set.
+/// one allocation of its size without the formatting machinery: this runs for every
+/// segment of every set.
 fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(prefix.len() + st02.len() + 48);
-    s.push_str(prefix);
-    s.push_str(" / ST ");
-    s.push_str(st02);
-    let _ = write!(s, ", segment {n} of set");
+    let mut digits = [0u8; 20];
+    let n = decimal(n, &mut digits);
+    let parts = [prefix, " / ST ", st02, ", segment ", n, " of set"];
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| s.push_str(p));
     s
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 fn read_err(e: ReadError) -> FileError {
@@ -682,5 +696,20 @@ impl UnitReader for X12Reader {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_locator_writes_the_ordinal_as_format_would() {
+        for n in [0, 1, 9, 10, 1234, usize::MAX] {
+            assert_eq!(
+                set_locator("ISA 1 / GS 2", "0001", n),
+                format!("ISA 1 / GS 2 / ST 0001, segment {n} of set")
+            );
+        }
     }
 }
