@@ -343,14 +343,14 @@ impl Registry {
         seg: &'a super::segments::Segment,
         elem: Option<char>,
     ) -> std::borrow::Cow<'a, str> {
-        let (Some(def), Some(sep)) = (self.segments.get(&seg.id), elem) else {
-            return seg.text.as_str().into();
+        let (Some(def), Some(sep)) = (self.segments.get(seg.id()), elem) else {
+            return seg.text().into();
         };
         if !def.sensitive.iter().any(|&e| !seg.el(e).is_empty()) {
-            return seg.text.as_str().into();
+            return seg.text().into();
         }
-        let mut out = seg.id.clone();
-        for (i, v) in seg.elements.iter().enumerate() {
+        let mut out = seg.id().to_string();
+        for (i, v) in seg.elements().enumerate() {
             out.push(sep);
             if def.sensitive.contains(&(i + 1)) {
                 out.push_str(&crate::unit::mask(v));

@@ -33,12 +33,12 @@ impl X12Reader {
             delims: isa.delims,
             partner: partner.clone(),
         };
-        if seg.elements.len() != 16 {
+        if seg.elements().len() != 16 {
             let pos = seg.pos.clone();
             return Err(FileError::at(
                 pos,
                 "x12-isa-width",
-                format!("ISA has {} elements, 16 are required", seg.elements.len()),
+                format!("ISA has {} elements, 16 are required", seg.elements().len()),
             ));
         }
         if !isa.fixed_width {
@@ -46,8 +46,7 @@ impl X12Reader {
                 tolerated.push("x12-isa-width".to_string());
             } else {
                 let bad = seg
-                    .elements
-                    .iter()
+                    .elements()
                     .zip(segments::ISA_WIDTHS)
                     .position(|(e, w)| e.len() != w)
                     .map(|i| {

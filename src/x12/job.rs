@@ -69,7 +69,7 @@ impl SetJob {
             ));
             ak5.push(5);
         }
-        let se = self.segs.last().filter(|s| s.id == "SE");
+        let se = self.segs.last().filter(|s| s.id() == "SE");
         if let Some(se) = se {
             // SE01 counts ST..SE inclusive.
             let count = self.segs.len() as u64 + self.dropped;
@@ -155,7 +155,7 @@ impl SetJob {
             Some(def) => {
                 validate::structure(def, &self.segs, &mut issues);
                 for (i, s) in self.segs.iter().enumerate() {
-                    if def.known_ids.contains(&s.id) {
+                    if def.known_ids.contains(s.id()) {
                         validate::elements(&self.reg, i, s, &self.delims, &mut issues);
                     }
                 }
@@ -299,7 +299,7 @@ fn acknowledged(segs: &[Segment]) -> serde_json::Value {
     let mut group = json!(null);
     let mut current: Option<serde_json::Value> = None;
     for s in segs {
-        match s.id.as_str() {
+        match s.id() {
             "AK1" => group = json!({"functional_id": s.el(1), "control": s.el(2)}),
             "AK2" => {
                 if let Some(c) = current.take() {

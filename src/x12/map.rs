@@ -90,7 +90,7 @@ struct Ctx<'a> {
 fn hl_index(segs: &[Segment]) -> HashMap<usize, usize> {
     let mut by_id: HashMap<&str, usize> = HashMap::new();
     let mut parent = HashMap::new();
-    for (i, s) in segs.iter().enumerate().filter(|(_, s)| s.id == "HL") {
+    for (i, s) in segs.iter().enumerate().filter(|(_, s)| s.id() == "HL") {
         if let Some(&p) = by_id.get(s.el(2)) {
             if !s.el(2).is_empty() {
                 parent.insert(i, p);
@@ -107,20 +107,20 @@ impl Ctx<'_> {
         let stop_at = g
             .before
             .as_ref()
-            .and_then(|b| self.segs.iter().position(|s| &s.id == b))
+            .and_then(|b| self.segs.iter().position(|s| s.id() == b))
             .unwrap_or(self.segs.len());
         let star = g.members.iter().any(|m| m == "*");
         let mut out = Vec::new();
         for (t, seg) in self.segs.iter().enumerate().take(stop_at) {
-            if seg.id != g.trigger || !cond(g.when.as_ref(), seg) {
+            if seg.id() != g.trigger || !cond(g.when.as_ref(), seg) {
                 continue;
             }
             let mut block = vec![seg];
             for s in self.segs.iter().skip(t + 1) {
                 let member = if star {
-                    s.id != g.trigger && !g.until.contains(&s.id)
+                    s.id() != g.trigger && !g.until.iter().any(|u| u == s.id())
                 } else {
-                    g.members.contains(&s.id)
+                    g.members.iter().any(|m| m == s.id())
                 };
                 if !member {
                     break;
@@ -137,7 +137,7 @@ impl Ctx<'_> {
             let mut seen: Vec<String> = Vec::new();
             for s in scope
                 .iter()
-                .filter(|s| s.id == e.seg && cond(e.when.as_ref(), s))
+                .filter(|s| s.id() == e.seg && cond(e.when.as_ref(), s))
             {
                 if let Some(v) = self.extract(e, s) {
                     if !seen.contains(&v) {
@@ -153,7 +153,7 @@ impl Ctx<'_> {
     fn first(&self, e: &FieldExpr, scope: &[&Segment], start: Option<usize>) -> Option<String> {
         let own = scope
             .iter()
-            .filter(|s| s.id == e.seg && cond(e.when.as_ref(), s))
+            .filter(|s| s.id() == e.seg && cond(e.when.as_ref(), s))
             .find_map(|s| self.extract(e, s));
         if own.is_some() || e.scope.as_deref() != Some("ancestors") {
             return own;
@@ -167,9 +167,9 @@ impl Ctx<'_> {
                 .iter()
                 .skip(parent)
                 .enumerate()
-                .take_while(|(i, s)| *i == 0 || s.id != "HL");
+                .take_while(|(i, s)| *i == 0 || s.id() != "HL");
             for (_, s) in block {
-                if s.id == e.seg && cond(e.when.as_ref(), s) {
+                if s.id() == e.seg && cond(e.when.as_ref(), s) {
                     if let Some(v) = self.extract(e, s) {
                         return Some(v);
                     }
@@ -180,35 +180,36 @@ impl Ctx<'_> {
         None
     }
 
+    /// The value is sliced from the segment and only copied once found and trimmed: this
+    /// runs for every field of every line a map reads.
     fn extract(&self, e: &FieldExpr, s: &Segment) -> Option<String> {
         let raw = match &e.qual {
             Some(quals) => {
                 let from = e.pairs_from.unwrap_or(1);
                 quals.iter().find_map(|q| {
-                    (from..=s.elements.len())
+                    (from..=s.elements().len())
                         .step_by(2)
                         .find(|&p| s.el(p) == q)
-                        .map(|p| s.el(p + 1).to_string())
+                        .map(|p| s.el(p + 1))
                 })?
             }
-            None => s.el(e.el).to_string(),
+            None => s.el(e.el),
         };
         let raw = match e.comp {
             Some(c) => raw
                 .split(self.d.comp.as_char())
                 .nth(c.checked_sub(1)?)
-                .unwrap_or("")
-                .to_string(),
+                .unwrap_or(""),
             None => raw,
         };
-        let raw = raw.trim().to_string();
+        let raw = raw.trim();
         if raw.is_empty() {
             return None;
         }
         let v = match e.conv.as_deref() {
-            Some("date") => iso_date(&raw),
-            Some("decimal") => decimal(&raw),
-            _ => raw,
+            Some("date") => iso_date(raw),
+            Some("decimal") => decimal(raw),
+            _ => raw.to_string(),
         };
         Some(match &e.codes {
             Some(codes) => codes.get(&v).cloned().unwrap_or(v),

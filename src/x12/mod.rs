@@ -43,6 +43,10 @@ use segments::{Delims, ReadError, Segment, SegmentReader};
 /// Longest raw segment text kept for the ledger and reports.
 const RAW_CAP: usize = 512;
 
+/// At most this many segments are reserved for a set before it is read, so one huge set
+/// does not make every later one reserve as much.
+const SET_LEN_HINT_CAP: usize = 1024;
+
 /// The `KINDS` loader: every X12 definition file becomes part of the one `x12` format.
 pub fn load(defs: &[&DefFile], diags: &mut Diagnostics) -> Vec<Arc<dyn Format>> {
     let reg = Registry::load(defs, diags);
@@ -107,6 +111,7 @@ impl Format for X12Format {
             done: Vec::new(),
             held: Vec::new(),
             atomic: Atomic::Set,
+            set_len: 0,
         }))
     }
 }
@@ -191,6 +196,35 @@ pub struct X12Reader {
     held: Vec<Unit>,
     /// The atomicity of the interchange being read.
     atomic: Atomic,
+    /// Segments in the last set read: the next one is likely as long, and growing its
+    /// list step by step copied every segment several times.
+    set_len: usize,
+}
+
+/// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
+/// one allocation of its size without the formatting machinery: this runs for every
+/// segment of every set.
+fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
+    let mut digits = [0u8; 20];
+    let n = decimal(n, &mut digits);
+    let parts = [prefix, " / ST ", st02, ", segment ", n, " of set"];
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| s.push_str(p));
+    s
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 fn read_err(e: ReadError) -> FileError {
@@ -255,7 +289,7 @@ impl X12Reader {
         rejected: Option<Reason>,
     ) -> Unit {
         let seq = self.next_seq();
-        let label = match seg.id.as_str() {
+        let label = match seg.id() {
             "ISA" => format!("ISA {}", seg.el(13)),
             "GS" => format!("GS {} {}", seg.el(1), seg.el(6)),
             id => format!("{id} {}", seg.el(2)),
@@ -287,8 +321,9 @@ impl X12Reader {
         })?;
         let st02 = st.el(2).to_string();
         let st01 = st.el(1).to_string();
-        let mut kept_bytes = st.text.len();
-        let mut segs = vec![st];
+        let mut kept_bytes = st.text().len();
+        let mut segs = Vec::with_capacity(self.set_len.clamp(1, SET_LEN_HINT_CAP));
+        segs.push(st);
         let mut dropped = 0u64;
         loop {
             let read = self.src.read_segment(&d);
@@ -310,7 +345,7 @@ impl X12Reader {
                     ));
                 }
             };
-            match seg.id.as_str() {
+            match seg.id() {
                 "SE" => {
                     segs.push(seg);
                     break;
@@ -318,7 +353,7 @@ impl X12Reader {
                 "ST" | "GE" | "IEA" | "ISA" | "GS" => {
                     let pos = seg.pos.clone();
                     self.mark_open_set(&st01, &st02, 2);
-                    if !matches!(seg.id.as_str(), "ST" | "GE") {
+                    if !matches!(seg.id(), "ST" | "GE") {
                         self.mark_ge_missing();
                     }
                     return Err(self.fail(
@@ -327,7 +362,7 @@ impl X12Reader {
                         "024",
                         format!(
                             "transaction set {st01} {st02} has no SE trailer: {} found before it",
-                            seg.id
+                            seg.id()
                         ),
                     ));
                 }
@@ -335,7 +370,7 @@ impl X12Reader {
                     // A hostile set cannot grow memory without bound: past the line or byte
                     // cap, segments are only counted (the set is then rejected).
                     if segs.len() < self.max_unit_lines && kept_bytes <= self.max_set_bytes {
-                        kept_bytes += seg.text.len();
+                        kept_bytes += seg.text().len();
                         segs.push(seg);
                     } else {
                         dropped += 1;
@@ -343,6 +378,7 @@ impl X12Reader {
                 }
             }
         }
+        self.set_len = segs.len();
         let Some(ic) = self.cur.as_mut() else {
             return Err(FileError::new("x12-envelope", "ST outside an interchange"));
         };
@@ -396,7 +432,7 @@ impl X12Reader {
                 pos: s
                     .pos
                     .clone()
-                    .with_locator(format!("{prefix} / ST {st02}, segment {} of set", i + 1)),
+                    .with_locator(set_locator(&prefix, &st02, i + 1)),
                 raw: cap_raw(&self.reg.shown_text(s, Some(d.elem.as_char())), RAW_CAP),
             })
             .collect();
@@ -525,16 +561,16 @@ impl X12Reader {
                 return Err(self.fail(pos, rule, "023", msg));
             }
         };
-        if !(2..=3).contains(&seg.id.len())
+        if !(2..=3).contains(&seg.id().len())
             || !seg
-                .id
+                .id()
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         {
-            let msg = format!("'{}' is not a segment identifier", cap_raw(&seg.id, 20));
+            let msg = format!("'{}' is not a segment identifier", cap_raw(seg.id(), 20));
             return Err(self.fail(seg.pos.clone(), "x12-bad-segment-id", "024", msg));
         }
-        match seg.id.as_str() {
+        match seg.id() {
             "ISB" | "ISE" | "TA1" => Ok(Some(self.envelope_unit(&seg, vec![], None))),
             "GS" => {
                 if let Some(g) = self
@@ -660,5 +696,20 @@ impl UnitReader for X12Reader {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_locator_writes_the_ordinal_as_format_would() {
+        for n in [0, 1, 9, 10, 1234, usize::MAX] {
+            assert_eq!(
+                set_locator("ISA 1 / GS 2", "0001", n),
+                format!("ISA 1 / GS 2 / ST 0001, segment {n} of set")
+            );
+        }
     }
 }

@@ -53,26 +53,149 @@ pub struct Delims {
     pub term: Sep,
 }
 
-/// One segment as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One segment as read: its text in one buffer, with the id and elements as byte ranges
+/// into it. A segment used to own a string per element as well as the text; allocating and
+/// freeing those was most of the reading thread's time.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Segment {
-    pub id: String,
-    /// Elements after the id: `elements[0]` is `XX01`.
-    pub elements: Vec<String>,
-    /// The segment text without terminator (hard-wrap newlines removed), lossy UTF-8.
-    pub text: String,
+    /// The text, then for BIN its data (which the text only summarises).
+    buf: String,
+    /// Length of the text in `buf`.
+    text_len: u32,
+    /// The id, trimmed.
+    id: (u32, u32),
+    /// Elements after the id: `els[0]` is `XX01`.
+    els: Ranges,
     pub pos: Position,
 }
 
+/// Element ranges kept in the segment itself when there are few, as in nearly every
+/// segment: a list of their own per segment was one allocation in three on this path.
+#[derive(Clone, PartialEq, Eq)]
+enum Ranges {
+    /// The first `.0` slots are used; the rest stay `(0, 0)`.
+    Inline(u8, [(u32, u32); INLINE]),
+    Heap(Vec<(u32, u32)>),
+}
+
+const INLINE: usize = 10;
+
+impl Ranges {
+    fn push(&mut self, r: (u32, u32)) {
+        match self {
+            Ranges::Inline(n, slots) if usize::from(*n) < INLINE => {
+                slots[usize::from(*n)] = r;
+                *n += 1;
+            }
+            Ranges::Inline(_, slots) => {
+                let mut v = Vec::with_capacity(INLINE * 2);
+                v.extend_from_slice(slots);
+                v.push(r);
+                *self = Ranges::Heap(v);
+            }
+            Ranges::Heap(v) => v.push(r),
+        }
+    }
+
+    fn as_slice(&self) -> &[(u32, u32)] {
+        match self {
+            Ranges::Inline(n, slots) => &slots[..usize::from(*n)],
+            Ranges::Heap(v) => v,
+        }
+    }
+}
+
 impl Segment {
+    /// Cuts `text` on the element separator `sep`: the first part is the id. One pass,
+    /// with `memchr` for the usual one-byte separator (a substring search per element and
+    /// a pass to count them first were a fifth of the reading thread).
+    fn split(text: String, sep: &[u8], pos: Position) -> Segment {
+        let (id, els) = match sep {
+            [b] => cut(&text, memchr::memchr_iter(*b, text.as_bytes()), 1),
+            _ => cut(
+                &text,
+                memchr::memmem::find_iter(text.as_bytes(), sep),
+                sep.len(),
+            ),
+        };
+        Segment {
+            text_len: len32(&text),
+            buf: text,
+            id,
+            els,
+            pos,
+        }
+    }
+
+    /// The segment id (`BEG`), trimmed.
+    pub fn id(&self) -> &str {
+        self.slice(self.id)
+    }
+
     /// Element `n` (1-based, as in `BEG03`), empty when absent.
     pub fn el(&self, n: usize) -> &str {
         n.checked_sub(1)
-            .and_then(|i| self.elements.get(i))
-            .map(String::as_str)
-            .unwrap_or("")
+            .and_then(|i| self.els.as_slice().get(i))
+            .map_or("", |&r| self.slice(r))
+    }
+
+    /// The elements after the id, `XX01` first.
+    pub fn elements(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.els.as_slice().iter().map(|&r| self.slice(r))
+    }
+
+    /// The segment text without terminator (hard-wrap newlines removed), lossy UTF-8.
+    pub fn text(&self) -> &str {
+        &self.buf[..self.text_len as usize]
+    }
+
+    fn slice(&self, (start, end): (u32, u32)) -> &str {
+        &self.buf[start as usize..end as usize]
     }
 }
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("id", &self.id())
+            .field("elements", &self.elements().collect::<Vec<_>>())
+            .field("text", &self.text())
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+/// The trimmed id and the element ranges of `text`, given where its separators (of
+/// `sep_len` bytes) are.
+fn cut(text: &str, seps: impl Iterator<Item = usize>, sep_len: usize) -> ((u32, u32), Ranges) {
+    let mut ends = seps.chain(std::iter::once(text.len()));
+    let first = ends.next().unwrap_or(text.len());
+    let id = trimmed(text, &text[..first]);
+    let mut els = Ranges::Inline(0, [(0, 0); INLINE]);
+    let mut start = first + sep_len;
+    for end in ends {
+        els.push((start as u32, end as u32));
+        start = end + sep_len;
+    }
+    (id, els)
+}
+
+/// The range of `part`, a slice of `text`, without surrounding whitespace.
+fn trimmed(text: &str, part: &str) -> (u32, u32) {
+    let t = part.trim();
+    let start = t.as_ptr() as usize - text.as_ptr() as usize;
+    (start as u32, (start + t.len()) as u32)
+}
+
+/// A length in a segment's buffer, which the reader keeps under `u32::MAX` (see
+/// [`MAX_SEGMENT`]).
+fn len32(text: &str) -> u32 {
+    u32::try_from(text.len()).unwrap_or(u32::MAX)
+}
+
+/// The longest segment the reader keeps: buffers are addressed with `u32` ranges, and a BIN
+/// keeps its data after its text.
+const MAX_SEGMENT: usize = (u32::MAX / 2) as usize;
 
 /// Why the byte stream could not be cut into segments.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +273,7 @@ impl<R: Read> SegmentReader<R> {
             line: 1,
             eof: false,
             record: 0,
-            max_record: max_record.max(256),
+            max_record: max_record.clamp(256, MAX_SEGMENT),
         }
     }
 
@@ -371,43 +494,37 @@ impl<R: Read> SegmentReader<R> {
             ));
         }
         let (comp, term) = (Sep::new(cc), Sep::new(tc));
-        let mut elements: Vec<String> = split_on(&logical, elem.bytes())
-            .skip(1)
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect();
-        // The split leaves an empty last part after the 16th separator: that is ISA16.
-        if let Some(last) = elements.last_mut() {
-            *last = cc.to_string();
-        }
+        // The text ends with the 16th separator: ISA16 is the character after it.
         let text = format!("{}{cc}", String::from_utf8_lossy(&logical));
-        let fixed_width = elements.len() == 16
-            && elements
-                .iter()
-                .zip(ISA_WIDTHS)
-                .all(|(e, w)| e.chars().count() == w);
-        let rep = elements.get(10).and_then(|r| {
-            let mut chars = r.chars();
-            let c = chars.next()?;
-            let version_402 = elements.get(11).is_some_and(|v| v.as_str() >= "00402");
-            (chars.next().is_none()
-                && version_402
-                && !c.is_ascii_alphanumeric()
-                && !c.is_whitespace()
-                && c != ec
-                && c != cc
-                && c != tc)
-                .then(|| Sep::new(c))
-        });
         self.advance(i);
         self.record += 1;
-        let pos = Position::new(pos.line, pos.byte, self.record);
+        let seg = Segment::split(
+            text,
+            elem.bytes(),
+            Position::new(pos.line, pos.byte, self.record),
+        );
+        let fixed_width = seg.elements().len() == 16
+            && seg
+                .elements()
+                .zip(ISA_WIDTHS)
+                .all(|(e, w)| e.chars().count() == w);
+        let rep = (seg.elements().len() > 10)
+            .then(|| seg.el(11))
+            .and_then(|r| {
+                let mut chars = r.chars();
+                let c = chars.next()?;
+                let version_402 = seg.elements().len() > 11 && seg.el(12) >= "00402";
+                (chars.next().is_none()
+                    && version_402
+                    && !c.is_ascii_alphanumeric()
+                    && !c.is_whitespace()
+                    && c != ec
+                    && c != cc
+                    && c != tc)
+                    .then(|| Sep::new(c))
+            });
         Ok(IsaRead {
-            seg: Segment {
-                id: "ISA".into(),
-                elements,
-                text,
-                pos,
-            },
+            seg,
             delims: Delims {
                 elem,
                 comp,
@@ -528,59 +645,36 @@ impl<R: Read> SegmentReader<R> {
                 "binary data of BIN01 length {n} is not followed by the segment terminator"
             )));
         }
-        let data =
-            String::from_utf8_lossy(&self.buf[self.at + start..self.at + start + n]).into_owned();
+        let e = d.elem.as_char();
+        // The text only summarises the data, which is kept after it.
+        let mut buf = format!("BIN{e}{digits}{e}[{n} bytes]");
+        let text_len = len32(&buf);
+        let digits_at = 3 + e.len_utf8() as u32;
+        let digits_end = digits_at + digits.len() as u32;
+        buf.push_str(&String::from_utf8_lossy(
+            &self.buf[self.at + start..self.at + start + n],
+        ));
         self.advance(start + n + d.term.bytes().len());
         self.record += 1;
-        let pos = Position::new(pos.line, pos.byte, self.record);
-        let e = d.elem.as_char();
+        let mut els = Ranges::Inline(0, [(0, 0); INLINE]);
+        els.push((digits_at, digits_end));
+        els.push((text_len, len32(&buf)));
         Ok(Segment {
-            id: "BIN".into(),
-            text: format!("BIN{e}{digits}{e}[{n} bytes]"),
-            elements: vec![digits, data],
-            pos,
+            id: (0, 3),
+            els,
+            text_len,
+            buf,
+            pos: Position::new(pos.line, pos.byte, self.record),
         })
     }
 }
 
-/// Splits `data` on a (possibly multi-byte) separator.
-fn split_on<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    let mut rest = Some(data);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        match memchr::memmem::find(r, sep) {
-            Some(k) => {
-                rest = Some(&r[k + sep.len()..]);
-                Some(&r[..k])
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
-        }
-    })
-}
-
+/// Converts the segment's bytes once (copying again only when they are not UTF-8) and cuts
+/// the text: a separator is a whole character, so the lossy text has the same elements as
+/// the bytes converted one by one.
 fn split_segment(logical: &[u8], d: &Delims, pos: Position) -> Segment {
-    let mut parts = split_on(logical, d.elem.bytes());
-    let id = parts
-        .next()
-        .map(|p| String::from_utf8_lossy(p).trim().to_string())
-        .unwrap_or_default();
-    // Sized once: counting the separators costs less than growing the list.
-    let sep = d.elem.bytes();
-    let count = match sep {
-        [b] => memchr::memchr_iter(*b, logical).count(),
-        _ => memchr::memmem::find_iter(logical, sep).count(),
-    };
-    let mut elements = Vec::with_capacity(count);
-    elements.extend(parts.map(|p| String::from_utf8_lossy(p).into_owned()));
-    Segment {
-        id,
-        elements,
-        text: String::from_utf8_lossy(logical).into_owned(),
-        pos,
-    }
+    let text = String::from_utf8_lossy(logical).into_owned();
+    Segment::split(text, d.elem.bytes(), pos)
 }
 
 /// A delimiter for a message: printable as itself, otherwise as its code point.
@@ -619,7 +713,7 @@ mod tests {
         assert_eq!(segs.len(), 3);
         assert_eq!(segs[0].el(6), "SENDER         ");
         assert_eq!(segs[0].pos.byte, 3);
-        assert_eq!(segs[1].id, "GS");
+        assert_eq!(segs[1].id(), "GS");
         assert_eq!(segs[1].pos.line, 2);
         assert_eq!(segs[2].pos.line, 3);
         assert_eq!(segs[2].pos.record, 3);
@@ -630,7 +724,7 @@ mod tests {
     fn hard_wrapped_isa_and_elements_are_joined() {
         let wrapped = format!("{}\n{}GS*PO*A*B*2024\r\n0131~", &ISA[..80], &ISA[80..]);
         let segs = all(wrapped.as_bytes());
-        assert_eq!(segs[0].elements.len(), 16);
+        assert_eq!(segs[0].elements().len(), 16);
         assert_eq!(segs[1].el(4), "20240131");
     }
 
@@ -639,14 +733,70 @@ mod tests {
         let isa = ISA.replace('~', "\n");
         let segs = all(format!("{isa}GS*PO*A*B\r\nST*850*1\n").as_bytes());
         assert_eq!(segs[1].el(3), "B");
-        assert_eq!(segs[2].id, "ST");
+        assert_eq!(segs[2].id(), "ST");
     }
 
     #[test]
     fn bin_payload_may_contain_delimiters() {
         let segs = all(format!("{ISA}BIN*5*a~b*c~SE*1*1~").as_bytes());
         assert_eq!(segs[1].el(2), "a~b*c");
-        assert_eq!(segs[2].id, "SE");
+        assert_eq!((segs[1].id(), segs[1].el(1)), ("BIN", "5"));
+        assert_eq!(segs[1].text(), "BIN*5*[5 bytes]");
+        assert_eq!(segs[2].id(), "SE");
+    }
+
+    /// Splits `data` on a (possibly multi-byte) separator, as the reader once did.
+    fn split_on<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut rest = Some(data);
+        std::iter::from_fn(move || {
+            let r = rest?;
+            match memchr::memmem::find(r, sep) {
+                Some(k) => {
+                    rest = Some(&r[k + sep.len()..]);
+                    Some(&r[..k])
+                }
+                None => {
+                    rest = None;
+                    Some(r)
+                }
+            }
+        })
+    }
+
+    /// What a segment held when each element was converted on its own.
+    fn per_element(bytes: &[u8], sep: &[u8]) -> (String, Vec<String>) {
+        let lossy = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        let mut parts = split_on(bytes, sep);
+        let id = parts.next().map(|p| lossy(p).trim().to_string());
+        (id.unwrap_or_default(), parts.map(lossy).collect())
+    }
+
+    #[test]
+    fn one_buffer_has_the_elements_converted_one_by_one() {
+        let cases: [(&[u8], char); 7] = [
+            (b"PO1*1*2*3*4*5*6*7*8*9*10*11**13", '*'),
+            (b" N1 *ST*\xffName\xe2\x82*\xc3*", '*'),
+            (b"REF*\xe2\x82\xc3\x96x*\x96", 'Ö'),
+            ("REFÖ\u{2026}ÖÖ".as_bytes(), 'Ö'),
+            (b"", '*'),
+            (b"  ", '*'),
+            (b"PER", '*'),
+        ];
+        for (bytes, c) in cases {
+            let d = Delims {
+                elem: Sep::new(c),
+                comp: Sep::new(':'),
+                rep: None,
+                term: Sep::new('~'),
+            };
+            let seg = split_segment(bytes, &d, Position::default());
+            let (id, els) = per_element(bytes, d.elem.bytes());
+            assert_eq!(seg.id(), id);
+            assert_eq!(seg.elements().collect::<Vec<_>>(), els);
+            assert_eq!(seg.text(), String::from_utf8_lossy(bytes));
+            assert_eq!(seg.el(els.len() + 1), "");
+            assert_eq!(seg.el(0), "");
+        }
     }
 
     #[test]
@@ -695,9 +845,9 @@ mod tests {
         assert_eq!(isa.delims.elem, Sep::new('Ö'));
         assert_eq!(isa.delims.term, Sep::new('…'));
         let gs = r.read_segment(&isa.delims).unwrap().unwrap();
-        assert_eq!((gs.id.as_str(), gs.el(3)), ("GS", "B"));
+        assert_eq!((gs.id(), gs.el(3)), ("GS", "B"));
         let st = r.read_segment(&isa.delims).unwrap().unwrap();
-        assert_eq!((st.id.as_str(), st.el(2), st.pos.line), ("ST", "1", 2));
+        assert_eq!((st.id(), st.el(2), st.pos.line), ("ST", "1", 2));
         assert!(r.read_segment(&isa.delims).unwrap().is_none());
     }
 

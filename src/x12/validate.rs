@@ -51,7 +51,7 @@ fn missing(node: &Node, at: usize, segs: &[Segment], out: &mut Vec<Issue>) {
     };
     let near = segs
         .get(at)
-        .map(|s| format!(" before {} (segment {} of the set)", s.id, at + 1))
+        .map(|s| format!(" before {} (segment {} of the set)", s.id(), at + 1))
         .unwrap_or_default();
     out.push(Issue {
         seg: at,
@@ -74,7 +74,7 @@ fn walk(
     let mut cur = 0usize;
     let mut counts = vec![0u64; body.len()];
     while let Some(seg) = segs.get(*i) {
-        let found = (cur..body.len()).find(|&k| body[k].first_id() == seg.id);
+        let found = (cur..body.len()).find(|&k| body[k].first_id() == seg.id());
         // Inside a loop, its trigger again starts the next iteration (the parent counts it).
         let found = match found {
             Some(0) if !top && counts.first().copied().unwrap_or(0) > 0 => None,
@@ -87,14 +87,14 @@ fn walk(
             }
             None if !top => return,
             None => {
-                let known = def.known_ids.contains(&seg.id);
+                let known = def.known_ids.contains(seg.id());
                 let (code, rule, msg) = if known {
                     (
                         2,
                         "x12-unexpected-segment",
                         format!(
                             "segment {} is not expected here (out of order or in the wrong loop)",
-                            seg.id
+                            seg.id()
                         ),
                     )
                 } else {
@@ -103,7 +103,8 @@ fn walk(
                         "x12-unknown-segment",
                         format!(
                             "segment {} is not defined for transaction set {}",
-                            seg.id, def.id
+                            seg.id(),
+                            def.id
                         ),
                     )
                 };
@@ -152,7 +153,7 @@ fn take_node(
             Node::Seg { max, .. } => (
                 5,
                 "x12-segment-repeat",
-                format!("segment {} occurs more than {max} times", seg.id),
+                format!("segment {} occurs more than {max} times", seg.id()),
             ),
         };
         out.push(seg_issue(*i, seg, code, rule, msg));
@@ -171,7 +172,7 @@ fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue
         *c = 1;
     }
     while let Some(seg) = segs.get(*i) {
-        let Some(k) = (cur..body.len()).find(|&k| body[k].first_id() == seg.id) else {
+        let Some(k) = (cur..body.len()).find(|&k| body[k].first_id() == seg.id()) else {
             break;
         };
         take_node(body, &mut counts, cur, k, segs, i, out);
@@ -188,10 +189,10 @@ fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue
 fn seg_issue(seg_idx: usize, seg: &Segment, code: u8, rule: &str, msg: String) -> Issue {
     Issue {
         seg: seg_idx,
-        seg_id: seg.id.clone(),
+        seg_id: seg.id().to_string(),
         code,
         element: None,
-        reason: Reason::new(rule, msg).field(seg.id.clone()),
+        reason: Reason::new(rule, msg).field(seg.id().to_string()),
         set_level: false,
     }
 }
@@ -207,7 +208,7 @@ fn el_issue(
 ) -> Issue {
     Issue {
         seg: seg_idx,
-        seg_id: seg.id.clone(),
+        seg_id: seg.id().to_string(),
         code: 8,
         element: Some(ElementIssue {
             pos,
@@ -216,7 +217,7 @@ fn el_issue(
             value: value.chars().take(99).collect(),
         }),
         reason: Reason::new(rule, msg)
-            .field(format!("{}{pos:02}", seg.id))
+            .field(format!("{}{pos:02}", seg.id()))
             .value(value.chars().take(80).collect::<String>()),
         set_level: false,
     }
@@ -225,7 +226,7 @@ fn el_issue(
 /// Checks the elements of one segment against the dictionary (segments it does not know
 /// are checked for structure only).
 pub fn elements(reg: &Registry, seg_idx: usize, seg: &Segment, d: &Delims, out: &mut Vec<Issue>) {
-    let Some(def) = reg.segments.get(&seg.id) else {
+    let Some(def) = reg.segments.get(seg.id()) else {
         return;
     };
     check_elements(def, seg_idx, seg, d, out);
@@ -274,7 +275,7 @@ fn check_element_values(
     d: &Delims,
     out: &mut Vec<Issue>,
 ) {
-    let n = seg.elements.len();
+    let n = seg.elements().len();
     if n > def.elements.len() {
         let pos = def.elements.len() + 1;
         out.push(el_issue(
@@ -286,7 +287,7 @@ fn check_element_values(
             seg.el(pos),
             format!(
                 "{} has {n} elements, at most {} are defined",
-                seg.id,
+                seg.id(),
                 def.elements.len()
             ),
         ));
@@ -295,7 +296,7 @@ fn check_element_values(
         let pos = i + 1;
         let value = seg.el(pos);
         // The field name is only built on an error: this loop runs for every element.
-        let field = || format!("{}{pos:02}", seg.id);
+        let field = || format!("{}{pos:02}", seg.id());
         if value.is_empty() {
             if ed.required {
                 out.push(el_issue(
@@ -362,7 +363,7 @@ fn check_element_values(
                 format!(
                     "syntax note {} of {} violated ({})",
                     note.text,
-                    seg.id,
+                    seg.id(),
                     match note.kind {
                         'P' => "all or none of these elements must be present",
                         'R' => "at least one of these elements is required",
