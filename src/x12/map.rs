@@ -3,17 +3,16 @@
 //! A `[map]` in the set's definition names, per canonical field, the segment and element
 //! it comes from (with qualifier pairs, conditions, code translation and date/decimal
 //! conversion) and, per repeating group (PO1 lines, N1 parties, HL items of an 856), the
-//! trigger segment and the segments that belong to it. The result is plain JSON checked by
-//! [`Record::build`] against the canonical contract, so a map can never produce a record
-//! the sinks would not accept.
+//! trigger segment and the segments that belong to it. The result is a [`Body`] borrowed
+//! from the segments, checked by [`Record::build_body`] against the canonical contract, so
+//! a map can never produce a record the sinks would not accept.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-
-use serde_json::{Map, Value};
 
 use super::defs::{FieldExpr, GroupDef, MapDef};
 use super::segments::{Delims, Segment};
-use crate::canonical::Record;
+use crate::canonical::{Body, Record};
 use crate::unit::Reason;
 
 /// Maps a set to its record. `sender` is the trimmed ISA06 that prefixes the business key.
@@ -28,40 +27,37 @@ pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Resu
         segs,
     };
     let key = ctx.first(&map.key, &all, None).unwrap_or_default();
-    let mut body = Map::new();
+    let key = format!("{sender}/{}", key.trim());
+    let mut body = Vec::with_capacity(map.fields.len() + map.groups.len());
     for (name, expr) in &map.fields {
         if let Some(v) = ctx.value(expr, &all, None) {
-            body.insert(name.clone(), v);
+            body.push((name.as_str(), v));
         }
     }
     for g in &map.groups {
-        let items: Vec<Value> = ctx
+        let items = ctx
             .blocks(g)
             .into_iter()
             .enumerate()
             .map(|(n, (start, block))| {
-                let mut obj = Map::new();
+                let mut obj = Vec::with_capacity(g.fields.len());
                 for (name, expr) in &g.fields {
                     match ctx.value(expr, &block, Some(start)) {
-                        Some(v) => {
-                            obj.insert(name.clone(), v);
-                        }
+                        Some(v) => obj.push((name.as_str(), v)),
                         None if expr.fallback.as_deref() == Some("position") => {
-                            obj.insert(name.clone(), Value::String((n + 1).to_string()));
+                            obj.push((name.as_str(), Body::Str(Cow::Owned((n + 1).to_string()))));
                         }
                         None => {}
                     }
                 }
-                Value::Object(obj)
+                Body::Map(obj)
             })
             .collect();
-        body.insert(g.into.clone(), Value::Array(items));
+        // A group replaces a field of its name, as it did in a JSON object.
+        body.retain(|(name, _)| *name != g.into);
+        body.push((g.into.as_str(), Body::List(items)));
     }
-    Record::build(
-        entity,
-        format!("{sender}/{}", key.trim()),
-        Value::Object(body),
-    )
+    Record::build_body(entity, key, Body::Map(body))
 }
 
 /// The document's business key as the set states it (BEG03, BIG02, BSN02...), read even
@@ -101,7 +97,7 @@ fn hl_index(segs: &[Segment]) -> HashMap<usize, usize> {
     parent
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// The groups' blocks: (index of the trigger, trigger + member segments).
     fn blocks(&self, g: &GroupDef) -> Vec<(usize, Vec<&Segment>)> {
         let stop_at = g
@@ -132,9 +128,17 @@ impl Ctx<'_> {
         out
     }
 
-    fn value(&self, e: &FieldExpr, scope: &[&Segment], start: Option<usize>) -> Option<Value> {
+    fn value<'s>(
+        &self,
+        e: &'s FieldExpr,
+        scope: &[&'s Segment],
+        start: Option<usize>,
+    ) -> Option<Body<'s>>
+    where
+        'a: 's,
+    {
         if e.all {
-            let mut seen: Vec<String> = Vec::new();
+            let mut seen: Vec<Cow<'s, str>> = Vec::new();
             for s in scope
                 .iter()
                 .filter(|s| s.id() == e.seg && cond(e.when.as_ref(), s))
@@ -145,12 +149,20 @@ impl Ctx<'_> {
                     }
                 }
             }
-            return Some(Value::Array(seen.into_iter().map(Value::String).collect()));
+            return Some(Body::List(seen.into_iter().map(Body::Str).collect()));
         }
-        self.first(e, scope, start).map(Value::String)
+        self.first(e, scope, start).map(Body::Str)
     }
 
-    fn first(&self, e: &FieldExpr, scope: &[&Segment], start: Option<usize>) -> Option<String> {
+    fn first<'s>(
+        &self,
+        e: &'s FieldExpr,
+        scope: &[&'s Segment],
+        start: Option<usize>,
+    ) -> Option<Cow<'s, str>>
+    where
+        'a: 's,
+    {
         let own = scope
             .iter()
             .filter(|s| s.id() == e.seg && cond(e.when.as_ref(), s))
@@ -180,9 +192,9 @@ impl Ctx<'_> {
         None
     }
 
-    /// The value is sliced from the segment and only copied once found and trimmed: this
-    /// runs for every field of every line a map reads.
-    fn extract(&self, e: &FieldExpr, s: &Segment) -> Option<String> {
+    /// The value is sliced from the segment and only copied when a conversion changes it:
+    /// this runs for every field of every line a map reads.
+    fn extract<'s>(&self, e: &'s FieldExpr, s: &'s Segment) -> Option<Cow<'s, str>> {
         let raw = match &e.qual {
             Some(quals) => {
                 let from = e.pairs_from.unwrap_or(1);
@@ -207,14 +219,16 @@ impl Ctx<'_> {
             return None;
         }
         let v = match e.conv.as_deref() {
-            Some("date") => iso_date(raw),
-            Some("decimal") => decimal(raw),
-            _ => raw.to_string(),
+            Some("date") => Cow::Owned(iso_date(raw)),
+            Some("decimal") => Cow::Owned(decimal(raw)),
+            _ => Cow::Borrowed(raw),
         };
-        Some(match &e.codes {
-            Some(codes) => codes.get(&v).cloned().unwrap_or(v),
-            None => v,
-        })
+        Some(
+            match e.codes.as_ref().and_then(|codes| codes.get(v.as_ref())) {
+                Some(code) => Cow::Borrowed(code.as_str()),
+                None => v,
+            },
+        )
     }
 }
 
