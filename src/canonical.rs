@@ -425,13 +425,6 @@ pub fn content_hash(json: &str) -> String {
     blake3::hash(json.as_bytes()).to_hex()[..32].to_string()
 }
 
-fn check<T: serde::de::DeserializeOwned + Serialize>(
-    body: serde_json::Value,
-) -> Result<String, Reason> {
-    let typed: T = serde_json::from_value(body).map_err(invalid)?;
-    serde_json::to_string(&typed).map_err(|e| Reason::new("contract", e.to_string()))
-}
-
 fn is_date_field(name: &str) -> bool {
     name.ends_with("_date") || name == "valid_from"
 }
@@ -510,22 +503,11 @@ impl Record {
         key: impl Into<String>,
         body: serde_json::Value,
     ) -> Result<Record, Reason> {
-        let key = business_key(key.into())?;
-        check_dates(&Body::Json(&body))?;
-        let json = match entity {
-            Entity::Order => check::<Order>(body)?,
-            Entity::OrderAck => check::<OrderAck>(body)?,
-            Entity::Invoice => check::<Invoice>(body)?,
-            Entity::Shipment => check::<Shipment>(body)?,
-            Entity::Customer => check::<Customer>(body)?,
-            Entity::Product => check::<Product>(body)?,
-            Entity::Supplier => check::<Supplier>(body)?,
-        };
-        Ok(Record::finish(entity, key, json))
+        Record::build_body(entity, key, Body::Json(&body))
     }
 
-    /// [`Record::build`] of a body borrowed from where a mapping found its values: the
-    /// same checks, without a JSON copy of it first.
+    /// [`Record::build`] of a body borrowed from where a mapping found its values, as the
+    /// formats build it: no JSON copy of it first.
     pub fn build_body(
         entity: Entity,
         key: impl Into<String>,
