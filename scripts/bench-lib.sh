@@ -47,7 +47,7 @@ bench_workspace() { # dir [threads]
   grep -q '^settle_seconds = 0' "$1/tallyman.toml" || { echo "could not set settle_seconds" >&2; exit 1; }
 }
 
-bench_threads() { # dir → the threads setting (0 = one per core)
+bench_threads() { # dir → the threads setting (cores; 0 = every core)
   sed -n 's/^threads = \([0-9]*\).*/\1/p' "$1/tallyman.toml"
 }
 

@@ -102,9 +102,8 @@ pub struct ProcessingConfig {
     /// Lines per ledger transaction and staged outbox chunk. Chunk boundaries are counted
     /// from the start of the file, so a resumed file is cut exactly like an uninterrupted one.
     pub batch_lines: u64,
-    /// Cores a file's processing keeps busy: validation and mapping workers, beside which
-    /// reading and committing run on threads of their own; 1 = everything takes turns on
-    /// one thread; 0 = one per core.
+    /// Cores a file's processing keeps busy: reading and committing share one, validation
+    /// and mapping workers take the rest; 1 = one thread does it all; 0 = every core.
     pub threads: usize,
     /// A file the process died on this many times in a row at the same place (a reader
     /// aborting on hostile input, say) is held for a person instead of taking every later
@@ -114,6 +113,16 @@ pub struct ProcessingConfig {
     /// while the run works). Another run, here or on another host sharing the ledger,
     /// takes over a file whose lease ran out; the old holder's writes are then refused.
     pub lease_seconds: u64,
+}
+
+impl ProcessingConfig {
+    /// The cores `threads` gives processing: every core the machine offers for 0.
+    pub fn cores(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for ProcessingConfig {
@@ -232,7 +241,7 @@ ignore = []              # extra globs to ignore; hidden, *.tmp, *.part are alwa
 
 [processing]
 batch_lines = 10000      # lines per ledger transaction / outbox chunk
-threads = 0              # cores to use (1 = one thread does it all); 0 = one per core
+threads = 0              # cores to use (1 = one thread does it all); 0 = every core
 max_stalled_starts = 3   # hold a file after the process died this many times in a row at the same place in it
 lease_seconds = 60       # a stopped or cut-off run's file is taken over after this long without renewal
 

@@ -124,8 +124,8 @@ impl Engine {
         st.committed_seq = last_seq;
         // Freeing a batch (every line's text and position, built on the reading thread)
         // was a tenth of this thread's time: the pool does it while the next batch commits
-        // (with one thread, that would be a second core busy: see `pipeline`).
-        if self.pool.current_num_threads() > 1 {
+        // (on one core, that would be a second core busy: see `pipeline`).
+        if !self.inline {
             self.pool.spawn(move || drop((units, rows)));
         }
         Ok(())

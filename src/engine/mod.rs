@@ -185,6 +185,8 @@ pub struct Engine {
     pub ledger: Ledger,
     outbox: Outbox,
     pool: std::sync::Arc<rayon::ThreadPool>,
+    /// One thread reads, evaluates and commits (see `pipeline::plan`).
+    inline: bool,
     stop: Arc<AtomicBool>,
     /// Lock files older runs left are swept once per process, not on every pass: the
     /// files this process finishes take theirs with them.
@@ -228,8 +230,9 @@ impl Engine {
             staging: cfg.paths.staging(),
             entities: cfg.outbox_entities(),
         };
+        let plan = pipeline::plan(cfg.processing.cores());
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(cfg.processing.threads)
+            .num_threads(plan.workers)
             .thread_name(|i| format!("tallyman-map-{i}"))
             .build()
             .map_err(|e| EngineError::Other(format!("thread pool: {e}")))?;
@@ -239,6 +242,7 @@ impl Engine {
             ledger,
             outbox,
             pool: std::sync::Arc::new(pool),
+            inline: plan.inline,
             stop: Arc::new(AtomicBool::new(false)),
             locks_swept: false,
         })

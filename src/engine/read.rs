@@ -31,6 +31,10 @@ pub enum ReadEnd {
     Waiting(String),
 }
 
+/// How streaming a file's units ended: reading reached the end (with the file-level error
+/// that ended it, if any), or it stopped before (see [`ReadEnd`]).
+type Streamed = std::result::Result<Option<FileError>, ReadEnd>;
+
 /// How one attempt at reading ended, before the decision.
 enum Pass {
     End(ReadEnd),
@@ -219,7 +223,7 @@ impl Engine {
         format: &Arc<dyn Format>,
         reader: &mut dyn UnitReader,
         lines_passed: u64,
-    ) -> Result<std::result::Result<Option<FileError>, ReadEnd>> {
+    ) -> Result<Streamed> {
         let mut state = BatchState::new(row, format.as_ref());
         let cut = Cut {
             committed_seq: state.committed_seq,
@@ -229,7 +233,7 @@ impl Engine {
             armed: row.committed_seq == 0,
         };
         let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
-        if self.pool.current_num_threads() == 1 {
+        if self.inline {
             let mut end = None;
             pipeline::run_inline(reader, cut, &mut |piece| {
                 end = self.take_piece(row, &mut state, &mut progress, piece);
@@ -268,7 +272,7 @@ impl Engine {
         state: &mut BatchState,
         progress: &mut crate::progress::Progress,
         piece: Piece,
-    ) -> Option<Result<std::result::Result<Option<FileError>, ReadEnd>>> {
+    ) -> Option<Result<Streamed>> {
         let end = match piece {
             Piece::Reached(seq) => {
                 return self.ledger.arm(row.id, seq).err().map(|e| Err(e.into()))
@@ -311,7 +315,7 @@ impl Engine {
         row: &FileRow,
         progress: &mut crate::progress::Progress,
         why: String,
-    ) -> Result<std::result::Result<Option<FileError>, ReadEnd>> {
+    ) -> Result<Streamed> {
         tracing::warn!(file = %crate::display::name(&row.name), "{why}");
         self.note(row.run_id, "warn", row, &why)?;
         self.ledger.set_waiting(row.id, &why)?;
