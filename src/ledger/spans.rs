@@ -33,23 +33,6 @@ pub(super) fn reject_late(
         "status IN ({statuses}) AND {})",
         super::files::in_range("seq")
     );
-    let units = tx
-        .prepare(&format!(
-            "SELECT seq, key, first_ordinal, line_count, line, byte, record, locator, spans \
-             FROM units WHERE file_id=?1 AND {cond} ORDER BY seq"
-        ))?
-        .query_map(params![file_id, ranges], |r| {
-            Ok(LateUnit {
-                seq: r.get(0)?,
-                key: r.get(1)?,
-                first_ordinal: r.get(2)?,
-                line_count: r.get(3)?,
-                first: (r.get(4)?, r.get(5)?, r.get(6)?),
-                locator: r.get(7)?,
-                spans: r.get(8)?,
-            })
-        })?
-        .collect::<super::db::Result<Vec<_>>>()?;
     let mut update = tx.prepare_cached(
         "UPDATE lines SET status='rejected', rule=?4, message=?5 WHERE file_id=?1 \
          AND ordinal >= ?2 AND ordinal < ?3 AND status IN ('applied', 'duplicate', 'unmapped', 'unchanged')",
@@ -58,24 +41,34 @@ pub(super) fn reject_late(
         "INSERT OR IGNORE INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, message) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'rejected', ?8, ?9, ?10)",
     )?;
-    for u in &units {
-        let end = u.first_ordinal + u.line_count;
-        update.execute(params![file_id, u.first_ordinal, end, rule, message])?;
-        let lines = decode(u.first, u.spans.as_deref(), u.line_count);
-        for (i, (line, byte, record)) in lines.into_iter().enumerate() {
-            let locator = if i == 0 { u.locator.as_deref() } else { None };
-            insert.execute(params![
-                file_id,
-                u.first_ordinal + i as i64,
-                u.seq,
-                line,
-                byte,
-                record,
-                locator,
-                u.key,
-                rule,
-                message
-            ])?;
+    // A chunk of units at a time: a file rejected whole after millions of documents were
+    // committed must not bring them all into memory at once.
+    let mut after = -1;
+    loop {
+        let units = late_units(tx, file_id, &cond, ranges, after)?;
+        for u in &units {
+            let end = u.first_ordinal + u.line_count;
+            update.execute(params![file_id, u.first_ordinal, end, rule, message])?;
+            let lines = decode(u.first, u.spans.as_deref(), u.line_count);
+            for (i, (line, byte, record)) in lines.into_iter().enumerate() {
+                let locator = if i == 0 { u.locator.as_deref() } else { None };
+                insert.execute(params![
+                    file_id,
+                    u.first_ordinal + i as i64,
+                    u.seq,
+                    line,
+                    byte,
+                    record,
+                    locator,
+                    u.key,
+                    rule,
+                    message
+                ])?;
+            }
+        }
+        match units.last() {
+            Some(last) if units.len() as i64 == LATE_CHUNK => after = last.seq,
+            _ => break,
         }
     }
     tx.execute(
@@ -153,6 +146,37 @@ pub(super) fn implied_lines(
 }
 
 /// A unit rejected after its batch was committed.
+/// Units [`reject_late`] reads at a time.
+pub(super) const LATE_CHUNK: i64 = 1024;
+
+/// The next units after seq `after` that `cond` (with the ranges as `?2`) selects.
+fn late_units(
+    tx: &Transaction,
+    file_id: i64,
+    cond: &str,
+    ranges: &str,
+    after: i64,
+) -> Result<Vec<LateUnit>> {
+    let units = tx
+        .prepare_cached(&format!(
+            "SELECT seq, key, first_ordinal, line_count, line, byte, record, locator, spans \
+             FROM units WHERE file_id=?1 AND {cond} AND seq > ?3 ORDER BY seq LIMIT ?4"
+        ))?
+        .query_map(params![file_id, ranges, after, LATE_CHUNK], |r| {
+            Ok(LateUnit {
+                seq: r.get(0)?,
+                key: r.get(1)?,
+                first_ordinal: r.get(2)?,
+                line_count: r.get(3)?,
+                first: (r.get(4)?, r.get(5)?, r.get(6)?),
+                locator: r.get(7)?,
+                spans: r.get(8)?,
+            })
+        })?
+        .collect::<super::db::Result<Vec<_>>>()?;
+    Ok(units)
+}
+
 struct LateUnit {
     seq: i64,
     key: Option<String>,
