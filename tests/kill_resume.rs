@@ -90,7 +90,13 @@ fn sigkill_mid_file_at_several_points_then_resume_matches_uninterrupted_run() {
         w.snapshot("work/processing").is_empty(),
         "no input left in processing"
     );
-    assert!(w.snapshot("inbox").is_empty());
+    assert!(
+        w.snapshot("inbox").is_empty(),
+        "inbox: {:?}; processing: {:?}; the last run said: {}",
+        w.snapshot("inbox").keys().collect::<Vec<_>>(),
+        w.snapshot("work").keys().collect::<Vec<_>>(),
+        text(&again)
+    );
 
     let got_outbox = w.snapshot("outbox");
     let want_outbox = want.snapshot("outbox");
