@@ -2,10 +2,11 @@
 //! invoice, shipment, customer, product and supplier.
 //!
 //! These are the data contracts sinks rely on, so they are typed structs, not free-form
-//! JSON: a declarative map builds a JSON object, and [`Record::build`] checks it against the
-//! contract (unknown fields, missing required ones, bad decimals or dates are rejected with a
-//! reason). Money and quantities are exact decimals serialised as strings; dates are ISO 8601
-//! `YYYY-MM-DD`. The pipeline adds the `source` (file fingerprint and position) when writing.
+//! JSON: a declarative map builds a body ([`Body`], borrowed from what it read), and
+//! [`Record::build_body`] checks it against the contract (unknown fields, missing required
+//! ones, bad decimals or dates are rejected with a reason). Money and quantities are exact
+//! decimals serialised as strings; dates are ISO 8601 `YYYY-MM-DD`. The pipeline adds the
+//! `source` (file fingerprint and position) when writing.
 //!
 //! The contract also says what the formats must treat with care: [`Entity::sensitive_fields`]
 //! (bank details, which definitions must mask in the ledger and reports) and

@@ -18,6 +18,18 @@ fn line_starts(bytes: &[u8]) -> Vec<(i64, i64)> {
     out
 }
 
+/// Makes the bundled orders format reject a file whole for one bad document.
+fn all_or_nothing(work: &Work) {
+    let fmt = work.dir.join("formats/orders.toml");
+    let def = std::fs::read_to_string(&fmt).unwrap();
+    let def: String = def
+        .lines()
+        .filter(|l| !l.starts_with("max_reject_ratio"))
+        .map(|l| l.replace("\"accept-valid\"", "\"all-or-nothing\"") + "\n")
+        .collect();
+    std::fs::write(&fmt, def).unwrap();
+}
+
 fn ledger(work: &Work) -> Ledger {
     work.ledger()
 }
@@ -63,14 +75,7 @@ fn applied_lines_have_no_rows_yet_every_line_is_shown_where_it_is() {
 #[test]
 fn a_file_rejected_whole_lists_every_line_and_corrects_every_row() {
     let work = Work::new(7);
-    let fmt = work.dir.join("formats/orders.toml");
-    let def = std::fs::read_to_string(&fmt).unwrap();
-    let def: String = def
-        .lines()
-        .filter(|l| !l.starts_with("max_reject_ratio"))
-        .map(|l| l.replace("\"accept-valid\"", "\"all-or-nothing\"") + "\n")
-        .collect();
-    std::fs::write(&fmt, def).unwrap();
+    all_or_nothing(&work);
     let input = orders_csv(10, 10, "PO");
     work.drop_file("orders.csv", &input);
     let out = work.run(&["run"]);
@@ -117,14 +122,7 @@ fn a_file_rejected_whole_lists_every_line_and_corrects_every_row() {
 #[test]
 fn a_file_rejected_whole_past_a_chunk_of_units_rejects_every_line_once() {
     let work = Work::new(1000);
-    let fmt = work.dir.join("formats/orders.toml");
-    let def = std::fs::read_to_string(&fmt).unwrap();
-    let def: String = def
-        .lines()
-        .filter(|l| !l.starts_with("max_reject_ratio"))
-        .map(|l| l.replace("\"accept-valid\"", "\"all-or-nothing\"") + "\n")
-        .collect();
-    std::fs::write(&fmt, def).unwrap();
+    all_or_nothing(&work);
     let orders = 2_500; // more than two chunks
     work.drop_file("orders.csv", &orders_csv(orders, 1000, "PO"));
     work.run(&["run"]);

@@ -145,9 +145,8 @@ pub(super) fn implied_lines(
     Ok(out)
 }
 
-/// A unit rejected after its batch was committed.
 /// Units [`reject_late`] reads at a time.
-pub(super) const LATE_CHUNK: i64 = 1024;
+const LATE_CHUNK: i64 = 1024;
 
 /// The next units after seq `after` that `cond` (with the ranges as `?2`) selects.
 fn late_units(
@@ -177,6 +176,7 @@ fn late_units(
     Ok(units)
 }
 
+/// A unit rejected after its batch was committed.
 struct LateUnit {
     seq: i64,
     key: Option<String>,
