@@ -482,7 +482,7 @@ fn check_dates(body: &Body<'_>) -> Result<(), Reason> {
 
 /// The contract's `T` made of `body` and serialized (fields in contract order).
 fn typed_json<'a, T: Deserialize<'a> + Serialize>(body: Body<'a>) -> Result<String, Reason> {
-    let typed: T = crate::canonical_body::typed(body).map_err(invalid)?;
+    let typed = T::deserialize(body).map_err(invalid)?;
     serde_json::to_string(&typed).map_err(|e| Reason::new("contract", e.to_string()))
 }
 

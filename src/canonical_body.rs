@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use serde::de::value::{MapDeserializer, SeqDeserializer};
-use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
+use serde::de::{Deserializer, IntoDeserializer, Visitor};
 use serde_json::Value;
 
 /// One node of a record body.
@@ -180,12 +180,6 @@ impl<'de> Deserializer<'de> for Body<'de> {
         deserialize_tuple_struct(name: &'static str, len: usize)
         deserialize_struct(name: &'static str, fields: &'static [&'static str])
     }
-}
-
-/// The contract's struct `T` built from `body`: what `serde_json::from_value` would make
-/// of the same fields as JSON, errors included.
-pub fn typed<'de, T: de::Deserialize<'de>>(body: Body<'de>) -> Result<T, serde_json::Error> {
-    T::deserialize(body)
 }
 
 #[cfg(test)]

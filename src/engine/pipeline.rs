@@ -108,13 +108,13 @@ pub(super) fn produce(
             .spawn_scoped(s, move || {
                 raw_rx
                     .iter()
-                    .all(|raw| hand_on(pool, raw, &|p| to_commit.send(p).is_ok()))
+                    .all(|raw| hand_on(Some(pool), raw, &mut |p| to_commit.send(p).is_ok()))
             });
         if evaluating.is_err() {
             // No thread to spare: evaluate here, as one stage.
             return read(reader, cut, &mut |step| match step {
                 Step::Reached(seq) => reached(seq),
-                Step::Raw(raw) => hand_on(pool, raw, &|p| tx.send(p).is_ok()),
+                Step::Raw(raw) => hand_on(Some(pool), raw, &mut |p| tx.send(p).is_ok()),
             });
         }
         read(reader, cut, &mut |step| match step {
@@ -133,25 +133,7 @@ pub(super) fn run_inline(
 ) {
     read(reader, cut, &mut |step| match step {
         Step::Reached(seq) => take(Piece::Reached(seq)),
-        Step::Raw(Raw::Batch {
-            mut units,
-            byte,
-            lines_read,
-            mark,
-        }) => {
-            let evals = units.iter_mut().map(|u| u.evaluate()).collect();
-            take(Piece::Batch {
-                units,
-                evals,
-                byte,
-                lines_read,
-                mark,
-            })
-        }
-        Step::Raw(Raw::End(error)) => {
-            take(Piece::End(error));
-            false
-        }
+        Step::Raw(raw) => hand_on(None, raw, take),
     });
 }
 
@@ -209,9 +191,13 @@ fn read(reader: &mut dyn UnitReader, cut: Cut, hand: &mut dyn FnMut(Step) -> boo
     hand(Step::Raw(Raw::End(end)));
 }
 
-/// Evaluates a batch on the pool and hands it over, or passes the end on; `false` once
-/// there is nothing more or nobody listens.
-fn hand_on(pool: &rayon::ThreadPool, raw: Raw, send: &dyn Fn(Piece) -> bool) -> bool {
+/// Evaluates a batch (on the pool, or here without one) and hands it over, or passes the
+/// end on; `false` once there is nothing more or nobody listens.
+fn hand_on(
+    pool: Option<&rayon::ThreadPool>,
+    raw: Raw,
+    send: &mut dyn FnMut(Piece) -> bool,
+) -> bool {
     match raw {
         Raw::Batch {
             mut units,
@@ -219,7 +205,10 @@ fn hand_on(pool: &rayon::ThreadPool, raw: Raw, send: &dyn Fn(Piece) -> bool) -> 
             lines_read,
             mark,
         } => {
-            let evals = pool.install(|| units.par_iter_mut().map(|u| u.evaluate()).collect());
+            let evals = match pool {
+                Some(pool) => pool.install(|| units.par_iter_mut().map(|u| u.evaluate()).collect()),
+                None => units.iter_mut().map(|u| u.evaluate()).collect(),
+            };
             send(Piece::Batch {
                 units,
                 evals,

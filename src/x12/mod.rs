@@ -205,26 +205,18 @@ pub struct X12Reader {
 /// one allocation of its size without the formatting machinery: this runs for every
 /// segment of every set.
 fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
-    let mut digits = [0u8; 20];
-    let n = decimal(n, &mut digits);
-    let parts = [prefix, " / ST ", st02, ", segment ", n, " of set"];
+    let mut digits = itoa::Buffer::new();
+    let parts = [
+        prefix,
+        " / ST ",
+        st02,
+        ", segment ",
+        digits.format(n),
+        " of set",
+    ];
     let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
     parts.iter().for_each(|p| s.push_str(p));
     s
-}
-
-/// `n` in decimal, written at the end of `buf`.
-fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 fn read_err(e: ReadError) -> FileError {
@@ -243,7 +235,8 @@ impl X12Reader {
         s
     }
 
-    fn locator(&self, seg_in_set: Option<(usize, &str)>) -> String {
+    /// Where the reader is in the envelope: `ISA n / GS m`.
+    fn locator(&self) -> String {
         use std::fmt::Write;
         // Written into one allocation: this runs for every segment.
         let mut s = String::with_capacity(64);
@@ -253,15 +246,13 @@ impl X12Reader {
                 let _ = write!(s, " / GS {}", g.gs06);
             }
         }
-        if let Some((n, st02)) = seg_in_set {
-            let _ = write!(s, " / ST {st02}, segment {n} of set");
-        }
         s
     }
 
-    fn line(&self, seg: &Segment, in_set: Option<(usize, &str)>) -> SourceLine {
+    /// An envelope segment's line (a set's lines are made in `read_set`).
+    fn line(&self, seg: &Segment) -> SourceLine {
         SourceLine {
-            pos: seg.pos.clone().with_locator(self.locator(in_set)),
+            pos: seg.pos.clone().with_locator(self.locator()),
             raw: cap_raw(&self.shown(seg), RAW_CAP),
         }
     }
@@ -278,7 +269,7 @@ impl X12Reader {
         if let Some(ic) = self.cur.as_mut() {
             ic.trailer_error = Some(ta1);
         }
-        let loc = self.locator(None);
+        let loc = self.locator();
         FileError::at(pos.with_locator(loc), rule, msg)
     }
 
@@ -294,7 +285,7 @@ impl X12Reader {
             "GS" => format!("GS {} {}", seg.el(1), seg.el(6)),
             id => format!("{id} {}", seg.el(2)),
         };
-        let lines = vec![self.line(seg, None)];
+        let lines = vec![self.line(seg)];
         if tolerated.is_empty() && rejected.is_none() {
             return Unit::skipped(seq, label, lines);
         }
@@ -424,7 +415,7 @@ impl X12Reader {
             segs: Vec::new(),
         };
         // One envelope prefix per set; only the segment ordinal differs per line.
-        let prefix = self.locator(None);
+        let prefix = self.locator();
         let lines: Vec<SourceLine> = segs
             .iter()
             .enumerate()
@@ -474,7 +465,7 @@ impl X12Reader {
     fn read_failed(&mut self, e: ReadError) -> FileError {
         let mut err = read_err(e);
         if self.cur.is_some() {
-            let loc = self.locator(None);
+            let loc = self.locator();
             if let Some(ic) = self.cur.as_mut() {
                 ic.trailer_error = Some("024");
             }
