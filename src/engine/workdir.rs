@@ -46,11 +46,18 @@ fn folder_problem(key: &str, dir: &Path) -> Option<String> {
     }
 }
 
-/// Writability as the OS sees it for this process (read-only mounts included).
+/// Writability as the OS sees it for this process (read-only mounts included). The probe
+/// has one name for every run: a run killed between writing and removing it leaves it
+/// behind (in the inbox too, which no sweep touches), and the next check removes it. Two
+/// runs probing at once may remove each other's probe; the one that finds it gone has
+/// still written it.
 fn writable(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".tallyman-{}-probe.tmp", std::process::id()));
+    let probe = dir.join(".tallyman-probe.tmp");
     std::fs::write(&probe, b"")?;
-    std::fs::remove_file(&probe)
+    match std::fs::remove_file(&probe) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn same_file_system(inbox: &Path, work: &Path) -> Option<String> {
@@ -155,6 +162,20 @@ mod tests {
             !p.inbox.exists(),
             "never created behind the operator's back"
         );
+    }
+
+    #[test]
+    fn regression_a_probe_left_in_the_inbox_by_a_killed_run_is_removed_by_the_next_check() {
+        // A run killed between writing its writability probe and removing it left
+        // `.tallyman-<pid>-probe.tmp` in the inbox for good (seen once in the kill/resume
+        // test): the sweep of temporaries rightly never touches the inbox.
+        let d = tempfile::tempdir().unwrap();
+        let p = paths(d.path());
+        create(&p).unwrap();
+        std::fs::write(p.inbox.join(".tallyman-probe.tmp"), b"").unwrap();
+        assert!(problems(&p).is_empty());
+        let left: Vec<_> = std::fs::read_dir(&p.inbox).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
