@@ -129,6 +129,22 @@ fn regression_watch_idles_on_an_empty_inbox_and_records_one_session() {
     assert_eq!(runs[0]["files"], 1);
 }
 
+/// Whether a file lies anywhere under `dir` (entries vanishing meanwhile are ignored).
+fn has_files(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                has_files(&p)
+            } else {
+                true
+            }
+        })
+}
+
 fn signal(child: &std::process::Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -148,7 +164,12 @@ fn regression_sigterm_stops_run_after_the_batch_and_the_next_run_resumes() {
     let w = Work::new(700);
     w.drop_file("orders-big.csv", &input);
     let mut child = w.cmd().arg("run").stdout(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Signalled once the first batch is staged, not after a fixed delay: an optimized
+    // build read the whole file in less than the 300 ms this test used to wait.
+    let started = std::time::Instant::now();
+    while !has_files(&w.dir.join("work/staging")) && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     signal(&child, "TERM");
     let code = child.wait().unwrap().code();
     assert_eq!(code, Some(3), "stopped mid-file with the documented code");

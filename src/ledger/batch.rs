@@ -8,7 +8,7 @@ use super::db::{
     params, params_from_iter, OptionalExtension, Transaction, TransactionBehavior, Value,
 };
 
-use super::model::{ChunkRow, Counts, LineRow, UnitRow};
+use super::model::{ChunkRow, Counts, HashHex, LineRow, StoredHash, UnitRow};
 use super::{Ledger, Result};
 use crate::records::Current;
 
@@ -66,7 +66,7 @@ struct OwnedVersion {
     entity: String,
     key: String,
     version: i64,
-    hash: String,
+    hash: StoredHash,
     data: Option<String>,
     file_id: i64,
     unit_seq: i64,
@@ -238,7 +238,7 @@ impl BatchTx<'_> {
             .query_row(params![entity, key], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
+                    r.get::<_, HashHex>(1)?.0,
                     r.get::<_, Option<String>>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
@@ -327,7 +327,7 @@ impl BatchTx<'_> {
             entity: v.entity.to_owned(),
             key: v.key.to_owned(),
             version: v.version,
-            hash: v.hash.to_owned(),
+            hash: StoredHash::of(v.hash),
             data: v.data.map(str::to_owned),
             file_id: v.file_id,
             unit_seq: v.unit_seq,
@@ -352,7 +352,7 @@ impl BatchTx<'_> {
                     Value::Text(&v.entity),
                     Value::Text(&v.key),
                     Value::Int(v.version),
-                    Value::Text(&v.hash),
+                    v.hash.value(),
                     v.data.as_deref().map_or(Value::Null, Value::Text),
                     Value::Int(v.file_id),
                     Value::Int(v.unit_seq),

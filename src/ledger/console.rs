@@ -402,7 +402,7 @@ impl Ledger {
                     entity: r.get(0)?,
                     key: r.get(1)?,
                     version: r.get(2)?,
-                    hash: r.get(3)?,
+                    hash: r.get::<_, super::model::HashHex>(3)?.0,
                     data: data.and_then(|d| serde_json::from_str(&d).ok()),
                     file_id: r.get(5)?,
                     file_name: r.get(6)?,

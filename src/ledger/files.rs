@@ -388,8 +388,9 @@ impl Ledger {
         }
         for a in acks {
             tx.execute(
-                "INSERT INTO acks(file_id, kind, partner, control_no, file_name, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, a.kind, a.partner, a.control_no.map(|n| n as i64), a.file_name, a.content],
+                "INSERT INTO acks(file_id, kind, partner, control_no, file_name, content, compressed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+                params![id, a.kind, a.partner, a.control_no.map(|n| n as i64), a.file_name, compress(&a.content)?],
             )?;
         }
         if matches!(outcome, Outcome::Applied | Outcome::AppliedWithRejects) {
@@ -591,20 +592,32 @@ impl Ledger {
 
     pub fn acks(&self, id: i64) -> Result<Vec<Outbound>> {
         let mut st = self.conn.prepare(
-            "SELECT file_name, kind, partner, control_no, content FROM acks WHERE file_id=?1 ORDER BY id",
+            "SELECT file_name, kind, partner, control_no, content, compressed FROM acks WHERE file_id=?1 ORDER BY id",
         )?;
         let rows = st
             .query_map([id], |r| {
-                Ok(Outbound {
-                    file_name: r.get(0)?,
-                    kind: r.get(1)?,
-                    partner: r.get(2)?,
-                    control_no: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
-                    content: r.get(4)?,
-                })
+                let content: Vec<u8> = r.get(4)?;
+                let compressed: bool = r.get(5)?;
+                Ok((
+                    Outbound {
+                        file_name: r.get(0)?,
+                        kind: r.get(1)?,
+                        partner: r.get(2)?,
+                        control_no: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+                        content,
+                    },
+                    compressed,
+                ))
             })?
             .collect::<super::db::Result<Vec<_>>>()?;
-        Ok(rows)
+        rows.into_iter()
+            .map(|(mut a, compressed)| {
+                if compressed {
+                    a.content = decompress(&a.content)?;
+                }
+                Ok(a)
+            })
+            .collect()
     }
 
     /// The outcomes of units `from..to` of a file, in order (units without a row left out).
@@ -715,4 +728,26 @@ impl UnitOutcomes for LedgerOutcomes<'_> {
         }
         window.front().filter(|u| u.seq == seq).cloned()
     }
+}
+
+/// An acknowledgement's bytes as the ledger keeps them: zlib, a fifth to a twentieth of
+/// their size (an ack repeats the same few segments for every document it answers).
+fn compress(content: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(content)?;
+    Ok(z.finish()?)
+}
+
+fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(stored)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            LedgerError::Corrupt(format!(
+                "an acknowledgement stored compressed does not decompress: {e}"
+            ))
+        })?;
+    Ok(out)
 }

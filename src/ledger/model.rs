@@ -360,3 +360,95 @@ pub struct OutcomeTotal {
     pub lines_unmapped: i64,
     pub lines_unchanged: i64,
 }
+
+/// A record's content hash as the ledger stores it: the 16 bytes its 32 hex digits spell
+/// (half the size, in the table and the row every record version has), or the text itself
+/// when it is not such a hash (an unknown hash, '', kept from older ledgers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum StoredHash {
+    Bytes([u8; 16]),
+    Text(String),
+}
+
+impl StoredHash {
+    pub(super) fn of(hex: &str) -> Self {
+        let mut bytes = [0u8; 16];
+        let digits = hex.as_bytes();
+        let ok = digits.len() == 32
+            && bytes.iter_mut().enumerate().all(|(i, b)| {
+                match (hex_digit(digits[2 * i]), hex_digit(digits[2 * i + 1])) {
+                    (Some(hi), Some(lo)) => {
+                        *b = hi << 4 | lo;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+        match ok {
+            true => StoredHash::Bytes(bytes),
+            false => StoredHash::Text(hex.to_owned()),
+        }
+    }
+
+    pub(super) fn value(&self) -> super::db::Value<'_> {
+        match self {
+            StoredHash::Bytes(b) => super::db::Value::Blob(b),
+            StoredHash::Text(t) => super::db::Value::Text(t),
+        }
+    }
+}
+
+/// Lower-case hex digits only: the spelling `canonical::content_hash` writes, so the
+/// text read back is the text stored.
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// A content hash read back in its hex spelling, whichever way it was stored.
+pub(super) struct HashHex(pub String);
+
+impl super::db::FromSql for HashHex {
+    fn from_value(v: super::db::Value<'_>) -> std::result::Result<Self, String> {
+        use std::fmt::Write;
+        match v {
+            super::db::Value::Blob(b) => {
+                let mut s = String::with_capacity(b.len() * 2);
+                for byte in b {
+                    let _ = write!(s, "{byte:02x}");
+                }
+                Ok(HashHex(s))
+            }
+            super::db::Value::Text(t) => Ok(HashHex(t.to_owned())),
+            other => Err(format!("{other:?} where a content hash was expected")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::{HashHex, StoredHash};
+    use crate::ledger::db::{FromSql, Value};
+
+    #[test]
+    fn a_content_hash_is_stored_as_its_bytes_and_read_back_as_the_same_hex() {
+        let hex = crate::canonical::content_hash("{\"a\":1}");
+        let stored = StoredHash::of(&hex);
+        let Value::Blob(b) = stored.value() else {
+            panic!("{stored:?}")
+        };
+        assert_eq!(b.len(), 16);
+        assert_eq!(HashHex::from_value(Value::Blob(b)).unwrap().0, hex);
+    }
+
+    #[test]
+    fn what_is_not_a_content_hash_is_kept_as_text() {
+        for odd in ["", "h", "ABCDEF0123456789ABCDEF0123456789", &"0".repeat(31)] {
+            assert_eq!(StoredHash::of(odd), StoredHash::Text(odd.to_owned()));
+            assert_eq!(HashHex::from_value(Value::Text(odd)).unwrap().0, odd);
+        }
+    }
+}

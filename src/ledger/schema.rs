@@ -330,4 +330,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         paused_until_us INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     "#,
+    // 12: smaller rows for what every document leaves: a record version's content hash as
+    // the 16 bytes its hex spells (see model.rs `StoredHash`), and acknowledgements stored
+    // compressed (an ack repeats the same few segments for every document it answers).
+    r#"
+    UPDATE versions SET hash = unhex(hash)
+        WHERE length(hash) = 32 AND hash NOT GLOB '*[^0-9a-f]*';
+    ALTER TABLE acks ADD COLUMN compressed INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

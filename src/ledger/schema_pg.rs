@@ -33,6 +33,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX units_first ON units(file_id, first_ordinal);
     "#,
+    // 12: content hashes as bytes, acknowledgements compressed (see schema.rs).
+    r#"
+    ALTER TABLE versions ALTER COLUMN hash TYPE BYTEA USING
+        CASE WHEN hash ~ '^[0-9a-f]{32}$' THEN decode(hash, 'hex') ELSE convert_to(hash, 'UTF8') END;
+    ALTER TABLE acks ADD COLUMN compressed BIGINT NOT NULL DEFAULT 0;
+    "#,
 ];
 
 const BASE: &str = r#"
