@@ -113,6 +113,60 @@ fn regression_a_ledger_with_a_row_per_line_keeps_its_positions_and_versions_afte
     assert_eq!(v.len(), 1);
 }
 
+#[test]
+fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    let hex = crate::canonical::content_hash("{\"order_no\":\"A\"}");
+    let ack = b"ISA*00*~GS*FA~ST*997*0001~AK1*PO*1~AK9*A*1*1*1~SE*4*0001~GE*1*1~IEA*1*1~";
+    {
+        let c = rusqlite::Connection::open(&p).unwrap();
+        for m in &MIGRATIONS[..11] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 11).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO files(id, fingerprint, name, source_path, size, state, claimed_at) \
+             VALUES (1, 'aa', 'a.csv', '/a.csv', 9, 'done', '2026-01-01T00:00:00Z'); \
+             INSERT INTO versions(entity, key, version, hash, file_id, unit_seq) VALUES \
+               ('order', 'A', 1, '{hex}', 1, 0), ('order', 'A', 2, '', 1, 1);"
+        ))
+        .unwrap();
+        c.execute(
+            "INSERT INTO acks(file_id, kind, partner, control_no, file_name, content) \
+             VALUES (1, '997', 'ACME', 1, 'a.997', ?1)",
+            [&ack[..]],
+        )
+        .unwrap();
+    }
+    let l = Ledger::open(&p).unwrap();
+    let stored: Vec<u8> = l
+        .conn
+        .query_row("SELECT hash FROM versions WHERE version = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 16, "the hex hash became its bytes");
+    let hashes: Vec<String> = l
+        .key_versions(Some("order"), "A")
+        .unwrap()
+        .into_iter()
+        .map(|v| v.hash)
+        .collect();
+    assert_eq!(
+        hashes,
+        vec![String::new(), hex],
+        "newest first; '' stays unknown"
+    );
+    let acks = l.acks(1).unwrap();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(
+        acks[0].content,
+        ack.to_vec(),
+        "an ack stored raw reads back raw"
+    );
+}
+
 fn control_numbers_increase_per_partner_and_kind(p: Place) {
     let l = p.open();
     assert_eq!(l.next_control_number("ACME", "997").unwrap(), 1);
