@@ -209,10 +209,18 @@ impl Location {
             })?;
             c.pragma_update(None, "synchronous", "FULL")?;
             c.pragma_update(None, "foreign_keys", "ON")?;
+            // A transaction's pages all go to the WAL before it can be checkpointed: a file
+            // of millions of documents rejected whole grew it to 5.6 GB. Without a limit the
+            // WAL keeps its largest size on disk for as long as a `watch` or `serve` keeps
+            // the ledger open; with one it is cut back once checkpointed.
+            c.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         }
         Ok(conn)
     }
 }
+
+/// The size a checkpointed WAL is cut back to (SQLite's `journal_size_limit`).
+const WAL_KEEP_BYTES: i64 = 64 << 20;
 
 pub struct Ledger {
     conn: Connection,

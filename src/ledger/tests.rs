@@ -167,6 +167,34 @@ fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() 
     );
 }
 
+#[test]
+fn regression_a_wal_grown_by_one_large_transaction_is_cut_back_after_its_checkpoint() {
+    // A file rejected whole writes a row for each of its lines in the decision's one
+    // transaction; the WAL that took them kept its size on disk while the process lived.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    let wal = dir.path().join("l.sqlite-wal");
+    let l = Ledger::open(&p).unwrap();
+    let blob = vec![7u8; 1 << 20];
+    l.conn
+        .execute_batch("CREATE TABLE big(x BLOB); BEGIN")
+        .unwrap();
+    for _ in 0..(super::WAL_KEEP_BYTES >> 20) + 32 {
+        l.conn
+            .execute("INSERT INTO big(x) VALUES (?1)", [&blob])
+            .unwrap();
+    }
+    l.conn.execute_batch("COMMIT").unwrap();
+    let grown = std::fs::metadata(&wal).unwrap().len();
+    assert!(grown > super::WAL_KEEP_BYTES as u64, "{grown}");
+    l.conn
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        .unwrap();
+    l.conn.execute("DELETE FROM big", []).unwrap();
+    let kept = std::fs::metadata(&wal).unwrap().len();
+    assert!(kept <= super::WAL_KEEP_BYTES as u64, "{kept} bytes kept");
+}
+
 fn control_numbers_increase_per_partner_and_kind(p: Place) {
     let l = p.open();
     assert_eq!(l.next_control_number("ACME", "997").unwrap(), 1);
