@@ -138,7 +138,7 @@ fn defer<T>(
 }
 
 /// Inserts `values` (rows of `width` values, in order) a hundred rows a statement.
-fn insert_many(
+pub(super) fn insert_many(
     tx: &Transaction,
     head: &'static str,
     tail: &'static str,

@@ -11,7 +11,7 @@
 //! rejected whole, its output lost), so that rejects, reports and corrections files see
 //! those lines exactly as before.
 
-use super::db::{params, Connection, Transaction};
+use super::db::{params, Connection, Transaction, Value};
 
 use super::{LineView, Result};
 use crate::unit::Position;
@@ -33,39 +33,49 @@ pub(super) fn reject_late(
         "status IN ({statuses}) AND {})",
         super::files::in_range("seq")
     );
-    let mut update = tx.prepare_cached(
-        "UPDATE lines SET status='rejected', rule=?4, message=?5 WHERE file_id=?1 \
-         AND ordinal >= ?2 AND ordinal < ?3 AND status IN ('applied', 'duplicate', 'unmapped', 'unchanged')",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, message) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'rejected', ?8, ?9, ?10)",
+    // Lines with a row of their own that ended as their unit did: one statement for all
+    // of them, not one per unit (most units have no such line).
+    tx.execute(
+        &format!(
+            "UPDATE lines SET status='rejected', rule=?3, message=?4 WHERE file_id=?1 \
+             AND status IN ('applied', 'duplicate', 'unmapped', 'unchanged') \
+             AND unit_seq IN (SELECT seq FROM units WHERE file_id=?1 AND {cond})"
+        ),
+        params![file_id, ranges, rule, message],
     )?;
     // A chunk of units at a time: a file rejected whole after millions of documents were
-    // committed must not bring them all into memory at once.
+    // committed must not bring them all into memory at once. Their lines go in a hundred
+    // rows a statement.
     let mut after = -1;
     loop {
         let units = late_units(tx, file_id, &cond, ranges, after)?;
+        let mut values = Vec::new();
         for u in &units {
-            let end = u.first_ordinal + u.line_count;
-            update.execute(params![file_id, u.first_ordinal, end, rule, message])?;
             let lines = decode(u.first, u.spans.as_deref(), u.line_count);
             for (i, (line, byte, record)) in lines.into_iter().enumerate() {
-                let locator = if i == 0 { u.locator.as_deref() } else { None };
-                insert.execute(params![
-                    file_id,
-                    u.first_ordinal + i as i64,
-                    u.seq,
-                    line,
-                    byte,
-                    record,
-                    locator,
-                    u.key,
-                    rule,
-                    message
-                ])?;
+                let locator = u.locator.as_deref().filter(|_| i == 0);
+                values.extend([
+                    Value::Int(file_id),
+                    Value::Int(u.first_ordinal + i as i64),
+                    Value::Int(u.seq),
+                    Value::Int(line),
+                    Value::Int(byte),
+                    Value::Int(record),
+                    locator.map_or(Value::Null, Value::Text),
+                    Value::Text("rejected"),
+                    u.key.as_deref().map_or(Value::Null, Value::Text),
+                    Value::Text(rule),
+                    Value::Text(message),
+                ]);
             }
         }
+        super::batch::insert_many(
+            tx,
+            "INSERT OR IGNORE INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, message)",
+            "",
+            LATE_LINE_WIDTH,
+            &values,
+        )?;
         match units.last() {
             Some(last) if units.len() as i64 == LATE_CHUNK => after = last.seq,
             _ => break,
@@ -147,6 +157,9 @@ pub(super) fn implied_lines(
 
 /// Units [`reject_late`] reads at a time.
 const LATE_CHUNK: i64 = 1024;
+
+/// Values of each line row [`reject_late`] writes.
+const LATE_LINE_WIDTH: usize = 11;
 
 /// The next units after seq `after` that `cond` (with the ranges as `?2`) selects.
 fn late_units(
