@@ -458,8 +458,11 @@ impl Engine {
     /// Drives a claimed file from wherever its ledger state says to the end.
     fn process_file(&mut self, run: i64, job: Job) -> Result<FileReport> {
         let Job { mut row, work, .. } = job;
+        // Whatever state it is taken in: a run refused a write later names the file's run
+        // as the one that took it over, and a file taken over while publishing is the
+        // taker's too.
+        self.ledger.set_file_run(row.id, run)?;
         if row.state == FileState::Reading {
-            self.ledger.set_file_run(row.id, run)?;
             match self.read(&row, work.as_deref())? {
                 ReadEnd::Decided => {}
                 ReadEnd::Held | ReadEnd::Interrupted => {

@@ -248,10 +248,12 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records `run` as the run working on the file, under the file's lease: a run that
+    /// wakes after another took the file over must not write itself back as its run.
     pub fn set_file_run(&self, id: i64, run: i64) -> Result<()> {
-        self.conn
-            .execute("UPDATE files SET run_id=?2 WHERE id=?1", params![id, run])?;
-        Ok(())
+        self.fenced(id, |c| {
+            c.execute("UPDATE files SET run_id=?2 WHERE id=?1", params![id, run])
+        })
     }
 
     /// Records where the claimed input now lies and its modification time there, against

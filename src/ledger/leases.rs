@@ -411,6 +411,7 @@ mod tests {
         the_lease_of_a_finished_run_is_taken_at_once,
         the_keeper_renews_a_lease_past_its_length,
         a_keeper_that_cannot_renew_stops_vouching_for_its_lease,
+        regression_a_run_refused_after_a_take_over_names_the_taker_not_itself,
     );
 
     fn ledger_with_file(p: &Place) -> (Ledger, i64) {
@@ -481,6 +482,38 @@ mod tests {
             })
             .unwrap();
         assert_eq!(holder, run_b);
+    }
+
+    /// A run stopped once its file was decided was taken over while the file published;
+    /// the taker, which never read the file, left itself out of the file's run, and the
+    /// woken run was told it had been "taken over by run 1" — itself (seen once in CI).
+    fn regression_a_run_refused_after_a_take_over_names_the_taker_not_itself(p: Place) {
+        let (mut a, id) = ledger_with_file(&p);
+        a.set_lease_seconds(1).unwrap();
+        let run_a = a.begin_run("run").unwrap();
+        taken(a.take_lease(&Leased::File(id), run_a).unwrap());
+        a.set_file_run(id, run_a).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+
+        let mut b = p.open();
+        let run_b = b.begin_run("run").unwrap();
+        taken(b.take_lease(&Leased::File(id), run_b).unwrap());
+        b.set_file_run(id, run_b).unwrap();
+        b.release_lease(&Leased::File(id)).unwrap();
+
+        // The woken run can neither write itself back as the file's run nor anything else,
+        // and the refusal names the taker.
+        for err in [
+            a.set_file_run(id, run_a).unwrap_err(),
+            a.hold(id, "review", "x").unwrap_err(),
+        ] {
+            match err {
+                LedgerError::Fenced { by, .. } => {
+                    assert!(by.starts_with(&format!("run {run_b} ")), "{by}")
+                }
+                other => panic!("{other}"),
+            }
+        }
     }
 
     fn the_lease_of_a_finished_run_is_taken_at_once(p: Place) {
