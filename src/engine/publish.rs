@@ -12,7 +12,7 @@ use super::decide::{self, Destination};
 use super::read::tag_of;
 use super::{io_err, Engine, Result};
 use crate::fsutil;
-use crate::ledger::{ChunkRow, FileRow, Lost, Outcome};
+use crate::ledger::{ChunkRow, FileRow, Leased, Lost, Outcome};
 use crate::report;
 use crate::sink::{OutRecord, Sink, SourceRef};
 use crate::unit::Position;
@@ -243,6 +243,9 @@ impl Engine {
             if let Some(f) = &row.final_path {
                 return Ok(f.clone());
             }
+            // Gone because another run took the file over (this one was stopped) and placed
+            // it: that is what to say, not a warning about a deleted work folder.
+            self.ledger.confirm_lease(&Leased::File(row.id))?;
             let msg = "the input was gone from the processing folder before it could be archived (was the work folder deleted?); its records are unaffected";
             self.note(row.run_id, "warn", row, msg)?;
             return Ok(String::new());
