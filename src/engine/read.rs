@@ -449,7 +449,6 @@ impl Engine {
     }
 }
 
-/// The chunk tag of a file (its stem names staged and published chunks).
 /// Reading ended without its end being seen (the reading thread died, or its last piece
 /// was never handed over): a file in that state is never decided.
 fn stopped_early(row: &FileRow) -> EngineError {
@@ -459,6 +458,7 @@ fn stopped_early(row: &FileRow) -> EngineError {
     ))
 }
 
+/// The chunk tag of a file (its stem names staged and published chunks).
 pub(super) fn tag_of(row: &FileRow) -> FileTag {
     FileTag {
         fingerprint: row.fingerprint.clone(),
