@@ -9,6 +9,46 @@ use super::db::{params, OptionalExtension};
 use super::console_model::*;
 use super::model::{file_row, FileRow, FILE_COLS, FILE_COL_COUNT};
 use super::{Ledger, Result};
+use crate::canonical::Entity;
+
+/// Every entity as an SQL list (`'order', 'invoice', …`): versions are keyed by entity
+/// first, so a question about a key of any entity names them all to search the primary
+/// key instead of scanning every version.
+fn entities_in() -> String {
+    Entity::ALL.map(|e| format!("'{}'", e.as_str())).join(", ")
+}
+
+/// Every version of a key, of one entity (`?1`) or any (`?1` NULL): `?2` the key.
+pub(super) fn key_versions_sql() -> String {
+    format!(
+        "SELECT v.entity, v.key, v.version, v.hash, v.data, v.file_id, f.name, v.unit_seq, v.ordinal, COALESCE(f.finished_at, f.claimed_at, '') \
+         FROM versions v LEFT JOIN files f ON f.id = v.file_id \
+         WHERE v.entity IN ({}) AND v.key = ?2 AND (CAST(?1 AS TEXT) IS NULL OR v.entity = ?1) \
+         ORDER BY v.entity, v.version DESC",
+        entities_in()
+)
+}
+
+/// One entity's (`?1`) distinct keys from `?2` up to `?3`, at most `?4`.
+pub(super) const KEYS_STARTING_SQL: &str =
+    "SELECT DISTINCT key FROM versions WHERE entity = ?1 AND key >= ?2 AND key < ?3 \
+     ORDER BY key LIMIT ?4";
+
+/// Documents carrying key `?1`, newest file first. Applied ones are found through the
+/// versions they made (a document of several records carries each of their keys); the
+/// others through `units_key`, which indexes only them (migration 13).
+pub(super) fn key_documents_sql() -> String {
+    format!(
+        "SELECT u.file_id, f.name, u.seq, u.label, u.status FROM units u JOIN files f ON f.id = u.file_id \
+         WHERE u.key = ?1 AND u.status <> 'applied' \
+         UNION \
+         SELECT u.file_id, f.name, u.seq, u.label, u.status FROM versions v \
+         JOIN units u ON u.file_id = v.file_id AND u.seq = v.unit_seq JOIN files f ON f.id = u.file_id \
+         WHERE v.entity IN ({}) AND v.key = ?1 AND u.status = 'applied' \
+         ORDER BY 1 DESC, 3 LIMIT 200",
+        entities_in()
+)
+}
 
 impl Ledger {
     /// Documents, rejects and deliveries since `since` (ISO time).
@@ -390,11 +430,7 @@ impl Ledger {
     /// Every version of a business key (of any entity when `entity` is `None`), newest
     /// first.
     pub fn key_versions(&self, entity: Option<&str>, key: &str) -> Result<Vec<VersionView>> {
-        let mut st = self.conn.prepare(
-            "SELECT v.entity, v.key, v.version, v.hash, v.data, v.file_id, f.name, v.unit_seq, v.ordinal, COALESCE(f.finished_at, f.claimed_at, '') \
-             FROM versions v LEFT JOIN files f ON f.id = v.file_id \
-             WHERE v.key = ?2 AND (CAST(?1 AS TEXT) IS NULL OR v.entity = ?1) ORDER BY v.entity, v.version DESC",
-        )?;
+        let mut st = self.conn.prepare(&key_versions_sql())?;
         let rows = st
             .query_map(params![entity, key], |r| {
                 let data: Option<String> = r.get(4)?;
@@ -417,25 +453,29 @@ impl Ledger {
 
     /// Business keys starting with `prefix`, as `(entity, key)`, at most `limit`.
     pub fn keys_starting(&self, prefix: &str, limit: i64) -> Result<Vec<(String, String)>> {
-        // The range's end is the prefix and the last code point (an index range scan).
+        // The range's end is the prefix and the last code point. Versions are keyed by
+        // entity first: one range search of the primary key per entity, each stopping at
+        // `limit`, instead of one scan of every version for a range across entities.
         let end = format!("{prefix}\u{10FFFF}");
-        let mut st = self.conn.prepare(
-            "SELECT DISTINCT entity, key FROM versions WHERE key >= ?1 AND key < ?3 \
-             ORDER BY key, entity LIMIT ?2",
-        )?;
-        let rows = st
-            .query_map(params![prefix, limit, end], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<super::db::Result<Vec<_>>>()?;
-        Ok(rows)
+        let mut st = self.conn.prepare(KEYS_STARTING_SQL)?;
+        let mut found = Vec::new();
+        for entity in Entity::ALL.map(Entity::as_str) {
+            let keys = st
+                .query_map(params![entity, prefix, end, limit], |r| {
+                    r.get::<_, String>(0)
+                })?
+                .collect::<super::db::Result<Vec<_>>>()?;
+            found.extend(keys.into_iter().map(|k| (entity.to_string(), k)));
+        }
+        found.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        found.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(found)
     }
 
     /// Documents of any file that carry this business key (rejected ones included), as
     /// newest file first.
     pub fn key_documents(&self, key: &str) -> Result<Vec<KeyDocument>> {
-        let mut st = self.conn.prepare(
-            "SELECT u.file_id, f.name, u.seq, u.label, u.status FROM units u JOIN files f ON f.id = u.file_id \
-             WHERE u.key = ?1 ORDER BY u.file_id DESC, u.seq LIMIT 200",
-        )?;
+        let mut st = self.conn.prepare(&key_documents_sql())?;
         let rows = st
             .query_map([key], |r| {
                 Ok(KeyDocument {

@@ -186,6 +186,14 @@ fn files_lines_deliveries_and_history_of_a_key(p: Place) {
         l.keys_starting("A", 5).unwrap(),
         vec![("order".into(), "A".into())]
     );
+    // Applied A through its version, rejected B through the units index.
+    let docs = |k: &str| -> Vec<(i64, String)> {
+        let d = l.key_documents(k).unwrap();
+        d.into_iter().map(|d| (d.seq, d.status)).collect()
+    };
+    assert_eq!(docs("A"), vec![(1, "applied".to_string())]);
+    assert_eq!(docs("B"), vec![(2, "rejected".to_string())]);
+    assert_eq!(docs("Z"), vec![]);
     assert_eq!(
         l.file_state_counts().unwrap(),
         vec![("held".into(), 1), ("rejected".into(), 1)]
@@ -221,4 +229,53 @@ fn audit_pages_go_back_in_time(p: Place) {
     assert_eq!(next[0].id, 3);
     assert_eq!(l.audit_page(None, Some("retry"), 10).unwrap().len(), 2);
     assert_eq!(l.audit_entry(3).unwrap().unwrap().action, "resolve");
+}
+
+/// The plan SQLite chose for `sql` (parameters left NULL), one step per line.
+fn plan(l: &Ledger, sql: &str) -> String {
+    let mut st = l
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap();
+    // The highest `?N` is the statement's parameter count.
+    let count = sql
+        .split('?')
+        .skip(1)
+        .filter_map(|t| {
+            let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            t[..end].parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0);
+    let nulls = vec![Option::<i64>::None; count];
+    let steps = st
+        .query_map(super::super::db::params_from_iter(nulls.iter()), |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap();
+    steps.map(|s| s.unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+/// Versions are keyed by entity first; a question about a key of any entity scanned
+/// every version (seconds per console page on a ledger of millions), as did the prefix
+/// search, and the documents of a key are no longer all in `units_key` (migration 13).
+#[test]
+fn regression_questions_about_a_key_of_any_entity_search_indexes_instead_of_scanning() {
+    let p = Place::sqlite();
+    let l = ledger(&p);
+    for sql in [
+        super::key_versions_sql(),
+        super::KEYS_STARTING_SQL.to_string(),
+        super::key_documents_sql(),
+    ] {
+        let plan = plan(&l, &sql);
+        assert!(
+            !plan.lines().any(|s| s.starts_with("SCAN v")
+                || s.starts_with("SCAN u")
+                || s.starts_with("SCAN versions")
+                || s.starts_with("SCAN units")),
+            "{sql}\n{plan}"
+        );
+    }
+    assert!(plan(&l, &super::key_documents_sql()).contains("units_key"));
 }

@@ -338,4 +338,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHERE length(hash) = 32 AND hash NOT GLOB '*[^0-9a-f]*';
     ALTER TABLE acks ADD COLUMN compressed INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 13: `units_key` indexes only documents that were not applied. An applied one is
+    // found by key through the versions it made (console.rs `key_documents`), so an entry
+    // per applied document in this index (a fifth of a unit row again) answered nothing
+    // those versions don't.
+    r#"
+    DROP INDEX units_key;
+    CREATE INDEX units_key ON units(key) WHERE status <> 'applied';
+    "#,
 ];

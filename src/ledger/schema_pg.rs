@@ -39,6 +39,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         CASE WHEN hash ~ '^[0-9a-f]{32}$' THEN decode(hash, 'hex') ELSE convert_to(hash, 'UTF8') END;
     ALTER TABLE acks ADD COLUMN compressed BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 13: `units_key` for documents not applied only (see schema.rs).
+    r#"
+    DROP INDEX units_key;
+    CREATE INDEX units_key ON units(key) WHERE status <> 'applied';
+    "#,
 ];
 
 const BASE: &str = r#"
