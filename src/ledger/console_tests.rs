@@ -12,6 +12,7 @@ on_both!(
     files_lines_deliveries_and_history_of_a_key,
     the_latest_reconciliation_per_target_and_sample_pruning,
     audit_pages_go_back_in_time,
+    a_decided_file_supersedes_older_versions_of_its_keys_still_waiting_for_the_same_target,
 );
 
 const FIXTURE: &str = r#"
@@ -231,6 +232,56 @@ fn audit_pages_go_back_in_time(p: Place) {
     assert_eq!(l.audit_entry(3).unwrap().unwrap().action, "resolve");
 }
 
+fn a_decided_file_supersedes_older_versions_of_its_keys_still_waiting_for_the_same_target(
+    p: Place,
+) {
+    let l = ledger(&p);
+    l.conn
+        .execute_batch(
+            "INSERT INTO deliveries(id, target, entity, key, version, state, attempts, next_at, file_id, created_at) \
+             VALUES (5, 'crm', 'order', 'D', 1, 'pending', 0, '', 1, '2026-01-01T10:00:05.000Z'); \
+             INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq) VALUES \
+             ('order', 'A', 2, 'h2', NULL, 3, 1), ('order', 'D', 2, 'h3', NULL, 3, 2), \
+             ('order', 'E', 2, 'h4', NULL, 3, 3);",
+        )
+        .unwrap();
+    let tx = l
+        .conn
+        .transaction_with_behavior(super::super::db::TransactionBehavior::Immediate)
+        .unwrap();
+    let routes = [("erp".to_string(), vec!["order".to_string()])];
+    super::super::delivery::queue_file(&tx, 3, &routes).unwrap();
+    tx.commit().unwrap();
+    let mut st = l
+        .conn
+        .prepare("SELECT target, key, version, state FROM deliveries ORDER BY target, key, version")
+        .unwrap();
+    let rows: Vec<(String, String, i64, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let rows: Vec<String> = rows
+        .into_iter()
+        .map(|(t, k, v, s)| format!("{t} {k}{v} {s}"))
+        .collect();
+    // A delivered version stays delivered; dead ones with a newer version are
+    // superseded; F has none; another target's waiting row is not this file's business.
+    assert_eq!(
+        rows,
+        [
+            "crm D1 pending",
+            "erp A1 delivered",
+            "erp A2 pending",
+            "erp D1 superseded",
+            "erp D2 pending",
+            "erp E1 superseded",
+            "erp E2 pending",
+            "erp F1 dead",
+        ]
+    );
+}
+
 /// The plan SQLite chose for `sql` (parameters left NULL), one step per line.
 fn plan(l: &Ledger, sql: &str) -> String {
     let mut st = l
@@ -278,4 +329,149 @@ fn regression_questions_about_a_key_of_any_entity_search_indexes_instead_of_scan
         );
     }
     assert!(plan(&l, &super::key_documents_sql()).contains("units_key"));
+}
+
+/// Statements traced on a test's SQLite connection (see `a_pass_a_scrape_and_…`).
+static TRACED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn trace(e: rusqlite::trace::TraceEvent<'_>) {
+    if let rusqlite::trace::TraceEvent::Stmt(_, sql) = e {
+        TRACED.lock().unwrap().push(sql.to_string());
+    }
+}
+
+/// The tables a statement names, by name and by alias.
+fn tables_of(sql: &str) -> std::collections::HashMap<String, String> {
+    let words: Vec<&str> = sql
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut map = std::collections::HashMap::new();
+    for (i, w) in words.iter().enumerate() {
+        if !(w.eq_ignore_ascii_case("FROM") || w.eq_ignore_ascii_case("JOIN")) {
+            continue;
+        }
+        let Some(table) = words.get(i + 1) else {
+            continue;
+        };
+        map.insert(table.to_string(), table.to_string());
+        let alias = match words.get(i + 2) {
+            Some(a) if a.eq_ignore_ascii_case("AS") => words.get(i + 3),
+            a => a,
+        };
+        if let Some(a) = alias.filter(|a| a.chars().all(|c| c.is_ascii_lowercase() || c == '_')) {
+            map.insert(a.to_string(), table.to_string());
+        }
+    }
+    map
+}
+
+/// Tables that gain rows with every document, delivery, run or sample; a statement asked
+/// at every pass, scrape or console page must search them, not read them whole.
+const GROWING: &[&str] = &[
+    "units",
+    "versions",
+    "lines",
+    "keys",
+    "deliveries",
+    "attempts",
+    "runs",
+    "metric_samples",
+    "acks",
+    "chunks",
+    "resolutions",
+];
+
+/// Partial indexes hold only the rows asked for: scanning one is not reading the table.
+const PARTIAL: &[&str] = &[
+    "units_rejected",
+    "units_key",
+    "deliveries_dead",
+    "deliveries_latency",
+    "deliveries_delivered",
+    "runs_live",
+];
+
+/// The steps of `sql`'s plan that read a growing table whole.
+fn whole_reads(l: &Ledger, sql: &str) -> Vec<String> {
+    let tables = tables_of(sql);
+    plan(l, sql)
+        .lines()
+        .filter(|step| {
+            let Some(rest) = step.strip_prefix("SCAN ") else {
+                return false;
+            };
+            let name = rest.split_whitespace().next().unwrap_or("");
+            let table = tables.get(name).map_or(name, String::as_str);
+            GROWING.contains(&table)
+                && !PARTIAL.iter().any(|i| step.contains(&format!("INDEX {i}")))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// What every pass (metrics sample), every metrics scrape and the console's dashboard,
+/// exceptions and records pages ask read tables that only grow, whole: the reject tally
+/// every unit of every decided file, the health window every delivery, the latency
+/// percentiles sorted every delivered row of a target, the decision of each file every
+/// delivery ever queued. Each statement they run is traced and its plan checked.
+/// (`files`, a row per file rather than per document, is left out.)
+#[test]
+fn regression_a_pass_a_scrape_and_the_console_pages_search_growing_tables_instead_of_reading_them_whole(
+) {
+    let p = Place::sqlite();
+    let l = ledger(&p);
+    l.conn.sqlite().unwrap().trace_v2(
+        rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+        Some(trace),
+    );
+    let since = "2026-01-01";
+    l.reject_tally(None).unwrap();
+    l.reject_tally(Some(1)).unwrap();
+    l.reject_groups().unwrap();
+    l.open_rejects_of_rule("min", 10).unwrap();
+    l.open_reject_units_of_rule("min").unwrap();
+    l.window_totals(since).unwrap();
+    l.documents_by_bucket(since, 13).unwrap();
+    l.delivered_by_bucket(since, 13).unwrap();
+    l.deliveries_by_bucket(since, 13).unwrap();
+    l.sync_latencies(None, since, 10).unwrap();
+    l.sync_latencies(Some("erp"), since, 10).unwrap();
+    l.target_counts("erp").unwrap();
+    l.dead_letters(&Selection::default()).unwrap();
+    l.dead_groups().unwrap();
+    l.workers().unwrap();
+    l.prune_metric_samples(since).unwrap();
+    l.key_versions(None, "A").unwrap();
+    l.keys_starting("A", 5).unwrap();
+    l.key_documents("A").unwrap();
+    l.conn
+        .sqlite()
+        .unwrap()
+        .trace_v2(rusqlite::trace::TraceEventCodes::empty(), None);
+    let mut statements = std::mem::take(&mut *TRACED.lock().unwrap());
+    statements.push(super::super::delivery::SUPERSEDE_SQL.to_string());
+    statements.sort();
+    statements.dedup();
+    assert!(statements.len() > 15, "{statements:?}");
+    let bad: Vec<String> = statements
+        .iter()
+        .filter_map(|sql| {
+            let reads = whole_reads(&l, sql);
+            (!reads.is_empty()).then(|| format!("{sql}\n  {}", reads.join("\n  ")))
+        })
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n\n"));
+    // Rejected documents of decided files: searched by `files_state`, the decided files
+    // were every file, and each one's units were read through.
+    for sql in statements
+        .iter()
+        .filter(|s| s.contains("u.status = 'rejected' AND f.state = 'done'"))
+    {
+        assert!(
+            plan(&l, sql).contains("units_rejected"),
+            "{sql}\n{}",
+            plan(&l, sql)
+        );
+    }
 }

@@ -36,15 +36,17 @@ pub(super) fn queue_file(
             params![target, at, settled, file_id, entities],
         )?;
     }
-    tx.execute(
-        "UPDATE deliveries SET state='superseded' WHERE state IN ('pending', 'retry', 'dead') \
-         AND file_id != ?1 AND EXISTS (SELECT 1 FROM deliveries n WHERE n.file_id = ?1 \
-         AND n.target = deliveries.target AND n.entity = deliveries.entity AND n.key = deliveries.key \
-         AND n.version > deliveries.version)",
-        [file_id],
-    )?;
+    tx.execute(SUPERSEDE_SQL, [file_id])?;
     Ok(())
 }
+
+/// Older versions still waiting (or dead) for a target are superseded by the ones file
+/// `?1` queued. From the file's own deliveries to the older ones of each key: the check
+/// the other way round read every delivery ever queued, at every file's decision.
+pub(super) const SUPERSEDE_SQL: &str = "UPDATE deliveries SET state='superseded' WHERE id IN ( \
+     SELECT o.id FROM deliveries n JOIN deliveries o ON o.target = n.target AND o.entity = n.entity \
+     AND o.key = n.key AND o.version < n.version \
+     WHERE n.file_id = ?1 AND o.file_id != ?1 AND o.state IN ('pending', 'retry', 'dead'))";
 
 fn ns_to_iso(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
