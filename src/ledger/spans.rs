@@ -99,12 +99,13 @@ pub(super) fn implied_lines(
     from: i64,
     limit: i64,
 ) -> Result<Vec<LineView>> {
+    let start = unit_starting_by(conn, file_id, from)?;
     let mut st = conn.prepare_cached(
         "SELECT seq, status, key, first_ordinal, line_count, line, byte, record, locator, spans, rule, message \
-         FROM units WHERE file_id=?1 AND first_ordinal + line_count > ?2 ORDER BY seq LIMIT ?3",
+         FROM units WHERE file_id=?1 AND seq >= ?4 AND first_ordinal + line_count > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let units = st
-        .query_map(params![file_id, from, limit], |r| {
+        .query_map(params![file_id, from, limit, start], |r| {
             Ok((
                 LineView {
                     ordinal: r.get(3)?,
@@ -160,6 +161,35 @@ const LATE_CHUNK: i64 = 1024;
 
 /// Values of each line row [`reject_late`] writes.
 const LATE_LINE_WIDTH: usize = 11;
+
+/// The seq of the last unit of a file that starts at or before line `ordinal` (0 if none
+/// does). Units start in file order, so halving the seq range through the primary key
+/// finds it in a few dozen look-ups; a page of lines deep in a large file walked every
+/// unit before it (58 ms at line 700,000, growing with the file).
+fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
+    let last: Option<i64> = conn.query_row(
+        "SELECT MAX(seq) FROM units WHERE file_id=?1",
+        params![file_id],
+        |r| r.get(0),
+    )?;
+    let (mut lo, mut hi) = (0, last.unwrap_or(0));
+    let mut st = conn.prepare_cached(
+        "SELECT seq, first_ordinal FROM units WHERE file_id=?1 AND seq >= ?2 ORDER BY seq LIMIT 1",
+    )?;
+    // The answer stays in lo..=hi: a unit at or after `mid` that starts by `ordinal` is
+    // a better lo; one that starts after it rules out every unit from `mid` on.
+    while lo < hi {
+        let mid = lo + (hi - lo + 1) / 2;
+        let (seq, first): (i64, i64) =
+            st.query_row(params![file_id, mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if first <= ordinal {
+            lo = seq;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
+}
 
 /// The next units after seq `after` that `cond` (with the ranges as `?2`) selects.
 fn late_units(
@@ -289,5 +319,65 @@ mod tests {
         assert_eq!(encode(&[&p]), None);
         assert_eq!(decode((1, 0, 1), None, 3), vec![(1, 0, 1)]);
         assert_eq!(decode((1, 0, 1), Some(&[2, 0x80]), 3), vec![(1, 0, 1)]);
+    }
+}
+
+#[cfg(test)]
+mod seek_tests {
+    use super::super::testplace::Place;
+    use crate::unit::Position;
+
+    /// Units of 1–3 lines, every fifth seq without a row (as units that leave none):
+    /// the lines told from any ordinal on are those a walk from the first unit finds.
+    #[test]
+    fn lines_from_any_ordinal_start_where_a_walk_from_the_first_unit_would() {
+        let p = Place::sqlite();
+        let l = p.open();
+        let mut sql = String::from(
+            "INSERT INTO files(id, fingerprint, name, source_path, size, state, claimed_at) \
+             VALUES (1, 'aa', 'f.csv', '/in/f.csv', 1, 'done', '2026-01-01');",
+        );
+        let mut ordinal = 0;
+        let mut lines = Vec::new();
+        for seq in 0..200 {
+            let count = 1 + seq % 3;
+            if seq % 5 != 4 {
+                let pos: Vec<Position> = (ordinal..ordinal + count)
+                    .map(|o| Position::new(o as u64 + 1, o as u64 * 10, o as u64 + 1))
+                    .collect();
+                let spans = super::encode(&pos.iter().collect::<Vec<_>>()).map_or(
+                    "NULL".to_string(),
+                    |b| {
+                        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                        format!("x'{hex}'")
+                    },
+                );
+                sql += &format!(
+                    "INSERT INTO units(file_id, seq, label, status, first_ordinal, line_count, line, byte, record, spans) \
+                     VALUES (1, {seq}, 'u', 'applied', {ordinal}, {count}, {}, {}, {}, {spans});",
+                    ordinal + 1,
+                    ordinal * 10,
+                    ordinal + 1
+                );
+                lines.extend(ordinal..ordinal + count);
+            }
+            ordinal += count;
+        }
+        l.conn.execute_batch(&sql).unwrap();
+        for from in 0..ordinal + 2 {
+            let got: Vec<i64> = super::implied_lines(&l.conn, 1, from, 3)
+                .unwrap()
+                .into_iter()
+                .map(|v| v.ordinal)
+                .take(2)
+                .collect();
+            let want: Vec<i64> = lines
+                .iter()
+                .copied()
+                .filter(|&o| o >= from)
+                .take(2)
+                .collect();
+            assert_eq!(got, want, "from {from}");
+        }
     }
 }
