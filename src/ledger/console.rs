@@ -18,6 +18,14 @@ fn entities_in() -> String {
     Entity::ALL.map(|e| format!("'{}'", e.as_str())).join(", ")
 }
 
+/// The targets that have deliveries, one index seek each (a loose scan of the
+/// `(target, entity, key, version)` key) rather than a read of every delivery.
+pub(super) const TARGETS_SQL: &str = "WITH RECURSIVE t(target) AS ( \
+     SELECT MIN(target) FROM deliveries \
+     UNION ALL SELECT (SELECT MIN(n.target) FROM deliveries n WHERE n.target > t.target) FROM t \
+     WHERE t.target IS NOT NULL) \
+     SELECT target FROM t WHERE target IS NOT NULL";
+
 /// Every version of a key, of one entity (`?1`) or any (`?1` NULL): `?2` the key.
 pub(super) fn key_versions_sql() -> String {
     format!(
@@ -370,7 +378,13 @@ impl Ledger {
 
     /// Every delivery of a business key, newest version first.
     pub fn key_deliveries(&self, entity: &str, key: &str) -> Result<Vec<DeliveryView>> {
-        self.deliveries_where("d.entity = ?1 AND d.key = ?2", params![entity, key], 10_000)
+        // Deliveries are keyed by target first: name every target (found by a seek per
+        // target, see `TARGETS_SQL`) to search that key instead of scanning them all.
+        self.deliveries_where(
+            &format!("d.target IN ({TARGETS_SQL}) AND d.entity = ?1 AND d.key = ?2"),
+            params![entity, key],
+            10_000,
+        )
     }
 
     pub(super) fn deliveries_where(

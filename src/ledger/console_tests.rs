@@ -445,6 +445,7 @@ fn regression_a_pass_a_scrape_and_the_console_pages_search_growing_tables_instea
     l.key_versions(None, "A").unwrap();
     l.keys_starting("A", 5).unwrap();
     l.key_documents("A").unwrap();
+    l.key_deliveries("order", "A").unwrap();
     l.conn
         .sqlite()
         .unwrap()
