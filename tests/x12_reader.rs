@@ -734,3 +734,39 @@ fn all_or_nothing_group_names_its_documents_and_is_unmapped_only_if_no_set_is_ma
     // The 940 still asks for the file to be held.
     assert!(group.eval.hold.is_some());
 }
+
+/// Every corpus interchange that reads without a file error, the bundled samples, and the
+/// samples again under all-or-nothing partners (whose group or interchange is one unit):
+/// a read restarted at any mark returns the units an uninterrupted read returned from
+/// there, evaluated alike, and finishes with the same acknowledgements (which answer
+/// every set of the file, those before the mark included).
+#[test]
+fn a_resumed_read_restarts_at_every_mark_as_if_read_through() {
+    use tallyman::format::testing::{assert_restarts_match, ctx_for};
+    let restarts = |f: &dyn Format, p: &std::path::Path| {
+        if read_all(f, p).error.is_some() {
+            return 0;
+        }
+        assert_restarts_match(f, p, &ctx_for(p))
+    };
+    let f = format();
+    let mut tried = 0;
+    for dir in ["tests/corpus/x12", "samples/inbox"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "x12" || x == "edi") {
+                tried += restarts(f.as_ref(), &p);
+            }
+        }
+    }
+    assert!(tried > 300, "{tried} marks tried");
+    for (partner, atomic, sample) in [
+        ("GLOBEX", "group", "globex-invoices.x12"),
+        ("ACME", "interchange", "acme-orders.x12"),
+    ] {
+        let def =
+            format!("kind = \"x12-partner\"\nsenders = [\"{partner}\"]\natomic = \"{atomic}\"\n");
+        let (f, _) = format_with(&[("p.toml", def.as_str())]);
+        assert!(restarts(f.as_ref(), &root().join("samples/inbox").join(sample)) >= 1);
+    }
+}

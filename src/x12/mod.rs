@@ -21,6 +21,7 @@ pub mod defs;
 mod envelope;
 mod job;
 pub mod map;
+mod resume;
 pub mod segments;
 pub mod validate;
 
@@ -112,6 +113,8 @@ impl Format for X12Format {
             held: Vec::new(),
             atomic: Atomic::Set,
             set_len: 0,
+            skim_below: 0,
+            at_mark: None,
         }))
     }
 }
@@ -199,6 +202,11 @@ pub struct X12Reader {
     /// Segments in the last set read: the next one is likely as long, and growing its
     /// list step by step copied every segment several times.
     set_len: usize,
+    /// While [`UnitReader::seek`] reads its way to a mark, units below this seq are read
+    /// for the envelope state they leave and then dropped: built without lines or job.
+    skim_below: u64,
+    /// The unit at the mark, read by `seek`, returned first.
+    at_mark: Option<Unit>,
 }
 
 /// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
@@ -312,64 +320,16 @@ impl X12Reader {
         })?;
         let st02 = st.el(2).to_string();
         let st01 = st.el(1).to_string();
-        let mut kept_bytes = st.text().len();
         let mut segs = Vec::with_capacity(self.set_len.clamp(1, SET_LEN_HINT_CAP));
         segs.push(st);
-        let mut dropped = 0u64;
-        loop {
-            let read = self.src.read_segment(&d);
-            let seg = match read {
-                Err(e) => {
-                    self.mark_open_set(&st01, &st02, 5);
-                    return Err(self.read_failed(e));
-                }
-                Ok(Some(s)) => s,
-                Ok(None) => {
-                    let pos = segs.first().map(|s| s.pos.clone()).unwrap_or_default();
-                    self.mark_open_set(&st01, &st02, 2);
-                    self.mark_ge_missing();
-                    return Err(self.fail(
-                        pos,
-                        "x12-missing-se",
-                        "023",
-                        format!("transaction set {st01} {st02} has no SE trailer: the file ends inside it (truncated)"),
-                    ));
-                }
-            };
-            match seg.id() {
-                "SE" => {
-                    segs.push(seg);
-                    break;
-                }
-                "ST" | "GE" | "IEA" | "ISA" | "GS" => {
-                    let pos = seg.pos.clone();
-                    self.mark_open_set(&st01, &st02, 2);
-                    if !matches!(seg.id(), "ST" | "GE") {
-                        self.mark_ge_missing();
-                    }
-                    return Err(self.fail(
-                        pos,
-                        "x12-missing-se",
-                        "024",
-                        format!(
-                            "transaction set {st01} {st02} has no SE trailer: {} found before it",
-                            seg.id()
-                        ),
-                    ));
-                }
-                _ => {
-                    // A hostile set cannot grow memory without bound: past the line or byte
-                    // cap, segments are only counted (the set is then rejected).
-                    if segs.len() < self.max_unit_lines && kept_bytes <= self.max_set_bytes {
-                        kept_bytes += seg.text().len();
-                        segs.push(seg);
-                    } else {
-                        dropped += 1;
-                    }
-                }
-            }
+        let skim = seq < self.skim_below;
+        let dropped = match skim {
+            true => self.skip_set_body(&d, &st01, &st02).map(|()| 0)?,
+            false => self.read_set_body(&d, &st01, &st02, &mut segs)?,
+        };
+        if !skim {
+            self.set_len = segs.len();
         }
-        self.set_len = segs.len();
         let Some(ic) = self.cur.as_mut() else {
             return Err(FileError::new("x12-envelope", "ST outside an interchange"));
         };
@@ -388,6 +348,14 @@ impl X12Reader {
             st01: st01.clone(),
             st02: st02.clone(),
         });
+        if skim {
+            return Ok(Unit {
+                seq,
+                label: String::new(),
+                lines: Vec::new(),
+                job: None,
+            });
+        }
         let job = SetJob {
             reg: self.reg.clone(),
             gs08: group.gs08.clone(),
@@ -434,6 +402,71 @@ impl X12Reader {
             lines,
             job: Some(Box::new(move || job.run())),
         })
+    }
+
+    /// Reads a set's segments after its ST (in `segs`) up to its SE; returns how many were
+    /// only counted, past the set's line or byte cap.
+    fn read_set_body(
+        &mut self,
+        d: &Delims,
+        st01: &str,
+        st02: &str,
+        segs: &mut Vec<Segment>,
+    ) -> Result<u64, FileError> {
+        let mut kept_bytes: usize = segs.iter().map(|s| s.text().len()).sum();
+        let mut dropped = 0u64;
+        loop {
+            let seg = match self.src.read_segment(d) {
+                Err(e) => {
+                    self.mark_open_set(st01, st02, 5);
+                    return Err(self.read_failed(e));
+                }
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    let pos = segs.first().map(|s| s.pos.clone()).unwrap_or_default();
+                    self.mark_open_set(st01, st02, 2);
+                    self.mark_ge_missing();
+                    return Err(self.fail(
+                        pos,
+                        "x12-missing-se",
+                        "023",
+                        format!("transaction set {st01} {st02} has no SE trailer: the file ends inside it (truncated)"),
+                    ));
+                }
+            };
+            match seg.id() {
+                "SE" => {
+                    segs.push(seg);
+                    return Ok(dropped);
+                }
+                "ST" | "GE" | "IEA" | "ISA" | "GS" => {
+                    let pos = seg.pos.clone();
+                    self.mark_open_set(st01, st02, 2);
+                    if !matches!(seg.id(), "ST" | "GE") {
+                        self.mark_ge_missing();
+                    }
+                    return Err(self.fail(
+                        pos,
+                        "x12-missing-se",
+                        "024",
+                        format!(
+                            "transaction set {st01} {st02} has no SE trailer: {} found before it",
+                            seg.id()
+                        ),
+                    ));
+                }
+                _ => {
+                    // A hostile set cannot grow memory without bound: past the line or byte
+                    // cap, segments are only counted (the set is then rejected).
+                    if segs.len() < self.max_unit_lines && kept_bytes <= self.max_set_bytes {
+                        kept_bytes += seg.text().len();
+                        segs.push(seg);
+                    } else {
+                        dropped += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// The group being read, if one is open.
@@ -628,6 +661,9 @@ impl X12Reader {
 
 impl UnitReader for X12Reader {
     fn next_unit(&mut self) -> Result<Option<Unit>, FileError> {
+        if let Some(u) = self.at_mark.take() {
+            return Ok(Some(u));
+        }
         loop {
             let Some(unit) = self.next_unit_inner()? else {
                 return Ok(None);
@@ -668,6 +704,14 @@ impl UnitReader for X12Reader {
                 return Ok(Some(self.flush_held()));
             }
         }
+    }
+
+    fn mark(&self) -> Option<crate::format::Mark> {
+        self.restart_mark()
+    }
+
+    fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {
+        self.restart_at(mark)
     }
 
     fn finish(

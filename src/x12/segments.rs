@@ -553,35 +553,7 @@ impl<R: Read> SegmentReader<R> {
             return self.read_bin(d, pos).map(Some);
         }
         let tb = d.term.bytes();
-        let mut from = 0usize;
-        let len = loop {
-            let window = &self.buf[self.at + from..];
-            let found = if tb.len() == 1 {
-                memchr::memchr(tb[0], window)
-            } else {
-                memchr::memmem::find(window, tb)
-            };
-            if let Some(k) = found {
-                break from + k;
-            }
-            // A multi-byte terminator may straddle two reads.
-            from = (self.buf.len() - self.at).saturating_sub(tb.len() - 1);
-            if from > self.max_record {
-                return Err(ReadError::TooLong {
-                    pos,
-                    limit: self.max_record,
-                });
-            }
-            if !self.fill()? {
-                break self.buf.len() - self.at;
-            }
-        };
-        if len > self.max_record {
-            return Err(ReadError::TooLong {
-                pos,
-                limit: self.max_record,
-            });
-        }
+        let len = self.extent(tb, &pos)?;
         let raw = &self.buf[self.at..self.at + len];
         // Borrowed unless line breaks wrap the segment (copying every segment byte by byte
         // to drop breaks that are nearly never there was a tenth of the reading thread).
@@ -605,6 +577,77 @@ impl<R: Read> SegmentReader<R> {
         self.advance(consumed);
         self.record += 1;
         Ok(Some(seg))
+    }
+
+    /// The length of the segment at the cursor, up to its terminator `tb` (or the end of
+    /// the file), read into the window; refused past the segment limit.
+    fn extent(&mut self, tb: &[u8], pos: &Position) -> Result<usize, ReadError> {
+        let limit = self.max_record;
+        let too_long = || ReadError::TooLong {
+            pos: pos.clone(),
+            limit,
+        };
+        let mut from = 0usize;
+        let len = loop {
+            let window = &self.buf[self.at + from..];
+            let found = if tb.len() == 1 {
+                memchr::memchr(tb[0], window)
+            } else {
+                memchr::memmem::find(window, tb)
+            };
+            if let Some(k) = found {
+                break from + k;
+            }
+            // A multi-byte terminator may straddle two reads.
+            from = (self.buf.len() - self.at).saturating_sub(tb.len() - 1);
+            if from > self.max_record {
+                return Err(too_long());
+            }
+            if !self.fill()? {
+                break self.buf.len() - self.at;
+            }
+        };
+        if len > self.max_record {
+            return Err(too_long());
+        }
+        Ok(len)
+    }
+
+    /// Passes over the next segment as [`Self::read_segment`] does (the same position,
+    /// line and record counts after it), making no [`Segment`] of it: its id is all it
+    /// tells. What a resumed file's committed sets are read with (see `X12Reader::seek`).
+    pub fn skip_segment(&mut self, d: &Delims) -> Result<Option<SegId>, ReadError> {
+        self.skip_ws(Some(d))?;
+        if self.get(0)?.is_none() {
+            return Ok(None);
+        }
+        if self.get(0)? == Some(b'B') {
+            // BIN (length-prefixed data) and anything like it: read as usual.
+            return Ok(self.read_segment(d)?.map(|s| SegId::of(s.id().as_bytes())));
+        }
+        let pos = self.here();
+        let tb = d.term.bytes();
+        let len = self.extent(tb, &pos)?;
+        // The id is what comes before the first element separator, line breaks left out
+        // (as `read_segment` leaves them out); 16 bytes without one make no id compared.
+        let mut head = [0u8; 16];
+        let mut n = 0;
+        for &b in self.buf[self.at..self.at + len].iter() {
+            if n == head.len() {
+                break;
+            }
+            if b != b'\r' && b != b'\n' {
+                head[n] = b;
+                n += 1;
+            }
+        }
+        let head = &head[..n];
+        let id = memchr::memmem::find(head, d.elem.bytes()).map_or(head, |k| &head[..k]);
+        let id = SegId::of(id.trim_ascii());
+        let consumed = (len + tb.len()).min(self.buf.len() - self.at);
+        self.advance(consumed);
+        self.record += 1;
+        Ok(Some(id))
     }
 
     fn read_bin(&mut self, d: &Delims, pos: Position) -> Result<Segment, ReadError> {
@@ -672,6 +715,32 @@ impl<R: Read> SegmentReader<R> {
 /// Converts the segment's bytes once (copying again only when they are not UTF-8) and cuts
 /// the text: a separator is a whole character, so the lossy text has the same elements as
 /// the bytes converted one by one.
+/// A segment id as [`SegmentReader::skip_segment`] tells it: the first bytes of the
+/// trimmed id (an id longer than [`SegId::MAX`] equals no id it is compared with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegId {
+    bytes: [u8; SegId::MAX],
+    len: usize,
+}
+
+impl SegId {
+    pub const MAX: usize = 4;
+
+    fn of(id: &[u8]) -> SegId {
+        let mut bytes = [0; SegId::MAX];
+        let len = id.len().min(SegId::MAX);
+        bytes[..len].copy_from_slice(&id[..len]);
+        SegId {
+            bytes,
+            len: if id.len() > SegId::MAX { 0 } else { len },
+        }
+    }
+
+    pub fn is(&self, id: &str) -> bool {
+        self.len > 0 && &self.bytes[..self.len] == id.as_bytes()
+    }
+}
+
 fn split_segment(logical: &[u8], d: &Delims, pos: Position) -> Segment {
     let text = String::from_utf8_lossy(logical).into_owned();
     Segment::split(text, d.elem.bytes(), pos)
@@ -704,6 +773,34 @@ mod tests {
             out.push(s);
         }
         out
+    }
+
+    /// Segments passed over with `skip_segment` leave the reader where `read_segment`
+    /// leaves it (byte, line, record) and tell the same id: wrapped lines, CRLF and
+    /// newline terminators, a BIN whose data holds delimiters, an id too long to name one.
+    #[test]
+    fn skipping_a_segment_leaves_the_reader_where_reading_it_does() {
+        let isa_nl = ISA.replace('~', "\n");
+        let texts = [
+            format!("{ISA}\nGS*PO*A*B~\r\nST*850*1~\nBEG*00\r\n*SA~ S\nE*2*1~"),
+            format!("{isa_nl}GS*PO*A*B\r\nST*850*1\nSE*2*1\n"),
+            format!("{ISA}BIN*5*a~b*c~SE*1*1~TOOLONGID*1~SE~"),
+        ];
+        for text in &texts {
+            let (mut read, mut skip) = (
+                SegmentReader::new(text.as_bytes(), 1 << 20),
+                SegmentReader::new(text.as_bytes(), 1 << 20),
+            );
+            let d = read.read_isa().unwrap().delims;
+            skip.read_isa().unwrap();
+            while let Some(seg) = read.read_segment(&d).unwrap() {
+                let id = skip.skip_segment(&d).unwrap().expect("a segment");
+                let long = seg.id().len() > SegId::MAX;
+                assert_eq!((id.is(seg.id()), long), (!long, long), "{}", seg.id());
+                assert_eq!(skip.position(), read.position(), "after {}", seg.id());
+            }
+            assert!(skip.skip_segment(&d).unwrap().is_none());
+        }
     }
 
     #[test]

@@ -1,0 +1,86 @@
+//! Restarting an X12 read at a unit, so a resumed file does not read its committed sets
+//! in full again.
+//!
+//! What the reader must know at a unit is the envelope it is in and everything the
+//! acknowledgement will answer: every interchange, group and set before it, with the
+//! partner's atomicity. That grows with the file, too much to write with every batch, so
+//! a mark is only where the unit starts; the restarted reader reads from the top with the
+//! same code, but passes over the segments of every set before the mark without making
+//! segments, lines, locators or jobs of them (`SegmentReader::skip_segment`). Reading a
+//! set in full only for it to be dropped was most of a resume's time.
+
+// `FileError` is the shared error type of every format (see the parent module).
+#![allow(clippy::result_large_err)]
+
+use super::segments::Delims;
+use super::{read_err, X12Reader};
+use crate::format::{FileError, Mark, UnitReader};
+
+impl X12Reader {
+    /// Between units every held unit has been given out (see `next_unit`): any place is
+    /// a mark. What the reader knows there (interchanges, groups, every set for the
+    /// acknowledgement, the partner's atomicity) is rebuilt by `seek` reading from the
+    /// top, so the mark holds nothing else.
+    pub(super) fn restart_mark(&self) -> Option<Mark> {
+        let pos = self.src.position();
+        Some(Mark {
+            seq: self.seq,
+            byte: pos.byte,
+            line: pos.line,
+            record: pos.record,
+            state: serde_json::Value::Null,
+        })
+    }
+
+    /// Reads the envelope state up to the mark the way an uninterrupted read builds it,
+    /// but makes no lines, locators or jobs for the sets before it (most of reading a set:
+    /// a resumed file read every committed set in full only to drop it).
+    pub(super) fn restart_at(&mut self, mark: &Mark) -> Result<bool, FileError> {
+        if self.started || self.seq != 0 {
+            return Ok(false);
+        }
+        self.skim_below = mark.seq;
+        let reached = loop {
+            if self.seq >= mark.seq {
+                break self.seq == mark.seq;
+            }
+            match self.next_unit()? {
+                Some(u) if u.seq < mark.seq => {}
+                Some(u) => {
+                    self.at_mark = Some(u);
+                    break false;
+                }
+                None => break false,
+            }
+        };
+        self.skim_below = 0;
+        let pos = self.src.position();
+        Ok(reached && (pos.byte, pos.line) == (mark.byte, mark.line))
+    }
+
+    /// Passes over a set's segments after its ST up to its SE without making segments of
+    /// them (see `seek`). Anything an uninterrupted read would have stopped at is an error
+    /// here, and the seek is given up.
+    pub(super) fn skip_set_body(
+        &mut self,
+        d: &Delims,
+        st01: &str,
+        st02: &str,
+    ) -> Result<(), FileError> {
+        loop {
+            let id = match self.src.skip_segment(d) {
+                Err(e) => return Err(read_err(e)),
+                Ok(None) => None,
+                Ok(Some(id)) if id.is("SE") => return Ok(()),
+                Ok(Some(id)) => Some(id),
+            };
+            let ends = ["ST", "GE", "IEA", "ISA", "GS"];
+            if id.is_none_or(|id| ends.iter().any(|e| id.is(e))) {
+                return Err(FileError::new(
+                    "x12-missing-se",
+                    format!("transaction set {st01} {st02} has no SE trailer"),
+                ));
+            }
+        }
+    }
+}
