@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# What resuming after a crash costs: one full `tallyman run` of a generated orders CSV is
-# timed; then, in a fresh workspace, a run of the same file is killed with SIGKILL once about
-# 90% of its lines are committed (the ledger's files.committed_lines, read with sqlite3
-# read-only every 50 ms), and the resuming `tallyman run` is timed. A resume that redid
-# everything would cost ~100% of the full run; ~10% (plus start-up) is the aim.
+# What resuming after a crash costs: one full `tallyman run` of a generated orders CSV (or
+# X12 850 interchange) is timed; then, in a fresh workspace, a run of the same file is killed
+# with SIGKILL once about 90% of its lines are committed (the ledger's files.committed_lines,
+# read with sqlite3 read-only every 50 ms), and the resuming `tallyman run` is timed. A
+# resume that redid everything would cost ~100% of the full run; ~10% (plus start-up) is the
+# aim.
 #
-#   scripts/bench-resume.sh [MB]      (default 50; needs sqlite3; CARGO_TARGET_DIR is honoured)
+#   scripts/bench-resume.sh [MB] [csv|x12]   (default 50 csv; needs sqlite3; CARGO_TARGET_DIR
+#                                            is honoured)
 #
-# Prints `RESULT resume resume_secs=… full_secs=… share=…%` and OK/MISMATCH for the units
+# Prints `RESULT resume kind=… resume_secs=… full_secs=… share=…%` and OK/MISMATCH for the units
 # applied after the resume against the full run. Measured here, never asserted in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB=${1:-50}
+KIND=${2:-csv}
 command -v sqlite3 >/dev/null || { echo "bench-resume needs sqlite3" >&2; exit 1; }
 source scripts/bench-lib.sh
 bench_setup
-bench_input csv "$MB" orders-bench.csv
+case "$KIND" in
+  csv) bench_input csv "$MB" orders-bench.csv ;;
+  x12) bench_input x12 "$MB" po-bench.x12 ;;
+  *) echo "bench-resume: kind is csv or x12, not $KIND" >&2; exit 2 ;;
+esac
 
 echo "== full run"
-bench_measure csv
+bench_measure "$KIND"
 FULL_SECS=$RUN_SECS
 FULL_UNITS=$UNITS
 
@@ -48,7 +55,7 @@ if [ "$KILLED" = yes ]; then
   echo "killed with SIGKILL at $COMMITTED of $INPUT_LINES lines committed ($((100 * COMMITTED / INPUT_LINES))%)"
 else
   echo "the run ended (last seen $COMMITTED of $INPUT_LINES lines committed) before it could be killed: no resume measured"
-  echo "RESULT resume resume_secs=NA full_secs=$FULL_SECS share=NA"
+  echo "RESULT resume kind=$KIND resume_secs=NA full_secs=$FULL_SECS share=NA"
   exit 0
 fi
 
@@ -56,7 +63,7 @@ echo "== resuming run"
 bench_run "$BENCH_TMP/killed"
 RESUMED_UNITS=$(bench_units "$BENCH_TMP/killed")
 echo "$RESUMED_UNITS"
-python3 -c "import sys; r, f = map(float, sys.argv[1:]); print(f'RESULT resume resume_secs={r:.2f} full_secs={f:.2f} share={100 * r / f:.0f}%')" "$RUN_SECS" "$FULL_SECS"
+python3 -c "import sys; r, f = map(float, sys.argv[1:]); print(f'RESULT resume kind=$KIND resume_secs={r:.2f} full_secs={f:.2f} share={100 * r / f:.0f}%')" "$RUN_SECS" "$FULL_SECS"
 # The same units applied, rejected and duplicate as the uninterrupted run.
 if [ "${RESUMED_UNITS%% lines*}" = "${FULL_UNITS%% lines*}" ]; then
   echo "OK: after the resume ${RESUMED_UNITS%% lines*}, as in the full run"

@@ -2,7 +2,7 @@
 # All the intake benchmarks, as one Markdown table: tallyman's end-to-end MB/s against a
 # parse floor measured on the same file in the same run (examples/parse_floor.rs), peak RSS
 # and ledger growth, for CSV, X12 and IDoc; then thread scaling, the cost of resuming after a
-# SIGKILL, and frictionless on the same CSV.
+# SIGKILL (CSV and X12), and frictionless on the same CSV.
 #
 #   scripts/bench.sh [CSV_MB] [X12_MB] [IDOC_MB] [RESUME_MB] [THREADS_MB] [FRICTIONLESS_MB]
 #
@@ -24,15 +24,16 @@ export BENCH_NO_BUILD=1
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 
-part() { # tag script MB: the script's output, its RESULT lines tagged into $LOG
+part() { # tag script MB [args]: the script's output, its RESULT lines tagged into $LOG
   echo "== $1 ($3 MB)"
-  "scripts/$2" "$3" | tee >(sed -n "s/^RESULT /RESULT part=$1 /p" >>"$LOG")
+  "scripts/$2" "${@:3}" | tee >(sed -n "s/^RESULT /RESULT part=$1 /p" >>"$LOG")
 }
 part csv bench-csv.sh "$CSV_MB"
 part x12 bench-x12.sh "$X12_MB"
 part idoc bench-idoc.sh "$IDOC_MB"
 part threads bench-threads.sh "$THREADS_MB"
 part resume bench-resume.sh "$RESUME_MB"
+part resume-x12 bench-resume.sh "$X12_MB" x12
 part frictionless bench-frictionless.sh "$FRICTIONLESS_MB"
 
 echo
