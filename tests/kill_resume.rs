@@ -177,6 +177,45 @@ fn a_killed_x12_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
     killed_at_a_mark_then_resumed("po-big.x12", &purchase_orders_x12(3_000), None);
 }
 
+/// And an IDoc file: the IDocs before the mark are parsed for their place and dropped,
+/// and the STATUS acknowledgement still answers every IDoc.
+#[test]
+fn a_killed_idoc_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
+    killed_at_a_mark_then_resumed("idoc-orders05-big.xml", &orders_idoc(2_500), None);
+}
+
+/// An ORDERS05 file of `n` IDocs, one to four items each.
+fn orders_idoc(n: usize) -> Vec<u8> {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ORDERS05>\n");
+    for k in 1..=n {
+        out += &format!(
+            "<IDOC BEGIN=\"1\">\n<EDI_DC40 SEGMENT=\"1\"><TABNAM>EDI_DC40</TABNAM><MANDT>715</MANDT>\
+             <DOCNUM>{k:016}</DOCNUM><DIRECT>1</DIRECT><IDOCTYP>ORDERS05</IDOCTYP><MESTYP>ORDERS</MESTYP>\
+             <SNDPOR>SAPQKX</SNDPOR><SNDPRN>KILL_SENDER</SNDPRN><RCVPOR>ORDREQ</RCVPOR><RCVPRN>TP</RCVPRN>\
+             <CREDAT>20261129</CREDAT><CRETIM>142809</CRETIM></EDI_DC40>\n\
+             <E1EDK01 SEGMENT=\"1\"><CURCY>EUR</CURCY><BSART>NB</BSART><BELNR>45{k:08}</BELNR></E1EDK01>\n\
+             <E1EDK03 SEGMENT=\"1\"><IDDAT>012</IDDAT><DATUM>202611{:02}</DATUM></E1EDK03>\n\
+             <E1EDKA1 SEGMENT=\"1\"><PARVW>AG</PARVW><PARTN>{}</PARTN></E1EDKA1>\n\
+             <E1EDK02 SEGMENT=\"1\"><QUALF>001</QUALF><BELNR>45{k:08}</BELNR><DATUM>20261129</DATUM></E1EDK02>\n",
+            1 + k % 28,
+            10100000 + k % 5000
+        );
+        for i in 1..=(1 + k % 4) {
+            out += &format!(
+                "<E1EDP01 SEGMENT=\"1\"><POSEX>{:05}</POSEX><MENGE>{i}.000</MENGE><MENEE>PCE</MENEE>\
+                 <VPREI>50</VPREI><NETWR>{}</NETWR>\n<E1EDP19 SEGMENT=\"1\"><QUALF>001</QUALF>\
+                 <IDTNR>TG{:04}{i}</IDTNR></E1EDP19>\n</E1EDP01>\n",
+                i * 10,
+                i * 50,
+                k % 1000
+            );
+        }
+        out += "</IDOC>\n";
+    }
+    out += "</ORDERS05>\n";
+    out.into_bytes()
+}
+
 /// One interchange of `sets` 850s, two to five PO1 lines each, from the bundled ACME.
 fn purchase_orders_x12(sets: usize) -> Vec<u8> {
     let mut out = String::from(
@@ -276,13 +315,17 @@ fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>)
     assert_eq!(ledger_counts(&w), ledger_counts(&want));
 }
 
-/// Acknowledgements without the date and time their ISA and GS headers are stamped with.
+/// Acknowledgements without the date and time they are stamped with (X12 ISA and GS
+/// headers, IDoc STATUS records).
 fn unstamped(acks: std::collections::BTreeMap<String, Vec<u8>>) -> Vec<(String, String)> {
-    let header = |l: &str| l.starts_with("ISA") || l.starts_with("GS");
+    const STAMPS: [&str; 4] = ["<CREDAT>", "<CRETIM>", "<LOGDAT>", "<LOGTIM>"];
+    let stamped = |l: &str| {
+        l.starts_with("ISA") || l.starts_with("GS") || STAMPS.iter().any(|s| l.contains(s))
+    };
     acks.into_iter()
         .map(|(name, body)| {
             let text = String::from_utf8_lossy(&body);
-            let kept: Vec<&str> = text.lines().filter(|l| !header(l)).collect();
+            let kept: Vec<&str> = text.lines().filter(|l| !stamped(l)).collect();
             (name, kept.join("\n"))
         })
         .collect()

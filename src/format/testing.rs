@@ -146,9 +146,14 @@ fn outcomes_of(units: &[ReadUnit]) -> MemOutcomes {
 }
 
 /// The acknowledgements as text, to compare: the date and time an X12 envelope header
-/// (ISA, GS) is stamped with are made zeros, so two finishes a minute apart compare.
+/// (ISA, GS) or an IDoc STATUS record is stamped with are made zeros, so two finishes a
+/// minute apart compare.
 fn ack_texts(acks: &[Outbound]) -> Vec<String> {
-    let unstamped = |line: &str| match line.starts_with("ISA") || line.starts_with("GS") {
+    const STAMPS: [&str; 4] = ["<CREDAT>", "<CRETIM>", "<LOGDAT>", "<LOGTIM>"];
+    let stamped = |line: &str| {
+        line.starts_with("ISA") || line.starts_with("GS") || STAMPS.iter().any(|s| line.contains(s))
+    };
+    let unstamped = |line: &str| match stamped(line) {
         true => line.replace(|c: char| c.is_ascii_digit(), "0"),
         false => line.to_string(),
     };

@@ -198,6 +198,11 @@ pub struct IdocReader {
     next_seq: u64,
     done: bool,
     acks: super::ack::AckState,
+    /// While `seek` reads its way to a mark, IDocs below this seq are parsed for what they
+    /// leave (their seq, for the acknowledgement) and dropped: no lines, no job.
+    skim_below: u64,
+    /// The unit at the mark, read by `seek`, returned first.
+    at_mark: Option<Unit>,
 }
 
 impl IdocReader {
@@ -262,6 +267,8 @@ impl IdocReader {
             next_seq: 0,
             done: false,
             acks: super::ack::AckState::new(catalog_for_acks),
+            skim_below: 0,
+            at_mark: None,
         })
     }
 
@@ -656,11 +663,23 @@ fn resolve_ref(name: &str) -> Option<char> {
 
 impl UnitReader for IdocReader {
     fn next_unit(&mut self) -> Result<Option<Unit>, FileError> {
+        if let Some(u) = self.at_mark.take() {
+            return Ok(Some(u));
+        }
         let Some(idoc) = self.next_idoc()? else {
             return Ok(None);
         };
         let seq = self.next_seq;
         self.next_seq += 1;
+        if seq < self.skim_below {
+            self.acks.seen(seq);
+            return Ok(Some(Unit {
+                seq,
+                label: String::new(),
+                lines: Vec::new(),
+                job: None,
+            }));
+        }
         let dc = idoc.segments.first().filter(|s| s.name == CONTROL);
         let typ = dc
             .and_then(|d| d.field("IDOCTYP"))
@@ -692,6 +711,45 @@ impl UnitReader for IdocReader {
             lines,
             job: Some(Box::new(move || super::eval::evaluate(&catalog, &idoc))),
         }))
+    }
+
+    /// Any place between IDocs is a mark: what the reader knows there (the seqs the
+    /// acknowledgement answers) is rebuilt by `seek` reading from the top.
+    fn mark(&self) -> Option<crate::format::Mark> {
+        let m = IdocReader::mark(self);
+        Some(crate::format::Mark {
+            seq: self.next_seq,
+            byte: m.byte,
+            line: m.line,
+            record: self.idocs,
+            state: serde_json::Value::Null,
+        })
+    }
+
+    /// Reads up to the mark the way an uninterrupted read does, but makes no lines, label
+    /// or job for the IDocs before it (rendering every segment's text for a unit that is
+    /// then dropped was most of a resume's reading).
+    fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {
+        if self.next_seq != 0 || self.idocs != 0 {
+            return Ok(false);
+        }
+        self.skim_below = mark.seq;
+        let reached = loop {
+            if self.next_seq >= mark.seq {
+                break self.next_seq == mark.seq;
+            }
+            match self.next_unit()? {
+                Some(u) if u.seq < mark.seq => {}
+                Some(u) => {
+                    self.at_mark = Some(u);
+                    break false;
+                }
+                None => break false,
+            }
+        };
+        self.skim_below = 0;
+        let m = IdocReader::mark(self);
+        Ok(reached && (m.byte, m.line) == (mark.byte, mark.line))
     }
 
     fn finish(

@@ -701,3 +701,25 @@ fn status_codes_are_configurable_per_type() {
         d.errors
     );
 }
+
+/// Every corpus and sample IDoc file that reads without a file error: a read restarted at
+/// any mark returns the IDocs an uninterrupted read returned from there, evaluated alike,
+/// and finishes with the same STATUS acknowledgement (which answers every IDoc).
+#[test]
+fn a_resumed_read_restarts_at_every_mark_as_if_read_through() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let f = format();
+    let mut tried = 0;
+    for dir in ["tests/corpus/idoc", "samples/inbox"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            let ctx = ctx_for(&p);
+            let readable = p.extension().is_some_and(|x| x == "xml" || x == "idoc")
+                && read_all_with(f.as_ref(), &p, &ctx).error.is_none();
+            if readable {
+                tried += crate::format::testing::assert_restarts_match(f.as_ref(), &p, &ctx);
+            }
+        }
+    }
+    assert!(tried >= 15, "{tried} marks tried");
+}
