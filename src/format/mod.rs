@@ -10,6 +10,7 @@ pub mod content;
 pub mod defs;
 pub mod keys;
 pub mod registry;
+pub(crate) mod skim;
 pub mod testing;
 
 use std::path::Path;

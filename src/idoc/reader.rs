@@ -733,21 +733,7 @@ impl UnitReader for IdocReader {
         if self.next_seq != 0 || self.idocs != 0 {
             return Ok(false);
         }
-        self.skim_below = mark.seq;
-        let reached = loop {
-            if self.next_seq >= mark.seq {
-                break self.next_seq == mark.seq;
-            }
-            match self.next_unit()? {
-                Some(u) if u.seq < mark.seq => {}
-                Some(u) => {
-                    self.at_mark = Some(u);
-                    break false;
-                }
-                None => break false,
-            }
-        };
-        self.skim_below = 0;
+        let reached = crate::format::skim::skim_to(self, mark.seq)?;
         let m = IdocReader::mark(self);
         Ok(reached && (m.byte, m.line) == (mark.byte, mark.line))
     }
@@ -759,6 +745,18 @@ impl UnitReader for IdocReader {
         error: Option<&FileError>,
     ) -> Result<Vec<Outbound>, FileError> {
         self.acks.build(outcomes, acks, error)
+    }
+}
+
+impl crate::format::skim::Skim for IdocReader {
+    fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+    fn skim_below(&mut self, seq: u64) {
+        self.skim_below = seq;
+    }
+    fn keep(&mut self, unit: Unit) {
+        self.at_mark = Some(unit);
     }
 }
 

@@ -342,16 +342,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // found by key through the versions it made (console.rs `key_documents`), so an entry
     // per applied document in this index (a fifth of a unit row again) answered nothing
     // those versions don't.
-    r#"
-    DROP INDEX units_key;
-    CREATE INDEX units_key ON units(key) WHERE status <> 'applied';
-    "#,
+    M13_UNITS_KEY,
     // 14: indexes for the questions asked at every pass, metrics scrape and console page,
     // which read whole tables that only grow: rejected documents (the reject tally and the
     // exceptions queue read every unit of every decided file), decided files and
     // deliveries by time (the health window), delivery latencies per target (sorted every
     // delivered row), dead letters, unfinished runs, old metric samples.
-    r#"
+    M14_INDEXES,
+];
+
+/// Migration 13, the same SQL on both backends (see `MIGRATIONS`).
+pub(super) const M13_UNITS_KEY: &str = r#"
+    DROP INDEX units_key;
+    CREATE INDEX units_key ON units(key) WHERE status <> 'applied';
+    "#;
+
+/// Migration 14, the same SQL on both backends (see `MIGRATIONS`).
+pub(super) const M14_INDEXES: &str = r#"
     CREATE INDEX units_rejected ON units(status, file_id, seq) WHERE status = 'rejected';
     CREATE INDEX files_done_at ON files(state, finished_at);
     CREATE INDEX deliveries_created ON deliveries(created_at);
@@ -360,5 +367,4 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_dead ON deliveries(id) WHERE state = 'dead';
     CREATE INDEX runs_live ON runs(id) WHERE finished_at IS NULL;
     CREATE INDEX metric_samples_at ON metric_samples(at);
-    "#,
-];
+    "#;

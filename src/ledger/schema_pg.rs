@@ -40,22 +40,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE acks ADD COLUMN compressed BIGINT NOT NULL DEFAULT 0;
     "#,
     // 13: `units_key` for documents not applied only (see schema.rs).
-    r#"
-    DROP INDEX units_key;
-    CREATE INDEX units_key ON units(key) WHERE status <> 'applied';
-    "#,
+    super::schema::M13_UNITS_KEY,
     // 14: indexes for the questions every pass, scrape and console page asks (see
     // schema.rs).
-    r#"
-    CREATE INDEX units_rejected ON units(status, file_id, seq) WHERE status = 'rejected';
-    CREATE INDEX files_done_at ON files(state, finished_at);
-    CREATE INDEX deliveries_created ON deliveries(created_at);
-    CREATE INDEX deliveries_delivered ON deliveries(delivered_at) WHERE delivered_at IS NOT NULL;
-    CREATE INDEX deliveries_latency ON deliveries(target, delivered_at) WHERE state = 'delivered';
-    CREATE INDEX deliveries_dead ON deliveries(id) WHERE state = 'dead';
-    CREATE INDEX runs_live ON runs(id) WHERE finished_at IS NULL;
-    CREATE INDEX metric_samples_at ON metric_samples(at);
-    "#,
+    super::schema::M14_INDEXES,
 ];
 
 const BASE: &str = r#"

@@ -14,7 +14,9 @@
 
 use super::segments::Delims;
 use super::{read_err, X12Reader};
-use crate::format::{FileError, Mark, UnitReader};
+use crate::format::skim::{skim_to, Skim};
+use crate::format::{FileError, Mark};
+use crate::unit::Unit;
 
 impl X12Reader {
     /// Between units every held unit has been given out (see `next_unit`): any place is
@@ -39,21 +41,7 @@ impl X12Reader {
         if self.started || self.seq != 0 {
             return Ok(false);
         }
-        self.skim_below = mark.seq;
-        let reached = loop {
-            if self.seq >= mark.seq {
-                break self.seq == mark.seq;
-            }
-            match self.next_unit()? {
-                Some(u) if u.seq < mark.seq => {}
-                Some(u) => {
-                    self.at_mark = Some(u);
-                    break false;
-                }
-                None => break false,
-            }
-        };
-        self.skim_below = 0;
+        let reached = skim_to(self, mark.seq)?;
         let pos = self.src.position();
         Ok(reached && (pos.byte, pos.line) == (mark.byte, mark.line))
     }
@@ -82,5 +70,17 @@ impl X12Reader {
                 ));
             }
         }
+    }
+}
+
+impl Skim for X12Reader {
+    fn next_seq(&self) -> u64 {
+        self.seq
+    }
+    fn skim_below(&mut self, seq: u64) {
+        self.skim_below = seq;
+    }
+    fn keep(&mut self, unit: Unit) {
+        self.at_mark = Some(unit);
     }
 }

@@ -1,0 +1,41 @@
+//! Restarting a reader whose state at a unit grows with the file (X12, IDoc: every set or
+//! IDoc before it, for the acknowledgement) by reading from the top again, building
+//! nothing of the units before the mark.
+
+// `FileError` is the shared error type of every format (see the parent module).
+#![allow(clippy::result_large_err)]
+
+use super::{FileError, UnitReader};
+use crate::unit::Unit;
+
+/// A reader that can pass over units cheaply: below `skim_below` it reads a unit for the
+/// state it leaves and hands it out without lines or job.
+pub(crate) trait Skim: UnitReader {
+    /// The seq the next unit read will get.
+    fn next_seq(&self) -> u64;
+    /// Units below `seq` are skimmed (0: none).
+    fn skim_below(&mut self, seq: u64);
+    /// Keeps a unit read past the mark, to be returned by the next `next_unit`.
+    fn keep(&mut self, unit: Unit);
+}
+
+/// Reads `reader` from the top until the next unit is `seq`: `Ok(false)` if the units
+/// do not meet there (the caller gives up the restart and reads from the start).
+pub(crate) fn skim_to<R: Skim>(reader: &mut R, seq: u64) -> Result<bool, FileError> {
+    reader.skim_below(seq);
+    let reached = loop {
+        if reader.next_seq() >= seq {
+            break reader.next_seq() == seq;
+        }
+        match reader.next_unit()? {
+            Some(u) if u.seq < seq => {}
+            Some(u) => {
+                reader.keep(u);
+                break false;
+            }
+            None => break false,
+        }
+    };
+    reader.skim_below(0);
+    Ok(reached)
+}
