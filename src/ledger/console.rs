@@ -34,7 +34,7 @@ pub(super) fn key_versions_sql() -> String {
          WHERE v.entity IN ({}) AND v.key = ?2 AND (CAST(?1 AS TEXT) IS NULL OR v.entity = ?1) \
          ORDER BY v.entity, v.version DESC",
         entities_in()
-)
+    )
 }
 
 /// One entity's (`?1`) distinct keys from `?2` up to `?3`, at most `?4`.
@@ -55,7 +55,7 @@ pub(super) fn key_documents_sql() -> String {
          WHERE v.entity IN ({}) AND v.key = ?1 AND u.status = 'applied' \
          ORDER BY 1 DESC, 3 LIMIT 200",
         entities_in()
-)
+    )
 }
 
 impl Ledger {
