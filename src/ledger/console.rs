@@ -169,7 +169,8 @@ impl Ledger {
     pub fn file_state_counts(&self) -> Result<Vec<(String, i64)>> {
         let mut st = self.conn.prepare(
             "SELECT CASE WHEN state='held' THEN 'held' WHEN state != 'done' THEN 'in_progress' ELSE outcome END, COUNT(*) \
-             FROM files WHERE state != 'done' OR outcome IN ('failed', 'rejected') GROUP BY 1 ORDER BY 1",
+             FROM files WHERE state < 'done' OR state > 'done' OR (state = 'done' AND outcome IN ('failed', 'rejected')) \
+             GROUP BY 1 ORDER BY 1",
         )?;
         let rows = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -345,9 +345,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     M13_UNITS_KEY,
     // 14: indexes for the questions asked at every pass, metrics scrape and console page,
     // which read whole tables that only grow: rejected documents (the reject tally and the
-    // exceptions queue read every unit of every decided file), decided files and
-    // deliveries by time (the health window), delivery latencies per target (sorted every
-    // delivered row), dead letters, unfinished runs, old metric samples.
+    // exceptions queue read every unit of every decided file), decided files by time and
+    // by outcome (the health window, the file states, files rejected whole; `files_state`
+    // is the prefix of both), a file's corrections, deliveries by time, delivery
+    // latencies per target (sorted every delivered row), dead letters, unfinished runs,
+    // old metric samples.
     M14_INDEXES,
 ];
 
@@ -360,7 +362,10 @@ pub(super) const M13_UNITS_KEY: &str = r#"
 /// Migration 14, the same SQL on both backends (see `MIGRATIONS`).
 pub(super) const M14_INDEXES: &str = r#"
     CREATE INDEX units_rejected ON units(status, file_id, seq) WHERE status = 'rejected';
+    DROP INDEX files_state;
     CREATE INDEX files_done_at ON files(state, finished_at);
+    CREATE INDEX files_outcome ON files(state, outcome);
+    CREATE INDEX files_correction ON files(correction_of) WHERE correction_of IS NOT NULL;
     CREATE INDEX deliveries_created ON deliveries(created_at);
     CREATE INDEX deliveries_delivered ON deliveries(delivered_at) WHERE delivered_at IS NOT NULL;
     CREATE INDEX deliveries_latency ON deliveries(target, delivered_at) WHERE state = 'delivered';
