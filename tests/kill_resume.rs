@@ -315,18 +315,9 @@ fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>)
     assert_eq!(ledger_counts(&w), ledger_counts(&want));
 }
 
-/// Acknowledgements without the date and time they are stamped with (X12 ISA and GS
-/// headers, IDoc STATUS records).
+/// Acknowledgements without the date and time they are stamped with.
 fn unstamped(acks: std::collections::BTreeMap<String, Vec<u8>>) -> Vec<(String, String)> {
-    const STAMPS: [&str; 4] = ["<CREDAT>", "<CRETIM>", "<LOGDAT>", "<LOGTIM>"];
-    let stamped = |l: &str| {
-        l.starts_with("ISA") || l.starts_with("GS") || STAMPS.iter().any(|s| l.contains(s))
-    };
     acks.into_iter()
-        .map(|(name, body)| {
-            let text = String::from_utf8_lossy(&body);
-            let kept: Vec<&str> = text.lines().filter(|l| !stamped(l)).collect();
-            (name, kept.join("\n"))
-        })
+        .map(|(name, body)| (name, tallyman::format::testing::unstamped(&body)))
         .collect()
 }

@@ -145,25 +145,29 @@ fn outcomes_of(units: &[ReadUnit]) -> MemOutcomes {
     )
 }
 
-/// The acknowledgements as text, to compare: the date and time an X12 envelope header
-/// (ISA, GS) or an IDoc STATUS record is stamped with are made zeros, so two finishes a
-/// minute apart compare.
+/// The acknowledgements as text, to compare (see [`unstamped`]).
 fn ack_texts(acks: &[Outbound]) -> Vec<String> {
+    acks.iter()
+        .map(|a| format!("{} {}", a.file_name, unstamped(&a.content)))
+        .collect()
+}
+
+/// An acknowledgement's text with the date and time an X12 envelope header (ISA, GS) or an
+/// IDoc STATUS record is stamped with made zeros, so two acknowledgements made a minute
+/// apart compare.
+pub fn unstamped(content: &[u8]) -> String {
     const STAMPS: [&str; 4] = ["<CREDAT>", "<CRETIM>", "<LOGDAT>", "<LOGTIM>"];
     let stamped = |line: &str| {
         line.starts_with("ISA") || line.starts_with("GS") || STAMPS.iter().any(|s| line.contains(s))
     };
-    let unstamped = |line: &str| match stamped(line) {
-        true => line.replace(|c: char| c.is_ascii_digit(), "0"),
-        false => line.to_string(),
-    };
-    acks.iter()
-        .map(|a| {
-            let text = String::from_utf8_lossy(&a.content);
-            let lines: Vec<String> = text.lines().map(unstamped).collect();
-            format!("{} {}", a.file_name, lines.join("\n"))
+    let lines: Vec<String> = String::from_utf8_lossy(content)
+        .lines()
+        .map(|line| match stamped(line) {
+            true => line.replace(|c: char| c.is_ascii_digit(), "0"),
+            false => line.to_string(),
         })
-        .collect()
+        .collect();
+    lines.join("\n")
 }
 
 /// Fuzzing entry point: loads the definitions in `formats_dir` once, writes `data` to a
