@@ -94,3 +94,47 @@ fn regression_an_x12_contacts_name_phone_and_email_never_reach_the_ledger_report
         }
     }
 }
+
+/// Sets claim their interchange only (stop 21 dropped a claim per set, which named the
+/// interchange too and so was never held where the interchange's claim was not). An
+/// interchange sent again in another file is still a duplicate set by set, even a set whose
+/// number and document were never seen, and a set's reason names the interchange.
+#[test]
+fn an_interchange_sent_again_is_a_duplicate_even_for_a_set_never_seen() {
+    let w = Work::new(100);
+    let sample = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbox/acme-orders.x12"),
+    )
+    .unwrap();
+    w.drop_file("acme-orders.x12", &sample);
+    let first = w.run(&["run"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    assert_eq!(
+        w.query("SELECT key FROM keys WHERE entity='claim'"),
+        vec![vec![Some("x12-isa:ACME:TALLYMAN:000000101".to_string())]]
+    );
+    let again = String::from_utf8(sample)
+        .unwrap()
+        .replace("ST*850*0002~", "ST*850*0003~")
+        .replace("PO-4712", "PO-4799")
+        .replace("SE*7*0002~", "SE*7*0003~");
+    w.drop_file("acme-orders-resent.x12", again.as_bytes());
+    let second = w.run(&["run"]);
+    let shown = text(&second);
+    assert!(shown.contains("acme-orders-resent.x12"), "{shown}");
+    let file = w.query_i64("SELECT max(id) FROM files");
+    let statuses = w.query(&format!(
+        "SELECT label, status, message FROM units WHERE file_id={file} AND label LIKE '850 %' ORDER BY seq"
+    ));
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    for row in &statuses {
+        assert_eq!(row[1].as_deref(), Some("duplicate"), "{row:?}");
+        let why = row[2].as_deref().unwrap_or_default();
+        assert!(why.contains("x12-isa:ACME:TALLYMAN:000000101"), "{why}");
+    }
+    assert_eq!(
+        w.query_i64(&format!("SELECT count(*) FROM versions WHERE file_id={file}")),
+        0,
+        "nothing of the resent interchange is applied"
+    );
+}

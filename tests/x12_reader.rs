@@ -185,16 +185,13 @@ fn truncated_file_is_never_accepted() {
 }
 
 #[test]
-fn claims_name_the_interchange_and_the_set() {
+fn claims_name_the_interchange() {
     let f = format();
     let r = read_all(f.as_ref(), &root().join("samples/inbox/acme-orders.x12"));
     let set = r.units.iter().find(|u| u.label == "850 ST 0002").unwrap();
     assert_eq!(
         set.eval.claims,
-        vec![
-            "x12-isa:ACME:TALLYMAN:000000101".to_string(),
-            "x12-set:ACME:TALLYMAN:000000101:101:0002".to_string()
-        ]
+        vec!["x12-isa:ACME:TALLYMAN:000000101".to_string()]
     );
 }
 
@@ -303,13 +300,10 @@ fn regression_set_without_definition_was_not_marked_unmapped() {
         .as_str()
         .unwrap()
         .contains("no definition for transaction set 940 version 004010"));
-    // Still claims its interchange and itself, so a resend is a duplicate.
+    // Still claims its interchange, so a resend is a duplicate.
     assert_eq!(
         set.eval.claims,
-        vec![
-            "x12-isa:PARTNER:US:000000007".to_string(),
-            "x12-set:PARTNER:US:000000007:7:0001".to_string()
-        ]
+        vec!["x12-isa:PARTNER:US:000000007".to_string()]
     );
     assert!(ack_text(&r).contains("AK2*940*0001~\nAK5*A~\nAK9*A*1*1*1~"));
     // A mapped set is not unmapped.

@@ -367,16 +367,14 @@ impl X12Reader {
                 .as_ref()
                 .map(|(_, r)| r.clone())
                 .or_else(|| group.header_error.clone()),
-            claims: vec![
-                format!(
-                    "x12-isa:{}:{}:{}",
-                    ic.isa.sender, ic.isa.receiver, ic.isa.control
-                ),
-                format!(
-                    "x12-set:{}:{}:{}:{}:{}",
-                    ic.isa.sender, ic.isa.receiver, ic.isa.control, group.gs06, st02
-                ),
-            ],
+            // The interchange only: a claim per set as well (`…:<GS06>:<ST02>`) named the
+            // interchange too, and was taken with it by the same unit, so it was held
+            // elsewhere only where the interchange's claim was; it decided nothing and made
+            // two fifths of an X12 file's ledger.
+            claims: vec![format!(
+                "x12-isa:{}:{}:{}",
+                ic.isa.sender, ic.isa.receiver, ic.isa.control
+            )],
             dropped,
             limit: self.max_unit_lines,
             byte_limit: self.max_set_bytes,
