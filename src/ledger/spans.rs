@@ -5,7 +5,8 @@
 //! the ledger five times the size of its input and most of a batch's commit time. So only
 //! lines with a reason (rejected, skipped) get a row; the unit's row keeps its first line's
 //! position and, for the rest, the differences of line, byte and record from one line to
-//! the next as zigzag varints (about three bytes a line). From them every line's position
+//! the next as zigzag varints (about three bytes a line; one when every line steps line and
+//! record alike, as CSV rows and X12 segments do). From them every line's position
 //! can be told again: for the console's page of lines, for "what happened to line N", and
 //! to write a row for each line when a unit is rejected after it was committed (the file
 //! rejected whole, its output lost), so that rejects, reports and corrections files see
@@ -235,6 +236,9 @@ pub fn encode(lines: &[&Position]) -> Option<Vec<u8>> {
     if lines.len() < 2 {
         return None;
     }
+    if let Some(steady) = encode_steady(lines) {
+        return Some(steady);
+    }
     let mut out = Vec::with_capacity(3 * lines.len());
     for w in lines.windows(2) {
         for (a, b) in [
@@ -248,6 +252,32 @@ pub fn encode(lines: &[&Position]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Starts spans whose lines all step line and record by the same amount (a CSV row or an
+/// X12 segment per line, or every segment on one line): the two steps once, then only the
+/// byte steps, unsigned. A segment took three bytes and takes one; half an X12 unit's
+/// spans. The mark is an over-long zero, which no varint written here begins with, so
+/// spans of the general form (and those written before this form) never start with it.
+const STEADY: [u8; 2] = [0x80, 0x00];
+
+fn encode_steady(lines: &[&Position]) -> Option<Vec<u8>> {
+    let step = |a: u64, b: u64| b.checked_sub(a);
+    let line_step = step(lines[0].line, lines[1].line)?;
+    let record_step = step(lines[0].record, lines[1].record)?;
+    let mut out = Vec::with_capacity(4 + lines.len());
+    out.extend_from_slice(&STEADY);
+    put(&mut out, line_step as i64);
+    put(&mut out, record_step as i64);
+    for w in lines.windows(2) {
+        if step(w[0].line, w[1].line)? != line_step
+            || step(w[0].record, w[1].record)? != record_step
+        {
+            return None;
+        }
+        put_unsigned(&mut out, step(w[0].byte, w[1].byte)?);
+    }
+    Some(out)
+}
+
 /// The `(line, byte, record)` of each of a unit's `count` lines, from its first line and
 /// its spans. Without spans (a unit of one line, or one written before spans were kept,
 /// whose lines all have rows) only the first line is known.
@@ -256,10 +286,26 @@ pub fn decode(first: (i64, i64, i64), spans: Option<&[u8]>, count: i64) -> Vec<(
     let Some(mut rest) = spans else {
         return out;
     };
+    let steady = match rest.strip_prefix(&STEADY) {
+        Some(after) => {
+            rest = after;
+            match (take(&mut rest), take(&mut rest)) {
+                (Some(dl), Some(dr)) => Some((dl, dr)),
+                _ => return out,
+            }
+        }
+        None => None,
+    };
     let mut cur = first;
     while (out.len() as i64) < count {
-        let (Some(dl), Some(db), Some(dr)) = (take(&mut rest), take(&mut rest), take(&mut rest))
-        else {
+        let step = match steady {
+            Some((dl, dr)) => take_unsigned(&mut rest).map(|db| (dl, db as i64, dr)),
+            None => match (take(&mut rest), take(&mut rest), take(&mut rest)) {
+                (Some(dl), Some(db), Some(dr)) => Some((dl, db, dr)),
+                _ => None,
+            },
+        };
+        let Some((dl, db, dr)) = step else {
             break;
         };
         cur = (cur.0 + dl, cur.1 + db, cur.2 + dr);
@@ -269,7 +315,10 @@ pub fn decode(first: (i64, i64, i64), spans: Option<&[u8]>, count: i64) -> Vec<(
 }
 
 fn put(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    put_unsigned(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_unsigned(out: &mut Vec<u8>, mut z: u64) {
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
         z >>= 7;
@@ -278,13 +327,18 @@ fn put(out: &mut Vec<u8>, v: i64) {
 }
 
 fn take(buf: &mut &[u8]) -> Option<i64> {
+    let z = take_unsigned(buf)?;
+    Some((z >> 1) as i64 ^ -((z & 1) as i64))
+}
+
+fn take_unsigned(buf: &mut &[u8]) -> Option<u64> {
     let mut z = 0u64;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = buf.split_first()?;
         *buf = rest;
         z |= u64::from(b & 0x7f) << shift;
         if b < 0x80 {
-            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
+            return Some(z);
         }
     }
     None
@@ -311,6 +365,59 @@ mod tests {
             .collect();
         assert_eq!(back, want);
         assert!(spans.len() <= 3 * 3 + 5, "{} bytes", spans.len());
+    }
+
+    fn round_trip(ps: &[Position]) -> Vec<u8> {
+        let refs: Vec<&Position> = ps.iter().collect();
+        let spans = encode(&refs).unwrap();
+        let first = (ps[0].line as i64, ps[0].byte as i64, ps[0].record as i64);
+        let want: Vec<(i64, i64, i64)> = ps
+            .iter()
+            .map(|p| (p.line as i64, p.byte as i64, p.record as i64))
+            .collect();
+        assert_eq!(decode(first, Some(&spans), ps.len() as i64), want);
+        spans
+    }
+
+    #[test]
+    fn lines_that_step_alike_keep_one_byte_a_line() {
+        // An X12 set of twelve segments, one a line, 45 to 195 bytes long.
+        let mut ps = vec![Position::new(40, 1_000, 40)];
+        for i in 1..12u64 {
+            let last = ps.last().unwrap().clone();
+            ps.push(Position::new(
+                last.line + 1,
+                last.byte + 30 + 15 * i,
+                last.record + 1,
+            ));
+        }
+        let spans = round_trip(&ps);
+        assert_eq!(&spans[..2], &STEADY);
+        // The mark, the two steps, a byte a segment and one more for the five of over 127
+        // bytes; the general form took 44.
+        assert_eq!(spans.len(), 2 + 2 + 11 + 5);
+        // Every segment on one line: the line step is 0.
+        let one_line: Vec<Position> = (0..5u64)
+            .map(|i| Position::new(1, 106 + 40 * i, 2 + i))
+            .collect();
+        assert_eq!(&round_trip(&one_line)[..2], &STEADY);
+    }
+
+    #[test]
+    fn spans_of_the_general_form_written_before_the_steady_one_still_read() {
+        // (2,85,2) → (3,160,3) → (4,200,4) as an earlier build wrote them: zigzag triples.
+        let old = [2, 150, 1, 2, 2, 80, 2];
+        assert_eq!(
+            decode((2, 85, 2), Some(&old), 3),
+            vec![(2, 85, 2), (3, 160, 3), (4, 200, 4)]
+        );
+        // Steps that differ take the general form; so does a line step of 0 then 1.
+        let uneven = [
+            Position::new(1, 0, 1),
+            Position::new(1, 10, 2),
+            Position::new(2, 20, 3),
+        ];
+        assert_ne!(&round_trip(&uneven)[..2], &STEADY);
     }
 
     #[test]
