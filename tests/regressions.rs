@@ -102,10 +102,9 @@ fn regression_an_x12_contacts_name_phone_and_email_never_reach_the_ledger_report
 #[test]
 fn an_interchange_sent_again_is_a_duplicate_even_for_a_set_never_seen() {
     let w = Work::new(100);
-    let sample = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbox/acme-orders.x12"),
-    )
-    .unwrap();
+    let sample =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbox/acme-orders.x12"))
+            .unwrap();
     w.drop_file("acme-orders.x12", &sample);
     let first = w.run(&["run"]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
@@ -133,7 +132,9 @@ fn an_interchange_sent_again_is_a_duplicate_even_for_a_set_never_seen() {
         assert!(why.contains("x12-isa:ACME:TALLYMAN:000000101"), "{why}");
     }
     assert_eq!(
-        w.query_i64(&format!("SELECT count(*) FROM versions WHERE file_id={file}")),
+        w.query_i64(&format!(
+            "SELECT count(*) FROM versions WHERE file_id={file}"
+        )),
         0,
         "nothing of the resent interchange is applied"
     );

@@ -63,6 +63,8 @@ fn merged_eval(mode: Atomic, parts: Vec<Part>) -> Evaluation {
     let mut all_unmapped = true;
     let mut sets = 0usize;
     for (n, job, label) in parts {
+        // Envelope parts (GS, GE, ISA, IEA) have no job and no say.
+        let is_set = job.is_some();
         let e = match job {
             Some(j) => j.run(),
             None => Evaluation {
@@ -102,8 +104,7 @@ fn merged_eval(mode: Atomic, parts: Vec<Part>) -> Evaluation {
                 None => k,
             });
         }
-        // Envelope parts (GS, GE, ISA, IEA) have no say; a set's detail names its ST01.
-        if e.detail.get("st01").is_some() {
+        if is_set {
             sets += 1;
             all_unmapped &= e.unmapped;
         }

@@ -225,9 +225,11 @@ impl SetJob {
                 })
             })
             .collect();
-        // Kept in every unit's ledger row: members that say nothing (no errors, not
-        // unmapped) are left out, and read back as absent.
-        let mut detail = json!({"st01": st01, "st02": st02});
+        // Kept in the unit's ledger row for the acknowledgement, which knows each set's
+        // ST01/ST02 from the reader: members that say nothing (no errors, not unmapped) are
+        // left out and read back as absent, and a set with nothing to say keeps no detail
+        // (naming ST01/ST02 there was a sixth of an X12 file's ledger).
+        let mut detail = serde_json::Map::new();
         let mapping_failed = !rejected && ev.is_rejected();
         for (name, value, say) in [
             ("ak5", json!(ak5), !ak5.is_empty()),
@@ -237,10 +239,13 @@ impl SetJob {
             ("note", json!(note), note.is_some()),
         ] {
             if say {
-                detail[name] = value;
+                detail.insert(name.into(), value);
             }
         }
-        ev.detail = detail;
+        ev.detail = match detail.is_empty() {
+            true => serde_json::Value::Null,
+            false => serde_json::Value::Object(detail),
+        };
         if matches!(st01.as_str(), "997" | "999") && !rejected {
             ev.detail["acknowledged"] = acknowledged(&self.segs);
         }
