@@ -184,6 +184,18 @@ fn truncated_file_is_never_accepted() {
     assert!(r.error.is_some());
 }
 
+/// The ledger keeps no detail for a set the acknowledgement has nothing to say about: the
+/// AK2 takes ST01/ST02 from what the reader knows of every set.
+#[test]
+fn a_set_with_nothing_to_tell_the_ack_keeps_no_detail() {
+    let f = format();
+    let r = read_all(f.as_ref(), &root().join("samples/inbox/acme-orders.x12"));
+    let set = r.units.iter().find(|u| u.label == "850 ST 0002").unwrap();
+    assert_eq!(set.eval.detail, serde_json::Value::Null);
+    let ack = ack_text(&r);
+    assert!(ack.contains("AK2*850*0002~\nAK5*A~"), "{ack}");
+}
+
 #[test]
 fn claims_name_the_interchange() {
     let f = format();
