@@ -5,8 +5,9 @@
 //! the ledger five times the size of its input and most of a batch's commit time. So only
 //! lines with a reason (rejected, skipped) get a row; the unit's row keeps its first line's
 //! position and, for the rest, the differences of line, byte and record from one line to
-//! the next as zigzag varints (about three bytes a line; one when every line steps line and
-//! record alike, as CSV rows and X12 segments do). From them every line's position
+//! the next as varints (about three bytes a line; one when every line steps line and record
+//! alike, as CSV rows and X12 segments do, two when only records step alike, as IDoc
+//! segments over several lines do). From them every line's position
 //! can be told again: for the console's page of lines, for "what happened to line N", and
 //! to write a row for each line when a unit is rejected after it was committed (the file
 //! rejected whole, its output lost), so that rejects, reports and corrections files see
@@ -236,8 +237,8 @@ pub fn encode(lines: &[&Position]) -> Option<Vec<u8>> {
     if lines.len() < 2 {
         return None;
     }
-    if let Some(steady) = encode_steady(lines) {
-        return Some(steady);
+    if let Some(spans) = encode_steady(lines).or_else(|| encode_forward(lines)) {
+        return Some(spans);
     }
     let mut out = Vec::with_capacity(3 * lines.len());
     for w in lines.windows(2) {
@@ -259,8 +260,16 @@ pub fn encode(lines: &[&Position]) -> Option<Vec<u8>> {
 /// spans of the general form (and those written before this form) never start with it.
 const STEADY: [u8; 2] = [0x80, 0x00];
 
+/// Starts spans whose lines step record alike and never go back in line or byte (an IDoc
+/// segment over several lines): the record step once, then each line's line and byte
+/// steps, unsigned (two or three bytes a line instead of four). An over-long one.
+const FORWARD: [u8; 2] = [0x81, 0x00];
+
+fn step(a: u64, b: u64) -> Option<u64> {
+    b.checked_sub(a)
+}
+
 fn encode_steady(lines: &[&Position]) -> Option<Vec<u8>> {
-    let step = |a: u64, b: u64| b.checked_sub(a);
     let line_step = step(lines[0].line, lines[1].line)?;
     let record_step = step(lines[0].record, lines[1].record)?;
     let mut out = Vec::with_capacity(4 + lines.len());
@@ -278,29 +287,62 @@ fn encode_steady(lines: &[&Position]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+fn encode_forward(lines: &[&Position]) -> Option<Vec<u8>> {
+    let record_step = step(lines[0].record, lines[1].record)?;
+    let mut out = Vec::with_capacity(3 + 2 * lines.len());
+    out.extend_from_slice(&FORWARD);
+    put(&mut out, record_step as i64);
+    for w in lines.windows(2) {
+        if step(w[0].record, w[1].record)? != record_step {
+            return None;
+        }
+        put_unsigned(&mut out, step(w[0].line, w[1].line)?);
+        put_unsigned(&mut out, step(w[0].byte, w[1].byte)?);
+    }
+    Some(out)
+}
+
+/// How a unit's spans are written (see [`encode`]).
+enum Form {
+    General,
+    /// Line and record steps, the same for every line.
+    Steady(i64, i64),
+    /// The record step, the same for every line.
+    Forward(i64),
+}
+
+/// The form `spans` are written in, and the rest after its mark and fixed steps; `None`
+/// when those are cut short.
+fn form(spans: &[u8]) -> Option<(Form, &[u8])> {
+    if let Some(mut rest) = spans.strip_prefix(&STEADY) {
+        let (dl, dr) = (take(&mut rest)?, take(&mut rest)?);
+        return Some((Form::Steady(dl, dr), rest));
+    }
+    if let Some(mut rest) = spans.strip_prefix(&FORWARD) {
+        let dr = take(&mut rest)?;
+        return Some((Form::Forward(dr), rest));
+    }
+    Some((Form::General, spans))
+}
+
 /// The `(line, byte, record)` of each of a unit's `count` lines, from its first line and
 /// its spans. Without spans (a unit of one line, or one written before spans were kept,
 /// whose lines all have rows) only the first line is known.
 pub fn decode(first: (i64, i64, i64), spans: Option<&[u8]>, count: i64) -> Vec<(i64, i64, i64)> {
     let mut out = vec![first];
-    let Some(mut rest) = spans else {
+    let Some((form, mut rest)) = spans.and_then(form) else {
         return out;
-    };
-    let steady = match rest.strip_prefix(&STEADY) {
-        Some(after) => {
-            rest = after;
-            match (take(&mut rest), take(&mut rest)) {
-                (Some(dl), Some(dr)) => Some((dl, dr)),
-                _ => return out,
-            }
-        }
-        None => None,
     };
     let mut cur = first;
     while (out.len() as i64) < count {
-        let step = match steady {
-            Some((dl, dr)) => take_unsigned(&mut rest).map(|db| (dl, db as i64, dr)),
-            None => match (take(&mut rest), take(&mut rest), take(&mut rest)) {
+        let unsigned = |rest: &mut &[u8]| take_unsigned(rest).map(|v| v as i64);
+        let step = match form {
+            Form::Steady(dl, dr) => unsigned(&mut rest).map(|db| (dl, db, dr)),
+            Form::Forward(dr) => match (unsigned(&mut rest), unsigned(&mut rest)) {
+                (Some(dl), Some(db)) => Some((dl, db, dr)),
+                _ => None,
+            },
+            Form::General => match (take(&mut rest), take(&mut rest), take(&mut rest)) {
                 (Some(dl), Some(db), Some(dr)) => Some((dl, db, dr)),
                 _ => None,
             },
@@ -411,13 +453,40 @@ mod tests {
             decode((2, 85, 2), Some(&old), 3),
             vec![(2, 85, 2), (3, 160, 3), (4, 200, 4)]
         );
-        // Steps that differ take the general form; so does a line step of 0 then 1.
+        // Line steps that differ take the forward form; record steps that differ, or lines
+        // that go back, the general one.
         let uneven = [
             Position::new(1, 0, 1),
             Position::new(1, 10, 2),
             Position::new(2, 20, 3),
         ];
-        assert_ne!(&round_trip(&uneven)[..2], &STEADY);
+        assert_eq!(&round_trip(&uneven)[..2], &FORWARD);
+        let back = [
+            Position::new(1, 0, 1),
+            Position::new(2, 10, 3),
+            Position::new(3, 20, 4),
+        ];
+        let spans = round_trip(&back);
+        assert!(![STEADY, FORWARD].contains(&[spans[0], spans[1]]));
+    }
+
+    #[test]
+    fn segments_of_several_lines_keep_two_bytes_a_line() {
+        // An IDoc of pretty-printed segments: 1 to 7 lines, 60 to 120 bytes each.
+        let mut ps = vec![Position::new(4, 67, 1)];
+        for i in 1..23u64 {
+            let last = ps.last().unwrap().clone();
+            ps.push(Position::new(
+                last.line + 1 + i % 7,
+                last.byte + 60 + 3 * i,
+                last.record + 1,
+            ));
+        }
+        let spans = round_trip(&ps);
+        assert_eq!(&spans[..2], &FORWARD);
+        // The mark, the record step, then a line step and a byte step a segment; the
+        // general form took four bytes a segment (its byte steps past 63 take two).
+        assert_eq!(spans.len(), 2 + 1 + 22 * 2);
     }
 
     #[test]
