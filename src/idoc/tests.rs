@@ -98,8 +98,10 @@ fn order_maps_to_canonical_record_with_claim_and_detail() {
     assert_eq!(rec.body()["parties"][0]["role"], "buyer");
     // DOCNUM is NUMC 16: the claim uses the padded form so both spellings collide.
     assert_eq!(u.eval.claims, vec!["idoc:PRDCLNT100:0000000005220230"]);
-    assert_eq!(u.eval.detail["MESTYP"], "ORDERS");
     assert_eq!(u.eval.detail["SNDPRN"], "PRDCLNT100");
+    assert_eq!(u.eval.detail["DOCNUM"], "5220230");
+    // Only what the STATUS acknowledgement reads is kept.
+    assert_eq!(u.eval.detail.get("MESTYP"), None);
     assert!(matches!(u.eval.verdicts[0], LineVerdict::Skipped(_)));
 }
 
