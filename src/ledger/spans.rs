@@ -7,11 +7,11 @@
 //! position and, for the rest, the differences of line, byte and record from one line to
 //! the next as varints (about three bytes a line; one when every line steps line and record
 //! alike, as CSV rows and X12 segments do, two when only records step alike, as IDoc
-//! segments over several lines do). From them every line's position
-//! can be told again: for the console's page of lines, for "what happened to line N", and
-//! to write a row for each line when a unit is rejected after it was committed (the file
-//! rejected whole, its output lost), so that rejects, reports and corrections files see
-//! those lines exactly as before.
+//! segments over several lines do). From them every line's position can be told again:
+//! for the console's page of lines, for "what happened to line N", and to write a row for
+//! each line when a unit is rejected after it was committed (the file rejected whole, its
+//! output lost), so that rejects, reports and corrections files see those lines exactly as
+//! before.
 
 use super::db::{params, Connection, Transaction, Value};
 
@@ -255,9 +255,9 @@ pub fn encode(lines: &[&Position]) -> Option<Vec<u8>> {
 
 /// Starts spans whose lines all step line and record by the same amount (a CSV row or an
 /// X12 segment per line, or every segment on one line): the two steps once, then only the
-/// byte steps, unsigned. A segment took three bytes and takes one; half an X12 unit's
-/// spans. The mark is an over-long zero, which no varint written here begins with, so
-/// spans of the general form (and those written before this form) never start with it.
+/// byte steps, unsigned. A segment took three bytes and takes one (an X12 set's spans,
+/// 39 bytes, take 17). The mark is an over-long zero, which no varint written here begins
+/// with, so spans of the general form (and those written before this form) never do.
 const STEADY: [u8; 2] = [0x80, 0x00];
 
 /// Starts spans whose lines step record alike and never go back in line or byte (an IDoc
@@ -436,7 +436,7 @@ mod tests {
         let spans = round_trip(&ps);
         assert_eq!(&spans[..2], &STEADY);
         // The mark, the two steps, a byte a segment and one more for the five of over 127
-        // bytes; the general form took 44.
+        // bytes; the general form took 42.
         assert_eq!(spans.len(), 2 + 2 + 11 + 5);
         // Every segment on one line: the line step is 0.
         let one_line: Vec<Position> = (0..5u64)

@@ -228,7 +228,7 @@ impl SetJob {
         // Kept in the unit's ledger row for the acknowledgement, which knows each set's
         // ST01/ST02 from the reader: members that say nothing (no errors, not unmapped) are
         // left out and read back as absent, and a set with nothing to say keeps no detail
-        // (naming ST01/ST02 there was a sixth of an X12 file's ledger).
+        // (naming ST01/ST02 there was a tenth of an X12 file's ledger).
         let mut detail = serde_json::Map::new();
         let mapping_failed = !rejected && ev.is_rejected();
         for (name, value, say) in [
