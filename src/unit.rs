@@ -193,10 +193,6 @@ pub struct Evaluation {
     /// The unit asks for its whole file to be held for a person before the file's
     /// decision (a partner that wants unmapped sets reviewed), with the reason.
     pub hold: Option<String>,
-    /// The text of lines the reader left without one (`SourceLine::raw` empty, to spare
-    /// a copy of every line), by index into `Unit::lines`: the job gives it for the lines
-    /// it rejects, already masked and capped, since only rejected lines' text is kept.
-    pub raws: Vec<(usize, String)>,
 }
 
 impl Evaluation {

@@ -182,7 +182,7 @@ fn add_unit(
 
     let headline = reasons.first().map(|(_, r)| r.clone());
     let mut unit_errors = eval.unit_errors.iter().cloned();
-    for (i, (line, verdict)) in unit.lines.iter().zip(verdicts.iter()).enumerate() {
+    for (line, verdict) in unit.lines.iter().zip(verdicts.iter()) {
         let (status_str, reason) = decide::line_status(
             status,
             verdict,
@@ -205,7 +205,7 @@ fn add_unit(
             },
             status: status_str,
             key: unit_key.clone(),
-            raw: (status_str == "rejected").then(|| raw_text(line, i, &eval.raws)),
+            raw: (status_str == "rejected").then(|| cap_raw(&line.raw, 4096)),
             reason,
         });
         st.ordinal += 1;
@@ -239,17 +239,6 @@ fn add_unit(
         tolerated: eval.tolerated,
     });
     Ok(())
-}
-
-/// A rejected line's text for the ledger: the reader's, or the job's when the reader
-/// left it empty.
-fn raw_text(line: &crate::unit::SourceLine, index: usize, raws: &[(usize, String)]) -> String {
-    if line.raw.is_empty() {
-        if let Some((_, raw)) = raws.iter().find(|(i, _)| *i == index) {
-            return cap_raw(raw, 4096);
-        }
-    }
-    cap_raw(&line.raw, 4096)
 }
 
 /// The business key a reviewer looks for: the records' keys, else the key the input
