@@ -370,7 +370,7 @@ impl X12Reader {
             // The interchange only: a claim per set as well (`…:<GS06>:<ST02>`) named the
             // interchange too, and was taken with it by the same unit, so it was held
             // elsewhere only where the interchange's claim was; it decided nothing and made
-            // two fifths of an X12 file's ledger.
+            // over a quarter of an X12 file's ledger.
             claims: vec![format!(
                 "x12-isa:{}:{}:{}",
                 ic.isa.sender, ic.isa.receiver, ic.isa.control
