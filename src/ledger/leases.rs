@@ -317,16 +317,24 @@ impl Ledger {
     }
 
     /// Lets go of `what` (a no-op if it was taken over meanwhile).
+    ///
+    /// Under the writer lock, as every lease write: on PostgreSQL each statement of a
+    /// transaction sees what others committed before it, so a release landing between a
+    /// take's refused update and its look at the holder left that look reading no holder
+    /// at all, and the taking run failed ("NULL where an integer was expected").
     pub fn release_lease(&mut self, what: &Leased) -> Result<()> {
         if let Some(fence) = self.fences.held.remove(what) {
-            self.conn.execute(
-                &format!(
-                    "UPDATE {} SET lease_run=NULL, lease_until=NULL WHERE {}=?1 AND fence=?2",
-                    what.table(),
-                    what.key_col()
-                ),
-                params![what.key(), fence],
-            )?;
+            self.immediate(|c| {
+                c.execute(
+                    &format!(
+                        "UPDATE {} SET lease_run=NULL, lease_until=NULL WHERE {}=?1 AND fence=?2",
+                        what.table(),
+                        what.key_col()
+                    ),
+                    params![what.key(), fence],
+                )
+                .map_err(Into::into)
+            })?;
         }
         Ok(())
     }
@@ -412,6 +420,7 @@ mod tests {
         the_keeper_renews_a_lease_past_its_length,
         a_keeper_that_cannot_renew_stops_vouching_for_its_lease,
         regression_a_run_refused_after_a_take_over_names_the_taker_not_itself,
+        regression_a_release_waits_for_a_take_in_progress_which_never_reads_no_holder,
     );
 
     fn ledger_with_file(p: &Place) -> (Ledger, i64) {
@@ -482,6 +491,34 @@ mod tests {
             })
             .unwrap();
         assert_eq!(holder, run_b);
+    }
+
+    /// Three workers on PostgreSQL: a relay let go of its lease between another's refused
+    /// take and that take's look at the holder, which read no holder and failed the run
+    /// (seen once in CI). A release now waits for a take in progress.
+    fn regression_a_release_waits_for_a_take_in_progress_which_never_reads_no_holder(p: Place) {
+        let relay = Leased::relay("erp");
+        let mut a = p.open();
+        let run_a = a.begin_run("run").unwrap();
+        taken(a.take_lease(&relay, run_a).unwrap());
+        let b = p.open();
+        let holder = |c: &Connection| -> Result<Option<i64>> {
+            Ok(c.query_row(
+                "SELECT lease_run FROM leases WHERE name='relay:erp'",
+                [],
+                |r| r.get(0),
+            )?)
+        };
+        let release = b
+            .immediate(|c| {
+                let release = std::thread::spawn(move || a.release_lease(&relay));
+                std::thread::sleep(Duration::from_millis(300));
+                assert_eq!(holder(c)?, Some(run_a), "released inside a take");
+                Ok(release)
+            })
+            .unwrap();
+        release.join().unwrap().unwrap();
+        assert_eq!(b.immediate(holder).unwrap(), None);
     }
 
     /// A run stopped once its file was decided was taken over while the file published;
