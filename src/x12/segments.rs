@@ -544,12 +544,7 @@ impl<R: Read> SegmentReader<R> {
             return Ok(None);
         }
         let pos = self.here();
-        // BIN carries length-prefixed binary data that may contain any delimiter.
-        if self.get(0)? == Some(b'B')
-            && self.get(1)? == Some(b'I')
-            && self.get(2)? == Some(b'N')
-            && self.at_sep(3, &d.elem)?
-        {
+        if self.at_bin(d)? {
             return self.read_bin(d, pos).map(Some);
         }
         let tb = d.term.bytes();
@@ -573,10 +568,25 @@ impl<R: Read> SegmentReader<R> {
             d,
             Position::new(pos.line, pos.byte, self.record + 1),
         );
+        self.pass(len, tb);
+        Ok(Some(seg))
+    }
+
+    /// Whether the segment at the cursor is a BIN, whose length-prefixed binary data may
+    /// contain any delimiter.
+    fn at_bin(&mut self, d: &Delims) -> Result<bool, ReadError> {
+        Ok(self.get(0)? == Some(b'B')
+            && self.get(1)? == Some(b'I')
+            && self.get(2)? == Some(b'N')
+            && self.at_sep(3, &d.elem)?)
+    }
+
+    /// Moves past the segment of `len` bytes at the cursor and its terminator `tb`, and
+    /// counts it: the one place reading and skipping a segment leave the reader.
+    fn pass(&mut self, len: usize, tb: &[u8]) {
         let consumed = (len + tb.len()).min(self.buf.len() - self.at);
         self.advance(consumed);
         self.record += 1;
-        Ok(Some(seg))
     }
 
     /// The length of the segment at the cursor, up to its terminator `tb` (or the end of
@@ -621,8 +631,8 @@ impl<R: Read> SegmentReader<R> {
         if self.get(0)?.is_none() {
             return Ok(None);
         }
-        if self.get(0)? == Some(b'B') {
-            // BIN (length-prefixed data) and anything like it: read as usual.
+        if self.at_bin(d)? {
+            // Its length-prefixed data decides where it ends: read as usual.
             return Ok(self.read_segment(d)?.map(|s| SegId::of(s.id().as_bytes())));
         }
         let pos = self.here();
@@ -644,9 +654,7 @@ impl<R: Read> SegmentReader<R> {
         let head = &head[..n];
         let id = memchr::memmem::find(head, d.elem.bytes()).map_or(head, |k| &head[..k]);
         let id = SegId::of(id.trim_ascii());
-        let consumed = (len + tb.len()).min(self.buf.len() - self.at);
-        self.advance(consumed);
-        self.record += 1;
+        self.pass(len, tb);
         Ok(Some(id))
     }
 
@@ -712,9 +720,6 @@ impl<R: Read> SegmentReader<R> {
     }
 }
 
-/// Converts the segment's bytes once (copying again only when they are not UTF-8) and cuts
-/// the text: a separator is a whole character, so the lossy text has the same elements as
-/// the bytes converted one by one.
 /// A segment id as [`SegmentReader::skip_segment`] tells it: the first bytes of the
 /// trimmed id (an id longer than [`SegId::MAX`] equals no id it is compared with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -741,6 +746,9 @@ impl SegId {
     }
 }
 
+/// Converts the segment's bytes once (copying again only when they are not UTF-8) and cuts
+/// the text: a separator is a whole character, so the lossy text has the same elements as
+/// the bytes converted one by one.
 fn split_segment(logical: &[u8], d: &Delims, pos: Position) -> Segment {
     let text = String::from_utf8_lossy(logical).into_owned();
     Segment::split(text, d.elem.bytes(), pos)
