@@ -5,7 +5,7 @@
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]
 
-use super::{FileError, UnitReader};
+use super::{FileError, Mark, UnitReader};
 use crate::unit::Unit;
 
 /// A reader that can pass over units cheaply: below `skim_below` it reads a unit for the
@@ -17,11 +17,15 @@ pub(crate) trait Skim: UnitReader {
     fn skim_below(&mut self, seq: u64);
     /// Keeps a unit read past the mark, to be returned by the next `next_unit`.
     fn keep(&mut self, unit: Unit);
+    /// Where reading stands: byte and line.
+    fn place(&self) -> (u64, u64);
 }
 
-/// Reads `reader` from the top until the next unit is `seq`: `Ok(false)` if the units
-/// do not meet there (the caller gives up the restart and reads from the start).
-pub(crate) fn skim_to<R: Skim>(reader: &mut R, seq: u64) -> Result<bool, FileError> {
+/// Reads `reader` from the top until the next unit is the mark's: `Ok(false)` if the
+/// units, or the bytes and lines, do not meet there (the caller gives up the restart and
+/// reads from the start).
+pub(crate) fn skim_to<R: Skim>(reader: &mut R, mark: &Mark) -> Result<bool, FileError> {
+    let seq = mark.seq;
     reader.skim_below(seq);
     let reached = loop {
         if reader.next_seq() >= seq {
@@ -37,5 +41,5 @@ pub(crate) fn skim_to<R: Skim>(reader: &mut R, seq: u64) -> Result<bool, FileErr
         }
     };
     reader.skim_below(0);
-    Ok(reached)
+    Ok(reached && reader.place() == (mark.byte, mark.line))
 }

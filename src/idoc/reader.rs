@@ -733,9 +733,7 @@ impl UnitReader for IdocReader {
         if self.next_seq != 0 || self.idocs != 0 {
             return Ok(false);
         }
-        let reached = crate::format::skim::skim_to(self, mark.seq)?;
-        let m = IdocReader::mark(self);
-        Ok(reached && (m.byte, m.line) == (mark.byte, mark.line))
+        crate::format::skim::skim_to(self, mark)
     }
 
     fn finish(
@@ -757,6 +755,10 @@ impl crate::format::skim::Skim for IdocReader {
     }
     fn keep(&mut self, unit: Unit) {
         self.at_mark = Some(unit);
+    }
+    fn place(&self) -> (u64, u64) {
+        let m = IdocReader::mark(self);
+        (m.byte, m.line)
     }
 }
 

@@ -41,9 +41,7 @@ impl X12Reader {
         if self.started || self.seq != 0 {
             return Ok(false);
         }
-        let reached = skim_to(self, mark.seq)?;
-        let pos = self.src.position();
-        Ok(reached && (pos.byte, pos.line) == (mark.byte, mark.line))
+        skim_to(self, mark)
     }
 
     /// Passes over a set's segments after its ST up to its SE without making segments of
@@ -82,5 +80,9 @@ impl Skim for X12Reader {
     }
     fn keep(&mut self, unit: Unit) {
         self.at_mark = Some(unit);
+    }
+    fn place(&self) -> (u64, u64) {
+        let pos = self.src.position();
+        (pos.byte, pos.line)
     }
 }
