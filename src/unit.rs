@@ -277,6 +277,14 @@ pub fn mask(value: &str) -> String {
     format!("{}{}", "*".repeat(chars.len() - 2), tail)
 }
 
+/// [`cap_raw`] of text the caller owns: kept as it is when it fits, instead of copied.
+pub fn cap_owned(raw: String, max: usize) -> String {
+    if raw.len() <= max {
+        return raw;
+    }
+    cap_raw(&raw, max)
+}
+
 /// Caps a raw line for the ledger and reports so a 100 MB line cannot bloat either.
 pub fn cap_raw(raw: &str, max: usize) -> String {
     if raw.len() <= max {
@@ -317,6 +325,16 @@ mod tests {
         let c = cap_raw(s, 3);
         assert!(c.starts_with('é'));
         assert!(c.contains("[10 bytes]"));
+    }
+
+    #[test]
+    fn cap_owned_keeps_text_that_fits_and_caps_the_rest_as_cap_raw_does() {
+        let short = String::from("E1EDK01: BELNR=4711");
+        let at = short.as_ptr();
+        let kept = cap_owned(short, 100);
+        assert_eq!(kept, "E1EDK01: BELNR=4711");
+        assert_eq!(kept.as_ptr(), at, "not copied");
+        assert_eq!(cap_owned("ééééé".to_string(), 3), cap_raw("ééééé", 3));
     }
 
     #[test]

@@ -35,7 +35,9 @@ use super::def::{Bound, ColumnRef, FieldType, MapValue, Piece, Source, TabularDe
 use super::{column_letters, Cell, Row, RowSource};
 use crate::canonical::{Body, Record};
 use crate::format::{FileError, Format, NearMiss, OpenContext, Policy, Probe, UnitReader};
-use crate::unit::{cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
+use crate::unit::{
+    cap_owned, cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit,
+};
 
 /// How much of a file `encoding = "auto"` looks at before deciding.
 pub(crate) const AUTO_SAMPLE: u64 = 64 * 1024;
@@ -356,7 +358,7 @@ impl TabularReader {
         };
         SourceLine {
             pos: row.pos.clone(),
-            raw: cap_raw(&raw, RAW_CAP),
+            raw: cap_owned(raw, RAW_CAP),
         }
     }
 
@@ -366,14 +368,9 @@ impl TabularReader {
         if self.def.has_sensitive() && !self.binding.is_empty() {
             return self.source_line(row);
         }
-        let raw = std::mem::take(&mut row.raw);
         SourceLine {
             pos: row.pos.clone(),
-            raw: if raw.len() <= RAW_CAP {
-                raw
-            } else {
-                cap_raw(&raw, RAW_CAP)
-            },
+            raw: cap_owned(std::mem::take(&mut row.raw), RAW_CAP),
         }
     }
 
