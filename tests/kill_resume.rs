@@ -174,7 +174,7 @@ fn a_killed_csv_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
 /// full, and the 997 still answers every set of the interchange.
 #[test]
 fn a_killed_x12_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
-    killed_at_a_mark_then_resumed("po-big.x12", &purchase_orders_x12(3_000), None);
+    killed_at_a_mark_then_resumed("po-big.x12", &purchase_orders_x12(15_000), None);
 }
 
 /// And an IDoc file: the IDocs before the mark are parsed for their place and dropped,
