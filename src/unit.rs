@@ -277,10 +277,12 @@ pub fn mask(value: &str) -> String {
     format!("{}{}", "*".repeat(chars.len() - 2), tail)
 }
 
-/// [`cap_raw`] of text the caller owns: kept as it is when it fits, instead of copied.
-pub fn cap_owned(raw: String, max: usize) -> String {
+/// [`cap_raw`] of text the caller may own: owned text that fits is kept as it is instead
+/// of copied, and text too long is copied only as far as the cap, owned or not.
+pub fn capped<'a>(raw: impl Into<std::borrow::Cow<'a, str>>, max: usize) -> String {
+    let raw = raw.into();
     if raw.len() <= max {
-        return raw;
+        return raw.into_owned();
     }
     cap_raw(&raw, max)
 }
@@ -328,13 +330,15 @@ mod tests {
     }
 
     #[test]
-    fn cap_owned_keeps_text_that_fits_and_caps_the_rest_as_cap_raw_does() {
+    fn capped_keeps_owned_text_that_fits_and_caps_the_rest_as_cap_raw_does() {
         let short = String::from("E1EDK01: BELNR=4711");
         let at = short.as_ptr();
-        let kept = cap_owned(short, 100);
+        let kept = capped(short, 100);
         assert_eq!(kept, "E1EDK01: BELNR=4711");
         assert_eq!(kept.as_ptr(), at, "not copied");
-        assert_eq!(cap_owned("ééééé".to_string(), 3), cap_raw("ééééé", 3));
+        assert_eq!(capped("ééééé".to_string(), 3), cap_raw("ééééé", 3));
+        assert_eq!(capped("ééééé", 3), cap_raw("ééééé", 3));
+        assert_eq!(capped("short", 100), "short");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::input::{CappedInput, Trip};
 use crate::format::{
     AckContext, FileError, Limits, OpenContext, Outbound, UnitOutcomes, UnitReader,
 };
-use crate::unit::{cap_owned, mask, Position, SourceLine, Unit};
+use crate::unit::{capped, mask, Position, SourceLine, Unit};
 
 /// How much of a segment the ledger keeps as its raw text.
 const RAW_CAP: usize = 512;
@@ -95,7 +95,7 @@ impl Segment {
                 s.push_str(f.value.trim_end());
             }
         }
-        cap_owned(s, RAW_CAP)
+        capped(s, RAW_CAP)
     }
 }
 

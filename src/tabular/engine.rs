@@ -36,7 +36,7 @@ use super::{column_letters, Cell, Row, RowSource};
 use crate::canonical::{Body, Record};
 use crate::format::{FileError, Format, NearMiss, OpenContext, Policy, Probe, UnitReader};
 use crate::unit::{
-    cap_owned, cap_raw, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit,
+    cap_raw, capped, mask, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit,
 };
 
 /// How much of a file `encoding = "auto"` looks at before deciding.
@@ -358,7 +358,7 @@ impl TabularReader {
         };
         SourceLine {
             pos: row.pos.clone(),
-            raw: cap_owned(raw, RAW_CAP),
+            raw: capped(raw, RAW_CAP),
         }
     }
 
@@ -370,7 +370,7 @@ impl TabularReader {
         }
         SourceLine {
             pos: row.pos.clone(),
-            raw: cap_owned(std::mem::take(&mut row.raw), RAW_CAP),
+            raw: capped(std::mem::take(&mut row.raw), RAW_CAP),
         }
     }
 

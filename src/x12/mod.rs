@@ -34,9 +34,7 @@ use crate::format::{
     AckContext, DefFile, Diagnostics, FileError, Format, OpenContext, Outbound, Policy, Probe,
     UnitOutcomes, UnitReader,
 };
-use crate::unit::{
-    cap_owned, cap_raw, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit,
-};
+use crate::unit::{cap_raw, capped, Evaluation, LineVerdict, Position, Reason, SourceLine, Unit};
 
 use defs::{Atomic, PartnerDef, Registry};
 use envelope::gs_error;
@@ -263,7 +261,7 @@ impl X12Reader {
     fn line(&self, seg: &Segment) -> SourceLine {
         SourceLine {
             pos: seg.pos.clone().with_locator(self.locator()),
-            raw: cap_owned(self.shown(seg).into_owned(), RAW_CAP),
+            raw: capped(self.shown(seg), RAW_CAP),
         }
     }
 
@@ -392,10 +390,7 @@ impl X12Reader {
                     .pos
                     .clone()
                     .with_locator(set_locator(&prefix, &st02, i + 1)),
-                raw: cap_owned(
-                    self.reg.shown_text(s, Some(d.elem.as_char())).into_owned(),
-                    RAW_CAP,
-                ),
+                raw: capped(self.reg.shown_text(s, Some(d.elem.as_char())), RAW_CAP),
             })
             .collect();
         let job = SetJob { segs, ..job };
