@@ -69,7 +69,7 @@ impl SetJob {
             ));
             ak5.push(5);
         }
-        let se = self.segs.last().filter(|s| s.id() == "SE");
+        let se = self.segs.last().filter(|s| s.is("SE"));
         if let Some(se) = se {
             // SE01 counts ST..SE inclusive.
             let count = self.segs.len() as u64 + self.dropped;

@@ -86,7 +86,7 @@ struct Ctx<'a> {
 fn hl_index(segs: &[Segment]) -> HashMap<usize, usize> {
     let mut by_id: HashMap<&str, usize> = HashMap::new();
     let mut parent = HashMap::new();
-    for (i, s) in segs.iter().enumerate().filter(|(_, s)| s.id() == "HL") {
+    for (i, s) in segs.iter().enumerate().filter(|(_, s)| s.is("HL")) {
         if let Some(&p) = by_id.get(s.el(2)) {
             if !s.el(2).is_empty() {
                 parent.insert(i, p);
@@ -103,20 +103,20 @@ impl<'a> Ctx<'a> {
         let stop_at = g
             .before
             .as_ref()
-            .and_then(|b| self.segs.iter().position(|s| s.id() == b))
+            .and_then(|b| self.segs.iter().position(|s| s.is(b)))
             .unwrap_or(self.segs.len());
         let star = g.members.iter().any(|m| m == "*");
         let mut out = Vec::new();
         for (t, seg) in self.segs.iter().enumerate().take(stop_at) {
-            if seg.id() != g.trigger || !cond(g.when.as_ref(), seg) {
+            if !seg.is(&g.trigger) || !cond(g.when.as_ref(), seg) {
                 continue;
             }
             let mut block = vec![seg];
             for s in self.segs.iter().skip(t + 1) {
                 let member = if star {
-                    s.id() != g.trigger && !g.until.iter().any(|u| u == s.id())
+                    !s.is(&g.trigger) && !g.until.iter().any(|u| s.is(u))
                 } else {
-                    g.members.iter().any(|m| m == s.id())
+                    g.members.iter().any(|m| s.is(m))
                 };
                 if !member {
                     break;
@@ -141,7 +141,7 @@ impl<'a> Ctx<'a> {
             let mut seen: Vec<Cow<'s, str>> = Vec::new();
             for s in scope
                 .iter()
-                .filter(|s| s.id() == e.seg && cond(e.when.as_ref(), s))
+                .filter(|s| s.is(&e.seg) && cond(e.when.as_ref(), s))
             {
                 if let Some(v) = self.extract(e, s) {
                     if !seen.contains(&v) {
@@ -165,7 +165,7 @@ impl<'a> Ctx<'a> {
     {
         let own = scope
             .iter()
-            .filter(|s| s.id() == e.seg && cond(e.when.as_ref(), s))
+            .filter(|s| s.is(&e.seg) && cond(e.when.as_ref(), s))
             .find_map(|s| self.extract(e, s));
         if own.is_some() || e.scope.as_deref() != Some("ancestors") {
             return own;
@@ -179,9 +179,9 @@ impl<'a> Ctx<'a> {
                 .iter()
                 .skip(parent)
                 .enumerate()
-                .take_while(|(i, s)| *i == 0 || s.id() != "HL");
+                .take_while(|(i, s)| *i == 0 || !s.is("HL"));
             for (_, s) in block {
-                if s.id() == e.seg && cond(e.when.as_ref(), s) {
+                if s.is(&e.seg) && cond(e.when.as_ref(), s) {
                     if let Some(v) = self.extract(e, s) {
                         return Some(v);
                     }
