@@ -212,16 +212,16 @@ fn field_problem(s: &Segment, sd: &SegDef) -> Option<Reason> {
         .field(f.clone());
         return Some(s.place(f, r));
     }
-    for f in &s.fields {
-        let Some(&max) = sd.fields.get(&f.name) else {
+    for f in s.fields() {
+        let Some(&max) = sd.fields.get(f.name) else {
             continue;
         };
         let len = f.value.trim_end().chars().count();
         if len > max as usize {
-            let value = if sd.sensitive.contains(&f.name) {
+            let value = if sd.sensitive.iter().any(|n| n == f.name) {
                 mask(f.value.trim())
             } else {
-                capped(&f.value)
+                capped(f.value)
             };
             let r = Reason::new(
                 "idoc-field-length",
@@ -230,9 +230,9 @@ fn field_problem(s: &Segment, sd: &SegDef) -> Option<Reason> {
                     s.name, f.name
                 ),
             )
-            .field(f.name.clone())
+            .field(f.name)
             .value(value);
-            return Some(s.place(&f.name, r));
+            return Some(s.place(f.name, r));
         }
     }
     None

@@ -26,37 +26,84 @@ use crate::unit::{capped, mask, Position, SourceLine, Unit};
 /// How much of a segment the ledger keeps as its raw text.
 const RAW_CAP: usize = 512;
 
-/// One segment as read: its fields in document order and its parent segment.
+/// One segment as read: its fields in document order and its parent segment. The fields'
+/// names and values share one buffer: two strings per field were two allocations in the
+/// reading thread, IDoc's slowest, and two frees on another thread.
 #[derive(Debug, Clone)]
 pub struct Segment {
     pub name: String,
     /// Index of the parent segment in the IDoc, `None` for segments directly under `<IDOC>`.
     pub parent: Option<usize>,
-    pub fields: Vec<Field>,
+    /// Each field's name then its value, one after another.
+    text: String,
+    slots: Vec<Slot>,
     pub pos: Position,
     bytes: u64,
 }
 
+/// Where a field's name and value are in its segment's text.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    name: (usize, usize),
+    value: (usize, usize),
+    at: Mark,
+}
+
 /// One field element of a segment, with where its start tag is: a field error points at
 /// the field, not at the segment's first line (segments span many lines in pretty XML).
-#[derive(Debug, Clone)]
-pub struct Field {
-    pub name: String,
-    pub value: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
     pub at: Mark,
 }
 
 /// What keeping one field costs beyond its text, counted against the IDoc's byte budget
 /// so that thousands of tiny fields (`<A/>`) cannot cost far more memory than the budget.
-pub const FIELD_OVERHEAD: u64 = std::mem::size_of::<Field>() as u64;
+pub const FIELD_OVERHEAD: u64 = std::mem::size_of::<Slot>() as u64;
 
 impl Segment {
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.field_entry(name).map(|f| f.value.as_str())
+    pub fn new(name: impl Into<String>, parent: Option<usize>, pos: Position) -> Segment {
+        Segment {
+            name: name.into(),
+            parent,
+            // Room for a usual segment's fields at once (they are short), rather than
+            // growing through 8, 16, 32... bytes.
+            text: String::with_capacity(96),
+            slots: Vec::with_capacity(8),
+            pos,
+            bytes: 0,
+        }
     }
 
-    pub fn field_entry(&self, name: &str) -> Option<&Field> {
-        self.fields.iter().find(|f| f.name == name)
+    /// Keeps a field (after those already kept).
+    pub fn push_field(&mut self, name: &str, value: &str, at: Mark) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let mid = self.text.len();
+        self.text.push_str(value);
+        self.slots.push(Slot {
+            name: (start, mid),
+            value: (mid, self.text.len()),
+            at,
+        });
+    }
+
+    /// The fields in document order.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = Field<'_>> + '_ {
+        self.slots.iter().map(|s| Field {
+            name: &self.text[s.name.0..s.name.1],
+            value: &self.text[s.value.0..s.value.1],
+            at: s.at,
+        })
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.field_entry(name).map(|f| f.value)
+    }
+
+    pub fn field_entry(&self, name: &str) -> Option<Field<'_>> {
+        self.fields().find(|f| f.name == name)
     }
 
     /// A reason about one of this segment's fields, placed at the field's element when it
@@ -82,14 +129,14 @@ impl Segment {
         let mut s = String::with_capacity(64);
         s.push_str(&self.name);
         s.push(':');
-        for f in &self.fields {
+        for f in self.fields() {
             if s.len() > RAW_CAP {
                 break;
             }
             s.push(' ');
-            s.push_str(&f.name);
+            s.push_str(f.name);
             s.push('=');
-            if sensitive.contains(&f.name) {
+            if sensitive.iter().any(|n| n == f.name) {
                 s.push_str(&mask(f.value.trim()));
             } else {
                 s.push_str(f.value.trim_end());
@@ -125,9 +172,9 @@ enum Frame {
     Idoc,
     /// A segment kept at this index, or `None` when the IDoc overflowed.
     Segment(Option<usize>),
+    /// A field of the kept segment `seg` (`None`: of a segment not kept), its name and
+    /// text so far in the reader's `field_name` and `field_value` (fields do not nest).
     Field {
-        name: String,
-        value: String,
         seg: Option<usize>,
         at: Mark,
     },
@@ -203,6 +250,9 @@ pub struct IdocReader {
     skim_below: u64,
     /// The unit at the mark, read by `seek`, returned first.
     at_mark: Option<Unit>,
+    /// The open field's name and text (see [`Frame::Field`]), reused from field to field.
+    field_name: String,
+    field_value: String,
 }
 
 impl IdocReader {
@@ -269,6 +319,8 @@ impl IdocReader {
             acks: super::ack::AckState::new(catalog_for_acks),
             skim_below: 0,
             at_mark: None,
+            field_name: String::new(),
+            field_value: String::new(),
         })
     }
 
@@ -418,23 +470,17 @@ impl IdocReader {
                         idoc.dropped += 1;
                         Frame::Segment(None)
                     } else {
-                        idoc.segments.push(Segment {
-                            name: name.to_string(),
-                            parent,
-                            fields: Vec::new(),
-                            pos,
-                            bytes: 0,
-                        });
+                        idoc.segments.push(Segment::new(name, parent, pos));
                         Frame::Segment(Some(idoc.segments.len() - 1))
                     }
                 } else {
                     match parent_kept {
-                        Some(seg) => Frame::Field {
-                            name: name.to_string(),
-                            value: String::new(),
-                            seg,
-                            at: m,
-                        },
+                        Some(seg) => {
+                            self.field_name.clear();
+                            self.field_name.push_str(name);
+                            self.field_value.clear();
+                            Frame::Field { seg, at: m }
+                        }
                         None => {
                             return Err(self.fail(
                                 m,
@@ -448,7 +494,8 @@ impl IdocReader {
                     }
                 }
             }
-            Some(Frame::Field { name: field, .. }) => {
+            Some(Frame::Field { .. }) => {
+                let field = &self.field_name;
                 let msg = format!(
                     "element <{name}> inside field <{field}>: fields hold text only; a nested \
                      segment needs SEGMENT=\"1\""
@@ -463,12 +510,8 @@ impl IdocReader {
     /// Closes the innermost element; returns a finished IDoc when `</IDOC>` closes.
     fn end_element(&mut self, m: Mark) -> Result<Option<RawIdoc>, FileError> {
         match self.stack.pop() {
-            Some(Frame::Field {
-                name,
-                value,
-                seg,
-                at,
-            }) => {
+            Some(Frame::Field { seg, at }) => {
+                let (name, value) = (&self.field_name, &self.field_value);
                 if let (Some(i), Some(idoc)) = (seg, self.current.as_mut()) {
                     let s = &mut idoc.segments[i];
                     s.bytes += (name.len() + value.len()) as u64;
@@ -490,7 +533,7 @@ impl IdocReader {
                         idoc.over_bytes = true;
                     }
                     if !idoc.over_bytes {
-                        idoc.segments[i].fields.push(Field { name, value, at });
+                        idoc.segments[i].push_field(name, value, at);
                     }
                 }
                 Ok(None)
@@ -502,7 +545,8 @@ impl IdocReader {
 
     fn append_text(&mut self, text: &str, m: Mark) -> Result<(), FileError> {
         match self.stack.last_mut() {
-            Some(Frame::Field { value, .. }) => {
+            Some(Frame::Field { .. }) => {
+                let value = &mut self.field_value;
                 if (value.len() + text.len()) as u64 > self.limits.max_record_bytes {
                     let max = self.limits.max_record_bytes;
                     return Err(self.fail(

@@ -725,3 +725,36 @@ fn a_resumed_read_restarts_at_every_mark_as_if_read_through() {
     }
     assert!(tried >= 15, "{tried} marks tried");
 }
+
+/// A segment keeps its fields in one buffer: each reads back as pushed, in order, at its
+/// own mark; the first of a repeated name is the one asked for; `raw` masks what it must.
+#[test]
+fn a_segment_reads_back_its_fields_as_kept() {
+    use super::reader::{Mark, Segment};
+    let mut seg = Segment::new("E1EDKA1", None, crate::unit::Position::new(3, 40, 2));
+    let at = |line| Mark {
+        byte: line * 10,
+        line,
+        col: 5,
+    };
+    seg.push_field("PARVW", "AG", at(4));
+    seg.push_field("NAME1", "Ädler & Söhne", at(5));
+    seg.push_field("EMPTY", "", at(6));
+    seg.push_field("PARVW", "WE", at(7));
+    let got: Vec<_> = seg.fields().map(|f| (f.name, f.value, f.at.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("PARVW", "AG", 4),
+            ("NAME1", "Ädler & Söhne", 5),
+            ("EMPTY", "", 6),
+            ("PARVW", "WE", 7)
+        ]
+    );
+    assert_eq!(seg.field("PARVW"), Some("AG"));
+    assert_eq!(seg.field_entry("EMPTY").map(|f| f.at), Some(at(6)));
+    assert_eq!(seg.field("MISSING"), None);
+    let raw = seg.raw(&["NAME1".to_string()]);
+    assert!(raw.starts_with("E1EDKA1: PARVW=AG NAME1="), "{raw}");
+    assert!(!raw.contains("Söhne"), "{raw}");
+}
