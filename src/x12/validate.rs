@@ -314,10 +314,12 @@ fn check_element_values(
         if ed.ty == super::defs::ElType::Composite {
             continue;
         }
-        let rep = d.rep.map(|r| r.as_char());
-        let bad = value.split(|c| Some(c) == rep).find_map(|v| {
-            check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v).map(|e| (v, e))
-        });
+        let check = |v| check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v).map(|e| (v, e));
+        // A `char` pattern finds the separator with memchr; a closure decodes every char.
+        let bad = match d.rep.map(|r| r.as_char()) {
+            Some(rep) => value.split(rep).find_map(check),
+            None => check(value),
+        };
         if let Some((v, (code, rule, msg))) = bad {
             out.push(el_issue(
                 seg_idx,
@@ -377,6 +379,27 @@ fn check_element_values(
     }
 }
 
+/// Whether digits `v` are a CCYYMMDD date, or a YYMMDD one in 20YY: what chrono's
+/// `%Y%m%d` accepts of them, read by hand (chrono interprets its pattern on every call,
+/// and this runs for every date element of every set).
+fn is_calendar_date(v: &str) -> bool {
+    let b = v.as_bytes();
+    let num = |at: usize, n: usize| {
+        b[at..at + n]
+            .iter()
+            .fold(0u32, |acc, c| acc * 10 + u32::from(c.wrapping_sub(b'0')))
+    };
+    let (year, at) = match b.len() {
+        8 => (num(0, 4), 4),
+        6 => (2000 + num(0, 2), 2),
+        _ => return false,
+    };
+    let Ok(year) = i32::try_from(year) else {
+        return false;
+    };
+    chrono::NaiveDate::from_ymd_opt(year, num(at, 2), num(at + 2, 2)).is_some()
+}
+
 /// The AK4 code, rule and message for a bad value, or `None` when it is fine.
 fn check_value(
     ty: ElType,
@@ -408,12 +431,7 @@ fn check_value(
             }
         }
         ElType::Dt => {
-            let ok = v.bytes().all(|b| b.is_ascii_digit())
-                && match v.len() {
-                    8 => chrono::NaiveDate::parse_from_str(v, "%Y%m%d").is_ok(),
-                    6 => chrono::NaiveDate::parse_from_str(&format!("20{v}"), "%Y%m%d").is_ok(),
-                    _ => false,
-                };
+            let ok = v.bytes().all(|b| b.is_ascii_digit()) && is_calendar_date(v);
             if !ok {
                 return Some((8, "x12-date", format!("'{v}' is not a valid date")));
             }
@@ -460,6 +478,40 @@ fn check_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calendar_dates_are_read_as_chrono_reads_them() {
+        for v in [
+            "20240229",
+            "20230229",
+            "00000101",
+            "99991231",
+            "20261301",
+            "20260010",
+            "20260132",
+            "20260431",
+            "20261231",
+            "19000229",
+            "20000229",
+            "240229",
+            "230229",
+            "991231",
+            "000101",
+            "261301",
+            "260100",
+            "2026110",
+            "202611020",
+            "",
+            "2026",
+        ] {
+            let chrono = match v.len() {
+                8 => chrono::NaiveDate::parse_from_str(v, "%Y%m%d").is_ok(),
+                6 => chrono::NaiveDate::parse_from_str(&format!("20{v}"), "%Y%m%d").is_ok(),
+                _ => false,
+            };
+            assert_eq!(is_calendar_date(v), chrono, "{v:?}");
+        }
+    }
 
     #[test]
     fn values_are_typed() {
