@@ -220,7 +220,7 @@ impl<'a> Ctx<'a> {
         }
         let v = match e.conv.as_deref() {
             Some("date") => Cow::Owned(iso_date(raw)),
-            Some("decimal") => Cow::Owned(decimal(raw)),
+            Some("decimal") => decimal(raw),
             _ => Cow::Borrowed(raw),
         };
         Some(
@@ -240,29 +240,37 @@ fn cond(c: Option<&super::defs::Cond>, s: &Segment) -> bool {
 fn iso_date(v: &str) -> String {
     let digits = v.bytes().all(|b| b.is_ascii_digit());
     match (digits, v.len()) {
-        (true, 8) => format!("{}-{}-{}", &v[0..4], &v[4..6], &v[6..8]),
-        (true, 6) => format!("20{}-{}-{}", &v[0..2], &v[2..4], &v[4..6]),
+        (true, 8) => [&v[0..4], "-", &v[4..6], "-", &v[6..8]].concat(),
+        (true, 6) => ["20", &v[0..2], "-", &v[2..4], "-", &v[4..6]].concat(),
         _ => v.to_string(),
     }
 }
 
-/// X12 R values may be `.5`, `10.` or `+3`; the contract wants a plain decimal.
-fn decimal(v: &str) -> String {
+/// X12 R values may be `.5`, `10.` or `+3`; the contract wants a plain decimal. A value
+/// that already is one (nearly every value) is borrowed as it is.
+fn decimal(v: &str) -> Cow<'_, str> {
     let (neg, body) = match v.strip_prefix('-') {
         Some(b) => (true, b),
         None => (false, v.strip_prefix('+').unwrap_or(v)),
     };
-    let body = body.strip_suffix('.').unwrap_or(body);
-    let body = if body.starts_with('.') {
-        format!("0{body}")
-    } else {
-        body.to_string()
-    };
-    if neg {
-        format!("-{body}")
-    } else {
-        body
+    let trimmed = body.strip_suffix('.').unwrap_or(body);
+    if !trimmed.starts_with('.') {
+        if trimmed.len() + usize::from(neg) == v.len() {
+            return Cow::Borrowed(v);
+        }
+        if !neg {
+            return Cow::Borrowed(trimmed);
+        }
     }
+    let mut out = String::with_capacity(v.len() + 2);
+    if neg {
+        out.push('-');
+    }
+    if trimmed.starts_with('.') {
+        out.push('0');
+    }
+    out.push_str(trimmed);
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -277,5 +285,51 @@ mod tests {
         assert_eq!(decimal(".5"), "0.5");
         assert_eq!(decimal("10."), "10");
         assert_eq!(decimal("-3"), "-3");
+    }
+
+    /// The borrowed fast path gives what building the text did, for every shape.
+    #[test]
+    fn decimals_borrowed_or_built_read_the_same() {
+        let built = |v: &str| {
+            let (neg, body) = match v.strip_prefix('-') {
+                Some(b) => (true, b),
+                None => (false, v.strip_prefix('+').unwrap_or(v)),
+            };
+            let body = body.strip_suffix('.').unwrap_or(body);
+            let body = if body.starts_with('.') {
+                format!("0{body}")
+            } else {
+                body.to_string()
+            };
+            if neg {
+                format!("-{body}")
+            } else {
+                body
+            }
+        };
+        for v in [
+            "2.5",
+            "+3",
+            "-3",
+            "10.",
+            "-10.",
+            ".5",
+            "-.5",
+            "+.5",
+            "-+3",
+            ".",
+            "-.",
+            "..5",
+            "5..",
+            "",
+            "-",
+            "+",
+            "0",
+            "123456.789",
+        ] {
+            assert_eq!(decimal(v), built(v), "{v:?}");
+        }
+        assert!(matches!(decimal("2.5"), Cow::Borrowed(_)));
+        assert!(matches!(decimal("+3"), Cow::Borrowed("3")));
     }
 }
