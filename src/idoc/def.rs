@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::canonical::{Entity, Record};
+use crate::format::defs::DefMap;
 use crate::format::{DefFile, Diagnostics};
 
 /// The pseudo parent name of segments directly under `<IDOC>`.
@@ -381,7 +382,7 @@ pub struct SegDef {
     pub min: u32,
     pub max: u32,
     pub required: Vec<String>,
-    pub fields: HashMap<String, u32>,
+    pub fields: DefMap<String, u32>,
     pub sensitive: Vec<String>,
 }
 
@@ -395,9 +396,9 @@ pub struct TypeDef {
     /// Two-digit STATUS codes for applied and rejected IDocs of this type.
     pub status_applied: String,
     pub status_rejected: String,
-    pub segments: HashMap<String, SegDef>,
+    pub segments: DefMap<String, SegDef>,
     /// Parent (`None` = root) → children with `min > 0`, in definition order.
-    pub mandatory_children: HashMap<Option<String>, Vec<(String, u32)>>,
+    pub mandatory_children: DefMap<Option<String>, Vec<(String, u32)>>,
     pub messages: Vec<MessageDef>,
 }
 
@@ -419,7 +420,7 @@ impl TypeDef {
 /// Every loaded IDoc type, by IDOCTYP.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    pub by_type: HashMap<String, Arc<TypeDef>>,
+    pub by_type: DefMap<String, Arc<TypeDef>>,
 }
 
 impl Catalog {
@@ -499,7 +500,7 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
         }
     }
     // Segments: unique names, known parents, sane occurrences.
-    let mut segments: HashMap<String, SegDef> = HashMap::new();
+    let mut segments: DefMap<String, SegDef> = DefMap::default();
     let mut order: Vec<String> = Vec::new();
     for s in &spec.segments {
         let line = seg_line(def, &s.name);
@@ -563,7 +564,7 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             },
         );
     }
-    let mut mandatory_children: HashMap<Option<String>, Vec<(String, u32)>> = HashMap::new();
+    let mut mandatory_children: DefMap<Option<String>, Vec<(String, u32)>> = DefMap::default();
     for name in &order {
         let s = &segments[name];
         if let Some(p) = &s.parent {
@@ -776,7 +777,7 @@ fn check_targets(
 fn check_sensitive(
     def: &DefFile,
     entity: Entity,
-    segments: &HashMap<String, SegDef>,
+    segments: &DefMap<String, SegDef>,
     fields: &[(String, ValueDef)],
     diags: &mut Diagnostics,
 ) {
@@ -817,7 +818,7 @@ fn seg_line(def: &DefFile, name: &str) -> Option<usize> {
 
 struct Ctx<'a> {
     def: &'a DefFile,
-    segments: &'a HashMap<String, SegDef>,
+    segments: &'a DefMap<String, SegDef>,
 }
 
 impl Ctx<'_> {

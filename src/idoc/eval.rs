@@ -8,13 +8,12 @@
 //! unit errors. The control record goes into `detail` so the STATUS acknowledgement can
 //! name the IDoc even when it was rejected.
 
-use std::collections::HashMap;
-
 use serde_json::{json, Map, Value};
 
 use super::def::{is_customer_segment, Catalog, SegDef, TypeDef, CONTROL, ROOT};
 use super::map::{document_key, map_record, MapError};
 use super::reader::{RawIdoc, Segment};
+use crate::format::defs::DefMap;
 use crate::unit::{mask, Evaluation, LineVerdict, Reason};
 
 /// Control record fields kept in the ledger detail: those the STATUS acknowledgement
@@ -241,7 +240,9 @@ fn field_problem(s: &Segment, sd: &SegDef) -> Option<Reason> {
 fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
     let segs = &idoc.segments;
     // (parent index or root, child name) → occurrences so far.
-    let mut counts: HashMap<(Option<usize>, &str), u32> = HashMap::new();
+    // Keyed by definition names (and parent index): a `DefMap`, sized for the IDoc.
+    let mut counts: DefMap<(Option<usize>, &str), u32> =
+        DefMap::with_capacity_and_hasher(segs.len(), Default::default());
     // Segments under a customer segment are the customer's business too.
     let mut customer = vec![false; segs.len()];
     for (i, s) in segs.iter().enumerate() {

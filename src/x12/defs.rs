@@ -10,12 +10,13 @@
 //! Every problem is reported to [`Diagnostics`] with its file and line; a broken file is
 //! left out and the rest still load.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use crate::canonical::Entity;
+use crate::format::defs::{DefMap, DefSet};
 use crate::format::{DefFile, Diagnostics, Policy};
 
 /// Data element types of the X12 dictionary.
@@ -200,7 +201,7 @@ pub struct SetDef {
     pub versions: Vec<String>,
     pub structure: Vec<Node>,
     /// Every segment id the structure knows (for "unrecognized" vs "unexpected").
-    pub known_ids: HashSet<String>,
+    pub known_ids: DefSet<String>,
     pub map: Option<MapDef>,
     pub file: PathBuf,
 }
@@ -329,7 +330,7 @@ impl PartnerDef {
 /// Everything the X12 format knows, shared read-only by all jobs.
 #[derive(Debug, Default)]
 pub struct Registry {
-    pub segments: HashMap<String, SegmentDef>,
+    pub segments: DefMap<String, SegmentDef>,
     pub sets: Vec<SetDef>,
     pub partners: Vec<PartnerDef>,
 }
@@ -612,7 +613,7 @@ fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
     }
     let mut ids = Vec::new();
     structure.iter().for_each(|n| n.collect_ids(&mut ids));
-    let known_ids: HashSet<String> = ids.into_iter().collect();
+    let known_ids: DefSet<String> = ids.into_iter().collect();
     let mut map = file.map;
     if let Some(m) = map.as_mut() {
         match Entity::parse(&m.entity) {
