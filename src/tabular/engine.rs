@@ -1049,29 +1049,19 @@ fn check_cell<'r>(
                 }
             }
         }
-        FieldType::Code { table, ignore_case } => {
-            let hit = table.iter().find(|(k, _)| {
-                if *ignore_case {
-                    k.eq_ignore_ascii_case(text)
-                } else {
-                    k == text
+        FieldType::Code { table } => match table.get(text) {
+            Some(out) => (Cow::Borrowed(out), None),
+            None => {
+                let mut codes: Vec<&str> = table.codes().take(12).collect();
+                if table.codes().len() > 12 {
+                    codes.push("…");
                 }
-            });
-            match hit {
-                Some((_, out)) => (Cow::Borrowed(out.as_str()), None),
-                None => {
-                    let mut codes: Vec<&str> =
-                        table.iter().take(12).map(|(k, _)| k.as_str()).collect();
-                    if table.len() > 12 {
-                        codes.push("…");
-                    }
-                    return Err(err(
-                        "code-list",
-                        format!("is not an allowed code ({})", codes.join(", ")),
-                    ));
-                }
+                return Err(err(
+                    "code-list",
+                    format!("is not an allowed code ({})", codes.join(", ")),
+                ));
             }
-        }
+        },
     };
     if let Some(b) = &bound {
         if let Some((rule, msg)) = check_bounds(f, b) {
