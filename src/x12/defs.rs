@@ -64,11 +64,15 @@ pub struct SegmentDef {
 pub enum Node {
     Seg {
         id: String,
+        /// `id` packed (see [`super::segments::pack_id`]), to compare with segments'.
+        code: u32,
         required: bool,
         max: u64,
     },
     Loop {
         name: String,
+        /// The trigger segment's packed id.
+        code: u32,
         required: bool,
         max: u64,
         /// The first node is the loop's trigger segment.
@@ -81,6 +85,12 @@ impl Node {
         match self {
             Node::Seg { id, .. } => id,
             Node::Loop { body, .. } => body.first().map(Node::first_id).unwrap_or(""),
+        }
+    }
+    /// [`Node::first_id`] packed: never 0, as definition ids have two or three characters.
+    pub fn first_code(&self) -> u32 {
+        match self {
+            Node::Seg { code, .. } | Node::Loop { code, .. } => *code,
         }
     }
     pub fn required(&self) -> bool {
@@ -740,6 +750,7 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
                 }
                 let node = Node::Loop {
                     name,
+                    code: body.first().map_or(0, Node::first_code),
                     required,
                     max,
                     body,
@@ -762,6 +773,7 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
                 }
                 let node = Node::Seg {
                     id: id.to_string(),
+                    code: super::segments::pack_id(id.as_bytes()),
                     required: parse_req(parts.get(1))?,
                     max: parse_max(parts.get(2))?,
                 };

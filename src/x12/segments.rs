@@ -132,6 +132,11 @@ impl Segment {
         }
     }
 
+    /// Whether the segment's id is the one `code` packs (a nonzero [`pack_id`]).
+    pub fn is_code(&self, code: u32) -> bool {
+        code != 0 && self.code == code
+    }
+
     /// Whether the segment's id is `id`: [`Segment::id`]` == id`, by the packed id when
     /// `id` has one.
     pub fn is(&self, id: &str) -> bool {
@@ -203,12 +208,15 @@ fn trimmed(text: &str, part: &str) -> (u32, u32) {
 
 /// An id of one to four bytes as a word (its bytes, zero-padded); 0 for an empty or longer
 /// one, which is then compared as text. X12 ids are two or three characters.
-fn pack_id(id: &[u8]) -> u32 {
-    if id.is_empty() || id.len() > 4 {
-        return 0;
-    }
-    let mut word = [0u8; 4];
-    word[..id.len()].copy_from_slice(id);
+pub fn pack_id(id: &[u8]) -> u32 {
+    // By length, not a copy into a zeroed word: that was a call to memcpy per comparison.
+    let word = match *id {
+        [a] => [a, 0, 0, 0],
+        [a, b] => [a, b, 0, 0],
+        [a, b, c] => [a, b, c, 0],
+        [a, b, c, d] => [a, b, c, d],
+        _ => return 0,
+    };
     u32::from_le_bytes(word)
 }
 

@@ -74,7 +74,7 @@ fn walk(
     let mut cur = 0usize;
     let mut counts = vec![0u64; body.len()];
     while let Some(seg) = segs.get(*i) {
-        let found = (cur..body.len()).find(|&k| seg.is(body[k].first_id()));
+        let found = (cur..body.len()).find(|&k| seg.is_code(body[k].first_code()));
         // Inside a loop, its trigger again starts the next iteration (the parent counts it).
         let found = match found {
             Some(0) if !top && counts.first().copied().unwrap_or(0) > 0 => None,
@@ -172,7 +172,7 @@ fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue
         *c = 1;
     }
     while let Some(seg) = segs.get(*i) {
-        let Some(k) = (cur..body.len()).find(|&k| seg.is(body[k].first_id())) else {
+        let Some(k) = (cur..body.len()).find(|&k| seg.is_code(body[k].first_code())) else {
             break;
         };
         take_node(body, &mut counts, cur, k, segs, i, out);
