@@ -277,6 +277,17 @@ pub fn mask(value: &str) -> String {
     format!("{}{}", "*".repeat(chars.len() - 2), tail)
 }
 
+/// Bytes as text, invalid UTF-8 replaced (`String::from_utf8_lossy`), borrowed when they
+/// are valid. `from_utf8` is tried first: it checks ASCII a word at a time, where the
+/// lossy decoder's chunk iterator goes byte by byte, and nearly every cell and segment
+/// is valid.
+pub fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// [`cap_raw`] of text the caller may own: owned text that fits is kept as it is instead
 /// of copied, and text too long is copied only as far as the cap, owned or not.
 pub fn capped<'a>(raw: impl Into<std::borrow::Cow<'a, str>>, max: usize) -> String {
@@ -302,6 +313,21 @@ pub fn cap_raw(raw: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lossy_reads_as_from_utf8_lossy_and_borrows_valid_text() {
+        for bytes in [
+            &b"BEG*00*SA*PO-1**20260101"[..],
+            "Ädler & Söhne, 東京".as_bytes(),
+            b"caf\xe9",
+            b"\xff\xfe\x00a",
+            b"",
+            b"ab\xe2\x82",
+        ] {
+            assert_eq!(lossy(bytes), String::from_utf8_lossy(bytes), "{bytes:?}");
+        }
+        assert!(matches!(lossy(b"ok"), std::borrow::Cow::Borrowed("ok")));
+    }
 
     #[test]
     fn sheet_positions_show_no_byte_offset() {

@@ -472,12 +472,7 @@ impl CsvRows {
     /// Bytes of this file as text, borrowed where they are UTF-8 already.
     fn decode<'b>(&self, bytes: &'b [u8]) -> std::borrow::Cow<'b, str> {
         match self.decoding {
-            // `from_utf8` first: it checks ASCII a word at a time, where the lossy
-            // decoder's chunk iterator goes byte by byte, and nearly every cell is valid.
-            Decoding::Utf8 { .. } | Decoding::Transcode(_) => match std::str::from_utf8(bytes) {
-                Ok(text) => text.into(),
-                Err(_) => String::from_utf8_lossy(bytes),
-            },
+            Decoding::Utf8 { .. } | Decoding::Transcode(_) => crate::unit::lossy(bytes),
             Decoding::Latin1 => bytes.iter().map(|&b| b as char).collect(),
             Decoding::PerRecord(e) => e.decode_without_bom_handling(bytes).0,
         }

@@ -784,7 +784,7 @@ impl SegId {
 /// the text: a separator is a whole character, so the lossy text has the same elements as
 /// the bytes converted one by one.
 fn split_segment(logical: &[u8], d: &Delims, pos: Position) -> Segment {
-    let text = String::from_utf8_lossy(logical).into_owned();
+    let text = crate::unit::lossy(logical).into_owned();
     Segment::split(text, d.elem.bytes(), pos)
 }
 
