@@ -207,7 +207,8 @@ fn trimmed(text: &str, part: &str) -> (u32, u32) {
 }
 
 /// An id of one to four bytes as a word (its bytes, zero-padded); 0 for an empty or longer
-/// one, which is then compared as text. X12 ids are two or three characters.
+/// one, or one holding a NUL byte (`A\0` would pack as `A`), which is then compared as
+/// text. X12 ids are two or three characters.
 pub fn pack_id(id: &[u8]) -> u32 {
     // By length, not a copy into a zeroed word: that was a call to memcpy per comparison.
     let word = match *id {
@@ -217,6 +218,9 @@ pub fn pack_id(id: &[u8]) -> u32 {
         [a, b, c, d] => [a, b, c, d],
         _ => return 0,
     };
+    if id.contains(&0) {
+        return 0;
+    }
     u32::from_le_bytes(word)
 }
 
@@ -1011,6 +1015,10 @@ mod tests {
             "BEGX",
             "BEGXY",
             "N1",
+            "N",
+            "N\0",
+            "N1\0",
+            "\0",
             "ÄB",
             "",
             "LONGIDENT",
@@ -1020,6 +1028,10 @@ mod tests {
             let seg = Segment::split(format!("{text}*1*2"), b"*", Position::new(1, 0, 1));
             for asked in ids {
                 assert_eq!(seg.is(asked), seg.id() == asked, "{text:?} is {asked:?}");
+                let code = pack_id(asked.as_bytes());
+                if code != 0 {
+                    assert_eq!(seg.is_code(code), seg.id() == asked, "{text:?} {asked:?}");
+                }
             }
         }
         let padded = Segment::split(" PO1 *1".to_string(), b"*", Position::new(1, 0, 1));
