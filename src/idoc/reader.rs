@@ -67,10 +67,8 @@ impl Segment {
         Segment {
             name: name.into(),
             parent,
-            // Room for a usual segment's fields at once (they are short), rather than
-            // growing through 8, 16, 32... bytes.
-            text: String::with_capacity(96),
-            slots: Vec::with_capacity(8),
+            text: String::new(),
+            slots: Vec::new(),
             pos,
             bytes: 0,
         }
@@ -78,6 +76,12 @@ impl Segment {
 
     /// Keeps a field (after those already kept).
     pub fn push_field(&mut self, name: &str, value: &str, at: Mark) {
+        if self.slots.capacity() == 0 {
+            // Room for a usual segment's fields at once (they are short), rather than
+            // growing through 8, 16, 32... bytes; a segment without fields takes none.
+            self.slots.reserve(6);
+            self.text.reserve(80);
+        }
         let start = self.text.len();
         self.text.push_str(name);
         let mid = self.text.len();
