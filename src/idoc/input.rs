@@ -189,12 +189,9 @@ mod tests {
         }
         let mut c = CappedInput::new(&data[..], false, u64::MAX, u64::MAX);
         let (mut at, mut step) = (0usize, 1usize);
+        // Line and line start of byte `at`, counted along as the bytes are consumed.
+        let (mut lines, mut start) = (0u64, 0usize);
         loop {
-            let lines = data[..at].iter().filter(|&&b| b == b'\n').count() as u64;
-            let start = data[..at]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |p| p + 1);
             assert_eq!(
                 c.line_col(),
                 (lines + 1, (at - start) as u64 + 1),
@@ -205,6 +202,12 @@ mod tests {
                 break;
             }
             let n = step.min(avail);
+            for (i, &b) in data[at..at + n].iter().enumerate() {
+                if b == b'\n' {
+                    lines += 1;
+                    start = at + i + 1;
+                }
+            }
             c.consume(n);
             at += n;
             step = step % 97 + 13;
