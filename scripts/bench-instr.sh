@@ -6,7 +6,7 @@
 # tell it from noise. They do not see cache misses, page faults or waiting: keep the timed
 # scripts (bench-csv.sh etc.) for throughput, use this to compare builds.
 #
-#   scripts/bench-instr.sh [MB] [csv x12 idoc]     (default 4 MB, all three; ~1 min each)
+#   scripts/bench-instr.sh [MB] [csv x12 idoc]     (default 4 MB, all three; under a minute each)
 #
 # Prints per format `RESULT instr kind=… bytes=… run=… startup=… per_byte=… floor_per_byte=…
 # ratio=…`: `startup` is a run over an empty inbox (opening the ledger, loading formats), and

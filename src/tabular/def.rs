@@ -220,7 +220,7 @@ pub enum FieldType {
 
 /// A code field's allowed input codes in the order the definition gives them (a message
 /// names the first few), each with its output value, found by hash: a cell was compared
-/// with the codes one by one, a third of an orders CSV's string comparisons (ISO 4217 has
+/// with the codes one by one, most of an orders CSV's string comparisons (ISO 4217 has
 /// 180 codes).
 #[derive(Debug, Clone)]
 pub struct CodeTable {
