@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::segments::SegId;
 use crate::canonical::Entity;
 use crate::format::defs::{DefMap, DefSet};
 use crate::format::{DefFile, Diagnostics, Policy};
@@ -64,15 +65,15 @@ pub struct SegmentDef {
 pub enum Node {
     Seg {
         id: String,
-        /// `id` packed (see [`super::segments::pack_id`]), to compare with segments'.
-        code: u32,
+        /// `id` packed, to compare with segments'.
+        code: SegId,
         required: bool,
         max: u64,
     },
     Loop {
         name: String,
         /// The trigger segment's packed id.
-        code: u32,
+        code: SegId,
         required: bool,
         max: u64,
         /// The first node is the loop's trigger segment.
@@ -87,8 +88,9 @@ impl Node {
             Node::Loop { body, .. } => body.first().map(Node::first_id).unwrap_or(""),
         }
     }
-    /// [`Node::first_id`] packed: never 0, as definition ids have two or three characters.
-    pub fn first_code(&self) -> u32 {
+    /// [`Node::first_id`] packed: always packed, as definition ids have two or three
+    /// letters and digits.
+    pub fn first_code(&self) -> SegId {
         match self {
             Node::Seg { code, .. } | Node::Loop { code, .. } => *code,
         }
@@ -750,7 +752,7 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
                 }
                 let node = Node::Loop {
                     name,
-                    code: body.first().map_or(0, Node::first_code),
+                    code: body.first().map_or(SegId::of(b""), Node::first_code),
                     required,
                     max,
                     body,
@@ -773,7 +775,7 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
                 }
                 let node = Node::Seg {
                     id: id.to_string(),
-                    code: super::segments::pack_id(id.as_bytes()),
+                    code: SegId::of(id.as_bytes()),
                     required: parse_req(parts.get(1))?,
                     max: parse_max(parts.get(2))?,
                 };

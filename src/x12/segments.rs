@@ -64,10 +64,10 @@ pub struct Segment {
     text_len: u32,
     /// The id, trimmed.
     id: (u32, u32),
-    /// The id packed by [`pack_id`]: validating and mapping ask "is this a BEG?" of every
-    /// segment many times, and comparing two strings in different allocations for it was a
-    /// tenth of a worker's time.
-    code: u32,
+    /// The id packed: validating and mapping ask "is this a BEG?" of every segment many
+    /// times, and comparing two strings in different allocations for it was a tenth of a
+    /// worker's time.
+    code: SegId,
     /// Elements after the id: `els[0]` is `XX01`.
     els: Ranges,
     pub pos: Position,
@@ -124,7 +124,7 @@ impl Segment {
         };
         Segment {
             text_len: len32(&text),
-            code: pack_id(&text.as_bytes()[id.0 as usize..id.1 as usize]),
+            code: SegId::of(&text.as_bytes()[id.0 as usize..id.1 as usize]),
             buf: text,
             id,
             els,
@@ -132,17 +132,19 @@ impl Segment {
         }
     }
 
-    /// Whether the segment's id is the one `code` packs (a nonzero [`pack_id`]).
-    pub fn is_code(&self, code: u32) -> bool {
-        code != 0 && self.code == code
+    /// Whether the segment's id is the one `code` packs (see [`SegId`]).
+    #[inline]
+    pub fn is_code(&self, code: SegId) -> bool {
+        code.packed() && self.code == code
     }
 
     /// Whether the segment's id is `id`: [`Segment::id`]` == id`, by the packed id when
     /// `id` has one.
+    #[inline]
     pub fn is(&self, id: &str) -> bool {
-        match pack_id(id.as_bytes()) {
-            0 => self.id() == id,
-            code => self.code == code,
+        match SegId::of(id.as_bytes()) {
+            code if code.packed() => self.code == code,
+            _ => self.id() == id,
         }
     }
 
@@ -204,24 +206,6 @@ fn trimmed(text: &str, part: &str) -> (u32, u32) {
     let t = part.trim();
     let start = t.as_ptr() as usize - text.as_ptr() as usize;
     (start as u32, (start + t.len()) as u32)
-}
-
-/// An id of one to four bytes as a word (its bytes, zero-padded); 0 for an empty or longer
-/// one, or one holding a NUL byte (`A\0` would pack as `A`), which is then compared as
-/// text. X12 ids are two or three characters.
-pub fn pack_id(id: &[u8]) -> u32 {
-    // By length, not a copy into a zeroed word: that was a call to memcpy per comparison.
-    let word = match *id {
-        [a] => [a, 0, 0, 0],
-        [a, b] => [a, b, 0, 0],
-        [a, b, c] => [a, b, c, 0],
-        [a, b, c, d] => [a, b, c, d],
-        _ => return 0,
-    };
-    if id.contains(&0) {
-        return 0;
-    }
-    u32::from_le_bytes(word)
 }
 
 /// A length in a segment's buffer, which the reader keeps under `u32::MAX` (see
@@ -749,7 +733,7 @@ impl<R: Read> SegmentReader<R> {
         els.push((text_len, len32(&buf)));
         Ok(Segment {
             id: (0, 3),
-            code: pack_id(b"BIN"),
+            code: SegId::of(b"BIN"),
             els,
             text_len,
             buf,
@@ -758,29 +742,40 @@ impl<R: Read> SegmentReader<R> {
     }
 }
 
-/// A segment id as [`SegmentReader::skip_segment`] tells it: the first bytes of the
-/// trimmed id (an id longer than [`SegId::MAX`] equals no id it is compared with).
+/// A segment id packed in a word, its bytes and its length (so that `A\0` is not `A`):
+/// what [`SegmentReader::skip_segment`] tells of a segment, what a [`Segment`] is compared
+/// by, and what structure nodes keep (`defs::Node`). An id empty or longer than
+/// [`SegId::MAX`] bytes has no packing and equals no id it is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SegId {
-    bytes: [u8; SegId::MAX],
-    len: usize,
-}
+pub struct SegId(u64);
 
 impl SegId {
     pub const MAX: usize = 4;
 
-    fn of(id: &[u8]) -> SegId {
-        let mut bytes = [0; SegId::MAX];
-        let len = id.len().min(SegId::MAX);
-        bytes[..len].copy_from_slice(&id[..len]);
-        SegId {
-            bytes,
-            len: if id.len() > SegId::MAX { 0 } else { len },
-        }
+    // `#[inline]` here and on `Segment::is`/`is_code`: they are called from other modules
+    // (other codegen units) for every segment many times; without it the 850 run took 2%
+    // more instructions.
+    #[inline]
+    pub fn of(id: &[u8]) -> SegId {
+        // By length, not a copy into a zeroed word: that was a call to memcpy per comparison.
+        let word = match *id {
+            [a] => [a, 0, 0, 0],
+            [a, b] => [a, b, 0, 0],
+            [a, b, c] => [a, b, c, 0],
+            [a, b, c, d] => [a, b, c, d],
+            _ => return SegId(0),
+        };
+        SegId(u64::from(u32::from_le_bytes(word)) | (id.len() as u64) << 32)
+    }
+
+    /// Whether the id had a packing (see the type).
+    #[inline]
+    pub fn packed(self) -> bool {
+        self.0 != 0
     }
 
     pub fn is(&self, id: &str) -> bool {
-        self.len > 0 && &self.bytes[..self.len] == id.as_bytes()
+        self.packed() && *self == SegId::of(id.as_bytes())
     }
 }
 
@@ -1028,8 +1023,8 @@ mod tests {
             let seg = Segment::split(format!("{text}*1*2"), b"*", Position::new(1, 0, 1));
             for asked in ids {
                 assert_eq!(seg.is(asked), seg.id() == asked, "{text:?} is {asked:?}");
-                let code = pack_id(asked.as_bytes());
-                if code != 0 {
+                let code = SegId::of(asked.as_bytes());
+                if code.packed() {
                     assert_eq!(seg.is_code(code), seg.id() == asked, "{text:?} {asked:?}");
                 }
             }
