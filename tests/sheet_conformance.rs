@@ -49,11 +49,11 @@ fn err(name: &str, sel: SheetSelector) -> FileError {
 }
 
 fn text(s: &str) -> Cell {
-    Cell::Text(s.to_string())
+    Cell::Text(s.into())
 }
 
 fn date(s: &str) -> Cell {
-    Cell::DateTime(s.to_string())
+    Cell::DateTime(s.into())
 }
 
 fn row(rows: &[Row], number: u64) -> &Row {
@@ -168,7 +168,7 @@ fn error_values_are_error_cells() {
         .iter()
         .enumerate()
     {
-        assert_eq!(got[i], Cell::Error(e.to_string()));
+        assert_eq!(got[i], Cell::Error((*e).into()));
     }
     assert_eq!(got.len(), 7);
     assert!(matches!(&got[6], Cell::Error(_)));

@@ -201,7 +201,7 @@ impl<'a> Picker<'a> {
         match cell {
             Cell::Empty => {}
             Cell::Text(s) | Cell::Error(s) => {
-                sheet.write_string(r, c, s)?;
+                sheet.write_string(r, c, s.as_str())?;
             }
             Cell::Int(i) => {
                 sheet.write_number(r, c, *i as f64)?;
@@ -220,7 +220,7 @@ impl<'a> Picker<'a> {
                 };
                 match ExcelDateTime::parse_from_str(s) {
                     Ok(dt) => sheet.write_datetime_with_format(r, c, dt, format)?,
-                    Err(_) => sheet.write_string(r, c, s)?,
+                    Err(_) => sheet.write_string(r, c, s.as_str())?,
                 };
             }
         }

@@ -25,13 +25,13 @@ pub(crate) fn convert(value: Data) -> Cell {
         Data::Empty => Cell::Empty,
         Data::Int(i) => Cell::Int(i),
         Data::Float(f) if f.is_finite() => Cell::Float(f),
-        Data::Float(_) => Cell::Error("#NUM!".to_string()),
-        Data::String(s) => Cell::Text(s),
+        Data::Float(_) => Cell::Error("#NUM!".into()),
+        Data::String(s) => Cell::Text(s.into()),
         Data::Bool(b) => Cell::Bool(b),
         Data::DateTime(dt) => convert_datetime(&dt),
-        Data::DateTimeIso(s) => Cell::DateTime(s),
-        Data::DurationIso(s) => Cell::Text(s),
-        Data::Error(e) => Cell::Error(e.to_string()),
+        Data::DateTimeIso(s) => Cell::DateTime(s.into()),
+        Data::DurationIso(s) => Cell::Text(s.into()),
+        Data::Error(e) => Cell::Error(e.to_string().into()),
     }
 }
 
@@ -60,12 +60,12 @@ fn convert_datetime(dt: &ExcelDateTime) -> Cell {
     let (y, mo, d, h, mi, s, _ms) = ymd;
     if !is_1904 && serial < 1.0 {
         // A time of day without a date (the 1900 system has no day 0).
-        return Cell::Text(format!("{h:02}:{mi:02}:{s:02}"));
+        return Cell::Text(format!("{h:02}:{mi:02}:{s:02}").into());
     }
     if h == 0 && mi == 0 && s == 0 {
-        Cell::DateTime(format!("{y:04}-{mo:02}-{d:02}"))
+        Cell::DateTime(format!("{y:04}-{mo:02}-{d:02}").into())
     } else {
-        Cell::DateTime(format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}"))
+        Cell::DateTime(format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}").into())
     }
 }
 
@@ -285,7 +285,9 @@ mod tests {
             ..Limits::default()
         };
         let mut b = RowBuilder::new("Orders", &limits);
-        let err = b.push(11, 2, Cell::Text("x".repeat(11))).unwrap_err();
+        let err = b
+            .push(11, 2, Cell::Text("x".repeat(11).into()))
+            .unwrap_err();
         assert_eq!(err.reason.rule, "sheet-cell-too-large");
         assert_eq!(err.pos.unwrap().locator.as_deref(), Some("Orders!C12"));
         let mut b = RowBuilder::new("Orders", &limits);

@@ -19,6 +19,7 @@
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use super::charset::{self, Decoding, Encoding, Transcoder};
@@ -388,12 +389,15 @@ impl CsvRows {
         let mut cells = Vec::with_capacity(endlen);
         let mut from = 0;
         for &to in &self.ends[..endlen] {
-            let text = self.decode_lossy(&self.out[from..to.min(outlen)]);
+            let text = self.decode(&self.out[from..to.min(outlen)]);
             from = to;
             cells.push(if text.is_empty() {
                 Cell::Empty
             } else {
-                Cell::Text(text)
+                Cell::Text(match text {
+                    Cow::Borrowed(t) => t.into(),
+                    Cow::Owned(t) => t.into(),
+                })
             });
         }
         let row = Row {

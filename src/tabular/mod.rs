@@ -6,6 +6,7 @@
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
+pub mod cell_text;
 pub mod charset;
 pub mod checksum;
 pub mod contract;
@@ -16,6 +17,8 @@ pub mod engine;
 pub mod sniff;
 
 use std::sync::Arc;
+
+pub use cell_text::CellText;
 
 use crate::format::{DefFile, Diagnostics, FileError, Format};
 use crate::unit::Position;
@@ -40,7 +43,7 @@ pub fn load(defs: &[&DefFile], diags: &mut Diagnostics) -> Vec<Arc<dyn Format>> 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     Empty,
-    Text(String),
+    Text(CellText),
     Int(i64),
     /// A float as stored by the spreadsheet; converted to an exact decimal through its
     /// shortest round-trip representation.
@@ -48,9 +51,9 @@ pub enum Cell {
     Bool(bool),
     /// A date/time cell already converted (1900 or 1904 system) to ISO 8601:
     /// `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS`.
-    DateTime(String),
+    DateTime(CellText),
     /// A spreadsheet error value (`#DIV/0!`, `#N/A`...).
-    Error(String),
+    Error(CellText),
 }
 
 impl Cell {
@@ -58,7 +61,7 @@ impl Cell {
     pub fn to_text(&self) -> String {
         match self {
             Cell::Empty => String::new(),
-            Cell::Text(s) | Cell::DateTime(s) | Cell::Error(s) => s.clone(),
+            Cell::Text(s) | Cell::DateTime(s) | Cell::Error(s) => s.to_string(),
             Cell::Int(i) => i.to_string(),
             Cell::Float(f) => format!("{f}"),
             Cell::Bool(b) => b.to_string(),
