@@ -230,7 +230,18 @@ pub struct Unit {
     pub lines: Vec<SourceLine>,
     /// The validation and mapping to run. `None` for units made only of skipped lines.
     pub job: Option<Box<dyn UnitJob>>,
+    /// Makes line `i` as it is shown, with its locator and text, when `lines` hold only
+    /// positions (see [`Unit::shown`]). `None`: `lines` are complete.
+    pub show: Option<ShowLine>,
 }
+
+/// Makes a unit's line `i` in full. A reader whose lines' locators and text take building
+/// (an IDoc segment rendered as `E1EDP01: POSEX=… MENGE=…`, its locator) hands this over
+/// instead: most lines end as their unit does and are never shown one by one, and the
+/// reading thread, where every line was built, is one thread for the whole file (IDoc's
+/// slowest stage). Called on the committing thread, for the lines it writes a row for and
+/// each unit's first line.
+pub type ShowLine = std::sync::Arc<dyn Fn(usize) -> SourceLine + Send + Sync>;
 
 impl std::fmt::Debug for Unit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -239,6 +250,7 @@ impl std::fmt::Debug for Unit {
             .field("label", &self.label)
             .field("lines", &self.lines.len())
             .field("job", &self.job.is_some())
+            .field("show", &self.show.is_some())
             .finish()
     }
 }
@@ -251,7 +263,24 @@ impl Unit {
             label: label.into(),
             lines,
             job: None,
+            show: None,
         }
+    }
+
+    /// Line `i` as the ledger, reports and acknowledgements show it: with its locator and
+    /// text, made now when the reader left them to [`Unit::show`].
+    pub fn shown(&self, i: usize) -> std::borrow::Cow<'_, SourceLine> {
+        match &self.show {
+            Some(show) => std::borrow::Cow::Owned(show(i)),
+            None => std::borrow::Cow::Borrowed(&self.lines[i]),
+        }
+    }
+
+    /// Every line as [`Unit::shown`] makes it (for tests and tools that list a unit whole).
+    pub fn shown_lines(&self) -> Vec<SourceLine> {
+        (0..self.lines.len())
+            .map(|i| self.shown(i).into_owned())
+            .collect()
     }
 
     /// Runs the job (or marks every line skipped when there is none).

@@ -137,3 +137,105 @@ fn a_file_rejected_whole_past_a_chunk_of_units_rejects_every_line_once() {
     lines.dedup();
     assert_eq!(lines, (2..2 + 3 * orders as i64).collect::<Vec<_>>());
 }
+
+/// An ORDERS05 file of two IDocs, the second with a quantity that is not a number.
+fn idoc_with_a_bad_quantity() -> String {
+    let dc = |n: &str| {
+        format!(
+            "<EDI_DC40 SEGMENT=\"1\"><TABNAM>EDI_DC40</TABNAM><MANDT>100</MANDT><DOCNUM>{n}</DOCNUM>\
+             <IDOCTYP>ORDERS05</IDOCTYP><MESTYP>ORDERS</MESTYP><SNDPOR>SAPPRD</SNDPOR><SNDPRT>LS</SNDPRT>\
+             <SNDPRN>PRDCLNT100</SNDPRN><RCVPOR>TALLY</RCVPOR><RCVPRT>LS</RCVPRT><RCVPRN>TALLYMAN</RCVPRN></EDI_DC40>"
+        )
+    };
+    let body = |belnr: &str, menge: &str| {
+        format!(
+            "<E1EDK01 SEGMENT=\"1\"><CURCY>EUR</CURCY><BELNR>{belnr}</BELNR></E1EDK01>\n\
+             <E1EDKA1 SEGMENT=\"1\"><PARVW>AG</PARVW><PARTN>C100</PARTN><NAME1>Buyer</NAME1></E1EDKA1>\n\
+             <E1EDP01 SEGMENT=\"1\"><POSEX>000010</POSEX><MENGE>{menge}</MENGE><MENEE>PCE</MENEE></E1EDP01>"
+        )
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ORDERS05>\n\
+         <IDOC BEGIN=\"1\">{}\n{}\n</IDOC>\n<IDOC BEGIN=\"1\">{}\n{}\n</IDOC>\n</ORDERS05>\n",
+        dc("1"),
+        body("4711", "5.000"),
+        dc("2"),
+        body("4712", "five"),
+    )
+}
+
+/// IDoc and X12 readers leave a line's locator and text to be made when the line is shown
+/// (`Unit::show`), on the committing thread, instead of for every line read: the lines of a
+/// rejected document must still show both, and the documents' rows their first line's.
+#[test]
+fn lines_shown_on_demand_keep_their_locators_and_text() {
+    let work = Work::new(1000);
+    work.drop_file("orders.xml", idoc_with_a_bad_quantity().as_bytes());
+    let x12 = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/inbox/globex-invoices.x12"),
+    )
+    .unwrap();
+    work.drop_file("globex-invoices.x12", &x12);
+    work.run(&["run"]);
+    let l = ledger(&work);
+
+    let idoc = l.find_files("orders.xml").unwrap().remove(0);
+    let rejects = l.rejects(idoc.id).unwrap();
+    let shown: Vec<(Option<&str>, Option<&str>)> = rejects
+        .iter()
+        .map(|r| (r.locator.as_deref(), r.original.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                Some("IDoc 2 / E1EDK01 #1 (line 9, column 1)"),
+                Some("E1EDK01: CURCY=EUR BELNR=4712")
+            ),
+            (
+                Some("IDoc 2 / E1EDKA1 #1 (line 10, column 1)"),
+                Some("E1EDKA1: PARVW=AG PARTN=C100 NAME1=Buyer")
+            ),
+            (
+                Some("IDoc 2 / E1EDP01 #1 / MENGE (line 11, column 43)"),
+                Some("E1EDP01: POSEX=000010 MENGE=five MENEE=PCE")
+            ),
+        ],
+        "{rejects:#?}"
+    );
+    let lines = l.file_lines(idoc.id, 0, 100, false).unwrap();
+    let first = |seq: i64| lines.iter().find(|v| v.unit_seq == seq).unwrap();
+    for (seq, line) in [(0, 3), (1, 8)] {
+        let v = first(seq);
+        assert_eq!(v.line, line, "{v:?}");
+        assert!(
+            v.locator.as_deref().is_some_and(|l| l.starts_with(&format!(
+                "IDoc {} / EDI_DC40 #1 (line {line}, column ",
+                seq + 1
+            ))),
+            "{v:?}"
+        );
+    }
+
+    let x12 = l.find_files("globex-invoices.x12").unwrap().remove(0);
+    let rejects = l.rejects(x12.id).unwrap();
+    assert!(!rejects.is_empty());
+    for r in &rejects {
+        let locator = r.locator.as_deref().unwrap_or("");
+        assert!(
+            locator.contains(" / ST ") && locator.contains(", segment "),
+            "{r:?}"
+        );
+        let original = r.original.as_deref().unwrap_or("");
+        assert!(!original.is_empty(), "{r:?}");
+        let id = original.split('*').next().unwrap();
+        let ordinal: usize = locator
+            .split(", segment ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        // The text is the segment's: an ST where the locator says segment 1.
+        assert_eq!(ordinal == 1, id == "ST", "{r:?}");
+    }
+}

@@ -141,11 +141,10 @@ fn add_unit(
     rows: &mut BatchRows,
 ) -> Result<()> {
     let first_ordinal = st.ordinal as i64;
-    let first_pos = unit
-        .lines
-        .first()
-        .map(|l| l.pos.clone())
-        .unwrap_or_default();
+    let first_pos = match unit.lines.is_empty() {
+        true => Position::default(),
+        false => unit.shown(0).pos.clone(),
+    };
     let mut facts = decide::unit_facts(&eval, unit.lines.len());
     let mut verdicts = std::mem::take(&mut eval.verdicts);
     verdicts.resize(unit.lines.len(), LineVerdict::Ok);
@@ -155,7 +154,7 @@ fn add_unit(
     let mut reasons: Vec<(Position, Reason)> = Vec::new();
     for (i, v) in verdicts.iter().enumerate() {
         if let LineVerdict::Rejected(r) = v {
-            reasons.push((located(&unit.lines[i].pos, r), r.clone()));
+            reasons.push((located(&unit.shown(i).pos, r), r.clone()));
         }
     }
     for r in &eval.unit_errors {
@@ -182,7 +181,7 @@ fn add_unit(
 
     let headline = reasons.first().map(|(_, r)| r.clone());
     let mut unit_errors = eval.unit_errors.iter().cloned();
-    for (line, verdict) in unit.lines.iter().zip(verdicts.iter()) {
+    for (i, verdict) in verdicts.iter().enumerate().take(unit.lines.len()) {
         let (status_str, reason) = decide::line_status(
             status,
             verdict,
@@ -196,6 +195,7 @@ fn add_unit(
             st.ordinal += 1;
             continue;
         }
+        let line = unit.shown(i);
         rows.lines.push(LineRow {
             ordinal: st.ordinal as i64,
             unit_seq: unit.seq as i64,

@@ -91,8 +91,8 @@ pub fn read_all_with(format: &dyn Format, path: &Path, ctx: &OpenContext) -> Rea
                 let eval = u.evaluate();
                 units.push(ReadUnit {
                     seq: u.seq,
+                    lines: u.shown_lines(),
                     label: u.label,
-                    lines: u.lines,
                     eval,
                 });
             }
@@ -203,7 +203,7 @@ pub fn assert_restarts_match(format: &dyn Format, path: &Path, ctx: &OpenContext
     let acks = ack_texts(&full.acks);
     let shown = |u: &mut crate::unit::Unit| {
         let eval = u.evaluate();
-        format!("{} {} {:?} {:?}", u.seq, u.label, u.lines, eval)
+        format!("{} {} {:?} {:?}", u.seq, u.label, u.shown_lines(), eval)
     };
     let mut reader = format.open(path, ctx).expect("opens");
     let (mut whole, mut marks) = (Vec::new(), Vec::new());

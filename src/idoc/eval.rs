@@ -318,11 +318,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             let have = counts.get(&(parent, kid.as_str())).copied().unwrap_or(0);
             if have < *min {
                 let under = match parent {
-                    Some(p) => segs[p]
-                        .pos
-                        .locator
-                        .clone()
-                        .unwrap_or_else(|| segs[p].name.clone()),
+                    Some(p) => segs[p].locator().unwrap_or_else(|| segs[p].name.clone()),
                     None => format!("IDoc {}", idoc.ordinal),
                 };
                 ev.unit_errors.push(

@@ -37,8 +37,13 @@ pub struct Segment {
     /// Each field's name then its value, one after another.
     text: String,
     slots: Vec<Slot>,
+    /// Its line, byte and record; no locator (see [`Segment::locator`]).
     pub pos: Position,
     bytes: u64,
+    /// What its locator is made of: its IDoc's ordinal (0: not known, a segment made
+    /// without a place), its occurrence among its IDoc's segments of that name, the
+    /// column of its start tag.
+    place: (u64, u64, u64),
 }
 
 /// Where a field's name and value are in its segment's text.
@@ -71,7 +76,29 @@ impl Segment {
             slots: Vec::new(),
             pos,
             bytes: 0,
+            place: (0, 0, 0),
         }
+    }
+
+    /// The segment's place among its IDoc's: IDoc `ordinal`, `n`th of its name, start tag
+    /// at column `col`.
+    pub fn placed(mut self, ordinal: u64, n: u64, col: u64) -> Segment {
+        self.place = (ordinal, n, col);
+        self
+    }
+
+    /// `IDoc 2 / E1EDP01 #2 (line 4, column 3)`, made when a line or a reason shows it
+    /// rather than for every segment read; `None` without a place.
+    pub fn locator(&self) -> Option<String> {
+        let (ordinal, n, col) = self.place;
+        (ordinal > 0).then(|| {
+            let at = Mark {
+                byte: self.pos.byte,
+                line: self.pos.line,
+                col,
+            };
+            segment_locator(ordinal, &self.name, n, at)
+        })
     }
 
     /// Keeps a field (after those already kept).
@@ -117,7 +144,8 @@ impl Segment {
         let Some(f) = self.field_entry(name) else {
             return reason;
         };
-        let seg = self.pos.locator.as_deref().unwrap_or(&self.name);
+        let seg = self.locator();
+        let seg = seg.as_deref().unwrap_or(&self.name);
         let seg = seg.split(" (line ").next().unwrap_or(seg);
         reason
             .at(format!(
@@ -455,8 +483,7 @@ impl IdocReader {
                             1
                         }
                     };
-                    let pos = Position::new(m.line, m.byte, self.segments_in_file)
-                        .with_locator(segment_locator(ordinal, name, n, m));
+                    let pos = Position::new(m.line, m.byte, self.segments_in_file);
                     let Some(idoc) = self.current.as_mut() else {
                         return Err(self.fail(m, "idoc-structure", "segment outside <IDOC>"));
                     };
@@ -474,7 +501,8 @@ impl IdocReader {
                         idoc.dropped += 1;
                         Frame::Segment(None)
                     } else {
-                        idoc.segments.push(Segment::new(name, parent, pos));
+                        idoc.segments
+                            .push(Segment::new(name, parent, pos).placed(ordinal, n, m.col));
                         Frame::Segment(Some(idoc.segments.len() - 1))
                     }
                 } else {
@@ -666,6 +694,24 @@ impl IdocReader {
 
 /// `IDoc 3 / E1EDP01 #2 (line 40, column 5)`, built by hand: it is made for every segment
 /// on the reading thread, where `format!` was a sixth of the time.
+/// Segment `i` of an IDoc of type `typ` as a line is shown: its locator, and its text with
+/// the fields the type definition marks sensitive masked.
+fn shown_line(catalog: &Catalog, typ: &str, idoc: &RawIdoc, i: usize) -> SourceLine {
+    let s = &idoc.segments[i];
+    let sensitive = catalog
+        .get(typ)
+        .and_then(|t| t.segments.get(&s.name))
+        .map_or(&[][..], |d| d.sensitive.as_slice());
+    let pos = match s.locator() {
+        Some(l) => s.pos.clone().with_locator(l),
+        None => s.pos.clone(),
+    };
+    SourceLine {
+        pos,
+        raw: s.raw(sensitive),
+    }
+}
+
 fn segment_locator(ordinal: u64, name: &str, n: u64, m: Mark) -> String {
     let mut b = itoa::Buffer::new();
     let mut s = String::with_capacity(40 + name.len());
@@ -726,6 +772,7 @@ impl UnitReader for IdocReader {
                 label: String::new(),
                 lines: Vec::new(),
                 job: None,
+                show: None,
             }));
         }
         let dc = idoc.segments.first().filter(|s| s.name == CONTROL);
@@ -738,26 +785,27 @@ impl UnitReader for IdocReader {
             .map(str::trim)
             .unwrap_or("");
         let label = format!("IDoc {} ({typ} {docnum})", idoc.ordinal);
-        let td = self.catalog.get(typ);
-        let none: &[String] = &[];
+        let typ = typ.to_string();
         let lines = idoc
             .segments
             .iter()
             .map(|s| SourceLine {
                 pos: s.pos.clone(),
-                raw: s.raw(
-                    td.and_then(|t| t.segments.get(&s.name))
-                        .map_or(none, |d| d.sensitive.as_slice()),
-                ),
+                raw: String::new(),
             })
             .collect();
         self.acks.seen(seq);
-        let catalog = self.catalog.clone();
+        let idoc = Arc::new(idoc);
+        let (catalog, shown) = (self.catalog.clone(), idoc.clone());
+        let show_catalog = self.catalog.clone();
         Ok(Some(Unit {
             seq,
             label,
             lines,
             job: Some(Box::new(move || super::eval::evaluate(&catalog, &idoc))),
+            show: Some(Arc::new(move |i| {
+                shown_line(&show_catalog, &typ, &shown, i)
+            })),
         }))
     }
 

@@ -683,6 +683,7 @@ impl TabularReader {
             label,
             lines,
             job: Some(Box::new(job)),
+            show: None,
         };
         self.out.push_back((unit, false));
     }

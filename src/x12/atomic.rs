@@ -41,8 +41,10 @@ impl X12Reader {
         let mut lines = Vec::new();
         let mut parts = Vec::new();
         for u in held {
-            parts.push((u.lines.len(), u.job, u.label));
-            lines.extend(u.lines);
+            // Shown in full now: the merged unit has one set of lines.
+            let shown = u.shown_lines();
+            parts.push((shown.len(), u.job, u.label));
+            lines.extend(shown);
         }
         let job = move || merged_eval(mode, parts);
         Unit {
@@ -50,6 +52,7 @@ impl X12Reader {
             label,
             lines,
             job: Some(Box::new(job)),
+            show: None,
         }
     }
 }

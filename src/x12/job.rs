@@ -28,7 +28,8 @@ pub(crate) struct SetJob {
     pub(crate) dropped: u64,
     pub(crate) limit: usize,
     pub(crate) byte_limit: usize,
-    pub(crate) segs: Vec<Segment>,
+    /// Shared with the unit's [`crate::unit::ShowLine`], which shows them as lines.
+    pub(crate) segs: Arc<Vec<Segment>>,
 }
 
 impl SetJob {

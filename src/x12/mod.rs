@@ -212,6 +212,29 @@ pub struct X12Reader {
 /// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
 /// one allocation of its size without the formatting machinery: this runs for every
 /// segment of every set.
+/// A set's segments as lines are shown: `prefix / ST <st02>, segment <n> of set`, and the
+/// segment's text with sensitive elements masked, made only for the lines shown (see
+/// [`crate::unit::ShowLine`]). One envelope prefix per set.
+fn set_lines(
+    reg: &Arc<Registry>,
+    prefix: String,
+    st02: &str,
+    elem: char,
+    segs: &Arc<Vec<Segment>>,
+) -> crate::unit::ShowLine {
+    let (reg, st02, segs) = (reg.clone(), st02.to_string(), segs.clone());
+    Arc::new(move |i| {
+        let s = &segs[i];
+        SourceLine {
+            pos: s
+                .pos
+                .clone()
+                .with_locator(set_locator(&prefix, &st02, i + 1)),
+            raw: capped(reg.shown_text(s, Some(elem)), RAW_CAP),
+        }
+    })
+}
+
 fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
     let mut digits = itoa::Buffer::new();
     let parts = [
@@ -310,6 +333,7 @@ impl X12Reader {
                 tolerated,
                 ..Evaluation::default()
             })),
+            show: None,
         }
     }
 
@@ -354,6 +378,7 @@ impl X12Reader {
                 label: String::new(),
                 lines: Vec::new(),
                 job: None,
+                show: None,
             });
         }
         let job = SetJob {
@@ -378,27 +403,24 @@ impl X12Reader {
             dropped,
             limit: self.max_unit_lines,
             byte_limit: self.max_set_bytes,
-            segs: Vec::new(),
+            segs: Arc::default(),
         };
-        // One envelope prefix per set; only the segment ordinal differs per line.
-        let prefix = self.locator();
         let lines: Vec<SourceLine> = segs
             .iter()
-            .enumerate()
-            .map(|(i, s)| SourceLine {
-                pos: s
-                    .pos
-                    .clone()
-                    .with_locator(set_locator(&prefix, &st02, i + 1)),
-                raw: capped(self.reg.shown_text(s, Some(d.elem.as_char())), RAW_CAP),
+            .map(|s| SourceLine {
+                pos: s.pos.clone(),
+                raw: String::new(),
             })
             .collect();
+        let segs = Arc::new(segs);
+        let show = set_lines(&self.reg, self.locator(), &st02, d.elem.as_char(), &segs);
         let job = SetJob { segs, ..job };
         Ok(Unit {
             seq,
             label: format!("{st01} ST {st02}"),
             lines,
             job: Some(Box::new(move || job.run())),
+            show: Some(show),
         })
     }
 

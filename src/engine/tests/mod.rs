@@ -119,6 +119,7 @@ impl UnitReader for LinesReader {
             label: format!("line {}", self.line),
             lines: vec![line],
             job: Some(Box::new(job)),
+            show: None,
         }))
     }
 
