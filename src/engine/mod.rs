@@ -234,6 +234,7 @@ impl Engine {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(plan.workers)
             .thread_name(|i| format!("tallyman-map-{i}"))
+            .start_handler(|_| pipeline::yield_to_serial_stages())
             .build()
             .map_err(|e| EngineError::Other(format!("thread pool: {e}")))?;
         Ok(Engine {
