@@ -93,9 +93,32 @@ pub enum Connection {
     Pg(Box<PgConn>),
 }
 
+/// Small allocations SQLite makes for a connection come from its lookaside slots while
+/// there are free ones, else from `malloc` behind a mutex. A batch's inserts bind a few
+/// hundred texts at once (labels, keys, hashes: a hundred rows a statement) and the
+/// default 40 slots ran out on every one: three quarters of those bindings went to
+/// `malloc`. 2,048 slots of 128 bytes (256 KiB a connection) hold a statement's.
+fn more_lookaside(c: &rusqlite::Connection) {
+    const SLOT: std::os::raw::c_int = 128;
+    const SLOTS: std::os::raw::c_int = 2048;
+    // SAFETY: the connection's own handle, on the thread that opened it, before any
+    // statement ran; SQLite allocates the slots itself (null buffer). On failure (slots in
+    // use) the defaults stay.
+    unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            c.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<std::os::raw::c_void>(),
+            SLOT,
+            SLOTS,
+        );
+    }
+}
+
 impl Connection {
     pub fn open_sqlite(path: &std::path::Path) -> Result<Connection> {
         let c = rusqlite::Connection::open(path)?;
+        more_lookaside(&c);
         c.set_prepared_statement_cache_capacity(128);
         Ok(Connection::Lite(c))
     }
@@ -403,4 +426,58 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Blob(b) => ValueRef::Blob(b),
         }))
     }
+}
+
+#[cfg(test)]
+mod lookaside_tests {
+    use rusqlite::ffi;
+
+    /// `(slots in use at most, allocations that found every slot taken)` since `reset`.
+    fn lookaside(c: &rusqlite::Connection, reset: bool) -> (i32, i32) {
+        let (mut cur, mut high, mut misses) = (0, 0, 0);
+        // SAFETY: status reads on the connection's own handle.
+        unsafe {
+            let db = c.handle();
+            let r = i32::from(reset);
+            ffi::sqlite3_db_status(
+                db,
+                ffi::SQLITE_DBSTATUS_LOOKASIDE_USED,
+                &mut cur,
+                &mut high,
+                r,
+            );
+            ffi::sqlite3_db_status(
+                db,
+                ffi::SQLITE_DBSTATUS_LOOKASIDE_MISS_FULL,
+                &mut cur,
+                &mut misses,
+                r,
+            );
+        }
+        (high, misses)
+    }
+
+    #[test]
+    fn a_statement_of_a_hundred_rows_binds_its_texts_in_lookaside() {
+        let dir = tempfile::tempdir().unwrap();
+        let Connection::Lite(c) = Connection::open_sqlite(&dir.path().join("l.db")).unwrap() else {
+            unreachable!()
+        };
+        c.execute_batch("CREATE TABLE t(a TEXT, b TEXT, c TEXT)")
+            .unwrap();
+        let rows = vec!["(?, ?, ?)"; 100].join(", ");
+        let mut st = c.prepare(&format!("INSERT INTO t VALUES {rows}")).unwrap();
+        let texts: Vec<String> = (0..300).map(|i| format!("order B{i:08}")).collect();
+        lookaside(&c, true);
+        st.execute(rusqlite::params_from_iter(texts.iter()))
+            .unwrap();
+        let (high, misses) = lookaside(&c, true);
+        assert!(
+            high > 300,
+            "{high} slots at most: the 300 texts were not in lookaside"
+        );
+        assert_eq!(misses, 0);
+    }
+
+    use super::Connection;
 }
