@@ -22,7 +22,9 @@
 //! waited for its neighbours, was tried: on two cores every format showed all stages busy
 //! enough to look alike, so it chose wide everywhere.) With one core the same reading loop
 //! runs on the committing thread and hands every batch straight to it ([`run_inline`]):
-//! `threads = 1` means one core, not three busy threads.
+//! `threads = 1` means one core, not three busy threads. The pool's workers run at a lower
+//! priority than the reading and committing threads, which set the pace
+//! ([`yield_to_serial_stages`]).
 
 use std::sync::mpsc::{Receiver, SyncSender};
 
