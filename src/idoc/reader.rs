@@ -465,10 +465,13 @@ impl IdocReader {
                     Some(Frame::Segment(idx)) => Some(*idx),
                     _ => None,
                 };
+                // Most elements are fields, without attributes: looking at the raw text
+                // first spares them the attribute iterator (its duplicate check).
                 let is_segment = name == CONTROL
-                    || e.attributes()
-                        .flatten()
-                        .any(|a| a.key.local_name().as_ref() == "SEGMENT");
+                    || (!e.attributes_raw().trim_ascii().is_empty()
+                        && e.attributes()
+                            .flatten()
+                            .any(|a| a.key.local_name().as_ref() == "SEGMENT"));
                 if is_segment {
                     self.segments_in_file += 1;
                     let ordinal = self.idocs;
