@@ -95,7 +95,8 @@ impl FileTag {
 /// rebuilt from the ledger is byte for byte the chunk that was staged. Written field by
 /// field, each string escaped by serde_json, rather than through a serde struct: the
 /// committing thread writes every record's line, and the struct's serializer was a tenth
-/// of that thread's instructions for a CSV file (the bytes are the same; see the tests).
+/// of that thread's instructions for a CSV file; this takes a third fewer (the bytes are
+/// the same; see the tests).
 pub fn append_line(buf: &mut Vec<u8>, r: &OutRecord) -> io::Result<()> {
     let s = &r.source;
     let mut n = itoa::Buffer::new();

@@ -695,8 +695,6 @@ impl IdocReader {
     }
 }
 
-/// `IDoc 3 / E1EDP01 #2 (line 40, column 5)`, built by hand: it is made for every segment
-/// on the reading thread, where `format!` was a sixth of the time.
 /// Segment `i` of an IDoc of type `typ` as a line is shown: its locator, and its text with
 /// the fields the type definition marks sensitive masked.
 fn shown_line(catalog: &Catalog, typ: &str, idoc: &RawIdoc, i: usize) -> SourceLine {
@@ -715,6 +713,8 @@ fn shown_line(catalog: &Catalog, typ: &str, idoc: &RawIdoc, i: usize) -> SourceL
     }
 }
 
+/// `IDoc 3 / E1EDP01 #2 (line 40, column 5)`, built by hand: when it was made for every
+/// segment read, `format!` was a sixth of the reading thread's time.
 fn segment_locator(ordinal: u64, name: &str, n: u64, m: Mark) -> String {
     let mut b = itoa::Buffer::new();
     let mut s = String::with_capacity(40 + name.len());

@@ -209,9 +209,6 @@ pub struct X12Reader {
     at_mark: Option<Unit>,
 }
 
-/// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
-/// one allocation of its size without the formatting machinery: this runs for every
-/// segment of every set.
 /// A set's segments as lines are shown: `prefix / ST <st02>, segment <n> of set`, and the
 /// segment's text with sensitive elements masked, made only for the lines shown (see
 /// [`crate::unit::ShowLine`]). One envelope prefix per set.
@@ -235,6 +232,8 @@ fn set_lines(
     })
 }
 
+/// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
+/// one allocation of its size without the formatting machinery.
 fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
     let mut digits = itoa::Buffer::new();
     let parts = [

@@ -432,6 +432,8 @@ impl rusqlite::ToSql for Value<'_> {
 mod lookaside_tests {
     use rusqlite::ffi;
 
+    use super::Connection;
+
     /// `(slots in use at most, allocations that found every slot taken)` since `reset`.
     fn lookaside(c: &rusqlite::Connection, reset: bool) -> (i32, i32) {
         let (mut cur, mut high, mut misses) = (0, 0, 0);
@@ -478,6 +480,4 @@ mod lookaside_tests {
         );
         assert_eq!(misses, 0);
     }
-
-    use super::Connection;
 }
