@@ -181,7 +181,7 @@ fn add_unit(
 
     let headline = reasons.first().map(|(_, r)| r.clone());
     let mut unit_errors = eval.unit_errors.iter().cloned();
-    for (i, verdict) in verdicts.iter().enumerate().take(unit.lines.len()) {
+    for (i, verdict) in verdicts.iter().enumerate() {
         let (status_str, reason) = decide::line_status(
             status,
             verdict,

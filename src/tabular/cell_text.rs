@@ -84,6 +84,16 @@ impl From<String> for CellText {
     }
 }
 
+/// Text a decoder borrowed keeps no allocation; text it had to own keeps its own when long.
+impl From<std::borrow::Cow<'_, str>> for CellText {
+    fn from(text: std::borrow::Cow<'_, str>) -> CellText {
+        match text {
+            std::borrow::Cow::Borrowed(t) => t.into(),
+            std::borrow::Cow::Owned(t) => t.into(),
+        }
+    }
+}
+
 impl PartialEq for CellText {
     fn eq(&self, other: &CellText) -> bool {
         self.as_str() == other.as_str()
@@ -138,6 +148,12 @@ mod tests {
             assert_eq!(CellText::new(text).as_str(), text);
             assert_eq!(CellText::from(text.to_string()).as_str(), text);
             assert_eq!(&*CellText::from(text).clone(), text);
+            assert_eq!(
+                CellText::from(std::borrow::Cow::Borrowed(text)).as_str(),
+                text
+            );
+            let owned: std::borrow::Cow<'_, str> = text.to_string().into();
+            assert_eq!(CellText::from(owned).as_str(), text);
         }
         assert_eq!("exactly twenty-two by.".len(), INLINE);
     }

@@ -19,7 +19,6 @@
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
-use std::borrow::Cow;
 use std::io::Read;
 
 use super::charset::{self, Decoding, Encoding, Transcoder};
@@ -394,10 +393,7 @@ impl CsvRows {
             cells.push(if text.is_empty() {
                 Cell::Empty
             } else {
-                Cell::Text(match text {
-                    Cow::Borrowed(t) => t.into(),
-                    Cow::Owned(t) => t.into(),
-                })
+                Cell::Text(text.into())
             });
         }
         let row = Row {
