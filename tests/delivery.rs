@@ -233,6 +233,10 @@ fn regression_422_dead_letters_with_the_erps_message_and_retry_delivers_after_th
         "{d}"
     );
     assert_eq!(d["file"], "orders-1.csv");
+    assert_eq!(
+        d["line"], 2,
+        "its document's first line, from a packed unit: {d}"
+    );
     // The person fixes the cause (the customer arrives), then retries the dead letter.
     w.drop_file(
         "customers-1.csv",

@@ -103,7 +103,7 @@ impl Engine {
             c.units = Some((first_seq, last_seq as i64));
         }
         tx.write_lines(st.file_id, &rows.lines)?;
-        tx.write_units(st.file_id, &rows.units)?;
+        tx.write_units(st.file_id, &rows.units, &rows.lines)?;
         tx.write_chunks(st.file_id, &chunks)?;
         // A mark is where the unit after this batch starts; any other is not this batch's.
         if let Some(m) = mark.filter(|m| m.seq == last_seq) {

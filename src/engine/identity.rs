@@ -58,7 +58,11 @@ pub(super) fn check(
         let verdict = records::classify(&inc, current.as_ref());
         match (&verdict, &current) {
             (Verdict::Conflict(changes), Some(cur)) => {
-                return Ok(Identity::Conflict(conflict(r, cur, st, changes)))
+                let cur = records::Current {
+                    line: tx.unit_line(cur.file_id, cur.unit_seq)?,
+                    ..cur.clone()
+                };
+                return Ok(Identity::Conflict(conflict(r, &cur, st, changes)));
             }
             (Verdict::Same, Some(cur)) if inc.identity == records::Identity::CreateOnce => {
                 dup_reason.get_or_insert_with(|| duplicate(r, cur, st.file_id));

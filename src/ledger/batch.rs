@@ -235,7 +235,6 @@ impl BatchTx<'_> {
         self.flush_versions()?;
         let mut st = self.tx.prepare_cached(
             "SELECT v.version, v.hash, v.data, v.file_id, f.fingerprint, f.name, v.unit_seq, \
-             (SELECT u.line FROM units u WHERE u.file_id = v.file_id AND u.seq = v.unit_seq), \
              f.state IN ('reading', 'held') \
              FROM versions v JOIN files f ON f.id = v.file_id \
              WHERE v.entity=?1 AND v.key=?2 ORDER BY v.version DESC LIMIT 1",
@@ -250,13 +249,11 @@ impl BatchTx<'_> {
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
                     r.get::<_, i64>(6)?,
-                    r.get::<_, Option<i64>>(7)?,
-                    r.get::<_, bool>(8)?,
+                    r.get::<_, bool>(7)?,
                 ))
             })
             .optional()?;
-        let Some((version, hash, data, file_id, fingerprint, file_name, unit_seq, line, pending)) =
-            row
+        let Some((version, hash, data, file_id, fingerprint, file_name, unit_seq, pending)) = row
         else {
             return Ok(None);
         };
@@ -268,9 +265,16 @@ impl BatchTx<'_> {
             fingerprint,
             file_name,
             unit_seq,
-            line: line.unwrap_or(0),
+            line: 0,
             pending,
         }))
+    }
+
+    /// The first line of a file's unit (0 if the ledger has no such unit): asked apart
+    /// from [`BatchTx::current_version`] because only a conflict's message needs it, and
+    /// an applied unit's is in a packed run.
+    pub fn unit_line(&self, file_id: i64, seq: i64) -> Result<i64> {
+        Ok(super::runs::unit_at(&self.tx, file_id, seq)?.map_or(0, |u| u.first.0))
     }
 
     /// Looks up which of `keys` (entity, key) have a version, a few hundred a statement, so
@@ -465,7 +469,18 @@ impl BatchTx<'_> {
         )
     }
 
-    pub fn write_units(&self, file_id: i64, units: &[UnitRow]) -> Result<()> {
+    /// Writes a batch's units: those with nothing of their own to say as one packed run
+    /// (see runs.rs), the rest as rows. `lines` are the batch's line rows.
+    pub fn write_units(&self, file_id: i64, units: &[UnitRow], lines: &[LineRow]) -> Result<()> {
+        let with_lines: HashSet<i64> = lines.iter().map(|l| l.unit_seq).collect();
+        let (packed, rows): (Vec<&UnitRow>, Vec<&UnitRow>) = units
+            .iter()
+            .partition(|u| super::runs::packable(u, with_lines.contains(&u.seq)));
+        super::runs::write_run(&self.tx, file_id, &packed)?;
+        self.write_unit_rows(file_id, &rows)
+    }
+
+    fn write_unit_rows(&self, file_id: i64, units: &[&UnitRow]) -> Result<()> {
         // The text each row binds, made first: the values borrow it.
         let mut texts = Vec::with_capacity(units.len());
         for u in units {

@@ -42,18 +42,19 @@ pub(super) const KEYS_STARTING_SQL: &str =
     "SELECT DISTINCT key FROM versions WHERE entity = ?1 AND key >= ?2 AND key < ?3 \
      ORDER BY key LIMIT ?4";
 
-/// Documents carrying key `?1`, newest file first. Applied ones are found through the
-/// versions they made (a document of several records carries each of their keys); the
-/// others through `units_key`, which indexes only them (migration 13).
-pub(super) fn key_documents_sql() -> String {
+/// Documents carrying key `?1` that were not applied, through `units_key`, which indexes
+/// only them (migration 13). Applied ones are found by [`key_documents_made_sql`].
+pub(super) const KEY_DOCUMENTS_HELD_SQL: &str =
+    "SELECT u.file_id, f.name, u.seq, u.label, u.status FROM units u JOIN files f ON f.id = u.file_id \
+     WHERE u.key = ?1 AND u.status <> 'applied' ORDER BY 1 DESC, 3 LIMIT 200";
+
+/// The units that made a version of key `?1` (a document of several records carries each
+/// of their keys), newest file first; their labels are their units' (see runs.rs, an
+/// applied unit's row may be packed).
+pub(super) fn key_documents_made_sql() -> String {
     format!(
-        "SELECT u.file_id, f.name, u.seq, u.label, u.status FROM units u JOIN files f ON f.id = u.file_id \
-         WHERE u.key = ?1 AND u.status <> 'applied' \
-         UNION \
-         SELECT u.file_id, f.name, u.seq, u.label, u.status FROM versions v \
-         JOIN units u ON u.file_id = v.file_id AND u.seq = v.unit_seq JOIN files f ON f.id = u.file_id \
-         WHERE v.entity IN ({}) AND v.key = ?1 AND u.status = 'applied' \
-         ORDER BY 1 DESC, 3 LIMIT 200",
+        "SELECT DISTINCT v.file_id, f.name, v.unit_seq FROM versions v JOIN files f ON f.id = v.file_id \
+         WHERE v.entity IN ({}) AND v.key = ?1 ORDER BY 1 DESC, 3 LIMIT 200",
         entities_in()
     )
 }
@@ -321,7 +322,8 @@ impl Ledger {
     /// The line count of a file in the ledger.
     pub fn line_count(&self, file_id: i64) -> Result<i64> {
         let (units, rows): (i64, i64) = self.conn.query_row(
-            "SELECT (SELECT COALESCE(SUM(line_count), 0) FROM units WHERE file_id=?1), \
+            "SELECT (SELECT COALESCE(SUM(line_count), 0) FROM units WHERE file_id=?1) \
+             + (SELECT COALESCE(SUM(lines), 0) FROM unit_runs WHERE file_id=?1), \
              (SELECT COUNT(*) FROM lines WHERE file_id=?1)",
             [file_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -490,8 +492,9 @@ impl Ledger {
     /// Documents of any file that carry this business key (rejected ones included), as
     /// newest file first.
     pub fn key_documents(&self, key: &str) -> Result<Vec<KeyDocument>> {
-        let mut st = self.conn.prepare(&key_documents_sql())?;
-        let rows = st
+        let mut docs = self
+            .conn
+            .prepare_cached(KEY_DOCUMENTS_HELD_SQL)?
             .query_map([key], |r| {
                 Ok(KeyDocument {
                     file_id: r.get(0)?,
@@ -502,7 +505,27 @@ impl Ledger {
                 })
             })?
             .collect::<super::db::Result<Vec<_>>>()?;
-        Ok(rows)
+        let made = self
+            .conn
+            .prepare_cached(&key_documents_made_sql())?
+            .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<super::db::Result<Vec<(i64, String, i64)>>>()?;
+        for (file_id, file_name, seq) in made {
+            let unit = super::runs::unit_at(&self.conn, file_id, seq)?;
+            if let Some(u) = unit.filter(|u| u.status == "applied") {
+                docs.push(KeyDocument {
+                    file_id,
+                    file_name,
+                    seq,
+                    label: u.label,
+                    status: u.status,
+                });
+            }
+        }
+        docs.sort_by(|a, b| b.file_id.cmp(&a.file_id).then(a.seq.cmp(&b.seq)));
+        docs.dedup_by(|a, b| (a.file_id, a.seq) == (b.file_id, b.seq));
+        docs.truncate(200);
+        Ok(docs)
     }
 
     /// One audit row.

@@ -317,7 +317,8 @@ fn regression_questions_about_a_key_of_any_entity_search_indexes_instead_of_scan
     for sql in [
         super::key_versions_sql(),
         super::KEYS_STARTING_SQL.to_string(),
-        super::key_documents_sql(),
+        super::KEY_DOCUMENTS_HELD_SQL.to_string(),
+        super::key_documents_made_sql(),
     ] {
         let plan = plan(&l, &sql);
         assert!(
@@ -328,7 +329,7 @@ fn regression_questions_about_a_key_of_any_entity_search_indexes_instead_of_scan
             "{sql}\n{plan}"
         );
     }
-    assert!(plan(&l, &super::key_documents_sql()).contains("units_key"));
+    assert!(plan(&l, super::KEY_DOCUMENTS_HELD_SQL).contains("units_key"));
 }
 
 /// Statements traced on a test's SQLite connection (see `a_pass_a_scrape_and_…`).
@@ -371,6 +372,7 @@ fn tables_of(sql: &str) -> std::collections::HashMap<String, String> {
 const GROWING: &[&str] = &[
     "files",
     "units",
+    "unit_runs",
     "versions",
     "lines",
     "keys",

@@ -65,18 +65,43 @@ impl Ledger {
                 })
             })?
             .collect::<super::db::Result<Vec<_>>>()?;
+        self.next_bytes_from_runs(file_id, rows)
+    }
+
+    /// Fills the next line's byte of a page's lines where the statement found none: the
+    /// unit starting there may be packed (see runs.rs). The units after the page's are read
+    /// once for the page, not once a line.
+    fn next_bytes_from_runs(
+        &self,
+        file_id: i64,
+        mut rows: Vec<CorrectionLine>,
+    ) -> Result<Vec<CorrectionLine>> {
+        let missing = rows.iter().filter(|r| r.next_byte.is_none());
+        let (Some(lo), Some(hi)) = (
+            missing.clone().map(|r| r.unit_seq).min(),
+            missing.map(|r| r.unit_seq).max(),
+        ) else {
+            return Ok(rows);
+        };
+        let after = super::runs::units_between(
+            &self.conn,
+            file_id,
+            lo + 1,
+            i64::MAX,
+            (hi - lo + 1) as usize,
+        )?;
+        let starts: std::collections::HashMap<i64, i64> =
+            after.iter().map(|u| (u.first_ordinal, u.first.1)).collect();
+        for r in rows.iter_mut().filter(|r| r.next_byte.is_none()) {
+            r.next_byte = starts.get(&(r.ordinal + 1)).copied();
+        }
         Ok(rows)
     }
 
     /// Every document of a file as (label, status), in file order: what a correction did.
     pub fn unit_statuses(&self, file_id: i64) -> Result<Vec<(String, String)>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT label, status FROM units WHERE file_id = ?1 ORDER BY seq")?;
-        let rows = st
-            .query_map([file_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<super::db::Result<Vec<_>>>()?;
-        Ok(rows)
+        let units = super::runs::units_between(&self.conn, file_id, 0, i64::MAX, usize::MAX)?;
+        Ok(units.into_iter().map(|u| (u.label, u.status)).collect())
     }
 
     /// Whether the file has at least one rejected document.

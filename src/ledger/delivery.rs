@@ -381,28 +381,41 @@ impl Ledger {
         let (cond, args) = sel.sql("d.created_at");
         let mut st = self.conn.prepare(&format!(
             "SELECT d.id, d.target, d.entity, d.key, d.version, d.attempts, d.last_status, d.last_error, \
-             f.name, (SELECT u.line FROM units u WHERE u.file_id = v.file_id AND u.seq = v.unit_seq), d.created_at \
+             f.name, v.file_id, v.unit_seq, d.created_at \
              FROM deliveries d LEFT JOIN versions v ON v.entity = d.entity AND v.key = d.key AND v.version = d.version \
              LEFT JOIN files f ON f.id = d.file_id WHERE d.state = 'dead'{cond} ORDER BY d.id"
         ))?;
         let rows = st
             .query_map(super::db::params_from_iter(args), |r| {
-                Ok(DeadLetter {
-                    id: r.get(0)?,
-                    target: r.get(1)?,
-                    entity: r.get(2)?,
-                    key: r.get(3)?,
-                    version: r.get(4)?,
-                    attempts: r.get(5)?,
-                    last_status: r.get(6)?,
-                    message: r.get(7)?,
-                    file: r.get(8)?,
-                    line: r.get(9)?,
-                    created_at: r.get(10)?,
-                })
+                Ok((
+                    DeadLetter {
+                        id: r.get(0)?,
+                        target: r.get(1)?,
+                        entity: r.get(2)?,
+                        key: r.get(3)?,
+                        version: r.get(4)?,
+                        attempts: r.get(5)?,
+                        last_status: r.get(6)?,
+                        message: r.get(7)?,
+                        file: r.get(8)?,
+                        line: None,
+                        created_at: r.get(11)?,
+                    },
+                    r.get::<_, Option<i64>>(9)?
+                        .zip(r.get::<_, Option<i64>>(10)?),
+                ))
             })?
             .collect::<super::db::Result<Vec<_>>>()?;
-        Ok(rows)
+        // Each letter's line is its unit's first, which may be packed (see runs.rs).
+        let mut units = super::runs::UnitReader::new(&self.conn);
+        let mut out = Vec::with_capacity(rows.len());
+        for (mut d, unit) in rows {
+            if let Some((file_id, seq)) = unit {
+                d.line = units.get(file_id, seq)?.map(|u| u.first.0);
+            }
+            out.push(d);
+        }
+        Ok(out)
     }
 
     /// Puts dead letters back in the queue (after a person fixed the cause); with

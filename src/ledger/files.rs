@@ -85,6 +85,10 @@ fn recount_sql() -> String {
             "units_{status} = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='{status}')"
         )
     };
+    // Packed units are applied and have no line rows (see runs.rs).
+    let runs = |what: &str| {
+        format!(" + (SELECT COALESCE(SUM({what}), 0) FROM unit_runs WHERE file_id=?1)")
+    };
     let mut sets: Vec<String> = [
         "applied",
         "rejected",
@@ -96,11 +100,13 @@ fn recount_sql() -> String {
     .iter()
     .map(|s| lines(s))
     .collect();
+    sets[0] += &runs("lines");
     sets.extend(
         ["applied", "rejected", "duplicate", "unmapped", "unchanged"]
             .iter()
             .map(|s| units(s)),
     );
+    sets[6] += &runs("units");
     format!("UPDATE files SET {} WHERE id=?1", sets.join(", "))
 }
 
@@ -426,7 +432,7 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
-        for table in ["lines", "units", "keys", "versions"] {
+        for table in ["lines", "units", "unit_runs", "keys", "versions"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
         tx.execute(&recount_sql(), [id])?;
@@ -446,7 +452,7 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
-        for table in ["lines", "units", "keys", "versions", "chunks"] {
+        for table in ["lines", "units", "unit_runs", "keys", "versions", "chunks"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
         tx.execute(&recount_sql(), [id])?;
@@ -509,23 +515,29 @@ impl Ledger {
         units: (i64, i64),
     ) -> Result<Vec<ChunkRecord>> {
         let mut st = self.conn.prepare(
-            "SELECT v.unit_seq, v.ordinal, v.key, v.data, u.line, u.byte, u.locator FROM versions v \
-             LEFT JOIN units u ON u.file_id = v.file_id AND u.seq = v.unit_seq \
+            "SELECT v.unit_seq, v.ordinal, v.key, v.data FROM versions v \
              WHERE v.file_id=?1 AND v.entity=?2 AND v.unit_seq >= ?3 AND v.unit_seq < ?4 ORDER BY v.unit_seq, v.ordinal",
         )?;
-        let rows = st
+        let mut rows = st
             .query_map(params![file_id, entity, units.0, units.1], |r| {
                 Ok(ChunkRecord {
                     unit_seq: r.get(0)?,
                     ordinal: r.get(1)?,
                     key: r.get(2)?,
                     data: r.get(3)?,
-                    line: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
-                    byte: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
-                    locator: r.get(6)?,
+                    line: 0,
+                    byte: 0,
+                    locator: None,
                 })
             })?
             .collect::<super::db::Result<Vec<_>>>()?;
+        // Each record's position is its unit's first line, which may be packed (runs.rs).
+        let mut reader = super::runs::UnitReader::new(&self.conn);
+        for r in &mut rows {
+            if let Some(u) = reader.get(file_id, r.unit_seq)? {
+                (r.line, r.byte, r.locator) = (u.first.0, u.first.1, u.locator);
+            }
+        }
         Ok(rows)
     }
 
@@ -624,30 +636,19 @@ impl Ledger {
 
     /// The outcomes of units `from..to` of a file, in order (units without a row left out).
     pub fn unit_summaries(&self, file_id: i64, from: u64, to: u64) -> Result<Vec<UnitSummary>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT seq, status, reasons, detail FROM units WHERE file_id=?1 AND seq>=?2 AND seq<?3 \
-             ORDER BY seq",
-        )?;
-        let rows = st
-            .query_map(params![file_id, from as i64, to as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            })?
-            .collect::<super::db::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(seq, status, reasons, detail)| {
+        let units =
+            super::runs::units_between(&self.conn, file_id, from as i64, to as i64, usize::MAX)?;
+        units
+            .into_iter()
+            .map(|u| {
                 Ok(UnitSummary {
-                    seq: seq as u64,
-                    status: UnitStatus::parse(&status),
-                    reasons: match reasons {
+                    seq: u.seq as u64,
+                    status: UnitStatus::parse(&u.status),
+                    reasons: match u.reasons {
                         Some(s) => serde_json::from_str(&s)?,
                         None => Vec::new(),
                     },
-                    detail: match detail {
+                    detail: match u.detail {
                         Some(s) => serde_json::from_str(&s)?,
                         None => serde_json::Value::Null,
                     },

@@ -28,6 +28,7 @@ mod query;
 mod reconcile;
 mod review;
 mod roots;
+mod runs;
 mod schema;
 mod schema_pg;
 pub mod spans;

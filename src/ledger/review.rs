@@ -156,6 +156,20 @@ pub(super) fn audit_row(r: &super::db::Row<'_>) -> super::db::Result<AuditRow> {
 /// applied (or found applied already) are resolved in the file it corrects and in every
 /// file up the chain (a correction of a correction closes the original's rejects too).
 pub(super) fn resolve_corrected(tx: &super::db::Transaction, file_id: i64) -> Result<()> {
+    let is_correction: bool = tx.query_row(
+        "SELECT correction_of IS NOT NULL FROM files WHERE id = ?1",
+        [file_id],
+        |r| r.get(0),
+    )?;
+    if !is_correction {
+        return Ok(());
+    }
+    // The correction's keys, from its rows and its packed runs (see runs.rs).
+    let keys: Vec<String> = super::runs::units_between(tx, file_id, 0, i64::MAX, usize::MAX)?
+        .into_iter()
+        .filter(|u| matches!(u.status.as_str(), "applied" | "duplicate" | "unchanged"))
+        .filter_map(|u| u.key)
+        .collect();
     tx.execute(
         "WITH RECURSIVE chain(id) AS ( \
            SELECT correction_of FROM files WHERE id = ?1 AND correction_of IS NOT NULL \
@@ -163,8 +177,8 @@ pub(super) fn resolve_corrected(tx: &super::db::Transaction, file_id: i64) -> Re
          INSERT OR IGNORE INTO resolutions(file_id, unit_seq, resolved_at, how, by_file_id) \
          SELECT o.file_id, o.seq, ?2, 'corrected', ?1 FROM units o \
          WHERE o.file_id IN (SELECT id FROM chain) AND o.status = 'rejected' AND o.key IS NOT NULL AND o.key IN \
-           (SELECT key FROM units WHERE file_id = ?1 AND status IN ('applied', 'duplicate', 'unchanged'))",
-        params![file_id, now()],
+           (SELECT CAST(value AS TEXT) FROM json_each(?3))",
+        params![file_id, now(), serde_json::to_string(&keys)?],
     )?;
     Ok(())
 }

@@ -351,6 +351,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // latencies per target (sorted every delivered row), dead letters, unfinished runs,
     // old metric samples.
     M14_INDEXES,
+    // 15: applied documents with nothing of their own to say are kept as one packed row
+    // per batch (see runs.rs), not a `units` row each.
+    r#"
+    CREATE TABLE unit_runs (
+        file_id INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        end_seq INTEGER NOT NULL,
+        first_ordinal INTEGER NOT NULL,
+        end_ordinal INTEGER NOT NULL,
+        units INTEGER NOT NULL,
+        lines INTEGER NOT NULL,
+        packed BLOB NOT NULL,
+        PRIMARY KEY (file_id, first_seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Migration 13, the same SQL on both backends (see `MIGRATIONS`).

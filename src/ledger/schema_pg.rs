@@ -44,6 +44,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 14: indexes for the questions every pass, scrape and console page asks (see
     // schema.rs).
     super::schema::M14_INDEXES,
+    // 15: applied documents packed per batch (see schema.rs and runs.rs).
+    r#"
+    CREATE TABLE unit_runs (
+        file_id BIGINT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        end_seq BIGINT NOT NULL,
+        first_ordinal BIGINT NOT NULL,
+        end_ordinal BIGINT NOT NULL,
+        units BIGINT NOT NULL,
+        lines BIGINT NOT NULL,
+        packed BYTEA NOT NULL,
+        PRIMARY KEY (file_id, first_seq)
+    );
+    "#,
 ];
 
 const BASE: &str = r#"

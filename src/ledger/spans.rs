@@ -31,6 +31,11 @@ pub(super) fn reject_late(
     rule: &str,
     message: &str,
 ) -> Result<()> {
+    // Packed units (runs.rs) become rows first, so the statements below see them.
+    let ranges_list: Vec<(serde_json::Value, i64, i64)> = serde_json::from_str(ranges)?;
+    for (_, from, to) in ranges_list {
+        super::runs::unpack(tx, file_id, from, to)?;
+    }
     let cond = format!(
         "status IN ({statuses}) AND {})",
         super::files::in_range("seq")
@@ -102,33 +107,29 @@ pub(super) fn implied_lines(
     limit: i64,
 ) -> Result<Vec<LineView>> {
     let start = unit_starting_by(conn, file_id, from)?;
-    let mut st = conn.prepare_cached(
-        "SELECT seq, status, key, first_ordinal, line_count, line, byte, record, locator, spans, rule, message \
-         FROM units WHERE file_id=?1 AND seq >= ?4 AND first_ordinal + line_count > ?2 ORDER BY seq LIMIT ?3",
-    )?;
-    let units = st
-        .query_map(params![file_id, from, limit, start], |r| {
-            Ok((
-                LineView {
-                    ordinal: r.get(3)?,
-                    unit_seq: r.get(0)?,
-                    line: r.get(5)?,
-                    byte: r.get(6)?,
-                    record: r.get(7)?,
-                    locator: r.get(8)?,
-                    status: r.get(1)?,
-                    key: r.get(2)?,
-                    rule: r.get(10)?,
+    let units: Vec<_> =
+        super::runs::units_between(conn, file_id, start, i64::MAX, limit.max(0) as usize + 1)?
+            .into_iter()
+            .filter(|u| u.first_ordinal + u.line_count > from)
+            .map(|u| {
+                let view = LineView {
+                    ordinal: u.first_ordinal,
+                    unit_seq: u.seq,
+                    line: u.first.0,
+                    byte: u.first.1,
+                    record: u.first.2,
+                    locator: u.locator,
+                    status: u.status,
+                    key: u.key,
+                    rule: u.rule,
                     field: None,
                     value: None,
-                    message: r.get(11)?,
+                    message: u.message,
                     raw: None,
-                },
-                r.get::<_, i64>(4)?,
-                r.get::<_, Option<Vec<u8>>>(9)?,
-            ))
-        })?
-        .collect::<super::db::Result<Vec<_>>>()?;
+                };
+                (view, u.line_count, u.spans)
+            })
+            .collect();
     let mut out = Vec::new();
     for (first, count, spans) in units {
         let lines = decode(
@@ -169,23 +170,18 @@ const LATE_LINE_WIDTH: usize = 11;
 /// finds it in a few dozen look-ups; a page of lines deep in a large file walked every
 /// unit before it (131 ms at line 700,000 of a 50 MB file, growing with the file).
 fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
-    let last: Option<i64> = conn.query_row(
-        "SELECT MAX(seq) FROM units WHERE file_id=?1",
-        params![file_id],
-        |r| r.get(0),
-    )?;
+    let last = super::runs::max_seq(conn, file_id)?;
     let (mut lo, mut hi) = (0, last.unwrap_or(0));
-    let mut st = conn.prepare_cached(
-        "SELECT seq, first_ordinal FROM units WHERE file_id=?1 AND seq >= ?2 ORDER BY seq LIMIT 1",
-    )?;
     // The answer stays in lo..=hi: a unit at or after `mid` that starts by `ordinal` is
     // a better lo; one that starts after it rules out every unit from `mid` on.
     while lo < hi {
         let mid = lo + (hi - lo + 1) / 2;
-        let (seq, first): (i64, i64) =
-            st.query_row(params![file_id, mid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if first <= ordinal {
-            lo = seq;
+        let Some(u) = super::runs::units_between(conn, file_id, mid, i64::MAX, 1)?.pop() else {
+            hi = mid - 1;
+            continue;
+        };
+        if u.first_ordinal <= ordinal {
+            lo = u.seq;
         } else {
             hi = mid - 1;
         }
@@ -356,11 +352,11 @@ pub fn decode(first: (i64, i64, i64), spans: Option<&[u8]>, count: i64) -> Vec<(
     out
 }
 
-fn put(out: &mut Vec<u8>, v: i64) {
+pub(super) fn put(out: &mut Vec<u8>, v: i64) {
     put_unsigned(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn put_unsigned(out: &mut Vec<u8>, mut z: u64) {
+pub(super) fn put_unsigned(out: &mut Vec<u8>, mut z: u64) {
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
         z >>= 7;
@@ -368,12 +364,12 @@ fn put_unsigned(out: &mut Vec<u8>, mut z: u64) {
     out.push(z as u8);
 }
 
-fn take(buf: &mut &[u8]) -> Option<i64> {
+pub(super) fn take(buf: &mut &[u8]) -> Option<i64> {
     let z = take_unsigned(buf)?;
     Some((z >> 1) as i64 ^ -((z & 1) as i64))
 }
 
-fn take_unsigned(buf: &mut &[u8]) -> Option<u64> {
+pub(super) fn take_unsigned(buf: &mut &[u8]) -> Option<u64> {
     let mut z = 0u64;
     for shift in (0..64).step_by(7) {
         let (&b, rest) = buf.split_first()?;

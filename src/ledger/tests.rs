@@ -15,6 +15,7 @@ on_both!(
     abandon_and_restart_forget_the_attempts_rows,
     a_batch_answers_holders_from_what_it_looked_up_and_took,
     outcomes_read_ahead_answer_every_unit_as_its_row_says,
+    packed_units_read_back_as_their_rows_did_until_unpacked,
 );
 
 fn nf(fp: &str) -> NewFile<'_> {
@@ -329,24 +330,12 @@ fn write_two_units(l: &mut Ledger, file: i64) {
     for seq in 0..2i64 {
         tx.take_key("product", &format!("K{seq}"), file, seq, false)
             .unwrap();
-        tx.write_lines(
-            file,
-            &[LineRow {
-                ordinal: seq,
-                unit_seq: seq,
-                pos: crate::unit::Position::new(seq as u64 + 1, 0, seq as u64 + 1),
-                status: "applied",
-                key: Some(format!("K{seq}")),
-                reason: None,
-                raw: None,
-            }],
-        )
-        .unwrap();
+        // Applied lines get no row: the unit is packed (see runs.rs) until it is lost.
         let unit = UnitRow {
             key: Some(format!("K{seq}")),
             ..unit_row(seq, UnitStatus::Applied)
         };
-        tx.write_units(file, &[unit]).unwrap();
+        tx.write_units(file, &[unit], &[]).unwrap();
         n.add_line("applied");
         n.add_unit(UnitStatus::Applied);
     }
@@ -465,7 +454,7 @@ fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
         .map(|s| unit_row(s, status(s)))
         .collect();
     let tx = l.batch(f.id).unwrap();
-    tx.write_units(f.id, &rows).unwrap();
+    tx.write_units(f.id, &rows, &[]).unwrap();
     tx.commit().unwrap();
     let outcomes = LedgerOutcomes::new(&l, f.id);
     let asked = (0..1600).chain([5, 1499, 3, 20, 10, 1100, 1098]);
@@ -554,4 +543,101 @@ fn regression_a_value_that_cannot_be_bound_is_the_statements_error_not_a_lost_se
     };
     let e = Ledger::open_at(gone).err().expect("nothing listens there");
     assert!(e.is_connection_lost(), "{e}");
+}
+
+/// Applied units without anything of their own are packed a batch to a row (runs.rs);
+/// read back through the merged readers they are what their rows were, among the units
+/// that keep rows, and unpacking them for a late reject gives those rows back.
+fn packed_units_read_back_as_their_rows_did_until_unpacked(p: Place) {
+    let mut l = p.open();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("a"), run).unwrap();
+    let unit = |seq: i64| {
+        let mut u = UnitRow {
+            key: Some(format!("K{seq}")),
+            ..unit_row(seq, UnitStatus::Applied)
+        };
+        match seq % 5 {
+            1 => u.status = UnitStatus::Rejected,
+            3 => u.tolerated = vec!["date-format".into()],
+            _ => u.pos.locator = Some(format!("ST {seq:04}")),
+        }
+        u
+    };
+    // Three batches, the middle one leaving a gap of seqs without any unit.
+    let batches: [Vec<i64>; 3] = [
+        (0..40).collect(),
+        (40..50).chain(60..90).collect(),
+        (90..120).collect(),
+    ];
+    for b in &batches {
+        let tx = l.batch(f.id).unwrap();
+        let rows: Vec<UnitRow> = b.iter().map(|&s| unit(s)).collect();
+        tx.write_units(f.id, &rows, &[]).unwrap();
+        tx.commit().unwrap();
+    }
+    let packed = |l: &Ledger| -> i64 {
+        l.conn
+            .query_row("SELECT COALESCE(SUM(units), 0) FROM unit_runs", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        packed(&l),
+        66,
+        "every applied unit without a tolerance or reason"
+    );
+    let want: Vec<i64> = batches.iter().flatten().copied().collect();
+    let check = |l: &Ledger, from: i64, to: i64, limit: usize| {
+        let got = runs::units_between(&l.conn, f.id, from, to, limit).unwrap();
+        let seqs: Vec<i64> = got.iter().map(|u| u.seq).collect();
+        let expect: Vec<i64> = want
+            .iter()
+            .copied()
+            .filter(|s| (from..to).contains(s))
+            .take(limit)
+            .collect();
+        assert_eq!(seqs, expect, "{from}..{to} limit {limit}");
+        for u in got {
+            let w = unit(u.seq);
+            assert_eq!(u.status, w.status.as_str(), "{}", u.seq);
+            assert_eq!((u.label, u.key, u.locator), (w.label, w.key, w.pos.locator));
+            assert_eq!(
+                (u.first_ordinal, u.first.0),
+                (w.first_ordinal, w.pos.line as i64)
+            );
+        }
+    };
+    for (from, to, limit) in [
+        (0, 200, 500),
+        (35, 95, 500),
+        (44, 61, 3),
+        (50, 60, 9),
+        (119, 500, 9),
+        (0, 1, 1),
+    ] {
+        check(&l, from, to, limit);
+    }
+    assert_eq!(runs::max_seq(&l.conn, f.id).unwrap(), Some(119));
+    let mut reader = runs::UnitReader::new(&l.conn);
+    for seq in [2, 3, 1, 64, 55, 0, 119, 120] {
+        let got = reader.get(f.id, seq).unwrap().map(|u| u.seq);
+        assert_eq!(got, want.contains(&seq).then_some(seq), "unit {seq}");
+    }
+    assert_eq!(l.line_count(f.id).unwrap(), 110);
+
+    let tx = l
+        .conn
+        .transaction_with_behavior(db::TransactionBehavior::Immediate)
+        .unwrap();
+    runs::unpack(&tx, f.id, 45, 46).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(packed(&l), 66 - 24, "the middle batch's run, all of it");
+    let rows: i64 = l
+        .conn
+        .query_row("SELECT COUNT(*) FROM units", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 110 - 42);
+    check(&l, 0, 200, 500);
 }

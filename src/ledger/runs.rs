@@ -1,0 +1,536 @@
+//! Applied documents kept as one packed row per batch instead of a row each.
+//!
+//! Nearly every document of a day's files ends applied with nothing to say about it: no
+//! reason, no detail, no line of its own. Its row in `units` (label, key, first line's
+//! position and locator, spans) was still two thirds of the ledger, one B-tree entry each,
+//! and a quarter of the committing thread's time. Such units of a batch are written as one
+//! `unit_runs` row: their fields as varints and length-prefixed texts, each number the
+//! difference from the unit before, deflated (the labels, keys and locators of one batch
+//! differ in a few digits). Every other unit keeps its row in `units`.
+//!
+//! Readers ask through [`units_between`] and [`unit_at`], which merge both in seq order
+//! (a unit with a row wins over a packed copy of itself, should both exist). Statements that
+//! change units in place (a file rejected whole after its batches were committed) first
+//! [`unpack`] the runs they touch back into rows, so they work on `units` alone.
+
+use std::io::{Read, Write};
+
+use super::db::{params, Connection, OptionalExtension, Transaction, Value};
+use super::model::UnitRow;
+use super::spans::{put, put_unsigned, take, take_unsigned};
+use super::{LedgerError, Result};
+
+/// A unit as the ledger keeps it, from its row or from a run.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StoredUnit {
+    pub seq: i64,
+    pub label: String,
+    pub status: String,
+    pub key: Option<String>,
+    pub first_ordinal: i64,
+    pub line_count: i64,
+    /// Its first line's `(line, byte, record)`.
+    pub first: (i64, i64, i64),
+    pub locator: Option<String>,
+    pub spans: Option<Vec<u8>>,
+    /// The headline reason's rule and message.
+    pub rule: Option<String>,
+    pub message: Option<String>,
+    /// Every reason and the detail, as JSON.
+    pub reasons: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl StoredUnit {
+    fn packed(p: Packed) -> StoredUnit {
+        StoredUnit {
+            seq: p.seq,
+            label: p.label,
+            status: "applied".into(),
+            key: p.key,
+            first_ordinal: p.first_ordinal,
+            line_count: p.line_count,
+            first: p.first,
+            locator: p.locator,
+            spans: p.spans,
+            rule: None,
+            message: None,
+            reasons: None,
+            detail: None,
+        }
+    }
+}
+
+/// Whether a unit goes into its batch's run: applied, with nothing of its own to say and
+/// no line with a row (`has_line_rows`).
+pub(super) fn packable(u: &UnitRow, has_line_rows: bool) -> bool {
+    u.status == crate::format::UnitStatus::Applied
+        && u.reasons.is_empty()
+        && u.detail.is_null()
+        && u.tolerated.is_empty()
+        && !has_line_rows
+}
+
+/// Writes `units` (in seq order, all [`packable`]) as one run.
+pub(super) fn write_run(tx: &Transaction, file_id: i64, units: &[&UnitRow]) -> Result<()> {
+    let (Some(first), Some(last)) = (units.first(), units.last()) else {
+        return Ok(());
+    };
+    let lines: i64 = units.iter().map(|u| u.line_count).sum();
+    let packed = pack(units)?;
+    tx.prepare_cached(
+        "INSERT INTO unit_runs(file_id, first_seq, end_seq, first_ordinal, end_ordinal, units, lines, packed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        file_id,
+        first.seq,
+        last.seq + 1,
+        first.first_ordinal,
+        last.first_ordinal + last.line_count,
+        units.len() as i64,
+        lines,
+        packed
+    ])?;
+    Ok(())
+}
+
+/// The units of a file with `from <= seq < to`, in seq order, at most `limit`.
+pub(super) fn units_between(
+    conn: &Connection,
+    file_id: i64,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Result<Vec<StoredUnit>> {
+    let rows = row_units(conn, file_id, from, to, limit)?;
+    let mut packed = Vec::new();
+    let mut st = conn.prepare_cached(
+        &format!("SELECT packed FROM unit_runs WHERE file_id=?1 AND {FROM_RUN} AND end_seq > ?2 AND first_seq < ?3 ORDER BY first_seq"),
+    )?;
+    let mut q = st.query(params![file_id, from, to])?;
+    while let Some(r) = q.next()? {
+        let blob: Vec<u8> = r.get(0)?;
+        packed.extend(
+            unpack_blob(&blob)?
+                .into_iter()
+                .filter(|u| u.seq >= from && u.seq < to),
+        );
+        if packed.len() >= limit {
+            break;
+        }
+    }
+    Ok(merge(rows, packed, limit))
+}
+
+/// The unit `seq` of a file, if the ledger has it.
+pub(super) fn unit_at(conn: &Connection, file_id: i64, seq: i64) -> Result<Option<StoredUnit>> {
+    UnitReader::new(conn).get(file_id, seq)
+}
+
+/// Looks up single units, keeping the last run it unpacked: asked in file order (a page of
+/// dead letters, a chunk's records), each run is unpacked once, not once a unit.
+pub(super) struct UnitReader<'c> {
+    conn: &'c Connection,
+    /// File, first and end seq of the run unpacked last, and its units.
+    run: Option<(i64, i64, i64, Vec<StoredUnit>)>,
+}
+
+impl<'c> UnitReader<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        UnitReader { conn, run: None }
+    }
+
+    pub fn get(&mut self, file_id: i64, seq: i64) -> Result<Option<StoredUnit>> {
+        if let Some(u) = row_units(self.conn, file_id, seq, seq + 1, 1)?.pop() {
+            return Ok(Some(u));
+        }
+        let cached = |run: &Option<(i64, i64, i64, Vec<StoredUnit>)>| matches!(run, Some((f, a, b, _)) if *f == file_id && (*a..*b).contains(&seq));
+        if !cached(&self.run) {
+            self.run = None;
+            let mut st = self.conn.prepare_cached(
+                "SELECT first_seq, end_seq, packed FROM unit_runs WHERE file_id=?1 AND first_seq <= ?2 \
+                 ORDER BY first_seq DESC LIMIT 1",
+            )?;
+            let mut q = st.query(params![file_id, seq])?;
+            if let Some(r) = q.next()? {
+                let blob: Vec<u8> = r.get(2)?;
+                self.run = Some((file_id, r.get(0)?, r.get(1)?, unpack_blob(&blob)?));
+            }
+        }
+        Ok(match &self.run {
+            Some((.., units)) if cached(&self.run) => units
+                .binary_search_by_key(&seq, |u| u.seq)
+                .ok()
+                .map(|i| units[i].clone()),
+            _ => None,
+        })
+    }
+}
+
+/// Runs from the one that holds seq `?2` on (or, if none does, from `?2` on): a seek in
+/// the primary key, where `end_seq > ?2` alone walks every earlier run of the file.
+const FROM_RUN: &str = "first_seq >= COALESCE((SELECT MAX(r.first_seq) FROM unit_runs r \
+     WHERE r.file_id = ?1 AND r.first_seq <= ?2), ?2)";
+
+/// The highest seq of a file's units (`None` when it has none).
+pub(super) fn max_seq(conn: &Connection, file_id: i64) -> Result<Option<i64>> {
+    let row: Option<i64> = conn.query_row(
+        "SELECT MAX(seq) FROM units WHERE file_id=?1",
+        params![file_id],
+        |r| r.get(0),
+    )?;
+    let run: Option<i64> = conn
+        .prepare_cached(
+            "SELECT end_seq - 1 FROM unit_runs WHERE file_id=?1 ORDER BY first_seq DESC LIMIT 1",
+        )?
+        .query_row(params![file_id], |r| r.get(0))
+        .optional()?;
+    Ok(row.max(run))
+}
+
+/// Turns the runs of a file that hold a unit with `from <= seq < to` back into rows of
+/// `units` (all their units, not only those in range), so statements on `units` see them.
+pub(super) fn unpack(tx: &Transaction, file_id: i64, from: i64, to: i64) -> Result<()> {
+    loop {
+        // A run at a time: a file rejected whole may have millions of units.
+        let run: Option<(i64, Vec<u8>)> = {
+            let mut st = tx.prepare_cached(
+                &format!("SELECT first_seq, packed FROM unit_runs WHERE file_id=?1 AND {FROM_RUN} AND end_seq > ?2 \
+                 AND first_seq < ?3 ORDER BY first_seq LIMIT 1"),
+            )?;
+            let mut q = st.query(params![file_id, from, to])?;
+            match q.next()? {
+                Some(r) => Some((r.get(0)?, r.get(1)?)),
+                None => None,
+            }
+        };
+        let Some((first_seq, blob)) = run else {
+            return Ok(());
+        };
+        let units = unpack_blob(&blob)?;
+        let values: Vec<Value<'_>> = units
+            .iter()
+            .flat_map(|u| {
+                [
+                    Value::Int(file_id),
+                    Value::Int(u.seq),
+                    Value::Text(&u.label),
+                    Value::Text("applied"),
+                    u.key.as_deref().map_or(Value::Null, Value::Text),
+                    Value::Int(u.first_ordinal),
+                    Value::Int(u.line_count),
+                    Value::Int(u.first.0),
+                    Value::Int(u.first.1),
+                    Value::Int(u.first.2),
+                    u.locator.as_deref().map_or(Value::Null, Value::Text),
+                    u.spans.as_deref().map_or(Value::Null, Value::Blob),
+                ]
+            })
+            .collect();
+        super::batch::insert_many(
+            tx,
+            "INSERT OR IGNORE INTO units(file_id, seq, label, status, key, first_ordinal, line_count, \
+             line, byte, record, locator, spans)",
+            "",
+            12,
+            &values,
+        )?;
+        tx.execute(
+            "DELETE FROM unit_runs WHERE file_id=?1 AND first_seq=?2",
+            params![file_id, first_seq],
+        )?;
+    }
+}
+
+/// A file's units with a row of their own, `from <= seq < to`, at most `limit`.
+fn row_units(
+    conn: &Connection,
+    file_id: i64,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Result<Vec<StoredUnit>> {
+    let mut st = conn.prepare_cached(
+        "SELECT seq, label, status, key, first_ordinal, line_count, line, byte, record, locator, spans, \
+         rule, message, reasons, detail FROM units WHERE file_id=?1 AND seq >= ?2 AND seq < ?3 \
+         ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = st
+        .query_map(
+            params![file_id, from, to, limit.min(i64::MAX as usize) as i64],
+            |r| {
+                Ok(StoredUnit {
+                    seq: r.get(0)?,
+                    label: r.get(1)?,
+                    status: r.get(2)?,
+                    key: r.get(3)?,
+                    first_ordinal: r.get(4)?,
+                    line_count: r.get(5)?,
+                    first: (r.get(6)?, r.get(7)?, r.get(8)?),
+                    locator: r.get(9)?,
+                    spans: r.get(10)?,
+                    rule: r.get(11)?,
+                    message: r.get(12)?,
+                    reasons: r.get(13)?,
+                    detail: r.get(14)?,
+                })
+            },
+        )?
+        .collect::<super::db::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Both lists (each in seq order) as one, in seq order, at most `limit`; a seq in both
+/// comes from `rows`.
+fn merge(rows: Vec<StoredUnit>, packed: Vec<StoredUnit>, limit: usize) -> Vec<StoredUnit> {
+    let mut out = Vec::with_capacity((rows.len() + packed.len()).min(limit));
+    let mut a = rows.into_iter().peekable();
+    let mut b = packed.into_iter().peekable();
+    while out.len() < limit {
+        let take_row = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.seq <= y.seq,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let u = if take_row { a.next() } else { b.next() };
+        let Some(u) = u else { break };
+        if take_row && b.peek().is_some_and(|y| y.seq == u.seq) {
+            b.next();
+        }
+        out.push(u);
+    }
+    out
+}
+
+/// One unit of a run.
+struct Packed {
+    seq: i64,
+    label: String,
+    key: Option<String>,
+    first_ordinal: i64,
+    line_count: i64,
+    first: (i64, i64, i64),
+    locator: Option<String>,
+    spans: Option<Vec<u8>>,
+}
+
+/// Starts every run's bytes, so another layout can follow.
+const LAYOUT: u8 = 1;
+
+fn pack(units: &[&UnitRow]) -> Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(64 * units.len());
+    raw.push(LAYOUT);
+    put_unsigned(&mut raw, units.len() as u64);
+    let (mut seq, mut ordinal, mut first) = (0i64, 0i64, (0i64, 0i64, 0i64));
+    for u in units {
+        let pos = (u.pos.line as i64, u.pos.byte as i64, u.pos.record as i64);
+        put(&mut raw, u.seq - seq);
+        put(&mut raw, u.first_ordinal - ordinal);
+        put(&mut raw, u.line_count);
+        put(&mut raw, pos.0 - first.0);
+        put(&mut raw, pos.1 - first.1);
+        put(&mut raw, pos.2 - first.2);
+        put_bytes(&mut raw, Some(u.label.as_bytes()));
+        put_bytes(&mut raw, u.key.as_deref().map(str::as_bytes));
+        put_bytes(&mut raw, u.pos.locator.as_deref().map(str::as_bytes));
+        put_bytes(&mut raw, u.spans.as_deref());
+        (seq, ordinal, first) = (u.seq, u.first_ordinal + u.line_count, pos);
+    }
+    let mut z = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(raw.len() / 4),
+        flate2::Compression::fast(),
+    );
+    z.write_all(&raw)
+        .and_then(|()| z.finish())
+        .map_err(|e| corrupt(&format!("packing units: {e}")))
+}
+
+fn unpack_blob(blob: &[u8]) -> Result<Vec<StoredUnit>> {
+    let mut raw = Vec::with_capacity(blob.len() * 4);
+    flate2::read::DeflateDecoder::new(blob)
+        .read_to_end(&mut raw)
+        .map_err(|e| corrupt(&format!("a packed run does not inflate: {e}")))?;
+    read_units(&raw).ok_or_else(|| corrupt("a packed run is cut short"))
+}
+
+fn read_units(raw: &[u8]) -> Option<Vec<StoredUnit>> {
+    let (&layout, mut buf) = raw.split_first()?;
+    if layout != LAYOUT {
+        return None;
+    }
+    let count = take_unsigned(&mut buf)? as usize;
+    // A count is no allocation promise: a damaged run must not ask for gigabytes.
+    let mut out = Vec::with_capacity(count.min(buf.len()));
+    let (mut seq, mut ordinal, mut first) = (0i64, 0i64, (0i64, 0i64, 0i64));
+    for _ in 0..count {
+        seq += take(&mut buf)?;
+        let first_ordinal = ordinal + take(&mut buf)?;
+        let line_count = take(&mut buf)?;
+        first = (
+            first.0 + take(&mut buf)?,
+            first.1 + take(&mut buf)?,
+            first.2 + take(&mut buf)?,
+        );
+        let text = |b: Option<Vec<u8>>| match b {
+            None => Some(None),
+            Some(b) => String::from_utf8(b).ok().map(Some),
+        };
+        let label = text(take_bytes(&mut buf)?)??;
+        let key = text(take_bytes(&mut buf)?)?;
+        let locator = text(take_bytes(&mut buf)?)?;
+        let spans = take_bytes(&mut buf)?;
+        ordinal = first_ordinal + line_count;
+        out.push(StoredUnit::packed(Packed {
+            seq,
+            label,
+            key,
+            first_ordinal,
+            line_count,
+            first,
+            locator,
+            spans,
+        }));
+    }
+    Some(out)
+}
+
+fn corrupt(what: &str) -> LedgerError {
+    LedgerError::Corrupt(what.to_string())
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => out.push(0),
+        Some(b) => {
+            put_unsigned(out, b.len() as u64 + 1);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// `None` when cut short; `Some(None)` for an absent value.
+fn take_bytes(buf: &mut &[u8]) -> Option<Option<Vec<u8>>> {
+    let n = take_unsigned(buf)? as usize;
+    if n == 0 {
+        return Some(None);
+    }
+    let (b, rest) = (buf.get(..n - 1)?, &buf[n - 1..]);
+    *buf = rest;
+    Some(Some(b.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::Position;
+
+    fn unit(seq: i64, ordinal: i64, lines: i64, key: Option<&str>) -> UnitRow {
+        let mut pos = Position::new(ordinal as u64 + 2, 100 * ordinal as u64, ordinal as u64 + 1);
+        pos.locator = key.map(|k| format!("ISA 1 / GS 2 / ST {k}, segment 1 of set"));
+        UnitRow {
+            seq,
+            label: format!("order {}", key.unwrap_or("?")),
+            status: crate::format::UnitStatus::Applied,
+            key: key.map(String::from),
+            first_ordinal: ordinal,
+            line_count: lines,
+            pos,
+            spans: (lines > 1).then(|| vec![0x80, 0, 2, 2, 33, 34]),
+            reasons: Vec::new(),
+            detail: serde_json::Value::Null,
+            tolerated: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_gives_back_every_unit_it_was_given_with_gaps_and_absent_fields() {
+        let units = [
+            unit(7, 20, 3, Some("B0001")),
+            unit(8, 23, 1, None),
+            unit(11, 40, 4, Some("B0004 ünï")),
+            unit(12, 44, 2, Some("")),
+        ];
+        let refs: Vec<&UnitRow> = units.iter().collect();
+        let back = unpack_blob(&pack(&refs).unwrap()).unwrap();
+        assert_eq!(back.len(), units.len());
+        for (b, u) in back.iter().zip(&units) {
+            assert_eq!(b.seq, u.seq);
+            assert_eq!(b.label, u.label);
+            assert_eq!(b.status, "applied");
+            assert_eq!(b.key, u.key);
+            assert_eq!(
+                (b.first_ordinal, b.line_count),
+                (u.first_ordinal, u.line_count)
+            );
+            let p = &u.pos;
+            assert_eq!(b.first, (p.line as i64, p.byte as i64, p.record as i64));
+            assert_eq!(b.locator, p.locator);
+            assert_eq!(b.spans, u.spans);
+        }
+    }
+
+    #[test]
+    fn a_damaged_run_is_an_error_not_a_panic() {
+        let units = [unit(0, 0, 3, Some("B1")), unit(1, 3, 3, Some("B2"))];
+        let refs: Vec<&UnitRow> = units.iter().collect();
+        let mut raw = Vec::new();
+        flate2::read::DeflateDecoder::new(&pack(&refs).unwrap()[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        for cut in 0..raw.len() {
+            assert!(read_units(&raw[..cut]).is_none(), "cut at {cut}");
+        }
+        assert!(unpack_blob(b"not deflate at all").is_err());
+        // A count of a billion units in a few bytes allocates nothing much.
+        assert!(read_units(&[LAYOUT, 0x80, 0x94, 0xeb, 0xdc, 0x03]).is_none());
+    }
+
+    #[test]
+    fn merged_units_come_in_seq_order_and_a_row_wins_over_its_packed_copy() {
+        let s = |seq: i64, status: &str| StoredUnit {
+            seq,
+            status: status.into(),
+            ..StoredUnit::packed(Packed {
+                seq,
+                label: String::new(),
+                key: None,
+                first_ordinal: seq,
+                line_count: 1,
+                first: (0, 0, 0),
+                locator: None,
+                spans: None,
+            })
+        };
+        let rows = vec![s(1, "rejected"), s(4, "rejected"), s(5, "duplicate")];
+        let packed = vec![
+            s(0, "applied"),
+            s(2, "applied"),
+            s(4, "applied"),
+            s(6, "applied"),
+        ];
+        let got: Vec<(i64, String)> = merge(rows, packed, 10)
+            .into_iter()
+            .map(|u| (u.seq, u.status))
+            .collect();
+        let want = [
+            (0, "applied"),
+            (1, "rejected"),
+            (2, "applied"),
+            (4, "rejected"),
+            (5, "duplicate"),
+            (6, "applied"),
+        ];
+        assert_eq!(got, want.map(|(s, t)| (s, t.to_string())));
+        assert_eq!(
+            merge(
+                vec![s(3, "rejected")],
+                vec![s(0, "applied"), s(1, "applied")],
+                2
+            )
+            .len(),
+            2
+        );
+    }
+}
