@@ -33,6 +33,7 @@ impl Ledger {
             unheld: Default::default(),
             held: Default::default(),
             taken: Default::default(),
+            made: Default::default(),
         })
     }
 }
@@ -59,6 +60,8 @@ pub struct BatchTx<'a> {
     held: RefCell<HashMap<String, Holder>>,
     /// Keys taken and not yet written, as (entity, key, file_id, unit_seq).
     taken: RefCell<Vec<(String, String, i64, i64)>>,
+    /// The versions this batch made, written as one row on commit (see made.rs).
+    made: RefCell<super::made::MadeList>,
 }
 
 /// A version waiting to be written with the next hundred.
@@ -355,6 +358,13 @@ impl BatchTx<'_> {
         if pending.is_empty() {
             return Ok(());
         }
+        let mut made = self.made.borrow_mut();
+        for v in &pending {
+            made.push(
+                v.file_id, &v.entity, &v.key, v.version, v.unit_seq, v.ordinal,
+            );
+        }
+        drop(made);
         let values: Vec<Value<'_>> = pending
             .iter()
             .flat_map(|v| {
@@ -624,6 +634,7 @@ impl BatchTx<'_> {
     pub fn commit(self) -> Result<()> {
         self.flush_versions()?;
         self.flush_keys()?;
+        self.made.take().write(&self.tx)?;
         self.tx.commit()?;
         Ok(())
     }

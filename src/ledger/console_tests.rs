@@ -242,7 +242,8 @@ fn a_decided_file_supersedes_older_versions_of_its_keys_still_waiting_for_the_sa
              VALUES (5, 'crm', 'order', 'D', 1, 'pending', 0, '', 1, '2026-01-01T10:00:05.000Z'); \
              INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq) VALUES \
              ('order', 'A', 2, 'h2', NULL, 3, 1), ('order', 'D', 2, 'h3', NULL, 3, 2), \
-             ('order', 'E', 2, 'h4', NULL, 3, 3);",
+             ('order', 'E', 2, 'h4', NULL, 3, 3); \
+             INSERT INTO version_runs(file_id, first_seq, end_seq, versions, packed) VALUES (3, 1, 4, 3, NULL);",
         )
         .unwrap();
     let tx = l

@@ -8,7 +8,7 @@
 //! creates it. Rows end `delivered`, `dead` (a person's turn), or `superseded` by a newer
 //! version of the same key that was queued before the older one got through.
 
-use super::db::{params, Transaction, TransactionBehavior};
+use super::db::{params, Transaction, TransactionBehavior, Value};
 use serde::Serialize;
 
 use super::{now, Ledger, Result};
@@ -27,14 +27,38 @@ pub(super) fn queue_file(
     )?;
     let settled = settled.map(ns_to_iso);
     let at = now();
-    for (target, entities) in routes {
-        let entities = serde_json::to_string(entities)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO deliveries(target, entity, key, version, state, next_at, file_id, settled_at, created_at) \
-             SELECT ?1, v.entity, v.key, v.version, 'pending', ?2, v.file_id, ?3, ?2 FROM versions v \
-             WHERE v.file_id = ?4 AND v.entity IN (SELECT value FROM json_each(?5))",
-            params![target, at, settled, file_id, entities],
-        )?;
+    if !routes.is_empty() {
+        // The file's versions, a batch at a time (see made.rs).
+        super::made::each_batch(tx, file_id, 0, i64::MAX, |made| {
+            let values: Vec<Value<'_>> = routes
+                .iter()
+                .flat_map(|(target, entities)| {
+                    made.iter()
+                        .filter(move |m| entities.contains(&m.entity))
+                        .map(move |m| (target, m))
+                })
+                .flat_map(|(target, m)| {
+                    [
+                        Value::Text(target),
+                        Value::Text(&m.entity),
+                        Value::Text(&m.key),
+                        Value::Int(m.version),
+                        Value::Text("pending"),
+                        Value::Text(&at),
+                        Value::Int(file_id),
+                        settled.as_deref().map_or(Value::Null, Value::Text),
+                        Value::Text(&at),
+                    ]
+                })
+                .collect();
+            super::batch::insert_many(
+                tx,
+                "INSERT OR IGNORE INTO deliveries(target, entity, key, version, state, next_at, file_id, settled_at, created_at)",
+                "",
+                9,
+                &values,
+            )
+        })?;
     }
     tx.execute(SUPERSEDE_SQL, [file_id])?;
     Ok(())

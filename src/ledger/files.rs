@@ -26,11 +26,15 @@ impl Lost {
     /// The lost units as `[[entity or "*", first_seq, end_seq], ...]`, bound as `?2` of the
     /// statements [`in_range`] conditions.
     fn ranges(&self) -> String {
+        serde_json::json!(self.list()).to_string()
+    }
+
+    /// The lost units as `(entity or "*", first_seq, end_seq)`.
+    fn list(&self) -> Vec<(String, i64, i64)> {
         match self {
-            Lost::Everything => serde_json::json!([["*", 0, i64::MAX]]),
-            Lost::Chunks(c) => serde_json::json!(c),
+            Lost::Everything => vec![("*".into(), 0, i64::MAX)],
+            Lost::Chunks(c) => c.clone(),
         }
-        .to_string()
     }
 }
 
@@ -391,7 +395,8 @@ impl Ledger {
                 &msg,
             )?;
             tx.execute("DELETE FROM keys WHERE file_id=?1", params![id])?;
-            tx.execute("DELETE FROM versions WHERE file_id=?1", params![id])?;
+            super::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+            tx.execute("DELETE FROM version_runs WHERE file_id=?1", params![id])?;
             tx.execute(&recount_sql(), params![id])?;
         }
         for a in acks {
@@ -432,7 +437,8 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
-        for table in ["lines", "units", "unit_runs", "keys", "versions"] {
+        super::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+        for table in ["lines", "units", "unit_runs", "keys", "version_runs"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
         tx.execute(&recount_sql(), [id])?;
@@ -452,7 +458,15 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
-        for table in ["lines", "units", "unit_runs", "keys", "versions", "chunks"] {
+        super::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+        for table in [
+            "lines",
+            "units",
+            "unit_runs",
+            "keys",
+            "version_runs",
+            "chunks",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
         tx.execute(&recount_sql(), [id])?;
@@ -482,14 +496,9 @@ impl Ledger {
             ),
             params![id, ranges],
         )?;
-        tx.execute(
-            &format!(
-                "DELETE FROM versions WHERE file_id=?1 AND {} \
-                 AND json_extract(j.value, '$[0]') IN ('*', versions.entity))",
-                in_range("unit_seq")
-            ),
-            params![id, ranges],
-        )?;
+        for (entity, from, to) in lost.list() {
+            super::made::forget(&tx, id, from, to, |e| entity == "*" || entity == e)?;
+        }
         // Deliveries of versions that are gone can never be sent.
         tx.execute(
             "DELETE FROM deliveries WHERE file_id=?1 AND state IN ('pending', 'retry', 'dead') \
@@ -514,23 +523,24 @@ impl Ledger {
         entity: &str,
         units: (i64, i64),
     ) -> Result<Vec<ChunkRecord>> {
-        let mut st = self.conn.prepare(
-            "SELECT v.unit_seq, v.ordinal, v.key, v.data FROM versions v \
-             WHERE v.file_id=?1 AND v.entity=?2 AND v.unit_seq >= ?3 AND v.unit_seq < ?4 ORDER BY v.unit_seq, v.ordinal",
-        )?;
-        let mut rows = st
-            .query_map(params![file_id, entity, units.0, units.1], |r| {
-                Ok(ChunkRecord {
-                    unit_seq: r.get(0)?,
-                    ordinal: r.get(1)?,
-                    key: r.get(2)?,
-                    data: r.get(3)?,
-                    line: 0,
-                    byte: 0,
-                    locator: None,
-                })
-            })?
-            .collect::<super::db::Result<Vec<_>>>()?;
+        let mut rows = Vec::new();
+        super::made::each_batch(&self.conn, file_id, units.0, units.1, |made| {
+            rows.extend(
+                made.into_iter()
+                    .filter(|m| m.entity == entity)
+                    .map(|m| ChunkRecord {
+                        unit_seq: m.unit_seq,
+                        ordinal: m.ordinal,
+                        key: m.key,
+                        data: m.data,
+                        line: 0,
+                        byte: 0,
+                        locator: None,
+                    }),
+            );
+            Ok(())
+        })?;
+        rows.sort_by_key(|r| (r.unit_seq, r.ordinal));
         // Each record's position is its unit's first line, which may be packed (runs.rs).
         let mut reader = super::runs::UnitReader::new(&self.conn);
         for r in &mut rows {

@@ -22,6 +22,7 @@ mod db;
 mod delivery;
 mod files;
 mod leases;
+mod made;
 mod maint;
 mod model;
 mod query;

@@ -352,7 +352,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // old metric samples.
     M14_INDEXES,
     // 15: applied documents with nothing of their own to say are kept as one packed row
-    // per batch (see runs.rs), not a `units` row each.
+    // per batch (see runs.rs), not a `units` row each; the versions a batch made are
+    // listed in one row too (see made.rs).
     r#"
     CREATE TABLE unit_runs (
         file_id INTEGER NOT NULL,
@@ -365,8 +366,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
         packed BLOB NOT NULL,
         PRIMARY KEY (file_id, first_seq)
     ) WITHOUT ROWID;
+    CREATE TABLE version_runs (
+        file_id INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        end_seq INTEGER NOT NULL,
+        versions INTEGER NOT NULL,
+        packed BLOB,
+        PRIMARY KEY (file_id, first_seq)
+    ) WITHOUT ROWID;
     "#,
+    // 16: `versions_file` goes; a file still in flight gets a row standing for the
+    // versions it made before (packed NULL).
+    M16_LEGACY_VERSIONS,
 ];
+
+/// Migration 16, the same SQL on both backends: a `version_runs` row
+/// for the versions each file still in flight made before lists were kept, read through
+/// `versions_file` before it goes.
+pub(super) const M16_LEGACY_VERSIONS: &str = r#"
+    INSERT INTO version_runs(file_id, first_seq, end_seq, versions, packed)
+        SELECT v.file_id, MIN(v.unit_seq), MAX(v.unit_seq) + 1, COUNT(*), NULL
+        FROM versions v JOIN files f ON f.id = v.file_id
+        WHERE f.state <> 'done' GROUP BY v.file_id;
+    DROP INDEX versions_file;
+    "#;
 
 /// Migration 13, the same SQL on both backends (see `MIGRATIONS`).
 pub(super) const M13_UNITS_KEY: &str = r#"

@@ -44,7 +44,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 14: indexes for the questions every pass, scrape and console page asks (see
     // schema.rs).
     super::schema::M14_INDEXES,
-    // 15: applied documents packed per batch (see schema.rs and runs.rs).
+    // 15: applied documents and the versions a batch made, packed per batch (see
+    // schema.rs, runs.rs and made.rs).
     r#"
     CREATE TABLE unit_runs (
         file_id BIGINT NOT NULL,
@@ -57,7 +58,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         packed BYTEA NOT NULL,
         PRIMARY KEY (file_id, first_seq)
     );
+    CREATE TABLE version_runs (
+        file_id BIGINT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        end_seq BIGINT NOT NULL,
+        versions BIGINT NOT NULL,
+        packed BYTEA,
+        PRIMARY KEY (file_id, first_seq)
+    );
     "#,
+    // 16: `versions_file` goes (see schema.rs).
+    super::schema::M16_LEGACY_VERSIONS,
 ];
 
 const BASE: &str = r#"

@@ -16,6 +16,7 @@ on_both!(
     a_batch_answers_holders_from_what_it_looked_up_and_took,
     outcomes_read_ahead_answer_every_unit_as_its_row_says,
     packed_units_read_back_as_their_rows_did_until_unpacked,
+    versions_a_file_made_are_found_from_its_lists_while_still_its_own,
 );
 
 fn nf(fp: &str) -> NewFile<'_> {
@@ -640,4 +641,92 @@ fn packed_units_read_back_as_their_rows_did_until_unpacked(p: Place) {
         .unwrap();
     assert_eq!(rows, 110 - 42);
     check(&l, 0, 200, 500);
+}
+
+/// The versions a batch made are listed in one row (made.rs), which answers a chunk's
+/// records and what a failed file takes back; a version taken back and made again by
+/// another file is no longer the first file's.
+fn versions_a_file_made_are_found_from_its_lists_while_still_its_own(p: Place) {
+    let mut l = p.open();
+    let run = l.begin_run("t").unwrap();
+    let a = l.insert_file(&nf("a"), run).unwrap();
+    let b = l.insert_file(&nf("b"), run).unwrap();
+    let make = |l: &mut Ledger, file: i64, made: &[(&str, String, i64, i64)]| {
+        let tx = l.batch(file).unwrap();
+        for (entity, key, seq, ordinal) in made {
+            tx.add_version(&NewVersion {
+                entity,
+                key,
+                version: 1,
+                hash: "00112233445566778899aabbccddeeff",
+                data: Some("{}"),
+                file_id: file,
+                unit_seq: *seq,
+                ordinal: *ordinal,
+            })
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    };
+    let orders = |r: std::ops::Range<i64>| -> Vec<(&'static str, String, i64, i64)> {
+        r.map(|s| ("order", format!("K{s}"), s, 0)).collect()
+    };
+    make(&mut l, a.id, &orders(0..5));
+    let mut second = orders(5..10);
+    second.insert(3, ("customer", "C1".into(), 7, 1));
+    make(&mut l, a.id, &second);
+    let keys = |l: &Ledger, entity: &str, units: (i64, i64)| -> Vec<(String, i64, i64)> {
+        l.chunk_records(a.id, entity, units)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.key, r.unit_seq, r.ordinal))
+            .collect()
+    };
+    let want = |r: std::ops::Range<i64>| -> Vec<(String, i64, i64)> {
+        r.map(|s| (format!("K{s}"), s, 0)).collect()
+    };
+    assert_eq!(keys(&l, "order", (0, 10)), want(0..10));
+    assert_eq!(keys(&l, "order", (3, 7)), want(3..7));
+    assert_eq!(
+        keys(&l, "customer", (0, 10)),
+        vec![("C1".to_string(), 7, 1)]
+    );
+
+    let lost = Lost::Chunks(vec![("order".into(), 5, 10)]);
+    l.fail(a.id, "staged-output-lost", "lost", &lost).unwrap();
+    assert_eq!(
+        keys(&l, "order", (0, 10)),
+        want(0..5),
+        "lost orders taken back"
+    );
+    assert_eq!(
+        keys(&l, "customer", (0, 10)).len(),
+        1,
+        "another entity's kept"
+    );
+    make(
+        &mut l,
+        b.id,
+        &[("order", "K5".into(), 0, 0), ("order", "K1".into(), 0, 1)],
+    );
+    let count: i64 = l
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM versions WHERE key IN ('K1', 'K5')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        count, 2,
+        "K5 made again by b; K1 stays a's (b's write of it updated it)"
+    );
+    assert_eq!(
+        keys(&l, "order", (0, 10)),
+        want(0..5)
+            .into_iter()
+            .filter(|k| k.0 != "K1")
+            .collect::<Vec<_>>(),
+        "a version now b's is not a's"
+    );
 }
