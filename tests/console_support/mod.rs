@@ -133,6 +133,11 @@ impl Client {
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .max_redirects_will_error(false)
+                // A connection per request: the console closes a connection whose request
+                // body it refused unread, and a pooled one reused after that fails as
+                // "Peer disconnected" (seen once in the full suite).
+                .max_idle_connections(0)
+                .max_idle_connections_per_host(0)
                 .build(),
         );
         Client {
