@@ -169,6 +169,71 @@ fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() 
     );
 }
 
+/// `versions_file` went with migration 16: a file in flight across the upgrade still has
+/// every version it made found (those from before through a row standing for them, the
+/// later ones through its batches' lists), once each; a finished file gets no such row.
+#[test]
+fn regression_a_file_in_flight_across_migration_16_keeps_every_version_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("l.sqlite");
+    let hex = "00112233445566778899aabbccddeeff";
+    {
+        let c = rusqlite::Connection::open(&p).unwrap();
+        for m in &MIGRATIONS[..14] {
+            c.execute_batch(m).unwrap();
+        }
+        c.pragma_update(None, "user_version", 14).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO files(id, fingerprint, name, source_path, size, state, claimed_at) VALUES \
+               (1, 'aa', 'a.csv', '/a.csv', 9, 'reading', '2026-01-01T00:00:00Z'), \
+               (2, 'bb', 'b.csv', '/b.csv', 9, 'done', '2026-01-01T00:00:00Z'); \
+             INSERT INTO versions(entity, key, version, hash, data, file_id, unit_seq, ordinal) VALUES \
+               ('order', 'K0', 1, unhex('{hex}'), '{{}}', 1, 0, 0), ('order', 'K1', 1, unhex('{hex}'), '{{}}', 1, 1, 0), \
+               ('order', 'K2', 1, unhex('{hex}'), '{{}}', 1, 2, 0), ('order', 'X', 1, unhex('{hex}'), '{{}}', 2, 0, 0);"
+        ))
+        .unwrap();
+    }
+    let mut l = Ledger::open(&p).unwrap();
+    let legacy: Vec<(i64, i64, i64)> = l
+        .conn
+        .prepare("SELECT file_id, first_seq, end_seq FROM version_runs WHERE packed IS NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(legacy, vec![(1, 0, 3)], "the file in flight only");
+    let tx = l.batch(1).unwrap();
+    for (seq, key) in [(3, "K3"), (4, "K4")] {
+        tx.add_version(&NewVersion {
+            entity: "order",
+            key,
+            version: 1,
+            hash: hex,
+            data: Some("{}"),
+            file_id: 1,
+            unit_seq: seq,
+            ordinal: 0,
+        })
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let keys: Vec<String> = l
+        .chunk_records(1, "order", (0, 10))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["K0", "K1", "K2", "K3", "K4"]);
+    l.fail(1, "staged-output-lost", "lost", &Lost::Everything)
+        .unwrap();
+    let left: i64 = l
+        .conn
+        .query_row("SELECT COUNT(*) FROM versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 1, "only the finished file's version is left");
+}
+
 #[test]
 fn regression_a_wal_grown_by_one_large_transaction_is_cut_back_after_its_checkpoint() {
     // A file rejected whole writes a row for each of its lines in the decision's one
