@@ -479,13 +479,24 @@ impl BatchTx<'_> {
         )
     }
 
-    /// Writes a batch's units: those with nothing of their own to say as one packed run
-    /// (see runs.rs), the rest as rows. `lines` are the batch's line rows.
+    /// Writes a batch's units: applied ones with nothing of their own to say as one packed
+    /// run (see runs.rs `packable`), the rest as rows. `lines` are the batch's line rows.
     pub fn write_units(&self, file_id: i64, units: &[UnitRow], lines: &[LineRow]) -> Result<()> {
-        let with_lines: HashSet<i64> = lines.iter().map(|l| l.unit_seq).collect();
-        let (packed, rows): (Vec<&UnitRow>, Vec<&UnitRow>) = units
-            .iter()
-            .partition(|u| super::runs::packable(u, with_lines.contains(&u.seq)));
+        // Each unit's line rows: how many, and whether all are skipped.
+        let mut line_rows: HashMap<i64, (i64, bool)> = HashMap::new();
+        for l in lines {
+            let e = line_rows.entry(l.unit_seq).or_insert((0, true));
+            *e = (e.0 + 1, e.1 && l.status == "skipped");
+        }
+        let mut packed = Vec::with_capacity(units.len());
+        let mut rows = Vec::new();
+        for u in units {
+            let lr = line_rows.get(&u.seq).copied();
+            match super::runs::packable(u, lr) {
+                true => packed.push((u, lr.map_or(0, |(n, _)| n))),
+                false => rows.push(u),
+            }
+        }
         super::runs::write_run(&self.tx, file_id, &packed)?;
         self.write_unit_rows(file_id, &rows)
     }

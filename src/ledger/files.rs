@@ -89,7 +89,7 @@ fn recount_sql() -> String {
             "units_{status} = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='{status}')"
         )
     };
-    // Packed units are applied and have no line rows (see runs.rs).
+    // Packed units are applied; their lines with rows are skipped ones (see runs.rs).
     let runs = |what: &str| {
         format!(" + (SELECT COALESCE(SUM({what}), 0) FROM unit_runs WHERE file_id=?1)")
     };
@@ -104,7 +104,7 @@ fn recount_sql() -> String {
     .iter()
     .map(|s| lines(s))
     .collect();
-    sets[0] += &runs("lines");
+    sets[0] += &runs("lines - row_lines");
     sets.extend(
         ["applied", "rejected", "duplicate", "unmapped", "unchanged"]
             .iter()

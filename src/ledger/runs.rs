@@ -1,7 +1,8 @@
 //! Applied documents kept as one packed row per batch instead of a row each.
 //!
 //! Nearly every document of a day's files ends applied with nothing to say about it: no
-//! reason, no detail, no line of its own. Its row in `units` (label, key, first line's
+//! reason, no tolerance, no line with a row of its own but skipped ones (an IDoc's control
+//! record). Its row in `units` (label, key, first line's
 //! position and locator, spans) was still two thirds of the ledger, one B-tree entry each,
 //! and a quarter of the committing thread's time. Such units of a batch are written as one
 //! `unit_runs` row: their fields as varints and length-prefixed texts, each number the
@@ -56,31 +57,34 @@ impl StoredUnit {
             rule: None,
             message: None,
             reasons: None,
-            detail: None,
+            detail: p.detail,
         }
     }
 }
 
-/// Whether a unit goes into its batch's run: applied, with nothing of its own to say and
-/// no line with a row (`has_line_rows`).
-pub(super) fn packable(u: &UnitRow, has_line_rows: bool) -> bool {
+/// Whether a unit goes into its batch's run: applied, with no reason or tolerance of its
+/// own, and no line with a row but skipped ones (`line_rows`: how many, and whether all
+/// are skipped). An IDoc's control record is such a line; its detail (the control
+/// record's fields, for the acknowledgement) is packed with it.
+pub(super) fn packable(u: &UnitRow, line_rows: Option<(i64, bool)>) -> bool {
     u.status == crate::format::UnitStatus::Applied
         && u.reasons.is_empty()
-        && u.detail.is_null()
         && u.tolerated.is_empty()
-        && !has_line_rows
+        && line_rows.is_none_or(|(_, skipped)| skipped)
 }
 
-/// Writes `units` (in seq order, all [`packable`]) as one run.
-pub(super) fn write_run(tx: &Transaction, file_id: i64, units: &[&UnitRow]) -> Result<()> {
-    let (Some(first), Some(last)) = (units.first(), units.last()) else {
+/// Writes `units` (in seq order, all [`packable`], each with how many of its lines have
+/// rows) as one run.
+pub(super) fn write_run(tx: &Transaction, file_id: i64, units: &[(&UnitRow, i64)]) -> Result<()> {
+    let (Some((first, _)), Some((last, _))) = (units.first(), units.last()) else {
         return Ok(());
     };
-    let lines: i64 = units.iter().map(|u| u.line_count).sum();
-    let packed = pack(units)?;
+    let lines: i64 = units.iter().map(|(u, _)| u.line_count).sum();
+    let row_lines: i64 = units.iter().map(|(_, rows)| rows).sum();
+    let packed = pack(units.iter().map(|(u, _)| *u))?;
     tx.prepare_cached(
-        "INSERT INTO unit_runs(file_id, first_seq, end_seq, first_ordinal, end_ordinal, units, lines, packed) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO unit_runs(file_id, first_seq, end_seq, first_ordinal, end_ordinal, units, lines, row_lines, packed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         file_id,
@@ -90,6 +94,7 @@ pub(super) fn write_run(tx: &Transaction, file_id: i64, units: &[&UnitRow]) -> R
         last.first_ordinal + last.line_count,
         units.len() as i64,
         lines,
+        row_lines,
         packed
     ])?;
     Ok(())
@@ -225,15 +230,16 @@ pub(super) fn unpack(tx: &Transaction, file_id: i64, from: i64, to: i64) -> Resu
                     Value::Int(u.first.2),
                     u.locator.as_deref().map_or(Value::Null, Value::Text),
                     u.spans.as_deref().map_or(Value::Null, Value::Blob),
+                    u.detail.as_deref().map_or(Value::Null, Value::Text),
                 ]
             })
             .collect();
         super::batch::insert_many(
             tx,
             "INSERT OR IGNORE INTO units(file_id, seq, label, status, key, first_ordinal, line_count, \
-             line, byte, record, locator, spans)",
+             line, byte, record, locator, spans, detail)",
             "",
-            12,
+            13,
             &values,
         )?;
         tx.execute(
@@ -314,12 +320,13 @@ struct Packed {
     first: (i64, i64, i64),
     locator: Option<String>,
     spans: Option<Vec<u8>>,
+    detail: Option<String>,
 }
 
 /// Starts every run's bytes, so another layout can follow.
 const LAYOUT: u8 = 1;
 
-fn pack(units: &[&UnitRow]) -> Result<Vec<u8>> {
+fn pack<'u>(units: impl ExactSizeIterator<Item = &'u UnitRow>) -> Result<Vec<u8>> {
     let mut raw = Vec::with_capacity(64 * units.len());
     raw.push(LAYOUT);
     put_unsigned(&mut raw, units.len() as u64);
@@ -336,6 +343,11 @@ fn pack(units: &[&UnitRow]) -> Result<Vec<u8>> {
         put_bytes(&mut raw, u.key.as_deref().map(str::as_bytes));
         put_bytes(&mut raw, u.pos.locator.as_deref().map(str::as_bytes));
         put_bytes(&mut raw, u.spans.as_deref());
+        let detail = match u.detail.is_null() {
+            true => None,
+            false => Some(serde_json::to_string(&u.detail)?),
+        };
+        put_bytes(&mut raw, detail.as_deref().map(str::as_bytes));
         (seq, ordinal, first) = (u.seq, u.first_ordinal + u.line_count, pos);
     }
     let mut z = flate2::write::DeflateEncoder::new(
@@ -381,6 +393,7 @@ fn read_units(raw: &[u8]) -> Option<Vec<StoredUnit>> {
         let key = text(take_bytes(&mut buf)?)?;
         let locator = text(take_bytes(&mut buf)?)?;
         let spans = take_bytes(&mut buf)?;
+        let detail = text(take_bytes(&mut buf)?)?;
         ordinal = first_ordinal + line_count;
         out.push(StoredUnit::packed(Packed {
             seq,
@@ -391,6 +404,7 @@ fn read_units(raw: &[u8]) -> Option<Vec<StoredUnit>> {
             first,
             locator,
             spans,
+            detail,
         }));
     }
     Some(out)
@@ -446,14 +460,14 @@ mod tests {
 
     #[test]
     fn a_run_gives_back_every_unit_it_was_given_with_gaps_and_absent_fields() {
-        let units = [
+        let mut units = [
             unit(7, 20, 3, Some("B0001")),
             unit(8, 23, 1, None),
             unit(11, 40, 4, Some("B0004 ünï")),
             unit(12, 44, 2, Some("")),
         ];
-        let refs: Vec<&UnitRow> = units.iter().collect();
-        let back = unpack_blob(&pack(&refs).unwrap()).unwrap();
+        units[2].detail = serde_json::json!({"DOCNUM": "0000000000000001", "MANDT": "715"});
+        let back = unpack_blob(&pack(units.iter()).unwrap()).unwrap();
         assert_eq!(back.len(), units.len());
         for (b, u) in back.iter().zip(&units) {
             assert_eq!(b.seq, u.seq);
@@ -468,15 +482,19 @@ mod tests {
             assert_eq!(b.first, (p.line as i64, p.byte as i64, p.record as i64));
             assert_eq!(b.locator, p.locator);
             assert_eq!(b.spans, u.spans);
+            let detail: Option<serde_json::Value> = b
+                .detail
+                .as_deref()
+                .map(|d| serde_json::from_str(d).unwrap());
+            assert_eq!(detail.unwrap_or_default(), u.detail);
         }
     }
 
     #[test]
     fn a_damaged_run_is_an_error_not_a_panic() {
         let units = [unit(0, 0, 3, Some("B1")), unit(1, 3, 3, Some("B2"))];
-        let refs: Vec<&UnitRow> = units.iter().collect();
         let mut raw = Vec::new();
-        flate2::read::DeflateDecoder::new(&pack(&refs).unwrap()[..])
+        flate2::read::DeflateDecoder::new(&pack(units.iter()).unwrap()[..])
             .read_to_end(&mut raw)
             .unwrap();
         for cut in 0..raw.len() {
@@ -501,6 +519,7 @@ mod tests {
                 first: (0, 0, 0),
                 locator: None,
                 spans: None,
+                detail: None,
             })
         };
         let rows = vec![s(1, "rejected"), s(4, "rejected"), s(5, "duplicate")];

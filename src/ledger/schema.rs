@@ -363,6 +363,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         end_ordinal INTEGER NOT NULL,
         units INTEGER NOT NULL,
         lines INTEGER NOT NULL,
+        row_lines INTEGER NOT NULL,
         packed BLOB NOT NULL,
         PRIMARY KEY (file_id, first_seq)
     ) WITHOUT ROWID;

@@ -55,6 +55,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         end_ordinal BIGINT NOT NULL,
         units BIGINT NOT NULL,
         lines BIGINT NOT NULL,
+        row_lines BIGINT NOT NULL,
         packed BYTEA NOT NULL,
         PRIMARY KEY (file_id, first_seq)
     );

@@ -197,7 +197,7 @@ pub fn ledger_counts(work: &Work) -> BTreeMap<String, i64> {
         "SELECT u.status, SUM(u.line_count - (SELECT COUNT(*) FROM lines l WHERE l.file_id = u.file_id \
          AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count)) FROM units u GROUP BY u.status",
         // Applied documents packed a batch to a row (the ledger's runs.rs).
-        "SELECT 'applied', COALESCE(SUM(lines), 0) FROM unit_runs",
+        "SELECT 'applied', COALESCE(SUM(lines - row_lines), 0) FROM unit_runs",
     ] {
         for row in work.query(sql) {
             let (status, n) = (row[0].clone().unwrap(), row[1].as_deref().unwrap());
