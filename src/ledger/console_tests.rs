@@ -483,3 +483,20 @@ fn regression_a_pass_a_scrape_and_the_console_pages_search_growing_tables_instea
         );
     }
 }
+
+/// A file's versions are asked by primary key from the lists its batches made (made.rs),
+/// `versions_file` gone: each such statement must search the key, not read every version.
+#[test]
+fn versions_asked_from_a_files_lists_are_searched_by_primary_key() {
+    let p = Place::sqlite();
+    let l = ledger(&p);
+    for head in ["SELECT entity FROM versions", "DELETE FROM versions"] {
+        let sql = super::super::made::by_primary_key(head, 3);
+        let plan = plan(&l, &sql);
+        assert!(
+            plan.contains("SEARCH versions USING PRIMARY KEY (entity=? AND key=? AND version=?)")
+                && !plan.contains("SCAN versions"),
+            "{sql}\n{plan}"
+        );
+    }
+}

@@ -219,7 +219,7 @@ fn confirm(conn: &Connection, file_id: i64, listed: Vec<Listed>) -> Result<Vec<M
 
 /// `head` for `n` versions by primary key, bound as (entity, key, version) each. The
 /// version is cast: PostgreSQL takes a parameter in a VALUES list for text.
-fn by_primary_key(head: &str, n: usize) -> String {
+pub(super) fn by_primary_key(head: &str, n: usize) -> String {
     use std::fmt::Write;
     let mut sql = format!("{head} WHERE (entity, key, version) IN (VALUES ");
     for i in 0..n {
