@@ -42,9 +42,7 @@ impl Ledger {
         let (seq, ordinal) = after.unwrap_or((-1, -1));
         let mut st = self.conn.prepare_cached(
             "SELECT u.seq, l.ordinal, l.line, l.byte, l.record, l.status, l.rule, l.message, \
-             COALESCE((SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1), \
-               (SELECT n.byte FROM units n WHERE n.file_id = l.file_id AND n.seq > u.seq \
-                AND n.first_ordinal = l.ordinal + 1 ORDER BY n.seq LIMIT 1)) \
+             (SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1) \
              FROM units u JOIN lines l ON l.file_id = u.file_id \
              AND l.ordinal >= max(u.first_ordinal, ?3 + 1) AND l.ordinal < u.first_ordinal + u.line_count \
              WHERE u.file_id = ?1 AND u.status = 'rejected' AND u.seq >= ?2 \
@@ -68,32 +66,28 @@ impl Ledger {
         self.next_bytes_from_runs(file_id, rows)
     }
 
-    /// Fills the next line's byte of a page's lines where the statement found none: the
-    /// unit starting there may be packed (see runs.rs). The units after the page's are read
-    /// once for the page, not once a line.
+    /// Fills the next line's byte of a page's lines where the statement found none (no row
+    /// for it): the first line of the unit after theirs, which may be packed (see runs.rs).
+    /// Asked in file order, each run is unpacked once; the unit after is looked for by its
+    /// seq, not by walking the units after it (the units with rows are far apart when the
+    /// applied ones between are packed: that walk went to the end of the file, per line).
     fn next_bytes_from_runs(
         &self,
         file_id: i64,
         mut rows: Vec<CorrectionLine>,
     ) -> Result<Vec<CorrectionLine>> {
-        let missing = rows.iter().filter(|r| r.next_byte.is_none());
-        let (Some(lo), Some(hi)) = (
-            missing.clone().map(|r| r.unit_seq).min(),
-            missing.map(|r| r.unit_seq).max(),
-        ) else {
-            return Ok(rows);
-        };
-        let after = super::runs::units_between(
-            &self.conn,
-            file_id,
-            lo + 1,
-            i64::MAX,
-            (hi - lo + 1) as usize,
-        )?;
-        let starts: std::collections::HashMap<i64, i64> =
-            after.iter().map(|u| (u.first_ordinal, u.first.1)).collect();
+        let mut units = super::runs::UnitReader::new(&self.conn);
         for r in rows.iter_mut().filter(|r| r.next_byte.is_none()) {
-            r.next_byte = starts.get(&(r.ordinal + 1)).copied();
+            let next = match units.get(file_id, r.unit_seq + 1)? {
+                Some(u) => Some(u),
+                None => {
+                    super::runs::units_between(&self.conn, file_id, r.unit_seq + 1, i64::MAX, 1)?
+                        .pop()
+                }
+            };
+            r.next_byte = next
+                .filter(|u| u.first_ordinal == r.ordinal + 1)
+                .map(|u| u.first.1);
         }
         Ok(rows)
     }
