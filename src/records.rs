@@ -47,7 +47,8 @@ pub struct Current {
     pub fingerprint: String,
     pub file_name: String,
     pub unit_seq: i64,
-    /// Where the unit that set it starts in its file (0 when not known).
+    /// Where the unit that set it starts in its file (0 when not known; filled only for a
+    /// conflict's message, see `BatchTx::unit_line`).
     pub line: i64,
     /// The file that set it is not decided yet (see `ledger::Holder::pending`).
     pub pending: bool,

@@ -106,7 +106,7 @@ pub(super) fn each_batch(
             "SELECT MAX(first_seq) FROM version_runs WHERE file_id=?1 AND first_seq <= ?2",
         )?
         .query_row(params![file_id, from], |r| r.get(0))?;
-    let mut after = start.map_or(from, |s| s) - 1;
+    let mut after = start.unwrap_or(from) - 1;
     loop {
         // A row at a time: a file of millions of records must not be read all at once.
         let run: Option<(i64, i64, Option<Vec<u8>>)> = {

@@ -2,17 +2,18 @@
 //!
 //! Nearly every document of a day's files ends applied with nothing to say about it: no
 //! reason, no tolerance, no line with a row of its own but skipped ones (an IDoc's control
-//! record). Its row in `units` (label, key, first line's
-//! position and locator, spans) was still two thirds of the ledger, one B-tree entry each,
-//! and a quarter of the committing thread's time. Such units of a batch are written as one
-//! `unit_runs` row: their fields as varints and length-prefixed texts, each number the
-//! difference from the unit before, deflated (the labels, keys and locators of one batch
-//! differ in a few digits). Every other unit keeps its row in `units`.
+//! record). Its row in `units` (label, key, first line's position and locator, spans) was
+//! still two thirds of the ledger, one B-tree entry each, and a third of the committing
+//! thread's instructions. Such units of a batch are written as one `unit_runs` row: their
+//! fields as varints and length-prefixed texts, each number the difference from the unit
+//! before, deflated (the labels, keys and locators of one batch differ in a few digits).
+//! Every other unit keeps its row in `units`.
 //!
-//! Readers ask through [`units_between`] and [`unit_at`], which merge both in seq order
-//! (a unit with a row wins over a packed copy of itself, should both exist). Statements that
-//! change units in place (a file rejected whole after its batches were committed) first
-//! [`unpack`] the runs they touch back into rows, so they work on `units` alone.
+//! Readers ask through [`units_between`], [`unit_at`] and [`UnitReader`], which merge both
+//! in seq order (a unit with a row wins over a packed copy of itself, should both exist).
+//! Statements that change units in place (a file rejected whole after its batches were
+//! committed) first [`unpack`] the runs they touch back into rows, so they work on `units`
+//! alone.
 
 use std::io::{Read, Write};
 
@@ -257,34 +258,38 @@ fn row_units(
     to: i64,
     limit: usize,
 ) -> Result<Vec<StoredUnit>> {
-    let mut st = conn.prepare_cached(
-        "SELECT seq, label, status, key, first_ordinal, line_count, line, byte, record, locator, spans, \
-         rule, message, reasons, detail FROM units WHERE file_id=?1 AND seq >= ?2 AND seq < ?3 \
-         ORDER BY seq LIMIT ?4",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {UNIT_COLS} FROM units WHERE file_id=?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq LIMIT ?4"
+    ))?;
+    let limit = limit.min(i64::MAX as usize) as i64;
     let rows = st
-        .query_map(
-            params![file_id, from, to, limit.min(i64::MAX as usize) as i64],
-            |r| {
-                Ok(StoredUnit {
-                    seq: r.get(0)?,
-                    label: r.get(1)?,
-                    status: r.get(2)?,
-                    key: r.get(3)?,
-                    first_ordinal: r.get(4)?,
-                    line_count: r.get(5)?,
-                    first: (r.get(6)?, r.get(7)?, r.get(8)?),
-                    locator: r.get(9)?,
-                    spans: r.get(10)?,
-                    rule: r.get(11)?,
-                    message: r.get(12)?,
-                    reasons: r.get(13)?,
-                    detail: r.get(14)?,
-                })
-            },
-        )?
+        .query_map(params![file_id, from, to, limit], stored_unit)?
         .collect::<super::db::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+/// The columns of `units` [`stored_unit`] reads, in its order.
+pub(super) const UNIT_COLS: &str =
+    "seq, label, status, key, first_ordinal, line_count, line, byte, \
+     record, locator, spans, rule, message, reasons, detail";
+
+/// A `units` row selected as [`UNIT_COLS`].
+pub(super) fn stored_unit(r: &super::db::Row<'_>) -> super::db::Result<StoredUnit> {
+    Ok(StoredUnit {
+        seq: r.get(0)?,
+        label: r.get(1)?,
+        status: r.get(2)?,
+        key: r.get(3)?,
+        first_ordinal: r.get(4)?,
+        line_count: r.get(5)?,
+        first: (r.get(6)?, r.get(7)?, r.get(8)?),
+        locator: r.get(9)?,
+        spans: r.get(10)?,
+        rule: r.get(11)?,
+        message: r.get(12)?,
+        reasons: r.get(13)?,
+        detail: r.get(14)?,
+    })
 }
 
 /// Both lists (each in seq order) as one, in seq order, at most `limit`; a seq in both

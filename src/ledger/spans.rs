@@ -15,6 +15,7 @@
 
 use super::db::{params, Connection, Transaction, Value};
 
+use super::runs::{stored_unit, StoredUnit, UNIT_COLS};
 use super::{LineView, Result};
 use crate::unit::Position;
 
@@ -196,36 +197,14 @@ fn late_units(
     cond: &str,
     ranges: &str,
     after: i64,
-) -> Result<Vec<LateUnit>> {
+) -> Result<Vec<StoredUnit>> {
     let units = tx
         .prepare_cached(&format!(
-            "SELECT seq, key, first_ordinal, line_count, line, byte, record, locator, spans \
-             FROM units WHERE file_id=?1 AND {cond} AND seq > ?3 ORDER BY seq LIMIT ?4"
+            "SELECT {UNIT_COLS} FROM units WHERE file_id=?1 AND {cond} AND seq > ?3 ORDER BY seq LIMIT ?4"
         ))?
-        .query_map(params![file_id, ranges, after, LATE_CHUNK], |r| {
-            Ok(LateUnit {
-                seq: r.get(0)?,
-                key: r.get(1)?,
-                first_ordinal: r.get(2)?,
-                line_count: r.get(3)?,
-                first: (r.get(4)?, r.get(5)?, r.get(6)?),
-                locator: r.get(7)?,
-                spans: r.get(8)?,
-            })
-        })?
+        .query_map(params![file_id, ranges, after, LATE_CHUNK], stored_unit)?
         .collect::<super::db::Result<Vec<_>>>()?;
     Ok(units)
-}
-
-/// A unit rejected after its batch was committed.
-struct LateUnit {
-    seq: i64,
-    key: Option<String>,
-    first_ordinal: i64,
-    line_count: i64,
-    first: (i64, i64, i64),
-    locator: Option<String>,
-    spans: Option<Vec<u8>>,
 }
 
 /// The position of every line of a unit after the first, as written in `units.spans`.
