@@ -152,6 +152,9 @@ pub(super) fn audit_row(r: &super::db::Row<'_>) -> super::db::Result<AuditRow> {
     })
 }
 
+/// Units of a correction [`resolve_corrected`] reads at a time.
+const CORRECTED_WINDOW: usize = 10_000;
+
 /// In a correction's decision: the rejected documents whose business key the correction
 /// applied (or found applied already) are resolved in the file it corrects and in every
 /// file up the chain (a correction of a correction closes the original's rejects too).
@@ -164,21 +167,30 @@ pub(super) fn resolve_corrected(tx: &super::db::Transaction, file_id: i64) -> Re
     if !is_correction {
         return Ok(());
     }
-    // The correction's keys, from its rows and its packed runs (see runs.rs).
-    let keys: Vec<String> = super::runs::units_between(tx, file_id, 0, i64::MAX, usize::MAX)?
-        .into_iter()
-        .filter(|u| matches!(u.status.as_str(), "applied" | "duplicate" | "unchanged"))
-        .filter_map(|u| u.key)
-        .collect();
-    tx.execute(
-        "WITH RECURSIVE chain(id) AS ( \
-           SELECT correction_of FROM files WHERE id = ?1 AND correction_of IS NOT NULL \
-           UNION SELECT f.correction_of FROM files f JOIN chain c ON f.id = c.id WHERE f.correction_of IS NOT NULL) \
-         INSERT OR IGNORE INTO resolutions(file_id, unit_seq, resolved_at, how, by_file_id) \
-         SELECT o.file_id, o.seq, ?2, 'corrected', ?1 FROM units o \
-         WHERE o.file_id IN (SELECT id FROM chain) AND o.status = 'rejected' AND o.key IS NOT NULL AND o.key IN \
-           (SELECT CAST(value AS TEXT) FROM json_each(?3))",
-        params![file_id, now(), serde_json::to_string(&keys)?],
-    )?;
+    // The correction's keys, from its rows and its packed runs (see runs.rs), a window of
+    // units at a time: a correction may be as large as the file it corrects.
+    let mut from = 0;
+    loop {
+        let units = super::runs::units_between(tx, file_id, from, i64::MAX, CORRECTED_WINDOW)?;
+        let Some(last) = units.last().map(|u| u.seq) else {
+            break;
+        };
+        let keys: Vec<String> = units
+            .into_iter()
+            .filter(|u| matches!(u.status.as_str(), "applied" | "duplicate" | "unchanged"))
+            .filter_map(|u| u.key)
+            .collect();
+        tx.execute(
+            "WITH RECURSIVE chain(id) AS ( \
+               SELECT correction_of FROM files WHERE id = ?1 AND correction_of IS NOT NULL \
+               UNION SELECT f.correction_of FROM files f JOIN chain c ON f.id = c.id WHERE f.correction_of IS NOT NULL) \
+             INSERT OR IGNORE INTO resolutions(file_id, unit_seq, resolved_at, how, by_file_id) \
+             SELECT o.file_id, o.seq, ?2, 'corrected', ?1 FROM units o \
+             WHERE o.file_id IN (SELECT id FROM chain) AND o.status = 'rejected' AND o.key IS NOT NULL AND o.key IN \
+               (SELECT CAST(value AS TEXT) FROM json_each(?3))",
+            params![file_id, now(), serde_json::to_string(&keys)?],
+        )?;
+        from = last + 1;
+    }
     Ok(())
 }
