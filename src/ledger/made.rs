@@ -13,14 +13,13 @@
 //! taken back since, and made again by another file.
 //!
 //! Rows whose `packed` is NULL stand for the versions a file made before these lists were
-//! kept (migration 15 writes one per file still in flight); they are found by scanning
+//! kept (migration 16 writes one per file still in flight); they are found by scanning
 //! `versions` for the file, once.
 
-use std::io::{Read, Write};
-
 use super::db::{params, params_from_iter, Connection, Transaction, Value};
+use super::runs::{corrupt, counted, deflate, inflate};
 use super::spans::{put, put_unsigned, take, take_unsigned};
-use super::{LedgerError, Result};
+use super::Result;
 
 /// A version a file made, as `versions` has it now.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,15 +73,7 @@ impl MadeList {
         };
         let mut head = vec![LAYOUT];
         put_unsigned(&mut head, self.count);
-        let mut z = flate2::write::DeflateEncoder::new(
-            Vec::with_capacity(self.raw.len() / 4),
-            flate2::Compression::fast(),
-        );
-        let packed = z
-            .write_all(&head)
-            .and_then(|()| z.write_all(&self.raw))
-            .and_then(|()| z.finish())
-            .map_err(|e| corrupt(&format!("packing versions made: {e}")))?;
+        let packed = deflate(&[&head, &self.raw], "versions made")?;
         tx.prepare_cached(
             "INSERT INTO version_runs(file_id, first_seq, end_seq, versions, packed) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
@@ -271,19 +262,12 @@ struct Listed {
 const LAYOUT: u8 = 1;
 
 fn unpack(blob: &[u8]) -> Result<Vec<Listed>> {
-    let mut raw = Vec::with_capacity(blob.len() * 4);
-    flate2::read::DeflateDecoder::new(blob)
-        .read_to_end(&mut raw)
-        .map_err(|e| corrupt(&format!("a list of versions made does not inflate: {e}")))?;
+    let raw = inflate(blob, "a list of versions made")?;
     read(&raw).ok_or_else(|| corrupt("a list of versions made is cut short"))
 }
 
 fn read(raw: &[u8]) -> Option<Vec<Listed>> {
-    let (&layout, mut buf) = raw.split_first()?;
-    if layout != LAYOUT {
-        return None;
-    }
-    let count = take_unsigned(&mut buf)? as usize;
+    let (count, mut buf) = counted(raw, LAYOUT)?;
     let mut out = Vec::with_capacity(count.min(buf.len()));
     let mut seq = 0;
     for _ in 0..count {
@@ -312,10 +296,6 @@ fn take_text(buf: &mut &[u8]) -> Option<String> {
     let (s, rest) = (buf.get(..n)?, &buf[n..]);
     *buf = rest;
     String::from_utf8(s.to_vec()).ok()
-}
-
-fn corrupt(what: &str) -> LedgerError {
-    LedgerError::Corrupt(what.to_string())
 }
 
 #[cfg(test)]

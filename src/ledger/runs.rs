@@ -355,29 +355,51 @@ fn pack<'u>(units: impl ExactSizeIterator<Item = &'u UnitRow>) -> Result<Vec<u8>
         put_bytes(&mut raw, detail.as_deref().map(str::as_bytes));
         (seq, ordinal, first) = (u.seq, u.first_ordinal + u.line_count, pos);
     }
-    let mut z = flate2::write::DeflateEncoder::new(
-        Vec::with_capacity(raw.len() / 4),
-        flate2::Compression::fast(),
-    );
-    z.write_all(&raw)
-        .and_then(|()| z.finish())
-        .map_err(|e| corrupt(&format!("packing units: {e}")))
+    deflate(&[&raw], "units")
 }
 
 fn unpack_blob(blob: &[u8]) -> Result<Vec<StoredUnit>> {
+    let raw = inflate(blob, "a packed run of units")?;
+    read_units(&raw).ok_or_else(|| corrupt("a packed run of units is cut short"))
+}
+
+/// `parts`, one after the other, deflated: how runs and lists of versions are stored.
+pub(super) fn deflate(parts: &[&[u8]], what: &str) -> Result<Vec<u8>> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut z = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(len / 4),
+        flate2::Compression::fast(),
+    );
+    for p in parts {
+        z.write_all(p)
+            .map_err(|e| corrupt(&format!("packing {what}: {e}")))?;
+    }
+    z.finish()
+        .map_err(|e| corrupt(&format!("packing {what}: {e}")))
+}
+
+/// A stored blob inflated again (`what` names it in the error).
+pub(super) fn inflate(blob: &[u8], what: &str) -> Result<Vec<u8>> {
     let mut raw = Vec::with_capacity(blob.len() * 4);
     flate2::read::DeflateDecoder::new(blob)
         .read_to_end(&mut raw)
-        .map_err(|e| corrupt(&format!("a packed run does not inflate: {e}")))?;
-    read_units(&raw).ok_or_else(|| corrupt("a packed run is cut short"))
+        .map_err(|e| corrupt(&format!("{what} does not inflate: {e}")))?;
+    Ok(raw)
 }
 
-fn read_units(raw: &[u8]) -> Option<Vec<StoredUnit>> {
-    let (&layout, mut buf) = raw.split_first()?;
-    if layout != LAYOUT {
+/// The count of entries `raw` holds after its `layout` byte, and the entries' bytes;
+/// `None` for another layout or a count cut short.
+pub(super) fn counted(raw: &[u8], layout: u8) -> Option<(usize, &[u8])> {
+    let (&l, mut buf) = raw.split_first()?;
+    if l != layout {
         return None;
     }
     let count = take_unsigned(&mut buf)? as usize;
+    Some((count, buf))
+}
+
+fn read_units(raw: &[u8]) -> Option<Vec<StoredUnit>> {
+    let (count, mut buf) = counted(raw, LAYOUT)?;
     // A count is no allocation promise: a damaged run must not ask for gigabytes.
     let mut out = Vec::with_capacity(count.min(buf.len()));
     let (mut seq, mut ordinal, mut first) = (0i64, 0i64, (0i64, 0i64, 0i64));
@@ -415,7 +437,7 @@ fn read_units(raw: &[u8]) -> Option<Vec<StoredUnit>> {
     Some(out)
 }
 
-fn corrupt(what: &str) -> LedgerError {
+pub(super) fn corrupt(what: &str) -> LedgerError {
     LedgerError::Corrupt(what.to_string())
 }
 
