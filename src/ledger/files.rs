@@ -25,12 +25,12 @@ pub struct NewFile<'a> {
 impl Lost {
     /// The lost units as `[[entity or "*", first_seq, end_seq], ...]`, bound as `?2` of the
     /// statements [`in_range`] conditions.
-    fn ranges(&self) -> String {
+    pub(super) fn ranges(&self) -> String {
         serde_json::json!(self.list()).to_string()
     }
 
     /// The lost units as `(entity or "*", first_seq, end_seq)`.
-    fn list(&self) -> Vec<(String, i64, i64)> {
+    pub(super) fn list(&self) -> Vec<(String, i64, i64)> {
         match self {
             Lost::Everything => vec![("*".into(), 0, i64::MAX)],
             Lost::Chunks(c) => c.clone(),
@@ -390,7 +390,7 @@ impl Ledger {
                 &tx,
                 id,
                 "'applied', 'duplicate', 'unmapped'",
-                &Lost::Everything.ranges(),
+                &Lost::Everything,
                 "file-rejected",
                 &msg,
             )?;
@@ -488,7 +488,7 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         super::leases::keep(&tx, &self.fences, &super::Leased::File(id))?;
-        super::spans::reject_late(&tx, id, "'applied', 'unmapped'", &ranges, rule, message)?;
+        super::spans::reject_late(&tx, id, "'applied', 'unmapped'", lost, rule, message)?;
         tx.execute(
             &format!(
                 "DELETE FROM keys WHERE file_id=?1 AND {})",

@@ -20,7 +20,7 @@ use super::{LineView, Result};
 use crate::unit::Position;
 
 /// Rejects, after they were committed, the units of a file whose status is one of
-/// `statuses` (SQL literals) and whose seq lies in `ranges` (see `files::in_range`): every
+/// `statuses` (SQL literals) and whose seq lies in the `lost` ranges: every
 /// line without a row gets one (its position told from the spans), lines with a row that
 /// ended as their unit did are rejected too, and the unit rows take the rule as their
 /// headline. Skipped lines stay skipped.
@@ -28,15 +28,15 @@ pub(super) fn reject_late(
     tx: &Transaction,
     file_id: i64,
     statuses: &str,
-    ranges: &str,
+    lost: &super::Lost,
     rule: &str,
     message: &str,
 ) -> Result<()> {
     // Packed units (runs.rs) become rows first, so the statements below see them.
-    let ranges_list: Vec<(serde_json::Value, i64, i64)> = serde_json::from_str(ranges)?;
-    for (_, from, to) in ranges_list {
+    for (_, from, to) in lost.list() {
         super::runs::unpack(tx, file_id, from, to)?;
     }
+    let ranges = &lost.ranges();
     let cond = format!(
         "status IN ({statuses}) AND {})",
         super::files::in_range("seq")
