@@ -510,8 +510,10 @@ impl Ledger {
             .prepare_cached(&key_documents_made_sql())?
             .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<super::db::Result<Vec<(i64, String, i64)>>>()?;
+        // One reader for all: a file's documents of one key often share a packed run.
+        let mut units = super::runs::UnitReader::new(&self.conn);
         for (file_id, file_name, seq) in made {
-            let unit = super::runs::unit_at(&self.conn, file_id, seq)?;
+            let unit = units.get(file_id, seq)?;
             if let Some(u) = unit.filter(|u| u.status == "applied") {
                 docs.push(KeyDocument {
                     file_id,
