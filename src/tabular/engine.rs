@@ -22,6 +22,12 @@ use std::collections::{HashSet, VecDeque};
 /// 32 MiB with the set's overhead at the cap).
 const MAX_CLOSED_KEYS: usize = 1 << 20;
 
+/// The closed group keys' hashes. They are blake3 of the key, but an unkeyed hash the
+/// input chooses keys for, so the set still places them by a per-process random seed;
+/// foldhash does that for a `u128` several times faster than the standard SipHash (which
+/// was 3% of a resumed CSV run's instructions).
+type ClosedKeys = HashSet<u128, foldhash::fast::RandomState>;
+
 #[path = "resume.rs"]
 mod resume;
 use std::path::Path;
@@ -201,7 +207,7 @@ impl TabularFormat {
             width: None,
             blanks: Vec::new(),
             group: None,
-            closed: HashSet::new(),
+            closed: ClosedKeys::default(),
             out: VecDeque::new(),
             done: false,
         })
@@ -265,7 +271,7 @@ struct TabularReader {
     width: Option<usize>,
     blanks: Vec<(JobRow, SourceLine)>,
     group: Option<Group>,
-    closed: HashSet<u128>,
+    closed: ClosedKeys,
     /// Units cut and numbered, not yet returned; each says whether it continues the
     /// group before it (cut at `max_unit_lines`), where no reader may restart.
     out: VecDeque<(Unit, bool)>,
