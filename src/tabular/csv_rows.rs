@@ -27,6 +27,8 @@ use super::{Cell, Row, RowSource};
 use crate::format::FileError;
 use crate::unit::{Position, Reason};
 
+mod skip;
+
 /// Columns beyond this are refused like an over-long record: a line of a million commas
 /// must not allocate a million field slots.
 pub const MAX_COLUMNS: usize = 16_384;
@@ -286,46 +288,6 @@ impl CsvRows {
         Position::new(self.line, self.byte, self.records)
     }
 
-    /// Reads on to byte `to` without building rows, giving `key` the trimmed text of
-    /// column `col` (raw index) of every record that has one there: a resumed reader
-    /// learns what it must remember of the part it does not parse again, at about the
-    /// speed of csv-core alone. Lines, records and bytes are counted as [`Self::next_item`]
-    /// counts them. `Ok(false)` when `to` is not where an item starts (or is past the end).
-    pub fn skip_to(
-        &mut self,
-        to: u64,
-        col: Option<usize>,
-        mut key: impl FnMut(&str),
-    ) -> Result<bool, FileError> {
-        self.start_once()?;
-        loop {
-            if self.byte >= to {
-                return Ok(self.byte == to);
-            }
-            self.fill()?;
-            if self.start == self.end {
-                return Ok(false);
-            }
-            if matches!(self.buf[self.start], b'\r' | b'\n') {
-                self.advance(1, None);
-                continue;
-            }
-            let p = self.parse_record(None)?;
-            if p.too_long || p.too_wide {
-                continue;
-            }
-            if let Some(c) = col.filter(|&c| c < p.endlen) {
-                let from = if c == 0 { 0 } else { self.ends[c - 1] };
-                let to = self.ends[c].min(p.outlen);
-                let text = self.decode(&self.out[from.min(to)..to]);
-                let text = text.trim();
-                if !text.is_empty() {
-                    key(text);
-                }
-            }
-        }
-    }
-
     fn read_record(&mut self) -> Result<CsvItem, FileError> {
         let mut raw = std::mem::take(&mut self.raw_scratch);
         raw.clear();
@@ -554,13 +516,17 @@ impl RowSource for CsvRows {
 mod tests {
     use super::*;
 
-    fn items(data: &[u8], enc: Encoding, max: u64) -> Vec<CsvItem> {
+    fn items_in(data: &[u8], enc: Encoding, max: u64) -> Vec<CsvItem> {
         let d = CsvDialect {
             delimiter: b',',
             quote: Some(b'"'),
             encoding: enc,
         };
-        let mut r = CsvRows::new(Box::new(std::io::Cursor::new(data.to_vec())), data, &d, max);
+        items(data, &d, max)
+    }
+
+    pub(super) fn items(data: &[u8], d: &CsvDialect, max: u64) -> Vec<CsvItem> {
+        let mut r = CsvRows::new(Box::new(std::io::Cursor::new(data.to_vec())), data, d, max);
         let mut out = Vec::new();
         while let Some(i) = r.next_item().unwrap() {
             out.push(i);
@@ -589,7 +555,7 @@ mod tests {
     #[test]
     fn positions_across_line_endings_and_quoted_newlines() {
         let data = b"a,b\r\n\"x\ny\",2\r\r\nc,3\rd,4";
-        let it = items(data, Encoding::Utf8, 1 << 20);
+        let it = items_in(data, Encoding::Utf8, 1 << 20);
         let r = rows(&it);
         assert_eq!(r[0], (1, 0, 1, vec!["a".into(), "b".into()], None));
         assert_eq!(r[1], (2, 5, 2, vec!["x\ny".into(), "2".into()], None));
@@ -612,7 +578,7 @@ mod tests {
         let mut data = b"a,b\n".to_vec();
         data.extend(std::iter::repeat_n(b'x', 5000));
         data.extend(b",1\nc,d\n");
-        let it = items(&data, Encoding::Utf8, 100);
+        let it = items_in(&data, Encoding::Utf8, 100);
         let r = rows(&it);
         assert_eq!(r.len(), 3);
         assert_eq!(r[1].4.as_deref(), Some("record-too-long"));
@@ -622,7 +588,7 @@ mod tests {
 
     #[test]
     fn bad_bytes_and_nul_are_positioned_problems() {
-        let it = items(b"a,b\nx,\xff\xfe\n\0,1\n", Encoding::Utf8, 1 << 20);
+        let it = items_in(b"a,b\nx,\xff\xfe\n\0,1\n", Encoding::Utf8, 1 << 20);
         let CsvItem::Row(_, Some(p)) = &it[1] else {
             panic!("{it:?}")
         };
@@ -641,17 +607,17 @@ mod tests {
         for u in "a,\u{e9}\n".encode_utf16() {
             data.extend(u.to_be_bytes());
         }
-        let r = rows(&items(&data, Encoding::Auto, 1 << 20));
+        let r = rows(&items_in(&data, Encoding::Auto, 1 << 20));
         assert_eq!(r[0].3, vec!["a".to_string(), "é".to_string()]);
-        let r = rows(&items(b"\xe9,\x80\n", Encoding::Latin1, 1 << 20));
+        let r = rows(&items_in(b"\xe9,\x80\n", Encoding::Latin1, 1 << 20));
         assert_eq!(r[0].3, vec!["é".to_string(), "\u{80}".to_string()]);
-        let r = rows(&items(
+        let r = rows(&items_in(
             b"\xe9,\x80\n",
             Encoding::Legacy(encoding_rs::WINDOWS_1252),
             1 << 20,
         ));
         assert_eq!(r[0].3, vec!["é".to_string(), "€".to_string()]);
-        let r = rows(&items(b"\xef\xbb\xbfa,b\n", Encoding::Utf8, 1 << 20));
+        let r = rows(&items_in(b"\xef\xbb\xbfa,b\n", Encoding::Utf8, 1 << 20));
         assert_eq!((r[0].1, r[0].3[0].as_str()), (3, "a"));
     }
 

@@ -4,10 +4,10 @@
 //! A mark is the start of the next unit and what the reader cannot find again from there:
 //! the column count of a file without a header. What it also needs — the closed group keys
 //! that make a reappearing key a `group-split` — may be a million hashes, too many to
-//! write with every batch; so the restarted reader reads the header as usual, then runs
-//! csv-core over the committed part picking out only the group column
-//! ([`CsvRows::skip_to`]), which rebuilds exactly the set an uninterrupted read had at the
-//! mark: every data row's key closes its group before any later unit starts. Where that
+//! write with every batch; so the restarted reader reads the header as usual, then passes
+//! over the committed part picking out only the group column ([`CsvRows::skip_to`]: memchr
+//! jumps where they find what csv-core would, csv-core elsewhere), which rebuilds exactly
+//! the set an uninterrupted read had at the mark: every data row's key closes its group before any later unit starts. Where that
 //! equivalence would not hold — spreadsheets (their rows are not a byte stream), a unit
 //! that continues a group cut at `max_unit_lines` (its group is open across the mark) — no
 //! mark is given, and the engine skips committed units as before.
