@@ -138,8 +138,8 @@ pub(super) fn unit_at(conn: &Connection, file_id: i64, seq: i64) -> Result<Optio
 /// dead letters, a chunk's records), each run is unpacked once, not once a unit.
 pub(super) struct UnitReader<'c> {
     conn: &'c Connection,
-    /// File, first and end seq of the run unpacked last, and its units.
-    run: Option<(i64, i64, i64, Vec<StoredUnit>)>,
+    /// The run looked at last.
+    run: Option<RunIndex>,
 }
 
 impl<'c> UnitReader<'c> {
@@ -151,8 +151,7 @@ impl<'c> UnitReader<'c> {
         if let Some(u) = row_units(self.conn, file_id, seq, seq + 1, 1)?.pop() {
             return Ok(Some(u));
         }
-        let cached = |run: &Option<(i64, i64, i64, Vec<StoredUnit>)>| matches!(run, Some((f, a, b, _)) if *f == file_id && (*a..*b).contains(&seq));
-        if !cached(&self.run) {
+        if !self.run.as_ref().is_some_and(|r| r.holds(file_id, seq)) {
             self.run = None;
             let mut st = self.conn.prepare_cached(
                 "SELECT first_seq, end_seq, packed FROM unit_runs WHERE file_id=?1 AND first_seq <= ?2 \
@@ -161,16 +160,13 @@ impl<'c> UnitReader<'c> {
             let mut q = st.query(params![file_id, seq])?;
             if let Some(r) = q.next()? {
                 let blob: Vec<u8> = r.get(2)?;
-                self.run = Some((file_id, r.get(0)?, r.get(1)?, unpack_blob(&blob)?));
+                self.run = Some(RunIndex::new(file_id, r.get(0)?, r.get(1)?, &blob)?);
             }
         }
-        Ok(match &self.run {
-            Some((.., units)) if cached(&self.run) => units
-                .binary_search_by_key(&seq, |u| u.seq)
-                .ok()
-                .map(|i| units[i].clone()),
-            _ => None,
-        })
+        match &self.run {
+            Some(run) if run.holds(file_id, seq) => run.get(seq),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -402,37 +398,110 @@ fn read_units(raw: &[u8]) -> Option<Vec<StoredUnit>> {
     let (count, mut buf) = counted(raw, LAYOUT)?;
     // A count is no allocation promise: a damaged run must not ask for gigabytes.
     let mut out = Vec::with_capacity(count.min(buf.len()));
-    let (mut seq, mut ordinal, mut first) = (0i64, 0i64, (0i64, 0i64, 0i64));
+    let mut steps = Steps::default();
     for _ in 0..count {
-        seq += take(&mut buf)?;
-        let first_ordinal = ordinal + take(&mut buf)?;
-        let line_count = take(&mut buf)?;
-        first = (
-            first.0 + take(&mut buf)?,
-            first.1 + take(&mut buf)?,
-            first.2 + take(&mut buf)?,
-        );
-        let text = |b: Option<Vec<u8>>| match b {
-            None => Some(None),
-            Some(b) => String::from_utf8(b).ok().map(Some),
+        out.push(read_unit(&mut buf, &mut steps)?);
+    }
+    Some(out)
+}
+
+/// The running values a run's numbers are steps from: the unit before's seq, the line
+/// after its lines, and its first line's `(line, byte, record)`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Steps {
+    seq: i64,
+    ordinal: i64,
+    first: (i64, i64, i64),
+}
+
+/// Takes one unit's numbers off `buf`: its first ordinal and line count; `steps` moves on.
+fn take_steps(buf: &mut &[u8], steps: &mut Steps) -> Option<(i64, i64)> {
+    steps.seq += take(buf)?;
+    let first_ordinal = steps.ordinal + take(buf)?;
+    let line_count = take(buf)?;
+    let f = &mut steps.first;
+    *f = (f.0 + take(buf)?, f.1 + take(buf)?, f.2 + take(buf)?);
+    steps.ordinal = first_ordinal + line_count;
+    Some((first_ordinal, line_count))
+}
+
+fn read_unit(buf: &mut &[u8], steps: &mut Steps) -> Option<StoredUnit> {
+    let (first_ordinal, line_count) = take_steps(buf, steps)?;
+    let text = |b: Option<Vec<u8>>| match b {
+        None => Some(None),
+        Some(b) => String::from_utf8(b).ok().map(Some),
+    };
+    let label = text(take_bytes(buf)?)??;
+    let key = text(take_bytes(buf)?)?;
+    let locator = text(take_bytes(buf)?)?;
+    let spans = take_bytes(buf)?;
+    let detail = text(take_bytes(buf)?)?;
+    Some(StoredUnit::packed(Packed {
+        seq: steps.seq,
+        label,
+        key,
+        first_ordinal,
+        line_count,
+        first: steps.first,
+        locator,
+        spans,
+        detail,
+    }))
+}
+
+/// A run inflated, with where each of its units starts: [`UnitReader`] keeps one and
+/// decodes only the units it is asked for (decoding every unit of a run, five texts each,
+/// was most of the corrections file's cost, which asks one unit in a few thousand).
+struct RunIndex {
+    file_id: i64,
+    first_seq: i64,
+    end_seq: i64,
+    raw: Vec<u8>,
+    /// Each unit's seq, the offset of its bytes in `raw`, and the steps before it.
+    at: Vec<(i64, usize, Steps)>,
+}
+
+impl RunIndex {
+    fn new(file_id: i64, first_seq: i64, end_seq: i64, blob: &[u8]) -> Result<RunIndex> {
+        let raw = inflate(blob, "a packed run of units")?;
+        let at = index_units(&raw).ok_or_else(|| corrupt("a packed run of units is cut short"))?;
+        Ok(RunIndex {
+            file_id,
+            first_seq,
+            end_seq,
+            raw,
+            at,
+        })
+    }
+
+    fn holds(&self, file_id: i64, seq: i64) -> bool {
+        self.file_id == file_id && (self.first_seq..self.end_seq).contains(&seq)
+    }
+
+    fn get(&self, seq: i64) -> Result<Option<StoredUnit>> {
+        let Ok(i) = self.at.binary_search_by_key(&seq, |a| a.0) else {
+            return Ok(None);
         };
-        let label = text(take_bytes(&mut buf)?)??;
-        let key = text(take_bytes(&mut buf)?)?;
-        let locator = text(take_bytes(&mut buf)?)?;
-        let spans = take_bytes(&mut buf)?;
-        let detail = text(take_bytes(&mut buf)?)?;
-        ordinal = first_ordinal + line_count;
-        out.push(StoredUnit::packed(Packed {
-            seq,
-            label,
-            key,
-            first_ordinal,
-            line_count,
-            first,
-            locator,
-            spans,
-            detail,
-        }));
+        let (_, offset, mut steps) = self.at[i];
+        let mut buf = &self.raw[offset..];
+        read_unit(&mut buf, &mut steps)
+            .map(Some)
+            .ok_or_else(|| corrupt("a packed run of units is cut short"))
+    }
+}
+
+/// Where each unit of an inflated run starts (see [`RunIndex`]), passing over its texts.
+fn index_units(raw: &[u8]) -> Option<Vec<(i64, usize, Steps)>> {
+    let (count, mut buf) = counted(raw, LAYOUT)?;
+    let mut out = Vec::with_capacity(count.min(buf.len()));
+    let mut steps = Steps::default();
+    for _ in 0..count {
+        let (offset, before) = (raw.len() - buf.len(), steps);
+        take_steps(&mut buf, &mut steps)?;
+        for _ in 0..5 {
+            skip_bytes(&mut buf)?;
+        }
+        out.push((steps.seq, offset, before));
     }
     Some(out)
 }
@@ -460,6 +529,13 @@ fn take_bytes(buf: &mut &[u8]) -> Option<Option<Vec<u8>>> {
     let (b, rest) = (buf.get(..n - 1)?, &buf[n - 1..]);
     *buf = rest;
     Some(Some(b.to_vec()))
+}
+
+/// [`take_bytes`] without the copy.
+fn skip_bytes(buf: &mut &[u8]) -> Option<()> {
+    let n = take_unsigned(buf)? as usize;
+    *buf = buf.get(n.saturating_sub(1)..)?;
+    Some(())
 }
 
 #[cfg(test)]
@@ -518,6 +594,25 @@ mod tests {
     }
 
     #[test]
+    fn an_indexed_run_decodes_the_unit_asked_as_the_whole_run_does() {
+        let mut units = [
+            unit(7, 20, 3, Some("B0001")),
+            unit(8, 23, 1, None),
+            unit(11, 40, 4, Some("B0004 ünï")),
+            unit(12, 44, 2, Some("")),
+        ];
+        units[2].detail = serde_json::json!({"DOCNUM": "0000000000000001"});
+        let blob = pack(units.iter()).unwrap();
+        let whole = unpack_blob(&blob).unwrap();
+        let run = RunIndex::new(5, 7, 13, &blob).unwrap();
+        for seq in 0..15 {
+            let expected = whole.iter().find(|u| u.seq == seq).cloned();
+            assert_eq!(run.get(seq).unwrap(), expected, "seq {seq}");
+        }
+        assert!(run.holds(5, 12) && !run.holds(5, 13) && !run.holds(6, 8));
+    }
+
+    #[test]
     fn a_damaged_run_is_an_error_not_a_panic() {
         let units = [unit(0, 0, 3, Some("B1")), unit(1, 3, 3, Some("B2"))];
         let mut raw = Vec::new();
@@ -526,6 +621,7 @@ mod tests {
             .unwrap();
         for cut in 0..raw.len() {
             assert!(read_units(&raw[..cut]).is_none(), "cut at {cut}");
+            assert!(index_units(&raw[..cut]).is_none(), "cut at {cut}");
         }
         assert!(unpack_blob(b"not deflate at all").is_err());
         // A count of a billion units in a few bytes allocates nothing much.
