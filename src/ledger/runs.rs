@@ -112,16 +112,13 @@ pub(super) fn units_between(
     let rows = row_units(conn, file_id, from, to, limit)?;
     let mut packed = Vec::new();
     let mut st = conn.prepare_cached(
-        &format!("SELECT packed FROM unit_runs WHERE file_id=?1 AND {FROM_RUN} AND end_seq > ?2 AND first_seq < ?3 ORDER BY first_seq"),
+        &format!("SELECT first_seq, end_seq, packed FROM unit_runs WHERE file_id=?1 AND {FROM_RUN} AND end_seq > ?2 AND first_seq < ?3 ORDER BY first_seq"),
     )?;
     let mut q = st.query(params![file_id, from, to])?;
     while let Some(r) = q.next()? {
-        let blob: Vec<u8> = r.get(0)?;
-        packed.extend(
-            unpack_blob(&blob)?
-                .into_iter()
-                .filter(|u| u.seq >= from && u.seq < to),
-        );
+        let blob: Vec<u8> = r.get(2)?;
+        let run = RunIndex::new(file_id, r.get(0)?, r.get(1)?, &blob)?;
+        run.between(from, to, limit - packed.len().min(limit), &mut packed)?;
         if packed.len() >= limit {
             break;
         }
@@ -482,11 +479,26 @@ impl RunIndex {
         let Ok(i) = self.at.binary_search_by_key(&seq, |a| a.0) else {
             return Ok(None);
         };
+        self.decode(i).map(Some)
+    }
+
+    /// Adds its units with `from <= seq < to` to `out`, at most `limit` of them.
+    fn between(&self, from: i64, to: i64, limit: usize, out: &mut Vec<StoredUnit>) -> Result<()> {
+        let start = self.at.partition_point(|a| a.0 < from);
+        let end = self
+            .at
+            .partition_point(|a| a.0 < to)
+            .min(start.saturating_add(limit));
+        for i in start..end.max(start) {
+            out.push(self.decode(i)?);
+        }
+        Ok(())
+    }
+
+    fn decode(&self, i: usize) -> Result<StoredUnit> {
         let (_, offset, mut steps) = self.at[i];
         let mut buf = &self.raw[offset..];
-        read_unit(&mut buf, &mut steps)
-            .map(Some)
-            .ok_or_else(|| corrupt("a packed run of units is cut short"))
+        read_unit(&mut buf, &mut steps).ok_or_else(|| corrupt("a packed run of units is cut short"))
     }
 }
 

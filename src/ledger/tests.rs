@@ -514,19 +514,20 @@ fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
         1 => UnitStatus::Rejected,
         _ => UnitStatus::Skipped,
     };
-    // Every unit but those between 600 and 1100, and every seventh.
-    let rows: Vec<UnitRow> = (0..1500)
-        .filter(|s| !(600..1100).contains(s) && s % 7 != 0)
+    // Every unit but those between 2400 and 4400, and every seventh: windows of 2,048
+    // (files.rs) end in and after the gap.
+    let rows: Vec<UnitRow> = (0..6000)
+        .filter(|s| !(2400..4400).contains(s) && s % 7 != 0)
         .map(|s| unit_row(s, status(s)))
         .collect();
     let tx = l.batch(f.id).unwrap();
     tx.write_units(f.id, &rows, &[]).unwrap();
     tx.commit().unwrap();
     let outcomes = LedgerOutcomes::new(&l, f.id);
-    let asked = (0..1600).chain([5, 1499, 3, 20, 10, 1100, 1098]);
+    let asked = (0..6400).chain([5, 5999, 3, 20, 10, 4400, 4398]);
     for seq in asked {
-        let want =
-            (seq < 1500 && !(600..1100).contains(&seq) && seq % 7 != 0).then(|| status(seq as i64));
+        let want = (seq < 6000 && !(2400..4400).contains(&seq) && seq % 7 != 0)
+            .then(|| status(seq as i64));
         assert_eq!(outcomes.get(seq).map(|u| u.status), want, "unit {seq}");
     }
     assert!(outcomes.failure().is_none());
