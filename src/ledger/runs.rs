@@ -131,8 +131,9 @@ pub(super) fn unit_at(conn: &Connection, file_id: i64, seq: i64) -> Result<Optio
     UnitReader::new(conn).get(file_id, seq)
 }
 
-/// Looks up single units, keeping the last run it unpacked: asked in file order (a page of
-/// dead letters, a chunk's records), each run is unpacked once, not once a unit.
+/// Looks up single units, keeping the last run it inflated (a [`RunIndex`]): asked in file
+/// order (a page of dead letters, a chunk's records), each run is inflated once, not once a
+/// unit, and only the units asked are decoded.
 pub(super) struct UnitReader<'c> {
     conn: &'c Connection,
     /// The run looked at last.
