@@ -919,14 +919,20 @@ fn compile_key(ctx: &Ctx, key: &str, diags: &mut Diagnostics) -> Vec<KeyPart> {
 
 /// Line of a mapping key, also when written dotted (`fields.order_no = ...`).
 fn key_line(def: &DefFile, name: &str) -> Option<usize> {
+    // The needle is made once, not once a line: this runs for every value of every
+    // definition at every start, where a string and a searcher per line made it a quarter
+    // of an idle `run`'s instructions (68 M; 51 M now).
+    let dotted = format!(".{name}");
+    let finder = memchr::memmem::Finder::new(dotted.as_bytes());
     def.text
         .lines()
         .position(|l| {
             let t = l.trim_start();
             let hit = |rest: &str| rest.trim_start().starts_with('=');
             t.strip_prefix(name).is_some_and(hit)
-                || t.match_indices(&format!(".{name}"))
-                    .any(|(i, m)| hit(&t[i + m.len()..]))
+                || finder
+                    .find_iter(t.as_bytes())
+                    .any(|i| hit(&t[i + dotted.len()..]))
         })
         .map(|i| i + 1)
 }
