@@ -665,7 +665,8 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
                     continue;
                 }
             };
-            let Some(last) = ctx.check_steps(&from, None, &format!("list {target}"), line, diags)
+            let Some(last) =
+                ctx.check_steps(&from, None, &format!("list {target}"), &|| line, diags)
             else {
                 continue;
             };
@@ -823,13 +824,14 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Checks that each step is a declared child of the previous one. Returns the last
-    /// segment (`Some(None)` = root context unchanged) or `None` on error.
+    /// segment (`Some(None)` = root context unchanged) or `None` on error. `line` is asked
+    /// only for an error (finding it searches the file's text).
     fn check_steps(
         &self,
         p: &SegPath,
         context: Option<&str>,
         what: &str,
-        line: Option<usize>,
+        line: &dyn Fn() -> Option<usize>,
         diags: &mut Diagnostics,
     ) -> Option<Option<String>> {
         let mut cur: Option<String> = if p.absolute {
@@ -842,7 +844,7 @@ impl Ctx<'_> {
                 if cur.is_some() {
                     diags.error(
                         &self.def.path,
-                        line,
+                        line(),
                         format!("{what}: EDI_DC40 is only under the IDoc root (use /EDI_DC40)"),
                     );
                     return None;
@@ -853,7 +855,7 @@ impl Ctx<'_> {
             let Some(sd) = self.segments.get(&step.seg) else {
                 diags.error(
                     &self.def.path,
-                    line,
+                    line(),
                     format!("{what}: segment {} is not defined in this file", step.seg),
                 );
                 return None;
@@ -861,7 +863,7 @@ impl Ctx<'_> {
             if sd.parent != cur {
                 diags.error(
                     &self.def.path,
-                    line,
+                    line(),
                     format!(
                         "{what}: segment {} is not a child of {}",
                         step.seg,
@@ -891,7 +893,7 @@ fn compile_key(ctx: &Ctx, key: &str, diags: &mut Diagnostics) -> Vec<KeyPart> {
         let inner = &rest[open + 1..open + close];
         match SegPath::parse(inner) {
             Ok(p) if p.field.is_some() => {
-                if ctx.check_steps(&p, None, "key", line, diags).is_some() {
+                if ctx.check_steps(&p, None, "key", &|| line, diags).is_some() {
                     parts.push(KeyPart::Path(inner.to_string(), p));
                 }
             }
@@ -921,7 +923,8 @@ fn compile_key(ctx: &Ctx, key: &str, diags: &mut Diagnostics) -> Vec<KeyPart> {
 fn key_line(def: &DefFile, name: &str) -> Option<usize> {
     // The needle is made once, not once a line: this runs for every value of every
     // definition at every start, where a string and a searcher per line made it a quarter
-    // of an idle `run`'s instructions (68 M; 51 M now).
+    // of an idle `run`'s instructions (68 M; 51 M with one needle, 41 M with the line
+    // searched only for an error, see `compile_value`).
     let dotted = format!(".{name}");
     let finder = memchr::memmem::Finder::new(dotted.as_bytes());
     def.text
@@ -944,7 +947,10 @@ fn compile_value(
     context: Option<&str>,
     diags: &mut Diagnostics,
 ) -> Option<ValueDef> {
-    let line = key_line(ctx.def, name);
+    // Only an error needs the line, and finding it searches the whole file (for each of
+    // a catalog's values, at every start).
+    let found = std::cell::OnceCell::new();
+    let line = || *found.get_or_init(|| key_line(ctx.def, name));
     let (paths_txt, mut vd) = match v {
         ValueSpec::Path(_) | ValueSpec::Paths(_) => (
             match v {
@@ -970,7 +976,7 @@ fn compile_value(
             if paths.is_empty() == f.constant.is_none() {
                 diags.error(
                     &ctx.def.path,
-                    line,
+                    line(),
                     format!("{name}: give either `path` or `const`"),
                 );
                 return None;
@@ -996,18 +1002,18 @@ fn compile_value(
                 if sp.field.is_none() {
                     diags.error(
                         &ctx.def.path,
-                        line,
+                        line(),
                         format!("{name}: path '{p}' must end in a field"),
                     );
                     ok = false;
-                } else if ctx.check_steps(&sp, context, name, line, diags).is_none() {
+                } else if ctx.check_steps(&sp, context, name, &line, diags).is_none() {
                     ok = false;
                 } else {
                     vd.paths.push(sp);
                 }
             }
             Err(e) => {
-                diags.error(&ctx.def.path, line, format!("{name}: {e}"));
+                diags.error(&ctx.def.path, line(), format!("{name}: {e}"));
                 ok = false;
             }
         }
