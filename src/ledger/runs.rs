@@ -329,15 +329,17 @@ fn pack<'u>(units: impl ExactSizeIterator<Item = &'u UnitRow>) -> Result<Vec<u8>
     let mut raw = Vec::with_capacity(64 * units.len());
     raw.push(LAYOUT);
     put_unsigned(&mut raw, units.len() as u64);
-    let (mut seq, mut ordinal, mut first) = (0i64, 0i64, (0i64, 0i64, 0i64));
+    let mut steps = Steps::default();
     for u in units {
         let pos = (u.pos.line as i64, u.pos.byte as i64, u.pos.record as i64);
-        put(&mut raw, u.seq - seq);
-        put(&mut raw, u.first_ordinal - ordinal);
-        put(&mut raw, u.line_count);
-        put(&mut raw, pos.0 - first.0);
-        put(&mut raw, pos.1 - first.1);
-        put(&mut raw, pos.2 - first.2);
+        put_steps(
+            &mut raw,
+            &mut steps,
+            u.seq,
+            u.first_ordinal,
+            u.line_count,
+            pos,
+        );
         put_bytes(&mut raw, Some(u.label.as_bytes()));
         put_bytes(&mut raw, u.key.as_deref().map(str::as_bytes));
         put_bytes(&mut raw, u.pos.locator.as_deref().map(str::as_bytes));
@@ -347,7 +349,6 @@ fn pack<'u>(units: impl ExactSizeIterator<Item = &'u UnitRow>) -> Result<Vec<u8>
             false => Some(serde_json::to_string(&u.detail)?),
         };
         put_bytes(&mut raw, detail.as_deref().map(str::as_bytes));
-        (seq, ordinal, first) = (u.seq, u.first_ordinal + u.line_count, pos);
     }
     deflate(&[&raw], "units")
 }
@@ -410,6 +411,29 @@ struct Steps {
     seq: i64,
     ordinal: i64,
     first: (i64, i64, i64),
+}
+
+/// Writes one unit's numbers as steps from the unit before ([`take_steps`] reads them).
+fn put_steps(
+    raw: &mut Vec<u8>,
+    steps: &mut Steps,
+    seq: i64,
+    first_ordinal: i64,
+    line_count: i64,
+    first: (i64, i64, i64),
+) {
+    let f = steps.first;
+    for n in [seq - steps.seq, first_ordinal - steps.ordinal, line_count] {
+        put(raw, n);
+    }
+    for n in [first.0 - f.0, first.1 - f.1, first.2 - f.2] {
+        put(raw, n);
+    }
+    *steps = Steps {
+        seq,
+        ordinal: first_ordinal + line_count,
+        first,
+    };
 }
 
 /// Takes one unit's numbers off `buf`: its first ordinal and line count; `steps` moves on.
@@ -574,8 +598,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_run_gives_back_every_unit_it_was_given_with_gaps_and_absent_fields() {
+    /// Units with seq gaps, an absent and an empty key, a non-ASCII key, and a detail.
+    fn sample_units() -> [UnitRow; 4] {
         let mut units = [
             unit(7, 20, 3, Some("B0001")),
             unit(8, 23, 1, None),
@@ -583,6 +607,12 @@ mod tests {
             unit(12, 44, 2, Some("")),
         ];
         units[2].detail = serde_json::json!({"DOCNUM": "0000000000000001", "MANDT": "715"});
+        units
+    }
+
+    #[test]
+    fn a_run_gives_back_every_unit_it_was_given_with_gaps_and_absent_fields() {
+        let units = sample_units();
         let back = unpack_blob(&pack(units.iter()).unwrap()).unwrap();
         assert_eq!(back.len(), units.len());
         for (b, u) in back.iter().zip(&units) {
@@ -608,14 +638,7 @@ mod tests {
 
     #[test]
     fn an_indexed_run_decodes_the_unit_asked_as_the_whole_run_does() {
-        let mut units = [
-            unit(7, 20, 3, Some("B0001")),
-            unit(8, 23, 1, None),
-            unit(11, 40, 4, Some("B0004 ünï")),
-            unit(12, 44, 2, Some("")),
-        ];
-        units[2].detail = serde_json::json!({"DOCNUM": "0000000000000001"});
-        let blob = pack(units.iter()).unwrap();
+        let blob = pack(sample_units().iter()).unwrap();
         let whole = unpack_blob(&blob).unwrap();
         let run = RunIndex::new(5, 7, 13, &blob).unwrap();
         for seq in 0..15 {
