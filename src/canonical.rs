@@ -426,12 +426,12 @@ pub fn content_hash(json: &str) -> String {
     blake3::hash(json.as_bytes()).to_hex()[..32].to_string()
 }
 
-fn is_date_field(name: &str) -> bool {
+pub(crate) fn is_date_field(name: &str) -> bool {
     name.ends_with("_date") || name == "valid_from"
 }
 
 /// A `%Y-%m-%d` date naming a real day.
-fn is_iso_date(s: &str) -> bool {
+pub(crate) fn is_iso_date(s: &str) -> bool {
     parse_iso_date(s).is_some()
 }
 
@@ -508,13 +508,27 @@ impl Record {
     }
 
     /// [`Record::build`] of a body borrowed from where a mapping found its values, as the
-    /// formats build it: no JSON copy of it first.
+    /// formats build it: no JSON copy of it first. A body that plainly fits the contract is
+    /// written by [`crate::canonical_json`]; the typed structs answer the rest.
     pub fn build_body(
         entity: Entity,
         key: impl Into<String>,
         body: Body<'_>,
     ) -> Result<Record, Reason> {
         let key = business_key(key.into())?;
+        match crate::canonical_json::write(entity, &body) {
+            Some(json) => Ok(Record::finish(entity, key, json)),
+            None => Record::build_typed(entity, key, body),
+        }
+    }
+
+    /// `body` made into the contract's struct and serialized from it: the definition of
+    /// what a body means, errors and their messages included.
+    pub(crate) fn build_typed(
+        entity: Entity,
+        key: String,
+        body: Body<'_>,
+    ) -> Result<Record, Reason> {
         check_dates(&body)?;
         let json = match entity {
             Entity::Order => typed_json::<Order>(body)?,

@@ -11,6 +11,7 @@
 pub mod bundled;
 pub mod canonical;
 pub mod canonical_body;
+mod canonical_json;
 pub mod commands;
 pub mod config;
 pub mod console;
