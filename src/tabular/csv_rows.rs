@@ -334,6 +334,12 @@ impl CsvRows {
             };
             return Ok(CsvItem::Row(row, Some(reason)));
         }
+        // A UTF-8 file's record is checked once here, not again by the check for bytes
+        // that are not text and by the copy of its raw text.
+        let utf8 = match self.decoding {
+            Decoding::Utf8 { .. } => std::str::from_utf8(raw_bytes).ok(),
+            _ => None,
+        };
         let problem = match memchr::memchr(0, raw_bytes) {
             Some(i) => Some(
                 Reason::new(
@@ -345,12 +351,26 @@ impl CsvRows {
                 )
                 .value("\\0"),
             ),
+            None if utf8.is_some() => None,
             None => self.undecodable(raw_bytes, pos.byte),
+        };
+        // The fields' text checked as one: where it is UTF-8, each field that begins and
+        // ends on a character boundary is that text (a field cut inside a character, out
+        // of bytes that were not UTF-8 in the record, is decoded on its own as before).
+        let fields = match self.decoding {
+            Decoding::Utf8 { .. } | Decoding::Transcode(_) => {
+                std::str::from_utf8(&self.out[..outlen]).ok()
+            }
+            _ => None,
         };
         let mut cells = Vec::with_capacity(endlen);
         let mut from = 0;
         for &to in &self.ends[..endlen] {
-            let text = self.decode(&self.out[from..to.min(outlen)]);
+            let range = from..to.min(outlen);
+            let text = match fields.and_then(|all| all.get(range.clone())) {
+                Some(t) => std::borrow::Cow::Borrowed(t),
+                None => self.decode(&self.out[range]),
+            };
             from = to;
             cells.push(if text.is_empty() {
                 Cell::Empty
@@ -368,7 +388,10 @@ impl CsvRows {
                 Some(_) if raw_bytes.contains(&0) => {
                     self.decode_lossy(raw_bytes).replace('\0', "\\0")
                 }
-                _ => self.decode_lossy(raw_bytes),
+                _ => match utf8 {
+                    Some(text) => text.to_owned(),
+                    None => self.decode_lossy(raw_bytes),
+                },
             },
         };
         Ok(CsvItem::Row(row, problem))
@@ -599,6 +622,19 @@ mod tests {
         };
         assert_eq!(p.rule, "nul-byte");
         assert!(p.message.contains("byte 9"), "{}", p.message);
+    }
+
+    #[test]
+    fn a_character_cut_by_a_delimiter_is_two_bad_cells_not_one_good_one() {
+        // The fields' bytes together read as "é" (C3 A9); the record, and each field on
+        // its own, are not UTF-8.
+        let it = items_in(b"\xc3,\xa9\nok,\xc3\xa9\n", Encoding::Utf8, 1 << 20);
+        let r = rows(&it);
+        let bad = "\u{FFFD}".to_string();
+        assert_eq!(r[0].3, vec![bad.clone(), bad]);
+        assert_eq!(r[0].4.as_deref(), Some("encoding"));
+        assert_eq!(r[1].3, vec!["ok".to_string(), "é".to_string()]);
+        assert_eq!(r[1].4, None);
     }
 
     #[test]

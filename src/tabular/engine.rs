@@ -920,7 +920,12 @@ fn check_cell<'r>(
             Ok(None)
         };
     }
-    let n = text.chars().count();
+    // Counted only where a length is checked; ASCII text (nearly all) has one per byte.
+    let n = match (f.min_length, f.max_length) {
+        (None, None) => 0,
+        _ if text.is_ascii() => text.len(),
+        _ => text.chars().count(),
+    };
     if let Some(m) = f.min_length {
         if n < m {
             return Err(err(
