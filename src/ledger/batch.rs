@@ -95,7 +95,18 @@ fn key_of(entity: &str, key: &str) -> String {
 }
 
 /// `head VALUES (?1, …), (…) tail` for `rows` rows of `width` values each.
-fn values_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
+/// The versions and the holders among the keys a batch asks about, followed by the keys
+/// as `VALUES` and [`ASKED_SQL`]. The keys are a subquery, not a bare list: SQLite 3.40
+/// (Debian 12's) answers `(entity, key) IN (VALUES …)` by scanning the table, every
+/// version and key the ledger ever made for every 200 keys of a batch. The bundled SQLite
+/// searches the primary key for either form; a test pins that it does.
+pub(super) const VERSIONS_OF_SQL: &str = "SELECT DISTINCT entity, key FROM versions \
+     WHERE (entity, key) IN (SELECT column1, column2 FROM (";
+pub(super) const HOLDERS_OF_SQL: &str =
+    "SELECT entity, key FROM keys WHERE (entity, key) IN (SELECT column1, column2 FROM (";
+pub(super) const ASKED_SQL: &str = ") AS asked)";
+
+pub(super) fn values_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6 + 16);
     sql.push_str(head);
@@ -287,10 +298,7 @@ impl BatchTx<'_> {
         keys: impl IntoIterator<Item = (&'k str, &'k str)>,
     ) -> Result<()> {
         self.flush_versions()?;
-        *self.absent.borrow_mut() = self.without_rows(
-            "SELECT DISTINCT entity, key FROM versions WHERE (entity, key) IN (",
-            keys,
-        )?;
+        *self.absent.borrow_mut() = self.without_rows(VERSIONS_OF_SQL, keys)?;
         Ok(())
     }
 
@@ -301,10 +309,7 @@ impl BatchTx<'_> {
         keys: impl IntoIterator<Item = (&'k str, &'k str)>,
     ) -> Result<()> {
         self.flush_keys()?;
-        *self.unheld.borrow_mut() = self.without_rows(
-            "SELECT entity, key FROM keys WHERE (entity, key) IN (",
-            keys,
-        )?;
+        *self.unheld.borrow_mut() = self.without_rows(HOLDERS_OF_SQL, keys)?;
         Ok(())
     }
 
@@ -320,7 +325,7 @@ impl BatchTx<'_> {
         keys.dedup();
         let mut absent: HashSet<String> = keys.iter().map(|(e, k)| key_of(e, k)).collect();
         for chunk in keys.chunks(ROWS_PER_INSERT * 2) {
-            let sql = values_sql_once(select_in, 2, chunk.len(), ")");
+            let sql = values_sql_once(select_in, 2, chunk.len(), ASKED_SQL);
             let args = chunk
                 .iter()
                 .flat_map(|(e, k)| [Value::Text(e), Value::Text(k)]);

@@ -1,7 +1,7 @@
 //! The console's ledger questions over a small hand-made ledger: two decided files with
 //! rejected documents, deliveries delivered and dead, a reconciliation.
 
-use super::super::testplace::{on_both, Place};
+use super::super::testplace::{on_both, plan, Place};
 use super::super::*;
 
 on_both!(
@@ -281,31 +281,6 @@ fn a_decided_file_supersedes_older_versions_of_its_keys_still_waiting_for_the_sa
             "erp F1 dead",
         ]
     );
-}
-
-/// The plan SQLite chose for `sql` (parameters left NULL), one step per line.
-fn plan(l: &Ledger, sql: &str) -> String {
-    let mut st = l
-        .conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-        .unwrap();
-    // The highest `?N` is the statement's parameter count.
-    let count = sql
-        .split('?')
-        .skip(1)
-        .filter_map(|t| {
-            let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-            t[..end].parse::<usize>().ok()
-        })
-        .max()
-        .unwrap_or(0);
-    let nulls = vec![Option::<i64>::None; count];
-    let steps = st
-        .query_map(super::super::db::params_from_iter(nulls.iter()), |r| {
-            r.get::<_, String>(3)
-        })
-        .unwrap();
-    steps.map(|s| s.unwrap()).collect::<Vec<_>>().join("\n")
 }
 
 /// Versions are keyed by entity first; a question about a key of any entity scanned

@@ -48,3 +48,28 @@ macro_rules! on_both {
     };
 }
 pub(crate) use on_both;
+
+/// The plan SQLite chose for `sql` (parameters left NULL), one step per line.
+pub(crate) fn plan(l: &Ledger, sql: &str) -> String {
+    let mut st = l
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap();
+    // The highest `?N` is the statement's parameter count.
+    let count = sql
+        .split('?')
+        .skip(1)
+        .filter_map(|t| {
+            let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            t[..end].parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0);
+    let nulls = vec![Option::<i64>::None; count];
+    let steps = st
+        .query_map(super::db::params_from_iter(nulls.iter()), |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap();
+    steps.map(|s| s.unwrap()).collect::<Vec<_>>().join("\n")
+}

@@ -1,6 +1,6 @@
 //! The ledger on its own: schema, claims, the stall guard's counting, corruption.
 
-use super::testplace::{on_both, Place};
+use super::testplace::{on_both, plan, Place};
 use super::*;
 use crate::format::UnitStatus;
 
@@ -484,6 +484,26 @@ fn a_batch_answers_holders_from_what_it_looked_up_and_took(p: Place) {
     let tx = l.batch(b.id).unwrap();
     assert_eq!(tx.holder("claim", "C249").unwrap().unwrap().unit_seq, 249);
     assert_eq!(tx.holder("product", "K2").unwrap().unwrap().file_id, b.id);
+}
+
+/// A batch asks which of its keys have versions and holders 200 at a time; a plan that
+/// scanned the table (SQLite 3.40's for a bare `IN (VALUES …)`) would read every version
+/// and key the ledger ever made for each 200.
+#[test]
+fn a_batch_looks_its_keys_up_by_index_instead_of_scanning_the_ledger() {
+    let p = Place::sqlite();
+    let l = p.open();
+    for head in [batch::VERSIONS_OF_SQL, batch::HOLDERS_OF_SQL] {
+        let sql = batch::values_sql(head, 2, 200, batch::ASKED_SQL);
+        let plan = plan(&l, &sql);
+        assert!(
+            !plan
+                .lines()
+                .any(|s| s.starts_with("SCAN versions") || s.starts_with("SCAN keys")),
+            "{sql}\n{plan}"
+        );
+        assert!(plan.contains("USING PRIMARY KEY"), "{sql}\n{plan}");
+    }
 }
 
 fn unit_row(seq: i64, status: UnitStatus) -> UnitRow {
