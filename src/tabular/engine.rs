@@ -302,7 +302,7 @@ fn drop_columns<T>(cells: &mut Vec<T>, ascending: &[usize]) {
 /// A cell's text trimmed, borrowed where the cell holds text (the group key of every row).
 fn trimmed_text(cell: &Cell) -> std::borrow::Cow<'_, str> {
     match cell {
-        Cell::Text(s) => std::borrow::Cow::Borrowed(s.trim()),
+        Cell::Text(s) => std::borrow::Cow::Borrowed(super::cell_text::trim(s)),
         other => std::borrow::Cow::Owned(other.to_text().trim().to_string()),
     }
 }
@@ -650,7 +650,11 @@ impl TabularReader {
                 Some(i) if self.def.fields[i].sensitive => mask(&g.key),
                 _ => g.key.clone(),
             };
-            let label = format!("{} {}", self.def.map.entity, shown);
+            let entity = self.def.map.entity.as_str();
+            let mut label = String::with_capacity(entity.len() + 1 + shown.len());
+            label.push_str(entity);
+            label.push(' ');
+            label.push_str(&shown);
             self.emit(label, g.rows, g.lines, g.split, g.oversize);
             if let Some(last) = self.out.back_mut() {
                 last.1 = g.continues;
@@ -892,12 +896,18 @@ fn check_cell<'r>(
     let f = &def.fields[i];
     let cell = row.cells.get(i).unwrap_or(&Cell::Empty);
     let full = cell.as_text();
-    let text = if f.trim { full.trim() } else { &full };
+    let text = if f.trim {
+        super::cell_text::trim(&full)
+    } else {
+        &full
+    };
     // The cell's own text for the value when it already reads as the value would be
     // written (no copy), else the value as written.
     let same = |canonical: bool, written: &dyn Fn() -> String| -> Cow<'r, str> {
         match &full {
-            Cow::Borrowed(b) if canonical => Cow::Borrowed(if f.trim { b.trim() } else { b }),
+            Cow::Borrowed(b) if canonical => {
+                Cow::Borrowed(if f.trim { super::cell_text::trim(b) } else { b })
+            }
             _ => Cow::Owned(written()),
         }
     };

@@ -81,7 +81,7 @@ impl Cell {
     pub fn is_empty(&self) -> bool {
         match self {
             Cell::Empty => true,
-            Cell::Text(s) => s.trim().is_empty(),
+            Cell::Text(s) => cell_text::trim(s).is_empty(),
             _ => false,
         }
     }
