@@ -183,13 +183,13 @@ impl<'de> Deserializer<'de> for Body<'de> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::canonical::{Entity, Record};
     use serde_json::json;
 
     /// The body a mapping would build for `v`: maps and lists as nodes, text borrowed.
-    fn nodes(v: &Value) -> Body<'_> {
+    pub(crate) fn nodes(v: &Value) -> Body<'_> {
         match v {
             Value::Object(m) => Body::Map(m.iter().map(|(k, v)| (k.as_str(), nodes(v))).collect()),
             Value::Array(a) => Body::List(a.iter().map(nodes).collect()),

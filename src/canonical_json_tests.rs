@@ -1,7 +1,6 @@
 //! The tables against the contract structs, and the writer against the typed path on
 //! bodies made to hit every kind's edges.
 
-use std::borrow::Cow;
 use std::cell::Cell;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -12,6 +11,7 @@ use crate::canonical::{
     Customer, Invoice, InvoiceLine, Order, OrderAck, OrderAckLine, OrderLine, Party, Product,
     Record, Shipment, ShipmentLine, Supplier,
 };
+use crate::canonical_body::tests::nodes;
 
 /// A deserializer that only notes the field names a struct asks for.
 struct Probe<'c>(&'c Cell<&'static [&'static str]>);
@@ -191,27 +191,6 @@ fn body_for(table: &[Field], rng: &mut Rng, depth: usize) -> Value {
     Value::Object(map)
 }
 
-/// The body a mapping builds for `v`: maps and lists as nodes, text borrowed.
-fn nodes(v: &Value) -> Body<'_> {
-    match v {
-        Value::Object(m) => Body::Map(m.iter().map(|(k, v)| (k.as_str(), nodes(v))).collect()),
-        Value::Array(a) => Body::List(a.iter().map(nodes).collect()),
-        Value::String(s) => Body::Str(Cow::Borrowed(s)),
-        Value::Bool(b) => Body::Bool(*b),
-        other => Body::Json(other),
-    }
-}
-
-const ENTITIES: [Entity; 7] = [
-    Entity::Order,
-    Entity::OrderAck,
-    Entity::Invoice,
-    Entity::Shipment,
-    Entity::Customer,
-    Entity::Product,
-    Entity::Supplier,
-];
-
 /// Checks `body` both ways: what the writer writes is what the typed path writes; counts
 /// `(written, left to the typed path)`.
 fn compare(entity: Entity, body: Body<'_>, counts: &mut (usize, usize)) {
@@ -229,7 +208,7 @@ fn compare(entity: Entity, body: Body<'_>, counts: &mut (usize, usize)) {
 #[test]
 fn what_the_writer_writes_is_what_the_typed_path_writes() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for entity in ENTITIES {
+    for entity in Entity::ALL {
         let mut counts = (0, 0);
         for _ in 0..3000 {
             let v = body_for(fields_of(entity), &mut rng, 0);
