@@ -1,9 +1,6 @@
 //! The tables against the contract structs, and the writer against the typed path on
 //! bodies made to hit every kind's edges.
 
-use std::cell::Cell;
-
-use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::{json, Value};
 
 use super::*;
@@ -12,39 +9,7 @@ use crate::canonical::{
     Record, Shipment, ShipmentLine, Supplier,
 };
 use crate::canonical_body::tests::nodes;
-
-/// A deserializer that only notes the field names a struct asks for.
-struct Probe<'c>(&'c Cell<&'static [&'static str]>);
-
-impl<'de> Deserializer<'de> for Probe<'_> {
-    type Error = de::value::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-        Err(de::Error::custom("not a struct"))
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        fields: &'static [&'static str],
-        _: V,
-    ) -> Result<V::Value, Self::Error> {
-        self.0.set(fields);
-        Err(de::Error::custom("noted"))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-        ignored_any
-    }
-}
-
-fn names_of<'de, T: Deserialize<'de>>() -> Vec<&'static str> {
-    let noted = Cell::new(&[][..]);
-    let _ = T::deserialize(Probe(&noted));
-    noted.get().to_vec()
-}
+use crate::tabular::contract::names as names_of;
 
 fn names(table: &[Field]) -> Vec<&'static str> {
     table.iter().map(|f| f.name).collect()

@@ -52,7 +52,8 @@ impl<'de> de::Deserializer<'de> for &mut Capture {
     }
 }
 
-fn names<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+/// The fields of `T` in declaration order, as its derived `Deserialize` lists them.
+pub(crate) fn names<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
     let mut c = Capture(None);
     let _ = T::deserialize(&mut c);
     c.0.map(|f| f.to_vec()).unwrap_or_default()
