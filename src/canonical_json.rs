@@ -10,6 +10,8 @@
 //! parse or a date that is not a day is `None`, and the typed path answers it, with its
 //! message. So the structs stay the one definition; the tests hold the tables to them.
 
+use std::io::{self, Write};
+
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
@@ -399,18 +401,23 @@ fn write_list<'b>(
 }
 
 /// Text as serde_json writes a string: plain text as it is, anything to escape by
-/// serde_json itself.
-fn write_text(text: &str, out: &mut Vec<u8>) {
+/// serde_json itself. The outbox's lines write their strings with it too.
+pub(crate) fn json_string(w: &mut impl Write, text: &str) -> io::Result<()> {
     let plain = text
         .bytes()
         .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
     if plain {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
+        w.write_all(b"\"")?;
+        w.write_all(text.as_bytes())?;
+        w.write_all(b"\"")
     } else {
-        let _ = serde_json::to_writer(&mut *out, text);
+        serde_json::to_writer(w, text).map_err(io::Error::other)
     }
+}
+
+/// [`json_string`] into the record's bytes, which take every write.
+fn write_text(text: &str, out: &mut Vec<u8>) {
+    let _ = json_string(out, text);
 }
 
 /// A decimal read as `rust_decimal`'s serde reads one from text, written as it writes it.
