@@ -7,10 +7,11 @@
 //! write with every batch; so the restarted reader reads the header as usual, then passes
 //! over the committed part picking out only the group column ([`CsvRows::skip_to`]: memchr
 //! jumps where they find what csv-core would, csv-core elsewhere), which rebuilds exactly
-//! the set an uninterrupted read had at the mark: every data row's key closes its group before any later unit starts. Where that
-//! equivalence would not hold — spreadsheets (their rows are not a byte stream), a unit
-//! that continues a group cut at `max_unit_lines` (its group is open across the mark) — no
-//! mark is given, and the engine skips committed units as before.
+//! the set an uninterrupted read had at the mark: every data row's key closes its group
+//! before any later unit starts. Where that equivalence would not hold — spreadsheets
+//! (their rows are not a byte stream), a unit that continues a group cut at
+//! `max_unit_lines` (its group is open across the mark) — no mark is given, and the
+//! engine skips committed units as before.
 
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]
