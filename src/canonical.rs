@@ -509,7 +509,7 @@ impl Record {
 
     /// [`Record::build`] of a body borrowed from where a mapping found its values, as the
     /// formats build it: no JSON copy of it first. A body that plainly fits the contract is
-    /// written by [`crate::canonical_json`]; the typed structs answer the rest.
+    /// written by `canonical_json`; the typed structs answer the rest.
     pub fn build_body(
         entity: Entity,
         key: impl Into<String>,
