@@ -190,11 +190,12 @@ impl Sink for Outbox {
     }
 
     fn publish(&self, file: &FileTag, chunks: &[ChunkRow]) -> io::Result<()> {
+        let mut moves = Vec::with_capacity(chunks.len());
         for c in chunks {
             let staged = Path::new(&c.staged_path);
             let target = Path::new(&c.outbox_path);
             if staged.exists() {
-                fsutil::move_file(staged, target)?;
+                moves.push((staged, target));
             } else if !target.exists() {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
@@ -205,6 +206,7 @@ impl Sink for Outbox {
                 ));
             }
         }
+        fsutil::move_files(&moves)?;
         self.remove_staging_dir(file)
     }
 
