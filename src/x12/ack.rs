@@ -22,24 +22,47 @@ const AK5_SEGMENTS_IN_ERROR: u64 = 5;
 
 /// Strips delimiters and control characters from a value echoed back to the partner.
 fn clean(v: &str, max: usize) -> String {
-    v.chars()
+    let mut out = String::new();
+    push_clean(&mut out, v, max);
+    out
+}
+
+/// [`clean`] appended to `out`: its first `max` characters kept, then trimmed. An ack
+/// has a line or two per set, and a 997 for an interchange of 100,000 sets made each of
+/// its values twice over (kept, then trimmed) before formatting them into a third.
+fn push_clean(out: &mut String, v: &str, max: usize) {
+    let start = out.len();
+    let kept = v
+        .chars()
         .filter(|c| !matches!(c, '*' | '~' | ':' | '^') && !c.is_control())
-        .take(max)
-        .collect::<String>()
-        .trim()
-        .to_string()
+        .take(max);
+    for c in kept {
+        if out.len() > start || !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    let end = start + out[start..].trim_end().len();
+    out.truncate(end);
 }
 
 fn seg_id(v: &str) -> String {
-    let id: String = v
+    let mut out = String::new();
+    push_seg_id(&mut out, v);
+    out
+}
+
+/// A segment id echoed back: its first three capitals or digits, `ZZZ` when fewer than
+/// two, appended to `out`.
+fn push_seg_id(out: &mut String, v: &str) {
+    let start = out.len();
+    let id = v
         .chars()
         .filter(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        .take(3)
-        .collect();
-    if id.len() < 2 {
-        "ZZZ".into()
-    } else {
-        id
+        .take(3);
+    out.extend(id);
+    if out.len() - start < 2 {
+        out.truncate(start);
+        out.push_str("ZZZ");
     }
 }
 
@@ -287,11 +310,16 @@ fn set_segments(
             None => s.detail,
         })
         .unwrap_or_default();
-    body.push(format!("AK2*{}*{}", seg_id(&set.st01), clean(&set.st02, 9)));
+    let mut ak2 = String::with_capacity(8 + set.st02.len());
+    ak2.push_str("AK2*");
+    push_seg_id(&mut ak2, &set.st01);
+    ak2.push('*');
+    push_clean(&mut ak2, &set.st02, 9);
+    body.push(ak2);
     segment_notes(&detail, is_999, body);
     let ak5 = if is_999 { "IK5" } else { "AK5" };
     if ok {
-        body.push(format!("{ak5}*A"));
+        body.push(if is_999 { "IK5*A" } else { "AK5*A" }.to_string());
     } else {
         let tail: String = set_codes(&detail, error)
             .iter()
@@ -411,6 +439,51 @@ mod tests {
         assert_eq!(seg_id("n1"), "ZZZ");
         assert_eq!(seg_id("N1"), "N1");
         assert_eq!(pad("ab", 4), "ab  ");
+    }
+
+    /// Appending to a line writes what the functions that made a value of their own wrote:
+    /// kept characters, cut at `max`, trimmed (Unicode white space too), after text
+    /// already on the line.
+    #[test]
+    fn echoed_values_appended_are_the_values_made_alone() {
+        let old_clean = |v: &str, max: usize| -> String {
+            v.chars()
+                .filter(|c| !matches!(c, '*' | '~' | ':' | '^') && !c.is_control())
+                .take(max)
+                .collect::<String>()
+                .trim()
+                .to_string()
+        };
+        let old_seg_id = |v: &str| -> String {
+            let id: String = v
+                .chars()
+                .filter(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                .take(3)
+                .collect();
+            if id.len() < 2 {
+                "ZZZ".into()
+            } else {
+                id
+            }
+        };
+        let parts = [
+            "", " ", "\u{3000}", "\t", "*", "~", "A", "b", "7", "é", "\u{85}", " x ", ":^", "N1",
+        ];
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    let v = format!("{a}{b}{c}{b}");
+                    for max in [0, 1, 2, 3, 9] {
+                        let mut line = String::from("AK2*");
+                        push_clean(&mut line, &v, max);
+                        assert_eq!(line, format!("AK2*{}", old_clean(&v, max)), "{v:?} {max}");
+                    }
+                    let mut line = String::from("AK3*");
+                    push_seg_id(&mut line, &v);
+                    assert_eq!(line, format!("AK3*{}", old_seg_id(&v)), "{v:?}");
+                }
+            }
+        }
     }
 
     #[test]
