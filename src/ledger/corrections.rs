@@ -42,7 +42,9 @@ impl Ledger {
         let (seq, ordinal) = after.unwrap_or((-1, -1));
         let mut st = self.conn.prepare_cached(
             "SELECT u.seq, l.ordinal, l.line, l.byte, l.record, l.status, l.rule, l.message, \
-             (SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1) \
+             COALESCE((SELECT n.byte FROM lines n WHERE n.file_id = l.file_id AND n.ordinal = l.ordinal + 1), \
+             (SELECT v.byte FROM units v WHERE v.file_id = u.file_id AND v.seq = u.seq + 1 \
+              AND v.first_ordinal = l.ordinal + 1)) \
              FROM units u JOIN lines l ON l.file_id = u.file_id \
              AND l.ordinal >= max(u.first_ordinal, ?3 + 1) AND l.ordinal < u.first_ordinal + u.line_count \
              WHERE u.file_id = ?1 AND u.status = 'rejected' AND u.seq >= ?2 \
@@ -67,18 +69,21 @@ impl Ledger {
     }
 
     /// Fills the next line's byte of a page's lines where the statement found none (no row
-    /// for it): the first line of the unit after theirs, which may be packed (see runs.rs).
-    /// Asked in file order, each run is unpacked once; the unit after is looked for by its
-    /// seq, not by walking the units after it (the units with rows are far apart when the
-    /// applied ones between are packed: that walk went to the end of the file, per line).
+    /// for the line, nor for the unit after starting there): the first line of the unit
+    /// after theirs, which may be packed (see runs.rs). Asked in file order, each run is
+    /// unpacked once; the unit after is looked for by its seq, not by walking the units
+    /// after it (the units with rows are far apart when the applied ones between are
+    /// packed: that walk went to the end of the file, per line), and only its numbers are
+    /// decoded.
     fn next_bytes_from_runs(
         &self,
         file_id: i64,
         mut rows: Vec<CorrectionLine>,
     ) -> Result<Vec<CorrectionLine>> {
-        let mut units = super::runs::UnitReader::new(&self.conn);
+        use super::runs::{Decode, UnitReader};
+        let mut units = UnitReader::new(&self.conn);
         for r in rows.iter_mut().filter(|r| r.next_byte.is_none()) {
-            let next = match units.get(file_id, r.unit_seq + 1)? {
+            let next = match units.get_packed(file_id, r.unit_seq + 1, Decode::Outcome)? {
                 Some(u) => Some(u),
                 None => {
                     super::runs::units_between(&self.conn, file_id, r.unit_seq + 1, i64::MAX, 1)?

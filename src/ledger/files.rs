@@ -646,8 +646,7 @@ impl Ledger {
 
     /// The outcomes of units `from..to` of a file, in order (units without a row left out).
     pub fn unit_summaries(&self, file_id: i64, from: u64, to: u64) -> Result<Vec<UnitSummary>> {
-        let units =
-            super::runs::units_between(&self.conn, file_id, from as i64, to as i64, usize::MAX)?;
+        let units = super::runs::outcomes_between(&self.conn, file_id, from as i64, to as i64)?;
         units
             .into_iter()
             .map(|u| {
@@ -697,9 +696,11 @@ pub struct LedgerOutcomes<'a> {
     failed: std::cell::RefCell<Option<LedgerError>>,
 }
 
-/// Units read ahead per query. A window inflates every packed run it touches (runs.rs):
-/// at 512 an X12 batch's run of ~700 sets was inflated about twice over; at 2,048 most runs
-/// are inflated once, and a window of IDoc outcomes (a control record each) stays near 1 MB.
+/// Units read ahead per query, at least: a window inflates every packed run it touches
+/// (runs.rs), so it is stretched to the end of the run it ends in, and each run is
+/// inflated once (at 2,048 units and no more, an X12 batch's run of ~700 sets was inflated
+/// 1.4 times on average). A window of IDoc outcomes (a control record each) stays near
+/// 1 MB, and a batch's run more.
 const OUTCOME_WINDOW: u64 = 2048;
 
 impl<'a> LedgerOutcomes<'a> {
@@ -727,6 +728,13 @@ impl UnitOutcomes for LedgerOutcomes<'_> {
             self.covers.set(seq..covers.end);
         } else {
             let to = seq.saturating_add(OUTCOME_WINDOW);
+            let to = match super::runs::window_end(&self.ledger.conn, self.file_id, to as i64) {
+                Ok(end) => end as u64,
+                Err(e) => {
+                    self.failed.borrow_mut().get_or_insert(e);
+                    return None;
+                }
+            };
             match self.ledger.unit_summaries(self.file_id, seq, to) {
                 Ok(units) => *window = units.into(),
                 Err(e) => {

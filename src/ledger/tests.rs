@@ -523,7 +523,8 @@ fn unit_row(seq: i64, status: UnitStatus) -> UnitRow {
 }
 
 /// Outcomes are read a window at a time for acknowledgements; units without a row (and
-/// windows that end in a gap) are told as before, in order or not.
+/// windows that end in a gap, or stretch to the end of a batch's run) are told as before,
+/// in order or not, a packed unit with its detail.
 fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
     use crate::format::UnitOutcomes;
     let mut l = p.open();
@@ -536,19 +537,27 @@ fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
     };
     // Every unit but those between 2400 and 4400, and every seventh: windows of 2,048
     // (files.rs) end in and after the gap.
+    let detail = |seq: i64| serde_json::json!({ "n": seq });
     let rows: Vec<UnitRow> = (0..6000)
         .filter(|s| !(2400..4400).contains(s) && s % 7 != 0)
-        .map(|s| unit_row(s, status(s)))
+        .map(|s| UnitRow {
+            detail: detail(s),
+            ..unit_row(s, status(s))
+        })
         .collect();
-    let tx = l.batch(f.id).unwrap();
-    tx.write_units(f.id, &rows, &[]).unwrap();
-    tx.commit().unwrap();
+    // Batches of 700 units, each applied unit of one packed into its batch's run.
+    for batch in rows.chunk_by(|a, b| a.seq / 700 == b.seq / 700) {
+        let tx = l.batch(f.id).unwrap();
+        tx.write_units(f.id, batch, &[]).unwrap();
+        tx.commit().unwrap();
+    }
     let outcomes = LedgerOutcomes::new(&l, f.id);
     let asked = (0..6400).chain([5, 5999, 3, 20, 10, 4400, 4398]);
     for seq in asked {
         let want = (seq < 6000 && !(2400..4400).contains(&seq) && seq % 7 != 0)
-            .then(|| status(seq as i64));
-        assert_eq!(outcomes.get(seq).map(|u| u.status), want, "unit {seq}");
+            .then(|| (status(seq as i64), detail(seq as i64)));
+        let got = outcomes.get(seq).map(|u| (u.status, u.detail));
+        assert_eq!(got, want, "unit {seq}");
     }
     assert!(outcomes.failure().is_none());
 }
