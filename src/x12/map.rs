@@ -196,15 +196,7 @@ impl<'a> Ctx<'a> {
     /// this runs for every field of every line a map reads.
     fn extract<'s>(&self, e: &'s FieldExpr, s: &'s Segment) -> Option<Cow<'s, str>> {
         let raw = match &e.qual {
-            Some(quals) => {
-                let from = e.pairs_from.unwrap_or(1);
-                quals.iter().find_map(|q| {
-                    (from..=s.elements().len())
-                        .step_by(2)
-                        .find(|&p| s.el(p) == q)
-                        .map(|p| s.el(p + 1))
-                })?
-            }
+            Some(quals) => s.el(qualified(quals, e.pairs_from.unwrap_or(1), s)? + 1),
             None => s.el(e.el),
         };
         let raw = match e.comp {
@@ -230,6 +222,26 @@ impl<'a> Ctx<'a> {
             },
         )
     }
+}
+
+/// The element holding the qualifier that comes first in `quals`, at its first pair from
+/// element `from` on: one pass over the pairs, not one per qualifier (a PO1's three
+/// qualified fields read its pairs a dozen times).
+fn qualified(quals: &[String], from: usize, s: &Segment) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for p in (from..=s.elements().len()).step_by(2) {
+        let q = s.el(p);
+        let Some(rank) = quals.iter().position(|x| x == q) else {
+            continue;
+        };
+        if best.is_none_or(|(r, _)| rank < r) {
+            best = Some((rank, p));
+            if rank == 0 {
+                break;
+            }
+        }
+    }
+    best.map(|(_, p)| p)
 }
 
 fn cond(c: Option<&super::defs::Cond>, s: &Segment) -> bool {
@@ -276,6 +288,51 @@ fn decimal(v: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value after the qualifier first in the list wins, at its first pair, as a search
+    /// per qualifier in list order found it.
+    #[test]
+    fn a_qualified_value_is_the_one_a_search_per_qualifier_finds() {
+        let d = Delims {
+            elem: super::super::segments::Sep::new('*'),
+            comp: super::super::segments::Sep::new(':'),
+            term: super::super::segments::Sep::new('~'),
+            rep: None,
+        };
+        let per_qualifier = |quals: &[String], from: usize, s: &Segment| {
+            quals.iter().find_map(|q| {
+                (from..=s.elements().len())
+                    .step_by(2)
+                    .find(|&p| s.el(p) == q)
+            })
+        };
+        let quals: Vec<String> = ["VN", "SK", "BP"].map(String::from).to_vec();
+        let pairs = ["VN", "SK", "BP", "UP", "", "VN"];
+        let mut n = 0;
+        for a in pairs {
+            for b in pairs {
+                for c in pairs {
+                    let text = format!("PO1*1*2*EA*3**{a}*x1*{b}*x2*{c}*x3*BP");
+                    let seg = super::super::segments::SegmentReader::new(text.as_bytes(), 1 << 20)
+                        .read_segment(&d)
+                        .unwrap()
+                        .unwrap();
+                    for from in [1, 6, 7] {
+                        for k in 0..=quals.len() {
+                            let q = &quals[..k];
+                            assert_eq!(
+                                qualified(q, from, &seg),
+                                per_qualifier(q, from, &seg),
+                                "{text} {from} {q:?}"
+                            );
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(n > 2000);
+    }
 
     #[test]
     fn dates_and_decimals_convert() {
