@@ -150,7 +150,8 @@ pub(crate) fn acknowledge(
         clean(&ic.isa.sender, 15)
     };
     let ctl = acks.next_control_number(&partner, "ISA")? % 1_000_000_000;
-    let mut segs = vec![isa_segment(ic, ctl)];
+    let mut segs = Segs::default();
+    segs.push(&isa_segment(ic, ctl));
     let ending = Ending {
         error,
         here: ic.trailer_error.is_some(),
@@ -164,7 +165,7 @@ pub(crate) fn acknowledge(
             kinds.push(kind);
         }
         let gs_ctl = acks.next_control_number(&partner, "GS")? % 1_000_000_000;
-        segs.extend(group_segments(g, &v, gs_ctl, outcomes, &ending, last));
+        group_segments(g, &v, gs_ctl, outcomes, &ending, last, &mut segs);
     }
     // pyx12's interchange map (the validator the acks are checked with) expects the TA1
     // after the functional groups, which is also where pyx12 itself writes it.
@@ -174,20 +175,16 @@ pub(crate) fn acknowledge(
             None if error.is_some() => ("R", "024"),
             None => ("A", "000"),
         };
-        segs.push(format!(
+        segs.push(&format!(
             "TA1*{}*{}*{}*{status}*{code}",
             pad(&ic.isa.control, 9),
             pad(&ic.isa.date, 6),
             pad(&ic.isa.time, 4),
         ));
     }
-    segs.push(format!("IEA*{}*{ctl:09}", ic.groups.len()));
+    segs.push(&format!("IEA*{}*{ctl:09}", ic.groups.len()));
     let kind = kinds.first().copied().unwrap_or("TA1").to_string();
-    let mut content = String::new();
-    for s in &segs {
-        content.push_str(s);
-        content.push_str("~\n");
-    }
+    let content = segs.text;
     Ok(Some(Outbound {
         file_name: format!(
             "{}-{kind}-{ctl:09}.x12",
@@ -218,6 +215,30 @@ fn isa_segment(ic: &Interchange, ctl: u64) -> String {
     )
 }
 
+/// The acknowledgement's text, written a segment at a time as it is made. A 997 for an
+/// interchange of 86,000 sets was 172,000 strings in vectors, then copied into one text:
+/// a third of the acknowledgement's time (in perf) was the kernel zeroing the fresh memory
+/// they took.
+#[derive(Default)]
+struct Segs {
+    text: String,
+    /// Segments written.
+    count: usize,
+}
+
+impl Segs {
+    fn push(&mut self, seg: &str) {
+        self.text.push_str(seg);
+        self.end();
+    }
+
+    /// Ends the segment written into `text` since the one before.
+    fn end(&mut self) {
+        self.text.push_str("~\n");
+        self.count += 1;
+    }
+}
+
 /// GS, the 997/999 answering one inbound group, and GE.
 fn group_segments(
     g: &GroupRec,
@@ -226,15 +247,24 @@ fn group_segments(
     outcomes: &dyn UnitOutcomes,
     ending: &Ending,
     last: bool,
-) -> Vec<String> {
+    segs: &mut Segs,
+) {
     let now = chrono::Utc::now();
-    let mut body: Vec<String> = Vec::new();
-    body.push(if v.is_999 {
-        "ST*999*0001*005010X231A1".to_string()
+    segs.push(&format!(
+        "GS*FA*{}*{}*{}*{}*{gs_ctl}*X*{}",
+        clean(&g.gs03, 15),
+        clean(&g.gs02, 15),
+        now.format("%Y%m%d"),
+        now.format("%H%M"),
+        v.gs08,
+    ));
+    let st = segs.count;
+    segs.push(if v.is_999 {
+        "ST*999*0001*005010X231A1"
     } else {
-        "ST*997*0001".to_string()
+        "ST*997*0001"
     });
-    body.push(if v.is_999 {
+    segs.push(&if v.is_999 {
         format!(
             "AK1*{}*{}*{}",
             seg_id(&g.gs01),
@@ -248,40 +278,25 @@ fn group_segments(
     let mut received = 0u64;
     for set in &g.sets {
         received += 1;
-        accepted += u64::from(set_segments(
-            set,
-            v.is_999,
-            outcomes,
-            ending.error,
-            &mut body,
-        ));
+        accepted += u64::from(set_segments(set, v.is_999, outcomes, ending.error, segs));
     }
     if let Some(open) = &g.open_set {
         received += 1;
-        body.push(format!(
+        segs.push(&format!(
             "AK2*{}*{}",
             seg_id(&open.st01),
             clean(&open.st02, 9)
         ));
-        body.push(format!(
+        segs.push(&format!(
             "{}*R*{}",
             if v.is_999 { "IK5" } else { "AK5" },
             open.code
         ));
     }
-    body.push(ak9(g, accepted, received, ending, last));
-    body.push(format!("SE*{}*0001", body.len() + 1));
-    let mut out = vec![format!(
-        "GS*FA*{}*{}*{}*{}*{gs_ctl}*X*{}",
-        clean(&g.gs03, 15),
-        clean(&g.gs02, 15),
-        now.format("%Y%m%d"),
-        now.format("%H%M"),
-        v.gs08,
-    )];
-    out.extend(body);
-    out.push(format!("GE*1*{gs_ctl}"));
-    out
+    segs.push(&ak9(g, accepted, received, ending, last));
+    // SE01 counts the segments from ST through SE.
+    segs.push(&format!("SE*{}*0001", segs.count - st + 1));
+    segs.push(&format!("GE*1*{gs_ctl}"));
 }
 
 /// AK2, AK3/AK4 (IK3/IK4) and AK5/IK5 of one set; true if it is acknowledged as accepted.
@@ -290,7 +305,7 @@ fn set_segments(
     is_999: bool,
     outcomes: &dyn UnitOutcomes,
     error: Option<&FileError>,
-    body: &mut Vec<String>,
+    segs: &mut Segs,
 ) -> bool {
     let summary = outcomes.get(set.seq);
     let ok = error.is_none()
@@ -310,28 +325,27 @@ fn set_segments(
             None => s.detail,
         })
         .unwrap_or_default();
-    let mut ak2 = String::with_capacity(8 + set.st02.len());
-    ak2.push_str("AK2*");
-    push_seg_id(&mut ak2, &set.st01);
-    ak2.push('*');
-    push_clean(&mut ak2, &set.st02, 9);
-    body.push(ak2);
-    segment_notes(&detail, is_999, body);
+    segs.text.push_str("AK2*");
+    push_seg_id(&mut segs.text, &set.st01);
+    segs.text.push('*');
+    push_clean(&mut segs.text, &set.st02, 9);
+    segs.end();
+    segment_notes(&detail, is_999, segs);
     let ak5 = if is_999 { "IK5" } else { "AK5" };
     if ok {
-        body.push(if is_999 { "IK5*A" } else { "AK5*A" }.to_string());
+        segs.push(if is_999 { "IK5*A" } else { "AK5*A" });
     } else {
         let tail: String = set_codes(&detail, error)
             .iter()
             .map(|c| format!("*{c}"))
             .collect();
-        body.push(format!("{ak5}*R{tail}"));
+        segs.push(&format!("{ak5}*R{tail}"));
     }
     ok
 }
 
 /// AK3/AK4 (IK3/IK4) from the errors the set's job stored, in segment order.
-fn segment_notes(detail: &serde_json::Value, is_999: bool, body: &mut Vec<String>) {
+fn segment_notes(detail: &serde_json::Value, is_999: bool, segs: &mut Segs) {
     let Some(issues) = detail["ak3"].as_array() else {
         return;
     };
@@ -348,7 +362,7 @@ fn segment_notes(detail: &serde_json::Value, is_999: bool, body: &mut Vec<String
         let sid = seg_id(i["seg"].as_str().unwrap_or(""));
         let key = (sid.clone(), pos, code);
         if code != 8 || last.as_ref() != Some(&key) {
-            body.push(format!("{ak3}*{sid}*{pos}**{code}"));
+            segs.push(&format!("{ak3}*{sid}*{pos}**{code}"));
         }
         last = Some(key);
         if let Some(e) = i["element"].as_object() {
@@ -364,7 +378,7 @@ fn segment_notes(detail: &serde_json::Value, is_999: bool, body: &mut Vec<String
             } else {
                 format!("*{value}")
             };
-            body.push(format!("{ak4}*{epos}**{ecode}{tail}"));
+            segs.push(&format!("{ak4}*{epos}**{ecode}{tail}"));
         }
     }
 }
