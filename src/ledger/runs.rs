@@ -119,8 +119,8 @@ pub(super) enum Decode {
     /// Its numbers (seq, first ordinal, line count, first line's place) and detail: what
     /// its outcome needs (status and reasons are those of every packed unit), and where it
     /// starts. Its label is left empty, and its key, locator and spans out: an
-    /// acknowledgement asks the outcome of every unit of a file, and made five texts
-    /// each, the 997 of a 100,000-set interchange decoded 400,000 it never read.
+    /// acknowledgement asks the outcome of every unit of a file, and decoding them whole,
+    /// the 997 of a 100,000-set interchange made 400,000 texts it never read.
     Outcome,
 }
 

@@ -154,13 +154,14 @@ fn quoted_newlines_and_every_row_of_the_document_are_copied_exactly() {
 
 /// A rejected row ends where the next line starts, whatever keeps that line: a row of its
 /// own (a rejected document), its document's row only (a duplicate of another file's
-/// order: no row per line), or nothing but a packed run (an applied document).
+/// order: no row per line), or nothing but a packed run (an applied document); the last
+/// one ends with the file.
 #[test]
 fn rejected_rows_end_where_the_next_line_starts_whatever_keeps_it() {
     let mut s = Setup::new(&[("t.toml", &orders_def(",", "utf-8", true))]);
     s.process("t1.csv", b"order_no,note,qty\nA,first,1\n");
     let data = "order_no,note,qty\nX,bad,-1\nA,again,1\nY,bad,-1\nB,ok,2\nW,bad,-1\nV,bad,-1\n\
-                Z,bad,-1\r\nC,ok,3\n";
+                Z,bad,-1\r\nC,ok,3\nE,bad,-1";
     let row = s.process("t2.csv", data.as_bytes());
     let statuses: Vec<String> = s.units(&row).into_iter().map(|(_, st)| st).collect();
     assert_eq!(
@@ -174,13 +175,14 @@ fn rejected_rows_end_where_the_next_line_starts_whatever_keeps_it() {
             "rejected",
             "rejected",
             "rejected",
-            "applied"
+            "applied",
+            "rejected"
         ]
     );
     let got = String::from_utf8(std::fs::read(s.corrections(&row).unwrap()).unwrap()).unwrap();
     let expected = format!(
         "order_no,note,qty,tallyman_error\nX,bad,-1,\"{MIN}\"\nY,bad,-1,\"{MIN}\"\n\
-         W,bad,-1,\"{MIN}\"\nV,bad,-1,\"{MIN}\"\nZ,bad,-1,\"{MIN}\"\r\n"
+         W,bad,-1,\"{MIN}\"\nV,bad,-1,\"{MIN}\"\nZ,bad,-1,\"{MIN}\"\r\nE,bad,-1,\"{MIN}\""
     );
     assert_eq!(got, expected);
 }

@@ -293,10 +293,11 @@ mod tests {
     /// per qualifier in list order found it.
     #[test]
     fn a_qualified_value_is_the_one_a_search_per_qualifier_finds() {
+        use crate::x12::segments::{SegmentReader, Sep};
         let d = Delims {
-            elem: super::super::segments::Sep::new('*'),
-            comp: super::super::segments::Sep::new(':'),
-            term: super::super::segments::Sep::new('~'),
+            elem: Sep::new('*'),
+            comp: Sep::new(':'),
+            term: Sep::new('~'),
             rep: None,
         };
         let per_qualifier = |quals: &[String], from: usize, s: &Segment| {
@@ -313,7 +314,7 @@ mod tests {
             for b in pairs {
                 for c in pairs {
                     let text = format!("PO1*1*2*EA*3**{a}*x1*{b}*x2*{c}*x3*BP");
-                    let seg = super::super::segments::SegmentReader::new(text.as_bytes(), 1 << 20)
+                    let seg = SegmentReader::new(text.as_bytes(), 1 << 20)
                         .read_segment(&d)
                         .unwrap()
                         .unwrap();

@@ -866,7 +866,7 @@ mod tests {
             format!("{ISA}\nGS*PO*A*B~\r\nST*850*1~\nBEG*00\r\n*SA~ S\nE*2*1~"),
             format!("{isa_nl}GS*PO*A*B\r\nST*850*1\nSE*2*1\n"),
             format!("{ISA}BIN*5*a~b*c~SE*1*1~TOOLONGID*1~SE~"),
-            format!("{ISA}GS *PO~ N1*BY~N3~FIFTEENCHARSID*1~SIXTEENCHARS_ID*1~PO1\r*1~SE*1~"),
+            format!("{ISA}GS *PO~ N1*BY~N3~FOURTEENCHARID*1~SIXTEENCHARS_IDS*1~PO1\r*1~SE*1~"),
         ];
         for text in &texts {
             let (mut read, mut skip) = (
