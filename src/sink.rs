@@ -222,7 +222,6 @@ impl Sink for Outbox {
     }
 }
 
-/// About the bytes of `entity`'s lines among `records` (the head's JSON is a few hundred).
 /// The write buffer of a staged chunk.
 const STAGE_BUFFER: usize = 1 << 20;
 

@@ -237,6 +237,15 @@ impl Segs {
         self.text.push_str("~\n");
         self.count += 1;
     }
+
+    /// The AK2 of a set (ST01, ST02), written in place.
+    fn ak2(&mut self, st01: &str, st02: &str) {
+        self.text.push_str("AK2*");
+        push_seg_id(&mut self.text, st01);
+        self.text.push('*');
+        push_clean(&mut self.text, st02, 9);
+        self.end();
+    }
 }
 
 /// GS, the 997/999 answering one inbound group, and GE.
@@ -282,11 +291,7 @@ fn group_segments(
     }
     if let Some(open) = &g.open_set {
         received += 1;
-        segs.push(&format!(
-            "AK2*{}*{}",
-            seg_id(&open.st01),
-            clean(&open.st02, 9)
-        ));
+        segs.ak2(&open.st01, &open.st02);
         segs.push(&format!(
             "{}*R*{}",
             if v.is_999 { "IK5" } else { "AK5" },
@@ -325,11 +330,7 @@ fn set_segments(
             None => s.detail,
         })
         .unwrap_or_default();
-    segs.text.push_str("AK2*");
-    push_seg_id(&mut segs.text, &set.st01);
-    segs.text.push('*');
-    push_clean(&mut segs.text, &set.st02, 9);
-    segs.end();
+    segs.ak2(&set.st01, &set.st02);
     segment_notes(&detail, is_999, segs);
     let ak5 = if is_999 { "IK5" } else { "AK5" };
     if ok {
