@@ -86,6 +86,15 @@ fn opt(t: Option<&str>) -> Value<'_> {
 
 /// `entity\0key`, the form keys take in a batch's sets; built by hand, as it runs several
 /// times per record on the committing thread (5% of its time with `format!`, X12).
+/// Whether a rejected unit's reasons are its rejected lines' rows (reasons.rs), `lines`
+/// being the batch's line rows in ordinal order.
+fn told_by_lines(u: &UnitRow, lines: &[LineRow]) -> bool {
+    let from = lines.partition_point(|l| l.ordinal < u.first_ordinal);
+    let to = lines.partition_point(|l| l.ordinal < u.first_ordinal + u.line_count);
+    u.status == crate::format::UnitStatus::Rejected
+        && super::reasons::told_by_rows(&u.reasons, lines[from..to.max(from)].iter())
+}
+
 fn key_of(entity: &str, key: &str) -> String {
     let mut k = String::with_capacity(entity.len() + 1 + key.len());
     k.push_str(entity);
@@ -503,15 +512,16 @@ impl BatchTx<'_> {
             }
         }
         super::runs::write_run(&self.tx, file_id, &packed)?;
-        self.write_unit_rows(file_id, &rows)
+        self.write_unit_rows(file_id, &rows, lines)
     }
 
-    fn write_unit_rows(&self, file_id: i64, units: &[&UnitRow]) -> Result<()> {
+    fn write_unit_rows(&self, file_id: i64, units: &[&UnitRow], lines: &[LineRow]) -> Result<()> {
         // The text each row binds, made first: the values borrow it.
         let mut texts = Vec::with_capacity(units.len());
         for u in units {
             let reasons = match u.reasons.is_empty() {
                 true => None,
+                false if told_by_lines(u, lines) => Some(super::reasons::FROM_LINES.to_owned()),
                 false => Some(serde_json::to_string(&u.reasons)?),
             };
             let detail = match u.detail.is_null() {

@@ -2,12 +2,14 @@
 //! done — or abandoned, failed, restarted. Each step is one statement or one transaction,
 //! so a crash between two steps leaves a state the next run knows how to continue from.
 
+use std::collections::HashMap;
+
 use super::db::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::model::{file_row, ChunkRow, FileRow, FileState, Outcome, FILE_COLS};
 use super::{now, Ledger, LedgerError, Result};
 use crate::format::{Outbound, UnitOutcomes, UnitStatus, UnitSummary};
-use crate::unit::Position;
+use crate::unit::{Position, Reason};
 
 /// A file about to be claimed.
 #[derive(Debug, Clone)]
@@ -647,14 +649,16 @@ impl Ledger {
     /// The outcomes of units `from..to` of a file, in order (units without a row left out).
     pub fn unit_summaries(&self, file_id: i64, from: u64, to: u64) -> Result<Vec<UnitSummary>> {
         let units = super::runs::outcomes_between(&self.conn, file_id, from as i64, to as i64)?;
+        let mut told = lines_told(&self.conn, file_id, &units)?;
         units
             .into_iter()
             .map(|u| {
                 Ok(UnitSummary {
                     seq: u.seq as u64,
                     status: UnitStatus::parse(&u.status),
-                    reasons: match u.reasons {
-                        Some(s) => serde_json::from_str(&s)?,
+                    reasons: match u.reasons.as_deref() {
+                        Some(super::reasons::FROM_LINES) => told.remove(&u.seq).unwrap_or_default(),
+                        Some(s) => serde_json::from_str(s)?,
                         None => Vec::new(),
                     },
                     detail: match u.detail {
@@ -679,6 +683,28 @@ impl Ledger {
             .query_map(params, file_row)?
             .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows.into_iter().map(|f| self.resolved(f)).collect())
+    }
+}
+
+/// The reasons of those of `units` that keep them in their lines' rows (reasons.rs), by
+/// seq: one statement over the lines of all of them.
+fn lines_told(
+    conn: &Connection,
+    file_id: i64,
+    units: &[super::runs::StoredUnit],
+) -> Result<HashMap<i64, Vec<(Position, Reason)>>> {
+    let told = units
+        .iter()
+        .filter(|u| u.reasons.as_deref() == Some(super::reasons::FROM_LINES));
+    let ordinals = told.fold(None, |span: Option<(i64, i64)>, u| {
+        let end = u.first_ordinal + u.line_count;
+        Some(span.map_or((u.first_ordinal, end), |(a, b)| {
+            (a.min(u.first_ordinal), b.max(end))
+        }))
+    });
+    match ordinals {
+        Some((from, to)) => super::reasons::told(conn, file_id, from..to),
+        None => Ok(HashMap::new()),
     }
 }
 

@@ -26,6 +26,7 @@ mod made;
 mod maint;
 mod model;
 mod query;
+mod reasons;
 mod reconcile;
 mod review;
 mod roots;

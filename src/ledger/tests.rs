@@ -15,6 +15,7 @@ on_both!(
     abandon_and_restart_forget_the_attempts_rows,
     a_batch_answers_holders_from_what_it_looked_up_and_took,
     outcomes_read_ahead_answer_every_unit_as_its_row_says,
+    a_rejected_units_reasons_read_back_as_written_whether_kept_once_or_as_json,
     packed_units_read_back_as_their_rows_did_until_unpacked,
     versions_a_file_made_are_found_from_its_lists_while_still_its_own,
 );
@@ -558,6 +559,134 @@ fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
             .then(|| (status(seq as i64), detail(seq as i64)));
         let got = outcomes.get(seq).map(|u| (u.status, u.detail));
         assert_eq!(got, want, "unit {seq}");
+    }
+    assert!(outcomes.failure().is_none());
+}
+
+/// A rejected unit's reasons that are its rejected lines' rows are kept there only
+/// (reasons.rs); every other unit keeps them as JSON. Either way an acknowledgement reads
+/// back what was written.
+fn a_rejected_units_reasons_read_back_as_written_whether_kept_once_or_as_json(p: Place) {
+    use crate::format::UnitOutcomes;
+    use crate::unit::{Position, Reason};
+    let mut l = p.open();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("a"), run).unwrap();
+    let whole = Reason::new("rejected-with-document", "rejected as a whole");
+    let bad = Reason::new("min", "too small")
+        .field("quantity")
+        .value("-1");
+    let blank = Reason::new("blank", "a blank line");
+    // Each unit: its status, its lines' (status, reason), and the reasons it was given
+    // as indexes of its lines, the last one maybe a unit error at its first line.
+    type Case<'a> = (
+        UnitStatus,
+        Vec<(&'static str, &'a Reason)>,
+        Vec<usize>,
+        Option<Reason>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            UnitStatus::Rejected,
+            vec![
+                ("rejected", &whole),
+                ("rejected", &bad),
+                ("rejected", &whole),
+            ],
+            vec![0, 1, 2],
+            None,
+        ),
+        (
+            UnitStatus::Rejected,
+            vec![
+                ("rejected", &bad),
+                ("skipped", &blank),
+                ("rejected", &whole),
+            ],
+            vec![0, 2],
+            None,
+        ),
+        (
+            UnitStatus::Rejected,
+            vec![("rejected", &bad), ("rejected", &whole)],
+            vec![0, 1],
+            Some(Reason::new("conflict", "key held")),
+        ),
+        (
+            UnitStatus::Rejected,
+            vec![("rejected", &bad)],
+            vec![],
+            Some(bad.clone().at("Prices!E8")),
+        ),
+        (UnitStatus::Applied, vec![("rejected", &bad)], vec![0], None),
+        (
+            UnitStatus::Rejected,
+            vec![("rejected", &whole), ("rejected", &bad)],
+            vec![1],
+            None,
+        ),
+    ];
+    let (mut units, mut lines, mut ordinal) = (Vec::new(), Vec::new(), 0i64);
+    for (seq, (status, unit_lines, given, unit_error)) in cases.iter().enumerate() {
+        let seq = seq as i64;
+        let pos = |i: usize| {
+            Position::new(
+                (ordinal + i as i64 + 1) as u64,
+                10 * (ordinal + i as i64) as u64,
+                1,
+            )
+        };
+        let mut reasons: Vec<_> = given
+            .iter()
+            .map(|&i| (pos(i), unit_lines[i].1.clone()))
+            .collect();
+        reasons.extend(unit_error.iter().map(|r| (pos(0), r.clone())));
+        for (i, (st, r)) in unit_lines.iter().enumerate() {
+            lines.push(LineRow {
+                ordinal: ordinal + i as i64,
+                unit_seq: seq,
+                pos: pos(i),
+                status: st,
+                key: None,
+                reason: Some((*r).clone()),
+                raw: Some("x".into()),
+            });
+        }
+        units.push(UnitRow {
+            first_ordinal: ordinal,
+            line_count: unit_lines.len() as i64,
+            pos: pos(0),
+            reasons,
+            ..unit_row(seq, *status)
+        });
+        ordinal += unit_lines.len() as i64;
+    }
+    let tx = l.batch(f.id).unwrap();
+    tx.write_lines(f.id, &lines).unwrap();
+    tx.write_units(f.id, &units, &lines).unwrap();
+    tx.commit().unwrap();
+    let kept: Vec<String> = (0..units.len() as i64)
+        .map(|seq| {
+            l.conn
+                .query_row(
+                    "SELECT reasons FROM units WHERE file_id=?1 AND seq=?2",
+                    db::params![f.id, seq],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        })
+        .collect();
+    let once: Vec<bool> = kept.iter().map(|k| k == reasons::FROM_LINES).collect();
+    assert_eq!(once, [true, true, false, false, false, false], "{kept:?}");
+    let outcomes = LedgerOutcomes::new(&l, f.id);
+    for u in &units {
+        let got = outcomes.get(u.seq as u64).unwrap();
+        assert_eq!(
+            (got.status, &got.reasons),
+            (u.status, &u.reasons),
+            "unit {}",
+            u.seq
+        );
     }
     assert!(outcomes.failure().is_none());
 }
