@@ -783,7 +783,7 @@ impl UnitOutcomes for LedgerOutcomes<'_> {
 /// their size (an ack repeats the same few segments for every document it answers).
 fn compress(content: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write;
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), super::runs::packing());
     z.write_all(content)?;
     Ok(z.finish()?)
 }
