@@ -36,6 +36,15 @@ pub fn fields_of(entity: Entity) -> Vec<&'static str> {
 
 pub use crate::canonical::content_hash;
 
+/// Whether the content hash a version was stored with (`stored`, as the ledger reads it
+/// back) is that of content hashed as `incoming` ([`content_hash`]). The ledger keeps a
+/// hash's first 16 hex digits (64 bits; ledger/model.rs `StoredHash`), older ledgers all
+/// 32; either is compared as far as it goes.
+pub fn same_hash(stored: &str, incoming: &str) -> bool {
+    stored == incoming
+        || (stored.len() == 16 && incoming.len() == 32 && incoming.starts_with(stored))
+}
+
 /// What the ledger holds for a key now.
 #[derive(Debug, Clone)]
 pub struct Current {
@@ -110,7 +119,7 @@ pub fn classify(inc: &Incoming, current: Option<&Current>) -> Verdict {
         // applied data is kept: versions written by an older tallyman hashed the body with
         // its keys sorted, and the same content must not become a new version or a
         // conflict because of that.
-        cur.hash == inc.hash || cur.data.as_ref().is_some_and(|d| *d == incoming())
+        same_hash(&cur.hash, inc.hash) || cur.data.as_ref().is_some_and(|d| *d == incoming())
     };
     match (same, inc.identity, same_file) {
         (true, _, _) => Verdict::Same,
@@ -244,6 +253,33 @@ mod tests {
             unit_seq: 0,
             forced_fp: None,
         }
+    }
+
+    #[test]
+    fn a_version_kept_with_the_first_half_of_its_hash_is_told_as_a_whole_one_was() {
+        let old = json!({"sku": "S1", "price": "10.00"});
+        let new = json!({"sku": "S1", "price": "12.00"});
+        let (old_s, new_s) = (old.to_string(), new.to_string());
+        let (old_h, new_h) = (hash(&old), hash(&new));
+        for stored in [&old_h[..16], &old_h[..]] {
+            for (identity, changed) in [
+                (Identity::Upsert, Verdict::NewVersion(4)),
+                (Identity::CreateOnce, Verdict::Conflict(Vec::new())),
+            ] {
+                // Without the data, the hash alone decides.
+                let mut cur = current(stored, old.clone());
+                cur.data = None;
+                let same = classify(&incoming(identity, &old_s, &old_h), Some(&cur));
+                assert_eq!(same, Verdict::Same, "{stored} {identity:?}");
+                let got = classify(&incoming(identity, &new_s, &new_h), Some(&cur));
+                assert_eq!(got, changed, "{stored} {identity:?}");
+            }
+        }
+        // Only a 16-digit stored hash is a prefix; anything shorter is compared whole.
+        assert!(same_hash(&old_h[..16], &old_h));
+        assert!(!same_hash(&old_h[..15], &old_h));
+        assert!(!same_hash(&old_h[..16], &old_h[..31]));
+        assert!(!same_hash(&new_h[..16], &old_h));
     }
 
     #[test]

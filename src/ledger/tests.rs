@@ -142,7 +142,7 @@ fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() 
         )
         .unwrap();
     }
-    let l = Ledger::open(&p).unwrap();
+    let mut l = Ledger::open(&p).unwrap();
     let stored: Vec<u8> = l
         .conn
         .query_row("SELECT hash FROM versions WHERE version = 1", [], |r| {
@@ -150,6 +150,29 @@ fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() 
         })
         .unwrap();
     assert_eq!(stored.len(), 16, "the hex hash became its bytes");
+    // and a version written now keeps the first 8 of them (model.rs `StoredHash`).
+    {
+        let tx = l.batch(1).unwrap();
+        tx.add_version(&batch::NewVersion {
+            entity: "order",
+            key: "A",
+            version: 3,
+            hash: &hex,
+            data: None,
+            file_id: 1,
+            unit_seq: 2,
+            ordinal: 0,
+        })
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let newest: Vec<u8> = l
+        .conn
+        .query_row("SELECT hash FROM versions WHERE version = 3", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(newest, stored[..8], "a new version keeps 8 bytes");
     let hashes: Vec<String> = l
         .key_versions(Some("order"), "A")
         .unwrap()
@@ -158,7 +181,7 @@ fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() 
         .collect();
     assert_eq!(
         hashes,
-        vec![String::new(), hex],
+        vec![hex[..16].to_owned(), String::new(), hex.clone()],
         "newest first; '' stays unknown"
     );
     let acks = l.acks(1).unwrap();
