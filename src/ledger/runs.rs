@@ -82,10 +82,11 @@ pub(super) fn write_run(tx: &Transaction, file_id: i64, units: &[(&UnitRow, i64)
     };
     let lines: i64 = units.iter().map(|(u, _)| u.line_count).sum();
     let row_lines: i64 = units.iter().map(|(_, rows)| rows).sum();
+    let details = units.iter().filter(|(u, _)| !u.detail.is_null()).count() as i64;
     let packed = pack(units.iter().map(|(u, _)| *u))?;
     tx.prepare_cached(
-        "INSERT INTO unit_runs(file_id, first_seq, end_seq, first_ordinal, end_ordinal, units, lines, row_lines, packed) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO unit_runs(file_id, first_seq, end_seq, first_ordinal, end_ordinal, units, lines, row_lines, packed, details) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         file_id,
@@ -96,7 +97,8 @@ pub(super) fn write_run(tx: &Transaction, file_id: i64, units: &[(&UnitRow, i64)
         units.len() as i64,
         lines,
         row_lines,
-        packed
+        packed,
+        details
     ])?;
     Ok(())
 }
@@ -122,16 +124,22 @@ pub(super) enum Decode {
     /// acknowledgement asks the outcome of every unit of a file, and decoding them whole,
     /// the 997 of a 100,000-set interchange made 400,000 texts it never read.
     Outcome,
+    /// Its seq and detail only, which a run whose units have no detail (`details` 0)
+    /// tells without being inflated: each of its units is applied, with nothing to say.
+    /// Other runs are decoded as for [`Decode::Outcome`].
+    Status,
 }
 
-/// [`units_between`] for outcomes: packed units decoded as [`Decode::Outcome`] says.
+/// [`units_between`] for acknowledgements, packed units decoded as [`Decode::Status`]
+/// says: a 997 asks the outcome of every set, and inflating and decoding each run was
+/// most of writing it.
 pub(super) fn outcomes_between(
     conn: &Connection,
     file_id: i64,
     from: i64,
     to: i64,
 ) -> Result<Vec<StoredUnit>> {
-    units_decoded(conn, file_id, from, to, usize::MAX, Decode::Outcome)
+    units_decoded(conn, file_id, from, to, usize::MAX, Decode::Status)
 }
 
 /// Where a window of units starting before `seq` had best end: the end of the run that
@@ -159,12 +167,22 @@ fn units_decoded(
     let rows = row_units(conn, file_id, from, to, limit)?;
     let mut packed = Vec::new();
     let mut st = conn.prepare_cached(
-        &format!("SELECT first_seq, end_seq, packed FROM unit_runs WHERE file_id=?1 AND {FROM_RUN} AND end_seq > ?2 AND first_seq < ?3 ORDER BY first_seq"),
+        &format!("SELECT first_seq, end_seq, packed, units, details FROM unit_runs WHERE file_id=?1 AND {FROM_RUN} AND end_seq > ?2 AND first_seq < ?3 ORDER BY first_seq"),
     )?;
     let mut q = st.query(params![file_id, from, to])?;
     while let Some(r) = q.next()? {
+        let (first, end): (i64, i64) = (r.get(0)?, r.get(1)?);
+        // Every row of the window is at hand only when no limit cut them.
+        let whole = limit == usize::MAX;
+        if decode == Decode::Status && whole && r.get::<_, Option<i64>>(4)? == Some(0) {
+            let told = told_applied(&rows, first..end, from..to, r.get(3)?);
+            if let Some(units) = told {
+                packed.extend(units.take(limit - packed.len().min(limit)));
+                continue;
+            }
+        }
         let blob: Vec<u8> = r.get(2)?;
-        let run = RunIndex::new(file_id, r.get(0)?, r.get(1)?, &blob)?;
+        let run = RunIndex::new(file_id, first, end, &blob)?;
         run.between(
             from,
             to,
@@ -177,6 +195,50 @@ fn units_decoded(
         }
     }
     Ok(merge(rows, packed, limit))
+}
+
+/// The units of a run whose units have no detail (`run`, `count` of them), as
+/// [`Decode::Status`] tells them, when the window asked (`window`, whose unit rows are
+/// `rows`) holds the whole run: a run's units are the seqs of its range that have no row
+/// (its batch wrote every unit one way or the other). `None` when that cannot be told
+/// (a run reaching out of the window, or a count that does not add up): the run is
+/// inflated instead.
+fn told_applied<'r>(
+    rows: &'r [StoredUnit],
+    run: std::ops::Range<i64>,
+    window: std::ops::Range<i64>,
+    count: i64,
+) -> Option<impl Iterator<Item = StoredUnit> + 'r> {
+    if run.start < window.start || run.end > window.end {
+        return None;
+    }
+    let from = rows.partition_point(|u| u.seq < run.start);
+    let to = rows.partition_point(|u| u.seq < run.end);
+    let with_rows = &rows[from..to.max(from)];
+    if run.end - run.start - with_rows.len() as i64 != count {
+        return None;
+    }
+    let mut next_row = with_rows.iter().map(|u| u.seq).peekable();
+    let seqs = run.filter(move |&seq| match next_row.peek() {
+        Some(&r) if r == seq => {
+            next_row.next();
+            false
+        }
+        _ => true,
+    });
+    Some(seqs.map(|seq| {
+        StoredUnit::packed(Packed {
+            seq,
+            label: String::new(),
+            key: None,
+            first_ordinal: 0,
+            line_count: 0,
+            first: (0, 0, 0),
+            locator: None,
+            spans: None,
+            detail: None,
+        })
+    }))
 }
 
 /// The unit `seq` of a file, if the ledger has it.
@@ -530,7 +592,7 @@ fn read_unit(buf: &mut &[u8], steps: &mut Steps, decode: Decode) -> Option<Store
             text(take_bytes(buf)?)?,
             take_bytes(buf)?,
         ),
-        Decode::Outcome => {
+        Decode::Outcome | Decode::Status => {
             for _ in 0..4 {
                 skip_bytes(buf)?;
             }

@@ -379,7 +379,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 16: `versions_file` goes; a file still in flight gets a row standing for the
     // versions it made before (packed NULL).
     M16_LEGACY_VERSIONS,
+    // 17: how many of a run's units have a detail (NULL for runs written before). An
+    // acknowledgement tells every unit of a run without one as applied, without
+    // inflating it (see runs.rs `outcomes_between`).
+    M17_RUN_DETAILS,
 ];
+
+/// Migration 17, the same SQL on both backends (see `MIGRATIONS`).
+pub(super) const M17_RUN_DETAILS: &str = "ALTER TABLE unit_runs ADD COLUMN details BIGINT;";
 
 /// Migration 16, the same SQL on both backends: a `version_runs` row
 /// for the versions each file still in flight made before lists were kept, read through

@@ -70,6 +70,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "#,
     // 16: `versions_file` goes (see schema.rs).
     super::schema::M16_LEGACY_VERSIONS,
+    // 17: how many of a run's units have a detail (see schema.rs).
+    super::schema::M17_RUN_DETAILS,
 ];
 
 const BASE: &str = r#"

@@ -16,6 +16,7 @@ on_both!(
     a_batch_answers_holders_from_what_it_looked_up_and_took,
     outcomes_read_ahead_answer_every_unit_as_its_row_says,
     a_rejected_units_reasons_read_back_as_written_whether_kept_once_or_as_json,
+    outcomes_of_runs_without_details_are_told_without_inflating_them,
     packed_units_read_back_as_their_rows_did_until_unpacked,
     versions_a_file_made_are_found_from_its_lists_while_still_its_own,
 );
@@ -712,6 +713,88 @@ fn a_rejected_units_reasons_read_back_as_written_whether_kept_once_or_as_json(p:
         );
     }
     assert!(outcomes.failure().is_none());
+}
+
+/// A run none of whose units has a detail tells its units' outcomes without being
+/// inflated (runs.rs `told_applied`); one it cannot tell that way (a unit missing from its
+/// range, a count that does not add up, a run written before `details`) is inflated.
+fn outcomes_of_runs_without_details_are_told_without_inflating_them(p: Place) {
+    use crate::format::UnitOutcomes;
+    let mut l = p.open();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("a"), run).unwrap();
+    let status = |seq: i64| match seq % 3 {
+        1 => UnitStatus::Rejected,
+        _ => UnitStatus::Applied,
+    };
+    // Batches of 700; those of odd number give some applied units a detail.
+    let detail = |seq: i64| match (seq / 700) % 2 == 1 && seq % 5 == 0 {
+        true => serde_json::json!({ "n": seq }),
+        false => serde_json::Value::Null,
+    };
+    let present = |seq: i64| !(1500..1510).contains(&seq);
+    let rows: Vec<UnitRow> = (0..4200)
+        .filter(|&s| present(s))
+        .map(|s| UnitRow {
+            detail: detail(s),
+            ..unit_row(s, status(s))
+        })
+        .collect();
+    for batch in rows.chunk_by(|a, b| a.seq / 700 == b.seq / 700) {
+        let tx = l.batch(f.id).unwrap();
+        tx.write_units(f.id, batch, &[]).unwrap();
+        tx.commit().unwrap();
+    }
+    let details: Vec<(i64, Option<i64>)> = {
+        let mut st = l
+            .conn
+            .prepare("SELECT first_seq, details FROM unit_runs ORDER BY first_seq")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<db::Result<_>>()
+            .unwrap()
+    };
+    let want_runs = [
+        (0, Some(0)),
+        (701, Some(93)),
+        (1400, Some(0)),
+        (2100, Some(94)),
+        (2801, Some(0)),
+        (3500, Some(93)),
+    ];
+    assert_eq!(details, want_runs);
+    // Batch 0's run can no longer be inflated: its units must be told from its row.
+    // Batch 2's run misses ten units, and batch 4's is made like a run written before
+    // `details`: both are inflated.
+    l.conn
+        .execute(
+            "UPDATE unit_runs SET packed = ?1 WHERE first_seq = 0",
+            db::params![vec![0u8]],
+        )
+        .unwrap();
+    l.conn
+        .execute_batch("UPDATE unit_runs SET details = NULL WHERE first_seq = 2801")
+        .unwrap();
+    let want = |seq: i64| (seq < 4200 && present(seq)).then(|| (status(seq), detail(seq)));
+    let outcomes = LedgerOutcomes::new(&l, f.id);
+    for seq in 0..4300 {
+        let got = outcomes.get(seq).map(|u| (u.status, u.detail));
+        assert_eq!(got, want(seq as i64), "unit {seq}");
+    }
+    assert!(outcomes.failure().is_none());
+    // A count that does not add up is not trusted: the run is inflated, and batch 0's
+    // can no longer be.
+    l.conn
+        .execute_batch("UPDATE unit_runs SET units = units + 1 WHERE first_seq = 0")
+        .unwrap();
+    let outcomes = LedgerOutcomes::new(&l, f.id);
+    assert_eq!(outcomes.get(0), None);
+    let failure = outcomes.failure();
+    assert!(
+        failure.as_ref().is_some_and(|e| e.is_corrupt()),
+        "{failure:?}"
+    );
 }
 
 #[test]
