@@ -648,26 +648,24 @@ impl Ledger {
 
     /// The outcomes of units `from..to` of a file, in order (units without a row left out).
     pub fn unit_summaries(&self, file_id: i64, from: u64, to: u64) -> Result<Vec<UnitSummary>> {
-        let units = super::runs::outcomes_between(&self.conn, file_id, from as i64, to as i64)?;
-        let mut told = lines_told(&self.conn, file_id, &units)?;
-        units
-            .into_iter()
-            .map(|u| {
-                Ok(UnitSummary {
-                    seq: u.seq as u64,
-                    status: UnitStatus::parse(&u.status),
-                    reasons: match u.reasons.as_deref() {
-                        Some(super::reasons::FROM_LINES) => told.remove(&u.seq).unwrap_or_default(),
-                        Some(s) => serde_json::from_str(s)?,
-                        None => Vec::new(),
-                    },
-                    detail: match u.detail {
-                        Some(s) => serde_json::from_str(&s)?,
-                        None => serde_json::Value::Null,
-                    },
-                })
-            })
-            .collect()
+        let outcomes = super::runs::outcomes_between(&self.conn, file_id, from as i64, to as i64)?;
+        let mut told = lines_told(&self.conn, file_id, &outcomes.units)?;
+        let applied = |seq: i64| UnitSummary {
+            seq: seq as u64,
+            status: UnitStatus::Applied,
+            reasons: Vec::new(),
+            detail: serde_json::Value::Null,
+        };
+        let mut out = Vec::with_capacity(outcomes.units.len() + outcomes.applied.len());
+        let mut seqs = outcomes.applied.into_iter().peekable();
+        for u in outcomes.units {
+            while let Some(seq) = seqs.next_if(|&s| s < u.seq) {
+                out.push(applied(seq));
+            }
+            out.push(summary(u, &mut told)?);
+        }
+        out.extend(seqs.map(applied));
+        Ok(out)
     }
 
     /// Files selected by `tail`, the SQL after `SELECT ... FROM files`.
@@ -684,6 +682,26 @@ impl Ledger {
             .collect::<super::db::Result<Vec<_>>>()?;
         Ok(rows.into_iter().map(|f| self.resolved(f)).collect())
     }
+}
+
+/// A unit's outcome from its row or its run (`told`: reasons read from line rows).
+fn summary(
+    u: super::runs::StoredUnit,
+    told: &mut HashMap<i64, Vec<(Position, Reason)>>,
+) -> Result<UnitSummary> {
+    Ok(UnitSummary {
+        seq: u.seq as u64,
+        status: UnitStatus::parse(&u.status),
+        reasons: match u.reasons.as_deref() {
+            Some(super::reasons::FROM_LINES) => told.remove(&u.seq).unwrap_or_default(),
+            Some(s) => serde_json::from_str(s)?,
+            None => Vec::new(),
+        },
+        detail: match u.detail {
+            Some(s) => serde_json::from_str(&s)?,
+            None => serde_json::Value::Null,
+        },
+    })
 }
 
 /// The reasons of those of `units` that keep them in their lines' rows (reasons.rs), by

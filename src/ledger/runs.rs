@@ -111,7 +111,7 @@ pub(super) fn units_between(
     to: i64,
     limit: usize,
 ) -> Result<Vec<StoredUnit>> {
-    units_decoded(conn, file_id, from, to, limit, Decode::Whole)
+    units_decoded(conn, file_id, from, to, limit, Decode::Whole, None)
 }
 
 /// What of a packed unit is decoded.
@@ -124,22 +124,39 @@ pub(super) enum Decode {
     /// acknowledgement asks the outcome of every unit of a file, and decoding them whole,
     /// the 997 of a 100,000-set interchange made 400,000 texts it never read.
     Outcome,
-    /// Its seq and detail only, which a run whose units have no detail (`details` 0)
-    /// tells without being inflated: each of its units is applied, with nothing to say.
-    /// Other runs are decoded as for [`Decode::Outcome`].
-    Status,
 }
 
-/// [`units_between`] for acknowledgements, packed units decoded as [`Decode::Status`]
-/// says: a 997 asks the outcome of every set, and inflating and decoding each run was
-/// most of writing it.
+/// The outcomes of a window of units, for acknowledgements (see [`outcomes_between`]).
+pub(super) struct Outcomes {
+    /// The units with a row, and those of runs that had to be inflated (decoded as
+    /// [`Decode::Outcome`] says), in seq order.
+    pub units: Vec<StoredUnit>,
+    /// The seqs, in order, of the units a run without details tells are applied with
+    /// nothing to say (see [`told_applied`]).
+    pub applied: Vec<i64>,
+}
+
+/// The outcomes of units `from <= seq < to` of a file: a 997 asks the outcome of every
+/// set, and inflating and decoding every run, then making a unit of each set, was most of
+/// writing it. A run none of whose units has a detail (`details` 0) is not inflated: its
+/// units are applied, with nothing to say, and only their seqs are given.
 pub(super) fn outcomes_between(
     conn: &Connection,
     file_id: i64,
     from: i64,
     to: i64,
-) -> Result<Vec<StoredUnit>> {
-    units_decoded(conn, file_id, from, to, usize::MAX, Decode::Status)
+) -> Result<Outcomes> {
+    let mut applied = Vec::new();
+    let units = units_decoded(
+        conn,
+        file_id,
+        from,
+        to,
+        usize::MAX,
+        Decode::Outcome,
+        Some(&mut applied),
+    )?;
+    Ok(Outcomes { units, applied })
 }
 
 /// Where a window of units starting before `seq` had best end: the end of the run that
@@ -163,6 +180,7 @@ fn units_decoded(
     to: i64,
     limit: usize,
     decode: Decode,
+    mut told: Option<&mut Vec<i64>>,
 ) -> Result<Vec<StoredUnit>> {
     let rows = row_units(conn, file_id, from, to, limit)?;
     let mut packed = Vec::new();
@@ -174,11 +192,12 @@ fn units_decoded(
         let (first, end): (i64, i64) = (r.get(0)?, r.get(1)?);
         // Every row of the window is at hand only when no limit cut them.
         let whole = limit == usize::MAX;
-        if decode == Decode::Status && whole && r.get::<_, Option<i64>>(4)? == Some(0) {
-            let told = told_applied(&rows, first..end, from..to, r.get(3)?);
-            if let Some(units) = told {
-                packed.extend(units.take(limit - packed.len().min(limit)));
-                continue;
+        if let Some(told) = told.as_deref_mut().filter(|_| whole) {
+            if r.get::<_, Option<i64>>(4)? == Some(0) {
+                if let Some(seqs) = told_applied(&rows, first..end, from..to, r.get(3)?) {
+                    told.extend(seqs);
+                    continue;
+                }
             }
         }
         let blob: Vec<u8> = r.get(2)?;
@@ -197,18 +216,17 @@ fn units_decoded(
     Ok(merge(rows, packed, limit))
 }
 
-/// The units of a run whose units have no detail (`run`, `count` of them), as
-/// [`Decode::Status`] tells them, when the window asked (`window`, whose unit rows are
-/// `rows`) holds the whole run: a run's units are the seqs of its range that have no row
-/// (its batch wrote every unit one way or the other). `None` when that cannot be told
-/// (a run reaching out of the window, or a count that does not add up): the run is
-/// inflated instead.
+/// The seqs of a run's units, when its units have no detail (`count` of them in `run`)
+/// and the window asked (`window`, whose unit rows are `rows`) holds the whole run: a
+/// run's units are the seqs of its range that have no row (its batch wrote every unit one
+/// way or the other). `None` when that cannot be told (a run reaching out of the window,
+/// or a count that does not add up): the run is inflated instead.
 fn told_applied<'r>(
     rows: &'r [StoredUnit],
     run: std::ops::Range<i64>,
     window: std::ops::Range<i64>,
     count: i64,
-) -> Option<impl Iterator<Item = StoredUnit> + 'r> {
+) -> Option<impl Iterator<Item = i64> + 'r> {
     if run.start < window.start || run.end > window.end {
         return None;
     }
@@ -219,25 +237,12 @@ fn told_applied<'r>(
         return None;
     }
     let mut next_row = with_rows.iter().map(|u| u.seq).peekable();
-    let seqs = run.filter(move |&seq| match next_row.peek() {
+    Some(run.filter(move |&seq| match next_row.peek() {
         Some(&r) if r == seq => {
             next_row.next();
             false
         }
         _ => true,
-    });
-    Some(seqs.map(|seq| {
-        StoredUnit::packed(Packed {
-            seq,
-            label: String::new(),
-            key: None,
-            first_ordinal: 0,
-            line_count: 0,
-            first: (0, 0, 0),
-            locator: None,
-            spans: None,
-            detail: None,
-        })
     }))
 }
 
@@ -592,7 +597,7 @@ fn read_unit(buf: &mut &[u8], steps: &mut Steps, decode: Decode) -> Option<Store
             text(take_bytes(buf)?)?,
             take_bytes(buf)?,
         ),
-        Decode::Outcome | Decode::Status => {
+        Decode::Outcome => {
             for _ in 0..4 {
                 skip_bytes(buf)?;
             }
