@@ -84,8 +84,6 @@ fn opt(t: Option<&str>) -> Value<'_> {
     t.map_or(Value::Null, Value::Text)
 }
 
-/// `entity\0key`, the form keys take in a batch's sets; built by hand, as it runs several
-/// times per record on the committing thread (5% of its time with `format!`, X12).
 /// Whether a rejected unit's reasons are its rejected lines' rows (reasons.rs), `lines`
 /// being the batch's line rows in ordinal order.
 fn told_by_lines(u: &UnitRow, lines: &[LineRow]) -> bool {
@@ -95,6 +93,8 @@ fn told_by_lines(u: &UnitRow, lines: &[LineRow]) -> bool {
         && super::reasons::told_by_rows(&u.reasons, lines[from..to.max(from)].iter())
 }
 
+/// `entity\0key`, the form keys take in a batch's sets; built by hand, as it runs several
+/// times per record on the committing thread (5% of its time with `format!`, X12).
 fn key_of(entity: &str, key: &str) -> String {
     let mut k = String::with_capacity(entity.len() + 1 + key.len());
     k.push_str(entity);

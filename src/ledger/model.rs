@@ -363,10 +363,10 @@ pub struct OutcomeTotal {
 
 /// A record's content hash as the ledger stores it: the first 8 of the 16 bytes its 32
 /// hex digits spell, or the text itself when it is not such a hash (an unknown hash, '',
-/// kept from older ledgers). Every record version has this in its row, and the row of a
-/// CSV order was a sixth hash; 64 bits still tell changed content from unchanged for a
-/// key (the chance that a change goes unseen is 2^-64; see `records::same_hash`, which
-/// also reads the 16 bytes older ledgers kept).
+/// kept from older ledgers). Every record version has this in its row, where the 16
+/// bytes were over a third of a CSV order's; 64 bits still tell changed content from
+/// unchanged for a key (a change goes unseen with a chance of 2^-64; `records::same_hash`
+/// compares them, and the 16 bytes older ledgers kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum StoredHash {
     Bytes([u8; STORED_HASH_BYTES]),

@@ -187,11 +187,11 @@ fn units_decoded(
     let mut st = conn.prepare_cached(
         &format!("SELECT first_seq, end_seq, packed, units, details FROM unit_runs WHERE file_id=?1 AND {FROM_RUN} AND end_seq > ?2 AND first_seq < ?3 ORDER BY first_seq"),
     )?;
+    // Every row of the window is at hand only when no limit cut them.
+    let whole = limit == usize::MAX;
     let mut q = st.query(params![file_id, from, to])?;
     while let Some(r) = q.next()? {
         let (first, end): (i64, i64) = (r.get(0)?, r.get(1)?);
-        // Every row of the window is at hand only when no limit cut them.
-        let whole = limit == usize::MAX;
         if let Some(told) = told.as_deref_mut().filter(|_| whole) {
             if r.get::<_, Option<i64>>(4)? == Some(0) {
                 if let Some(seqs) = told_applied(&rows, first..end, from..to, r.get(3)?) {
