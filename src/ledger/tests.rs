@@ -547,6 +547,28 @@ fn unit_row(seq: i64, status: UnitStatus) -> UnitRow {
     }
 }
 
+/// Writes a unit for each of `seqs` with its status and detail, in batches of 700 units
+/// (each batch's applied units packed into its run, as a committed batch's are).
+fn write_in_batches(
+    l: &mut Ledger,
+    file_id: i64,
+    seqs: impl Iterator<Item = i64>,
+    status: impl Fn(i64) -> UnitStatus,
+    detail: impl Fn(i64) -> serde_json::Value,
+) {
+    let rows: Vec<UnitRow> = seqs
+        .map(|s| UnitRow {
+            detail: detail(s),
+            ..unit_row(s, status(s))
+        })
+        .collect();
+    for batch in rows.chunk_by(|a, b| a.seq / 700 == b.seq / 700) {
+        let tx = l.batch(file_id).unwrap();
+        tx.write_units(file_id, batch, &[]).unwrap();
+        tx.commit().unwrap();
+    }
+}
+
 /// Outcomes are read a window at a time for acknowledgements; units without a row (and
 /// windows that end in a gap, or stretch to the end of a batch's run) are told as before,
 /// in order or not, a packed unit with its detail.
@@ -563,19 +585,8 @@ fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
     // Every unit but those between 2400 and 4400, and every seventh: windows of 2,048
     // (files.rs) end in and after the gap.
     let detail = |seq: i64| serde_json::json!({ "n": seq });
-    let rows: Vec<UnitRow> = (0..6000)
-        .filter(|s| !(2400..4400).contains(s) && s % 7 != 0)
-        .map(|s| UnitRow {
-            detail: detail(s),
-            ..unit_row(s, status(s))
-        })
-        .collect();
-    // Batches of 700 units, each applied unit of one packed into its batch's run.
-    for batch in rows.chunk_by(|a, b| a.seq / 700 == b.seq / 700) {
-        let tx = l.batch(f.id).unwrap();
-        tx.write_units(f.id, batch, &[]).unwrap();
-        tx.commit().unwrap();
-    }
+    let seqs = (0..6000).filter(|s| !(2400..4400).contains(s) && s % 7 != 0);
+    write_in_batches(&mut l, f.id, seqs, status, detail);
     let outcomes = LedgerOutcomes::new(&l, f.id);
     let asked = (0..6400).chain([5, 5999, 3, 20, 10, 4400, 4398]);
     for seq in asked {
@@ -733,18 +744,13 @@ fn outcomes_of_runs_without_details_are_told_without_inflating_them(p: Place) {
         false => serde_json::Value::Null,
     };
     let present = |seq: i64| !(1500..1510).contains(&seq);
-    let rows: Vec<UnitRow> = (0..4200)
-        .filter(|&s| present(s))
-        .map(|s| UnitRow {
-            detail: detail(s),
-            ..unit_row(s, status(s))
-        })
-        .collect();
-    for batch in rows.chunk_by(|a, b| a.seq / 700 == b.seq / 700) {
-        let tx = l.batch(f.id).unwrap();
-        tx.write_units(f.id, batch, &[]).unwrap();
-        tx.commit().unwrap();
-    }
+    write_in_batches(
+        &mut l,
+        f.id,
+        (0..4200).filter(|&s| present(s)),
+        status,
+        detail,
+    );
     let details: Vec<(i64, Option<i64>)> = {
         let mut st = l
             .conn
