@@ -151,7 +151,7 @@ fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() 
         })
         .unwrap();
     assert_eq!(stored.len(), 16, "the hex hash became its bytes");
-    // and a version written now keeps the first 8 of them (model.rs `StoredHash`).
+    // A version written now keeps the first 8 of them (model.rs `StoredHash`).
     {
         let tx = l.batch(1).unwrap();
         tx.add_version(&batch::NewVersion {
