@@ -646,10 +646,11 @@ impl Ledger {
             .collect()
     }
 
-    /// The outcomes of units `from..to` of a file, in order (units without a row left out).
+    /// The outcomes of units `from..to` of a file, in order (units the ledger does not
+    /// hold left out).
     pub fn unit_summaries(&self, file_id: i64, from: u64, to: u64) -> Result<Vec<UnitSummary>> {
         let outcomes = super::runs::outcomes_between(&self.conn, file_id, from as i64, to as i64)?;
-        let mut told = lines_told(&self.conn, file_id, &outcomes.units)?;
+        let mut in_rows = reasons_in_rows(&self.conn, file_id, &outcomes.units)?;
         let applied = |seq: i64| UnitSummary {
             seq: seq as u64,
             status: UnitStatus::Applied,
@@ -662,7 +663,7 @@ impl Ledger {
             while let Some(seq) = seqs.next_if(|&s| s < u.seq) {
                 out.push(applied(seq));
             }
-            out.push(summary(u, &mut told)?);
+            out.push(summary(u, &mut in_rows)?);
         }
         out.extend(seqs.map(applied));
         Ok(out)
@@ -684,16 +685,17 @@ impl Ledger {
     }
 }
 
-/// A unit's outcome from its row or its run (`told`: reasons read from line rows).
+/// A unit's outcome from its row or its run (`in_rows`: reasons read from line rows, by
+/// seq).
 fn summary(
     u: super::runs::StoredUnit,
-    told: &mut HashMap<i64, Vec<(Position, Reason)>>,
+    in_rows: &mut HashMap<i64, Vec<(Position, Reason)>>,
 ) -> Result<UnitSummary> {
     Ok(UnitSummary {
         seq: u.seq as u64,
         status: UnitStatus::parse(&u.status),
         reasons: match u.reasons.as_deref() {
-            Some(super::reasons::FROM_LINES) => told.remove(&u.seq).unwrap_or_default(),
+            Some(super::reasons::FROM_LINES) => in_rows.remove(&u.seq).unwrap_or_default(),
             Some(s) => serde_json::from_str(s)?,
             None => Vec::new(),
         },
@@ -706,22 +708,22 @@ fn summary(
 
 /// The reasons of those of `units` that keep them in their lines' rows (reasons.rs), by
 /// seq: one statement over the lines of all of them.
-fn lines_told(
+fn reasons_in_rows(
     conn: &Connection,
     file_id: i64,
     units: &[super::runs::StoredUnit],
 ) -> Result<HashMap<i64, Vec<(Position, Reason)>>> {
-    let told = units
+    let kept_once = units
         .iter()
         .filter(|u| u.reasons.as_deref() == Some(super::reasons::FROM_LINES));
-    let ordinals = told.fold(None, |span: Option<(i64, i64)>, u| {
+    let ordinals = kept_once.fold(None, |span: Option<(i64, i64)>, u| {
         let end = u.first_ordinal + u.line_count;
         Some(span.map_or((u.first_ordinal, end), |(a, b)| {
             (a.min(u.first_ordinal), b.max(end))
         }))
     });
     match ordinals {
-        Some((from, to)) => super::reasons::told(conn, file_id, from..to),
+        Some((from, to)) => super::reasons::read_back(conn, file_id, from..to),
         None => Ok(HashMap::new()),
     }
 }

@@ -24,7 +24,7 @@ use crate::unit::{Position, Reason};
 /// (a list) never starts with `=`.
 pub(super) const FROM_LINES: &str = "=lines";
 
-/// Whether `reasons` are exactly what [`told`] reads back from `rows`: the unit's line
+/// Whether `reasons` are exactly what [`read_back`] reads from `rows`: the unit's line
 /// rows with status `rejected`, in order.
 pub(super) fn told_by_rows<'r>(
     reasons: &[(Position, Reason)],
@@ -44,7 +44,7 @@ pub(super) fn told_by_rows<'r>(
 
 /// The reasons of units `seqs` of a file, each from its rejected lines' rows, read with
 /// one statement over `ordinals` (the lines of every unit asked for).
-pub(super) fn told(
+pub(super) fn read_back(
     conn: &Connection,
     file_id: i64,
     ordinals: std::ops::Range<i64>,

@@ -132,7 +132,7 @@ pub(super) struct Outcomes {
     /// [`Decode::Outcome`] says), in seq order.
     pub units: Vec<StoredUnit>,
     /// The seqs, in order, of the units a run without details tells are applied with
-    /// nothing to say (see [`told_applied`]).
+    /// nothing to say (see [`applied_seqs`]).
     pub applied: Vec<i64>,
 }
 
@@ -180,7 +180,7 @@ fn units_decoded(
     to: i64,
     limit: usize,
     decode: Decode,
-    mut told: Option<&mut Vec<i64>>,
+    mut applied: Option<&mut Vec<i64>>,
 ) -> Result<Vec<StoredUnit>> {
     let rows = row_units(conn, file_id, from, to, limit)?;
     let mut packed = Vec::new();
@@ -192,12 +192,11 @@ fn units_decoded(
     let mut q = st.query(params![file_id, from, to])?;
     while let Some(r) = q.next()? {
         let (first, end): (i64, i64) = (r.get(0)?, r.get(1)?);
-        if let Some(told) = told.as_deref_mut().filter(|_| whole) {
-            if r.get::<_, Option<i64>>(4)? == Some(0) {
-                if let Some(seqs) = told_applied(&rows, first..end, from..to, r.get(3)?) {
-                    told.extend(seqs);
-                    continue;
-                }
+        if let Some(applied) = applied.as_deref_mut().filter(|_| whole) {
+            let (units, details) = (r.get(3)?, r.get(4)?);
+            if let Some(seqs) = applied_seqs(&rows, first..end, from..to, units, details) {
+                applied.extend(seqs);
+                continue;
             }
         }
         let blob: Vec<u8> = r.get(2)?;
@@ -216,18 +215,20 @@ fn units_decoded(
     Ok(merge(rows, packed, limit))
 }
 
-/// The seqs of a run's units, when its units have no detail (`count` of them in `run`)
-/// and the window asked (`window`, whose unit rows are `rows`) holds the whole run: a
-/// run's units are the seqs of its range that have no row (its batch wrote every unit one
-/// way or the other). `None` when that cannot be told (a run reaching out of the window,
-/// or a count that does not add up): the run is inflated instead.
-fn told_applied<'r>(
+/// The seqs of a run's units (`count` of them in `run`), when none of them has a detail
+/// (`details` 0) and the window asked (`window`, whose unit rows are `rows`) holds the
+/// whole run: a run's units are the seqs of its range that have no row (its batch wrote
+/// every unit one way or the other). `None` when that cannot be told (units with a detail,
+/// a run written before `details` was kept, a run reaching out of the window, a count that
+/// does not add up): the run is inflated instead.
+fn applied_seqs<'r>(
     rows: &'r [StoredUnit],
     run: std::ops::Range<i64>,
     window: std::ops::Range<i64>,
     count: i64,
+    details: Option<i64>,
 ) -> Option<impl Iterator<Item = i64> + 'r> {
-    if run.start < window.start || run.end > window.end {
+    if details != Some(0) || run.start < window.start || run.end > window.end {
         return None;
     }
     let from = rows.partition_point(|u| u.seq < run.start);

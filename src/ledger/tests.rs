@@ -727,7 +727,7 @@ fn a_rejected_units_reasons_read_back_as_written_whether_kept_once_or_as_json(p:
 }
 
 /// A run none of whose units has a detail tells its units' outcomes without being
-/// inflated (runs.rs `told_applied`); one it cannot tell that way (a unit missing from its
+/// inflated (runs.rs `applied_seqs`); one it cannot tell that way (a unit missing from its
 /// range, a count that does not add up, a run written before `details`) is inflated.
 fn outcomes_of_runs_without_details_are_told_without_inflating_them(p: Place) {
     use crate::format::UnitOutcomes;
