@@ -12,7 +12,8 @@
 
 use crate::format::{AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
 
-use super::{GroupRec, Interchange, SetRec};
+use super::sets::SetView;
+use super::{GroupRec, Interchange};
 
 /// AK502/IK502 "transaction set not supported".
 const AK5_NOT_SUPPORTED: u64 = 1;
@@ -238,14 +239,22 @@ impl Segs {
         self.count += 1;
     }
 
-    /// The AK2 of a set (ST01, ST02), written in place.
-    fn ak2(&mut self, st01: &str, st02: &str) {
+    /// The AK2 of a set, from its elements ([`ak2_elements`]).
+    fn ak2(&mut self, elements: &str) {
         self.text.push_str("AK2*");
-        push_seg_id(&mut self.text, st01);
-        self.text.push('*');
-        push_clean(&mut self.text, st02, 9);
+        self.text.push_str(elements);
         self.end();
     }
+}
+
+/// The elements of a set's AK2 (ST01, ST02 as echoed back): `850*000000001`. Made when
+/// the set is read, so the reader keeps these few bytes of it (see `sets`).
+pub(super) fn ak2_elements(st01: &str, st02: &str) -> String {
+    let mut out = String::with_capacity(16);
+    push_seg_id(&mut out, st01);
+    out.push('*');
+    push_clean(&mut out, st02, 9);
+    out
 }
 
 /// GS, the 997/999 answering one inbound group, and GE.
@@ -285,13 +294,13 @@ fn group_segments(
     });
     let mut accepted = 0u64;
     let mut received = 0u64;
-    for set in &g.sets {
+    for set in g.sets.iter() {
         received += 1;
         accepted += u64::from(set_segments(set, v.is_999, outcomes, ending.error, segs));
     }
     if let Some(open) = &g.open_set {
         received += 1;
-        segs.ak2(&open.st01, &open.st02);
+        segs.ak2(&ak2_elements(&open.st01, &open.st02));
         segs.push(&format!(
             "{}*R*{}",
             if v.is_999 { "IK5" } else { "AK5" },
@@ -306,7 +315,7 @@ fn group_segments(
 
 /// AK2, AK3/AK4 (IK3/IK4) and AK5/IK5 of one set; true if it is acknowledged as accepted.
 fn set_segments(
-    set: &SetRec,
+    set: SetView,
     is_999: bool,
     outcomes: &dyn UnitOutcomes,
     error: Option<&FileError>,
@@ -330,7 +339,7 @@ fn set_segments(
             None => s.detail,
         })
         .unwrap_or_default();
-    segs.ak2(&set.st01, &set.st02);
+    segs.ak2(set.ak2);
     segment_notes(&detail, is_999, segs);
     let ak5 = if is_999 { "IK5" } else { "AK5" };
     if ok {

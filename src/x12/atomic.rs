@@ -25,12 +25,7 @@ impl X12Reader {
         let interchanges = self.cur.iter_mut().chain(self.done.last_mut());
         for ic in interchanges {
             for g in &mut ic.groups {
-                for s in &mut g.sets {
-                    if s.part.is_none() && (seq..last).contains(&s.seq) {
-                        s.part = Some((s.seq - seq) as usize);
-                        s.seq = seq;
-                    }
-                }
+                g.sets.merge(seq, last);
             }
         }
         let label = format!(

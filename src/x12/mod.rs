@@ -23,6 +23,7 @@ mod job;
 pub mod map;
 mod resume;
 pub mod segments;
+mod sets;
 pub mod validate;
 
 use std::fs::File;
@@ -40,6 +41,7 @@ use defs::{Atomic, PartnerDef, Registry};
 use envelope::gs_error;
 use job::SetJob;
 use segments::{Delims, ReadError, Segment, SegmentReader};
+use sets::SetList;
 
 /// Longest raw segment text kept for the ledger and reports.
 const RAW_CAP: usize = 512;
@@ -137,23 +139,13 @@ pub(crate) struct IsaInfo {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct SetRec {
-    /// The unit holding the set: its own, or the merged group/interchange unit.
-    pub seq: u64,
-    /// Index of the set's part in a merged unit's `detail.parts`.
-    pub part: Option<usize>,
-    pub st01: String,
-    pub st02: String,
-}
-
-#[derive(Debug, Clone)]
 pub(crate) struct GroupRec {
     pub gs01: String,
     pub gs02: String,
     pub gs03: String,
     pub gs06: String,
     pub gs08: String,
-    pub sets: Vec<SetRec>,
+    pub sets: SetList,
     /// A set that reading stopped inside (no SE, or a segment that could not be read).
     pub open_set: Option<OpenSet>,
     pub declared_sets: Option<String>,
@@ -365,12 +357,7 @@ impl X12Reader {
                 "ST found outside a functional group (no open GS)".into(),
             ));
         };
-        group.sets.push(SetRec {
-            seq,
-            part: None,
-            st01: st01.clone(),
-            st02: st02.clone(),
-        });
+        group.sets.push(seq, &st01, &st02);
         if skim {
             return Ok(Unit {
                 seq,
@@ -636,7 +623,7 @@ impl X12Reader {
                         gs03: seg.el(3).to_string(),
                         gs06: seg.el(6).to_string(),
                         gs08: seg.el(8).to_string(),
-                        sets: vec![],
+                        sets: SetList::default(),
                         open_set: None,
                         declared_sets: None,
                         closed: false,
