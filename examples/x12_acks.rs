@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_default();
         for a in &r.acks {
             let path = out.join(format!("{stem}.{}", a.file_name));
-            std::fs::write(&path, &a.content)?;
+            std::fs::write(&path, a.content.bytes()?)?;
             println!("{}", path.display());
         }
     }

@@ -24,10 +24,7 @@ fn format() -> Arc<dyn Format> {
 }
 
 fn ack_text(r: &ReadResult) -> String {
-    r.acks
-        .iter()
-        .map(|a| String::from_utf8_lossy(&a.content).into_owned())
-        .collect()
+    r.acks.iter().map(|a| a.content.text_lossy()).collect()
 }
 
 fn corpus_ack(f: &dyn Format, name: &str) -> String {
@@ -137,7 +134,7 @@ fn every_rejection_in_every_corpus_ack_carries_a_reason() {
         }
         let r = read_all(f.as_ref(), &e.path());
         for a in &r.acks {
-            let text = String::from_utf8_lossy(&a.content);
+            let text = a.content.text_lossy();
             let ta1_rejects = segs(&text, &["TA1"])
                 .iter()
                 .any(|t| t.split('*').nth(4) == Some("R"));

@@ -296,7 +296,7 @@ fn corpus_conformance() {
         };
         // Every ack we produce is a complete interchange.
         for a in &r.acks {
-            let text = String::from_utf8_lossy(&a.content);
+            let text = a.content.text_lossy();
             if !text.starts_with("ISA*")
                 || !text.trim_end().ends_with('~')
                 || !text.contains("\nIEA*")
@@ -337,11 +337,7 @@ fn ack_verdicts_match_pyx12_oracles() {
         ("pyx12_bad_elements.txt", "pyx12_bad_elements.997.base"),
     ] {
         let r = read_all(f.as_ref(), &dir.join(input));
-        let ours: String = r
-            .acks
-            .iter()
-            .map(|a| String::from_utf8_lossy(&a.content).into_owned())
-            .collect();
+        let ours: String = r.acks.iter().map(|a| a.content.text_lossy()).collect();
         let theirs = std::fs::read_to_string(dir.join(oracle)).unwrap();
         let verdicts = |t: &str, seg: &str| -> Vec<String> {
             t.split('~')

@@ -40,10 +40,7 @@ fn read_text(f: &dyn Format, text: &str) -> ReadResult {
 }
 
 fn ack_text(r: &ReadResult) -> String {
-    r.acks
-        .iter()
-        .map(|a| String::from_utf8_lossy(&a.content).into_owned())
-        .collect()
+    r.acks.iter().map(|a| a.content.text_lossy()).collect()
 }
 
 fn rejected_fields(r: &ReadResult) -> Vec<(String, String, u64)> {
@@ -540,7 +537,7 @@ fn acks_pass_pyx12_when_available() {
         let r = read_all(f.as_ref(), &root().join("tests/corpus/x12").join(input));
         for a in &r.acks {
             let p = dir.path().join(&a.file_name);
-            std::fs::write(&p, &a.content).unwrap();
+            std::fs::write(&p, a.content.bytes().unwrap()).unwrap();
             let out = std::process::Command::new("x12valid")
                 .arg(&p)
                 .output()
@@ -553,7 +550,7 @@ fn acks_pass_pyx12_when_available() {
             assert!(
                 text.trim_end().ends_with(": OK") && !text.contains("ERROR"),
                 "{input}: pyx12 rejects our ack:\n{text}\n{}",
-                String::from_utf8_lossy(&a.content)
+                a.content.text_lossy()
             );
         }
     }

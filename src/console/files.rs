@@ -314,7 +314,8 @@ fn acks_table(acks: &[Outbound]) -> Markup {
                     tr {
                         td { (a.kind) } td { (name(&a.partner)) } td.num { (a.control_no.map(|n| n.to_string()).unwrap_or_default()) }
                         td { (name(&a.file_name)) }
-                        td { details { summary { (a.content.len()) " bytes" } pre { (String::from_utf8_lossy(&a.content)) } } }
+                        @let text = a.content.text_lossy();
+                        td { details { summary { (text.len()) " bytes" } pre { (text) } } }
                     }
                 }
             }

@@ -167,7 +167,7 @@ impl Engine {
         for ack in self.ledger.acks(row.id)? {
             let path = self.cfg.paths.acks.join(fsutil::safe_name(&ack.file_name));
             if !path.exists() {
-                fsutil::write_atomic(&path, &ack.content)
+                fsutil::write_atomic_with(&path, |f| ack.content.write_to(f).map(drop))
                     .map_err(io_err("writing an acknowledgement"))?;
             }
         }

@@ -6,6 +6,7 @@
 //! new kind (say EDIFACT) is a new module plus one registry line. Nothing else in the
 //! pipeline knows about formats.
 
+pub mod ack_body;
 pub mod content;
 pub mod defs;
 pub mod keys;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::unit::{Position, Reason, Unit};
 
+pub use ack_body::AckBody;
 pub use defs::{ConfigError, DefFile, Diagnostics};
 
 /// What a file is allowed to end as when some of its units are rejected.
@@ -224,7 +226,7 @@ pub struct Outbound {
     /// Who it goes to (the original sender).
     pub partner: String,
     pub control_no: Option<u64>,
-    pub content: Vec<u8>,
+    pub content: AckBody,
 }
 
 /// A loaded format: one partner layout, or a whole family (all X12 transaction sets).

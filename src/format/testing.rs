@@ -148,7 +148,13 @@ fn outcomes_of(units: &[ReadUnit]) -> MemOutcomes {
 /// The acknowledgements as text, to compare (see [`unstamped`]).
 fn ack_texts(acks: &[Outbound]) -> Vec<String> {
     acks.iter()
-        .map(|a| format!("{} {}", a.file_name, unstamped(&a.content)))
+        .map(|a| {
+            format!(
+                "{} {}",
+                a.file_name,
+                unstamped(&a.content.bytes().expect("the ack inflates"))
+            )
+        })
         .collect()
 }
 

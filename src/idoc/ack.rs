@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use super::def::Catalog;
 use super::eval::valid_docnum;
-use crate::format::{AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
+use crate::format::{AckBody, AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
 
 /// Most E1STATS written for one rejected IDoc (its first reasons).
 const MAX_REASONS: usize = 10;
@@ -235,7 +235,7 @@ impl AckState {
                 kind: "STATUS".into(),
                 partner: partner_id,
                 control_no: Some(control),
-                content: content.into_bytes(),
+                content: AckBody::from_text(content.as_bytes()),
             });
         }
         Ok(out)

@@ -509,7 +509,7 @@ fn status_ack_reports_each_idoc_to_its_sender() {
     assert_eq!(a.partner, "PRDCLNT100");
     assert_eq!(a.control_no, Some(1));
     assert_eq!(a.file_name, "STATUS_PRDCLNT100_0000000000000001.xml");
-    let x = String::from_utf8(a.content.clone()).unwrap();
+    let x = String::from_utf8(a.content.bytes().unwrap()).unwrap();
     assert!(x.contains("<IDOCTYP>SYSTAT01</IDOCTYP>"));
     assert!(x.contains("<MESTYP>STATUS</MESTYP>"));
     // Sender and receiver swapped.
@@ -540,7 +540,7 @@ fn status_skips_only_the_idoc_without_a_usable_number() {
         order("12345678901234567", ORDER_BODY),
     ]));
     assert_eq!(r.acks.len(), 1);
-    let x = String::from_utf8(r.acks[0].content.clone()).unwrap();
+    let x = String::from_utf8(r.acks[0].content.bytes().unwrap()).unwrap();
     let docnums: Vec<&str> = x
         .split("<E1STATS SEGMENT=\"1\">")
         .skip(1)
@@ -566,7 +566,7 @@ fn file_error_acks_every_idoc_read_as_not_posted() {
     let full = wrap(&[order("7", ORDER_BODY)]);
     let r = read(&format!("{}<broken", &full[..full.len() - 12]));
     assert!(r.error.is_some());
-    let x = String::from_utf8(r.acks[0].content.clone()).unwrap();
+    let x = String::from_utf8(r.acks[0].content.bytes().unwrap()).unwrap();
     assert!(x.contains("<STATUS>51</STATUS>"));
     assert!(x.contains("File rejected"));
 }
@@ -683,7 +683,7 @@ fn status_codes_are_configurable_per_type() {
     );
     std::fs::write(&p, wrap(&[order("1", ORDER_BODY), bad])).unwrap();
     let r = read_all_with(f.as_ref(), &p, &ctx_for(&p));
-    let x = String::from_utf8(r.acks[0].content.clone()).unwrap();
+    let x = String::from_utf8(r.acks[0].content.bytes().unwrap()).unwrap();
     assert!(x.contains("<STATUS>41</STATUS>"), "{x}");
     assert!(x.contains("<STATUS>40</STATUS>"), "{x}");
     assert!(!x.contains("<STATUS>5"), "{x}");

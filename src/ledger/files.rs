@@ -8,7 +8,7 @@ use super::db::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::model::{file_row, ChunkRow, FileRow, FileState, Outcome, FILE_COLS};
 use super::{now, Ledger, LedgerError, Result};
-use crate::format::{Outbound, UnitOutcomes, UnitStatus, UnitSummary};
+use crate::format::{AckBody, Outbound, UnitOutcomes, UnitStatus, UnitSummary};
 use crate::unit::{Position, Reason};
 
 /// A file about to be claimed.
@@ -405,7 +405,7 @@ impl Ledger {
             tx.execute(
                 "INSERT INTO acks(file_id, kind, partner, control_no, file_name, content, compressed) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
-                params![id, a.kind, a.partner, a.control_no.map(|n| n as i64), a.file_name, compress(&a.content)?],
+                params![id, a.kind, a.partner, a.control_no.map(|n| n as i64), a.file_name, a.content.zlib()],
             )?;
         }
         if matches!(outcome, Outcome::Applied | Outcome::AppliedWithRejects) {
@@ -616,6 +616,7 @@ impl Ledger {
         Ok(rows)
     }
 
+    /// A file's acknowledgements, their bodies still deflated (see [`AckBody`]).
     pub fn acks(&self, id: i64) -> Result<Vec<Outbound>> {
         let mut st = self.conn.prepare(
             "SELECT file_name, kind, partner, control_no, content, compressed FROM acks WHERE file_id=?1 ORDER BY id",
@@ -623,27 +624,21 @@ impl Ledger {
         let rows = st
             .query_map([id], |r| {
                 let content: Vec<u8> = r.get(4)?;
-                let compressed: bool = r.get(5)?;
-                Ok((
-                    Outbound {
-                        file_name: r.get(0)?,
-                        kind: r.get(1)?,
-                        partner: r.get(2)?,
-                        control_no: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
-                        content,
-                    },
-                    compressed,
-                ))
+                // Rows written before acknowledgements were kept deflated hold the text.
+                let content = match r.get::<_, bool>(5)? {
+                    true => AckBody::from_zlib(content),
+                    false => AckBody::from_text(&content),
+                };
+                Ok(Outbound {
+                    file_name: r.get(0)?,
+                    kind: r.get(1)?,
+                    partner: r.get(2)?,
+                    control_no: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+                    content,
+                })
             })?
             .collect::<super::db::Result<Vec<_>>>()?;
-        rows.into_iter()
-            .map(|(mut a, compressed)| {
-                if compressed {
-                    a.content = decompress(&a.content)?;
-                }
-                Ok(a)
-            })
-            .collect()
+        Ok(rows)
     }
 
     /// The outcomes of units `from..to` of a file, in order (units the ledger does not
@@ -797,26 +792,4 @@ impl UnitOutcomes for LedgerOutcomes<'_> {
         }
         window.front().filter(|u| u.seq == seq).cloned()
     }
-}
-
-/// An acknowledgement's bytes as the ledger keeps them: zlib, a fifth to a twentieth of
-/// their size (an ack repeats the same few segments for every document it answers).
-fn compress(content: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Write;
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), super::runs::packing());
-    z.write_all(content)?;
-    Ok(z.finish()?)
-}
-
-fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(stored)
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            LedgerError::Corrupt(format!(
-                "an acknowledgement stored compressed does not decompress: {e}"
-            ))
-        })?;
-    Ok(out)
 }

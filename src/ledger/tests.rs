@@ -188,7 +188,7 @@ fn regression_hashes_and_acks_written_before_migration_12_read_back_unchanged() 
     let acks = l.acks(1).unwrap();
     assert_eq!(acks.len(), 1);
     assert_eq!(
-        acks[0].content,
+        acks[0].content.bytes().unwrap(),
         ack.to_vec(),
         "an ack stored raw reads back raw"
     );

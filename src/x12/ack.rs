@@ -10,6 +10,7 @@
 //! ledger-backed [`AckContext`]. Each group is answered in a version its sender understands
 //! (see [`group_version`]).
 
+use crate::format::ack_body::AckWriter;
 use crate::format::{AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
 
 use super::sets::SetView;
@@ -185,7 +186,7 @@ pub(crate) fn acknowledge(
     }
     segs.push(&format!("IEA*{}*{ctl:09}", ic.groups.len()));
     let kind = kinds.first().copied().unwrap_or("TA1").to_string();
-    let content = segs.text;
+    let content = segs.text.finish();
     Ok(Some(Outbound {
         file_name: format!(
             "{}-{kind}-{ctl:09}.x12",
@@ -197,7 +198,7 @@ pub(crate) fn acknowledge(
         kind,
         partner,
         control_no: Some(ctl),
-        content: content.into_bytes(),
+        content,
     }))
 }
 
@@ -216,13 +217,13 @@ fn isa_segment(ic: &Interchange, ctl: u64) -> String {
     )
 }
 
-/// The acknowledgement's text, written a segment at a time as it is made. A 997 for an
-/// interchange of 86,000 sets was 172,000 strings in vectors, then copied into one text:
-/// a third of the acknowledgement's time (in perf) was the kernel zeroing the fresh memory
-/// they took.
+/// The acknowledgement's text, written a segment at a time as it is made, and deflated as
+/// it goes (see [`AckWriter`]). A 997 for an interchange of 86,000 sets was 172,000
+/// strings in vectors, then copied into one text: a third of the acknowledgement's time
+/// (in perf) was the kernel zeroing the fresh memory they took.
 #[derive(Default)]
 struct Segs {
-    text: String,
+    text: AckWriter,
     /// Segments written.
     count: usize,
 }

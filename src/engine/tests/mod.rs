@@ -142,7 +142,7 @@ impl UnitReader for LinesReader {
             kind: "ACK".into(),
             partner: "P".into(),
             control_no: Some(n),
-            content: format!("applied={applied}").into_bytes(),
+            content: crate::format::AckBody::from_text(format!("applied={applied}").as_bytes()),
         }])
     }
 }

@@ -1,0 +1,174 @@
+//! An outbound acknowledgement's bytes, held deflated from the moment they are made.
+//!
+//! An acknowledgement answers every document of its file, so it grows with the file: the
+//! 997 for an interchange of 1.3 million sets is 22 MB. Its text was built whole, copied
+//! into zlib for the ledger, and inflated whole again to write the file and even to list
+//! its name, so a 300 MB interchange took 60 MB more at its end than while it was read.
+//! Here the text goes through zlib as it is written ([`AckWriter`]); the ledger stores the
+//! deflated bytes as they are, and publishing inflates them straight into the file
+//! ([`AckBody::write_to`]). Nothing holds more than a segment or two of it in plain text.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+use serde::{Deserialize, Serialize};
+
+/// How hard acknowledgements are deflated: the ledger's blobs use the same level (level 1
+/// of zlib-rs is a "quick" strategy that left them 1.6 times the size).
+const LEVEL: u32 = 2;
+/// Plain text gathered before it goes through zlib.
+const CHUNK: usize = 64 * 1024;
+
+/// An acknowledgement's content, zlib-deflated.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckBody {
+    zlib: Vec<u8>,
+}
+
+impl fmt::Debug for AckBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AckBody({} bytes deflated)", self.zlib.len())
+    }
+}
+
+impl AckBody {
+    /// The body of `text`, deflated at once (for acknowledgements built whole).
+    pub fn from_text(text: &[u8]) -> AckBody {
+        let mut w = AckWriter::default();
+        w.push_bytes(text);
+        w.finish()
+    }
+
+    /// A body as the ledger stored it: zlib bytes, checked when they are read.
+    pub fn from_zlib(zlib: Vec<u8>) -> AckBody {
+        AckBody { zlib }
+    }
+
+    /// The deflated bytes, as the ledger stores them.
+    pub fn zlib(&self) -> &[u8] {
+        &self.zlib
+    }
+
+    /// Inflates the body into `out`, a piece at a time; the bytes written.
+    pub fn write_to(&self, out: &mut dyn Write) -> io::Result<u64> {
+        io::copy(&mut ZlibDecoder::new(&self.zlib[..]), out).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("an acknowledgement's stored bytes do not inflate: {e}"),
+            )
+        })
+    }
+
+    /// The whole text (for tests and the console, which show it).
+    pub fn bytes(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.write_to(&mut out)?;
+        Ok(out)
+    }
+
+    /// The whole text, as far as it is UTF-8 and inflates.
+    pub fn text_lossy(&self) -> String {
+        let mut out = Vec::new();
+        let _ = ZlibDecoder::new(&self.zlib[..]).read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Writes an acknowledgement's text through zlib as it is made.
+pub struct AckWriter {
+    plain: String,
+    z: ZlibEncoder<Vec<u8>>,
+}
+
+impl Default for AckWriter {
+    fn default() -> AckWriter {
+        AckWriter {
+            plain: String::with_capacity(CHUNK),
+            z: ZlibEncoder::new(Vec::new(), Compression::new(LEVEL)),
+        }
+    }
+}
+
+impl AckWriter {
+    pub fn push_str(&mut self, s: &str) {
+        self.plain.push_str(s);
+        self.spill(CHUNK);
+    }
+
+    pub fn push(&mut self, c: char) {
+        self.plain.push(c);
+        self.spill(CHUNK);
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) {
+        self.spill(0);
+        // Writing into a Vec cannot fail.
+        let _ = self.z.write_all(b);
+    }
+
+    /// The text written since the last spill, to be appended to in place (as `write!` or
+    /// the acknowledgement's own pushers do); [`Self::push_str`] spills it.
+    pub fn text(&mut self) -> &mut String {
+        &mut self.plain
+    }
+
+    /// Deflates the plain text held once it reaches `at` bytes.
+    fn spill(&mut self, at: usize) {
+        if self.plain.len() >= at && !self.plain.is_empty() {
+            // Writing into a Vec cannot fail.
+            let _ = self.z.write_all(self.plain.as_bytes());
+            self.plain.clear();
+        }
+    }
+
+    pub fn finish(mut self) -> AckBody {
+        self.spill(0);
+        // Finishing into a Vec cannot fail.
+        let zlib = self.z.finish().unwrap_or_default();
+        AckBody { zlib }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_written_in_pieces_reads_back_whole() {
+        let mut w = AckWriter::default();
+        let mut want = String::new();
+        for i in 0..50_000 {
+            let seg = format!("AK2*850*{i:09}~\n");
+            w.push_str(&seg);
+            w.text().push_str("AK5*A");
+            w.push('~');
+            want.push_str(&seg);
+            want.push_str("AK5*A~");
+        }
+        let body = w.finish();
+        assert!(body.zlib().len() * 5 < want.len(), "{}", body.zlib().len());
+        assert_eq!(body.bytes().unwrap(), want.as_bytes());
+        assert_eq!(body.text_lossy(), want);
+        assert_eq!(
+            AckBody::from_text(want.as_bytes()).bytes().unwrap(),
+            want.as_bytes()
+        );
+        assert_eq!(AckBody::from_text(b"").bytes().unwrap(), b"");
+        let stored = AckBody::from_zlib(body.zlib().to_vec());
+        let mut file = Vec::new();
+        assert_eq!(stored.write_to(&mut file).unwrap(), want.len() as u64);
+        assert_eq!(file, want.as_bytes());
+    }
+
+    #[test]
+    fn stored_bytes_that_do_not_inflate_are_an_error_when_written() {
+        let body = AckBody::from_text(&b"ISA*00~".repeat(1000));
+        let cut = AckBody::from_zlib(body.zlib()[..body.zlib().len() / 2].to_vec());
+        let err = cut.bytes().unwrap_err().to_string();
+        assert!(err.contains("do not inflate"), "{err}");
+        assert!(AckBody::from_zlib(b"not zlib".to_vec()).bytes().is_err());
+    }
+}
