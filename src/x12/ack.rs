@@ -295,10 +295,10 @@ fn group_segments(
     });
     let mut accepted = 0u64;
     let mut received = 0u64;
-    for set in g.sets.iter() {
+    g.sets.each(|set| {
         received += 1;
         accepted += u64::from(set_segments(set, v.is_999, outcomes, ending.error, segs));
-    }
+    });
     if let Some(open) = &g.open_set {
         received += 1;
         segs.ak2(&ak2_elements(&open.st01, &open.st02));

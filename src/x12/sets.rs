@@ -1,40 +1,26 @@
-//! The sets of a functional group as its acknowledgement needs them, kept small.
+//! The sets of a functional group as its acknowledgement needs them, kept in a few bytes
+//! each.
 //!
 //! The reader remembers every set it has read until the file ends, because the 997/999
 //! answers each one: its seq (to find the outcome the ledger recorded), its part in an
 //! all-or-nothing unit, and its AK2 (ST01 and ST02 as echoed back). Kept as a record with
-//! two `String`s in a growing `Vec`, that was about 85 bytes a set: reading a 300 MB
-//! interchange of 1.3 million sets grew the process by 110 MB, and a 1 GB file would have
-//! taken over 400 MB more than a small one. Here a set is 32 bytes, in chunks of a fixed
-//! size, so no doubling leaves room unused or copies the list: its AK2 is made once, as
-//! the acknowledgement sends it (an id of three characters and nine of the control
-//! number), and kept inline; the rare one that does not fit is kept beside the list.
+//! two `String`s in a growing `Vec`, that was about 85 bytes a set: a 1 GB interchange of
+//! 4.3 million sets took 628 MiB. Here each set is a record in a byte list: the step from
+//! the seq before (1, nearly always), its part, and its AK2 as the bytes it does not share
+//! with the AK2 before (`850*000000041` after `850*000000040` is the one byte `1`): about
+//! five bytes a set. The AK2 is made once, as the acknowledgement sends it. The list grows
+//! in chunks of a fixed size, so no doubling copies it.
 
 use super::ack::ak2_elements;
 
-/// Sets a chunk holds (32 KiB).
-const CHUNK: usize = 1024;
-/// AK2 elements kept inline: `850*000000001` is 13 bytes.
-const INLINE: usize = 19;
-/// `SetRec::len` of an AK2 kept in `SetList::long`, whose index is in `text[..4]`.
-const LONG: u8 = u8::MAX;
-/// `SetRec::part` of a set that is its own unit.
-const NO_PART: u32 = u32::MAX;
-
-/// One set, 32 bytes.
-#[derive(Debug, Clone, Copy)]
-struct SetRec {
-    /// The unit holding the set: its own, or the merged group/interchange unit.
-    seq: u64,
-    /// Index of the set's part in a merged unit's `detail.parts`, or [`NO_PART`].
-    part: u32,
-    len: u8,
-    text: [u8; INLINE],
-}
+/// Bytes of records a chunk holds, past the first (which grows from nothing, since most
+/// groups are small).
+const CHUNK: usize = 64 * 1024;
 
 /// A set as the acknowledgement reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SetView<'a> {
+    /// The unit holding the set: its own, or the merged group/interchange unit.
     pub seq: u64,
     /// Index of the set's part in a merged unit's `detail.parts`.
     pub part: Option<usize>,
@@ -45,9 +31,11 @@ pub(crate) struct SetView<'a> {
 /// The sets of one group, in the order they were read.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SetList {
-    chunks: Vec<Vec<SetRec>>,
-    long: Vec<Box<str>>,
+    chunks: Vec<Vec<u8>>,
     len: usize,
+    /// The last set's seq and AK2: what the next record is written against.
+    last_seq: u64,
+    last_ak2: Vec<u8>,
 }
 
 impl SetList {
@@ -57,116 +45,198 @@ impl SetList {
 
     /// Remembers the set `st01`/`st02` read as unit `seq`.
     pub fn push(&mut self, seq: u64, st01: &str, st02: &str) {
-        let ak2 = ak2_elements(st01, st02);
-        let mut rec = SetRec {
+        self.push_view(SetView {
             seq,
-            part: NO_PART,
-            len: LONG,
-            text: [0; INLINE],
-        };
-        if ak2.len() <= INLINE {
-            rec.len = ak2.len() as u8;
-            rec.text[..ak2.len()].copy_from_slice(ak2.as_bytes());
-        } else {
-            let i = u32::try_from(self.long.len()).expect("fewer than 2^32 sets in a group");
-            rec.text[..4].copy_from_slice(&i.to_le_bytes());
-            self.long.push(ak2.into_boxed_str());
-        }
-        match self.chunks.last_mut().filter(|c| c.len() < CHUNK) {
-            Some(chunk) => chunk.push(rec),
-            None => {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                chunk.push(rec);
-                self.chunks.push(chunk);
+            part: None,
+            ak2: &ak2_elements(st01, st02),
+        });
+    }
+
+    fn push_view(&mut self, s: SetView) {
+        let ak2 = s.ak2.as_bytes();
+        let shared = self
+            .last_ak2
+            .iter()
+            .zip(ak2)
+            .take(u8::MAX as usize)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let rest = &ak2[shared..ak2.len().min(shared + u8::MAX as usize)];
+        let mut rec = Vec::with_capacity(24 + rest.len());
+        put_varint(&mut rec, s.seq.wrapping_sub(self.last_seq));
+        put_varint(&mut rec, s.part.map_or(0, |p| p as u64 + 1));
+        rec.extend([shared as u8, rest.len() as u8]);
+        rec.extend_from_slice(rest);
+        match self.chunks.last_mut() {
+            Some(c) if c.len() + rec.len() <= CHUNK => c.extend_from_slice(&rec),
+            _ => {
+                let mut c = Vec::with_capacity(if self.chunks.is_empty() { 0 } else { CHUNK });
+                c.extend_from_slice(&rec);
+                self.chunks.push(c);
             }
         }
+        self.last_seq = s.seq;
+        self.last_ak2.truncate(shared);
+        self.last_ak2.extend_from_slice(rest);
         self.len += 1;
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = SetView<'_>> {
-        self.chunks.iter().flatten().map(|r| SetView {
-            seq: r.seq,
-            part: (r.part != NO_PART).then_some(r.part as usize),
-            ak2: self.ak2(r),
-        })
-    }
-
-    fn ak2<'a>(&'a self, r: &'a SetRec) -> &'a str {
-        if r.len != LONG {
-            // Made from a `&str` cut at a char boundary in `push`.
-            return std::str::from_utf8(&r.text[..r.len as usize]).unwrap_or_default();
+    /// Calls `f` with every set, in order.
+    pub fn each(&self, mut f: impl FnMut(SetView)) {
+        let (mut seq, mut ak2) = (0u64, Vec::new());
+        for chunk in &self.chunks {
+            let mut buf = &chunk[..];
+            while !buf.is_empty() {
+                let (Some(step), Some(part)) = (take_varint(&mut buf), take_varint(&mut buf))
+                else {
+                    return;
+                };
+                let [shared, n, ..] = *buf else { return };
+                let Some(rest) = buf.get(2..2 + n as usize) else {
+                    return;
+                };
+                buf = &buf[2 + n as usize..];
+                seq = seq.wrapping_add(step);
+                ak2.truncate(shared as usize);
+                ak2.extend_from_slice(rest);
+                f(SetView {
+                    seq,
+                    part: part.checked_sub(1).map(|p| p as usize),
+                    // Bytes of a `&str` cut where two of them part, put back together.
+                    ak2: std::str::from_utf8(&ak2).unwrap_or_default(),
+                });
+            }
         }
-        let i = u32::from_le_bytes([r.text[0], r.text[1], r.text[2], r.text[3]]);
-        self.long.get(i as usize).map(|s| &**s).unwrap_or_default()
     }
 
     /// Points the sets read as units `from..to`, and not yet part of a merged unit, at the
     /// unit merged at `from` and their part in it. Seqs never fall along the list (a merged
-    /// unit takes the first seq of its parts, the next unit the one after), so the search
-    /// stops at the first set below `from`, from the end.
+    /// unit takes the first seq of its parts, the next unit the one after), so a list whose
+    /// last set is below `from` has none of them; another is written again.
     pub fn merge(&mut self, from: u64, to: u64) {
-        for chunk in self.chunks.iter_mut().rev() {
-            for s in chunk.iter_mut().rev() {
-                if s.seq < from {
-                    return;
-                }
-                if s.part == NO_PART && s.seq < to {
-                    s.part = u32::try_from(s.seq - from).unwrap_or(NO_PART - 1);
-                    s.seq = from;
-                }
+        if self.len == 0 || self.last_seq < from {
+            return;
+        }
+        let mut sets: Vec<(u64, Option<usize>, String)> = Vec::with_capacity(self.len);
+        self.each(|s| sets.push((s.seq, s.part, s.ak2.to_string())));
+        for (seq, part, _) in sets.iter_mut().rev() {
+            if *seq < from {
+                break;
+            }
+            if part.is_none() && *seq < to {
+                *part = Some((*seq - from) as usize);
+                *seq = from;
             }
         }
+        *self = SetList::default();
+        for (seq, part, ak2) in &sets {
+            self.push_view(SetView {
+                seq: *seq,
+                part: *part,
+                ak2,
+            });
+        }
     }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_set_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<SetRec>(), 32);
+    fn all(l: &SetList) -> Vec<(u64, Option<usize>, String)> {
+        let mut out = Vec::new();
+        l.each(|s| out.push((s.seq, s.part, s.ak2.to_string())));
+        out
     }
 
-    /// Sets across chunks, an AK2 too long to keep inline (multi-byte characters), the
-    /// echo's cleaning, and merges that leave earlier merged sets alone.
+    /// Sets across chunks, seqs that jump, AK2s that share nothing or all with the one
+    /// before, multi-byte characters (sharing part of one), and the echo's cleaning.
     #[test]
-    fn sets_read_back_as_pushed_and_merged() {
+    fn sets_read_back_as_pushed() {
         let mut l = SetList::default();
-        let n = CHUNK as u64 * 2 + 10;
-        for seq in 1..=n {
-            l.push(seq, "850", &format!("{seq:09}"));
+        let mut want = Vec::new();
+        let mut seq = 0;
+        for i in 0..40_000u64 {
+            seq += if i % 1000 == 0 { 70_000 } else { 1 };
+            let st02 = format!("{:09}", i * 7);
+            let st01 = if i % 3 == 0 { "810" } else { "850" };
+            l.push(seq, st01, &st02);
+            want.push((seq, None, format!("{st01}*{st02}")));
         }
-        l.push(n + 1, "810", "ÄÖÜÄÖÜÄÖÜ");
-        l.push(n + 2, "8~", " 1*2 ");
-        assert_eq!(l.len() as u64, n + 2);
-        let got: Vec<SetView> = l.iter().collect();
-        assert_eq!(got[0].ak2, "850*000000001");
-        assert_eq!(got[CHUNK].seq, CHUNK as u64 + 1);
-        assert_eq!(got[n as usize].ak2, "810*ÄÖÜÄÖÜÄÖÜ");
-        assert_eq!(got[n as usize + 1].ak2, "ZZZ*12");
-        assert_eq!(got[n as usize].ak2, ak2_elements("810", "ÄÖÜÄÖÜÄÖÜ"));
-        assert!(got.iter().all(|s| s.part.is_none()));
+        for (st01, st02, ak2) in [
+            ("850", "ÄÖÜ", "850*ÄÖÜ"),
+            ("850", "ÄÖÄ", "850*ÄÖÄ"),
+            ("850", "ÄÖÄ", "850*ÄÖÄ"),
+            ("8~", " 1*2 ", "ZZZ*12"),
+            ("", "", "ZZZ*"),
+        ] {
+            seq += 1;
+            l.push(seq, st01, st02);
+            want.push((seq, None, ak2.to_string()));
+        }
+        assert!(l.chunks.len() > 2, "{}", l.chunks.len());
+        assert_eq!(l.len(), want.len());
+        assert_eq!(all(&l), want);
+    }
 
+    /// Sets numbered one after another, as senders number them, take about five bytes.
+    #[test]
+    fn numbered_sets_take_a_few_bytes_each() {
+        let mut l = SetList::default();
+        (1..=100_000u64).for_each(|i| l.push(i * 2, "850", &format!("{i:09}")));
+        let bytes: usize = l.chunks.iter().map(Vec::len).sum();
+        assert!(bytes < 100_000 * 6, "{bytes} bytes");
+    }
+
+    #[test]
+    fn merges_point_sets_at_their_unit_and_leave_earlier_merged_sets_alone() {
         // Sets 5..8 merged into unit 5; the next unit is 6; then 6..9 merged again.
         let mut l = SetList::default();
-        (1..=7).for_each(|seq| l.push(seq, "850", "1"));
+        (1..=7).for_each(|seq| l.push(seq, "850", &seq.to_string()));
         l.merge(5, 8);
-        (6..=8).for_each(|seq| l.push(seq, "850", "2"));
+        (6..=8).for_each(|seq| l.push(seq, "850", &format!("1{seq}")));
+        let before = all(&l);
+        l.merge(9, 10);
+        assert_eq!(all(&l), before, "no set at or past 9");
         l.merge(6, 9);
-        let got: Vec<(u64, Option<usize>)> = l.iter().map(|s| (s.seq, s.part)).collect();
-        let want = [
-            (1, None),
-            (2, None),
-            (3, None),
-            (4, None),
-            (5, Some(0)),
-            (5, Some(1)),
-            (5, Some(2)),
-            (6, Some(0)),
-            (6, Some(1)),
-            (6, Some(2)),
-        ];
+        let got: Vec<(u64, Option<usize>, String)> = all(&l);
+        let want: Vec<(u64, Option<usize>, String)> = [
+            (1, None, "1"),
+            (2, None, "2"),
+            (3, None, "3"),
+            (4, None, "4"),
+            (5, Some(0), "5"),
+            (5, Some(1), "6"),
+            (5, Some(2), "7"),
+            (6, Some(0), "16"),
+            (6, Some(1), "17"),
+            (6, Some(2), "18"),
+        ]
+        .map(|(s, p, st02)| (s, p, format!("850*{st02}")))
+        .into();
         assert_eq!(got, want);
+        l.push(7, "850", "19");
+        assert_eq!(all(&l).last().unwrap(), &(7, None, "850*19".to_string()));
     }
 }
