@@ -304,6 +304,10 @@ fn line_row(file_id: i64, l: &LineView, sess: &Sess) -> Markup {
     }
 }
 
+/// Bytes of an acknowledgement the file page shows: a 997 for a whole day's orders can be
+/// tens of megabytes, more than a page should carry.
+const SHOWN_ACK_BYTES: usize = 64 * 1024;
+
 fn acks_table(acks: &[Outbound]) -> Markup {
     html! {
         @if !acks.is_empty() {
@@ -314,8 +318,14 @@ fn acks_table(acks: &[Outbound]) -> Markup {
                     tr {
                         td { (a.kind) } td { (name(&a.partner)) } td.num { (a.control_no.map(|n| n.to_string()).unwrap_or_default()) }
                         td { (name(&a.file_name)) }
-                        @let text = a.content.text_lossy();
-                        td { details { summary { (text.len()) " bytes" } pre { (text) } } }
+                        @let (text, total) = a.content.head(SHOWN_ACK_BYTES);
+                        td { details { summary { (total) " bytes" } pre {
+                            (text)
+                            @if total > text.len() as u64 {
+                                "\n… and " (total - text.len() as u64) " bytes more: the whole acknowledgement is "
+                                (name(&a.file_name)) " in the acks folder"
+                            }
+                        } } }
                     }
                 }
             }
@@ -360,5 +370,48 @@ pub fn doc_line_link(d: &RejectedDoc) -> Markup {
             (Some(o), Some(n)) => a href=(line_href(d.file_id, o)) { "line " (n) @if let Some(loc) = &d.locator { " (" (name(loc)) ")" } },
             _ => span.muted { "–" },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::AckBody;
+
+    fn ack(text: &str) -> Outbound {
+        Outbound {
+            file_name: "ACME-997-000000001.x12".into(),
+            kind: "997".into(),
+            partner: "ACME".into(),
+            control_no: Some(1),
+            content: AckBody::from_text(text.as_bytes()),
+        }
+    }
+
+    /// A short acknowledgement is shown whole; a long one up to `SHOWN_ACK_BYTES`, with
+    /// what is left and where the whole file is.
+    #[test]
+    fn a_long_acknowledgement_is_shown_in_part_with_where_the_rest_is() {
+        let short_text = "ISA*00~\nIEA*1*000000001~\n";
+        let short = acks_table(&[ack(short_text)]).into_string();
+        assert!(
+            short.contains(&format!("{} bytes", short_text.len())),
+            "{short}"
+        );
+        assert!(short.contains("IEA*1*000000001~"), "{short}");
+        assert!(!short.contains("bytes more"));
+        let long_text = "AK2*850*000000001~\nAK5*A~\n".repeat(10_000);
+        let long = acks_table(&[ack(&long_text)]).into_string();
+        let left = long_text.len() - SHOWN_ACK_BYTES;
+        assert!(
+            long.contains(&format!("{} bytes", long_text.len())),
+            "{long:.300}"
+        );
+        assert!(
+            long.contains(&format!("and {left} bytes more")),
+            "{long:.300}"
+        );
+        assert!(long.contains("ACME-997-000000001.x12 in the acks folder"));
+        assert!(long.len() < SHOWN_ACK_BYTES + 2_000, "{}", long.len());
     }
 }

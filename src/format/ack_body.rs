@@ -9,9 +9,9 @@
 //! ([`AckBody::write_to`]). Nothing holds more than a segment or two of it in plain text.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
-use flate2::read::ZlibDecoder;
+use flate2::bufread::ZlibDecoder;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
@@ -52,14 +52,30 @@ impl AckBody {
         &self.zlib
     }
 
-    /// Inflates the body into `out`, a piece at a time; the bytes written.
+    /// The bodies one after another: their zlib streams back to back, not deflated again.
+    pub fn join(parts: impl IntoIterator<Item = AckBody>) -> AckBody {
+        let mut zlib = Vec::new();
+        parts.into_iter().for_each(|p| zlib.extend(p.zlib));
+        AckBody { zlib }
+    }
+
+    /// Inflates the body into `out`, a piece at a time, stream after stream (see
+    /// [`Self::join`]); the bytes written.
     pub fn write_to(&self, out: &mut dyn Write) -> io::Result<u64> {
-        io::copy(&mut ZlibDecoder::new(&self.zlib[..]), out).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("an acknowledgement's stored bytes do not inflate: {e}"),
-            )
-        })
+        let mut rest = &self.zlib[..];
+        let mut written = 0;
+        while !rest.is_empty() {
+            let mut z = ZlibDecoder::new(rest);
+            written += io::copy(&mut z, out).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("an acknowledgement's stored bytes do not inflate: {e}"),
+                )
+            })?;
+            // The decoder takes from the slice only what its stream held.
+            rest = z.into_inner();
+        }
+        Ok(written)
     }
 
     /// The whole text (for tests and the console, which show it).
@@ -69,10 +85,30 @@ impl AckBody {
         Ok(out)
     }
 
+    /// The text's first `max` bytes (as far as they are UTF-8) and the whole text's length,
+    /// for showing an acknowledgement of any size without holding it.
+    pub fn head(&self, max: usize) -> (String, u64) {
+        struct Head(Vec<u8>, usize);
+        impl Write for Head {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                let room = self.1 - self.0.len();
+                self.0.extend_from_slice(&b[..b.len().min(room)]);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut head = Head(Vec::new(), max);
+        let total = self.write_to(&mut head).unwrap_or(0);
+        let total = total.max(head.0.len() as u64);
+        (String::from_utf8_lossy(&head.0).into_owned(), total)
+    }
+
     /// The whole text, as far as it is UTF-8 and inflates.
     pub fn text_lossy(&self) -> String {
         let mut out = Vec::new();
-        let _ = ZlibDecoder::new(&self.zlib[..]).read_to_end(&mut out);
+        let _ = self.write_to(&mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
 }
@@ -157,10 +193,25 @@ mod tests {
             want.as_bytes()
         );
         assert_eq!(AckBody::from_text(b"").bytes().unwrap(), b"");
+        let (head, total) = body.head(100);
+        assert_eq!((head.as_str(), total), (&want[..100], want.len() as u64));
         let stored = AckBody::from_zlib(body.zlib().to_vec());
         let mut file = Vec::new();
         assert_eq!(stored.write_to(&mut file).unwrap(), want.len() as u64);
         assert_eq!(file, want.as_bytes());
+    }
+
+    /// Bodies joined read back as their texts one after another; an empty one adds
+    /// nothing; a joined body cut inside its second stream is an error.
+    #[test]
+    fn joined_bodies_read_back_one_after_another() {
+        let parts = ["<head>\n", "", &"<E1STATS/>\n".repeat(10_000), "</tail>\n"];
+        let joined = AckBody::join(parts.iter().map(|p| AckBody::from_text(p.as_bytes())));
+        assert_eq!(joined.bytes().unwrap(), parts.concat().as_bytes());
+        assert_eq!(AckBody::join([]).bytes().unwrap(), b"");
+        let first = AckBody::from_text(parts[0].as_bytes()).zlib().len();
+        let cut = AckBody::from_zlib(joined.zlib()[..first + 3].to_vec());
+        assert!(cut.bytes().is_err());
     }
 
     #[test]

@@ -36,10 +36,69 @@ struct Entry {
     field: String,
 }
 
+/// Plain text of E1STATS a route holds before deflating it into a piece of its body.
+const ROUTE_PLAIN: usize = 64 * 1024;
+/// Plain text of E1STATS all routes together hold before every route deflates its own:
+/// a file from many senders keeps no more than this in plain text.
+const ALL_PLAIN: usize = 4 * 1024 * 1024;
+
+/// One SYSTAT01 being written: its E1STATS go through zlib as they are made, so the
+/// STATUS of a file is held deflated while its IDocs are answered (see
+/// `format::ack_body`). Its head, which names the DOCNUM the ledger hands out only once
+/// the routes are known, is deflated on its own and put in front.
 struct Route {
     /// Control record fields of the first IDoc from this sender.
     dc: serde_json::Map<String, Value>,
-    entries: Vec<Entry>,
+    /// The E1STATS deflated so far, a piece each, and the plain text since.
+    body: Vec<AckBody>,
+    plain: String,
+}
+
+#[derive(Default)]
+struct Routes {
+    by_sender: BTreeMap<String, Route>,
+    /// Plain text the routes hold together.
+    plain: usize,
+}
+
+impl Routes {
+    /// Writes `entries` into the route of `sender` (started with `dc`).
+    fn add(
+        &mut self,
+        sender: String,
+        dc: &serde_json::Map<String, Value>,
+        entries: &[Entry],
+        when: &When,
+    ) {
+        let route = self.by_sender.entry(sender).or_insert_with(|| Route {
+            dc: dc.clone(),
+            body: Vec::new(),
+            plain: String::new(),
+        });
+        let before = route.plain.len();
+        entries
+            .iter()
+            .for_each(|e| render_entry(&mut route.plain, e, when));
+        self.plain += route.plain.len() - before;
+        if route.plain.len() >= ROUTE_PLAIN {
+            self.plain -= route.plain.len();
+            route.body.push(AckBody::from_text(route.plain.as_bytes()));
+            route.plain.clear();
+        }
+        if self.plain >= ALL_PLAIN {
+            for r in self.by_sender.values_mut().filter(|r| !r.plain.is_empty()) {
+                r.body.push(AckBody::from_text(r.plain.as_bytes()));
+                r.plain.clear();
+            }
+            self.plain = 0;
+        }
+    }
+}
+
+/// The date and time a STATUS is written at, as its fields spell them.
+struct When {
+    date: String,
+    time: String,
 }
 
 fn s(dc: &serde_json::Map<String, Value>, k: &str) -> String {
@@ -116,7 +175,12 @@ impl AckState {
         acks: &mut dyn AckContext,
         error: Option<&FileError>,
     ) -> Result<Vec<Outbound>, FileError> {
-        let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+        let now = chrono::Utc::now();
+        let when = When {
+            date: now.format("%Y%m%d").to_string(),
+            time: now.format("%H%M%S").to_string(),
+        };
+        let mut routes = Routes::default();
         for seq in 0..self.units {
             let Some(sum) = outcomes.get(seq) else {
                 continue;
@@ -208,43 +272,38 @@ impl AckState {
                 }
                 (None, UnitStatus::Skipped) => continue,
             };
-            let partner = s(dc, "SNDPRN");
-            routes
-                .entry(partner)
-                .or_insert_with(|| Route {
-                    dc: dc.clone(),
-                    entries: Vec::new(),
-                })
-                .entries
-                .extend(entries);
+            routes.add(s(dc, "SNDPRN"), dc, &entries, &when);
         }
-        let now = chrono::Utc::now();
-        let date = now.format("%Y%m%d").to_string();
-        let time = now.format("%H%M%S").to_string();
         let mut out = Vec::new();
-        for (partner, route) in routes {
+        for (partner, route) in routes.by_sender {
             let partner_id = if partner.is_empty() {
                 "UNKNOWN".to_string()
             } else {
                 partner.clone()
             };
             let control = acks.next_control_number(&partner_id, "STATUS")?;
-            let content = render(&route, control, &date, &time);
+            let head = render_head(&route.dc, control, &when);
+            let tail = route.plain + "</IDOC>\n</SYSTAT01>\n";
+            let content = AckBody::join(
+                std::iter::once(AckBody::from_text(head.as_bytes()))
+                    .chain(route.body)
+                    .chain([AckBody::from_text(tail.as_bytes())]),
+            );
             out.push(Outbound {
                 file_name: format!("STATUS_{}_{control:016}.xml", safe(&partner_id)),
                 kind: "STATUS".into(),
                 partner: partner_id,
                 control_no: Some(control),
-                content: AckBody::from_text(content.as_bytes()),
+                content,
             });
         }
         Ok(out)
     }
 }
 
-fn render(route: &Route, control: u64, date: &str, time: &str) -> String {
-    let dc = &route.dc;
-    let mut x = String::with_capacity(512 + route.entries.len() * 300);
+/// The SYSTAT01's start, through its control record.
+fn render_head(dc: &serde_json::Map<String, Value>, control: u64, when: &When) -> String {
+    let mut x = String::with_capacity(1024);
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<SYSTAT01>\n<IDOC BEGIN=\"1\">\n");
     x.push_str("<EDI_DC40 SEGMENT=\"1\">\n");
     let i = "  ";
@@ -261,32 +320,73 @@ fn render(route: &Route, control: u64, date: &str, time: &str) -> String {
     field(&mut x, i, "RCVPOR", &s(dc, "SNDPOR"));
     field(&mut x, i, "RCVPRT", &s(dc, "SNDPRT"));
     field(&mut x, i, "RCVPRN", &s(dc, "SNDPRN"));
-    field(&mut x, i, "CREDAT", date);
-    field(&mut x, i, "CRETIM", time);
+    field(&mut x, i, "CREDAT", &when.date);
+    field(&mut x, i, "CRETIM", &when.time);
     x.push_str("</EDI_DC40>\n");
-    for e in &route.entries {
-        x.push_str("<E1STATS SEGMENT=\"1\">\n");
-        field(&mut x, i, "TABNAM", "EDI_DS");
-        field(&mut x, i, "MANDT", &e.mandt);
-        field(&mut x, i, "DOCNUM", &e.docnum);
-        field(&mut x, i, "LOGDAT", date);
-        field(&mut x, i, "LOGTIM", time);
-        field(&mut x, i, "STATUS", &e.status);
-        field(&mut x, i, "STATXT", &e.text);
-        field(&mut x, i, "SEGFLD", &e.field);
-        for (n, p) in e.params.iter().enumerate() {
-            field(&mut x, i, &format!("STAPA{}", n + 1), p);
-        }
-        field(&mut x, i, "STATYP", e.statyp);
-        x.push_str("</E1STATS>\n");
-    }
-    x.push_str("</IDOC>\n</SYSTAT01>\n");
     x
+}
+
+/// One E1STATS, appended to `x`.
+fn render_entry(x: &mut String, e: &Entry, when: &When) {
+    let i = "  ";
+    x.push_str("<E1STATS SEGMENT=\"1\">\n");
+    field(x, i, "TABNAM", "EDI_DS");
+    field(x, i, "MANDT", &e.mandt);
+    field(x, i, "DOCNUM", &e.docnum);
+    field(x, i, "LOGDAT", &when.date);
+    field(x, i, "LOGTIM", &when.time);
+    field(x, i, "STATUS", &e.status);
+    field(x, i, "STATXT", &e.text);
+    field(x, i, "SEGFLD", &e.field);
+    for (n, p) in e.params.iter().enumerate() {
+        field(x, i, &format!("STAPA{}", n + 1), p);
+    }
+    field(x, i, "STATYP", e.statyp);
+    x.push_str("</E1STATS>\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// E1STATS written into routes a piece at a time read back as written whole, per
+    /// sender: a few senders with long routes (pieces at `ROUTE_PLAIN`), then many with
+    /// short ones (every route's plain text deflated at `ALL_PLAIN`).
+    #[test]
+    fn routes_deflated_in_pieces_read_back_as_written_whole() {
+        let when = When {
+            date: "20261205".into(),
+            time: "120000".into(),
+        };
+        let dc = serde_json::Map::new();
+        let mut routes = Routes::default();
+        let mut want: BTreeMap<String, String> = BTreeMap::new();
+        let senders = |i: usize| if i < 30_000 { i % 3 } else { 3 + i % 2_000 };
+        for i in 0..50_000 {
+            let sender = format!("S{}", senders(i));
+            let e = Entry {
+                docnum: format!("{i:016}"),
+                mandt: "100".into(),
+                status: "53".into(),
+                statyp: "S",
+                text: "Application document posted".into(),
+                params: Default::default(),
+                field: String::new(),
+            };
+            render_entry(want.entry(sender.clone()).or_default(), &e, &when);
+            routes.add(sender, &dc, std::slice::from_ref(&e), &when);
+            assert!(routes.plain < ALL_PLAIN);
+        }
+        let short = &routes.by_sender["S7"];
+        assert!(!short.body.is_empty() && short.plain.len() < ROUTE_PLAIN);
+        assert!(routes.by_sender["S0"].body.len() > 10);
+        assert_eq!(routes.by_sender.len(), want.len());
+        for (sender, r) in routes.by_sender {
+            let mut got = AckBody::join(r.body).bytes().unwrap();
+            got.extend(r.plain.as_bytes());
+            assert_eq!(String::from_utf8(got).unwrap(), want[&sender], "{sender}");
+        }
+    }
 
     #[test]
     fn escapes_markup_and_controls() {
