@@ -72,8 +72,14 @@ impl AckBody {
                     format!("an acknowledgement's stored bytes do not inflate: {e}"),
                 )
             })?;
-            // The decoder takes from the slice only what its stream held.
-            rest = z.into_inner();
+            // The decoder takes from the slice only what its stream held; a stream that
+            // took nothing would have this loop turn for ever.
+            let left = z.into_inner();
+            if left.len() == rest.len() {
+                let msg = "an acknowledgement's stored bytes stop inflating before their end";
+                return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+            }
+            rest = left;
         }
         Ok(written)
     }
