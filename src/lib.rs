@@ -36,4 +36,5 @@ pub mod sheet;
 pub mod sink;
 pub mod tabular;
 pub mod unit;
+mod varint;
 pub mod x12;

@@ -18,6 +18,7 @@ use super::db::{params, Connection, Transaction, Value};
 use super::runs::{stored_unit, StoredUnit, UNIT_COLS};
 use super::{LineView, Result};
 use crate::unit::Position;
+pub(super) use crate::varint::{put_unsigned, take_unsigned};
 
 /// Rejects, after they were committed, the units of a file whose status is one of
 /// `statuses` (SQL literals) and whose seq lies in the `lost` ranges: every
@@ -335,30 +336,9 @@ pub(super) fn put(out: &mut Vec<u8>, v: i64) {
     put_unsigned(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-pub(super) fn put_unsigned(out: &mut Vec<u8>, mut z: u64) {
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
 pub(super) fn take(buf: &mut &[u8]) -> Option<i64> {
     let z = take_unsigned(buf)?;
     Some((z >> 1) as i64 ^ -((z & 1) as i64))
-}
-
-pub(super) fn take_unsigned(buf: &mut &[u8]) -> Option<u64> {
-    let mut z = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = buf.split_first()?;
-        *buf = rest;
-        z |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(z);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! in chunks of a fixed size, so no doubling copies it.
 
 use super::ack::ak2_elements;
+use crate::varint::{put_unsigned, take_unsigned};
 
 /// Bytes of records a chunk holds, past the first (which grows from nothing, since most
 /// groups are small).
@@ -63,8 +64,8 @@ impl SetList {
             .count();
         let rest = &ak2[shared..ak2.len().min(shared + u8::MAX as usize)];
         let mut rec = Vec::with_capacity(24 + rest.len());
-        put_varint(&mut rec, s.seq.wrapping_sub(self.last_seq));
-        put_varint(&mut rec, s.part.map_or(0, |p| p as u64 + 1));
+        put_unsigned(&mut rec, s.seq.wrapping_sub(self.last_seq));
+        put_unsigned(&mut rec, s.part.map_or(0, |p| p as u64 + 1));
         rec.extend([shared as u8, rest.len() as u8]);
         rec.extend_from_slice(rest);
         match self.chunks.last_mut() {
@@ -87,7 +88,7 @@ impl SetList {
         for chunk in &self.chunks {
             let mut buf = &chunk[..];
             while !buf.is_empty() {
-                let (Some(step), Some(part)) = (take_varint(&mut buf), take_varint(&mut buf))
+                let (Some(step), Some(part)) = (take_unsigned(&mut buf), take_unsigned(&mut buf))
                 else {
                     return;
                 };
@@ -137,27 +138,6 @@ impl SetList {
             });
         }
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn take_varint(buf: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = buf.split_first()?;
-        *buf = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
