@@ -54,6 +54,8 @@ impl SetList {
     }
 
     fn push_view(&mut self, s: SetView) {
+        // An AK2 is at most 40 bytes (an id of 3 characters, 9 of the control number, up
+        // to 4 bytes each); the caps below only keep both lengths in a byte.
         let ak2 = s.ak2.as_bytes();
         let shared = self
             .last_ak2
