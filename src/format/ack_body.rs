@@ -84,7 +84,7 @@ impl AckBody {
         Ok(written)
     }
 
-    /// The whole text (for tests and the console, which show it).
+    /// The whole text (for tests and tools; publishing uses [`Self::write_to`]).
     pub fn bytes(&self) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         self.write_to(&mut out)?;
@@ -140,21 +140,10 @@ impl AckWriter {
         self.spill(CHUNK);
     }
 
-    pub fn push(&mut self, c: char) {
-        self.plain.push(c);
-        self.spill(CHUNK);
-    }
-
     fn push_bytes(&mut self, b: &[u8]) {
         self.spill(0);
         // Writing into a Vec cannot fail.
         let _ = self.z.write_all(b);
-    }
-
-    /// The text written since the last spill, to be appended to in place (as `write!` or
-    /// the acknowledgement's own pushers do); [`Self::push_str`] spills it.
-    pub fn text(&mut self) -> &mut String {
-        &mut self.plain
     }
 
     /// Deflates the plain text held once it reaches `at` bytes.
@@ -185,8 +174,8 @@ mod tests {
         for i in 0..50_000 {
             let seg = format!("AK2*850*{i:09}~\n");
             w.push_str(&seg);
-            w.text().push_str("AK5*A");
-            w.push('~');
+            w.push_str("AK5*A");
+            w.push_str("~");
             want.push_str(&seg);
             want.push_str("AK5*A~");
         }

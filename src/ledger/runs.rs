@@ -490,11 +490,12 @@ fn unpack_blob(blob: &[u8]) -> Result<Vec<StoredUnit>> {
     read_units(&raw).ok_or_else(|| corrupt("a packed run of units is cut short"))
 }
 
-/// How hard stored blobs (runs, lists of versions, acknowledgements) are deflated. flate2
-/// runs on zlib-rs here (a dependency turns it on), whose level 1 is zlib-ng's "quick"
-/// strategy: on a CSV's runs it left them 1.6 times the size level 2 does (unit runs of
-/// 100 MB of orders, 4.1 MB against 2.6 MB), and level 2 took 1.3 times as long, a few
-/// milliseconds a batch. Levels above 2 gained under 2% for twice the time.
+/// How hard stored blobs (runs, lists of versions) are deflated; acknowledgements are
+/// deflated at the same level as they are written (`format::ack_body`). flate2 runs on
+/// zlib-rs here (a dependency turns it on), whose level 1 is zlib-ng's "quick" strategy:
+/// on a CSV's runs it left them 1.6 times the size level 2 does (unit runs of 100 MB of
+/// orders, 4.1 MB against 2.6 MB), and level 2 took 1.3 times as long, a few milliseconds
+/// a batch. Levels above 2 gained under 2% for twice the time.
 pub(super) fn packing() -> flate2::Compression {
     flate2::Compression::new(2)
 }
