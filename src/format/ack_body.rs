@@ -37,9 +37,12 @@ impl fmt::Debug for AckBody {
 impl AckBody {
     /// The body of `text`, deflated at once (for acknowledgements built whole).
     pub fn from_text(text: &[u8]) -> AckBody {
-        let mut w = AckWriter::default();
-        w.push_bytes(text);
-        w.finish()
+        let mut z = ZlibEncoder::new(Vec::new(), Compression::new(LEVEL));
+        // Writing into a Vec cannot fail.
+        let _ = z.write_all(text);
+        AckBody {
+            zlib: z.finish().unwrap_or_default(),
+        }
     }
 
     /// A body as the ledger stored it: zlib bytes, checked when they are read.
@@ -138,12 +141,6 @@ impl AckWriter {
     pub fn push_str(&mut self, s: &str) {
         self.plain.push_str(s);
         self.spill(CHUNK);
-    }
-
-    fn push_bytes(&mut self, b: &[u8]) {
-        self.spill(0);
-        // Writing into a Vec cannot fail.
-        let _ = self.z.write_all(b);
     }
 
     /// Deflates the plain text held once it reaches `at` bytes.
