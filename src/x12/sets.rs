@@ -65,19 +65,19 @@ impl SetList {
             .take_while(|(a, b)| a == b)
             .count();
         let rest = &ak2[shared..ak2.len().min(shared + u8::MAX as usize)];
-        let mut rec = Vec::with_capacity(24 + rest.len());
-        put_unsigned(&mut rec, s.seq.wrapping_sub(self.last_seq));
-        put_unsigned(&mut rec, s.part.map_or(0, |p| p as u64 + 1));
-        rec.extend([shared as u8, rest.len() as u8]);
-        rec.extend_from_slice(rest);
-        match self.chunks.last_mut() {
-            Some(c) if c.len() + rec.len() <= CHUNK => c.extend_from_slice(&rec),
-            _ => {
-                let mut c = Vec::with_capacity(if self.chunks.is_empty() { 0 } else { CHUNK });
-                c.extend_from_slice(&rec);
-                self.chunks.push(c);
-            }
+        // The record is written in place, in a chunk with room for its longest form (two
+        // varints of up to 10 bytes, two lengths, the bytes).
+        let longest = 22 + rest.len();
+        if self.chunks.last().is_none_or(|c| c.len() + longest > CHUNK) {
+            let room = if self.chunks.is_empty() { 0 } else { CHUNK };
+            self.chunks.push(Vec::with_capacity(room));
         }
+        let last = self.chunks.len() - 1;
+        let c = &mut self.chunks[last];
+        put_unsigned(c, s.seq.wrapping_sub(self.last_seq));
+        put_unsigned(c, s.part.map_or(0, |p| p as u64 + 1));
+        c.extend([shared as u8, rest.len() as u8]);
+        c.extend_from_slice(rest);
         self.last_seq = s.seq;
         self.last_ak2.truncate(shared);
         self.last_ak2.extend_from_slice(rest);
