@@ -42,8 +42,8 @@ pub(super) fn told_by_rows<'r>(
     same && !reasons.is_empty() && rows.next().is_none()
 }
 
-/// The reasons of units `seqs` of a file, each from its rejected lines' rows, read with
-/// one statement over `ordinals` (the lines of every unit asked for).
+/// The reasons kept in a file's rejected lines' rows, by unit seq, read with one statement
+/// over the lines `ordinals` (those of every unit asked for).
 pub(super) fn read_back(
     conn: &Connection,
     file_id: i64,

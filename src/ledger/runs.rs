@@ -496,7 +496,7 @@ fn unpack_blob(blob: &[u8]) -> Result<Vec<StoredUnit>> {
 /// on a CSV's runs it left them 1.6 times the size level 2 does (unit runs of 100 MB of
 /// orders, 4.1 MB against 2.6 MB), and level 2 took 1.3 times as long, a few milliseconds
 /// a batch. Levels above 2 gained under 2% for twice the time.
-pub(super) fn packing() -> flate2::Compression {
+fn packing() -> flate2::Compression {
     flate2::Compression::new(2)
 }
 
