@@ -260,7 +260,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             customer[i] = true;
             continue;
         }
-        let Some(sd) = td.segments.get(&s.name) else {
+        let Some(sd) = td.segments.get(s.name.as_str()) else {
             if td.customer_segments && is_customer_segment(&s.name) {
                 customer[i] = true;
             } else {
@@ -274,7 +274,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
                             td.source
                         ),
                     )
-                    .value(s.name.clone()),
+                    .value(s.name.to_string()),
                 );
             }
             continue;
@@ -318,7 +318,9 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             let have = counts.get(&(parent, kid.as_str())).copied().unwrap_or(0);
             if have < *min {
                 let under = match parent {
-                    Some(p) => segs[p].locator().unwrap_or_else(|| segs[p].name.clone()),
+                    Some(p) => segs[p]
+                        .locator()
+                        .unwrap_or_else(|| segs[p].name.to_string()),
                     None => format!("IDoc {}", idoc.ordinal),
                 };
                 ev.unit_errors.push(
@@ -335,7 +337,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
     };
     check(None, None, ev);
     for (i, s) in segs.iter().enumerate() {
-        if !customer[i] && td.segments.contains_key(&s.name) {
+        if !customer[i] && td.segments.contains_key(s.name.as_str()) {
             check(Some(i), Some(&s.name), ev);
         }
     }

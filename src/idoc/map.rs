@@ -58,7 +58,7 @@ fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
         for parent in &cur {
             let matching = t.children(*parent).iter().copied().filter(|&i| {
                 let s = &t.idoc.segments[i];
-                s.name == step.seg
+                s.name == step.seg.as_str()
                     && step
                         .filters
                         .iter()

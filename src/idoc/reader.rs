@@ -21,6 +21,7 @@ use super::input::{CappedInput, Trip};
 use crate::format::{
     AckContext, FileError, Limits, OpenContext, Outbound, UnitOutcomes, UnitReader,
 };
+use crate::tabular::cell_text::CellText;
 use crate::unit::{capped, mask, Position, SourceLine, Unit};
 
 /// How much of a segment the ledger keeps as its raw text.
@@ -31,7 +32,9 @@ const RAW_CAP: usize = 512;
 /// reading thread, IDoc's slowest, and two frees on another thread.
 #[derive(Debug, Clone)]
 pub struct Segment {
-    pub name: String,
+    /// Kept inline: names are short, and one allocation per segment was a fifth of the
+    /// reading thread's.
+    pub name: CellText,
     /// Index of the parent segment in the IDoc, `None` for segments directly under `<IDOC>`.
     pub parent: Option<usize>,
     /// Each field's name then its value, one after another.
@@ -68,16 +71,34 @@ pub struct Field<'a> {
 pub const FIELD_OVERHEAD: u64 = std::mem::size_of::<Slot>() as u64;
 
 impl Segment {
-    pub fn new(name: impl Into<String>, parent: Option<usize>, pos: Position) -> Segment {
+    pub fn new(name: &str, parent: Option<usize>, pos: Position) -> Segment {
+        Segment::with_room(name, parent, pos, (0, 0))
+    }
+
+    /// A segment with room for `fields` fields of `text` bytes in all (see
+    /// [`Segment::room`]).
+    pub fn with_room(
+        name: &str,
+        parent: Option<usize>,
+        pos: Position,
+        (fields, text): (usize, usize),
+    ) -> Segment {
         Segment {
-            name: name.into(),
+            name: CellText::new(name),
             parent,
-            text: String::new(),
-            slots: Vec::new(),
+            // A little over the last one's text: values differ in length from segment
+            // to segment.
+            text: String::with_capacity(if text == 0 { 0 } else { text + text / 8 + 8 }),
+            slots: Vec::with_capacity(fields),
             pos,
             bytes: 0,
             place: (0, 0, 0),
         }
+    }
+
+    /// Its fields and text bytes.
+    pub fn room(&self) -> (usize, usize) {
+        (self.slots.len(), self.text.len())
     }
 
     /// The segment's place among its IDoc's: IDoc `ordinal`, `n`th of its name, start tag
@@ -199,6 +220,23 @@ pub struct RawIdoc {
 /// with `max_unit_lines` this bounds one IDoc's memory even when every segment is large.
 pub const SEGMENT_BUDGET: u64 = 2048;
 
+/// Segment names past which [`IdocReader::names`] starts again: far more than any IDoc
+/// type defines, so only a file inventing names reaches it.
+const MAX_NAMES: usize = 4096;
+
+/// One segment name as the reader has seen it.
+#[derive(Debug, Default)]
+struct NameSeen {
+    /// The IDoc `count` is of (its ordinal).
+    idoc: u64,
+    /// Segments of this name in that IDoc so far, for locators (`E1EDP01 #2`).
+    count: u64,
+    /// The fields and text bytes the last segment of this name held: the room the next
+    /// one is given at once. A segment's lists grew step by step, several allocations a
+    /// segment on IDoc's busiest thread; and each name was allocated again per IDoc.
+    room: (usize, usize),
+}
+
 enum Frame {
     Envelope,
     Idoc,
@@ -270,8 +308,8 @@ pub struct IdocReader {
     limits: Limits,
     stack: Vec<Frame>,
     current: Option<RawIdoc>,
-    /// Occurrence counter per segment name within the current IDoc, for locators.
-    occurrences: HashMap<String, u64>,
+    /// What the reader knows of each segment name: see [`NameSeen`].
+    names: HashMap<String, NameSeen>,
     idocs: u64,
     segments_in_file: u64,
     next_seq: u64,
@@ -343,7 +381,7 @@ impl IdocReader {
             limits,
             stack: Vec::new(),
             current: None,
-            occurrences: HashMap::new(),
+            names: HashMap::new(),
             idocs: 0,
             segments_in_file: 0,
             next_seq: 0,
@@ -445,7 +483,11 @@ impl IdocReader {
             None | Some(Frame::Envelope) => {
                 if name == "IDOC" {
                     self.idocs += 1;
-                    self.occurrences.clear();
+                    // Counts are per IDoc (`NameSeen::idoc`); the names stay, unless a
+                    // file makes up more than any catalog holds.
+                    if self.names.len() > MAX_NAMES {
+                        self.names.clear();
+                    }
                     self.current = Some(RawIdoc {
                         ordinal: self.idocs,
                         segments: Vec::new(),
@@ -475,17 +517,8 @@ impl IdocReader {
                 if is_segment {
                     self.segments_in_file += 1;
                     let ordinal = self.idocs;
-                    // A name is allocated once per IDoc, not once per segment.
-                    let n = match self.occurrences.get_mut(name) {
-                        Some(c) => {
-                            *c += 1;
-                            *c
-                        }
-                        None => {
-                            self.occurrences.insert(name.to_string(), 1);
-                            1
-                        }
-                    };
+                    let seen = self.seen(name);
+                    let (n, room) = (seen.count, seen.room);
                     let pos = Position::new(m.line, m.byte, self.segments_in_file);
                     let Some(idoc) = self.current.as_mut() else {
                         return Err(self.fail(m, "idoc-structure", "segment outside <IDOC>"));
@@ -504,8 +537,8 @@ impl IdocReader {
                         idoc.dropped += 1;
                         Frame::Segment(None)
                     } else {
-                        idoc.segments
-                            .push(Segment::new(name, parent, pos).placed(ordinal, n, m.col));
+                        let seg = Segment::with_room(name, parent, pos, room);
+                        idoc.segments.push(seg.placed(ordinal, n, m.col));
                         Frame::Segment(Some(idoc.segments.len() - 1))
                     }
                 } else {
@@ -574,8 +607,30 @@ impl IdocReader {
                 Ok(None)
             }
             Some(Frame::Idoc) => Ok(self.current.take()),
+            Some(Frame::Segment(Some(i))) => {
+                if let Some(seg) = self.current.as_ref().and_then(|c| c.segments.get(i)) {
+                    if let Some(seen) = self.names.get_mut(seg.name.as_str()) {
+                        seen.room = seg.room();
+                    }
+                }
+                Ok(None)
+            }
             _ => Ok(None),
         }
+    }
+
+    /// The name's entry, its count in the current IDoc taken one up.
+    fn seen(&mut self, name: &str) -> &NameSeen {
+        let idoc = self.idocs;
+        if !self.names.contains_key(name) {
+            self.names.insert(name.to_string(), NameSeen::default());
+        }
+        let seen = self.names.get_mut(name).expect("inserted above");
+        if seen.idoc != idoc {
+            (seen.idoc, seen.count) = (idoc, 0);
+        }
+        seen.count += 1;
+        seen
     }
 
     fn append_text(&mut self, text: &str, m: Mark) -> Result<(), FileError> {
@@ -701,7 +756,7 @@ fn shown_line(catalog: &Catalog, typ: &str, idoc: &RawIdoc, i: usize) -> SourceL
     let s = &idoc.segments[i];
     let sensitive = catalog
         .get(typ)
-        .and_then(|t| t.segments.get(&s.name))
+        .and_then(|t| t.segments.get(s.name.as_str()))
         .map_or(&[][..], |d| d.sensitive.as_slice());
     let pos = match s.locator() {
         Some(l) => s.pos.clone().with_locator(l),
