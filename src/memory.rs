@@ -1,12 +1,22 @@
-//! How the process's allocator (mimalloc, see `main.rs`) gives memory back to the system.
+//! How the process's allocator (mimalloc, see `main.rs`) takes memory from the system and
+//! gives it back.
 //!
 //! mimalloc v3 returns emptied pages to the kernel a second after they empty. A batch
 //! pipeline frees megabytes at every batch and takes them again soon after, so pages went
 //! back and were faulted in again, zeroed by the kernel (`clear_page` was the hottest
-//! symbol of an orders CSV run, 7% of all CPU). With five seconds the same 32 MB run takes
-//! ~1,550 minor faults instead of 3,700–6,700 (and 0.2–0.3 s of system time instead of
-//! 0.4–0.75 s), the same as never giving memory back — while a long-running `watch` or
-//! `serve` still returns its peak once idle.
+//! symbol of an orders CSV run, 7% of all CPU). With five seconds the same 32 MB run took
+//! ~1,550 minor faults (in huge pages, then) instead of 3,700–6,700 (and 0.2–0.3 s of
+//! system time instead of 0.4–0.75 s), the same as never giving memory back — while a
+//! long-running `watch` or `serve` still returns its peak once idle.
+//!
+//! Transparent huge pages are off for the process. mimalloc asks for them on its arena, and
+//! a huge page the kernel has to find whole is slow to fault in where free memory was
+//! handed back to a hypervisor, as on this project's machines: touching 100 MB took 330–730
+//! ms when the 2 MB pages were not fresh from another process and 12 ms when they were,
+//! against a steady 40–65 ms in 4 KiB pages. A run started by a timer finds them cold:
+//! after 7 s idle, a 100 MB orders CSV took 3.18–3.37 s with huge pages (1.2–1.4 s of it
+//! system time) and 2.79–3.01 s without (0.4 s); a 50 MB IDoc file, whose reading thread
+//! first-touches most of the heap, 0.93–1.10 s against 0.71–0.80 s.
 
 use std::os::raw::c_long;
 
@@ -22,6 +32,20 @@ pub fn tune_allocator() {
     // SAFETY: mi_option_set only stores a value in mimalloc's option table; any option
     // index below `_mi_option_last` is valid, and the test checks this one's identity.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) }
+    no_huge_pages();
+}
+
+/// Turns transparent huge pages off for the process (see the module's doc).
+fn no_huge_pages() {
+    // mimalloc's own `allow_thp` option is read when it starts, before `main`; the process
+    // flag is asked at every fault, so it takes effect from here. It fails only on kernels
+    // older than 3.15, which then keep huge pages.
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call that sets a flag of the calling process; no memory is
+    // passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
 }
 
 #[cfg(test)]
@@ -30,6 +54,17 @@ mod tests {
 
     /// A `libmimalloc-sys` upgrade that moves the option would set another one silently:
     /// the documented defaults around it tell which option sits at the index.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_pages_are_turned_off() {
+        no_huge_pages();
+        // SAFETY: reads the calling process's flag.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
+            1
+        );
+    }
+
     #[test]
     fn the_purge_delay_option_is_where_we_set_it() {
         // SAFETY: reads of the option table.
