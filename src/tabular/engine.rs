@@ -203,10 +203,12 @@ impl TabularFormat {
             rows_seen: 0,
             header_done: !self.def.header,
             binding: Arc::new(Vec::new()),
+            binding_in_order: false,
             dropped: Vec::new(),
             width: None,
             blanks: Vec::new(),
             group: None,
+            group_rows: 1,
             closed: ClosedKeys::default(),
             out: VecDeque::new(),
             done: false,
@@ -264,6 +266,9 @@ struct TabularReader {
     header_done: bool,
     /// Column index of each field.
     binding: Arc<Vec<usize>>,
+    /// Field `k` is column `k` for every field, as where the definition lists the columns
+    /// in the file's order: a row's cells are then the job's, moved without a copy.
+    binding_in_order: bool,
     /// Header columns named [`super::ERROR_COLUMN`] (a corrections file's "what was
     /// wrong"), ascending: removed from every row before anything looks at it.
     dropped: Vec<usize>,
@@ -271,6 +276,9 @@ struct TabularReader {
     width: Option<usize>,
     blanks: Vec<(JobRow, SourceLine)>,
     group: Option<Group>,
+    /// Rows of the last group closed (at most [`GROUP_ROOM`]): the room a new group's
+    /// lists get at once, rather than growing from one row.
+    group_rows: usize,
     closed: ClosedKeys,
     /// Units cut and numbered, not yet returned; each says whether it continues the
     /// group before it (cut at `max_unit_lines`), where no reader may restart.
@@ -317,6 +325,10 @@ fn positional_binding(def: &TabularDef) -> Vec<usize> {
         })
         .collect()
 }
+
+/// The most rows a new group is given room for before it holds them (see
+/// `TabularReader::group_rows`): room for a long group is not made for every one after it.
+const GROUP_ROOM: usize = 16;
 
 fn key_hash(key: &str) -> u128 {
     let h = blake3::hash(key.as_bytes());
@@ -380,10 +392,21 @@ impl TabularReader {
         }
     }
 
+    fn set_binding(&mut self, binding: Vec<usize>) {
+        self.binding_in_order = binding.iter().enumerate().all(|(k, &c)| k == c);
+        self.binding = Arc::new(binding);
+    }
+
     /// The row as a job gets it: the bound cells in field order, moved out of the row.
     fn take_job_row(&self, row: &mut Row, problem: Option<Reason>) -> JobRow {
         let mut from = std::mem::take(&mut row.cells);
-        let mut cells: Vec<Cell> = Vec::with_capacity(self.binding.len());
+        let n = self.binding.len();
+        if self.binding_in_order {
+            from.truncate(n);
+            from.resize(n, Cell::Empty);
+            return self.job_row(row, from, problem);
+        }
+        let mut cells: Vec<Cell> = Vec::with_capacity(n);
         for (k, &c) in self.binding.iter().enumerate() {
             // A column bound to two fields is copied from the first one that took it.
             let cell = match self.binding[..k].iter().position(|&p| p == c) {
@@ -394,6 +417,10 @@ impl TabularReader {
             };
             cells.push(cell);
         }
+        self.job_row(row, cells, problem)
+    }
+
+    fn job_row(&self, row: &Row, cells: Vec<Cell>, problem: Option<Reason>) -> JobRow {
         JobRow {
             pos: row.pos.clone(),
             sheet: row.sheet.clone(),
@@ -471,7 +498,7 @@ impl TabularReader {
         if !errors.is_empty() {
             return Err(FileError::at(row.pos.clone(), "header", errors.join("; ")));
         }
-        self.binding = Arc::new(binding);
+        self.set_binding(binding);
         if matches!(self.src, RowsIn::Csv(_)) {
             self.width = Some(names.len());
         }
@@ -524,7 +551,7 @@ impl TabularReader {
             return Ok(());
         }
         if self.binding.is_empty() {
-            self.binding = Arc::new(positional_binding(&self.def));
+            self.set_binding(positional_binding(&self.def));
         }
         let mut problem = problem;
         if matches!(self.src, RowsIn::Csv(_)) && problem.is_none() {
@@ -570,11 +597,12 @@ impl TabularReader {
                         self.flush_group();
                         self.flush_blanks();
                         let key = key.into_owned();
+                        let (rows, lines) = self.group_lists(jr, line);
                         self.group = Some(Group {
                             hash: key_hash(&key),
                             key,
-                            rows: vec![jr],
-                            lines: vec![line],
+                            rows,
+                            lines,
                             split: false,
                             oversize: true,
                             continues: true,
@@ -596,11 +624,12 @@ impl TabularReader {
                     let key = key.into_owned();
                     let hash = key_hash(&key);
                     let split = self.closed.contains(&hash);
+                    let (rows, lines) = self.group_lists(jr, line);
                     self.group = Some(Group {
                         hash,
                         key,
-                        rows: vec![jr],
-                        lines: vec![line],
+                        rows,
+                        lines,
                         split,
                         oversize: false,
                         continues: false,
@@ -638,8 +667,20 @@ impl TabularReader {
         }
     }
 
+    /// A new group's lists, holding its first row.
+    fn group_lists(&self, row: JobRow, line: SourceLine) -> (Vec<JobRow>, Vec<SourceLine>) {
+        let (mut rows, mut lines) = (
+            Vec::with_capacity(self.group_rows),
+            Vec::with_capacity(self.group_rows),
+        );
+        rows.push(row);
+        lines.push(line);
+        (rows, lines)
+    }
+
     fn flush_group(&mut self) {
         if let Some(g) = self.group.take() {
+            self.group_rows = g.rows.len().clamp(1, GROUP_ROOM);
             // Bounded, so memory stays flat on files of millions of documents: past the
             // cap a reappearing key is still never applied twice (the ledger holds every
             // business key) but is reported as a duplicate instead of `group-split`.
@@ -1602,6 +1643,31 @@ quantity = "{qty}"
         assert_eq!(got[2].1, Applied);
         // A row that lacks the column entirely is one column short, as it would be anyway.
         assert_eq!(got[3].2, v(&["column-count"]));
+    }
+
+    /// Cells move straight from row to job where the fields are the file's columns in
+    /// order, and are picked out by name otherwise: both read the same documents, and a
+    /// short row is rejected the same way.
+    #[test]
+    fn fields_in_the_files_column_order_or_not_read_alike() {
+        let read = |data: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("t.csv");
+            std::fs::write(&p, data).unwrap();
+            let r = read_all_with(&format(DEF), &p, &ctx_for(&p));
+            assert!(r.error.is_none(), "{:?}", r.error);
+            r.units
+                .iter()
+                .map(|u| format!("{:?} {:?}", u.eval.verdicts, u.eval.records))
+                .collect::<Vec<_>>()
+        };
+        let in_order = read("order_no,qty,cur\nA,1,EUR\nA,2,EUR\nB,3,USD\nC,4\nD,5,EUR,x\n");
+        let shuffled = read("cur,qty,order_no\nEUR,1,A\nEUR,2,A\nUSD,3,B\nEUR,4\nEUR,5,D,x\n");
+        assert_eq!(in_order.len(), 5, "{in_order:?}");
+        assert!(in_order[1].contains("quantity") && in_order[2].contains("USD"));
+        assert!(in_order[3].contains("column-count"), "{}", in_order[3]);
+        assert!(in_order[4].contains("column-count"), "{}", in_order[4]);
+        assert_eq!(in_order, shuffled);
     }
 
     #[test]
