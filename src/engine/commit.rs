@@ -36,6 +36,14 @@ impl BatchState {
             .map_or_else(|| e.identity(), |(_, i)| *i)
     }
 
+    /// The file the batch's records come from, as the outbox names it.
+    pub fn origin(&self) -> crate::sink::Origin<'_> {
+        crate::sink::Origin {
+            tag: &self.tag,
+            format: &self.format_name,
+        }
+    }
+
     pub fn new(row: &FileRow, format: &dyn crate::format::Format) -> Self {
         BatchState {
             file_id: row.id,
@@ -96,7 +104,7 @@ impl Engine {
             Vec::new()
         } else {
             self.outbox
-                .stage(&st.tag, st.chunk, &rows.records)
+                .stage(st.origin(), st.chunk, &rows.records)
                 .map_err(io_err("staging outbox records"))?
         };
         for c in &mut chunks {

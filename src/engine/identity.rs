@@ -221,6 +221,6 @@ fn keeps_data(tx: &BatchTx, st: &BatchState, entity: crate::canonical::Entity) -
 
 impl BatchState {
     fn source(&self, seq: u64, first_pos: &Position) -> SourceRef {
-        SourceRef::new(&self.tag, &self.format_name, seq, first_pos)
+        SourceRef::new(seq, first_pos)
     }
 }

@@ -14,7 +14,7 @@ use super::{io_err, Engine, Result};
 use crate::fsutil;
 use crate::ledger::{ChunkRow, FileRow, Leased, Lost, Outcome};
 use crate::report;
-use crate::sink::{OutRecord, Sink, SourceRef};
+use crate::sink::{Origin, OutRecord, Sink, SourceRef};
 use crate::unit::Position;
 
 impl Engine {
@@ -76,14 +76,16 @@ impl Engine {
             }
         }
         let tag = tag_of(row);
+        let origin = Origin {
+            tag: &tag,
+            format: row.format.as_deref().unwrap_or_default(),
+        };
         let mut bytes = Vec::new();
         for r in records {
             let record = OutRecord {
-                entity: c.entity.clone(),
+                entity: c.entity.clone().into(),
                 key: r.key,
                 source: SourceRef::new(
-                    &tag,
-                    row.format.as_deref().unwrap_or_default(),
                     r.unit_seq as u64,
                     &Position {
                         line: r.line as u64,
@@ -94,7 +96,7 @@ impl Engine {
                 ),
                 data: r.data.unwrap_or_default(),
             };
-            crate::sink::append_line(&mut bytes, &record)
+            crate::sink::append_line(&mut bytes, origin, &record)
                 .map_err(io_err("rebuilding an outbox chunk"))?;
         }
         fsutil::write_atomic(Path::new(&c.outbox_path), &bytes)
