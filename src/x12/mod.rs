@@ -39,7 +39,7 @@ use crate::unit::{cap_raw, capped, Evaluation, LineVerdict, Position, Reason, So
 
 use defs::{Atomic, PartnerDef, Registry};
 use envelope::gs_error;
-use job::SetJob;
+use job::{SetJob, SetShared};
 use segments::{Delims, ReadError, Segment, SegmentReader};
 use sets::SetList;
 
@@ -155,6 +155,8 @@ pub(crate) struct GroupRec {
     pub ge_missing: bool,
     /// A bad GS: its sets are rejected and the AK9 says code 6 (or 2 for GS08).
     pub header_error: Option<Reason>,
+    /// Made at the group's first set, for all its sets' jobs.
+    pub shared: Option<Arc<SetShared>>,
 }
 
 /// A set reading stopped inside, acknowledged `AK5*R` with `code`: 2 when its SE is
@@ -367,25 +369,32 @@ impl X12Reader {
                 show: None,
             });
         }
+        let interchange_rejected = ic
+            .header_error
+            .as_ref()
+            .map(|(_, r)| r.clone())
+            .or_else(|| group.header_error.clone());
+        let shared = match &group.shared {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(SetShared {
+                    reg: self.reg.clone(),
+                    gs08: group.gs08.clone(),
+                    sender: ic.isa.sender.clone(),
+                    partner: ic.isa.partner.clone(),
+                    claims: vec![format!(
+                        "x12-isa:{}:{}:{}",
+                        ic.isa.sender, ic.isa.receiver, ic.isa.control
+                    )],
+                });
+                group.shared = Some(s.clone());
+                s
+            }
+        };
         let job = SetJob {
-            reg: self.reg.clone(),
-            gs08: group.gs08.clone(),
-            sender: ic.isa.sender.clone(),
-            partner: ic.isa.partner.clone(),
+            shared,
             delims: d,
-            interchange_rejected: ic
-                .header_error
-                .as_ref()
-                .map(|(_, r)| r.clone())
-                .or_else(|| group.header_error.clone()),
-            // The interchange only: a claim per set as well (`…:<GS06>:<ST02>`) named the
-            // interchange too, and was taken with it by the same unit, so it was held
-            // elsewhere only where the interchange's claim was; it decided nothing and made
-            // over a quarter of an X12 file's ledger.
-            claims: vec![format!(
-                "x12-isa:{}:{}:{}",
-                ic.isa.sender, ic.isa.receiver, ic.isa.control
-            )],
+            interchange_rejected,
             dropped,
             limit: self.max_unit_lines,
             byte_limit: self.max_set_bytes,
@@ -629,6 +638,7 @@ impl X12Reader {
                         closed: false,
                         ge_missing: false,
                         header_error: gs_error(&seg),
+                        shared: None,
                     });
                 }
                 let rejected = gs_error(&seg);
