@@ -73,7 +73,7 @@ impl Engine {
     pub(super) fn commit_batch(
         &mut self,
         st: &mut BatchState,
-        units: Vec<Unit>,
+        mut units: Vec<Unit>,
         evals: Vec<Evaluation>,
         mark: Option<crate::format::Mark>,
     ) -> Result<()> {
@@ -95,7 +95,7 @@ impl Engine {
                 .iter()
                 .flat_map(|e| e.claims.iter().map(|c| ("claim", c.as_str()))),
         )?;
-        for (unit, eval) in units.iter().zip(evals) {
+        for (unit, eval) in units.iter_mut().zip(evals) {
             last_seq = unit.seq + 1;
             add_unit(&tx, st, unit, eval, &mut rows)?;
         }
@@ -144,7 +144,7 @@ impl Engine {
 fn add_unit(
     tx: &BatchTx,
     st: &mut BatchState,
-    unit: &Unit,
+    unit: &mut Unit,
     mut eval: Evaluation,
     rows: &mut BatchRows,
 ) -> Result<()> {
@@ -235,7 +235,8 @@ fn add_unit(
     }
     rows.units.push(UnitRow {
         seq: unit.seq as i64,
-        label: unit.label.clone(),
+        // Taken: the unit is only freed after this.
+        label: std::mem::take(&mut unit.label),
         status,
         key: unit_key,
         first_ordinal,
@@ -252,11 +253,16 @@ fn add_unit(
 /// The business key a reviewer looks for: the records' keys, else the key the input
 /// states for the document (known even when it is rejected).
 fn unit_key(eval: &Evaluation) -> Option<String> {
-    if eval.records.is_empty() {
-        return eval.key.clone();
+    match eval.records.as_slice() {
+        [] => eval.key.clone(),
+        [one] => Some(one.key.clone()),
+        many => Some(
+            many.iter()
+                .map(|r| r.key.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     }
-    let keys: Vec<&str> = eval.records.iter().map(|r| r.key.as_str()).collect();
-    Some(keys.join(","))
 }
 
 /// The line's position, refined by what the reason knows better: a spreadsheet cell as
