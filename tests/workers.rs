@@ -17,9 +17,10 @@ fn workers(w: &Work) -> Vec<serde_json::Value> {
 #[test]
 fn status_shows_the_worker_holding_a_file_and_one_whose_process_is_gone() {
     let w = Work::new(300);
-    // Big enough that an optimized build is still reading it when the poll below sees
-    // its first commit (6,000 orders were read whole first under load).
-    w.drop_file("orders-held.csv", &orders_csv(30_000, 0, "W"));
+    // Big enough that the run is still reading it when the poll below sees its first
+    // commit: 6,000 orders were read whole first under load, and 30,000 once, with a
+    // release build and valgrind busy on both cores.
+    w.drop_file("orders-held.csv", &orders_csv(60_000, 0, "W"));
     let mut child = w.cmd().arg("run").spawn().unwrap();
     let start = Instant::now();
     // Stopped once it has committed a batch of the file, so it holds it for certain.
