@@ -11,7 +11,7 @@
 use serde_json::{json, Map, Value};
 
 use super::def::{is_customer_segment, Catalog, SegDef, TypeDef, CONTROL, ROOT};
-use super::map::{document_key, map_record, MapError};
+use super::map::{document_key, map_record, MapError, Tree};
 use super::reader::{RawIdoc, Segment};
 use crate::format::defs::DefMap;
 use crate::unit::{mask, Evaluation, LineVerdict, Reason};
@@ -163,12 +163,13 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         reject_control(dc, &mut ev, "MESTYP", r);
         return ev;
     };
-    ev.key = document_key(msg, idoc);
+    let tree = Tree::new(idoc);
+    ev.key = document_key(msg, &tree);
     validate_structure(td, idoc, &mut ev);
     if ev.is_rejected() {
         return ev;
     }
-    match map_record(msg, idoc) {
+    match map_record(msg, &tree) {
         Ok(r) => ev.records.push(r),
         Err(e) => blame(idoc, &mut ev, e),
     }

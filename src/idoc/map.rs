@@ -22,39 +22,65 @@ fn capped(v: &str) -> String {
 }
 
 /// The IDoc with a child index, so path lookups cost the children they visit, not the
-/// whole IDoc (a 100k-segment IDoc must not map in quadratic time).
-struct Tree<'a> {
+/// whole IDoc (a 100k-segment IDoc must not map in quadratic time). Made once per IDoc,
+/// for its key and its record, and held in three lists: the children of segment `p` are
+/// `kids[start[p]..start[p + 1]]`, in document order (a list per parent was an allocation
+/// per segment with children, twice per IDoc).
+pub(super) struct Tree<'a> {
     idoc: &'a RawIdoc,
     root: Vec<usize>,
-    kids: Vec<Vec<usize>>,
+    start: Vec<usize>,
+    kids: Vec<usize>,
 }
 
 impl<'a> Tree<'a> {
-    fn new(idoc: &'a RawIdoc) -> Self {
-        let mut root = Vec::new();
-        let mut kids = vec![Vec::new(); idoc.segments.len()];
-        for (i, s) in idoc.segments.iter().enumerate() {
-            match s.parent {
-                Some(p) if p < kids.len() => kids[p].push(i),
-                _ => root.push(i),
+    pub(super) fn new(idoc: &'a RawIdoc) -> Self {
+        let n = idoc.segments.len();
+        let parent_of = |i: usize| idoc.segments[i].parent.filter(|&p| p < n);
+        let mut start = vec![0usize; n + 1];
+        for i in 0..n {
+            if let Some(p) = parent_of(i) {
+                start[p + 1] += 1;
             }
         }
-        Tree { idoc, root, kids }
+        for p in 0..n {
+            start[p + 1] += start[p];
+        }
+        let (mut root, mut kids) = (Vec::new(), vec![0usize; start[n]]);
+        let mut next = start.clone();
+        for i in 0..n {
+            match parent_of(i) {
+                Some(p) => {
+                    kids[next[p]] = i;
+                    next[p] += 1;
+                }
+                None => root.push(i),
+            }
+        }
+        Tree {
+            idoc,
+            root,
+            start,
+            kids,
+        }
     }
 
     fn children(&self, parent: Option<usize>) -> &[usize] {
         match parent {
             None => &self.root,
-            Some(p) => self.kids.get(p).map(Vec::as_slice).unwrap_or(&[]),
+            Some(p) if p + 1 < self.start.len() => &self.kids[self.start[p]..self.start[p + 1]],
+            Some(_) => &[],
         }
     }
 }
 
-/// Segments matching `path` from `context` (`None` = the IDoc root).
-fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
+/// Segments matching `path` from `context` (`None` = the IDoc root; the callers take the
+/// `Some`s, which every match of a step is).
+fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<Option<usize>> {
     let mut cur: Vec<Option<usize>> = vec![if path.absolute { None } else { context }];
+    let mut next = Vec::new();
     for step in &path.steps {
-        let mut next = Vec::new();
+        next.clear();
         for parent in &cur {
             let matching = t.children(*parent).iter().copied().filter(|&i| {
                 let s = &t.idoc.segments[i];
@@ -69,38 +95,37 @@ fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<usize> {
                 None => next.extend(matching.map(Some)),
             }
         }
-        cur = next;
+        std::mem::swap(&mut cur, &mut next);
         if cur.is_empty() {
             break;
         }
     }
-    cur.into_iter().flatten().collect()
+    cur
 }
 
 /// A value read through a path, with the segment (index in the IDoc) and field it came
 /// from, so a value that fails its conversion can be blamed on its field element.
-struct Read {
-    value: String,
+struct Read<'a> {
+    value: &'a str,
     seg: usize,
-    field: String,
+    field: &'a str,
 }
 
 /// The first non-blank value a path yields.
-fn read_path(t: &Tree, context: Option<usize>, path: &SegPath) -> Option<Read> {
+fn read_path<'a>(t: &Tree<'a>, context: Option<usize>, path: &'a SegPath) -> Option<Read<'a>> {
     let field = path.field.as_deref()?;
-    let candidates: Vec<usize> = if path.steps.is_empty() {
-        context.into_iter().collect()
-    } else {
-        select(t, context, path)
-    };
-    candidates.into_iter().find_map(|i| {
+    let at = |i: usize| {
         let v = val(&t.idoc.segments[i], field);
-        (!v.is_empty()).then(|| Read {
-            value: v.to_string(),
+        (!v.is_empty()).then_some(Read {
+            value: v,
             seg: i,
-            field: field.to_string(),
+            field,
         })
-    })
+    };
+    if path.steps.is_empty() {
+        return context.and_then(at);
+    }
+    select(t, context, path).into_iter().flatten().find_map(at)
 }
 
 /// Why an IDoc could not be mapped, and the segment and field of the offending value when
@@ -124,14 +149,13 @@ impl From<Reason> for MapError {
 /// material or customer number): the key's parts read from data segments, without the
 /// control record's sender the record key adds. Read before validation, so a rejected
 /// IDoc's reject rows still name it.
-pub fn document_key(msg: &MessageDef, idoc: &RawIdoc) -> Option<String> {
-    let t = Tree::new(idoc);
-    let parts: Vec<String> = msg
+pub(super) fn document_key(msg: &MessageDef, t: &Tree) -> Option<String> {
+    let parts: Vec<&str> = msg
         .key
         .iter()
         .filter_map(|part| match part {
             KeyPart::Path(_, p) if p.steps.first().is_some_and(|s| s.seg != CONTROL) => {
-                read_path(&t, None, p).map(|r| r.value)
+                read_path(t, None, p).map(|r| r.value)
             }
             _ => None,
         })
@@ -217,13 +241,13 @@ fn eval_value(
     // (`00000000`, "no date" in SAP) falls through to the next path.
     for p in &vd.paths {
         if let Some(read) = read_path(t, context, p) {
-            match convert(vd, read.value, target) {
+            match convert(vd, read.value.to_string(), target) {
                 Ok(Some(v)) => return Ok(Some(v)),
                 Ok(None) => {}
                 Err(reason) => {
                     return Err(MapError {
                         reason,
-                        origin: Some((read.seg, read.field)),
+                        origin: Some((read.seg, read.field.to_string())),
                     })
                 }
             }
@@ -250,14 +274,13 @@ fn fill<'d>(
     Ok(obj)
 }
 
-pub fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, MapError> {
-    let t = Tree::new(idoc);
+pub(super) fn map_record(msg: &MessageDef, t: &Tree) -> Result<Record, MapError> {
     let mut key = String::new();
     for part in &msg.key {
         match part {
             KeyPart::Lit(s) => key.push_str(s),
-            KeyPart::Path(text, p) => match read_path(&t, None, p) {
-                Some(r) => key.push_str(&r.value),
+            KeyPart::Path(text, p) => match read_path(t, None, p) {
+                Some(r) => key.push_str(r.value),
                 None => {
                     return Err(Reason::new(
                         "business-key",
@@ -269,19 +292,23 @@ pub fn map_record(msg: &MessageDef, idoc: &RawIdoc) -> Result<Record, MapError> 
             },
         }
     }
-    let mut body = fill(&t, None, &msg.fields, &String::new)?;
+    let mut body = fill(t, None, &msg.fields, &String::new)?;
     for list in &msg.lists {
         let mut items = Vec::new();
-        for (n, i) in select(&t, None, &list.from).into_iter().enumerate() {
+        for (n, i) in select(t, None, &list.from)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             if let Some(vd) = &list.value {
-                if let Some(v) = eval_value(&t, Some(i), vd, &|| list.target.clone())? {
+                if let Some(v) = eval_value(t, Some(i), vd, &|| list.target.clone())? {
                     if !items.contains(&v) {
                         items.push(v);
                     }
                 }
             } else {
                 let prefix = || format!("{}[{n}].", list.target);
-                items.push(Body::Map(fill(&t, Some(i), &list.fields, &prefix)?));
+                items.push(Body::Map(fill(t, Some(i), &list.fields, &prefix)?));
             }
         }
         // A list replaces a field of its name, as it did in a JSON object.
