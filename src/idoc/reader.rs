@@ -33,13 +33,16 @@ const RAW_CAP: usize = 512;
 #[derive(Debug, Clone)]
 pub struct Segment {
     /// Kept inline: names are short, and one allocation per segment was a fifth of the
-    /// reading thread's.
+    /// reading thread's allocations.
     pub name: CellText,
     /// Index of the parent segment in the IDoc, `None` for segments directly under `<IDOC>`.
     pub parent: Option<usize>,
     /// Each field's name then its value, one after another.
     text: String,
     slots: Vec<Slot>,
+    /// The fields and text bytes its lists get at its first field (see
+    /// [`Segment::with_room`]).
+    room: (u16, u16),
     /// Its line, byte and record; no locator (see [`Segment::locator`]).
     pub pos: Position,
     bytes: u64,
@@ -75,8 +78,11 @@ impl Segment {
         Segment::with_room(name, parent, pos, (0, 0))
     }
 
-    /// A segment with room for `fields` fields of `text` bytes in all (see
-    /// [`Segment::room`]).
+    /// A segment whose lists get room for `fields` fields of `text` bytes in all when
+    /// its first field comes (as much as [`Segment::room`] tells of the last one of its
+    /// name), up to [`ROOM_FIELDS`] and [`ROOM_TEXT`]: the IDoc's byte budget counts
+    /// fields, not room, so one large segment must not make every later one of its name
+    /// reserve as much, and a segment without fields takes none.
     pub fn with_room(
         name: &str,
         parent: Option<usize>,
@@ -86,10 +92,9 @@ impl Segment {
         Segment {
             name: CellText::new(name),
             parent,
-            // A little over the last one's text: values differ in length from segment
-            // to segment.
-            text: String::with_capacity(if text == 0 { 0 } else { text + text / 8 + 8 }),
-            slots: Vec::with_capacity(fields),
+            text: String::new(),
+            slots: Vec::new(),
+            room: (fields.min(ROOM_FIELDS) as u16, text.min(ROOM_TEXT) as u16),
             pos,
             bytes: 0,
             place: (0, 0, 0),
@@ -125,10 +130,15 @@ impl Segment {
     /// Keeps a field (after those already kept).
     pub fn push_field(&mut self, name: &str, value: &str, at: Mark) {
         if self.slots.capacity() == 0 {
-            // Room for a usual segment's fields at once (they are short), rather than
-            // growing through 8, 16, 32... bytes; a segment without fields takes none.
-            self.slots.reserve(6);
-            self.text.reserve(80);
+            // Room at once rather than growing through 8, 16, 32... bytes: the last
+            // segment of this name's (a little more text: values differ in length), or a
+            // usual segment's.
+            let (fields, text) = match self.room {
+                (0, _) => (6, 80),
+                (f, t) => (usize::from(f), usize::from(t) * 9 / 8 + 8),
+            };
+            self.slots.reserve_exact(fields);
+            self.text.reserve(text);
         }
         let start = self.text.len();
         self.text.push_str(name);
@@ -220,9 +230,17 @@ pub struct RawIdoc {
 /// with `max_unit_lines` this bounds one IDoc's memory even when every segment is large.
 pub const SEGMENT_BUDGET: u64 = 2048;
 
-/// Segment names past which [`IdocReader::names`] starts again: far more than any IDoc
-/// type defines, so only a file inventing names reaches it.
+/// The most fields and text bytes a segment is given room for at its first field (see
+/// [`Segment::with_room`]): about a segment's share of the IDoc's byte budget
+/// ([`SEGMENT_BUDGET`]) with its fields' slots, far above a usual segment's.
+pub const ROOM_FIELDS: usize = 16;
+pub const ROOM_TEXT: usize = 1024;
+
+/// Segment names, and bytes of them, past which [`IdocReader::names`] starts again at the
+/// next IDoc: far more than any IDoc type defines (SAP's names have at most 30
+/// characters), so only a file inventing names reaches them.
 const MAX_NAMES: usize = 4096;
+const MAX_NAME_BYTES: usize = 256 * 1024;
 
 /// One segment name as the reader has seen it.
 #[derive(Debug, Default)]
@@ -310,6 +328,8 @@ pub struct IdocReader {
     current: Option<RawIdoc>,
     /// What the reader knows of each segment name: see [`NameSeen`].
     names: HashMap<String, NameSeen>,
+    /// The bytes of `names`' keys.
+    name_bytes: usize,
     idocs: u64,
     segments_in_file: u64,
     next_seq: u64,
@@ -382,6 +402,7 @@ impl IdocReader {
             stack: Vec::new(),
             current: None,
             names: HashMap::new(),
+            name_bytes: 0,
             idocs: 0,
             segments_in_file: 0,
             next_seq: 0,
@@ -485,8 +506,9 @@ impl IdocReader {
                     self.idocs += 1;
                     // Counts are per IDoc (`NameSeen::idoc`); the names stay, unless a
                     // file makes up more than any catalog holds.
-                    if self.names.len() > MAX_NAMES {
+                    if self.names.len() > MAX_NAMES || self.name_bytes > MAX_NAME_BYTES {
                         self.names.clear();
+                        self.name_bytes = 0;
                     }
                     self.current = Some(RawIdoc {
                         ordinal: self.idocs,
@@ -624,6 +646,7 @@ impl IdocReader {
         let idoc = self.idocs;
         if !self.names.contains_key(name) {
             self.names.insert(name.to_string(), NameSeen::default());
+            self.name_bytes += name.len();
         }
         let seen = self.names.get_mut(name).expect("inserted above");
         if seen.idoc != idoc {
@@ -920,4 +943,47 @@ impl crate::format::skim::Skim for IdocReader {
 pub fn is_flat_idoc(head: &[u8]) -> bool {
     let head = head.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(head);
     head.starts_with(b"EDI_DC40")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The room a segment takes from the last one of its name is capped: a segment with a
+    /// megabyte of fields must not make every later one of its name reserve a megabyte
+    /// (the IDoc's byte budget counts fields, not room), and one without fields takes none.
+    #[test]
+    fn regression_a_large_segment_made_every_later_one_of_its_name_reserve_as_much() {
+        let at = Mark {
+            byte: 0,
+            line: 1,
+            col: 1,
+        };
+        let mut big = Segment::new("E1X", None, Position::new(1, 0, 1));
+        for i in 0..1000 {
+            big.push_field(&format!("F{i}"), &"v".repeat(1000), at);
+        }
+        let room = big.room();
+        assert_eq!(room.0, 1000);
+        assert!(room.1 > 1_000_000);
+        let mut small = Segment::with_room("E1X", None, Position::new(2, 0, 2), room);
+        assert_eq!((small.slots.capacity(), small.text.capacity()), (0, 0));
+        small.push_field("F0", "v", at);
+        assert!(
+            small.slots.capacity() <= ROOM_FIELDS,
+            "{}",
+            small.slots.capacity()
+        );
+        assert!(
+            small.text.capacity() <= ROOM_TEXT * 9 / 8 + 8,
+            "{}",
+            small.text.capacity()
+        );
+        // A usual segment's room is taken as it was.
+        let mut usual = Segment::with_room("E1Y", None, Position::new(3, 0, 3), (3, 40));
+        usual.push_field("A", "1", at);
+        assert_eq!(usual.slots.capacity(), 3);
+        assert!(usual.text.capacity() >= 40);
+        assert_eq!(usual.field("A"), Some("1"));
+    }
 }
