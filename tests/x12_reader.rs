@@ -214,6 +214,30 @@ fn one_set(isa: &str, body: &str, se01: usize) -> String {
 
 const PO_BODY: &str = "BEG*00*SA*PO1**20240131~\nPO1*1*2*EA*3**VN*X~\n";
 
+/// What a group's sets share with their jobs (GS08 among it) is made per group: the second
+/// group of an interchange, of a version without definitions, is read as that version.
+#[test]
+fn each_group_s_sets_are_read_as_their_own_group_s_version() {
+    let text = format!(
+        "{ISA_OK}GS*PO*PARTNER*US*20240131*1100*7*X*004010~\nST*850*0001~\n{PO_BODY}SE*4*0001~\nGE*1*7~\n\
+         GS*PO*PARTNER*US*20240131*1100*8*X*009999~\nST*850*0002~\n{PO_BODY}SE*4*0002~\nGE*1*8~\n\
+         GS*PO*PARTNER*US*20240131*1100*9*X*004010~\nST*850*0003~\n{PO_BODY}SE*4*0003~\nGE*1*9~\n\
+         IEA*3*000000007~\n"
+    );
+    let r = read_text(format().as_ref(), &text);
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let sets: Vec<_> = r
+        .units
+        .iter()
+        .filter(|u| u.label.starts_with("850"))
+        .collect();
+    assert_eq!(sets.len(), 3);
+    assert_eq!(sets[0].eval.records.len(), 1, "{:?}", sets[0].eval);
+    assert!(sets[1].eval.unmapped, "{:?}", sets[1].eval);
+    assert!(sets[1].eval.records.is_empty());
+    assert_eq!(sets[2].eval.records.len(), 1, "{:?}", sets[2].eval);
+}
+
 #[test]
 fn wrong_se01_is_rejected_unless_the_partner_tolerates_it() {
     let text = one_set(ISA_OK, PO_BODY, 9);

@@ -115,6 +115,7 @@ impl Format for X12Format {
             held: Vec::new(),
             atomic: Atomic::Set,
             set_len: 0,
+            group_shared: None,
             skim_below: 0,
             at_mark: None,
         }))
@@ -155,8 +156,6 @@ pub(crate) struct GroupRec {
     pub ge_missing: bool,
     /// A bad GS: its sets are rejected and the AK9 says code 6 (or 2 for GS08).
     pub header_error: Option<Reason>,
-    /// Made at the group's first set, for all its sets' jobs.
-    pub shared: Option<Arc<SetShared>>,
 }
 
 /// A set reading stopped inside, acknowledged `AK5*R` with `code`: 2 when its SE is
@@ -196,6 +195,9 @@ pub struct X12Reader {
     /// Segments in the last set read: the next one is likely as long, and growing its
     /// list step by step copied every segment several times.
     set_len: usize,
+    /// What the open functional group's sets share with their jobs, made at its first set
+    /// (see [`SetShared`]); dropped at the next GS, so a file of many groups keeps one.
+    group_shared: Option<Arc<SetShared>>,
     /// While [`UnitReader::seek`] reads its way to a mark, units below this seq are read
     /// for the envelope state they leave and then dropped: built without lines or job.
     skim_below: u64,
@@ -374,7 +376,7 @@ impl X12Reader {
             .as_ref()
             .map(|(_, r)| r.clone())
             .or_else(|| group.header_error.clone());
-        let shared = match &group.shared {
+        let shared = match &self.group_shared {
             Some(s) => s.clone(),
             None => {
                 let s = Arc::new(SetShared {
@@ -387,7 +389,7 @@ impl X12Reader {
                         ic.isa.sender, ic.isa.receiver, ic.isa.control
                     )],
                 });
-                group.shared = Some(s.clone());
+                self.group_shared = Some(s.clone());
                 s
             }
         };
@@ -638,9 +640,9 @@ impl X12Reader {
                         closed: false,
                         ge_missing: false,
                         header_error: gs_error(&seg),
-                        shared: None,
                     });
                 }
+                self.group_shared = None;
                 let rejected = gs_error(&seg);
                 Ok(Some(self.envelope_unit(&seg, vec![], rejected)))
             }
