@@ -52,8 +52,8 @@ fn no_huge_pages() {
 mod tests {
     use super::*;
 
-    /// A `libmimalloc-sys` upgrade that moves the option would set another one silently:
-    /// the documented defaults around it tell which option sits at the index.
+    /// The process flag is what turns them off: mimalloc's own option is read before
+    /// `main`, too early to be set from there.
     #[cfg(target_os = "linux")]
     #[test]
     fn huge_pages_are_turned_off() {
@@ -65,6 +65,8 @@ mod tests {
         );
     }
 
+    /// A `libmimalloc-sys` upgrade that moves the option would set another one silently:
+    /// the documented defaults around it tell which option sits at the index.
     #[test]
     fn the_purge_delay_option_is_where_we_set_it() {
         // SAFETY: reads of the option table.
