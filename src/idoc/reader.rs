@@ -250,8 +250,9 @@ struct NameSeen {
     /// Segments of this name in that IDoc so far, for locators (`E1EDP01 #2`).
     count: u64,
     /// The fields and text bytes the last segment of this name held: the room the next
-    /// one is given at once. A segment's lists grew step by step, several allocations a
-    /// segment on IDoc's busiest thread; and each name was allocated again per IDoc.
+    /// one is given at its first field, within [`ROOM_FIELDS`] and [`ROOM_TEXT`]. A
+    /// segment's lists grew step by step, several allocations a segment on IDoc's busiest
+    /// thread; and each name was allocated again per IDoc.
     room: (usize, usize),
 }
 

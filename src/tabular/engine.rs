@@ -1647,7 +1647,7 @@ quantity = "{qty}"
 
     /// Cells move straight from row to job where the fields are the file's columns in
     /// order, and are picked out by name otherwise: both read the same documents, and a
-    /// short row is rejected the same way.
+    /// row of too few or too many columns is rejected the same way.
     #[test]
     fn fields_in_the_files_column_order_or_not_read_alike() {
         let read = |data: &str| {
