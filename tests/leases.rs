@@ -56,7 +56,10 @@ fn a_run_stopped_past_its_lease_is_taken_over_on_a_postgresql_ledger() {
 }
 
 fn stopped_run(backend: &str) {
-    let input = orders_csv(30_000, 40, "L");
+    // Big enough that the run is still reading when the poll sees its first commit: with
+    // 30,000 orders a faster build once finished the file first in CI (the taker found
+    // "nothing to do").
+    let input = orders_csv(60_000, 40, "L");
     let w = Work::on(backend, 300);
     w.set("lease_seconds = 60", "lease_seconds = 1");
     w.drop_file("orders-lease.csv", &input);
