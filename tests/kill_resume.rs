@@ -170,6 +170,21 @@ fn a_killed_csv_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
     killed_at_a_mark_then_resumed("orders-big.csv", &orders_csv(12_000, 97, "K"), None);
 }
 
+/// Orders of the file's first batches come back at its end: rejected as `group-split` by
+/// an uninterrupted run, they must be by a resumed one too, which takes the keys closed
+/// before its mark from the keys log instead of reading the committed part again.
+#[test]
+fn a_killed_csv_run_resumed_from_its_keys_log_still_rejects_a_reappearing_order() {
+    let mut input = orders_csv(12_000, 97, "K");
+    for o in [3, 250, 411] {
+        input.extend_from_slice(
+            format!("K{o:07},9,2026-11-02,C0001,SKU-9001,\"Widget, size 9\",1,19.99,EUR\n")
+                .as_bytes(),
+        );
+    }
+    killed_at_a_mark_then_resumed("orders-split.csv", &input, None);
+}
+
 /// An X12 file resumes at its mark too: the committed sets are passed over, not read in
 /// full, and the 997 still answers every set of the interchange.
 #[test]
@@ -297,9 +312,15 @@ fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>)
         "{}",
         text(&out)
     );
+    let log = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("resuming at line"),
+        log.contains("resuming at line"),
         "the resumed run started at the mark: {}",
+        text(&out)
+    );
+    assert!(
+        !name.ends_with(".csv") || log.contains("taken from the keys log"),
+        "a CSV file's closed group keys came from its keys log: {}",
         text(&out)
     );
     assert!(

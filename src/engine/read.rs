@@ -166,7 +166,18 @@ impl Engine {
         format: &'f Arc<dyn Format>,
         work: &Path,
     ) -> Result<std::result::Result<Opened<'f>, FileError>> {
-        let open = || format.open(work, &self.open_context(row));
+        let state = self
+            .cfg
+            .paths
+            .staging()
+            .join(tag_of(row).stem())
+            .join(RESTART_STATE);
+        let open = || {
+            format.open(work, &self.open_context(row)).map(|mut r| {
+                r.keep_state_in(state.clone());
+                r
+            })
+        };
         let mut reader = match open() {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
@@ -459,6 +470,11 @@ fn stopped_early(row: &FileRow) -> EngineError {
 }
 
 /// The chunk tag of a file (its stem names staged and published chunks).
+/// The file in a file's staging folder where its reader keeps what a restart needs beyond
+/// the mark (see `UnitReader::keep_state_in`); it goes with the folder when the file's
+/// output is published or discarded.
+const RESTART_STATE: &str = "restart-state";
+
 pub(super) fn tag_of(row: &FileRow) -> FileTag {
     FileTag {
         fingerprint: row.fingerprint.clone(),

@@ -273,9 +273,14 @@ pub trait UnitReader: Send {
     /// Where reading can start again just after the unit `next_unit` returned last, if
     /// this reader can restart mid-file (the default cannot). The engine stores the mark
     /// of every committed batch, so a resumed file is not read again from its start.
-    fn mark(&self) -> Option<Mark> {
+    fn mark(&mut self) -> Option<Mark> {
         None
     }
+
+    /// A file where the reader may keep what a restart needs and a mark is too small to
+    /// hold (the CSV reader's closed group keys), removed with the file's staged output.
+    /// Called right after `open`, before `seek`; the default keeps nothing there.
+    fn keep_state_in(&mut self, _file: std::path::PathBuf) {}
 
     /// Continues from a mark that a reader of the same file and format gave, called right
     /// after `open` and before the first `next_unit`: the next unit returned must be the

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{
-    AckContext, FileError, Format, OpenContext, Outbound, UnitOutcomes, UnitStatus, UnitSummary,
+    AckContext, FileError, Format, Mark, OpenContext, Outbound, UnitOutcomes, UnitStatus,
+    UnitSummary,
 };
 use crate::unit::{Evaluation, LineVerdict, SourceLine};
 
@@ -203,6 +204,36 @@ pub fn fuzz_read(formats_dir: &Path, kind: &str, data: &[u8]) {
 /// — and, told every unit's outcome, finish with the same acknowledgements. Returns how
 /// many marks were tried, so a test can insist there were some.
 pub fn assert_restarts_match(format: &dyn Format, path: &Path, ctx: &OpenContext) -> usize {
+    restarts_match(format, path, ctx, None).len()
+}
+
+/// [`assert_restarts_match`] with every reader keeping its restart state in `state` (see
+/// `UnitReader::keep_state_in`), and `between` run after the uninterrupted read and before
+/// the restarts (to damage the state, say). The marks tried are returned, for a test to
+/// see what they counted on.
+pub fn assert_restarts_match_keeping(
+    format: &dyn Format,
+    path: &Path,
+    ctx: &OpenContext,
+    state: &Path,
+    between: &dyn Fn(),
+) -> Vec<Mark> {
+    restarts_match(format, path, ctx, Some((state, between)))
+}
+
+fn restarts_match(
+    format: &dyn Format,
+    path: &Path,
+    ctx: &OpenContext,
+    state: Option<(&Path, &dyn Fn())>,
+) -> Vec<Mark> {
+    let open = || {
+        let mut r = format.open(path, ctx).expect("opens");
+        if let Some((s, _)) = state {
+            r.keep_state_in(s.to_path_buf());
+        }
+        r
+    };
     let full = read_all_with(format, path, ctx);
     assert!(full.error.is_none(), "{:?}", full.error);
     let outcomes = outcomes_of(&full.units);
@@ -211,14 +242,17 @@ pub fn assert_restarts_match(format: &dyn Format, path: &Path, ctx: &OpenContext
         let eval = u.evaluate();
         format!("{} {} {:?} {:?}", u.seq, u.label, u.shown_lines(), eval)
     };
-    let mut reader = format.open(path, ctx).expect("opens");
+    let mut reader = open();
     let (mut whole, mut marks) = (Vec::new(), Vec::new());
     while let Some(mut u) = reader.next_unit().expect("reads") {
         whole.push((u.seq, shown(&mut u)));
         marks.extend(reader.mark());
     }
+    if let Some((_, between)) = state {
+        between();
+    }
     for mark in &marks {
-        let mut again = format.open(path, ctx).expect("opens");
+        let mut again = open();
         assert!(
             again.seek(mark).expect("seeks"),
             "cannot restart at {mark:?}"
@@ -241,5 +275,5 @@ pub fn assert_restarts_match(format: &dyn Format, path: &Path, ctx: &OpenContext
             .expect("finishes");
         assert_eq!(ack_texts(&finished), acks, "restarted at {mark:?}");
     }
-    marks.len()
+    marks
 }

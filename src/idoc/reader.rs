@@ -416,7 +416,7 @@ impl IdocReader {
         })
     }
 
-    fn mark(&self) -> Mark {
+    fn here(&self) -> Mark {
         let inp = self.xml.get_ref();
         let (line, col) = inp.line_col();
         Mark {
@@ -695,7 +695,7 @@ impl IdocReader {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
             self.xml.get_mut().reset_budget();
-            let m = self.mark();
+            let m = self.here();
             let step = match self.xml.read_event_into(&mut buf) {
                 Ok(ev) => self.handle(ev, m),
                 Err(e) => Err(self.xml_error(m, e, &buf)),
@@ -893,8 +893,8 @@ impl UnitReader for IdocReader {
 
     /// Any place between IDocs is a mark: what the reader knows there (the seqs the
     /// acknowledgement answers) is rebuilt by `seek` reading from the top.
-    fn mark(&self) -> Option<crate::format::Mark> {
-        let m = IdocReader::mark(self);
+    fn mark(&mut self) -> Option<crate::format::Mark> {
+        let m = IdocReader::here(self);
         Some(crate::format::Mark {
             seq: self.next_seq,
             byte: m.byte,
@@ -935,7 +935,7 @@ impl crate::format::skim::Skim for IdocReader {
         self.at_mark = Some(unit);
     }
     fn place(&self) -> (u64, u64) {
-        let m = IdocReader::mark(self);
+        let m = IdocReader::here(self);
         (m.byte, m.line)
     }
 }

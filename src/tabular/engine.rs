@@ -38,6 +38,7 @@ use rust_decimal::Decimal;
 use super::charset::{self, Encoding};
 use super::csv_rows::{CsvItem, CsvRows};
 use super::def::{Bound, ColumnRef, FieldType, MapValue, Piece, Source, TabularDef, Template};
+use super::key_log::KeyLog;
 use super::{column_letters, Cell, Row, RowSource};
 use crate::canonical::{Body, Record};
 use crate::format::{FileError, Format, NearMiss, OpenContext, Policy, Probe, UnitReader};
@@ -210,6 +211,7 @@ impl TabularFormat {
             group: None,
             group_rows: 1,
             closed: ClosedKeys::default(),
+            keys: KeyLog::default(),
             out: VecDeque::new(),
             done: false,
         })
@@ -280,6 +282,8 @@ struct TabularReader {
     /// lists get at once, rather than growing from one row.
     group_rows: usize,
     closed: ClosedKeys,
+    /// `closed` as it grows, kept for a resume (see `super::key_log`; CSV only).
+    keys: KeyLog,
     /// Units cut and numbered, not yet returned; each says whether it continues the
     /// group before it (cut at `max_unit_lines`), where no reader may restart.
     out: VecDeque<(Unit, bool)>,
@@ -684,8 +688,9 @@ impl TabularReader {
             // Bounded, so memory stays flat on files of millions of documents: past the
             // cap a reappearing key is still never applied twice (the ledger holds every
             // business key) but is reported as a duplicate instead of `group-split`.
-            if self.closed.len() < MAX_CLOSED_KEYS {
-                self.closed.insert(g.hash);
+            if self.closed.len() < MAX_CLOSED_KEYS && self.closed.insert(g.hash) {
+                // The seq `emit` gives the group's unit below.
+                self.keys.note(self.seq, g.hash);
             }
             let shown = match self.def.group_by {
                 Some(i) if self.def.fields[i].sensitive => mask(&g.key),
@@ -741,8 +746,14 @@ impl TabularReader {
 }
 
 impl UnitReader for TabularReader {
-    fn mark(&self) -> Option<crate::format::Mark> {
+    fn mark(&mut self) -> Option<crate::format::Mark> {
         self.restart_mark()
+    }
+
+    fn keep_state_in(&mut self, file: std::path::PathBuf) {
+        if matches!(self.src, RowsIn::Csv(_)) {
+            self.keys.keep_in(file);
+        }
     }
 
     fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {

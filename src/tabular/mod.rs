@@ -14,6 +14,7 @@ pub mod csv_rows;
 pub mod datetime;
 pub mod def;
 pub mod engine;
+mod key_log;
 pub mod sniff;
 
 use std::sync::Arc;

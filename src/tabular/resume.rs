@@ -2,28 +2,34 @@
 //! again.
 //!
 //! A mark is the start of the next unit and what the reader cannot find again from there:
-//! the column count of a file without a header. What it also needs — the closed group keys
-//! that make a reappearing key a `group-split` — may be a million hashes, too many to
-//! write with every batch; so the restarted reader reads the header as usual, then passes
-//! over the committed part picking out only the group column ([`CsvRows::skip_to`]: memchr
-//! jumps where they find what csv-core would, csv-core elsewhere), which rebuilds exactly
-//! the set an uninterrupted read had at the mark: every data row's key closes its group
-//! before any later unit starts. Where that equivalence would not hold — spreadsheets
-//! (their rows are not a byte stream), a unit that continues a group cut at
-//! `max_unit_lines` (its group is open across the mark) — no mark is given, and the
-//! engine skips committed units as before.
+//! the column count of a file without a header, and the records before it. What it also
+//! needs — the closed group keys that make a reappearing key a `group-split` — may be a
+//! million hashes, too many for a mark. They are appended to the keys log at every mark
+//! (`super::super::key_log`), and the mark counts them: a restarted reader reads the header
+//! as usual, loads the keys and passes over the committed part unread. Without a usable log
+//! (none kept, or damaged) it passes over that part picking out only the group column
+//! ([`CsvRows::skip_to`]: memchr jumps where they find what csv-core would, csv-core
+//! elsewhere), which rebuilds exactly the set an uninterrupted read had at the mark: every
+//! data row's key closes its group before any later unit starts. Where that equivalence
+//! would not hold — spreadsheets (their rows are not a byte stream), a unit that continues
+//! a group cut at `max_unit_lines` (its group is open across the mark) — no mark is given,
+//! and the engine skips committed units as before.
 
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
+use super::super::key_log::LogMark;
 use super::{key_hash, positional_binding, RowsIn, TabularReader, MAX_CLOSED_KEYS};
 use crate::format::{FileError, Mark};
+use crate::unit::Position;
 
 impl TabularReader {
-    /// The mark just after the unit `next_unit` returned last (see `UnitReader::mark`).
-    pub(super) fn restart_mark(&self) -> Option<Mark> {
+    /// The mark just after the unit `next_unit` returned last (see `UnitReader::mark`),
+    /// with the closed group keys before it written to the keys log (see
+    /// `super::super::key_log`) when one is kept.
+    pub(super) fn restart_mark(&mut self) -> Option<Mark> {
         let RowsIn::Csv(rows) = &self.src else {
             return None;
         };
@@ -32,27 +38,43 @@ impl TabularReader {
         }
         // Units wait in `out`, then in the open group (whose rows come before any blank
         // lines read after them), then in blank lines; else nothing of the next unit is read.
+        // With the place, the records before it where that is known: a row's ordinal less
+        // one (a blank line's position has no ordinal).
         let (seq, pos, continues) = match self.out.front() {
             Some((u, c)) => (u.seq, u.lines.first()?.pos.clone(), *c),
             None => match (&self.group, self.blanks.first()) {
                 (Some(g), _) => (self.seq, g.lines.first()?.pos.clone(), g.continues),
                 (None, Some((_, l))) => (self.seq, l.pos.clone(), false),
-                (None, None) => (self.seq, rows.position(), false),
+                (None, None) => {
+                    let p = rows.position();
+                    (self.seq, Position::new(p.line, p.byte, p.record + 1), false)
+                }
             },
         };
         if continues {
             return None;
         }
-        let state = match self.width {
-            Some(w) if !self.def.header => serde_json::json!({ "width": w }),
-            _ => serde_json::Value::Null,
-        };
+        let mut state = serde_json::Map::new();
+        if let (Some(w), false) = (self.width, self.def.header) {
+            state.insert("width".into(), w.into());
+        }
+        if let Some(before) = pos.record.checked_sub(1) {
+            if let Some(log) = self.keys.mark_before(seq) {
+                state.insert("records".into(), before.into());
+                state.insert("keys".into(), log.count.into());
+                state.insert("keys_sum".into(), log.sum.into());
+            }
+        }
         Some(Mark {
             seq,
             byte: pos.byte,
             line: pos.line,
             record: pos.record,
-            state,
+            state: if state.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::Object(state)
+            },
         })
     }
 
@@ -75,20 +97,11 @@ impl TabularReader {
         if self.binding.is_empty() {
             self.binding = Arc::new(positional_binding(&self.def));
         }
-        let col = self.group_column();
-        let RowsIn::Csv(rows) = &mut self.src else {
-            return Ok(false);
+        let landed = match self.load_keys(mark) {
+            Some((keys, records)) => self.pass_unread(mark, records, keys)?,
+            None => self.pass_scanning(mark)?,
         };
-        let closed = &mut self.closed;
-        // Rows of one group follow each other: hash a key once per run, not once per row.
-        let mut last = String::new();
-        let landed = rows.skip_to(mark.byte, col, |key| {
-            if key != last && closed.len() < MAX_CLOSED_KEYS {
-                closed.insert(key_hash(key));
-                key.clone_into(&mut last);
-            }
-        })?;
-        if !landed || rows.position().line != mark.line {
+        if !landed {
             return Ok(false);
         }
         if let Some(w) = mark.state.get("width").and_then(serde_json::Value::as_u64) {
@@ -97,6 +110,64 @@ impl TabularReader {
         self.out.clear();
         self.seq = mark.seq;
         Ok(true)
+    }
+
+    /// The closed group keys before `mark` from the keys log, with the records before the
+    /// mark, if the mark counts on a log that still holds them as they were.
+    fn load_keys(&mut self, mark: &Mark) -> Option<(Vec<u128>, u64)> {
+        let count = mark.state.get("keys")?.as_u64()?;
+        let sum = mark.state.get("keys_sum")?.as_str()?.to_string();
+        let records = mark.state.get("records")?.as_u64()?;
+        let keys = self
+            .keys
+            .load(&LogMark { count, sum }, MAX_CLOSED_KEYS as u64)?;
+        Some((keys, records))
+    }
+
+    /// Takes the closed keys from the log and passes over the committed part unread.
+    fn pass_unread(
+        &mut self,
+        mark: &Mark,
+        records: u64,
+        keys: Vec<u128>,
+    ) -> Result<bool, FileError> {
+        let RowsIn::Csv(rows) = &mut self.src else {
+            return Ok(false);
+        };
+        if !rows.discard_to(mark.byte, mark.line, records)? {
+            return Ok(false);
+        }
+        tracing::info!(
+            "the {} closed group keys before the mark are taken from the keys log; the committed part is not read again",
+            keys.len()
+        );
+        self.closed.extend(keys);
+        Ok(true)
+    }
+
+    /// Passes over the committed part picking out the group column, which rebuilds the
+    /// closed keys (the log, if one is kept, is given them all again).
+    fn pass_scanning(&mut self, mark: &Mark) -> Result<bool, FileError> {
+        let col = self.group_column();
+        let RowsIn::Csv(rows) = &mut self.src else {
+            return Ok(false);
+        };
+        if col.is_some() {
+            tracing::info!("no usable keys log: the committed part is scanned for its group keys");
+        }
+        let (closed, log) = (&mut self.closed, &mut self.keys);
+        // Rows of one group follow each other: hash a key once per run, not once per row.
+        let mut last = String::new();
+        let landed = rows.skip_to(mark.byte, col, |key| {
+            if key != last && closed.len() < MAX_CLOSED_KEYS {
+                let hash = key_hash(key);
+                if closed.insert(hash) {
+                    log.note(0, hash);
+                }
+                key.clone_into(&mut last);
+            }
+        })?;
+        Ok(landed && rows.position().line == mark.line)
     }
 
     /// Whether the header and the rows skipped before it are read.
@@ -122,7 +193,9 @@ impl TabularReader {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{format, DEF};
-    use crate::format::testing::{assert_restarts_match, ctx_for, read_all_with};
+    use crate::format::testing::{
+        assert_restarts_match, assert_restarts_match_keeping, ctx_for, read_all_with,
+    };
     use crate::format::{Limits, OpenContext};
 
     fn restarts(def: &str, data: &[u8], limits: Option<Limits>) -> usize {
@@ -135,7 +208,53 @@ mod tests {
         }
         let f = format(def);
         assert!(read_all_with(&f, &p, &ctx).error.is_none());
-        assert_restarts_match(&f, &p, &ctx)
+        let scanned = assert_restarts_match(&f, &p, &ctx);
+        // Again with the keys log, and with it damaged after the uninterrupted read: the
+        // same restarts, through the log or (damaged) by scanning.
+        let state = dir.path().join("staging").join("restart-state");
+        let logged = assert_restarts_match_keeping(&f, &p, &ctx, &state, &|| {});
+        assert_eq!(logged.len(), scanned);
+        let flip = || {
+            let mut b = std::fs::read(&state).unwrap_or_default();
+            if let Some(x) = b.first_mut() {
+                *x ^= 1;
+            }
+            std::fs::write(&state, b).unwrap();
+        };
+        let damaged = assert_restarts_match_keeping(&f, &p, &ctx, &state, &flip);
+        assert_eq!(damaged, logged, "the same marks");
+        scanned
+    }
+
+    /// The marks of a read that keeps the keys log, and the keys each counts on.
+    fn logged_marks(def: &str, data: &[u8]) -> Vec<(u64, Option<u64>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, data).unwrap();
+        let state = dir.path().join("restart-state");
+        let marks = assert_restarts_match_keeping(&format(def), &p, &ctx_for(&p), &state, &|| {});
+        marks
+            .iter()
+            .map(|m| (m.seq, m.state.get("keys").and_then(|k| k.as_u64())))
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_takes_the_closed_keys_from_the_log_not_from_the_file() {
+        // Seqs 0..=7: A, B, C (with a quoted line break), D (short row), E, A (split),
+        // the keyless row, F, C (split).
+        let marks = logged_marks(DEF, GROUPED);
+        let counted: Vec<(u64, u64)> = marks
+            .iter()
+            .filter_map(|&(seq, keys)| Some((seq, keys?)))
+            .collect();
+        // Before each unit, the distinct keys closed before it; blank-line units give none.
+        assert!(counted.len() >= 6, "{marks:?}");
+        for w in counted.windows(2) {
+            assert!(w[0].1 <= w[1].1, "{counted:?}");
+        }
+        let last = counted.last().unwrap();
+        assert_eq!(last.1, 6, "A B C D E F, each once: {counted:?}");
     }
 
     /// Groups, a key that comes back after its group closed (split) on either side of

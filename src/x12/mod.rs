@@ -724,7 +724,7 @@ impl UnitReader for X12Reader {
         }
     }
 
-    fn mark(&self) -> Option<crate::format::Mark> {
+    fn mark(&mut self) -> Option<crate::format::Mark> {
         self.restart_mark()
     }
 

@@ -56,6 +56,35 @@ impl CsvRows {
         }
     }
 
+    /// Passes over everything up to byte `to` without looking at it, and takes the
+    /// position there as given: physical line `line`, after `records` records. For a mark
+    /// an earlier read of the same bytes gave, where csv-core is between records as it is
+    /// after [`Self::skip_scanned`]. `Ok(false)` if the file ends before `to`, or `to` does
+    /// not follow a line break (no item starts there).
+    pub fn discard_to(&mut self, to: u64, line: u64, records: u64) -> Result<bool, FileError> {
+        self.start_once()?;
+        if self.byte >= to {
+            return Ok(self.position() == crate::unit::Position::new(line, to, records));
+        }
+        let mut last = 0;
+        while self.byte < to {
+            self.fill()?;
+            if self.start == self.end {
+                return Ok(false);
+            }
+            let left = usize::try_from(to - self.byte).unwrap_or(usize::MAX);
+            let n = (self.end - self.start).min(left);
+            last = self.buf[self.start + n - 1];
+            self.start += n;
+            self.byte += n as u64;
+        }
+        if !matches!(last, b'\r' | b'\n') {
+            return Ok(false);
+        }
+        (self.prev_cr, self.line, self.records) = (last == b'\r', line, records);
+        Ok(true)
+    }
+
     /// Skips the buffered record at `start` if [`scan_record`] can find it, as csv-core
     /// would have: through its first line-break byte outside quotes, leaving csv-core
     /// between records (a `\n` after that `\r` is passed over by the caller, as csv-core
