@@ -207,15 +207,17 @@ impl Evaluation {
 
 /// The pure validate-and-map step of one unit. Runs on a rayon worker.
 pub trait UnitJob: Send {
-    fn run(self: Box<Self>) -> Evaluation;
+    /// Evaluates the unit labelled `label` (passed in, not kept by the job: one copy of
+    /// the label per unit, not two).
+    fn run(self: Box<Self>, label: &str) -> Evaluation;
 }
 
 impl<F> UnitJob for F
 where
-    F: FnOnce() -> Evaluation + Send,
+    F: FnOnce(&str) -> Evaluation + Send,
 {
-    fn run(self: Box<Self>) -> Evaluation {
-        (*self)()
+    fn run(self: Box<Self>, label: &str) -> Evaluation {
+        (*self)(label)
     }
 }
 
@@ -241,7 +243,15 @@ pub struct Unit {
 /// reading thread, where every line was built, is one thread for the whole file (IDoc's
 /// slowest stage). Called on the committing thread, for the lines it writes a row for and
 /// each unit's first line.
-pub type ShowLine = std::sync::Arc<dyn Fn(usize) -> SourceLine + Send + Sync>;
+pub type ShowLine = std::sync::Arc<dyn ShowLines>;
+
+/// What a [`ShowLine`] makes of line `i`: the line in full, or its position alone — the
+/// position of a unit's first line goes into the unit's row, its text only if the line is
+/// rejected or skipped.
+pub trait ShowLines: Send + Sync {
+    fn line(&self, i: usize) -> SourceLine;
+    fn pos(&self, i: usize) -> Position;
+}
 
 impl std::fmt::Debug for Unit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,8 +281,16 @@ impl Unit {
     /// text, made now when the reader left them to [`Unit::show`].
     pub fn shown(&self, i: usize) -> std::borrow::Cow<'_, SourceLine> {
         match &self.show {
-            Some(show) => std::borrow::Cow::Owned(show(i)),
+            Some(show) => std::borrow::Cow::Owned(show.line(i)),
             None => std::borrow::Cow::Borrowed(&self.lines[i]),
+        }
+    }
+
+    /// The position of line `i` as [`Unit::shown`] gives it, without making its text.
+    pub fn shown_pos(&self, i: usize) -> std::borrow::Cow<'_, Position> {
+        match &self.show {
+            Some(show) => std::borrow::Cow::Owned(show.pos(i)),
+            None => std::borrow::Cow::Borrowed(&self.lines[i].pos),
         }
     }
 
@@ -286,7 +304,7 @@ impl Unit {
     /// Runs the job (or marks every line skipped when there is none).
     pub fn evaluate(&mut self) -> Evaluation {
         match self.job.take() {
-            Some(job) => job.run(),
+            Some(job) => job.run(&self.label),
             None => Evaluation {
                 verdicts: vec![LineVerdict::Skipped(self.label.clone()); self.lines.len()],
                 ..Evaluation::default()

@@ -151,7 +151,7 @@ fn add_unit(
     let first_ordinal = st.ordinal as i64;
     let first_pos = match unit.lines.is_empty() {
         true => Position::default(),
-        false => unit.shown(0).pos.clone(),
+        false => unit.shown_pos(0).into_owned(),
     };
     let mut facts = decide::unit_facts(&eval, unit.lines.len());
     let mut verdicts = std::mem::take(&mut eval.verdicts);
@@ -162,7 +162,7 @@ fn add_unit(
     let mut reasons: Vec<(Position, Reason)> = Vec::new();
     for (i, v) in verdicts.iter().enumerate() {
         if let LineVerdict::Rejected(r) = v {
-            reasons.push((located(&unit.shown(i).pos, r), r.clone()));
+            reasons.push((located(&unit.shown_pos(i), r), r.clone()));
         }
     }
     for r in &eval.unit_errors {

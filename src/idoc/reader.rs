@@ -776,19 +776,32 @@ impl IdocReader {
 
 /// Segment `i` of an IDoc of type `typ` as a line is shown: its locator, and its text with
 /// the fields the type definition marks sensitive masked.
-fn shown_line(catalog: &Catalog, typ: &str, idoc: &RawIdoc, i: usize) -> SourceLine {
-    let s = &idoc.segments[i];
-    let sensitive = catalog
-        .get(typ)
-        .and_then(|t| t.segments.get(s.name.as_str()))
-        .map_or(&[][..], |d| d.sensitive.as_slice());
-    let pos = match s.locator() {
-        Some(l) => s.pos.clone().with_locator(l),
-        None => s.pos.clone(),
-    };
-    SourceLine {
-        pos,
-        raw: s.raw(sensitive),
+struct IdocLines {
+    catalog: Arc<Catalog>,
+    typ: String,
+    idoc: Arc<RawIdoc>,
+}
+
+impl crate::unit::ShowLines for IdocLines {
+    fn line(&self, i: usize) -> SourceLine {
+        let s = &self.idoc.segments[i];
+        let sensitive = self
+            .catalog
+            .get(&self.typ)
+            .and_then(|t| t.segments.get(s.name.as_str()))
+            .map_or(&[][..], |d| d.sensitive.as_slice());
+        SourceLine {
+            pos: self.pos(i),
+            raw: s.raw(sensitive),
+        }
+    }
+
+    fn pos(&self, i: usize) -> Position {
+        let s = &self.idoc.segments[i];
+        match s.locator() {
+            Some(l) => s.pos.clone().with_locator(l),
+            None => s.pos.clone(),
+        }
     }
 }
 
@@ -884,9 +897,13 @@ impl UnitReader for IdocReader {
             seq,
             label,
             lines,
-            job: Some(Box::new(move || super::eval::evaluate(&catalog, &idoc))),
-            show: Some(Arc::new(move |i| {
-                shown_line(&show_catalog, &typ, &shown, i)
+            job: Some(Box::new(move |_: &str| {
+                super::eval::evaluate(&catalog, &idoc)
+            })),
+            show: Some(Arc::new(IdocLines {
+                catalog: show_catalog,
+                typ,
+                idoc: shown,
             })),
         }))
     }

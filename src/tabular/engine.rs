@@ -720,12 +720,11 @@ impl TabularReader {
         let def = self.def.clone();
         let binding = self.binding.clone();
         let max = self.max_unit_lines;
-        let l = label.clone();
-        let job = move || {
+        let job = move |label: &str| {
             evaluate(
                 &def,
                 &binding,
-                &l,
+                label,
                 &rows,
                 Flags {
                     split,

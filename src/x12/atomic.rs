@@ -41,7 +41,7 @@ impl X12Reader {
             parts.push((shown.len(), u.job, u.label));
             lines.extend(shown);
         }
-        let job = move || merged_eval(mode, parts);
+        let job = move |_: &str| merged_eval(mode, parts);
         Unit {
             seq,
             label,
@@ -64,7 +64,7 @@ fn merged_eval(mode: Atomic, parts: Vec<Part>) -> Evaluation {
         // Envelope parts (GS, GE, ISA, IEA) have no job and no say.
         let is_set = job.is_some();
         let e = match job {
-            Some(j) => j.run(),
+            Some(j) => j.run(&label),
             None => Evaluation {
                 verdicts: vec![LineVerdict::Skipped(label.clone()); n],
                 ..Evaluation::default()

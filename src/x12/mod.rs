@@ -215,17 +215,37 @@ fn set_lines(
     elem: char,
     segs: &Arc<Vec<Segment>>,
 ) -> crate::unit::ShowLine {
-    let (reg, st02, segs) = (reg.clone(), st02.to_string(), segs.clone());
-    Arc::new(move |i| {
-        let s = &segs[i];
-        SourceLine {
-            pos: s
-                .pos
-                .clone()
-                .with_locator(set_locator(&prefix, &st02, i + 1)),
-            raw: capped(reg.shown_text(s, Some(elem)), RAW_CAP),
-        }
+    Arc::new(SetLines {
+        reg: reg.clone(),
+        prefix,
+        st02: st02.to_string(),
+        elem,
+        segs: segs.clone(),
     })
+}
+
+struct SetLines {
+    reg: Arc<Registry>,
+    prefix: String,
+    st02: String,
+    elem: char,
+    segs: Arc<Vec<Segment>>,
+}
+
+impl crate::unit::ShowLines for SetLines {
+    fn line(&self, i: usize) -> SourceLine {
+        SourceLine {
+            pos: self.pos(i),
+            raw: capped(self.reg.shown_text(&self.segs[i], Some(self.elem)), RAW_CAP),
+        }
+    }
+
+    fn pos(&self, i: usize) -> Position {
+        self.segs[i]
+            .pos
+            .clone()
+            .with_locator(set_locator(&self.prefix, &self.st02, i + 1))
+    }
 }
 
 /// The locator of segment `n` of set `st02` under the envelope's `prefix`, written into
@@ -323,7 +343,7 @@ impl X12Reader {
             seq,
             label,
             lines,
-            job: Some(Box::new(move || Evaluation {
+            job: Some(Box::new(move |_: &str| Evaluation {
                 verdicts: vec![verdict],
                 tolerated,
                 ..Evaluation::default()
@@ -416,7 +436,7 @@ impl X12Reader {
             seq,
             label: format!("{st01} ST {st02}"),
             lines,
-            job: Some(Box::new(move || job.run())),
+            job: Some(Box::new(move |_: &str| job.run())),
             show: Some(show),
         })
     }

@@ -82,7 +82,7 @@ impl UnitReader for LinesReader {
             return Ok(Some(Unit::skipped(seq, "comment", vec![line])));
         }
         let path = self.path.clone();
-        let job = move || {
+        let job = move |_: &str| {
             if let Some(special) = special_line(&l, &path) {
                 return special;
             }
