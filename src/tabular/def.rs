@@ -363,6 +363,8 @@ pub struct TabularDef {
     pub policy: Policy,
     /// The identity rule of the mapped entity, when the definition overrides its default.
     pub identity: Option<crate::canonical::Identity>,
+    /// [`TabularDef::header_fields`], made once rather than for every document.
+    pub head_fields: Vec<usize>,
 }
 
 impl TabularDef {
@@ -1347,7 +1349,7 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
     if c.errors > 0 {
         return None;
     }
-    Some(TabularDef {
+    let mut def = TabularDef {
         name,
         kind: raw.kind,
         filename_globs,
@@ -1365,7 +1367,10 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
         },
         policy: policy?,
         identity,
-    })
+        head_fields: Vec::new(),
+    };
+    def.head_fields = def.header_fields();
+    Some(def)
 }
 
 #[cfg(test)]

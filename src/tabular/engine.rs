@@ -692,15 +692,19 @@ impl TabularReader {
                 // The seq `emit` gives the group's unit below.
                 self.keys.note(self.seq, g.hash);
             }
+            let masked;
             let shown = match self.def.group_by {
-                Some(i) if self.def.fields[i].sensitive => mask(&g.key),
-                _ => g.key.clone(),
+                Some(i) if self.def.fields[i].sensitive => {
+                    masked = mask(&g.key);
+                    &masked
+                }
+                _ => &g.key,
             };
             let entity = self.def.map.entity.as_str();
             let mut label = String::with_capacity(entity.len() + 1 + shown.len());
             label.push_str(entity);
             label.push(' ');
-            label.push_str(&shown);
+            label.push_str(shown);
             self.emit(label, g.rows, g.lines, g.split, g.oversize);
             if let Some(last) = self.out.back_mut() {
                 last.1 = g.continues;
@@ -1261,7 +1265,7 @@ fn evaluate(
 ) -> Evaluation {
     let mut verdicts = Vec::with_capacity(rows.len());
     let mut values: Vec<Option<Vec<Option<Val>>>> = Vec::with_capacity(rows.len());
-    let head_fields = def.header_fields();
+    let head_fields = &def.head_fields;
     let mut first: Option<usize> = None;
     for (r, row) in rows.iter().enumerate() {
         if row.blank {
@@ -1437,14 +1441,14 @@ fn document_key(
             match piece {
                 Piece::Text(t) => key.push_str(t),
                 Piece::Field(i) => {
-                    let text = match vals {
+                    // Borrowed: a key is one field nearly always, and its text is made once.
+                    let text: Cow<str> = match vals {
                         Some(v) => v
                             .get(*i)
                             .and_then(Option::as_ref)
-                            .map(|v| v.text.to_string()),
-                        None => row.cells.get(*i).map(|c| c.to_text().trim().to_string()),
-                    }
-                    .unwrap_or_default();
+                            .map_or(Cow::Borrowed(""), |v| Cow::Borrowed(&*v.text)),
+                        None => row.cells.get(*i).map_or(Cow::Borrowed(""), trimmed_text),
+                    };
                     any |= !text.is_empty();
                     if def.fields[*i].sensitive {
                         key.push_str(&mask(&text));
