@@ -10,7 +10,9 @@ mod common;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{committed, customers_csv, erp_sim, ledger_counts, orders_csv, signal, text, Work};
+use common::{
+    customers_csv, erp_sim, ledger_counts, orders_csv, signal, stop_mid_file, text, Work,
+};
 use tallyman::erpsim::SimConfig;
 
 /// Whether the ledger's write lock is free (the stopped process is not inside a write).
@@ -30,19 +32,7 @@ fn write_lock_free(w: &Work) -> bool {
 /// Stops `child` once it has committed a batch, outside any write transaction: with SQLite,
 /// a process stopped inside one keeps every other writer out until it goes on.
 fn stop_between_writes(w: &Work, child: &mut Child) {
-    let start = Instant::now();
-    loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "never stopped");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
-        if committed(w) > 0 {
-            signal(child.id(), "-STOP");
-            if write_lock_free(w) {
-                return;
-            }
-            signal(child.id(), "-CONT");
-        }
-        std::thread::sleep(Duration::from_millis(3));
-    }
+    stop_mid_file(w, child, write_lock_free);
 }
 
 #[test]

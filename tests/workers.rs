@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{committed, orders_csv, signal, text, Work};
+use common::{orders_csv, stop_mid_file, text, Work};
 
 fn workers(w: &Work) -> Vec<serde_json::Value> {
     let out = w.run(&["status", "--json"]);
@@ -22,20 +20,8 @@ fn status_shows_the_worker_holding_a_file_and_one_whose_process_is_gone() {
     // release build and valgrind busy on both cores.
     w.drop_file("orders-held.csv", &orders_csv(60_000, 0, "W"));
     let mut child = w.cmd().arg("run").spawn().unwrap();
-    let start = Instant::now();
     // Stopped once it has committed a batch of the file, so it holds it for certain.
-    loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nothing committed"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
-        if committed(&w) > 0 {
-            signal(child.id(), "-STOP");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    stop_mid_file(&w, &mut child, |_| true);
     let ws = workers(&w);
     assert_eq!(ws.len(), 1, "{ws:?}");
     assert_eq!(ws[0]["command"], "run");
