@@ -469,12 +469,12 @@ fn stopped_early(row: &FileRow) -> EngineError {
     ))
 }
 
-/// The chunk tag of a file (its stem names staged and published chunks).
 /// The file in a file's staging folder where its reader keeps what a restart needs beyond
 /// the mark (see `UnitReader::keep_state_in`); it goes with the folder when the file's
 /// output is published or discarded.
 const RESTART_STATE: &str = "restart-state";
 
+/// The chunk tag of a file (its stem names staged and published chunks).
 pub(super) fn tag_of(row: &FileRow) -> FileTag {
     FileTag {
         fingerprint: row.fingerprint.clone(),
