@@ -175,6 +175,13 @@ fn a_killed_csv_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
 /// before its mark from the keys log instead of reading the committed part again.
 #[test]
 fn a_killed_csv_run_resumed_from_its_keys_log_still_rejects_a_reappearing_order() {
+    let input = orders_that_come_back();
+    killed_at_a_mark_then_resumed("orders-split.csv", &input, None);
+}
+
+/// 12,000 orders, then one more line for each of three orders of the first batches: each
+/// comes back after its group closed, so it is `group-split`.
+fn orders_that_come_back() -> Vec<u8> {
     let mut input = orders_csv(12_000, 97, "K");
     for o in [3, 250, 411] {
         input.extend_from_slice(
@@ -182,7 +189,34 @@ fn a_killed_csv_run_resumed_from_its_keys_log_still_rejects_a_reappearing_order(
                 .as_bytes(),
         );
     }
-    killed_at_a_mark_then_resumed("orders-split.csv", &input, None);
+    input
+}
+
+/// The keys log cut short after the kill (a machine that lost unsynced pages): its
+/// checksum no longer matches the mark, so the resumed run scans the committed part for
+/// the keys instead, and still rejects the reappearing orders as the uninterrupted run did.
+#[test]
+fn a_killed_csv_run_whose_keys_log_was_cut_short_scans_and_ends_the_same() {
+    let input = orders_that_come_back();
+    killed_then_resumed_with(
+        "orders-cut.csv",
+        &input,
+        None,
+        &|w: &Work| {
+            let staging = w.dir.join("work").join("staging");
+            let mut cut = 0;
+            for d in std::fs::read_dir(&staging).unwrap().flatten() {
+                let log = d.path().join("restart-state");
+                if let Ok(len) = std::fs::metadata(&log).map(|m| m.len()) {
+                    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+                    f.set_len(len / 2).unwrap();
+                    cut += 1;
+                }
+            }
+            assert_eq!(cut, 1, "one keys log in {}", staging.display());
+        },
+        KEYS_SCANNED,
+    );
 }
 
 /// An X12 file resumes at its mark too: the committed sets are passed over, not read in
@@ -267,6 +301,24 @@ fn one_thread_killed_at_a_mark_and_resumed_ends_as_a_run_on_every_core() {
 }
 
 fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>) {
+    killed_then_resumed_with(name, input, threads, &|_: &Work| {}, KEYS_FROM_LOG);
+}
+
+/// What a resumed CSV run logs when it takes the closed group keys from the keys log, and
+/// when it has to scan for them.
+const KEYS_FROM_LOG: &str = "taken from the keys log";
+const KEYS_SCANNED: &str = "no usable keys log";
+
+/// [`killed_at_a_mark_then_resumed`], with `damage` done to the work folder between the
+/// kill and the resume, and `keys` the way a CSV file's resume must say it found its
+/// closed group keys.
+fn killed_then_resumed_with(
+    name: &str,
+    input: &[u8],
+    threads: Option<u32>,
+    damage: &dyn Fn(&Work),
+    keys: &str,
+) {
     let batch = 700;
     let want = reference_named(name, input, batch);
     let w = Work::new(batch);
@@ -301,6 +353,7 @@ fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>)
         marked,
         "the run ended before it could be killed with a mark"
     );
+    damage(&w);
     let out = w
         .cmd()
         .arg("run")
@@ -319,8 +372,8 @@ fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>)
         text(&out)
     );
     assert!(
-        !name.ends_with(".csv") || log.contains("taken from the keys log"),
-        "a CSV file's closed group keys came from its keys log: {}",
+        !name.ends_with(".csv") || log.contains(keys),
+        "a CSV file's resume logged `{keys}`: {}",
         text(&out)
     );
     assert!(
