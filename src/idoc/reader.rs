@@ -774,8 +774,8 @@ impl IdocReader {
     }
 }
 
-/// Segment `i` of an IDoc of type `typ` as a line is shown: its locator, and its text with
-/// the fields the type definition marks sensitive masked.
+/// An IDoc's segments as lines are shown: each with its locator, and its text with the
+/// fields its type's definition marks sensitive masked.
 struct IdocLines {
     catalog: Arc<Catalog>,
     typ: String,

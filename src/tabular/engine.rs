@@ -1441,7 +1441,7 @@ fn document_key(
             match piece {
                 Piece::Text(t) => key.push_str(t),
                 Piece::Field(i) => {
-                    // Borrowed: a key is one field nearly always, and its text is made once.
+                    // Borrowed: the key being built is the one copy made of it.
                     let text: Cow<str> = match vals {
                         Some(v) => v
                             .get(*i)

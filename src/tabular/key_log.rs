@@ -118,7 +118,11 @@ impl KeyLog {
         if !self.active() || mark.count > max {
             return None;
         }
-        let mut file = private_options().open(self.path.as_ref()?).ok()?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path.as_ref()?)
+            .ok()?;
         let len = usize::try_from(mark.count * ENTRY).ok()?;
         let mut bytes = vec![0u8; len];
         file.read_exact(&mut bytes).ok()?;
@@ -141,10 +145,10 @@ impl KeyLog {
     }
 }
 
-/// Read and write, created with the configured file mode (the hashes are of business keys).
+/// Written, and created with the configured file mode (the hashes are of business keys).
 fn private_options() -> OpenOptions {
     let mut o = OpenOptions::new();
-    o.read(true).write(true).create(true);
+    o.write(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

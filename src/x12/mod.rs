@@ -224,6 +224,7 @@ fn set_lines(
     })
 }
 
+/// What [`set_lines`] makes: a set's segments with what showing them takes.
 struct SetLines {
     reg: Arc<Registry>,
     prefix: String,
