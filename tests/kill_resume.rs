@@ -192,9 +192,9 @@ fn orders_that_come_back() -> Vec<u8> {
     input
 }
 
-/// The keys log cut short after the kill (a machine that lost unsynced pages): its
-/// checksum no longer matches the mark, so the resumed run scans the committed part for
-/// the keys instead, and still rejects the reappearing orders as the uninterrupted run did.
+/// The keys log cut short after the kill (a machine that lost unsynced pages): it no longer
+/// holds the hashes the mark counts, so the resumed run scans the committed part for the
+/// keys instead, and still rejects the reappearing orders as the uninterrupted run did.
 #[test]
 fn a_killed_csv_run_whose_keys_log_was_cut_short_scans_and_ends_the_same() {
     let input = orders_that_come_back();
@@ -207,9 +207,11 @@ fn a_killed_csv_run_whose_keys_log_was_cut_short_scans_and_ends_the_same() {
             let mut cut = 0;
             for d in std::fs::read_dir(&staging).unwrap().flatten() {
                 let log = d.path().join("restart-state");
-                if let Ok(len) = std::fs::metadata(&log).map(|m| m.len()) {
+                // Cut to its first hash: the reader runs batches ahead of the last commit,
+                // so half of it may still hold every hash the committed mark counts.
+                if log.exists() {
                     let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
-                    f.set_len(len / 2).unwrap();
+                    f.set_len(16).unwrap();
                     cut += 1;
                 }
             }
