@@ -217,14 +217,12 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(ok.success());
 }
 
-/// The furthest committed unit of any file in the work's ledger (0 before the first
-/// commit, or while the ledger cannot be read).
 /// Stops `child` (SIGSTOP) in the middle of its file, once it has committed a batch and
-/// `ready` agrees, and returns. It is stopped as soon as a batch's output is staged (a file
-/// in `work/staging/`, seen without asking the ledger), then asked: a poll that had to open
-/// the ledger first could see the first commit only after the run had finished the file
-/// (twice in full test runs, with 30,000 and 60,000 orders). Not ready: continued, and
-/// tried again at the next look.
+/// `ready` agrees, and returns. It is stopped as soon as anything of the file is in
+/// `work/staging/` (a batch's staged output, or its reader's keys log: seen without asking
+/// the ledger), then asked: a poll that had to open the ledger first could see the first
+/// commit only after the run had finished the file (twice in full test runs, with 30,000
+/// and 60,000 orders). Not ready: continued, and tried again at the next look.
 pub fn stop_mid_file(w: &Work, child: &mut std::process::Child, ready: impl Fn(&Work) -> bool) {
     let start = std::time::Instant::now();
     let staging = w.dir.join("work").join("staging");
@@ -252,6 +250,8 @@ pub fn stop_mid_file(w: &Work, child: &mut std::process::Child, ready: impl Fn(&
     }
 }
 
+/// The furthest committed unit of any file in the work's ledger (0 before the first
+/// commit, or while the ledger cannot be read).
 pub fn committed(w: &Work) -> i64 {
     try_query(w, "SELECT COALESCE(MAX(committed_seq), 0) FROM files")
         .and_then(|rows| rows[0][0].as_deref()?.parse().ok())
