@@ -18,8 +18,6 @@
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]
 
-use std::sync::Arc;
-
 use super::super::key_log::LogMark;
 use super::{key_hash, positional_binding, RowsIn, TabularReader, MAX_CLOSED_KEYS};
 use crate::format::{FileError, Mark};
@@ -95,7 +93,7 @@ impl TabularReader {
             return Ok(false);
         }
         if self.binding.is_empty() {
-            self.binding = Arc::new(positional_binding(&self.def));
+            self.set_binding(positional_binding(&self.def));
         }
         let landed = match self.load_keys(mark) {
             Some((keys, records)) => self.pass_unread(mark, records, keys)?,
