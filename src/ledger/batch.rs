@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use super::db::{
     params, params_from_iter, OptionalExtension, Transaction, TransactionBehavior, Value,
@@ -34,6 +35,7 @@ impl Ledger {
             held: Default::default(),
             taken: Default::default(),
             made: Default::default(),
+            scratch: Default::default(),
         })
     }
 }
@@ -57,11 +59,13 @@ pub struct BatchTx<'a> {
     unheld: RefCell<HashSet<String>>,
     /// Holders found in this batch: a claim several units share (an interchange's) is
     /// looked up once. Nothing else can change a holder while the batch holds the lock.
-    held: RefCell<HashMap<String, Holder>>,
+    held: RefCell<HashMap<String, Rc<Holder>>>,
     /// Keys taken and not yet written, as (entity, key, file_id, unit_seq).
     taken: RefCell<Vec<(String, String, i64, i64)>>,
     /// The versions this batch made, written as one row on commit (see made.rs).
     made: RefCell<super::made::MadeList>,
+    /// The buffer [`BatchTx::with_key`] writes a key into.
+    scratch: RefCell<String>,
 }
 
 /// A version waiting to be written with the next hundred.
@@ -154,13 +158,8 @@ fn values_sql_once(
 
 /// Notes a row to be written with the next hundred (its key `key_of` form, no longer
 /// absent); `true` once the hundred is full.
-fn defer<T>(
-    absent: &RefCell<HashSet<String>>,
-    rows: &RefCell<Vec<T>>,
-    key: String,
-    row: T,
-) -> bool {
-    absent.borrow_mut().remove(&key);
+fn defer<T>(absent: &RefCell<HashSet<String>>, rows: &RefCell<Vec<T>>, key: &str, row: T) -> bool {
+    absent.borrow_mut().remove(key);
     let mut rows = rows.borrow_mut();
     rows.push(row);
     rows.len() >= ROWS_PER_INSERT
@@ -219,13 +218,27 @@ impl BatchTx<'_> {
             .any(|(_, entities)| entities.iter().any(|e| e == entity))
     }
 
-    pub fn holder(&self, entity: &str, key: &str) -> Result<Option<Holder>> {
-        let k = key_of(entity, key);
-        if self.unheld.borrow().contains(&k) {
-            return Ok(None);
-        }
-        if let Some(h) = self.held.borrow().get(&k) {
-            return Ok(Some(h.clone()));
+    /// Runs `f` on the key's `entity\0key` form written into a buffer the batch reuses: a
+    /// lookup needs it only while it asks (a string of its own for each was four
+    /// allocations per record on the committing thread). `f` must not call it again.
+    fn with_key<R>(&self, entity: &str, key: &str, f: impl FnOnce(&str) -> R) -> R {
+        let mut k = self.scratch.borrow_mut();
+        k.clear();
+        k.push_str(entity);
+        k.push('\0');
+        k.push_str(key);
+        f(&k)
+    }
+
+    /// Who holds the key, shared: a claim every set of an interchange asks about is
+    /// answered from the batch's cache without copying its holder's names.
+    pub fn holder(&self, entity: &str, key: &str) -> Result<Option<Rc<Holder>>> {
+        let known = self.with_key(entity, key, |k| match self.unheld.borrow().contains(k) {
+            true => Some(None),
+            false => self.held.borrow().get(k).map(|h| Some(h.clone())),
+        });
+        if let Some(known) = known {
+            return Ok(known);
         }
         self.flush_keys()?;
         // Cached: this runs once per document, so re-parsing the SQL would dominate.
@@ -243,16 +256,19 @@ impl BatchTx<'_> {
                     pending: r.get(4)?,
                 })
             })
-            .optional()?;
+            .optional()?
+            .map(Rc::new);
         if let Some(h) = &found {
-            self.held.borrow_mut().insert(k, h.clone());
+            self.held
+                .borrow_mut()
+                .insert(key_of(entity, key), h.clone());
         }
         Ok(found)
     }
 
     /// The key's current (highest) version, with the file that set it.
     pub fn current_version(&self, entity: &str, key: &str) -> Result<Option<Current>> {
-        if self.absent.borrow().contains(&key_of(entity, key)) {
+        if self.with_key(entity, key, |k| self.absent.borrow().contains(k)) {
             return Ok(None);
         }
         self.flush_versions()?;
@@ -360,7 +376,10 @@ impl BatchTx<'_> {
             unit_seq: v.unit_seq,
             ordinal: v.ordinal,
         };
-        if defer(&self.absent, &self.pending, key_of(v.entity, v.key), row) {
+        let full = self.with_key(v.entity, v.key, |k| {
+            defer(&self.absent, &self.pending, k, row)
+        });
+        if full {
             self.flush_versions()?;
         }
         Ok(())
@@ -414,17 +433,25 @@ impl BatchTx<'_> {
         unit_seq: i64,
         steal: bool,
     ) -> Result<()> {
-        let k = key_of(entity, key);
         if !steal {
+            // A key found held stays its holder's (`INSERT OR IGNORE`): every set of an
+            // interchange takes the interchange's claim, and writing it again for each was
+            // a row per set for SQLite to refuse.
+            if self.with_key(entity, key, |k| self.held.borrow().contains_key(k)) {
+                return Ok(());
+            }
             let row = (entity.to_owned(), key.to_owned(), file_id, unit_seq);
-            if defer(&self.unheld, &self.taken, k, row) {
+            let full = self.with_key(entity, key, |k| defer(&self.unheld, &self.taken, k, row));
+            if full {
                 self.flush_keys()?;
             }
             return Ok(());
         }
         self.flush_keys()?;
-        self.held.borrow_mut().remove(&k);
-        self.unheld.borrow_mut().remove(&k);
+        self.with_key(entity, key, |k| {
+            self.held.borrow_mut().remove(k);
+            self.unheld.borrow_mut().remove(k);
+        });
         self.tx
             .prepare_cached(
                 "INSERT INTO keys(entity, key, file_id, unit_seq) VALUES (?1, ?2, ?3, ?4) \

@@ -25,6 +25,9 @@ pub(crate) struct SetShared {
     pub(crate) gs08: String,
     pub(crate) sender: String,
     pub(crate) partner: PartnerDef,
+    /// Where the group is in the file, `ISA <control> / GS <GS06>`: the start of every
+    /// locator its sets' segments are shown with.
+    pub(crate) locator: String,
     /// The interchange only: a claim per set as well (`…:<GS06>:<ST02>`) named the
     /// interchange too, and was taken with it by the same unit, so it was held elsewhere
     /// only where the interchange's claim was; it decided nothing and made over a quarter
@@ -53,16 +56,8 @@ impl SetJob {
         };
         let mut issues: Vec<validate::Issue> = Vec::new();
         let mut ak5: Vec<u8> = Vec::new();
-        let st01 = self
-            .segs
-            .first()
-            .map(|s| s.el(1).to_string())
-            .unwrap_or_default();
-        let st02 = self
-            .segs
-            .first()
-            .map(|s| s.el(2).to_string())
-            .unwrap_or_default();
+        let st01 = self.segs.first().map_or("", |s| s.el(1));
+        let st02 = self.segs.first().map_or("", |s| s.el(2));
         let mut note = None;
         if let Some(r) = &self.interchange_rejected {
             ev.unit_errors.push(Reason::new(
@@ -115,7 +110,7 @@ impl SetJob {
                 }
             }
             if se.el(2) != st02 {
-                if defs::same_number(se.el(2), &st02)
+                if defs::same_number(se.el(2), st02)
                     && self.shared.partner.tolerates("control-padding")
                 {
                     ev.tolerated.push("x12-control-padding".into());
@@ -162,7 +157,7 @@ impl SetJob {
                 set_level: false,
             });
         }
-        let def = self.shared.reg.set_for(&st01, &self.shared.gs08);
+        let def = self.shared.reg.set_for(st01, &self.shared.gs08);
         ev.key = def
             .and_then(|d| d.map.as_ref())
             .and_then(|m| map::document_key(m, &self.segs, &self.delims));
@@ -175,7 +170,7 @@ impl SetJob {
                     }
                 }
             }
-            None => note = Some(self.no_definition(&st01, &mut ev, &mut ak5)),
+            None => note = Some(self.no_definition(st01, &mut ev, &mut ak5)),
         }
         if issues.iter().any(|i| {
             !matches!(
@@ -261,7 +256,7 @@ impl SetJob {
             true => serde_json::Value::Null,
             false => serde_json::Value::Object(detail),
         };
-        if matches!(st01.as_str(), "997" | "999") && !rejected {
+        if matches!(st01, "997" | "999") && !rejected {
             ev.detail["acknowledged"] = acknowledged(&self.segs);
         }
         ev

@@ -20,17 +20,16 @@ pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Resu
     let entity = map
         .entity_parsed
         .ok_or_else(|| Reason::new("x12-map", "map has no valid entity"))?;
-    let all: Vec<&Segment> = segs.iter().collect();
     let ctx = Ctx {
         d,
         hl_parent: hl_index(segs),
         segs,
     };
-    let key = ctx.first(&map.key, &all, None).unwrap_or_default();
+    let key = ctx.first(&map.key, segs, None).unwrap_or_default();
     let key = format!("{sender}/{}", key.trim());
     let mut body = Vec::with_capacity(map.fields.len() + map.groups.len());
     for (name, expr) in &map.fields {
-        if let Some(v) = ctx.value(expr, &all, None) {
+        if let Some(v) = ctx.value(expr, segs, None) {
             body.push((name.as_str(), v));
         }
     }
@@ -39,10 +38,10 @@ pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Resu
             .blocks(g)
             .into_iter()
             .enumerate()
-            .map(|(n, (start, block))| {
+            .map(|(n, (start, end))| {
                 let mut obj = Vec::with_capacity(g.fields.len());
                 for (name, expr) in &g.fields {
-                    match ctx.value(expr, &block, Some(start)) {
+                    match ctx.value(expr, &segs[start..end], Some(start)) {
                         Some(v) => obj.push((name.as_str(), v)),
                         None if expr.fallback.as_deref() == Some("position") => {
                             obj.push((name.as_str(), Body::Str(Cow::Owned((n + 1).to_string()))));
@@ -64,13 +63,12 @@ pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Resu
 /// when the set is rejected, so a reject row can name the document. Without the ISA06
 /// prefix the record key carries; `None` when the element is empty or absent.
 pub fn document_key(map: &MapDef, segs: &[Segment], d: &Delims) -> Option<String> {
-    let all: Vec<&Segment> = segs.iter().collect();
     let ctx = Ctx {
         d,
         hl_parent: HashMap::new(),
         segs,
     };
-    let key = ctx.first(&map.key, &all, None)?;
+    let key = ctx.first(&map.key, segs, None)?;
     let key = key.trim();
     (!key.is_empty()).then(|| crate::unit::cap_raw(key, 80))
 }
@@ -98,8 +96,10 @@ fn hl_index(segs: &[Segment]) -> HashMap<usize, usize> {
 }
 
 impl<'a> Ctx<'a> {
-    /// The groups' blocks: (index of the trigger, trigger + member segments).
-    fn blocks(&self, g: &GroupDef) -> Vec<(usize, Vec<&Segment>)> {
+    /// The groups' blocks as ranges of `segs`: the trigger and the member segments that
+    /// follow it, which are always contiguous (a list of references per block was an
+    /// allocation per PO1 line).
+    fn blocks(&self, g: &GroupDef) -> Vec<(usize, usize)> {
         let stop_at = g
             .before
             .as_ref()
@@ -111,19 +111,14 @@ impl<'a> Ctx<'a> {
             if !seg.is(&g.trigger) || !cond(g.when.as_ref(), seg) {
                 continue;
             }
-            let mut block = vec![seg];
-            for s in self.segs.iter().skip(t + 1) {
-                let member = if star {
+            let members = self.segs[t + 1..].iter().take_while(|s| {
+                if star {
                     !s.is(&g.trigger) && !g.until.iter().any(|u| s.is(u))
                 } else {
                     g.members.iter().any(|m| s.is(m))
-                };
-                if !member {
-                    break;
                 }
-                block.push(s);
-            }
-            out.push((t, block));
+            });
+            out.push((t, t + 1 + members.count()));
         }
         out
     }
@@ -131,7 +126,7 @@ impl<'a> Ctx<'a> {
     fn value<'s>(
         &self,
         e: &'s FieldExpr,
-        scope: &[&'s Segment],
+        scope: &'s [Segment],
         start: Option<usize>,
     ) -> Option<Body<'s>>
     where
@@ -157,7 +152,7 @@ impl<'a> Ctx<'a> {
     fn first<'s>(
         &self,
         e: &'s FieldExpr,
-        scope: &[&'s Segment],
+        scope: &'s [Segment],
         start: Option<usize>,
     ) -> Option<Cow<'s, str>>
     where

@@ -207,18 +207,16 @@ pub struct X12Reader {
 
 /// A set's segments as lines are shown: `prefix / ST <st02>, segment <n> of set`, and the
 /// segment's text with sensitive elements masked, made only for the lines shown (see
-/// [`crate::unit::ShowLine`]). One envelope prefix per set.
+/// [`crate::unit::ShowLine`]). The envelope prefix is the group's ([`SetShared::locator`])
+/// and ST02 is read from the ST when a line is shown: copies of both per set were two of
+/// the reading thread's allocations per set.
 fn set_lines(
-    reg: &Arc<Registry>,
-    prefix: String,
-    st02: &str,
+    shared: &Arc<SetShared>,
     elem: char,
     segs: &Arc<Vec<Segment>>,
 ) -> crate::unit::ShowLine {
     Arc::new(SetLines {
-        reg: reg.clone(),
-        prefix,
-        st02: st02.to_string(),
+        shared: shared.clone(),
         elem,
         segs: segs.clone(),
     })
@@ -226,9 +224,7 @@ fn set_lines(
 
 /// What [`set_lines`] makes: a set's segments with what showing them takes.
 struct SetLines {
-    reg: Arc<Registry>,
-    prefix: String,
-    st02: String,
+    shared: Arc<SetShared>,
     elem: char,
     segs: Arc<Vec<Segment>>,
 }
@@ -237,15 +233,19 @@ impl crate::unit::ShowLines for SetLines {
     fn line(&self, i: usize) -> SourceLine {
         SourceLine {
             pos: self.pos(i),
-            raw: capped(self.reg.shown_text(&self.segs[i], Some(self.elem)), RAW_CAP),
+            raw: capped(
+                self.shared.reg.shown_text(&self.segs[i], Some(self.elem)),
+                RAW_CAP,
+            ),
         }
     }
 
     fn pos(&self, i: usize) -> Position {
-        self.segs[i]
-            .pos
-            .clone()
-            .with_locator(set_locator(&self.prefix, &self.st02, i + 1))
+        self.segs[i].pos.clone().with_locator(set_locator(
+            &self.shared.locator,
+            self.segs[0].el(2),
+            i + 1,
+        ))
     }
 }
 
@@ -358,15 +358,14 @@ impl X12Reader {
         let d = self.cur.as_ref().map(|c| c.isa.delims).ok_or_else(|| {
             FileError::at(st.pos.clone(), "x12-envelope", "ST outside an interchange")
         })?;
-        let st02 = st.el(2).to_string();
-        let st01 = st.el(1).to_string();
         let mut segs = Vec::with_capacity(self.set_len.clamp(1, SET_LEN_HINT_CAP));
         segs.push(st);
         let skim = seq < self.skim_below;
         let dropped = match skim {
-            true => self.skip_set_body(&d, &st01, &st02).map(|()| 0)?,
-            false => self.read_set_body(&d, &st01, &st02, &mut segs)?,
+            true => self.skip_set_body(&d, &segs[0]).map(|()| 0)?,
+            false => self.read_set_body(&d, &mut segs)?,
         };
+        let (st01, st02) = (segs[0].el(1), segs[0].el(2));
         if !skim {
             self.set_len = segs.len();
         }
@@ -382,7 +381,7 @@ impl X12Reader {
                 "ST found outside a functional group (no open GS)".into(),
             ));
         };
-        group.sets.push(seq, &st01, &st02);
+        group.sets.push(seq, st01, st02);
         if skim {
             return Ok(Unit {
                 seq,
@@ -405,6 +404,7 @@ impl X12Reader {
                     gs08: group.gs08.clone(),
                     sender: ic.isa.sender.clone(),
                     partner: ic.isa.partner.clone(),
+                    locator: format!("ISA {} / GS {}", ic.isa.control, group.gs06),
                     claims: vec![format!(
                         "x12-isa:{}:{}:{}",
                         ic.isa.sender, ic.isa.receiver, ic.isa.control
@@ -430,12 +430,13 @@ impl X12Reader {
                 raw: String::new(),
             })
             .collect();
+        let label = format!("{st01} ST {st02}");
         let segs = Arc::new(segs);
-        let show = set_lines(&self.reg, self.locator(), &st02, d.elem.as_char(), &segs);
+        let show = set_lines(&job.shared, d.elem.as_char(), &segs);
         let job = SetJob { segs, ..job };
         Ok(Unit {
             seq,
-            label: format!("{st01} ST {st02}"),
+            label,
             lines,
             job: Some(Box::new(move |_: &str| job.run())),
             show: Some(show),
@@ -444,25 +445,23 @@ impl X12Reader {
 
     /// Reads a set's segments after its ST (in `segs`) up to its SE; returns how many were
     /// only counted, past the set's line or byte cap.
-    fn read_set_body(
-        &mut self,
-        d: &Delims,
-        st01: &str,
-        st02: &str,
-        segs: &mut Vec<Segment>,
-    ) -> Result<u64, FileError> {
+    fn read_set_body(&mut self, d: &Delims, segs: &mut Vec<Segment>) -> Result<u64, FileError> {
+        // ST01 and ST02 are copied only for an error: the ST is borrowed while segs grows.
+        let ids = |segs: &[Segment]| (segs[0].el(1).to_string(), segs[0].el(2).to_string());
         let mut kept_bytes: usize = segs.iter().map(|s| s.text().len()).sum();
         let mut dropped = 0u64;
         loop {
             let seg = match self.src.read_segment(d) {
                 Err(e) => {
-                    self.mark_open_set(st01, st02, 5);
+                    let (st01, st02) = ids(segs);
+                    self.mark_open_set(&st01, &st02, 5);
                     return Err(self.read_failed(e));
                 }
                 Ok(Some(s)) => s,
                 Ok(None) => {
                     let pos = segs.first().map(|s| s.pos.clone()).unwrap_or_default();
-                    self.mark_open_set(st01, st02, 2);
+                    let (st01, st02) = ids(segs);
+                    self.mark_open_set(&st01, &st02, 2);
                     self.mark_ge_missing();
                     return Err(self.fail(
                         pos,
@@ -479,7 +478,8 @@ impl X12Reader {
                 }
                 "ST" | "GE" | "IEA" | "ISA" | "GS" => {
                     let pos = seg.pos.clone();
-                    self.mark_open_set(st01, st02, 2);
+                    let (st01, st02) = ids(segs);
+                    self.mark_open_set(&st01, &st02, 2);
                     if !matches!(seg.id(), "ST" | "GE") {
                         self.mark_ge_missing();
                     }

@@ -12,7 +12,7 @@
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]
 
-use super::segments::Delims;
+use super::segments::{Delims, Segment};
 use super::{read_err, X12Reader};
 use crate::format::skim::{skim_to, Skim};
 use crate::format::{FileError, Mark};
@@ -47,12 +47,7 @@ impl X12Reader {
     /// Passes over a set's segments after its ST up to its SE without making segments of
     /// them (see `seek`). Anything an uninterrupted read would have stopped at is an error
     /// here, and the seek is given up.
-    pub(super) fn skip_set_body(
-        &mut self,
-        d: &Delims,
-        st01: &str,
-        st02: &str,
-    ) -> Result<(), FileError> {
+    pub(super) fn skip_set_body(&mut self, d: &Delims, st: &Segment) -> Result<(), FileError> {
         loop {
             let id = match self.src.skip_segment(d) {
                 Err(e) => return Err(read_err(e)),
@@ -64,7 +59,11 @@ impl X12Reader {
             if id.is_none_or(|id| ends.iter().any(|e| id.is(e))) {
                 return Err(FileError::new(
                     "x12-missing-se",
-                    format!("transaction set {st01} {st02} has no SE trailer"),
+                    format!(
+                        "transaction set {} {} has no SE trailer",
+                        st.el(1),
+                        st.el(2)
+                    ),
                 ));
             }
         }
