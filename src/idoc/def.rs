@@ -397,8 +397,11 @@ pub struct TypeDef {
     pub status_applied: String,
     pub status_rejected: String,
     pub segments: DefMap<String, SegDef>,
-    /// Parent (`None` = root) → children with `min > 0`, in definition order.
-    pub mandatory_children: DefMap<Option<String>, Vec<(String, u32)>>,
+    /// The root's children with `min > 0`, in definition order.
+    pub mandatory_at_root: Vec<(String, u32)>,
+    /// Parent → its children with `min > 0`, in definition order: looked up by the parent's
+    /// name for every segment, so keyed by the name alone (no lookup key to make).
+    pub mandatory_children: DefMap<String, Vec<(String, u32)>>,
     pub messages: Vec<MessageDef>,
 }
 
@@ -564,7 +567,8 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             },
         );
     }
-    let mut mandatory_children: DefMap<Option<String>, Vec<(String, u32)>> = DefMap::default();
+    let mut mandatory_at_root = Vec::new();
+    let mut mandatory_children: DefMap<String, Vec<(String, u32)>> = DefMap::default();
     for name in &order {
         let s = &segments[name];
         if let Some(p) = &s.parent {
@@ -577,10 +581,11 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             }
         }
         if s.min > 0 {
-            mandatory_children
-                .entry(s.parent.clone())
-                .or_default()
-                .push((name.clone(), s.min));
+            let kids = match &s.parent {
+                Some(p) => mandatory_children.entry(p.clone()).or_default(),
+                None => &mut mandatory_at_root,
+            };
+            kids.push((name.clone(), s.min));
         }
     }
     // Cycles would make every IDoc of this type unreadable: refuse them at load time.
@@ -714,6 +719,7 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
         status_applied: spec.status_applied,
         status_rejected: spec.status_rejected,
         segments,
+        mandatory_at_root,
         mandatory_children,
         messages,
     })

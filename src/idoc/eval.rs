@@ -312,7 +312,11 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
     }
     // Mandatory children of the root and of every present, known parent.
     let check = |parent: Option<usize>, pname: Option<&str>, ev: &mut Evaluation| {
-        let Some(kids) = td.mandatory_children.get(&pname.map(str::to_string)) else {
+        let kids = match pname {
+            Some(name) => td.mandatory_children.get(name),
+            None => Some(&td.mandatory_at_root),
+        };
+        let Some(kids) = kids else {
             return;
         };
         for (kid, min) in kids {

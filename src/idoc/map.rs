@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use super::def::{Conv, KeyPart, MessageDef, SegPath, ValueDef, CONTROL};
+use super::def::{Conv, KeyPart, MessageDef, SegPath, Step, ValueDef, CONTROL};
 use super::reader::RawIdoc;
 use crate::canonical::{Body, Record};
 use crate::unit::Reason;
@@ -82,14 +82,11 @@ fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<Option<usize>
     for step in &path.steps {
         next.clear();
         for parent in &cur {
-            let matching = t.children(*parent).iter().copied().filter(|&i| {
-                let s = &t.idoc.segments[i];
-                s.name == step.seg.as_str()
-                    && step
-                        .filters
-                        .iter()
-                        .all(|(f, vals)| vals.iter().any(|v| v == val(s, f)))
-            });
+            let matching = t
+                .children(*parent)
+                .iter()
+                .copied()
+                .filter(|&i| matches_step(t, i, step));
             match step.index {
                 Some(n) => next.extend(matching.skip(n - 1).take(1).map(Some)),
                 None => next.extend(matching.map(Some)),
@@ -101,6 +98,16 @@ fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<Option<usize>
         }
     }
     cur
+}
+
+/// Whether segment `i` is the step's segment and passes its filters.
+fn matches_step(t: &Tree, i: usize, step: &Step) -> bool {
+    let s = &t.idoc.segments[i];
+    s.name == step.seg.as_str()
+        && step
+            .filters
+            .iter()
+            .all(|(f, vals)| vals.iter().any(|v| v == val(s, f)))
 }
 
 /// A value read through a path, with the segment (index in the IDoc) and field it came
@@ -122,10 +129,24 @@ fn read_path<'a>(t: &Tree<'a>, context: Option<usize>, path: &'a SegPath) -> Opt
             field,
         })
     };
-    if path.steps.is_empty() {
-        return context.and_then(at);
+    match path.steps.as_slice() {
+        [] => context.and_then(at),
+        // One step, as nearly every path has: its matches are walked where they are, as
+        // `select` would list them (two lists made for every value read).
+        [step] => {
+            let from = if path.absolute { None } else { context };
+            let mut matching = t
+                .children(from)
+                .iter()
+                .copied()
+                .filter(|&i| matches_step(t, i, step));
+            match step.index {
+                Some(n) => matching.nth(n - 1).and_then(at),
+                None => matching.find_map(at),
+            }
+        }
+        _ => select(t, context, path).into_iter().flatten().find_map(at),
     }
-    select(t, context, path).into_iter().flatten().find_map(at)
 }
 
 /// Why an IDoc could not be mapped, and the segment and field of the offending value when
@@ -164,34 +185,38 @@ pub(super) fn document_key(msg: &MessageDef, t: &Tree) -> Option<String> {
 }
 
 /// One value converted as its definition says; `target` names it in a refusal (made only
-/// then: most values pass).
-fn convert(
-    vd: &ValueDef,
-    raw: String,
+/// then: most values pass). The value is borrowed from the IDoc or the definition unless a
+/// conversion changes it: this runs for every value of every IDoc.
+fn convert<'a>(
+    vd: &'a ValueDef,
+    raw: &'a str,
     target: &dyn Fn() -> String,
-) -> Result<Option<Body<'static>>, Reason> {
+) -> Result<Option<Body<'a>>, Reason> {
     let mut v = raw;
     if vd.trim_zeros {
         let t = v.trim_start_matches('0');
-        v = if t.is_empty() { "0".into() } else { t.into() };
+        v = if t.is_empty() { "0" } else { t };
     }
     if let Some(codes) = &vd.codes {
-        if let Some(c) = codes.get(&v) {
-            v = c.clone();
+        if let Some(c) = codes.get(v) {
+            v = c;
         } else if let Some(d) = &vd.default {
-            v = d.clone();
+            v = d;
         }
     }
     Ok(match vd.conv {
-        Conv::String => Some(Body::Str(Cow::Owned(v))),
+        Conv::String => Some(Body::Str(Cow::Borrowed(v))),
         Conv::Bool => Some(Body::Bool(matches!(
             v.to_ascii_lowercase().as_str(),
             "x" | "1" | "true" | "y" | "yes"
         ))),
         Conv::Decimal => {
-            let v = v.replace(' ', "");
+            let v = match v.contains(' ') {
+                true => Cow::Owned(v.replace(' ', "")),
+                false => Cow::Borrowed(v),
+            };
             let v = match v.strip_suffix('-') {
-                Some(n) => format!("-{n}"),
+                Some(n) => Cow::Owned(format!("-{n}")),
                 None => v,
             };
             if v.parse::<rust_decimal::Decimal>().is_err() {
@@ -203,45 +228,42 @@ fn convert(
                 .field(target)
                 .value(capped(&v)));
             }
-            Some(Body::Str(Cow::Owned(v)))
+            Some(Body::Str(v))
         }
         Conv::Date => {
             if v.chars().all(|c| c == '0') {
                 None
             } else if v.len() == 8 && v.bytes().all(|b| b.is_ascii_digit()) {
-                Some(Body::Str(Cow::Owned(format!(
-                    "{}-{}-{}",
-                    &v[..4],
-                    &v[4..6],
-                    &v[6..]
-                ))))
+                Some(Body::Str(Cow::Owned(
+                    [&v[..4], "-", &v[4..6], "-", &v[6..]].concat(),
+                )))
             } else {
                 let target = target();
                 return Err(Reason::new(
                     "type",
-                    format!("{target}: '{}' is not a date YYYYMMDD", capped(&v)),
+                    format!("{target}: '{v}' is not a date YYYYMMDD", v = capped(v)),
                 )
                 .field(target)
-                .value(capped(&v)));
+                .value(capped(v)));
             }
         }
     })
 }
 
-fn eval_value(
-    t: &Tree,
+fn eval_value<'a>(
+    t: &Tree<'a>,
     context: Option<usize>,
-    vd: &ValueDef,
+    vd: &'a ValueDef,
     target: &dyn Fn() -> String,
-) -> Result<Option<Body<'static>>, MapError> {
+) -> Result<Option<Body<'a>>, MapError> {
     if let Some(c) = &vd.constant {
-        return Ok(convert(vd, c.clone(), target)?);
+        return Ok(convert(vd, c, target)?);
     }
     // Each alternative is converted before the next is tried, so a zero date
     // (`00000000`, "no date" in SAP) falls through to the next path.
     for p in &vd.paths {
         if let Some(read) = read_path(t, context, p) {
-            match convert(vd, read.value.to_string(), target) {
+            match convert(vd, read.value, target) {
                 Ok(Some(v)) => return Ok(Some(v)),
                 Ok(None) => {}
                 Err(reason) => {
@@ -254,17 +276,17 @@ fn eval_value(
         }
     }
     match &vd.default {
-        Some(d) => Ok(convert(vd, d.clone(), target)?),
+        Some(d) => Ok(convert(vd, d, target)?),
         None => Ok(None),
     }
 }
 
-fn fill<'d>(
-    t: &Tree,
+fn fill<'a>(
+    t: &Tree<'a>,
     context: Option<usize>,
-    fields: &'d [(String, ValueDef)],
+    fields: &'a [(String, ValueDef)],
     prefix: &dyn Fn() -> String,
-) -> Result<Vec<(&'d str, Body<'d>)>, MapError> {
+) -> Result<Vec<(&'a str, Body<'a>)>, MapError> {
     let mut obj = Vec::with_capacity(fields.len());
     for (name, vd) in fields {
         if let Some(v) = eval_value(t, context, vd, &|| format!("{}{name}", prefix()))? {
@@ -274,7 +296,7 @@ fn fill<'d>(
     Ok(obj)
 }
 
-pub(super) fn map_record(msg: &MessageDef, t: &Tree) -> Result<Record, MapError> {
+pub(super) fn map_record<'a>(msg: &'a MessageDef, t: &Tree<'a>) -> Result<Record, MapError> {
     let mut key = String::new();
     for part in &msg.key {
         match part {

@@ -531,10 +531,13 @@ impl IdocReader {
                     _ => None,
                 };
                 // Most elements are fields, without attributes: looking at the raw text
-                // first spares them the attribute iterator (its duplicate check).
+                // first spares them the attribute iterator. A segment's attributes are not
+                // checked for duplicates (a list of the names seen, allocated for every
+                // segment): one named SEGMENT is all this asks.
                 let is_segment = name == CONTROL
                     || (!e.attributes_raw().trim_ascii().is_empty()
                         && e.attributes()
+                            .with_checks(false)
                             .flatten()
                             .any(|a| a.key.local_name().as_ref() == "SEGMENT"));
                 if is_segment {
