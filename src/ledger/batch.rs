@@ -70,7 +70,7 @@ pub struct BatchTx<'a> {
 
 /// A version waiting to be written with the next hundred.
 struct OwnedVersion {
-    entity: String,
+    entity: &'static str,
     key: String,
     version: i64,
     hash: StoredHash,
@@ -184,7 +184,9 @@ pub(super) fn insert_many(
 /// A record version to store with its batch.
 #[derive(Debug, Clone)]
 pub struct NewVersion<'a> {
-    pub entity: &'a str,
+    /// An entity's name ([`crate::canonical::Entity::as_str`]): kept as it is until the
+    /// version is written, not copied.
+    pub entity: &'static str,
     pub key: &'a str,
     pub version: i64,
     pub hash: &'a str,
@@ -367,7 +369,7 @@ impl BatchTx<'_> {
 
     pub fn add_version(&self, v: &NewVersion) -> Result<()> {
         let row = OwnedVersion {
-            entity: v.entity.to_owned(),
+            entity: v.entity,
             key: v.key.to_owned(),
             version: v.version,
             hash: StoredHash::of(v.hash),
@@ -394,7 +396,7 @@ impl BatchTx<'_> {
         let mut made = self.made.borrow_mut();
         for v in &pending {
             made.push(
-                v.file_id, &v.entity, &v.key, v.version, v.unit_seq, v.ordinal,
+                v.file_id, v.entity, &v.key, v.version, v.unit_seq, v.ordinal,
             );
         }
         drop(made);
@@ -402,7 +404,7 @@ impl BatchTx<'_> {
             .iter()
             .flat_map(|v| {
                 [
-                    Value::Text(&v.entity),
+                    Value::Text(v.entity),
                     Value::Text(&v.key),
                     Value::Int(v.version),
                     v.hash.value(),

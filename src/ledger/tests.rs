@@ -987,7 +987,7 @@ fn versions_a_file_made_are_found_from_its_lists_while_still_its_own(p: Place) {
     let run = l.begin_run("t").unwrap();
     let a = l.insert_file(&nf("a"), run).unwrap();
     let b = l.insert_file(&nf("b"), run).unwrap();
-    let make = |l: &mut Ledger, file: i64, made: &[(&str, String, i64, i64)]| {
+    let make = |l: &mut Ledger, file: i64, made: &[(&'static str, String, i64, i64)]| {
         let tx = l.batch(file).unwrap();
         for (entity, key, seq, ordinal) in made {
             tx.add_version(&NewVersion {
