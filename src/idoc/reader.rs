@@ -242,6 +242,10 @@ pub const ROOM_TEXT: usize = 1024;
 const MAX_NAMES: usize = 4096;
 const MAX_NAME_BYTES: usize = 256 * 1024;
 
+/// The most segments an IDoc's list gets room for before its first: one huge IDoc does not
+/// make every IDoc after it take that much (the list grows past it as needed).
+const LEN_HINT_CAP: usize = 1024;
+
 /// One segment name as the reader has seen it.
 #[derive(Debug, Default)]
 struct NameSeen {
@@ -332,6 +336,9 @@ pub struct IdocReader {
     /// The bytes of `names`' keys.
     name_bytes: usize,
     idocs: u64,
+    /// How many segments the last IDoc kept: the next one's list gets that room at once
+    /// instead of growing through 4, 8, 16... (IDocs of a file are alike).
+    last_len: usize,
     segments_in_file: u64,
     next_seq: u64,
     done: bool,
@@ -405,6 +412,7 @@ impl IdocReader {
             names: HashMap::new(),
             name_bytes: 0,
             idocs: 0,
+            last_len: 0,
             segments_in_file: 0,
             next_seq: 0,
             done: false,
@@ -513,7 +521,7 @@ impl IdocReader {
                     }
                     self.current = Some(RawIdoc {
                         ordinal: self.idocs,
-                        segments: Vec::new(),
+                        segments: Vec::with_capacity(self.last_len.min(LEN_HINT_CAP)),
                         dropped: 0,
                         max_segments: self.limits.max_unit_lines,
                         bytes: 0,
@@ -632,7 +640,11 @@ impl IdocReader {
                 }
                 Ok(None)
             }
-            Some(Frame::Idoc) => Ok(self.current.take()),
+            Some(Frame::Idoc) => {
+                let idoc = self.current.take();
+                self.last_len = idoc.as_ref().map_or(0, |i| i.segments.len());
+                Ok(idoc)
+            }
             Some(Frame::Segment(Some(i))) => {
                 if let Some(seg) = self.current.as_ref().and_then(|c| c.segments.get(i)) {
                     if let Some(seen) = self.names.get_mut(seg.name.as_str()) {
@@ -726,6 +738,12 @@ impl IdocReader {
                     return Ok(Step::Idoc(idoc));
                 }
             }
+            // Indentation between elements, nothing but ASCII whitespace outside a field,
+            // is what `append_text` lets pass: let it pass without normalizing its line
+            // ends first (in a pretty-printed file it is every other event).
+            Event::Text(t)
+                if !matches!(self.stack.last(), Some(Frame::Field { .. }))
+                    && t.bytes().all(|b| b.is_ascii_whitespace()) => {}
             Event::Text(t) => self.append_text(&t.xml10_content(), m)?,
             Event::CData(t) => self.append_text(&t.xml10_content(), m)?,
             Event::GeneralRef(r) => {
