@@ -439,11 +439,13 @@ impl BatchTx<'_> {
             // A key found held stays its holder's (`INSERT OR IGNORE`): every set of an
             // interchange takes the interchange's claim, and writing it again for each was
             // a row per set for SQLite to refuse.
-            if self.with_key(entity, key, |k| self.held.borrow().contains_key(k)) {
-                return Ok(());
-            }
-            let row = (entity.to_owned(), key.to_owned(), file_id, unit_seq);
-            let full = self.with_key(entity, key, |k| defer(&self.unheld, &self.taken, k, row));
+            let full = self.with_key(entity, key, |k| {
+                if self.held.borrow().contains_key(k) {
+                    return false;
+                }
+                let row = (entity.to_owned(), key.to_owned(), file_id, unit_seq);
+                defer(&self.unheld, &self.taken, k, row)
+            });
             if full {
                 self.flush_keys()?;
             }

@@ -369,6 +369,9 @@ impl X12Reader {
         if !skim {
             self.set_len = segs.len();
         }
+        // A group's first set makes what its sets share, its locator among them; the
+        // envelope is only borrowed whole before the group is taken to record the set.
+        let locator = (!skim && self.group_shared.is_none()).then(|| self.locator());
         let Some(ic) = self.cur.as_mut() else {
             return Err(FileError::new("x12-envelope", "ST outside an interchange"));
         };
@@ -404,7 +407,7 @@ impl X12Reader {
                     gs08: group.gs08.clone(),
                     sender: ic.isa.sender.clone(),
                     partner: ic.isa.partner.clone(),
-                    locator: format!("ISA {} / GS {}", ic.isa.control, group.gs06),
+                    locator: locator.unwrap_or_default(),
                     claims: vec![format!(
                         "x12-isa:{}:{}:{}",
                         ic.isa.sender, ic.isa.receiver, ic.isa.control
