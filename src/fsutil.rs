@@ -154,6 +154,26 @@ pub fn write_atomic_with(
     run().map_err(|e| with_context(e, "writing", path))
 }
 
+/// Like [`write_atomic_with`] but not durable yet: the file is renamed into place unsynced
+/// and handed back open, for the caller to sync (and `path`'s folder after it) before
+/// anything depends on it outliving a power loss. What a crash may leave is for the
+/// caller to check (see engine/syncer.rs): a reader sees the whole file or none, but after
+/// a power loss the name may stand for a file cut short or with zeroed blocks.
+pub fn write_unsynced_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<File> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let run = || -> io::Result<File> {
+        let mut tmp = Temp::create(dir)?;
+        fill(&mut tmp.file)?;
+        fs::rename(&tmp.path, path)?;
+        tmp.done = true;
+        tmp.file.try_clone()
+    };
+    run().map_err(|e| with_context(e, "writing", path))
+}
+
 /// Moves a file, durably. Falls back to copy + fsync + remove when the rename crosses file
 /// systems (the copy is complete and synced before the original goes).
 pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {

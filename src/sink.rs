@@ -1,21 +1,26 @@
 //! Sinks: where canonical records go, in two phases.
 //!
-//! `stage` makes a batch's records durable but invisible; the ledger then commits the
-//! batch together with the staged chunk names. `publish` makes a file's staged chunks
-//! visible once the file's decision is taken, and `discard` drops them when the file is
-//! rejected whole. Both are idempotent, because after a crash they are simply called again.
+//! `stage` writes a batch's records where they are invisible; the ledger then commits the
+//! batch together with the staged chunk names and checks. The chunks are synced to disk
+//! beside the next batches (engine/syncer.rs), not before their batch commits: a resumed
+//! file has `confirm` check the ones whose sync was under way, which a power loss may have
+//! cut short, so they are written again. `publish` makes a file's staged chunks visible
+//! once the file's decision is taken (every chunk synced by then), and `discard` drops them
+//! when the file is rejected whole. Both are idempotent, because after a crash they are
+//! simply called again.
 //! That split is what keeps a file from ever being half-applied, and it is the whole
 //! contract a new sink (a SQLite table, an HTTP API) must meet: stage into a staging table
 //! or a local spool keyed by (file, chunk), publish by upserting on the business key.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::canonical::Record;
 use crate::canonical_json::json_string;
 use crate::fsutil;
-use crate::ledger::ChunkRow;
+use crate::ledger::{ChunkCheck, ChunkRow};
 
 /// Where in its file a record came from: enough to find the line again. The file itself is
 /// the batch's ([`Origin`]), named in every outbox line but not held by every record: its
@@ -129,10 +134,14 @@ pub fn append_line(buf: &mut impl Write, origin: Origin, r: &OutRecord) -> io::R
 }
 
 pub trait Sink {
-    /// Durably stages one batch's records (all entities). Staging the same chunk again
-    /// overwrites it with the same content.
-    fn stage(&self, origin: Origin, chunk: u64, records: &[OutRecord])
-        -> io::Result<Vec<ChunkRow>>;
+    /// Stages one batch's records (all entities): in place but not yet synced (see
+    /// [`Staged`]). Staging the same chunk again overwrites it with the same content.
+    fn stage(&self, origin: Origin, chunk: u64, records: &[OutRecord]) -> io::Result<Staged>;
+    /// Whether a staged chunk committed before its sync was known done still holds what
+    /// was staged; synced now if it does, removed if it does not (a power loss cut it short
+    /// or zeroed it), so that it counts as vanished and is written again. A chunk no longer
+    /// staged (published) or without a check is left as it is.
+    fn confirm(&self, chunk: &ChunkRow) -> io::Result<bool>;
     /// Makes a file's staged chunks visible. Safe to call again for chunks already published.
     fn publish(&self, file: &FileTag, chunks: &[ChunkRow]) -> io::Result<()>;
     /// Drops a rejected file's staged chunks. Safe to call again.
@@ -148,12 +157,7 @@ pub struct Outbox {
 }
 
 impl Sink for Outbox {
-    fn stage(
-        &self,
-        origin: Origin,
-        chunk: u64,
-        records: &[OutRecord],
-    ) -> io::Result<Vec<ChunkRow>> {
+    fn stage(&self, origin: Origin, chunk: u64, records: &[OutRecord]) -> io::Result<Staged> {
         let stem = origin.tag.stem();
         let mut entities: Vec<&str> = records
             .iter()
@@ -162,32 +166,58 @@ impl Sink for Outbox {
             .collect();
         entities.sort_unstable();
         entities.dedup();
-        let mut out = Vec::new();
+        let mut out = Staged::default();
         for entity in entities {
             let name = format!("{stem}-{chunk:06}.jsonl");
             let staged = self.staging.join(&stem).join(format!("{entity}-{name}"));
             let mut count = 0;
+            let mut check = None;
             // Streamed into the file: a batch's chunk made whole first was tens of
             // megabytes of fresh memory for every batch, each page zeroed by the kernel
             // before the line was written into it (a fifth of this thread's time).
-            fsutil::write_atomic_with(&staged, |f| {
-                let mut w = io::BufWriter::with_capacity(STAGE_BUFFER, f);
+            let file = fsutil::write_unsynced_with(&staged, |f| {
+                let mut w = io::BufWriter::with_capacity(STAGE_BUFFER, Summing::new(f));
                 for r in records.iter().filter(|r| r.entity == entity) {
                     append_line(&mut w, origin, r)?;
                     count += 1;
                 }
-                w.flush()
+                check = Some(w.into_inner().map_err(|e| e.into_error())?.check());
+                Ok(())
             })?;
-            out.push(ChunkRow {
+            out.files.push(file);
+            out.dir = staged.parent().map(Path::to_path_buf);
+            out.rows.push(ChunkRow {
                 chunk: chunk as i64,
                 entity: entity.to_string(),
                 staged_path: staged.display().to_string(),
                 outbox_path: self.dir.join(entity).join(name).display().to_string(),
                 records: count,
                 units: None,
+                check,
             });
         }
         Ok(out)
+    }
+
+    fn confirm(&self, chunk: &ChunkRow) -> io::Result<bool> {
+        let path = Path::new(&chunk.staged_path);
+        let (Some(want), Ok(mut file)) = (chunk.check, File::open(path)) else {
+            return Ok(true);
+        };
+        let mut sum = Summing::new(io::sink());
+        io::copy(
+            &mut (&mut file).take(want.bytes.saturating_add(1)),
+            &mut sum,
+        )?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if sum.check() == want {
+            file.sync_all()?;
+            fsutil::fsync_dir(dir)?;
+            return Ok(true);
+        }
+        std::fs::remove_file(path)?;
+        fsutil::fsync_dir(dir)?;
+        Ok(false)
     }
 
     fn publish(&self, file: &FileTag, chunks: &[ChunkRow]) -> io::Result<()> {
@@ -225,6 +255,55 @@ impl Sink for Outbox {
 
 /// The write buffer of a staged chunk.
 const STAGE_BUFFER: usize = 1 << 20;
+
+/// A batch's staged chunks: their rows for the ledger, and the files, written and renamed
+/// into place but not synced. The caller syncs each file and then `dir` before the file's
+/// chunks are published; the rows' checks tell a resumed run whether a chunk outlived a
+/// power loss whole.
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub rows: Vec<ChunkRow>,
+    pub files: Vec<File>,
+    /// The folder the chunks are in (none when no record was staged).
+    pub dir: Option<PathBuf>,
+}
+
+/// Counts and sums what is written through it: a staged chunk's [`ChunkCheck`].
+struct Summing<W> {
+    inner: W,
+    bytes: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Summing<W> {
+    fn new(inner: W) -> Self {
+        Summing {
+            inner,
+            bytes: 0,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    fn check(&self) -> ChunkCheck {
+        ChunkCheck {
+            bytes: self.bytes,
+            crc: self.crc.clone().finalize(),
+        }
+    }
+}
+
+impl<W: Write> Write for Summing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 impl Outbox {
     /// Removes a file's staging folder once its chunks are published or discarded, with
@@ -359,7 +438,8 @@ mod tests {
                 0,
                 &[rec("order", "1"), rec("product", "p"), rec("order", "2")],
             )
-            .unwrap();
+            .unwrap()
+            .rows;
         assert_eq!(chunks.len(), 2);
         assert!(
             !d.path().join("out/order").exists(),
@@ -390,7 +470,7 @@ mod tests {
             tag: &tag,
             format: "x",
         };
-        let chunks = o.stage(origin, 3, &[rec("order", "1")]).unwrap();
+        let chunks = o.stage(origin, 3, &[rec("order", "1")]).unwrap().rows;
         o.discard(&tag, &chunks).unwrap();
         o.discard(&tag, &chunks).unwrap();
         assert!(!Path::new(&chunks[0].staged_path).exists());
@@ -398,5 +478,62 @@ mod tests {
             o.publish(&tag, &chunks).is_err(),
             "a discarded chunk can't be published"
         );
+    }
+
+    /// A staged chunk is checked by its length and CRC-32: whole, it is kept (and synced);
+    /// cut short, zeroed or grown, it is removed to be written again. One published, or
+    /// staged before checks were kept, is left alone.
+    #[test]
+    fn confirm_keeps_a_whole_chunk_and_removes_a_torn_one() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Outbox {
+            dir: d.path().join("out"),
+            staging: d.path().join("stage"),
+            entities: crate::canonical::Entity::ALL.to_vec(),
+        };
+        let tag = FileTag {
+            fingerprint: "0123456789ab".into(),
+            attempt: 1,
+            name: "t.csv".into(),
+        };
+        let origin = Origin {
+            tag: &tag,
+            format: "x",
+        };
+        let records: Vec<OutRecord> = (0..50).map(|i| rec("order", &i.to_string())).collect();
+        let staged = o.stage(origin, 0, &records).unwrap();
+        assert_eq!(staged.files.len(), 1);
+        assert_eq!(
+            staged.dir.as_deref(),
+            Path::new(&staged.rows[0].staged_path).parent()
+        );
+        let c = staged.rows[0].clone();
+        let bytes = std::fs::read(&c.staged_path).unwrap();
+        let check = c.check.unwrap();
+        assert_eq!(check.bytes, bytes.len() as u64);
+        assert_eq!(check.crc, crc32fast::hash(&bytes));
+        assert!(o.confirm(&c).unwrap());
+        assert_eq!(std::fs::read(&c.staged_path).unwrap(), bytes);
+        type Damage<'a> = &'a dyn Fn(&mut Vec<u8>);
+        let damages: [Damage; 3] = [
+            &|b| b.truncate(b.len() / 2),
+            &|b| {
+                let from = b.len() / 3;
+                b[from..].iter_mut().for_each(|x| *x = 0)
+            },
+            &|b| b.extend_from_slice(b"{}\n"),
+        ];
+        for damage in damages {
+            let mut torn = bytes.clone();
+            damage(&mut torn);
+            std::fs::write(&c.staged_path, &torn).unwrap();
+            assert!(!o.confirm(&c).unwrap());
+            assert!(!Path::new(&c.staged_path).exists());
+        }
+        // Gone from staging (published, or vanished: publish tells which), or unchecked.
+        assert!(o.confirm(&c).unwrap());
+        std::fs::write(&c.staged_path, b"anything").unwrap();
+        let unchecked = ChunkRow { check: None, ..c };
+        assert!(o.confirm(&unchecked).unwrap());
     }
 }

@@ -8,8 +8,8 @@ use super::identity::{self, Identity};
 use super::read::tag_of;
 use super::{io_err, Engine, Result};
 use crate::format::UnitStatus;
-use crate::ledger::{BatchTx, Counts, FileRow, LineRow, UnitRow};
-use crate::sink::{FileTag, OutRecord, Sink};
+use crate::ledger::{BatchTx, ChunkMarks, Counts, FileRow, LineRow, UnitRow};
+use crate::sink::{FileTag, OutRecord, Sink, Staged};
 use crate::unit::{cap_raw, Evaluation, LineVerdict, Position, Reason, Unit};
 
 /// Where reading of a file stands between batches.
@@ -21,6 +21,9 @@ pub(super) struct BatchState {
     pub committed_seq: u64,
     pub ordinal: u64,
     chunk: u64,
+    /// Every chunk numbered below this was on disk when the file was taken up (the
+    /// chunks after the ledger's synced mark were confirmed: see `syncer`).
+    synced_from: i64,
     pub format_name: String,
     pub tag: FileTag,
     /// Identity rules the file's format sets instead of the entities' defaults.
@@ -51,6 +54,7 @@ impl BatchState {
             committed_seq: row.committed_seq as u64,
             ordinal: row.committed_lines as u64,
             chunk: row.next_chunk as u64,
+            synced_from: row.next_chunk,
             format_name: format.name().to_string(),
             tag: tag_of(row),
             identity: format.identity_overrides(),
@@ -99,14 +103,18 @@ impl Engine {
             last_seq = unit.seq + 1;
             add_unit(&tx, st, unit, eval, &mut rows)?;
         }
-        // Stage before commit: the ledger must never name a chunk that is not on disk.
-        let mut chunks = if rows.records.is_empty() {
-            Vec::new()
-        } else {
-            self.outbox
+        // Staged before the commit, synced beside the next batches: the ledger never names
+        // a chunk that is not in place, and knows which may not have reached the disk yet.
+        let staged = match rows.records.is_empty() {
+            true => Staged::default(),
+            false => self
+                .outbox
                 .stage(st.origin(), st.chunk, &rows.records)
-                .map_err(io_err("staging outbox records"))?
+                .map_err(io_err("staging outbox records"))?,
         };
+        let mut chunks = staged.rows;
+        self.syncer
+            .submit(st.file_id, st.chunk as i64, staged.files, staged.dir);
         for c in &mut chunks {
             c.units = Some((first_seq, last_seq as i64));
         }
@@ -121,11 +129,19 @@ impl Engine {
             tx.request_hold(st.file_id, reason)?;
         }
         st.chunk += 1;
+        let synced = self
+            .syncer
+            .synced(st.file_id, st.synced_from, st.chunk as i64)
+            .map_err(io_err("syncing outbox records"))?;
+        let marks = ChunkMarks {
+            next: st.chunk as i64,
+            synced,
+        };
         tx.advance(
             st.file_id,
             last_seq as i64,
             st.ordinal as i64,
-            st.chunk as i64,
+            marks,
             &rows.counts,
         )?;
         tx.commit()?;

@@ -21,6 +21,7 @@ mod identity;
 mod pipeline;
 mod publish;
 mod read;
+mod syncer;
 pub mod workdir;
 
 #[cfg(test)]
@@ -191,6 +192,8 @@ pub struct Engine {
     /// Lock files older runs left are swept once per process, not on every pass: the
     /// files this process finishes take theirs with them.
     locks_swept: bool,
+    /// Syncs staged chunks while the next batches are committed.
+    syncer: syncer::Syncer,
 }
 
 /// The configured ledger, opened and checked sound (see `Ledger::ensure_sound`).
@@ -269,6 +272,8 @@ impl Engine {
             inline: plan.inline,
             stop: Arc::new(AtomicBool::new(false)),
             locks_swept: false,
+            syncer: syncer::Syncer::start()
+                .map_err(|e| EngineError::Other(format!("starting the sync thread: {e}")))?,
         })
     }
 
@@ -486,6 +491,8 @@ impl Engine {
         // as the one that took it over, and a file taken over while publishing is the
         // taker's too.
         self.ledger.set_file_run(row.id, run)?;
+        self.syncer.begin(row.id);
+        self.confirm_staged(&row)?;
         if row.state == FileState::Reading {
             match self.read(&row, work.as_deref())? {
                 ReadEnd::Decided => {}

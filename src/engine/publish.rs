@@ -20,6 +20,10 @@ use crate::unit::Position;
 impl Engine {
     /// Everything after the decision; idempotent, replayed after a crash.
     pub(super) fn publish(&mut self, row: &FileRow, work: Option<&Path>) -> Result<()> {
+        // Nothing is published, or decided against, while one of its chunks is unsynced.
+        self.syncer
+            .drain(row.id)
+            .map_err(io_err("syncing staged records"))?;
         let outcome = row.outcome().unwrap_or(Outcome::Rejected);
         let tag = tag_of(row);
         let chunks = self.ledger.chunks(row.id)?;

@@ -181,6 +181,14 @@ pub(super) fn insert_many(
     Ok(())
 }
 
+/// Where a file's chunks stand after a batch: `next` is the next chunk's number, and every
+/// chunk numbered below `synced` is known to be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkMarks {
+    pub next: i64,
+    pub synced: i64,
+}
+
 /// A record version to store with its batch.
 #[derive(Debug, Clone)]
 pub struct NewVersion<'a> {
@@ -604,9 +612,10 @@ impl BatchTx<'_> {
 
     pub fn write_chunks(&self, file_id: i64, chunks: &[ChunkRow]) -> Result<()> {
         let mut st = self.tx.prepare_cached(
-            "INSERT INTO chunks(file_id, chunk, entity, staged_path, outbox_path, records, first_seq, end_seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (file_id, chunk, entity) DO UPDATE SET \
-             staged_path=excluded.staged_path, outbox_path=excluded.outbox_path, records=excluded.records, first_seq=excluded.first_seq, end_seq=excluded.end_seq",
+            "INSERT INTO chunks(file_id, chunk, entity, staged_path, outbox_path, records, first_seq, end_seq, bytes, crc) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (file_id, chunk, entity) DO UPDATE SET \
+             staged_path=excluded.staged_path, outbox_path=excluded.outbox_path, records=excluded.records, first_seq=excluded.first_seq, end_seq=excluded.end_seq, \
+             bytes=excluded.bytes, crc=excluded.crc",
         )?;
         for c in chunks {
             st.execute(params![
@@ -617,24 +626,27 @@ impl BatchTx<'_> {
                 self.roots.store(&c.outbox_path),
                 c.records,
                 c.units.map(|u| u.0),
-                c.units.map(|u| u.1)
+                c.units.map(|u| u.1),
+                c.check.map(|k| k.bytes as i64),
+                c.check.map(|k| i64::from(k.crc))
             ])?;
         }
         Ok(())
     }
 
     /// Advances the file's resume mark and counters. The next unit read is new material at
-    /// the new mark (see [`Ledger::arm`]).
+    /// the new mark (see [`Ledger::arm`]). `chunks` is the next chunk's number and the
+    /// number below which every chunk is known synced.
     pub fn advance(
         &self,
         file_id: i64,
         committed_seq: i64,
         committed_lines: i64,
-        next_chunk: i64,
+        chunks: ChunkMarks,
         n: &Counts,
     ) -> Result<()> {
         self.tx.execute(
-            "UPDATE files SET committed_seq=?2, committed_lines=?3, next_chunk=?4, inflight_seq=?2, waiting_on=NULL, \
+            "UPDATE files SET committed_seq=?2, committed_lines=?3, next_chunk=?4, synced_chunk=?16, inflight_seq=?2, waiting_on=NULL, \
              lines_applied=lines_applied+?5, lines_rejected=lines_rejected+?6, lines_duplicate=lines_duplicate+?7, \
              lines_skipped=lines_skipped+?8, lines_unmapped=lines_unmapped+?9, \
              units_applied=units_applied+?10, units_rejected=units_rejected+?11, units_duplicate=units_duplicate+?12, \
@@ -644,7 +656,7 @@ impl BatchTx<'_> {
                 file_id,
                 committed_seq,
                 committed_lines,
-                next_chunk,
+                chunks.next,
                 n.lines_applied,
                 n.lines_rejected,
                 n.lines_duplicate,
@@ -655,7 +667,8 @@ impl BatchTx<'_> {
                 n.units_duplicate,
                 n.units_unmapped,
                 n.lines_unchanged,
-                n.units_unchanged
+                n.units_unchanged,
+                chunks.synced
             ],
         )?;
         // The run committing is seen working (the lease age `status` shows).

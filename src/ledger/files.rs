@@ -473,7 +473,7 @@ impl Ledger {
         }
         tx.execute(&recount_sql(), [id])?;
         tx.execute(
-            "UPDATE files SET committed_seq=0, committed_lines=0, next_chunk=0, inflight_seq=NULL, \
+            "UPDATE files SET committed_seq=0, committed_lines=0, next_chunk=0, synced_chunk=0, inflight_seq=NULL, \
              resume_mark=NULL, hold_reason=NULL, error_rule=NULL, error_message=NULL, error_position=NULL WHERE id=?1",
             [id],
         )?;
@@ -595,7 +595,7 @@ impl Ledger {
 
     pub fn chunks(&self, id: i64) -> Result<Vec<ChunkRow>> {
         let mut st = self.conn.prepare(
-            "SELECT chunk, entity, staged_path, outbox_path, records, first_seq, end_seq FROM chunks \
+            "SELECT chunk, entity, staged_path, outbox_path, records, first_seq, end_seq, bytes, crc FROM chunks \
              WHERE file_id=?1 ORDER BY chunk, entity",
         )?;
         let rows = st
@@ -608,6 +608,13 @@ impl Ledger {
                     records: r.get(4)?,
                     units: match (r.get::<_, Option<i64>>(5)?, r.get::<_, Option<i64>>(6)?) {
                         (Some(a), Some(b)) => Some((a, b)),
+                        _ => None,
+                    },
+                    check: match (r.get::<_, Option<i64>>(7)?, r.get::<_, Option<i64>>(8)?) {
+                        (Some(bytes), Some(crc)) => Some(super::ChunkCheck {
+                            bytes: bytes as u64,
+                            crc: crc as u32,
+                        }),
                         _ => None,
                     },
                 })

@@ -44,7 +44,7 @@ use std::time::Duration;
 use db::{params, Connection, TransactionBehavior};
 use rusqlite::ErrorCode;
 
-pub use batch::{BatchTx, Holder, NewVersion};
+pub use batch::{BatchTx, ChunkMarks, Holder, NewVersion};
 pub use buckets::{BucketState, SharedBucket};
 pub use console_model::{
     AttemptView, Bucket, DeadGroup, DeadGroupSel, DeliveryView, FileErrorRow, FileListRow,
@@ -57,8 +57,8 @@ pub use files::{ChunkRecord, LedgerOutcomes, Lost, NewFile, WaitingFile};
 pub use leases::{LeaseHolder, LeaseKeeper, Leased, Taking};
 pub use maint::open_for_check;
 pub use model::{
-    ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow, RunRow,
-    UnitRow,
+    ChunkCheck, ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow,
+    RunRow, UnitRow,
 };
 pub use reconcile::{
     Known, MissingKey, NewReconciliation, ReconciliationRow, Requeued, REQUEUED_KEYS_KEPT,

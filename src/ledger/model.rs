@@ -169,6 +169,11 @@ pub struct FileRow {
     pub committed_seq: i64,
     pub committed_lines: i64,
     pub next_chunk: i64,
+    /// Its chunks numbered below this are known synced to disk; those from here to
+    /// `next_chunk` were committed while their sync was under way (`None`: written by a
+    /// version that synced every chunk before its batch committed).
+    #[serde(skip)]
+    pub synced_chunk: Option<i64>,
     #[serde(flatten)]
     pub counts: Counts,
     pub error_rule: Option<String>,
@@ -219,10 +224,10 @@ pub(super) const FILE_COLS: &str = "id, fingerprint, attempt, name, raw_name, so
     units_applied, units_rejected, units_duplicate, units_unmapped, \
     error_rule, error_message, error_position, run_id, claimed_at, finished_at, final_path, report_path, \
     hold_reason, released, review_rule, review_message, hold_kind, forced, lines_unchanged, units_unchanged, \
-    correction_of, corrections_path";
+    correction_of, corrections_path, synced_chunk";
 
 /// How many columns `FILE_COLS` selects (a query adding its own columns starts after).
-pub(super) const FILE_COL_COUNT: usize = 42;
+pub(super) const FILE_COL_COUNT: usize = 43;
 
 pub(super) fn file_row(r: &super::db::Row<'_>) -> super::db::Result<FileRow> {
     let review_rule: Option<String> = r.get(34)?;
@@ -271,6 +276,7 @@ pub(super) fn file_row(r: &super::db::Row<'_>) -> super::db::Result<FileRow> {
         forced: r.get::<_, i64>(37)? != 0,
         correction_of: r.get(40)?,
         corrections_path: r.get(41)?,
+        synced_chunk: r.get(42)?,
     })
 }
 
@@ -315,6 +321,16 @@ pub struct ChunkRow {
     /// The units whose records the chunk holds: `first_seq..end_seq` (unknown for chunks
     /// written before these were recorded).
     pub units: Option<(i64, i64)>,
+    /// Its length and CRC-32 as staged, to tell a chunk a power loss cut or zeroed before
+    /// it was synced (unknown for chunks written before these were recorded).
+    pub check: Option<ChunkCheck>,
+}
+
+/// What a staged chunk's bytes must add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkCheck {
+    pub bytes: u64,
+    pub crc: u32,
 }
 
 /// A rejected line for reports.

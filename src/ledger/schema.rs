@@ -383,7 +383,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // acknowledgement tells every unit of a run without one as applied, without
     // inflating it (see runs.rs `outcomes_between`).
     M17_RUN_DETAILS,
+    // 18: a staged chunk's length and CRC-32, and how many of a file's chunks are known
+    // synced: a batch commits without waiting for its chunk to reach the disk, and a
+    // resumed file checks the chunks after that mark (see engine/syncer.rs).
+    M18_CHUNK_SYNC,
 ];
+
+/// Migration 18, the same SQL on both backends (see `MIGRATIONS`).
+pub(super) const M18_CHUNK_SYNC: &str = "ALTER TABLE chunks ADD COLUMN bytes BIGINT; \
+     ALTER TABLE chunks ADD COLUMN crc BIGINT; \
+     ALTER TABLE files ADD COLUMN synced_chunk BIGINT;";
 
 /// Migration 17, the same SQL on both backends (see `MIGRATIONS`).
 pub(super) const M17_RUN_DETAILS: &str = "ALTER TABLE unit_runs ADD COLUMN details BIGINT;";

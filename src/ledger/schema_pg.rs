@@ -72,6 +72,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     super::schema::M16_LEGACY_VERSIONS,
     // 17: how many of a run's units have a detail (see schema.rs).
     super::schema::M17_RUN_DETAILS,
+    // 18: staged chunks' checks and the synced mark (see schema.rs).
+    super::schema::M18_CHUNK_SYNC,
 ];
 
 const BASE: &str = r#"

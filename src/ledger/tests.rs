@@ -430,7 +430,8 @@ fn write_two_units(l: &mut Ledger, file: i64) {
         n.add_line("applied");
         n.add_unit(UnitStatus::Applied);
     }
-    tx.advance(file, 2, 2, 1, &n).unwrap();
+    let marks = ChunkMarks { next: 1, synced: 1 };
+    tx.advance(file, 2, 2, marks, &n).unwrap();
     tx.commit().unwrap();
 }
 
