@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::{io_err, Engine, Result};
 use crate::ledger::{FileRow, FileState};
@@ -41,6 +42,8 @@ struct State {
     /// Per file: the first sync that failed. The mark stops there, and the file's next
     /// question gets the error until the file is taken up again.
     failed: HashMap<i64, String>,
+    /// The thread ended with jobs left (only a bug can do that): nothing is known synced.
+    stopped: bool,
 }
 
 impl State {
@@ -60,6 +63,9 @@ impl State {
     fn failure(&self, file_id: i64) -> io::Result<()> {
         match self.failed.get(&file_id) {
             Some(e) => Err(io::Error::other(format!("syncing a staged chunk: {e}"))),
+            None if self.stopped => Err(io::Error::other(
+                "the thread syncing staged chunks stopped unexpectedly",
+            )),
             None => Ok(()),
         }
     }
@@ -138,11 +144,21 @@ impl Syncer {
         self.wait_idle().failure(file_id)
     }
 
+    /// Waits until no job is pending. A thread that died with jobs left would keep that
+    /// wait from ever ending: it is looked for every half second.
     fn wait_idle(&self) -> MutexGuard<'_, State> {
         let (lock, done) = &*self.state;
         let mut st = lock_state(lock);
         while st.pending > 0 {
-            st = done.wait(st).unwrap_or_else(PoisonError::into_inner);
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                st.stopped = true;
+                st.pending = 0;
+                break;
+            }
+            st = done
+                .wait_timeout(st, Duration::from_millis(500))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         st
     }
