@@ -24,7 +24,8 @@ pub struct CorrectionLine {
     /// As the ledger keeps it: sensitive values already masked.
     pub message: Option<String>,
     /// Offset of the next line of the file (from its row, or its unit's when it has
-    /// none), `None` for the last line.
+    /// none), `None` for the last line, and for one whose next line is packed unless the
+    /// lines were asked for `exact`.
     pub next_byte: Option<i64>,
 }
 
@@ -32,12 +33,15 @@ impl Ledger {
     /// Up to `limit` lines of the file's rejected documents after `after` (the last
     /// `(unit_seq, ordinal)` of the previous page), in file order. The lower bound on a
     /// document's lines is one expression so that SQLite seeks to it per document instead
-    /// of scanning from the page's start (quadratic on a file rejected whole).
+    /// of scanning from the page's start (quadratic on a file rejected whole). Where the
+    /// next line starts is taken from the rows that say; `exact` looks into packed runs
+    /// for the rest too (a writer that can find the end of a line itself need not).
     pub fn rejected_document_lines(
         &self,
         file_id: i64,
         after: Option<(i64, i64)>,
         limit: i64,
+        exact: bool,
     ) -> Result<Vec<CorrectionLine>> {
         let (seq, ordinal) = after.unwrap_or((-1, -1));
         let mut st = self.conn.prepare_cached(
@@ -65,7 +69,10 @@ impl Ledger {
                 })
             })?
             .collect::<super::db::Result<Vec<_>>>()?;
-        self.next_bytes_from_runs(file_id, rows)
+        match exact {
+            true => self.next_bytes_from_runs(file_id, rows),
+            false => Ok(rows),
+        }
     }
 
     /// Fills the next line's byte of a page's lines where the statement found none (no row

@@ -155,6 +155,9 @@ pub(crate) struct RejectedRows<'a> {
     after: Option<(i64, i64)>,
     page: std::vec::IntoIter<CorrectionLine>,
     done: bool,
+    /// Every row's `next_byte` is wanted where the file has a next line (a writer that
+    /// cannot look past a row for its end: one reading a transcoding forward).
+    exact: bool,
 }
 
 impl<'a> RejectedRows<'a> {
@@ -165,13 +168,14 @@ impl<'a> RejectedRows<'a> {
             after: None,
             page: Vec::new().into_iter(),
             done: false,
+            exact: false,
         }
     }
 
     fn fetch(&mut self) -> Result<(), LedgerError> {
-        let page = self
-            .ledger
-            .rejected_document_lines(self.file_id, self.after, PAGE)?;
+        let page =
+            self.ledger
+                .rejected_document_lines(self.file_id, self.after, PAGE, self.exact)?;
         self.done = (page.len() as i64) < PAGE;
         self.after = page.last().map(|l| (l.unit_seq, l.ordinal)).or(self.after);
         self.page = page.into_iter();

@@ -81,6 +81,10 @@ pub(super) fn write(
         return Ok(false);
     };
     let mut src = Input::open(input, decoding)?;
+    // A transcoding is read forward, so each row's bytes must end where the next line
+    // starts; the file itself is read at each row, which ends at its own line end.
+    let mut rows = rows;
+    rows.exact = matches!(src, Input::Transcoded { .. });
     let mut failed: Option<LedgerError> = None;
     let job = Job {
         dialect,
@@ -251,7 +255,7 @@ impl Job<'_> {
                 Column::Replace(_) => {
                     io::copy(&mut header, out)?;
                 }
-                c => copier.copy(&mut header, out, c, &self.encode(ERROR_COLUMN))?,
+                c => copier.copy(&mut header, out, c, &self.encode(ERROR_COLUMN), Rest::Copy)?,
             }
         }
         for line in rows {
@@ -261,9 +265,14 @@ impl Job<'_> {
                 io::Error::other(msg)
             })?;
             let cell = self.encode(&self.quote(&error_text(&line)));
-            let end = line.next_byte.map_or(END, |b| b as u64);
+            // Without the next line's offset the row ends with its own line end (for a
+            // transcoding, only the file's last line comes without one).
+            let (end, rest) = match line.next_byte {
+                Some(b) => (b as u64, Rest::Copy),
+                None => (END, Rest::Line),
+            };
             let mut record = src.range(line.byte as u64, end)?;
-            copier.copy(&mut record, out, self.layout.column, &cell)?;
+            copier.copy(&mut record, out, self.layout.column, &cell, rest)?;
         }
         Ok(())
     }
@@ -325,14 +334,22 @@ impl Copier {
     }
 
     /// Copies the one record in `input` to `out` with `cell` (quoted and encoded) at
-    /// `column`; every other byte, line end included, is the original's.
+    /// `column`; every other byte, line end included, is the original's. What follows the
+    /// record is as `rest` says.
     pub(super) fn copy(
         &mut self,
         input: &mut dyn Read,
         out: &mut dyn Write,
         column: Column,
         cell: &[u8],
+        rest: Rest,
     ) -> io::Result<()> {
+        // A row read up to its own line end is read a little at a time: rows are short,
+        // and the buffer's worth of the file after each was most of the copying.
+        let window = match rest {
+            Rest::Copy => self.buf.len(),
+            Rest::Line => LINE_WINDOW.min(self.buf.len()),
+        };
         // Building a reader builds its DFA: reset the one we have.
         let core = &mut self.core;
         core.reset();
@@ -343,7 +360,7 @@ impl Copier {
         loop {
             if start == end && !eof {
                 start = 0;
-                end = read_some(input, &mut self.buf)?;
+                end = read_some(input, &mut self.buf[..window])?;
                 eof = end == 0;
             }
             if fresh && column == Column::Insert(field) {
@@ -378,6 +395,13 @@ impl Copier {
                     out.write_all(if replacing { cell } else { body })?;
                     pad_to(out, column, field + 1, self.delimiter, cell)?;
                     out.write_all(term)?;
+                    if rest == Rest::Line {
+                        // csv-core ends a record at a CR; the LF of a CRLF is its line end too.
+                        if term == b"\r" && self.next_byte(input, start, end)? == Some(b'\n') {
+                            out.write_all(b"\n")?;
+                        }
+                        return Ok(());
+                    }
                     out.write_all(&self.buf[start..end])?;
                     io::copy(input, out)?;
                     return Ok(());
@@ -386,7 +410,28 @@ impl Copier {
             }
         }
     }
+
+    /// The byte after the record: buffered at `start` if `start < end`, else read.
+    fn next_byte(&self, input: &mut dyn Read, start: usize, end: usize) -> io::Result<Option<u8>> {
+        if start < end {
+            return Ok(Some(self.buf[start]));
+        }
+        let mut one = [0u8];
+        Ok((read_some(input, &mut one)? == 1).then_some(one[0]))
+    }
 }
+
+/// What [`Copier::copy`] writes after the record: everything left in its input (a row
+/// given exactly, up to where the next line starts: a CRLF's LF; a header, up to where the
+/// rows begin), or only the rest of its line end (a row whose input runs on into the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rest {
+    Copy,
+    Line,
+}
+
+/// What a row read up to its own line end is read by at a time.
+const LINE_WINDOW: usize = 2048;
 
 /// For a row of `fields` cells too short to reach `column`: empty cells, then the cell.
 fn pad_to(
@@ -543,5 +588,57 @@ impl<W: Write> Write for Reencoder<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tabular::def::Encoding;
+
+    /// Copies the row at the start of `input` as a row whose input runs on into the file.
+    fn line_of(input: &[u8]) -> Vec<u8> {
+        let dialect = CsvDialect {
+            delimiter: b',',
+            quote: Some(b'"'),
+            encoding: Encoding::Utf8,
+        };
+        let mut out = Vec::new();
+        let mut copier = Copier::new(&dialect);
+        copier
+            .copy(
+                &mut &input[..],
+                &mut out,
+                Column::Insert(2),
+                b"E",
+                Rest::Line,
+            )
+            .unwrap();
+        out
+    }
+
+    /// A row read up to its own line end stops there, whichever end it has and wherever the
+    /// windows it is read in are cut: a CRLF whose LF is the first byte of the next window,
+    /// a quoted line break, a bare CR, the file's end.
+    #[test]
+    fn a_row_without_its_end_given_ends_with_its_own_line_end() {
+        assert_eq!(line_of(b"a,b\nc,d\n"), b"a,b,E\n");
+        assert_eq!(line_of(b"a,b\r\nc,d\r\n"), b"a,b,E\r\n");
+        assert_eq!(line_of(b"a,b\rc,d\r"), b"a,b,E\r");
+        assert_eq!(line_of(b"a,\"b\r\nb\"\r\nc,d"), b"a,\"b\r\nb\",E\r\n");
+        assert_eq!(line_of(b"a,b"), b"a,b,E");
+        for len in [
+            LINE_WINDOW - 3,
+            LINE_WINDOW - 2,
+            LINE_WINDOW - 1,
+            3 * LINE_WINDOW,
+        ] {
+            let long = "x".repeat(len);
+            let input = format!("a,{long}\r\nc,d\r\n");
+            assert_eq!(
+                line_of(input.as_bytes()),
+                format!("a,{long},E\r\n").as_bytes()
+            );
+        }
     }
 }
