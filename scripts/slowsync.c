@@ -15,18 +15,14 @@ static void slow_down(void) {
     }
 }
 
-int fsync(int fd) {
-    static int (*real)(int);
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+/* Calls the C library's own `name`, then waits. */
+static int slowed(const char *name, int fd) {
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, name);
     int r = real(fd);
     slow_down();
     return r;
 }
 
-int fdatasync(int fd) {
-    static int (*real)(int);
-    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    int r = real(fd);
-    slow_down();
-    return r;
-}
+int fsync(int fd) { return slowed("fsync", fd); }
+
+int fdatasync(int fd) { return slowed("fdatasync", fd); }

@@ -402,6 +402,23 @@ mod tests {
         }
     }
 
+    /// An outbox taking every entity, in `dir`.
+    fn outbox(dir: &Path) -> Outbox {
+        Outbox {
+            dir: dir.join("out"),
+            staging: dir.join("stage"),
+            entities: crate::canonical::Entity::ALL.to_vec(),
+        }
+    }
+
+    fn tag(fingerprint: &str, attempt: i64, name: &str) -> FileTag {
+        FileTag {
+            fingerprint: fingerprint.into(),
+            attempt,
+            name: name.into(),
+        }
+    }
+
     fn rec(entity: &str, key: &str) -> OutRecord {
         OutRecord {
             entity: Cow::Owned(entity.into()),
@@ -419,16 +436,8 @@ mod tests {
     #[test]
     fn stage_then_publish_is_idempotent() {
         let d = tempfile::tempdir().unwrap();
-        let o = Outbox {
-            dir: d.path().join("out"),
-            staging: d.path().join("stage"),
-            entities: crate::canonical::Entity::ALL.to_vec(),
-        };
-        let tag = FileTag {
-            fingerprint: "abcdef0123456789".into(),
-            attempt: 1,
-            name: "orders.csv".into(),
-        };
+        let o = outbox(d.path());
+        let tag = tag("abcdef0123456789", 1, "orders.csv");
         let chunks = o
             .stage(
                 Origin {
@@ -456,16 +465,8 @@ mod tests {
     #[test]
     fn discard_removes_staged_chunks() {
         let d = tempfile::tempdir().unwrap();
-        let o = Outbox {
-            dir: d.path().join("out"),
-            staging: d.path().join("stage"),
-            entities: crate::canonical::Entity::ALL.to_vec(),
-        };
-        let tag = FileTag {
-            fingerprint: "ff".into(),
-            attempt: 2,
-            name: "x".into(),
-        };
+        let o = outbox(d.path());
+        let tag = tag("ff", 2, "x");
         let origin = Origin {
             tag: &tag,
             format: "x",
@@ -486,16 +487,8 @@ mod tests {
     #[test]
     fn confirm_keeps_a_whole_chunk_and_removes_a_torn_one() {
         let d = tempfile::tempdir().unwrap();
-        let o = Outbox {
-            dir: d.path().join("out"),
-            staging: d.path().join("stage"),
-            entities: crate::canonical::Entity::ALL.to_vec(),
-        };
-        let tag = FileTag {
-            fingerprint: "0123456789ab".into(),
-            attempt: 1,
-            name: "t.csv".into(),
-        };
+        let o = outbox(d.path());
+        let tag = tag("0123456789ab", 1, "t.csv");
         let origin = Origin {
             tag: &tag,
             format: "x",
