@@ -201,8 +201,13 @@ impl Sink for Outbox {
 
     fn confirm(&self, chunk: &ChunkRow) -> io::Result<bool> {
         let path = Path::new(&chunk.staged_path);
-        let (Some(want), Ok(mut file)) = (chunk.check, File::open(path)) else {
+        let Some(want) = chunk.check else {
             return Ok(true);
+        };
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e),
         };
         let mut sum = Summing::new(io::sink());
         io::copy(
