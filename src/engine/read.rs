@@ -33,7 +33,14 @@ pub enum ReadEnd {
 
 /// How streaming a file's units ended: reading reached the end (with the file-level error
 /// that ended it, if any), or it stopped before (see [`ReadEnd`]).
-type Streamed = std::result::Result<Option<FileError>, ReadEnd>;
+type Streamed = std::result::Result<ReadTail, ReadEnd>;
+
+/// How reading a file to its end ended: the file-level error, if any, and the input's
+/// fingerprint as the reading thread took it then (checked before the decision).
+struct ReadTail {
+    error: Option<FileError>,
+    fingerprint: Option<pipeline::Fingerprint>,
+}
 
 /// How one attempt at reading ended, before the decision.
 enum Pass {
@@ -118,15 +125,15 @@ impl Engine {
             Ok(r) => r,
             Err(e) => return self.decide_now(row, Some(policy), Some(e), Vec::new()),
         };
-        let read = self.read_units(row, &format, reader.as_mut(), lines_passed)?;
-        let mut file_error = match read {
-            Ok(end) => end,
+        let read = self.read_units(row, &format, reader.as_mut(), lines_passed, work)?;
+        let (mut file_error, fingerprint) = match read {
+            Ok(tail) => (tail.error, tail.fingerprint),
             Err(stopped) => {
                 self.ledger.disarm(row.id)?;
                 return Ok(Pass::End(stopped));
             }
         };
-        if let Some(pass) = self.before_decision(row, work)? {
+        if let Some(pass) = self.before_decision(row, work, fingerprint)? {
             return Ok(pass);
         }
         let row = self.ledger.file(row.id)?;
@@ -234,6 +241,7 @@ impl Engine {
         format: &Arc<dyn Format>,
         reader: &mut dyn UnitReader,
         lines_passed: u64,
+        work: &Path,
     ) -> Result<Streamed> {
         let mut state = BatchState::new(row, format.as_ref());
         let cut = Cut {
@@ -242,6 +250,7 @@ impl Engine {
             lines_passed,
             batch_lines: self.cfg.processing.batch_lines.max(1),
             armed: row.committed_seq == 0,
+            input: Some(work.to_path_buf()),
         };
         let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
         if self.inline {
@@ -307,13 +316,13 @@ impl Engine {
                 progress.finish("interrupted");
                 Err(ReadEnd::Interrupted)
             }
-            Piece::End(error) => {
+            Piece::End(error, fingerprint) => {
                 progress.finish(if error.is_some() {
                     "file-error"
                 } else {
                     "read"
                 });
-                Ok(error)
+                Ok(ReadTail { error, fingerprint })
             }
         };
         Some(Ok(end))
@@ -337,8 +346,13 @@ impl Engine {
     /// The checks before a decision. A file whose input changed while it was read is
     /// abandoned and returned to the inbox (decided `returned`); one whose staged output
     /// vanished while its input is intact is read again.
-    fn before_decision(&mut self, row: &FileRow, work: &Path) -> Result<Option<Pass>> {
-        if let Some(change) = self.input_changed(row, work)? {
+    fn before_decision(
+        &mut self,
+        row: &FileRow,
+        work: &Path,
+        fingerprint: Option<pipeline::Fingerprint>,
+    ) -> Result<Option<Pass>> {
+        if let Some(change) = self.input_changed(row, work, fingerprint)? {
             let why = format!(
                 "the file changed while it was processed ({change}); the attempt was abandoned and the file returned to the inbox, to be taken again once it stops changing"
             );
@@ -367,7 +381,16 @@ impl Engine {
 
     /// How the input differs from what was claimed, if it does: size, modification time,
     /// a writer that still has it open, content.
-    fn input_changed(&self, row: &FileRow, work: &Path) -> Result<Option<String>> {
+    /// Why the claimed input is no longer what was claimed, if it is not. Its size,
+    /// modification time and writers are looked at now; its content by `fingerprint`, taken
+    /// when reading reached the end (a write since then changed the modification time),
+    /// or now without one.
+    fn input_changed(
+        &self,
+        row: &FileRow,
+        work: &Path,
+        fingerprint: Option<pipeline::Fingerprint>,
+    ) -> Result<Option<String>> {
         let meta =
             std::fs::metadata(work).map_err(io_err(format!("reading {}", work.display())))?;
         if meta.len() != row.size as u64 {
@@ -381,8 +404,11 @@ impl Engine {
         if crate::fsutil::open_for_writing(work) == Some(true) {
             return Ok(Some("another process still has it open for writing".into()));
         }
-        let (fp, _) =
-            intake::fingerprint(work).map_err(io_err(format!("reading {}", work.display())))?;
+        let fp = match fingerprint {
+            Some(taken) => taken,
+            None => intake::fingerprint(work).map(|(fp, _)| fp),
+        }
+        .map_err(io_err(format!("reading {}", work.display())))?;
         Ok((fp != row.fingerprint).then(|| "content changed".to_string()))
     }
 
