@@ -95,7 +95,7 @@ pub(super) enum Piece {
     },
     /// Reading ended, with the file-level error that ended it, if any, and the input's
     /// fingerprint taken then (see [`Cut::input`]).
-    End(Option<FileError>, Option<Fingerprint>),
+    End(Option<FileError>, Fingerprint),
 }
 
 /// Where reading starts and how batches are cut.
@@ -112,7 +112,7 @@ pub(super) struct Cut {
     /// The input, fingerprinted by the reading thread once it reached the end: the check
     /// that the input did not change then waits for no hashing of its own, which was the
     /// last ~10 ms of a 50 MB file on one core while the other stood idle.
-    pub input: Option<std::path::PathBuf>,
+    pub input: std::path::PathBuf,
 }
 
 /// The input's fingerprint as the reading thread took it at the end of the file.
@@ -127,7 +127,7 @@ enum Raw {
         mark: Option<Mark>,
     },
     /// Boxed: the error is most of this enum's size, and a file ends once.
-    End(Option<Box<FileError>>, Option<Fingerprint>),
+    End(Option<Box<FileError>>, Fingerprint),
 }
 
 /// What reading hands on: a batch or the end, or (see [`Piece::Reached`]) that the first
@@ -240,10 +240,7 @@ fn read(reader: &mut dyn UnitReader, cut: Cut, hand: &mut dyn FnMut(Step) -> boo
             return;
         }
     }
-    let fingerprint = cut
-        .input
-        .as_deref()
-        .map(|p| crate::intake::fingerprint(p).map(|(fp, _)| fp));
+    let fingerprint = crate::intake::fingerprint(&cut.input).map(|(fp, _)| fp);
     hand(Step::Raw(Raw::End(end.map(Box::new), fingerprint)));
 }
 

@@ -39,7 +39,7 @@ type Streamed = std::result::Result<ReadTail, ReadEnd>;
 /// fingerprint as the reading thread took it then (checked before the decision).
 struct ReadTail {
     error: Option<FileError>,
-    fingerprint: Option<pipeline::Fingerprint>,
+    fingerprint: pipeline::Fingerprint,
 }
 
 /// How one attempt at reading ended, before the decision.
@@ -250,7 +250,7 @@ impl Engine {
             lines_passed,
             batch_lines: self.cfg.processing.batch_lines.max(1),
             armed: row.committed_seq == 0,
-            input: Some(work.to_path_buf()),
+            input: work.to_path_buf(),
         };
         let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
         if self.inline {
@@ -350,7 +350,7 @@ impl Engine {
         &mut self,
         row: &FileRow,
         work: &Path,
-        fingerprint: Option<pipeline::Fingerprint>,
+        fingerprint: pipeline::Fingerprint,
     ) -> Result<Option<Pass>> {
         if let Some(change) = self.input_changed(row, work, fingerprint)? {
             let why = format!(
@@ -379,17 +379,14 @@ impl Engine {
         Ok(None)
     }
 
-    /// How the input differs from what was claimed, if it does: size, modification time,
-    /// a writer that still has it open, content.
     /// Why the claimed input is no longer what was claimed, if it is not. Its size,
     /// modification time and writers are looked at now; its content by `fingerprint`, taken
-    /// when reading reached the end (a write since then changed the modification time),
-    /// or now without one.
+    /// when reading reached the end (a write since then changed the modification time).
     fn input_changed(
         &self,
         row: &FileRow,
         work: &Path,
-        fingerprint: Option<pipeline::Fingerprint>,
+        fingerprint: pipeline::Fingerprint,
     ) -> Result<Option<String>> {
         let meta =
             std::fs::metadata(work).map_err(io_err(format!("reading {}", work.display())))?;
@@ -404,11 +401,7 @@ impl Engine {
         if crate::fsutil::open_for_writing(work) == Some(true) {
             return Ok(Some("another process still has it open for writing".into()));
         }
-        let fp = match fingerprint {
-            Some(taken) => taken,
-            None => intake::fingerprint(work).map(|(fp, _)| fp),
-        }
-        .map_err(io_err(format!("reading {}", work.display())))?;
+        let fp = fingerprint.map_err(io_err(format!("reading {}", work.display())))?;
         Ok((fp != row.fingerprint).then(|| "content changed".to_string()))
     }
 
