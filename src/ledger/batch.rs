@@ -101,10 +101,15 @@ fn told_by_lines(u: &UnitRow, lines: &[LineRow]) -> bool {
 /// times per record on the committing thread (5% of its time with `format!`, X12).
 fn key_of(entity: &str, key: &str) -> String {
     let mut k = String::with_capacity(entity.len() + 1 + key.len());
-    k.push_str(entity);
-    k.push('\0');
-    k.push_str(key);
+    push_key(&mut k, entity, key);
     k
+}
+
+/// Appends the key's [`key_of`] form to `buf`: the one place that form is written.
+fn push_key(buf: &mut String, entity: &str, key: &str) {
+    buf.push_str(entity);
+    buf.push('\0');
+    buf.push_str(key);
 }
 
 /// `head VALUES (?1, …), (…) tail` for `rows` rows of `width` values each.
@@ -234,9 +239,7 @@ impl BatchTx<'_> {
     fn with_key<R>(&self, entity: &str, key: &str, f: impl FnOnce(&str) -> R) -> R {
         let mut k = self.scratch.borrow_mut();
         k.clear();
-        k.push_str(entity);
-        k.push('\0');
-        k.push_str(key);
+        push_key(&mut k, entity, key);
         f(&k)
     }
 
