@@ -449,28 +449,24 @@ impl X12Reader {
     /// Reads a set's segments after its ST (in `segs`) up to its SE; returns how many were
     /// only counted, past the set's line or byte cap.
     fn read_set_body(&mut self, d: &Delims, segs: &mut Vec<Segment>) -> Result<u64, FileError> {
-        // ST01 and ST02 are copied only for an error: the ST is borrowed while segs grows.
-        let ids = |segs: &[Segment]| (segs[0].el(1).to_string(), segs[0].el(2).to_string());
         let mut kept_bytes: usize = segs.iter().map(|s| s.text().len()).sum();
         let mut dropped = 0u64;
         loop {
             let seg = match self.src.read_segment(d) {
                 Err(e) => {
-                    let (st01, st02) = ids(segs);
-                    self.mark_open_set(&st01, &st02, 5);
+                    self.mark_open_set(segs[0].el(1), segs[0].el(2), 5);
                     return Err(self.read_failed(e));
                 }
                 Ok(Some(s)) => s,
                 Ok(None) => {
-                    let pos = segs.first().map(|s| s.pos.clone()).unwrap_or_default();
-                    let (st01, st02) = ids(segs);
-                    self.mark_open_set(&st01, &st02, 2);
+                    let (st, pos) = (&segs[0], segs[0].pos.clone());
+                    self.mark_open_set(st.el(1), st.el(2), 2);
                     self.mark_ge_missing();
                     return Err(self.fail(
                         pos,
                         "x12-missing-se",
                         "023",
-                        format!("transaction set {st01} {st02} has no SE trailer: the file ends inside it (truncated)"),
+                        format!("transaction set {} {} has no SE trailer: the file ends inside it (truncated)", st.el(1), st.el(2)),
                     ));
                 }
             };
@@ -480,9 +476,8 @@ impl X12Reader {
                     return Ok(dropped);
                 }
                 "ST" | "GE" | "IEA" | "ISA" | "GS" => {
-                    let pos = seg.pos.clone();
-                    let (st01, st02) = ids(segs);
-                    self.mark_open_set(&st01, &st02, 2);
+                    let (st, pos) = (&segs[0], seg.pos.clone());
+                    self.mark_open_set(st.el(1), st.el(2), 2);
                     if !matches!(seg.id(), "ST" | "GE") {
                         self.mark_ge_missing();
                     }
@@ -491,7 +486,9 @@ impl X12Reader {
                         "x12-missing-se",
                         "024",
                         format!(
-                            "transaction set {st01} {st02} has no SE trailer: {} found before it",
+                            "transaction set {} {} has no SE trailer: {} found before it",
+                            st.el(1),
+                            st.el(2),
                             seg.id()
                         ),
                     ));
