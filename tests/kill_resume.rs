@@ -223,7 +223,7 @@ fn a_killed_csv_run_whose_keys_log_was_cut_short_scans_and_ends_the_same() {
 
 /// A power loss on top of the kill: a chunk whose batch committed while its sync was still
 /// under way may be cut short. The mark of the chunks known synced is put back to 0 (as if
-/// none had been, which a slow disk makes true) and the last staged chunk is cut in half:
+/// none had been, which a slow disk makes true) and the last chunk it holds is cut in half:
 /// the resumed run finds it by its check, removes it, reads the file again from the top
 /// (a staged chunk is missing before the decision) and ends as an uninterrupted run.
 #[test]
@@ -237,17 +237,21 @@ fn a_killed_run_whose_unsynced_chunk_a_power_loss_cut_short_ends_the_same() {
             ledger
                 .execute("UPDATE files SET synced_chunk = 0", [])
                 .unwrap();
-            let mut staged: Vec<std::path::PathBuf> = std::fs::read_dir(w.dir.join("work/staging"))
-                .unwrap()
-                .flatten()
-                .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
-                .map(|f| f.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-                .collect();
-            staged.sort();
-            assert!(staged.len() >= 2, "chunks staged: {staged:?}");
-            let last = staged.last().unwrap();
-            let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
+            // The last chunk the ledger holds, not the last file in staging: the reader
+            // runs ahead, so staging may also hold chunks of batches not yet committed,
+            // which the resumed run writes again whatever they hold.
+            let (chunks, last): (i64, String) = ledger
+                .query_row(
+                    "SELECT COUNT(DISTINCT chunk), \
+                     (SELECT staged_path FROM chunks ORDER BY chunk DESC LIMIT 1) FROM chunks",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert!(chunks >= 2, "chunks committed: {chunks}");
+            // Stored relative to its root folder, as `work:staging/…`.
+            let last = w.dir.join("work").join(last.strip_prefix("work:").unwrap());
+            let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
             f.set_len(f.metadata().unwrap().len() / 2).unwrap();
         },
         "no longer hold what was staged",
