@@ -18,6 +18,8 @@
 
 #[path = "corrections_csv.rs"]
 mod csv;
+#[path = "corrections_input.rs"]
+mod input;
 #[path = "corrections_name.rs"]
 mod name;
 #[path = "corrections_sheet.rs"]

@@ -16,17 +16,18 @@
 //! the original's byte-order mark.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use csv_core::ReadFieldResult;
 use encoding_rs::{UTF_16BE, UTF_16LE};
 
+use super::input::Input;
 use super::{error_text, CorrectionsError, RejectedRows};
 use crate::format::Limits;
 use crate::fsutil;
 use crate::ledger::LedgerError;
-use crate::tabular::charset::{Decoding, Transcoder};
+use crate::tabular::charset::Decoding;
 use crate::tabular::csv_rows::{CsvItem, CsvRows};
 use crate::tabular::def::{CsvDialect, TabularDef};
 use crate::tabular::engine::{csv_decoding, AUTO_SAMPLE};
@@ -80,7 +81,7 @@ pub(super) fn write(
     let Some(layout) = probe(def, dialect, decoding, input, limits.max_record_bytes)? else {
         return Ok(false);
     };
-    let mut src = Input::open(input, decoding)?;
+    let mut src = Input::open(input, decoding, CHUNK)?;
     // A transcoding is read forward, so each row's bytes must end where the next line
     // starts; the file itself is read at each row, which ends at its own line end.
     let mut rows = rows;
@@ -185,49 +186,6 @@ fn header_layout(start: u64, end: Option<u64>, names: &[String]) -> Layout {
         verbatim: start,
         header_end: Some(end.unwrap_or(END)),
         column: existing.map_or(Column::Insert(names.len()), Column::Replace),
-    }
-}
-
-/// The input, positioned at the byte ranges the ledger gives, in file order.
-enum Input {
-    /// Offsets are the file's own.
-    File(File),
-    /// Offsets are those of the UTF-8 transcoding: read forward through it.
-    Transcoded {
-        inner: Box<Transcoder<BufReader<File>>>,
-        pos: u64,
-    },
-}
-
-impl Input {
-    fn open(path: &Path, decoding: Decoding) -> io::Result<Input> {
-        let file = File::open(path)?;
-        Ok(match decoding {
-            Decoding::Transcode(enc) => Input::Transcoded {
-                inner: Box::new(Transcoder::new(BufReader::new(file), enc, CHUNK)),
-                pos: 0,
-            },
-            _ => Input::File(file),
-        })
-    }
-
-    /// The bytes `[start, end)`; the caller reads them to the end.
-    fn range(&mut self, start: u64, end: u64) -> io::Result<Box<dyn Read + '_>> {
-        let len = end.saturating_sub(start);
-        match self {
-            Input::File(f) => {
-                f.seek(SeekFrom::Start(start))?;
-                Ok(Box::new(f.take(len)))
-            }
-            Input::Transcoded { inner, pos } => {
-                if start < *pos {
-                    return Err(io::Error::other("corrections: rows out of file order"));
-                }
-                io::copy(&mut inner.by_ref().take(start - *pos), &mut io::sink())?;
-                *pos = end;
-                Ok(Box::new(inner.by_ref().take(len)))
-            }
-        }
     }
 }
 
