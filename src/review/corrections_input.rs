@@ -1,11 +1,11 @@
 //! The input of a CSV corrections file, read at the byte ranges of its rejected rows, in
 //! file order.
 //!
-//! A row was a seek and a read: two system calls a row, which for a file with many
-//! rejected rows (half of a 1 GB file's, say) was most of writing its corrections file.
-//! The file is now read through a window that grows while the rows it is asked for lie
-//! close together (most rows come from the window already read) and shrinks back to a
-//! row's worth when they lie far apart (no reading of the gaps between them).
+//! A row was a seek and a read: two system calls a row, 58,000 for the rejected rows of a
+//! 200 MB orders file with one order in 97 rejected. The file is now read through a window
+//! that grows while the rows it is asked for lie close together (most rows come from the
+//! window already read) and shrinks back to a row's worth when they lie far apart (the
+//! gaps between them are not read).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
