@@ -107,6 +107,11 @@ impl Temp {
 
     fn persist(mut self, to: &Path) -> io::Result<()> {
         self.file.sync_all()?;
+        self.place(to)
+    }
+
+    /// Renames the file to `to`, where it stays (synced or not, as the caller made it).
+    fn place(&mut self, to: &Path) -> io::Result<()> {
         fs::rename(&self.path, to)?;
         self.done = true;
         Ok(())
@@ -128,14 +133,7 @@ fn with_context(e: io::Error, what: &str, path: &Path) -> io::Error {
 /// Writes `bytes` to `path` atomically (tmp → fsync → rename → fsync dir). Errors name
 /// the path.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let run = || -> io::Result<()> {
-        let mut tmp = Temp::create(dir)?;
-        tmp.file.write_all(bytes)?;
-        tmp.persist(path)?;
-        fsync_dir(dir)
-    };
-    run().map_err(|e| with_context(e, "writing", path))
+    write_atomic_with(path, |f| f.write_all(bytes))
 }
 
 /// Like [`write_atomic`], for output too large to hold in memory: `fill` writes (and may
@@ -167,8 +165,7 @@ pub fn write_unsynced_with(
     let run = || -> io::Result<File> {
         let mut tmp = Temp::create(dir)?;
         fill(&mut tmp.file)?;
-        fs::rename(&tmp.path, path)?;
-        tmp.done = true;
+        tmp.place(path)?;
         tmp.file.try_clone()
     };
     run().map_err(|e| with_context(e, "writing", path))

@@ -166,10 +166,11 @@ impl Sink for Outbox {
             .collect();
         entities.sort_unstable();
         entities.dedup();
+        let dir = self.staging.join(&stem);
         let mut out = Staged::default();
         for entity in entities {
             let name = format!("{stem}-{chunk:06}.jsonl");
-            let staged = self.staging.join(&stem).join(format!("{entity}-{name}"));
+            let staged = dir.join(format!("{entity}-{name}"));
             let mut count = 0;
             let mut check = None;
             // Streamed into the file: a batch's chunk made whole first was tens of
@@ -185,7 +186,6 @@ impl Sink for Outbox {
                 Ok(())
             })?;
             out.files.push(file);
-            out.dir = staged.parent().map(Path::to_path_buf);
             out.rows.push(ChunkRow {
                 chunk: chunk as i64,
                 entity: entity.to_string(),
@@ -196,6 +196,7 @@ impl Sink for Outbox {
                 check,
             });
         }
+        out.dir = (!out.files.is_empty()).then_some(dir);
         Ok(out)
     }
 
