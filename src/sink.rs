@@ -425,6 +425,11 @@ mod tests {
         }
     }
 
+    /// A batch of `tag`'s file, of a format named `x`.
+    fn origin(tag: &FileTag) -> Origin<'_> {
+        Origin { tag, format: "x" }
+    }
+
     fn rec(entity: &str, key: &str) -> OutRecord {
         OutRecord {
             entity: Cow::Owned(entity.into()),
@@ -446,10 +451,7 @@ mod tests {
         let tag = tag("abcdef0123456789", 1, "orders.csv");
         let chunks = o
             .stage(
-                Origin {
-                    tag: &tag,
-                    format: "x",
-                },
+                origin(&tag),
                 0,
                 &[rec("order", "1"), rec("product", "p"), rec("order", "2")],
             )
@@ -473,11 +475,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let o = outbox(d.path());
         let tag = tag("ff", 2, "x");
-        let origin = Origin {
-            tag: &tag,
-            format: "x",
-        };
-        let chunks = o.stage(origin, 3, &[rec("order", "1")]).unwrap().rows;
+        let chunks = o.stage(origin(&tag), 3, &[rec("order", "1")]).unwrap().rows;
         o.discard(&tag, &chunks).unwrap();
         o.discard(&tag, &chunks).unwrap();
         assert!(!Path::new(&chunks[0].staged_path).exists());
@@ -495,12 +493,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let o = outbox(d.path());
         let tag = tag("0123456789ab", 1, "t.csv");
-        let origin = Origin {
-            tag: &tag,
-            format: "x",
-        };
         let records: Vec<OutRecord> = (0..50).map(|i| rec("order", &i.to_string())).collect();
-        let staged = o.stage(origin, 0, &records).unwrap();
+        let staged = o.stage(origin(&tag), 0, &records).unwrap();
         assert_eq!(staged.files.len(), 1);
         assert_eq!(
             staged.dir.as_deref(),
