@@ -34,6 +34,7 @@ pub mod report;
 pub mod review;
 pub mod sheet;
 pub mod sink;
+pub mod small_text;
 pub mod tabular;
 pub mod unit;
 mod varint;
