@@ -26,7 +26,7 @@ pub fn map_set(map: &MapDef, segs: &[Segment], d: &Delims, sender: &str) -> Resu
         segs,
     };
     let key = ctx.first(&map.key, segs, None).unwrap_or_default();
-    let key = format!("{sender}/{}", key.trim());
+    let key = crate::unit::concat(&[sender, "/", key.trim()]);
     let mut body = Vec::with_capacity(map.fields.len() + map.groups.len());
     for (name, expr) in &map.fields {
         if let Some(v) = ctx.value(expr, segs, None) {

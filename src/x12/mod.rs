@@ -253,17 +253,14 @@ impl crate::unit::ShowLines for SetLines {
 /// one allocation of its size without the formatting machinery.
 fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
     let mut digits = itoa::Buffer::new();
-    let parts = [
+    crate::unit::concat(&[
         prefix,
         " / ST ",
         st02,
         ", segment ",
         digits.format(n),
         " of set",
-    ];
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    parts.iter().for_each(|p| s.push_str(p));
-    s
+    ])
 }
 
 fn read_err(e: ReadError) -> FileError {
@@ -433,7 +430,7 @@ impl X12Reader {
                 raw: String::new(),
             })
             .collect();
-        let label = format!("{st01} ST {st02}");
+        let label = crate::unit::concat(&[st01, " ST ", st02]);
         let segs = Arc::new(segs);
         let show = set_lines(&job.shared, d.elem.as_char(), &segs);
         let job = SetJob { segs, ..job };
