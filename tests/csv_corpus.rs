@@ -54,7 +54,7 @@ fn summary(r: &ReadResult) -> Vec<String> {
 
 fn reason(r: &ReadResult, unit: usize, line: usize) -> tallyman::unit::Reason {
     match &r.units[unit].eval.verdicts[line] {
-        LineVerdict::Rejected(x) => x.clone(),
+        LineVerdict::Rejected(x) => (**x).clone(),
         other => panic!("unit {unit} line {line}: {other:?}"),
     }
 }

@@ -223,7 +223,7 @@ fn rejected_lines(r: &ReadResult) -> Vec<(u64, tallyman::unit::Reason)> {
         .iter()
         .enumerate()
         .filter_map(|(i, v)| match v {
-            LineVerdict::Rejected(reason) => Some((u.lines[i].pos.line, reason.clone())),
+            LineVerdict::Rejected(reason) => Some((u.lines[i].pos.line, (**reason).clone())),
             _ => None,
         })
         .collect()

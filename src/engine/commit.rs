@@ -178,7 +178,7 @@ fn add_unit(
     let mut reasons: Vec<(Position, Reason)> = Vec::new();
     for (i, v) in verdicts.iter().enumerate() {
         if let LineVerdict::Rejected(r) = v {
-            reasons.push((located(&unit.shown_pos(i), r), r.clone()));
+            reasons.push((located(&unit.shown_pos(i), r), (**r).clone()));
         }
     }
     for r in &eval.unit_errors {

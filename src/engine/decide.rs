@@ -70,7 +70,7 @@ pub fn line_status(
 ) -> (&'static str, Option<Reason>) {
     match (unit, verdict) {
         (_, LineVerdict::Skipped(why)) => ("skipped", Some(Reason::new("skipped", why.clone()))),
-        (UnitStatus::Rejected, LineVerdict::Rejected(r)) => ("rejected", Some(r.clone())),
+        (UnitStatus::Rejected, LineVerdict::Rejected(r)) => ("rejected", Some((**r).clone())),
         (UnitStatus::Rejected, LineVerdict::Ok) => match unit_error() {
             Some(ue) => ("rejected", Some(ue)),
             None => {

@@ -125,7 +125,7 @@ fn outcomes_of(units: &[ReadUnit]) -> MemOutcomes {
                 let mut reasons = Vec::new();
                 for (i, v) in u.eval.verdicts.iter().enumerate() {
                     if let LineVerdict::Rejected(r) = v {
-                        reasons.push((u.lines[i].pos.clone(), r.clone()));
+                        reasons.push((u.lines[i].pos.clone(), (**r).clone()));
                     }
                 }
                 let first = u.lines.first().map(|l| l.pos.clone()).unwrap_or_default();

@@ -102,7 +102,7 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         ev.detail["status_ack"] =
             json!("not sent: DOCNUM is empty, so no STATUS could refer to this IDoc");
     } else if !valid_docnum(docnum) {
-        ev.verdicts[0] = LineVerdict::Rejected(
+        ev.verdicts[0] = LineVerdict::rejected(
             dc.place(
                 "DOCNUM",
                 Reason::new(
@@ -126,7 +126,7 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
     }
     for (i, s) in idoc.segments.iter().enumerate().skip(1) {
         if s.name == CONTROL {
-            ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+            ev.verdicts[i] = LineVerdict::rejected(Reason::new(
                 "idoc-control-record",
                 "a second EDI_DC40 in one IDoc",
             ));
@@ -182,7 +182,7 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
 fn reject_control(dc: &Segment, ev: &mut Evaluation, field: &str, r: Reason) {
     let r = dc.place(field, r);
     match ev.verdicts.first_mut() {
-        Some(v) if !matches!(v, LineVerdict::Rejected(_)) => *v = LineVerdict::Rejected(r),
+        Some(v) if !matches!(v, LineVerdict::Rejected(_)) => *v = LineVerdict::rejected(r),
         _ => ev.unit_errors.push(r),
     }
 }
@@ -193,7 +193,7 @@ fn blame(idoc: &RawIdoc, ev: &mut Evaluation, e: MapError) {
     if let Some((i, field)) = &e.origin {
         if let (Some(s), Some(v)) = (idoc.segments.get(*i), ev.verdicts.get_mut(*i)) {
             if matches!(v, LineVerdict::Ok) {
-                *v = LineVerdict::Rejected(s.place(field, e.reason));
+                *v = LineVerdict::rejected(s.place(field, e.reason));
                 return;
             }
         }
@@ -249,7 +249,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
     for (i, s) in segs.iter().enumerate() {
         if s.name == CONTROL {
             if s.parent.is_some() {
-                ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+                ev.verdicts[i] = LineVerdict::rejected(Reason::new(
                     "idoc-segment-hierarchy",
                     "EDI_DC40 must be directly under <IDOC>",
                 ));
@@ -265,7 +265,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             if td.customer_segments && is_customer_segment(&s.name) {
                 customer[i] = true;
             } else {
-                ev.verdicts[i] = LineVerdict::Rejected(
+                ev.verdicts[i] = LineVerdict::rejected(
                     Reason::new(
                         "idoc-unknown-segment",
                         format!(
@@ -281,7 +281,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             continue;
         };
         if sd.parent.as_deref() != parent_name {
-            ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+            ev.verdicts[i] = LineVerdict::rejected(Reason::new(
                 "idoc-segment-hierarchy",
                 format!(
                     "segment {} belongs under {}, found under {}",
@@ -295,7 +295,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
         let c = counts.entry((s.parent, sd.name.as_str())).or_insert(0);
         *c += 1;
         if *c > sd.max {
-            ev.verdicts[i] = LineVerdict::Rejected(Reason::new(
+            ev.verdicts[i] = LineVerdict::rejected(Reason::new(
                 "idoc-occurrence",
                 format!(
                     "segment {} occurs more than {} time(s) under {}",
@@ -307,7 +307,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             continue;
         }
         if let Some(r) = field_problem(s, sd) {
-            ev.verdicts[i] = LineVerdict::Rejected(r);
+            ev.verdicts[i] = LineVerdict::rejected(r);
         }
     }
     // Mandatory children of the root and of every present, known parent.

@@ -1347,7 +1347,7 @@ fn evaluate(
             }
             Err(e) => {
                 values.push(None);
-                verdicts.push(LineVerdict::Rejected(e));
+                verdicts.push(LineVerdict::rejected(e));
             }
         }
     }
@@ -1359,7 +1359,7 @@ fn evaluate(
             if let Some(vals) = vals {
                 match map_object(def, lmap, vals) {
                     Ok(o) => lines.push(Body::Map(o)),
-                    Err(e) => verdicts[r] = LineVerdict::Rejected(e),
+                    Err(e) => verdicts[r] = LineVerdict::rejected(e),
                 }
             }
         }
@@ -1374,7 +1374,7 @@ fn evaluate(
         {
             match map_object(def, &def.map.header, values[f0].as_deref().unwrap_or(&[])) {
                 Ok(obj) => header = Some(obj),
-                Err(e) => verdicts[f0] = LineVerdict::Rejected(e),
+                Err(e) => verdicts[f0] = LineVerdict::rejected(e),
             }
         }
     }
@@ -1396,7 +1396,7 @@ fn evaluate(
         };
         for v in verdicts.iter_mut() {
             if matches!(v, LineVerdict::Ok) {
-                *v = LineVerdict::Rejected(Reason::new(
+                *v = LineVerdict::rejected(Reason::new(
                     "rejected-with-document",
                     format!("{label} is rejected as a whole: {at} broke rule '{rule}'"),
                 ));

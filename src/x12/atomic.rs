@@ -78,7 +78,7 @@ fn merged_eval(mode: Atomic, parts: Vec<Part>) -> Evaluation {
         let mut errors = e.unit_errors.into_iter();
         if let (Some(first), Some(v)) = (errors.next(), verdicts.first_mut()) {
             if matches!(v, LineVerdict::Ok) {
-                *v = LineVerdict::Rejected(first);
+                *v = LineVerdict::rejected(first);
             } else {
                 ev.unit_errors.push(first);
             }

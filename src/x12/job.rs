@@ -186,7 +186,7 @@ impl SetJob {
                 ev.unit_errors.push(issue.reason.clone());
             } else if let Some(v) = ev.verdicts.get_mut(issue.seg) {
                 if matches!(v, LineVerdict::Ok) {
-                    *v = LineVerdict::Rejected(issue.reason.clone());
+                    *v = LineVerdict::rejected(issue.reason.clone());
                 }
             }
         }

@@ -334,7 +334,7 @@ impl X12Reader {
             return Unit::skipped(seq, label, lines);
         }
         let verdict = match rejected {
-            Some(r) => LineVerdict::Rejected(r),
+            Some(r) => LineVerdict::rejected(r),
             None => LineVerdict::Skipped(label.clone()),
         };
         Unit {

@@ -104,7 +104,7 @@ impl UnitReader for LinesReader {
                     ..Default::default()
                 },
                 Err(_) => Evaluation {
-                    verdicts: vec![LineVerdict::Rejected(
+                    verdicts: vec![LineVerdict::rejected(
                         Reason::new("type", "qty is not a decimal")
                             .field("qty")
                             .value(qty),
