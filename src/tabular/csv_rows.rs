@@ -42,8 +42,9 @@ const CHUNK: usize = 64 * 1024;
 pub enum CsvItem {
     /// A run of empty physical lines, one position each.
     Blank(Vec<Position>),
-    /// A record, with the first problem found in it, if any.
-    Row(Row, Option<Reason>),
+    /// A record, with the first problem found in it, if any (boxed: nearly every record
+    /// has none, and the item is passed by value for every record).
+    Row(Row, Option<Box<Reason>>),
 }
 
 /// What csv-core made of one record (in `CsvRows::out` and `CsvRows::ends`).
@@ -332,7 +333,7 @@ impl CsvRows {
                 cells: Vec::new(),
                 raw: self.decode_lossy(raw_bytes),
             };
-            return Ok(CsvItem::Row(row, Some(reason)));
+            return Ok(CsvItem::Row(row, Some(Box::new(reason))));
         }
         // A UTF-8 file's record is checked once here, not again by the check for bytes
         // that are not text and by the copy of its raw text.
@@ -394,7 +395,7 @@ impl CsvRows {
                 },
             },
         };
-        Ok(CsvItem::Row(row, problem))
+        Ok(CsvItem::Row(row, problem.map(Box::new)))
     }
 
     /// Why a record's bytes are not text in the file's encoding, if they are not.
@@ -527,7 +528,7 @@ impl RowSource for CsvRows {
                 Some(CsvItem::Row(row, Some(reason))) => {
                     return Err(FileError {
                         pos: Some(row.pos),
-                        reason,
+                        reason: *reason,
                     })
                 }
             }

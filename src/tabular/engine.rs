@@ -240,7 +240,9 @@ struct JobRow {
     row_number: u64,
     /// Cell per field (field order), `Cell::Empty` when the column is absent.
     cells: Vec<Cell>,
-    problem: Option<Reason>,
+    /// Boxed, as a verdict's reason is: nearly every row has none, and a row moves from
+    /// the reading thread through a group to a worker.
+    problem: Option<Box<Reason>>,
     blank: bool,
 }
 
@@ -402,7 +404,7 @@ impl TabularReader {
     }
 
     /// The row as a job gets it: the bound cells in field order, moved out of the row.
-    fn take_job_row(&self, row: &mut Row, problem: Option<Reason>) -> JobRow {
+    fn take_job_row(&self, row: &mut Row, problem: Option<Box<Reason>>) -> JobRow {
         let mut from = std::mem::take(&mut row.cells);
         let n = self.binding.len();
         if self.binding_in_order {
@@ -424,7 +426,7 @@ impl TabularReader {
         self.job_row(row, cells, problem)
     }
 
-    fn job_row(&self, row: &Row, cells: Vec<Cell>, problem: Option<Reason>) -> JobRow {
+    fn job_row(&self, row: &Row, cells: Vec<Cell>, problem: Option<Box<Reason>>) -> JobRow {
         JobRow {
             pos: row.pos.clone(),
             sheet: row.sheet.clone(),
@@ -561,7 +563,7 @@ impl TabularReader {
         if matches!(self.src, RowsIn::Csv(_)) && problem.is_none() {
             let width = *self.width.get_or_insert(row.cells.len());
             if row.cells.len() != width {
-                problem = Some(
+                problem = Some(Box::new(
                     Reason::new(
                         "column-count",
                         format!(
@@ -576,7 +578,7 @@ impl TabularReader {
                         ),
                     )
                     .value(row.cells.len().to_string()),
-                );
+                ));
             }
         }
         let line = self.take_source_line(&mut row);
@@ -1274,7 +1276,7 @@ fn evaluate(
             continue;
         }
         let verdict = if let Some(p) = &row.problem {
-            Err(p.clone())
+            Err((**p).clone())
         } else if flags.oversize {
             Err(Reason::new(
                 "group-too-large",
