@@ -379,6 +379,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn concat_is_the_parts_in_one_allocation_of_their_size() {
+        let s = concat(&["850", " ST ", "", "0001"]);
+        assert_eq!(s, "850 ST 0001");
+        assert_eq!(s.capacity(), s.len());
+        assert_eq!(concat(&[]), "");
+    }
+
+    #[test]
     fn lossy_reads_as_from_utf8_lossy_and_borrows_valid_text() {
         for bytes in [
             &b"BEG*00*SA*PO-1**20260101"[..],

@@ -919,6 +919,27 @@ mod tests {
         assert_eq!(segs[2].id(), "ST");
     }
 
+    /// A segment's text is kept inline up to 46 bytes and on the heap above: either way
+    /// it reads back whole, with its elements, multi-byte characters included.
+    #[test]
+    fn segments_either_side_of_the_inline_limit_read_back_whole() {
+        let texts = [
+            format!("N1*BY*{}", "x".repeat(40)),
+            format!("N1*BY*{}", "x".repeat(41)),
+            format!("N1*BY*{}*9", "é".repeat(19)),
+            format!("N1*BY*{}*92*C-1", "Ö".repeat(30)),
+        ];
+        assert_eq!((texts[0].len(), texts[1].len()), (46, 47));
+        let input: String = texts.iter().map(|t| format!("{t}~")).collect();
+        let segs = all(format!("{ISA}{input}").as_bytes());
+        for (seg, text) in segs[1..].iter().zip(&texts) {
+            assert_eq!(seg.text(), text);
+            assert_eq!(seg.id(), "N1");
+            let els: Vec<&str> = text.split('*').skip(1).collect();
+            assert_eq!(seg.elements().collect::<Vec<_>>(), els);
+        }
+    }
+
     #[test]
     fn bin_payload_may_contain_delimiters() {
         let segs = all(format!("{ISA}BIN*5*a~b*c~SE*1*1~").as_bytes());
