@@ -73,46 +73,74 @@ pub struct Segment {
     pub pos: Position,
 }
 
-/// Element ranges kept in the segment itself when there are few, as in nearly every
-/// segment: a list of their own per segment was one allocation in three on this path.
+/// Element ranges kept in the segment itself when there are few and the text is under
+/// 64 KiB, as in nearly every segment: a list of their own per segment was one allocation
+/// in three on this path, and 16-bit offsets keep the segment 40 bytes smaller than 32-bit
+/// ones did (a set's segments are made on the reading thread and read on a worker).
 #[derive(Clone, PartialEq, Eq)]
 enum Ranges {
     /// The first `.0` slots are used; the rest stay `(0, 0)`.
-    Inline(u8, [(u32, u32); INLINE]),
+    Inline(u8, [(u16, u16); INLINE]),
     Heap(Vec<(u32, u32)>),
 }
 
-const INLINE: usize = 10;
+const INLINE: usize = 11;
+
+impl Ranges {
+    fn new() -> Ranges {
+        Ranges::Inline(0, [(0, 0); INLINE])
+    }
+
+    /// Adds the next range; ranges come in increasing order, so once one does not fit
+    /// inline none after it would.
+    fn push(&mut self, r: (u32, u32)) {
+        match self {
+            Ranges::Inline(n, slots) if usize::from(*n) < INLINE => {
+                if let (Ok(a), Ok(b)) = (u16::try_from(r.0), u16::try_from(r.1)) {
+                    slots[usize::from(*n)] = (a, b);
+                    *n += 1;
+                    return;
+                }
+                self.spill(r);
+            }
+            Ranges::Inline(..) => self.spill(r),
+            Ranges::Heap(v) => v.push(r),
+        }
+    }
+
+    /// Moves the ranges to the heap, then adds `r`.
+    fn spill(&mut self, r: (u32, u32)) {
+        let mut v = Vec::with_capacity(INLINE * 2);
+        v.extend(self.iter());
+        v.push(r);
+        *self = Ranges::Heap(v);
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Ranges::Inline(n, _) => usize::from(*n),
+            Ranges::Heap(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<(u32, u32)> {
+        match self {
+            Ranges::Inline(n, slots) => slots[..usize::from(*n)]
+                .get(i)
+                .map(|&(a, b)| (u32::from(a), u32::from(b))),
+            Ranges::Heap(v) => v.get(i).copied(),
+        }
+    }
+
+    fn iter(&self) -> impl ExactSizeIterator<Item = (u32, u32)> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or_default())
+    }
+}
 
 /// A segment's buffer: inline up to 46 bytes, nine segments in ten of the X12 corpus. A
 /// `String` per segment was half of the reading thread's allocations (13 of an 850's ~20),
 /// each freed on a worker.
 type SegText = crate::small_text::SmallText<46>;
-
-impl Ranges {
-    fn push(&mut self, r: (u32, u32)) {
-        match self {
-            Ranges::Inline(n, slots) if usize::from(*n) < INLINE => {
-                slots[usize::from(*n)] = r;
-                *n += 1;
-            }
-            Ranges::Inline(_, slots) => {
-                let mut v = Vec::with_capacity(INLINE * 2);
-                v.extend_from_slice(slots);
-                v.push(r);
-                *self = Ranges::Heap(v);
-            }
-            Ranges::Heap(v) => v.push(r),
-        }
-    }
-
-    fn as_slice(&self) -> &[(u32, u32)] {
-        match self {
-            Ranges::Inline(n, slots) => &slots[..usize::from(*n)],
-            Ranges::Heap(v) => v,
-        }
-    }
-}
 
 impl Segment {
     /// Cuts `text` on the element separator `sep`: the first part is the id. One pass,
@@ -161,13 +189,13 @@ impl Segment {
     /// Element `n` (1-based, as in `BEG03`), empty when absent.
     pub fn el(&self, n: usize) -> &str {
         n.checked_sub(1)
-            .and_then(|i| self.els.as_slice().get(i))
-            .map_or("", |&r| self.slice(r))
+            .and_then(|i| self.els.get(i))
+            .map_or("", |r| self.slice(r))
     }
 
     /// The elements after the id, `XX01` first.
     pub fn elements(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.els.as_slice().iter().map(|&r| self.slice(r))
+        self.els.iter().map(|r| self.slice(r))
     }
 
     /// The segment text without terminator (hard-wrap newlines removed), lossy UTF-8.
@@ -197,7 +225,7 @@ fn cut(text: &str, seps: impl Iterator<Item = usize>, sep_len: usize) -> ((u32, 
     let mut ends = seps.chain(std::iter::once(text.len()));
     let first = ends.next().unwrap_or(text.len());
     let id = trimmed(text, &text[..first]);
-    let mut els = Ranges::Inline(0, [(0, 0); INLINE]);
+    let mut els = Ranges::new();
     let mut start = first + sep_len;
     for end in ends {
         els.push((start as u32, end as u32));
@@ -773,7 +801,7 @@ impl<R: Read> SegmentReader<R> {
         ));
         self.advance(start + n + d.term.bytes().len());
         self.record += 1;
-        let mut els = Ranges::Inline(0, [(0, 0); INLINE]);
+        let mut els = Ranges::new();
         els.push((digits_at, digits_end));
         els.push((text_len, len32(&buf)));
         Ok(Segment {
@@ -937,6 +965,28 @@ mod tests {
             assert_eq!(seg.id(), "N1");
             let els: Vec<&str> = text.split('*').skip(1).collect();
             assert_eq!(seg.elements().collect::<Vec<_>>(), els);
+        }
+    }
+
+    /// Element ranges are kept inline for up to 11 elements of a text under 64 KiB and
+    /// move to the heap past either: a segment of many elements, and one whose elements
+    /// straddle the 64 KiB mark, read back every element.
+    #[test]
+    fn element_ranges_past_the_inline_slots_and_past_64_kib_read_back() {
+        let many: Vec<String> = (1..=30).map(|i| format!("E{i}")).collect();
+        let wide = [
+            "A".repeat(40_000),
+            "B".repeat(30_000),
+            "C".into(),
+            "D".into(),
+        ];
+        for els in [many, wide.to_vec()] {
+            let text = format!("REF*{}", els.join("*"));
+            let segs = all(format!("{ISA}{text}~").as_bytes());
+            assert_eq!(segs[1].text(), text);
+            assert_eq!(segs[1].elements().collect::<Vec<_>>(), els);
+            assert_eq!(segs[1].el(els.len()), els[els.len() - 1]);
+            assert_eq!(segs[1].el(els.len() + 1), "");
         }
     }
 
