@@ -518,6 +518,19 @@ fn check_value(
 mod tests {
     use super::*;
 
+    /// Counts come zeroed and as many as asked, on the stack or, past its room, not.
+    #[test]
+    fn occurrence_counts_are_zeroed_on_the_stack_and_past_it() {
+        for n in [0, 1, 60, 128, 129, 500] {
+            let (len, zero) = with_counts(n, |c| {
+                let zero = c.iter().all(|&x| x == 0);
+                c.iter_mut().for_each(|x| *x += 1);
+                (c.len(), zero)
+            });
+            assert_eq!((len, zero), (n, true));
+        }
+    }
+
     #[test]
     fn calendar_dates_are_read_as_chrono_reads_them() {
         for v in [
