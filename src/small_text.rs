@@ -45,7 +45,8 @@ impl<const N: usize> SmallText<N> {
     #[inline]
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // SAFETY: `buf[..len]` was copied from a `&str` in `new`, whole, and is never
+            // SAFETY: `new` sets `len` to the length of a `&str` of at most `N` bytes, so
+            // `..len` is within `buf`; `buf[..len]` is that text, copied whole and never
             // written again, so it is valid UTF-8.
             Repr::Inline { len, buf } => unsafe {
                 std::str::from_utf8_unchecked(buf.get_unchecked(..*len as usize))
