@@ -27,7 +27,8 @@ enum Repr<const N: usize> {
 
 impl<const N: usize> SmallText<N> {
     /// The longest text kept inline.
-    pub const INLINE: usize = N;
+    #[cfg(test)]
+    const INLINE: usize = N;
 
     pub fn new(text: &str) -> Self {
         if text.len() <= N && N <= usize::from(u8::MAX) {
@@ -56,7 +57,8 @@ impl<const N: usize> SmallText<N> {
     }
 
     /// Whether the text is kept inline (for tests of the sizes chosen).
-    pub fn is_inline(&self) -> bool {
+    #[cfg(test)]
+    fn is_inline(&self) -> bool {
         matches!(self.0, Repr::Inline { .. })
     }
 }
