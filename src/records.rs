@@ -34,7 +34,7 @@ pub fn fields_of(entity: Entity) -> Vec<&'static str> {
     }
 }
 
-pub use crate::canonical::content_hash;
+pub use crate::canonical::{content_hash, legacy_content_hash};
 
 /// Whether the content hash a version was stored with (`stored`, as the ledger reads it
 /// back) is that of content hashed as `incoming` ([`content_hash`]). The ledger keeps a
@@ -115,11 +115,14 @@ pub fn classify(inc: &Incoming, current: Option<&Current>) -> Verdict {
         // a change for master data (applying it is what the old rule failed to do).
         inc.identity == Identity::CreateOnce
     } else {
-        // Equal hashes are equal content. Different hashes are compared as values when the
-        // applied data is kept: versions written by an older tallyman hashed the body with
-        // its keys sorted, and the same content must not become a new version or a
-        // conflict because of that.
-        same_hash(&cur.hash, inc.hash) || cur.data.as_ref().is_some_and(|d| *d == incoming())
+        // Equal hashes are equal content. Versions written by an older tallyman carry
+        // blake3's hash of the body, so a different hash is compared as blake3's too; and
+        // as values when the applied data is kept, since older still ones hashed the body
+        // with its keys sorted. The same content must not become a new version or a
+        // conflict because of how it was hashed.
+        same_hash(&cur.hash, inc.hash)
+            || same_hash(&cur.hash, &legacy_content_hash(inc.data))
+            || cur.data.as_ref().is_some_and(|d| *d == incoming())
     };
     match (same, inc.identity, same_file) {
         (true, _, _) => Verdict::Same,
@@ -280,6 +283,32 @@ mod tests {
         assert!(!same_hash(&old_h[..15], &old_h));
         assert!(!same_hash(&old_h[..16], &old_h[..31]));
         assert!(!same_hash(&new_h[..16], &old_h));
+    }
+
+    #[test]
+    fn a_version_stored_with_blake3s_hash_is_the_same_content_as_before() {
+        let old = json!({"sku": "S1", "price": "10.00"});
+        let new = json!({"sku": "S1", "price": "12.00"});
+        let (old_s, new_s) = (old.to_string(), new.to_string());
+        let legacy = legacy_content_hash(&old_s);
+        assert_ne!(legacy, content_hash(&old_s));
+        // Kept whole (older ledgers) or by its first 16 digits (the ledger now), and
+        // without the data: only the hash can tell.
+        for stored in [&legacy[..16], &legacy[..]] {
+            for (identity, changed) in [
+                (Identity::Upsert, Verdict::NewVersion(4)),
+                (Identity::CreateOnce, Verdict::Conflict(Vec::new())),
+            ] {
+                let mut cur = current(stored, old.clone());
+                cur.data = None;
+                let today = content_hash(&old_s);
+                let same = classify(&incoming(identity, &old_s, &today), Some(&cur));
+                assert_eq!(same, Verdict::Same, "{stored} {identity:?}");
+                let other = content_hash(&new_s);
+                let got = classify(&incoming(identity, &new_s, &other), Some(&cur));
+                assert_eq!(got, changed, "{stored} {identity:?}");
+            }
+        }
     }
 
     #[test]
