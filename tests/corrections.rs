@@ -457,3 +457,47 @@ fn resubmit_takes_a_fixed_file_of_any_name_back_as_a_correction_and_audits_it() 
     assert_eq!(row["reason"], "customer sent the right date");
     assert_eq!(row["subject"], ORDERS);
 }
+
+/// A file with thousands of rejected lines gets its reject report written on a thread of
+/// its own, beside the corrections file (engine/publish.rs `write_reports`): both must be
+/// exactly what each writes alone from the decided ledger.
+#[test]
+fn reports_written_side_by_side_are_those_written_one_after_the_other() {
+    let work = Work::new(1_000);
+    // 3,500 orders of 3 lines, every fifth with a bad line: 2,100 lines rejected.
+    work.drop_file("orders-many.csv", &common::orders_csv(3_500, 5, "M"));
+    run(&work);
+    let row = file_row(&work, "orders-many.csv");
+    assert_eq!(row.counts.lines_rejected, 2_100, "{row:?}");
+    let engine_report = PathBuf::from(row.report_path.clone().expect("a reject report"));
+    let engine_corrections = written_by_engine(&work, &row).expect("a corrections file");
+
+    let mut report = Vec::new();
+    tallyman::report::write_csv(&ledger(&work), &row, &mut report).unwrap();
+    assert_eq!(std::fs::read(&engine_report).unwrap(), report);
+    assert_eq!(report.split(|&b| b == b'\n').count(), 2 + 2_100);
+
+    let alone = work.dir.join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    let formats = tallyman::engine::load_formats(&work.dir.join("formats")).unwrap();
+    let format = formats
+        .formats
+        .iter()
+        .find(|f| Some(f.name()) == row.format.as_deref())
+        .unwrap();
+    let input = PathBuf::from(row.final_path.clone().unwrap());
+    let written = write_corrections(
+        &ledger(&work),
+        &row,
+        format.as_ref(),
+        &input,
+        &alone,
+        &Limits::default(),
+    )
+    .unwrap()
+    .expect("a corrections file");
+    assert_eq!(
+        std::fs::read(&engine_corrections).unwrap(),
+        std::fs::read(written).unwrap()
+    );
+}

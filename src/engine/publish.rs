@@ -7,15 +7,22 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::decide::{self, Destination};
 use super::read::tag_of;
 use super::{io_err, Engine, Result};
+use crate::format::Format;
 use crate::fsutil;
-use crate::ledger::{ChunkRow, FileRow, Leased, Lost, Outcome};
+use crate::ledger::{ChunkRow, FileRow, Leased, Ledger, Lost, Outcome};
 use crate::report;
 use crate::sink::{Origin, OutRecord, Sink, SourceRef};
 use crate::unit::Position;
+
+/// The fewest rejected lines whose reject report is written beside the corrections file
+/// (see `write_reports`): below, both take a few milliseconds, less than opening a second
+/// connection to a PostgreSQL ledger.
+const REPORT_APART_FROM: i64 = 2_000;
 
 impl Engine {
     /// Everything after the decision; idempotent, replayed after a crash.
@@ -53,8 +60,7 @@ impl Engine {
                 .map_err(io_err("discarding staged records"))?;
         }
         self.write_acks(row)?;
-        let report_path = self.write_report(row, outcome)?;
-        self.write_corrections(row, outcome, work)?;
+        let report_path = self.write_reports(row, outcome, work)?;
         let final_path = self.place_input(row, outcome, work)?;
         self.ledger
             .finish_file(row.id, &final_path, report_path.as_deref())?;
@@ -180,20 +186,66 @@ impl Engine {
         Ok(())
     }
 
-    fn write_report(&self, row: &FileRow, outcome: Outcome) -> Result<Option<String>> {
+    /// The reject report and the corrections file, where wanted; the report's path. Both
+    /// read every rejected line from the ledger: one after the other, a 100 MB orders file
+    /// with 14,000 rejected lines took a quarter of its resume (0.11 of 0.43 s). When both
+    /// are wanted for that many lines, the report is written on a thread with a connection
+    /// of its own while the corrections file is written here.
+    fn write_reports(
+        &self,
+        row: &FileRow,
+        outcome: Outcome,
+        work: Option<&Path>,
+    ) -> Result<Option<String>> {
+        let Some(path) = self.report_path(row, outcome) else {
+            self.write_corrections(row, outcome, work)?;
+            return Ok(None);
+        };
+        let many = row.counts.lines_rejected >= REPORT_APART_FROM;
+        let apart = match self.corrections_format(row, outcome) {
+            Some(_) if many => Ledger::open_at(self.ledger.location().clone()).ok(),
+            _ => None,
+        };
+        let Some(apart) = apart else {
+            write_report(&self.ledger, row, &path)?;
+            self.write_corrections(row, outcome, work)?;
+            return Ok(Some(path.display().to_string()));
+        };
+        let at = &path;
+        std::thread::scope(|s| {
+            let report = std::thread::Builder::new()
+                .name("tallyman-report".into())
+                .spawn_scoped(s, move || write_report(&apart, row, at))
+                .map_err(io_err("starting the reject report's thread"))?;
+            let corrections = self.write_corrections(row, outcome, work);
+            let report = report
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            corrections.and(report)
+        })?;
+        Ok(Some(path.display().to_string()))
+    }
+
+    /// Where a decided file's reject report goes, if it gets one.
+    fn report_path(&self, row: &FileRow, outcome: Outcome) -> Option<PathBuf> {
         let wanted = outcome != Outcome::Returned
             && (row.counts.lines_rejected > 0 || row.error_message.is_some());
-        if !wanted {
-            return Ok(None);
+        wanted.then(|| {
+            let name = format!("{}.rejects.csv", tag_of(row).stem());
+            self.cfg.paths.reports.join(name)
+        })
+    }
+
+    /// The format of a decided file that may get a corrections file (see below).
+    fn corrections_format(&self, row: &FileRow, outcome: Outcome) -> Option<Arc<dyn Format>> {
+        if outcome == Outcome::Returned || row.corrections_path.is_some() {
+            return None;
         }
-        let path = self
-            .cfg
-            .paths
-            .reports
-            .join(format!("{}.rejects.csv", tag_of(row).stem()));
-        fsutil::write_atomic_with(&path, |f| report::write_csv(&self.ledger, row, f))
-            .map_err(io_err("writing a reject report"))?;
-        Ok(Some(path.display().to_string()))
+        let format = row
+            .format
+            .as_deref()
+            .and_then(|n| self.formats.by_name(n))?;
+        format.tabular().is_some().then_some(format)
     }
 
     /// For a CSV or spreadsheet file with rejected documents, the corrections file a
@@ -205,10 +257,7 @@ impl Engine {
         outcome: Outcome,
         work: Option<&Path>,
     ) -> Result<()> {
-        if outcome == Outcome::Returned || row.corrections_path.is_some() {
-            return Ok(());
-        }
-        let Some(format) = row.format.as_deref().and_then(|n| self.formats.by_name(n)) else {
+        let Some(format) = self.corrections_format(row, outcome) else {
             return Ok(());
         };
         let input = match work.filter(|w| w.exists()) {
@@ -289,4 +338,10 @@ impl Engine {
             dir.display()
         )))
     }
+}
+
+/// Writes a file's reject report to `path`, its rows read through `ledger`.
+fn write_report(ledger: &Ledger, row: &FileRow, path: &Path) -> Result<()> {
+    fsutil::write_atomic_with(path, |f| report::write_csv(ledger, row, f))
+        .map_err(io_err("writing a reject report"))
 }
