@@ -68,6 +68,11 @@ fn corrections_of(work: &Work, name: &str) -> PathBuf {
     if let Some(p) = written_by_engine(work, &row) {
         return p;
     }
+    write_alone(work, &row, &work.dir.join("reports"))
+}
+
+/// The corrections file of a decided file, written into `dest` with the library alone.
+fn write_alone(work: &Work, row: &FileRow, dest: &Path) -> PathBuf {
     let formats = tallyman::engine::load_formats(&work.dir.join("formats")).unwrap();
     let format = formats
         .formats
@@ -77,10 +82,10 @@ fn corrections_of(work: &Work, name: &str) -> PathBuf {
     let input = PathBuf::from(row.final_path.clone().unwrap());
     write_corrections(
         &ledger(work),
-        &row,
+        row,
         format.as_ref(),
         &input,
-        &work.dir.join("reports"),
+        dest,
         &Limits::default(),
     )
     .unwrap()
@@ -479,23 +484,7 @@ fn reports_written_side_by_side_are_those_written_one_after_the_other() {
 
     let alone = work.dir.join("alone");
     std::fs::create_dir_all(&alone).unwrap();
-    let formats = tallyman::engine::load_formats(&work.dir.join("formats")).unwrap();
-    let format = formats
-        .formats
-        .iter()
-        .find(|f| Some(f.name()) == row.format.as_deref())
-        .unwrap();
-    let input = PathBuf::from(row.final_path.clone().unwrap());
-    let written = write_corrections(
-        &ledger(&work),
-        &row,
-        format.as_ref(),
-        &input,
-        &alone,
-        &Limits::default(),
-    )
-    .unwrap()
-    .expect("a corrections file");
+    let written = write_alone(&work, &row, &alone);
     assert_eq!(
         std::fs::read(&engine_corrections).unwrap(),
         std::fs::read(written).unwrap()

@@ -206,6 +206,7 @@ impl Engine {
             Some(_) if many => Ledger::open_at(self.ledger.location().clone()).ok(),
             _ => None,
         };
+        // A second connection refused (a PostgreSQL server at its limit) costs only time.
         let Some(apart) = apart else {
             write_report(&self.ledger, row, &path)?;
             self.write_corrections(row, outcome, work)?;
