@@ -5,17 +5,18 @@
 # pipeline with a worker per core), each with its own parse floor measured in the same run.
 #
 #   scripts/bench-threads.sh [MB]      (default 50; CARGO_TARGET_DIR is honoured;
-#                                       BENCH_THREAD_PAIRS=N alternating pairs, default 3)
+#                                       BENCH_THREAD_PAIRS=N alternating pairs, default 5)
 #
 # The two are run in alternating pairs: a single pair on this shared machine put the same
-# build anywhere from 1.43× to 1.59×. Prints each run, the RESULT lines of the median run of
+# build anywhere from 1.43× to 1.59×, and the pairs of one run from 1.30× to 1.83×, so five
+# by default, for a median one odd pair cannot move. Prints each run, the RESULT lines of the median run of
 # each width, and `RESULT scaling two_vs_one=…`: the median over the pairs of the one-thread
 # wall time over the two-thread one (2.00 would be perfect on two cores).
 # Measured here, never asserted in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MB=${1:-50}
-PAIRS=${BENCH_THREAD_PAIRS:-3}
+PAIRS=${BENCH_THREAD_PAIRS:-5}
 source scripts/bench-lib.sh
 bench_setup
 bench_input csv "$MB" orders-bench.csv
