@@ -9,9 +9,9 @@
 #
 # The two are run in alternating pairs: a single pair on this shared machine put the same
 # build anywhere from 1.43× to 1.59×, and the pairs of one run from 1.30× to 1.83×, so five
-# by default, for a median one odd pair cannot move. Prints each run, the RESULT lines of the median run of
-# each width, and `RESULT scaling two_vs_one=…`: the median over the pairs of the one-thread
-# wall time over the two-thread one (2.00 would be perfect on two cores).
+# by default, for a median one odd pair cannot move. Prints each run, the RESULT lines of
+# the median run of each width, and `RESULT scaling two_vs_one=…`: the median over the pairs
+# of the one-thread wall time over the two-thread one (2.00 would be perfect on two cores).
 # Measured here, never asserted in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
