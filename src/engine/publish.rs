@@ -197,19 +197,21 @@ impl Engine {
         outcome: Outcome,
         work: Option<&Path>,
     ) -> Result<Option<String>> {
+        let format = self.corrections_format(row, outcome);
+        let format = format.as_deref();
         let Some(path) = self.report_path(row, outcome) else {
-            self.write_corrections(row, outcome, work)?;
+            self.write_corrections(row, format, work)?;
             return Ok(None);
         };
         let many = row.counts.lines_rejected >= REPORT_APART_FROM;
-        let apart = match self.corrections_format(row, outcome) {
+        let apart = match format {
             Some(_) if many => Ledger::open_at(self.ledger.location().clone()).ok(),
             _ => None,
         };
         // A second connection refused (a PostgreSQL server at its limit) costs only time.
         let Some(apart) = apart else {
             write_report(&self.ledger, row, &path)?;
-            self.write_corrections(row, outcome, work)?;
+            self.write_corrections(row, format, work)?;
             return Ok(Some(path.display().to_string()));
         };
         let at = &path;
@@ -218,7 +220,7 @@ impl Engine {
                 .name("tallyman-report".into())
                 .spawn_scoped(s, move || write_report(&apart, row, at))
                 .map_err(io_err("starting the reject report's thread"))?;
-            let corrections = self.write_corrections(row, outcome, work);
+            let corrections = self.write_corrections(row, format, work);
             let report = report
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -251,14 +253,15 @@ impl Engine {
 
     /// For a CSV or spreadsheet file with rejected documents, the corrections file a
     /// reviewer fixes and sends back. It must not keep the file from being archived: the
-    /// reject report is the record, so a failure here is a warning.
+    /// reject report is the record, so a failure here is a warning. `format` is the file's
+    /// if it may get one ([`Self::corrections_format`]).
     fn write_corrections(
         &self,
         row: &FileRow,
-        outcome: Outcome,
+        format: Option<&dyn Format>,
         work: Option<&Path>,
     ) -> Result<()> {
-        let Some(format) = self.corrections_format(row, outcome) else {
+        let Some(format) = format else {
             return Ok(());
         };
         let input = match work.filter(|w| w.exists()) {
@@ -271,7 +274,7 @@ impl Engine {
         let written = crate::review::corrections::write_corrections(
             &self.ledger,
             row,
-            format.as_ref(),
+            format,
             &input,
             &self.cfg.paths.reports,
             &self.cfg.limits,
