@@ -6,17 +6,30 @@
 //! partner's atomicity. That grows with the file, too much to write with every batch, so
 //! a mark is only where the unit starts; the restarted reader reads from the top with the
 //! same code, but passes over the segments of every set before the mark without making
-//! segments, lines, locators or jobs of them (`SegmentReader::skip_segment`). Reading a
+//! segments, lines, locators or jobs of them (`SegmentReader::skip_ordinary` a window's
+//! worth at a time, `skip_segment` the ones that end a set or need reading). Reading a
 //! set in full only for it to be dropped was most of a resume's time.
 
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]
 
-use super::segments::{Delims, Segment};
+use super::segments::{Delims, SegId, Segment};
 use super::{read_err, X12Reader};
 use crate::format::skim::{skim_to, Skim};
 use crate::format::{FileError, Mark};
 use crate::unit::Unit;
+
+/// What ends a set's body or must be read as it would be: the trailer, the envelope
+/// segments an uninterrupted read stops at, and BIN, whose data may hold a terminator.
+const BODY_STOPS: [SegId; 7] = [
+    SegId::of(b"SE"),
+    SegId::of(b"ST"),
+    SegId::of(b"GE"),
+    SegId::of(b"IEA"),
+    SegId::of(b"ISA"),
+    SegId::of(b"GS"),
+    SegId::of(b"BIN"),
+];
 
 impl X12Reader {
     /// Between units every held unit has been given out (see `next_unit`): any place is
@@ -49,6 +62,9 @@ impl X12Reader {
     /// here, and the seek is given up.
     pub(super) fn skip_set_body(&mut self, d: &Delims, st: &Segment) -> Result<(), FileError> {
         loop {
+            // Segments that are none of these are passed over in bulk; `skip_segment` takes
+            // each of these, and whatever the bulk pass leaves at the end of its window.
+            self.src.skip_ordinary(d, &BODY_STOPS);
             let id = match self.src.skip_segment(d) {
                 Err(e) => return Err(read_err(e)),
                 Ok(None) => None,
