@@ -263,8 +263,12 @@ struct NameSeen {
 enum Frame {
     Envelope,
     Idoc,
-    /// A segment kept at this index, or `None` when the IDoc overflowed.
-    Segment(Option<usize>),
+    /// A segment kept at index `kept`, or `None` when the IDoc overflowed, and its name's
+    /// entry in [`IdocReader::seen`] (its end updates the entry without looking it up).
+    Segment {
+        kept: Option<usize>,
+        name: usize,
+    },
     /// A field of the kept segment `seg` (`None`: of a segment not kept), its name and
     /// text so far in the reader's `field_name` and `field_value` (fields do not nest).
     Field {
@@ -331,8 +335,11 @@ pub struct IdocReader {
     limits: Limits,
     stack: Vec<Frame>,
     current: Option<RawIdoc>,
+    /// Each segment name's entry in `seen`: looked up once a segment (a lookup for its
+    /// count, another for its entry and one at its end hashed each name three times).
+    names: HashMap<String, usize>,
     /// What the reader knows of each segment name: see [`NameSeen`].
-    names: HashMap<String, NameSeen>,
+    seen: Vec<NameSeen>,
     /// The bytes of `names`' keys.
     name_bytes: usize,
     idocs: u64,
@@ -410,6 +417,7 @@ impl IdocReader {
             stack: Vec::new(),
             current: None,
             names: HashMap::new(),
+            seen: Vec::new(),
             name_bytes: 0,
             idocs: 0,
             last_len: 0,
@@ -517,6 +525,7 @@ impl IdocReader {
                     // file makes up more than any catalog holds.
                     if self.names.len() > MAX_NAMES || self.name_bytes > MAX_NAME_BYTES {
                         self.names.clear();
+                        self.seen.clear();
                         self.name_bytes = 0;
                     }
                     self.current = Some(RawIdoc {
@@ -533,9 +542,9 @@ impl IdocReader {
                     Frame::Envelope
                 }
             }
-            Some(Frame::Idoc) | Some(Frame::Segment(_)) => {
+            Some(Frame::Idoc) | Some(Frame::Segment { .. }) => {
                 let parent_kept = match self.stack.last() {
-                    Some(Frame::Segment(idx)) => Some(*idx),
+                    Some(Frame::Segment { kept, .. }) => Some(*kept),
                     _ => None,
                 };
                 // Most elements are fields, without attributes: looking at the raw text
@@ -551,8 +560,8 @@ impl IdocReader {
                 if is_segment {
                     self.segments_in_file += 1;
                     let ordinal = self.idocs;
-                    let seen = self.seen(name);
-                    let (n, room) = (seen.count, seen.room);
+                    let entry = self.seen(name);
+                    let (n, room) = (self.seen[entry].count, self.seen[entry].room);
                     let pos = Position::new(m.line, m.byte, self.segments_in_file);
                     let Some(idoc) = self.current.as_mut() else {
                         return Err(self.fail(m, "idoc-structure", "segment outside <IDOC>"));
@@ -561,7 +570,10 @@ impl IdocReader {
                     let parent = match parent_kept {
                         Some(None) => {
                             idoc.dropped += 1;
-                            self.stack.push(Frame::Segment(None));
+                            self.stack.push(Frame::Segment {
+                                kept: None,
+                                name: entry,
+                            });
                             return Ok(());
                         }
                         Some(Some(i)) => Some(i),
@@ -569,11 +581,17 @@ impl IdocReader {
                     };
                     if idoc.segments.len() as u64 >= idoc.max_segments || idoc.over_bytes {
                         idoc.dropped += 1;
-                        Frame::Segment(None)
+                        Frame::Segment {
+                            kept: None,
+                            name: entry,
+                        }
                     } else {
                         let seg = Segment::with_room(name, parent, pos, room);
                         idoc.segments.push(seg.placed(ordinal, n, m.col));
-                        Frame::Segment(Some(idoc.segments.len() - 1))
+                        Frame::Segment {
+                            kept: Some(idoc.segments.len() - 1),
+                            name: entry,
+                        }
                     }
                 } else {
                     match parent_kept {
@@ -645,11 +663,12 @@ impl IdocReader {
                 self.last_len = idoc.as_ref().map_or(0, |i| i.segments.len());
                 Ok(idoc)
             }
-            Some(Frame::Segment(Some(i))) => {
+            Some(Frame::Segment {
+                kept: Some(i),
+                name,
+            }) => {
                 if let Some(seg) = self.current.as_ref().and_then(|c| c.segments.get(i)) {
-                    if let Some(seen) = self.names.get_mut(seg.name.as_str()) {
-                        seen.room = seg.room();
-                    }
+                    self.seen[name].room = seg.room();
                 }
                 Ok(None)
             }
@@ -657,19 +676,24 @@ impl IdocReader {
         }
     }
 
-    /// The name's entry, its count in the current IDoc taken one up.
-    fn seen(&mut self, name: &str) -> &NameSeen {
+    /// The index of the name's entry in `seen`, its count in the current IDoc taken one up.
+    fn seen(&mut self, name: &str) -> usize {
         let idoc = self.idocs;
-        if !self.names.contains_key(name) {
-            self.names.insert(name.to_string(), NameSeen::default());
-            self.name_bytes += name.len();
-        }
-        let seen = self.names.get_mut(name).expect("inserted above");
+        let entry = match self.names.get(name) {
+            Some(&entry) => entry,
+            None => {
+                self.names.insert(name.to_string(), self.seen.len());
+                self.seen.push(NameSeen::default());
+                self.name_bytes += name.len();
+                self.seen.len() - 1
+            }
+        };
+        let seen = &mut self.seen[entry];
         if seen.idoc != idoc {
             (seen.idoc, seen.count) = (idoc, 0);
         }
         seen.count += 1;
-        seen
+        entry
     }
 
     fn append_text(&mut self, text: &str, m: Mark) -> Result<(), FileError> {
@@ -687,7 +711,7 @@ impl IdocReader {
                 value.push_str(text);
                 Ok(())
             }
-            Some(Frame::Idoc) | Some(Frame::Segment(_)) if !text.trim().is_empty() => {
+            Some(Frame::Idoc) | Some(Frame::Segment { .. }) if !text.trim().is_empty() => {
                 let snippet: String = text.trim().chars().take(40).collect();
                 Err(self.fail(
                     m,
