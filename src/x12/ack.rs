@@ -33,6 +33,16 @@ fn clean(v: &str, max: usize) -> String {
 /// has a line or two per set, and a 997 for an interchange of 100,000 sets made each of
 /// its values twice over (kept, then trimmed) before formatting them into a third.
 fn push_clean(out: &mut String, v: &str, max: usize) {
+    // Control numbers and codes are letters and digits: nothing to leave out or trim (a
+    // 997 cleans two of them for every set it answers, and a resume every set before it).
+    if v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        out.push_str(&v[..v.len().min(max)]);
+        return;
+    }
+    push_clean_any(out, v, max);
+}
+
+fn push_clean_any(out: &mut String, v: &str, max: usize) {
     let start = out.len();
     let kept = v
         .chars()
@@ -56,6 +66,15 @@ fn seg_id(v: &str) -> String {
 /// A segment id echoed back: its first three capitals or digits, `ZZZ` when fewer than
 /// two, appended to `out`.
 fn push_seg_id(out: &mut String, v: &str) {
+    let plain = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    if v.len() >= 2 && v.bytes().all(plain) {
+        out.push_str(&v[..v.len().min(3)]);
+        return;
+    }
+    push_seg_id_any(out, v);
+}
+
+fn push_seg_id_any(out: &mut String, v: &str) {
     let start = out.len();
     let id = v
         .chars()
@@ -464,6 +483,36 @@ mod tests {
         assert_eq!(seg_id("n1"), "ZZZ");
         assert_eq!(seg_id("N1"), "N1");
         assert_eq!(pad("ab", 4), "ab  ");
+    }
+
+    /// The shortcut for plain values writes what cleaning them character by character
+    /// writes, at and around the cuts.
+    #[test]
+    fn plain_values_are_echoed_as_cleaning_them_does() {
+        let values = [
+            "",
+            "0001",
+            "850",
+            "000000001",
+            "0000000012",
+            "AB",
+            "A",
+            "n1",
+            "N1",
+            "9",
+        ];
+        for v in values {
+            for max in [0, 1, 3, 9, 99] {
+                let (mut fast, mut any) = ("x".to_string(), "x".to_string());
+                push_clean(&mut fast, v, max);
+                push_clean_any(&mut any, v, max);
+                assert_eq!(fast, any, "{v:?} cut at {max}");
+            }
+            let (mut fast, mut any) = (String::new(), String::new());
+            push_seg_id(&mut fast, v);
+            push_seg_id_any(&mut any, v);
+            assert_eq!(fast, any, "{v:?}");
+        }
     }
 
     /// Appending to a line writes what the functions that made a value of their own wrote:
