@@ -184,8 +184,9 @@ pub fn fuzz_read(formats_dir: &Path, kind: &str, data: &[u8]) {
     fuzz(formats_dir, kind, data, false);
 }
 
-/// [`fuzz_read`], and an input that reads without a file error is read again from every
-/// mark its reader gave, which must return what the read through returned from there.
+/// [`fuzz_read`], and an input that reads without a file error is read again from up to
+/// five of the marks its reader gave, which must return what the read through returned
+/// from there.
 pub fn fuzz_restarts(formats_dir: &Path, kind: &str, data: &[u8]) {
     fuzz(formats_dir, kind, data, true);
 }
@@ -207,7 +208,7 @@ fn fuzz(formats_dir: &Path, kind: &str, data: &[u8], restarts: bool) {
         let read = read_all(f.as_ref(), file.path());
         // A file that reads whole must restart at each of its marks as it read through:
         // what a resumed file's reader does after a crash (see `assert_restarts_match`).
-        // Four restarts at most: a fuzzed input of many sets has a mark at each.
+        // A few restarts only: a fuzzed input of many sets has a mark at each.
         if restarts && read.error.is_none() {
             let ctx = ctx_for(file.path());
             restarts_match(f.as_ref(), file.path(), &ctx, None, 4);
@@ -238,8 +239,8 @@ pub fn assert_restarts_match_keeping(
     restarts_match(format, path, ctx, Some((state, between)), usize::MAX)
 }
 
-/// Restarts at `most` of the marks, spread over the file (the first and the last among
-/// them): each restart reads the rest of the file again.
+/// Restarts at up to `most` marks spread over the file from the first, and at the last
+/// (each restart reads the rest of the file again); `usize::MAX` restarts at every mark.
 fn restarts_match(
     format: &dyn Format,
     path: &Path,
