@@ -20,16 +20,20 @@ use crate::format::{FileError, Mark};
 use crate::unit::Unit;
 
 /// What ends a set's body or must be read as it would be: the trailer, the envelope
-/// segments an uninterrupted read stops at, and BIN, whose data may hold a terminator.
+/// segments an uninterrupted read stops at ([`SET_BREAKS`]), and BIN, whose data may hold
+/// a terminator.
 const BODY_STOPS: [SegId; 7] = [
     SegId::of(b"SE"),
+    SegId::of(b"BIN"),
     SegId::of(b"ST"),
     SegId::of(b"GE"),
     SegId::of(b"IEA"),
     SegId::of(b"ISA"),
     SegId::of(b"GS"),
-    SegId::of(b"BIN"),
 ];
+
+/// The envelope segments that end a set without its SE (as `read_set_body` finds them).
+const SET_BREAKS: &[SegId] = BODY_STOPS.split_at(2).1;
 
 impl X12Reader {
     /// Between units every held unit has been given out (see `next_unit`): any place is
@@ -71,8 +75,7 @@ impl X12Reader {
                 Ok(Some(id)) if id.is("SE") => return Ok(()),
                 Ok(Some(id)) => Some(id),
             };
-            let ends = ["ST", "GE", "IEA", "ISA", "GS"];
-            if id.is_none_or(|id| ends.iter().any(|e| id.is(e))) {
+            if id.is_none_or(|id| SET_BREAKS.contains(&id)) {
                 return Err(FileError::new(
                     "x12-missing-se",
                     format!(

@@ -322,6 +322,13 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b'\r' | b'\n' | b' ' | b'\t')
 }
 
+/// Whether `b` is whitespace passed between segments: never a delimiter (a newline may be
+/// the terminator).
+#[inline]
+fn between_segments(b: u8, d: &Delims) -> bool {
+    is_ws(b) && b != d.elem.first() && b != d.term.first() && b != d.comp.first()
+}
+
 /// The id of a skipped segment, given its bytes: what comes before the first element
 /// separator, line breaks left out (as `read_segment` leaves them out); 16 bytes without
 /// one make no id compared. A one-byte separator found before any line break, as in
@@ -478,11 +485,12 @@ impl<R: Read> SegmentReader<R> {
             if !is_ws(b) && b != 0x1A {
                 break;
             }
-            let delim = d
-                .is_some_and(|d| b == d.elem.first() || b == d.term.first() || b == d.comp.first());
             // Between interchanges a DOS end-of-file mark (SUB, 0x1A) is padding too.
-            let sub = d.is_none() && b == 0x1A;
-            if (is_ws(b) && !delim) || sub {
+            let passed = match d {
+                Some(d) => between_segments(b, d),
+                None => is_ws(b) || b == 0x1A,
+            };
+            if passed {
                 // `b` is in the window (read from it above): one byte passed.
                 self.at += 1;
             } else {
@@ -779,10 +787,10 @@ impl<R: Read> SegmentReader<R> {
     /// alone, each checking for the end of the window and a BIN byte by byte and making an
     /// id, a 30 MB interchange killed at 92% spent 708 M instructions there (458 M now).
     pub fn skip_ordinary(&mut self, d: &Delims, stops: &[SegId]) {
-        let ([t], [e]) = (d.term.bytes(), d.elem.bytes()) else {
+        let ([t], [_]) = (d.term.bytes(), d.elem.bytes()) else {
             return;
         };
-        let (t, e, c) = (*t, *e, d.comp.first());
+        let t = *t;
         // The first letters of the stops: a segment starting with another capital is none
         // of them, and its id need not be made (most of this pass's work when it was).
         let letters = stops
@@ -800,7 +808,7 @@ impl<R: Read> SegmentReader<R> {
             let seg = &buf[at..end];
             let lead = seg
                 .iter()
-                .position(|&b| !is_ws(b) || b == e || b == c)
+                .position(|&b| !between_segments(b, d))
                 .unwrap_or(seg.len());
             let seg = &seg[lead..];
             let first = seg.first().copied().unwrap_or(0);
