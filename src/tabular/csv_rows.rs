@@ -19,7 +19,7 @@
 // decision (reported to the lead), not something to work around here.
 #![allow(clippy::result_large_err)]
 
-use std::io::Read;
+use std::io::{self, Read, Seek, SeekFrom};
 
 use super::charset::{self, Decoding, Encoding, Transcoder};
 use super::def::CsvDialect;
@@ -56,9 +56,66 @@ struct Parsed {
     too_wide: bool,
 }
 
+/// Where a CSV reader's bytes come from. A file read as it is can also move to a byte
+/// offset: a resumed read whose keys come from the keys log jumps over its committed part
+/// instead of reading it through (which was a tenth of a resumed 100 MB file's time).
+pub trait Input: Read + Send {
+    /// Moves so that the next byte read is byte `to` of the stream: `Ok(false)` where this
+    /// input cannot, and the caller reads through instead.
+    fn jump(&mut self, _to: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// Any reader, read through.
+struct Stream(Box<dyn Read + Send>);
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Input for Stream {}
+
+/// A file whose first bytes were read already (to decide its decoding), then the rest
+/// of it: the stream is the file's bytes as they are, so a byte offset is a file offset.
+pub struct HeadThenFile {
+    head: io::Cursor<Vec<u8>>,
+    file: std::fs::File,
+}
+
+impl HeadThenFile {
+    /// `file` must be positioned just after `head`, its first bytes.
+    pub fn new(head: Vec<u8>, file: std::fs::File) -> HeadThenFile {
+        HeadThenFile {
+            head: io::Cursor::new(head),
+            file,
+        }
+    }
+}
+
+impl Read for HeadThenFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.head.read(buf)? {
+            0 => self.file.read(buf),
+            n => Ok(n),
+        }
+    }
+}
+
+impl Input for HeadThenFile {
+    fn jump(&mut self, to: u64) -> io::Result<bool> {
+        let held = self.head.get_ref().len() as u64;
+        self.head.set_position(to.min(held));
+        self.file.seek(SeekFrom::Start(to.max(held)))?;
+        Ok(true)
+    }
+}
+
 /// A streaming CSV row source.
 pub struct CsvRows {
-    input: Box<dyn Read + Send>,
+    input: Box<dyn Input>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -113,8 +170,19 @@ impl CsvRows {
         dialect: &CsvDialect,
         max_record_bytes: u64,
     ) -> CsvRows {
-        let input: Box<dyn Read + Send> = match decoding {
-            Decoding::Transcode(e) => Box::new(Transcoder::new(input, e, CHUNK)),
+        Self::from_input(Box::new(Stream(input)), decoding, dialect, max_record_bytes)
+    }
+
+    /// As [`Self::with_decoding`], from an input that may be able to jump (see [`Input`]).
+    /// A transcoded one cannot: its offsets are in the transcoding.
+    pub fn from_input(
+        input: Box<dyn Input>,
+        decoding: Decoding,
+        dialect: &CsvDialect,
+        max_record_bytes: u64,
+    ) -> CsvRows {
+        let input: Box<dyn Input> = match decoding {
+            Decoding::Transcode(e) => Box::new(Stream(Box::new(Transcoder::new(input, e, CHUNK)))),
             _ => input,
         };
         let core = csv_core::ReaderBuilder::new()

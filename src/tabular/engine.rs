@@ -36,7 +36,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use super::charset::{self, Encoding};
-use super::csv_rows::{CsvItem, CsvRows};
+use super::csv_rows::{CsvItem, CsvRows, HeadThenFile};
 use super::def::{Bound, ColumnRef, FieldType, MapValue, Piece, Source, TabularDef, Template};
 use super::key_log::KeyLog;
 use super::{column_letters, Cell, Row, RowSource};
@@ -143,9 +143,8 @@ impl Format for TabularFormat {
                     .map_err(|e| FileError::io(&e))?;
                 let decoding =
                     csv_decoding(&self.def.name, dialect, &head, head.len() as u64 == len)?;
-                let input = std::io::Cursor::new(head).chain(file);
-                RowsIn::Csv(Box::new(CsvRows::with_decoding(
-                    Box::new(input),
+                RowsIn::Csv(Box::new(CsvRows::from_input(
+                    Box::new(HeadThenFile::new(head, file)),
                     decoding,
                     dialect,
                     ctx.limits.max_record_bytes,

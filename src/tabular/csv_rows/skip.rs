@@ -1,7 +1,8 @@
 //! Passing over the committed part of a CSV file when a resumed read starts at a mark.
 //!
 //! A resumed reader must still learn every group key before the mark (see
-//! `tabular::resume`), so it cannot seek; but it needs no rows, only where each record ends
+//! `tabular::resume`): with the keys log it jumps to the mark ([`CsvRows::discard_to`]);
+//! without one it cannot, but it needs no rows, only where each record ends
 //! and one field's text. csv-core finds that byte by byte through its state machine, which
 //! made this pass a third of a resumed run's instructions. Most records can be found with a
 //! few memchr jumps instead: the next delimiter or line break, and across a quoted field its
@@ -56,7 +57,8 @@ impl CsvRows {
         }
     }
 
-    /// Passes over everything up to byte `to` without looking at it, and takes the
+    /// Passes over everything up to byte `to` without looking at it (a file input jumps
+    /// there, reading only the byte before it), and takes the
     /// position there as given: physical line `line`, after `records` records. For a mark
     /// an earlier read of the same bytes gave, where csv-core is between records as it is
     /// after [`Self::skip_scanned`]. `Ok(false)` if the file ends before `to`, or `to` does
@@ -68,6 +70,11 @@ impl CsvRows {
         }
         let mut last = 0;
         while self.byte < to {
+            // Past what is buffered, an input that can jumps to the byte before `to`: that
+            // byte is read, to see a line break ends there.
+            if self.start == self.end && to - self.byte > 1 && self.jump_to(to - 1)? {
+                continue;
+            }
             self.fill()?;
             if self.start == self.end {
                 return Ok(false);
@@ -83,6 +90,20 @@ impl CsvRows {
         }
         (self.prev_cr, self.line, self.records) = (last == b'\r', line, records);
         Ok(true)
+    }
+
+    /// Moves the input to byte `at` with nothing buffered, if it can (see
+    /// [`super::Input::jump`]).
+    fn jump_to(&mut self, at: u64) -> Result<bool, FileError> {
+        let pos = self.position();
+        let jumped = self.input.jump(at).map_err(|e| FileError {
+            pos: Some(pos),
+            reason: crate::unit::Reason::new("io", format!("I/O error: {e}")),
+        })?;
+        if jumped {
+            (self.start, self.end, self.eof, self.byte) = (0, 0, false, at);
+        }
+        Ok(jumped)
     }
 
     /// Skips the buffered record at `start` if [`scan_record`] can find it, as csv-core
@@ -212,7 +233,7 @@ mod tests {
     use super::super::tests::items;
     use super::super::{CsvItem, CsvRows};
     use super::*;
-    use crate::tabular::charset::Encoding;
+    use crate::tabular::charset::{Decoding, Encoding};
     use crate::tabular::def::CsvDialect;
 
     fn dialect(encoding: Encoding, quote: Option<u8>) -> CsvDialect {
@@ -293,6 +314,76 @@ mod tests {
             }
         }
         assert!(checked > 100, "{checked}");
+    }
+
+    /// A file several buffers long, with every kind of line end, blank lines and quoted
+    /// line breaks, so that marks fall in the first buffer and far past it.
+    fn long_file() -> Vec<u8> {
+        let mut data = b"k,v,w\r\n".to_vec();
+        for i in 0..20_000 {
+            let row = match i % 5 {
+                0 => format!("K{i},{i},x\r\n"),
+                1 => format!("K{i},\"a\r\nb\",y\n"),
+                2 => format!("K{i},{i}\r\r\n"),
+                3 => format!("\"K{i}\",\"\"\"q\"\"\"\n\n"),
+                _ => format!("K{i},,\r"),
+            };
+            data.extend_from_slice(row.as_bytes());
+        }
+        data.extend_from_slice(b"Z,1");
+        data
+    }
+
+    #[test]
+    fn a_file_input_jumps_to_a_mark_where_reading_through_would_land() {
+        let d = dialect(Encoding::Utf8, Some(b'"'));
+        let data = long_file();
+        assert!(data.len() > 3 * super::super::CHUNK, "{}", data.len());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        std::fs::write(&path, &data).unwrap();
+        // Every item, with where it starts: byte, line, records before it.
+        let (mut all, mut records) = (Vec::new(), 0);
+        for item in items(&data, &d, 1 << 20) {
+            let (pos, row) = match &item {
+                CsvItem::Blank(ps) => (&ps[0], false),
+                CsvItem::Row(r, _) => (&r.pos, true),
+            };
+            all.push(((pos.byte, pos.line, records), format!("{item:?}")));
+            records += u64::from(row);
+        }
+        let open = |head: usize| {
+            use std::io::{Seek, SeekFrom};
+            let mut file = std::fs::File::open(&path).unwrap();
+            file.seek(SeekFrom::Start(head as u64)).unwrap();
+            let input = super::super::HeadThenFile::new(data[..head].to_vec(), file);
+            CsvRows::from_input(Box::new(input), Decoding::Utf8 { auto: false }, &d, 1 << 20)
+        };
+        let mut checked = 0;
+        for head in [10, 70_000, data.len()] {
+            for ((byte, line, records), item) in all.iter().step_by(97) {
+                let mut r = open(head);
+                let what = format!("head {head} byte {byte}");
+                assert!(r.discard_to(*byte, *line, *records).unwrap(), "{what}");
+                let at = r.position();
+                assert_eq!(
+                    (at.byte, at.line, at.record),
+                    (*byte, *line, *records),
+                    "{what}"
+                );
+                let next = format!("{:?}", r.next_item().unwrap().unwrap());
+                assert_eq!(&next, item, "{what}");
+                // One byte into a row is inside a line: no item starts there.
+                if item.starts_with("Row") {
+                    assert!(
+                        !open(head).discard_to(byte + 1, *line, *records).unwrap(),
+                        "{what}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 300, "{checked}");
     }
 
     #[test]
