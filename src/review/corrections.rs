@@ -134,6 +134,20 @@ pub(crate) fn error_text(line: &CorrectionLine) -> String {
         (None, Some(m)) => m.clone(),
         (None, None) => "rejected".to_string(),
     };
+    // Printable ASCII that fits, nearly every message, is the cell as it is.
+    let plain = text.len() <= MAX_ERROR_CHARS && text.bytes().all(|b| (b' '..=b'~').contains(&b));
+    let mut flat = match plain {
+        true => text,
+        false => flattened(&text),
+    };
+    if flat.starts_with(['=', '+', '-', '@']) {
+        flat.insert(0, '\'');
+    }
+    flat
+}
+
+/// `text` on one line and at most [`MAX_ERROR_CHARS`] long (an ellipsis marks a cut).
+fn flattened(text: &str) -> String {
     let mut flat: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -141,9 +155,6 @@ pub(crate) fn error_text(line: &CorrectionLine) -> String {
         .collect();
     if text.chars().count() > MAX_ERROR_CHARS {
         flat.push('…');
-    }
-    if flat.starts_with(['=', '+', '-', '@']) {
-        flat.insert(0, '\'');
     }
     flat
 }

@@ -420,6 +420,19 @@ fn error_text_is_one_line_capped_and_never_a_formula() {
     assert_eq!(error_text(&line(None, "=cmd()")), "'=cmd()");
     let long = error_text(&line(Some("code-list"), &"x".repeat(5000)));
     assert_eq!(long.chars().count(), MAX_ERROR_CHARS + 1);
+    // Printable ASCII that fits is taken as it is: what flattening it gives, at and
+    // around the cap, and next to the bytes that are not plain.
+    let m = MAX_ERROR_CHARS;
+    for n in [0, 1, m - 1, m, m + 1] {
+        for last in ["x", "~", " ", "\t", "\u{7f}", "é", "\u{85}"] {
+            let text = format!("{}{last}", "a".repeat(n));
+            let mut want = flattened(&text);
+            if want.starts_with(['=', '+', '-', '@']) {
+                want.insert(0, '\'');
+            }
+            assert_eq!(error_text(&line(None, &text)), want, "{n} {last:?}");
+        }
+    }
 }
 
 #[test]
