@@ -347,6 +347,8 @@ fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>)
 /// when it has to scan for them.
 const KEYS_FROM_LOG: &str = "taken from the keys log";
 const KEYS_SCANNED: &str = "no usable keys log";
+/// What a resumed X12 run logs when it starts from a restart snapshot.
+const FROM_SNAPSHOT: &str = "taken from the restart snapshot";
 
 /// [`killed_at_a_mark_then_resumed`], with `damage` done to the work folder between the
 /// kill and the resume, and `logged` what a CSV file's resume must log (the way it found
@@ -413,6 +415,11 @@ fn killed_then_resumed_with(
     assert!(
         !name.ends_with(".csv") || log.contains(logged),
         "a CSV file's resume logged `{logged}`: {}",
+        text(&out)
+    );
+    assert!(
+        !name.ends_with(".x12") || log.contains(FROM_SNAPSHOT),
+        "an X12 file's resume started from a snapshot: {}",
         text(&out)
     );
     assert!(

@@ -767,6 +767,70 @@ fn all_or_nothing_group_names_its_documents_and_is_unmapped_only_if_no_set_is_ma
 /// a read restarted at any mark returns the units an uninterrupted read returned from
 /// there, evaluated alike, and finishes with the same acknowledgements (which answer
 /// every set of the file, those before the mark included).
+/// The same restarts with the reader keeping its restart snapshots (what the engine
+/// has it do): small files take one at nearly every mark, so most restarts start from a
+/// snapshot and pass over the sets after it. Then with the snapshots damaged after the
+/// read (cut short, or a byte changed): a restart that cannot trust its snapshot passes
+/// over everything from the top, and still returns the same.
+#[test]
+fn a_read_restarted_from_its_snapshots_returns_what_reading_through_returned() {
+    use tallyman::format::testing::{assert_restarts_match_keeping_some, ctx_for};
+    let f = format();
+    let mut with_snapshot = 0;
+    let mut files = 0;
+    for dir in ["tests/corpus/x12", "samples/inbox"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if !p.extension().is_some_and(|x| x == "x12" || x == "edi")
+                || read_all(f.as_ref(), &p).error.is_some()
+            {
+                continue;
+            }
+            files += 1;
+            let damage: [&dyn Fn(&std::path::Path); 3] = [
+                &|_| {},
+                &|s| {
+                    let len = std::fs::metadata(s).map_or(0, |m| m.len());
+                    let _ = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(s)
+                        .and_then(|f| f.set_len(len / 2));
+                },
+                &|s| {
+                    if let Ok(mut b) = std::fs::read(s) {
+                        let mid = b.len() / 2;
+                        if let Some(x) = b.get_mut(mid) {
+                            *x ^= 0x20;
+                        }
+                        std::fs::write(s, b).unwrap();
+                    }
+                },
+            ];
+            // Every restart also appends snapshots of its own: a few dozen marks a file,
+            // spread over it, and fewer with the snapshots damaged.
+            for (d, most) in damage.iter().zip([40, 8, 8]) {
+                let dir = tempfile::tempdir().unwrap();
+                let state = dir.path().join("restart-state");
+                let ctx = ctx_for(&p);
+                let marks = assert_restarts_match_keeping_some(
+                    f.as_ref(),
+                    &p,
+                    &ctx,
+                    &state,
+                    &|| d(&state),
+                    most,
+                );
+                with_snapshot += marks.iter().filter(|m| !m.state.is_null()).count();
+            }
+        }
+    }
+    assert!(files > 50, "{files} files");
+    assert!(
+        with_snapshot > 300,
+        "{with_snapshot} marks named a snapshot"
+    );
+}
+
 #[test]
 fn a_resumed_read_restarts_at_every_mark_as_if_read_through() {
     use tallyman::format::testing::{assert_restarts_match, ctx_for};

@@ -1,6 +1,7 @@
 //! Restarting a reader whose state at a unit grows with the file (X12, IDoc: every set or
-//! IDoc before it, for the acknowledgement) by reading from the top again, building
-//! nothing of the units before the mark.
+//! IDoc before it, for the acknowledgement) by reading from the top again (X12: from a
+//! snapshot of that state taken before the mark), building nothing of the units before
+//! the mark.
 
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]

@@ -24,6 +24,7 @@ pub mod map;
 mod resume;
 pub mod segments;
 mod sets;
+mod snapshot;
 pub mod validate;
 
 use std::fs::File;
@@ -102,6 +103,7 @@ impl Format for X12Format {
         ctx: &OpenContext,
     ) -> Result<Box<dyn UnitReader + 'a>, FileError> {
         let file = File::open(path).map_err(|e| FileError::io(&e))?;
+        let input_bytes = file.metadata().map_or(0, |m| m.len());
         let max = usize::try_from(ctx.limits.max_record_bytes).unwrap_or(usize::MAX);
         Ok(Box::new(X12Reader {
             src: SegmentReader::new(BufReader::new(file), max),
@@ -118,6 +120,8 @@ impl Format for X12Format {
             group_shared: None,
             skim_below: 0,
             at_mark: None,
+            input_bytes,
+            snaps: Default::default(),
         }))
     }
 }
@@ -203,6 +207,10 @@ pub struct X12Reader {
     skim_below: u64,
     /// The unit at the mark, read by `seek`, returned first.
     at_mark: Option<Unit>,
+    /// The input's size, which spaces restart snapshots.
+    input_bytes: u64,
+    /// Snapshots of the state at marks, for a restart to start near its mark.
+    snaps: snapshot::Snapshots,
 }
 
 /// A set's segments as lines are shown: `prefix / ST <st02>, segment <n> of set`, and the
@@ -744,6 +752,10 @@ impl UnitReader for X12Reader {
 
     fn mark(&mut self) -> Option<crate::format::Mark> {
         self.restart_mark()
+    }
+
+    fn keep_state_in(&mut self, file: std::path::PathBuf) {
+        self.snaps.keep_in(file, self.input_bytes);
     }
 
     fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {

@@ -372,6 +372,20 @@ fn newlines_in(bytes: &[u8]) -> u64 {
     }
 }
 
+impl<R: Read + std::io::Seek> SegmentReader<R> {
+    /// Goes to input byte `byte`, at line `line`, after `record` segments: where a restart
+    /// snapshot was taken (see `super::snapshot`), a place an earlier read of the same
+    /// bytes reached between segments.
+    pub fn restart_from(&mut self, byte: u64, line: u64, record: u64) -> std::io::Result<()> {
+        self.inner.seek(std::io::SeekFrom::Start(byte))?;
+        self.buf.clear();
+        (self.at, self.base, self.eof, self.record) = (0, byte, false, record);
+        self.line.set(line);
+        self.counted.set(0);
+        Ok(())
+    }
+}
+
 impl<R: Read> SegmentReader<R> {
     pub fn new(inner: R, max_record: usize) -> Self {
         SegmentReader {

@@ -84,6 +84,35 @@ impl SetList {
         self.len += 1;
     }
 
+    /// Writes the list for a restart snapshot (see `super::snapshot`).
+    pub(super) fn save(&self, out: &mut Vec<u8>) {
+        put_unsigned(out, self.len as u64);
+        put_unsigned(out, self.last_seq);
+        super::snapshot::put_bytes(out, &self.last_ak2);
+        put_unsigned(out, self.chunks.iter().map(|c| c.len() as u64).sum());
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+    }
+
+    /// The list [`Self::save`] wrote, read from the front of `b`.
+    pub(super) fn restore(b: &mut &[u8]) -> Option<SetList> {
+        let len = usize::try_from(take_unsigned(b)?).ok()?;
+        let last_seq = take_unsigned(b)?;
+        let last_ak2 = super::snapshot::take_bytes(b)?.to_vec();
+        let records = super::snapshot::take_bytes(b)?.to_vec();
+        Some(SetList {
+            chunks: if records.is_empty() {
+                Vec::new()
+            } else {
+                vec![records]
+            },
+            len,
+            last_seq,
+            last_ak2,
+        })
+    }
+
     /// Calls `f` with every set, in order.
     pub fn each(&self, mut f: impl FnMut(SetView)) {
         let (mut seq, mut ak2) = (0u64, Vec::new());
