@@ -13,7 +13,7 @@
 //! A snapshot is taken once the bytes read since the last one are at least a 64th of the
 //! file and 16 times the last snapshot's size. A snapshot costs about five bytes a set (the
 //! set list's own form) and grows with the file, so the second condition spaces them out
-//! as it grows: a 30 MB interchange of 86,000 sets writes ~2 MB of them in all, and a
+//! as it grows: a 30 MB interchange of 86,000 sets writes 1.7 MB of them in all, and a
 //! resume passes over at most about a fifth of its committed part. The first makes small
 //! files (the test corpus) take one at nearly every mark, so restores are exercised.
 
