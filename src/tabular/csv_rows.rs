@@ -234,13 +234,16 @@ impl CsvRows {
                     return Ok(());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(FileError {
-                        pos: Some(Position::new(self.line, self.byte, self.records)),
-                        reason: Reason::new("io", format!("I/O error: {e}")),
-                    })
-                }
+                Err(e) => return Err(self.io_failure(&e)),
             }
+        }
+    }
+
+    /// A read or seek of the input that failed, where reading stands.
+    fn io_failure(&self, e: &std::io::Error) -> FileError {
+        FileError {
+            pos: Some(Position::new(self.line, self.byte, self.records)),
+            reason: Reason::new("io", format!("I/O error: {e}")),
         }
     }
 

@@ -95,11 +95,7 @@ impl CsvRows {
     /// Moves the input to byte `at` with nothing buffered, if it can (see
     /// [`super::Input::jump`]).
     fn jump_to(&mut self, at: u64) -> Result<bool, FileError> {
-        let pos = self.position();
-        let jumped = self.input.jump(at).map_err(|e| FileError {
-            pos: Some(pos),
-            reason: crate::unit::Reason::new("io", format!("I/O error: {e}")),
-        })?;
+        let jumped = self.input.jump(at).map_err(|e| self.io_failure(&e))?;
         if jumped {
             (self.start, self.end, self.eof, self.byte) = (0, 0, false, at);
         }
