@@ -762,66 +762,75 @@ fn all_or_nothing_group_names_its_documents_and_is_unmapped_only_if_no_set_is_ma
     assert!(group.eval.hold.is_some());
 }
 
-/// Every corpus interchange that reads without a file error, the bundled samples, and the
-/// samples again under all-or-nothing partners (whose group or interchange is one unit):
-/// a read restarted at any mark returns the units an uninterrupted read returned from
-/// there, evaluated alike, and finishes with the same acknowledgements (which answer
-/// every set of the file, those before the mark included).
-/// The same restarts with the reader keeping its restart snapshots (what the engine
-/// has it do): small files take one at nearly every mark, so most restarts start from a
-/// snapshot and pass over the sets after it. Then with the snapshots damaged after the
-/// read (cut short, or a byte changed): a restart that cannot trust its snapshot passes
-/// over everything from the top, and still returns the same.
+/// The restarts of `a_resumed_read_restarts_at_every_mark_as_if_read_through` (below),
+/// with the reader keeping its restart snapshots, as the engine has it do: small files
+/// take one at nearly every mark, so most restarts start from a snapshot and pass over the
+/// sets after it, under all-or-nothing partners too. Then with the snapshots damaged
+/// after the read (cut short, or a byte changed): a restart that cannot trust its
+/// snapshot passes over everything from the top, and still returns the same.
 #[test]
 fn a_read_restarted_from_its_snapshots_returns_what_reading_through_returned() {
     use tallyman::format::testing::{assert_restarts_match_keeping_some, ctx_for};
-    let f = format();
-    let mut with_snapshot = 0;
-    let mut files = 0;
+    let plain = format();
+    let mut inputs: Vec<(Arc<dyn Format>, std::path::PathBuf)> = Vec::new();
     for dir in ["tests/corpus/x12", "samples/inbox"] {
         for e in std::fs::read_dir(root().join(dir)).unwrap() {
             let p = e.unwrap().path();
-            if !p.extension().is_some_and(|x| x == "x12" || x == "edi")
-                || read_all(f.as_ref(), &p).error.is_some()
-            {
-                continue;
+            if p.extension().is_some_and(|x| x == "x12" || x == "edi") {
+                inputs.push((plain.clone(), p));
             }
-            files += 1;
-            let damage: [&dyn Fn(&std::path::Path); 3] = [
-                &|_| {},
-                &|s| {
-                    let len = std::fs::metadata(s).map_or(0, |m| m.len());
-                    let _ = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(s)
-                        .and_then(|f| f.set_len(len / 2));
-                },
-                &|s| {
-                    if let Ok(mut b) = std::fs::read(s) {
-                        let mid = b.len() / 2;
-                        if let Some(x) = b.get_mut(mid) {
-                            *x ^= 0x20;
-                        }
-                        std::fs::write(s, b).unwrap();
+        }
+    }
+    for (partner, atomic, sample) in [
+        ("GLOBEX", "group", "globex-invoices.x12"),
+        ("ACME", "interchange", "acme-orders.x12"),
+    ] {
+        let def =
+            format!("kind = \"x12-partner\"\nsenders = [\"{partner}\"]\natomic = \"{atomic}\"\n");
+        let (f, _) = format_with(&[("p.toml", def.as_str())]);
+        inputs.push((f, root().join("samples/inbox").join(sample)));
+    }
+    let mut with_snapshot = 0;
+    let mut files = 0;
+    for (f, p) in inputs {
+        if read_all(f.as_ref(), &p).error.is_some() {
+            continue;
+        }
+        files += 1;
+        let damage: [&dyn Fn(&std::path::Path); 3] = [
+            &|_| {},
+            &|s| {
+                let len = std::fs::metadata(s).map_or(0, |m| m.len());
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(s)
+                    .and_then(|f| f.set_len(len / 2));
+            },
+            &|s| {
+                if let Ok(mut b) = std::fs::read(s) {
+                    let mid = b.len() / 2;
+                    if let Some(x) = b.get_mut(mid) {
+                        *x ^= 0x20;
                     }
-                },
-            ];
-            // Every restart also appends snapshots of its own: a few dozen marks a file,
-            // spread over it, and fewer with the snapshots damaged.
-            for (d, most) in damage.iter().zip([40, 8, 8]) {
-                let dir = tempfile::tempdir().unwrap();
-                let state = dir.path().join("restart-state");
-                let ctx = ctx_for(&p);
-                let marks = assert_restarts_match_keeping_some(
-                    f.as_ref(),
-                    &p,
-                    &ctx,
-                    &state,
-                    &|| d(&state),
-                    most,
-                );
-                with_snapshot += marks.iter().filter(|m| !m.state.is_null()).count();
-            }
+                    std::fs::write(s, b).unwrap();
+                }
+            },
+        ];
+        // Every restart also appends snapshots of its own: a few dozen marks a file,
+        // spread over it, and fewer with the snapshots damaged.
+        for (d, most) in damage.iter().zip([40, 8, 8]) {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("restart-state");
+            let ctx = ctx_for(&p);
+            let marks = assert_restarts_match_keeping_some(
+                f.as_ref(),
+                &p,
+                &ctx,
+                &state,
+                &|| d(&state),
+                most,
+            );
+            with_snapshot += marks.iter().filter(|m| !m.state.is_null()).count();
         }
     }
     assert!(files > 50, "{files} files");
@@ -831,6 +840,11 @@ fn a_read_restarted_from_its_snapshots_returns_what_reading_through_returned() {
     );
 }
 
+/// Every corpus interchange that reads without a file error, the bundled samples, and the
+/// samples again under all-or-nothing partners (whose group or interchange is one unit):
+/// a read restarted at any mark returns the units an uninterrupted read returned from
+/// there, evaluated alike, and finishes with the same acknowledgements (which answer
+/// every set of the file, those before the mark included).
 #[test]
 fn a_resumed_read_restarts_at_every_mark_as_if_read_through() {
     use tallyman::format::testing::{assert_restarts_match, ctx_for};
