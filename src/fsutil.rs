@@ -28,6 +28,20 @@ pub fn file_mode() -> u32 {
     FILE_MODE.load(Ordering::Relaxed)
 }
 
+/// Options that write a file, created with the configured file mode: a reader's restart
+/// state (a CSV file's keys log, an X12 file's snapshots) holds business keys and partner
+/// ids.
+pub fn private_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(file_mode());
+    }
+    o
+}
+
 /// Sets the process umask so files created by libraries (SQLite's ledger, WAL and shm
 /// files) and folders get no more than `dir_mode` allows. Unix only.
 pub fn apply_umask(dir_mode: u32) {

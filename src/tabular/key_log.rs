@@ -101,7 +101,7 @@ impl KeyLog {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            self.file = Some(private_options().truncate(true).open(path)?);
+            self.file = Some(crate::fsutil::private_options().truncate(true).open(path)?);
         }
         let file = self.file.as_mut().expect("opened");
         if std::mem::take(&mut self.cut) {
@@ -143,18 +143,6 @@ impl KeyLog {
             .collect();
         Some(hashes)
     }
-}
-
-/// Written, and created with the configured file mode (the hashes are of business keys).
-fn private_options() -> OpenOptions {
-    let mut o = OpenOptions::new();
-    o.write(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(crate::fsutil::file_mode());
-    }
-    o
 }
 
 #[cfg(test)]

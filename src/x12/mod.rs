@@ -120,8 +120,7 @@ impl Format for X12Format {
             group_shared: None,
             skim_below: 0,
             at_mark: None,
-            input_bytes,
-            snaps: Default::default(),
+            snaps: snapshot::Snapshots::new(input_bytes),
         }))
     }
 }
@@ -207,8 +206,6 @@ pub struct X12Reader {
     skim_below: u64,
     /// The unit at the mark, read by `seek`, returned first.
     at_mark: Option<Unit>,
-    /// The input's size, which spaces restart snapshots.
-    input_bytes: u64,
     /// Snapshots of the state at marks, for a restart to start near its mark.
     snaps: snapshot::Snapshots,
 }
@@ -755,7 +752,7 @@ impl UnitReader for X12Reader {
     }
 
     fn keep_state_in(&mut self, file: std::path::PathBuf) {
-        self.snaps.keep_in(file, self.input_bytes);
+        self.snaps.keep_in(file);
     }
 
     fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {

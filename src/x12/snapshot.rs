@@ -17,7 +17,7 @@
 //! resume passes over at most about a fifth of its committed part. The first makes small
 //! files (the test corpus) take one at nearly every mark, so restores are exercised.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
@@ -77,9 +77,16 @@ pub(super) struct State {
 }
 
 impl Snapshots {
-    pub fn keep_in(&mut self, path: PathBuf, input_bytes: u64) {
+    /// For a read of an input of `input_bytes`; nothing is kept until [`Self::keep_in`].
+    pub fn new(input_bytes: u64) -> Snapshots {
+        Snapshots {
+            input_bytes,
+            ..Default::default()
+        }
+    }
+
+    pub fn keep_in(&mut self, path: PathBuf) {
         self.path = Some(path);
-        self.input_bytes = input_bytes;
     }
 
     /// Whether a snapshot is due at input byte `byte`.
@@ -121,7 +128,11 @@ impl Snapshots {
             // A read that did not start from a snapshot owes nothing to what the file
             // holds (an earlier attempt's); one that did appends after it.
             let fresh = self.last.is_none();
-            self.file = Some(private_options().truncate(fresh).open(path)?);
+            self.file = Some(
+                crate::fsutil::private_options()
+                    .truncate(fresh)
+                    .open(path)?,
+            );
         }
         let file = self.file.as_mut().ok_or(std::io::ErrorKind::NotFound)?;
         let at = file.seek(SeekFrom::End(0))?;
@@ -171,19 +182,6 @@ impl Snapshots {
 
 fn checksum(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex()[..32].to_string()
-}
-
-/// Written, and created with the configured file mode (snapshots hold partner ids and
-/// control numbers).
-fn private_options() -> OpenOptions {
-    let mut o = OpenOptions::new();
-    o.read(true).write(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(crate::fsutil::file_mode());
-    }
-    o
 }
 
 /// The reader's state at `place` as a snapshot.
