@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # What resuming after a crash costs: one full `tallyman run` of a generated orders CSV (or
-# X12 850 interchange) is timed; then, in a fresh workspace, a run of the same file is killed
+# X12 850 interchange, or ORDERS05 IDoc file) is timed; then, in a fresh workspace, a run of the same file is killed
 # with SIGKILL once about 90% of its lines are committed (the ledger's files.committed_lines,
 # read with sqlite3 read-only every 50 ms), and the resuming `tallyman run` is timed. A
 # resume that redid everything would cost ~100% of the full run; ~10% (plus start-up) is the
 # aim.
 #
-#   scripts/bench-resume.sh [MB] [csv|x12]   (default 50 csv; needs sqlite3; CARGO_TARGET_DIR
-#                                            is honoured)
+#   scripts/bench-resume.sh [MB] [csv|x12|idoc]   (default 50 csv; needs sqlite3;
+#                                                 CARGO_TARGET_DIR is honoured)
 #
 # Prints `RESULT resume kind=… resume_secs=… full_secs=… share=…%` and OK/MISMATCH for the units
 # applied after the resume against the full run. Measured here, never asserted in tests.
@@ -21,7 +21,8 @@ bench_setup
 case "$KIND" in
   csv) bench_input csv "$MB" orders-bench.csv ;;
   x12) bench_input x12 "$MB" po-bench.x12 ;;
-  *) echo "bench-resume: kind is csv or x12, not $KIND" >&2; exit 2 ;;
+  idoc) bench_input idoc "$MB" idoc-orders05-bench.xml ;;
+  *) echo "bench-resume: kind is csv, x12 or idoc, not $KIND" >&2; exit 2 ;;
 esac
 
 echo "== full run"

@@ -2,7 +2,7 @@
 # All the intake benchmarks, as one Markdown table: tallyman's end-to-end MB/s against a
 # parse floor measured on the same file in the same run (examples/parse_floor.rs), peak RSS
 # and ledger growth, for CSV, X12 and IDoc; then thread scaling, the cost of resuming after a
-# SIGKILL (CSV and X12), and frictionless on the same CSV.
+# SIGKILL (CSV, X12 and IDoc), and frictionless on the same CSV.
 #
 #   scripts/bench.sh [CSV_MB] [X12_MB] [IDOC_MB] [RESUME_MB] [THREADS_MB] [FRICTIONLESS_MB]
 #
@@ -34,6 +34,7 @@ part idoc bench-idoc.sh "$IDOC_MB"
 part threads bench-threads.sh "$THREADS_MB"
 part resume bench-resume.sh "$RESUME_MB"
 part resume-x12 bench-resume.sh "$X12_MB" x12
+part resume-idoc bench-resume.sh "$IDOC_MB" idoc
 part frictionless bench-frictionless.sh "$FRICTIONLESS_MB"
 
 echo

@@ -265,8 +265,8 @@ fn a_killed_x12_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
     killed_at_a_mark_then_resumed("po-big.x12", &purchase_orders_x12(15_000), None);
 }
 
-/// And an IDoc file: the IDocs before the mark are parsed for their place and dropped,
-/// and the STATUS acknowledgement still answers every IDoc.
+/// And an IDoc file: reading restarts at the mark from the state it holds, and the
+/// STATUS acknowledgement still answers every IDoc.
 #[test]
 fn a_killed_idoc_run_resumes_at_its_mark_and_matches_an_uninterrupted_run() {
     killed_at_a_mark_then_resumed("idoc-orders05-big.xml", &orders_idoc(2_500), None);
@@ -349,6 +349,8 @@ const KEYS_FROM_LOG: &str = "taken from the keys log";
 const KEYS_SCANNED: &str = "no usable keys log";
 /// What a resumed X12 run logs when it starts from a restart snapshot.
 const FROM_SNAPSHOT: &str = "taken from the restart snapshot";
+/// What a resumed IDoc run logs when it restarts from the state its mark holds.
+const FROM_MARK_STATE: &str = "the IDocs before it are not read again";
 
 /// [`killed_at_a_mark_then_resumed`], with `damage` done to the work folder between the
 /// kill and the resume, and `logged` what a CSV file's resume must log (the way it found
@@ -420,6 +422,11 @@ fn killed_then_resumed_with(
     assert!(
         !name.ends_with(".x12") || log.contains(FROM_SNAPSHOT),
         "an X12 file's resume started from a snapshot: {}",
+        text(&out)
+    );
+    assert!(
+        !name.ends_with(".xml") || log.contains(FROM_MARK_STATE),
+        "an IDoc file's resume restarted at its mark: {}",
         text(&out)
     );
     assert!(

@@ -1,7 +1,8 @@
-//! Restarting a reader whose state at a unit grows with the file (X12, IDoc: every set or
-//! IDoc before it, for the acknowledgement) by reading from the top again (X12: from a
-//! snapshot of that state taken before the mark), building nothing of the units before
-//! the mark.
+//! Restarting a reader whose state at a unit grows with the file (X12: every set before
+//! it, for the acknowledgement) by reading from the top again (or from a snapshot of that
+//! state taken before the mark), building nothing of the units before the mark; and a
+//! reader whose mark holds no state it can restart from (IDoc, for a mark written by an
+//! older version) the same way.
 
 // `FileError` is the shared error type of every format (see the parent module).
 #![allow(clippy::result_large_err)]

@@ -216,7 +216,11 @@ fn fuzz(formats_dir: &Path, kind: &str, data: &[u8], restarts: bool) {
                 return;
             };
             let state = dir.path().join("restart-state");
-            restarts_match(f.as_ref(), file.path(), &ctx, Some((&state, &|| {})), 4);
+            let keep = Restarts {
+                state: Some((&state, &|| {})),
+                ..Restarts::default()
+            };
+            restarts_match(f.as_ref(), file.path(), &ctx, keep, 4);
         }
     }
 }
@@ -227,7 +231,23 @@ fn fuzz(formats_dir: &Path, kind: &str, data: &[u8], restarts: bool) {
 /// — and, told every unit's outcome, finish with the same acknowledgements. Returns how
 /// many marks were tried, so a test can insist there were some.
 pub fn assert_restarts_match(format: &dyn Format, path: &Path, ctx: &OpenContext) -> usize {
-    restarts_match(format, path, ctx, None, usize::MAX).len()
+    restarts_match(format, path, ctx, Restarts::default(), usize::MAX).len()
+}
+
+/// [`assert_restarts_match`], each restart reading the file `copy` makes for its mark
+/// instead of `path`: the same file with what lies before the mark changed, say, to show
+/// that a restart does not read it. Returns how many marks were tried.
+pub fn assert_restarts_match_reading(
+    format: &dyn Format,
+    path: &Path,
+    ctx: &OpenContext,
+    copy: &dyn Fn(&Mark) -> std::path::PathBuf,
+) -> usize {
+    let from = Restarts {
+        copy: Some(copy),
+        ..Restarts::default()
+    };
+    restarts_match(format, path, ctx, from, usize::MAX).len()
 }
 
 /// [`assert_restarts_match`] with every reader keeping its restart state in `state` (see
@@ -254,7 +274,19 @@ pub fn assert_restarts_match_keeping_some(
     between: &dyn Fn(),
     most: usize,
 ) -> Vec<Mark> {
-    restarts_match(format, path, ctx, Some((state, between)), most)
+    let keep = Restarts {
+        state: Some((state, between)),
+        ..Restarts::default()
+    };
+    restarts_match(format, path, ctx, keep, most)
+}
+
+/// How [`restarts_match`] restarts: keeping the readers' restart state in a file (and
+/// what to do between the read through and the restarts), and reading another file.
+#[derive(Default)]
+struct Restarts<'a> {
+    state: Option<(&'a Path, &'a dyn Fn())>,
+    copy: Option<&'a dyn Fn(&Mark) -> std::path::PathBuf>,
 }
 
 /// Restarts at up to `most` marks spread over the file from the first, and at the last
@@ -263,10 +295,11 @@ fn restarts_match(
     format: &dyn Format,
     path: &Path,
     ctx: &OpenContext,
-    state: Option<(&Path, &dyn Fn())>,
+    how: Restarts,
     most: usize,
 ) -> Vec<Mark> {
-    let open = || {
+    let state = how.state;
+    let open = |path: &Path| {
         let mut r = format.open(path, ctx).expect("opens");
         if let Some((s, _)) = state {
             r.keep_state_in(s.to_path_buf());
@@ -281,7 +314,7 @@ fn restarts_match(
         let eval = u.evaluate();
         format!("{} {} {:?} {:?}", u.seq, u.label, u.shown_lines(), eval)
     };
-    let mut reader = open();
+    let mut reader = open(path);
     let (mut whole, mut marks) = (Vec::new(), Vec::new());
     while let Some(mut u) = reader.next_unit().expect("reads") {
         whole.push((u.seq, shown(&mut u)));
@@ -296,7 +329,8 @@ fn restarts_match(
         .enumerate()
         .filter(|(i, _)| i % step == 0 || *i + 1 == marks.len());
     for (_, mark) in tried {
-        let mut again = open();
+        let copy = how.copy.map(|copy| copy(mark));
+        let mut again = open(copy.as_deref().unwrap_or(path));
         assert!(
             again.seek(mark).expect("seeks"),
             "cannot restart at {mark:?}"

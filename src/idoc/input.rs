@@ -9,7 +9,7 @@
 //! UTF-8 (quick-xml only reads UTF-8); byte offsets are then those of the UTF-8 stream.
 
 use std::cell::Cell;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 /// Which cap tripped, so the reader can name it instead of reporting an I/O error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,10 +95,24 @@ impl<R: Read> CappedInput<R> {
             0 => self.line_start_before,
             _ => self.base + u64::from(self.newlines[k - 1]) + 1,
         };
+        // Saturating: while a restart's prelude is read (see `restart`), the stream is
+        // before the line it restarts on.
         (
             self.newlines_before + k as u64 + 1,
-            self.consumed - line_start + 1,
+            self.consumed.saturating_sub(line_start) + 1,
         )
+    }
+
+    /// The offset in the file as stored of the next byte the parser gets: `consumed` unless
+    /// Latin-1 is transcoded, where each byte above 0x7F became two.
+    pub fn raw_offset(&self) -> u64 {
+        let ahead = &self.buf[self.pos..];
+        let ahead = match self.latin1 {
+            // A transcoded byte's second half is a UTF-8 continuation byte.
+            true => ahead.iter().filter(|&&b| b & 0xC0 != 0x80).count(),
+            false => ahead.len(),
+        };
+        self.read_total - ahead as u64
     }
 
     fn trip(&mut self, t: Trip) -> io::Error {
@@ -107,6 +121,50 @@ impl<R: Read> CappedInput<R> {
             Trip::EventTooLarge => "XML event exceeds the record size limit",
             Trip::FileTooLarge => "file exceeds the size limit",
         })
+    }
+}
+
+/// Where a restarted input starts (see [`CappedInput::restart`]): the offset in the file
+/// as stored, and that place's offset in the stream the parser reads, line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    pub raw: u64,
+    pub byte: u64,
+    pub line: u64,
+    pub col: u64,
+}
+
+impl<R: Read + Seek> CappedInput<R> {
+    /// Makes a new input read `prelude` and then the file from `at`, counting as if
+    /// reading had come to `at` from the top: offsets, lines and columns from there are
+    /// those of an uninterrupted read. The prelude (start tags of the elements open there,
+    /// for the parser to know them) must hold no newline; its bytes are counted as just
+    /// before `at`. `Ok(false)`, and nothing changed, unless the byte before `at` ends a
+    /// tag, as every place between two IDocs does.
+    pub fn restart(&mut self, at: Restart, prelude: &[u8]) -> io::Result<bool> {
+        let p = prelude.len() as u64;
+        let sound = at.raw > 0 && at.line > 0 && at.col > 0 && at.byte >= p.max(at.col - 1);
+        if !sound || self.read_total != 0 || memchr::memchr(b'\n', prelude).is_some() {
+            return Ok(false);
+        }
+        self.inner.seek(SeekFrom::Start(at.raw - 1))?;
+        let mut last = [0u8; 1];
+        self.inner.read_exact(&mut last)?;
+        if last[0] != b'>' {
+            self.inner.seek(SeekFrom::Start(0))?;
+            return Ok(false);
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(prelude);
+        self.pos = 0;
+        self.read_total = at.raw;
+        self.consumed = at.byte - p;
+        self.base = self.consumed;
+        self.newlines.clear();
+        self.newlines_passed.set(0);
+        self.newlines_before = at.line - 1;
+        self.line_start_before = at.byte - (at.col - 1);
+        Ok(true)
     }
 }
 
@@ -228,6 +286,67 @@ mod tests {
             step = step % 97 + 13;
         }
         assert_eq!(at, data.len());
+    }
+
+    /// The offset in the file as stored answers as counting the Latin-1 bytes whose
+    /// UTF-8 the parser has taken does, across refills of the buffer.
+    #[test]
+    fn the_raw_offset_counts_latin1_bytes_not_their_utf8() {
+        let raw: Vec<u8> = (0..20_000u32)
+            .map(|i| {
+                if i % 3 == 0 {
+                    0xE9
+                } else {
+                    b'a' + (i % 7) as u8
+                }
+            })
+            .collect();
+        let mut c = CappedInput::new(&raw[..], true, u64::MAX, u64::MAX);
+        let (mut taken, mut step) = (0usize, 1usize);
+        while taken < raw.len() {
+            let avail = c.fill_buf().unwrap().to_vec();
+            // Whole characters only: a mark is never inside one.
+            let mut n = step.min(avail.len());
+            while n < avail.len() && avail[n] & 0xC0 == 0x80 {
+                n += 1;
+            }
+            taken += avail[..n].iter().filter(|&&b| b & 0xC0 != 0x80).count();
+            c.consume(n);
+            assert_eq!(c.raw_offset(), taken as u64);
+            step = step % 89 + 11;
+        }
+    }
+
+    /// A restarted input hands out the prelude, then the file from the restart's offset,
+    /// placed as an uninterrupted read is there; it refuses an offset that does not follow
+    /// a `>`, and then still reads from the top.
+    #[test]
+    fn a_restart_reads_the_prelude_then_the_file_from_its_place() {
+        let file = b"<A>\n <B>\n  <C/>x\n  <D/>y\n</B></A>\n";
+        let at = |raw: usize, col| Restart {
+            raw: raw as u64,
+            byte: raw as u64,
+            line: 4,
+            col,
+        };
+        let raw = 23; // after `<C/>x\n  <D/>`
+        assert_eq!(&file[raw - 4..raw], b"<D/>");
+        let mut c = CappedInput::new(io::Cursor::new(&file[..]), false, 100, 100);
+        assert!(!c.restart(at(raw - 1, 6), b"<A><B>").unwrap());
+        let mut top = Vec::new();
+        c.read_to_end(&mut top).unwrap();
+        assert_eq!(top, file);
+
+        let mut c = CappedInput::new(io::Cursor::new(&file[..]), false, 100, 100);
+        assert!(c.restart(at(raw, 7), b"<A><B>").unwrap());
+        assert_eq!(c.fill_buf().unwrap(), b"<A><B>");
+        c.consume(6);
+        assert_eq!((c.consumed, c.line_col()), (raw as u64, (4, 7)));
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, &file[raw..]);
+        assert_eq!(c.line_col(), (6, 1));
+        assert_eq!(c.raw_offset(), file.len() as u64);
     }
 
     #[test]

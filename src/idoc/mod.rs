@@ -18,6 +18,7 @@ pub mod eval;
 pub mod input;
 pub mod map;
 pub mod reader;
+mod resume;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -260,7 +260,7 @@ struct NameSeen {
     room: (usize, usize),
 }
 
-enum Frame {
+pub(super) enum Frame {
     Envelope,
     Idoc,
     /// A segment kept at index `kept`, or `None` when the IDoc overflowed, and its name's
@@ -329,12 +329,18 @@ pub fn detect_latin1(head: &[u8]) -> Result<bool, FileError> {
 }
 
 pub struct IdocReader {
-    xml: Reader<CappedInput<File>>,
+    pub(super) xml: Reader<CappedInput<File>>,
     buf: Vec<u8>,
     catalog: Arc<Catalog>,
     limits: Limits,
-    stack: Vec<Frame>,
-    current: Option<RawIdoc>,
+    pub(super) stack: Vec<Frame>,
+    pub(super) current: Option<RawIdoc>,
+    /// The qualified names of the open envelope elements (one per [`Frame::Envelope`] in
+    /// `stack`): what a restarted parser must be told is open (see `super::resume`).
+    pub(super) envelope: Vec<Box<str>>,
+    /// What makes the parser's offsets (`Reader::error_position`) the stream's: the UTF-8
+    /// BOM it drops without counting, or where a restarted read's prelude begins.
+    pub(super) xml_shift: u64,
     /// Each segment name's entry in `seen`: looked up once a segment (a lookup for its
     /// count, another for its entry and one at its end hashed each name three times).
     names: HashMap<String, usize>,
@@ -342,19 +348,19 @@ pub struct IdocReader {
     seen: Vec<NameSeen>,
     /// The bytes of `names`' keys.
     name_bytes: usize,
-    idocs: u64,
+    pub(super) idocs: u64,
     /// How many segments the last IDoc kept: the next one's list gets that room at once
     /// instead of growing through 4, 8, 16... (IDocs of a file are alike).
     last_len: usize,
-    segments_in_file: u64,
-    next_seq: u64,
+    pub(super) segments_in_file: u64,
+    pub(super) next_seq: u64,
     done: bool,
-    acks: super::ack::AckState,
+    pub(super) acks: super::ack::AckState,
     /// While `seek` reads its way to a mark, IDocs below this seq are parsed for what they
     /// leave (their seq, for the acknowledgement) and dropped: no lines, no job.
-    skim_below: u64,
+    pub(super) skim_below: u64,
     /// The unit at the mark, read by `seek`, returned first.
-    at_mark: Option<Unit>,
+    pub(super) at_mark: Option<Unit>,
     /// The open field's name and text (see [`Frame::Field`]), reused from field to field.
     field_name: String,
     field_value: String,
@@ -398,6 +404,7 @@ impl IdocReader {
             ));
         }
         let latin1 = detect_latin1(head)?;
+        let bom = !latin1 && head.starts_with(&[0xEF, 0xBB, 0xBF]);
         file.seek(SeekFrom::Start(0))
             .map_err(|e| FileError::io(&e))?;
         let input = CappedInput::new(file, latin1, limits.max_file_bytes, limits.max_record_bytes);
@@ -416,6 +423,8 @@ impl IdocReader {
             limits,
             stack: Vec::new(),
             current: None,
+            envelope: Vec::new(),
+            xml_shift: if bom { 3 } else { 0 },
             names: HashMap::new(),
             seen: Vec::new(),
             name_bytes: 0,
@@ -432,7 +441,7 @@ impl IdocReader {
         })
     }
 
-    fn here(&self) -> Mark {
+    pub(super) fn here(&self) -> Mark {
         let inp = self.xml.get_ref();
         let (line, col) = inp.line_col();
         Mark {
@@ -475,7 +484,7 @@ impl IdocReader {
                 ),
             ),
             None => {
-                let at = self.xml.error_position();
+                let at = self.xml.error_position() + self.xml_shift;
                 // Errors are reported inside the event that started at `m`: count the
                 // newlines of the bytes buffered so far up to the error offset.
                 let upto = (at.saturating_sub(m.byte) as usize).min(buf.len());
@@ -539,6 +548,7 @@ impl IdocReader {
                     });
                     Frame::Idoc
                 } else {
+                    self.envelope.push(Box::from(qname.into_inner()));
                     Frame::Envelope
                 }
             }
@@ -670,6 +680,10 @@ impl IdocReader {
                 if let Some(seg) = self.current.as_ref().and_then(|c| c.segments.get(i)) {
                     self.seen[name].room = seg.room();
                 }
+                Ok(None)
+            }
+            Some(Frame::Envelope) => {
+                self.envelope.pop();
                 Ok(None)
             }
             _ => Ok(None),
@@ -953,27 +967,14 @@ impl UnitReader for IdocReader {
         }))
     }
 
-    /// Any place between IDocs is a mark: what the reader knows there (the seqs the
-    /// acknowledgement answers) is rebuilt by `seek` reading from the top.
+    /// See `super::resume`.
     fn mark(&mut self) -> Option<crate::format::Mark> {
-        let m = IdocReader::here(self);
-        Some(crate::format::Mark {
-            seq: self.next_seq,
-            byte: m.byte,
-            line: m.line,
-            record: self.idocs,
-            state: serde_json::Value::Null,
-        })
+        Some(self.restart_mark())
     }
 
-    /// Reads up to the mark the way an uninterrupted read does, but makes no lines, label
-    /// or job for the IDocs before it (rendering every segment's text for a unit that is
-    /// then dropped was most of a resume's reading).
+    /// See `super::resume`.
     fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {
-        if self.next_seq != 0 || self.idocs != 0 {
-            return Ok(false);
-        }
-        crate::format::skim::skim_to(self, mark)
+        self.restart_at(mark)
     }
 
     fn finish(
@@ -983,22 +984,6 @@ impl UnitReader for IdocReader {
         error: Option<&FileError>,
     ) -> Result<Vec<Outbound>, FileError> {
         self.acks.build(outcomes, acks, error)
-    }
-}
-
-impl crate::format::skim::Skim for IdocReader {
-    fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-    fn skim_below(&mut self, seq: u64) {
-        self.skim_below = seq;
-    }
-    fn keep(&mut self, unit: Unit) {
-        self.at_mark = Some(unit);
-    }
-    fn place(&self) -> (u64, u64) {
-        let m = IdocReader::here(self);
-        (m.byte, m.line)
     }
 }
 

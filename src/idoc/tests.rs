@@ -8,7 +8,7 @@ use crate::format::testing::{ctx_for, read_all_with, ReadResult};
 use crate::format::{Diagnostics, Format, Limits, Probe, UnitStatus};
 use crate::unit::LineVerdict;
 
-fn format() -> Arc<dyn Format> {
+pub(super) fn format() -> Arc<dyn Format> {
     static FORMAT: std::sync::OnceLock<Arc<dyn Format>> = std::sync::OnceLock::new();
     FORMAT
         .get_or_init(|| {
@@ -36,7 +36,7 @@ fn read(data: &str) -> ReadResult {
     read_bytes(data.as_bytes(), Limits::default())
 }
 
-fn dc(docnum: &str, typ: &str, mestyp: &str) -> String {
+pub(super) fn dc(docnum: &str, typ: &str, mestyp: &str) -> String {
     format!(
         "<EDI_DC40 SEGMENT=\"1\"><TABNAM>EDI_DC40</TABNAM><MANDT>100</MANDT>\
          <DOCNUM>{docnum}</DOCNUM><IDOCTYP>{typ}</IDOCTYP><MESTYP>{mestyp}</MESTYP>\
@@ -45,14 +45,14 @@ fn dc(docnum: &str, typ: &str, mestyp: &str) -> String {
     )
 }
 
-const ORDER_BODY: &str = "<E1EDK01 SEGMENT=\"1\"><CURCY>EUR</CURCY><BELNR>4711</BELNR></E1EDK01>\
+pub(super) const ORDER_BODY: &str = "<E1EDK01 SEGMENT=\"1\"><CURCY>EUR</CURCY><BELNR>4711</BELNR></E1EDK01>\
 <E1EDK03 SEGMENT=\"1\"><IDDAT>012</IDDAT><DATUM>20240131</DATUM></E1EDK03>\
 <E1EDKA1 SEGMENT=\"1\"><PARVW>AG</PARVW><PARTN>C100</PARTN><NAME1>Buyer</NAME1></E1EDKA1>\
 <E1EDP01 SEGMENT=\"1\"><POSEX>000010</POSEX><MENGE>5.000</MENGE><MENEE>PCE</MENEE><VPREI>2.50</VPREI>\
 <E1EDP19 SEGMENT=\"1\"><QUALF>002</QUALF><IDTNR>SKU-1</IDTNR></E1EDP19></E1EDP01>\
 <E1EDP01 SEGMENT=\"1\"><POSEX>000020</POSEX><MENGE>1</MENGE><MENEE>PCE</MENEE></E1EDP01>";
 
-fn order(docnum: &str, body: &str) -> String {
+pub(super) fn order(docnum: &str, body: &str) -> String {
     format!(
         "<IDOC BEGIN=\"1\">{}{body}</IDOC>",
         dc(docnum, "ORDERS05", "ORDERS")
