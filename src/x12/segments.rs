@@ -415,22 +415,21 @@ impl<R: Read> SegmentReader<R> {
             self.counted.set(0);
         }
         let old = self.buf.len();
-        self.buf.resize(old + CHUNK, 0);
-        let n = loop {
-            match self.inner.read(&mut self.buf[old..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.buf.truncate(old);
-                    return Err(e);
-                }
+        // Into the spare room as it is: `read_to_end` hands a file uninitialised room,
+        // where making the room first zeroed 64 KiB a fill only for the read to overwrite.
+        match (&mut self.inner)
+            .take(CHUNK as u64)
+            .read_to_end(&mut self.buf)
+        {
+            Ok(n) => {
+                self.eof = n == 0;
+                Ok(n > 0)
             }
-        };
-        self.buf.truncate(old + n);
-        if n == 0 {
-            self.eof = true;
+            Err(e) => {
+                self.buf.truncate(old);
+                Err(e)
+            }
         }
-        Ok(n > 0)
     }
 
     /// The byte `i` positions ahead of the cursor, reading as needed.
