@@ -208,6 +208,12 @@ pub struct Mark {
 /// Looks up the recorded outcome of a unit by seq (backed by the ledger).
 pub trait UnitOutcomes {
     fn get(&self, seq: u64) -> Option<UnitSummary>;
+
+    /// [`Self::get`] for a caller that asks for each unit once, in order (an IDoc STATUS):
+    /// a reader ahead may hand its copy over instead of cloning it.
+    fn take(&self, seq: u64) -> Option<UnitSummary> {
+        self.get(seq)
+    }
 }
 
 /// Allocates our own control numbers for outbound acknowledgements. Numbers are committed

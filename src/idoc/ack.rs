@@ -7,16 +7,17 @@
 //! our own DOCNUM from the ledger's control numbers, built only from what the ledger
 //! recorded (`UnitOutcomes`), so the reader holds nothing per IDoc while streaming.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use std::sync::Arc;
-
 use super::def::Catalog;
 use super::eval::valid_docnum;
-use crate::format::{AckBody, AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};
+use crate::format::{
+    AckBody, AckContext, FileError, Outbound, UnitOutcomes, UnitStatus, UnitSummary,
+};
 
 /// Most E1STATS written for one rejected IDoc (its first reasons).
 const MAX_REASONS: usize = 10;
@@ -26,14 +27,16 @@ pub struct AckState {
     catalog: Arc<Catalog>,
 }
 
-struct Entry {
-    docnum: String,
-    mandt: String,
-    status: String,
+/// One E1STATS, its values borrowed from the outcome it answers where they can be: the
+/// STATUS answers every IDoc of the file, and a string made per value was most of it.
+struct Entry<'a> {
+    docnum: &'a str,
+    mandt: &'a str,
+    status: &'a str,
     statyp: &'static str,
-    text: String,
-    params: [String; 4],
-    field: String,
+    text: Cow<'a, str>,
+    params: [Cow<'a, str>; 4],
+    field: Cow<'a, str>,
 }
 
 /// Plain text of E1STATS a route holds before deflating it into a piece of its body.
@@ -76,16 +79,22 @@ impl Routes {
     /// Writes `entries` into the route of `sender` (started with `dc`).
     fn add(
         &mut self,
-        sender: String,
+        sender: &str,
         dc: &serde_json::Map<String, Value>,
         entries: &[Entry],
         when: &When,
     ) {
-        let route = self.by_sender.entry(sender).or_insert_with(|| Route {
-            dc: dc.clone(),
-            body: Vec::new(),
-            plain: String::new(),
-        });
+        if !self.by_sender.contains_key(sender) {
+            let route = Route {
+                dc: dc.clone(),
+                body: Vec::new(),
+                plain: String::new(),
+            };
+            self.by_sender.insert(sender.to_string(), route);
+        }
+        let Some(route) = self.by_sender.get_mut(sender) else {
+            return;
+        };
         let before = route.plain.len();
         entries
             .iter()
@@ -108,34 +117,58 @@ struct When {
     time: String,
 }
 
-fn s(dc: &serde_json::Map<String, Value>, k: &str) -> String {
-    dc.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+fn s<'a>(dc: &'a serde_json::Map<String, Value>, k: &str) -> &'a str {
+    dc.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
 /// Truncates to `max` characters (SAP field lengths are in characters).
-fn cut(v: &str, max: usize) -> String {
-    v.chars().take(max).collect()
+fn cut(v: &str, max: usize) -> Cow<'_, str> {
+    // No more bytes than `max` is no more characters.
+    match v.len() <= max {
+        true => Cow::Borrowed(v),
+        false => Cow::Owned(v.chars().take(max).collect()),
+    }
 }
 
-fn esc(v: &str) -> String {
-    let mut o = String::with_capacity(v.len());
+/// Appends `v` with markup escaped and control characters made spaces.
+fn push_escaped(out: &mut String, v: &str) {
+    let plain =
+        |b: u8| !matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'') && (b >= 0x20 || b == b'\t');
+    if v.bytes().all(plain) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '&' => o.push_str("&amp;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\t' => o.push(' '),
-            c => o.push(c),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\t' => out.push(' '),
+            c => out.push(c),
         }
     }
+}
+
+#[cfg(test)]
+fn esc(v: &str) -> String {
+    let mut o = String::with_capacity(v.len());
+    push_escaped(&mut o, v);
     o
 }
 
+/// `indent<name>v</name>` and a line end; nothing for an empty value.
 fn field(out: &mut String, indent: &str, name: &str, v: &str) {
     if !v.is_empty() {
-        let _ = writeln!(out, "{indent}<{name}>{}</{name}>", esc(v));
+        out.push_str(indent);
+        out.push('<');
+        out.push_str(name);
+        out.push('>');
+        push_escaped(out, v);
+        out.push_str("</");
+        out.push_str(name);
+        out.push_str(">\n");
     }
 }
 
@@ -165,11 +198,10 @@ impl AckState {
     }
 
     /// The type's STATUS codes (applied, rejected); SAP's inbound 53/51 for unknown types.
-    fn codes(&self, idoctyp: &str) -> (String, String) {
+    fn codes(&self, idoctyp: &str) -> (&str, &str) {
         self.catalog
             .get(idoctyp)
-            .map(|t| (t.status_applied.clone(), t.status_rejected.clone()))
-            .unwrap_or_else(|| ("53".into(), "51".into()))
+            .map_or(("53", "51"), |t| (&t.status_applied, &t.status_rejected))
     }
 
     pub fn seen(&mut self, seq: u64) {
@@ -188,98 +220,28 @@ impl AckState {
             time: now.format("%H%M%S").to_string(),
         };
         let mut routes = Routes::default();
+        let file = error.map(FileRejected::of);
         for seq in 0..self.units {
-            let Some(sum) = outcomes.get(seq) else {
+            let Some(sum) = outcomes.take(seq) else {
                 continue;
             };
             let Value::Object(dc) = &sum.detail else {
                 continue;
             };
             let docnum = s(dc, "DOCNUM");
-            if !valid_docnum(&docnum) {
+            if !valid_docnum(docnum) {
                 // Empty or not a number: nothing the sender's SAP could match a status to
                 // (E1STATS-DOCNUM is NUMC 16). The IDoc's own reject row and its ledger
                 // detail (`status_ack`) say why no status was sent.
                 continue;
             }
             // NUMC 16: SAP pads with zeros, so the status names the IDoc as SAP stores it.
-            let docnum = format!("{docnum:0>16}");
-            let (ok_code, bad_code) = self.codes(&s(dc, "IDOCTYP"));
-            let entries = match (error, sum.status) {
-                (Some(e), _) => vec![Entry {
-                    docnum: docnum.clone(),
-                    mandt: s(dc, "MANDT"),
-                    status: bad_code.clone(),
-                    statyp: "E",
-                    text: cut(&format!("File rejected: {}", e.reason.message), 70),
-                    params: [
-                        cut(&e.reason.rule, 50),
-                        String::new(),
-                        String::new(),
-                        e.pos
-                            .as_ref()
-                            .map(|p| cut(&p.to_string(), 50))
-                            .unwrap_or_default(),
-                    ],
-                    field: String::new(),
-                }],
-                (
-                    None,
-                    UnitStatus::Applied
-                    | UnitStatus::Duplicate
-                    | UnitStatus::Unmapped
-                    | UnitStatus::Unchanged,
-                ) => {
-                    vec![Entry {
-                        docnum: docnum.clone(),
-                        mandt: s(dc, "MANDT"),
-                        status: ok_code.clone(),
-                        statyp: "S",
-                        text: if sum.status == UnitStatus::Duplicate {
-                            "Already posted earlier: duplicate not applied again".into()
-                        } else {
-                            "Application document posted".into()
-                        },
-                        params: Default::default(),
-                        field: String::new(),
-                    }]
-                }
-                (None, UnitStatus::Rejected) => {
-                    let mut v: Vec<Entry> = sum
-                        .reasons
-                        .iter()
-                        .take(MAX_REASONS)
-                        .map(|(pos, r)| Entry {
-                            docnum: docnum.clone(),
-                            mandt: s(dc, "MANDT"),
-                            status: bad_code.clone(),
-                            statyp: "E",
-                            text: cut(&r.message, 70),
-                            params: [
-                                cut(&r.rule, 50),
-                                cut(r.field.as_deref().unwrap_or(""), 50),
-                                cut(r.value.as_deref().unwrap_or(""), 50),
-                                cut(pos.locator.as_deref().unwrap_or(""), 50),
-                            ],
-                            field: cut(r.field.as_deref().unwrap_or(""), 30),
-                        })
-                        .collect();
-                    if v.is_empty() {
-                        v.push(Entry {
-                            docnum: docnum.clone(),
-                            mandt: s(dc, "MANDT"),
-                            status: bad_code.clone(),
-                            statyp: "E",
-                            text: "Application document not posted".into(),
-                            params: Default::default(),
-                            field: String::new(),
-                        });
-                    }
-                    v
-                }
-                (None, UnitStatus::Skipped) => continue,
-            };
-            routes.add(s(dc, "SNDPRN"), dc, &entries, &when);
+            let mut padded = String::with_capacity(16);
+            (docnum.len()..16).for_each(|_| padded.push('0'));
+            padded.push_str(docnum);
+            if let Some(entries) = self.entries(&sum, dc, &padded, file.as_ref()) {
+                routes.add(s(dc, "SNDPRN"), dc, &entries, &when);
+            }
         }
         let mut out = Vec::new();
         for (partner, route) in routes.by_sender {
@@ -308,6 +270,90 @@ impl AckState {
     }
 }
 
+impl AckState {
+    /// The E1STATS answering one IDoc (control record `dc`, `docnum` padded), or `None`
+    /// for one that gets no status (skipped).
+    fn entries<'a>(
+        &'a self,
+        sum: &'a UnitSummary,
+        dc: &'a serde_json::Map<String, Value>,
+        docnum: &'a str,
+        file: Option<&'a FileRejected>,
+    ) -> Option<Vec<Entry<'a>>> {
+        let (ok_code, bad_code) = self.codes(s(dc, "IDOCTYP"));
+        let entry = |status, statyp, text: &'a str| Entry {
+            docnum,
+            mandt: s(dc, "MANDT"),
+            status,
+            statyp,
+            text: Cow::Borrowed(text),
+            params: Default::default(),
+            field: Cow::Borrowed(""),
+        };
+        let entries = match (file, sum.status) {
+            (Some(f), _) => vec![Entry {
+                params: [cut(&f.rule, 50), "".into(), "".into(), cut(&f.pos, 50)],
+                ..entry(bad_code, "E", &f.text)
+            }],
+            (
+                None,
+                UnitStatus::Applied
+                | UnitStatus::Duplicate
+                | UnitStatus::Unmapped
+                | UnitStatus::Unchanged,
+            ) => vec![entry(
+                ok_code,
+                "S",
+                match sum.status == UnitStatus::Duplicate {
+                    true => "Already posted earlier: duplicate not applied again",
+                    false => "Application document posted",
+                },
+            )],
+            (None, UnitStatus::Rejected) => {
+                let mut v: Vec<Entry> = sum
+                    .reasons
+                    .iter()
+                    .take(MAX_REASONS)
+                    .map(|(pos, r)| Entry {
+                        text: cut(&r.message, 70),
+                        params: [
+                            cut(&r.rule, 50),
+                            cut(r.field.as_deref().unwrap_or(""), 50),
+                            cut(r.value.as_deref().unwrap_or(""), 50),
+                            cut(pos.locator.as_deref().unwrap_or(""), 50),
+                        ],
+                        field: cut(r.field.as_deref().unwrap_or(""), 30),
+                        ..entry(bad_code, "E", "")
+                    })
+                    .collect();
+                if v.is_empty() {
+                    v.push(entry(bad_code, "E", "Application document not posted"));
+                }
+                v
+            }
+            (None, UnitStatus::Skipped) => return None,
+        };
+        Some(entries)
+    }
+}
+
+/// What every E1STATS of a file rejected whole says.
+struct FileRejected {
+    text: String,
+    rule: String,
+    pos: String,
+}
+
+impl FileRejected {
+    fn of(e: &FileError) -> FileRejected {
+        FileRejected {
+            text: cut(&format!("File rejected: {}", e.reason.message), 70).into_owned(),
+            rule: e.reason.rule.clone(),
+            pos: e.pos.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
 /// The SYSTAT01's start, through its control record.
 fn render_head(dc: &serde_json::Map<String, Value>, control: u64, when: &When) -> String {
     let mut x = String::with_capacity(1024);
@@ -315,18 +361,18 @@ fn render_head(dc: &serde_json::Map<String, Value>, control: u64, when: &When) -
     x.push_str("<EDI_DC40 SEGMENT=\"1\">\n");
     let i = "  ";
     field(&mut x, i, "TABNAM", "EDI_DC40");
-    field(&mut x, i, "MANDT", &s(dc, "MANDT"));
+    field(&mut x, i, "MANDT", s(dc, "MANDT"));
     field(&mut x, i, "DOCNUM", &format!("{control:016}"));
     field(&mut x, i, "DIRECT", "2");
     field(&mut x, i, "IDOCTYP", "SYSTAT01");
     field(&mut x, i, "MESTYP", "STATUS");
     // The answer travels the other way: their receiver is our sender and vice versa.
-    field(&mut x, i, "SNDPOR", &s(dc, "RCVPOR"));
-    field(&mut x, i, "SNDPRT", &s(dc, "RCVPRT"));
-    field(&mut x, i, "SNDPRN", &s(dc, "RCVPRN"));
-    field(&mut x, i, "RCVPOR", &s(dc, "SNDPOR"));
-    field(&mut x, i, "RCVPRT", &s(dc, "SNDPRT"));
-    field(&mut x, i, "RCVPRN", &s(dc, "SNDPRN"));
+    field(&mut x, i, "SNDPOR", s(dc, "RCVPOR"));
+    field(&mut x, i, "SNDPRT", s(dc, "RCVPRT"));
+    field(&mut x, i, "SNDPRN", s(dc, "RCVPRN"));
+    field(&mut x, i, "RCVPOR", s(dc, "SNDPOR"));
+    field(&mut x, i, "RCVPRT", s(dc, "SNDPRT"));
+    field(&mut x, i, "RCVPRN", s(dc, "SNDPRN"));
     field(&mut x, i, "CREDAT", &when.date);
     field(&mut x, i, "CRETIM", &when.time);
     x.push_str("</EDI_DC40>\n");
@@ -338,15 +384,18 @@ fn render_entry(x: &mut String, e: &Entry, when: &When) {
     let i = "  ";
     x.push_str("<E1STATS SEGMENT=\"1\">\n");
     field(x, i, "TABNAM", "EDI_DS");
-    field(x, i, "MANDT", &e.mandt);
-    field(x, i, "DOCNUM", &e.docnum);
+    field(x, i, "MANDT", e.mandt);
+    field(x, i, "DOCNUM", e.docnum);
     field(x, i, "LOGDAT", &when.date);
     field(x, i, "LOGTIM", &when.time);
-    field(x, i, "STATUS", &e.status);
+    field(x, i, "STATUS", e.status);
     field(x, i, "STATXT", &e.text);
     field(x, i, "SEGFLD", &e.field);
-    for (n, p) in e.params.iter().enumerate() {
-        field(x, i, &format!("STAPA{}", n + 1), p);
+    for (name, p) in ["STAPA1", "STAPA2", "STAPA3", "STAPA4"]
+        .iter()
+        .zip(&e.params)
+    {
+        field(x, i, name, p);
     }
     field(x, i, "STATYP", e.statyp);
     x.push_str("</E1STATS>\n");
@@ -371,17 +420,18 @@ mod tests {
         let senders = |i: usize| if i < 30_000 { i % 3 } else { 3 + i % 2_000 };
         for i in 0..50_000 {
             let sender = format!("S{}", senders(i));
+            let docnum = format!("{i:016}");
             let e = Entry {
-                docnum: format!("{i:016}"),
-                mandt: "100".into(),
-                status: "53".into(),
+                docnum: &docnum,
+                mandt: "100",
+                status: "53",
                 statyp: "S",
                 text: "Application document posted".into(),
                 params: Default::default(),
-                field: String::new(),
+                field: "".into(),
             };
             render_entry(want.entry(sender.clone()).or_default(), &e, &when);
-            routes.add(sender, &dc, std::slice::from_ref(&e), &when);
+            routes.add(&sender, &dc, std::slice::from_ref(&e), &when);
             assert!(routes.plain < ALL_PLAIN);
         }
         let short = &routes.by_sender["S7"];
@@ -398,6 +448,8 @@ mod tests {
     #[test]
     fn escapes_markup_and_controls() {
         assert_eq!(esc("a<b&\"c\u{1}"), "a&lt;b&amp;&quot;c ");
+        assert_eq!(esc("Müller\tGmbH 42\u{7f}"), "Müller\tGmbH 42\u{7f}");
+        assert_eq!(esc("O'Neil >"), "O&apos;Neil &gt;");
         assert_eq!(safe("ACME/../x"), "ACME____x");
         assert_eq!(cut("ééé", 2), "éé");
     }

@@ -770,6 +770,28 @@ impl<'a> LedgerOutcomes<'a> {
 
 impl UnitOutcomes for LedgerOutcomes<'_> {
     fn get(&self, seq: u64) -> Option<UnitSummary> {
+        self.read_to(seq);
+        let window = self.window.borrow();
+        window.front().filter(|u| u.seq == seq).cloned()
+    }
+
+    /// The unit leaves the window: asked for again, it is read again.
+    fn take(&self, seq: u64) -> Option<UnitSummary> {
+        self.read_to(seq);
+        let mut window = self.window.borrow_mut();
+        let found = window.front().is_some_and(|u| u.seq == seq);
+        if found {
+            let covers = self.covers.take();
+            self.covers.set(seq + 1..covers.end.max(seq + 1));
+        }
+        found.then(|| window.pop_front()).flatten()
+    }
+}
+
+impl LedgerOutcomes<'_> {
+    /// Makes the window start at `seq` (its first unit is `seq`'s, if `seq` has one),
+    /// reading it from the ledger unless it covers `seq` already.
+    fn read_to(&self, seq: u64) {
         let mut window = self.window.borrow_mut();
         let covers = self.covers.take();
         if covers.contains(&seq) {
@@ -780,14 +802,14 @@ impl UnitOutcomes for LedgerOutcomes<'_> {
                 Ok(end) => end as u64,
                 Err(e) => {
                     self.failed.borrow_mut().get_or_insert(e);
-                    return None;
+                    return;
                 }
             };
             match self.ledger.unit_summaries(self.file_id, seq, to) {
                 Ok(units) => *window = units.into(),
                 Err(e) => {
                     self.failed.borrow_mut().get_or_insert(e);
-                    return None;
+                    return;
                 }
             }
             self.covers.set(seq..to);
@@ -797,6 +819,5 @@ impl UnitOutcomes for LedgerOutcomes<'_> {
         while window.front().is_some_and(|u| u.seq < seq) {
             window.pop_front();
         }
-        window.front().filter(|u| u.seq == seq).cloned()
     }
 }

@@ -572,7 +572,8 @@ fn write_in_batches(
 
 /// Outcomes are read a window at a time for acknowledgements; units without a row (and
 /// windows that end in a gap, or stretch to the end of a batch's run) are told as before,
-/// in order or not, a packed unit with its detail.
+/// in order or not, a packed unit with its detail; a unit taken out of the window (`take`)
+/// is told again when asked again.
 fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
     use crate::format::UnitOutcomes;
     let mut l = p.open();
@@ -589,12 +590,16 @@ fn outcomes_read_ahead_answer_every_unit_as_its_row_says(p: Place) {
     let seqs = (0..6000).filter(|s| !(2400..4400).contains(s) && s % 7 != 0);
     write_in_batches(&mut l, f.id, seqs, status, detail);
     let outcomes = LedgerOutcomes::new(&l, f.id);
-    let asked = (0..6400).chain([5, 5999, 3, 20, 10, 4400, 4398]);
-    for seq in asked {
+    let asked = (0..6400).chain([5, 5999, 3, 20, 10, 4400, 4398, 4398]);
+    for (i, seq) in asked.enumerate() {
         let want = (seq < 6000 && !(2400..4400).contains(&seq) && seq % 7 != 0)
             .then(|| (status(seq as i64), detail(seq as i64)));
-        let got = outcomes.get(seq).map(|u| (u.status, u.detail));
-        assert_eq!(got, want, "unit {seq}");
+        let got = match i % 3 {
+            0 => outcomes.get(seq),
+            1 => outcomes.take(seq),
+            _ => outcomes.take(seq).and(outcomes.take(seq)),
+        };
+        assert_eq!(got.map(|u| (u.status, u.detail)), want, "unit {seq}");
     }
     assert!(outcomes.failure().is_none());
 }
