@@ -114,6 +114,13 @@ impl IdocReader {
     /// takes up the counts an uninterrupted read had there. `Ok(false)` (nothing changed)
     /// if the file does not end a tag just before the mark.
     fn restart(&mut self, mark: &Mark, state: &State) -> Result<bool, FileError> {
+        // A name as the parser read it cannot hold what ends a name; one that does would
+        // not be read back as itself.
+        let ends_name = |b: u8| b.is_ascii_whitespace() || b == b'/' || b == b'>';
+        let names = |n: &String| !n.is_empty() && !n.bytes().any(ends_name);
+        if state.open.is_empty() || !state.open.iter().all(names) {
+            return Ok(false);
+        }
         let mut prelude = Vec::new();
         for name in &state.open {
             prelude.push(b'<');

@@ -86,19 +86,71 @@ fn a_restart_does_not_read_what_lies_before_its_mark() {
     for (name, data) in variants() {
         let p = write(dir.path(), name, &data);
         let copy = |mark: &Mark| {
-            let mut blanked = data.clone();
-            let raw = raw_of(mark);
-            assert_eq!(data[raw - 1], b'>', "{name}: {mark:?}");
-            let decl = data
-                .windows(2)
-                .position(|w| w == b"?>")
-                .map_or(0, |i| i + 2);
-            blanked[decl..raw - 1].fill(b'#');
-            write(dir.path(), &format!("blanked-{name}"), &blanked)
+            assert_eq!(data[raw_of(mark) - 1], b'>', "{name}: {mark:?}");
+            write(
+                dir.path(),
+                &format!("blanked-{name}"),
+                &blanked(&data, mark),
+            )
         };
         let tried = assert_restarts_match_reading(format().as_ref(), &p, &ctx_for(&p), &copy);
         assert!(tried >= 9, "{name}: {tried} marks");
     }
+}
+
+/// `data` with everything after its XML declaration up to the `>` before `mark` made
+/// unreadable.
+fn blanked(data: &[u8], mark: &Mark) -> Vec<u8> {
+    let mut out = data.to_vec();
+    let decl = data
+        .windows(2)
+        .position(|w| w == b"?>")
+        .map_or(0, |i| i + 2);
+    out[decl..raw_of(mark) - 1].fill(b'#');
+    out
+}
+
+/// A mark whose state is of another version, or names a place that does not follow a
+/// tag, or open elements that could not be replayed as they were read (or none), or does
+/// not parse, is read to from the top: the restart still lands there, and a file whose
+/// part before the mark is unreadable does not get there.
+#[test]
+fn a_mark_whose_state_does_not_fit_is_read_to_from_the_top() {
+    let (_, data) = variants().remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "plain.xml", &data);
+    let (f, ctx) = (format(), ctx_for(&p));
+    let mut r = f.open(&p, &ctx).unwrap();
+    let (mut whole, mut marks) = (Vec::new(), Vec::new());
+    while let Some(mut u) = r.next_unit().unwrap() {
+        whole.push(shown(&mut u));
+        marks.extend(r.mark());
+    }
+    let k = marks.len() / 2;
+    let mark = &marks[k];
+    let unreadable = write(dir.path(), "blanked.xml", &blanked(&data, mark));
+    let raw = raw_of(mark);
+    let bent = [
+        ("v", serde_json::json!(2)),
+        ("raw", serde_json::json!(raw + 1)),
+        ("open", serde_json::json!(["ORDERS05 x"])),
+        ("open", serde_json::json!(["ORDERS05/"])),
+        ("open", serde_json::json!([])),
+        ("col", serde_json::json!("x")),
+    ];
+    for (field, value) in bent {
+        let mut bad = mark.clone();
+        bad.state[field] = value.clone();
+        let mut again = f.open(&p, &ctx).unwrap();
+        assert!(again.seek(&bad).unwrap(), "{field} {value}");
+        assert_eq!(read_on(again.as_mut()).0, whole[k + 1..], "{field} {value}");
+        let mut blind = f.open(&unreadable, &ctx).unwrap();
+        assert!(!matches!(blind.seek(&bad), Ok(true)), "{field} {value}");
+    }
+    // The mark as it was restarts in the unreadable file.
+    let mut fit = f.open(&unreadable, &ctx).unwrap();
+    assert!(fit.seek(mark).unwrap());
+    assert_eq!(read_on(fit.as_mut()).0, whole[k + 1..]);
 }
 
 /// A unit as the restart tests compare it: numbered, labelled, positioned, evaluated.
