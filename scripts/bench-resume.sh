@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # What resuming after a crash costs: one full `tallyman run` of a generated orders CSV (or
-# X12 850 interchange, or ORDERS05 IDoc file) is timed; then, in a fresh workspace, a run of the same file is killed
-# with SIGKILL once about 90% of its lines are committed (the ledger's files.committed_lines,
-# read with sqlite3 read-only every 50 ms), and the resuming `tallyman run` is timed. A
-# resume that redid everything would cost ~100% of the full run; ~10% (plus start-up) is the
-# aim.
+# X12 850 interchange, or ORDERS05 IDoc file) is timed; then, in a fresh workspace, a run
+# of the same file is killed with SIGKILL once about 90% of its lines are committed (the
+# ledger's files.committed_lines, read with sqlite3 read-only every 50 ms), and the resuming
+# `tallyman run` is timed. A resume that redid everything would cost ~100% of the full run;
+# ~10% (plus start-up) is the aim.
 #
 #   scripts/bench-resume.sh [MB] [csv|x12|idoc]   (default 50 csv; needs sqlite3;
 #                                                 CARGO_TARGET_DIR is honoured)
