@@ -261,7 +261,9 @@ struct NameSeen {
 }
 
 pub(super) enum Frame {
-    Envelope,
+    /// An element around the IDocs, by its qualified name: what a restarted parser must be
+    /// told is open there (see `super::resume`).
+    Envelope(Box<str>),
     Idoc,
     /// A segment kept at index `kept`, or `None` when the IDoc overflowed, and its name's
     /// entry in [`IdocReader::seen`] (its end updates the entry without looking it up).
@@ -335,9 +337,6 @@ pub struct IdocReader {
     limits: Limits,
     pub(super) stack: Vec<Frame>,
     pub(super) current: Option<RawIdoc>,
-    /// The qualified names of the open envelope elements (one per [`Frame::Envelope`] in
-    /// `stack`): what a restarted parser must be told is open (see `super::resume`).
-    pub(super) envelope: Vec<Box<str>>,
     /// What makes the parser's offsets (`Reader::error_position`) the stream's: the UTF-8
     /// BOM it drops without counting, or where a restarted read's prelude begins.
     pub(super) xml_shift: u64,
@@ -423,7 +422,6 @@ impl IdocReader {
             limits,
             stack: Vec::new(),
             current: None,
-            envelope: Vec::new(),
             xml_shift: if bom { 3 } else { 0 },
             names: HashMap::new(),
             seen: Vec::new(),
@@ -527,7 +525,7 @@ impl IdocReader {
         let local = qname.local_name();
         let name: &str = local.as_ref();
         let frame = match self.stack.last() {
-            None | Some(Frame::Envelope) => {
+            None | Some(Frame::Envelope(_)) => {
                 if name == "IDOC" {
                     self.idocs += 1;
                     // Counts are per IDoc (`NameSeen::idoc`); the names stay, unless a
@@ -548,8 +546,7 @@ impl IdocReader {
                     });
                     Frame::Idoc
                 } else {
-                    self.envelope.push(Box::from(qname.into_inner()));
-                    Frame::Envelope
+                    Frame::Envelope(Box::from(qname.into_inner()))
                 }
             }
             Some(Frame::Idoc) | Some(Frame::Segment { .. }) => {
@@ -680,10 +677,6 @@ impl IdocReader {
                 if let Some(seg) = self.current.as_ref().and_then(|c| c.segments.get(i)) {
                     self.seen[name].room = seg.room();
                 }
-                Ok(None)
-            }
-            Some(Frame::Envelope) => {
-                self.envelope.pop();
                 Ok(None)
             }
             _ => Ok(None),

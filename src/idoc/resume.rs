@@ -65,15 +65,16 @@ impl IdocReader {
     /// The state at this place, if it is between IDocs with every unit given out and the
     /// open elements' names can be replayed.
     fn restart_state(&self, col: u64) -> Option<State> {
-        let between = self.current.is_none()
-            && self.at_mark.is_none()
-            && self.stack.iter().all(|f| matches!(f, Frame::Envelope));
-        if !between || self.envelope.is_empty() {
+        if self.current.is_some() || self.at_mark.is_some() || self.stack.is_empty() {
             return None;
         }
-        let mut open = Vec::with_capacity(self.envelope.len());
+        let mut open = Vec::with_capacity(self.stack.len());
         let mut bytes = 0;
-        for name in &self.envelope {
+        for frame in &self.stack {
+            // Inside an IDoc is no place between IDocs.
+            let Frame::Envelope(name) = frame else {
+                return None;
+            };
             bytes += name.len() + 2;
             if bytes > MAX_PRELUDE || name.is_empty() {
                 return None;
