@@ -292,7 +292,7 @@ impl AckState {
         };
         let entries = match (file, sum.status) {
             (Some(f), _) => vec![Entry {
-                params: [cut(&f.rule, 50), "".into(), "".into(), cut(&f.pos, 50)],
+                params: [(&*f.rule).into(), "".into(), "".into(), (&*f.pos).into()],
                 ..entry(bad_code, "E", &f.text)
             }],
             (
@@ -337,7 +337,7 @@ impl AckState {
     }
 }
 
-/// What every E1STATS of a file rejected whole says.
+/// What every E1STATS of a file rejected whole says, cut to its fields' lengths once.
 struct FileRejected {
     text: String,
     rule: String,
@@ -348,8 +348,12 @@ impl FileRejected {
     fn of(e: &FileError) -> FileRejected {
         FileRejected {
             text: cut(&format!("File rejected: {}", e.reason.message), 70).into_owned(),
-            rule: e.reason.rule.clone(),
-            pos: e.pos.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+            rule: cut(&e.reason.rule, 50).into_owned(),
+            pos: e
+                .pos
+                .as_ref()
+                .map(|p| cut(&p.to_string(), 50).into_owned())
+                .unwrap_or_default(),
         }
     }
 }
