@@ -331,9 +331,11 @@ fn check_element_values(
             ),
         ));
     }
-    for (i, ed) in def.elements.iter().enumerate() {
+    // The segment's own elements, then empty ones for those it leaves off: asking
+    // `el(pos)` for each defined element bounds-checked and sliced it again.
+    let values = seg.elements().chain(std::iter::repeat(""));
+    for ((i, ed), value) in def.elements.iter().enumerate().zip(values) {
         let pos = i + 1;
-        let value = seg.el(pos);
         // The field name is only built on an error: this loop runs for every element.
         let field = || format!("{}{pos:02}", seg.id());
         if value.is_empty() {
@@ -447,8 +449,11 @@ fn check_value(
     codes: Option<&[String]>,
     v: &str,
 ) -> Option<(u8, &'static str, String)> {
+    // Nearly every value is ASCII: its length in characters is its length in bytes.
+    let ascii = v.is_ascii();
     let len = match ty {
         ElType::N(_) | ElType::R => v.bytes().filter(|b| b.is_ascii_digit()).count(),
+        _ if ascii => v.len(),
         _ => v.chars().count(),
     };
     match ty {
@@ -491,7 +496,12 @@ fn check_value(
             }
         }
         ElType::An | ElType::Id | ElType::Composite => {
-            if v.chars().any(|c| c.is_control()) {
+            let control = if ascii {
+                v.bytes().any(|b| b.is_ascii_control())
+            } else {
+                v.chars().any(char::is_control)
+            };
+            if control {
                 return Some((6, "x12-type", "contains control characters".to_string()));
             }
         }
