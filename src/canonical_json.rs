@@ -278,10 +278,11 @@ impl<'b> Node<'b> {
         }
     }
 
-    /// Every field of a map at the index of its name in `fields`, at most once each;
-    /// `None` when the node is not a map, or a name is unknown or repeated.
-    fn slots(self, fields: &[Field]) -> Option<Slots<'b>> {
-        let mut slots = [None; MAX_FIELDS];
+    /// Puts every field of a map into `slots` at the index of its name in `fields`, at
+    /// most once each; `None` when the node is not a map, or a name is unknown or
+    /// repeated. (Filled in place: returning the array copied it, and iterating it by
+    /// value copied it again, for every struct of every record.)
+    fn fill_slots(self, fields: &[Field], slots: &mut Slots<'b>) -> Option<()> {
         let mut next = 0;
         let mut put = |name: &str, node: Node<'b>| {
             // Bodies mostly give fields in the contract's order: look from the last one on.
@@ -305,7 +306,7 @@ impl<'b> Node<'b> {
             }
             _ => return None,
         }
-        Some(slots)
+        Some(())
     }
 }
 
@@ -316,10 +317,11 @@ const MAX_FIELDS: usize = 24;
 type Slots<'b> = [Option<Node<'b>>; MAX_FIELDS];
 
 fn write_struct(fields: &[Field], node: Node<'_>, out: &mut Vec<u8>) -> Option<()> {
-    let slots = node.slots(fields)?;
+    let mut slots: Slots<'_> = [None; MAX_FIELDS];
+    node.fill_slots(fields, &mut slots)?;
     out.push(b'{');
     let mut first = true;
-    for (field, slot) in fields.iter().zip(slots) {
+    for (field, &slot) in fields.iter().zip(&slots) {
         let start = out.len();
         let name = |out: &mut Vec<u8>| {
             if !first {

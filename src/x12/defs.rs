@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::segments::SegId;
+use super::segments::{SegId, SegName};
 use crate::canonical::Entity;
 use crate::format::defs::{DefMap, DefSet};
 use crate::format::{DefFile, Diagnostics, Policy};
@@ -125,7 +125,7 @@ pub struct Cond {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldExpr {
-    pub seg: String,
+    pub seg: SegName,
     /// 1-based element; ignored with `qual`.
     #[serde(default)]
     pub el: usize,
@@ -164,18 +164,18 @@ pub struct FieldExpr {
 #[serde(deny_unknown_fields)]
 pub struct GroupDef {
     pub into: String,
-    pub trigger: String,
+    pub trigger: SegName,
     #[serde(default)]
     pub when: Option<Cond>,
     /// Segments that belong to the group after its trigger; `["*"]` = everything up to the
     /// next trigger or an `until` segment.
     #[serde(default)]
-    pub members: Vec<String>,
+    pub members: Vec<SegName>,
     #[serde(default)]
-    pub until: Vec<String>,
+    pub until: Vec<SegName>,
     /// Only triggers before the first segment with this id (header N1 vs line N1).
     #[serde(default)]
-    pub before: Option<String>,
+    pub before: Option<SegName>,
     pub fields: BTreeMap<String, FieldExpr>,
 }
 
@@ -640,7 +640,7 @@ fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
         exprs.extend(m.fields.iter().map(|(k, v)| (k.as_str(), v)));
         for g in &m.groups {
             exprs.extend(g.fields.iter().map(|(k, v)| (k.as_str(), v)));
-            if !known_ids.contains(&g.trigger) {
+            if !known_ids.contains(g.trigger.as_str()) {
                 diags.error(
                     &def.path,
                     def.line_of_key("trigger"),
@@ -672,7 +672,7 @@ fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
                     format!("{name}: needs `el` (1-based) or `qual`"),
                 );
             }
-            if !known_ids.contains(&e.seg) {
+            if !known_ids.contains(e.seg.as_str()) {
                 diags.error(
                     &def.path,
                     def.line_of_key(name),

@@ -103,19 +103,19 @@ impl<'a> Ctx<'a> {
         let stop_at = g
             .before
             .as_ref()
-            .and_then(|b| self.segs.iter().position(|s| s.is(b)))
+            .and_then(|b| self.segs.iter().position(|s| s.is_named(b)))
             .unwrap_or(self.segs.len());
-        let star = g.members.iter().any(|m| m == "*");
+        let star = g.members.iter().any(|m| m.as_str() == "*");
         let mut out = Vec::new();
         for (t, seg) in self.segs.iter().enumerate().take(stop_at) {
-            if !seg.is(&g.trigger) || !cond(g.when.as_ref(), seg) {
+            if !seg.is_named(&g.trigger) || !cond(g.when.as_ref(), seg) {
                 continue;
             }
             let members = self.segs[t + 1..].iter().take_while(|s| {
                 if star {
-                    !s.is(&g.trigger) && !g.until.iter().any(|u| s.is(u))
+                    !s.is_named(&g.trigger) && !g.until.iter().any(|u| s.is_named(u))
                 } else {
-                    g.members.iter().any(|m| s.is(m))
+                    g.members.iter().any(|m| s.is_named(m))
                 }
             });
             out.push((t, t + 1 + members.count()));
@@ -136,7 +136,7 @@ impl<'a> Ctx<'a> {
             let mut seen: Vec<Cow<'s, str>> = Vec::new();
             for s in scope
                 .iter()
-                .filter(|s| s.is(&e.seg) && cond(e.when.as_ref(), s))
+                .filter(|s| s.is_named(&e.seg) && cond(e.when.as_ref(), s))
             {
                 if let Some(v) = self.extract(e, s) {
                     if !seen.contains(&v) {
@@ -160,7 +160,7 @@ impl<'a> Ctx<'a> {
     {
         let own = scope
             .iter()
-            .filter(|s| s.is(&e.seg) && cond(e.when.as_ref(), s))
+            .filter(|s| s.is_named(&e.seg) && cond(e.when.as_ref(), s))
             .find_map(|s| self.extract(e, s));
         if own.is_some() || e.scope.as_deref() != Some("ancestors") {
             return own;
@@ -176,7 +176,7 @@ impl<'a> Ctx<'a> {
                 .enumerate()
                 .take_while(|(i, s)| *i == 0 || !s.is("HL"));
             for (_, s) in block {
-                if s.is(&e.seg) && cond(e.when.as_ref(), s) {
+                if s.is_named(&e.seg) && cond(e.when.as_ref(), s) {
                     if let Some(v) = self.extract(e, s) {
                         return Some(v);
                     }

@@ -182,6 +182,15 @@ impl Segment {
         }
     }
 
+    /// [`Segment::is`] for a name packed ahead (see [`SegName`]).
+    #[inline]
+    pub fn is_named(&self, n: &SegName) -> bool {
+        match n.code {
+            code if code.packed() => self.code == code,
+            _ => self.id() == n.name,
+        }
+    }
+
     /// The segment id (`BEG`), trimmed.
     pub fn id(&self) -> &str {
         self.slice(self.id)
@@ -940,6 +949,37 @@ impl SegId {
 
     pub fn is(&self, id: &str) -> bool {
         self.packed() && *self == SegId::of(id.as_bytes())
+    }
+}
+
+/// A segment id a definition names (a map field's segment, a group's trigger and
+/// members), packed once when the definition is read: asking each segment of a set
+/// "is this a PO1?" for every field packed the name again for every question.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(from = "String")]
+pub struct SegName {
+    name: String,
+    code: SegId,
+}
+
+impl From<String> for SegName {
+    fn from(name: String) -> SegName {
+        SegName {
+            code: SegId::of(name.as_bytes()),
+            name,
+        }
+    }
+}
+
+impl SegName {
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for SegName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
     }
 }
 
