@@ -58,6 +58,9 @@ pub struct SegmentDef {
     /// Element positions (1-based) holding personal data — a contact's name, phone,
     /// e-mail: masked wherever the segment's text or such a value is kept or shown.
     pub sensitive: Vec<usize>,
+    /// How many elements up to the last required one: past both it and the segment's
+    /// own elements, nothing is left to check (a PO1 defines 25, and most carry 10).
+    pub required_through: usize,
 }
 
 /// One node of a transaction set's structure.
@@ -498,6 +501,11 @@ fn load_segments(def: &DefFile, reg: &mut Registry, diags: &mut Diagnostics) {
             }
         }
         seg.sensitive = entry.sensitive;
+        seg.required_through = seg
+            .elements
+            .iter()
+            .rposition(|e| e.required)
+            .map_or(0, |i| i + 1);
         if ok {
             reg.segments.insert(id, seg);
         }

@@ -149,6 +149,12 @@ impl Segment {
     /// a pass to count them first were a fifth of the reading thread).
     fn split(text: std::borrow::Cow<'_, str>, sep: &[u8], pos: Position) -> Segment {
         let (id, els) = match sep {
+            // Most segments are a few dozen bytes: a plain pass over them costs less than
+            // setting memchr up again for each of their few separators.
+            [b] if text.len() <= SHORT_SEGMENT => {
+                let at = text.bytes().enumerate().filter(|&(_, c)| c == *b);
+                cut(&text, at.map(|(i, _)| i), 1)
+            }
             [b] => cut(&text, memchr::memchr_iter(*b, text.as_bytes()), 1),
             _ => cut(
                 &text,
@@ -228,6 +234,9 @@ impl std::fmt::Debug for Segment {
             .finish()
     }
 }
+
+/// Up to this length a segment is cut on a one-byte separator by a plain pass.
+const SHORT_SEGMENT: usize = 64;
 
 /// The trimmed id and the element ranges of `text`, given where its separators (of
 /// `sep_len` bytes) are.
@@ -1006,6 +1015,36 @@ mod tests {
     use super::*;
 
     const ISA: &str = "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240131*1100*U*00401*000000001*0*P*>~";
+
+    /// Segments up to [`SHORT_SEGMENT`] bytes are cut by a plain pass, longer ones with
+    /// memchr: around the boundary, with separators first, last, doubled and absent, both
+    /// cut as `str::split` does.
+    #[test]
+    fn short_and_long_segments_are_cut_alike() {
+        for len in SHORT_SEGMENT - 3..=SHORT_SEGMENT + 3 {
+            for gaps in [
+                &[3usize][..],
+                &[1, 1],
+                &[0, 5, 9],
+                &[len],
+                &[2, 0, 0],
+                &[7; 12],
+            ] {
+                let mut text = String::from("REF");
+                let mut cuts = gaps.iter().cycle();
+                while text.len() < len {
+                    let gap = *cuts.next().unwrap();
+                    text.push('*');
+                    text.extend(std::iter::repeat_n('x', gap.min(len - text.len())));
+                }
+                text.truncate(len);
+                let seg = Segment::split(text.as_str().into(), b"*", Position::default());
+                let want: Vec<&str> = text.split('*').collect();
+                assert_eq!(seg.id(), want[0].trim(), "{text}");
+                assert_eq!(seg.elements().collect::<Vec<_>>(), want[1..], "{text}");
+            }
+        }
+    }
 
     fn all(input: &[u8]) -> Vec<Segment> {
         let mut r = SegmentReader::new(input, 1 << 20);

@@ -331,10 +331,12 @@ fn check_element_values(
             ),
         ));
     }
-    // The segment's own elements, then empty ones for those it leaves off: asking
-    // `el(pos)` for each defined element bounds-checked and sliced it again.
+    // The segment's own elements, then empty ones for those it leaves off up to the
+    // last required one: asking `el(pos)` for each defined element bounds-checked and
+    // sliced it again, and the optional ones past the end have nothing to check.
     let values = seg.elements().chain(std::iter::repeat(""));
-    for ((i, ed), value) in def.elements.iter().enumerate().zip(values) {
+    let through = n.max(def.required_through);
+    for ((i, ed), value) in def.elements.iter().enumerate().take(through).zip(values) {
         let pos = i + 1;
         // The field name is only built on an error: this loop runs for every element.
         let field = || format!("{}{pos:02}", seg.id());
@@ -573,6 +575,55 @@ mod tests {
             };
             assert_eq!(is_calendar_date(v), chrono, "{v:?}");
         }
+    }
+
+    /// The element checks stop past the segment's last element and the definition's last
+    /// required one: a required element after what the segment carries is still reported,
+    /// an optional one is not, and one the segment carries past the required ones is
+    /// still checked.
+    #[test]
+    fn a_required_element_past_the_segments_end_is_still_reported() {
+        use crate::x12::defs::ElementDef;
+        use crate::x12::segments::{SegmentReader, Sep};
+        let el = |required, max| ElementDef {
+            required,
+            ty: ElType::An,
+            min: 1,
+            max,
+            codes: None,
+        };
+        let def = SegmentDef {
+            elements: vec![
+                el(true, 9),
+                el(false, 9),
+                el(true, 9),
+                el(false, 2),
+                el(false, 9),
+            ],
+            required_through: 3,
+            ..SegmentDef::default()
+        };
+        let d = Delims {
+            elem: Sep::new('*'),
+            comp: Sep::new(':'),
+            term: Sep::new('~'),
+            rep: None,
+        };
+        let issues = |text: &str| {
+            let seg = SegmentReader::new(text.as_bytes(), 1 << 20)
+                .read_segment(&d)
+                .unwrap()
+                .unwrap();
+            let mut out = Vec::new();
+            check_element_values(&def, 0, &seg, &d, &mut out);
+            out.iter()
+                .map(|i| (i.element.as_ref().unwrap().pos, i.reason.rule.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(issues("ZZZ*a~"), [(3, "x12-required".to_string())]);
+        assert_eq!(issues("ZZZ*a**b~"), []);
+        assert_eq!(issues("ZZZ*a**b*long~"), [(4, "x12-length".to_string())]);
+        assert_eq!(issues("ZZZ~").len(), 2);
     }
 
     #[test]
