@@ -341,6 +341,18 @@ pub fn concat(parts: &[&str]) -> String {
     s
 }
 
+/// `str::trim`, answered without decoding a character when both ends are ASCII and not
+/// white space, as nearly every value's are: then neither end has anything to trim
+/// (an ASCII byte is a whole character, and the last byte of a longer one is not ASCII).
+pub fn trim(s: &str) -> &str {
+    let plain = |b: u8| b.is_ascii() && !matches!(b, b' ' | 0x09..=0x0d);
+    match s.as_bytes() {
+        [first, .., last] if plain(*first) && plain(*last) => s,
+        [only] if plain(*only) => s,
+        _ => s.trim(),
+    }
+}
+
 /// Bytes as text, invalid UTF-8 replaced (`String::from_utf8_lossy`), borrowed when they
 /// are valid. `from_utf8` is tried first: it checks ASCII a word at a time, where the
 /// lossy decoder's chunk iterator goes byte by byte, and nearly every cell and segment
@@ -377,6 +389,25 @@ pub fn cap_raw(raw: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcut answers as `str::trim` for every end: ASCII white space (vertical tab
+    /// included), other ASCII, non-ASCII white space (NBSP, NEL, ideographic space) and
+    /// other non-ASCII characters, at one end, both or as the whole text.
+    #[test]
+    fn trim_answers_as_str_trim() {
+        let ends = [
+            "", " ", "\t", "\x0b", "\x0c", "\r\n", "\u{1c}", "a", "7", "~", "\u{a0}", "\u{85}",
+            "\u{3000}", "é", "€", "\u{7f}",
+        ];
+        for a in ends {
+            for mid in ["", "x", "ab c", "\u{a0}"] {
+                for b in ends {
+                    let s = format!("{a}{mid}{b}");
+                    assert_eq!(trim(&s), s.trim(), "{s:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn concat_is_the_parts_in_one_allocation_of_their_size() {

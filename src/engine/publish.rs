@@ -90,6 +90,7 @@ impl Engine {
             tag: &tag,
             format: row.format.as_deref().unwrap_or_default(),
         };
+        let head = crate::sink::LineHead::new(origin);
         let mut bytes = Vec::new();
         for r in records {
             let record = OutRecord {
@@ -106,7 +107,7 @@ impl Engine {
                 ),
                 data: r.data.unwrap_or_default(),
             };
-            crate::sink::append_line(&mut bytes, origin, &record)
+            crate::sink::append_line(&mut bytes, &head, &record)
                 .map_err(io_err("rebuilding an outbox chunk"))?;
         }
         fsutil::write_atomic(Path::new(&c.outbox_path), &bytes)

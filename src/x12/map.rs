@@ -201,7 +201,7 @@ impl<'a> Ctx<'a> {
                 .unwrap_or(""),
             None => raw,
         };
-        let raw = raw.trim();
+        let raw = crate::unit::trim(raw);
         if raw.is_empty() {
             return None;
         }

@@ -255,7 +255,7 @@ fn cut(text: &str, seps: impl Iterator<Item = usize>, sep_len: usize) -> ((u32, 
 
 /// The range of `part`, a slice of `text`, without surrounding whitespace.
 fn trimmed(text: &str, part: &str) -> (u32, u32) {
-    let t = part.trim();
+    let t = crate::unit::trim(part);
     let start = t.as_ptr() as usize - text.as_ptr() as usize;
     (start as u32, (start + t.len()) as u32)
 }
