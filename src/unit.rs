@@ -341,15 +341,19 @@ pub fn concat(parts: &[&str]) -> String {
     s
 }
 
-/// `str::trim`, answered without decoding a character when both ends are ASCII and not
-/// white space, as nearly every value's are: then neither end has anything to trim
-/// (an ASCII byte is a whole character, and the last byte of a longer one is not ASCII).
+/// `str::trim`, answered from the end bytes when both are ASCII and not white space or
+/// control, as nearly every cell's and element's are: then neither end has anything to
+/// trim (an ASCII byte is a whole character, and the last byte of a longer one is not
+/// ASCII). Cells are trimmed where they are checked and where a blank row is told, X12
+/// values where they are mapped and segment ids where they are cut; `str::trim` decoding
+/// characters from both ends was 4% of a CSV run.
 pub fn trim(s: &str) -> &str {
-    let plain = |b: u8| b.is_ascii() && !matches!(b, b' ' | 0x09..=0x0d);
-    match s.as_bytes() {
-        [first, .., last] if plain(*first) && plain(*last) => s,
-        [only] if plain(*only) => s,
-        _ => s.trim(),
+    let plain = |b: Option<&u8>| b.is_some_and(|&b| b > b' ' && b.is_ascii());
+    let b = s.as_bytes();
+    if plain(b.first()) && plain(b.last()) {
+        s
+    } else {
+        s.trim()
     }
 }
 
@@ -390,18 +394,15 @@ pub fn cap_raw(raw: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    /// The shortcut answers as `str::trim` for every end: ASCII white space (vertical tab
-    /// included), other ASCII, non-ASCII white space (NBSP, NEL, ideographic space) and
-    /// other non-ASCII characters, at one end, both or as the whole text.
     #[test]
-    fn trim_answers_as_str_trim() {
+    fn trim_is_str_trim() {
         let ends = [
-            "", " ", "\t", "\x0b", "\x0c", "\r\n", "\u{1c}", "a", "7", "~", "\u{a0}", "\u{85}",
-            "\u{3000}", "é", "€", "\u{7f}",
+            "", "a", " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{1c}", "\u{1f}", "\u{7f}", "!",
+            "~", "\u{85}", "\u{a0}", "\u{3000}", "\u{2028}", "\u{feff}", "é", "0",
         ];
         for a in ends {
-            for mid in ["", "x", "ab c", "\u{a0}"] {
-                for b in ends {
+            for b in ends {
+                for mid in ["", "x", " y ", "\u{a0}"] {
                     let s = format!("{a}{mid}{b}");
                     assert_eq!(trim(&s), s.trim(), "{s:?}");
                 }

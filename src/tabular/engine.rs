@@ -315,7 +315,7 @@ fn drop_columns<T>(cells: &mut Vec<T>, ascending: &[usize]) {
 /// A cell's text trimmed, borrowed where the cell holds text (the group key of every row).
 fn trimmed_text(cell: &Cell) -> std::borrow::Cow<'_, str> {
     match cell {
-        Cell::Text(s) => std::borrow::Cow::Borrowed(super::cell_text::trim(s)),
+        Cell::Text(s) => std::borrow::Cow::Borrowed(crate::unit::trim(s)),
         other => std::borrow::Cow::Owned(other.to_text().trim().to_string()),
     }
 }
@@ -953,7 +953,7 @@ fn check_cell<'r>(
     let cell = row.cells.get(i).unwrap_or(&Cell::Empty);
     let full = cell.as_text();
     let text = if f.trim {
-        super::cell_text::trim(&full)
+        crate::unit::trim(&full)
     } else {
         &full
     };
@@ -962,7 +962,7 @@ fn check_cell<'r>(
     let same = |canonical: bool, written: &dyn Fn() -> String| -> Cow<'r, str> {
         match &full {
             Cow::Borrowed(b) if canonical => {
-                Cow::Borrowed(if f.trim { super::cell_text::trim(b) } else { b })
+                Cow::Borrowed(if f.trim { crate::unit::trim(b) } else { b })
             }
             _ => Cow::Owned(written()),
         }

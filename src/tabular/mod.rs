@@ -82,7 +82,7 @@ impl Cell {
     pub fn is_empty(&self) -> bool {
         match self {
             Cell::Empty => true,
-            Cell::Text(s) => cell_text::trim(s).is_empty(),
+            Cell::Text(s) => crate::unit::trim(s).is_empty(),
             _ => false,
         }
     }
