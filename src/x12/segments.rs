@@ -450,8 +450,20 @@ impl<R: Read> SegmentReader<R> {
         }
     }
 
-    /// The byte `i` positions ahead of the cursor, reading as needed.
+    /// The byte `i` past the cursor, reading more when the window ends before it. The
+    /// answer from the window is inlined, the reading kept apart: this is asked several
+    /// times for every segment.
+    #[inline]
     fn get(&mut self, i: usize) -> Result<Option<u8>, ReadError> {
+        match self.buf.get(self.at + i) {
+            Some(&b) => Ok(Some(b)),
+            None => self.get_past_window(i),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn get_past_window(&mut self, i: usize) -> Result<Option<u8>, ReadError> {
         while self.at + i >= self.buf.len() {
             if i > self.max_record {
                 return Err(ReadError::TooLong {
