@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -217,6 +218,10 @@ pub struct SetDef {
     pub structure: Vec<Node>,
     /// Every segment id the structure knows (for "unrecognized" vs "unexpected").
     pub known_ids: DefSet<String>,
+    /// The element definitions of the known segments whose ids pack (see [`SegId`]), by
+    /// packed id: one lookup of a word for each segment of a set, where the set's ids and
+    /// then the registry's definitions were two lookups of a string.
+    pub checked: DefMap<SegId, Arc<SegmentDef>>,
     pub map: Option<MapDef>,
     pub file: PathBuf,
 }
@@ -345,7 +350,7 @@ impl PartnerDef {
 /// Everything the X12 format knows, shared read-only by all jobs.
 #[derive(Debug, Default)]
 pub struct Registry {
-    pub segments: DefMap<String, SegmentDef>,
+    pub segments: DefMap<String, Arc<SegmentDef>>,
     pub sets: Vec<SetDef>,
     pub partners: Vec<PartnerDef>,
 }
@@ -412,7 +417,7 @@ impl Registry {
             load_segments(def, &mut reg, diags);
         }
         for def in defs.iter().filter(|d| d.kind == "x12-transaction-set") {
-            if let Some(set) = load_set(def, diags) {
+            if let Some(mut set) = load_set(def, diags) {
                 if reg
                     .sets
                     .iter()
@@ -428,6 +433,13 @@ impl Registry {
                     );
                     continue;
                 }
+                set.checked = set
+                    .known_ids
+                    .iter()
+                    .filter_map(|id| Some((SegId::of(id.as_bytes()), reg.segments.get(id)?)))
+                    .filter(|(code, _)| code.packed())
+                    .map(|(code, def)| (code, def.clone()))
+                    .collect();
                 reg.sets.push(set);
             }
         }
@@ -507,7 +519,7 @@ fn load_segments(def: &DefFile, reg: &mut Registry, diags: &mut Diagnostics) {
             .rposition(|e| e.required)
             .map_or(0, |i| i + 1);
         if ok {
-            reg.segments.insert(id, seg);
+            reg.segments.insert(id, Arc::new(seg));
         }
     }
 }
@@ -698,6 +710,7 @@ fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
         versions: file.versions,
         structure,
         known_ids,
+        checked: DefMap::default(),
         map,
         file: def.path.clone(),
     })

@@ -165,8 +165,13 @@ impl SetJob {
             Some(def) => {
                 validate::structure(def, &self.segs, &mut issues);
                 for (i, s) in self.segs.iter().enumerate() {
-                    if def.known_ids.contains(s.id()) {
-                        validate::elements(&self.shared.reg, i, s, &self.delims, &mut issues);
+                    match def.checked.get(&s.code()) {
+                        Some(sd) => validate::check_elements(sd, i, s, &self.delims, &mut issues),
+                        // An id that does not pack is looked up by name, as before.
+                        None if !s.code().packed() && def.known_ids.contains(s.id()) => {
+                            validate::elements(&self.shared.reg, i, s, &self.delims, &mut issues)
+                        }
+                        None => {}
                     }
                 }
             }

@@ -188,6 +188,12 @@ impl Segment {
         }
     }
 
+    /// The id packed (see [`SegId`]).
+    #[inline]
+    pub fn code(&self) -> SegId {
+        self.code
+    }
+
     /// [`Segment::is`] for a name packed ahead (see [`SegName`]).
     #[inline]
     pub fn is_named(&self, n: &SegName) -> bool {
@@ -934,7 +940,7 @@ impl<R: Read> SegmentReader<R> {
 /// what [`SegmentReader::skip_segment`] tells of a segment, what a [`Segment`] is compared
 /// by, and what structure nodes keep (`defs::Node`). An id empty or longer than
 /// [`SegId::MAX`] bytes has no packing and equals no id it is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SegId(u64);
 
 impl SegId {

@@ -271,7 +271,8 @@ pub fn elements(reg: &Registry, seg_idx: usize, seg: &Segment, d: &Delims, out: 
     check_elements(def, seg_idx, seg, d, out);
 }
 
-fn check_elements(
+/// [`elements`] with the segment's definition at hand.
+pub fn check_elements(
     def: &SegmentDef,
     seg_idx: usize,
     seg: &Segment,
