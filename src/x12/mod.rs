@@ -41,7 +41,7 @@ use crate::unit::{cap_raw, capped, Evaluation, LineVerdict, Position, Reason, So
 use defs::{Atomic, PartnerDef, Registry};
 use envelope::gs_error;
 use job::{SetJob, SetShared};
-use segments::{Delims, ReadError, Segment, SegmentReader};
+use segments::{Delims, ReadError, SegId, Segment, SegmentReader};
 use sets::SetList;
 
 /// Longest raw segment text kept for the ledger and reports.
@@ -472,12 +472,14 @@ impl X12Reader {
                     ));
                 }
             };
-            match seg.id() {
-                "SE" => {
-                    segs.push(seg);
-                    return Ok(dropped);
-                }
-                "ST" | "GE" | "IEA" | "ISA" | "GS" => {
+            // By packed id: comparing strings here was done for every segment of every set.
+            let code = seg.code();
+            if code == SegId::of(b"SE") {
+                segs.push(seg);
+                return Ok(dropped);
+            }
+            match resume::SET_BREAKS.contains(&code) {
+                true => {
                     let (st, pos) = (&segs[0], seg.pos.clone());
                     self.mark_open_set(st.el(1), st.el(2), 2);
                     if !matches!(seg.id(), "ST" | "GE") {
@@ -495,7 +497,7 @@ impl X12Reader {
                         ),
                     ));
                 }
-                _ => {
+                false => {
                     // A hostile set cannot grow memory without bound: past the line or byte
                     // cap, segments are only counted (the set is then rejected).
                     if segs.len() < self.max_unit_lines && kept_bytes <= self.max_set_bytes {

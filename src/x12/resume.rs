@@ -37,8 +37,8 @@ const BODY_STOPS: [SegId; 7] = [
     SegId::of(b"GS"),
 ];
 
-/// The envelope segments that end a set without its SE (as `read_set_body` finds them).
-const SET_BREAKS: &[SegId] = BODY_STOPS.split_at(2).1;
+/// The envelope segments that end a set without its SE: where `read_set_body` stops.
+pub(super) const SET_BREAKS: &[SegId] = BODY_STOPS.split_at(2).1;
 
 impl X12Reader {
     /// Between units every held unit has been given out (see `next_unit`): any place is
