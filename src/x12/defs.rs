@@ -68,9 +68,8 @@ pub struct SegmentDef {
 #[derive(Debug, Clone)]
 pub enum Node {
     Seg {
-        id: String,
-        /// `id` packed, to compare with segments'.
-        code: SegId,
+        /// The id, packed to compare with segments'.
+        id: SegName,
         required: bool,
         max: u64,
     },
@@ -88,7 +87,7 @@ pub enum Node {
 impl Node {
     pub fn first_id(&self) -> &str {
         match self {
-            Node::Seg { id, .. } => id,
+            Node::Seg { id, .. } => id.as_str(),
             Node::Loop { body, .. } => body.first().map(Node::first_id).unwrap_or(""),
         }
     }
@@ -96,7 +95,8 @@ impl Node {
     /// letters and digits.
     pub fn first_code(&self) -> SegId {
         match self {
-            Node::Seg { code, .. } | Node::Loop { code, .. } => *code,
+            Node::Seg { id, .. } => id.code(),
+            Node::Loop { code, .. } => *code,
         }
     }
     pub fn required(&self) -> bool {
@@ -111,7 +111,7 @@ impl Node {
     }
     fn collect_ids(&self, out: &mut Vec<String>) {
         match self {
-            Node::Seg { id, .. } => out.push(id.clone()),
+            Node::Seg { id, .. } => out.push(id.as_str().to_string()),
             Node::Loop { body, .. } => body.iter().for_each(|n| n.collect_ids(out)),
         }
     }
@@ -218,9 +218,9 @@ pub struct SetDef {
     pub structure: Vec<Node>,
     /// Every segment id the structure knows (for "unrecognized" vs "unexpected").
     pub known_ids: DefSet<String>,
-    /// The element definitions of the known segments whose ids pack (see [`SegId`]), by
-    /// packed id: one lookup of a word for each segment of a set, where the set's ids and
-    /// then the registry's definitions were two lookups of a string.
+    /// The element definitions of the known segments, by packed id (see [`SegId`]; every
+    /// structure id packs): one lookup of a word for each segment of a set, where the
+    /// set's ids and then the registry's definitions were two lookups of a string.
     pub checked: DefMap<SegId, Arc<SegmentDef>>,
     pub map: Option<MapDef>,
     pub file: PathBuf,
@@ -795,8 +795,7 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
                     return Err((i, format!("expected `{id} M|O repeat`")));
                 }
                 let node = Node::Seg {
-                    id: id.to_string(),
-                    code: SegId::of(id.as_bytes()),
+                    id: SegName::from(id.to_string()),
                     required: parse_req(parts.get(1))?,
                     max: parse_max(parts.get(2))?,
                 };

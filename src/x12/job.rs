@@ -164,14 +164,10 @@ impl SetJob {
         match def {
             Some(def) => {
                 validate::structure(def, &self.segs, &mut issues);
+                // Structure ids have two or three characters, so every known id packs.
                 for (i, s) in self.segs.iter().enumerate() {
-                    match def.checked.get(&s.code()) {
-                        Some(sd) => validate::check_elements(sd, i, s, &self.delims, &mut issues),
-                        // An id that does not pack is looked up by name, as before.
-                        None if !s.code().packed() && def.known_ids.contains(s.id()) => {
-                            validate::elements(&self.shared.reg, i, s, &self.delims, &mut issues)
-                        }
-                        None => {}
+                    if let Some(sd) = def.checked.get(&s.code()) {
+                        validate::elements(sd, i, s, &self.delims, &mut issues);
                     }
                 }
             }

@@ -979,9 +979,10 @@ impl SegId {
     }
 }
 
-/// A segment id a definition names (a map field's segment, a group's trigger and
-/// members), packed once when the definition is read: asking each segment of a set
-/// "is this a PO1?" for every field packed the name again for every question.
+/// A segment id a definition names (a structure's segment, a map field's segment, a
+/// group's trigger and members), packed once when the definition is read: asking each
+/// segment of a set "is this a PO1?" for every field packed the name again for every
+/// question.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(from = "String")]
 pub struct SegName {
@@ -1001,6 +1002,11 @@ impl From<String> for SegName {
 impl SegName {
     pub fn as_str(&self) -> &str {
         &self.name
+    }
+
+    /// The name packed (see [`SegId`]).
+    pub fn code(&self) -> SegId {
+        self.code
     }
 }
 

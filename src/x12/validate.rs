@@ -6,7 +6,7 @@
 //! defines). Keeping both in one value is what makes the acknowledgement reflect exactly
 //! the errors the report shows.
 
-use super::defs::{ElType, Node, Registry, SegmentDef, SetDef};
+use super::defs::{ElType, Node, SegmentDef, SetDef};
 use super::segments::{Delims, Segment};
 use crate::unit::Reason;
 
@@ -262,23 +262,9 @@ fn el_issue(
     }
 }
 
-/// Checks the elements of one segment against the dictionary (segments it does not know
-/// are checked for structure only).
-pub fn elements(reg: &Registry, seg_idx: usize, seg: &Segment, d: &Delims, out: &mut Vec<Issue>) {
-    let Some(def) = reg.segments.get(seg.id()) else {
-        return;
-    };
-    check_elements(def, seg_idx, seg, d, out);
-}
-
-/// [`elements`] with the segment's definition at hand.
-pub fn check_elements(
-    def: &SegmentDef,
-    seg_idx: usize,
-    seg: &Segment,
-    d: &Delims,
-    out: &mut Vec<Issue>,
-) {
+/// Checks the elements of one segment against its definition in the dictionary (segments
+/// it does not know are checked for structure only).
+pub fn elements(def: &SegmentDef, seg_idx: usize, seg: &Segment, d: &Delims, out: &mut Vec<Issue>) {
     let first = out.len();
     check_element_values(def, seg_idx, seg, d, out);
     // Personal data is not repeated in the ledger, the reports, the log or the ack.
