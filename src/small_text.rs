@@ -17,7 +17,8 @@ pub struct SmallText<const N: usize>(Repr<N>);
 
 #[derive(Clone)]
 enum Repr<const N: usize> {
-    /// `buf[..len]` is UTF-8: it is only ever filled from a `&str` (see `SmallText::new`).
+    /// `buf[..len]` is UTF-8: it is only ever filled from a `&str` (see `SmallText::new`
+    /// and `SmallText::new_in`). The bytes past `len` are never read.
     Inline {
         len: u8,
         buf: [u8; N],
@@ -30,6 +31,7 @@ impl<const N: usize> SmallText<N> {
     #[cfg(test)]
     const INLINE: usize = N;
 
+    #[inline]
     pub fn new(text: &str) -> Self {
         if text.len() <= N && N <= usize::from(u8::MAX) {
             let mut buf = [0u8; N];
@@ -43,11 +45,35 @@ impl<const N: usize> SmallText<N> {
         }
     }
 
+    /// [`SmallText::new`] of `text`, where `text` is the start of `window` (the same
+    /// memory): then the first `N` bytes of `window` are copied as one fixed-size block. A
+    /// copy of a few bytes of varying length is a call to `memcpy`, and a value assembled
+    /// from it stalls the wide load that moves it next; a reader's cells are mostly that.
+    #[inline]
+    pub fn new_in(text: &str, window: &[u8]) -> Self {
+        match window.get(..N) {
+            Some(block)
+                if text.len() <= N
+                    && N <= usize::from(u8::MAX)
+                    && std::ptr::eq(block.as_ptr(), text.as_ptr()) =>
+            {
+                let mut buf = [0u8; N];
+                buf.copy_from_slice(block);
+                SmallText(Repr::Inline {
+                    len: text.len() as u8,
+                    buf,
+                })
+            }
+            _ => SmallText::new(text),
+        }
+    }
+
     #[inline]
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // SAFETY: `new` sets `len` to the length of a `&str` of at most `N` bytes, so
-            // `..len` is within `buf`; `buf[..len]` is that text, copied whole and never
+            // SAFETY: `new` and `new_in` set `len` to the length of a `&str` of at most `N`
+            // bytes, so `..len` is within `buf`; `buf[..len]` is that text (`new_in` copies
+            // it from the memory the `&str` is, checked by address), copied whole and never
             // written again, so it is valid UTF-8.
             Repr::Inline { len, buf } => unsafe {
                 std::str::from_utf8_unchecked(buf.get_unchecked(..*len as usize))
@@ -166,6 +192,25 @@ mod tests {
             assert_eq!(Small::from(owned).as_str(), text);
         }
         assert_eq!("exactly twenty-two by.".len(), Small::INLINE);
+    }
+
+    /// `new_in` keeps the text, not the rest of its window, and falls back to `new` when
+    /// the window is short or is not where the text is.
+    #[test]
+    fn a_text_copied_with_its_window_reads_back_as_itself() {
+        let all = "A-1,Widget, size 1,ßü,a much longer description that cannot stay inline";
+        let mut from = 0;
+        for cell in all.split(',') {
+            let window = &all.as_bytes()[from..];
+            let text = &all[from..from + cell.len()];
+            let small = Small::new_in(text, window);
+            assert_eq!(small.as_str(), cell);
+            assert_eq!(small.is_inline(), cell.len() <= 22, "{cell}");
+            from += cell.len() + 1;
+        }
+        let elsewhere = "x".repeat(40);
+        assert_eq!(Small::new_in("A-1", elsewhere.as_bytes()).as_str(), "A-1");
+        assert_eq!(Small::new_in("", &[]).as_str(), "");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use super::charset::{self, Decoding, Encoding, Transcoder};
 use super::def::CsvDialect;
-use super::{Cell, Row, RowSource};
+use super::{Cell, CellText, Row, RowSource};
 use crate::format::FileError;
 use crate::unit::{Position, Reason};
 
@@ -439,16 +439,17 @@ impl CsvRows {
         let mut from = 0;
         for &to in &self.ends[..endlen] {
             let range = from..to.min(outlen);
-            let text = match fields.and_then(|all| all.get(range.clone())) {
-                Some(t) => std::borrow::Cow::Borrowed(t),
-                None => self.decode(&self.out[range]),
-            };
             from = to;
-            cells.push(if text.is_empty() {
-                Cell::Empty
-            } else {
-                Cell::Text(text.into())
-            });
+            let cell = match fields.and_then(|all| all.get(range.clone())) {
+                Some("") => Cell::Empty,
+                // The text with the output buffer after it, for a fixed-size copy.
+                Some(t) => Cell::Text(CellText::new_in(t, &self.out[range.start..])),
+                None => match self.decode(&self.out[range]) {
+                    t if t.is_empty() => Cell::Empty,
+                    t => Cell::Text(t.into()),
+                },
+            };
+            cells.push(cell);
         }
         let row = Row {
             pos: pos.clone(),
