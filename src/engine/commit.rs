@@ -28,6 +28,8 @@ pub(super) struct BatchState {
     pub tag: FileTag,
     /// Identity rules the file's format sets instead of the entities' defaults.
     pub identity: Vec<(crate::canonical::Entity, crate::canonical::Identity)>,
+    /// The reader's handle that answers units as they commit, if it has one.
+    pub answering: Option<Box<dyn crate::format::Answering>>,
 }
 
 impl BatchState {
@@ -58,6 +60,7 @@ impl BatchState {
             format_name: format.name().to_string(),
             tag: tag_of(row),
             identity: format.identity_overrides(),
+            answering: None,
         }
     }
 }
@@ -151,6 +154,20 @@ impl Engine {
         // (on one core, that would be a second core busy: see `pipeline`).
         if !self.inline {
             self.pool.spawn(move || drop((units, rows)));
+        }
+        self.answer_committed(st)
+    }
+
+    /// Hands the outcomes of the units committed so far to the reader's answering (see
+    /// `format::Answering`); a ledger read that failed fails the file, as it would at
+    /// its end.
+    fn answer_committed(&self, st: &mut BatchState) -> Result<()> {
+        if let Some(answering) = st.answering.as_mut() {
+            let outcomes = crate::ledger::LedgerOutcomes::new(&self.ledger, st.file_id);
+            answering.committed(&outcomes, st.committed_seq);
+            if let Some(e) = outcomes.failure() {
+                return Err(e.into());
+            }
         }
         Ok(())
     }

@@ -244,6 +244,7 @@ impl Engine {
         work: &Path,
     ) -> Result<Streamed> {
         let mut state = BatchState::new(row, format.as_ref());
+        state.answering = reader.answering();
         let cut = Cut {
             committed_seq: state.committed_seq,
             ordinal: state.ordinal,

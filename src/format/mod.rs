@@ -216,6 +216,15 @@ pub trait UnitOutcomes {
     }
 }
 
+/// What a reader's [`UnitReader::finish`] makes of every unit's outcome, made for the
+/// units already committed while the rest is read: the committing thread hands each
+/// batch's outcomes over after its commit, between batches, where it would otherwise wait
+/// for the reading thread; the end of a file then answers only its last units.
+pub trait Answering: Send {
+    /// Units before `upto` are committed: their outcomes are in `outcomes`.
+    fn committed(&mut self, outcomes: &dyn UnitOutcomes, upto: u64);
+}
+
 /// Allocates our own control numbers for outbound acknowledgements. Numbers are committed
 /// in the ledger before they are handed out, so a crash can waste one but never reuse one.
 pub trait AckContext {
@@ -295,6 +304,13 @@ pub trait UnitReader: Send {
     /// it cannot (the engine then reads from the start and skips committed units).
     fn seek(&mut self, _mark: &Mark) -> Result<bool, FileError> {
         Ok(false)
+    }
+
+    /// A handle that answers committed units ahead of [`Self::finish`] (see
+    /// [`Answering`]), asked for once before reading starts; `None` for a reader whose
+    /// `finish` does not go over every unit.
+    fn answering(&mut self) -> Option<Box<dyn Answering>> {
+        None
     }
 
     /// Called once after the last unit (or after `next_unit` failed, with that error), when

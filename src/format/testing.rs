@@ -146,6 +146,43 @@ fn outcomes_of(units: &[ReadUnit]) -> MemOutcomes {
     )
 }
 
+/// Reads `path` twice through `format`: once finished as it is, once with the reader's
+/// [`super::Answering`] handed the outcomes every `step` units first, as batches commit;
+/// both finish with `error` (the file's own when `None`) and must acknowledge alike.
+/// Returns how many times units were handed over (0 for a reader without the handle).
+pub fn assert_answering_matches(
+    format: &dyn Format,
+    path: &Path,
+    step: u64,
+    error: Option<&FileError>,
+) -> u64 {
+    let ctx = ctx_for(path);
+    if format.open(path, &ctx).is_err() {
+        return 0; // nothing to answer
+    }
+    let full = read_all_with(format, path, &ctx);
+    let outcomes = outcomes_of(&full.units);
+    let error = error.or(full.error.as_ref());
+    let finished = |answer: bool| {
+        let mut reader = format.open(path, &ctx).expect("opens");
+        let mut answering = answer.then(|| reader.answering()).flatten();
+        let (mut read, mut handed) = (0, 0);
+        while let Ok(Some(_)) = reader.next_unit() {
+            read += 1;
+            if let Some(a) = answering.as_mut().filter(|_| read % step.max(1) == 0) {
+                a.committed(&outcomes, read);
+                handed += 1;
+            }
+        }
+        let acks = reader.finish(&outcomes, &mut MemAcks::default(), error);
+        (ack_texts(&acks.expect("acknowledges")), handed)
+    };
+    let (at_end, _) = finished(false);
+    let (answered, handed) = finished(true);
+    assert_eq!(answered, at_end, "{}", path.display());
+    handed
+}
+
 /// The acknowledgements as text, to compare (see [`unstamped`]).
 fn ack_texts(acks: &[Outbound]) -> Vec<String> {
     acks.iter()

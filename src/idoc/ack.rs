@@ -5,11 +5,14 @@
 //! posted) or 51 (application document not posted), a text and up to four parameters. We
 //! send one SYSTAT01 per original sender in the file, with sender and receiver swapped and
 //! our own DOCNUM from the ledger's control numbers, built only from what the ledger
-//! recorded (`UnitOutcomes`), so the reader holds nothing per IDoc while streaming.
+//! recorded (`UnitOutcomes`), so the reader holds nothing per IDoc while streaming. The
+//! committing thread answers each batch's IDocs after its commit (`Answering`), and the end
+//! of the file only its last ones: answering a 50 MB file's 18,000 IDocs at its end took
+//! ~80 ms on one core while the other waited.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
@@ -24,7 +27,31 @@ const MAX_REASONS: usize = 10;
 
 pub struct AckState {
     units: u64,
+    answered: Arc<Mutex<Answered>>,
+}
+
+/// The E1STATS of the IDocs answered so far, in file order: shared by the reader, which
+/// finishes them, and the [`Answering`] handle the committing thread fills them through.
+struct Answered {
     catalog: Arc<Catalog>,
+    routes: Routes,
+    /// The next unit to answer.
+    next: u64,
+    when: When,
+}
+
+/// Answers IDocs as their batches commit (see [`crate::format::Answering`]).
+pub struct Answering(Arc<Mutex<Answered>>);
+
+impl crate::format::Answering for Answering {
+    fn committed(&mut self, outcomes: &dyn UnitOutcomes, upto: u64) {
+        lock(&self.0).answer_to(upto, outcomes, None);
+    }
+}
+
+/// The answers, whatever a thread that held them before did.
+fn lock(answered: &Mutex<Answered>) -> MutexGuard<'_, Answered> {
+    answered.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One E1STATS, its values borrowed from the outcome it answers where they can be: the
@@ -117,6 +144,16 @@ struct When {
     time: String,
 }
 
+impl When {
+    fn now() -> When {
+        let now = chrono::Utc::now();
+        When {
+            date: now.format("%Y%m%d").to_string(),
+            time: now.format("%H%M%S").to_string(),
+        }
+    }
+}
+
 fn s<'a>(dc: &'a serde_json::Map<String, Value>, k: &str) -> &'a str {
     dc.get(k).and_then(Value::as_str).unwrap_or("")
 }
@@ -194,18 +231,19 @@ fn safe(v: &str) -> String {
 
 impl AckState {
     pub fn new(catalog: Arc<Catalog>) -> Self {
-        AckState { units: 0, catalog }
-    }
-
-    /// The type's STATUS codes (applied, rejected); SAP's inbound 53/51 for unknown types.
-    fn codes(&self, idoctyp: &str) -> (&str, &str) {
-        self.catalog
-            .get(idoctyp)
-            .map_or(("53", "51"), |t| (&t.status_applied, &t.status_rejected))
+        AckState {
+            units: 0,
+            answered: Arc::new(Mutex::new(Answered::new(catalog))),
+        }
     }
 
     pub fn seen(&mut self, seq: u64) {
         self.units = self.units.max(seq + 1);
+    }
+
+    /// The handle that answers committed IDocs ahead of [`Self::build`].
+    pub fn answering(&self) -> Answering {
+        Answering(Arc::clone(&self.answered))
     }
 
     pub fn build(
@@ -214,35 +252,16 @@ impl AckState {
         acks: &mut dyn AckContext,
         error: Option<&FileError>,
     ) -> Result<Vec<Outbound>, FileError> {
-        let now = chrono::Utc::now();
-        let when = When {
-            date: now.format("%Y%m%d").to_string(),
-            time: now.format("%H%M%S").to_string(),
-        };
-        let mut routes = Routes::default();
+        let mut answered = lock(&self.answered);
+        let catalog = Arc::clone(&answered.catalog);
         let file = error.map(FileRejected::of);
-        for seq in 0..self.units {
-            let Some(sum) = outcomes.take(seq) else {
-                continue;
-            };
-            let Value::Object(dc) = &sum.detail else {
-                continue;
-            };
-            let docnum = s(dc, "DOCNUM");
-            if !valid_docnum(docnum) {
-                // Empty or not a number: nothing the sender's SAP could match a status to
-                // (E1STATS-DOCNUM is NUMC 16). The IDoc's own reject row and its ledger
-                // detail (`status_ack`) say why no status was sent.
-                continue;
-            }
-            // NUMC 16: SAP pads with zeros, so the status names the IDoc as SAP stores it.
-            let mut padded = String::with_capacity(16);
-            (docnum.len()..16).for_each(|_| padded.push('0'));
-            padded.push_str(docnum);
-            if let Some(entries) = self.entries(&sum, dc, &padded, file.as_ref()) {
-                routes.add(s(dc, "SNDPRN"), dc, &entries, &when);
-            }
+        if file.is_some() {
+            // Every E1STATS of a file rejected whole says so: those made before are wrong.
+            *answered = Answered::new(Arc::clone(&catalog));
         }
+        answered.answer_to(self.units, outcomes, file.as_ref());
+        let Answered { routes, when, .. } =
+            std::mem::replace(&mut *answered, Answered::new(catalog));
         let mut out = Vec::new();
         for (partner, route) in routes.by_sender {
             let partner_id = if partner.is_empty() {
@@ -270,71 +289,114 @@ impl AckState {
     }
 }
 
-impl AckState {
-    /// The E1STATS answering one IDoc (control record `dc`, `docnum` padded), or `None`
-    /// for one that gets no status (skipped).
-    fn entries<'a>(
-        &'a self,
-        sum: &'a UnitSummary,
-        dc: &'a serde_json::Map<String, Value>,
-        docnum: &'a str,
-        file: Option<&'a FileRejected>,
-    ) -> Option<Vec<Entry<'a>>> {
-        let (ok_code, bad_code) = self.codes(s(dc, "IDOCTYP"));
-        let entry = |status, statyp, text: &'a str| Entry {
-            docnum,
-            mandt: s(dc, "MANDT"),
-            status,
-            statyp,
-            text: Cow::Borrowed(text),
-            params: Default::default(),
-            field: Cow::Borrowed(""),
-        };
-        let entries = match (file, sum.status) {
-            (Some(f), _) => vec![Entry {
-                params: [(&*f.rule).into(), "".into(), "".into(), (&*f.pos).into()],
-                ..entry(bad_code, "E", &f.text)
-            }],
-            (
-                None,
-                UnitStatus::Applied
-                | UnitStatus::Duplicate
-                | UnitStatus::Unmapped
-                | UnitStatus::Unchanged,
-            ) => vec![entry(
-                ok_code,
-                "S",
-                match sum.status == UnitStatus::Duplicate {
-                    true => "Already posted earlier: duplicate not applied again",
-                    false => "Application document posted",
-                },
-            )],
-            (None, UnitStatus::Rejected) => {
-                let mut v: Vec<Entry> = sum
-                    .reasons
-                    .iter()
-                    .take(MAX_REASONS)
-                    .map(|(pos, r)| Entry {
-                        text: cut(&r.message, 70),
-                        params: [
-                            cut(&r.rule, 50),
-                            cut(r.field.as_deref().unwrap_or(""), 50),
-                            cut(r.value.as_deref().unwrap_or(""), 50),
-                            cut(pos.locator.as_deref().unwrap_or(""), 50),
-                        ],
-                        field: cut(r.field.as_deref().unwrap_or(""), 30),
-                        ..entry(bad_code, "E", "")
-                    })
-                    .collect();
-                if v.is_empty() {
-                    v.push(entry(bad_code, "E", "Application document not posted"));
-                }
-                v
-            }
-            (None, UnitStatus::Skipped) => return None,
-        };
-        Some(entries)
+impl Answered {
+    fn new(catalog: Arc<Catalog>) -> Answered {
+        Answered {
+            catalog,
+            routes: Routes::default(),
+            next: 0,
+            when: When::now(),
+        }
     }
+
+    /// Answers the IDocs from `next` to `upto` (those the ledger holds an outcome of).
+    fn answer_to(&mut self, upto: u64, outcomes: &dyn UnitOutcomes, file: Option<&FileRejected>) {
+        for seq in self.next..upto {
+            let Some(sum) = outcomes.take(seq) else {
+                continue;
+            };
+            let Value::Object(dc) = &sum.detail else {
+                continue;
+            };
+            let docnum = s(dc, "DOCNUM");
+            if !valid_docnum(docnum) {
+                // Empty or not a number: nothing the sender's SAP could match a status to
+                // (E1STATS-DOCNUM is NUMC 16). The IDoc's own reject row and its ledger
+                // detail (`status_ack`) say why no status was sent.
+                continue;
+            }
+            // NUMC 16: SAP pads with zeros, so the status names the IDoc as SAP stores it.
+            let mut padded = String::with_capacity(16);
+            (docnum.len()..16).for_each(|_| padded.push('0'));
+            padded.push_str(docnum);
+            if let Some(entries) = entries(&self.catalog, &sum, dc, &padded, file) {
+                self.routes.add(s(dc, "SNDPRN"), dc, &entries, &self.when);
+            }
+        }
+        self.next = self.next.max(upto);
+    }
+}
+
+/// The type's STATUS codes (applied, rejected); SAP's inbound 53/51 for unknown types.
+fn codes<'a>(catalog: &'a Catalog, idoctyp: &str) -> (&'a str, &'a str) {
+    catalog
+        .get(idoctyp)
+        .map_or(("53", "51"), |t| (&t.status_applied, &t.status_rejected))
+}
+
+/// The E1STATS answering one IDoc (control record `dc`, `docnum` padded), or `None` for
+/// one that gets no status (skipped).
+fn entries<'a>(
+    catalog: &'a Catalog,
+    sum: &'a UnitSummary,
+    dc: &'a serde_json::Map<String, Value>,
+    docnum: &'a str,
+    file: Option<&'a FileRejected>,
+) -> Option<Vec<Entry<'a>>> {
+    let (ok_code, bad_code) = codes(catalog, s(dc, "IDOCTYP"));
+    let entry = |status, statyp, text: &'a str| Entry {
+        docnum,
+        mandt: s(dc, "MANDT"),
+        status,
+        statyp,
+        text: Cow::Borrowed(text),
+        params: Default::default(),
+        field: Cow::Borrowed(""),
+    };
+    let entries = match (file, sum.status) {
+        (Some(f), _) => vec![Entry {
+            params: [(&*f.rule).into(), "".into(), "".into(), (&*f.pos).into()],
+            ..entry(bad_code, "E", &f.text)
+        }],
+        (
+            None,
+            UnitStatus::Applied
+            | UnitStatus::Duplicate
+            | UnitStatus::Unmapped
+            | UnitStatus::Unchanged,
+        ) => vec![entry(
+            ok_code,
+            "S",
+            match sum.status == UnitStatus::Duplicate {
+                true => "Already posted earlier: duplicate not applied again",
+                false => "Application document posted",
+            },
+        )],
+        (None, UnitStatus::Rejected) => {
+            let mut v: Vec<Entry> = sum
+                .reasons
+                .iter()
+                .take(MAX_REASONS)
+                .map(|(pos, r)| Entry {
+                    text: cut(&r.message, 70),
+                    params: [
+                        cut(&r.rule, 50),
+                        cut(r.field.as_deref().unwrap_or(""), 50),
+                        cut(r.value.as_deref().unwrap_or(""), 50),
+                        cut(pos.locator.as_deref().unwrap_or(""), 50),
+                    ],
+                    field: cut(r.field.as_deref().unwrap_or(""), 30),
+                    ..entry(bad_code, "E", "")
+                })
+                .collect();
+            if v.is_empty() {
+                v.push(entry(bad_code, "E", "Application document not posted"));
+            }
+            v
+        }
+        (None, UnitStatus::Skipped) => return None,
+    };
+    Some(entries)
 }
 
 /// What every E1STATS of a file rejected whole says, cut to its fields' lengths once.

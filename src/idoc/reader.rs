@@ -970,6 +970,11 @@ impl UnitReader for IdocReader {
         self.restart_at(mark)
     }
 
+    /// The STATUS answers committed IDocs as batches commit (see `super::ack`).
+    fn answering(&mut self) -> Option<Box<dyn crate::format::Answering>> {
+        Some(Box::new(self.acks.answering()))
+    }
+
     fn finish(
         &mut self,
         outcomes: &dyn UnitOutcomes,

@@ -726,6 +726,62 @@ fn a_resumed_read_restarts_at_every_mark_as_if_read_through() {
     assert!(tried >= 15, "{tried} marks tried");
 }
 
+/// A STATUS made while batches commit (each batch's IDocs answered after its commit) is
+/// the one made at the end, for every corpus and sample file, with the file's own outcome
+/// and with the file rejected whole at its end (every answer made before is made again).
+#[test]
+fn a_status_answered_as_batches_commit_is_the_one_answered_at_the_end() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let f = format();
+    let rejected = crate::format::FileError::new("review", "held for review and refused");
+    // Many IDocs from three senders, some rejected, one not answerable (no DOCNUM).
+    let dir = tempfile::tempdir().unwrap();
+    let many = dir.path().join("many.xml");
+    let idocs: Vec<String> = (1..=40)
+        .map(|i| {
+            let body = match i % 7 {
+                0 => ORDER_BODY.replace("5.000", "five"),
+                _ => ORDER_BODY.to_string(),
+            };
+            let docnum = if i == 13 {
+                String::new()
+            } else {
+                i.to_string()
+            };
+            order(&docnum, &body).replace("PRDCLNT100", &format!("PRD{}", i % 3))
+        })
+        .collect();
+    std::fs::write(&many, wrap(&idocs)).unwrap();
+    let mut files = vec![many];
+    for dir in ["tests/corpus/idoc", "samples/inbox"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    let mut handed = 0;
+    {
+        for p in files {
+            if p.extension().is_some_and(|x| x == "xml" || x == "idoc") {
+                for step in [1, 2, 5] {
+                    handed += crate::format::testing::assert_answering_matches(
+                        f.as_ref(),
+                        &p,
+                        step,
+                        None,
+                    );
+                    crate::format::testing::assert_answering_matches(
+                        f.as_ref(),
+                        &p,
+                        step,
+                        Some(&rejected),
+                    );
+                }
+            }
+        }
+    }
+    assert!(handed >= 80, "{handed} hand-overs");
+}
+
 /// A segment keeps its fields in one buffer: each reads back as pushed, in order, at its
 /// own mark; the first of a repeated name is the one asked for; `raw` masks what it must.
 #[test]

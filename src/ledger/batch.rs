@@ -112,7 +112,6 @@ fn push_key(buf: &mut String, entity: &str, key: &str) {
     buf.push_str(key);
 }
 
-/// `head VALUES (?1, …), (…) tail` for `rows` rows of `width` values each.
 /// The versions and the holders among the keys a batch asks about, followed by the keys
 /// as `VALUES` and [`ASKED_SQL`]. The keys are a subquery, not a bare list: SQLite 3.40
 /// (Debian 12's) answers `(entity, key) IN (VALUES …)` by scanning the table, every
@@ -124,6 +123,7 @@ pub(super) const HOLDERS_OF_SQL: &str =
     "SELECT entity, key FROM keys WHERE (entity, key) IN (SELECT column1, column2 FROM (";
 pub(super) const ASKED_SQL: &str = ") AS asked)";
 
+/// `head VALUES (?1, …), (…) tail` for `rows` rows of `width` values each.
 pub(super) fn values_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
     use std::fmt::Write;
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * width * 6 + 16);
