@@ -454,13 +454,14 @@ impl X12Reader {
         let mut kept_bytes: usize = segs.iter().map(|s| s.text().len()).sum();
         let mut dropped = 0u64;
         loop {
-            let seg = match self.src.read_segment(d) {
+            // Read onto the set's list, and taken off it again when it is not the set's.
+            match self.src.read_segment_into(d, segs) {
                 Err(e) => {
                     self.mark_open_set(segs[0].el(1), segs[0].el(2), 5);
                     return Err(self.read_failed(e));
                 }
-                Ok(Some(s)) => s,
-                Ok(None) => {
+                Ok(true) => {}
+                Ok(false) => {
                     let (st, pos) = (&segs[0], segs[0].pos.clone());
                     self.mark_open_set(st.el(1), st.el(2), 2);
                     self.mark_ge_missing();
@@ -472,42 +473,46 @@ impl X12Reader {
                     ));
                 }
             };
+            // The segment just read (the list holds the ST before it, so there is one).
+            let Some(seg) = segs.last() else {
+                continue;
+            };
             // By packed id: comparing strings here was done for every segment of every set.
             let code = seg.code();
             if code == SegId::of(b"SE") {
-                segs.push(seg);
                 return Ok(dropped);
             }
-            match resume::SET_BREAKS.contains(&code) {
-                true => {
-                    let (st, pos) = (&segs[0], seg.pos.clone());
-                    self.mark_open_set(st.el(1), st.el(2), 2);
-                    if !matches!(seg.id(), "ST" | "GE") {
-                        self.mark_ge_missing();
-                    }
-                    return Err(self.fail(
-                        pos,
-                        "x12-missing-se",
-                        "024",
-                        format!(
-                            "transaction set {} {} has no SE trailer: {} found before it",
-                            st.el(1),
-                            st.el(2),
-                            seg.id()
-                        ),
-                    ));
+            if !resume::SET_BREAKS.contains(&code) {
+                // A hostile set cannot grow memory without bound: past the line or byte cap
+                // (on the segments before this one), segments are only counted (the set is
+                // then rejected).
+                if segs.len() <= self.max_unit_lines && kept_bytes <= self.max_set_bytes {
+                    kept_bytes += seg.text().len();
+                } else {
+                    segs.pop();
+                    dropped += 1;
                 }
-                false => {
-                    // A hostile set cannot grow memory without bound: past the line or byte
-                    // cap, segments are only counted (the set is then rejected).
-                    if segs.len() < self.max_unit_lines && kept_bytes <= self.max_set_bytes {
-                        kept_bytes += seg.text().len();
-                        segs.push(seg);
-                    } else {
-                        dropped += 1;
-                    }
-                }
+                continue;
             }
+            let Some(seg) = segs.pop() else {
+                continue;
+            };
+            let (st, pos) = (&segs[0], seg.pos.clone());
+            self.mark_open_set(st.el(1), st.el(2), 2);
+            if !matches!(seg.id(), "ST" | "GE") {
+                self.mark_ge_missing();
+            }
+            return Err(self.fail(
+                pos,
+                "x12-missing-se",
+                "024",
+                format!(
+                    "transaction set {} {} has no SE trailer: {} found before it",
+                    st.el(1),
+                    st.el(2),
+                    seg.id()
+                ),
+            ));
         }
     }
 
