@@ -738,6 +738,7 @@ impl<R: Read> SegmentReader<R> {
         Ok(self.read_segment_with(d, |seg| segs.push(seg))?.is_some())
     }
 
+    /// The body of both: `put` takes the segment to where it goes.
     #[inline(always)]
     fn read_segment_with<T>(
         &mut self,
