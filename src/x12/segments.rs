@@ -182,10 +182,7 @@ impl Segment {
     /// `id` has one.
     #[inline]
     pub fn is(&self, id: &str) -> bool {
-        match SegId::of(id.as_bytes()) {
-            code if code.packed() => self.code == code,
-            _ => self.id() == id,
-        }
+        self.is_id(SegId::of(id.as_bytes()), id)
     }
 
     /// The id packed (see [`SegId`]).
@@ -197,9 +194,16 @@ impl Segment {
     /// [`Segment::is`] for a name packed ahead (see [`SegName`]).
     #[inline]
     pub fn is_named(&self, n: &SegName) -> bool {
-        match n.code {
-            code if code.packed() => self.code == code,
-            _ => self.id() == n.name,
+        self.is_id(n.code, &n.name)
+    }
+
+    /// Whether the segment's id is `name`, packed as `code`: by the packed ids when `name`
+    /// has one, else by text.
+    #[inline]
+    fn is_id(&self, code: SegId, name: &str) -> bool {
+        match code.packed() {
+            true => self.code == code,
+            false => self.id() == name,
         }
     }
 
