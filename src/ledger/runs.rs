@@ -755,6 +755,7 @@ fn skip_bytes(buf: &mut &[u8]) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unit::Position;
 
     /// The reused compressor packs each blob as a fresh one does, whatever it packed
     /// before (a long blob, an empty one, one in parts), and each inflates back.
@@ -781,7 +782,6 @@ mod tests {
             assert_eq!(inflate(&packed, "test").unwrap(), parts.concat());
         }
     }
-    use crate::unit::Position;
 
     fn unit(seq: i64, ordinal: i64, lines: i64, key: Option<&str>) -> UnitRow {
         let mut pos = Position::new(ordinal as u64 + 2, 100 * ordinal as u64, ordinal as u64 + 1);
