@@ -12,6 +12,18 @@ use tallyman::logging::{self, LogFormat};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs [`huge_pages_off`] as a constructor: before `main`, and before the runtime's first
+/// allocation, which `main` would come too late for (see `tallyman::memory`).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static HUGE_PAGES_OFF: extern "C" fn() = huge_pages_off;
+
+#[cfg(target_os = "linux")]
+extern "C" fn huge_pages_off() {
+    tallyman::memory::no_huge_pages();
+}
+
 #[derive(Parser)]
 #[command(
     name = "tallyman",
@@ -263,5 +275,22 @@ fn main() {
             commands::EXIT_FAILED
         }
     };
-    std::process::exit(code);
+    exit_now(code);
+}
+
+/// Ends the process once everything it made is written and closed: stdout flushed, every
+/// ledger connection and file dropped with the command that used it. It skips the C
+/// runtime's exit handlers, where the allocator hands every page it keeps back to the
+/// kernel, one `madvise` at a time, just before the kernel frees the whole address space:
+/// 88 of the 98 `madvise` calls of a 51 MB orders CSV's run; an empty `run` two idle
+/// seconds after the last took 13.1 ms instead of 15.6 (means of twelve). Nothing else
+/// of ours runs at exit; a build instrumented for coverage, whose counters are written by
+/// an exit handler, would need `std::process::exit` here.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process; nothing after it runs, and nothing that must run
+    // at exit is left (see above).
+    unsafe { libc::_exit(code) }
 }
