@@ -351,6 +351,8 @@ const KEYS_SCANNED: &str = "no usable keys log";
 const FROM_SNAPSHOT: &str = "taken from the restart snapshot";
 /// What a resumed IDoc run logs when it restarts from the state its mark holds.
 const FROM_MARK_STATE: &str = "the IDocs before it are not read again";
+/// ... and when its STATUS takes up what the killed run answered and kept.
+const ANSWERS_KEPT: &str = "the STATUS takes up the answers kept";
 
 /// [`killed_at_a_mark_then_resumed`], with `damage` done to the work folder between the
 /// kill and the resume, and `logged` what a CSV file's resume must log (the way it found
@@ -425,6 +427,11 @@ fn killed_then_resumed_with(
     assert!(
         log.contains(how),
         "the resume of {name} logged `{how}`: {}",
+        text(&out)
+    );
+    assert!(
+        how != FROM_MARK_STATE || log.contains(ANSWERS_KEPT),
+        "the resume of {name} took up the answers kept: {}",
         text(&out)
     );
     assert!(

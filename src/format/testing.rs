@@ -183,6 +183,123 @@ pub fn assert_answering_matches(
     handed
 }
 
+/// Outcomes that note the least unit asked for.
+struct Asked<'a> {
+    outcomes: &'a MemOutcomes,
+    least: std::cell::Cell<u64>,
+}
+
+impl UnitOutcomes for Asked<'_> {
+    fn get(&self, seq: u64) -> Option<UnitSummary> {
+        self.least.set(self.least.get().min(seq));
+        self.outcomes.get(seq)
+    }
+}
+
+/// Reads `path` with the reader's [`super::Answering`] handed the outcomes every `step`
+/// units, as batches commit, and its restart state kept (`UnitReader::keep_state_in`).
+/// After up to `most` of those hand-overs, spread over the file, a reader restarted at
+/// that mark finishes the file, handing over every `step` units too. With the state as
+/// kept, it must take up what was answered (and not ask for the first unit's outcome
+/// again); with the state cut short, or a byte of it changed, it answers what it must.
+/// Each restart acknowledges as the read through does. Returns the restarts made.
+pub fn assert_answers_kept_across_restarts(
+    format: &dyn Format,
+    path: &Path,
+    step: u64,
+    most: usize,
+) -> usize {
+    let ctx = ctx_for(path);
+    let full = read_all_with(format, path, &ctx);
+    if full.error.is_some() {
+        return 0;
+    }
+    let outcomes = outcomes_of(&full.units);
+    let want = ack_texts(&full.acks);
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let state = dir.path().join("restart-state");
+    let open = || {
+        let mut r = format.open(path, &ctx).expect("opens");
+        r.keep_state_in(state.clone());
+        r
+    };
+    let step = step.max(1);
+    let mut kept = Vec::new();
+    let mut reader = open();
+    let mut answering = reader.answering().expect("answers ahead");
+    while let Some(u) = reader.next_unit().expect("reads") {
+        let read = u.seq + 1;
+        if read % step == 0 {
+            answering.committed(&outcomes, read);
+            let bytes = std::fs::read(&state).expect("the answers are kept");
+            kept.extend(reader.mark().map(|m| (m, bytes)));
+        }
+    }
+    // A restart at `mark` with `bytes` kept: its acknowledgements, the least unit it asked
+    // for, and what it kept at its second hand-over (to stop and restart again from).
+    let restart = |mark: &Mark, bytes: &[u8]| {
+        std::fs::write(&state, bytes).expect("writes the state");
+        let mut r = open();
+        if !r.seek(mark).expect("seeks") {
+            return None;
+        }
+        let asked = Asked {
+            outcomes: &outcomes,
+            least: std::cell::Cell::new(u64::MAX),
+        };
+        let mut answering = r.answering().expect("answers ahead");
+        let (mut handed, mut again) = (0, None);
+        while let Some(u) = r.next_unit().expect("reads") {
+            if (u.seq + 1) % step == 0 {
+                answering.committed(&asked, u.seq + 1);
+                handed += 1;
+                if handed == 2 {
+                    let kept = std::fs::read(&state).expect("the answers are kept");
+                    again = r.mark().map(|m| (m, kept));
+                }
+            }
+        }
+        let acks = r.finish(&asked, &mut MemAcks::default(), None);
+        Some((
+            ack_texts(&acks.expect("acknowledges")),
+            asked.least.get(),
+            again,
+        ))
+    };
+    let every = kept.len().div_ceil(most.max(1)).max(1);
+    let mut restarts = 0;
+    for (mark, bytes) in kept.iter().step_by(every) {
+        let mut changed = bytes.clone();
+        if let Some(b) = changed.get_mut(bytes.len() / 2) {
+            *b ^= 0x20;
+        }
+        let cuts = [bytes.len(), bytes.len() - 1, bytes.len() / 3, 0];
+        let states = cuts
+            .map(|c| bytes[..c].to_vec())
+            .into_iter()
+            .chain([changed]);
+        for (i, b) in states.enumerate() {
+            let Some((got, least, again)) = restart(mark, &b) else {
+                continue;
+            };
+            let at = format!("{} restarted at {mark:?}, state {i}", path.display());
+            assert_eq!(got, want, "{at}");
+            restarts += 1;
+            if i != 0 {
+                continue;
+            }
+            assert!(least > 0, "{at}: answered again from the start");
+            // Stopped again after it kept answers of its own, after those it took up.
+            if let Some((got, least, _)) = again.and_then(|(m, b)| restart(&m, &b)) {
+                assert_eq!(got, want, "{at}, then again");
+                assert!(least > 0, "{at}, then again: answered again from the start");
+                restarts += 1;
+            }
+        }
+    }
+    restarts
+}
+
 /// The acknowledgements as text, to compare (see [`unstamped`]).
 fn ack_texts(acks: &[Outbound]) -> Vec<String> {
     acks.iter()

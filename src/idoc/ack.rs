@@ -9,7 +9,9 @@
 //! committing thread answers each batch's IDocs after its commit (`Answering`), and the end
 //! of the file only its last ones: answering a 50 MB file's 18,000 IDocs at its end took
 //! ~80 ms on one core while the other waited. What is answered so far is held deflated
-//! (`Route`), as the whole STATUS was while it was made at the end.
+//! (`Route`), as the whole STATUS was while it was made at the end, and kept beside the
+//! file's staged output after each batch (`keep`), so that a resumed file answers only the
+//! IDocs its stopped read had not.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,6 +21,8 @@ use serde_json::Value;
 
 use super::def::Catalog;
 use super::eval::valid_docnum;
+
+mod keep;
 use crate::format::{
     AckBody, AckContext, FileError, Outbound, UnitOutcomes, UnitStatus, UnitSummary,
 };
@@ -39,6 +43,8 @@ struct Answered {
     /// The next unit to answer.
     next: u64,
     when: When,
+    /// Where the answers are kept for a restart, once the engine gave a place.
+    keeper: Option<keep::Keeper>,
 }
 
 /// Answers IDocs as their batches commit (see [`crate::format::Answering`]).
@@ -46,7 +52,18 @@ pub struct Answering(Arc<Mutex<Answered>>);
 
 impl crate::format::Answering for Answering {
     fn committed(&mut self, outcomes: &dyn UnitOutcomes, upto: u64) {
-        lock(&self.0).answer_to(upto, outcomes, None);
+        let mut answered = lock(&self.0);
+        answered.answer_to(upto, outcomes, None);
+        let Answered {
+            routes,
+            next,
+            when,
+            keeper,
+            ..
+        } = &mut *answered;
+        if let Some(keeper) = keeper {
+            keeper.keep(routes, *next, when);
+        }
     }
 }
 
@@ -83,6 +100,8 @@ struct Route {
     /// The E1STATS deflated so far, a piece each, and the plain text since.
     body: Vec<AckBody>,
     plain: String,
+    /// Where the first of `body` are kept for a restart (see `keep`).
+    kept: Vec<u64>,
 }
 
 impl Route {
@@ -117,6 +136,7 @@ impl Routes {
                 dc: dc.clone(),
                 body: Vec::new(),
                 plain: String::new(),
+                kept: Vec::new(),
             };
             self.by_sender.insert(sender.to_string(), route);
         }
@@ -242,6 +262,23 @@ impl AckState {
         self.units = self.units.max(seq + 1);
     }
 
+    /// Keeps what is answered in `file` as batches commit (see `keep`).
+    pub fn keep_in(&mut self, file: std::path::PathBuf) {
+        lock(&self.answered).keeper = Some(keep::Keeper::new(file));
+    }
+
+    /// Takes up what was answered before IDoc `upto`, as kept by a read of the same file
+    /// that stopped; false (nothing taken up) when nothing usable was kept.
+    pub fn restore(&mut self, upto: u64) -> bool {
+        let mut answered = lock(&self.answered);
+        let Some(mut keeper) = answered.keeper.take() else {
+            return false;
+        };
+        let restored = keeper.restore(&mut answered, upto);
+        answered.keeper = Some(keeper);
+        restored
+    }
+
     /// The handle that answers committed IDocs ahead of [`Self::build`].
     pub fn answering(&self) -> Answering {
         Answering(Arc::clone(&self.answered))
@@ -297,6 +334,7 @@ impl Answered {
             routes: Routes::default(),
             next: 0,
             when: When::now(),
+            keeper: None,
         }
     }
 

@@ -967,7 +967,19 @@ impl UnitReader for IdocReader {
 
     /// See `super::resume`.
     fn seek(&mut self, mark: &crate::format::Mark) -> Result<bool, FileError> {
-        self.restart_at(mark)
+        let at_mark = self.restart_at(mark)?;
+        if at_mark && self.acks.restore(mark.seq) {
+            tracing::info!(
+                "the STATUS takes up the answers kept before IDoc {}",
+                mark.seq
+            );
+        }
+        Ok(at_mark)
+    }
+
+    /// The STATUS keeps what it answered there (see `super::ack`).
+    fn keep_state_in(&mut self, file: std::path::PathBuf) {
+        self.acks.keep_in(file);
     }
 
     /// The STATUS answers committed IDocs as batches commit (see `super::ack`).

@@ -782,6 +782,49 @@ fn a_status_answered_as_batches_commit_is_the_one_answered_at_the_end() {
     assert!(handed >= 80, "{handed} hand-overs");
 }
 
+/// A resumed file's STATUS takes up the answers its stopped read kept (see
+/// `super::ack::keep`) instead of answering every IDoc before its mark again, and answers
+/// as a read through does whether the kept file is whole, cut short anywhere or damaged:
+/// every corpus and sample file and 40 IDocs from three senders, restarted at marks over
+/// each, answered every 1, 3 and 7 IDocs.
+#[test]
+fn a_resumed_status_takes_up_the_answers_kept_and_answers_as_read_through() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let f = format();
+    let dir = tempfile::tempdir().unwrap();
+    let many = dir.path().join("many.xml");
+    let idocs: Vec<String> = (1..=40)
+        .map(|i| {
+            let body = match i % 7 {
+                0 => ORDER_BODY.replace("5.000", "five"),
+                _ => ORDER_BODY.to_string(),
+            };
+            order(&i.to_string(), &body).replace("PRDCLNT100", &format!("PRD{}", i % 3))
+        })
+        .collect();
+    std::fs::write(&many, wrap(&idocs)).unwrap();
+    let mut files = vec![many];
+    for dir in ["tests/corpus/idoc", "samples/inbox"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    let mut restarts = 0;
+    for p in files {
+        if p.extension().is_some_and(|x| x == "xml" || x == "idoc") {
+            for step in [1, 3, 7] {
+                restarts += crate::format::testing::assert_answers_kept_across_restarts(
+                    f.as_ref(),
+                    &p,
+                    step,
+                    4,
+                );
+            }
+        }
+    }
+    assert!(restarts >= 100, "{restarts} restarts");
+}
+
 /// A segment keeps its fields in one buffer: each reads back as pushed, in order, at its
 /// own mark; the first of a repeated name is the one asked for; `raw` masks what it must.
 #[test]
