@@ -726,17 +726,12 @@ fn a_resumed_read_restarts_at_every_mark_as_if_read_through() {
     assert!(tried >= 15, "{tried} marks tried");
 }
 
-/// A STATUS made while batches commit (each batch's IDocs answered after its commit) is
-/// the one made at the end, for every corpus and sample file, with the file's own outcome
-/// and with the file rejected whole at its end (every answer made before is made again).
-#[test]
-fn a_status_answered_as_batches_commit_is_the_one_answered_at_the_end() {
+/// The files the STATUS answering tests go over: many IDocs from three senders, some
+/// rejected and one not answerable (no DOCNUM), written into `dir`; then every corpus and
+/// sample file.
+fn answering_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let f = format();
-    let rejected = crate::format::FileError::new("review", "held for review and refused");
-    // Many IDocs from three senders, some rejected, one not answerable (no DOCNUM).
-    let dir = tempfile::tempdir().unwrap();
-    let many = dir.path().join("many.xml");
+    let many = dir.join("many.xml");
     let idocs: Vec<String> = (1..=40)
         .map(|i| {
             let body = match i % 7 {
@@ -758,6 +753,18 @@ fn a_status_answered_as_batches_commit_is_the_one_answered_at_the_end() {
             files.push(e.unwrap().path());
         }
     }
+    files
+}
+
+/// A STATUS made while batches commit (each batch's IDocs answered after its commit) is
+/// the one made at the end, for every corpus and sample file, with the file's own outcome
+/// and with the file rejected whole at its end (every answer made before is made again).
+#[test]
+fn a_status_answered_as_batches_commit_is_the_one_answered_at_the_end() {
+    let f = format();
+    let rejected = crate::format::FileError::new("review", "held for review and refused");
+    let dir = tempfile::tempdir().unwrap();
+    let files = answering_files(dir.path());
     let mut handed = 0;
     {
         for p in files {
@@ -789,26 +796,9 @@ fn a_status_answered_as_batches_commit_is_the_one_answered_at_the_end() {
 /// each, answered every 1, 3 and 7 IDocs.
 #[test]
 fn a_resumed_status_takes_up_the_answers_kept_and_answers_as_read_through() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let f = format();
     let dir = tempfile::tempdir().unwrap();
-    let many = dir.path().join("many.xml");
-    let idocs: Vec<String> = (1..=40)
-        .map(|i| {
-            let body = match i % 7 {
-                0 => ORDER_BODY.replace("5.000", "five"),
-                _ => ORDER_BODY.to_string(),
-            };
-            order(&i.to_string(), &body).replace("PRDCLNT100", &format!("PRD{}", i % 3))
-        })
-        .collect();
-    std::fs::write(&many, wrap(&idocs)).unwrap();
-    let mut files = vec![many];
-    for dir in ["tests/corpus/idoc", "samples/inbox"] {
-        for e in std::fs::read_dir(root.join(dir)).unwrap() {
-            files.push(e.unwrap().path());
-        }
-    }
+    let files = answering_files(dir.path());
     let mut restarts = 0;
     for p in files {
         if p.extension().is_some_and(|x| x == "xml" || x == "idoc") {
