@@ -21,11 +21,11 @@ use serde_json::Value;
 
 use super::def::Catalog;
 use super::eval::valid_docnum;
-
-mod keep;
 use crate::format::{
     AckBody, AckContext, FileError, Outbound, UnitOutcomes, UnitStatus, UnitSummary,
 };
+
+mod keep;
 
 /// Most E1STATS written for one rejected IDoc (its first reasons).
 const MAX_REASONS: usize = 10;

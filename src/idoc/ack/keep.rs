@@ -187,7 +187,7 @@ impl Keeper {
                 std::fs::create_dir_all(dir)?;
             }
             let file = crate::fsutil::private_options().open(&self.path)?;
-            // A fresh read owes nothing to an earlier attempt's records, a restored one
+            // A fresh read owes nothing to an earlier read's records, a restored one
             // nothing to those after its checkpoint.
             file.set_len(at)?;
             self.file = Some(file);
