@@ -273,7 +273,12 @@ pub fn assert_answers_kept_across_restarts(
         if let Some(b) = changed.get_mut(bytes.len() / 2) {
             *b ^= 0x20;
         }
-        let cuts = [bytes.len(), bytes.len() - 1, bytes.len() / 3, 0];
+        let cuts = [
+            bytes.len(),
+            bytes.len().saturating_sub(1),
+            bytes.len() / 3,
+            0,
+        ];
         let states = cuts
             .map(|c| bytes[..c].to_vec())
             .into_iter()
