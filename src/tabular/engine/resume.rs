@@ -5,7 +5,7 @@
 //! the column count of a file without a header, and the records before it. What it also
 //! needs — the closed group keys that make a reappearing key a `group-split` — may be a
 //! million hashes, too many for a mark. They are appended to the keys log at every mark
-//! (`super::super::key_log`), and the mark counts them: a restarted reader reads the header
+//! (`crate::tabular::key_log`), and the mark counts them: a restarted reader reads the header
 //! as usual, loads the keys and passes over the committed part unread. Without a usable log
 //! (none kept, or damaged) it passes over that part picking out only the group column
 //! ([`CsvRows::skip_to`]: memchr jumps where they find what csv-core would, csv-core
@@ -15,18 +15,18 @@
 //! a group cut at `max_unit_lines` (its group is open across the mark) — no mark is given,
 //! and the engine skips committed units as before.
 
-// `FileError` is the shared error type of every format (see the parent module).
+// `FileError` is the shared error type of every format (see the engine's module).
 #![allow(clippy::result_large_err)]
 
-use super::super::key_log::LogMark;
 use super::{key_hash, positional_binding, RowsIn, TabularReader, MAX_CLOSED_KEYS};
 use crate::format::{FileError, Mark};
+use crate::tabular::key_log::LogMark;
 use crate::unit::Position;
 
 impl TabularReader {
     /// The mark just after the unit `next_unit` returned last (see `UnitReader::mark`),
     /// with the closed group keys before it written to the keys log (see
-    /// `super::super::key_log`) when one is kept.
+    /// `crate::tabular::key_log`) when one is kept.
     pub(super) fn restart_mark(&mut self) -> Option<Mark> {
         let RowsIn::Csv(rows) = &self.src else {
             return None;
@@ -190,11 +190,11 @@ impl TabularReader {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{format, DEF};
     use crate::format::testing::{
         assert_restarts_match, assert_restarts_match_keeping, ctx_for, read_all_with,
     };
     use crate::format::{Limits, OpenContext};
+    use crate::tabular::engine::tests::{format, DEF};
 
     fn restarts(def: &str, data: &[u8], limits: Option<Limits>) -> usize {
         let dir = tempfile::tempdir().unwrap();

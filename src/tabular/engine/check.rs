@@ -1,0 +1,407 @@
+//! Typing and checking one cell against its field: type, length, pattern, checksum, code
+//! list, bounds. Apart from the mapping because it is most of the job's code and nearly all
+//! of its cost per cell. A checked value borrows the cell's own text wherever writing the
+//! value would give that text back, so most cells pass without a copy.
+
+use std::borrow::Cow;
+
+use rust_decimal::Decimal;
+
+use super::JobRow;
+use crate::canonical::Body;
+use crate::tabular::def::{Bound, ColumnRef, FieldType, TabularDef};
+use crate::tabular::{column_letters, Cell};
+use crate::unit::{mask, Reason};
+
+/// A field's checked value: its text (for templates, translations and the record), and
+/// whether the record gets it as a JSON boolean instead of a string. One string, not a
+/// JSON copy beside the text: a value is made for every cell.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Val<'r> {
+    /// Borrowed from the cell (or the definition) when the checked value reads exactly
+    /// as the cell does, as nearly every value does.
+    pub(super) text: Cow<'r, str>,
+    boolean: bool,
+}
+
+impl Val<'_> {
+    pub(super) fn body(&self) -> Body<'_> {
+        if self.boolean {
+            Body::Bool(self.text == "true")
+        } else {
+            Body::Str(Cow::Borrowed(&self.text))
+        }
+    }
+}
+
+fn cell_ref(def: &TabularDef, binding: &[usize], row: &JobRow, field: usize) -> String {
+    match &row.sheet {
+        Some(sheet) => {
+            let col = binding.get(field).copied().unwrap_or(usize::MAX);
+            if col == usize::MAX {
+                format!("{sheet}!{}: ", row.row_number)
+            } else {
+                format!("{sheet}!{}{}: ", column_letters(col), row.row_number)
+            }
+        }
+        None => match &def.fields[field].column {
+            ColumnRef::Name(n) => format!("column '{n}': "),
+            ColumnRef::Index(i) => format!("column {}: ", i + 1),
+        },
+    }
+}
+
+pub(super) fn fail(
+    def: &TabularDef,
+    binding: &[usize],
+    row: &JobRow,
+    field: usize,
+    rule: &str,
+    shown: &str,
+    msg: String,
+) -> Reason {
+    let f = &def.fields[field];
+    let reason = Reason::new(
+        rule,
+        format!("{}{}: {msg}", cell_ref(def, binding, row, field), f.name),
+    )
+    .field(f.name.clone())
+    .value(shown.to_string());
+    // A spreadsheet error points at its cell, not just its row.
+    match (&row.sheet, binding.get(field).copied()) {
+        (Some(sheet), Some(col)) if col != usize::MAX => {
+            reason.at(format!("{sheet}!{}{}", column_letters(col), row.row_number))
+        }
+        _ => reason,
+    }
+}
+
+fn decimal_of(cell: &Cell, text: &str, dsep: char, tsep: Option<char>) -> Option<Decimal> {
+    match cell {
+        Cell::Int(i) => Some(Decimal::from(*i)),
+        Cell::Float(f) if f.is_finite() => Decimal::from_str_exact(&format!("{f}"))
+            .ok()
+            .or_else(|| Decimal::from_scientific(&format!("{f:e}")).ok()),
+        _ => {
+            if let Some(t) = tsep {
+                // Thousands separators only between groups of three digits of the integer
+                // part: "12.5" with "." as separator is an error, not 125.
+                let int_part = text.split(dsep).next().unwrap_or("");
+                let int_part = int_part.trim_start_matches(['+', '-']);
+                let mut groups = int_part.split(t);
+                let first_ok = groups.next().is_some_and(|g| (1..=3).contains(&g.len()));
+                if int_part.contains(t) && (!first_ok || groups.any(|g| g.len() != 3)) {
+                    return None;
+                }
+                if text.split(dsep).skip(1).any(|frac| frac.contains(t)) {
+                    return None;
+                }
+            }
+            // Plain numbers (no separators to rewrite) are read in place, without a copy.
+            let s: std::borrow::Cow<str> = if tsep.is_none() && dsep == '.' {
+                std::borrow::Cow::Borrowed(text)
+            } else {
+                let mut s: String = text.chars().filter(|c| Some(*c) != tsep).collect();
+                if dsep != '.' {
+                    if s.contains('.') {
+                        return None;
+                    }
+                    s = s.replace(dsep, ".");
+                }
+                std::borrow::Cow::Owned(s)
+            };
+            let s = s.strip_prefix('+').unwrap_or(&s);
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            {
+                return None;
+            }
+            Decimal::from_str_exact(s).ok()
+        }
+    }
+}
+
+fn check_bounds(f: &crate::tabular::def::Field, v: &Bound) -> Option<(&'static str, String)> {
+    let cmp = |b: &Bound| -> Option<std::cmp::Ordering> {
+        match (v, b) {
+            (Bound::Number(a), Bound::Number(b)) => Some(a.cmp(b)),
+            (Bound::Date(a), Bound::Date(b)) => Some(a.cmp(b)),
+            (Bound::DateTime(a), Bound::DateTime(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    };
+    let show = |b: &Bound| match b {
+        Bound::Number(d) => d.to_string(),
+        Bound::Date(d) => d.to_string(),
+        Bound::DateTime(d) => crate::tabular::datetime::iso(d),
+    };
+    use std::cmp::Ordering::*;
+    if let Some(b) = &f.min {
+        if cmp(b) == Some(Less) {
+            return Some(("min", format!("must be at least {}", show(b))));
+        }
+    }
+    if let Some(b) = &f.exclusive_min {
+        if matches!(cmp(b), Some(Less | Equal)) {
+            return Some(("min", format!("must be greater than {}", show(b))));
+        }
+    }
+    if let Some(b) = &f.max {
+        if cmp(b) == Some(Greater) {
+            return Some(("max", format!("must be at most {}", show(b))));
+        }
+    }
+    if let Some(b) = &f.exclusive_max {
+        if matches!(cmp(b), Some(Greater | Equal)) {
+            return Some(("max", format!("must be less than {}", show(b))));
+        }
+    }
+    None
+}
+
+/// Types and checks one field of one row.
+pub(super) fn check_cell<'r>(
+    def: &'r TabularDef,
+    binding: &[usize],
+    row: &'r JobRow,
+    i: usize,
+) -> Result<Option<Val<'r>>, Reason> {
+    let f = &def.fields[i];
+    let cell = row.cells.get(i).unwrap_or(&Cell::Empty);
+    let full = cell.as_text();
+    let text = if f.trim {
+        crate::unit::trim(&full)
+    } else {
+        &full
+    };
+    // The cell's own text for the value when it already reads as the value would be
+    // written (no copy), else the value as written.
+    let same = |canonical: bool, written: &dyn Fn() -> String| -> Cow<'r, str> {
+        match &full {
+            Cow::Borrowed(b) if canonical => {
+                Cow::Borrowed(if f.trim { crate::unit::trim(b) } else { b })
+            }
+            _ => Cow::Owned(written()),
+        }
+    };
+    // The shown value is made only for a rejected cell: most cells pass.
+    let err = |rule: &str, msg: String| {
+        let shown = if f.sensitive {
+            mask(text)
+        } else {
+            text.to_string()
+        };
+        fail(def, binding, row, i, rule, &shown, msg)
+    };
+    if let Cell::Error(e) = cell {
+        return Err(err("type", format!("spreadsheet error value {e}")));
+    }
+    if text.is_empty() {
+        return if f.required {
+            Err(err("required", "is required but empty".into()))
+        } else {
+            Ok(None)
+        };
+    }
+    // Counted only where a length is checked; ASCII text (nearly all) has one per byte.
+    let n = match (f.min_length, f.max_length) {
+        (None, None) => 0,
+        _ if text.is_ascii() => text.len(),
+        _ => text.chars().count(),
+    };
+    if let Some(m) = f.min_length {
+        if n < m {
+            return Err(err(
+                "min-length",
+                format!("must be at least {m} characters, has {n}"),
+            ));
+        }
+    }
+    if let Some(m) = f.max_length {
+        if n > m {
+            return Err(err(
+                "max-length",
+                format!("must be at most {m} characters, has {n}"),
+            ));
+        }
+    }
+    if let Some(re) = &f.regex {
+        if !re.is_match(text) {
+            return Err(err(
+                "regex",
+                format!("does not match the pattern {}", re.as_str()),
+            ));
+        }
+    }
+    if let Some(ck) = f.checksum {
+        ck.verify(text).map_err(|msg| err("checksum", msg))?;
+    }
+    let (checked, bound): (Cow<'r, str>, Option<Bound>) = match &f.ty {
+        FieldType::String => (same(true, &|| text.to_string()), None),
+        FieldType::Integer => {
+            let v = match cell {
+                Cell::Int(i) => Some(*i),
+                Cell::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(*x as i64),
+                _ => text.strip_prefix('+').unwrap_or(text).parse::<i64>().ok(),
+            };
+            match v {
+                Some(v) => (
+                    same(
+                        plain_integer(text) && matches!(cell, Cell::Text(_)),
+                        &|| v.to_string(),
+                    ),
+                    Some(Bound::Number(v.into())),
+                ),
+                None => return Err(err("type", "is not a whole number".into())),
+            }
+        }
+        FieldType::Decimal {
+            decimal_sep,
+            thousands_sep,
+        } => match decimal_of(cell, text, *decimal_sep, *thousands_sep) {
+            Some(d) => (
+                same(
+                    *decimal_sep == '.' && plain_decimal(text) && matches!(cell, Cell::Text(_)),
+                    &|| d.to_string(),
+                ),
+                Some(Bound::Number(d)),
+            ),
+            None => return Err(err("type", "is not a decimal number".into())),
+        },
+        FieldType::Date { format } => {
+            let parsed = match cell {
+                Cell::DateTime(s) => s.get(..10).and_then(crate::canonical::parse_iso_date),
+                _ if format == "%Y-%m-%d" => crate::canonical::parse_iso_date(text),
+                _ => chrono::NaiveDate::parse_from_str(text, format).ok(),
+            };
+            match parsed {
+                Some(d) => (
+                    same(
+                        format == "%Y-%m-%d" && matches!(cell, Cell::Text(_)) && iso_shaped(text),
+                        &|| crate::canonical::format_iso_date(d),
+                    ),
+                    Some(Bound::Date(d)),
+                ),
+                None => {
+                    return Err(err(
+                        "type",
+                        format!("is not a valid date in the format {format}"),
+                    ))
+                }
+            }
+        }
+        FieldType::DateTime(spec) => {
+            let parsed = match cell {
+                Cell::DateTime(s) => spec.from_cell(s),
+                _ => spec.parse(text),
+            };
+            match parsed {
+                Some(d) => (
+                    Cow::Owned(crate::tabular::datetime::iso(&d)),
+                    Some(Bound::DateTime(d)),
+                ),
+                None => {
+                    return Err(err(
+                        "type",
+                        format!("is not a valid date-time {}", spec.describe()),
+                    ))
+                }
+            }
+        }
+        FieldType::Boolean {
+            true_words,
+            false_words,
+        } => {
+            let b = match cell {
+                Cell::Bool(b) => Some(*b),
+                _ => {
+                    let l = text.to_lowercase();
+                    if true_words.contains(&l) {
+                        Some(true)
+                    } else if false_words.contains(&l) {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }
+            };
+            match b {
+                Some(b) => {
+                    return Ok(Some(Val {
+                        text: Cow::Borrowed(if b { "true" } else { "false" }),
+                        boolean: true,
+                    }))
+                }
+                None => {
+                    return Err(err(
+                        "type",
+                        format!(
+                            "is not a yes/no value (true: {}; false: {})",
+                            true_words.join(", "),
+                            false_words.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        FieldType::Code { table } => match table.get(text) {
+            Some(out) => (Cow::Borrowed(out), None),
+            None => {
+                let mut codes: Vec<&str> = table.codes().take(12).collect();
+                if table.codes().len() > 12 {
+                    codes.push("…");
+                }
+                return Err(err(
+                    "code-list",
+                    format!("is not an allowed code ({})", codes.join(", ")),
+                ));
+            }
+        },
+    };
+    if let Some(b) = &bound {
+        if let Some((rule, msg)) = check_bounds(f, b) {
+            return Err(err(rule, msg));
+        }
+    }
+    Ok(Some(Val {
+        text: checked,
+        boolean: false,
+    }))
+}
+
+/// Whether `i64`'s `to_string` writes `text` back as it is: digits without a sign, `+`
+/// or leading zero.
+fn plain_integer(text: &str) -> bool {
+    let b = text.as_bytes();
+    !b.is_empty() && b.iter().all(u8::is_ascii_digit) && (b[0] != b'0' || b.len() == 1)
+}
+
+/// Whether a `Decimal` read from `text` writes it back as it is: unsigned digits, one
+/// `.` with digits after it, no leading zero, short enough that nothing is rounded.
+fn plain_decimal(text: &str) -> bool {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    plain_integer(int)
+        && (frac.is_empty() || frac.bytes().all(|c| c.is_ascii_digit()))
+        && !text.ends_with('.')
+        && text.len() <= 20
+}
+
+/// `DDDD-DD-DD`: the text of a `%Y-%m-%d` date that `format_iso_date` writes back as it
+/// is once it has been read as a real day.
+fn iso_shaped(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
+}
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;
