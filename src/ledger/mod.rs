@@ -25,6 +25,7 @@ mod leases;
 mod made;
 mod maint;
 mod model;
+mod outcomes;
 mod query;
 mod reasons;
 mod reconcile;
@@ -53,13 +54,14 @@ pub use console_model::{
 };
 pub use corrections::CorrectionLine;
 pub use delivery::{AttemptLog, DeadLetter, Due, Finished, Selection, TargetCounts};
-pub use files::{ChunkRecord, LedgerOutcomes, Lost, NewFile, WaitingFile};
+pub use files::{ChunkRecord, Lost, NewFile, WaitingFile};
 pub use leases::{LeaseHolder, LeaseKeeper, Leased, Taking};
 pub use maint::open_for_check;
 pub use model::{
     ChunkCheck, ChunkRow, Counts, FileRow, FileState, LineRow, Outcome, OutcomeTotal, RejectRow,
     RunRow, UnitRow,
 };
+pub use outcomes::LedgerOutcomes;
 pub use reconcile::{
     Known, MissingKey, NewReconciliation, ReconciliationRow, Requeued, REQUEUED_KEYS_KEPT,
 };
