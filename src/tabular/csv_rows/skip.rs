@@ -1,7 +1,7 @@
 //! Passing over the committed part of a CSV file when a resumed read starts at a mark.
 //!
 //! A resumed reader must still learn every group key before the mark (see
-//! `tabular::resume`): with the keys log it jumps to the mark ([`CsvRows::discard_to`]);
+//! `tabular::engine::resume`): with the keys log it jumps to the mark ([`CsvRows::discard_to`]);
 //! without one it cannot, but it needs no rows, only where each record ends
 //! and one field's text. csv-core finds that byte by byte through its state machine, which
 //! made this pass a third of a resumed run's instructions. Most records can be found with a
