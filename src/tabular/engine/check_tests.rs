@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::super::super::tests::{format, DEF};
+use crate::tabular::engine::tests::{format, DEF};
 use super::*;
 use crate::format::testing::{ctx_for, read_all_with};
 use crate::format::FileError;
