@@ -49,7 +49,8 @@ fn single_byte(s: &str) -> Option<u8> {
     }
 }
 
-/// Parses a `{field}` template; unknown names are reported through `unknown`.
+/// Parses a `{field}` template, naming fields through `field_index`; a name it does not know is
+/// the `Err` message.
 pub fn parse_template(
     text: &str,
     field_index: &dyn Fn(&str) -> Option<usize>,

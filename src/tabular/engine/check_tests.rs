@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use crate::tabular::engine::tests::{format, DEF};
 use super::*;
 use crate::format::testing::{ctx_for, read_all_with};
 use crate::format::FileError;
+use crate::tabular::engine::tests::{format, DEF};
 use crate::tabular::{Row, RowSource};
 use crate::unit::{LineVerdict, Position};
 
