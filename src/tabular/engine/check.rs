@@ -162,6 +162,10 @@ fn check_bounds(f: &crate::tabular::def::Field, v: &Bound) -> Option<(&'static s
 }
 
 /// Types and checks one field of one row.
+// Inlined into `evaluate`, as it was when both were one module: called across the module
+// line for every cell, its number and date helpers were no longer inlined into it either
+// (a 6.4 MB orders run 2.419 → 2.440 G instructions; with the hint 2.399 G).
+#[inline]
 pub(super) fn check_cell<'r>(
     def: &'r TabularDef,
     binding: &[usize],
