@@ -4,6 +4,8 @@
 //! (exit 101). Output here goes through [`say!`]: a closed pipe ends the output quietly and
 //! [`closed`] tells long listings to stop, while the work itself (a `run` piped into
 //! `head`) carries on undisturbed.
+//!
+//! [`say!`]: crate::say
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! The commands behind the CLI, as library functions that return an exit code.
 //!
 //! `main.rs` only parses arguments and calls these; these only load config, call the
-//! [`Engine`](crate::engine::Engine) or the ledger's query methods, and print. Exit codes
+//! [`Engine`] or the ledger's query methods, and print. Exit codes
 //! (documented in the README): 0 = everything applied, 1 = the run worked but something
 //! needs a person (rejects, held or failed files, duplicate files), 2 = the run itself
 //! failed (config, folders, formats, ledger, I/O), 3 = stopped by SIGTERM/SIGINT after the

@@ -178,7 +178,7 @@ fn take_node(
     }
 }
 
-/// Walks one iteration of a loop whose trigger (body[0]) was just consumed.
+/// Walks one iteration of a loop whose trigger (`body[0]`) was just consumed.
 fn walk_loop(body: &[Node], segs: &[Segment], i: &mut usize, out: &mut Vec<Issue>) {
     with_counts(body.len(), |counts| {
         if let Some(c) = counts.first_mut() {

@@ -14,6 +14,8 @@
 //! would not hold — spreadsheets (their rows are not a byte stream), a unit that continues
 //! a group cut at `max_unit_lines` (its group is open across the mark) — no mark is given,
 //! and the engine skips committed units as before.
+//!
+//! [`CsvRows::skip_to`]: crate::tabular::csv_rows::CsvRows::skip_to
 
 // `FileError` is the shared error type of every format (see the engine's module).
 #![allow(clippy::result_large_err)]
