@@ -1,7 +1,7 @@
 //! The interchange and group envelope: ISA header checks, GS checks, and the GE/IEA
 //! trailer checks that end a file.
 //!
-//! Kept apart from the set reading in `mod.rs` because these checks decide what happens to
+//! Kept apart from the set reading in `reader` because these checks decide what happens to
 //! many sets at once: a bad ISA or GS rejects every set under it (the header is known before
 //! any set is read), while a bad GE or IEA ends the file with a [`FileError`] (the sets were
 //! already streamed, so only rejecting the whole file keeps it from being half-applied). Each
@@ -10,8 +10,9 @@
 use crate::format::FileError;
 use crate::unit::{Reason, Unit};
 
+use super::reader::read_err;
 use super::segments::{self, Segment};
-use super::{defs, read_err, Interchange, IsaInfo, X12Reader};
+use super::{defs, Interchange, IsaInfo, X12Reader};
 
 impl X12Reader {
     pub(super) fn start_interchange(&mut self) -> Result<Unit, FileError> {

@@ -17,9 +17,10 @@
 #![allow(clippy::result_large_err)]
 
 use super::defs::Atomic;
+use super::reader::read_err;
 use super::segments::{Delims, SegId, Segment};
 use super::snapshot::{self, Place};
-use super::{read_err, X12Reader};
+use super::X12Reader;
 use crate::format::skim::{skim_to, Skim};
 use crate::format::{FileError, Mark};
 use crate::unit::Unit;
