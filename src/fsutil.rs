@@ -42,6 +42,16 @@ pub fn private_options() -> OpenOptions {
     o
 }
 
+/// Opens `path` for writing with [`private_options`], creating its folder first: each
+/// reader's restart state is the first thing written in a file's staging folder, and
+/// whichever writes first makes it. `truncate` drops what an earlier attempt left.
+pub fn open_private_creating_dir(path: &Path, truncate: bool) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    private_options().truncate(truncate).open(path)
+}
+
 /// Sets the process umask so files created by libraries (SQLite's ledger, WAL and shm
 /// files) and folders get no more than `dir_mode` allows. Unix only.
 pub fn apply_umask(dir_mode: u32) {

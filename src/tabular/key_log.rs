@@ -98,10 +98,7 @@ impl KeyLog {
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             let path = self.path.as_ref().expect("active");
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            self.file = Some(crate::fsutil::private_options().truncate(true).open(path)?);
+            self.file = Some(crate::fsutil::open_private_creating_dir(path, true)?);
         }
         let file = self.file.as_mut().expect("opened");
         if std::mem::take(&mut self.cut) {

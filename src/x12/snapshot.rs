@@ -122,17 +122,10 @@ impl Snapshots {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<u64> {
         if self.file.is_none() {
             let path = self.path.as_ref().ok_or(std::io::ErrorKind::NotFound)?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
             // A read that did not start from a snapshot owes nothing to what the file
             // holds (an earlier attempt's); one that did appends after it.
             let fresh = self.last.is_none();
-            self.file = Some(
-                crate::fsutil::private_options()
-                    .truncate(fresh)
-                    .open(path)?,
-            );
+            self.file = Some(crate::fsutil::open_private_creating_dir(path, fresh)?);
         }
         let file = self.file.as_mut().ok_or(std::io::ErrorKind::NotFound)?;
         let at = file.seek(SeekFrom::End(0))?;

@@ -183,10 +183,7 @@ impl Keeper {
 
     fn write_at(&mut self, at: u64, kind: u8, body: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let file = crate::fsutil::private_options().open(&self.path)?;
+            let file = crate::fsutil::open_private_creating_dir(&self.path, false)?;
             // A fresh read owes nothing to an earlier read's records, a restored one
             // nothing to those after its checkpoint.
             file.set_len(at)?;
