@@ -5,10 +5,10 @@
 
 use std::rc::Rc;
 
-use super::super::db::{params, OptionalExtension, Value};
-use super::super::Result;
 use super::rows::{defer, insert_many, HOLDERS_OF_SQL};
 use super::{key_of, BatchTx};
+use crate::ledger::db::{params, OptionalExtension, Value};
+use crate::ledger::Result;
 
 /// Who already holds a key.
 #[derive(Debug, Clone)]

@@ -6,9 +6,9 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-use super::super::db::{params_from_iter, Transaction, Value};
-use super::super::Result;
 use super::{key_of, BatchTx};
+use crate::ledger::db::{params_from_iter, Transaction, Value};
+use crate::ledger::Result;
 
 /// Rows per multi-row `INSERT` (17 columns at most: well under both databases' limits on
 /// parameters per statement).

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use super::super::db::Value;
-use super::super::model::{LineRow, UnitRow};
-use super::super::Result;
 use super::rows::insert_many;
 use super::BatchTx;
+use crate::ledger::db::Value;
+use crate::ledger::model::{LineRow, UnitRow};
+use crate::ledger::Result;
 
 fn opt(t: Option<&str>) -> Value<'_> {
     t.map_or(Value::Null, Value::Text)
@@ -20,7 +20,7 @@ fn told_by_lines(u: &UnitRow, lines: &[LineRow]) -> bool {
     let from = lines.partition_point(|l| l.ordinal < u.first_ordinal);
     let to = lines.partition_point(|l| l.ordinal < u.first_ordinal + u.line_count);
     u.status == crate::format::UnitStatus::Rejected
-        && super::super::reasons::told_by_rows(&u.reasons, lines[from..to.max(from)].iter())
+        && crate::ledger::reasons::told_by_rows(&u.reasons, lines[from..to.max(from)].iter())
 }
 
 impl BatchTx<'_> {
@@ -73,12 +73,12 @@ impl BatchTx<'_> {
         let mut rows = Vec::new();
         for u in units {
             let lr = line_rows.get(&u.seq).copied();
-            match super::super::runs::packable(u, lr) {
+            match crate::ledger::runs::packable(u, lr) {
                 true => packed.push((u, lr.map_or(0, |(n, _)| n))),
                 false => rows.push(u),
             }
         }
-        super::super::runs::write_run(&self.tx, file_id, &packed)?;
+        crate::ledger::runs::write_run(&self.tx, file_id, &packed)?;
         self.write_unit_rows(file_id, &rows, lines)
     }
 
@@ -89,7 +89,7 @@ impl BatchTx<'_> {
             let reasons = match u.reasons.is_empty() {
                 true => None,
                 false if told_by_lines(u, lines) => {
-                    Some(super::super::reasons::FROM_LINES.to_owned())
+                    Some(crate::ledger::reasons::FROM_LINES.to_owned())
                 }
                 false => Some(serde_json::to_string(&u.reasons)?),
             };

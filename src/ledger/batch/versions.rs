@@ -3,11 +3,11 @@
 //! together up front (`prefetch_versions`), and new versions are held back and written a
 //! hundred a statement (`flush_versions`) before anything reads versions again.
 
-use super::super::db::{params, OptionalExtension, Value};
-use super::super::model::{HashHex, StoredHash};
-use super::super::Result;
 use super::rows::{defer, insert_many, VERSIONS_OF_SQL};
 use super::BatchTx;
+use crate::ledger::db::{params, OptionalExtension, Value};
+use crate::ledger::model::{HashHex, StoredHash};
+use crate::ledger::Result;
 use crate::records::Current;
 
 /// A version waiting to be written with the next hundred.
@@ -96,7 +96,7 @@ impl BatchTx<'_> {
     /// from [`BatchTx::current_version`] because only a conflict's message needs it, and
     /// an applied unit's is in a packed run.
     pub fn unit_line(&self, file_id: i64, seq: i64) -> Result<i64> {
-        Ok(super::super::runs::unit_at(&self.tx, file_id, seq)?.map_or(0, |u| u.first.0))
+        Ok(crate::ledger::runs::unit_at(&self.tx, file_id, seq)?.map_or(0, |u| u.first.0))
     }
 
     /// Looks up which of `keys` (entity, key) have a version, a few hundred a statement, so

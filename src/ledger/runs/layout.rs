@@ -7,10 +7,10 @@ use std::io::{Read, Write};
 
 use flate2::write::DeflateEncoder;
 
-use super::super::model::UnitRow;
-use super::super::spans::{put, put_unsigned, take, take_unsigned};
-use super::super::Result;
 use super::{corrupt, Packed, StoredUnit};
+use crate::ledger::model::UnitRow;
+use crate::ledger::spans::{put, put_unsigned, take, take_unsigned};
+use crate::ledger::Result;
 
 /// What of a packed unit is decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! Reading units back, whether they have a row in `units` or sit in a packed run: every
 //! reader of units goes through here, so each sees both kinds merged in seq order.
 
-use super::super::db::{params, Connection, OptionalExtension};
-use super::super::Result;
 use super::layout::RunIndex;
 use super::{Decode, StoredUnit, FROM_RUN};
+use crate::ledger::db::{params, Connection, OptionalExtension};
+use crate::ledger::Result;
 
 /// The units of a file with `from <= seq < to`, in seq order, at most `limit`.
 pub(in crate::ledger) fn units_between(
@@ -225,7 +225,7 @@ fn row_units(
     let limit = limit.min(i64::MAX as usize) as i64;
     let rows = st
         .query_map(params![file_id, from, to, limit], stored_unit)?
-        .collect::<super::super::db::Result<Vec<_>>>()?;
+        .collect::<crate::ledger::db::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -236,8 +236,8 @@ pub(in crate::ledger) const UNIT_COLS: &str =
 
 /// A `units` row selected as [`UNIT_COLS`].
 pub(in crate::ledger) fn stored_unit(
-    r: &super::super::db::Row<'_>,
-) -> super::super::db::Result<StoredUnit> {
+    r: &crate::ledger::db::Row<'_>,
+) -> crate::ledger::db::Result<StoredUnit> {
     Ok(StoredUnit {
         seq: r.get(0)?,
         label: r.get(1)?,
