@@ -1,0 +1,233 @@
+//! How an attempt ends in the ledger: decided, abandoned because its input changed,
+//! started over, or failed. Each is one transaction that also takes back what the attempt
+//! made where the ending says it does not stand (lines turned into rejects, keys and
+//! versions given back), then recounts the file's totals, so a crash leaves either the
+//! ending whole or the attempt as it was.
+
+use crate::format::Outbound;
+use crate::ledger::db::{params, TransactionBehavior};
+use crate::ledger::model::Outcome;
+use crate::ledger::{Ledger, Result};
+
+/// What of a failed file never reached the outbox: its lines become rejects and its keys
+/// are given back, so the same documents sent again are applied, not called duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lost {
+    /// Nothing of the file was published.
+    Everything,
+    /// These staged chunks were lost: `(entity, first_seq, end_seq)` of each.
+    Chunks(Vec<(String, i64, i64)>),
+}
+
+impl Lost {
+    /// The lost units as `[[entity or "*", first_seq, end_seq], ...]`, bound as `?2` of the
+    /// statements [`in_range`] conditions.
+    pub(in crate::ledger) fn ranges(&self) -> String {
+        serde_json::json!(self.list()).to_string()
+    }
+
+    /// The lost units as `(entity or "*", first_seq, end_seq)`.
+    pub(in crate::ledger) fn list(&self) -> Vec<(String, i64, i64)> {
+        match self {
+            Lost::Everything => vec![("*".into(), 0, i64::MAX)],
+            Lost::Chunks(c) => c.clone(),
+        }
+    }
+}
+
+/// Whether `col` (a unit seq) lies in one of the ranges bound as `?2` (see
+/// [`Lost::ranges`]): an `EXISTS` left open for the caller to add to and close, with the
+/// range as `j`.
+pub(in crate::ledger) fn in_range(col: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= CAST(json_extract(j.value, '$[1]') AS BIGINT) \
+         AND {col} < CAST(json_extract(j.value, '$[2]') AS BIGINT)"
+    )
+}
+
+/// Recounts a file's line and unit totals from its rows (after statuses changed in bulk).
+/// A line is counted by its row when it has one, else by its unit's status (see `spans`).
+fn recount_sql() -> String {
+    let lines = |status: &str| {
+        format!(
+            "lines_{status} = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='{status}') + \
+             (SELECT COALESCE(SUM(u.line_count - (SELECT COUNT(*) FROM lines l WHERE l.file_id = u.file_id \
+             AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count)), 0) \
+             FROM units u WHERE u.file_id=?1 AND u.status='{status}')"
+        )
+    };
+    let units = |status: &str| {
+        format!(
+            "units_{status} = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='{status}')"
+        )
+    };
+    // Packed units are applied; their lines with rows are skipped ones (see runs.rs).
+    let runs = |what: &str| {
+        format!(" + (SELECT COALESCE(SUM({what}), 0) FROM unit_runs WHERE file_id=?1)")
+    };
+    let mut sets: Vec<String> = [
+        "applied",
+        "rejected",
+        "duplicate",
+        "skipped",
+        "unmapped",
+        "unchanged",
+    ]
+    .iter()
+    .map(|s| lines(s))
+    .collect();
+    sets[0] += &runs("lines - row_lines");
+    sets.extend(
+        ["applied", "rejected", "duplicate", "unmapped", "unchanged"]
+            .iter()
+            .map(|s| units(s)),
+    );
+    sets[6] += &runs("units");
+    format!("UPDATE files SET {} WHERE id=?1", sets.join(", "))
+}
+
+impl Ledger {
+    /// Takes the file's decision: outcome, line updates for a whole-file reject, key
+    /// release, and the acks to publish, all in one transaction.
+    pub fn decide(
+        &mut self,
+        id: i64,
+        outcome: Outcome,
+        why: Option<&str>,
+        acks: &[Outbound],
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
+        if outcome == Outcome::Rejected {
+            let msg = format!("file rejected whole: {}", why.unwrap_or("policy"));
+            crate::ledger::spans::reject_late(
+                &tx,
+                id,
+                "'applied', 'duplicate', 'unmapped'",
+                &Lost::Everything,
+                "file-rejected",
+                &msg,
+            )?;
+            tx.execute("DELETE FROM keys WHERE file_id=?1", params![id])?;
+            crate::ledger::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+            tx.execute("DELETE FROM version_runs WHERE file_id=?1", params![id])?;
+            tx.execute(&recount_sql(), params![id])?;
+        }
+        for a in acks {
+            tx.execute(
+                "INSERT INTO acks(file_id, kind, partner, control_no, file_name, content, compressed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+                params![id, a.kind, a.partner, a.control_no.map(|n| n as i64), a.file_name, a.content.zlib()],
+            )?;
+        }
+        if matches!(outcome, Outcome::Applied | Outcome::AppliedWithRejects) {
+            crate::ledger::delivery::queue_file(&tx, id, &self.routes)?;
+        }
+        if outcome != Outcome::Rejected {
+            crate::ledger::review::resolve_corrected(&tx, id)?;
+        }
+        tx.execute(
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, \
+             error_message=COALESCE(error_message, ?3) WHERE id=?1",
+            params![
+                id,
+                outcome.as_str(),
+                if outcome == Outcome::Rejected {
+                    why
+                } else {
+                    None
+                }
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Abandons an attempt whose input changed while it was processed: its lines, units
+    /// and keys described content that no longer exists, so they go; the file row stays as
+    /// the record of what happened (outcome `returned`).
+    pub fn abandon(&mut self, id: i64, rule: &str, why: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
+        crate::ledger::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+        for table in ["lines", "units", "unit_runs", "keys", "version_runs"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
+        }
+        tx.execute(&recount_sql(), [id])?;
+        tx.execute(
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
+            params![id, Outcome::Returned.as_str(), rule, why],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts an undecided attempt over from the first line (its staged output was lost
+    /// but its input is intact): nothing of it was published, and reading again produces
+    /// the same output.
+    pub fn restart(&mut self, id: i64) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
+        crate::ledger::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+        for table in [
+            "lines",
+            "units",
+            "unit_runs",
+            "keys",
+            "version_runs",
+            "chunks",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
+        }
+        tx.execute(&recount_sql(), [id])?;
+        tx.execute(
+            "UPDATE files SET committed_seq=0, committed_lines=0, next_chunk=0, synced_chunk=0, inflight_seq=NULL, \
+             resume_mark=NULL, hold_reason=NULL, error_rule=NULL, error_message=NULL, error_position=NULL WHERE id=?1",
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a file whose state cannot be recovered as failed: the lines of documents
+    /// whose output was lost become rejects with `rule` (so they show up for review), and
+    /// their keys and claims are given back.
+    pub fn fail(&mut self, id: i64, rule: &str, message: &str, lost: &Lost) -> Result<()> {
+        let ranges = lost.ranges();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
+        crate::ledger::spans::reject_late(&tx, id, "'applied', 'unmapped'", lost, rule, message)?;
+        tx.execute(
+            &format!(
+                "DELETE FROM keys WHERE file_id=?1 AND {})",
+                in_range("unit_seq")
+            ),
+            params![id, ranges],
+        )?;
+        for (entity, from, to) in lost.list() {
+            crate::ledger::made::forget(&tx, id, from, to, |e| entity == "*" || entity == e)?;
+        }
+        // Deliveries of versions that are gone can never be sent.
+        tx.execute(
+            "DELETE FROM deliveries WHERE file_id=?1 AND state IN ('pending', 'retry', 'dead') \
+             AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.entity = deliveries.entity \
+             AND v.key = deliveries.key AND v.version = deliveries.version)",
+            [id],
+        )?;
+        tx.execute(&recount_sql(), [id])?;
+        tx.execute(
+            "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
+            params![id, Outcome::Failed.as_str(), rule, message],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
