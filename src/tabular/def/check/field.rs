@@ -98,6 +98,53 @@ pub(super) fn check_field(
     if name.is_empty() {
         c.err(Some(span.clone()), "field name is empty");
     }
+    let column = check_column(c, &span, &name, f, header);
+    let ty = check_type(c, &span, &name, f, sheet);
+    check_settings_fit_type(c, &span, &name, f);
+    let min = bound(c, &span, &name, "min", &ty, &f.min);
+    let max = bound(c, &span, &name, "max", &ty, &f.max);
+    let exclusive_min = bound(c, &span, &name, "exclusive_min", &ty, &f.exclusive_min);
+    let exclusive_max = bound(c, &span, &name, "exclusive_max", &ty, &f.exclusive_max);
+    if let (Some(a), Some(b)) = (f.min_length, f.max_length) {
+        if a > b {
+            c.err(
+                Some(span.clone()),
+                format!("field '{name}': min_length {a} is greater than max_length {b}"),
+            );
+        }
+    }
+    let regex = check_regex(c, &span, &name, f);
+    let checksum = check_checksum(c, &span, &name, f);
+    if c.errors > before {
+        return None;
+    }
+    Some(Field {
+        name,
+        column,
+        ty,
+        required: f.required,
+        sensitive: f.sensitive,
+        trim: f.trim.unwrap_or(true),
+        min,
+        max,
+        exclusive_min,
+        exclusive_max,
+        min_length: f.min_length,
+        max_length: f.max_length,
+        regex,
+        checksum,
+    })
+}
+
+/// Where the field is read from: a header name needs a header row, a position does not, and
+/// the corrections file's error column is never data.
+fn check_column(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+    header: bool,
+) -> ColumnRef {
     let column = match &f.column {
         Some(RawColumn::Index(i)) => ColumnRef::Index(*i),
         Some(RawColumn::Name(n)) => {
@@ -116,7 +163,7 @@ pub(super) fn check_field(
                     format!("field '{name}': without a header row every field needs `column = <0-based position>`"),
                 );
             }
-            ColumnRef::Name(name.clone())
+            ColumnRef::Name(name.to_string())
         }
     };
     if matches!(&column, ColumnRef::Name(n) if n.eq_ignore_ascii_case(ERROR_COLUMN)) {
@@ -128,8 +175,51 @@ pub(super) fn check_field(
             ),
         );
     }
-    let tyname = f.ty.as_deref().unwrap_or("string");
-    let one_char = |c: &mut Checker, s: &Option<String>, what: &str, dflt: Option<char>| match s {
+    column
+}
+
+/// The field's `type` and the settings that shape it (separators, patterns, words, codes).
+fn check_type(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+    sheet: bool,
+) -> FieldType {
+    match f.ty.as_deref().unwrap_or("string") {
+        "string" => FieldType::String,
+        "integer" => FieldType::Integer,
+        "decimal" => check_decimal(c, span, name, f),
+        "date" => {
+            let format = f.format.clone().unwrap_or_else(|| "%Y-%m-%d".to_string());
+            if let Err(e) = datetime::check_date_pattern(&format) {
+                c.err(Some(span.clone()), format!("field '{name}': {e}"));
+            }
+            FieldType::Date { format }
+        }
+        "datetime" => FieldType::DateTime(check_datetime(c, span, name, f, sheet)),
+        "boolean" => check_boolean(c, span, name, f),
+        "code" => check_code(c, span, name, f),
+        other => {
+            c.err(
+                Some(span.clone()),
+                format!("field '{name}': unknown type '{other}' (expected string, integer, decimal, date, datetime, boolean or code)"),
+            );
+            FieldType::String
+        }
+    }
+}
+
+/// A separator setting is one character; `dflt` when it is missing or wrong.
+fn one_char(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    s: &Option<String>,
+    what: &str,
+    dflt: Option<char>,
+) -> Option<char> {
+    match s {
         None => dflt,
         Some(s) if s.chars().count() == 1 => s.chars().next(),
         Some(s) => {
@@ -139,86 +229,114 @@ pub(super) fn check_field(
             );
             dflt
         }
+    }
+}
+
+/// A decimal field's separators: single characters, and not the same one, or a number
+/// could not be read back unambiguously.
+fn check_decimal(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+) -> FieldType {
+    let decimal_sep = one_char(
+        c,
+        span,
+        name,
+        &f.decimal_separator,
+        "decimal_separator",
+        Some('.'),
+    )
+    .unwrap_or('.');
+    let thousands_sep = one_char(
+        c,
+        span,
+        name,
+        &f.thousands_separator,
+        "thousands_separator",
+        None,
+    );
+    if thousands_sep == Some(decimal_sep) {
+        c.err(
+            Some(span.clone()),
+            format!("field '{name}': decimal and thousands separators are the same"),
+        );
+    }
+    FieldType::Decimal {
+        decimal_sep,
+        thousands_sep,
+    }
+}
+
+/// A boolean field's true and false words, lower-cased; no word may mean both.
+fn check_boolean(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+) -> FieldType {
+    let lower = |v: &Option<Vec<String>>, d: &[&str]| -> Vec<String> {
+        v.clone()
+            .unwrap_or_else(|| d.iter().map(|s| s.to_string()).collect())
+            .into_iter()
+            .map(|s| s.trim().to_lowercase())
+            .collect()
     };
-    let ty = match tyname {
-        "string" => FieldType::String,
-        "integer" => FieldType::Integer,
-        "decimal" => {
-            let decimal_sep =
-                one_char(c, &f.decimal_separator, "decimal_separator", Some('.')).unwrap_or('.');
-            let thousands_sep = one_char(c, &f.thousands_separator, "thousands_separator", None);
-            if thousands_sep == Some(decimal_sep) {
-                c.err(
-                    Some(span.clone()),
-                    format!("field '{name}': decimal and thousands separators are the same"),
-                );
-            }
-            FieldType::Decimal {
-                decimal_sep,
-                thousands_sep,
-            }
-        }
-        "date" => {
-            let format = f.format.clone().unwrap_or_else(|| "%Y-%m-%d".to_string());
-            if let Err(e) = datetime::check_date_pattern(&format) {
-                c.err(Some(span.clone()), format!("field '{name}': {e}"));
-            }
-            FieldType::Date { format }
-        }
-        "datetime" => FieldType::DateTime(check_datetime(c, &span, &name, f, sheet)),
-        "boolean" => {
-            let lower = |v: &Option<Vec<String>>, d: &[&str]| -> Vec<String> {
-                v.clone()
-                    .unwrap_or_else(|| d.iter().map(|s| s.to_string()).collect())
-                    .into_iter()
-                    .map(|s| s.trim().to_lowercase())
-                    .collect()
-            };
-            let t = lower(&f.true_values, &["true", "yes", "y", "1"]);
-            let fw = lower(&f.false_values, &["false", "no", "n", "0"]);
-            if let Some(w) = t.iter().find(|w| fw.contains(w)) {
-                c.err(
-                    Some(span.clone()),
-                    format!("field '{name}': '{w}' is both a true and a false word"),
-                );
-            }
-            FieldType::Boolean {
-                true_words: t,
-                false_words: fw,
+    let t = lower(&f.true_values, &["true", "yes", "y", "1"]);
+    let fw = lower(&f.false_values, &["false", "no", "n", "0"]);
+    if let Some(w) = t.iter().find(|w| fw.contains(w)) {
+        c.err(
+            Some(span.clone()),
+            format!("field '{name}': '{w}' is both a true and a false word"),
+        );
+    }
+    FieldType::Boolean {
+        true_words: t,
+        false_words: fw,
+    }
+}
+
+/// A code field's table: `values` map to themselves, `translate` adds or overrides; an
+/// empty table would refuse every value.
+fn check_code(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+) -> FieldType {
+    let mut table: Vec<(String, String)> = Vec::new();
+    if let Some(vals) = &f.values {
+        table.extend(vals.iter().map(|v| (v.clone(), v.clone())));
+    }
+    if let Some(tr) = &f.translate {
+        for (k, v) in tr {
+            if let Some(e) = table.iter_mut().find(|(a, _)| a == k) {
+                e.1 = v.clone();
+            } else {
+                table.push((k.clone(), v.clone()));
             }
         }
-        "code" => {
-            let mut table: Vec<(String, String)> = Vec::new();
-            if let Some(vals) = &f.values {
-                table.extend(vals.iter().map(|v| (v.clone(), v.clone())));
-            }
-            if let Some(tr) = &f.translate {
-                for (k, v) in tr {
-                    if let Some(e) = table.iter_mut().find(|(a, _)| a == k) {
-                        e.1 = v.clone();
-                    } else {
-                        table.push((k.clone(), v.clone()));
-                    }
-                }
-            }
-            if table.is_empty() {
-                c.err(
-                    Some(span.clone()),
-                    format!("field '{name}': a code field needs `values = [...]` or a `translate` table"),
-                );
-            }
-            FieldType::Code {
-                table: CodeTable::new(table, f.ignore_case),
-            }
-        }
-        other => {
-            c.err(
-                Some(span.clone()),
-                format!("field '{name}': unknown type '{other}' (expected string, integer, decimal, date, datetime, boolean or code)"),
-            );
-            FieldType::String
-        }
-    };
+    }
+    if table.is_empty() {
+        c.err(
+            Some(span.clone()),
+            format!("field '{name}': a code field needs `values = [...]` or a `translate` table"),
+        );
+    }
+    FieldType::Code {
+        table: CodeTable::new(table, f.ignore_case),
+    }
+}
+
+/// A setting meant for another type is a mistake, not something to ignore silently.
+fn check_settings_fit_type(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+) {
+    let tyname = f.ty.as_deref().unwrap_or("string");
     if !matches!(tyname, "date" | "datetime") && f.format.is_some() {
         c.err(
             Some(span.clone()),
@@ -249,38 +367,43 @@ pub(super) fn check_field(
             format!("field '{name}': separators apply only to decimal fields"),
         );
     }
-    let min = bound(c, &span, &name, "min", &ty, &f.min);
-    let max = bound(c, &span, &name, "max", &ty, &f.max);
-    let exclusive_min = bound(c, &span, &name, "exclusive_min", &ty, &f.exclusive_min);
-    let exclusive_max = bound(c, &span, &name, "exclusive_max", &ty, &f.exclusive_max);
-    if let (Some(a), Some(b)) = (f.min_length, f.max_length) {
-        if a > b {
+}
+
+/// The field's `regex`, anchored to the whole value and size-limited so a definition cannot
+/// make the engine build a huge automaton.
+fn check_regex(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+) -> Option<regex::Regex> {
+    let r = f.regex.as_ref()?;
+    match regex::RegexBuilder::new(&format!("^(?:{r})$"))
+        .size_limit(1 << 20)
+        .build()
+    {
+        Ok(re) => Some(re),
+        Err(e) => {
             c.err(
                 Some(span.clone()),
-                format!("field '{name}': min_length {a} is greater than max_length {b}"),
+                format!(
+                    "field '{name}': bad regex '{r}': {}",
+                    e.to_string().lines().last().unwrap_or_default().trim()
+                ),
             );
+            None
         }
     }
-    let regex = match &f.regex {
-        None => None,
-        Some(r) => match regex::RegexBuilder::new(&format!("^(?:{r})$"))
-            .size_limit(1 << 20)
-            .build()
-        {
-            Ok(re) => Some(re),
-            Err(e) => {
-                c.err(
-                    Some(span.clone()),
-                    format!(
-                        "field '{name}': bad regex '{r}': {}",
-                        e.to_string().lines().last().unwrap_or_default().trim()
-                    ),
-                );
-                None
-            }
-        },
-    };
-    let checksum = f.checksum.as_deref().and_then(|k| {
+}
+
+/// The field's `checksum`, if given, names one the engine computes.
+fn check_checksum(
+    c: &mut Checker,
+    span: &std::ops::Range<usize>,
+    name: &str,
+    f: &RawField,
+) -> Option<Checksum> {
+    f.checksum.as_deref().and_then(|k| {
         let ck = Checksum::parse(k);
         if ck.is_none() {
             c.err(
@@ -292,25 +415,6 @@ pub(super) fn check_field(
             );
         }
         ck
-    });
-    if c.errors > before {
-        return None;
-    }
-    Some(Field {
-        name,
-        column,
-        ty,
-        required: f.required,
-        sensitive: f.sensitive,
-        trim: f.trim.unwrap_or(true),
-        min,
-        max,
-        exclusive_min,
-        exclusive_max,
-        min_length: f.min_length,
-        max_length: f.max_length,
-        regex,
-        checksum,
     })
 }
 
