@@ -85,6 +85,7 @@ fn text_of(v: &toml::Value) -> Option<String> {
     }
 }
 
+/// One `[[fields]]` entry; `None` if any of its settings is wrong (all of them reported).
 pub(super) fn check_field(
     c: &mut Checker,
     raw: &Spanned<RawField>,

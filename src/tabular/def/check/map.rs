@@ -29,6 +29,7 @@ fn json_of(v: &toml::Value) -> serde_json::Value {
     }
 }
 
+/// One `[map.<section>]` value: a template string, a table, or any other TOML value as a constant.
 fn check_map_value(
     c: &mut Checker,
     section: &str,
@@ -37,107 +38,145 @@ fn check_map_value(
     fields: &[Field],
 ) -> Option<MapValue> {
     let span = v.span();
-    let find = |n: &str| fields.iter().position(|f| f.name == n);
     match v.get_ref() {
-        toml::Value::String(s) => match parse_template(s, &find) {
-            Ok(t) => match t.0.as_slice() {
-                [Piece::Field(i)] => Some(MapValue::Field(*i)),
-                [] => Some(MapValue::Const(serde_json::Value::String(String::new()))),
-                [Piece::Text(s)] => Some(MapValue::Const(serde_json::Value::String(s.clone()))),
-                _ => Some(MapValue::Template(t)),
-            },
-            Err(e) => {
-                c.err(Some(span), format!("[map.{section}] {target}: {e}"));
-                None
-            }
-        },
-        toml::Value::Table(t) => {
-            let allowed = ["field", "translate", "default", "const"];
-            for k in t.keys() {
-                if !allowed.contains(&k.as_str()) {
-                    c.err(
-                        Some(span.clone()),
-                        format!("[map.{section}] {target}: unknown key '{k}' (expected field, translate, default or const)"),
-                    );
-                    return None;
-                }
-            }
-            if let Some(k) = t.get("const") {
-                if t.len() > 1 {
-                    c.err(
-                        Some(span),
-                        format!(
-                            "[map.{section}] {target}: `const` cannot be combined with other keys"
-                        ),
-                    );
-                    return None;
-                }
-                return Some(MapValue::Const(json_of(k)));
-            }
-            let Some(fname) = t.get("field").and_then(|f| f.as_str()) else {
-                c.err(
-                    Some(span),
-                    format!("[map.{section}] {target}: a table value needs `field = \"...\"` or `const = ...`"),
-                );
-                return None;
-            };
-            let Some(field) = find(fname) else {
-                c.err(
-                    Some(span),
-                    format!("[map.{section}] {target}: unknown field '{fname}'"),
-                );
-                return None;
-            };
-            let default = match t.get("default") {
-                None => None,
-                Some(toml::Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    c.err(
-                        Some(span),
-                        format!("[map.{section}] {target}: `default` must be a string"),
-                    );
-                    return None;
-                }
-            };
-            match t.get("translate") {
-                None if default.is_none() => Some(MapValue::Field(field)),
-                None => Some(MapValue::Translate {
-                    field,
-                    table: HashMap::new(),
-                    default,
-                }),
-                Some(toml::Value::Table(tt)) => {
-                    let mut table = HashMap::new();
-                    for (k, v) in tt {
-                        match v.as_str() {
-                            Some(s) => {
-                                table.insert(k.clone(), s.to_string());
-                            }
-                            None => {
-                                c.err(
-                                    Some(span),
-                                    format!("[map.{section}] {target}: translate value for '{k}' must be a string"),
-                                );
-                                return None;
-                            }
-                        }
-                    }
-                    Some(MapValue::Translate {
-                        field,
-                        table,
-                        default,
-                    })
-                }
-                Some(_) => {
-                    c.err(
-                        Some(span),
-                        format!("[map.{section}] {target}: `translate` must be a table"),
-                    );
-                    None
-                }
-            }
-        }
+        toml::Value::String(s) => check_string_value(c, section, target, span, s, fields),
+        toml::Value::Table(t) => check_table_value(c, section, target, span, t, fields),
         other => Some(MapValue::Const(json_of(other))),
+    }
+}
+
+/// A string value is a template; one that is a single field or plain text is kept as the
+/// simpler value it amounts to.
+fn check_string_value(
+    c: &mut Checker,
+    section: &str,
+    target: &str,
+    span: std::ops::Range<usize>,
+    s: &str,
+    fields: &[Field],
+) -> Option<MapValue> {
+    let find = |n: &str| fields.iter().position(|f| f.name == n);
+    match parse_template(s, &find) {
+        Ok(t) => match t.0.as_slice() {
+            [Piece::Field(i)] => Some(MapValue::Field(*i)),
+            [] => Some(MapValue::Const(serde_json::Value::String(String::new()))),
+            [Piece::Text(s)] => Some(MapValue::Const(serde_json::Value::String(s.clone()))),
+            _ => Some(MapValue::Template(t)),
+        },
+        Err(e) => {
+            c.err(Some(span), format!("[map.{section}] {target}: {e}"));
+            None
+        }
+    }
+}
+
+/// A table value is either `const = ...` alone, or `field = "..."` with an optional
+/// `translate` table and `default`; the first problem ends its check.
+fn check_table_value(
+    c: &mut Checker,
+    section: &str,
+    target: &str,
+    span: std::ops::Range<usize>,
+    t: &toml::Table,
+    fields: &[Field],
+) -> Option<MapValue> {
+    let allowed = ["field", "translate", "default", "const"];
+    for k in t.keys() {
+        if !allowed.contains(&k.as_str()) {
+            c.err(
+                Some(span.clone()),
+                format!("[map.{section}] {target}: unknown key '{k}' (expected field, translate, default or const)"),
+            );
+            return None;
+        }
+    }
+    if let Some(k) = t.get("const") {
+        if t.len() > 1 {
+            c.err(
+                Some(span),
+                format!("[map.{section}] {target}: `const` cannot be combined with other keys"),
+            );
+            return None;
+        }
+        return Some(MapValue::Const(json_of(k)));
+    }
+    let Some(fname) = t.get("field").and_then(|f| f.as_str()) else {
+        c.err(
+            Some(span),
+            format!(
+                "[map.{section}] {target}: a table value needs `field = \"...\"` or `const = ...`"
+            ),
+        );
+        return None;
+    };
+    let Some(field) = fields.iter().position(|f| f.name == fname) else {
+        c.err(
+            Some(span),
+            format!("[map.{section}] {target}: unknown field '{fname}'"),
+        );
+        return None;
+    };
+    let default = match t.get("default") {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            c.err(
+                Some(span),
+                format!("[map.{section}] {target}: `default` must be a string"),
+            );
+            return None;
+        }
+    };
+    check_translate(c, section, target, span, t.get("translate"), field, default)
+}
+
+/// A field read through `translate` (a table of strings) and/or `default`; with neither it
+/// is just the field.
+fn check_translate(
+    c: &mut Checker,
+    section: &str,
+    target: &str,
+    span: std::ops::Range<usize>,
+    translate: Option<&toml::Value>,
+    field: usize,
+    default: Option<String>,
+) -> Option<MapValue> {
+    match translate {
+        None if default.is_none() => Some(MapValue::Field(field)),
+        None => Some(MapValue::Translate {
+            field,
+            table: HashMap::new(),
+            default,
+        }),
+        Some(toml::Value::Table(tt)) => {
+            let mut table = HashMap::new();
+            for (k, v) in tt {
+                match v.as_str() {
+                    Some(s) => {
+                        table.insert(k.clone(), s.to_string());
+                    }
+                    None => {
+                        c.err(
+                            Some(span),
+                            format!("[map.{section}] {target}: translate value for '{k}' must be a string"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            Some(MapValue::Translate {
+                field,
+                table,
+                default,
+            })
+        }
+        Some(_) => {
+            c.err(
+                Some(span),
+                format!("[map.{section}] {target}: `translate` must be a table"),
+            );
+            None
+        }
     }
 }
 
