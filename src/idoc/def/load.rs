@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::mapping::{check_sensitive, check_targets, compile_key, compile_value, Ctx};
 use super::path::{is_name, SegPath};
-use super::spec::TypeFile;
+use super::spec::{ListSpec, MessageSpec, SegmentSpec, TypeFile};
 use super::{Catalog, ListDef, MessageDef, SegDef, TypeDef, CONTROL, ROOT};
 use crate::canonical::Entity;
 use crate::format::defs::DefMap;
@@ -49,6 +49,27 @@ pub fn load_catalog(defs: &[&DefFile], diags: &mut Diagnostics) -> Catalog {
 
 fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<TypeDef> {
     let path: &Path = &def.path;
+    check_header(def, &spec, diags);
+    let (segments, order) = compile_segments(def, &spec.segments, diags);
+    let (mandatory_at_root, mandatory_children) = mandatory_segments(def, &segments, &order, diags);
+    check_cycles(def, &segments, &order, diags);
+    let messages = compile_messages(def, spec.messages, &segments, diags);
+    Some(TypeDef {
+        source: path.display().to_string(),
+        types: spec.types,
+        customer_segments: spec.customer_segments,
+        status_applied: spec.status_applied,
+        status_rejected: spec.status_rejected,
+        segments,
+        mandatory_at_root,
+        mandatory_children,
+        messages,
+    })
+}
+
+/// Checks the file-level keys: the IDoc type names and the two status codes.
+fn check_header(def: &DefFile, spec: &TypeFile, diags: &mut Diagnostics) {
+    let path: &Path = &def.path;
     let line_types = def.line_of_key("types");
     if spec.types.is_empty() {
         diags.error(
@@ -74,10 +95,20 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             );
         }
     }
+}
+
+/// Turns the `[[segment]]` blocks into checked segments, keyed by name, plus their
+/// names in file order (the order later checks report in).
+fn compile_segments(
+    def: &DefFile,
+    specs: &[SegmentSpec],
+    diags: &mut Diagnostics,
+) -> (DefMap<String, SegDef>, Vec<String>) {
+    let path: &Path = &def.path;
     // Segments: unique names, known parents, sane occurrences.
     let mut segments: DefMap<String, SegDef> = DefMap::default();
     let mut order: Vec<String> = Vec::new();
-    for s in &spec.segments {
+    for s in specs {
         let line = seg_line(def, &s.name);
         if !is_name(&s.name) || s.name == CONTROL {
             diags.error(
@@ -90,63 +121,83 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             );
             continue;
         }
-        if s.max == 0 || s.min > s.max {
-            diags.error(
-                path,
-                line,
-                format!(
-                    "segment {}: occurrences min {} / max {} are inconsistent (max ≥ 1, min ≤ max)",
-                    s.name, s.min, s.max
-                ),
-            );
-        }
-        for r in &s.required {
-            if !s.fields.is_empty() && !s.fields.contains_key(r) {
-                diags.error(
-                    path,
-                    line,
-                    format!(
-                        "segment {}: required field {r} is not among its declared fields",
-                        s.name
-                    ),
-                );
-            }
-        }
-        for (f, len) in &s.fields {
-            if *len == 0 {
-                diags.error(
-                    path,
-                    line,
-                    format!("segment {}: field {f} has max length 0", s.name),
-                );
-            }
-        }
+        check_segment_shape(path, line, s, diags);
         if segments.contains_key(&s.name) {
             diags.error(path, line, format!("segment {} is defined twice", s.name));
             continue;
         }
         order.push(s.name.clone());
-        segments.insert(
-            s.name.clone(),
-            SegDef {
-                name: s.name.clone(),
-                parent: s.parent.clone().filter(|p| p != ROOT),
-                min: s.min,
-                max: s.max,
-                required: s.required.clone(),
-                fields: s.fields.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-                sensitive: s.sensitive.clone(),
-            },
+        segments.insert(s.name.clone(), seg_def(s));
+    }
+    (segments, order)
+}
+
+/// Checks one segment's occurrences, required fields and field lengths against each other.
+fn check_segment_shape(path: &Path, line: Option<usize>, s: &SegmentSpec, diags: &mut Diagnostics) {
+    if s.max == 0 || s.min > s.max {
+        diags.error(
+            path,
+            line,
+            format!(
+                "segment {}: occurrences min {} / max {} are inconsistent (max ≥ 1, min ≤ max)",
+                s.name, s.min, s.max
+            ),
         );
     }
+    for r in &s.required {
+        if !s.fields.is_empty() && !s.fields.contains_key(r) {
+            diags.error(
+                path,
+                line,
+                format!(
+                    "segment {}: required field {r} is not among its declared fields",
+                    s.name
+                ),
+            );
+        }
+    }
+    for (f, len) in &s.fields {
+        if *len == 0 {
+            diags.error(
+                path,
+                line,
+                format!("segment {}: field {f} has max length 0", s.name),
+            );
+        }
+    }
+}
+
+/// The checked form of a segment block whose name has passed the checks.
+fn seg_def(s: &SegmentSpec) -> SegDef {
+    SegDef {
+        name: s.name.clone(),
+        parent: s.parent.clone().filter(|p| p != ROOT),
+        min: s.min,
+        max: s.max,
+        required: s.required.clone(),
+        fields: s.fields.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        sensitive: s.sensitive.clone(),
+    }
+}
+
+/// The mandatory segments at the root, and under each parent, with their minimum counts.
+type Mandatory = (Vec<(String, u32)>, DefMap<String, Vec<(String, u32)>>);
+
+/// Checks that every parent is defined and collects which segments must occur where.
+fn mandatory_segments(
+    def: &DefFile,
+    segments: &DefMap<String, SegDef>,
+    order: &[String],
+    diags: &mut Diagnostics,
+) -> Mandatory {
     let mut mandatory_at_root = Vec::new();
     let mut mandatory_children: DefMap<String, Vec<(String, u32)>> = DefMap::default();
-    for name in &order {
+    for name in order {
         let s = &segments[name];
         if let Some(p) = &s.parent {
             if !segments.contains_key(p) {
                 diags.error(
-                    path,
+                    &def.path,
                     seg_line(def, name),
                     format!("segment {name}: parent {p} is not defined in this file"),
                 );
@@ -160,14 +211,24 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             kids.push((name.clone(), s.min));
         }
     }
+    (mandatory_at_root, mandatory_children)
+}
+
+/// Reports each segment whose parent chain comes back on itself.
+fn check_cycles(
+    def: &DefFile,
+    segments: &DefMap<String, SegDef>,
+    order: &[String],
+    diags: &mut Diagnostics,
+) {
     // Cycles would make every IDoc of this type unreadable: refuse them at load time.
-    for name in &order {
+    for name in order {
         let mut seen = HashSet::new();
         let mut cur = Some(name.clone());
         while let Some(c) = cur {
             if !seen.insert(c.clone()) {
                 diags.error(
-                    path,
+                    &def.path,
                     seg_line(def, name),
                     format!("segment {name}: parent chain loops back to {c}"),
                 );
@@ -176,124 +237,139 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
             cur = segments.get(&c).and_then(|s| s.parent.clone());
         }
     }
+}
 
+/// Compiles the `[[message]]` blocks against the checked segments; a message type may be
+/// mapped only once per file.
+fn compile_messages(
+    def: &DefFile,
+    specs: Vec<MessageSpec>,
+    segments: &DefMap<String, SegDef>,
+    diags: &mut Diagnostics,
+) -> Vec<MessageDef> {
     let mut messages = Vec::new();
     let mut seen_mestyp = HashSet::new();
-    if spec.messages.is_empty() {
+    if specs.is_empty() {
         diags.error(
-            path,
+            &def.path,
             None,
             "no [[message]] block: every IDoc type needs at least one message type mapping",
         );
     }
-    for m in spec.messages {
-        let mline = def.line_of_key("mestyp");
-        let Some(entity) = Entity::parse(&m.entity) else {
-            let known: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
+    for m in specs {
+        if let Some(md) = compile_message(def, m, segments, &mut seen_mestyp, diags) {
+            messages.push(md);
+        }
+    }
+    messages
+}
+
+/// Compiles one message block; `None` when its entity is unknown (nothing else is
+/// checked then).
+fn compile_message(
+    def: &DefFile,
+    m: MessageSpec,
+    segments: &DefMap<String, SegDef>,
+    seen_mestyp: &mut HashSet<String>,
+    diags: &mut Diagnostics,
+) -> Option<MessageDef> {
+    let path: &Path = &def.path;
+    let mline = def.line_of_key("mestyp");
+    let Some(entity) = Entity::parse(&m.entity) else {
+        let known: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
+        diags.error(
+            path,
+            def.line_of_key("entity"),
+            format!(
+                "unknown entity '{}' (known: {})",
+                m.entity,
+                known.join(", ")
+            ),
+        );
+        return None;
+    };
+    if m.mestyp.is_empty() {
+        diags.error(path, mline, "`mestyp` must list at least one message type");
+    }
+    for t in &m.mestyp {
+        if !seen_mestyp.insert(t.clone()) {
             diags.error(
                 path,
-                def.line_of_key("entity"),
-                format!(
-                    "unknown entity '{}' (known: {})",
-                    m.entity,
-                    known.join(", ")
-                ),
+                mline,
+                format!("message type {t} is mapped twice in this file"),
             );
-            continue;
-        };
-        if m.mestyp.is_empty() {
-            diags.error(path, mline, "`mestyp` must list at least one message type");
         }
-        for t in &m.mestyp {
-            if !seen_mestyp.insert(t.clone()) {
-                diags.error(
-                    path,
-                    mline,
-                    format!("message type {t} is mapped twice in this file"),
-                );
-            }
-        }
-        let ctx = Ctx {
-            def,
-            segments: &segments,
-        };
-        let key = compile_key(&ctx, &m.key, diags);
-        let mut fields = Vec::new();
-        for (name, v) in &m.fields {
-            if let Some(vd) = compile_value(&ctx, name, v, None, diags) {
-                fields.push((name.clone(), vd));
-            }
-        }
-        let mut lists = Vec::new();
-        for (target, l) in &m.lists {
-            let line = def.line_of_key(&format!("lists.{target}"));
-            let from = match SegPath::parse(&l.from) {
-                Ok(p) if p.field.is_none() => p,
-                Ok(_) => {
-                    diags.error(
-                        path,
-                        line,
-                        format!("list {target}: `from` names segments, not a field"),
-                    );
-                    continue;
-                }
-                Err(e) => {
-                    diags.error(path, line, format!("list {target}: {e}"));
-                    continue;
-                }
-            };
-            let Some(last) =
-                ctx.check_steps(&from, None, &format!("list {target}"), &|| line, diags)
-            else {
-                continue;
-            };
-            if l.fields.is_empty() == l.value.is_none() {
-                diags.error(
-                    path,
-                    line,
-                    format!(
-                        "list {target}: give either `fields` (a list of objects) or `value` (a list of strings), not both or neither"
-                    ),
-                );
-                continue;
-            }
-            let mut lf = Vec::new();
-            for (name, v) in &l.fields {
-                if let Some(vd) = compile_value(&ctx, name, v, last.as_deref(), diags) {
-                    lf.push((name.clone(), vd));
-                }
-            }
-            let value = l
-                .value
-                .as_ref()
-                .and_then(|v| compile_value(&ctx, target, v, last.as_deref(), diags));
-            lists.push(ListDef {
-                target: target.clone(),
-                from,
-                fields: lf,
-                value,
-            });
-        }
-        check_targets(def, entity, &fields, &lists, diags);
-        check_sensitive(def, entity, &segments, &fields, diags);
-        messages.push(MessageDef {
-            mestyp: m.mestyp,
-            entity,
-            key,
-            fields,
-            lists,
-        });
     }
-    Some(TypeDef {
-        source: path.display().to_string(),
-        types: spec.types,
-        customer_segments: spec.customer_segments,
-        status_applied: spec.status_applied,
-        status_rejected: spec.status_rejected,
-        segments,
-        mandatory_at_root,
-        mandatory_children,
-        messages,
+    let ctx = Ctx { def, segments };
+    let key = compile_key(&ctx, &m.key, diags);
+    let mut fields = Vec::new();
+    for (name, v) in &m.fields {
+        if let Some(vd) = compile_value(&ctx, name, v, None, diags) {
+            fields.push((name.clone(), vd));
+        }
+    }
+    let mut lists = Vec::new();
+    for (target, l) in &m.lists {
+        if let Some(ld) = compile_list(&ctx, target, l, diags) {
+            lists.push(ld);
+        }
+    }
+    check_targets(def, entity, &fields, &lists, diags);
+    check_sensitive(def, entity, segments, &fields, diags);
+    Some(MessageDef {
+        mestyp: m.mestyp,
+        entity,
+        key,
+        fields,
+        lists,
+    })
+}
+
+/// Compiles one `lists.<target>` block; `None` when its `from` path or its shape is wrong.
+fn compile_list(ctx: &Ctx, target: &str, l: &ListSpec, diags: &mut Diagnostics) -> Option<ListDef> {
+    let path: &Path = &ctx.def.path;
+    let line = ctx.def.line_of_key(&format!("lists.{target}"));
+    let from = match SegPath::parse(&l.from) {
+        Ok(p) if p.field.is_none() => p,
+        Ok(_) => {
+            diags.error(
+                path,
+                line,
+                format!("list {target}: `from` names segments, not a field"),
+            );
+            return None;
+        }
+        Err(e) => {
+            diags.error(path, line, format!("list {target}: {e}"));
+            return None;
+        }
+    };
+    let last = ctx.check_steps(&from, None, &format!("list {target}"), &|| line, diags)?;
+    if l.fields.is_empty() == l.value.is_none() {
+        diags.error(
+            path,
+            line,
+            format!(
+                "list {target}: give either `fields` (a list of objects) or `value` (a list of strings), not both or neither"
+            ),
+        );
+        return None;
+    }
+    let mut lf = Vec::new();
+    for (name, v) in &l.fields {
+        if let Some(vd) = compile_value(ctx, name, v, last.as_deref(), diags) {
+            lf.push((name.clone(), vd));
+        }
+    }
+    let value = l
+        .value
+        .as_ref()
+        .and_then(|v| compile_value(ctx, target, v, last.as_deref(), diags));
+    Some(ListDef {
+        target: target.to_string(),
+        from,
+        fields: lf,
+        value,
     })
 }
 
