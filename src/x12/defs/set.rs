@@ -128,29 +128,7 @@ pub struct SetDef {
 pub(super) fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef> {
     let file = def.parse::<SetFile>(diags)?;
     let before = diags.errors.len();
-    // The structure text starts on the line after `structure = """`.
-    // TOML drops the newline right after an opening `"""`, so the text's first line is the
-    // next line of the file.
-    let start = file.structure.span().start;
-    let after = def.text.get(start..).unwrap_or("");
-    let skip = usize::from(after.starts_with("\"\"\"\n") || after.starts_with("\"\"\"\r\n"));
-    let base_line = def.line_at(start) + skip;
-    let structure = match parse_structure(file.structure.get_ref()) {
-        Ok(s) => s,
-        Err((rel, msg)) => {
-            diags.error(&def.path, Some(base_line + rel), msg);
-            return None;
-        }
-    };
-    if structure.first().map(Node::first_id) != Some("ST")
-        || structure.last().map(Node::first_id) != Some("SE")
-    {
-        diags.error(
-            &def.path,
-            Some(base_line),
-            "structure must start with ST and end with SE",
-        );
-    }
+    let structure = load_structure(def, &file.structure, diags)?;
     if file.id.len() != 3 || !file.id.bytes().all(|b| b.is_ascii_digit()) {
         diags.error(
             &def.path,
@@ -166,58 +144,7 @@ pub(super) fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef>
     let known_ids: DefSet<String> = ids.into_iter().collect();
     let mut map = file.map;
     if let Some(m) = map.as_mut() {
-        match Entity::parse(&m.entity) {
-            Some(e) => m.entity_parsed = Some(e),
-            None => diags.error(
-                &def.path,
-                def.line_of_key("entity"),
-                format!("unknown entity '{}'", m.entity),
-            ),
-        }
-        let mut exprs: Vec<(&str, &FieldExpr)> = vec![("key", &m.key)];
-        exprs.extend(m.fields.iter().map(|(k, v)| (k.as_str(), v)));
-        for g in &m.groups {
-            exprs.extend(g.fields.iter().map(|(k, v)| (k.as_str(), v)));
-            if !known_ids.contains(g.trigger.as_str()) {
-                diags.error(
-                    &def.path,
-                    def.line_of_key("trigger"),
-                    format!("group trigger {} is not in the structure", g.trigger),
-                );
-            }
-        }
-        for (name, e) in exprs {
-            if let Some(c) = &e.conv {
-                if !matches!(c.as_str(), "date" | "decimal" | "text") {
-                    diags.error(
-                        &def.path,
-                        def.line_of_key(name),
-                        format!("{name}: unknown conv '{c}' (date, decimal, text)"),
-                    );
-                }
-            }
-            if e.fallback.as_deref().is_some_and(|f| f != "position") {
-                diags.error(
-                    &def.path,
-                    def.line_of_key(name),
-                    format!("{name}: unknown fallback (only \"position\")"),
-                );
-            }
-            if e.el == 0 && e.qual.is_none() {
-                diags.error(
-                    &def.path,
-                    def.line_of_key(name),
-                    format!("{name}: needs `el` (1-based) or `qual`"),
-                );
-            }
-            if !known_ids.contains(e.seg.as_str()) {
-                diags.error(
-                    &def.path,
-                    def.line_of_key(name),
-                    format!("{name}: segment {} is not in the structure", e.seg),
-                );
-            }
-        }
+        check_map(def, m, &known_ids, diags);
     }
     if diags.errors.len() > before {
         return None;
@@ -232,4 +159,105 @@ pub(super) fn load_set(def: &DefFile, diags: &mut Diagnostics) -> Option<SetDef>
         map,
         file: def.path.clone(),
     })
+}
+
+/// Parses the `structure` text, reporting errors at their line in the file; `None` when
+/// it does not parse (an ST…SE frame that is missing is reported but still returned).
+fn load_structure(
+    def: &DefFile,
+    text: &toml::Spanned<String>,
+    diags: &mut Diagnostics,
+) -> Option<Vec<Node>> {
+    // The structure text starts on the line after `structure = """`.
+    // TOML drops the newline right after an opening `"""`, so the text's first line is the
+    // next line of the file.
+    let start = text.span().start;
+    let after = def.text.get(start..).unwrap_or("");
+    let skip = usize::from(after.starts_with("\"\"\"\n") || after.starts_with("\"\"\"\r\n"));
+    let base_line = def.line_at(start) + skip;
+    let structure = match parse_structure(text.get_ref()) {
+        Ok(s) => s,
+        Err((rel, msg)) => {
+            diags.error(&def.path, Some(base_line + rel), msg);
+            return None;
+        }
+    };
+    if structure.first().map(Node::first_id) != Some("ST")
+        || structure.last().map(Node::first_id) != Some("SE")
+    {
+        diags.error(
+            &def.path,
+            Some(base_line),
+            "structure must start with ST and end with SE",
+        );
+    }
+    Some(structure)
+}
+
+/// Checks the `[map]` against the structure, and records its parsed entity when known.
+fn check_map(def: &DefFile, m: &mut MapDef, known_ids: &DefSet<String>, diags: &mut Diagnostics) {
+    match Entity::parse(&m.entity) {
+        Some(e) => m.entity_parsed = Some(e),
+        None => diags.error(
+            &def.path,
+            def.line_of_key("entity"),
+            format!("unknown entity '{}'", m.entity),
+        ),
+    }
+    let mut exprs: Vec<(&str, &FieldExpr)> = vec![("key", &m.key)];
+    exprs.extend(m.fields.iter().map(|(k, v)| (k.as_str(), v)));
+    for g in &m.groups {
+        exprs.extend(g.fields.iter().map(|(k, v)| (k.as_str(), v)));
+        if !known_ids.contains(g.trigger.as_str()) {
+            diags.error(
+                &def.path,
+                def.line_of_key("trigger"),
+                format!("group trigger {} is not in the structure", g.trigger),
+            );
+        }
+    }
+    for (name, e) in exprs {
+        check_field_expr(def, name, e, known_ids, diags);
+    }
+}
+
+/// Checks one field expression of the map: its conv, its fallback, that it says where to
+/// read, and that its segment is one the structure holds.
+fn check_field_expr(
+    def: &DefFile,
+    name: &str,
+    e: &FieldExpr,
+    known_ids: &DefSet<String>,
+    diags: &mut Diagnostics,
+) {
+    if let Some(c) = &e.conv {
+        if !matches!(c.as_str(), "date" | "decimal" | "text") {
+            diags.error(
+                &def.path,
+                def.line_of_key(name),
+                format!("{name}: unknown conv '{c}' (date, decimal, text)"),
+            );
+        }
+    }
+    if e.fallback.as_deref().is_some_and(|f| f != "position") {
+        diags.error(
+            &def.path,
+            def.line_of_key(name),
+            format!("{name}: unknown fallback (only \"position\")"),
+        );
+    }
+    if e.el == 0 && e.qual.is_none() {
+        diags.error(
+            &def.path,
+            def.line_of_key(name),
+            format!("{name}: needs `el` (1-based) or `qual`"),
+        );
+    }
+    if !known_ids.contains(e.seg.as_str()) {
+        diags.error(
+            &def.path,
+            def.line_of_key(name),
+            format!("{name}: segment {} is not in the structure", e.seg),
+        );
+    }
 }
