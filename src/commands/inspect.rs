@@ -6,8 +6,9 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{open_ledger, EXIT_OK, EXIT_REVIEW};
+use crate::config::Config;
 use crate::display;
-use crate::ledger::{FileRow, FileState};
+use crate::ledger::{FileRow, FileState, Ledger, OutcomeTotal, RejectTally, RunRow, WaitingFile};
 use crate::report;
 use crate::say;
 
@@ -126,13 +127,7 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let mut targets = serde_json::Map::new();
-    for t in cfg.remote_targets() {
-        targets.insert(
-            t.name.clone(),
-            serde_json::to_value(ledger.target_counts(&t.name)?)?,
-        );
-    }
+    let targets = target_counts(&ledger, &cfg)?;
     let totals = ledger.outcome_totals()?;
     let runs = ledger.recent_runs(10)?;
     let recent = ledger.recent_files(10)?;
@@ -154,9 +149,36 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
         say!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
     }
+    show_held(&held);
+    show_waiting(&waiting);
+    show_workers(&workers);
+    show_targets(&targets);
+    show_outcomes(&tally, &totals);
+    show_recent_runs(&runs);
+    show_recent_files(&recent);
+    Ok(EXIT_OK)
+}
+
+/// Each remote target's delivery counts by name, as JSON: the text table reads them too.
+fn target_counts(
+    ledger: &Ledger,
+    cfg: &Config,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut targets = serde_json::Map::new();
+    for t in cfg.remote_targets() {
+        targets.insert(
+            t.name.clone(),
+            serde_json::to_value(ledger.target_counts(&t.name)?)?,
+        );
+    }
+    Ok(targets)
+}
+
+/// The files held for a person, each with the command that releases it.
+fn show_held(held: &[FileRow]) {
     if !held.is_empty() {
         say!("Held for a person ({}):", held.len());
-        for f in &held {
+        for f in held {
             say!(
                 "  #{:<5} {}: {}",
                 f.id,
@@ -169,16 +191,23 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             );
         }
     }
+}
+
+/// The files waiting on another file's decision, and why.
+fn show_waiting(waiting: &[WaitingFile]) {
     if !waiting.is_empty() {
         say!(
             "Waiting for another file's decision ({}; each goes on by itself once that file is decided):",
             waiting.len()
         );
-        for f in &waiting {
+        for f in waiting {
             say!("  #{:<5} {}: {}", f.id, display::name(&f.name), f.why);
         }
     }
-    show_workers(&workers);
+}
+
+/// The delivery table: one row of counts and latencies per remote target.
+fn show_targets(targets: &serde_json::Map<String, serde_json::Value>) {
     if !targets.is_empty() {
         say!("Targets:");
         say!(
@@ -193,7 +222,7 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             "P50_SYNC",
             "P95_SYNC"
         );
-        for (name, c) in &targets {
+        for (name, c) in targets {
             let n = |k: &str| c[k].as_i64().unwrap_or(0);
             let secs = |k: &str| {
                 c[k].as_f64()
@@ -217,6 +246,10 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             }
         }
     }
+}
+
+/// The reject tally, then the files and line counts for each outcome.
+fn show_outcomes(tally: &RejectTally, totals: &[OutcomeTotal]) {
     say!(
         "Rejected documents: {} open, {} resolved (by a correction or a person)",
         tally.open,
@@ -233,7 +266,7 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
         "SKIPPED",
         "UNMAPPED"
     );
-    for t in &totals {
+    for t in totals {
         say!(
             "  {:<22} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
             t.outcome,
@@ -245,8 +278,12 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             t.lines_unmapped
         );
     }
+}
+
+/// The latest runs, newest first, with any error they ended on.
+fn show_recent_runs(runs: &[RunRow]) {
     say!("Recent runs:");
-    for r in &runs {
+    for r in runs {
         say!(
             "  #{:<5} {:<16} {}  {:<11} files={} review={} {}",
             r.run,
@@ -258,8 +295,12 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             display::name(r.error.as_deref().unwrap_or(""))
         );
     }
+}
+
+/// The latest files, newest first, with their outcome and line counts.
+fn show_recent_files(recent: &[FileRow]) {
     say!("Recent files:");
-    for f in &recent {
+    for f in recent {
         let outcome = match f.state {
             FileState::Held => "held",
             _ => f.outcome.as_deref().unwrap_or("in_progress"),
@@ -278,7 +319,6 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
             break;
         }
     }
-    Ok(EXIT_OK)
 }
 
 /// `tallyman audit [--json]`: who did what, when and why.
