@@ -12,7 +12,7 @@ use super::evaluate::{evaluate, Flags};
 use super::{trimmed_text, TabularFormat, RAW_CAP};
 use crate::format::{FileError, OpenContext, UnitReader};
 use crate::tabular::csv_rows::{CsvItem, CsvRows};
-use crate::tabular::def::{ColumnRef, Source, TabularDef};
+use crate::tabular::def::{Source, TabularDef};
 use crate::tabular::key_log::KeyLog;
 use crate::tabular::{Cell, Row, RowSource};
 use crate::unit::{cap_raw, capped, mask, Position, Reason, SourceLine, Unit};
@@ -27,8 +27,11 @@ const MAX_CLOSED_KEYS: usize = 1 << 20;
 /// was 3% of a resumed CSV run's instructions).
 type ClosedKeys = HashSet<u128, foldhash::fast::RandomState>;
 
+mod header;
 #[path = "resume.rs"]
 mod resume;
+
+use header::positional_binding;
 
 // Here rather than beside `TabularFormat`: it sets every part of the reader's state.
 impl TabularFormat {
@@ -137,18 +140,6 @@ struct TabularReader {
     done: bool,
 }
 
-/// Positions of the corrections file's "what was wrong" columns among header names
-/// (trimmed, lower-cased): a reviewer may have moved the column, or a correction of a
-/// correction may carry it twice.
-fn error_columns(names: &[String]) -> Vec<usize> {
-    names
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.as_str() == crate::tabular::ERROR_COLUMN)
-        .map(|(i, _)| i)
-        .collect()
-}
-
 /// Removes the columns at `ascending` positions that the row has.
 fn drop_columns<T>(cells: &mut Vec<T>, ascending: &[usize]) {
     for &i in ascending.iter().rev() {
@@ -156,17 +147,6 @@ fn drop_columns<T>(cells: &mut Vec<T>, ascending: &[usize]) {
             cells.remove(i);
         }
     }
-}
-
-/// Without a header, fields are bound by position.
-fn positional_binding(def: &TabularDef) -> Vec<usize> {
-    def.fields
-        .iter()
-        .map(|f| match f.column {
-            ColumnRef::Index(i) => i,
-            ColumnRef::Name(_) => usize::MAX,
-        })
-        .collect()
 }
 
 /// The most rows a new group is given room for before it holds them (see
@@ -235,11 +215,6 @@ impl TabularReader {
         }
     }
 
-    fn set_binding(&mut self, binding: Vec<usize>) {
-        self.binding_in_order = binding.iter().enumerate().all(|(k, &c)| k == c);
-        self.binding = Arc::new(binding);
-    }
-
     /// The row as a job gets it: the bound cells in field order, moved out of the row.
     fn take_job_row(&self, row: &mut Row, problem: Option<Box<Reason>>) -> JobRow {
         let mut from = std::mem::take(&mut row.cells);
@@ -272,80 +247,6 @@ impl TabularReader {
             problem,
             blank: false,
         }
-    }
-
-    fn bind_header(&mut self, row: &Row) -> Result<(), FileError> {
-        let mut names: Vec<String> = row
-            .cells
-            .iter()
-            .map(|c| c.to_text().trim().to_lowercase())
-            .collect();
-        self.dropped = error_columns(&names);
-        drop_columns(&mut names, &self.dropped);
-        let mut missing = Vec::new();
-        let mut errors = Vec::new();
-        let mut binding = Vec::new();
-        for f in &self.def.fields {
-            match &f.column {
-                ColumnRef::Index(i) => binding.push(*i),
-                ColumnRef::Name(n) => {
-                    let want = n.to_lowercase();
-                    let hits: Vec<usize> = names
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, h)| **h == want)
-                        .map(|(i, _)| i)
-                        .collect();
-                    match hits.as_slice() {
-                        [] => {
-                            missing.push(n.clone());
-                            binding.push(usize::MAX);
-                        }
-                        [i] => binding.push(*i),
-                        [i, j, ..] => {
-                            errors.push(format!(
-                                "column '{n}' appears more than once in the header (positions {} and {}), so field '{}' is ambiguous",
-                                i + 1,
-                                j + 1,
-                                f.name
-                            ));
-                            binding.push(*i);
-                        }
-                    }
-                }
-            }
-        }
-        for h in &self.def.match_header {
-            if !names.contains(&h.to_lowercase()) && !missing.contains(h) {
-                missing.push(h.clone());
-            }
-        }
-        if !missing.is_empty() {
-            errors.insert(
-                0,
-                format!(
-                    "header lacks column(s) {} (found: {})",
-                    missing
-                        .iter()
-                        .map(|m| format!("'{m}'"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    row.cells
-                        .iter()
-                        .map(Cell::to_text)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-        }
-        if !errors.is_empty() {
-            return Err(FileError::at(row.pos.clone(), "header", errors.join("; ")));
-        }
-        self.set_binding(binding);
-        if matches!(self.src, RowsIn::Csv(_)) {
-            self.width = Some(names.len());
-        }
-        Ok(())
     }
 
     fn handle(&mut self, item: CsvItem) -> Result<(), FileError> {
