@@ -1,7 +1,7 @@
 //! `tallyman.toml`: where things live and how the engine behaves.
 //!
 //! Parsing and checking are two steps. Parsing (serde, unknown keys refused) catches
-//! syntax and type errors; [`Config::check`] then looks at the parsed values as a whole and
+//! syntax and type errors; `Config::check` then looks at the parsed values as a whole and
 //! reports *every* problem at once, each with file and line, so an operator fixes a broken
 //! config in one round trip. Relative paths are resolved against the config file's folder,
 //! so a working directory can be moved or mounted anywhere.

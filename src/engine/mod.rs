@@ -1,6 +1,6 @@
-//! The pipeline, one module per stage: [`claim`] (resume, orphans, inbox candidates) →
-//! [`read`] (format reader, stall guard, change check) → [`commit`] (validate + map in
-//! parallel, stage, ledger transaction per batch) → [`decide`] (pure policy) → [`publish`]
+//! The pipeline, one module per stage: `claim` (resume, orphans, inbox candidates) →
+//! `read` (format reader, stall guard, change check) → `commit` (validate + map in
+//! parallel, stage, ledger transaction per batch) → [`decide`] (pure policy) → `publish`
 //! (outbox, acks, report, archive).
 //!
 //! This module only orchestrates: a pass claims work one file at a time and drives each

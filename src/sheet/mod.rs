@@ -2,7 +2,7 @@
 //!
 //! Spreadsheets arrive from partners who export whatever their tool writes, and a workbook
 //! is a zip of XML that a few KB can turn into gigabytes. So the container is recognised by
-//! its magic bytes (never the file name), zip-based workbooks are checked by [`guard`]
+//! its magic bytes (never the file name), zip-based workbooks are checked by `guard`
 //! before calamine touches them, and xlsx/xlsb sheets are streamed cell by cell with
 //! calamine's cells reader: memory stays flat however large or sparse the sheet claims to
 //! be. `.xls` and `.ods` are only available from calamine as a whole `Range`, so they are

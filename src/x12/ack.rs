@@ -8,7 +8,7 @@
 //! being rejected) is never acknowledged as accepted, and never without a reason code.
 //! Sender and receiver are swapped and the control numbers are ours, drawn from the
 //! ledger-backed [`AckContext`]. Each group is answered in a version its sender understands
-//! (see [`group_version`]).
+//! (see `group_version`).
 
 use crate::format::ack_body::AckWriter;
 use crate::format::{AckContext, FileError, Outbound, UnitOutcomes, UnitStatus};

@@ -61,7 +61,7 @@ impl CsvRows {
     /// there, reading only the byte before it), and takes the
     /// position there as given: physical line `line`, after `records` records. For a mark
     /// an earlier read of the same bytes gave, where csv-core is between records as it is
-    /// after [`Self::skip_scanned`]. `Ok(false)` if the file ends before `to`, or `to` does
+    /// after `Self::skip_scanned`. `Ok(false)` if the file ends before `to`, or `to` does
     /// not follow a line break (no item starts there).
     pub fn discard_to(&mut self, to: u64, line: u64, records: u64) -> Result<bool, FileError> {
         self.start_once()?;
