@@ -25,11 +25,10 @@ pub fn load_catalog(defs: &[&DefFile], diags: &mut Diagnostics) -> Catalog {
         let Some(spec) = def.parse::<TypeFile>(diags) else {
             continue;
         };
-        let compiled = compile(def, spec, diags);
+        let td = compile(def, spec, diags);
         if diags.errors.len() > before {
             continue;
         }
-        let Some(td) = compiled else { continue };
         let td = Arc::new(td);
         for t in &td.types {
             if let Some(prev) = owner.get(t) {
@@ -47,14 +46,15 @@ pub fn load_catalog(defs: &[&DefFile], diags: &mut Diagnostics) -> Catalog {
     catalog
 }
 
-fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<TypeDef> {
+/// The definition compiled, its errors in `diags` (the caller drops a definition with any).
+fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> TypeDef {
     let path: &Path = &def.path;
     check_header(def, &spec, diags);
     let (segments, order) = compile_segments(def, &spec.segments, diags);
     let (mandatory_at_root, mandatory_children) = mandatory_segments(def, &segments, &order, diags);
     check_cycles(def, &segments, &order, diags);
     let messages = compile_messages(def, spec.messages, &segments, diags);
-    Some(TypeDef {
+    TypeDef {
         source: path.display().to_string(),
         types: spec.types,
         customer_segments: spec.customer_segments,
@@ -64,7 +64,7 @@ fn compile(def: &DefFile, spec: TypeFile, diags: &mut Diagnostics) -> Option<Typ
         mandatory_at_root,
         mandatory_children,
         messages,
-    })
+    }
 }
 
 /// Checks the file-level keys: the IDoc type names and the two status codes.
@@ -373,6 +373,8 @@ fn compile_list(ctx: &Ctx, target: &str, l: &ListSpec, diags: &mut Diagnostics) 
     })
 }
 
+/// The line of the definition that names segment `name` (`name = "E1EDK01"`), for the
+/// segment's errors.
 fn seg_line(def: &DefFile, name: &str) -> Option<usize> {
     let needle = format!("\"{name}\"");
     def.text

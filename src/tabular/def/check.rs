@@ -121,7 +121,6 @@ pub fn check(def: &DefFile, diags: &mut Diagnostics) -> Option<TabularDef> {
     let group_by = check_group_by(&mut c, raw.group_by.as_ref(), &fields);
     let (entity, header_map, lines_map) = check_mapping(&mut c, &raw.map, &fields);
     let policy = check_policy(&mut c, &raw);
-    let _ = raw.description;
     let identity = check_identity(&mut c, raw.identity.as_ref());
 
     if c.errors > 0 {

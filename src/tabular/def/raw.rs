@@ -17,7 +17,9 @@ use crate::tabular::SheetSelector;
 pub(super) struct RawDef {
     pub(super) kind: String,
     pub(super) name: Spanned<String>,
+    /// For people reading the definition; accepted, never used.
     #[serde(default)]
+    #[allow(dead_code)]
     pub(super) description: Option<String>,
     #[serde(rename = "match", default)]
     pub(super) matching: RawMatch,

@@ -12,6 +12,8 @@ use crate::tabular::def::raw::{RawColumn, RawField};
 use crate::tabular::def::{Bound, CodeTable, ColumnRef, Field, FieldType};
 use crate::tabular::ERROR_COLUMN;
 
+/// A `min` or `max` (`what`) of a field read as its type's kind of bound: a number, a date
+/// or a date-time; an error for any other type or a value that does not read.
 fn bound(
     c: &mut Checker,
     fspan: &std::ops::Range<usize>,

@@ -180,6 +180,8 @@ fn check_translate(
     }
 }
 
+/// One `[map.*]` section's entries checked against the contract fields `allowed` there (any
+/// name when `None`) and the definition's `fields`: the values that check.
 pub(super) fn check_map_section(
     c: &mut Checker,
     section: &str,
