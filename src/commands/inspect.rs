@@ -1,6 +1,7 @@
 //! `rejects` and `status`: reading the ledger for people and tools. Output tolerates a
 //! closed pipe (`| head`), and every file name is escaped before it reaches the terminal.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -8,7 +9,9 @@ use anyhow::Result;
 use super::{open_ledger, EXIT_OK, EXIT_REVIEW};
 use crate::config::Config;
 use crate::display;
-use crate::ledger::{FileRow, FileState, Ledger, OutcomeTotal, RejectTally, RunRow, WaitingFile};
+use crate::ledger::{
+    FileRow, FileState, Ledger, OutcomeTotal, RejectTally, RunRow, TargetCounts, WaitingFile,
+};
 use crate::report;
 use crate::say;
 
@@ -159,17 +162,11 @@ pub fn status(config_path: &Path, json: bool) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Each remote target's delivery counts by name, as JSON: the text table reads them too.
-fn target_counts(
-    ledger: &Ledger,
-    cfg: &Config,
-) -> Result<serde_json::Map<String, serde_json::Value>> {
-    let mut targets = serde_json::Map::new();
+/// Each remote target's delivery counts, by name.
+fn target_counts(ledger: &Ledger, cfg: &Config) -> Result<BTreeMap<String, TargetCounts>> {
+    let mut targets = BTreeMap::new();
     for t in cfg.remote_targets() {
-        targets.insert(
-            t.name.clone(),
-            serde_json::to_value(ledger.target_counts(&t.name)?)?,
-        );
+        targets.insert(t.name.clone(), ledger.target_counts(&t.name)?);
     }
     Ok(targets)
 }
@@ -207,7 +204,7 @@ fn show_waiting(waiting: &[WaitingFile]) {
 }
 
 /// The delivery table: one row of counts and latencies per remote target.
-fn show_targets(targets: &serde_json::Map<String, serde_json::Value>) {
+fn show_targets(targets: &BTreeMap<String, TargetCounts>) {
     if !targets.is_empty() {
         say!("Targets:");
         say!(
@@ -223,25 +220,20 @@ fn show_targets(targets: &serde_json::Map<String, serde_json::Value>) {
             "P95_SYNC"
         );
         for (name, c) in targets {
-            let n = |k: &str| c[k].as_i64().unwrap_or(0);
-            let secs = |k: &str| {
-                c[k].as_f64()
-                    .map(|s| format!("{s:.1}s"))
-                    .unwrap_or_else(|| "-".into())
-            };
+            let secs = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{s:.1}s"));
             say!(
                 "  {:<12} {:>8} {:>10} {:>9} {:>10} {:>6} {:>12} {:>10} {:>10}",
                 name,
-                n("pending"),
-                n("retry_wait"),
-                n("in_flight"),
-                n("delivered"),
-                n("dead"),
-                secs("oldest_waiting_seconds"),
-                secs("sync_latency_p50_seconds"),
-                secs("sync_latency_p95_seconds")
+                c.pending,
+                c.retry_wait,
+                c.in_flight,
+                c.delivered,
+                c.dead,
+                secs(c.oldest_waiting_seconds.map(|s| s as f64)),
+                secs(c.sync_latency_p50_seconds),
+                secs(c.sync_latency_p95_seconds)
             );
-            if let Some(b) = c["blocked"].as_str() {
+            if let Some(b) = &c.blocked {
                 say!("  {:<12} BLOCKED: {}", "", display::name(b));
             }
         }
