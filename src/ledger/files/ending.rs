@@ -1,8 +1,8 @@
 //! How an attempt ends in the ledger: decided, abandoned because its input changed,
-//! started over, or failed. Each is one transaction that also takes back what the attempt
-//! made where the ending says it does not stand (lines turned into rejects, keys and
-//! versions given back), then recounts the file's totals, so a crash leaves either the
-//! ending whole or the attempt as it was.
+//! started over, or failed. Each is one transaction holding the ending and everything that
+//! goes with it (a decided file's acknowledgements and deliveries; the lines, keys and
+//! versions of what does not stand turned into rejects or given back; the file's totals
+//! recounted), so a crash leaves the ending whole or not begun.
 
 use crate::format::Outbound;
 use crate::ledger::db::{params, TransactionBehavior};
