@@ -58,7 +58,48 @@ impl SetJob {
         let mut ak5: Vec<u8> = Vec::new();
         let st01 = self.segs.first().map_or("", |s| s.el(1));
         let st02 = self.segs.first().map_or("", |s| s.el(2));
-        let mut note = None;
+        self.envelope_errors(&mut ev, &mut ak5);
+        if let Some(se) = self.segs.last().filter(|s| s.is("SE")) {
+            self.check_se(se, st02, &mut ev, &mut ak5, &mut issues);
+        }
+        check_st02(st02, &mut ak5, &mut issues);
+        let def = self.shared.reg.set_for(st01, &self.shared.gs08);
+        ev.key = def
+            .and_then(|d| d.map.as_ref())
+            .and_then(|m| map::document_key(m, &self.segs, &self.delims));
+        let mut note = match def {
+            Some(def) => {
+                self.validate_segments(def, &mut issues);
+                None
+            }
+            None => Some(self.no_definition(st01, &mut ev, &mut ak5)),
+        };
+        apply_issues(&issues, &mut ev, &mut ak5);
+        let rejected = ev.is_rejected();
+        if !rejected {
+            self.map_accepted(def, st01, &mut ev, &mut note);
+        }
+        if ev.is_rejected() {
+            // Only a set that is accepted is "accepted unmapped" or worth a review.
+            ev.unmapped = false;
+            ev.hold = None;
+        }
+        let mapping_failed = !rejected && ev.is_rejected();
+        ev.detail = ack_detail(
+            &mut issues,
+            &ak5,
+            note.as_deref(),
+            mapping_failed,
+            ev.unmapped,
+        );
+        if matches!(st01, "997" | "999") && !rejected {
+            ev.detail["acknowledged"] = acknowledged(&self.segs);
+        }
+        ev
+    }
+
+    /// Refusals from outside the set's own segments: a bad ISA/GS, or a set cut at the size limit.
+    fn envelope_errors(&self, ev: &mut Evaluation, ak5: &mut Vec<u8>) {
         if let Some(r) = &self.interchange_rejected {
             ev.unit_errors.push(Reason::new(
                 "x12-interchange-rejected",
@@ -77,190 +118,207 @@ impl SetJob {
             ));
             ak5.push(5);
         }
-        let se = self.segs.last().filter(|s| s.is("SE"));
-        if let Some(se) = se {
-            // SE01 counts ST..SE inclusive.
-            let count = self.segs.len() as u64 + self.dropped;
-            if se.el(1).parse::<u64>().ok() != Some(count) {
-                if self.shared.partner.tolerates("se01-count") {
-                    ev.tolerated.push("x12-se01-count".into());
-                } else {
-                    ak5.push(4);
-                    issues.push(validate::Issue {
-                        seg: self.segs.len() - 1,
-                        seg_id: "SE".into(),
-                        code: 8,
-                        element: Some(validate::ElementIssue {
-                            pos: 1,
-                            comp: None,
-                            code: 7,
-                            value: se.el(1).chars().take(20).collect(),
-                        }),
-                        reason: Reason::new(
-                            "x12-se01-count",
-                            format!(
-                                "SE01 declares '{}' segments but the set has {count}",
-                                se.el(1)
-                            ),
-                        )
-                        .field("SE01")
-                        .value(se.el(1).chars().take(20).collect::<String>()),
-                        set_level: false,
-                    });
-                }
+    }
+
+    /// SE01's segment count and SE02's control number, unless the partner tolerates a mismatch.
+    fn check_se(
+        &self,
+        se: &Segment,
+        st02: &str,
+        ev: &mut Evaluation,
+        ak5: &mut Vec<u8>,
+        issues: &mut Vec<validate::Issue>,
+    ) {
+        // SE01 counts ST..SE inclusive.
+        let count = self.segs.len() as u64 + self.dropped;
+        if se.el(1).parse::<u64>().ok() != Some(count) {
+            if self.shared.partner.tolerates("se01-count") {
+                ev.tolerated.push("x12-se01-count".into());
+            } else {
+                ak5.push(4);
+                issues.push(validate::Issue {
+                    seg: self.segs.len() - 1,
+                    seg_id: "SE".into(),
+                    code: 8,
+                    element: Some(validate::ElementIssue {
+                        pos: 1,
+                        comp: None,
+                        code: 7,
+                        value: se.el(1).chars().take(20).collect(),
+                    }),
+                    reason: Reason::new(
+                        "x12-se01-count",
+                        format!(
+                            "SE01 declares '{}' segments but the set has {count}",
+                            se.el(1)
+                        ),
+                    )
+                    .field("SE01")
+                    .value(se.el(1).chars().take(20).collect::<String>()),
+                    set_level: false,
+                });
             }
-            if se.el(2) != st02 {
-                if defs::same_number(se.el(2), st02)
-                    && self.shared.partner.tolerates("control-padding")
-                {
-                    ev.tolerated.push("x12-control-padding".into());
-                } else if self.shared.partner.tolerates("se02-control") {
-                    ev.tolerated.push("x12-se02-control".into());
-                } else {
-                    ak5.push(3);
-                    issues.push(validate::Issue {
-                        seg: self.segs.len() - 1,
-                        seg_id: "SE".into(),
-                        code: 8,
-                        element: Some(validate::ElementIssue {
-                            pos: 2,
-                            comp: None,
-                            code: 7,
-                            value: se.el(2).chars().take(20).collect(),
-                        }),
-                        reason: Reason::new(
-                            "x12-se02-control",
-                            format!("SE02 '{}' does not match ST02 '{st02}'", se.el(2)),
-                        )
-                        .field("SE02")
-                        .value(se.el(2).chars().take(20).collect::<String>()),
-                        set_level: false,
-                    });
+        }
+        if se.el(2) != st02 {
+            if defs::same_number(se.el(2), st02) && self.shared.partner.tolerates("control-padding")
+            {
+                ev.tolerated.push("x12-control-padding".into());
+            } else if self.shared.partner.tolerates("se02-control") {
+                ev.tolerated.push("x12-se02-control".into());
+            } else {
+                ak5.push(3);
+                issues.push(validate::Issue {
+                    seg: self.segs.len() - 1,
+                    seg_id: "SE".into(),
+                    code: 8,
+                    element: Some(validate::ElementIssue {
+                        pos: 2,
+                        comp: None,
+                        code: 7,
+                        value: se.el(2).chars().take(20).collect(),
+                    }),
+                    reason: Reason::new(
+                        "x12-se02-control",
+                        format!("SE02 '{}' does not match ST02 '{st02}'", se.el(2)),
+                    )
+                    .field("SE02")
+                    .value(se.el(2).chars().take(20).collect::<String>()),
+                    set_level: false,
+                });
+            }
+        }
+    }
+
+    /// The set's structure and the values of every segment its definition checks.
+    fn validate_segments(&self, def: &defs::SetDef, issues: &mut Vec<validate::Issue>) {
+        validate::structure(def, &self.segs, issues);
+        // Structure ids have two or three characters, so every known id packs.
+        for (i, s) in self.segs.iter().enumerate() {
+            if let Some(sd) = def.checked.get(&s.code()) {
+                validate::elements(sd, i, s, &self.delims, issues);
+            }
+        }
+    }
+
+    /// Maps a set nothing refused, or notes that its definition has no map.
+    fn map_accepted(
+        &self,
+        def: Option<&defs::SetDef>,
+        st01: &str,
+        ev: &mut Evaluation,
+        note: &mut Option<String>,
+    ) {
+        if let Some(m) = def.and_then(|d| d.map.as_ref()) {
+            match map::map_set(m, &self.segs, &self.delims, &self.shared.sender) {
+                Ok(r) => ev.records.push(r),
+                Err(r) => {
+                    ev.unit_errors.push(r);
                 }
             }
         }
-        if st02.len() < 4 || st02.len() > 9 {
-            ak5.push(7);
-            issues.push(validate::Issue {
-                seg: 0,
-                seg_id: "ST".into(),
-                code: 8,
-                element: Some(validate::ElementIssue {
-                    pos: 2,
-                    comp: None,
-                    code: if st02.len() < 4 { 4 } else { 5 },
-                    value: st02.chars().take(20).collect(),
-                }),
-                reason: Reason::new("x12-length", "ST02 must be 4-9 characters")
-                    .field("ST02")
-                    .value(st02.chars().take(20).collect::<String>()),
-                set_level: false,
-            });
+        if note.is_none() && def.is_some_and(|d| d.map.is_none()) {
+            // Validated in full but mapped to nothing (an inbound 997/999): accepted
+            // unmapped as well, whatever the partner says about sets we cannot read.
+            ev.unmapped = true;
+            *note = Some(format!(
+                "transaction set {st01} is validated but has no map"
+            ));
         }
-        let def = self.shared.reg.set_for(st01, &self.shared.gs08);
-        ev.key = def
-            .and_then(|d| d.map.as_ref())
-            .and_then(|m| map::document_key(m, &self.segs, &self.delims));
-        match def {
-            Some(def) => {
-                validate::structure(def, &self.segs, &mut issues);
-                // Structure ids have two or three characters, so every known id packs.
-                for (i, s) in self.segs.iter().enumerate() {
-                    if let Some(sd) = def.checked.get(&s.code()) {
-                        validate::elements(sd, i, s, &self.delims, &mut issues);
-                    }
-                }
+    }
+}
+
+/// ST02's length, which the standard fixes at 4-9 characters.
+fn check_st02(st02: &str, ak5: &mut Vec<u8>, issues: &mut Vec<validate::Issue>) {
+    if st02.len() < 4 || st02.len() > 9 {
+        ak5.push(7);
+        issues.push(validate::Issue {
+            seg: 0,
+            seg_id: "ST".into(),
+            code: 8,
+            element: Some(validate::ElementIssue {
+                pos: 2,
+                comp: None,
+                code: if st02.len() < 4 { 4 } else { 5 },
+                value: st02.chars().take(20).collect(),
+            }),
+            reason: Reason::new("x12-length", "ST02 must be 4-9 characters")
+                .field("ST02")
+                .value(st02.chars().take(20).collect::<String>()),
+            set_level: false,
+        });
+    }
+}
+
+/// Makes the issues verdicts: AK5 5 beyond SE01/SE02, the first issue of a segment rejects it.
+fn apply_issues(issues: &[validate::Issue], ev: &mut Evaluation, ak5: &mut Vec<u8>) {
+    if issues.iter().any(|i| {
+        !matches!(
+            i.reason.rule.as_str(),
+            "x12-se01-count" | "x12-se02-control"
+        )
+    }) && !ak5.contains(&5)
+    {
+        ak5.push(5);
+    }
+    for issue in issues {
+        if issue.set_level {
+            ev.unit_errors.push(issue.reason.clone());
+        } else if let Some(v) = ev.verdicts.get_mut(issue.seg) {
+            if matches!(v, LineVerdict::Ok) {
+                *v = LineVerdict::rejected(issue.reason.clone());
             }
-            None => note = Some(self.no_definition(st01, &mut ev, &mut ak5)),
         }
-        if issues.iter().any(|i| {
+    }
+}
+
+/// The ledger detail the 997/999 is built from later; `Null` when there is nothing to say.
+fn ack_detail(
+    issues: &mut [validate::Issue],
+    ak5: &[u8],
+    note: Option<&str>,
+    mapping_failed: bool,
+    unmapped: bool,
+) -> serde_json::Value {
+    // The ack lists errors in segment order, as a reader of the file would meet them.
+    issues.sort_by_key(|i| i.seg);
+    // SE01/SE02 mismatches are reported by the AK5 code alone (4 / 3), as the standard
+    // and pyx12 do; the reject report still shows them on the SE segment.
+    let ak3: Vec<serde_json::Value> = issues
+        .iter()
+        .filter(|i| {
             !matches!(
                 i.reason.rule.as_str(),
                 "x12-se01-count" | "x12-se02-control"
             )
-        }) && !ak5.contains(&5)
-        {
-            ak5.push(5);
-        }
-        for issue in &issues {
-            if issue.set_level {
-                ev.unit_errors.push(issue.reason.clone());
-            } else if let Some(v) = ev.verdicts.get_mut(issue.seg) {
-                if matches!(v, LineVerdict::Ok) {
-                    *v = LineVerdict::rejected(issue.reason.clone());
-                }
-            }
-        }
-        let rejected = ev.is_rejected();
-        if !rejected {
-            if let Some(m) = def.and_then(|d| d.map.as_ref()) {
-                match map::map_set(m, &self.segs, &self.delims, &self.shared.sender) {
-                    Ok(r) => ev.records.push(r),
-                    Err(r) => {
-                        ev.unit_errors.push(r);
-                    }
-                }
-            }
-            if note.is_none() && def.is_some_and(|d| d.map.is_none()) {
-                // Validated in full but mapped to nothing (an inbound 997/999): accepted
-                // unmapped as well, whatever the partner says about sets we cannot read.
-                ev.unmapped = true;
-                note = Some(format!(
-                    "transaction set {st01} is validated but has no map"
-                ));
-            }
-        }
-        if ev.is_rejected() {
-            // Only a set that is accepted is "accepted unmapped" or worth a review.
-            ev.unmapped = false;
-            ev.hold = None;
-        }
-        // The ack lists errors in segment order, as a reader of the file would meet them.
-        issues.sort_by_key(|i| i.seg);
-        // SE01/SE02 mismatches are reported by the AK5 code alone (4 / 3), as the standard
-        // and pyx12 do; the reject report still shows them on the SE segment.
-        let ak3: Vec<serde_json::Value> = issues
-            .iter()
-            .filter(|i| {
-                !matches!(
-                    i.reason.rule.as_str(),
-                    "x12-se01-count" | "x12-se02-control"
-                )
+        })
+        .map(|i| {
+            json!({
+                "seg": i.seg_id,
+                "pos": i.seg + 1,
+                "code": i.code,
+                "element": i.element,
             })
-            .map(|i| {
-                json!({
-                    "seg": i.seg_id,
-                    "pos": i.seg + 1,
-                    "code": i.code,
-                    "element": i.element,
-                })
-            })
-            .collect();
-        // Kept in the unit's ledger row for the acknowledgement, which knows each set's
-        // ST01/ST02 from the reader: members that say nothing (no errors, not unmapped) are
-        // left out and read back as absent, and a set with nothing to say keeps no detail
-        // (naming ST01/ST02 there was a tenth of an X12 file's ledger).
-        let mut detail = serde_json::Map::new();
-        let mapping_failed = !rejected && ev.is_rejected();
-        for (name, value, say) in [
-            ("ak5", json!(ak5), !ak5.is_empty()),
-            ("ak3", json!(ak3), !ak3.is_empty()),
-            ("mapping_failed", json!(true), mapping_failed),
-            ("unmapped", json!(true), ev.unmapped),
-            ("note", json!(note), note.is_some()),
-        ] {
-            if say {
-                detail.insert(name.into(), value);
-            }
+        })
+        .collect();
+    // Kept in the unit's ledger row for the acknowledgement, which knows each set's
+    // ST01/ST02 from the reader: members that say nothing (no errors, not unmapped) are
+    // left out and read back as absent, and a set with nothing to say keeps no detail
+    // (naming ST01/ST02 there was a tenth of an X12 file's ledger).
+    let mut detail = serde_json::Map::new();
+    for (name, value, say) in [
+        ("ak5", json!(ak5), !ak5.is_empty()),
+        ("ak3", json!(ak3), !ak3.is_empty()),
+        ("mapping_failed", json!(true), mapping_failed),
+        ("unmapped", json!(true), unmapped),
+        ("note", json!(note), note.is_some()),
+    ] {
+        if say {
+            detail.insert(name.into(), value);
         }
-        ev.detail = match detail.is_empty() {
-            true => serde_json::Value::Null,
-            false => serde_json::Value::Object(detail),
-        };
-        if matches!(st01, "997" | "999") && !rejected {
-            ev.detail["acknowledged"] = acknowledged(&self.segs);
-        }
-        ev
+    }
+    match detail.is_empty() {
+        true => serde_json::Value::Null,
+        false => serde_json::Value::Object(detail),
     }
 }
 
