@@ -195,41 +195,7 @@ impl X12Reader {
     /// The next unit as read, before any all-or-nothing merging.
     fn next_unit_inner(&mut self) -> Result<Option<Unit>, FileError> {
         if self.cur.is_none() {
-            if !self.started {
-                self.src.skip_bom().map_err(read_err)?;
-            }
-            self.src.skip_ws(None).map_err(read_err)?;
-            if self.src.at_eof().map_err(read_err)? {
-                if !self.started {
-                    return Err(FileError::at(
-                        self.src.position(),
-                        "x12-no-isa",
-                        "not an X12 interchange: the file is empty (the first 3 bytes must be ISA)",
-                    ));
-                }
-                return Ok(None);
-            }
-            if !self.src.at_isa().map_err(read_err)? {
-                let text = self.src.peek_text(20).map_err(read_err)?;
-                let (rule, what) = if self.started {
-                    (
-                        "x12-junk-after-iea",
-                        "data after the IEA trailer is not a new ISA",
-                    )
-                } else {
-                    (
-                        "x12-no-isa",
-                        "not an X12 interchange: the first 3 bytes must be ISA",
-                    )
-                };
-                return Err(FileError::at(
-                    self.src.position(),
-                    rule,
-                    format!("{what} (found '{text}')"),
-                ));
-            }
-            self.started = true;
-            return self.start_interchange().map(Some);
+            return self.next_isa();
         }
         let d = self.cur.as_ref().map(|c| c.isa.delims);
         let Some(d) = d else {
@@ -239,32 +205,7 @@ impl X12Reader {
         let seg = match read {
             Err(e) => return Err(self.read_failed(e)),
             Ok(Some(s)) => s,
-            Ok(None) => {
-                self.mark_ge_missing();
-                let pos = self.src.position();
-                let open = self.cur.as_ref().and_then(|c| {
-                    c.groups
-                        .last()
-                        .filter(|g| !g.closed)
-                        .map(|g| g.gs06.clone())
-                });
-                let ctl = self
-                    .cur
-                    .as_ref()
-                    .map(|c| c.isa.control.clone())
-                    .unwrap_or_default();
-                let (rule, msg) = match open {
-                    Some(gs06) => (
-                        "x12-missing-ge",
-                        format!("the file ends inside functional group GS {gs06}: no GE and no IEA trailer (truncated)"),
-                    ),
-                    None => (
-                        "x12-missing-iea",
-                        format!("the file ends inside interchange {ctl}: no IEA trailer (truncated)"),
-                    ),
-                };
-                return Err(self.fail(pos, rule, "023", msg));
-            }
+            Ok(None) => return Err(self.truncated()),
         };
         if !(2..=3).contains(&seg.id().len())
             || !seg
@@ -277,39 +218,7 @@ impl X12Reader {
         }
         match seg.id() {
             "ISB" | "ISE" | "TA1" => Ok(Some(self.envelope_unit(&seg, vec![], None))),
-            "GS" => {
-                if let Some(g) = self
-                    .cur
-                    .as_ref()
-                    .and_then(|c| c.groups.last())
-                    .filter(|g| !g.closed)
-                {
-                    let msg = format!(
-                        "functional group GS {} has no GE trailer before the next GS",
-                        g.gs06
-                    );
-                    self.mark_ge_missing();
-                    return Err(self.fail(seg.pos.clone(), "x12-missing-ge", "024", msg));
-                }
-                if let Some(ic) = self.cur.as_mut() {
-                    ic.groups.push(GroupRec {
-                        gs01: seg.el(1).to_string(),
-                        gs02: seg.el(2).to_string(),
-                        gs03: seg.el(3).to_string(),
-                        gs06: seg.el(6).to_string(),
-                        gs08: seg.el(8).to_string(),
-                        sets: SetList::default(),
-                        open_set: None,
-                        declared_sets: None,
-                        closed: false,
-                        ge_missing: false,
-                        header_error: gs_error(&seg),
-                    });
-                }
-                self.group_shared = None;
-                let rejected = gs_error(&seg);
-                Ok(Some(self.envelope_unit(&seg, vec![], rejected)))
-            }
+            "GS" => self.start_group(&seg).map(Some),
             "ST" => self.read_set(seg).map(Some),
             "SE" => Err(self.fail(
                 seg.pos.clone(),
@@ -338,6 +247,108 @@ impl X12Reader {
                 Err(self.fail(seg.pos.clone(), "x12-segment-outside-set", "024", msg))
             }
         }
+    }
+
+    /// Between interchanges: the next ISA's unit, the end of the file, or why what follows is no ISA.
+    fn next_isa(&mut self) -> Result<Option<Unit>, FileError> {
+        if !self.started {
+            self.src.skip_bom().map_err(read_err)?;
+        }
+        self.src.skip_ws(None).map_err(read_err)?;
+        if self.src.at_eof().map_err(read_err)? {
+            if !self.started {
+                return Err(FileError::at(
+                    self.src.position(),
+                    "x12-no-isa",
+                    "not an X12 interchange: the file is empty (the first 3 bytes must be ISA)",
+                ));
+            }
+            return Ok(None);
+        }
+        if !self.src.at_isa().map_err(read_err)? {
+            let text = self.src.peek_text(20).map_err(read_err)?;
+            let (rule, what) = if self.started {
+                (
+                    "x12-junk-after-iea",
+                    "data after the IEA trailer is not a new ISA",
+                )
+            } else {
+                (
+                    "x12-no-isa",
+                    "not an X12 interchange: the first 3 bytes must be ISA",
+                )
+            };
+            return Err(FileError::at(
+                self.src.position(),
+                rule,
+                format!("{what} (found '{text}')"),
+            ));
+        }
+        self.started = true;
+        self.start_interchange().map(Some)
+    }
+
+    /// The error of a file that ends inside an interchange, naming the group it ends in if any.
+    fn truncated(&mut self) -> FileError {
+        self.mark_ge_missing();
+        let pos = self.src.position();
+        let open = self.cur.as_ref().and_then(|c| {
+            c.groups
+                .last()
+                .filter(|g| !g.closed)
+                .map(|g| g.gs06.clone())
+        });
+        let ctl = self
+            .cur
+            .as_ref()
+            .map(|c| c.isa.control.clone())
+            .unwrap_or_default();
+        let (rule, msg) = match open {
+            Some(gs06) => (
+                "x12-missing-ge",
+                format!("the file ends inside functional group GS {gs06}: no GE and no IEA trailer (truncated)"),
+            ),
+            None => (
+                "x12-missing-iea",
+                format!("the file ends inside interchange {ctl}: no IEA trailer (truncated)"),
+            ),
+        };
+        self.fail(pos, rule, "023", msg)
+    }
+
+    /// A GS header opens a group record in the interchange, unless the previous group is still open.
+    fn start_group(&mut self, seg: &Segment) -> Result<Unit, FileError> {
+        if let Some(g) = self
+            .cur
+            .as_ref()
+            .and_then(|c| c.groups.last())
+            .filter(|g| !g.closed)
+        {
+            let msg = format!(
+                "functional group GS {} has no GE trailer before the next GS",
+                g.gs06
+            );
+            self.mark_ge_missing();
+            return Err(self.fail(seg.pos.clone(), "x12-missing-ge", "024", msg));
+        }
+        if let Some(ic) = self.cur.as_mut() {
+            ic.groups.push(GroupRec {
+                gs01: seg.el(1).to_string(),
+                gs02: seg.el(2).to_string(),
+                gs03: seg.el(3).to_string(),
+                gs06: seg.el(6).to_string(),
+                gs08: seg.el(8).to_string(),
+                sets: SetList::default(),
+                open_set: None,
+                declared_sets: None,
+                closed: false,
+                ge_missing: false,
+                header_error: gs_error(seg),
+            });
+        }
+        self.group_shared = None;
+        let rejected = gs_error(seg);
+        Ok(self.envelope_unit(seg, vec![], rejected))
     }
 }
 
