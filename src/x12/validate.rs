@@ -294,6 +294,7 @@ pub fn elements(def: &SegmentDef, seg_idx: usize, seg: &Segment, d: &Delims, out
     }
 }
 
+/// The element checks of `elements`, before personal data in what they found is masked.
 fn check_element_values(
     def: &SegmentDef,
     seg_idx: usize,
@@ -318,6 +319,19 @@ fn check_element_values(
             ),
         ));
     }
+    check_defined_elements(def, seg_idx, seg, d, n, out);
+    check_syntax_notes(def, seg_idx, seg, out);
+}
+
+/// Each defined element's presence, type, length and code list; `n` is how many the segment has.
+fn check_defined_elements(
+    def: &SegmentDef,
+    seg_idx: usize,
+    seg: &Segment,
+    d: &Delims,
+    n: usize,
+    out: &mut Vec<Issue>,
+) {
     // The segment's own elements, then empty ones for those it leaves off up to the
     // last required one: asking `el(pos)` for each defined element bounds-checked and
     // sliced it again, and the optional ones past the end have nothing to check.
@@ -362,6 +376,10 @@ fn check_element_values(
             ));
         }
     }
+}
+
+/// The segment's syntax notes (paired, required, conditional, exclusive, list conditional).
+fn check_syntax_notes(def: &SegmentDef, seg_idx: usize, seg: &Segment, out: &mut Vec<Issue>) {
     let present = |e: usize| !seg.el(e).is_empty();
     for note in &def.syntax {
         let Some(&first) = note.els.first() else {
