@@ -64,66 +64,19 @@ impl<R: Read> SegmentReader<R> {
     /// the terminator.
     pub fn read_isa(&mut self) -> Result<IsaRead, ReadError> {
         let pos = self.here();
-        let isa_err = |msg: String| ReadError::Isa {
-            pos: pos.clone(),
-            msg,
-        };
-        let eof = || isa_err("file ends inside the ISA header".into());
-        let (ec, en) = self.char_at(3)?.ok_or_else(eof)?;
+        let (ec, en) = self.char_at(3)?.ok_or_else(|| isa_eof(&pos))?;
         if ec.is_ascii_alphanumeric() || ec.is_whitespace() || ec == char::REPLACEMENT_CHARACTER {
-            return Err(isa_err(format!(
-                "ISA element separator must be a non-alphanumeric, non-space character, found {}",
-                show_char(ec)
-            )));
-        }
-        let elem = Sep::new(ec);
-        let mut logical: Vec<u8> = b"ISA".to_vec();
-        logical.extend_from_slice(elem.bytes());
-        let mut seps = 1usize;
-        let mut i = 3 + en;
-        while seps < 16 {
-            let b = self.get(i)?.ok_or_else(eof)?;
-            if b == b'\r' || b == b'\n' {
-                i += 1;
-                continue;
-            }
-            if self.at_sep(i, &elem)? {
-                seps += 1;
-                logical.extend_from_slice(elem.bytes());
-                i += elem.bytes().len();
-                continue;
-            }
-            if logical.len() > 300 {
-                return Err(isa_err("ISA header has fewer than 16 elements".into()));
-            }
-            logical.push(b);
-            i += 1;
-        }
-        while matches!(self.get(i)?, Some(b'\r' | b'\n')) {
-            i += 1;
-        }
-        let (cc, cn) = self.char_at(i)?.ok_or_else(eof)?;
-        i += cn;
-        let (tc, tn) = self.char_at(i)?.ok_or_else(eof)?;
-        i += tn;
-        for (what, c) in [("component separator", cc), ("segment terminator", tc)] {
-            let newline_term = what == "segment terminator" && (c == '\r' || c == '\n');
-            if c.is_ascii_alphanumeric()
-                || (c.is_whitespace() && !newline_term)
-                || c == ec
-                || c == char::REPLACEMENT_CHARACTER
-            {
-                return Err(isa_err(format!(
-                    "ISA {what} {} is not usable (alphanumeric, space, invalid or equal to the element separator)",
-                    show_char(c)
-                )));
-            }
-        }
-        if tc == cc {
             return Err(isa_err(
-                "ISA16 component separator equals the segment terminator".into(),
+                &pos,
+                format!(
+                    "ISA element separator must be a non-alphanumeric, non-space character, found {}",
+                    show_char(ec)
+                ),
             ));
         }
+        let elem = Sep::new(ec);
+        let (logical, i) = self.isa_up_to_isa16(&elem, 3 + en, &pos)?;
+        let (cc, tc, i) = self.isa_closing_delims(ec, i, &pos)?;
         let (comp, term) = (Sep::new(cc), Sep::new(tc));
         // The text ends with the 16th separator: ISA16 is the character after it.
         let text = format!("{}{cc}", String::from_utf8_lossy(&logical));
@@ -139,21 +92,7 @@ impl<R: Read> SegmentReader<R> {
                 .elements()
                 .zip(ISA_WIDTHS)
                 .all(|(e, w)| e.chars().count() == w);
-        let rep = (seg.elements().len() > 10)
-            .then(|| seg.el(11))
-            .and_then(|r| {
-                let mut chars = r.chars();
-                let c = chars.next()?;
-                let version_402 = seg.elements().len() > 11 && seg.el(12) >= "00402";
-                (chars.next().is_none()
-                    && version_402
-                    && !c.is_ascii_alphanumeric()
-                    && !c.is_whitespace()
-                    && c != ec
-                    && c != cc
-                    && c != tc)
-                    .then(|| Sep::new(c))
-            });
+        let rep = repetition_sep(&seg, ec, cc, tc);
         Ok(IsaRead {
             seg,
             delims: Delims {
@@ -165,6 +104,108 @@ impl<R: Read> SegmentReader<R> {
             fixed_width,
         })
     }
+
+    /// The ISA's text through its 16th separator, hard wraps dropped, and the offset after it.
+    fn isa_up_to_isa16(
+        &mut self,
+        elem: &Sep,
+        mut i: usize,
+        pos: &Position,
+    ) -> Result<(Vec<u8>, usize), ReadError> {
+        let mut logical: Vec<u8> = b"ISA".to_vec();
+        logical.extend_from_slice(elem.bytes());
+        let mut seps = 1usize;
+        while seps < 16 {
+            let b = self.get(i)?.ok_or_else(|| isa_eof(pos))?;
+            if b == b'\r' || b == b'\n' {
+                i += 1;
+                continue;
+            }
+            if self.at_sep(i, elem)? {
+                seps += 1;
+                logical.extend_from_slice(elem.bytes());
+                i += elem.bytes().len();
+                continue;
+            }
+            if logical.len() > 300 {
+                return Err(isa_err(pos, "ISA header has fewer than 16 elements".into()));
+            }
+            logical.push(b);
+            i += 1;
+        }
+        Ok((logical, i))
+    }
+
+    /// ISA16 and the segment terminator, checked usable, and the offset after the terminator.
+    fn isa_closing_delims(
+        &mut self,
+        ec: char,
+        mut i: usize,
+        pos: &Position,
+    ) -> Result<(char, char, usize), ReadError> {
+        while matches!(self.get(i)?, Some(b'\r' | b'\n')) {
+            i += 1;
+        }
+        let (cc, cn) = self.char_at(i)?.ok_or_else(|| isa_eof(pos))?;
+        i += cn;
+        let (tc, tn) = self.char_at(i)?.ok_or_else(|| isa_eof(pos))?;
+        i += tn;
+        for (what, c) in [("component separator", cc), ("segment terminator", tc)] {
+            let newline_term = what == "segment terminator" && (c == '\r' || c == '\n');
+            if c.is_ascii_alphanumeric()
+                || (c.is_whitespace() && !newline_term)
+                || c == ec
+                || c == char::REPLACEMENT_CHARACTER
+            {
+                return Err(isa_err(
+                    pos,
+                    format!(
+                        "ISA {what} {} is not usable (alphanumeric, space, invalid or equal to the element separator)",
+                        show_char(c)
+                    ),
+                ));
+            }
+        }
+        if tc == cc {
+            return Err(isa_err(
+                pos,
+                "ISA16 component separator equals the segment terminator".into(),
+            ));
+        }
+        Ok((cc, tc, i))
+    }
+}
+
+/// ISA11's repetition separator (version 00402 on), if it is one character unlike the others.
+fn repetition_sep(seg: &Segment, ec: char, cc: char, tc: char) -> Option<Sep> {
+    (seg.elements().len() > 10)
+        .then(|| seg.el(11))
+        .and_then(|r| {
+            let mut chars = r.chars();
+            let c = chars.next()?;
+            let version_402 = seg.elements().len() > 11 && seg.el(12) >= "00402";
+            (chars.next().is_none()
+                && version_402
+                && !c.is_ascii_alphanumeric()
+                && !c.is_whitespace()
+                && c != ec
+                && c != cc
+                && c != tc)
+                .then(|| Sep::new(c))
+        })
+}
+
+/// An error in the ISA that starts at `pos`.
+fn isa_err(pos: &Position, msg: String) -> ReadError {
+    ReadError::Isa {
+        pos: pos.clone(),
+        msg,
+    }
+}
+
+/// The error of a file that ends inside the ISA starting at `pos`.
+fn isa_eof(pos: &Position) -> ReadError {
+    isa_err(pos, "file ends inside the ISA header".into())
 }
 
 /// A delimiter for a message: printable as itself, otherwise as its code point.
