@@ -8,16 +8,15 @@
 //! central directory and streams every part calamine will parse, with small fixed buffers,
 //! and refuses the file with a named rule before calamine allocates anything.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 
 use quick_xml::events::{BytesStart, Event};
 
 use crate::format::{FileError, Limits};
 
-/// Most entries a workbook archive may hold: the zip crate keeps one record per entry in
-/// memory, and no real workbook comes near this.
-const MAX_ZIP_ENTRIES: usize = 100_000;
+mod zip;
+
+pub(crate) use self::zip::check_zip;
 
 /// Excel's grid (also what calamine's ODS reader caps repeats at).
 pub(crate) const MAX_ROWS: u64 = 1_048_576;
@@ -29,151 +28,6 @@ pub(crate) enum ZipKind {
     Xlsx,
     Xlsb,
     Ods,
-}
-
-/// Checks the archive behind `file` and returns which reader should open it.
-///
-/// Refuses (rule in brackets): an unreadable archive (`sheet-corrupt`), too many entries or
-/// too much uncompressed data in total (`zip-bomb`), an entry whose declared or actual size
-/// exceeds `max_zip_entry_bytes` (`zip-entry-too-large`), an entry whose compression ratio
-/// exceeds `max_zip_ratio` (`zip-bomb`), an archive without a workbook (`sheet-no-workbook`),
-/// XML tokens longer than `max_record_bytes` (`sheet-xml-token-too-long`), XML nested deeper
-/// than `max_depth` (`sheet-xml-too-deep`), oversized xlsb records (`sheet-record-too-large`)
-/// and ODS tables whose dense grid would not fit the cell budget (`sheet-too-many-cells`).
-pub(crate) fn check_zip(file: &File, limits: &Limits) -> Result<ZipKind, FileError> {
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| FileError::new("sheet-corrupt", format!("not a readable zip archive: {e}")))?;
-    if archive.len() > MAX_ZIP_ENTRIES {
-        return Err(FileError::new(
-            "zip-bomb",
-            format!(
-                "archive holds {} entries (limit {MAX_ZIP_ENTRIES})",
-                archive.len()
-            ),
-        ));
-    }
-    let total_cap = total_cap(limits);
-    let mut total: u64 = 0;
-    let mut names = Vec::with_capacity(archive.len());
-    for i in 0..archive.len() {
-        let entry = archive.by_index_raw(i).map_err(|e| {
-            FileError::new("sheet-corrupt", format!("zip entry {i} is unreadable: {e}"))
-        })?;
-        let name = entry
-            .name()
-            .map(|n| n.into_owned())
-            .unwrap_or_else(|_| format!("#{i}"));
-        let size = entry.size();
-        let packed = entry.compressed_size();
-        if size > limits.max_zip_entry_bytes {
-            return Err(FileError::new(
-                "zip-entry-too-large",
-                format!(
-                    "zip entry '{name}' declares {size} bytes uncompressed (limit {})",
-                    limits.max_zip_entry_bytes
-                ),
-            ));
-        }
-        // Tiny entries compress absurdly well without being dangerous; the ratio only
-        // matters once the output is big enough to hurt.
-        if size > 1 << 20 && size / packed.max(1) > limits.max_zip_ratio {
-            return Err(FileError::new(
-                "zip-bomb",
-                format!(
-                    "zip entry '{name}' expands {packed} -> {size} bytes (ratio {}, limit {})",
-                    size / packed.max(1),
-                    limits.max_zip_ratio
-                ),
-            ));
-        }
-        total = total.saturating_add(size);
-        if total > total_cap {
-            return Err(FileError::new(
-                "zip-bomb",
-                format!("archive expands to more than {total_cap} bytes in total"),
-            ));
-        }
-        names.push(name);
-    }
-
-    let kind = if names.iter().any(|n| n == "xl/workbook.bin") {
-        ZipKind::Xlsb
-    } else if names.iter().any(|n| n == "content.xml") {
-        ZipKind::Ods
-    } else if names
-        .iter()
-        .any(|n| n.ends_with(".xml") && n.to_ascii_lowercase().contains("workbook"))
-    {
-        ZipKind::Xlsx
-    } else {
-        return Err(FileError::new(
-            "sheet-no-workbook",
-            "zip archive holds no workbook (no xl/workbook.xml, xl/workbook.bin or content.xml)",
-        ));
-    };
-
-    // Declared sizes may lie; the streaming pass counts what actually comes out.
-    let mut actual_total: u64 = 0;
-    for (i, name) in names.iter().enumerate() {
-        let lower = name.to_ascii_lowercase();
-        let is_xml = lower.ends_with(".xml") || lower.ends_with(".rels");
-        let is_record_part = kind == ZipKind::Xlsb && is_xlsb_record_part(&lower);
-        if !is_xml && !is_record_part {
-            continue;
-        }
-        let entry = archive.by_index(i).map_err(|e| {
-            FileError::new(
-                "sheet-corrupt",
-                format!("zip entry '{name}' cannot be read: {e}"),
-            )
-        })?;
-        let mut counted = CountingReader {
-            inner: entry,
-            count: 0,
-            cap: limits.max_zip_entry_bytes,
-        };
-        let res = if is_xml {
-            scan_xml(&mut counted, limits)
-        } else {
-            scan_xlsb_records(&mut counted, limits)
-        };
-        res.map_err(|e| e.in_entry(name))?;
-        actual_total = actual_total.saturating_add(counted.count);
-        if actual_total > total_cap {
-            return Err(FileError::new(
-                "zip-bomb",
-                format!("archive expands to more than {total_cap} bytes in total"),
-            ));
-        }
-    }
-
-    if kind == ZipKind::Ods {
-        if let Some(i) = archive.index_for_name("content.xml") {
-            let entry = archive.by_index(i).map_err(|e| {
-                FileError::new(
-                    "sheet-corrupt",
-                    format!("zip entry 'content.xml' cannot be read: {e}"),
-                )
-            })?;
-            check_ods_cells(BufReader::new(entry), limits)
-                .map_err(|e| e.in_entry("content.xml"))?;
-        }
-    }
-    Ok(kind)
-}
-
-/// The whole archive may expand to a few of its largest entries, never more.
-fn total_cap(limits: &Limits) -> u64 {
-    limits.max_zip_entry_bytes.saturating_mul(4)
-}
-
-fn is_xlsb_record_part(lower: &str) -> bool {
-    lower.ends_with(".bin")
-        && !lower.contains("vbaproject")
-        && !lower.contains("printersettings")
-        && !lower.contains("/embeddings/")
-        && !lower.contains("/media/")
-        && !lower.contains("/activex/")
 }
 
 /// Most cells the dense `Range` calamine builds for a whole ODS document may hold: one
