@@ -132,14 +132,15 @@ enum XmlState {
 /// over-approximates, and calamine still rejects malformed XML with its own error.
 pub(crate) fn scan_xml<R: Read>(reader: &mut R, limits: &Limits) -> Result<(), ScanError> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut state = XmlState::Text;
-    let mut token: u64 = 0;
-    let mut depth: u32 = 0;
-    let mut prev: u8 = 0;
-    let mut prev2: u8 = 0;
-    let mut bang = [0u8; 8];
-    let mut bang_len = 0usize;
-    let max_token = limits.max_record_bytes;
+    let mut scan = XmlScan {
+        state: XmlState::Text,
+        token: 0,
+        depth: 0,
+        prev: 0,
+        prev2: 0,
+        bang: [0u8; 8],
+        bang_len: 0,
+    };
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => return Ok(()),
@@ -148,118 +149,164 @@ pub(crate) fn scan_xml<R: Read>(reader: &mut R, limits: &Limits) -> Result<(), S
             Err(e) => return Err(read_error(e)),
         };
         for &b in &buf[..n] {
-            token += 1;
-            match state {
-                XmlState::Text => {
-                    if b == b'<' {
-                        state = XmlState::Open;
-                        token = 1;
-                    }
-                }
-                XmlState::Open => match b {
-                    b'/' => {
-                        depth = depth.saturating_sub(1);
-                        state = XmlState::Tag {
-                            closing: true,
-                            quote: 0,
-                        };
-                    }
-                    b'?' => state = XmlState::Pi,
-                    b'!' => {
-                        state = XmlState::Bang;
-                        bang_len = 0;
-                    }
-                    _ => {
-                        depth += 1;
-                        if depth > limits.max_depth {
-                            return Err(ScanError::new(
-                                "sheet-xml-too-deep",
-                                format!("XML nests deeper than {} elements", limits.max_depth),
-                            ));
-                        }
-                        state = XmlState::Tag {
-                            closing: false,
-                            quote: 0,
-                        };
-                    }
-                },
-                XmlState::Tag { closing, quote } => {
-                    if quote != 0 {
-                        if b == quote {
-                            state = XmlState::Tag { closing, quote: 0 };
-                        }
-                    } else if b == b'"' || b == b'\'' {
-                        state = XmlState::Tag { closing, quote: b };
-                    } else if b == b'>' {
-                        if !closing && prev == b'/' {
-                            depth = depth.saturating_sub(1);
-                        }
-                        state = XmlState::Text;
-                        token = 0;
-                    }
-                }
-                XmlState::Bang => {
-                    if bang_len < bang.len() {
-                        bang[bang_len] = b;
-                        bang_len += 1;
-                    }
-                    if bang[..bang_len] == *b"--" {
-                        state = XmlState::Comment;
-                        // So `<!-->` is not taken as the end of the comment.
-                        prev = 0;
-                        prev2 = 0;
-                        continue;
-                    } else if bang[..bang_len] == *b"[CDATA[" {
-                        state = XmlState::CData;
-                        prev = 0;
-                        prev2 = 0;
-                        continue;
-                    } else if !b"--".starts_with(&bang[..bang_len])
-                        && !b"[CDATA[".starts_with(&bang[..bang_len])
-                    {
-                        // A declaration (`<!DOCTYPE ...>`): no depth change, ends at `>`
-                        // (`closing` only means "do not treat `/>` as closing").
-                        state = if b == b'>' {
-                            token = 0;
-                            XmlState::Text
-                        } else {
-                            XmlState::Tag {
-                                closing: true,
-                                quote: 0,
-                            }
-                        };
-                    }
-                }
-                XmlState::Comment => {
-                    if b == b'>' && prev == b'-' && prev2 == b'-' {
-                        state = XmlState::Text;
-                        token = 0;
-                    }
-                }
-                XmlState::CData => {
-                    if b == b'>' && prev == b']' && prev2 == b']' {
-                        state = XmlState::Text;
-                        token = 0;
-                    }
-                }
-                XmlState::Pi => {
-                    if b == b'>' && prev == b'?' {
-                        state = XmlState::Text;
-                        token = 0;
-                    }
+            scan.byte(b, limits)?;
+        }
+    }
+}
+
+/// Where [`scan_xml`] stands between two bytes.
+struct XmlScan {
+    state: XmlState,
+    /// Bytes of the current token so far.
+    token: u64,
+    depth: u32,
+    /// The last two bytes, for the two-byte ends of comments, CDATA and `/>`.
+    prev: u8,
+    prev2: u8,
+    /// The bytes after `<!` so far (see [`XmlState::Bang`]).
+    bang: [u8; 8],
+    bang_len: usize,
+}
+
+impl XmlScan {
+    /// Moves the state machine on by one byte, then bounds the token it is part of.
+    #[inline]
+    fn byte(&mut self, b: u8, limits: &Limits) -> Result<(), ScanError> {
+        self.token += 1;
+        match self.state {
+            XmlState::Text => {
+                if b == b'<' {
+                    self.state = XmlState::Open;
+                    self.token = 1;
                 }
             }
-            if token > max_token {
-                return Err(ScanError::new(
-                    "sheet-xml-token-too-long",
-                    format!(
-                        "an XML text run, tag or comment is longer than {max_token} bytes \
-                         (max_record_bytes)"
-                    ),
-                ));
+            XmlState::Open => self.open(b, limits)?,
+            XmlState::Tag { closing, quote } => self.tag(b, closing, quote),
+            XmlState::Bang => {
+                if self.bang(b) {
+                    // The `prev`s it just cleared must stay clear, so the rest is skipped
+                    // (the token check waits for the next byte).
+                    return Ok(());
+                }
             }
-            prev2 = prev;
-            prev = b;
+            XmlState::Comment => {
+                if b == b'>' && self.prev == b'-' && self.prev2 == b'-' {
+                    self.state = XmlState::Text;
+                    self.token = 0;
+                }
+            }
+            XmlState::CData => {
+                if b == b'>' && self.prev == b']' && self.prev2 == b']' {
+                    self.state = XmlState::Text;
+                    self.token = 0;
+                }
+            }
+            XmlState::Pi => {
+                if b == b'>' && self.prev == b'?' {
+                    self.state = XmlState::Text;
+                    self.token = 0;
+                }
+            }
+        }
+        let max_token = limits.max_record_bytes;
+        if self.token > max_token {
+            return Err(ScanError::new(
+                "sheet-xml-token-too-long",
+                format!(
+                    "an XML text run, tag or comment is longer than {max_token} bytes \
+                     (max_record_bytes)"
+                ),
+            ));
+        }
+        self.prev2 = self.prev;
+        self.prev = b;
+        Ok(())
+    }
+
+    /// The byte after `<`: an end tag, a processing instruction, a `<!` construct, or a
+    /// start tag one level deeper.
+    fn open(&mut self, b: u8, limits: &Limits) -> Result<(), ScanError> {
+        match b {
+            b'/' => {
+                self.depth = self.depth.saturating_sub(1);
+                self.state = XmlState::Tag {
+                    closing: true,
+                    quote: 0,
+                };
+            }
+            b'?' => self.state = XmlState::Pi,
+            b'!' => {
+                self.state = XmlState::Bang;
+                self.bang_len = 0;
+            }
+            _ => {
+                self.depth += 1;
+                if self.depth > limits.max_depth {
+                    return Err(ScanError::new(
+                        "sheet-xml-too-deep",
+                        format!("XML nests deeper than {} elements", limits.max_depth),
+                    ));
+                }
+                self.state = XmlState::Tag {
+                    closing: false,
+                    quote: 0,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// A byte inside a tag: quotes hide `>` in attribute values, and `/>` closes what it opened.
+    fn tag(&mut self, b: u8, closing: bool, quote: u8) {
+        if quote != 0 {
+            if b == quote {
+                self.state = XmlState::Tag { closing, quote: 0 };
+            }
+        } else if b == b'"' || b == b'\'' {
+            self.state = XmlState::Tag { closing, quote: b };
+        } else if b == b'>' {
+            if !closing && self.prev == b'/' {
+                self.depth = self.depth.saturating_sub(1);
+            }
+            self.state = XmlState::Text;
+            self.token = 0;
+        }
+    }
+
+    /// A byte after `<!`; true once it opened a comment or CDATA section.
+    fn bang(&mut self, b: u8) -> bool {
+        let bang = &mut self.bang;
+        if self.bang_len < bang.len() {
+            bang[self.bang_len] = b;
+            self.bang_len += 1;
+        }
+        let seen = &bang[..self.bang_len];
+        if *seen == *b"--" {
+            self.state = XmlState::Comment;
+            // So `<!-->` is not taken as the end of the comment.
+            self.prev = 0;
+            self.prev2 = 0;
+            true
+        } else if *seen == *b"[CDATA[" {
+            self.state = XmlState::CData;
+            self.prev = 0;
+            self.prev2 = 0;
+            true
+        } else {
+            if !b"--".starts_with(seen) && !b"[CDATA[".starts_with(seen) {
+                // A declaration (`<!DOCTYPE ...>`): no depth change, ends at `>`
+                // (`closing` only means "do not treat `/>` as closing").
+                self.state = if b == b'>' {
+                    self.token = 0;
+                    XmlState::Text
+                } else {
+                    XmlState::Tag {
+                        closing: true,
+                        quote: 0,
+                    }
+                };
+            }
+            false
         }
     }
 }
