@@ -10,7 +10,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::def::{is_customer_segment, Catalog, SegDef, TypeDef, CONTROL, ROOT};
+use super::def::{is_customer_segment, Catalog, MessageDef, SegDef, TypeDef, CONTROL, ROOT};
 use super::map::{document_key, map_record, MapError, Tree};
 use super::reader::{RawIdoc, Segment};
 use crate::format::defs::DefMap;
@@ -45,41 +45,10 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         ..Evaluation::default()
     };
     let dc = idoc.segments.first().filter(|s| s.name == CONTROL);
-    let mut detail = Map::new();
-    if let Some(dc) = dc {
-        for f in DC_FIELDS {
-            let v = val(dc, f);
-            if !v.is_empty() {
-                detail.insert((*f).into(), json!(v));
-            }
-        }
-    }
-    ev.detail = Value::Object(detail);
+    ev.detail = control_detail(dc);
 
-    if idoc.over_bytes {
-        ev.unit_errors.push(Reason::new(
-            "idoc-too-large",
-            format!(
-                "IDoc {} holds more than {} bytes of field data (limits.max_unit_lines × {} \
-                 bytes per segment); it was rejected without being buffered",
-                idoc.ordinal,
-                idoc.max_bytes,
-                super::reader::SEGMENT_BUDGET
-            ),
-        ));
-        return ev;
-    }
-    if idoc.dropped > 0 {
-        ev.unit_errors.push(Reason::new(
-            "idoc-too-large",
-            format!(
-                "IDoc {} has {} segments, over the limit of {} (limits.max_unit_lines); it was \
-                 rejected without being buffered",
-                idoc.ordinal,
-                idoc.segments.len() as u64 + idoc.dropped,
-                idoc.max_segments
-            ),
-        ));
+    if let Some(r) = size_problem(idoc) {
+        ev.unit_errors.push(r);
         return ev;
     }
     let Some(dc) = dc else {
@@ -93,6 +62,77 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         return ev;
     };
     ev.verdicts[0] = LineVerdict::Skipped("control record".into());
+    check_docnum(dc, &mut ev);
+    for (i, s) in idoc.segments.iter().enumerate().skip(1) {
+        if s.name == CONTROL {
+            ev.verdicts[i] = LineVerdict::rejected(Reason::new(
+                "idoc-control-record",
+                "a second EDI_DC40 in one IDoc",
+            ));
+        }
+    }
+    let Some((td, msg)) = definition(catalog, dc, &mut ev) else {
+        return ev;
+    };
+    let tree = Tree::new(idoc);
+    ev.key = document_key(msg, &tree);
+    validate_structure(td, idoc, &mut ev);
+    if ev.is_rejected() {
+        return ev;
+    }
+    match map_record(msg, &tree) {
+        Ok(r) => ev.records.push(r),
+        Err(e) => blame(idoc, &mut ev, e),
+    }
+    ev
+}
+
+/// The ledger detail: the control record's [`DC_FIELDS`] that are not blank.
+fn control_detail(dc: Option<&Segment>) -> Value {
+    let mut detail = Map::new();
+    if let Some(dc) = dc {
+        for f in DC_FIELDS {
+            let v = val(dc, f);
+            if !v.is_empty() {
+                detail.insert((*f).into(), json!(v));
+            }
+        }
+    }
+    Value::Object(detail)
+}
+
+/// Why the reader gave up buffering this IDoc (too many bytes, then too many segments).
+fn size_problem(idoc: &RawIdoc) -> Option<Reason> {
+    if idoc.over_bytes {
+        return Some(Reason::new(
+            "idoc-too-large",
+            format!(
+                "IDoc {} holds more than {} bytes of field data (limits.max_unit_lines × {} \
+                 bytes per segment); it was rejected without being buffered",
+                idoc.ordinal,
+                idoc.max_bytes,
+                super::reader::SEGMENT_BUDGET
+            ),
+        ));
+    }
+    if idoc.dropped > 0 {
+        return Some(Reason::new(
+            "idoc-too-large",
+            format!(
+                "IDoc {} has {} segments, over the limit of {} (limits.max_unit_lines); it was \
+                 rejected without being buffered",
+                idoc.ordinal,
+                idoc.segments.len() as u64 + idoc.dropped,
+                idoc.max_segments
+            ),
+        ));
+    }
+    None
+}
+
+/// Claims the IDoc by its DOCNUM, or says in the detail why no STATUS can refer to it (an
+/// invalid one also rejects the control record).
+fn check_docnum(dc: &Segment, ev: &mut Evaluation) {
     let docnum = val(dc, "DOCNUM");
     let sndprn = val(dc, "SNDPRN");
     if docnum.is_empty() {
@@ -124,14 +164,15 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
             width = DOCNUM_LEN
         ));
     }
-    for (i, s) in idoc.segments.iter().enumerate().skip(1) {
-        if s.name == CONTROL {
-            ev.verdicts[i] = LineVerdict::rejected(Reason::new(
-                "idoc-control-record",
-                "a second EDI_DC40 in one IDoc",
-            ));
-        }
-    }
+}
+
+/// The type definition and message mapping the control record names; `None` once an
+/// unknown IDOCTYP or MESTYP has been put on the control record.
+fn definition<'c>(
+    catalog: &'c Catalog,
+    dc: &Segment,
+    ev: &mut Evaluation,
+) -> Option<(&'c TypeDef, &'c MessageDef)> {
     let idoctyp = val(dc, "IDOCTYP");
     let mestyp = val(dc, "MESTYP");
     let Some(td) = catalog.get(idoctyp) else {
@@ -145,8 +186,8 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         )
         .field("IDOCTYP")
         .value(capped(idoctyp));
-        reject_control(dc, &mut ev, "IDOCTYP", r);
-        return ev;
+        reject_control(dc, ev, "IDOCTYP", r);
+        return None;
     };
     let Some(msg) = td.message(mestyp) else {
         let r = Reason::new(
@@ -160,20 +201,10 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         )
         .field("MESTYP")
         .value(capped(mestyp));
-        reject_control(dc, &mut ev, "MESTYP", r);
-        return ev;
+        reject_control(dc, ev, "MESTYP", r);
+        return None;
     };
-    let tree = Tree::new(idoc);
-    ev.key = document_key(msg, &tree);
-    validate_structure(td, idoc, &mut ev);
-    if ev.is_rejected() {
-        return ev;
-    }
-    match map_record(msg, &tree) {
-        Ok(r) => ev.records.push(r),
-        Err(e) => blame(idoc, &mut ev, e),
-    }
-    ev
+    Some((td, msg))
 }
 
 /// A problem with a control record field goes on the control record's line, at the field
