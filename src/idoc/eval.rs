@@ -273,8 +273,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
     let segs = &idoc.segments;
     // (parent index or root, child name) → occurrences so far.
     // Keyed by definition names (and parent index): a `DefMap`, sized for the IDoc.
-    let mut counts: DefMap<(Option<usize>, &str), u32> =
-        DefMap::with_capacity_and_hasher(segs.len(), Default::default());
+    let mut counts: Counts<'_> = DefMap::with_capacity_and_hasher(segs.len(), Default::default());
     // Segments under a customer segment are the customer's business too.
     let mut customer = vec![false; segs.len()];
     for (i, s) in segs.iter().enumerate() {
@@ -287,7 +286,6 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             }
             continue;
         }
-        let parent_name = s.parent.map(|p| segs[p].name.as_str());
         if s.parent.is_some_and(|p| customer[p]) {
             customer[i] = true;
             continue;
@@ -296,85 +294,112 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             if td.customer_segments && is_customer_segment(&s.name) {
                 customer[i] = true;
             } else {
-                ev.verdicts[i] = LineVerdict::rejected(
-                    Reason::new(
-                        "idoc-unknown-segment",
-                        format!(
-                            "segment {} is not part of {} ({})",
-                            s.name,
-                            td.types.join("/"),
-                            td.source
-                        ),
-                    )
-                    .value(s.name.to_string()),
-                );
+                ev.verdicts[i] = LineVerdict::rejected(unknown_segment(td, s));
             }
             continue;
         };
-        if sd.parent.as_deref() != parent_name {
-            ev.verdicts[i] = LineVerdict::rejected(Reason::new(
-                "idoc-segment-hierarchy",
-                format!(
-                    "segment {} belongs under {}, found under {}",
-                    s.name,
-                    sd.parent.as_deref().unwrap_or(ROOT),
-                    parent_name.unwrap_or(ROOT)
-                ),
-            ));
-            continue;
-        }
-        let c = counts.entry((s.parent, sd.name.as_str())).or_insert(0);
-        *c += 1;
-        if *c > sd.max {
-            ev.verdicts[i] = LineVerdict::rejected(Reason::new(
-                "idoc-occurrence",
-                format!(
-                    "segment {} occurs more than {} time(s) under {}",
-                    s.name,
-                    sd.max,
-                    parent_name.unwrap_or(ROOT)
-                ),
-            ));
-            continue;
-        }
-        if let Some(r) = field_problem(s, sd) {
+        if let Some(r) = segment_problem(s, sd, segs, &mut counts) {
             ev.verdicts[i] = LineVerdict::rejected(r);
         }
     }
     // Mandatory children of the root and of every present, known parent.
-    let check = |parent: Option<usize>, pname: Option<&str>, ev: &mut Evaluation| {
-        let kids = match pname {
-            Some(name) => td.mandatory_children.get(name),
-            None => Some(&td.mandatory_at_root),
-        };
-        let Some(kids) = kids else {
-            return;
-        };
-        for (kid, min) in kids {
-            let have = counts.get(&(parent, kid.as_str())).copied().unwrap_or(0);
-            if have < *min {
-                let under = match parent {
-                    Some(p) => segs[p]
-                        .locator()
-                        .unwrap_or_else(|| segs[p].name.to_string()),
-                    None => format!("IDoc {}", idoc.ordinal),
-                };
-                ev.unit_errors.push(
-                    Reason::new(
-                        "idoc-missing-segment",
-                        format!(
-                            "required segment {kid} missing under {under}: {have} found, at least {min} needed"
-                        ),
-                    )
-                    .field(kid.clone()),
-                );
-            }
-        }
-    };
-    check(None, None, ev);
+    check_mandatory(td, idoc, &counts, None, None, ev);
     for (i, s) in segs.iter().enumerate() {
         if !customer[i] && td.segments.contains_key(s.name.as_str()) {
-            check(Some(i), Some(&s.name), ev);
+            check_mandatory(td, idoc, &counts, Some(i), Some(&s.name), ev);
+        }
+    }
+}
+
+/// Occurrences of each segment so far, by parent index (`None`: the root) and name.
+type Counts<'t> = DefMap<(Option<usize>, &'t str), u32>;
+
+/// The rejection of a segment the type does not define.
+fn unknown_segment(td: &TypeDef, s: &Segment) -> Reason {
+    Reason::new(
+        "idoc-unknown-segment",
+        format!(
+            "segment {} is not part of {} ({})",
+            s.name,
+            td.types.join("/"),
+            td.source
+        ),
+    )
+    .value(s.name.to_string())
+}
+
+/// The first problem of a defined segment: under the wrong parent, once too often under
+/// its parent (counted only when the parent is right), or one of its fields.
+fn segment_problem<'t>(
+    s: &Segment,
+    sd: &'t SegDef,
+    segs: &[Segment],
+    counts: &mut Counts<'t>,
+) -> Option<Reason> {
+    let parent_name = s.parent.map(|p| segs[p].name.as_str());
+    if sd.parent.as_deref() != parent_name {
+        return Some(Reason::new(
+            "idoc-segment-hierarchy",
+            format!(
+                "segment {} belongs under {}, found under {}",
+                s.name,
+                sd.parent.as_deref().unwrap_or(ROOT),
+                parent_name.unwrap_or(ROOT)
+            ),
+        ));
+    }
+    let c = counts.entry((s.parent, sd.name.as_str())).or_insert(0);
+    *c += 1;
+    if *c > sd.max {
+        return Some(Reason::new(
+            "idoc-occurrence",
+            format!(
+                "segment {} occurs more than {} time(s) under {}",
+                s.name,
+                sd.max,
+                parent_name.unwrap_or(ROOT)
+            ),
+        ));
+    }
+    field_problem(s, sd)
+}
+
+/// Reports each mandatory child of `parent` (`None`: the root; `pname` its name) that
+/// occurs fewer times than its minimum.
+fn check_mandatory(
+    td: &TypeDef,
+    idoc: &RawIdoc,
+    counts: &Counts<'_>,
+    parent: Option<usize>,
+    pname: Option<&str>,
+    ev: &mut Evaluation,
+) {
+    let segs = &idoc.segments;
+    let kids = match pname {
+        Some(name) => td.mandatory_children.get(name),
+        None => Some(&td.mandatory_at_root),
+    };
+    let Some(kids) = kids else {
+        return;
+    };
+    for (kid, min) in kids {
+        let have = counts.get(&(parent, kid.as_str())).copied().unwrap_or(0);
+        if have < *min {
+            let under = match parent {
+                Some(p) => segs[p]
+                    .locator()
+                    .unwrap_or_else(|| segs[p].name.to_string()),
+                None => format!("IDoc {}", idoc.ordinal),
+            };
+            ev.unit_errors.push(
+                Reason::new(
+                    "idoc-missing-segment",
+                    format!(
+                        "required segment {kid} missing under {under}: {have} found, at least {min} needed"
+                    ),
+                )
+                .field(kid.clone()),
+            );
         }
     }
 }
