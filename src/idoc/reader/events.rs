@@ -104,23 +104,7 @@ impl IdocReader {
         let frame = match self.stack.last() {
             None | Some(Frame::Envelope(_)) => {
                 if name == "IDOC" {
-                    self.idocs += 1;
-                    // Counts are per IDoc (`NameSeen::idoc`); the names stay, unless a
-                    // file makes up more than any catalog holds.
-                    if self.names.len() > MAX_NAMES || self.name_bytes > MAX_NAME_BYTES {
-                        self.names.clear();
-                        self.seen.clear();
-                        self.name_bytes = 0;
-                    }
-                    self.current = Some(RawIdoc {
-                        ordinal: self.idocs,
-                        segments: Vec::with_capacity(self.last_len.min(LEN_HINT_CAP)),
-                        dropped: 0,
-                        max_segments: self.limits.max_unit_lines,
-                        bytes: 0,
-                        max_bytes: self.limits.max_unit_lines.saturating_mul(SEGMENT_BUDGET),
-                        over_bytes: false,
-                    });
+                    self.open_idoc();
                     Frame::Idoc
                 } else {
                     Frame::Envelope(Box::from(qname.into_inner()))
@@ -142,60 +126,9 @@ impl IdocReader {
                             .flatten()
                             .any(|a| a.key.local_name().as_ref() == "SEGMENT"));
                 if is_segment {
-                    self.segments_in_file += 1;
-                    let ordinal = self.idocs;
-                    let entry = self.seen(name);
-                    let (n, room) = (self.seen[entry].count, self.seen[entry].room);
-                    let pos = Position::new(m.line, m.byte, self.segments_in_file);
-                    let Some(idoc) = self.current.as_mut() else {
-                        return Err(self.fail(m, "idoc-structure", "segment outside <IDOC>"));
-                    };
-                    // A parent that overflowed drops its children too.
-                    let parent = match parent_kept {
-                        Some(None) => {
-                            idoc.dropped += 1;
-                            self.stack.push(Frame::Segment {
-                                kept: None,
-                                name: entry,
-                            });
-                            return Ok(());
-                        }
-                        Some(Some(i)) => Some(i),
-                        None => None,
-                    };
-                    if idoc.segments.len() as u64 >= idoc.max_segments || idoc.over_bytes {
-                        idoc.dropped += 1;
-                        Frame::Segment {
-                            kept: None,
-                            name: entry,
-                        }
-                    } else {
-                        let seg = Segment::with_room(name, parent, pos, room);
-                        idoc.segments.push(seg.placed(ordinal, n, m.col));
-                        Frame::Segment {
-                            kept: Some(idoc.segments.len() - 1),
-                            name: entry,
-                        }
-                    }
+                    self.open_segment(name, parent_kept, m)?
                 } else {
-                    match parent_kept {
-                        Some(seg) => {
-                            self.field_name.clear();
-                            self.field_name.push_str(name);
-                            self.field_value.clear();
-                            Frame::Field { seg, at: m }
-                        }
-                        None => {
-                            return Err(self.fail(
-                                m,
-                                "idoc-structure",
-                                format!(
-                                    "element <{name}> directly under <IDOC> is not a segment \
-                                     (segments carry SEGMENT=\"1\")"
-                                ),
-                            ))
-                        }
-                    }
+                    self.open_field(name, parent_kept, m)?
                 }
             }
             Some(Frame::Field { .. }) => {
@@ -209,6 +142,97 @@ impl IdocReader {
         };
         self.stack.push(frame);
         Ok(())
+    }
+
+    /// Starts the next IDoc: its ordinal, its caps and a segment list sized like the last.
+    fn open_idoc(&mut self) {
+        self.idocs += 1;
+        // Counts are per IDoc (`NameSeen::idoc`); the names stay, unless a
+        // file makes up more than any catalog holds.
+        if self.names.len() > MAX_NAMES || self.name_bytes > MAX_NAME_BYTES {
+            self.names.clear();
+            self.seen.clear();
+            self.name_bytes = 0;
+        }
+        self.current = Some(RawIdoc {
+            ordinal: self.idocs,
+            segments: Vec::with_capacity(self.last_len.min(LEN_HINT_CAP)),
+            dropped: 0,
+            max_segments: self.limits.max_unit_lines,
+            bytes: 0,
+            max_bytes: self.limits.max_unit_lines.saturating_mul(SEGMENT_BUDGET),
+            over_bytes: false,
+        });
+    }
+
+    /// The frame of a segment element under `parent_kept` (`None`: directly under
+    /// `<IDOC>`), which keeps it, or counts it dropped when its IDoc or parent overflowed.
+    fn open_segment(
+        &mut self,
+        name: &str,
+        parent_kept: Option<Option<usize>>,
+        m: Mark,
+    ) -> Result<Frame, FileError> {
+        self.segments_in_file += 1;
+        let ordinal = self.idocs;
+        let entry = self.seen(name);
+        let (n, room) = (self.seen[entry].count, self.seen[entry].room);
+        let pos = Position::new(m.line, m.byte, self.segments_in_file);
+        let Some(idoc) = self.current.as_mut() else {
+            return Err(self.fail(m, "idoc-structure", "segment outside <IDOC>"));
+        };
+        // A parent that overflowed drops its children too.
+        let parent = match parent_kept {
+            Some(None) => {
+                idoc.dropped += 1;
+                return Ok(Frame::Segment {
+                    kept: None,
+                    name: entry,
+                });
+            }
+            Some(Some(i)) => Some(i),
+            None => None,
+        };
+        if idoc.segments.len() as u64 >= idoc.max_segments || idoc.over_bytes {
+            idoc.dropped += 1;
+            Ok(Frame::Segment {
+                kept: None,
+                name: entry,
+            })
+        } else {
+            let seg = Segment::with_room(name, parent, pos, room);
+            idoc.segments.push(seg.placed(ordinal, n, m.col));
+            Ok(Frame::Segment {
+                kept: Some(idoc.segments.len() - 1),
+                name: entry,
+            })
+        }
+    }
+
+    /// The frame of a field element of the segment `parent_kept` names, its name and text
+    /// started afresh; refused directly under `<IDOC>`.
+    fn open_field(
+        &mut self,
+        name: &str,
+        parent_kept: Option<Option<usize>>,
+        m: Mark,
+    ) -> Result<Frame, FileError> {
+        match parent_kept {
+            Some(seg) => {
+                self.field_name.clear();
+                self.field_name.push_str(name);
+                self.field_value.clear();
+                Ok(Frame::Field { seg, at: m })
+            }
+            None => Err(self.fail(
+                m,
+                "idoc-structure",
+                format!(
+                    "element <{name}> directly under <IDOC> is not a segment \
+                     (segments carry SEGMENT=\"1\")"
+                ),
+            )),
+        }
     }
 
     /// Closes the innermost element; returns a finished IDoc when `</IDOC>` closes.
