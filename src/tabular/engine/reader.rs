@@ -249,6 +249,8 @@ impl TabularReader {
         }
     }
 
+    /// Takes one item of the file: a blank line, a skipped row, the header, or a data row,
+    /// which joins the open group, starts a new one, or is a unit of its own.
     fn handle(&mut self, item: CsvItem) -> Result<(), FileError> {
         let (mut row, problem) = match item {
             CsvItem::Blank(positions) => {
@@ -278,47 +280,12 @@ impl TabularReader {
             return Ok(());
         }
         if !self.header_done {
-            self.header_done = true;
-            if let Some(p) = problem {
-                return Err(FileError {
-                    pos: Some(row.pos),
-                    reason: Reason::new(
-                        "header",
-                        format!("header row unreadable ({}): {}", p.rule, p.message),
-                    ),
-                });
-            }
-            self.bind_header(&row)?;
-            let line = self.source_line(&row);
-            self.flush_blanks();
-            self.skipped("header", vec![line]);
-            return Ok(());
+            return self.take_header(&row, problem);
         }
         if self.binding.is_empty() {
             self.set_binding(positional_binding(&self.def));
         }
-        let mut problem = problem;
-        if matches!(self.src, RowsIn::Csv(_)) && problem.is_none() {
-            let width = *self.width.get_or_insert(row.cells.len());
-            if row.cells.len() != width {
-                problem = Some(Box::new(
-                    Reason::new(
-                        "column-count",
-                        format!(
-                            "row has {} columns, expected {} ({})",
-                            row.cells.len(),
-                            width,
-                            if self.def.header {
-                                "as many as the header"
-                            } else {
-                                "as many as the first row"
-                            }
-                        ),
-                    )
-                    .value(row.cells.len().to_string()),
-                ));
-            }
-        }
+        let problem = problem.or_else(|| self.width_problem(&row));
         let line = self.take_source_line(&mut row);
         let jr = self.take_job_row(&mut row, problem);
         let key = self
@@ -328,56 +295,11 @@ impl TabularReader {
             .map(trimmed_text);
         match key {
             Some(key) if !key.is_empty() => {
-                let continues = self.group.as_ref().is_some_and(|g| g.key == *key);
-                if continues {
-                    let too_big = self
-                        .group
-                        .as_ref()
-                        .is_some_and(|g| g.rows.len() + self.blanks.len() >= self.max_unit_lines);
-                    if too_big {
-                        if let Some(g) = self.group.as_mut() {
-                            g.oversize = true;
-                        }
-                        self.flush_group();
-                        self.flush_blanks();
-                        let key = key.into_owned();
-                        let (rows, lines) = self.group_lists(jr, line);
-                        self.group = Some(Group {
-                            hash: key_hash(&key),
-                            key,
-                            rows,
-                            lines,
-                            split: false,
-                            oversize: true,
-                            continues: true,
-                        });
-                    } else {
-                        let blanks = std::mem::take(&mut self.blanks);
-                        if let Some(g) = self.group.as_mut() {
-                            for (r, l) in blanks {
-                                g.rows.push(r);
-                                g.lines.push(l);
-                            }
-                            g.rows.push(jr);
-                            g.lines.push(line);
-                        }
-                    }
+                if self.group.as_ref().is_some_and(|g| g.key == *key) {
+                    self.continue_group(jr, line);
                 } else {
-                    self.flush_group();
-                    self.flush_blanks();
                     let key = key.into_owned();
-                    let hash = key_hash(&key);
-                    let split = self.closed.contains(&hash);
-                    let (rows, lines) = self.group_lists(jr, line);
-                    self.group = Some(Group {
-                        hash,
-                        key,
-                        rows,
-                        lines,
-                        split,
-                        oversize: false,
-                        continues: false,
-                    });
+                    self.start_group(key, jr, line, false);
                 }
             }
             _ => {
@@ -391,6 +313,94 @@ impl TabularReader {
             }
         }
         Ok(())
+    }
+
+    /// The first row after the skipped ones: the header, bound to the fields, or the error
+    /// that it cannot be read.
+    fn take_header(&mut self, row: &Row, problem: Option<Box<Reason>>) -> Result<(), FileError> {
+        self.header_done = true;
+        if let Some(p) = problem {
+            return Err(FileError {
+                pos: Some(row.pos.clone()),
+                reason: Reason::new(
+                    "header",
+                    format!("header row unreadable ({}): {}", p.rule, p.message),
+                ),
+            });
+        }
+        self.bind_header(row)?;
+        let line = self.source_line(row);
+        self.flush_blanks();
+        self.skipped("header", vec![line]);
+        Ok(())
+    }
+
+    /// A CSV row with more or fewer columns than the header (or the first row) has; the
+    /// first data row of a headerless file sets the width.
+    fn width_problem(&mut self, row: &Row) -> Option<Box<Reason>> {
+        if !matches!(self.src, RowsIn::Csv(_)) {
+            return None;
+        }
+        let width = *self.width.get_or_insert(row.cells.len());
+        (row.cells.len() != width).then(|| {
+            Box::new(
+                Reason::new(
+                    "column-count",
+                    format!(
+                        "row has {} columns, expected {} ({})",
+                        row.cells.len(),
+                        width,
+                        if self.def.header {
+                            "as many as the header"
+                        } else {
+                            "as many as the first row"
+                        }
+                    ),
+                )
+                .value(row.cells.len().to_string()),
+            )
+        })
+    }
+
+    /// A row of the open group's key: it joins the group with the blank lines before it,
+    /// unless the group is at the unit size limit, when the group is cut there and goes on
+    /// as a new unit under the same key.
+    fn continue_group(&mut self, jr: JobRow, line: SourceLine) {
+        let Some(g) = self.group.as_mut() else {
+            return;
+        };
+        if g.rows.len() + self.blanks.len() >= self.max_unit_lines {
+            g.oversize = true;
+            let key = g.key.clone();
+            self.start_group(key, jr, line, true);
+            return;
+        }
+        for (r, l) in std::mem::take(&mut self.blanks) {
+            g.rows.push(r);
+            g.lines.push(l);
+        }
+        g.rows.push(jr);
+        g.lines.push(line);
+    }
+
+    /// Closes the open group and opens one for `key` with this row. A group opened because
+    /// the one before reached the size limit (`continuing`) is that group going on; any
+    /// other is split when its key was closed before.
+    fn start_group(&mut self, key: String, jr: JobRow, line: SourceLine, continuing: bool) {
+        self.flush_group();
+        self.flush_blanks();
+        let hash = key_hash(&key);
+        let split = !continuing && self.closed.contains(&hash);
+        let (rows, lines) = self.group_lists(jr, line);
+        self.group = Some(Group {
+            hash,
+            key,
+            rows,
+            lines,
+            split,
+            oversize: continuing,
+            continues: continuing,
+        });
     }
 
     fn blank_line(&mut self, pos: Position, raw: String) {
