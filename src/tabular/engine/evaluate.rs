@@ -96,6 +96,9 @@ fn map_object<'a>(
     Ok(obj)
 }
 
+/// A unit's rows checked, its record built when every row holds, and otherwise every
+/// row's verdict: the reasons of those that broke a rule, `rejected-with-document` for the
+/// others.
 pub(super) fn evaluate(
     def: &TabularDef,
     binding: &[usize],
@@ -105,7 +108,6 @@ pub(super) fn evaluate(
 ) -> Evaluation {
     let mut verdicts = Vec::with_capacity(rows.len());
     let mut values: Vec<Option<Vec<Option<Val>>>> = Vec::with_capacity(rows.len());
-    let head_fields = &def.head_fields;
     let mut first: Option<usize> = None;
     for (r, row) in rows.iter().enumerate() {
         if row.blank {
@@ -113,73 +115,8 @@ pub(super) fn evaluate(
             values.push(None);
             continue;
         }
-        let verdict = if let Some(p) = &row.problem {
-            Err((**p).clone())
-        } else if flags.oversize {
-            Err(Reason::new(
-                "group-too-large",
-                format!(
-                    "{label} has more than {} lines (max_unit_lines); rejected without being buffered",
-                    flags.max
-                ),
-            ))
-        } else if flags.split {
-            Err(Reason::new(
-                "group-split",
-                format!(
-                    "{label} appeared earlier in the file and its group was already closed: rows of one group must be contiguous"
-                ),
-            ))
-        } else {
-            let mut vals = Vec::with_capacity(def.fields.len());
-            let mut bad = None;
-            for i in 0..def.fields.len() {
-                match check_cell(def, binding, row, i) {
-                    Ok(v) => vals.push(v),
-                    Err(e) => {
-                        bad = Some(e);
-                        break;
-                    }
-                }
-            }
-            match bad {
-                Some(e) => Err(e),
-                None => {
-                    // Fields that feed the record header must agree across the group.
-                    let clash = first.and_then(|f0| {
-                        let v0 = values[f0].as_ref()?;
-                        head_fields.iter().find(|&&i| v0[i] != vals[i]).copied()
-                    });
-                    match clash {
-                        Some(i) => {
-                            let shown = vals[i]
-                                .as_ref()
-                                .map(|v| v.text.to_string())
-                                .unwrap_or_default();
-                            let shown = if def.fields[i].sensitive {
-                                mask(&shown)
-                            } else {
-                                shown
-                            };
-                            Err(fail(
-                                def,
-                                binding,
-                                row,
-                                i,
-                                "group-inconsistent",
-                                &shown,
-                                format!(
-                                    "differs from the first line of {label} (line {})",
-                                    rows[first.unwrap_or(0)].pos.line
-                                ),
-                            ))
-                        }
-                        None => Ok(vals),
-                    }
-                }
-            }
-        };
-        match verdict {
+        let first_good = first.and_then(|f0| Some((rows[f0].pos.line, values[f0].as_deref()?)));
+        match row_values(def, binding, label, row, &flags, first_good) {
             Ok(vals) => {
                 first.get_or_insert(r);
                 values.push(Some(vals));
@@ -191,57 +128,15 @@ pub(super) fn evaluate(
             }
         }
     }
-
-    // Mapping of the lines (per row) can still fail on a missing translation.
-    let mut lines = Vec::new();
-    if let Some(lmap) = &def.map.lines {
-        for (r, vals) in values.iter().enumerate() {
-            if let Some(vals) = vals {
-                match map_object(def, lmap, vals) {
-                    Ok(o) => lines.push(Body::Map(o)),
-                    Err(e) => verdicts[r] = LineVerdict::rejected(e),
-                }
-            }
-        }
-    }
-    // The record header comes from the first good row; a failed translation there is
-    // that row's fault.
-    let mut header = None;
-    if let Some(f0) = first {
-        if !verdicts
-            .iter()
-            .any(|v| matches!(v, LineVerdict::Rejected(_)))
-        {
-            match map_object(def, &def.map.header, values[f0].as_deref().unwrap_or(&[])) {
-                Ok(obj) => header = Some(obj),
-                Err(e) => verdicts[f0] = LineVerdict::rejected(e),
-            }
-        }
-    }
+    let lines = map_lines(def, &values, &mut verdicts);
+    let header = map_header(def, first, &values, &mut verdicts);
     let mut unit_errors = Vec::new();
     let mut records = Vec::new();
     if let Some(f0) = verdicts
         .iter()
         .position(|v| matches!(v, LineVerdict::Rejected(_)))
     {
-        let rule = match &verdicts[f0] {
-            LineVerdict::Rejected(r) => r.rule.clone(),
-            _ => String::new(),
-        };
-        let line = rows[f0].pos.line;
-        let at = if rows[f0].sheet.is_some() {
-            format!("row {}", rows[f0].row_number)
-        } else {
-            format!("line {line}")
-        };
-        for v in verdicts.iter_mut() {
-            if matches!(v, LineVerdict::Ok) {
-                *v = LineVerdict::rejected(Reason::new(
-                    "rejected-with-document",
-                    format!("{label} is rejected as a whole: {at} broke rule '{rule}'"),
-                ));
-            }
-        }
+        reject_with_document(label, rows, f0, &mut verdicts);
     } else if let (Some(f0), Some(mut obj)) = (first, header) {
         let vals = values[f0].as_deref().unwrap_or(&[]);
         if def.map.lines.is_some() {
@@ -259,6 +154,137 @@ pub(super) fn evaluate(
         unit_errors,
         records,
         ..Evaluation::default()
+    }
+}
+
+/// One row's checked values, or why it is rejected: the reader's problem, the group's
+/// flags, its first cell that breaks a rule, or a header field that differs from the
+/// group's first good row (`first`: that row's line and values).
+fn row_values<'r>(
+    def: &'r TabularDef,
+    binding: &[usize],
+    label: &str,
+    row: &'r JobRow,
+    flags: &Flags,
+    first: Option<(u64, &[Option<Val>])>,
+) -> Result<Vec<Option<Val<'r>>>, Reason> {
+    if let Some(p) = &row.problem {
+        return Err((**p).clone());
+    }
+    if flags.oversize {
+        return Err(Reason::new(
+            "group-too-large",
+            format!(
+                "{label} has more than {} lines (max_unit_lines); rejected without being buffered",
+                flags.max
+            ),
+        ));
+    }
+    if flags.split {
+        return Err(Reason::new(
+            "group-split",
+            format!(
+                "{label} appeared earlier in the file and its group was already closed: rows of one group must be contiguous"
+            ),
+        ));
+    }
+    let mut vals = Vec::with_capacity(def.fields.len());
+    for i in 0..def.fields.len() {
+        vals.push(check_cell(def, binding, row, i)?);
+    }
+    // Fields that feed the record header must agree across the group.
+    let Some((first_line, v0)) = first else {
+        return Ok(vals);
+    };
+    match def.head_fields.iter().find(|&&i| v0[i] != vals[i]) {
+        None => Ok(vals),
+        Some(&i) => {
+            let shown = vals[i]
+                .as_ref()
+                .map(|v| v.text.to_string())
+                .unwrap_or_default();
+            let shown = if def.fields[i].sensitive {
+                mask(&shown)
+            } else {
+                shown
+            };
+            Err(fail(
+                def,
+                binding,
+                row,
+                i,
+                "group-inconsistent",
+                &shown,
+                format!("differs from the first line of {label} (line {first_line})"),
+            ))
+        }
+    }
+}
+
+/// The good rows mapped as the record's lines; a row whose mapping fails (a missing
+/// translation) is rejected instead.
+fn map_lines<'a>(
+    def: &'a TabularDef,
+    values: &'a [Option<Vec<Option<Val>>>],
+    verdicts: &mut [LineVerdict],
+) -> Vec<Body<'a>> {
+    let mut lines = Vec::new();
+    if let Some(lmap) = &def.map.lines {
+        for (r, vals) in values.iter().enumerate() {
+            if let Some(vals) = vals {
+                match map_object(def, lmap, vals) {
+                    Ok(o) => lines.push(Body::Map(o)),
+                    Err(e) => verdicts[r] = LineVerdict::rejected(e),
+                }
+            }
+        }
+    }
+    lines
+}
+
+/// The record header, from the first good row (`first`) when no row is rejected; a failed
+/// translation there is that row's fault.
+fn map_header<'a>(
+    def: &'a TabularDef,
+    first: Option<usize>,
+    values: &'a [Option<Vec<Option<Val>>>],
+    verdicts: &mut [LineVerdict],
+) -> Option<Vec<(&'a str, Body<'a>)>> {
+    let f0 = first?;
+    if verdicts
+        .iter()
+        .any(|v| matches!(v, LineVerdict::Rejected(_)))
+    {
+        return None;
+    }
+    match map_object(def, &def.map.header, values[f0].as_deref().unwrap_or(&[])) {
+        Ok(obj) => Some(obj),
+        Err(e) => {
+            verdicts[f0] = LineVerdict::rejected(e);
+            None
+        }
+    }
+}
+
+/// Rejects the rows still good with the document, naming the first rejected row (`f0`)
+/// and its rule.
+fn reject_with_document(label: &str, rows: &[JobRow], f0: usize, verdicts: &mut [LineVerdict]) {
+    let rule = match &verdicts[f0] {
+        LineVerdict::Rejected(r) => r.rule.clone(),
+        _ => String::new(),
+    };
+    let at = if rows[f0].sheet.is_some() {
+        format!("row {}", rows[f0].row_number)
+    } else {
+        format!("line {}", rows[f0].pos.line)
+    };
+    for v in verdicts.iter_mut() {
+        if matches!(v, LineVerdict::Ok) {
+            *v = LineVerdict::rejected(Reason::new(
+                "rejected-with-document",
+                format!("{label} is rejected as a whole: {at} broke rule '{rule}'"),
+            ));
+        }
     }
 }
 
