@@ -290,17 +290,9 @@ impl Engine {
 
     fn claim_content(&mut self, run: i64, src: Source, force: bool) -> Result<Option<Claimed>> {
         let path = src.path();
-        let (fp, size) = match intake::fingerprint(path) {
-            Ok(v) => v,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+        let Some((fp, size)) = read_fingerprint(&src)? else {
+            return Ok(None);
         };
-        if let Source::Inbox(c) = &src {
-            if !intake::unchanged(c) {
-                tracing::info!(file = %crate::display::name(&c.name), "file changed while being read; taking it on a later pass");
-                return Ok(None);
-            }
-        }
         let busy = || {
             let note = "being processed by another tallyman".to_string();
             let r = FileReport::simple(src.name(), &fp, "skipped", Some(note));
@@ -326,26 +318,10 @@ impl Engine {
                 return report;
             }
             Some(row) if row.state == FileState::Reading && row.work_path.is_none() => row,
-            seen => {
-                let os_name = src.os_name();
-                let raw = raw_name_bytes(&os_name);
-                let shown = path.display().to_string();
-                let new = NewFile {
-                    fingerprint: &fp,
-                    name: src.name(),
-                    raw_name: raw.as_deref(),
-                    source_path: &shown,
-                    size,
-                    forced: force,
-                };
-                match self
-                    .ledger
-                    .insert_attempt(&new, run, seen.map(|r| r.id), true)?
-                {
-                    Some(row) => row,
-                    None => return busy(), // another worker registered it just now
-                }
-            }
+            seen => match self.insert_new_attempt(run, &src, &fp, size, force, seen)? {
+                Some(row) => row,
+                None => return busy(), // another worker registered it just now
+            },
         };
         if !self.take_lease(run, &row, true)? {
             return busy();
@@ -359,20 +335,7 @@ impl Engine {
         }
         self.link_correction(&row)?;
         let work = self.cfg.paths.processing().join(work_name(&fp, src.name()));
-        match &src {
-            Source::Inbox(c) => {
-                fsutil::move_file(&c.path, &work).map_err(io_err(format!(
-                    "moving {} into processing",
-                    c.path.display()
-                )))?;
-                if let Some(m) = &c.marker {
-                    let _ = std::fs::remove_file(m);
-                }
-            }
-            Source::Outside { path, .. } => fsutil::copy_durable(path, &work).map_err(io_err(
-                format!("copying {} into processing", path.display()),
-            ))?,
-        }
+        bring_into_processing(&src, &work)?;
         self.record_work(row.id, &work)?;
         let row = self.ledger.file(row.id)?;
         Ok(Some(Claimed::Work(Job {
@@ -380,6 +343,32 @@ impl Engine {
             work: Some(work),
             claim: Some(claim),
         })))
+    }
+
+    /// A new ledger attempt for the content; `None` when another worker registered it first.
+    fn insert_new_attempt(
+        &mut self,
+        run: i64,
+        src: &Source,
+        fp: &str,
+        size: u64,
+        force: bool,
+        seen: Option<FileRow>,
+    ) -> Result<Option<FileRow>> {
+        let os_name = src.os_name();
+        let raw = raw_name_bytes(&os_name);
+        let shown = src.path().display().to_string();
+        let new = NewFile {
+            fingerprint: fp,
+            name: src.name(),
+            raw_name: raw.as_deref(),
+            source_path: &shown,
+            size,
+            forced: force,
+        };
+        Ok(self
+            .ledger
+            .insert_attempt(&new, run, seen.map(|r| r.id), true)?)
     }
 
     /// A file named as the corrections file of an earlier one (`…-<fp12>.corrections.csv`,
@@ -501,6 +490,42 @@ impl Engine {
 pub(super) struct Scan {
     pub candidates: Vec<Candidate>,
     pub notes: Vec<String>,
+}
+
+/// Fingerprint and size, or `None` when the content vanished or changed while being read.
+fn read_fingerprint(src: &Source) -> Result<Option<(String, u64)>> {
+    let path = src.path();
+    let (fp, size) = match intake::fingerprint(path) {
+        Ok(v) => v,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(format!("reading {}", path.display()))(e)),
+    };
+    if let Source::Inbox(c) = src {
+        if !intake::unchanged(c) {
+            tracing::info!(file = %crate::display::name(&c.name), "file changed while being read; taking it on a later pass");
+            return Ok(None);
+        }
+    }
+    Ok(Some((fp, size)))
+}
+
+/// Inbox files are moved (marker dropped); an operator's file elsewhere is copied, not taken.
+fn bring_into_processing(src: &Source, work: &Path) -> Result<()> {
+    match src {
+        Source::Inbox(c) => {
+            fsutil::move_file(&c.path, work).map_err(io_err(format!(
+                "moving {} into processing",
+                c.path.display()
+            )))?;
+            if let Some(m) = &c.marker {
+                let _ = std::fs::remove_file(m);
+            }
+        }
+        Source::Outside { path, .. } => fsutil::copy_durable(path, work).map_err(io_err(
+            format!("copying {} into processing", path.display()),
+        ))?,
+    }
+    Ok(())
 }
 
 /// Whether an earlier attempt with the same content makes new content a duplicate file:
