@@ -371,6 +371,13 @@ impl Config {
 
     /// Semantic checks over the whole config; every problem is reported.
     fn check(&self, text: &str, diags: &mut Diagnostics) {
+        self.check_paths(text, diags);
+        self.check_counts(text, diags);
+        self.check_limits(text, diags);
+    }
+
+    /// Folders that coincide or nest, and a ledger path that names a folder.
+    fn check_paths(&self, text: &str, diags: &mut Diagnostics) {
         let line = |key: &str| key_line(text, key);
         let dirs = self.paths.dirs();
         for (i, (a, pa)) in dirs.iter().enumerate() {
@@ -405,6 +412,11 @@ impl Config {
                 "paths.ledger names a folder; it must be a file",
             );
         }
+    }
+
+    /// Processing and watch settings that must be at least 1.
+    fn check_counts(&self, text: &str, diags: &mut Diagnostics) {
+        let line = |key: &str| key_line(text, key);
         if self.processing.max_stalled_starts == 0 {
             diags.error(
                 &self.file,
@@ -433,6 +445,11 @@ impl Config {
                 "watch.rescan_seconds must be at least 1",
             );
         }
+    }
+
+    /// Zero limits, and intake ignore globs written as paths.
+    fn check_limits(&self, text: &str, diags: &mut Diagnostics) {
+        let line = |key: &str| key_line(text, key);
         let l = &self.limits;
         for (name, v) in [
             ("max_file_bytes", l.max_file_bytes),
