@@ -42,24 +42,9 @@ impl SegPath {
         for (i, part) in parts.iter().enumerate() {
             let mut part = *part;
             if i + 1 == parts.len() {
-                // The field is after the last `.` that is outside brackets.
-                let mut depth = 0i32;
-                let mut dot = None;
-                for (j, c) in part.char_indices() {
-                    match c {
-                        '[' => depth += 1,
-                        ']' => depth -= 1,
-                        '.' if depth == 0 => dot = Some(j),
-                        _ => {}
-                    }
-                }
-                if let Some(j) = dot {
-                    let f = &part[j + 1..];
-                    if !is_name(f) {
-                        return Err(format!("bad field name '{f}' in path '{text}'"));
-                    }
+                if let Some((seg, f)) = split_field(part, text)? {
                     field = Some(f.to_string());
-                    part = &part[..j];
+                    part = seg;
                 }
             }
             if part.is_empty() {
@@ -73,44 +58,7 @@ impl SegPath {
                 Some(j) => (&part[..j], &part[j..]),
                 None => (part, ""),
             };
-            let mut filters = Vec::new();
-            let mut index = None;
-            let mut ft = filters_txt;
-            while !ft.is_empty() {
-                let Some(end) = ft.find(']') else {
-                    return Err(format!("unclosed '[' in path '{text}'"));
-                };
-                if !ft.starts_with('[') {
-                    return Err(format!("expected '[' in path '{text}'"));
-                }
-                let inner = &ft[1..end];
-                if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
-                    index = match (index, inner.parse::<usize>()) {
-                        (None, Ok(n)) if n >= 1 => Some(n),
-                        (Some(_), _) => {
-                            return Err(format!("two positions in one step of '{text}'"))
-                        }
-                        _ => {
-                            return Err(format!("position [{inner}] must be 1 or more in '{text}'"))
-                        }
-                    };
-                    ft = &ft[end + 1..];
-                    continue;
-                }
-                let Some((f, v)) = inner.split_once('=') else {
-                    return Err(format!(
-                        "filter '[{inner}]' needs FIELD=VALUE or a position [1] in '{text}'"
-                    ));
-                };
-                if !is_name(f.trim()) {
-                    return Err(format!("bad field name '{f}' in filter of '{text}'"));
-                }
-                filters.push((
-                    f.trim().to_string(),
-                    v.split('|').map(|s| s.trim().to_string()).collect(),
-                ));
-                ft = &ft[end + 1..];
-            }
+            let (filters, index) = parse_brackets(filters_txt, text)?;
             if !is_name(name) {
                 return Err(format!("bad segment name '{name}' in path '{text}'"));
             }
@@ -140,6 +88,71 @@ impl SegPath {
         }
         self
     }
+}
+
+/// The last step's `.FIELD`, split off at the last `.` outside brackets; `None` without one.
+fn split_field<'a>(part: &'a str, text: &str) -> Result<Option<(&'a str, &'a str)>, String> {
+    // The field is after the last `.` that is outside brackets.
+    let mut depth = 0i32;
+    let mut dot = None;
+    for (j, c) in part.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '.' if depth == 0 => dot = Some(j),
+            _ => {}
+        }
+    }
+    let Some(j) = dot else {
+        return Ok(None);
+    };
+    let f = &part[j + 1..];
+    if !is_name(f) {
+        return Err(format!("bad field name '{f}' in path '{text}'"));
+    }
+    Ok(Some((&part[..j], f)))
+}
+
+/// A step's filters, as in [`Step::filters`].
+type Filters = Vec<(String, Vec<String>)>;
+
+/// A step's `[F=V|W]` filters and `[n]` position, read from the brackets after its name.
+fn parse_brackets(brackets: &str, text: &str) -> Result<(Filters, Option<usize>), String> {
+    let mut filters = Vec::new();
+    let mut index = None;
+    let mut ft = brackets;
+    while !ft.is_empty() {
+        let Some(end) = ft.find(']') else {
+            return Err(format!("unclosed '[' in path '{text}'"));
+        };
+        if !ft.starts_with('[') {
+            return Err(format!("expected '[' in path '{text}'"));
+        }
+        let inner = &ft[1..end];
+        if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
+            index = match (index, inner.parse::<usize>()) {
+                (None, Ok(n)) if n >= 1 => Some(n),
+                (Some(_), _) => return Err(format!("two positions in one step of '{text}'")),
+                _ => return Err(format!("position [{inner}] must be 1 or more in '{text}'")),
+            };
+            ft = &ft[end + 1..];
+            continue;
+        }
+        let Some((f, v)) = inner.split_once('=') else {
+            return Err(format!(
+                "filter '[{inner}]' needs FIELD=VALUE or a position [1] in '{text}'"
+            ));
+        };
+        if !is_name(f.trim()) {
+            return Err(format!("bad field name '{f}' in filter of '{text}'"));
+        }
+        filters.push((
+            f.trim().to_string(),
+            v.split('|').map(|s| s.trim().to_string()).collect(),
+        ));
+        ft = &ft[end + 1..];
+    }
+    Ok((filters, index))
 }
 
 pub(super) fn is_name(s: &str) -> bool {
