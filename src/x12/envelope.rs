@@ -192,18 +192,36 @@ impl X12Reader {
 
 /// ISA content checks that reject the interchange (not the file): TA1 note code + reason.
 fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let bad = |code: &'static str, field: &str, value: &str, msg: &str| {
-        Some((
-            code,
-            Reason::new("x12-isa", msg.to_string())
-                .field(field)
-                .value(value),
-        ))
-    };
+    check_isa_parties(seg)
+        .or_else(|| check_isa_stamp(seg))
+        .or_else(|| check_isa_control(seg))
+}
+
+/// A rejected ISA's TA1 note code and reason.
+fn isa_reject(
+    code: &'static str,
+    field: &str,
+    value: &str,
+    msg: &str,
+) -> Option<(&'static str, Reason)> {
+    Some((
+        code,
+        Reason::new("x12-isa", msg.to_string())
+            .field(field)
+            .value(value),
+    ))
+}
+
+/// Whether an ISA element is a non-empty run of ASCII digits.
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// ISA01–ISA08: authorization and security qualifiers, sender and receiver IDs.
+fn check_isa_parties(seg: &Segment) -> Option<(&'static str, Reason)> {
     let (e1, e3) = (seg.el(1), seg.el(3));
     if !matches!(e1, "00" | "01" | "02" | "03" | "04" | "05" | "06") {
-        return bad(
+        return isa_reject(
             "010",
             "ISA01",
             e1,
@@ -211,7 +229,7 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
         );
     }
     if !matches!(e3, "00" | "01") {
-        return bad(
+        return isa_reject(
             "012",
             "ISA03",
             e3,
@@ -221,7 +239,7 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
     for (f, code) in [(5, "005"), (7, "007")] {
         let v = seg.el(f);
         if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return bad(
+            return isa_reject(
                 code,
                 &format!("ISA{f:02}"),
                 v,
@@ -231,7 +249,7 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
     }
     for (f, code) in [(6, "006"), (8, "008")] {
         if seg.el(f).trim().is_empty() {
-            return bad(
+            return isa_reject(
                 code,
                 &format!("ISA{f:02}"),
                 seg.el(f),
@@ -239,22 +257,34 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
             );
         }
     }
+    None
+}
+
+/// ISA09–ISA10: the interchange date and time.
+fn check_isa_stamp(seg: &Segment) -> Option<(&'static str, Reason)> {
     let date = seg.el(9);
-    if !digits(date) || chrono::NaiveDate::parse_from_str(&format!("20{date}"), "%Y%m%d").is_err() {
-        return bad("014", "ISA09", date, "ISA09 is not a valid YYMMDD date");
+    if !all_digits(date)
+        || chrono::NaiveDate::parse_from_str(&format!("20{date}"), "%Y%m%d").is_err()
+    {
+        return isa_reject("014", "ISA09", date, "ISA09 is not a valid YYMMDD date");
     }
     let time = seg.el(10);
     let hm = |i: usize| time.get(i..i + 2).and_then(|s| s.parse::<u32>().ok());
-    if !digits(time)
+    if !all_digits(time)
         || time.len() != 4
         || hm(0).is_none_or(|h| h >= 24)
         || hm(2).is_none_or(|m| m >= 60)
     {
-        return bad("015", "ISA10", time, "ISA10 is not a valid HHMM time");
+        return isa_reject("015", "ISA10", time, "ISA10 is not a valid HHMM time");
     }
+    None
+}
+
+/// ISA12–ISA15: version, control number, acknowledgment request and usage indicator.
+fn check_isa_control(seg: &Segment) -> Option<(&'static str, Reason)> {
     let version = seg.el(12);
-    if !digits(version) || version.len() != 5 || version < "00200" {
-        return bad(
+    if !all_digits(version) || version.len() != 5 || version < "00200" {
+        return isa_reject(
             "017",
             "ISA12",
             version,
@@ -262,14 +292,14 @@ fn check_isa(seg: &Segment) -> Option<(&'static str, Reason)> {
         );
     }
     let ctl = seg.el(13);
-    if !digits(ctl) || ctl.len() != 9 {
-        return bad("018", "ISA13", ctl, "ISA13 must be 9 digits");
+    if !all_digits(ctl) || ctl.len() != 9 {
+        return isa_reject("018", "ISA13", ctl, "ISA13 must be 9 digits");
     }
     if !matches!(seg.el(14), "0" | "1") {
-        return bad("019", "ISA14", seg.el(14), "ISA14 must be 0 or 1");
+        return isa_reject("019", "ISA14", seg.el(14), "ISA14 must be 0 or 1");
     }
     if !matches!(seg.el(15), "P" | "T" | "I") {
-        return bad("020", "ISA15", seg.el(15), "ISA15 must be P, T or I");
+        return isa_reject("020", "ISA15", seg.el(15), "ISA15 must be P, T or I");
     }
     None
 }
