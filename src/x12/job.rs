@@ -136,27 +136,12 @@ impl SetJob {
                 ev.tolerated.push("x12-se01-count".into());
             } else {
                 ak5.push(4);
-                issues.push(validate::Issue {
-                    seg: self.segs.len() - 1,
-                    seg_id: "SE".into(),
-                    code: 8,
-                    element: Some(validate::ElementIssue {
-                        pos: 1,
-                        comp: None,
-                        code: 7,
-                        value: se.el(1).chars().take(20).collect(),
-                    }),
-                    reason: Reason::new(
-                        "x12-se01-count",
-                        format!(
-                            "SE01 declares '{}' segments but the set has {count}",
-                            se.el(1)
-                        ),
-                    )
-                    .field("SE01")
-                    .value(se.el(1).chars().take(20).collect::<String>()),
-                    set_level: false,
-                });
+                let msg = format!(
+                    "SE01 declares '{}' segments but the set has {count}",
+                    se.el(1)
+                );
+                let at = (self.segs.len() - 1, "SE", 1);
+                issues.push(envelope_issue(at, 7, se.el(1), "x12-se01-count", msg));
             }
         }
         if se.el(2) != st02 {
@@ -167,24 +152,9 @@ impl SetJob {
                 ev.tolerated.push("x12-se02-control".into());
             } else {
                 ak5.push(3);
-                issues.push(validate::Issue {
-                    seg: self.segs.len() - 1,
-                    seg_id: "SE".into(),
-                    code: 8,
-                    element: Some(validate::ElementIssue {
-                        pos: 2,
-                        comp: None,
-                        code: 7,
-                        value: se.el(2).chars().take(20).collect(),
-                    }),
-                    reason: Reason::new(
-                        "x12-se02-control",
-                        format!("SE02 '{}' does not match ST02 '{st02}'", se.el(2)),
-                    )
-                    .field("SE02")
-                    .value(se.el(2).chars().take(20).collect::<String>()),
-                    set_level: false,
-                });
+                let msg = format!("SE02 '{}' does not match ST02 '{st02}'", se.el(2));
+                let at = (self.segs.len() - 1, "SE", 2);
+                issues.push(envelope_issue(at, 7, se.el(2), "x12-se02-control", msg));
             }
         }
     }
@@ -231,33 +201,52 @@ impl SetJob {
 fn check_st02(st02: &str, ak5: &mut Vec<u8>, issues: &mut Vec<validate::Issue>) {
     if st02.len() < 4 || st02.len() > 9 {
         ak5.push(7);
-        issues.push(validate::Issue {
-            seg: 0,
-            seg_id: "ST".into(),
-            code: 8,
-            element: Some(validate::ElementIssue {
-                pos: 2,
-                comp: None,
-                code: if st02.len() < 4 { 4 } else { 5 },
-                value: st02.chars().take(20).collect(),
-            }),
-            reason: Reason::new("x12-length", "ST02 must be 4-9 characters")
-                .field("ST02")
-                .value(st02.chars().take(20).collect::<String>()),
-            set_level: false,
-        });
+        let code = if st02.len() < 4 { 4 } else { 5 };
+        let msg = "ST02 must be 4-9 characters".to_string();
+        issues.push(envelope_issue((0, "ST", 2), code, st02, "x12-length", msg));
     }
+}
+
+/// An error in an element of ST or SE (`at`: the segment's index and id, the element's
+/// position), AK304 code 8 with AK403 `code`; the value is echoed to 20 characters.
+fn envelope_issue(
+    at: (usize, &str, usize),
+    code: u8,
+    value: &str,
+    rule: &str,
+    msg: String,
+) -> validate::Issue {
+    let (seg, seg_id, pos) = at;
+    let echo: String = value.chars().take(20).collect();
+    validate::Issue {
+        seg,
+        seg_id: seg_id.into(),
+        code: 8,
+        element: Some(validate::ElementIssue {
+            pos,
+            comp: None,
+            code,
+            value: echo.clone(),
+        }),
+        reason: Reason::new(rule, msg)
+            .field(format!("{seg_id}{pos:02}"))
+            .value(echo),
+        set_level: false,
+    }
+}
+
+/// SE01 and SE02 mismatches: the AK5 code (4 / 3) tells them, as the standard and pyx12
+/// do, so they are neither an AK3 nor a reason for AK5 code 5.
+fn told_by_ak5_alone(issue: &validate::Issue) -> bool {
+    matches!(
+        issue.reason.rule.as_str(),
+        "x12-se01-count" | "x12-se02-control"
+    )
 }
 
 /// Makes the issues verdicts: AK5 5 beyond SE01/SE02, the first issue of a segment rejects it.
 fn apply_issues(issues: &[validate::Issue], ev: &mut Evaluation, ak5: &mut Vec<u8>) {
-    if issues.iter().any(|i| {
-        !matches!(
-            i.reason.rule.as_str(),
-            "x12-se01-count" | "x12-se02-control"
-        )
-    }) && !ak5.contains(&5)
-    {
+    if issues.iter().any(|i| !told_by_ak5_alone(i)) && !ak5.contains(&5) {
         ak5.push(5);
     }
     for issue in issues {
@@ -281,16 +270,10 @@ fn ack_detail(
 ) -> serde_json::Value {
     // The ack lists errors in segment order, as a reader of the file would meet them.
     issues.sort_by_key(|i| i.seg);
-    // SE01/SE02 mismatches are reported by the AK5 code alone (4 / 3), as the standard
-    // and pyx12 do; the reject report still shows them on the SE segment.
+    // The reject report still shows SE01/SE02 mismatches on the SE segment.
     let ak3: Vec<serde_json::Value> = issues
         .iter()
-        .filter(|i| {
-            !matches!(
-                i.reason.rule.as_str(),
-                "x12-se01-count" | "x12-se02-control"
-            )
-        })
+        .filter(|i| !told_by_ak5_alone(i))
         .map(|i| {
             json!({
                 "seg": i.seg_id,
