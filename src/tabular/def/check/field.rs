@@ -189,7 +189,7 @@ fn check_type(
     f: &RawField,
     sheet: bool,
 ) -> FieldType {
-    match f.ty.as_deref().unwrap_or("string") {
+    match type_name(f) {
         "string" => FieldType::String,
         "integer" => FieldType::Integer,
         "decimal" => check_decimal(c, span, name, f),
@@ -332,6 +332,11 @@ fn check_code(
     }
 }
 
+/// The field's `type` as written, `string` when it names none.
+fn type_name(f: &RawField) -> &str {
+    f.ty.as_deref().unwrap_or("string")
+}
+
 /// A setting meant for another type is a mistake, not something to ignore silently.
 fn check_settings_fit_type(
     c: &mut Checker,
@@ -339,7 +344,7 @@ fn check_settings_fit_type(
     name: &str,
     f: &RawField,
 ) {
-    let tyname = f.ty.as_deref().unwrap_or("string");
+    let tyname = type_name(f);
     if !matches!(tyname, "date" | "datetime") && f.format.is_some() {
         c.err(
             Some(span.clone()),
