@@ -194,12 +194,8 @@ impl X12Reader {
 impl X12Reader {
     /// The next unit as read, before any all-or-nothing merging.
     fn next_unit_inner(&mut self) -> Result<Option<Unit>, FileError> {
-        if self.cur.is_none() {
+        let Some(d) = self.cur.as_ref().map(|c| c.isa.delims) else {
             return self.next_isa();
-        }
-        let d = self.cur.as_ref().map(|c| c.isa.delims);
-        let Some(d) = d else {
-            return Ok(None);
         };
         let read = self.src.read_segment(&d);
         let seg = match read {
