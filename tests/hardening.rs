@@ -70,8 +70,10 @@ fn regression_a_damaged_ledger_stops_the_run_and_check_ledger_says_so() {
     let backup = w.dir.join("ledger-backup.sqlite");
     let out = w.run(&["backup", backup.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    // Checkpoint, then 8 KiB of garbage in the middle of the database file.
+    // Checkpoint, then 8 KiB of garbage in the middle of the database file, under a seal
+    // that held until then.
     drop(rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap());
+    assert!(w.dir.join("ledger.sqlite-seal").exists());
     let p = w.dir.join("ledger.sqlite");
     let mut bytes = std::fs::read(&p).unwrap();
     let mid = bytes.len() / 2 / 4096 * 4096;
@@ -95,6 +97,23 @@ fn regression_a_damaged_ledger_stops_the_run_and_check_ledger_says_so() {
     let check = w.run(&["check", "--ledger"]);
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     assert_eq!(w.run(&["run"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_start_after_a_run_in_the_same_boot_skips_the_ledger_check_its_seal_vouches_for() {
+    let w = Work::plain(5);
+    w.drop_file("orders-1.csv", &orders_csv(400, 0, "A"));
+    assert_eq!(w.run(&["run"]).status.code(), Some(0));
+    assert!(w.dir.join("ledger.sqlite-seal").exists());
+    let out = w
+        .cmd()
+        .arg("run")
+        .env("TALLYMAN_LOG", "tallyman=debug")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ledger check not due sealed=true"), "{err}");
 }
 
 #[test]

@@ -7,11 +7,14 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{now, Ledger, LedgerError, Result};
 
-/// A ledger up to this size is checked (`PRAGMA quick_check`) at every start: about half
-/// a second for 100 MB here. A larger one is checked at most hourly, to keep a timer
-/// run's start short.
+/// A ledger up to this size is checked (`PRAGMA quick_check`) at every start whose seal
+/// does not hold (see seal.rs): about half a second for 100 MB here. A larger one is
+/// checked at most hourly then, to keep a timer run's start short.
 const CHECK_EVERY_START_BYTES: u64 = 1 << 30;
 const CHECK_EVERY_SECS: i64 = 3600;
+/// A sealed ledger is still checked once a day: a disk can decay under a file nobody
+/// wrote.
+const CHECK_SEALED_EVERY_SECS: i64 = 24 * 3600;
 
 impl Ledger {
     /// `PRAGMA quick_check` (or the full `integrity_check`): the problems found, empty if
@@ -33,15 +36,31 @@ impl Ledger {
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
-    /// Runs a quick check (every start for a ledger up to 1 GiB, hourly above) and
-    /// refuses a damaged ledger. It reads each page once without checking index contents,
-    /// and it is what turns "8 KiB of broken pages" into a stop with a clear message
-    /// instead of a run that writes on.
+    /// Runs a quick check when one is due and refuses a damaged ledger. It reads each page
+    /// once without checking index contents, and it is what turns "8 KiB of broken pages"
+    /// into a stop with a clear message instead of a run that writes on. Due: at a start
+    /// whose seal does not hold (a reboot, a write by anything but tallyman, a checkpoint
+    /// cut short, no seal yet) for a ledger up to 1 GiB, hourly above; daily for a sealed
+    /// ledger.
     pub fn ensure_sound(&self) -> Result<()> {
+        let sealed = !self.is_postgres() && super::seal::intact(self.path());
         let size = std::fs::metadata(self.path()).map(|m| m.len()).unwrap_or(0);
-        if size <= CHECK_EVERY_START_BYTES {
+        let every = if sealed {
+            CHECK_SEALED_EVERY_SECS
+        } else if size <= CHECK_EVERY_START_BYTES {
+            return self.quick_check_now();
+        } else {
+            CHECK_EVERY_SECS
+        };
+        if self.check_due(every) {
             return self.quick_check_now();
         }
+        tracing::debug!(sealed, "ledger check not due");
+        Ok(())
+    }
+
+    /// Whether the last passed check is `every` seconds old or more (or unrecorded).
+    fn check_due(&self, every: i64) -> bool {
         let last: Option<String> = self
             .conn
             .query_row(
@@ -50,15 +69,8 @@ impl Ledger {
                 |r| r.get(0),
             )
             .ok();
-        let due = last
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-            .is_none_or(|t| {
-                chrono::Utc::now().signed_duration_since(t).num_seconds() >= CHECK_EVERY_SECS
-            });
-        if due {
-            self.quick_check_now()?;
-        }
-        Ok(())
+        last.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .is_none_or(|t| chrono::Utc::now().signed_duration_since(t).num_seconds() >= every)
     }
 
     fn quick_check_now(&self) -> Result<()> {
@@ -74,6 +86,9 @@ impl Ledger {
              ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             [now()],
         )?;
+        if !self.is_postgres() {
+            super::seal::seal(self.path());
+        }
         Ok(())
     }
 

@@ -34,6 +34,7 @@ mod roots;
 mod runs;
 mod schema;
 mod schema_pg;
+mod seal;
 pub mod spans;
 #[cfg(test)]
 pub(crate) mod testplace;
@@ -219,6 +220,7 @@ impl Location {
             // WAL keeps its largest size on disk for as long as a `watch` or `serve` keeps
             // the ledger open; with one it is cut back once checkpointed.
             c.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
+            seal::checkpoint_from_hook(c);
         }
         Ok(conn)
     }
@@ -239,6 +241,14 @@ pub struct Ledger {
     fences: leases::Fences,
     /// The run this process began on this ledger, which holds its leases.
     run: std::cell::Cell<Option<i64>>,
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Connection::Lite(c) = &self.conn {
+            seal::checkpoint_on_close(c);
+        }
+    }
 }
 
 impl Ledger {
@@ -308,7 +318,13 @@ impl Ledger {
             let mut p = self.path().as_os_str().to_owned();
             p.push(suffix);
             let p = PathBuf::from(p);
-            if p.exists() {
+            // Only when it differs: a chmod moves the file's change time even to the same
+            // mode, and that breaks the ledger's seal (see seal.rs).
+            let mode = std::fs::metadata(&p).map(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o777
+            });
+            if mode.is_ok_and(|m| m != crate::fsutil::file_mode()) {
                 crate::fsutil::set_mode(&p)?;
             }
         }

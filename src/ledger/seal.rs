@@ -1,0 +1,291 @@
+//! Whether a start may trust the ledger's file without reading every page of it.
+//!
+//! `PRAGMA quick_check` at every start reads the whole database: ~50 ms for the ledger of
+//! a 50 MB file, seconds for a ledger of a few gigabytes, paid again by every timer run
+//! and by every resume after a kill. Yet in WAL mode a killed process cannot damage the
+//! database file: SQLite writes it only in a checkpoint, after the frames are safe in the
+//! WAL, and a checkpoint cut short is done again from the WAL. What can damage it is the
+//! machine going down under a disk that lied about its writes, or something other than
+//! SQLite writing into the file (a copy over it, a tool, a stray `dd`).
+//!
+//! So after every checkpoint tallyman makes, and after every check that passes, it writes
+//! a seal beside the database (`<ledger>-seal`): the boot it happened in and what the
+//! file's metadata said right after — device, inode, size, and a modification time it set
+//! itself to the precise clock. A start whose seal still matches (same boot, file untouched
+//! since) skips the check; a reboot, any foreign write (which sets the modification time
+//! from the kernel's coarse clock, never the value the seal holds), a checkpoint killed
+//! halfway or a missing seal each make the next start check. A seal is only carried
+//! forward from a seal that still held: a checkpoint over a file changed behind
+//! tallyman's back leaves the seal stale, so that change is checked, not blessed.
+//!
+//! SQLite's automatic checkpoint is replaced by the same checkpoint made from the WAL hook
+//! (SQLite's own default hook does exactly this, at the same 1,000 frames), followed by
+//! the seal; a closing `Ledger` checkpoints and seals before SQLite's close-time
+//! checkpoint, which then finds nothing to copy.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rusqlite::ffi;
+
+/// The WAL size, in frames, at which a commit checkpoints (SQLite's default).
+const CHECKPOINT_FRAMES: c_int = 1000;
+
+/// The seal's file: the database's name with `-seal`, as SQLite names its `-wal`.
+pub(super) fn seal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-seal");
+    PathBuf::from(p)
+}
+
+/// This boot's id (Linux); none elsewhere, where every start checks.
+fn boot_id() -> Option<&'static str> {
+    static BOOT: OnceLock<Option<String>> = OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
+}
+
+/// What a seal records: the boot and the database file's metadata.
+fn describe(boot: &str, m: &std::fs::Metadata) -> String {
+    format!(
+        "tallyman-seal 1 boot={boot} dev={} ino={} size={} mtime={}.{:09} ctime={}.{:09}\n",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
+
+/// Whether the database file is as tallyman last left it, in this boot.
+pub(super) fn intact(db: &Path) -> bool {
+    let Some(boot) = boot_id() else {
+        return false;
+    };
+    let (Ok(sealed), Ok(m)) = (
+        std::fs::read_to_string(seal_path(db)),
+        std::fs::metadata(db),
+    ) else {
+        return false;
+    };
+    sealed == describe(boot, &m)
+}
+
+/// Records the database file as it is now as tallyman's own. Only for a file that was
+/// checked, or was intact before tallyman's own checkpoint changed it. Failing to seal
+/// leaves the last seal, which no longer matches: the next start checks.
+pub(super) fn seal(db: &Path) {
+    let Some(boot) = boot_id() else {
+        return;
+    };
+    if !stamp_now(db) {
+        return;
+    }
+    let Ok(m) = std::fs::metadata(db) else {
+        return;
+    };
+    let line = describe(boot, &m);
+    let written =
+        crate::fsutil::write_unsynced_with(&seal_path(db), |f| f.write_all(line.as_bytes()));
+    if written.is_err() {
+        let _ = std::fs::remove_file(seal_path(db));
+    }
+}
+
+/// Sets the file's modification time to the precise clock, by name: opening the database
+/// file and closing it again would drop every POSIX lock SQLite holds on it in this
+/// process.
+fn stamp_now(db: &Path) -> bool {
+    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(db.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: now.as_secs() as libc::time_t,
+            tv_nsec: now.subsec_nanos() as libc::c_long,
+        },
+    ];
+    // SAFETY: a NUL-terminated path and two timespecs, as utimensat takes them.
+    unsafe { libc::utimensat(libc::AT_FDCWD, name.as_ptr(), times.as_ptr(), 0) == 0 }
+}
+
+/// Makes SQLite's automatic checkpoint through [`after_commit`], which seals after it.
+pub(super) fn checkpoint_from_hook(c: &rusqlite::Connection) {
+    // SAFETY: the connection's own handle; the hook takes no client data and replaces
+    // SQLite's default automatic-checkpoint hook, which it does the work of.
+    unsafe {
+        ffi::sqlite3_wal_hook(c.handle(), Some(after_commit), std::ptr::null_mut());
+    }
+}
+
+/// Checkpoints a closing connection's WAL and seals the file, before SQLite's close.
+pub(super) fn checkpoint_on_close(c: &rusqlite::Connection) {
+    // SAFETY: the connection's own handle, still open; "main" is its database.
+    unsafe { checkpoint_keeping_seal(c.handle(), c"main".as_ptr()) }
+}
+
+/// SQLite's WAL hook, called after every commit with the WAL's size in frames.
+unsafe extern "C" fn after_commit(
+    _: *mut c_void,
+    db: *mut ffi::sqlite3,
+    name: *const c_char,
+    frames: c_int,
+) -> c_int {
+    if frames >= CHECKPOINT_FRAMES {
+        // Nothing may unwind into SQLite; a seal not written only costs a check.
+        let _ = std::panic::catch_unwind(|| {
+            // SAFETY: the handle and name SQLite passed to its own hook.
+            unsafe { checkpoint_keeping_seal(db, name) }
+        });
+    }
+    ffi::SQLITE_OK
+}
+
+/// A passive checkpoint (SQLite's automatic one); the seal carried forward if it held.
+unsafe fn checkpoint_keeping_seal(db: *mut ffi::sqlite3, name: *const c_char) {
+    // SAFETY: an open handle and the name of one of its databases (the callers').
+    let file = unsafe { ffi::sqlite3_db_filename(db, name) };
+    let path = if file.is_null() {
+        None
+    } else {
+        // SAFETY: SQLite's own NUL-terminated file name, valid while the handle is open.
+        let bytes = unsafe { CStr::from_ptr(file) }.to_bytes();
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+            .filter(|p| !bytes.is_empty() && p.exists())
+    };
+    let held = path.as_deref().is_some_and(intact);
+    // SAFETY: as above.
+    let rc = unsafe { ffi::sqlite3_wal_checkpoint(db, name) };
+    if let (true, ffi::SQLITE_OK, Some(p)) = (held, rc, path) {
+        seal(&p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_file() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.sqlite");
+        std::fs::write(&p, b"pages").unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn a_sealed_file_is_intact_until_something_writes_it() {
+        let (_d, p) = sqlite_file();
+        assert!(!intact(&p), "no seal yet");
+        seal(&p);
+        assert!(intact(&p));
+        // Written right after the seal, within the same tick of the coarse clock, with
+        // the same size: the modification time the seal set is not the kernel's.
+        std::fs::write(&p, b"PAGES").unwrap();
+        assert!(!intact(&p));
+        seal(&p);
+        assert!(intact(&p));
+    }
+
+    #[test]
+    fn a_seal_of_another_boot_or_file_does_not_hold() {
+        let (_d, p) = sqlite_file();
+        seal(&p);
+        let text = std::fs::read_to_string(seal_path(&p)).unwrap();
+        let other = text.replace("boot=", "boot=x");
+        std::fs::write(seal_path(&p), other).unwrap();
+        assert!(!intact(&p));
+        seal(&p);
+        // The file replaced by a copy of itself (a restore): another inode.
+        let copy = p.with_extension("copy");
+        std::fs::copy(&p, &copy).unwrap();
+        std::fs::rename(&copy, &p).unwrap();
+        assert!(!intact(&p));
+    }
+
+    fn checked_ledger() -> (tempfile::TempDir, PathBuf, crate::ledger::Ledger) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.sqlite");
+        let l = crate::ledger::Ledger::open(&p).unwrap();
+        l.ensure_sound().unwrap();
+        assert!(intact(&p), "a passed check seals");
+        (d, p, l)
+    }
+
+    /// One transaction of ~6 MB: over the 1,000 frames at which a commit checkpoints.
+    fn grow(l: &crate::ledger::Ledger) {
+        l.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('test-filler', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                ["x".repeat(6 << 20)],
+            )
+            .unwrap();
+    }
+
+    fn size(p: &Path) -> u64 {
+        std::fs::metadata(p).unwrap().len()
+    }
+
+    #[test]
+    fn the_commit_that_checkpoints_and_the_closing_ledger_carry_the_seal_forward() {
+        let (_d, p, l) = checked_ledger();
+        let before = size(&p);
+        grow(&l);
+        assert!(size(&p) > before, "the commit checkpointed into the file");
+        assert!(intact(&p), "and sealed what it wrote");
+        // A process killed here: nothing closes, the file stays as sealed.
+        l.conn
+            .execute("UPDATE meta SET value = 'y' WHERE key = 'test-filler'", [])
+            .unwrap();
+        assert!(intact(&p));
+        drop(l);
+        assert!(intact(&p), "closing checkpointed and sealed first");
+        let again = crate::ledger::Ledger::open(&p).unwrap();
+        assert!(
+            intact(&p),
+            "opening a current ledger writes nothing to the file"
+        );
+        drop(again);
+    }
+
+    #[test]
+    fn a_checkpoint_does_not_seal_a_file_changed_behind_the_ledgers_back() {
+        let (_d, p, l) = checked_ledger();
+        // Another program writes the file (here only its time: `touch`, which cannot
+        // take SQLite's locks away from this process as opening the file here would).
+        let touched = std::process::Command::new("touch")
+            .arg(&p)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+        assert!(!intact(&p));
+        grow(&l);
+        assert!(
+            !intact(&p),
+            "the checkpoint over a changed file left the seal stale"
+        );
+        drop(l);
+        assert!(!intact(&p), "so did the close");
+        let l = crate::ledger::Ledger::open(&p).unwrap();
+        l.ensure_sound().unwrap();
+        assert!(intact(&p), "until a check passed");
+    }
+}
