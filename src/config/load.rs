@@ -140,34 +140,24 @@ impl Config {
 
     /// Processing and watch settings that must be at least 1.
     fn check_counts(&self, text: &str, diags: &mut Diagnostics) {
-        let line = |key: &str| key_line(text, key);
-        if self.processing.max_stalled_starts == 0 {
-            diags.error(
-                &self.file,
-                line("max_stalled_starts"),
-                "processing.max_stalled_starts must be at least 1",
-            );
-        }
-        if self.processing.lease_seconds == 0 {
-            diags.error(
-                &self.file,
-                line("lease_seconds"),
-                "processing.lease_seconds must be at least 1",
-            );
-        }
-        if self.processing.batch_lines == 0 {
-            diags.error(
-                &self.file,
-                line("batch_lines"),
-                "processing.batch_lines must be at least 1",
-            );
-        }
-        if self.watch.rescan_seconds == 0 {
-            diags.error(
-                &self.file,
-                line("rescan_seconds"),
-                "watch.rescan_seconds must be at least 1",
-            );
+        let (p, w) = (&self.processing, &self.watch);
+        for (section, key, v) in [
+            (
+                "processing",
+                "max_stalled_starts",
+                u64::from(p.max_stalled_starts),
+            ),
+            ("processing", "lease_seconds", p.lease_seconds),
+            ("processing", "batch_lines", p.batch_lines),
+            ("watch", "rescan_seconds", w.rescan_seconds),
+        ] {
+            if v == 0 {
+                diags.error(
+                    &self.file,
+                    key_line(text, key),
+                    format!("{section}.{key} must be at least 1"),
+                );
+            }
         }
     }
 

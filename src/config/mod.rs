@@ -358,4 +358,20 @@ mod tests {
         assert!(errs.iter().any(|e| e.message.contains("[extra]")));
         assert!(errs.iter().any(|e| e.message.contains("same folder")));
     }
+
+    #[test]
+    fn every_count_set_to_zero_is_reported_at_its_line() {
+        let text = "[processing]\nmax_stalled_starts = 0\nlease_seconds = 0\nbatch_lines = 0\n[watch]\nrescan_seconds = 0\n";
+        let errs = Config::parse(Path::new("t.toml"), text).unwrap_err();
+        let said: Vec<_> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(
+            said,
+            [
+                (Some(2), "processing.max_stalled_starts must be at least 1"),
+                (Some(3), "processing.lease_seconds must be at least 1"),
+                (Some(4), "processing.batch_lines must be at least 1"),
+                (Some(6), "watch.rescan_seconds must be at least 1"),
+            ]
+        );
+    }
 }
