@@ -218,10 +218,11 @@ impl Engine {
     pub fn open(cfg: Config) -> Result<Engine> {
         workdir::check(&cfg)?;
         workdir::prepare(&cfg)?;
-        // The ledger's check at start reads every page of it (~100 M instructions for
-        // the ledger of a 30 MB interchange), loading the format definitions takes about
-        // a third of that, and neither needs the other: on two threads, a start waits for
-        // the longer one only. The ledger is still checked before anything is written.
+        // The ledger's check at start, when its seal does not vouch for it, reads every
+        // page of it (~100 M instructions for the ledger of a 30 MB interchange), loading
+        // the format definitions takes about a third of that, and neither needs the
+        // other: on two threads, a start waits for the longer one only. The ledger is
+        // still checked before anything is written.
         let paths = cfg.paths.clone();
         let sound = std::thread::Builder::new()
             .name("tallyman-ledger-check".into())
