@@ -70,11 +70,15 @@ pub fn apply_umask(dir_mode: u32) {
 }
 
 /// Gives an existing file the configured mode (inputs moved in keep their sender's mode).
+/// A file that has it already is left alone: a chmod moves the file's change time even to
+/// the same mode, which would break the ledger's seal (see ledger/seal.rs).
 pub fn set_mode(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(file_mode()))?;
+        if fs::metadata(path)?.permissions().mode() & 0o777 != file_mode() {
+            fs::set_permissions(path, fs::Permissions::from_mode(file_mode()))?;
+        }
     }
     #[cfg(not(unix))]
     let _ = path;

@@ -318,13 +318,7 @@ impl Ledger {
             let mut p = self.path().as_os_str().to_owned();
             p.push(suffix);
             let p = PathBuf::from(p);
-            // Only when it differs: a chmod moves the file's change time even to the same
-            // mode, and that breaks the ledger's seal (see seal.rs).
-            let mode = std::fs::metadata(&p).map(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                m.permissions().mode() & 0o777
-            });
-            if mode.is_ok_and(|m| m != crate::fsutil::file_mode()) {
+            if p.exists() {
                 crate::fsutil::set_mode(&p)?;
             }
         }
