@@ -44,15 +44,13 @@ impl Ledger {
     /// ledger.
     pub fn ensure_sound(&self) -> Result<()> {
         let sealed = !self.is_postgres() && super::seal::intact(self.path());
-        let size = std::fs::metadata(self.path()).map(|m| m.len()).unwrap_or(0);
-        let every = if sealed {
-            CHECK_SEALED_EVERY_SECS
-        } else if size <= CHECK_EVERY_START_BYTES {
-            return self.quick_check_now();
+        let due = if sealed {
+            self.check_due(CHECK_SEALED_EVERY_SECS)
         } else {
-            CHECK_EVERY_SECS
+            let size = std::fs::metadata(self.path()).map_or(0, |m| m.len());
+            size <= CHECK_EVERY_START_BYTES || self.check_due(CHECK_EVERY_SECS)
         };
-        if self.check_due(every) {
+        if due {
             return self.quick_check_now();
         }
         tracing::debug!(sealed, "ledger check not due");

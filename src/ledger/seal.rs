@@ -36,7 +36,7 @@ use rusqlite::ffi;
 const CHECKPOINT_FRAMES: c_int = 1000;
 
 /// The seal's file: the database's name with `-seal`, as SQLite names its `-wal`.
-pub(super) fn seal_path(db: &Path) -> PathBuf {
+fn seal_path(db: &Path) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
     p.push("-seal");
     PathBuf::from(p)
@@ -163,14 +163,14 @@ unsafe extern "C" fn after_commit(
 unsafe fn checkpoint_keeping_seal(db: *mut ffi::sqlite3, name: *const c_char) {
     // SAFETY: an open handle and the name of one of its databases (the callers').
     let file = unsafe { ffi::sqlite3_db_filename(db, name) };
-    let path = if file.is_null() {
-        None
-    } else {
-        // SAFETY: SQLite's own NUL-terminated file name, valid while the handle is open.
-        let bytes = unsafe { CStr::from_ptr(file) }.to_bytes();
-        Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
-            .filter(|p| !bytes.is_empty() && p.exists())
-    };
+    // A temporary or in-memory database has an empty name: no file, no seal.
+    let path = (!file.is_null())
+        .then(|| {
+            // SAFETY: SQLite's own NUL-terminated file name, valid while the handle is open.
+            let bytes = unsafe { CStr::from_ptr(file) }.to_bytes();
+            PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+        })
+        .filter(|p| !p.as_os_str().is_empty());
     let held = path.as_deref().is_some_and(intact);
     // SAFETY: as above.
     let rc = unsafe { ffi::sqlite3_wal_checkpoint(db, name) };
