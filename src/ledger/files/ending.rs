@@ -7,7 +7,7 @@
 use crate::format::Outbound;
 use crate::ledger::db::{params, TransactionBehavior};
 use crate::ledger::model::Outcome;
-use crate::ledger::{Ledger, Result};
+use crate::ledger::{delivery, leases, made, review, spans, Leased, Ledger, Result};
 
 /// What of a failed file never reached the outbox: its lines become rejects and its keys
 /// are given back, so the same documents sent again are applied, not called duplicates.
@@ -99,10 +99,10 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
+        leases::keep(&tx, &self.fences, &Leased::File(id))?;
         if outcome == Outcome::Rejected {
             let msg = format!("file rejected whole: {}", why.unwrap_or("policy"));
-            crate::ledger::spans::reject_late(
+            spans::reject_late(
                 &tx,
                 id,
                 "'applied', 'duplicate', 'unmapped'",
@@ -111,7 +111,7 @@ impl Ledger {
                 &msg,
             )?;
             tx.execute("DELETE FROM keys WHERE file_id=?1", params![id])?;
-            crate::ledger::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+            made::forget(&tx, id, 0, i64::MAX, |_| true)?;
             tx.execute("DELETE FROM version_runs WHERE file_id=?1", params![id])?;
             tx.execute(&recount_sql(), params![id])?;
         }
@@ -123,10 +123,10 @@ impl Ledger {
             )?;
         }
         if matches!(outcome, Outcome::Applied | Outcome::AppliedWithRejects) {
-            crate::ledger::delivery::queue_file(&tx, id, &self.routes)?;
+            delivery::queue_file(&tx, id, &self.routes)?;
         }
         if outcome != Outcome::Rejected {
-            crate::ledger::review::resolve_corrected(&tx, id)?;
+            review::resolve_corrected(&tx, id)?;
         }
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, \
@@ -152,8 +152,8 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
-        crate::ledger::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+        leases::keep(&tx, &self.fences, &Leased::File(id))?;
+        made::forget(&tx, id, 0, i64::MAX, |_| true)?;
         for table in ["lines", "units", "unit_runs", "keys", "version_runs"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
@@ -173,8 +173,8 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
-        crate::ledger::made::forget(&tx, id, 0, i64::MAX, |_| true)?;
+        leases::keep(&tx, &self.fences, &Leased::File(id))?;
+        made::forget(&tx, id, 0, i64::MAX, |_| true)?;
         for table in [
             "lines",
             "units",
@@ -203,8 +203,8 @@ impl Ledger {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::ledger::leases::keep(&tx, &self.fences, &crate::ledger::Leased::File(id))?;
-        crate::ledger::spans::reject_late(&tx, id, "'applied', 'unmapped'", lost, rule, message)?;
+        leases::keep(&tx, &self.fences, &Leased::File(id))?;
+        spans::reject_late(&tx, id, "'applied', 'unmapped'", lost, rule, message)?;
         tx.execute(
             &format!(
                 "DELETE FROM keys WHERE file_id=?1 AND {})",
@@ -213,7 +213,7 @@ impl Ledger {
             params![id, ranges],
         )?;
         for (entity, from, to) in lost.list() {
-            crate::ledger::made::forget(&tx, id, from, to, |e| entity == "*" || entity == e)?;
+            made::forget(&tx, id, from, to, |e| entity == "*" || entity == e)?;
         }
         // Deliveries of versions that are gone can never be sent.
         tx.execute(
