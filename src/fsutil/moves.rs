@@ -152,8 +152,9 @@ pub fn copy_durable(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod move_new_tests {
+mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn moves_only_to_a_free_name_and_finishes_a_move_cut_short() {
@@ -176,12 +177,6 @@ mod move_new_tests {
         assert!(!a.exists());
         assert_eq!(fs::read_to_string(&to).unwrap(), "first");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
 
     #[test]
     fn moves_files_into_several_folders_and_makes_the_missing_ones() {
