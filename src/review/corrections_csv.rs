@@ -22,7 +22,7 @@ use std::path::Path;
 use csv_core::ReadFieldResult;
 use encoding_rs::{UTF_16BE, UTF_16LE};
 
-use super::input::Input;
+use super::input::{copy_through, Input};
 use super::{error_text, CorrectionsError, RejectedRows};
 use crate::format::Limits;
 use crate::fsutil;
@@ -361,8 +361,7 @@ impl Copier {
                         return Ok(());
                     }
                     out.write_all(&self.buf[start..end])?;
-                    io::copy(input, out)?;
-                    return Ok(());
+                    return copy_through(input, out, &mut self.buf);
                 }
                 ReadFieldResult::End => return Ok(()),
             }

@@ -8,7 +8,7 @@
 //! gaps between them are not read).
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -18,6 +18,8 @@ use crate::tabular::charset::{Decoding, Transcoder};
 const LEAST: usize = 2048;
 /// The most a window reads at once.
 const MOST: usize = 256 * 1024;
+/// What the bytes between two rows of a transcoding are read by at a time.
+const SKIP_BUFFER: usize = 8 * 1024;
 
 /// The input, positioned at the byte ranges the ledger gives, in file order.
 pub(super) enum Input {
@@ -27,6 +29,8 @@ pub(super) enum Input {
     Transcoded {
         inner: Box<Transcoder<BufReader<File>>>,
         pos: u64,
+        /// What the bytes between two rows are read into and dropped from.
+        skipped: Vec<u8>,
     },
 }
 
@@ -37,6 +41,7 @@ impl Input {
             Decoding::Transcode(enc) => Input::Transcoded {
                 inner: Box::new(Transcoder::new(BufReader::new(file), enc, chunk)),
                 pos: 0,
+                skipped: vec![0; SKIP_BUFFER],
             },
             _ => Input::File(Window::new(file)),
         })
@@ -48,14 +53,40 @@ impl Input {
         let len = end.saturating_sub(start);
         match self {
             Input::File(w) => w.range(start, end),
-            Input::Transcoded { inner, pos } => {
+            Input::Transcoded {
+                inner,
+                pos,
+                skipped,
+            } => {
                 if start < *pos {
                     return Err(io::Error::other("corrections: rows out of file order"));
                 }
-                io::copy(&mut inner.by_ref().take(start - *pos), &mut io::sink())?;
+                copy_through(
+                    &mut inner.by_ref().take(start - *pos),
+                    &mut io::sink(),
+                    skipped,
+                )?;
                 *pos = end;
                 Ok(Box::new(inner.by_ref().take(len)))
             }
+        }
+    }
+}
+
+/// Copies what is left of `input` to `out` through `buf`. Not `io::copy`: for a `dyn Read`
+/// that copies through a stack buffer of 8 KiB it zeroes first, and rows call this one by
+/// one, most of them with a few bytes left or none.
+pub(super) fn copy_through(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    loop {
+        match input.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => out.write_all(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
