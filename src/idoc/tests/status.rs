@@ -196,7 +196,7 @@ fn a_status_answered_as_batches_commit_is_the_one_answered_at_the_end() {
 }
 
 /// A resumed file's STATUS takes up the answers its stopped read kept (see
-/// `super::ack::keep`) instead of answering every IDoc before its mark again, and answers
+/// `crate::idoc::ack::keep`) instead of answering every IDoc before its mark again, and answers
 /// as a read through does whether the kept file is whole, cut short anywhere or damaged:
 /// every corpus and sample file and 40 IDocs from three senders, restarted at marks over
 /// each, answered every 1, 3 and 7 IDocs.
