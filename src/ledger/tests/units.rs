@@ -9,6 +9,7 @@ on_both!(
     a_rejected_units_reasons_read_back_as_written_whether_kept_once_or_as_json,
     outcomes_of_runs_without_details_are_told_without_inflating_them,
     packed_units_read_back_as_their_rows_did_until_unpacked,
+    rejected_lines_page_with_their_file_and_document_names,
 );
 
 /// Writes a unit for each of `seqs` with its status and detail, in batches of 700 units
@@ -367,4 +368,95 @@ fn packed_units_read_back_as_their_rows_did_until_unpacked(p: Place) {
         .unwrap();
     assert_eq!(rows, 110 - 42);
     check(&l, 0, 200, 500);
+}
+
+/// A file's rejected lines, read a page at a time, come with their file's and document's
+/// names as a join of every line to both gave them: at any page size, a line's own key
+/// before its document's, and a line whose document has no row left out.
+fn rejected_lines_page_with_their_file_and_document_names(p: Place) {
+    use crate::unit::{Position, Reason};
+    // Names (file, fingerprint, document), key, line, original text.
+    type Shown = ([String; 3], Option<String>, i64, String);
+    let mut l = p.open();
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf("abc"), run).unwrap();
+    let statuses = [
+        UnitStatus::Rejected,
+        UnitStatus::Applied,
+        UnitStatus::Rejected,
+        UnitStatus::Rejected,
+        UnitStatus::Applied,
+        UnitStatus::Rejected,
+    ];
+    let (mut units, mut lines) = (Vec::new(), Vec::new());
+    for (seq, status) in statuses.iter().enumerate() {
+        let seq = seq as i64;
+        let pos = |o: i64| Position::new(o as u64 + 1, 10 * o as u64, o as u64 + 1);
+        for i in 0..2 {
+            let ordinal = seq * 2 + i;
+            let rejected = *status == UnitStatus::Rejected || i == 1;
+            lines.push(LineRow {
+                ordinal,
+                unit_seq: seq,
+                pos: pos(ordinal),
+                status: if rejected { "rejected" } else { "skipped" },
+                key: (seq == 2 && i == 0).then(|| "own".to_string()),
+                reason: Some(Reason::new("bad", "a bad value")),
+                raw: Some(format!("line {ordinal}")),
+            });
+        }
+        units.push(UnitRow {
+            key: Some(format!("K{seq}")),
+            first_ordinal: seq * 2,
+            line_count: 2,
+            pos: pos(seq * 2),
+            ..unit_row(seq, *status)
+        });
+    }
+    let tx = l.batch(f.id).unwrap();
+    tx.write_lines(f.id, &lines).unwrap();
+    tx.write_units(f.id, &units, &lines).unwrap();
+    tx.commit().unwrap();
+    // A document without a row of its own: its rejected line is one a join leaves out.
+    l.conn
+        .execute(
+            "DELETE FROM units WHERE file_id=?1 AND seq=1",
+            db::params![f.id],
+        )
+        .unwrap();
+    let shown = |r: &RejectRow| -> Shown {
+        let original = r.original.clone().unwrap_or_default();
+        let names = [&r.file, &r.fingerprint, &r.unit];
+        (names.map(String::clone), r.key.clone(), r.line, original)
+    };
+    let mut st = l
+        .conn
+        .prepare(
+            "SELECT f.name, f.fingerprint, u.label, COALESCE(l.key, u.key), l.line, l.raw \
+             FROM lines l JOIN files f ON f.id = l.file_id \
+             JOIN units u ON u.file_id = l.file_id AND u.seq = l.unit_seq \
+             WHERE l.file_id=?1 AND l.status='rejected' ORDER BY l.ordinal",
+        )
+        .unwrap();
+    let joined: Vec<Shown> = st
+        .query_map([f.id], |r| {
+            let names = [r.get(0)?, r.get(1)?, r.get(2)?];
+            Ok((names, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .unwrap()
+        .collect::<db::Result<_>>()
+        .unwrap();
+    drop(st);
+    let keys: Vec<_> = joined.iter().map(|j| j.1.clone()).collect();
+    assert!(keys.contains(&Some("own".into())) && keys.contains(&Some("K0".into())));
+    for limit in [1, 2, 3, 100] {
+        let (mut paged, mut after) = (Vec::new(), -1);
+        loop {
+            let page = l.rejects_after(f.id, after, limit).unwrap();
+            let Some((last, _)) = page.last() else { break };
+            after = *last;
+            paged.extend(page.iter().map(|(_, r)| shown(r)));
+        }
+        assert_eq!(paged, joined, "pages of {limit}");
+    }
 }
