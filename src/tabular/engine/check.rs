@@ -9,7 +9,8 @@ use rust_decimal::Decimal;
 
 use super::JobRow;
 use crate::canonical::Body;
-use crate::tabular::def::{Bound, ColumnRef, FieldType, TabularDef};
+use crate::tabular::datetime::DateTimeSpec;
+use crate::tabular::def::{Bound, CodeTable, ColumnRef, Field, FieldType, TabularDef};
 use crate::tabular::{column_letters, Cell};
 use crate::unit::{mask, Reason};
 
@@ -161,6 +162,9 @@ fn check_bounds(f: &crate::tabular::def::Field, v: &Bound) -> Option<(&'static s
     None
 }
 
+/// A broken rule's name and what the message says of the cell.
+type Broken = (&'static str, String);
+
 /// Types and checks one field of one row.
 // Inlined into `evaluate`, as it was when both were one module: called across the module
 // line for every cell, its number and date helpers were no longer inlined into it either
@@ -175,20 +179,17 @@ pub(super) fn check_cell<'r>(
     let f = &def.fields[i];
     let cell = row.cells.get(i).unwrap_or(&Cell::Empty);
     let full = cell.as_text();
-    let text = if f.trim {
-        crate::unit::trim(&full)
-    } else {
-        &full
+    // Where the cell holds text, `text` is borrowed from the row, so a value that reads as
+    // the cell does can borrow it too; trimmed once for both.
+    let own: Option<&'r str> = match &full {
+        Cow::Borrowed(b) if f.trim => Some(crate::unit::trim(b)),
+        Cow::Borrowed(b) => Some(b),
+        Cow::Owned(_) => None,
     };
-    // The cell's own text for the value when it already reads as the value would be
-    // written (no copy), else the value as written.
-    let same = |canonical: bool, written: &dyn Fn() -> String| -> Cow<'r, str> {
-        match &full {
-            Cow::Borrowed(b) if canonical => {
-                Cow::Borrowed(if f.trim { crate::unit::trim(b) } else { b })
-            }
-            _ => Cow::Owned(written()),
-        }
+    let text = match own {
+        Some(t) => t,
+        None if f.trim => crate::unit::trim(&full),
+        None => &full,
     };
     // The shown value is made only for a rejected cell: most cells pass.
     let err = |rule: &str, msg: String| {
@@ -209,6 +210,25 @@ pub(super) fn check_cell<'r>(
             Ok(None)
         };
     }
+    if let Err((rule, msg)) = text_rules(f, text) {
+        return Err(err(rule, msg));
+    }
+    let read = Read { cell, own, text };
+    let (val, bound) = match typed(f, &read) {
+        Ok(typed) => typed,
+        Err((rule, msg)) => return Err(err(rule, msg)),
+    };
+    if let Some(b) = &bound {
+        if let Some((rule, msg)) = check_bounds(f, b) {
+            return Err(err(rule, msg));
+        }
+    }
+    Ok(Some(val))
+}
+
+/// The rules on a cell's text whatever its type: length, pattern, checksum.
+#[inline]
+fn text_rules(f: &Field, text: &str) -> Result<(), Broken> {
     // Counted only where a length is checked; ASCII text (nearly all) has one per byte.
     let n = match (f.min_length, f.max_length) {
         (None, None) => 0,
@@ -217,7 +237,7 @@ pub(super) fn check_cell<'r>(
     };
     if let Some(m) = f.min_length {
         if n < m {
-            return Err(err(
+            return Err((
                 "min-length",
                 format!("must be at least {m} characters, has {n}"),
             ));
@@ -225,7 +245,7 @@ pub(super) fn check_cell<'r>(
     }
     if let Some(m) = f.max_length {
         if n > m {
-            return Err(err(
+            return Err((
                 "max-length",
                 format!("must be at most {m} characters, has {n}"),
             ));
@@ -233,146 +253,193 @@ pub(super) fn check_cell<'r>(
     }
     if let Some(re) = &f.regex {
         if !re.is_match(text) {
-            return Err(err(
+            return Err((
                 "regex",
                 format!("does not match the pattern {}", re.as_str()),
             ));
         }
     }
     if let Some(ck) = f.checksum {
-        ck.verify(text).map_err(|msg| err("checksum", msg))?;
+        ck.verify(text).map_err(|msg| ("checksum", msg))?;
     }
-    let (checked, bound): (Cow<'r, str>, Option<Bound>) = match &f.ty {
-        FieldType::String => (same(true, &|| text.to_string()), None),
-        FieldType::Integer => {
-            let v = match cell {
-                Cell::Int(i) => Some(*i),
-                Cell::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(*x as i64),
-                _ => text.strip_prefix('+').unwrap_or(text).parse::<i64>().ok(),
-            };
-            match v {
-                Some(v) => (
-                    same(
-                        plain_integer(text) && matches!(cell, Cell::Text(_)),
-                        &|| v.to_string(),
-                    ),
-                    Some(Bound::Number(v.into())),
-                ),
-                None => return Err(err("type", "is not a whole number".into())),
-            }
+    Ok(())
+}
+
+/// One non-empty cell as its field's type reads it.
+struct Read<'r, 'a> {
+    cell: &'r Cell,
+    /// `text` borrowed from the cell, where the cell holds text.
+    own: Option<&'r str>,
+    /// The cell's text, trimmed if the field says so: the text the rules check.
+    text: &'a str,
+}
+
+impl<'r> Read<'r, '_> {
+    /// The cell's own text for the value when it already reads as the value would be
+    /// written (no copy), else the value as written.
+    #[inline]
+    fn same(&self, canonical: bool, written: impl FnOnce() -> String) -> Cow<'r, str> {
+        match self.own {
+            Some(own) if canonical => Cow::Borrowed(own),
+            _ => Cow::Owned(written()),
         }
+    }
+
+    #[inline]
+    fn is_text(&self) -> bool {
+        matches!(self.cell, Cell::Text(_))
+    }
+}
+
+/// The cell's value as its field's type reads it, and what the field's bounds are checked
+/// against (nothing for a type without bounds).
+#[inline]
+fn typed<'r>(f: &'r Field, c: &Read<'r, '_>) -> Result<(Val<'r>, Option<Bound>), Broken> {
+    let (checked, bound) = match &f.ty {
+        FieldType::String => (c.same(true, || c.text.to_string()), None),
+        FieldType::Integer => integer(c)?,
         FieldType::Decimal {
             decimal_sep,
             thousands_sep,
-        } => match decimal_of(cell, text, *decimal_sep, *thousands_sep) {
-            Some(d) => (
-                same(
-                    *decimal_sep == '.' && plain_decimal(text) && matches!(cell, Cell::Text(_)),
-                    &|| d.to_string(),
-                ),
-                Some(Bound::Number(d)),
-            ),
-            None => return Err(err("type", "is not a decimal number".into())),
-        },
-        FieldType::Date { format } => {
-            let parsed = match cell {
-                Cell::DateTime(s) => s.get(..10).and_then(crate::canonical::parse_iso_date),
-                _ if format == "%Y-%m-%d" => crate::canonical::parse_iso_date(text),
-                _ => chrono::NaiveDate::parse_from_str(text, format).ok(),
-            };
-            match parsed {
-                Some(d) => (
-                    same(
-                        format == "%Y-%m-%d" && matches!(cell, Cell::Text(_)) && iso_shaped(text),
-                        &|| crate::canonical::format_iso_date(d),
-                    ),
-                    Some(Bound::Date(d)),
-                ),
-                None => {
-                    return Err(err(
-                        "type",
-                        format!("is not a valid date in the format {format}"),
-                    ))
-                }
-            }
-        }
-        FieldType::DateTime(spec) => {
-            let parsed = match cell {
-                Cell::DateTime(s) => spec.from_cell(s),
-                _ => spec.parse(text),
-            };
-            match parsed {
-                Some(d) => (
-                    Cow::Owned(crate::tabular::datetime::iso(&d)),
-                    Some(Bound::DateTime(d)),
-                ),
-                None => {
-                    return Err(err(
-                        "type",
-                        format!("is not a valid date-time {}", spec.describe()),
-                    ))
-                }
-            }
-        }
+        } => decimal(c, *decimal_sep, *thousands_sep)?,
+        FieldType::Date { format } => date(c, format)?,
+        FieldType::DateTime(spec) => date_time(c, spec)?,
         FieldType::Boolean {
             true_words,
             false_words,
         } => {
-            let b = match cell {
-                Cell::Bool(b) => Some(*b),
-                _ => {
-                    let l = text.to_lowercase();
-                    if true_words.contains(&l) {
-                        Some(true)
-                    } else if false_words.contains(&l) {
-                        Some(false)
-                    } else {
-                        None
-                    }
-                }
+            let b = boolean(c, true_words, false_words)?;
+            let val = Val {
+                text: Cow::Borrowed(if b { "true" } else { "false" }),
+                boolean: true,
             };
-            match b {
-                Some(b) => {
-                    return Ok(Some(Val {
-                        text: Cow::Borrowed(if b { "true" } else { "false" }),
-                        boolean: true,
-                    }))
-                }
-                None => {
-                    return Err(err(
-                        "type",
-                        format!(
-                            "is not a yes/no value (true: {}; false: {})",
-                            true_words.join(", "),
-                            false_words.join(", ")
-                        ),
-                    ))
-                }
-            }
+            return Ok((val, None));
         }
-        FieldType::Code { table } => match table.get(text) {
-            Some(out) => (Cow::Borrowed(out), None),
-            None => {
-                let mut codes: Vec<&str> = table.codes().take(12).collect();
-                if table.codes().len() > 12 {
-                    codes.push("…");
-                }
-                return Err(err(
-                    "code-list",
-                    format!("is not an allowed code ({})", codes.join(", ")),
-                ));
-            }
-        },
+        FieldType::Code { table } => (Cow::Borrowed(code(table, c.text)?), None),
     };
-    if let Some(b) = &bound {
-        if let Some((rule, msg)) = check_bounds(f, b) {
-            return Err(err(rule, msg));
-        }
-    }
-    Ok(Some(Val {
+    let val = Val {
         text: checked,
         boolean: false,
-    }))
+    };
+    Ok((val, bound))
+}
+
+/// A checked value's text and what its bounds are checked against.
+type Checked<'r> = (Cow<'r, str>, Option<Bound>);
+
+#[inline]
+fn integer<'r>(c: &Read<'r, '_>) -> Result<Checked<'r>, Broken> {
+    let v = match c.cell {
+        Cell::Int(i) => Some(*i),
+        Cell::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(*x as i64),
+        _ => c
+            .text
+            .strip_prefix('+')
+            .unwrap_or(c.text)
+            .parse::<i64>()
+            .ok(),
+    };
+    match v {
+        Some(v) => Ok((
+            c.same(plain_integer(c.text) && c.is_text(), || v.to_string()),
+            Some(Bound::Number(v.into())),
+        )),
+        None => Err(("type", "is not a whole number".into())),
+    }
+}
+
+#[inline]
+fn decimal<'r>(c: &Read<'r, '_>, dsep: char, tsep: Option<char>) -> Result<Checked<'r>, Broken> {
+    match decimal_of(c.cell, c.text, dsep, tsep) {
+        Some(d) => Ok((
+            c.same(dsep == '.' && plain_decimal(c.text) && c.is_text(), || {
+                d.to_string()
+            }),
+            Some(Bound::Number(d)),
+        )),
+        None => Err(("type", "is not a decimal number".into())),
+    }
+}
+
+#[inline]
+fn date<'r>(c: &Read<'r, '_>, format: &str) -> Result<Checked<'r>, Broken> {
+    let parsed = match c.cell {
+        Cell::DateTime(s) => s.get(..10).and_then(crate::canonical::parse_iso_date),
+        _ if format == "%Y-%m-%d" => crate::canonical::parse_iso_date(c.text),
+        _ => chrono::NaiveDate::parse_from_str(c.text, format).ok(),
+    };
+    match parsed {
+        Some(d) => Ok((
+            c.same(
+                format == "%Y-%m-%d" && c.is_text() && iso_shaped(c.text),
+                || crate::canonical::format_iso_date(d),
+            ),
+            Some(Bound::Date(d)),
+        )),
+        None => Err((
+            "type",
+            format!("is not a valid date in the format {format}"),
+        )),
+    }
+}
+
+#[inline]
+fn date_time<'r>(c: &Read<'r, '_>, spec: &DateTimeSpec) -> Result<Checked<'r>, Broken> {
+    let parsed = match c.cell {
+        Cell::DateTime(s) => spec.from_cell(s),
+        _ => spec.parse(c.text),
+    };
+    match parsed {
+        Some(d) => Ok((
+            Cow::Owned(crate::tabular::datetime::iso(&d)),
+            Some(Bound::DateTime(d)),
+        )),
+        None => Err((
+            "type",
+            format!("is not a valid date-time {}", spec.describe()),
+        )),
+    }
+}
+
+#[inline]
+fn boolean(c: &Read, true_words: &[String], false_words: &[String]) -> Result<bool, Broken> {
+    let b = match c.cell {
+        Cell::Bool(b) => Some(*b),
+        _ => {
+            let l = c.text.to_lowercase();
+            if true_words.contains(&l) {
+                Some(true)
+            } else if false_words.contains(&l) {
+                Some(false)
+            } else {
+                None
+            }
+        }
+    };
+    b.ok_or_else(|| {
+        (
+            "type",
+            format!(
+                "is not a yes/no value (true: {}; false: {})",
+                true_words.join(", "),
+                false_words.join(", ")
+            ),
+        )
+    })
+}
+
+#[inline]
+fn code<'r>(table: &'r CodeTable, text: &str) -> Result<&'r str, Broken> {
+    table.get(text).ok_or_else(|| {
+        let mut codes: Vec<&str> = table.codes().take(12).collect();
+        if table.codes().len() > 12 {
+            codes.push("…");
+        }
+        (
+            "code-list",
+            format!("is not an allowed code ({})", codes.join(", ")),
+        )
+    })
 }
 
 /// Whether `i64`'s `to_string` writes `text` back as it is: digits without a sign, `+`
