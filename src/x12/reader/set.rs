@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use super::{X12Reader, RAW_CAP};
 use crate::format::FileError;
-use crate::unit::{capped, Position, SourceLine, Unit};
+use crate::unit::{capped, Position, Reason, SourceLine, Unit};
+use crate::x12::defs::Registry;
 use crate::x12::job::{SetJob, SetShared};
 use crate::x12::resume;
 use crate::x12::segments::{Delims, SegId, Segment};
+use crate::x12::{GroupRec, IsaInfo};
 
 /// At most this many segments are reserved for a set before it is read, so one huge set
 /// does not make every later one reserve as much.
@@ -78,70 +80,65 @@ fn set_locator(prefix: &str, st02: &str, n: usize) -> String {
     ])
 }
 
+/// The unit of a set read in full: `job` has all but the segments, which it shares with
+/// the lines shown.
+fn set_unit(seq: u64, label: String, segs: Vec<Segment>, job: SetJob) -> Unit {
+    let lines: Vec<SourceLine> = segs
+        .iter()
+        .map(|s| SourceLine {
+            pos: s.pos.clone(),
+            raw: String::new(),
+        })
+        .collect();
+    let segs = Arc::new(segs);
+    let show = set_lines(&job.shared, job.delims.elem.as_char(), &segs);
+    let job = SetJob { segs, ..job };
+    Unit {
+        seq,
+        label,
+        lines,
+        job: Some(Box::new(move |_: &str| job.run())),
+        show: Some(show),
+    }
+}
+
+/// What a set's job takes from its group and interchange: what the group's sets share,
+/// and the refusal of a bad ISA or GS header.
+type FromGroup = (Arc<SetShared>, Option<Reason>);
+
+/// What the sets of `group` share, made at its first set; `locator` is the group's.
+fn group_shared(
+    reg: &Arc<Registry>,
+    isa: &IsaInfo,
+    group: &GroupRec,
+    locator: String,
+) -> Arc<SetShared> {
+    Arc::new(SetShared {
+        reg: reg.clone(),
+        gs08: group.gs08.clone(),
+        sender: isa.sender.clone(),
+        partner: isa.partner.clone(),
+        locator,
+        claims: vec![format!(
+            "x12-isa:{}:{}:{}",
+            isa.sender, isa.receiver, isa.control
+        )],
+    })
+}
+
 impl X12Reader {
     pub(super) fn read_set(&mut self, st: Segment) -> Result<Unit, FileError> {
         let seq = self.next_seq();
         let d = self.cur.as_ref().map(|c| c.isa.delims).ok_or_else(|| {
             FileError::at(st.pos.clone(), "x12-envelope", "ST outside an interchange")
         })?;
-        let mut segs = Vec::with_capacity(self.set_len.clamp(1, SET_LEN_HINT_CAP));
-        segs.push(st);
         let skim = seq < self.skim_below;
-        let dropped = match skim {
-            true => self.skip_set_body(&d, &segs[0]).map(|()| 0)?,
-            false => self.read_set_body(&d, &mut segs)?,
-        };
+        let (segs, dropped) = self.read_set_segments(&d, st, skim)?;
         let (st01, st02) = (segs[0].el(1), segs[0].el(2));
-        if !skim {
-            self.set_len = segs.len();
-        }
-        // A group's first set makes what its sets share, its locator among them; the
-        // envelope is only borrowed whole before the group is taken to record the set.
-        let locator = (!skim && self.group_shared.is_none()).then(|| self.locator());
-        let Some(ic) = self.cur.as_mut() else {
-            return Err(FileError::new("x12-envelope", "ST outside an interchange"));
-        };
-        let Some(group) = ic.groups.last_mut().filter(|g| !g.closed) else {
-            let pos = segs.first().map(|s| s.pos.clone()).unwrap_or_default();
-            return Err(self.fail(
-                pos,
-                "x12-st-outside-group",
-                "024",
-                "ST found outside a functional group (no open GS)".into(),
-            ));
-        };
-        group.sets.push(seq, st01, st02);
-        if skim {
-            return Ok(Unit {
-                seq,
-                label: String::new(),
-                lines: Vec::new(),
-                job: None,
-                show: None,
-            });
-        }
-        let interchange_rejected = ic
-            .header_error
-            .as_ref()
-            .map(|(_, r)| r.clone())
-            .or_else(|| group.header_error.clone());
-        let shared = match &self.group_shared {
-            Some(s) => s.clone(),
-            None => {
-                let s = Arc::new(SetShared {
-                    reg: self.reg.clone(),
-                    gs08: group.gs08.clone(),
-                    sender: ic.isa.sender.clone(),
-                    partner: ic.isa.partner.clone(),
-                    locator: locator.unwrap_or_default(),
-                    claims: vec![format!(
-                        "x12-isa:{}:{}:{}",
-                        ic.isa.sender, ic.isa.receiver, ic.isa.control
-                    )],
-                });
-                self.group_shared = Some(s.clone());
-                s
-            }
+        let Some((shared, interchange_rejected)) =
+            self.record_set(seq, (st01, st02), &segs[0].pos, skim)?
+        else {
+            return Ok(Unit::skipped(seq, String::new(), Vec::new()));
         };
         let job = SetJob {
             shared,
@@ -152,24 +149,70 @@ impl X12Reader {
             byte_limit: self.max_set_bytes,
             segs: Arc::default(),
         };
-        let lines: Vec<SourceLine> = segs
-            .iter()
-            .map(|s| SourceLine {
-                pos: s.pos.clone(),
-                raw: String::new(),
-            })
-            .collect();
         let label = crate::unit::concat(&[st01, " ST ", st02]);
-        let segs = Arc::new(segs);
-        let show = set_lines(&job.shared, d.elem.as_char(), &segs);
-        let job = SetJob { segs, ..job };
-        Ok(Unit {
-            seq,
-            label,
-            lines,
-            job: Some(Box::new(move |_: &str| job.run())),
-            show: Some(show),
-        })
+        Ok(set_unit(seq, label, segs, job))
+    }
+
+    /// The segments of the set `st` starts, through its SE, and how many more were only
+    /// counted; only `st` when `skim`, the rest passed over.
+    fn read_set_segments(
+        &mut self,
+        d: &Delims,
+        st: Segment,
+        skim: bool,
+    ) -> Result<(Vec<Segment>, u64), FileError> {
+        let mut segs = Vec::with_capacity(self.set_len.clamp(1, SET_LEN_HINT_CAP));
+        segs.push(st);
+        if skim {
+            self.skip_set_body(d, &segs[0])?;
+            return Ok((segs, 0));
+        }
+        let dropped = self.read_set_body(d, &mut segs)?;
+        self.set_len = segs.len();
+        Ok((segs, dropped))
+    }
+
+    /// Records the set (`st`: its ST01 and ST02, `pos`: its ST's) in its group; unless
+    /// `skim`, returns what its job takes from the group and the interchange.
+    fn record_set(
+        &mut self,
+        seq: u64,
+        st: (&str, &str),
+        pos: &Position,
+        skim: bool,
+    ) -> Result<Option<FromGroup>, FileError> {
+        // A group's first set makes what its sets share, its locator among them; the
+        // envelope is only borrowed whole before the group is taken to record the set.
+        let locator = (!skim && self.group_shared.is_none()).then(|| self.locator());
+        let Some(ic) = self.cur.as_mut() else {
+            return Err(FileError::new("x12-envelope", "ST outside an interchange"));
+        };
+        let Some(group) = ic.groups.last_mut().filter(|g| !g.closed) else {
+            return Err(self.fail(
+                pos.clone(),
+                "x12-st-outside-group",
+                "024",
+                "ST found outside a functional group (no open GS)".into(),
+            ));
+        };
+        group.sets.push(seq, st.0, st.1);
+        if skim {
+            return Ok(None);
+        }
+        let interchange_rejected = ic
+            .header_error
+            .as_ref()
+            .map(|(_, r)| r.clone())
+            .or_else(|| group.header_error.clone());
+        let shared = match &self.group_shared {
+            Some(s) => s.clone(),
+            None => {
+                let s = group_shared(&self.reg, &ic.isa, group, locator.unwrap_or_default());
+                self.group_shared = Some(s.clone());
+                s
+            }
+        };
+        Ok(Some((shared, interchange_rejected)))
     }
 
     /// Reads a set's segments after its ST (in `segs`) up to its SE; returns how many were
