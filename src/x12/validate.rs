@@ -448,6 +448,9 @@ fn is_calendar_date(v: &str) -> bool {
     chrono::NaiveDate::from_ymd_opt(year, num(at, 2), num(at + 2, 2)).is_some()
 }
 
+/// The AK4 code, rule and message for a bad value.
+type Bad = (u8, &'static str, String);
+
 /// The AK4 code, rule and message for a bad value, or `None` when it is fine.
 fn check_value(
     ty: ElType,
@@ -455,7 +458,7 @@ fn check_value(
     max: usize,
     codes: Option<&[String]>,
     v: &str,
-) -> Option<(u8, &'static str, String)> {
+) -> Option<Bad> {
     // Nearly every value is ASCII: its length in characters is its length in bytes.
     let ascii = v.is_ascii();
     let len = match ty {
@@ -463,55 +466,15 @@ fn check_value(
         _ if ascii => v.len(),
         _ => v.chars().count(),
     };
-    match ty {
-        ElType::N(_) => {
-            let digits = v.strip_prefix('-').unwrap_or(v);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Some((6, "x12-type", format!("'{v}' is not numeric")));
-            }
-        }
-        ElType::R => {
-            let body = v.strip_prefix('-').unwrap_or(v);
-            let dots = body.bytes().filter(|&b| b == b'.').count();
-            if body.is_empty()
-                || dots > 1
-                || !body.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-                || body == "."
-            {
-                return Some((6, "x12-type", format!("'{v}' is not a decimal number")));
-            }
-        }
-        ElType::Dt => {
-            let ok = v.bytes().all(|b| b.is_ascii_digit()) && is_calendar_date(v);
-            if !ok {
-                return Some((8, "x12-date", format!("'{v}' is not a valid date")));
-            }
-        }
-        ElType::Tm => {
-            let b = v.as_bytes();
-            let num = |i: usize| -> Option<u32> {
-                let s = v.get(i..i + 2)?;
-                s.parse().ok()
-            };
-            let ok = b.iter().all(|c| c.is_ascii_digit())
-                && matches!(v.len(), 4 | 6 | 7 | 8)
-                && num(0).is_some_and(|h| h < 24)
-                && num(2).is_some_and(|m| m < 60)
-                && (v.len() < 6 || num(4).is_some_and(|s| s < 60));
-            if !ok {
-                return Some((9, "x12-time", format!("'{v}' is not a valid time")));
-            }
-        }
-        ElType::An | ElType::Id | ElType::Composite => {
-            let control = if ascii {
-                v.bytes().any(|b| b.is_ascii_control())
-            } else {
-                v.chars().any(char::is_control)
-            };
-            if control {
-                return Some((6, "x12-type", "contains control characters".to_string()));
-            }
-        }
+    let typed = match ty {
+        ElType::N(_) => is_numeric(v),
+        ElType::R => is_decimal(v),
+        ElType::Dt => v.bytes().all(|b| b.is_ascii_digit()) && is_calendar_date(v),
+        ElType::Tm => is_time(v),
+        ElType::An | ElType::Id | ElType::Composite => !has_control(v, ascii),
+    };
+    if !typed {
+        return Some(type_error(ty, v));
     }
     if len < min {
         return Some((4, "x12-length", format!("'{v}' is shorter than {min}")));
@@ -519,6 +482,61 @@ fn check_value(
     if len > max {
         return Some((5, "x12-length", format!("'{v}' is longer than {max}")));
     }
+    check_code(codes, v)
+}
+
+fn is_numeric(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_decimal(v: &str) -> bool {
+    let body = v.strip_prefix('-').unwrap_or(v);
+    let dots = body.bytes().filter(|&b| b == b'.').count();
+    !(body.is_empty()
+        || dots > 1
+        || !body.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        || body == ".")
+}
+
+/// Whether `v` is a valid time: HHMM, HHMMSS, HHMMSSD or HHMMSSDD.
+fn is_time(v: &str) -> bool {
+    let b = v.as_bytes();
+    let num = |i: usize| -> Option<u32> {
+        let s = v.get(i..i + 2)?;
+        s.parse().ok()
+    };
+    b.iter().all(|c| c.is_ascii_digit())
+        && matches!(v.len(), 4 | 6 | 7 | 8)
+        && num(0).is_some_and(|h| h < 24)
+        && num(2).is_some_and(|m| m < 60)
+        && (v.len() < 6 || num(4).is_some_and(|s| s < 60))
+}
+
+/// Whether `v` has control characters (`ascii`: whether it is all ASCII).
+fn has_control(v: &str, ascii: bool) -> bool {
+    if ascii {
+        v.bytes().any(|b| b.is_ascii_control())
+    } else {
+        v.chars().any(char::is_control)
+    }
+}
+
+/// What [`check_value`] says of a value its type does not allow.
+fn type_error(ty: ElType, v: &str) -> Bad {
+    match ty {
+        ElType::N(_) => (6, "x12-type", format!("'{v}' is not numeric")),
+        ElType::R => (6, "x12-type", format!("'{v}' is not a decimal number")),
+        ElType::Dt => (8, "x12-date", format!("'{v}' is not a valid date")),
+        ElType::Tm => (9, "x12-time", format!("'{v}' is not a valid time")),
+        ElType::An | ElType::Id | ElType::Composite => {
+            (6, "x12-type", "contains control characters".to_string())
+        }
+    }
+}
+
+/// Whether `v` is one of `codes`, when the element has a code list.
+fn check_code(codes: Option<&[String]>, v: &str) -> Option<Bad> {
     if let Some(codes) = codes {
         if !codes.iter().any(|c| c == v) {
             return Some((
