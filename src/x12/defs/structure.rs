@@ -71,7 +71,7 @@ impl Node {
 ///
 /// `>1` means unbounded. Errors carry the 0-based line inside the text.
 pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
-    let mut stack: Vec<(String, bool, u64, Vec<Node>, usize)> = Vec::new();
+    let mut stack: Vec<OpenLoop> = Vec::new();
     let mut top: Vec<Node> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -79,80 +79,110 @@ pub fn parse_structure(text: &str) -> Result<Vec<Node>, (usize, String)> {
             continue;
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
-        let parse_req = |s: Option<&&str>| match s.copied() {
-            Some("M") => Ok(true),
-            Some("O") => Ok(false),
-            other => Err((i, format!("expected M or O, found {other:?}"))),
-        };
-        let parse_max = |s: Option<&&str>| match s.copied() {
-            Some(">1") => Ok(u64::MAX),
-            Some(n) => n
-                .parse::<u64>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or((i, format!("bad repeat '{n}'"))),
-            None => Err((i, "missing repeat".to_string())),
-        };
-        match parts.first().copied() {
+        let node = match parts.first().copied() {
             Some("LOOP") => {
-                let name = parts
-                    .get(1)
-                    .ok_or((i, "LOOP needs a name".to_string()))?
-                    .to_string();
-                stack.push((
-                    name,
-                    parse_req(parts.get(2))?,
-                    parse_max(parts.get(3))?,
-                    vec![],
-                    i,
-                ));
+                stack.push(open_loop(i, &parts)?);
+                continue;
             }
-            Some("END") => {
-                let (name, required, max, body, at) =
-                    stack.pop().ok_or((i, "END without LOOP".to_string()))?;
-                if body.is_empty() {
-                    return Err((at, format!("loop {name} is empty")));
-                }
-                let node = Node::Loop {
-                    name,
-                    code: body.first().map_or(SegId::of(b""), Node::first_code),
-                    required,
-                    max,
-                    body,
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.3.push(node),
-                    None => top.push(node),
-                }
-            }
-            Some(id) => {
-                if !(2..=3).contains(&id.len())
-                    || !id
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-                {
-                    return Err((i, format!("'{id}' is not a segment id")));
-                }
-                if parts.len() != 3 {
-                    return Err((i, format!("expected `{id} M|O repeat`")));
-                }
-                let node = Node::Seg {
-                    id: SegName::from(id.to_string()),
-                    required: parse_req(parts.get(1))?,
-                    max: parse_max(parts.get(2))?,
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.3.push(node),
-                    None => top.push(node),
-                }
-            }
-            None => {}
+            Some("END") => close_loop(i, stack.pop())?,
+            Some(id) => seg_node(i, id, &parts)?,
+            None => continue,
+        };
+        match stack.last_mut() {
+            Some(parent) => parent.body.push(node),
+            None => top.push(node),
         }
     }
-    if let Some((name, _, _, _, at)) = stack.last() {
-        return Err((*at, format!("loop {name} has no END")));
+    if let Some(open) = stack.last() {
+        return Err((open.line, format!("loop {} has no END", open.name)));
     }
     Ok(top)
+}
+
+/// A loop whose `LOOP` line (line `line`) was read and its `END` not yet.
+struct OpenLoop {
+    name: String,
+    required: bool,
+    max: u64,
+    body: Vec<Node>,
+    line: usize,
+}
+
+/// The loop a `LOOP name M|O repeat` line (line `i`, in `parts`) opens.
+fn open_loop(i: usize, parts: &[&str]) -> Result<OpenLoop, (usize, String)> {
+    let name = parts
+        .get(1)
+        .ok_or((i, "LOOP needs a name".to_string()))?
+        .to_string();
+    Ok(OpenLoop {
+        name,
+        required: parse_req(i, parts.get(2))?,
+        max: parse_max(i, parts.get(3))?,
+        body: vec![],
+        line: i,
+    })
+}
+
+/// The node of the loop an `END` line (line `i`) closes: `open`, taken off the stack.
+fn close_loop(i: usize, open: Option<OpenLoop>) -> Result<Node, (usize, String)> {
+    let OpenLoop {
+        name,
+        required,
+        max,
+        body,
+        line,
+    } = open.ok_or((i, "END without LOOP".to_string()))?;
+    if body.is_empty() {
+        return Err((line, format!("loop {name} is empty")));
+    }
+    Ok(Node::Loop {
+        name,
+        code: body.first().map_or(SegId::of(b""), Node::first_code),
+        required,
+        max,
+        body,
+    })
+}
+
+/// The node of an `id M|O repeat` line (line `i`, in `parts`).
+fn seg_node(i: usize, id: &str, parts: &[&str]) -> Result<Node, (usize, String)> {
+    if !(2..=3).contains(&id.len())
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return Err((i, format!("'{id}' is not a segment id")));
+    }
+    if parts.len() != 3 {
+        return Err((i, format!("expected `{id} M|O repeat`")));
+    }
+    Ok(Node::Seg {
+        id: SegName::from(id.to_string()),
+        required: parse_req(i, parts.get(1))?,
+        max: parse_max(i, parts.get(2))?,
+    })
+}
+
+/// Whether an `M|O` field (of line `i`) says required.
+fn parse_req(i: usize, s: Option<&&str>) -> Result<bool, (usize, String)> {
+    match s.copied() {
+        Some("M") => Ok(true),
+        Some("O") => Ok(false),
+        other => Err((i, format!("expected M or O, found {other:?}"))),
+    }
+}
+
+/// A repeat field (of line `i`): a count from 1, or `>1` for unbounded.
+fn parse_max(i: usize, s: Option<&&str>) -> Result<u64, (usize, String)> {
+    match s.copied() {
+        Some(">1") => Ok(u64::MAX),
+        Some(n) => n
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or((i, format!("bad repeat '{n}'"))),
+        None => Err((i, "missing repeat".to_string())),
+    }
 }
 
 #[cfg(test)]
