@@ -216,23 +216,8 @@ fn envelope_issue(
     rule: &str,
     msg: String,
 ) -> validate::Issue {
-    let (seg, seg_id, pos) = at;
     let echo: String = value.chars().take(20).collect();
-    validate::Issue {
-        seg,
-        seg_id: seg_id.into(),
-        code: 8,
-        element: Some(validate::ElementIssue {
-            pos,
-            comp: None,
-            code,
-            value: echo.clone(),
-        }),
-        reason: Reason::new(rule, msg)
-            .field(format!("{seg_id}{pos:02}"))
-            .value(echo),
-        set_level: false,
-    }
+    validate::element_issue(at, code, rule, (echo.clone(), echo), msg)
 }
 
 /// SE01 and SE02 mismatches: the AK5 code (4 / 3) tells them, as the standard and pyx12

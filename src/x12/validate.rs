@@ -245,19 +245,36 @@ fn el_issue(
     value: &str,
     msg: String,
 ) -> Issue {
+    let echo = value.chars().take(99).collect();
+    let shown = value.chars().take(80).collect();
+    element_issue((seg_idx, seg.id(), pos), code, rule, (echo, shown), msg)
+}
+
+/// An error in an element (`at`: the segment's index and id, the element's position),
+/// AK304 code 8 with AK403 `code`; `value`: the bad value as the acknowledgement (AK404)
+/// and the report repeat it.
+pub(super) fn element_issue(
+    at: (usize, &str, usize),
+    code: u8,
+    rule: &str,
+    value: (String, String),
+    msg: String,
+) -> Issue {
+    let (seg, seg_id, pos) = at;
+    let (echo, shown) = value;
     Issue {
-        seg: seg_idx,
-        seg_id: seg.id().to_string(),
+        seg,
+        seg_id: seg_id.to_string(),
         code: 8,
         element: Some(ElementIssue {
             pos,
             comp: None,
             code,
-            value: value.chars().take(99).collect(),
+            value: echo,
         }),
         reason: Reason::new(rule, msg)
-            .field(format!("{}{pos:02}", seg.id()))
-            .value(value.chars().take(80).collect::<String>()),
+            .field(format!("{seg_id}{pos:02}"))
+            .value(shown),
         set_level: false,
     }
 }
