@@ -33,7 +33,7 @@ impl Ledger {
     /// Up to `limit` rejected lines of a file after ordinal `after`, in file order, with
     /// their ordinals: a page, so a report of a million rejects is written in bounded
     /// memory. The file's name and its lines' document are read once each, not joined to
-    /// every line: a document's lines come together, and the joins were a fifth of a page.
+    /// every line: a document's lines come together, and the joins were a seventh of a page.
     pub fn rejects_after(
         &self,
         file_id: i64,
