@@ -212,11 +212,12 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
             .position(|l| l.trim() == format!("[{name}]"))
             .map(|i| i + 1)
     };
+    // The section's line is looked for only when the section is refused.
     fn section<T: serde::de::DeserializeOwned + Default>(
         table: &toml::Table,
         name: &str,
         file: &Path,
-        line: Option<usize>,
+        line_of: &dyn Fn(&str) -> Option<usize>,
         diags: &mut Diagnostics,
     ) -> T {
         match table.get(name) {
@@ -224,6 +225,7 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
             Some(v) => match v.clone().try_into::<T>() {
                 Ok(t) => t,
                 Err(e) => {
+                    let line = line_of(name);
                     diags.error(file, line, format!("[{name}]: {}", e.message()));
                     T::default()
                 }
@@ -254,26 +256,14 @@ fn parse_sections(file: &Path, text: &str, diags: &mut Diagnostics) -> RawConfig
         }
     }
     RawConfig {
-        paths: section(&table, "paths", file, section_line("paths"), diags),
-        intake: section(&table, "intake", file, section_line("intake"), diags),
-        processing: section(
-            &table,
-            "processing",
-            file,
-            section_line("processing"),
-            diags,
-        ),
-        watch: section(&table, "watch", file, section_line("watch"), diags),
-        limits: section(&table, "limits", file, section_line("limits"), diags),
-        permissions: section(
-            &table,
-            "permissions",
-            file,
-            section_line("permissions"),
-            diags,
-        ),
-        delivery: section(&table, "delivery", file, section_line("delivery"), diags),
-        ledger: section(&table, "ledger", file, section_line("ledger"), diags),
+        paths: section(&table, "paths", file, &section_line, diags),
+        intake: section(&table, "intake", file, &section_line, diags),
+        processing: section(&table, "processing", file, &section_line, diags),
+        watch: section(&table, "watch", file, &section_line, diags),
+        limits: section(&table, "limits", file, &section_line, diags),
+        permissions: section(&table, "permissions", file, &section_line, diags),
+        delivery: section(&table, "delivery", file, &section_line, diags),
+        ledger: section(&table, "ledger", file, &section_line, diags),
     }
 }
 

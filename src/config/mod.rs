@@ -374,4 +374,14 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_section_of_the_wrong_shape_is_reported_at_its_header() {
+        let text = "[paths]\n\n[limits]\nmax_depth = \"deep\"\n";
+        let errs = Config::parse(Path::new("t.toml"), text).unwrap_err();
+        let said: Vec<_> = errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert_eq!(said[0].0, Some(3), "{said:?}");
+        assert!(said[0].1.starts_with("[limits]: "), "{said:?}");
+    }
 }
