@@ -89,10 +89,38 @@ fn a_file_rejected_whole_lists_every_line_and_corrects_every_row() {
     assert_eq!(row.outcome.as_deref(), Some("rejected"), "{row:?}");
     assert_eq!(row.counts.lines_rejected, 30);
 
+    // Only the lines rejected as they were read have rows (nine orders' lines and the
+    // skipped header); the rest are told by their documents' rows, rejected late.
+    let rows = work.query_i64("SELECT COUNT(*) FROM lines WHERE status='rejected'");
+    assert_eq!(rows, 3, "a row only for the lines of the one bad order");
+    let counts = ledger_counts(&work);
+    assert_eq!(counts.get("rejected"), Some(&30), "{counts:?}");
+
     let rejects = l.rejects(row.id).unwrap();
     let starts = line_starts(&input);
     let got: Vec<(i64, i64)> = rejects.iter().map(|r| (r.line, r.byte)).collect();
     assert_eq!(got, starts[1..].to_vec(), "every data line, where it is");
+    for r in &rejects[..27] {
+        assert!(
+            r.key.is_some() && r.unit.contains(r.key.as_deref().unwrap()),
+            "{r:?}"
+        );
+        assert!(
+            r.message
+                .as_deref()
+                .unwrap()
+                .starts_with("file rejected whole"),
+            "{r:?}"
+        );
+    }
+    let shown = l.file_lines(row.id, 0, 100, true).unwrap();
+    let shown: Vec<(i64, Option<&str>)> =
+        shown.iter().map(|v| (v.line, v.rule.as_deref())).collect();
+    let listed: Vec<(i64, Option<&str>)> = rejects
+        .iter()
+        .map(|r| (r.line, r.rule.as_deref()))
+        .collect();
+    assert_eq!(shown, listed, "the console lists what the report does");
     assert_eq!(rejects[0].rule.as_deref(), Some("file-rejected"));
     assert_eq!(
         rejects[28].rule.as_deref(),
@@ -116,9 +144,10 @@ fn a_file_rejected_whole_lists_every_line_and_corrects_every_row() {
     }
 }
 
-/// A file rejected whole after its batches were committed gets its lines' rows a chunk of
-/// units at a time (the ledger's `LATE_CHUNK`, 1024): they had all been read into memory
-/// at once, 734 MiB for a 1 GB file. Every line of every chunk is still rejected, once.
+/// A file rejected whole after its batches were committed has its lines told from its
+/// documents' rows, read a chunk of units at a time (the ledger's `UNITS_AT_A_TIME`, 256;
+/// its lines' rows were once all read into memory at once, 734 MiB for a 1 GB file).
+/// Every line of every chunk is still rejected, once, and no line has a row.
 #[test]
 fn a_file_rejected_whole_past_a_chunk_of_units_rejects_every_line_once() {
     let work = Work::new(1000);
@@ -136,6 +165,11 @@ fn a_file_rejected_whole_past_a_chunk_of_units_rejects_every_line_once() {
     let mut lines: Vec<i64> = rejects.iter().map(|r| r.line).collect();
     lines.dedup();
     assert_eq!(lines, (2..2 + 3 * orders as i64).collect::<Vec<_>>());
+    let rows = work.query_i64("SELECT COUNT(*) FROM lines WHERE status='rejected'");
+    assert_eq!(
+        rows, 6,
+        "rows only for the two bad orders' lines, none rejected late"
+    );
 }
 
 /// An ORDERS05 file of two IDocs, the second with a quantity that is not a number.

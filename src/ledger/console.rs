@@ -286,36 +286,29 @@ impl Ledger {
         limit: i64,
         rejected_only: bool,
     ) -> Result<Vec<LineView>> {
-        let mut st = self.conn.prepare(
-            "SELECT ordinal, unit_seq, line, byte, record, locator, status, key, rule, field, value, message, raw \
-             FROM lines WHERE file_id=?1 AND ordinal >= ?2 AND (?4 = 0 OR status='rejected') ORDER BY ordinal LIMIT ?3",
-        )?;
-        let mut rows = st
-            .query_map(params![file_id, from, limit, rejected_only], |r| {
-                Ok(LineView {
-                    ordinal: r.get(0)?,
-                    unit_seq: r.get(1)?,
-                    line: r.get(2)?,
-                    byte: r.get(3)?,
-                    record: r.get(4)?,
-                    locator: r.get(5)?,
-                    status: r.get(6)?,
-                    key: r.get(7)?,
-                    rule: r.get(8)?,
-                    field: r.get(9)?,
-                    value: r.get(10)?,
-                    message: r.get(11)?,
-                    raw: r.get(12)?,
-                })
-            })?
-            .collect::<super::db::Result<Vec<_>>>()?;
-        if !rejected_only {
-            let have: std::collections::HashSet<i64> = rows.iter().map(|l| l.ordinal).collect();
-            let implied = super::spans::implied_lines(&self.conn, file_id, from, limit)?;
-            rows.extend(implied.into_iter().filter(|l| !have.contains(&l.ordinal)));
-            rows.sort_by_key(|l| l.ordinal);
-            rows.truncate(limit.max(0) as usize);
+        if rejected_only {
+            // Lines of documents rejected after they were committed have no rows.
+            let after = from.saturating_sub(1);
+            return super::rejected::rejected_lines(
+                &self.conn,
+                file_id,
+                after,
+                limit,
+                super::rejected::Lines::Rejected,
+            );
         }
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {} FROM lines WHERE file_id=?1 AND ordinal >= ?2 ORDER BY ordinal LIMIT ?3",
+            super::rejected::LINE_COLS
+        ))?;
+        let mut rows = st
+            .query_map(params![file_id, from, limit], super::rejected::line_view)?
+            .collect::<super::db::Result<Vec<_>>>()?;
+        let have: std::collections::HashSet<i64> = rows.iter().map(|l| l.ordinal).collect();
+        let implied = super::spans::implied_lines(&self.conn, file_id, from, limit)?;
+        rows.extend(implied.into_iter().filter(|l| !have.contains(&l.ordinal)));
+        rows.sort_by_key(|l| l.ordinal);
+        rows.truncate(limit.max(0) as usize);
         Ok(rows)
     }
 

@@ -32,9 +32,9 @@ impl Ledger {
     ) -> Result<Vec<RejectedDoc>> {
         let mut st = self.conn.prepare(&format!(
             "SELECT u.file_id, f.name, u.seq, u.label, u.key, r.resolved_at, r.how, r.actor, r.note, r.by_file_id, \
-             (SELECT l.ordinal FROM lines l WHERE l.file_id = u.file_id AND l.ordinal >= u.first_ordinal \
+             COALESCE((SELECT l.ordinal FROM lines l WHERE l.file_id = u.file_id AND l.ordinal >= u.first_ordinal \
                AND l.ordinal < u.first_ordinal + u.line_count AND l.status = 'rejected' \
-               ORDER BY (l.rule IS NULL OR l.rule = 'rejected-with-document'), l.ordinal LIMIT 1) AS o \
+               ORDER BY (l.rule IS NULL OR l.rule = 'rejected-with-document'), l.ordinal LIMIT 1), u.first_ordinal) AS o \
              FROM units u JOIN files f ON f.id = u.file_id \
              LEFT JOIN resolutions r ON r.file_id = u.file_id AND r.unit_seq = u.seq \
              WHERE u.status = 'rejected' AND {cond} ORDER BY u.file_id, u.seq LIMIT {limit}"
@@ -71,14 +71,15 @@ impl Ledger {
         docs.into_iter().map(|d| self.with_first_line(d)).collect()
     }
 
+    /// The document's first rejected line that broke a rule of its own (else its first):
+    /// its row, or, for a document rejected after it was committed, what its unit tells.
     fn with_first_line(&self, mut d: RejectedDoc) -> Result<RejectedDoc> {
         let Some(o) = d.ordinal else { return Ok(d) };
-        let row = self.conn.query_row(
-            "SELECT line, locator, rule, field, message FROM lines WHERE file_id=?1 AND ordinal=?2",
-            params![d.file_id, o],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
-        (d.line, d.locator, d.rule, d.field, d.message) = row;
+        let Some(l) = self.file_lines(d.file_id, o, 1, true)?.pop() else {
+            return Ok(d);
+        };
+        (d.line, d.locator, d.rule, d.field, d.message) =
+            (Some(l.line), l.locator, l.rule, l.field, l.message);
         Ok(d)
     }
 
@@ -251,10 +252,13 @@ impl Ledger {
 }
 
 /// A rejected unit's first broken rule (`u` is the unit): the first rejected line that
-/// broke a rule of its own, not one rejected only with its document.
-const PRIMARY: &str = "(SELECT l.rule FROM lines l WHERE l.file_id = u.file_id AND l.ordinal >= u.first_ordinal \
+/// broke a rule of its own, not one rejected only with its document; for a unit rejected
+/// after it was committed, which has no rejected line rows, its own rule (`rejected.rs`).
+const PRIMARY: &str = "COALESCE((SELECT l.rule FROM lines l WHERE l.file_id = u.file_id AND l.ordinal >= u.first_ordinal \
     AND l.ordinal < u.first_ordinal + u.line_count AND l.status = 'rejected' AND l.rule IS NOT NULL \
-    AND l.rule != 'rejected-with-document' ORDER BY l.ordinal LIMIT 1)";
+    AND l.rule != 'rejected-with-document' ORDER BY l.ordinal LIMIT 1), \
+    CASE WHEN NOT EXISTS (SELECT 1 FROM lines l WHERE l.file_id = u.file_id AND l.ordinal >= u.first_ordinal \
+    AND l.ordinal < u.first_ordinal + u.line_count AND l.status = 'rejected') THEN u.rule END)";
 
 /// A dead letter as grouping needs it.
 struct Dead {

@@ -5,6 +5,7 @@
 //! bounded memory.
 
 use super::db::params;
+use super::rejected::{rejected_lines, Lines};
 
 use super::{Ledger, Result};
 
@@ -31,10 +32,9 @@ pub struct CorrectionLine {
 
 impl Ledger {
     /// Up to `limit` lines of the file's rejected documents after `after` (the last
-    /// `(unit_seq, ordinal)` of the previous page), in file order. The lower bound on a
-    /// document's lines is one expression so that SQLite seeks to it per document instead
-    /// of scanning from the page's start (quadratic on a file rejected whole). Where the
-    /// next line starts is taken from the rows that say; `exact` looks into packed runs
+    /// `(unit_seq, ordinal)` of the previous page), in file order: each line's row, or what
+    /// its document's row tells of it (a document rejected after it was committed). Where
+    /// the next line starts is taken from the rows that say; `exact` looks into packed runs
     /// for the rest too (a writer that can find the end of a line itself need not).
     pub fn rejected_document_lines(
         &self,
@@ -43,30 +43,26 @@ impl Ledger {
         limit: i64,
         exact: bool,
     ) -> Result<Vec<CorrectionLine>> {
-        let (seq, ordinal) = after.unwrap_or((-1, -1));
-        let mut st = self.conn.prepare_cached(
-            "SELECT u.seq, l.ordinal, l.line, l.byte, l.record, l.status, l.rule, l.message \
-             FROM units u JOIN lines l ON l.file_id = u.file_id \
-             AND l.ordinal >= max(u.first_ordinal, ?3 + 1) AND l.ordinal < u.first_ordinal + u.line_count \
-             WHERE u.file_id = ?1 AND u.status = 'rejected' AND u.seq >= ?2 \
-             ORDER BY u.seq, l.ordinal LIMIT ?4",
-        )?;
-        let rows = st
-            .query_map(params![file_id, seq, ordinal, limit], |r| {
-                Ok(CorrectionLine {
-                    unit_seq: r.get(0)?,
-                    ordinal: r.get(1)?,
-                    line: r.get(2)?,
-                    byte: r.get(3)?,
-                    record: r.get(4)?,
-                    status: r.get(5)?,
-                    rule: r.get(6)?,
-                    message: r.get(7)?,
-                    next_byte: None,
-                })
-            })?
-            .collect::<super::db::Result<Vec<_>>>()?;
-        let rows = self.next_bytes(file_id, rows)?;
+        let after = after.map_or(-1, |(_, ordinal)| ordinal);
+        // One line more than the page: where the page's last line ends is where that one
+        // starts when it follows (a line of a document rejected late has no row to ask).
+        let limit = limit.max(0);
+        let rows = rejected_lines(&self.conn, file_id, after, limit + 1, Lines::All)?
+            .into_iter()
+            .map(|l| CorrectionLine {
+                unit_seq: l.unit_seq,
+                ordinal: l.ordinal,
+                line: l.line,
+                byte: l.byte,
+                record: l.record,
+                status: l.status,
+                rule: l.rule,
+                message: l.message,
+                next_byte: None,
+            })
+            .collect();
+        let mut rows = self.next_bytes(file_id, rows)?;
+        rows.truncate(limit as usize);
         match exact {
             true => self.next_bytes_from_runs(file_id, rows),
             false => Ok(rows),

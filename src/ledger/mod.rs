@@ -29,6 +29,7 @@ mod outcomes;
 mod query;
 mod reasons;
 mod reconcile;
+mod rejected;
 mod review;
 mod roots;
 mod runs;

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::db::params;
 
 use super::model::{FileRow, OutcomeTotal, RejectRow, RunRow};
+use super::rejected::Lines;
 use super::{Ledger, Result};
 
 /// A rejected line as its page reads it: its document's seq, its ordinal, and its row
@@ -62,34 +63,28 @@ impl Ledger {
         after: i64,
         limit: i64,
     ) -> Result<(Vec<PageLine>, Option<i64>)> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT l.unit_seq, l.line, l.byte, l.record, l.locator, l.key, l.field, l.rule, \
-             l.value, l.message, l.raw, l.ordinal FROM lines l \
-             WHERE l.file_id=?1 AND l.ordinal > ?2 AND l.status='rejected' ORDER BY l.ordinal LIMIT ?3",
-        )?;
-        let lines = st
-            .query_map(params![file_id, after, limit], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(11)?,
-                    RejectRow {
+        let lines: Vec<PageLine> =
+            super::rejected::rejected_lines(&self.conn, file_id, after, limit, Lines::Rejected)?
+                .into_iter()
+                .map(|l| {
+                    let row = RejectRow {
                         file: String::new(),
                         fingerprint: String::new(),
-                        line: r.get(1)?,
-                        byte: r.get(2)?,
-                        record: r.get(3)?,
-                        locator: r.get(4)?,
+                        line: l.line,
+                        byte: l.byte,
+                        record: l.record,
+                        locator: l.locator,
                         unit: String::new(),
-                        key: r.get(5)?,
-                        field: r.get(6)?,
-                        rule: r.get(7)?,
-                        value: r.get(8)?,
-                        message: r.get(9)?,
-                        original: r.get(10)?,
-                    },
-                ))
-            })?
-            .collect::<super::db::Result<Vec<_>>>()?;
+                        key: l.key,
+                        field: l.field,
+                        rule: l.rule,
+                        value: l.value,
+                        message: l.message,
+                        original: l.raw,
+                    };
+                    (l.unit_seq, l.ordinal, row)
+                })
+                .collect();
         let full = lines.len() as i64 >= limit;
         let last = lines.last().map(|(_, o, _)| *o).filter(|_| full);
         Ok((lines, last))

@@ -8,23 +8,22 @@
 //! the next as varints (about three bytes a line; one when every line steps line and record
 //! alike, as CSV rows and X12 segments do, two when only records step alike, as IDoc
 //! segments over several lines do). From them every line's position can be told again:
-//! for the console's page of lines, for "what happened to line N", and to write a row for
-//! each line when a unit is rejected after it was committed (the file rejected whole, its
-//! output lost), so that rejects, reports and corrections files see those lines exactly as
-//! before.
+//! for the console's page of lines, for "what happened to line N", and for the lines of a
+//! unit rejected after it was committed (the file rejected whole, its output lost), which
+//! rejects, reports and corrections files read through `rejected.rs`.
 
-use super::db::{params, Connection, Transaction, Value};
+use super::db::{params, Connection, Transaction};
 
-use super::runs::{stored_unit, StoredUnit, UNIT_COLS};
 use super::{LineView, Result};
 use crate::unit::Position;
 pub(super) use crate::varint::{put_unsigned, take_unsigned};
 
 /// Rejects, after they were committed, the units of a file whose status is one of
-/// `statuses` (SQL literals) and whose seq lies in the `lost` ranges: every
-/// line without a row gets one (its position told from the spans), lines with a row that
-/// ended as their unit did are rejected too, and the unit rows take the rule as their
-/// headline. Skipped lines stay skipped.
+/// `statuses` (SQL literals) and whose seq lies in the `lost` ranges: the unit rows take
+/// the rule as their headline, which their lines without a row of their own are told with
+/// (`rejected.rs`; a row each was four times the input's size for a file rejected whole),
+/// and lines with a row that ended as their unit did are rejected too. Skipped lines stay
+/// skipped.
 pub(super) fn reject_late(
     tx: &Transaction,
     file_id: i64,
@@ -52,44 +51,6 @@ pub(super) fn reject_late(
         ),
         params![file_id, ranges, rule, message],
     )?;
-    // A chunk of units at a time: a file rejected whole after millions of documents were
-    // committed must not bring them all into memory at once. Their lines go in a hundred
-    // rows a statement.
-    let mut after = -1;
-    loop {
-        let units = late_units(tx, file_id, &cond, ranges, after)?;
-        let mut values = Vec::new();
-        for u in &units {
-            let lines = decode(u.first, u.spans.as_deref(), u.line_count);
-            for (i, (line, byte, record)) in lines.into_iter().enumerate() {
-                let locator = u.locator.as_deref().filter(|_| i == 0);
-                values.extend([
-                    Value::Int(file_id),
-                    Value::Int(u.first_ordinal + i as i64),
-                    Value::Int(u.seq),
-                    Value::Int(line),
-                    Value::Int(byte),
-                    Value::Int(record),
-                    locator.map_or(Value::Null, Value::Text),
-                    Value::Text("rejected"),
-                    u.key.as_deref().map_or(Value::Null, Value::Text),
-                    Value::Text(rule),
-                    Value::Text(message),
-                ]);
-            }
-        }
-        super::batch::insert_many(
-            tx,
-            "INSERT OR IGNORE INTO lines(file_id, ordinal, unit_seq, line, byte, record, locator, status, key, rule, message)",
-            "",
-            LATE_LINE_WIDTH,
-            &values,
-        )?;
-        match units.last() {
-            Some(last) if units.len() as i64 == LATE_CHUNK => after = last.seq,
-            _ => break,
-        }
-    }
     tx.execute(
         &format!(
             "UPDATE units SET status='rejected', rule=?3, message=?4 WHERE file_id=?1 AND {cond}"
@@ -149,7 +110,9 @@ pub(super) fn implied_lines(
             if i > 0 {
                 v.locator = None;
             }
-            if v.status != "duplicate" {
+            // A duplicate's lines say why, as do those of a unit rejected after it was
+            // committed (see `reject_late`); the rest have nothing of their own to say.
+            if !matches!(v.status.as_str(), "duplicate" | "rejected") {
                 (v.rule, v.message) = (None, None);
             }
             out.push(v);
@@ -161,17 +124,11 @@ pub(super) fn implied_lines(
     Ok(out)
 }
 
-/// Units [`reject_late`] reads at a time.
-const LATE_CHUNK: i64 = 1024;
-
-/// Values of each line row [`reject_late`] writes.
-const LATE_LINE_WIDTH: usize = 11;
-
 /// The seq of the last unit of a file that starts at or before line `ordinal` (0 if none
 /// does). Units start in file order, so halving the seq range through the primary key
 /// finds it in a few dozen look-ups; a page of lines deep in a large file walked every
 /// unit before it (131 ms at line 700,000 of a 50 MB file, growing with the file).
-fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
+pub(super) fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
     let last = super::runs::max_seq(conn, file_id)?;
     let (mut lo, mut hi) = (0, last.unwrap_or(0));
     // The answer stays in lo..=hi: a unit at or after `mid` that starts by `ordinal` is
@@ -189,23 +146,6 @@ fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64
         }
     }
     Ok(lo)
-}
-
-/// The next units after seq `after` that `cond` (with the ranges as `?2`) selects.
-fn late_units(
-    tx: &Transaction,
-    file_id: i64,
-    cond: &str,
-    ranges: &str,
-    after: i64,
-) -> Result<Vec<StoredUnit>> {
-    let units = tx
-        .prepare_cached(&format!(
-            "SELECT {UNIT_COLS} FROM units WHERE file_id=?1 AND {cond} AND seq > ?3 ORDER BY seq LIMIT ?4"
-        ))?
-        .query_map(params![file_id, ranges, after, LATE_CHUNK], stored_unit)?
-        .collect::<super::db::Result<Vec<_>>>()?;
-    Ok(units)
 }
 
 /// The position of every line of a unit after the first, as written in `units.spans`.

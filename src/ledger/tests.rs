@@ -4,6 +4,7 @@ use super::*;
 use crate::format::UnitStatus;
 
 mod claims;
+mod late;
 mod store;
 mod units;
 
