@@ -6,15 +6,8 @@ use std::path::Path;
 use super::db::params;
 
 use super::model::{FileRow, OutcomeTotal, RejectRow, RunRow};
-use super::rejected::Lines;
+use super::rejected::{lines_of_documents, Lines};
 use super::{Ledger, Result};
-
-/// A rejected line as its page reads it: its document's seq, its ordinal, and its row
-/// without the file's and the document's names.
-type PageLine = (i64, i64, RejectRow);
-
-/// A document's label and key.
-type DocNames = (String, Option<String>);
 
 impl Ledger {
     /// Rejected lines of a file, in file order.
@@ -33,8 +26,8 @@ impl Ledger {
 
     /// Up to `limit` rejected lines of a file after ordinal `after`, in file order, with
     /// their ordinals: a page, so a report of a million rejects is written in bounded
-    /// memory. The file's name and its lines' document are read once each, not joined to
-    /// every line: a document's lines come together, and the joins were a seventh of a page.
+    /// memory. The file's name is read once, and each line's document comes with it (see
+    /// `rejected.rs`), not joined to every line: the joins were a seventh of a page.
     pub fn rejects_after(
         &self,
         file_id: i64,
@@ -44,87 +37,31 @@ impl Ledger {
         let Some((file, fingerprint)) = self.file_name_and_fingerprint(file_id)? else {
             return Ok(Vec::new());
         };
-        let mut after = after;
-        loop {
-            let (lines, last) = self.rejected_lines_after(file_id, after, limit)?;
-            let page = self.with_documents(file_id, lines, &file, &fingerprint)?;
-            // A page whose lines all lack a document row must not end the paging early.
-            match last {
-                Some(last) if page.is_empty() => after = last,
-                _ => return Ok(page),
-            }
-        }
-    }
-
-    /// A page of a file's rejected lines, and its last ordinal when the page was full.
-    fn rejected_lines_after(
-        &self,
-        file_id: i64,
-        after: i64,
-        limit: i64,
-    ) -> Result<(Vec<PageLine>, Option<i64>)> {
-        let lines: Vec<PageLine> =
-            super::rejected::rejected_lines(&self.conn, file_id, after, limit, Lines::Rejected)?
-                .into_iter()
-                .map(|l| {
-                    let row = RejectRow {
-                        file: String::new(),
-                        fingerprint: String::new(),
-                        line: l.line,
-                        byte: l.byte,
-                        record: l.record,
-                        locator: l.locator,
-                        unit: String::new(),
-                        key: l.key,
-                        field: l.field,
-                        rule: l.rule,
-                        value: l.value,
-                        message: l.message,
-                        original: l.raw,
-                    };
-                    (l.unit_seq, l.ordinal, row)
-                })
-                .collect();
-        let full = lines.len() as i64 >= limit;
-        let last = lines.last().map(|(_, o, _)| *o).filter(|_| full);
-        Ok((lines, last))
-    }
-
-    /// The rows with their file's and document's names; a line whose document has no row
-    /// is left out, as a join would leave it out.
-    fn with_documents(
-        &self,
-        file_id: i64,
-        lines: Vec<PageLine>,
-        file: &str,
-        fingerprint: &str,
-    ) -> Result<Vec<(i64, RejectRow)>> {
-        let mut unit_st = self
-            .conn
-            .prepare_cached("SELECT label, key FROM units WHERE file_id=?1 AND seq=?2")?;
-        // The last document looked up: its seq, and its label and key if it has a row.
-        let mut unit: Option<(i64, Option<DocNames>)> = None;
-        let mut out = Vec::with_capacity(lines.len());
-        for (seq, ordinal, mut row) in lines {
-            if unit.as_ref().is_none_or(|(s, _)| *s != seq) {
-                let found = unit_st
-                    .query_map(params![file_id, seq], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .next()
-                    .transpose()?;
-                unit = Some((seq, found));
-            }
-            let Some((_, Some((label, key)))) = &unit else {
-                continue;
-            };
-            file.clone_into(&mut row.file);
-            fingerprint.clone_into(&mut row.fingerprint);
-            row.unit.clone_from(label);
-            if row.key.is_none() {
-                row.key.clone_from(key);
-            }
-            out.push((ordinal, row));
-        }
-        Ok(out)
+        lines_of_documents(
+            &self.conn,
+            file_id,
+            after,
+            limit,
+            Lines::Rejected,
+            |doc, l| {
+                let row = RejectRow {
+                    file: file.clone(),
+                    fingerprint: fingerprint.clone(),
+                    line: l.line,
+                    byte: l.byte,
+                    record: l.record,
+                    locator: l.locator,
+                    unit: doc.label.clone(),
+                    key: l.key.or_else(|| doc.key.clone()),
+                    field: l.field,
+                    rule: l.rule,
+                    value: l.value,
+                    message: l.message,
+                    original: l.raw,
+                };
+                (l.ordinal, row)
+            },
+        )
     }
 
     fn file_name_and_fingerprint(&self, file_id: i64) -> Result<Option<(String, String)>> {

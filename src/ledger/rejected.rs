@@ -11,8 +11,7 @@
 //! the console's rejected lines all read them here, so none of them can tell the two apart.
 
 use super::db::{params, Connection};
-use super::runs::{stored_unit, StoredUnit, UNIT_COLS};
-use super::spans::{decode, unit_starting_by};
+use super::spans::decode;
 use super::{LineView, Result};
 
 /// Rejected units read at a time, at most (fewer when fewer lines are asked for: each
@@ -37,66 +36,45 @@ pub(super) fn rejected_lines(
     limit: i64,
     which: Lines,
 ) -> Result<Vec<LineView>> {
+    lines_of_documents(conn, file_id, after, limit, which, |_, line| line)
+}
+
+/// [`rejected_lines`], each made into what `make` makes of it with its document.
+pub(super) fn lines_of_documents<T>(
+    conn: &Connection,
+    file_id: i64,
+    after: i64,
+    limit: i64,
+    which: Lines,
+    mut make: impl FnMut(&Doc, LineView) -> T,
+) -> Result<Vec<T>> {
     let mut out = Vec::new();
     if limit <= 0 {
         return Ok(out);
     }
-    match which {
-        Lines::All => {
-            walk(conn, file_id, after, limit, Rows::Whole, &mut |w| {
-                out.push(w.line);
-                (out.len() as i64) < limit
-            })?;
-            Ok(out)
+    walk(conn, file_id, after, limit, which, &mut |doc, line| {
+        if which == Lines::All || line.status == "rejected" {
+            out.push(make(doc, line));
         }
-        Lines::Rejected => {
-            // Rows with the status, wherever they are, and the lines units tell.
-            let rows = rejected_rows(conn, file_id, after, limit)?;
-            let bound = match rows.last() {
-                Some(last) if rows.len() as i64 >= limit => last.ordinal,
-                _ => i64::MAX,
-            };
-            walk(conn, file_id, after, limit, Rows::Ordinals, &mut |w| {
-                if w.line.ordinal > bound {
-                    return false;
-                }
-                if !w.has_row {
-                    out.push(w.line);
-                }
-                (out.len() as i64) < limit
-            })?;
-            Ok(merged(rows, out, limit))
-        }
-    }
-}
-
-/// A line of a rejected unit as [`walk`] hands it on.
-struct Walked {
-    /// Its row if it has one (only its ordinal with [`Rows::Ordinals`]), else the line as
-    /// its unit tells it.
-    line: LineView,
-    has_row: bool,
-}
-
-/// How much of the line rows [`walk`] reads.
-#[derive(Clone, Copy)]
-enum Rows {
-    Whole,
-    Ordinals,
+        (out.len() as i64) < limit
+    })?;
+    Ok(out)
 }
 
 /// Hands every line of the file's rejected units after ordinal `after` to `each`, in
-/// order, until it answers `false`; `limit` is how many lines the caller wants at most
-/// (each rejected unit has one, so as many units are read at a time).
+/// order (its row if it has one, else as its unit tells it), until it answers `false`;
+/// `limit` is how many lines the caller wants at most (each rejected unit has one, so as
+/// many units are read at a time). Rejected lines are only ever in rejected units (see
+/// `decide::line_status`).
 fn walk(
     conn: &Connection,
     file_id: i64,
     after: i64,
     limit: i64,
-    read: Rows,
-    each: &mut dyn FnMut(Walked) -> bool,
+    which: Lines,
+    each: &mut dyn FnMut(&Doc, LineView) -> bool,
 ) -> Result<()> {
-    let mut seq = unit_starting_by(conn, file_id, after + 1)?;
+    let mut seq = row_starting_by(conn, file_id, after + 1)?;
     let chunk = limit.clamp(1, UNITS_AT_A_TIME);
     loop {
         let units = rejected_units(conn, file_id, seq, chunk)?;
@@ -105,7 +83,7 @@ fn walk(
         };
         let from = first.first_ordinal.max(after + 1);
         let to = last.first_ordinal + last.line_count;
-        let mut rows = line_rows(conn, file_id, from, to, read)?
+        let mut rows = line_rows(conn, file_id, from, to, which)?
             .into_iter()
             .peekable();
         for u in &units {
@@ -116,21 +94,15 @@ fn walk(
                     continue;
                 }
                 while rows.next_if(|r| r.ordinal < ordinal).is_some() {}
-                let walked = match rows.next_if(|r| r.ordinal == ordinal) {
-                    Some(line) => Walked {
-                        line,
-                        has_row: true,
-                    },
+                let line = match rows.next_if(|r| r.ordinal == ordinal) {
+                    Some(row) => row,
                     None => match positions.get(i as usize) {
-                        Some(&at) => Walked {
-                            line: told_line(u, i, at),
-                            has_row: false,
-                        },
+                        Some(&at) => told_line(u, i, at),
                         // Spans cut short: only a row could tell the line.
                         None => continue,
                     },
                 };
-                if !each(walked) {
+                if !each(u, line) {
                     return Ok(());
                 }
             }
@@ -142,100 +114,97 @@ fn walk(
     }
 }
 
-/// Two runs of lines in file order as one, at most `limit`.
-fn merged(a: Vec<LineView>, b: Vec<LineView>, limit: i64) -> Vec<LineView> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
-    while (out.len() as i64) < limit {
-        let next = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) if y.ordinal < x.ordinal => b.next(),
-            (Some(_), _) => a.next(),
-            (None, _) => b.next(),
-        };
-        match next {
-            Some(line) => out.push(line),
-            None => break,
+/// The seq of the last unit row of a file that starts at or before line `ordinal` (0 if
+/// none does), by halving the seq range. Only rows are looked at: a rejected unit always
+/// has one, and finding a packed unit inflates its whole run (three pages of the reject
+/// report of a 6 MB file took a twentieth of its run that way).
+fn row_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
+    let last: Option<i64> = conn.query_row(
+        "SELECT MAX(seq) FROM units WHERE file_id=?1",
+        params![file_id],
+        |r| r.get(0),
+    )?;
+    let mut next_row = conn.prepare_cached(
+        "SELECT seq, first_ordinal FROM units WHERE file_id=?1 AND seq >= ?2 ORDER BY seq LIMIT 1",
+    )?;
+    let (mut lo, mut hi) = (0, last.unwrap_or(0));
+    // As spans.rs `unit_starting_by`: the answer stays in lo..=hi.
+    while lo < hi {
+        let mid = lo + (hi - lo + 1) / 2;
+        let found: Option<(i64, i64)> = next_row
+            .query_map(params![file_id, mid], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .next()
+            .transpose()?;
+        match found {
+            Some((seq, first)) if first <= ordinal => lo = seq,
+            _ => hi = mid - 1,
         }
     }
-    out
+    Ok(lo)
 }
 
-/// Up to `limit` rejected line rows of a file after ordinal `after`, in order.
-fn rejected_rows(conn: &Connection, file_id: i64, after: i64, limit: i64) -> Result<Vec<LineView>> {
-    let rows = conn
-        .prepare_cached(&format!(
-            "SELECT {LINE_COLS} FROM lines WHERE file_id=?1 AND ordinal > ?2 AND status='rejected' \
-             ORDER BY ordinal LIMIT ?3"
-        ))?
-        .query_map(params![file_id, after, limit], line_view)?
-        .collect::<super::db::Result<Vec<_>>>()?;
-    Ok(rows)
+/// A rejected unit as much as its lines are told from, and its name.
+pub(super) struct Doc {
+    seq: i64,
+    pub label: String,
+    pub key: Option<String>,
+    first_ordinal: i64,
+    line_count: i64,
+    /// Its first line's `(line, byte, record)`.
+    first: (i64, i64, i64),
+    locator: Option<String>,
+    spans: Option<Vec<u8>>,
+    rule: Option<String>,
+    message: Option<String>,
 }
 
 /// The next `limit` rejected units of a file from seq `from` on. A rejected unit always
-/// has a row (only applied units are packed into runs).
-fn rejected_units(
-    conn: &Connection,
-    file_id: i64,
-    from: i64,
-    limit: i64,
-) -> Result<Vec<StoredUnit>> {
+/// has a row (only applied units are packed into runs). Only what tells its lines is read:
+/// a unit rejected as it was read keeps every reason as JSON too, the most of its row.
+fn rejected_units(conn: &Connection, file_id: i64, from: i64, limit: i64) -> Result<Vec<Doc>> {
     let units = conn
-        .prepare_cached(&format!(
-            "SELECT {UNIT_COLS} FROM units WHERE file_id=?1 AND status='rejected' AND seq >= ?2 \
-             ORDER BY seq LIMIT ?3"
-        ))?
-        .query_map(params![file_id, from, limit], stored_unit)?
+        .prepare_cached(
+            "SELECT seq, label, key, first_ordinal, line_count, line, byte, record, locator, spans, \
+             rule, message FROM units WHERE file_id=?1 AND status='rejected' AND seq >= ?2 ORDER BY seq LIMIT ?3",
+        )?
+        .query_map(params![file_id, from, limit], |r| {
+            Ok(Doc {
+                seq: r.get(0)?,
+                label: r.get(1)?,
+                key: r.get(2)?,
+                first_ordinal: r.get(3)?,
+                line_count: r.get(4)?,
+                first: (r.get(5)?, r.get(6)?, r.get(7)?),
+                locator: r.get(8)?,
+                spans: r.get(9)?,
+                rule: r.get(10)?,
+                message: r.get(11)?,
+            })
+        })?
         .collect::<super::db::Result<Vec<_>>>()?;
     Ok(units)
 }
 
-/// The line rows of a file with ordinals `from <= ordinal < to`, in order: whole, or
-/// only their ordinals (the rest of each left empty).
+/// The line rows of a file with ordinals `from <= ordinal < to`, in order; for
+/// [`Lines::All`] (the corrections file) without the columns it does not read.
 fn line_rows(
     conn: &Connection,
     file_id: i64,
     from: i64,
     to: i64,
-    read: Rows,
+    which: Lines,
 ) -> Result<Vec<LineView>> {
-    let p = params![file_id, from, to];
-    let rows = match read {
-        Rows::Whole => conn
-            .prepare_cached(&format!(
-                "SELECT {LINE_COLS} FROM lines WHERE file_id=?1 AND ordinal >= ?2 AND ordinal < ?3 \
-                 ORDER BY ordinal"
-            ))?
-            .query_map(p, line_view)?
-            .collect::<super::db::Result<Vec<_>>>()?,
-        Rows::Ordinals => conn
-            .prepare_cached(
-                "SELECT ordinal FROM lines WHERE file_id=?1 AND ordinal >= ?2 AND ordinal < ?3 \
-                 ORDER BY ordinal",
-            )?
-            .query_map(p, |r| Ok(ordinal_only(r.get(0)?)))?
-            .collect::<super::db::Result<Vec<_>>>()?,
+    let cols = match which {
+        Lines::Rejected => LINE_COLS,
+        Lines::All => "ordinal, unit_seq, line, byte, record, NULL, status, NULL, rule, NULL, NULL, message, NULL",
     };
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {cols} FROM lines WHERE file_id=?1 AND ordinal >= ?2 AND ordinal < ?3 ORDER BY ordinal"
+        ))?
+        .query_map(params![file_id, from, to], line_view)?
+        .collect::<super::db::Result<Vec<_>>>()?;
     Ok(rows)
-}
-
-/// A row known only by its ordinal.
-fn ordinal_only(ordinal: i64) -> LineView {
-    LineView {
-        ordinal,
-        unit_seq: 0,
-        line: 0,
-        byte: 0,
-        record: 0,
-        locator: None,
-        status: String::new(),
-        key: None,
-        rule: None,
-        field: None,
-        value: None,
-        message: None,
-        raw: None,
-    }
 }
 
 /// The columns [`line_view`] reads, in its order.
@@ -264,7 +233,7 @@ pub(super) fn line_view(r: &super::db::Row<'_>) -> super::db::Result<LineView> {
 /// Line `i` of a rejected unit, at `(line, byte, record)`, as its unit row tells it:
 /// rejected, with the unit's key and headline, and its locator on the first line only (as
 /// the rows of a unit rejected late were written).
-fn told_line(u: &StoredUnit, i: i64, (line, byte, record): (i64, i64, i64)) -> LineView {
+fn told_line(u: &Doc, i: i64, (line, byte, record): (i64, i64, i64)) -> LineView {
     LineView {
         ordinal: u.first_ordinal + i,
         unit_seq: u.seq,

@@ -37,10 +37,16 @@ pub(super) fn reject_late(
         super::runs::unpack(tx, file_id, from, to)?;
     }
     let ranges = &lost.ranges();
-    let cond = format!(
-        "status IN ({statuses}) AND {})",
-        super::files::in_range("seq")
-    );
+    // Everything needs no ranges looked into for every unit (a JSON table per row).
+    let cond = match lost {
+        super::Lost::Everything => {
+            format!("status IN ({statuses}) AND CAST(?2 AS TEXT) IS NOT NULL")
+        }
+        super::Lost::Chunks(_) => format!(
+            "status IN ({statuses}) AND {})",
+            super::files::in_range("seq")
+        ),
+    };
     // Lines with a row of their own that ended as their unit did: one statement for all
     // of them, not one per unit (most units have no such line).
     tx.execute(
@@ -128,7 +134,7 @@ pub(super) fn implied_lines(
 /// does). Units start in file order, so halving the seq range through the primary key
 /// finds it in a few dozen look-ups; a page of lines deep in a large file walked every
 /// unit before it (131 ms at line 700,000 of a 50 MB file, growing with the file).
-pub(super) fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
+fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
     let last = super::runs::max_seq(conn, file_id)?;
     let (mut lo, mut hi) = (0, last.unwrap_or(0));
     // The answer stays in lo..=hi: a unit at or after `mid` that starts by `ordinal` is

@@ -382,7 +382,7 @@ fn rejected_lines_page_with_their_file_and_document_names(p: Place) {
     let f = l.insert_file(&nf("abc"), run).unwrap();
     let statuses = [
         UnitStatus::Rejected,
-        UnitStatus::Applied,
+        UnitStatus::Rejected,
         UnitStatus::Rejected,
         UnitStatus::Rejected,
         UnitStatus::Applied,
@@ -394,7 +394,8 @@ fn rejected_lines_page_with_their_file_and_document_names(p: Place) {
         let pos = |o: i64| Position::new(o as u64 + 1, 10 * o as u64, o as u64 + 1);
         for i in 0..2 {
             let ordinal = seq * 2 + i;
-            let rejected = *status == UnitStatus::Rejected || i == 1;
+            // Rejected lines are only ever in rejected documents (`decide::line_status`).
+            let rejected = *status == UnitStatus::Rejected;
             lines.push(LineRow {
                 ordinal,
                 unit_seq: seq,
@@ -417,7 +418,7 @@ fn rejected_lines_page_with_their_file_and_document_names(p: Place) {
     tx.write_lines(f.id, &lines).unwrap();
     tx.write_units(f.id, &units, &lines).unwrap();
     tx.commit().unwrap();
-    // A document without a row of its own: its rejected line is one a join leaves out.
+    // A document without a row of its own: its rejected lines are ones a join leaves out.
     l.conn
         .execute(
             "DELETE FROM units WHERE file_id=?1 AND seq=1",
