@@ -235,6 +235,40 @@ mod tests {
         max_reject_ratio: 0.5,
     });
 
+    /// The ledger reads a file's rejected lines from its rejected documents only
+    /// (`ledger::rejected`): no other document may have a rejected line.
+    #[test]
+    fn only_a_rejected_document_has_rejected_lines() {
+        use crate::unit::{LineVerdict, Reason};
+        let statuses = [
+            UnitStatus::Applied,
+            UnitStatus::Rejected,
+            UnitStatus::Duplicate,
+            UnitStatus::Skipped,
+            UnitStatus::Unmapped,
+            UnitStatus::Unchanged,
+        ];
+        let verdicts = [
+            LineVerdict::Ok,
+            LineVerdict::Rejected(Box::new(Reason::new("bad", "a bad value"))),
+            LineVerdict::Skipped("blank".into()),
+        ];
+        let head = Reason::new("dup", "seen before");
+        for unit in statuses {
+            for v in &verdicts {
+                for error in [None, Some(Reason::new("unit", "no key"))] {
+                    let (status, _) = line_status(unit, v, || error.clone(), Some(&head), "u");
+                    let rejected = status == "rejected";
+                    assert_eq!(
+                        rejected,
+                        unit == UnitStatus::Rejected && !matches!(v, LineVerdict::Skipped(_)),
+                        "{unit:?} {v:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn outcomes_follow_the_policy() {
         let o = |c: Counts, p| file_outcome(&c, p, None).0;
