@@ -11,6 +11,7 @@
 //! the console's rejected lines all read them here, so none of them can tell the two apart.
 
 use super::db::{params, Connection};
+use super::runs::{stored_unit, StoredUnit};
 use super::spans::decode;
 use super::{LineView, Result};
 
@@ -46,7 +47,7 @@ pub(super) fn lines_of_documents<T>(
     after: i64,
     limit: i64,
     which: Lines,
-    mut make: impl FnMut(&Doc, LineView) -> T,
+    mut make: impl FnMut(&StoredUnit, LineView) -> T,
 ) -> Result<Vec<T>> {
     let mut out = Vec::new();
     if limit <= 0 {
@@ -72,7 +73,7 @@ fn walk(
     after: i64,
     limit: i64,
     which: Lines,
-    each: &mut dyn FnMut(&Doc, LineView) -> bool,
+    each: &mut dyn FnMut(&StoredUnit, LineView) -> bool,
 ) -> Result<()> {
     let mut seq = row_starting_by(conn, file_id, after + 1)?;
     let chunk = limit.clamp(1, UNITS_AT_A_TIME);
@@ -143,44 +144,22 @@ fn row_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64>
     Ok(lo)
 }
 
-/// A rejected unit as much as its lines are told from, and its name.
-pub(super) struct Doc {
-    seq: i64,
-    pub label: String,
-    pub key: Option<String>,
-    first_ordinal: i64,
-    line_count: i64,
-    /// Its first line's `(line, byte, record)`.
-    first: (i64, i64, i64),
-    locator: Option<String>,
-    spans: Option<Vec<u8>>,
-    rule: Option<String>,
-    message: Option<String>,
-}
-
 /// The next `limit` rejected units of a file from seq `from` on. A rejected unit always
-/// has a row (only applied units are packed into runs). Only what tells its lines is read:
-/// a unit rejected as it was read keeps every reason as JSON too, the most of its row.
-fn rejected_units(conn: &Connection, file_id: i64, from: i64, limit: i64) -> Result<Vec<Doc>> {
+/// has a row (only applied units are packed into runs). Its reasons and detail are left
+/// unread: a unit rejected as it was read keeps every reason as JSON, the most of its row.
+fn rejected_units(
+    conn: &Connection,
+    file_id: i64,
+    from: i64,
+    limit: i64,
+) -> Result<Vec<StoredUnit>> {
     let units = conn
         .prepare_cached(
-            "SELECT seq, label, key, first_ordinal, line_count, line, byte, record, locator, spans, \
-             rule, message FROM units WHERE file_id=?1 AND status='rejected' AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, label, status, key, first_ordinal, line_count, line, byte, record, locator, \
+             spans, rule, message, NULL, NULL FROM units WHERE file_id=?1 AND status='rejected' \
+             AND seq >= ?2 ORDER BY seq LIMIT ?3",
         )?
-        .query_map(params![file_id, from, limit], |r| {
-            Ok(Doc {
-                seq: r.get(0)?,
-                label: r.get(1)?,
-                key: r.get(2)?,
-                first_ordinal: r.get(3)?,
-                line_count: r.get(4)?,
-                first: (r.get(5)?, r.get(6)?, r.get(7)?),
-                locator: r.get(8)?,
-                spans: r.get(9)?,
-                rule: r.get(10)?,
-                message: r.get(11)?,
-            })
-        })?
+        .query_map(params![file_id, from, limit], stored_unit)?
         .collect::<super::db::Result<Vec<_>>>()?;
     Ok(units)
 }
@@ -233,7 +212,7 @@ pub(super) fn line_view(r: &super::db::Row<'_>) -> super::db::Result<LineView> {
 /// Line `i` of a rejected unit, at `(line, byte, record)`, as its unit row tells it:
 /// rejected, with the unit's key and headline, and its locator on the first line only (as
 /// the rows of a unit rejected late were written).
-fn told_line(u: &Doc, i: i64, (line, byte, record): (i64, i64, i64)) -> LineView {
+fn told_line(u: &StoredUnit, i: i64, (line, byte, record): (i64, i64, i64)) -> LineView {
     LineView {
         ordinal: u.first_ordinal + i,
         unit_seq: u.seq,

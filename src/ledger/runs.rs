@@ -28,7 +28,9 @@ use super::{LedgerError, Result};
 use layout::{pack, unpack_blob};
 
 pub(super) use layout::{counted, deflate, inflate, Decode};
-pub(super) use read::{max_seq, outcomes_between, unit_at, units_between, window_end, UnitReader};
+pub(super) use read::{
+    max_seq, outcomes_between, stored_unit, unit_at, units_between, window_end, UnitReader,
+};
 
 /// A unit as the ledger keeps it, from its row or from a run.
 #[derive(Debug, Clone, PartialEq)]
