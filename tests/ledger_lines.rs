@@ -89,8 +89,8 @@ fn a_file_rejected_whole_lists_every_line_and_corrects_every_row() {
     assert_eq!(row.outcome.as_deref(), Some("rejected"), "{row:?}");
     assert_eq!(row.counts.lines_rejected, 30);
 
-    // Only the lines rejected as they were read have rows (nine orders' lines and the
-    // skipped header); the rest are told by their documents' rows, rejected late.
+    // Only the lines rejected as they were read have rejected rows (the bad order's
+    // three); the other nine orders' lines are told by their documents' rows, rejected late.
     let rows = work.query_i64("SELECT COUNT(*) FROM lines WHERE status='rejected'");
     assert_eq!(rows, 3, "a row only for the lines of the one bad order");
     let counts = ledger_counts(&work);
@@ -147,7 +147,8 @@ fn a_file_rejected_whole_lists_every_line_and_corrects_every_row() {
 /// A file rejected whole after its batches were committed has its lines told from its
 /// documents' rows, read a chunk of units at a time (the ledger's `UNITS_AT_A_TIME`, 256;
 /// its lines' rows were once all read into memory at once, 734 MiB for a 1 GB file).
-/// Every line of every chunk is still rejected, once, and no line has a row.
+/// Every line of every chunk is still rejected, once, and only the lines rejected as they
+/// were read have rows.
 #[test]
 fn a_file_rejected_whole_past_a_chunk_of_units_rejects_every_line_once() {
     let work = Work::new(1000);
