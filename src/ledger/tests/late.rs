@@ -8,7 +8,7 @@ use crate::unit::{Position, Reason};
 
 on_both!(a_file_rejected_whole_tells_its_lines_from_their_documents,);
 
-/// Line `o` of the test file: one a line, ten bytes each.
+/// Line `o` of the test file: a record a line, ten bytes each.
 fn at(o: i64) -> Position {
     Position::new(o as u64 + 1, 10 * o as u64, o as u64 + 1)
 }
