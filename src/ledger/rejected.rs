@@ -11,7 +11,7 @@
 //! the console's rejected lines all read them here, so none of them can tell the two apart.
 
 use super::db::{params, Connection};
-use super::runs::{stored_unit, StoredUnit};
+use super::runs::{stored_unit, StoredUnit, UNIT_COLS};
 use super::spans::decode;
 use super::{LineView, Result};
 
@@ -146,19 +146,23 @@ fn row_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64>
 
 /// The next `limit` rejected units of a file from seq `from` on. A rejected unit always
 /// has a row (only applied units are packed into runs). Its reasons and detail are left
-/// unread: a unit rejected as it was read keeps every reason as JSON, the most of its row.
+/// unread: a unit rejected as it was read may keep every reason as JSON, most of its row.
 fn rejected_units(
     conn: &Connection,
     file_id: i64,
     from: i64,
     limit: i64,
 ) -> Result<Vec<StoredUnit>> {
+    let cols = UNIT_COLS.replace("reasons, detail", "NULL, NULL");
+    debug_assert_ne!(
+        cols, UNIT_COLS,
+        "the unit columns end with reasons and detail"
+    );
     let units = conn
-        .prepare_cached(
-            "SELECT seq, label, status, key, first_ordinal, line_count, line, byte, record, locator, \
-             spans, rule, message, NULL, NULL FROM units WHERE file_id=?1 AND status='rejected' \
-             AND seq >= ?2 ORDER BY seq LIMIT ?3",
-        )?
+        .prepare_cached(&format!(
+            "SELECT {cols} FROM units WHERE file_id=?1 AND status='rejected' AND seq >= ?2 \
+             ORDER BY seq LIMIT ?3"
+        ))?
         .query_map(params![file_id, from, limit], stored_unit)?
         .collect::<super::db::Result<Vec<_>>>()?;
     Ok(units)

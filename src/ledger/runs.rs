@@ -30,6 +30,7 @@ use layout::{pack, unpack_blob};
 pub(super) use layout::{counted, deflate, inflate, Decode};
 pub(super) use read::{
     max_seq, outcomes_between, stored_unit, unit_at, units_between, window_end, UnitReader,
+    UNIT_COLS,
 };
 
 /// A unit as the ledger keeps it, from its row or from a run.
