@@ -11,7 +11,6 @@ use crate::unit::Position;
 
 mod ending;
 
-pub(super) use ending::in_range;
 pub use ending::Lost;
 
 /// A file about to be claimed.

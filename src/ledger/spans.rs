@@ -37,16 +37,7 @@ pub(super) fn reject_late(
         super::runs::unpack(tx, file_id, from, to)?;
     }
     let ranges = &lost.ranges();
-    // Everything needs no ranges looked into for every unit (a JSON table per row).
-    let cond = match lost {
-        super::Lost::Everything => {
-            format!("status IN ({statuses}) AND CAST(?2 AS TEXT) IS NOT NULL")
-        }
-        super::Lost::Chunks(_) => format!(
-            "status IN ({statuses}) AND {})",
-            super::files::in_range("seq")
-        ),
-    };
+    let cond = format!("status IN ({statuses}) AND {}", lost.holds("seq"));
     // Lines with a row of their own that ended as their unit did: one statement for all
     // of them, not one per unit (most units have no such line).
     tx.execute(

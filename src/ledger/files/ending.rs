@@ -21,7 +21,7 @@ pub enum Lost {
 
 impl Lost {
     /// The lost units as `[[entity or "*", first_seq, end_seq], ...]`, bound as `?2` of the
-    /// statements [`in_range`] conditions.
+    /// statements [`Lost::holds`] conditions.
     pub(in crate::ledger) fn ranges(&self) -> String {
         serde_json::json!(self.list()).to_string()
     }
@@ -33,16 +33,20 @@ impl Lost {
             Lost::Chunks(c) => c.clone(),
         }
     }
-}
 
-/// Whether `col` (a unit seq) lies in one of the ranges bound as `?2` (see
-/// [`Lost::ranges`]): an `EXISTS` left open for the caller to add to and close, with the
-/// range as `j`.
-pub(in crate::ledger) fn in_range(col: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= CAST(json_extract(j.value, '$[1]') AS BIGINT) \
-         AND {col} < CAST(json_extract(j.value, '$[2]') AS BIGINT)"
-    )
+    /// Whether `col` (a unit seq) is lost, as a condition on the ranges bound as `?2` (see
+    /// [`Lost::ranges`]). Everything is every unit: no JSON table of ranges looked into for
+    /// every row (a file rejected whole spent a third of its decision on it); `?2` is still
+    /// named, so the statements bind the same parameters either way.
+    pub(in crate::ledger) fn holds(&self, col: &str) -> String {
+        match self {
+            Lost::Everything => "CAST(?2 AS TEXT) IS NOT NULL".into(),
+            Lost::Chunks(_) => format!(
+                "EXISTS (SELECT 1 FROM json_each(?2) j WHERE {col} >= CAST(json_extract(j.value, '$[1]') AS BIGINT) \
+                 AND {col} < CAST(json_extract(j.value, '$[2]') AS BIGINT))"
+            ),
+        }
+    }
 }
 
 /// Recounts a file's line and unit totals from its rows (after statuses changed in bulk).
@@ -207,8 +211,8 @@ impl Ledger {
         spans::reject_late(&tx, id, "'applied', 'unmapped'", lost, rule, message)?;
         tx.execute(
             &format!(
-                "DELETE FROM keys WHERE file_id=?1 AND {})",
-                in_range("unit_seq")
+                "DELETE FROM keys WHERE file_id=?1 AND {}",
+                lost.holds("unit_seq")
             ),
             params![id, ranges],
         )?;
