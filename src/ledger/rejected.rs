@@ -12,7 +12,7 @@
 
 use super::db::{params, Connection};
 use super::runs::{stored_unit, StoredUnit, UNIT_COLS};
-use super::spans::decode;
+use super::spans::{decode, last_starting_by};
 use super::{LineView, Result};
 
 /// Rejected units read at a time, at most (fewer when fewer lines are asked for: each
@@ -116,9 +116,9 @@ fn walk(
 }
 
 /// The seq of the last unit row of a file that starts at or before line `ordinal` (0 if
-/// none does), by halving the seq range. Only rows are looked at: a rejected unit always
-/// has one, and finding a packed unit inflates its whole run (three pages of the reject
-/// report of a 6 MB file took a twentieth of its run that way).
+/// none does). Only rows are looked at: a rejected unit always has one, and finding a
+/// packed unit inflates its whole run (three pages of the reject report of a 6 MB file
+/// took a twentieth of its run that way).
 fn row_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
     let last: Option<i64> = conn.query_row(
         "SELECT MAX(seq) FROM units WHERE file_id=?1",
@@ -128,20 +128,13 @@ fn row_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64>
     let mut next_row = conn.prepare_cached(
         "SELECT seq, first_ordinal FROM units WHERE file_id=?1 AND seq >= ?2 ORDER BY seq LIMIT 1",
     )?;
-    let (mut lo, mut hi) = (0, last.unwrap_or(0));
-    // As spans.rs `unit_starting_by`: the answer stays in lo..=hi.
-    while lo < hi {
-        let mid = lo + (hi - lo + 1) / 2;
-        let found: Option<(i64, i64)> = next_row
+    last_starting_by(last.unwrap_or(0), ordinal, |mid| {
+        let found = next_row
             .query_map(params![file_id, mid], |r| Ok((r.get(0)?, r.get(1)?)))?
             .next()
             .transpose()?;
-        match found {
-            Some((seq, first)) if first <= ordinal => lo = seq,
-            _ => hi = mid - 1,
-        }
-    }
-    Ok(lo)
+        Ok(found)
+    })
 }
 
 /// The next `limit` rejected units of a file from seq `from` on. A rejected unit always

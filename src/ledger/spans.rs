@@ -126,20 +126,29 @@ pub(super) fn implied_lines(
 /// finds it in a few dozen look-ups; a page of lines deep in a large file walked every
 /// unit before it (131 ms at line 700,000 of a 50 MB file, growing with the file).
 fn unit_starting_by(conn: &Connection, file_id: i64, ordinal: i64) -> Result<i64> {
-    let last = super::runs::max_seq(conn, file_id)?;
-    let (mut lo, mut hi) = (0, last.unwrap_or(0));
+    let last = super::runs::max_seq(conn, file_id)?.unwrap_or(0);
+    last_starting_by(last, ordinal, |mid| {
+        let next = super::runs::units_between(conn, file_id, mid, i64::MAX, 1)?.pop();
+        Ok(next.map(|u| (u.seq, u.first_ordinal)))
+    })
+}
+
+/// The seq, in `0..=last`, of the last unit that starts at or before line `ordinal` (0
+/// if none does), by halving: `next(mid)` is the first unit at or after seq `mid`, as
+/// `(seq, first ordinal)`, if there is one.
+pub(super) fn last_starting_by(
+    last: i64,
+    ordinal: i64,
+    mut next: impl FnMut(i64) -> Result<Option<(i64, i64)>>,
+) -> Result<i64> {
+    let (mut lo, mut hi) = (0, last);
     // The answer stays in lo..=hi: a unit at or after `mid` that starts by `ordinal` is
     // a better lo; one that starts after it rules out every unit from `mid` on.
     while lo < hi {
         let mid = lo + (hi - lo + 1) / 2;
-        let Some(u) = super::runs::units_between(conn, file_id, mid, i64::MAX, 1)?.pop() else {
-            hi = mid - 1;
-            continue;
-        };
-        if u.first_ordinal <= ordinal {
-            lo = u.seq;
-        } else {
-            hi = mid - 1;
+        match next(mid)? {
+            Some((seq, first)) if first <= ordinal => lo = seq,
+            _ => hi = mid - 1,
         }
     }
     Ok(lo)
