@@ -343,6 +343,24 @@ fn killed_at_a_mark_then_resumed(name: &str, input: &[u8], threads: Option<u32>)
     killed_then_resumed_with(name, input, threads, &|_: &Work| {}, KEYS_FROM_LOG);
 }
 
+/// The input's hash is kept as reading goes: killed once it was, the resume hashes only
+/// the pieces the killed run had not (and the file ends as an uninterrupted run).
+#[test]
+fn a_killed_run_takes_up_the_input_hash_it_kept() {
+    let input = orders_csv(30_000, 97, "K");
+    let kept = |w: &Work| {
+        let staging = w.dir.join("work").join("staging");
+        std::fs::read_dir(staging)
+            .map(|d| d.flatten().any(|e| e.path().join("input-hash").exists()))
+            .unwrap_or(false)
+    };
+    let resumed = killed_when("orders-hash.csv", &input, None, &kept, &|_: &Work| {});
+    assert!(
+        resumed.contains(HASH_TAKEN_UP),
+        "the resume took up the kept hash: {resumed}"
+    );
+}
+
 /// What a resumed CSV run logs when it takes the closed group keys from the keys log, and
 /// when it has to scan for them.
 const KEYS_FROM_LOG: &str = "taken from the keys log";
@@ -354,6 +372,9 @@ const FROM_MARK_STATE: &str = "the IDocs before it are not read again";
 /// ... and when its STATUS takes up what the killed run answered and kept.
 const ANSWERS_KEPT: &str = "the STATUS takes up the answers kept";
 
+/// What a resumed run logs when it takes up the input's hash the killed run kept.
+const HASH_TAKEN_UP: &str = "were hashed by an earlier run";
+
 /// [`killed_at_a_mark_then_resumed`], with `damage` done to the work folder between the
 /// kill and the resume, and `logged` what a CSV file's resume must log (the way it found
 /// its closed group keys, or what the damage made it do).
@@ -364,12 +385,39 @@ fn killed_then_resumed_with(
     damage: &dyn Fn(&Work),
     logged: &str,
 ) {
+    let log = killed_when(name, input, threads, &|_: &Work| true, damage);
+    let how = match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("csv") => logged,
+        Some("x12") => FROM_SNAPSHOT,
+        Some("xml") => FROM_MARK_STATE,
+        _ => "",
+    };
+    assert!(
+        log.contains(how),
+        "the resume of {name} logged `{how}`: {log}"
+    );
+    assert!(
+        how != FROM_MARK_STATE || log.contains(ANSWERS_KEPT),
+        "the resume of {name} took up the answers kept: {log}"
+    );
+}
+
+/// Runs `input`, kills the run once a batch after the first left a mark and `ready` holds,
+/// does `damage` to the work folder, resumes, and checks the resume ends as an
+/// uninterrupted run; returns what the resume logged.
+fn killed_when(
+    name: &str,
+    input: &[u8],
+    threads: Option<u32>,
+    ready: &dyn Fn(&Work) -> bool,
+    damage: &dyn Fn(&Work),
+) -> String {
     let batch = 700;
     let want = reference_named(name, input, batch);
     // A release build can read a small file to its end between two polls: each attempt
     // that ends before it is killed tries again in a fresh folder.
     let w = (0..5)
-        .find_map(|_| killed_with_a_mark(name, input, threads, batch))
+        .find_map(|_| killed_with_a_mark(name, input, threads, batch, ready))
         .expect("five runs ended before they could be killed with a mark");
     damage(&w);
     let out = w
@@ -383,28 +431,10 @@ fn killed_then_resumed_with(
         "{}",
         text(&out)
     );
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         log.contains("resuming at line"),
         "the resumed run started at the mark: {}",
-        text(&out)
-    );
-    // How the resume found what it knew at the mark: a CSV file's closed group keys, an
-    // X12 file's snapshot, an IDoc file's mark state.
-    let how = match name.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("csv") => logged,
-        Some("x12") => FROM_SNAPSHOT,
-        Some("xml") => FROM_MARK_STATE,
-        _ => "",
-    };
-    assert!(
-        log.contains(how),
-        "the resume of {name} logged `{how}`: {}",
-        text(&out)
-    );
-    assert!(
-        how != FROM_MARK_STATE || log.contains(ANSWERS_KEPT),
-        "the resume of {name} took up the answers kept: {}",
         text(&out)
     );
     assert!(
@@ -418,11 +448,18 @@ fn killed_then_resumed_with(
         unstamped(want.snapshot("acks"))
     );
     assert_eq!(ledger_counts(&w), ledger_counts(&want));
+    log
 }
 
 /// A run of `input` in a fresh folder, killed once a batch after the first has left a
-/// mark and before the decision; `None` when the run ended first.
-fn killed_with_a_mark(name: &str, input: &[u8], threads: Option<u32>, batch: u64) -> Option<Work> {
+/// mark and `ready` holds, before the decision; `None` when the run ended first.
+fn killed_with_a_mark(
+    name: &str,
+    input: &[u8],
+    threads: Option<u32>,
+    batch: u64,
+    ready: &dyn Fn(&Work) -> bool,
+) -> Option<Work> {
     let w = Work::new(batch);
     if let Some(n) = threads {
         w.set("threads = 0", &format!("threads = {n}"));
@@ -444,7 +481,9 @@ fn killed_with_a_mark(name: &str, input: &[u8], threads: Option<u32>, batch: u64
             let row = rows.into_iter().next()?;
             Some((row[0].as_deref()?.parse().ok()?, row[1].clone()?))
         });
-        if matches!(&mark, Some((seq, state)) if *seq > batch as i64 && state == "reading") {
+        if matches!(&mark, Some((seq, state)) if *seq > batch as i64 && state == "reading")
+            && ready(&w)
+        {
             child.kill().unwrap();
             child.wait().unwrap();
             return Some(w);

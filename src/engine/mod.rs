@@ -18,6 +18,7 @@ mod commit;
 pub mod decide;
 mod deliver;
 mod identity;
+mod input_hash;
 mod pipeline;
 mod publish;
 mod read;

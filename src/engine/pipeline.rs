@@ -30,6 +30,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use rayon::prelude::*;
 
+use super::input_hash::InputHash;
 use crate::format::{FileError, Mark, UnitReader};
 use crate::unit::{Evaluation, Unit};
 
@@ -109,13 +110,10 @@ pub(super) struct Cut {
     pub batch_lines: u64,
     /// Whether the stall guard is armed already (a fresh start).
     pub armed: bool,
-    /// The input, fingerprinted by the reading thread once it reached the end: the check
-    /// that the input did not change then waits for no hashing of its own, which was the
-    /// last ~10 ms of a 50 MB file on one core while the other stood idle.
-    pub input: std::path::PathBuf,
 }
 
-/// The input's fingerprint as the reading thread took it at the end of the file.
+/// The input's fingerprint as the evaluating thread took it, a piece at a time behind the
+/// batches it handed on (see [`hand_on`]), at the end of the file.
 pub(super) type Fingerprint = std::io::Result<String>;
 
 /// A batch read and not yet evaluated, or the end of reading.
@@ -127,7 +125,7 @@ enum Raw {
         mark: Option<Mark>,
     },
     /// Boxed: the error is most of this enum's size, and a file ends once.
-    End(Option<Box<FileError>>, Fingerprint),
+    End(Option<Box<FileError>>),
 }
 
 /// What reading hands on: a batch or the end, or (see [`Piece::Reached`]) that the first
@@ -143,26 +141,38 @@ pub(super) fn produce(
     reader: &mut dyn UnitReader,
     pool: &rayon::ThreadPool,
     cut: Cut,
+    input: InputHash,
     tx: SyncSender<Piece>,
     ack: Receiver<()>,
 ) {
     let reached = |seq| tx.send(Piece::Reached(seq)).is_ok() && ack.recv().is_ok();
+    // The evaluating thread takes the input's hash; if it cannot start, this one does.
+    let slot = std::sync::Mutex::new(Some(input));
+    let taken = |slot: &std::sync::Mutex<Option<InputHash>>| {
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.take().expect("taken once")
+    };
     std::thread::scope(|s| {
         // A rendezvous: the reader runs one batch ahead of the one being evaluated.
         let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel(0);
         let to_commit = tx.clone();
+        let hashing = &slot;
         let evaluating = std::thread::Builder::new()
             .name("tallyman-eval".into())
             .spawn_scoped(s, move || {
-                raw_rx
-                    .iter()
-                    .all(|raw| hand_on(Some(pool), raw, &mut |p| to_commit.send(p).is_ok()))
+                let mut input = taken(hashing);
+                raw_rx.iter().all(|raw| {
+                    hand_on(Some(pool), raw, &mut input, &mut |p| {
+                        to_commit.send(p).is_ok()
+                    })
+                })
             });
         if evaluating.is_err() {
             // No thread to spare: evaluate here, as one stage.
+            let mut input = taken(&slot);
             return read(reader, cut, &mut |step| match step {
                 Step::Reached(seq) => reached(seq),
-                Step::Raw(raw) => hand_on(Some(pool), raw, &mut |p| tx.send(p).is_ok()),
+                Step::Raw(raw) => hand_on(Some(pool), raw, &mut input, &mut |p| tx.send(p).is_ok()),
             });
         }
         read(reader, cut, &mut |step| match step {
@@ -177,11 +187,12 @@ pub(super) fn produce(
 pub(super) fn run_inline(
     reader: &mut dyn UnitReader,
     cut: Cut,
+    mut input: InputHash,
     take: &mut dyn FnMut(Piece) -> bool,
 ) {
     read(reader, cut, &mut |step| match step {
         Step::Reached(seq) => take(Piece::Reached(seq)),
-        Step::Raw(raw) => hand_on(None, raw, take),
+        Step::Raw(raw) => hand_on(None, raw, &mut input, take),
     });
 }
 
@@ -240,15 +251,17 @@ fn read(reader: &mut dyn UnitReader, cut: Cut, hand: &mut dyn FnMut(Step) -> boo
             return;
         }
     }
-    let fingerprint = crate::intake::fingerprint(&cut.input).map(|(fp, _)| fp);
-    hand(Step::Raw(Raw::End(end.map(Box::new), fingerprint)));
+    hand(Step::Raw(Raw::End(end.map(Box::new))));
 }
 
 /// Evaluates a batch (on the pool, or here without one) and hands it over, or passes the
-/// end on; `false` once there is nothing more or nobody listens.
+/// end on with the input's fingerprint; `false` once there is nothing more or nobody
+/// listens. The input is hashed here, behind each batch handed over: an IDoc file's
+/// reading thread is its slowest stage, and this thread mostly waits for its neighbours.
 fn hand_on(
     pool: Option<&rayon::ThreadPool>,
     raw: Raw,
+    input: &mut InputHash,
     send: &mut dyn FnMut(Piece) -> bool,
 ) -> bool {
     match raw {
@@ -262,16 +275,18 @@ fn hand_on(
                 Some(pool) => pool.install(|| units.par_iter_mut().map(|u| u.evaluate()).collect()),
                 None => units.iter_mut().map(|u| u.evaluate()).collect(),
             };
-            send(Piece::Batch {
+            let sent = send(Piece::Batch {
                 units,
                 evals,
                 byte,
                 lines_read,
                 mark,
-            })
+            });
+            input.advance(byte);
+            sent
         }
-        Raw::End(error, fingerprint) => {
-            send(Piece::End(error.map(|e| *e), fingerprint));
+        Raw::End(error) => {
+            send(Piece::End(error.map(|e| *e), input.finish()));
             false
         }
     }

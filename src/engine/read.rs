@@ -8,6 +8,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use super::commit::BatchState;
+use super::input_hash::InputHash;
 use super::pipeline::{self, Cut, Piece};
 use super::{decide, io_err, Engine, EngineError, Result};
 use crate::format::{
@@ -173,12 +174,7 @@ impl Engine {
         format: &'f Arc<dyn Format>,
         work: &Path,
     ) -> Result<std::result::Result<Opened<'f>, FileError>> {
-        let state = self
-            .cfg
-            .paths
-            .staging()
-            .join(tag_of(row).stem())
-            .join(RESTART_STATE);
+        let state = self.staging_of(row).join(RESTART_STATE);
         let open = || {
             format.open(work, &self.open_context(row)).map(|mut r| {
                 r.keep_state_in(state.clone());
@@ -204,6 +200,16 @@ impl Engine {
         // Read from the start and skip what is committed, as a reader without marks does;
         // an error the seek met is the file's, found again on the way.
         Ok(open().map(|r| (r, 0)))
+    }
+
+    /// The file's staging folder, where what a restart needs is kept beside its output.
+    fn staging_of(&self, row: &FileRow) -> std::path::PathBuf {
+        self.cfg.paths.staging().join(tag_of(row).stem())
+    }
+
+    /// Where the input's hash is kept as it is taken (see [`InputHash`]).
+    fn hash_state(&self, row: &FileRow) -> std::path::PathBuf {
+        self.staging_of(row).join(HASH_STATE)
     }
 
     /// Where a resumed file's reader may start instead of at the top: the mark of a
@@ -251,12 +257,12 @@ impl Engine {
             lines_passed,
             batch_lines: self.cfg.processing.batch_lines.max(1),
             armed: row.committed_seq == 0,
-            input: work.to_path_buf(),
         };
+        let input = InputHash::open(work, Some(self.hash_state(row)), &row.fingerprint);
         let mut progress = crate::progress::Progress::start(&row.name, row.size as u64);
         if self.inline {
             let mut end = None;
-            pipeline::run_inline(reader, cut, &mut |piece| {
+            pipeline::run_inline(reader, cut, input, &mut |piece| {
                 end = self.take_piece(row, &mut state, &mut progress, piece);
                 end.is_none()
             });
@@ -269,7 +275,9 @@ impl Engine {
             // Named, so `top -H` and profiles tell reading from committing.
             std::thread::Builder::new()
                 .name("tallyman-read".into())
-                .spawn_scoped(s, move || pipeline::produce(reader, &pool, cut, tx, ack_rx))
+                .spawn_scoped(s, move || {
+                    pipeline::produce(reader, &pool, cut, input, tx, ack_rx)
+                })
                 .map_err(|e| EngineError::Other(format!("cannot start the reading thread: {e}")))?;
             for piece in rx {
                 let reached = matches!(piece, Piece::Reached(_));
@@ -381,8 +389,9 @@ impl Engine {
     }
 
     /// Why the claimed input is no longer what was claimed, if it is not. Its size,
-    /// modification time and writers are looked at now; its content by `fingerprint`, taken
-    /// when reading reached the end (a write since then changed the modification time).
+    /// modification time and writers are looked at now; its content by `fingerprint`,
+    /// taken as reading went and finished at its end (see [`InputHash`]; a write since
+    /// then changed the modification time).
     fn input_changed(
         &self,
         row: &FileRow,
@@ -493,6 +502,10 @@ fn stopped_early(row: &FileRow) -> EngineError {
 /// the mark (see `UnitReader::keep_state_in`); it goes with the folder when the file's
 /// output is published or discarded.
 const RESTART_STATE: &str = "restart-state";
+
+/// The file in a file's staging folder where the input's hash so far is kept (see
+/// [`InputHash`]); it goes with the folder too.
+const HASH_STATE: &str = "input-hash";
 
 /// The chunk tag of a file (its stem names staged and published chunks).
 pub(super) fn tag_of(row: &FileRow) -> FileTag {
