@@ -162,7 +162,7 @@ impl InputHash {
                 file: None,
             });
             let tree = match (&keep, id) {
-                (Some(k), Some(id)) => taken_up(k, id, piece, input),
+                (Some(k), Some(id)) => taken_up(k, id, piece),
                 _ => None,
             };
             Ok(Hashing {
@@ -254,7 +254,7 @@ fn write_state(keep: &mut Keep, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The tree a kept state holds, if it was kept for this claim of this file as it is now.
-fn taken_up(keep: &Keep, id: Identity, piece: u64, input: &Path) -> Option<Tree> {
+fn taken_up(keep: &Keep, id: Identity, piece: u64) -> Option<Tree> {
     let file = File::open(&keep.path).ok()?;
     let mut bytes = Vec::new();
     file.take(MAX_STATE).read_to_end(&mut bytes).ok()?;
@@ -267,8 +267,8 @@ fn taken_up(keep: &Keep, id: Identity, piece: u64, input: &Path) -> Option<Tree>
     if !usable {
         return None;
     }
+    // The work path is not logged: the engine's own lines name the file as it is shown.
     tracing::info!(
-        file = %input.display(),
         "the input's first {} bytes were hashed by an earlier run; hashing goes on from there",
         tree.hashed
     );
