@@ -190,67 +190,21 @@ fn add_unit(
     let mut verdicts = std::mem::take(&mut eval.verdicts);
     verdicts.resize(unit.lines.len(), LineVerdict::Ok);
     let unit_key = unit_key(&eval);
-
-    // Reasons: line rejections with their positions, unit errors at the first line.
-    let mut reasons: Vec<(Position, Reason)> = Vec::new();
-    for (i, v) in verdicts.iter().enumerate() {
-        if let LineVerdict::Rejected(r) = v {
-            reasons.push((located(&unit.shown_pos(i), r), (**r).clone()));
-        }
-    }
-    for r in &eval.unit_errors {
-        reasons.push((located(&first_pos, r), r.clone()));
-    }
+    let mut reasons = unit_reasons(unit, &verdicts, &eval.unit_errors, &first_pos);
     let mut apply = Vec::new();
     if !facts.rejected && !facts.all_skipped {
-        match identity::check(tx, st, unit.seq, &eval)? {
-            Identity::Duplicate(r) => {
-                reasons.push((first_pos.clone(), r));
-                facts.duplicate = true;
-            }
-            Identity::Unchanged => facts.unchanged = true,
-            Identity::Conflict(r) => {
-                reasons.push((first_pos.clone(), r.clone()));
-                eval.unit_errors.insert(0, r);
-                facts.rejected = true;
-            }
-            Identity::Apply(verdicts) => apply = verdicts,
-            Identity::Wait(why) => return Err(super::EngineError::Waiting(why)),
-        }
+        let found = identity::check(tx, st, unit.seq, &eval)?;
+        apply = take_identity(found, &mut eval, &mut facts, &mut reasons, &first_pos)?;
     }
     let status = decide::unit_status(facts);
-
-    let headline = reasons.first().map(|(_, r)| r.clone());
-    let mut unit_errors = eval.unit_errors.iter().cloned();
-    for (i, verdict) in verdicts.iter().enumerate() {
-        let (status_str, reason) = decide::line_status(
-            status,
-            verdict,
-            || unit_errors.next(),
-            headline.as_ref(),
-            &unit.label,
-        );
-        rows.counts.add_line(status_str);
-        // Lines that end as their unit does are told by its row (see the ledger's spans).
-        if !matches!(status_str, "rejected" | "skipped") {
-            st.ordinal += 1;
-            continue;
-        }
-        let line = unit.shown(i);
-        rows.lines.push(LineRow {
-            ordinal: st.ordinal as i64,
-            unit_seq: unit.seq as i64,
-            pos: match &reason {
-                Some(r) => located(&line.pos, r),
-                None => line.pos.clone(),
-            },
-            status: status_str,
-            key: unit_key.clone(),
-            raw: (status_str == "rejected").then(|| cap_raw(&line.raw, 4096)),
-            reason,
-        });
-        st.ordinal += 1;
-    }
+    let lines = UnitLines {
+        status,
+        verdicts: &verdicts,
+        unit_errors: &eval.unit_errors,
+        headline: reasons.first().map(|(_, r)| r),
+        key: &unit_key,
+    };
+    add_line_rows(st, unit, lines, rows);
     rows.counts.add_unit(status);
     if matches!(status, UnitStatus::Applied | UnitStatus::Unmapped) {
         identity::apply(
@@ -281,6 +235,99 @@ fn add_unit(
         tolerated: eval.tolerated,
     });
     Ok(())
+}
+
+/// A unit's reasons: its line rejections with their positions, then its unit errors at
+/// its first line.
+#[inline]
+fn unit_reasons(
+    unit: &Unit,
+    verdicts: &[LineVerdict],
+    unit_errors: &[Reason],
+    first_pos: &Position,
+) -> Vec<(Position, Reason)> {
+    let mut reasons: Vec<(Position, Reason)> = Vec::new();
+    for (i, v) in verdicts.iter().enumerate() {
+        if let LineVerdict::Rejected(r) = v {
+            reasons.push((located(&unit.shown_pos(i), r), (**r).clone()));
+        }
+    }
+    for r in unit_errors {
+        reasons.push((located(first_pos, r), r.clone()));
+    }
+    reasons
+}
+
+/// What the ledger's identity check found for a unit that may apply, taken into its facts
+/// and reasons; the verdicts of its records that apply.
+#[inline]
+fn take_identity(
+    found: Identity,
+    eval: &mut Evaluation,
+    facts: &mut decide::UnitFacts,
+    reasons: &mut Vec<(Position, Reason)>,
+    first_pos: &Position,
+) -> Result<Vec<crate::records::Verdict>> {
+    match found {
+        Identity::Duplicate(r) => {
+            reasons.push((first_pos.clone(), r));
+            facts.duplicate = true;
+        }
+        Identity::Unchanged => facts.unchanged = true,
+        Identity::Conflict(r) => {
+            reasons.push((first_pos.clone(), r.clone()));
+            eval.unit_errors.insert(0, r);
+            facts.rejected = true;
+        }
+        Identity::Apply(verdicts) => return Ok(verdicts),
+        Identity::Wait(why) => return Err(super::EngineError::Waiting(why)),
+    }
+    Ok(Vec::new())
+}
+
+/// What a unit's lines are told by: its status, each line's verdict, its unit errors, its
+/// headline reason and its key.
+struct UnitLines<'a> {
+    status: UnitStatus,
+    verdicts: &'a [LineVerdict],
+    unit_errors: &'a [Reason],
+    headline: Option<&'a Reason>,
+    key: &'a Option<String>,
+}
+
+/// Counts a unit's lines and adds a row for each one that does not end as its unit does
+/// (those are told by the unit's row: see the ledger's spans).
+#[inline]
+fn add_line_rows(st: &mut BatchState, unit: &Unit, u: UnitLines<'_>, rows: &mut BatchRows) {
+    let mut unit_errors = u.unit_errors.iter().cloned();
+    for (i, verdict) in u.verdicts.iter().enumerate() {
+        let (status_str, reason) = decide::line_status(
+            u.status,
+            verdict,
+            || unit_errors.next(),
+            u.headline,
+            &unit.label,
+        );
+        rows.counts.add_line(status_str);
+        if !matches!(status_str, "rejected" | "skipped") {
+            st.ordinal += 1;
+            continue;
+        }
+        let line = unit.shown(i);
+        rows.lines.push(LineRow {
+            ordinal: st.ordinal as i64,
+            unit_seq: unit.seq as i64,
+            pos: match &reason {
+                Some(r) => located(&line.pos, r),
+                None => line.pos.clone(),
+            },
+            status: status_str,
+            key: u.key.clone(),
+            raw: (status_str == "rejected").then(|| cap_raw(&line.raw, 4096)),
+            reason,
+        });
+        st.ordinal += 1;
+    }
 }
 
 /// The business key a reviewer looks for: the records' keys, else the key the input
