@@ -17,6 +17,21 @@ pub type DefMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomSt
 /// A set of definition names; see [`DefMap`].
 pub type DefSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// How many codes a message about a value outside a code list names.
+const CODES_NAMED: usize = 12;
+
+/// A code list as a message names it: its first codes in the definition's order, and `…`
+/// when there are more (a dictionary's list may hold hundreds, which no reviewer reads in a
+/// reject report's cell).
+pub fn named_codes<'a>(mut codes: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let more = codes.len() > CODES_NAMED;
+    let mut named: Vec<&str> = codes.by_ref().take(CODES_NAMED).collect();
+    if more {
+        named.push("…");
+    }
+    named.join(", ")
+}
+
 /// One problem in a config or definition file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {

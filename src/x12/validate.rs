@@ -6,7 +6,7 @@
 //! defines). Keeping both in one value is what makes the acknowledgement reflect exactly
 //! the errors the report shows.
 
-use super::defs::{ElType, Node, SegmentDef, SetDef};
+use super::defs::{CodeList, ElType, Node, SegmentDef, SetDef};
 use super::segments::{Delims, Segment};
 use crate::unit::Reason;
 
@@ -375,7 +375,7 @@ fn check_defined_elements(
         if ed.ty == super::defs::ElType::Composite {
             continue;
         }
-        let check = |v| check_value(ed.ty, ed.min, ed.max, ed.codes.as_deref(), v).map(|e| (v, e));
+        let check = |v| check_value(ed.ty, ed.min, ed.max, ed.codes.as_ref(), v).map(|e| (v, e));
         // A `char` pattern finds the separator with memchr; a closure decodes every char.
         let bad = match d.rep.map(|r| r.as_char()) {
             Some(rep) => value.split(rep).find_map(check),
@@ -473,7 +473,7 @@ fn check_value(
     ty: ElType,
     min: usize,
     max: usize,
-    codes: Option<&[String]>,
+    codes: Option<&CodeList>,
     v: &str,
 ) -> Option<Bad> {
     // Nearly every value is ASCII: its length in characters is its length in bytes.
@@ -553,17 +553,13 @@ fn type_error(ty: ElType, v: &str) -> Bad {
 }
 
 /// Whether `v` is one of `codes`, when the element has a code list.
-fn check_code(codes: Option<&[String]>, v: &str) -> Option<Bad> {
-    if let Some(codes) = codes {
-        if !codes.iter().any(|c| c == v) {
-            return Some((
-                7,
-                "x12-code",
-                format!("'{v}' is not a valid code ({})", codes.join(", ")),
-            ));
-        }
-    }
-    None
+fn check_code(codes: Option<&CodeList>, v: &str) -> Option<Bad> {
+    let codes = codes.filter(|c| !c.contains(v))?;
+    Some((
+        7,
+        "x12-code",
+        format!("'{v}' is not a valid code ({})", codes.named()),
+    ))
 }
 
 #[cfg(test)]

@@ -431,14 +431,8 @@ fn boolean(c: &Read, true_words: &[String], false_words: &[String]) -> Result<bo
 #[inline]
 fn code<'r>(table: &'r CodeTable, text: &str) -> Result<&'r str, Broken> {
     table.get(text).ok_or_else(|| {
-        let mut codes: Vec<&str> = table.codes().take(12).collect();
-        if table.codes().len() > 12 {
-            codes.push("…");
-        }
-        (
-            "code-list",
-            format!("is not an allowed code ({})", codes.join(", ")),
-        )
+        let codes = crate::format::defs::named_codes(table.codes());
+        ("code-list", format!("is not an allowed code ({codes})"))
     })
 }
 
