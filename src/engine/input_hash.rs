@@ -15,11 +15,16 @@
 //! the state records the file's identity — device, inode, size, modification and change
 //! times — when its first piece was hashed. A state whose file no longer has that identity,
 //! at a resume or at the end of the run that hashed it, is not used: the whole file is
-//! hashed again, as before.
+//! hashed again, as before. A change time has the file system's clock, which moves a tick
+//! at a time (a few milliseconds on Linux), and a write within the tick of the last change
+//! leaves it as it was; so no piece is hashed before the file's last change is
+//! [`SETTLED`] old (a claim has just moved it), and until then the identity vouches for
+//! nothing.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use blake3::hazmat::{
     merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
@@ -33,6 +38,10 @@ const MAGIC: &[u8; 4] = b"TMH1";
 
 /// A kept state is a few hundred bytes; anything longer is not one.
 const MAX_STATE: u64 = 4096;
+
+/// How old a file's last change must be before its identity vouches for pieces hashed
+/// after it: ten ticks of the coarsest clock Linux stamps a local file with (HZ=100).
+pub(super) const SETTLED: Duration = Duration::from_millis(100);
 
 /// What a file must still be for hashed pieces of it to count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +70,14 @@ impl Identity {
     #[cfg(not(unix))]
     fn of(_meta: &std::fs::Metadata) -> Option<Self> {
         None
+    }
+
+    /// Whether the file's last change is at least `settle` old by this machine's clock.
+    fn settled(&self, settle: Duration) -> bool {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        now - i128::from(self.ctime_ns) >= settle.as_nanos() as i128
     }
 }
 
@@ -140,7 +157,10 @@ pub(super) struct InputHash {
 
 struct Hashing {
     file: File,
+    /// The identity that vouches for the pieces hashed: `None` until one can (see
+    /// [`Hashing::vouching`]).
     id: Option<Identity>,
+    settle: Duration,
     tree: Tree,
     keep: Option<Keep>,
     buf: Vec<u8>,
@@ -150,24 +170,32 @@ impl InputHash {
     /// Starts hashing `input`, taking up the state kept at `state` when it was kept for
     /// this claim (`fingerprint`) of this very file.
     pub(super) fn open(input: &Path, state: Option<PathBuf>, fingerprint: &str) -> Self {
-        Self::with_piece(input, state, fingerprint, PIECE)
+        Self::with_piece(input, state, fingerprint, PIECE, SETTLED)
     }
 
-    fn with_piece(input: &Path, state: Option<PathBuf>, fingerprint: &str, piece: u64) -> Self {
+    fn with_piece(
+        input: &Path,
+        state: Option<PathBuf>,
+        fingerprint: &str,
+        piece: u64,
+        settle: Duration,
+    ) -> Self {
         let hashing = File::open(input).and_then(|file| {
-            let id = Identity::of(&file.metadata()?);
+            let now = Identity::of(&file.metadata()?);
             let keep = state.map(|path| Keep {
                 path,
                 fingerprint: fingerprint.to_string(),
                 file: None,
             });
-            let tree = match (&keep, id) {
+            let tree = match (&keep, now) {
                 (Some(k), Some(id)) => taken_up(k, id, piece),
                 _ => None,
             };
             Ok(Hashing {
                 file,
-                id,
+                // A kept state's identity vouched for its pieces when they were hashed.
+                id: tree.as_ref().and(now),
+                settle,
                 tree: tree.unwrap_or_else(|| Tree::new(piece)),
                 keep,
                 buf: Vec::new(),
@@ -211,8 +239,8 @@ impl InputHash {
 
 impl Hashing {
     fn advance(&mut self, upto: u64) -> io::Result<()> {
-        let Some(id) = self.id else {
-            return Ok(()); // nothing vouches for early pieces: all is hashed at the end
+        let Some(id) = self.vouching()? else {
+            return Ok(()); // nothing vouches for pieces yet: they are hashed later
         };
         let before = self.tree.hashed;
         let piece = self.tree.piece;
@@ -224,6 +252,17 @@ impl Hashing {
             self.save(id);
         }
         Ok(())
+    }
+
+    /// The identity that vouches for pieces hashed from now on: the one the pieces so far
+    /// were hashed under, or before the first, the file's own once its last change is
+    /// `settle` old. Waiting costs nothing: the pieces are hashed later, or at the end.
+    fn vouching(&mut self) -> io::Result<Option<Identity>> {
+        if self.id.is_none() {
+            let settle = self.settle;
+            self.id = Identity::of(&self.file.metadata()?).filter(|id| id.settled(settle));
+        }
+        Ok(self.id)
     }
 
     /// Keeps the state; a state that cannot be kept only costs a resume a longer hash.

@@ -3,6 +3,11 @@ use super::*;
 /// Four of blake3's chunks: small files span many pieces.
 const SMALL: u64 = 4096;
 
+/// Hashing that takes a file written a moment ago as settled.
+fn fresh(input: &Path, state: Option<PathBuf>, fingerprint: &str, piece: u64) -> InputHash {
+    InputHash::with_piece(input, state, fingerprint, piece, Duration::ZERO)
+}
+
 fn content(len: u64) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
@@ -18,13 +23,13 @@ fn resumed(len: u64, stops: &[u64]) -> (String, u64) {
     let input = dir.path().join("in");
     let state = dir.path().join("staging/state");
     std::fs::write(&input, content(len)).unwrap();
-    let mut h = InputHash::with_piece(&input, Some(state.clone()), "fp", SMALL);
+    let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
     for &s in stops {
         h.advance(s);
     }
     let before = hashed(&h);
     drop(h);
-    let mut h = InputHash::with_piece(&input, Some(state), "fp", SMALL);
+    let mut h = fresh(&input, Some(state), "fp", SMALL);
     assert_eq!(
         hashed(&h),
         before,
@@ -78,7 +83,7 @@ fn a_real_sized_piece_gives_blake3_too() {
     let input = dir.path().join("in");
     let body = content(3 * PIECE + 12_345);
     std::fs::write(&input, &body).unwrap();
-    let mut h = InputHash::open(&input, None, "fp");
+    let mut h = fresh(&input, None, "fp", PIECE);
     h.advance(2 * PIECE + 1);
     assert_eq!(hashed(&h), 2 * PIECE);
     assert_eq!(
@@ -94,12 +99,12 @@ fn a_state_is_kept_for_one_claim_of_one_file_only() {
     let state = dir.path().join("state");
     let body = content(10 * SMALL + 3);
     std::fs::write(&input, &body).unwrap();
-    let mut h = InputHash::with_piece(&input, Some(state.clone()), "fp", SMALL);
+    let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
     h.advance(6 * SMALL);
     drop(h);
     let kept = std::fs::read(&state).unwrap();
     let fresh = |fingerprint: &str, piece: u64| {
-        let mut h = InputHash::with_piece(&input, Some(state.clone()), fingerprint, piece);
+        let mut h = fresh(&input, Some(state.clone()), fingerprint, piece);
         let n = hashed(&h);
         assert_eq!(
             h.finish().unwrap(),
@@ -142,7 +147,7 @@ fn regression_a_change_to_hashed_pieces_is_seen_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::write(&input, content(9 * SMALL)).unwrap();
-    let mut h = InputHash::with_piece(&input, None, "fp", SMALL);
+    let mut h = fresh(&input, None, "fp", SMALL);
     h.advance(5 * SMALL);
     assert_eq!(hashed(&h), 5 * SMALL);
     change_behind_the_mtime(&input);
@@ -156,14 +161,39 @@ fn regression_a_resume_does_not_take_up_pieces_of_a_file_changed_since() {
     let input = dir.path().join("in");
     let state = dir.path().join("state");
     std::fs::write(&input, content(9 * SMALL)).unwrap();
-    let mut h = InputHash::with_piece(&input, Some(state.clone()), "fp", SMALL);
+    let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
     h.advance(5 * SMALL);
     drop(h);
     change_behind_the_mtime(&input);
-    let mut h = InputHash::with_piece(&input, Some(state), "fp", SMALL);
+    let mut h = fresh(&input, Some(state), "fp", SMALL);
     assert_eq!(hashed(&h), 0);
     let now = std::fs::read(&input).unwrap();
     assert_eq!(h.finish().unwrap(), blake3::hash(&now).to_hex().to_string());
+}
+
+/// A change within the file system's clock tick of the one before leaves the change time as
+/// it was: no piece is hashed, and no state kept, before the last change has settled.
+#[test]
+fn regression_no_piece_is_hashed_before_the_last_change_has_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let state = dir.path().join("state");
+    let body = content(9 * SMALL);
+    std::fs::write(&input, &body).unwrap();
+    let settle = Duration::from_secs(3600);
+    let mut h = InputHash::with_piece(&input, Some(state.clone()), "fp", SMALL, settle);
+    h.advance(5 * SMALL);
+    assert_eq!(hashed(&h), 0);
+    assert!(!state.exists(), "no state is kept");
+    assert_eq!(
+        h.finish().unwrap(),
+        blake3::hash(&body).to_hex().to_string()
+    );
+    // Once it has (a zero wait), the same file is hashed as reading passes it.
+    let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
+    h.advance(5 * SMALL);
+    assert_eq!(hashed(&h), 5 * SMALL);
+    assert!(state.exists());
 }
 
 #[test]
