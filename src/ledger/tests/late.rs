@@ -144,16 +144,9 @@ fn a_file_rejected_whole_tells_its_lines_from_their_documents(p: Place) {
 
         // The corrections file's lines: every line of a rejected document, the skipped one
         // too, each with where the next line starts.
-        let (mut lines, mut after) = (Vec::new(), None);
-        loop {
-            let page = l.rejected_document_lines(f, after, limit, true).unwrap();
-            let Some(last) = page.last() else { break };
-            after = Some((last.unit_seq, last.ordinal));
-            lines.extend(
-                page.into_iter()
-                    .map(|c| (c.ordinal, c.status, c.byte, c.next_byte)),
-            );
-        }
+        // Every line here is one of a rejected document, so a writer that finds a line's
+        // end itself (not `exact`) is told each next line too, from the page or the line
+        // after it.
         let want: Vec<_> = (0..15)
             .map(|o| {
                 let status = if o == 7 { "skipped" } else { "rejected" };
@@ -161,7 +154,22 @@ fn a_file_rejected_whole_tells_its_lines_from_their_documents(p: Place) {
                 (o, status.to_string(), at(o).byte as i64, next)
             })
             .collect();
-        assert_eq!(lines, want, "corrections lines in pages of {limit}");
+        for exact in [true, false] {
+            let (mut lines, mut after) = (Vec::new(), None);
+            loop {
+                let page = l.rejected_document_lines(f, after, limit, exact).unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some((last.unit_seq, last.ordinal));
+                lines.extend(
+                    page.into_iter()
+                        .map(|c| (c.ordinal, c.status, c.byte, c.next_byte)),
+                );
+            }
+            assert_eq!(
+                lines, want,
+                "corrections lines in pages of {limit}, exact {exact}"
+            );
+        }
     }
     let lines = l.file_lines(f, 0, 100, false).unwrap();
     let told: Vec<_> = lines
