@@ -64,11 +64,11 @@ impl Sheet {
     }
 
     pub fn row(&mut self, r: &Row) -> std::io::Result<()> {
-        let text = |v: Option<&str>| defuse(v.unwrap_or(""));
+        let text = |v: Option<&str>| defuse(v.unwrap_or("")).into_owned();
         let value = |v: Option<&Value>| match v {
             None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => defuse(s),
-            Some(other) => defuse(&other.to_string()),
+            Some(Value::String(s)) => defuse(s).into_owned(),
+            Some(other) => defuse(&other.to_string()).into_owned(),
         };
         self.csv.write_record([
             r.finding.to_string(),
