@@ -16,10 +16,12 @@
 //! times — when its first piece was hashed. A state whose file no longer has that identity,
 //! at a resume or at the end of the run that hashed it, is not used: the whole file is
 //! hashed again, as before. A change time has the file system's clock, which moves a tick
-//! at a time (a few milliseconds on Linux), and a write within the tick of the last change
-//! leaves it as it was; so no piece is hashed before the file's last change is
-//! [`SETTLED`] old (a claim has just moved it), and until then the identity vouches for
-//! nothing.
+//! at a time (a few milliseconds on Linux, coarser elsewhere), and a write within the
+//! tick of the last change leaves it as it was; so no piece is hashed before that clock has
+//! passed the file's last change (a claim has just moved it). A byte written beside the
+//! state, on the same file system, shows where its clock is; where no state is kept, or it
+//! is on another file system, the last change must be [`SETTLED`] old by this machine's
+//! clock.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -39,8 +41,9 @@ const MAGIC: &[u8; 4] = b"TMH1";
 /// A kept state is a few hundred bytes; anything longer is not one.
 const MAX_STATE: u64 = 4096;
 
-/// How old a file's last change must be before its identity vouches for pieces hashed
-/// after it: ten ticks of the coarsest clock Linux stamps a local file with (HZ=100).
+/// How old a file's last change must be, by this machine's clock, before its identity
+/// vouches for pieces hashed after it when the file system's own clock cannot be read:
+/// ten ticks of the coarsest clock Linux stamps a local file with (HZ=100).
 pub(super) const SETTLED: Duration = Duration::from_millis(100);
 
 /// What a file must still be for hashed pieces of it to count.
@@ -70,6 +73,12 @@ impl Identity {
     #[cfg(not(unix))]
     fn of(_meta: &std::fs::Metadata) -> Option<Self> {
         None
+    }
+
+    /// Whether a change time stamped now, `now` (a file just written on the same device),
+    /// is past this file's: then any write to it from now on moves its change time.
+    fn passed_by(&self, now: &Identity) -> bool {
+        now.dev == self.dev && now.ctime_ns > self.ctime_ns
     }
 
     /// Whether the file's last change is at least `settle` old by this machine's clock.
@@ -147,6 +156,21 @@ struct Keep {
     fingerprint: String,
     file: Option<File>,
 }
+
+impl Keep {
+    /// Where the state's file system's clock is: the identity of a file beside the state
+    /// just written (its change time is the clock's now).
+    fn clock(&self) -> Option<Identity> {
+        let file =
+            crate::fsutil::open_private_creating_dir(&self.path.with_extension(CLOCK), false)
+                .ok()?;
+        write_all_at(&file, b"\n", 0).ok()?;
+        Identity::of(&file.metadata().ok()?)
+    }
+}
+
+/// The extension of the file beside the state that reads the file system's clock.
+const CLOCK: &str = "clock";
 
 /// The input being hashed; errors wait for [`InputHash::finish`], where the fingerprint
 /// is needed.
@@ -255,12 +279,19 @@ impl Hashing {
     }
 
     /// The identity that vouches for pieces hashed from now on: the one the pieces so far
-    /// were hashed under, or before the first, the file's own once its last change is
-    /// `settle` old. Waiting costs nothing: the pieces are hashed later, or at the end.
+    /// were hashed under, or before the first, the file's own once the file system's clock
+    /// has passed its last change, or failing a clock to read, once that is `settle` old.
+    /// Waiting costs nothing: the pieces are hashed later, or at the end.
     fn vouching(&mut self) -> io::Result<Option<Identity>> {
-        if self.id.is_none() {
-            let settle = self.settle;
-            self.id = Identity::of(&self.file.metadata()?).filter(|id| id.settled(settle));
+        if self.id.is_some() {
+            return Ok(self.id);
+        }
+        let Some(id) = Identity::of(&self.file.metadata()?) else {
+            return Ok(None);
+        };
+        let clock = self.keep.as_ref().and_then(Keep::clock);
+        if clock.is_some_and(|now| id.passed_by(&now)) || id.settled(self.settle) {
+            self.id = Some(id);
         }
         Ok(self.id)
     }
@@ -299,6 +330,7 @@ fn taken_up(keep: &Keep, id: Identity, piece: u64) -> Option<Tree> {
     file.take(MAX_STATE).read_to_end(&mut bytes).ok()?;
     let (tree, kept_id, fingerprint) = decode(&bytes)?;
     let usable = kept_id == id
+        && tree.hashed > 0
         && fingerprint == keep.fingerprint
         && tree.piece == piece
         && tree.well_formed()

@@ -172,28 +172,65 @@ fn regression_a_resume_does_not_take_up_pieces_of_a_file_changed_since() {
 }
 
 /// A change within the file system's clock tick of the one before leaves the change time as
-/// it was: no piece is hashed, and no state kept, before the last change has settled.
+/// it was: no piece is hashed before that clock has passed the last change. Without a state
+/// file to read the clock from, the last change must be old by this machine's clock.
 #[test]
 fn regression_no_piece_is_hashed_before_the_last_change_has_settled() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    let state = dir.path().join("state");
     let body = content(9 * SMALL);
     std::fs::write(&input, &body).unwrap();
-    let settle = Duration::from_secs(3600);
-    let mut h = InputHash::with_piece(&input, Some(state.clone()), "fp", SMALL, settle);
+    let an_hour = Duration::from_secs(3600);
+    let mut h = InputHash::with_piece(&input, None, "fp", SMALL, an_hour);
     h.advance(5 * SMALL);
-    assert_eq!(hashed(&h), 0);
-    assert!(!state.exists(), "no state is kept");
+    assert_eq!(hashed(&h), 0, "no clock to read, and not an hour old");
     assert_eq!(
         h.finish().unwrap(),
         blake3::hash(&body).to_hex().to_string()
     );
-    // Once it has (a zero wait), the same file is hashed as reading passes it.
-    let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
+    // A state kept beside it shows the file system's clock: once that has moved past the
+    // input's last change (its ticks are at most 10 ms here), pieces are hashed.
+    let state = dir.path().join("state");
+    std::thread::sleep(Duration::from_millis(30));
+    let mut h = InputHash::with_piece(&input, Some(state.clone()), "fp", SMALL, an_hour);
     h.advance(5 * SMALL);
-    assert_eq!(hashed(&h), 5 * SMALL);
-    assert!(state.exists());
+    assert_eq!(
+        hashed(&h),
+        5 * SMALL,
+        "the file system's clock has moved on"
+    );
+    assert_eq!(
+        h.finish().unwrap(),
+        blake3::hash(&body).to_hex().to_string()
+    );
+}
+
+/// Before the file system's clock has passed the input's last change nothing is kept: a
+/// kept state always holds hashed pieces (one of none would not be taken up either).
+#[test]
+fn no_state_is_kept_before_a_piece_is_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let state = dir.path().join("state");
+    std::fs::write(&input, content(9 * SMALL)).unwrap();
+    let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
+    h.advance(SMALL / 2);
+    assert!(!state.exists(), "nothing hashed, nothing kept");
+    let id = h.hashing.as_ref().unwrap().id.expect("settled at once");
+    let mut none = Tree::new(SMALL);
+    std::fs::write(&state, encode(&none, id, "fp")).unwrap();
+    let h = fresh(&input, Some(state.clone()), "fp", SMALL);
+    assert!(
+        h.hashing.as_ref().unwrap().id.is_none(),
+        "a state of none is not taken up"
+    );
+    none.push(&content(SMALL));
+    std::fs::write(&state, encode(&none, id, "fp")).unwrap();
+    assert_eq!(
+        hashed(&fresh(&input, Some(state), "fp", SMALL)),
+        SMALL,
+        "one piece is taken up"
+    );
 }
 
 #[test]
