@@ -15,11 +15,7 @@ fn each_group_s_sets_are_read_as_their_own_group_s_version() {
     );
     let r = read_text(format().as_ref(), &text);
     assert!(r.error.is_none(), "{:?}", r.error);
-    let sets: Vec<_> = r
-        .units
-        .iter()
-        .filter(|u| u.label.starts_with("850"))
-        .collect();
+    let sets = sets(&r, "850");
     assert_eq!(sets.len(), 3);
     assert_eq!(sets[0].eval.records.len(), 1, "{:?}", sets[0].eval);
     assert!(sets[1].eval.unmapped, "{:?}", sets[1].eval);

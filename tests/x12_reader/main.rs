@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tallyman::format::testing::{read_all, ReadResult};
+use tallyman::format::testing::{read_all, ReadResult, ReadUnit};
 use tallyman::format::{defs::read_defs, Diagnostics, Format, Probe, UnitStatus};
 use tallyman::unit::LineVerdict;
 
@@ -14,6 +14,11 @@ mod resume;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The transaction sets of one id (`810`, `850`) a read gave, in order.
+fn sets<'r>(r: &'r ReadResult, id: &str) -> Vec<&'r ReadUnit> {
+    r.units.iter().filter(|u| u.label.starts_with(id)).collect()
 }
 
 /// The bundled definitions plus extra definition files (name, text).
@@ -71,11 +76,7 @@ fn good_set_applied_bad_set_rejected_with_positions() {
         &root().join("samples/inbox/globex-invoices.x12"),
     );
     assert!(r.error.is_none(), "{:?}", r.error);
-    let sets: Vec<_> = r
-        .units
-        .iter()
-        .filter(|u| u.label.starts_with("810"))
-        .collect();
+    let sets = sets(&r, "810");
     assert_eq!(sets.len(), 2);
     assert_eq!(sets[0].status(), UnitStatus::Applied);
     assert_eq!(sets[0].eval.records[0].key, "GLOBEX/INV-9001");
@@ -389,10 +390,8 @@ fn regression_rejected_set_did_not_name_its_document() {
         format().as_ref(),
         &root().join("samples/inbox/globex-invoices.x12"),
     );
-    let keys: Vec<(String, Option<String>)> = r
-        .units
-        .iter()
-        .filter(|u| u.label.starts_with("810"))
+    let keys: Vec<(String, Option<String>)> = sets(&r, "810")
+        .into_iter()
         .map(|u| (u.status().as_str().to_string(), u.eval.key.clone()))
         .collect();
     assert_eq!(
