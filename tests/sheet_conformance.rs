@@ -1,13 +1,13 @@
 //! Conformance of the spreadsheet reader against real workbooks from other projects'
 //! test suites (`tests/corpus/xlsx/`, provenance in its `PROVENANCE.md`), read through
-//! `tallyman::sheet::open_rows` exactly as the tabular engine calls it.
+//! `tallyman::sheet::open_rows` exactly as the tabular engine calls it (by
+//! `format::testing::sheet_rows`).
 
 #![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
 
-use tallyman::format::{FileError, Limits, OpenContext};
-use tallyman::sheet::open_rows;
+use tallyman::format::FileError;
 use tallyman::tabular::{Cell, Row, SheetSelector};
 
 fn corpus(name: &str) -> PathBuf {
@@ -16,21 +16,8 @@ fn corpus(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn ctx() -> OpenContext {
-    OpenContext {
-        fingerprint: "test".into(),
-        name: "test.xlsx".into(),
-        limits: Limits::default(),
-    }
-}
-
 fn read_path(path: &Path, sel: SheetSelector) -> Result<Vec<Row>, FileError> {
-    let mut src = open_rows(path, &ctx(), &sel)?;
-    let mut rows = Vec::new();
-    while let Some(row) = src.next_row()? {
-        rows.push(row);
-    }
-    Ok(rows)
+    tallyman::format::testing::sheet_rows(path, sel)
 }
 
 fn read(name: &str, sel: SheetSelector) -> Vec<Row> {

@@ -68,6 +68,19 @@ pub fn ctx_for(path: &Path) -> OpenContext {
     }
 }
 
+/// Every row of one sheet of the workbook at `path`, or the error that stopped reading.
+pub fn sheet_rows(
+    path: &Path,
+    sheet: crate::tabular::SheetSelector,
+) -> Result<Vec<crate::tabular::Row>, FileError> {
+    let mut src = crate::sheet::open_rows(path, &ctx_for(path), &sheet)?;
+    let mut rows = Vec::new();
+    while let Some(row) = src.next_row()? {
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// Reads `path` through `format` the way the pipeline would (minus ledger and sinks).
 pub fn read_all(format: &dyn Format, path: &Path) -> ReadResult {
     read_all_with(format, path, &ctx_for(path))
