@@ -8,6 +8,11 @@ fn fresh(input: &Path, state: Option<PathBuf>, fingerprint: &str, piece: u64) ->
     InputHash::with_piece(input, state, fingerprint, piece, Duration::ZERO)
 }
 
+/// The fingerprint of `body` as intake takes it: blake3, hex.
+fn hex(body: &[u8]) -> String {
+    blake3::hash(body).to_hex().to_string()
+}
+
 fn content(len: u64) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
@@ -60,7 +65,7 @@ fn pieces_give_blake3_of_the_whole_file_at_every_size_and_pace() {
         37 * SMALL + 5,
     ];
     for len in sizes {
-        let want = blake3::hash(&content(len)).to_hex().to_string();
+        let want = hex(&content(len));
         let paces: [&[u64]; 4] = [
             &[],
             &[len],
@@ -86,10 +91,7 @@ fn a_real_sized_piece_gives_blake3_too() {
     let mut h = fresh(&input, None, "fp", PIECE);
     h.advance(2 * PIECE + 1);
     assert_eq!(hashed(&h), 2 * PIECE);
-    assert_eq!(
-        h.finish().unwrap(),
-        blake3::hash(&body).to_hex().to_string()
-    );
+    assert_eq!(h.finish().unwrap(), hex(&body));
 }
 
 #[test]
@@ -106,10 +108,7 @@ fn a_state_is_kept_for_one_claim_of_one_file_only() {
     let fresh = |fingerprint: &str, piece: u64| {
         let mut h = fresh(&input, Some(state.clone()), fingerprint, piece);
         let n = hashed(&h);
-        assert_eq!(
-            h.finish().unwrap(),
-            blake3::hash(&body).to_hex().to_string()
-        );
+        assert_eq!(h.finish().unwrap(), hex(&body));
         n
     };
     assert_eq!(fresh("fp", SMALL), 6 * SMALL, "taken up");
@@ -152,7 +151,7 @@ fn regression_a_change_to_hashed_pieces_is_seen_at_the_end() {
     assert_eq!(hashed(&h), 5 * SMALL);
     change_behind_the_mtime(&input);
     let now = std::fs::read(&input).unwrap();
-    assert_eq!(h.finish().unwrap(), blake3::hash(&now).to_hex().to_string());
+    assert_eq!(h.finish().unwrap(), hex(&now));
 }
 
 #[test]
@@ -168,7 +167,7 @@ fn regression_a_resume_does_not_take_up_pieces_of_a_file_changed_since() {
     let mut h = fresh(&input, Some(state), "fp", SMALL);
     assert_eq!(hashed(&h), 0);
     let now = std::fs::read(&input).unwrap();
-    assert_eq!(h.finish().unwrap(), blake3::hash(&now).to_hex().to_string());
+    assert_eq!(h.finish().unwrap(), hex(&now));
 }
 
 /// A change within the file system's clock tick of the one before leaves the change time as
@@ -184,10 +183,7 @@ fn regression_no_piece_is_hashed_before_the_last_change_has_settled() {
     let mut h = InputHash::with_piece(&input, None, "fp", SMALL, an_hour);
     h.advance(5 * SMALL);
     assert_eq!(hashed(&h), 0, "no clock to read, and not an hour old");
-    assert_eq!(
-        h.finish().unwrap(),
-        blake3::hash(&body).to_hex().to_string()
-    );
+    assert_eq!(h.finish().unwrap(), hex(&body));
     // A state kept beside it shows the file system's clock: once that has moved past the
     // input's last change (its ticks are at most 10 ms here), pieces are hashed.
     let state = dir.path().join("state");
@@ -199,10 +195,7 @@ fn regression_no_piece_is_hashed_before_the_last_change_has_settled() {
         5 * SMALL,
         "the file system's clock has moved on"
     );
-    assert_eq!(
-        h.finish().unwrap(),
-        blake3::hash(&body).to_hex().to_string()
-    );
+    assert_eq!(h.finish().unwrap(), hex(&body));
 }
 
 /// Before the file system's clock has passed the input's last change nothing is kept: a
