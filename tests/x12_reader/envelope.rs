@@ -79,11 +79,7 @@ fn interchanges_with_different_delimiters_in_one_file() {
         .replace("PO1|1|2|EA|3||VN|X", "PO1|1|2|EA|3||VN|Y");
     let r = read_text(format().as_ref(), &format!("{first}\r\n{second}"));
     assert!(r.error.is_none(), "{:?}", r.error);
-    let recs: Vec<_> = r
-        .units
-        .iter()
-        .flat_map(|u| u.eval.records.clone())
-        .collect();
+    let recs = records(&r);
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[1].body()["lines"][0]["sku"], "Y");
     assert_eq!(r.acks.len(), 2);

@@ -16,6 +16,14 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Every record a read's units gave, in order.
+fn records(r: &ReadResult) -> Vec<tallyman::canonical::Record> {
+    r.units
+        .iter()
+        .flat_map(|u| u.eval.records.clone())
+        .collect()
+}
+
 /// The transaction sets of one id (`810`, `850`) a read gave, in order.
 fn sets<'r>(r: &'r ReadResult, id: &str) -> Vec<&'r ReadUnit> {
     r.units.iter().filter(|u| u.label.starts_with(id)).collect()
@@ -119,11 +127,7 @@ fn clean_850_maps_header_parties_and_lines() {
     let f = format();
     let r = read_all(f.as_ref(), &root().join("samples/inbox/acme-orders.x12"));
     assert!(r.error.is_none());
-    let recs: Vec<_> = r
-        .units
-        .iter()
-        .flat_map(|u| u.eval.records.clone())
-        .collect();
+    let recs = records(&r);
     assert_eq!(recs.len(), 2);
     let o = &recs[0].body();
     assert_eq!(recs[0].key, "ACME/PO-4711");
@@ -254,11 +258,7 @@ fn hl_hierarchy_maps_order_and_package_from_ancestors() {
         .replace("ST*850", "ST*856")
         .replace("GS*PO", "GS*SH");
     let r = read_text(format().as_ref(), &text);
-    let recs: Vec<_> = r
-        .units
-        .iter()
-        .flat_map(|u| u.eval.records.clone())
-        .collect();
+    let recs = records(&r);
     assert_eq!(recs.len(), 1, "{:?}", rejected_fields(&r));
     let s = &recs[0].body();
     assert_eq!(recs[0].key, "PARTNER/SHIP1");
@@ -278,11 +278,7 @@ fn po_ack_855_maps_status_per_line() {
         format().as_ref(),
         &root().join("tests/corpus/x12/nodex12_855.edi"),
     );
-    let recs: Vec<_> = r
-        .units
-        .iter()
-        .flat_map(|u| u.eval.records.clone())
-        .collect();
+    let recs = records(&r);
     let b = &recs[0].body();
     assert_eq!(b["order_no"], "POTEST1112");
     assert_eq!(b["status"], "accepted");
