@@ -130,37 +130,80 @@ pub fn read_defs(dir: &Path, diags: &mut Diagnostics) -> Vec<DefFile> {
     collect(dir, &mut paths, diags);
     paths.sort();
     let mut out = Vec::new();
-    for path in paths {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.error(&path, None, format!("cannot read: {e}"));
-                continue;
-            }
-        };
-        let table: toml::Table = match toml::from_str(&text) {
-            Ok(t) => t,
-            Err(e) => {
-                let line = e.span().map(|s| line_at(&text, s.start));
-                diags.error(&path, line, e.message().to_string());
-                continue;
-            }
-        };
-        let kind = match table.get("kind").and_then(|k| k.as_str()) {
-            Some(k) => k.to_string(),
-            None => {
-                diags.error(&path, Some(1), "missing top-level `kind = \"...\"`");
-                continue;
-            }
-        };
-        out.push(DefFile {
-            path,
-            text,
-            kind,
-            table,
-        });
+    for read in in_order_on_two_threads(&paths, read_def) {
+        match read {
+            Ok(def) => out.push(def),
+            Err(e) => diags.errors.push(e),
+        }
     }
     out
+}
+
+/// One definition file read and parsed, or why it cannot be used.
+fn read_def(path: &PathBuf) -> Result<DefFile, ConfigError> {
+    let fail = |line, message: String| {
+        Err(ConfigError {
+            file: path.clone(),
+            line,
+            message,
+        })
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return fail(None, format!("cannot read: {e}")),
+    };
+    let table: toml::Table = match toml::from_str(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = e.span().map(|s| line_at(&text, s.start));
+            return fail(line, e.message().to_string());
+        }
+    };
+    let Some(kind) = table.get("kind").and_then(|k| k.as_str()) else {
+        return fail(Some(1), "missing top-level `kind = \"...\"`".into());
+    };
+    Ok(DefFile {
+        kind: kind.to_string(),
+        path: path.clone(),
+        text,
+        table,
+    })
+}
+
+/// `f` of every item, in the items' order, on two threads, each taking the next item
+/// not taken yet from the end of the list (the IDoc loader, the costliest kind, is last).
+/// Loading the definitions is most of a start that finds nothing to do, and the other
+/// core is idle then (an empty run here: 16.3 → 14.0 ms). A second thread refused costs
+/// only time: this one then takes every item.
+pub(crate) fn in_order_on_two_threads<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let done: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let work = || loop {
+        let i = taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(at) = items.len().checked_sub(i + 1) else {
+            return;
+        };
+        let r = f(&items[at]);
+        *done[at].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    };
+    std::thread::scope(|s| {
+        let apart = std::thread::Builder::new()
+            .name("tallyman-formats".into())
+            .spawn_scoped(s, work);
+        work();
+        if let Ok(h) = apart {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+    });
+    done.into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .map(|r| r.expect("every item was taken by one of the threads"))
+        .collect()
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
@@ -184,6 +227,22 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_threads_give_every_item_once_in_order() {
+        for n in 0..8usize {
+            let items: Vec<usize> = (0..n).collect();
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            let got = in_order_on_two_threads(&items, |&i| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Items finish out of order: the later ones are quicker.
+                std::thread::sleep(std::time::Duration::from_millis(((n - i) % 3) as u64));
+                i * 10
+            });
+            assert_eq!(got, items.iter().map(|i| i * 10).collect::<Vec<_>>());
+            assert_eq!(calls.into_inner(), n);
+        }
+    }
 
     #[test]
     fn reports_every_broken_file_with_its_line() {

@@ -43,14 +43,22 @@ pub fn load_formats(dir: &std::path::Path, diags: &mut Diagnostics) -> super::Fo
             );
         }
     }
-    for loader in KINDS {
+    // Each kind's formats built apart, their errors reported in this list's order.
+    let built = super::defs::in_order_on_two_threads(KINDS, |loader| {
         let mine: Vec<&DefFile> = defs
             .iter()
             .filter(|d| loader.kinds.contains(&d.kind.as_str()))
             .collect();
-        if !mine.is_empty() {
-            set.formats.extend((loader.load)(&mine, diags));
-        }
+        let mut found = Diagnostics::default();
+        let formats = match mine.is_empty() {
+            true => Vec::new(),
+            false => (loader.load)(&mine, &mut found),
+        };
+        (formats, found)
+    });
+    for (formats, found) in built {
+        set.formats.extend(formats);
+        diags.errors.extend(found.errors);
     }
     let mut seen = std::collections::HashSet::new();
     for f in &set.formats {
