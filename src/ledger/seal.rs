@@ -28,7 +28,9 @@
 //! its last change within [`CHECKPOINT_WINDOW`] of that beginning takes the changes for
 //! the checkpoint's. A write by anything else after the window is still noticed; one
 //! inside it, in the same seconds as a kill, is the case left to the daily check. A
-//! checkpoint that fails removes the seal: an I/O error is checked.
+//! checkpoint that fails puts the seal back if the file is as it said (nothing written:
+//! another checkpoint was under way), and removes it otherwise: an I/O error is checked.
+//! A read-only connection neither checkpoints nor touches the seal.
 //!
 //! SQLite's automatic checkpoint is replaced by the same checkpoint made from the WAL hook
 //! (SQLite's own default hook does exactly this, at the same 1,000 frames), followed by
@@ -139,19 +141,15 @@ fn parse_time(t: &str) -> Option<Duration> {
 }
 
 /// Rewrites the seal of a file it still holds for with the beginning of a checkpoint (see
-/// the module's notes), which then excuses the checkpoint's writes. `false` if it could
-/// not be written: the old seal then no longer matches once the checkpoint writes.
-fn begin_checkpoint(db: &Path, boot: &str, at: Duration) -> bool {
-    let Ok(m) = std::fs::metadata(db) else {
-        return false;
-    };
-    let text = format!(
-        "{}{BEGUN}{}.{:09}\n",
-        describe(boot, &m),
-        at.as_secs(),
-        at.subsec_nanos()
-    );
-    crate::fsutil::write_unsynced_with(&seal_path(db), |f| f.write_all(text.as_bytes())).is_ok()
+/// the module's notes), which then excuses the checkpoint's writes. The seal's line of the
+/// file as it was, if the new seal was written; if not, the old seal no longer matches
+/// once the checkpoint writes.
+fn begin_checkpoint(db: &Path, boot: &str, at: Duration) -> Option<String> {
+    let state = describe(boot, &std::fs::metadata(db).ok()?);
+    let text = format!("{state}{BEGUN}{}.{:09}\n", at.as_secs(), at.subsec_nanos());
+    crate::fsutil::write_unsynced_with(&seal_path(db), |f| f.write_all(text.as_bytes()))
+        .ok()
+        .map(|_| state)
 }
 
 /// Records the database file as it is now as tallyman's own. Only for a file that was
@@ -243,27 +241,43 @@ unsafe fn checkpoint_keeping_seal(db: *mut ffi::sqlite3, name: *const c_char) {
             PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
         })
         .filter(|p| !p.as_os_str().is_empty());
-    let held = path.as_deref().filter(|p| intact(p));
-    if let (Some(p), Some(boot), Ok(now)) = (
+    // A read-only connection cannot checkpoint, and writes nothing beside the file.
+    // SAFETY: as above.
+    let writable = unsafe { ffi::sqlite3_db_readonly(db, name) } == 0;
+    let held = path.as_deref().filter(|p| writable && intact(p));
+    let begun = match (
         held,
         boot_id(),
         SystemTime::now().duration_since(UNIX_EPOCH),
     ) {
-        begin_checkpoint(p, boot, now);
-    }
+        (Some(p), Some(boot), Ok(now)) => begin_checkpoint(p, boot, now),
+        _ => None,
+    };
     // SAFETY: as above.
     let rc = unsafe { ffi::sqlite3_wal_checkpoint(db, name) };
     if let Some(p) = held {
-        end_checkpoint(p, rc);
+        end_checkpoint(p, rc, begun.as_deref());
     }
 }
 
-/// Seals the file after a checkpoint that began over a sealed one; after one that failed
-/// (an I/O error, another checkpoint under way) removes the seal, so the next start checks.
-fn end_checkpoint(db: &Path, rc: c_int) {
+/// Seals the file after a checkpoint that began over a sealed one. After one that failed,
+/// puts the seal back as it was (`before`) if the file is as it said — nothing was
+/// written: another checkpoint was under way — and removes it otherwise, so that the next
+/// start checks what an I/O error may have left.
+fn end_checkpoint(db: &Path, rc: c_int, before: Option<&str>) {
     if rc == ffi::SQLITE_OK {
-        seal(db);
-    } else {
+        return seal(db);
+    }
+    let unchanged = match (before, boot_id(), std::fs::metadata(db)) {
+        (Some(state), Some(boot), Ok(m)) => describe(boot, &m) == state,
+        _ => false,
+    };
+    let restored = unchanged
+        && crate::fsutil::write_unsynced_with(&seal_path(db), |f| {
+            f.write_all(before.unwrap_or_default().as_bytes())
+        })
+        .is_ok();
+    if !restored {
         let _ = std::fs::remove_file(seal_path(db));
     }
 }
@@ -323,15 +337,15 @@ mod tests {
         let (_d, p) = sqlite_file();
         seal(&p);
         let boot = boot_id().expect("Linux has a boot id");
-        assert!(begin_checkpoint(&p, boot, now()));
+        assert!(begin_checkpoint(&p, boot, now()).is_some());
         assert!(intact(&p), "a begun checkpoint has written nothing yet");
         // The checkpoint's writes, then the process killed before it sealed.
         next_tick();
         std::fs::write(&p, b"pages and more pages").unwrap();
         assert!(intact(&p), "its writes are excused");
         // The next checkpoint begins over the file as it is, and seals it whole.
-        assert!(begin_checkpoint(&p, boot, now()));
-        end_checkpoint(&p, ffi::SQLITE_OK);
+        let begun = begin_checkpoint(&p, boot, now());
+        end_checkpoint(&p, ffi::SQLITE_OK, begun.as_deref());
         let text = std::fs::read_to_string(seal_path(&p)).unwrap();
         assert!(!text.contains(BEGUN), "{text}");
         assert!(intact(&p));
@@ -343,18 +357,18 @@ mod tests {
         seal(&p);
         let boot = boot_id().unwrap();
         // Begun long enough ago that this write is past its window.
-        assert!(begin_checkpoint(&p, boot, now() - 2 * CHECKPOINT_WINDOW));
+        assert!(begin_checkpoint(&p, boot, now() - 2 * CHECKPOINT_WINDOW).is_some());
         next_tick();
         std::fs::write(&p, b"PAGES").unwrap();
         assert!(!intact(&p), "a write after the window");
 
         seal(&p);
-        assert!(begin_checkpoint(&p, "another-boot", now()));
+        assert!(begin_checkpoint(&p, "another-boot", now()).is_some());
         std::fs::write(&p, b"pages").unwrap();
         assert!(!intact(&p), "a checkpoint of another boot");
 
         seal(&p);
-        assert!(begin_checkpoint(&p, boot, now()));
+        assert!(begin_checkpoint(&p, boot, now()).is_some());
         let copy = p.with_extension("copy");
         std::fs::copy(&p, &copy).unwrap();
         std::fs::rename(&copy, &p).unwrap();
@@ -378,13 +392,35 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_checkpoint_removes_the_seal() {
+    fn a_failed_checkpoint_keeps_the_seal_only_if_it_wrote_nothing() {
         let (_d, p) = sqlite_file();
+        let boot = boot_id().unwrap();
+        // Another checkpoint under way: nothing written, the seal as it was.
         seal(&p);
-        assert!(begin_checkpoint(&p, boot_id().unwrap(), now()));
-        end_checkpoint(&p, ffi::SQLITE_IOERR);
+        let sealed = std::fs::read_to_string(seal_path(&p)).unwrap();
+        let begun = begin_checkpoint(&p, boot, now());
+        end_checkpoint(&p, ffi::SQLITE_BUSY, begun.as_deref());
+        assert_eq!(std::fs::read_to_string(seal_path(&p)).unwrap(), sealed);
+        assert!(intact(&p));
+        // An I/O error after writes: checked at the next start.
+        let begun = begin_checkpoint(&p, boot, now());
+        next_tick();
+        std::fs::write(&p, b"half written").unwrap();
+        end_checkpoint(&p, ffi::SQLITE_IOERR, begun.as_deref());
         assert!(!seal_path(&p).exists());
         assert!(!intact(&p));
+    }
+
+    #[test]
+    fn a_read_only_ledger_closing_leaves_the_seal_alone() {
+        let (_d, p, l) = checked_ledger();
+        drop(l);
+        let sealed = std::fs::read_to_string(seal_path(&p)).unwrap();
+        let ro = crate::ledger::open_for_check(&p).unwrap();
+        assert!(ro.check_integrity(false).unwrap().is_empty());
+        drop(ro);
+        assert_eq!(std::fs::read_to_string(seal_path(&p)).unwrap(), sealed);
+        assert!(intact(&p));
     }
 
     fn checked_ledger() -> (tempfile::TempDir, PathBuf, crate::ledger::Ledger) {
@@ -445,7 +481,7 @@ mod tests {
             .unwrap();
         let before = size(&p);
         assert!(intact(&p), "the WAL grew, not the file");
-        assert!(begin_checkpoint(&p, boot_id().unwrap(), now()));
+        assert!(begin_checkpoint(&p, boot_id().unwrap(), now()).is_some());
         next_tick();
         // The checkpoint's writes, and no seal after them: the process is killed there.
         let _: i64 = l
