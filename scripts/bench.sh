@@ -6,7 +6,7 @@
 #
 #   scripts/bench.sh [CSV_MB] [X12_MB] [IDOC_MB] [RESUME_MB] [THREADS_MB] [FRICTIONLESS_MB]
 #
-# Defaults 100 30 50 50 50 20: about 8 minutes on two cores. Each part runs alone too:
+# Defaults 100 30 50 50 50 20: about 9 minutes on two cores. Each part runs alone too:
 # scripts/bench-{csv,x12,idoc,threads,resume,frictionless}.sh [MB]; their shared code is
 # scripts/bench-lib.sh. The old `bench.sh [ORDERS] [BATCH_LINES]` is gone: sizes are in MB
 # now (~14,100 orders a MB), and batch_lines is set with BENCH_BATCH_LINES=N in the
