@@ -117,7 +117,9 @@ pub struct IdocReader {
     pub(super) xml_shift: u64,
     /// Each segment name's entry in `seen`: looked up once a segment (a lookup for its
     /// count, another for its entry and one at its end hashed each name three times).
-    names: HashMap<String, usize>,
+    /// foldhash, not SipHash: the look-up is on the reading thread, an IDoc run's slowest,
+    /// and the map is bounded (`MAX_NAMES`), which is what keeps hostile names cheap.
+    names: HashMap<String, usize, foldhash::fast::RandomState>,
     /// What the reader knows of each segment name: see [`NameSeen`].
     seen: Vec<NameSeen>,
     /// The bytes of `names`' keys.
@@ -198,7 +200,7 @@ impl IdocReader {
             stack: Vec::new(),
             current: None,
             xml_shift: if bom { 3 } else { 0 },
-            names: HashMap::new(),
+            names: HashMap::default(),
             seen: Vec::new(),
             name_bytes: 0,
             idocs: 0,
