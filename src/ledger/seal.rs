@@ -29,8 +29,9 @@
 //! the checkpoint's. A write by anything else after the window is still noticed; one
 //! inside it, in the same seconds as a kill, is the case left to the daily check. A
 //! checkpoint that fails puts the seal back if the file is as it said (nothing written:
-//! another checkpoint was under way), and removes it otherwise: an I/O error is checked.
-//! A read-only connection neither checkpoints nor touches the seal.
+//! another checkpoint was under way), and removes it otherwise: an I/O error is checked;
+//! a seal another connection wrote since is left to it. A read-only connection neither
+//! checkpoints nor touches the seal.
 //!
 //! SQLite's automatic checkpoint is replaced by the same checkpoint made from the WAL hook
 //! (SQLite's own default hook does exactly this, at the same 1,000 frames), followed by
@@ -140,16 +141,21 @@ fn parse_time(t: &str) -> Option<Duration> {
     Some(Duration::new(secs.parse().ok()?, nanos))
 }
 
+/// A seal rewritten with the beginning of a checkpoint: the seal's line of the file as it
+/// was, and the whole text written.
+struct Begun {
+    state: String,
+    text: String,
+}
+
 /// Rewrites the seal of a file it still holds for with the beginning of a checkpoint (see
-/// the module's notes), which then excuses the checkpoint's writes. The seal's line of the
-/// file as it was, if the new seal was written; if not, the old seal no longer matches
-/// once the checkpoint writes.
-fn begin_checkpoint(db: &Path, boot: &str, at: Duration) -> Option<String> {
+/// the module's notes), which then excuses the checkpoint's writes. `None` if it could not
+/// be written: the old seal then no longer matches once the checkpoint writes.
+fn begin_checkpoint(db: &Path, boot: &str, at: Duration) -> Option<Begun> {
     let state = describe(boot, &std::fs::metadata(db).ok()?);
     let text = format!("{state}{BEGUN}{}.{:09}\n", at.as_secs(), at.subsec_nanos());
-    crate::fsutil::write_unsynced_with(&seal_path(db), |f| f.write_all(text.as_bytes()))
-        .ok()
-        .map(|_| state)
+    crate::fsutil::write_unsynced_with(&seal_path(db), |f| f.write_all(text.as_bytes())).ok()?;
+    Some(Begun { state, text })
 }
 
 /// Records the database file as it is now as tallyman's own. Only for a file that was
@@ -256,25 +262,32 @@ unsafe fn checkpoint_keeping_seal(db: *mut ffi::sqlite3, name: *const c_char) {
     // SAFETY: as above.
     let rc = unsafe { ffi::sqlite3_wal_checkpoint(db, name) };
     if let Some(p) = held {
-        end_checkpoint(p, rc, begun.as_deref());
+        end_checkpoint(p, rc, begun.as_ref());
     }
 }
 
 /// Seals the file after a checkpoint that began over a sealed one. After one that failed,
-/// puts the seal back as it was (`before`) if the file is as it said — nothing was
-/// written: another checkpoint was under way — and removes it otherwise, so that the next
-/// start checks what an I/O error may have left.
-fn end_checkpoint(db: &Path, rc: c_int, before: Option<&str>) {
+/// the beginning it wrote must not excuse what an I/O error may have left: the seal is put
+/// back as it was if the file is as it said (nothing written: another checkpoint was under
+/// way), and removed otherwise, so that the next start checks. A seal another connection
+/// wrote since (its own checkpoint's, which made this one busy) is left to it.
+fn end_checkpoint(db: &Path, rc: c_int, begun: Option<&Begun>) {
     if rc == ffi::SQLITE_OK {
         return seal(db);
     }
-    let unchanged = match (before, boot_id(), std::fs::metadata(db)) {
-        (Some(state), Some(boot), Ok(m)) => describe(boot, &m) == state,
+    let Some(begun) = begun else {
+        return;
+    };
+    if std::fs::read_to_string(seal_path(db)).ok().as_deref() != Some(begun.text.as_str()) {
+        return;
+    }
+    let unchanged = match (boot_id(), std::fs::metadata(db)) {
+        (Some(boot), Ok(m)) => describe(boot, &m) == begun.state,
         _ => false,
     };
     let restored = unchanged
         && crate::fsutil::write_unsynced_with(&seal_path(db), |f| {
-            f.write_all(before.unwrap_or_default().as_bytes())
+            f.write_all(begun.state.as_bytes())
         })
         .is_ok();
     if !restored {
@@ -345,7 +358,7 @@ mod tests {
         assert!(intact(&p), "its writes are excused");
         // The next checkpoint begins over the file as it is, and seals it whole.
         let begun = begin_checkpoint(&p, boot, now());
-        end_checkpoint(&p, ffi::SQLITE_OK, begun.as_deref());
+        end_checkpoint(&p, ffi::SQLITE_OK, begun.as_ref());
         let text = std::fs::read_to_string(seal_path(&p)).unwrap();
         assert!(!text.contains(BEGUN), "{text}");
         assert!(intact(&p));
@@ -399,16 +412,37 @@ mod tests {
         seal(&p);
         let sealed = std::fs::read_to_string(seal_path(&p)).unwrap();
         let begun = begin_checkpoint(&p, boot, now());
-        end_checkpoint(&p, ffi::SQLITE_BUSY, begun.as_deref());
+        end_checkpoint(&p, ffi::SQLITE_BUSY, begun.as_ref());
         assert_eq!(std::fs::read_to_string(seal_path(&p)).unwrap(), sealed);
         assert!(intact(&p));
         // An I/O error after writes: checked at the next start.
         let begun = begin_checkpoint(&p, boot, now());
         next_tick();
         std::fs::write(&p, b"half written").unwrap();
-        end_checkpoint(&p, ffi::SQLITE_IOERR, begun.as_deref());
+        end_checkpoint(&p, ffi::SQLITE_IOERR, begun.as_ref());
         assert!(!seal_path(&p).exists());
         assert!(!intact(&p));
+    }
+
+    #[test]
+    fn a_busy_checkpoint_leaves_the_seal_another_connection_wrote_since() {
+        let (_d, p) = sqlite_file();
+        let boot = boot_id().unwrap();
+        seal(&p);
+        let begun = begin_checkpoint(&p, boot, now());
+        // The other connection's checkpoint, which made this one busy: it began, wrote
+        // and sealed the file as it left it.
+        let theirs = begin_checkpoint(&p, boot, now());
+        next_tick();
+        std::fs::write(&p, b"their pages").unwrap();
+        end_checkpoint(&p, ffi::SQLITE_OK, theirs.as_ref());
+        let sealed = std::fs::read_to_string(seal_path(&p)).unwrap();
+        end_checkpoint(&p, ffi::SQLITE_BUSY, begun.as_ref());
+        assert_eq!(std::fs::read_to_string(seal_path(&p)).unwrap(), sealed);
+        assert!(intact(&p));
+        // Without a beginning written, a failed checkpoint leaves the seal as it is.
+        end_checkpoint(&p, ffi::SQLITE_IOERR, None);
+        assert!(intact(&p));
     }
 
     #[test]
