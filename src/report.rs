@@ -27,7 +27,7 @@ pub fn write_csv(ledger: &Ledger, row: &FileRow, out: &mut dyn Write) -> io::Res
         .from_writer(io::BufWriter::new(out));
     w.write_record(HEADER)?;
     if let Some(r) = file_error_row(row) {
-        w.write_record(csv_record(&r).iter().map(|c| c.as_bytes()))?;
+        write_reject(&mut w, &r)?;
     }
     let mut after = -1;
     loop {
@@ -37,7 +37,7 @@ pub fn write_csv(ledger: &Ledger, row: &FileRow, out: &mut dyn Write) -> io::Res
         let Some((last, _)) = page.last() else { break };
         after = *last;
         for (_, r) in &page {
-            w.write_record(csv_record(r).iter().map(|c| c.as_bytes()))?;
+            write_reject(&mut w, r)?;
         }
     }
     w.flush()?;
@@ -164,11 +164,16 @@ pub fn to_csv(rows: &[RejectRow]) -> Result<Vec<u8>, csv::Error> {
             .from_writer(&mut buf);
         w.write_record(HEADER)?;
         for r in rows {
-            w.write_record(csv_record(r).iter().map(|c| c.as_bytes()))?;
+            write_reject(&mut w, r)?;
         }
         w.flush()?;
     }
     Ok(buf)
+}
+
+/// Writes one reject as the report's row.
+fn write_reject<W: Write>(w: &mut csv::Writer<W>, r: &RejectRow) -> csv::Result<()> {
+    w.write_record(csv_record(r).iter().map(|c| c.as_bytes()))
 }
 
 /// One reject as the report's cells, defused for spreadsheets: borrowed from the row
