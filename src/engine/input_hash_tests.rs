@@ -17,6 +17,15 @@ fn content(len: u64) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
+/// A scratch folder holding an input of `len` bytes (`in`), and those bytes.
+fn input_of(len: u64) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let body = content(len);
+    std::fs::write(&input, &body).unwrap();
+    (dir, input, body)
+}
+
 fn hashed(h: &InputHash) -> u64 {
     h.hashing.as_ref().expect("hashing").tree.hashed
 }
@@ -24,10 +33,8 @@ fn hashed(h: &InputHash) -> u64 {
 /// A file of `len` bytes, hashed with a kept state: advanced to each of `stops`, then
 /// opened again from the state (as a resume does) and finished.
 fn resumed(len: u64, stops: &[u64]) -> (String, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
+    let (dir, input, _) = input_of(len);
     let state = dir.path().join("staging/state");
-    std::fs::write(&input, content(len)).unwrap();
     let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
     for &s in stops {
         h.advance(s);
@@ -84,10 +91,7 @@ fn pieces_give_blake3_of_the_whole_file_at_every_size_and_pace() {
 
 #[test]
 fn a_real_sized_piece_gives_blake3_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
-    let body = content(3 * PIECE + 12_345);
-    std::fs::write(&input, &body).unwrap();
+    let (_dir, input, body) = input_of(3 * PIECE + 12_345);
     let mut h = fresh(&input, None, "fp", PIECE);
     h.advance(2 * PIECE + 1);
     assert_eq!(hashed(&h), 2 * PIECE);
@@ -96,11 +100,8 @@ fn a_real_sized_piece_gives_blake3_too() {
 
 #[test]
 fn a_state_is_kept_for_one_claim_of_one_file_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
+    let (dir, input, body) = input_of(10 * SMALL + 3);
     let state = dir.path().join("state");
-    let body = content(10 * SMALL + 3);
-    std::fs::write(&input, &body).unwrap();
     let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
     h.advance(6 * SMALL);
     drop(h);
@@ -143,9 +144,7 @@ fn change_behind_the_mtime(input: &Path) {
 
 #[test]
 fn regression_a_change_to_hashed_pieces_is_seen_at_the_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
-    std::fs::write(&input, content(9 * SMALL)).unwrap();
+    let (_dir, input, _) = input_of(9 * SMALL);
     let mut h = fresh(&input, None, "fp", SMALL);
     h.advance(5 * SMALL);
     assert_eq!(hashed(&h), 5 * SMALL);
@@ -156,10 +155,8 @@ fn regression_a_change_to_hashed_pieces_is_seen_at_the_end() {
 
 #[test]
 fn regression_a_resume_does_not_take_up_pieces_of_a_file_changed_since() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
+    let (dir, input, _) = input_of(9 * SMALL);
     let state = dir.path().join("state");
-    std::fs::write(&input, content(9 * SMALL)).unwrap();
     let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
     h.advance(5 * SMALL);
     drop(h);
@@ -175,10 +172,7 @@ fn regression_a_resume_does_not_take_up_pieces_of_a_file_changed_since() {
 /// file to read the clock from, the last change must be old by this machine's clock.
 #[test]
 fn regression_no_piece_is_hashed_before_the_last_change_has_settled() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
-    let body = content(9 * SMALL);
-    std::fs::write(&input, &body).unwrap();
+    let (dir, input, body) = input_of(9 * SMALL);
     let an_hour = Duration::from_secs(3600);
     let mut h = InputHash::with_piece(&input, None, "fp", SMALL, an_hour);
     h.advance(5 * SMALL);
@@ -202,10 +196,8 @@ fn regression_no_piece_is_hashed_before_the_last_change_has_settled() {
 /// kept state always holds hashed pieces (one of none would not be taken up either).
 #[test]
 fn no_state_is_kept_before_a_piece_is_hashed() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
+    let (dir, input, _) = input_of(9 * SMALL);
     let state = dir.path().join("state");
-    std::fs::write(&input, content(9 * SMALL)).unwrap();
     let mut h = fresh(&input, Some(state.clone()), "fp", SMALL);
     h.advance(SMALL / 2);
     assert!(!state.exists(), "nothing hashed, nothing kept");
