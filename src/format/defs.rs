@@ -32,6 +32,77 @@ pub fn named_codes<'a>(mut codes: impl ExactSizeIterator<Item = &'a str>) -> Str
     named.join(", ")
 }
 
+/// A code list's allowed input codes in the order the definition gives them (a message
+/// names the first few), each with its output value, found by hash: a CSV cell was compared
+/// with the codes one by one, most of an orders CSV's string comparisons (ISO 4217 has
+/// 180 codes), and an X12 dictionary's lists run to hundreds (AK101 has 256).
+#[derive(Debug, Clone)]
+pub struct CodeTable {
+    entries: Vec<(String, String)>,
+    /// Entry by code (ASCII-lowercased when `ignore_case`); the first of equal codes wins,
+    /// as it did in order. `None` for a short list, which a scan of a few short codes
+    /// answers sooner than a hash (an X12 run checks its dictionary's two-code lists on
+    /// every coded element: 0.4% of its instructions).
+    index: Option<DefMap<String, usize>>,
+    ignore_case: bool,
+}
+
+/// Lists up to this long are scanned.
+const SCANNED_UP_TO: usize = 8;
+
+impl CodeTable {
+    pub fn new(entries: Vec<(String, String)>, ignore_case: bool) -> CodeTable {
+        let index = (entries.len() > SCANNED_UP_TO).then(|| {
+            let mut index = DefMap::default();
+            for (i, (code, _)) in entries.iter().enumerate() {
+                let key = if ignore_case {
+                    code.to_ascii_lowercase()
+                } else {
+                    code.clone()
+                };
+                index.entry(key).or_insert(i);
+            }
+            index
+        });
+        CodeTable {
+            entries,
+            index,
+            ignore_case,
+        }
+    }
+
+    /// The output value for input `text`, if it is an allowed code.
+    pub fn get(&self, text: &str) -> Option<&str> {
+        let i = match (&self.index, self.ignore_case) {
+            (Some(index), true) => index.get(&text.to_ascii_lowercase()).copied(),
+            (Some(index), false) => index.get(text).copied(),
+            (None, true) => self.codes().position(|c| c.eq_ignore_ascii_case(text)),
+            (None, false) => self.codes().position(|c| c == text),
+        };
+        i.map(|i| self.entries[i].1.as_str())
+    }
+
+    /// A list of codes that stand for themselves, matched exactly (an X12 element's).
+    pub fn list(codes: Vec<String>) -> CodeTable {
+        CodeTable::new(codes.into_iter().map(|c| (c.clone(), c)).collect(), false)
+    }
+
+    /// Whether `text` is an allowed code.
+    pub fn contains(&self, text: &str) -> bool {
+        self.get(text).is_some()
+    }
+
+    /// The allowed codes, in the definition's order.
+    pub fn codes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// The list as a message names it (see [`named_codes`]).
+    pub fn named(&self) -> String {
+        named_codes(self.codes())
+    }
+}
+
 /// One problem in a config or definition file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -227,6 +298,29 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Diagnostics) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scanned or hashed, a table answers alike: with or without case, the first of equal
+    /// codes winning.
+    #[test]
+    fn a_code_table_answers_alike_short_or_long() {
+        for n in [1, 2, 8, 9, 40] {
+            let mut entries: Vec<(String, String)> =
+                (0..n).map(|i| (format!("c{i}"), format!("v{i}"))).collect();
+            entries.push(("C0".into(), "later".into()));
+            for ignore_case in [false, true] {
+                let t = CodeTable::new(entries.clone(), ignore_case);
+                assert_eq!(t.get("c0"), Some("v0"), "{n} {ignore_case}");
+                let upper = if ignore_case {
+                    Some("v0")
+                } else {
+                    Some("later")
+                };
+                assert_eq!(t.get("C0"), upper, "{n} {ignore_case}");
+                assert_eq!(t.get("c99"), None);
+                assert_eq!(t.get(""), None);
+            }
+        }
+    }
 
     #[test]
     fn two_threads_give_every_item_once_in_order() {

@@ -15,7 +15,7 @@ use super::checksum::Checksum;
 use super::datetime::DateTimeSpec;
 use super::SheetSelector;
 use crate::canonical::Entity;
-use crate::format::defs::DefMap;
+pub use crate::format::defs::CodeTable;
 use crate::format::{glob_match, Policy};
 
 mod check;
@@ -73,53 +73,6 @@ pub enum FieldType {
     Code {
         table: CodeTable,
     },
-}
-
-/// A code field's allowed input codes in the order the definition gives them (a message
-/// names the first few), each with its output value, found by hash: a cell was compared
-/// with the codes one by one, most of an orders CSV's string comparisons (ISO 4217 has
-/// 180 codes).
-#[derive(Debug, Clone)]
-pub struct CodeTable {
-    entries: Vec<(String, String)>,
-    /// Entry by code (ASCII-lowercased when `ignore_case`); the first of equal codes wins,
-    /// as it did in order.
-    index: DefMap<String, usize>,
-    ignore_case: bool,
-}
-
-impl CodeTable {
-    pub fn new(entries: Vec<(String, String)>, ignore_case: bool) -> CodeTable {
-        let mut index = DefMap::default();
-        for (i, (code, _)) in entries.iter().enumerate() {
-            let key = if ignore_case {
-                code.to_ascii_lowercase()
-            } else {
-                code.clone()
-            };
-            index.entry(key).or_insert(i);
-        }
-        CodeTable {
-            entries,
-            index,
-            ignore_case,
-        }
-    }
-
-    /// The output value for input `text`, if it is an allowed code.
-    pub fn get(&self, text: &str) -> Option<&str> {
-        let i = if self.ignore_case {
-            self.index.get(&text.to_ascii_lowercase())
-        } else {
-            self.index.get(text)
-        };
-        i.map(|&i| self.entries[i].1.as_str())
-    }
-
-    /// The allowed codes, in the definition's order.
-    pub fn codes(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.entries.iter().map(|(k, _)| k.as_str())
-    }
 }
 
 impl FieldType {

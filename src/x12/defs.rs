@@ -28,7 +28,7 @@ use dictionary::load_segments;
 use partner::load_partner;
 use set::load_set;
 
-pub use dictionary::{CodeList, ElType, ElementDef, SegmentDef, SyntaxNote};
+pub use dictionary::{ElType, ElementDef, SegmentDef, SyntaxNote};
 pub use partner::{same_number, Atomic, PartnerDef, Unmapped, TOLERANCES};
 pub use set::{Cond, FieldExpr, GroupDef, MapDef, SetDef};
 pub use structure::{parse_structure, Node};

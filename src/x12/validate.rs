@@ -6,8 +6,9 @@
 //! defines). Keeping both in one value is what makes the acknowledgement reflect exactly
 //! the errors the report shows.
 
-use super::defs::{CodeList, ElType, Node, SegmentDef, SetDef};
+use super::defs::{ElType, Node, SegmentDef, SetDef};
 use super::segments::{Delims, Segment};
+use crate::format::defs::CodeTable;
 use crate::unit::Reason;
 
 /// An element-level error (AK4 / IK4).
@@ -473,7 +474,7 @@ fn check_value(
     ty: ElType,
     min: usize,
     max: usize,
-    codes: Option<&CodeList>,
+    codes: Option<&CodeTable>,
     v: &str,
 ) -> Option<Bad> {
     // Nearly every value is ASCII: its length in characters is its length in bytes.
@@ -553,7 +554,7 @@ fn type_error(ty: ElType, v: &str) -> Bad {
 }
 
 /// Whether `v` is one of `codes`, when the element has a code list.
-fn check_code(codes: Option<&CodeList>, v: &str) -> Option<Bad> {
+fn check_code(codes: Option<&CodeTable>, v: &str) -> Option<Bad> {
     let codes = codes.filter(|c| !c.contains(v))?;
     Some((
         7,

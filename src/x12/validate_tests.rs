@@ -112,22 +112,22 @@ fn values_are_typed() {
     assert!(check_value(ElType::Dt, 6, 8, None, "240229").is_none());
     assert_eq!(check_value(ElType::Tm, 4, 8, None, "2561").unwrap().0, 9);
     assert_eq!(check_value(ElType::An, 1, 3, None, "abcd").unwrap().0, 5);
-    let codes = CodeList::new(vec!["00".to_string()]);
+    let codes = CodeTable::list(vec!["00".to_string()]);
     assert_eq!(
         check_value(ElType::Id, 2, 2, Some(&codes), "01").unwrap().0,
         7
     );
 }
 
-/// A long list is looked up by hash, a short one scanned: both must answer as a scan of
-/// the whole list would, and a message names a long list's first twelve codes only.
+/// A list of any length, looked up by hash, must answer as a scan of the whole list would,
+/// and a message names a long list's first twelve codes only.
 #[test]
 fn a_code_list_answers_alike_short_or_long_and_a_message_names_its_first_codes() {
     for n in [1, 2, 8, 9, 256] {
         let listed: Vec<String> = (0..n)
             .map(|i| format!("{:02}", i % 100 + i / 100 * 7))
             .collect();
-        let codes = CodeList::new(listed.clone());
+        let codes = CodeTable::list(listed.clone());
         for v in ["00", "07", "99", "AA", "", "000"] {
             assert_eq!(
                 check_value(ElType::Id, 0, 3, Some(&codes), v).is_none(),
@@ -136,14 +136,14 @@ fn a_code_list_answers_alike_short_or_long_and_a_message_names_its_first_codes()
             );
         }
     }
-    let many = CodeList::new((0..256).map(|i| format!("C{i}")).collect());
+    let many = CodeTable::list((0..256).map(|i| format!("C{i}")).collect());
     let (code, rule, msg) = check_value(ElType::Id, 1, 4, Some(&many), "ZZ").unwrap();
     assert_eq!((code, rule), (7, "x12-code"));
     assert_eq!(
         msg,
         "'ZZ' is not a valid code (C0, C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, …)"
     );
-    let few = CodeList::new(vec!["BY".into(), "ST".into()]);
+    let few = CodeTable::list(vec!["BY".into(), "ST".into()]);
     let (_, _, msg) = check_value(ElType::Id, 2, 2, Some(&few), "ZZ").unwrap();
     assert_eq!(msg, "'ZZ' is not a valid code (BY, ST)");
 }

@@ -431,7 +431,7 @@ fn boolean(c: &Read, true_words: &[String], false_words: &[String]) -> Result<bo
 #[inline]
 fn code<'r>(table: &'r CodeTable, text: &str) -> Result<&'r str, Broken> {
     table.get(text).ok_or_else(|| {
-        let codes = crate::format::defs::named_codes(table.codes());
+        let codes = table.named();
         ("code-list", format!("is not an allowed code ({codes})"))
     })
 }

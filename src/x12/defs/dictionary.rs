@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::Registry;
-use crate::format::defs::DefSet;
+use crate::format::defs::CodeTable;
 use crate::format::{DefFile, Diagnostics};
 
 /// Data element types of the X12 dictionary.
@@ -32,41 +32,8 @@ pub struct ElementDef {
     pub ty: ElType,
     pub min: usize,
     pub max: usize,
-    pub codes: Option<CodeList>,
-}
-
-/// An ID element's code list: in the definition's order for messages, and hashed when it
-/// is long. Every value of a coded element is looked up in it, and a dictionary's lists
-/// run to hundreds of codes (AK101 has 256; a partner's unit-of-measure list may hold
-/// several hundred), which a scan compared one by one.
-#[derive(Debug, Clone)]
-pub struct CodeList {
-    codes: Vec<String>,
-    /// `None` for a short list, which a scan of a few two-byte codes answers sooner than
-    /// a hash.
-    index: Option<DefSet<String>>,
-}
-
-/// Lists up to this long are scanned.
-const SCANNED_UP_TO: usize = 8;
-
-impl CodeList {
-    pub fn new(codes: Vec<String>) -> CodeList {
-        let index = (codes.len() > SCANNED_UP_TO).then(|| codes.iter().cloned().collect());
-        CodeList { codes, index }
-    }
-
-    pub fn contains(&self, v: &str) -> bool {
-        match &self.index {
-            Some(index) => index.contains(v),
-            None => self.codes.iter().any(|c| c == v),
-        }
-    }
-
-    /// The list as a message names it (see [`crate::format::defs::named_codes`]).
-    pub fn named(&self) -> String {
-        crate::format::defs::named_codes(self.codes.iter().map(String::as_str))
-    }
+    /// An ID element's code list (see [`CodeTable::list`]).
+    pub codes: Option<CodeTable>,
 }
 
 /// A syntax note such as `P0607` (paired) or `C0506` (conditional).
@@ -201,7 +168,7 @@ fn parse_element(spec: &str) -> Result<ElementDef, String> {
     };
     let codes = parts
         .get(3)
-        .map(|c| CodeList::new(c.split(',').map(str::to_string).collect()));
+        .map(|c| CodeTable::list(c.split(',').map(str::to_string).collect()));
     if codes.is_some() && ty != ElType::Id {
         return Err("code lists are only for ID elements".into());
     }
