@@ -10,6 +10,7 @@ use crate::format::{AckBody, Outbound};
 use crate::unit::Position;
 
 mod ending;
+pub(super) mod recount;
 
 pub use ending::Lost;
 

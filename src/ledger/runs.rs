@@ -134,7 +134,15 @@ const FROM_RUN: &str = "first_seq >= COALESCE((SELECT MAX(r.first_seq) FROM unit
 
 /// Turns the runs of a file that hold a unit with `from <= seq < to` back into rows of
 /// `units` (all their units, not only those in range), so statements on `units` see them.
-pub(super) fn unpack(tx: &Transaction, file_id: i64, from: i64, to: i64) -> Result<()> {
+/// With `rejected` (a rule and message), the units in range are written rejected with
+/// them, as `spans::reject_late` would make them: a file rejected whole wrote every
+/// applied unit as a row and then rewrote it (and both of the table's indexes) again.
+pub(super) fn unpack(
+    tx: &Transaction,
+    file_id: i64,
+    (from, to): (i64, i64),
+    rejected: Option<(&str, &str)>,
+) -> Result<()> {
     loop {
         // A run at a time: a file rejected whole may have millions of units.
         let run: Option<(i64, Vec<u8>)> = {
@@ -155,11 +163,17 @@ pub(super) fn unpack(tx: &Transaction, file_id: i64, from: i64, to: i64) -> Resu
         let values: Vec<Value<'_>> = units
             .iter()
             .flat_map(|u| {
+                let late = rejected.filter(|_| (from..to).contains(&u.seq));
+                let status = if late.is_some() {
+                    "rejected"
+                } else {
+                    "applied"
+                };
                 [
                     Value::Int(file_id),
                     Value::Int(u.seq),
                     Value::Text(&u.label),
-                    Value::Text("applied"),
+                    Value::Text(status),
                     u.key.as_deref().map_or(Value::Null, Value::Text),
                     Value::Int(u.first_ordinal),
                     Value::Int(u.line_count),
@@ -169,15 +183,17 @@ pub(super) fn unpack(tx: &Transaction, file_id: i64, from: i64, to: i64) -> Resu
                     u.locator.as_deref().map_or(Value::Null, Value::Text),
                     u.spans.as_deref().map_or(Value::Null, Value::Blob),
                     u.detail.as_deref().map_or(Value::Null, Value::Text),
+                    late.map_or(Value::Null, |(rule, _)| Value::Text(rule)),
+                    late.map_or(Value::Null, |(_, message)| Value::Text(message)),
                 ]
             })
             .collect();
         super::batch::insert_many(
             tx,
             "INSERT OR IGNORE INTO units(file_id, seq, label, status, key, first_ordinal, line_count, \
-             line, byte, record, locator, spans, detail)",
+             line, byte, record, locator, spans, detail, rule, message)",
             "",
-            13,
+            15,
             &values,
         )?;
         tx.execute(

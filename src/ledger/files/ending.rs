@@ -4,6 +4,7 @@
 //! versions of what does not stand turned into rejects or given back; the file's totals
 //! recounted), so a crash leaves the ending whole or not begun.
 
+use super::recount::recount;
 use crate::format::Outbound;
 use crate::ledger::db::{params, TransactionBehavior};
 use crate::ledger::model::Outcome;
@@ -49,47 +50,6 @@ impl Lost {
     }
 }
 
-/// Recounts a file's line and unit totals from its rows (after statuses changed in bulk).
-/// A line is counted by its row when it has one, else by its unit's status (see `spans`).
-fn recount_sql() -> String {
-    let lines = |status: &str| {
-        format!(
-            "lines_{status} = (SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='{status}') + \
-             (SELECT COALESCE(SUM(u.line_count - (SELECT COUNT(*) FROM lines l WHERE l.file_id = u.file_id \
-             AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count)), 0) \
-             FROM units u WHERE u.file_id=?1 AND u.status='{status}')"
-        )
-    };
-    let units = |status: &str| {
-        format!(
-            "units_{status} = (SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='{status}')"
-        )
-    };
-    // Packed units are applied; their lines with rows are skipped ones (see runs.rs).
-    let runs = |what: &str| {
-        format!(" + (SELECT COALESCE(SUM({what}), 0) FROM unit_runs WHERE file_id=?1)")
-    };
-    let mut sets: Vec<String> = [
-        "applied",
-        "rejected",
-        "duplicate",
-        "skipped",
-        "unmapped",
-        "unchanged",
-    ]
-    .iter()
-    .map(|s| lines(s))
-    .collect();
-    sets[0] += &runs("lines - row_lines");
-    sets.extend(
-        ["applied", "rejected", "duplicate", "unmapped", "unchanged"]
-            .iter()
-            .map(|s| units(s)),
-    );
-    sets[6] += &runs("units");
-    format!("UPDATE files SET {} WHERE id=?1", sets.join(", "))
-}
-
 impl Ledger {
     /// Takes the file's decision: outcome, line updates for a whole-file reject, key
     /// release, and the acks to publish, all in one transaction.
@@ -117,7 +77,7 @@ impl Ledger {
             tx.execute("DELETE FROM keys WHERE file_id=?1", params![id])?;
             made::forget(&tx, id, 0, i64::MAX, |_| true)?;
             tx.execute("DELETE FROM version_runs WHERE file_id=?1", params![id])?;
-            tx.execute(&recount_sql(), params![id])?;
+            recount(&tx, id)?;
         }
         for a in acks {
             tx.execute(
@@ -161,7 +121,7 @@ impl Ledger {
         for table in ["lines", "units", "unit_runs", "keys", "version_runs"] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
-        tx.execute(&recount_sql(), [id])?;
+        recount(&tx, id)?;
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
             params![id, Outcome::Returned.as_str(), rule, why],
@@ -189,7 +149,7 @@ impl Ledger {
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE file_id=?1"), [id])?;
         }
-        tx.execute(&recount_sql(), [id])?;
+        recount(&tx, id)?;
         tx.execute(
             "UPDATE files SET committed_seq=0, committed_lines=0, next_chunk=0, synced_chunk=0, inflight_seq=NULL, \
              resume_mark=NULL, hold_reason=NULL, error_rule=NULL, error_message=NULL, error_position=NULL WHERE id=?1",
@@ -226,7 +186,7 @@ impl Ledger {
              AND v.key = deliveries.key AND v.version = deliveries.version)",
             [id],
         )?;
-        tx.execute(&recount_sql(), [id])?;
+        recount(&tx, id)?;
         tx.execute(
             "UPDATE files SET outcome=?2, state='publishing', inflight_seq=NULL, waiting_on=NULL, error_rule=?3, error_message=?4 WHERE id=?1",
             params![id, Outcome::Failed.as_str(), rule, message],

@@ -6,7 +6,11 @@ use super::super::testplace::{on_both, Place};
 use super::*;
 use crate::unit::{Position, Reason};
 
-on_both!(a_file_rejected_whole_tells_its_lines_from_their_documents,);
+on_both!(
+    a_file_rejected_whole_tells_its_lines_from_their_documents,
+    a_recount_from_rows_agrees_with_counting_them_in_sql,
+    a_file_failed_in_part_keeps_what_lies_outside_its_lost_units,
+);
 
 /// Line `o` of the test file: a record a line, ten bytes each.
 fn at(o: i64) -> Position {
@@ -183,4 +187,188 @@ fn a_file_rejected_whole_tells_its_lines_from_their_documents(p: Place) {
     );
     assert_eq!(told[7], (7, "skipped", Some("skipped")));
     assert_eq!(told.len(), 15);
+}
+
+/// Three batches of seven documents, each status the ledger keeps, of one to four lines:
+/// applied ones packed (one with a skipped line), rejected ones with a row a line,
+/// duplicates, unmapped and unchanged ones, and a skipped unit.
+fn mixed_file(l: &mut Ledger, fp: &str) -> i64 {
+    let run = l.begin_run("t").unwrap();
+    let f = l.insert_file(&nf(fp), run).unwrap().id;
+    let statuses = [
+        UnitStatus::Applied,
+        UnitStatus::Rejected,
+        UnitStatus::Duplicate,
+        UnitStatus::Applied,
+        UnitStatus::Unmapped,
+        UnitStatus::Unchanged,
+        UnitStatus::Skipped,
+    ];
+    let (mut seq, mut ordinal) = (0i64, 0i64);
+    for _batch in 0..3 {
+        let (mut units, mut lines) = (Vec::new(), Vec::new());
+        for status in statuses {
+            let count = 1 + seq % 4;
+            for o in ordinal..ordinal + count {
+                let (line_status, reason) = match status {
+                    UnitStatus::Rejected => ("rejected", Reason::new("bad", "a bad value")),
+                    UnitStatus::Skipped => ("skipped", Reason::new("skipped", "blank")),
+                    _ if o == ordinal + 1 => ("skipped", Reason::new("skipped", "blank")),
+                    _ => continue,
+                };
+                lines.push(LineRow {
+                    ordinal: o,
+                    unit_seq: seq,
+                    pos: at(o),
+                    status: line_status,
+                    key: Some(format!("K{seq}")),
+                    reason: Some(reason),
+                    raw: Some(format!("line {o}")),
+                });
+            }
+            let positions: Vec<Position> = (ordinal..ordinal + count).map(at).collect();
+            units.push(UnitRow {
+                key: Some(format!("K{seq}")),
+                first_ordinal: ordinal,
+                line_count: count,
+                pos: at(ordinal),
+                spans: crate::ledger::spans::encode(&positions.iter().collect::<Vec<_>>()),
+                ..unit_row(seq, status)
+            });
+            (seq, ordinal) = (seq + 1, ordinal + count);
+        }
+        let tx = l.batch(f).unwrap();
+        tx.write_lines(f, &lines).unwrap();
+        tx.write_units(f, &units, &lines).unwrap();
+        tx.commit().unwrap();
+    }
+    f
+}
+
+/// Lines and units of each status as one SQL statement counts them from the rows: the
+/// statement the ledger recounted with before `files::recount` (a pass per status and a
+/// range probe per unit), kept as the oracle.
+fn counted_in_sql(l: &Ledger, f: i64) -> crate::ledger::files::recount::Totals {
+    let statuses = [
+        "applied",
+        "rejected",
+        "duplicate",
+        "skipped",
+        "unmapped",
+        "unchanged",
+    ];
+    let lines = |s: &str| {
+        format!(
+            "(SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='{s}') + \
+             (SELECT COALESCE(SUM(u.line_count - (SELECT COUNT(*) FROM lines l WHERE l.file_id = u.file_id \
+             AND l.ordinal >= u.first_ordinal AND l.ordinal < u.first_ordinal + u.line_count)), 0) \
+             FROM units u WHERE u.file_id=?1 AND u.status='{s}')"
+        )
+    };
+    let units = |s: &str| format!("(SELECT COUNT(*) FROM units WHERE file_id=?1 AND status='{s}')");
+    let mut cols: Vec<String> = statuses.iter().map(|s| lines(s)).collect();
+    cols[0] += " + (SELECT COALESCE(SUM(lines - row_lines), 0) FROM unit_runs WHERE file_id=?1)";
+    cols.extend(statuses.iter().map(|s| units(s)));
+    cols[6] += " + (SELECT COALESCE(SUM(units), 0) FROM unit_runs WHERE file_id=?1)";
+    let sql = format!("SELECT {}", cols.join(", "));
+    let mut t = crate::ledger::files::recount::Totals::default();
+    l.conn
+        .query_row(&sql, [f], |r| {
+            for i in 0..6 {
+                t.lines[i] = r.get(i)?;
+                // Units are never skipped: the statement never counted them.
+                t.units[i] = if i == 3 { 0 } else { r.get(6 + i)? };
+            }
+            Ok(())
+        })
+        .unwrap();
+    t
+}
+
+/// The file's totals as its row keeps them, in [`counted_in_sql`]'s form.
+fn kept(l: &Ledger, f: i64) -> crate::ledger::files::recount::Totals {
+    let c = l.file(f).unwrap().counts;
+    crate::ledger::files::recount::Totals {
+        lines: [
+            c.lines_applied,
+            c.lines_rejected,
+            c.lines_duplicate,
+            c.lines_skipped,
+            c.lines_unmapped,
+            c.lines_unchanged,
+        ],
+        units: [
+            c.units_applied,
+            c.units_rejected,
+            c.units_duplicate,
+            0,
+            c.units_unmapped,
+            c.units_unchanged,
+        ],
+    }
+}
+
+fn a_recount_from_rows_agrees_with_counting_them_in_sql(p: Place) {
+    let mut l = p.open();
+    let f = mixed_file(&mut l, "mixed");
+    let agree = |l: &Ledger, when: &str| {
+        let want = counted_in_sql(l, f);
+        for page in [1, 2, 3, 5, 10_000] {
+            let got = crate::ledger::files::recount::count(&l.conn, f, page).unwrap();
+            assert_eq!(got, want, "{when}, in pages of {page}");
+        }
+        want
+    };
+    let before = agree(&l, "as committed");
+    assert!(
+        before.lines.iter().all(|&n| n > 0),
+        "every status has lines: {before:?}"
+    );
+    l.decide(f, Outcome::Rejected, Some("why"), &[]).unwrap();
+    let after = agree(&l, "rejected whole");
+    assert_eq!(kept(&l, f), after, "the file's row");
+    let total: i64 = before.lines.iter().sum();
+    assert_eq!(
+        after.lines.iter().sum::<i64>(),
+        total,
+        "no line lost or doubled"
+    );
+    assert_eq!(after.lines[0] + after.lines[2] + after.lines[4], 0);
+    // Unchanged documents stand (nothing of them was sent); their lines too.
+    assert_eq!(after.units[5], before.units[5]);
+}
+
+/// A failed file whose lost output is units 9..16 (a range that starts and ends inside a
+/// batch's packed run): only those units are rejected; the applied units of the same runs
+/// outside it stay applied, and the totals agree with the rows.
+fn a_file_failed_in_part_keeps_what_lies_outside_its_lost_units(p: Place) {
+    let mut l = p.open();
+    let f = mixed_file(&mut l, "failed");
+    let lost = Lost::Chunks(vec![("order".into(), 9, 16)]);
+    l.fail(f, "output-lost", "its output was lost", &lost)
+        .unwrap();
+    let status_of = |seq: i64| -> String {
+        l.conn
+            .query_row(
+                "SELECT status FROM units WHERE file_id=?1 AND seq=?2",
+                params![f, seq],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|_| "packed".into())
+    };
+    // Units 7..14 are the second batch; 7 and 10 applied, 14 the third batch's first.
+    assert_eq!(status_of(7), "applied", "in the run, before the range");
+    assert_eq!(status_of(10), "rejected", "in range");
+    assert_eq!(status_of(14), "rejected", "in range, the next batch");
+    assert_eq!(status_of(17), "applied", "in that run, after the range");
+    let rule: Option<String> = l
+        .conn
+        .query_row(
+            "SELECT rule FROM units WHERE file_id=?1 AND seq=10",
+            [f],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rule.as_deref(), Some("output-lost"));
+    assert_eq!(kept(&l, f), counted_in_sql(&l, f));
 }

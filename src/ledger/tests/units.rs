@@ -359,7 +359,7 @@ fn packed_units_read_back_as_their_rows_did_until_unpacked(p: Place) {
         .conn
         .transaction_with_behavior(db::TransactionBehavior::Immediate)
         .unwrap();
-    runs::unpack(&tx, f.id, 45, 46).unwrap();
+    runs::unpack(&tx, f.id, (45, 46), None).unwrap();
     tx.commit().unwrap();
     assert_eq!(packed(&l), 66 - 24, "the middle batch's run, all of it");
     let rows: i64 = l
