@@ -318,4 +318,24 @@ fn versions_a_file_made_are_found_from_its_lists_while_still_its_own(p: Place) {
             .collect::<Vec<_>>(),
         "a version now b's is not a's"
     );
+    // Taking back all of a's takes only what is still a's and its unit's: K1 is b's now,
+    // and K0's row names another unit than a's list does.
+    l.conn
+        .execute("UPDATE versions SET unit_seq = 99 WHERE key = 'K0'", [])
+        .unwrap();
+    l.decide(a.id, Outcome::Rejected, Some("why"), &[]).unwrap();
+    let left: Vec<(String, i64)> = l
+        .conn
+        .prepare("SELECT key, file_id FROM versions ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<std::result::Result<_, _>>()
+        .unwrap();
+    let want = [
+        ("K0".to_string(), a.id),
+        ("K1".into(), b.id),
+        ("K5".into(), b.id),
+    ];
+    assert_eq!(left, want, "what a still holds, taken back");
 }
