@@ -5,6 +5,7 @@
 #   bench_workspace DIR [THREADS]        # `tallyman init DIR`, settle_seconds = 0 (and
 #                                        # batch_lines = $BENCH_BATCH_LINES if set)
 #   gen_csv|gen_x12|gen_idoc FILE MB     # an input of about MB megabytes the bundled formats accept
+#                                        # (gen_csv FILE MB N: one order in N bad, default 97)
 #   bench_floor csv|x12|idoc FILE        # parse_floor on FILE, best of 3: sets FLOOR_SECS, FLOOR_MBPS
 #   bench_run DIR                        # timed `tallyman run`: sets RUN_SECS, RUN_RSS_KIB, RUN_RC
 #   bench_input KIND MB NAME             # gen_KIND into the scratch dir: sets INPUT, INPUT_BYTES, INPUT_LINES
@@ -51,12 +52,13 @@ bench_threads() { # dir → the threads setting (cores; 0 = every core)
   sed -n 's/^threads = \([0-9]*\).*/\1/p' "$1/tallyman.toml"
 }
 
-# Orders CSV, the generator of the old bench.sh: 3 lines an order, 1 order in 97 has a line
-# with quantity -1 (rejected: the whole order goes, the file is applied).
-gen_csv() { # file MB
-  python3 - "$1" "$2" <<'EOF'
+# Orders CSV, the generator of the old bench.sh: 3 lines an order, 1 order in 97 (or in the
+# third argument) has a line with quantity -1 (rejected: the whole order goes; the file is
+# applied while at most a quarter of its lines are rejected, else rejected whole).
+gen_csv() { # file MB [bad_every]
+  python3 - "$1" "$2" "${3:-97}" <<'EOF'
 import sys
-path, target = sys.argv[1], float(sys.argv[2]) * 1e6
+path, target, every = sys.argv[1], float(sys.argv[2]) * 1e6, int(sys.argv[3])
 with open(path, "w", newline="") as f:
     f.write("order_no,line_no,order_date,customer_id,sku,description,quantity,unit_price,currency\n")
     base, size = 0, 0
@@ -64,7 +66,7 @@ with open(path, "w", newline="") as f:
         chunk = []
         for o in range(base, base + 10000):
             for l in (1, 2, 3):
-                qty = "-1" if (o % 97 == 96 and l == 2) else "2.5"
+                qty = "-1" if (o % every == every - 1 and l == 2) else "2.5"
                 chunk.append(f"B{o:08d},{l},2026-11-{1 + o % 28:02d},C{o % 5000:05d},SKU-{l}{o % 1000:04d},\"Widget, size {l}\",{qty},19.99,EUR\n")
         base += 10000
         s = "".join(chunk)
