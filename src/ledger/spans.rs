@@ -32,11 +32,11 @@ pub(super) fn reject_late(
     rule: &str,
     message: &str,
 ) -> Result<()> {
-    // Packed units (runs.rs) become rows first, those in range rejected already (packed
-    // units are applied, which every caller's `statuses` names), so the statements below
-    // see them.
+    // Packed units (runs.rs) become rows first, so the statements below see them; being
+    // applied, those in range are written rejected at once when applied units are.
+    let late = statuses.contains("'applied'").then_some((rule, message));
     for (_, from, to) in lost.list() {
-        super::runs::unpack(tx, file_id, (from, to), Some((rule, message)))?;
+        super::runs::unpack(tx, file_id, (from, to), late)?;
     }
     let ranges = &lost.ranges();
     let cond = format!("status IN ({statuses}) AND {}", lost.holds("seq"));

@@ -34,10 +34,7 @@ const PAGE: i64 = 10_000;
 
 /// Sets the file's `lines_*` and `units_*` totals to what its rows say.
 pub(super) fn recount(conn: &Connection, file_id: i64) -> Result<()> {
-    let (l, u) = {
-        let t = count(conn, file_id, PAGE)?;
-        (t.lines, t.units)
-    };
+    let Totals { lines: l, units: u } = count(conn, file_id, PAGE)?;
     conn.execute(
         "UPDATE files SET lines_applied=?2, lines_rejected=?3, lines_duplicate=?4, \
          lines_skipped=?5, lines_unmapped=?6, lines_unchanged=?7, units_applied=?8, \
