@@ -233,21 +233,17 @@ fn a_killed_run_whose_unsynced_chunk_a_power_loss_cut_short_ends_the_same() {
         &orders_csv(12_000, 97, "P"),
         None,
         &|w: &Work| {
-            let ledger = rusqlite::Connection::open(w.dir.join("ledger.sqlite")).unwrap();
-            ledger
-                .execute("UPDATE files SET synced_chunk = 0", [])
-                .unwrap();
+            // Through the ledger's own door: the test runs on a PostgreSQL ledger too.
+            w.query("UPDATE files SET synced_chunk = 0");
             // The last chunk the ledger holds, not the last file in staging: the reader
             // runs ahead, so staging may also hold chunks of batches not yet committed,
             // which the resumed run writes again whatever they hold.
-            let (chunks, last): (i64, String) = ledger
-                .query_row(
-                    "SELECT COUNT(DISTINCT chunk), \
-                     (SELECT staged_path FROM chunks ORDER BY chunk DESC LIMIT 1) FROM chunks",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .unwrap();
+            let row = w.query(
+                "SELECT COUNT(DISTINCT chunk), \
+                 (SELECT staged_path FROM chunks ORDER BY chunk DESC LIMIT 1) FROM chunks",
+            );
+            let chunks: i64 = row[0][0].as_deref().unwrap().parse().unwrap();
+            let last = row[0][1].clone().unwrap();
             assert!(chunks >= 2, "chunks committed: {chunks}");
             // Stored relative to its root folder, as `work:staging/…`.
             let last = w.dir.join("work").join(last.strip_prefix("work:").unwrap());
