@@ -16,7 +16,7 @@ use crate::ledger::db::{params, Connection};
 use crate::ledger::Result;
 
 /// The statuses counted, in the order of the `files` columns they set.
-const STATUSES: [&str; 6] = [
+pub(in crate::ledger) const STATUSES: [&str; 6] = [
     "applied",
     "rejected",
     "duplicate",

@@ -4,6 +4,7 @@
 
 use super::super::testplace::{on_both, Place};
 use super::*;
+use crate::ledger::files::recount::{count, Totals, STATUSES};
 use crate::unit::{Position, Reason};
 
 on_both!(
@@ -248,15 +249,8 @@ fn mixed_file(l: &mut Ledger, fp: &str) -> i64 {
 /// Lines and units of each status as one SQL statement counts them from the rows: the
 /// statement the ledger recounted with before `files::recount` (a pass per status and a
 /// range probe per unit), kept as the oracle.
-fn counted_in_sql(l: &Ledger, f: i64) -> crate::ledger::files::recount::Totals {
-    let statuses = [
-        "applied",
-        "rejected",
-        "duplicate",
-        "skipped",
-        "unmapped",
-        "unchanged",
-    ];
+fn counted_in_sql(l: &Ledger, f: i64) -> Totals {
+    let statuses = STATUSES;
     let lines = |s: &str| {
         format!(
             "(SELECT COUNT(*) FROM lines WHERE file_id=?1 AND status='{s}') + \
@@ -271,7 +265,7 @@ fn counted_in_sql(l: &Ledger, f: i64) -> crate::ledger::files::recount::Totals {
     cols.extend(statuses.iter().map(|s| units(s)));
     cols[6] += " + (SELECT COALESCE(SUM(units), 0) FROM unit_runs WHERE file_id=?1)";
     let sql = format!("SELECT {}", cols.join(", "));
-    let mut t = crate::ledger::files::recount::Totals::default();
+    let mut t = Totals::default();
     l.conn
         .query_row(&sql, [f], |r| {
             for i in 0..6 {
@@ -286,9 +280,9 @@ fn counted_in_sql(l: &Ledger, f: i64) -> crate::ledger::files::recount::Totals {
 }
 
 /// The file's totals as its row keeps them, in [`counted_in_sql`]'s form.
-fn kept(l: &Ledger, f: i64) -> crate::ledger::files::recount::Totals {
+fn kept(l: &Ledger, f: i64) -> Totals {
     let c = l.file(f).unwrap().counts;
-    crate::ledger::files::recount::Totals {
+    Totals {
         lines: [
             c.lines_applied,
             c.lines_rejected,
@@ -314,7 +308,7 @@ fn a_recount_from_rows_agrees_with_counting_them_in_sql(p: Place) {
     let agree = |l: &Ledger, when: &str| {
         let want = counted_in_sql(l, f);
         for page in [1, 2, 3, 5, 10_000] {
-            let got = crate::ledger::files::recount::count(&l.conn, f, page).unwrap();
+            let got = count(&l.conn, f, page).unwrap();
             assert_eq!(got, want, "{when}, in pages of {page}");
         }
         want
