@@ -78,12 +78,21 @@ fn boot_id() -> Option<&'static str> {
     .as_deref()
 }
 
+/// The start of a seal's line: the boot and which file (device and inode), what a
+/// checkpoint cut short must still match (see [`cut_short`]).
+fn which_file(boot: &str, m: &std::fs::Metadata) -> String {
+    format!(
+        "tallyman-seal 1 boot={boot} dev={} ino={} ",
+        m.dev(),
+        m.ino()
+    )
+}
+
 /// What a seal records: the boot and the database file's metadata.
 fn describe(boot: &str, m: &std::fs::Metadata) -> String {
     format!(
-        "tallyman-seal 1 boot={boot} dev={} ino={} size={} mtime={}.{:09} ctime={}.{:09}\n",
-        m.dev(),
-        m.ino(),
+        "{}size={} mtime={}.{:09} ctime={}.{:09}\n",
+        which_file(boot, m),
         m.size(),
         m.mtime(),
         m.mtime_nsec(),
@@ -119,16 +128,11 @@ fn cut_short(sealed: &str, boot: &str, m: &std::fs::Metadata) -> bool {
     else {
         return false;
     };
-    let same_file = format!(
-        "tallyman-seal 1 boot={boot} dev={} ino={} ",
-        m.dev(),
-        m.ino()
-    );
     let changed = Duration::new(
         m.ctime().max(0) as u64,
         m.ctime_nsec().clamp(0, 999_999_999) as u32,
     );
-    state.starts_with(&same_file)
+    state.starts_with(&which_file(boot, m))
         && since
             .checked_add(CHECKPOINT_WINDOW)
             .is_some_and(|end| changed <= end)
