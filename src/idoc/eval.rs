@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::def::{is_customer_segment, Catalog, MessageDef, SegDef, TypeDef, CONTROL, ROOT};
 use super::map::{document_key, map_record, MapError, Tree};
-use super::reader::{RawIdoc, Segment};
+use super::reader::{RawIdoc, Seg, Segment};
 use crate::format::defs::DefMap;
 use crate::unit::{mask, Evaluation, LineVerdict, Reason};
 
@@ -31,7 +31,7 @@ pub fn valid_docnum(docnum: &str) -> bool {
     (1..=DOCNUM_LEN).contains(&docnum.len()) && docnum.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn val<'a>(s: &'a Segment, f: &str) -> &'a str {
+fn val<'a>(s: &Seg<'a>, f: &str) -> &'a str {
     s.field(f).map(str::trim).unwrap_or("")
 }
 
@@ -44,7 +44,7 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
         verdicts: vec![LineVerdict::Ok; idoc.segments.len()],
         ..Evaluation::default()
     };
-    let dc = idoc.segments.first().filter(|s| s.name == CONTROL);
+    let dc = idoc.get(0).filter(|s| s.name == CONTROL);
     ev.detail = control_detail(dc);
 
     if let Some(r) = size_problem(idoc) {
@@ -88,11 +88,11 @@ pub fn evaluate(catalog: &Catalog, idoc: &RawIdoc) -> Evaluation {
 }
 
 /// The ledger detail: the control record's [`DC_FIELDS`] that are not blank.
-fn control_detail(dc: Option<&Segment>) -> Value {
+fn control_detail(dc: Option<Seg>) -> Value {
     let mut detail = Map::new();
     if let Some(dc) = dc {
         for f in DC_FIELDS {
-            let v = val(dc, f);
+            let v = val(&dc, f);
             if !v.is_empty() {
                 detail.insert((*f).into(), json!(v));
             }
@@ -132,9 +132,9 @@ fn size_problem(idoc: &RawIdoc) -> Option<Reason> {
 
 /// Claims the IDoc by its DOCNUM, or says in the detail why no STATUS can refer to it (an
 /// invalid one also rejects the control record).
-fn check_docnum(dc: &Segment, ev: &mut Evaluation) {
-    let docnum = val(dc, "DOCNUM");
-    let sndprn = val(dc, "SNDPRN");
+fn check_docnum(dc: Seg, ev: &mut Evaluation) {
+    let docnum = val(&dc, "DOCNUM");
+    let sndprn = val(&dc, "SNDPRN");
     if docnum.is_empty() {
         // SAP assigns DOCNUM on receipt, so partners sometimes send none; the business key
         // still guards against doubles, but there is no IDoc-level claim.
@@ -170,11 +170,11 @@ fn check_docnum(dc: &Segment, ev: &mut Evaluation) {
 /// unknown IDOCTYP or MESTYP has been put on the control record.
 fn definition<'c>(
     catalog: &'c Catalog,
-    dc: &Segment,
+    dc: Seg,
     ev: &mut Evaluation,
 ) -> Option<(&'c TypeDef, &'c MessageDef)> {
-    let idoctyp = val(dc, "IDOCTYP");
-    let mestyp = val(dc, "MESTYP");
+    let idoctyp = val(&dc, "IDOCTYP");
+    let mestyp = val(&dc, "MESTYP");
     let Some(td) = catalog.get(idoctyp) else {
         let r = Reason::new(
             "idoc-unknown-type",
@@ -210,7 +210,7 @@ fn definition<'c>(
 /// A problem with a control record field goes on the control record's line, at the field
 /// (as a unit error it would land on the first data segment, since the control record is
 /// otherwise a skipped line); the control record's first problem wins.
-fn reject_control(dc: &Segment, ev: &mut Evaluation, field: &str, r: Reason) {
+fn reject_control(dc: Seg, ev: &mut Evaluation, field: &str, r: Reason) {
     let r = dc.place(field, r);
     match ev.verdicts.first_mut() {
         Some(v) if !matches!(v, LineVerdict::Rejected(_)) => *v = LineVerdict::rejected(r),
@@ -222,7 +222,7 @@ fn reject_control(dc: &Segment, ev: &mut Evaluation, field: &str, r: Reason) {
 /// the field; one with no single value to blame (contract, empty key) stays the IDoc's.
 fn blame(idoc: &RawIdoc, ev: &mut Evaluation, e: MapError) {
     if let Some((i, field)) = &e.origin {
-        if let (Some(s), Some(v)) = (idoc.segments.get(*i), ev.verdicts.get_mut(*i)) {
+        if let (Some(s), Some(v)) = (idoc.get(*i), ev.verdicts.get_mut(*i)) {
             if matches!(v, LineVerdict::Ok) {
                 *v = LineVerdict::rejected(s.place(field, e.reason));
                 return;
@@ -234,8 +234,8 @@ fn blame(idoc: &RawIdoc, ev: &mut Evaluation, e: MapError) {
 
 /// The first required field missing or blank, else the first field over its length,
 /// placed at the field's element when the field is there.
-fn field_problem(s: &Segment, sd: &SegDef) -> Option<Reason> {
-    if let Some(f) = sd.required.iter().find(|f| val(s, f).is_empty()) {
+fn field_problem(s: Seg, sd: &SegDef) -> Option<Reason> {
+    if let Some(f) = sd.required.iter().find(|f| val(&s, f).is_empty()) {
         let r = Reason::new(
             "required",
             format!("segment {}: field {f} is required", s.name),
@@ -276,7 +276,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
     let mut counts: Counts<'_> = DefMap::with_capacity_and_hasher(segs.len(), Default::default());
     // Segments under a customer segment are the customer's business too.
     let mut customer = vec![false; segs.len()];
-    for (i, s) in segs.iter().enumerate() {
+    for (i, s) in idoc.segs().enumerate() {
         if s.name == CONTROL {
             if s.parent.is_some() {
                 ev.verdicts[i] = LineVerdict::rejected(Reason::new(
@@ -294,7 +294,7 @@ fn validate_structure(td: &TypeDef, idoc: &RawIdoc, ev: &mut Evaluation) {
             if td.customer_segments && is_customer_segment(&s.name) {
                 customer[i] = true;
             } else {
-                ev.verdicts[i] = LineVerdict::rejected(unknown_segment(td, s));
+                ev.verdicts[i] = LineVerdict::rejected(unknown_segment(td, &s));
             }
             continue;
         };
@@ -331,7 +331,7 @@ fn unknown_segment(td: &TypeDef, s: &Segment) -> Reason {
 /// The first problem of a defined segment: under the wrong parent, once too often under
 /// its parent (counted only when the parent is right), or one of its fields.
 fn segment_problem<'t>(
-    s: &Segment,
+    s: Seg,
     sd: &'t SegDef,
     segs: &[Segment],
     counts: &mut Counts<'t>,

@@ -13,7 +13,7 @@ use super::reader::RawIdoc;
 use crate::canonical::{Body, Record};
 use crate::unit::Reason;
 
-fn val<'a>(s: &'a super::reader::Segment, f: &str) -> &'a str {
+fn val<'a>(s: &super::reader::Seg<'a>, f: &str) -> &'a str {
     s.field(f).map(str::trim).unwrap_or("")
 }
 
@@ -102,12 +102,12 @@ fn select(t: &Tree, context: Option<usize>, path: &SegPath) -> Vec<Option<usize>
 
 /// Whether segment `i` is the step's segment and passes its filters.
 fn matches_step(t: &Tree, i: usize, step: &Step) -> bool {
-    let s = &t.idoc.segments[i];
+    let s = t.idoc.seg(i);
     s.name == step.seg.as_str()
         && step
             .filters
             .iter()
-            .all(|(f, vals)| vals.iter().any(|v| v == val(s, f)))
+            .all(|(f, vals)| vals.iter().any(|v| v == val(&s, f)))
 }
 
 /// A value read through a path, with the segment (index in the IDoc) and field it came
@@ -122,7 +122,7 @@ struct Read<'a> {
 fn read_path<'a>(t: &Tree<'a>, context: Option<usize>, path: &'a SegPath) -> Option<Read<'a>> {
     let field = path.field.as_deref()?;
     let at = |i: usize| {
-        let v = val(&t.idoc.segments[i], field);
+        let v = val(&t.idoc.seg(i), field);
         (!v.is_empty()).then_some(Read {
             value: v,
             seg: i,

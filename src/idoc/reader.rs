@@ -25,9 +25,7 @@ use crate::unit::{Position, SourceLine, Unit};
 mod events;
 mod segment;
 
-pub use segment::{
-    Field, Mark, RawIdoc, Segment, FIELD_OVERHEAD, ROOM_FIELDS, ROOM_TEXT, SEGMENT_BUDGET,
-};
+pub use segment::{Field, Mark, RawIdoc, Seg, Segment, FIELD_OVERHEAD, SEGMENT_BUDGET};
 
 /// One segment name as the reader has seen it.
 #[derive(Debug, Default)]
@@ -36,11 +34,6 @@ struct NameSeen {
     idoc: u64,
     /// Segments of this name in that IDoc so far, for locators (`E1EDP01 #2`).
     count: u64,
-    /// The fields and text bytes the last segment of this name held: the room the next
-    /// one is given at its first field, within [`ROOM_FIELDS`] and [`ROOM_TEXT`]. A
-    /// segment's lists grew step by step, several allocations a segment on IDoc's busiest
-    /// thread; and each name was allocated again per IDoc.
-    room: (usize, usize),
 }
 
 pub(super) enum Frame {
@@ -48,11 +41,9 @@ pub(super) enum Frame {
     /// told is open there (see `super::resume`).
     Envelope(Box<str>),
     Idoc,
-    /// A segment kept at index `kept`, or `None` when the IDoc overflowed, and its name's
-    /// entry in [`IdocReader::seen`] (its end updates the entry without looking it up).
+    /// A segment kept at index `kept`, or `None` when the IDoc overflowed.
     Segment {
         kept: Option<usize>,
-        name: usize,
     },
     /// A field of the kept segment `seg` (`None`: of a segment not kept), its name and
     /// text so far in the reader's `field_name` and `field_value` (fields do not nest).
@@ -125,9 +116,9 @@ pub struct IdocReader {
     /// The bytes of `names`' keys.
     name_bytes: usize,
     pub(super) idocs: u64,
-    /// How many segments the last IDoc kept: the next one's list gets that room at once
-    /// instead of growing through 4, 8, 16... (IDocs of a file are alike).
-    last_len: usize,
+    /// The segments, fields and text bytes the last IDoc kept: the next one's lists get
+    /// that room at once instead of growing through 4, 8, 16... (IDocs of a file are alike).
+    last_room: (usize, usize, usize),
     pub(super) segments_in_file: u64,
     pub(super) next_seq: u64,
     done: bool,
@@ -204,7 +195,7 @@ impl IdocReader {
             seen: Vec::new(),
             name_bytes: 0,
             idocs: 0,
-            last_len: 0,
+            last_room: (0, 0, 0),
             segments_in_file: 0,
             next_seq: 0,
             done: false,
@@ -237,7 +228,7 @@ struct IdocLines {
 
 impl crate::unit::ShowLines for IdocLines {
     fn line(&self, i: usize) -> SourceLine {
-        let s = &self.idoc.segments[i];
+        let s = self.idoc.seg(i);
         let sensitive = self
             .catalog
             .get(&self.typ)
@@ -278,7 +269,7 @@ impl UnitReader for IdocReader {
                 show: None,
             }));
         }
-        let dc = idoc.segments.first().filter(|s| s.name == CONTROL);
+        let dc = idoc.get(0).filter(|s| s.name == CONTROL);
         let typ = dc
             .and_then(|d| d.field("IDOCTYP"))
             .map(str::trim)

@@ -83,21 +83,24 @@ fn rejected_rules(r: &ReadResult, unit: usize) -> Vec<String> {
         .collect()
 }
 
-/// A segment keeps its fields in one buffer: each reads back as pushed, in order, at its
+/// A segment keeps its fields in its IDoc's buffer: each reads back as pushed, in order, at its
 /// own mark; the first of a repeated name is the one asked for; `raw` masks what it must.
 #[test]
 fn a_segment_reads_back_its_fields_as_kept() {
-    use super::reader::{Mark, Segment};
-    let mut seg = Segment::new("E1EDKA1", None, crate::unit::Position::new(3, 40, 2));
+    use super::reader::{Mark, RawIdoc, Segment};
+    let mut idoc = RawIdoc::with_room(1, (0, 0, 0));
+    let pos = crate::unit::Position::new(3, 40, 2);
+    idoc.segments.push(Segment::new("E1EDKA1", None, pos));
     let at = |line| Mark {
         byte: line * 10,
         line,
         col: 5,
     };
-    seg.push_field("PARVW", "AG", at(4));
-    seg.push_field("NAME1", "Ädler & Söhne", at(5));
-    seg.push_field("EMPTY", "", at(6));
-    seg.push_field("PARVW", "WE", at(7));
+    idoc.push_field(0, "PARVW", "AG", at(4));
+    idoc.push_field(0, "NAME1", "Ädler & Söhne", at(5));
+    idoc.push_field(0, "EMPTY", "", at(6));
+    idoc.push_field(0, "PARVW", "WE", at(7));
+    let seg = idoc.seg(0);
     let got: Vec<_> = seg.fields().map(|f| (f.name, f.value, f.at.line)).collect();
     assert_eq!(
         got,

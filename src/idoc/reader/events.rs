@@ -21,10 +21,6 @@ use crate::unit::Position;
 const MAX_NAMES: usize = 4096;
 const MAX_NAME_BYTES: usize = 256 * 1024;
 
-/// The most segments an IDoc's list gets room for before its first: one huge IDoc does not
-/// make every IDoc after it take that much (the list grows past it as needed).
-const LEN_HINT_CAP: usize = 1024;
-
 impl IdocReader {
     fn pos(&self, m: Mark) -> Position {
         Position::new(m.line, m.byte, self.segments_in_file)
@@ -144,7 +140,7 @@ impl IdocReader {
         Ok(())
     }
 
-    /// Starts the next IDoc: its ordinal, its caps and a segment list sized like the last.
+    /// Starts the next IDoc: its ordinal, its caps and lists sized like the last IDoc's.
     fn open_idoc(&mut self) {
         self.idocs += 1;
         // Counts are per IDoc (`NameSeen::idoc`); the names stay, unless a
@@ -154,15 +150,10 @@ impl IdocReader {
             self.seen.clear();
             self.name_bytes = 0;
         }
-        self.current = Some(RawIdoc {
-            ordinal: self.idocs,
-            segments: Vec::with_capacity(self.last_len.min(LEN_HINT_CAP)),
-            dropped: 0,
-            max_segments: self.limits.max_unit_lines,
-            bytes: 0,
-            max_bytes: self.limits.max_unit_lines.saturating_mul(SEGMENT_BUDGET),
-            over_bytes: false,
-        });
+        let mut idoc = RawIdoc::with_room(self.idocs, self.last_room);
+        idoc.max_segments = self.limits.max_unit_lines;
+        idoc.max_bytes = self.limits.max_unit_lines.saturating_mul(SEGMENT_BUDGET);
+        self.current = Some(idoc);
     }
 
     /// The frame of a segment element under `parent_kept` (`None`: directly under
@@ -175,8 +166,7 @@ impl IdocReader {
     ) -> Result<Frame, FileError> {
         self.segments_in_file += 1;
         let ordinal = self.idocs;
-        let entry = self.seen(name);
-        let (n, room) = (self.seen[entry].count, self.seen[entry].room);
+        let n = self.seen(name);
         let pos = Position::new(m.line, m.byte, self.segments_in_file);
         let Some(idoc) = self.current.as_mut() else {
             return Err(self.fail(m, "idoc-structure", "segment outside <IDOC>"));
@@ -185,26 +175,19 @@ impl IdocReader {
         let parent = match parent_kept {
             Some(None) => {
                 idoc.dropped += 1;
-                return Ok(Frame::Segment {
-                    kept: None,
-                    name: entry,
-                });
+                return Ok(Frame::Segment { kept: None });
             }
             Some(Some(i)) => Some(i),
             None => None,
         };
         if idoc.segments.len() as u64 >= idoc.max_segments || idoc.over_bytes {
             idoc.dropped += 1;
-            Ok(Frame::Segment {
-                kept: None,
-                name: entry,
-            })
+            Ok(Frame::Segment { kept: None })
         } else {
-            let seg = Segment::with_room(name, parent, pos, room);
+            let seg = Segment::new(name, parent, pos);
             idoc.segments.push(seg.placed(ordinal, n, m.col));
             Ok(Frame::Segment {
                 kept: Some(idoc.segments.len() - 1),
-                name: entry,
             })
         }
     }
@@ -261,31 +244,22 @@ impl IdocReader {
                         idoc.over_bytes = true;
                     }
                     if !idoc.over_bytes {
-                        idoc.segments[i].push_field(name, value, at);
+                        idoc.push_field(i, name, value, at);
                     }
                 }
                 Ok(None)
             }
             Some(Frame::Idoc) => {
                 let idoc = self.current.take();
-                self.last_len = idoc.as_ref().map_or(0, |i| i.segments.len());
+                self.last_room = idoc.as_ref().map_or((0, 0, 0), RawIdoc::room);
                 Ok(idoc)
-            }
-            Some(Frame::Segment {
-                kept: Some(i),
-                name,
-            }) => {
-                if let Some(seg) = self.current.as_ref().and_then(|c| c.segments.get(i)) {
-                    self.seen[name].room = seg.room();
-                }
-                Ok(None)
             }
             _ => Ok(None),
         }
     }
 
-    /// The index of the name's entry in `seen`, its count in the current IDoc taken one up.
-    fn seen(&mut self, name: &str) -> usize {
+    /// The name's count in the current IDoc, taken one up.
+    fn seen(&mut self, name: &str) -> u64 {
         let idoc = self.idocs;
         let entry = match self.names.get(name) {
             Some(&entry) => entry,
@@ -301,7 +275,7 @@ impl IdocReader {
             (seen.idoc, seen.count) = (idoc, 0);
         }
         seen.count += 1;
-        entry
+        seen.count
     }
 
     fn append_text(&mut self, text: &str, m: Mark) -> Result<(), FileError> {

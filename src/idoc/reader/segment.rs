@@ -1,9 +1,12 @@
 //! What reading an IDoc file makes: the IDoc, its segments and their fields.
 //!
 //! These outlive the read: each IDoc goes to its unit's job on a worker (`idoc::eval` and
-//! `idoc::map` read its segments) and is shown line by line in the ledger. So how a segment
-//! keeps its fields (one buffer, room sized from the last segment of its name) and what it
-//! costs against the IDoc's byte budget is decided here, apart from the XML driving.
+//! `idoc::map` read its segments) and is shown line by line in the ledger. So how an IDoc
+//! keeps its fields (one list and one text buffer for all its segments, room sized from
+//! the last IDoc) and what they cost against its byte budget is decided here, apart from
+//! the XML driving.
+
+use std::ops::Deref;
 
 use crate::tabular::cell_text::CellText;
 use crate::unit::{capped, mask, Position};
@@ -11,9 +14,10 @@ use crate::unit::{capped, mask, Position};
 /// How much of a segment the ledger keeps as its raw text.
 const RAW_CAP: usize = 512;
 
-/// One segment as read: its fields in document order and its parent segment. The fields'
-/// names and values share one buffer: two strings per field were two allocations in the
-/// reading thread, IDoc's slowest, and two frees on another thread.
+/// One segment as read: its name, its parent segment, where it is and which of its IDoc's
+/// fields are its own. Its fields are read through its IDoc ([`RawIdoc::seg`]): every
+/// segment with two lists of its own was two allocations on the reading thread, IDoc's
+/// slowest, and two frees on another thread, for each of an IDoc's dozens of segments.
 #[derive(Debug, Clone)]
 pub struct Segment {
     /// Kept inline: names are short, and one allocation per segment was a fifth of the
@@ -21,12 +25,10 @@ pub struct Segment {
     pub name: CellText,
     /// Index of the parent segment in the IDoc, `None` for segments directly under `<IDOC>`.
     pub parent: Option<usize>,
-    /// Each field's name then its value, one after another.
-    text: String,
-    slots: Vec<Slot>,
-    /// The fields and text bytes its lists get at its first field (see
-    /// [`Segment::with_room`]).
-    room: (u16, u16),
+    /// Its fields' slots in its IDoc's list: from its first to after its last. Fields
+    /// come before a segment's children in every IDoc SAP writes, so nothing else lies
+    /// between; a field after a child does, and those slots name another segment.
+    span: (usize, usize),
     /// Its line, byte and record; no locator (see [`Segment::locator`]).
     pub pos: Position,
     pub(super) bytes: u64,
@@ -36,11 +38,14 @@ pub struct Segment {
     place: (u64, u64, u64),
 }
 
-/// Where a field's name and value are in its segment's text.
+/// Where a field's name and value are in its IDoc's text, and whose it is.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    name: (usize, usize),
-    value: (usize, usize),
+    seg: usize,
+    /// Its name is `text[start..mid]`, its value `text[mid..end]`.
+    start: usize,
+    mid: usize,
+    end: usize,
     at: Mark,
 }
 
@@ -59,35 +64,14 @@ pub const FIELD_OVERHEAD: u64 = std::mem::size_of::<Slot>() as u64;
 
 impl Segment {
     pub fn new(name: &str, parent: Option<usize>, pos: Position) -> Segment {
-        Segment::with_room(name, parent, pos, (0, 0))
-    }
-
-    /// A segment whose lists get room for `fields` fields of `text` bytes in all when
-    /// its first field comes (as much as [`Segment::room`] tells of the last one of its
-    /// name), up to [`ROOM_FIELDS`] and [`ROOM_TEXT`]: the IDoc's byte budget counts
-    /// fields, not room, so one large segment must not make every later one of its name
-    /// reserve as much, and a segment without fields takes none.
-    pub fn with_room(
-        name: &str,
-        parent: Option<usize>,
-        pos: Position,
-        (fields, text): (usize, usize),
-    ) -> Segment {
         Segment {
             name: CellText::new(name),
             parent,
-            text: String::new(),
-            slots: Vec::new(),
-            room: (fields.min(ROOM_FIELDS) as u16, text.min(ROOM_TEXT) as u16),
+            span: (0, 0),
             pos,
             bytes: 0,
             place: (0, 0, 0),
         }
-    }
-
-    /// Its fields and text bytes.
-    pub fn room(&self) -> (usize, usize) {
-        (self.slots.len(), self.text.len())
     }
 
     /// The segment's place among its IDoc's: IDoc `ordinal`, `n`th of its name, start tag
@@ -110,45 +94,43 @@ impl Segment {
             segment_locator(ordinal, &self.name, n, at)
         })
     }
+}
 
-    /// Keeps a field (after those already kept).
-    pub fn push_field(&mut self, name: &str, value: &str, at: Mark) {
-        if self.slots.capacity() == 0 {
-            // Room at once rather than growing through 8, 16, 32... bytes: the last
-            // segment of this name's (a little more text: values differ in length), or a
-            // usual segment's.
-            let (fields, text) = match self.room {
-                (0, _) => (6, 80),
-                (f, t) => (usize::from(f), usize::from(t) * 9 / 8 + 8),
-            };
-            self.slots.reserve_exact(fields);
-            self.text.reserve(text);
-        }
-        let start = self.text.len();
-        self.text.push_str(name);
-        let mid = self.text.len();
-        self.text.push_str(value);
-        self.slots.push(Slot {
-            name: (start, mid),
-            value: (mid, self.text.len()),
-            at,
-        });
+/// A segment with its IDoc's fields, to read its own: what [`RawIdoc::seg`] gives.
+#[derive(Debug, Clone, Copy)]
+pub struct Seg<'a> {
+    seg: &'a Segment,
+    index: usize,
+    idoc: &'a RawIdoc,
+}
+
+impl Deref for Seg<'_> {
+    type Target = Segment;
+    fn deref(&self) -> &Segment {
+        self.seg
     }
+}
 
+impl<'a> Seg<'a> {
     /// The fields in document order.
-    pub fn fields(&self) -> impl ExactSizeIterator<Item = Field<'_>> + '_ {
-        self.slots.iter().map(|s| Field {
-            name: &self.text[s.name.0..s.name.1],
-            value: &self.text[s.value.0..s.value.1],
-            at: s.at,
-        })
+    pub fn fields(&self) -> impl Iterator<Item = Field<'a>> + 'a {
+        let (idoc, index) = (self.idoc, self.index);
+        let (from, to) = self.seg.span;
+        idoc.slots[from..to]
+            .iter()
+            .filter(move |s| s.seg == index)
+            .map(move |s| Field {
+                name: &idoc.text[s.start..s.mid],
+                value: &idoc.text[s.mid..s.end],
+                at: s.at,
+            })
     }
 
-    pub fn field(&self, name: &str) -> Option<&str> {
+    pub fn field(&self, name: &str) -> Option<&'a str> {
         self.field_entry(name).map(|f| f.value)
     }
 
-    pub fn field_entry(&self, name: &str) -> Option<Field<'_>> {
+    pub fn field_entry(&self, name: &str) -> Option<Field<'a>> {
         self.fields().find(|f| f.name == name)
     }
 
@@ -193,12 +175,17 @@ impl Segment {
     }
 }
 
-/// One IDoc as read from the file, handed to the unit's job.
+/// One IDoc as read, handed to the unit's job.
 #[derive(Debug, Clone, Default)]
 pub struct RawIdoc {
     /// 1-based ordinal of the IDoc in the file.
     pub ordinal: u64,
+    /// Read a segment's fields through [`RawIdoc::seg`].
     pub segments: Vec<Segment>,
+    /// Every kept field of every segment, in document order, and their names and values
+    /// one after another.
+    slots: Vec<Slot>,
+    text: String,
     /// Segments past `max_unit_lines` that were counted but not kept.
     pub dropped: u64,
     pub max_segments: u64,
@@ -209,16 +196,78 @@ pub struct RawIdoc {
     pub over_bytes: bool,
 }
 
+impl RawIdoc {
+    /// An IDoc whose lists get `room` at once, as much as [`RawIdoc::room`] told of the
+    /// last one (a little more: IDocs of a file are alike, not equal), up to
+    /// [`ROOM_SEGMENTS`], [`ROOM_FIELDS`] and [`ROOM_TEXT`]: one large IDoc must not make
+    /// every later one reserve as much (the byte budget counts fields, not room).
+    pub fn with_room(ordinal: u64, (segments, fields, text): (usize, usize, usize)) -> RawIdoc {
+        let more = |n: usize, cap: usize| (n + n / 8 + 4).min(cap);
+        RawIdoc {
+            ordinal,
+            segments: Vec::with_capacity(more(segments, ROOM_SEGMENTS)),
+            slots: Vec::with_capacity(more(fields, ROOM_FIELDS)),
+            text: String::with_capacity(more(text, ROOM_TEXT)),
+            ..RawIdoc::default()
+        }
+    }
+
+    /// Its segments, fields and text bytes.
+    pub fn room(&self) -> (usize, usize, usize) {
+        (self.segments.len(), self.slots.len(), self.text.len())
+    }
+
+    /// Segment `i` with its fields; panics past the last, as indexing does.
+    pub fn seg(&self, i: usize) -> Seg<'_> {
+        Seg {
+            seg: &self.segments[i],
+            index: i,
+            idoc: self,
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Option<Seg<'_>> {
+        (i < self.segments.len()).then(|| self.seg(i))
+    }
+
+    /// The segments with their fields, in document order.
+    pub fn segs(&self) -> impl ExactSizeIterator<Item = Seg<'_>> + '_ {
+        (0..self.segments.len()).map(|i| self.seg(i))
+    }
+
+    /// Keeps a field of segment `i` (after those already kept).
+    pub fn push_field(&mut self, i: usize, name: &str, value: &str, at: Mark) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let mid = self.text.len();
+        self.text.push_str(value);
+        let k = self.slots.len();
+        self.slots.push(Slot {
+            seg: i,
+            start,
+            mid,
+            end: self.text.len(),
+            at,
+        });
+        let seg = &mut self.segments[i];
+        if seg.span.0 == seg.span.1 {
+            seg.span.0 = k;
+        }
+        seg.span.1 = k + 1;
+    }
+}
+
 /// Average bytes one segment may hold when sizing an IDoc's byte cap: SAP segment data is
 /// at most 1000 characters (SDATA); the rest leaves room for XML field names. Together
 /// with `max_unit_lines` this bounds one IDoc's memory even when every segment is large.
 pub const SEGMENT_BUDGET: u64 = 2048;
 
-/// The most fields and text bytes a segment is given room for at its first field (see
-/// [`Segment::with_room`]): about a segment's share of the IDoc's byte budget
-/// ([`SEGMENT_BUDGET`]) with its fields' slots, far above a usual segment's.
-pub const ROOM_FIELDS: usize = 16;
-pub const ROOM_TEXT: usize = 1024;
+/// The most segments, fields and text bytes an IDoc is given room for at its start (see
+/// [`RawIdoc::with_room`]): far above a usual IDoc's (a few dozen segments of a few
+/// fields), well below the most one IDoc may hold.
+pub const ROOM_SEGMENTS: usize = 1024;
+pub const ROOM_FIELDS: usize = 8 * 1024;
+pub const ROOM_TEXT: usize = 256 * 1024;
 
 /// Where an XML event starts: 0-based byte, 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,41 +300,66 @@ fn segment_locator(ordinal: u64, name: &str, n: u64, m: Mark) -> String {
 mod tests {
     use super::*;
 
-    /// The room a segment takes from the last one of its name is capped: a segment with a
-    /// megabyte of fields must not make every later one of its name reserve a megabyte
-    /// (the IDoc's byte budget counts fields, not room), and one without fields takes none.
-    #[test]
-    fn regression_a_large_segment_made_every_later_one_of_its_name_reserve_as_much() {
-        let at = Mark {
-            byte: 0,
-            line: 1,
+    fn at(line: u64) -> Mark {
+        Mark {
+            byte: line * 10,
+            line,
             col: 1,
-        };
-        let mut big = Segment::new("E1X", None, Position::new(1, 0, 1));
-        for i in 0..1000 {
-            big.push_field(&format!("F{i}"), &"v".repeat(1000), at);
         }
-        let room = big.room();
-        assert_eq!(room.0, 1000);
-        assert!(room.1 > 1_000_000);
-        let mut small = Segment::with_room("E1X", None, Position::new(2, 0, 2), room);
-        assert_eq!((small.slots.capacity(), small.text.capacity()), (0, 0));
-        small.push_field("F0", "v", at);
-        assert!(
-            small.slots.capacity() <= ROOM_FIELDS,
-            "{}",
-            small.slots.capacity()
-        );
-        assert!(
-            small.text.capacity() <= ROOM_TEXT * 9 / 8 + 8,
-            "{}",
-            small.text.capacity()
-        );
-        // A usual segment's room is taken as it was.
-        let mut usual = Segment::with_room("E1Y", None, Position::new(3, 0, 3), (3, 40));
-        usual.push_field("A", "1", at);
-        assert_eq!(usual.slots.capacity(), 3);
-        assert!(usual.text.capacity() >= 40);
-        assert_eq!(usual.field("A"), Some("1"));
+    }
+
+    fn idoc_of(segments: &[&str]) -> RawIdoc {
+        let mut idoc = RawIdoc::with_room(1, (0, 0, 0));
+        for (i, name) in segments.iter().enumerate() {
+            let pos = Position::new(i as u64 + 1, 0, i as u64 + 1);
+            idoc.segments.push(Segment::new(name, None, pos));
+        }
+        idoc
+    }
+
+    /// The room an IDoc takes from the last one is capped: an IDoc of a megabyte of
+    /// fields must not make the next one reserve a megabyte (the byte budget counts
+    /// fields, not room); a usual one's is taken with a little more.
+    #[test]
+    fn a_large_idoc_does_not_make_the_next_reserve_as_much() {
+        let mut big = idoc_of(&["E1X"; 2000]);
+        for i in 0..2000 {
+            big.push_field(i, "F", &"v".repeat(1000), at(1));
+        }
+        let next = RawIdoc::with_room(2, big.room());
+        assert_eq!(next.segments.capacity(), ROOM_SEGMENTS);
+        assert!(next.slots.capacity() <= ROOM_FIELDS);
+        assert!(next.text.capacity() <= ROOM_TEXT);
+        let usual = RawIdoc::with_room(3, (20, 100, 1500));
+        assert!(usual.segments.capacity() >= 20 && usual.segments.capacity() < 40);
+        assert!(usual.slots.capacity() >= 100 && usual.slots.capacity() < 200);
+        assert!(usual.text.capacity() >= 1500 && usual.text.capacity() < 3000);
+    }
+
+    /// A segment reads back its own fields as pushed, in order, at their own marks, with
+    /// the fields of other segments kept between them (a parent's field after its child's)
+    /// left out; a segment without fields has none.
+    #[test]
+    fn a_segment_reads_its_own_fields_when_another_segment_kept_some_between_them() {
+        let mut idoc = idoc_of(&["E1P", "E1C", "E1EMPTY"]);
+        idoc.push_field(0, "A", "1", at(2));
+        idoc.push_field(1, "X", "child", at(4));
+        idoc.push_field(0, "B", "2", at(6));
+        idoc.push_field(1, "A", "again", at(7));
+        let fields = |i: usize| {
+            let seg = idoc.seg(i);
+            seg.fields()
+                .map(|f| (f.name, f.value, f.at.line))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fields(0), [("A", "1", 2), ("B", "2", 6)]);
+        assert_eq!(fields(1), [("X", "child", 4), ("A", "again", 7)]);
+        assert_eq!(fields(2), []);
+        assert_eq!(idoc.seg(0).field("A"), Some("1"));
+        assert_eq!(idoc.seg(1).field("A"), Some("again"));
+        assert_eq!(idoc.seg(0).field("X"), None);
+        assert_eq!(idoc.seg(2).field("A"), None);
+        assert!(idoc.get(3).is_none());
+        assert_eq!(idoc.segs().len(), 3);
     }
 }
