@@ -21,11 +21,7 @@ pub fn file_rejects(ledger: &Ledger, row: &FileRow) -> Result<Vec<RejectRow>, Le
 /// Writes a file's reject report as CSV, page by page from the ledger: memory stays flat
 /// however many lines were rejected.
 pub fn write_csv(ledger: &Ledger, row: &FileRow, out: &mut dyn Write) -> io::Result<()> {
-    out.write_all(&[0xEF, 0xBB, 0xBF])?;
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(io::BufWriter::new(out));
-    w.write_record(HEADER)?;
+    let mut w = start(io::BufWriter::new(out))?;
     if let Some(r) = file_error_row(row) {
         write_reject(&mut w, &r)?;
     }
@@ -157,18 +153,26 @@ pub(crate) fn defuse(s: &str) -> Cow<'_, str> {
 }
 
 pub fn to_csv(rows: &[RejectRow]) -> Result<Vec<u8>, csv::Error> {
-    let mut buf = vec![0xEF, 0xBB, 0xBF];
+    let mut buf = Vec::new();
     {
-        let mut w = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::CRLF)
-            .from_writer(&mut buf);
-        w.write_record(HEADER)?;
+        let mut w = start(&mut buf)?;
         for r in rows {
             write_reject(&mut w, r)?;
         }
         w.flush()?;
     }
     Ok(buf)
+}
+
+/// The report's writer over `out`, its BOM and header written: what a report file and
+/// [`to_csv`] both begin with.
+fn start<W: Write>(mut out: W) -> io::Result<csv::Writer<W>> {
+    out.write_all(&[0xEF, 0xBB, 0xBF])?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    w.write_record(HEADER)?;
+    Ok(w)
 }
 
 /// Writes one reject as the report's row.
