@@ -225,16 +225,31 @@ bench_input() { # kind(csv|x12|idoc) MB file-name
   echo "input: $3, $INPUT_BYTES bytes, $INPUT_LINES lines, cores=$(nproc)"
 }
 
-# One intake measurement of $INPUT: a fresh workspace (in $WS), the floor, the run, the units,
-# the RESULT line. The floor runs first, on the same file, so both read it from the page cache.
+# One intake measurement of $INPUT: the floor, then BENCH_RUNS runs (default 3), each in a
+# fresh workspace (the last left in $WS), the units and the RESULT line. The floor runs first,
+# on the same file, so both read it from the page cache. Both sides are the fastest of their
+# passes: the same run of the same build moved by a quarter between minutes here, and a
+# single run against the floor's best of three made the ratio as much the machine's as
+# tallyman's. The RESULT takes the fastest run's time and the highest peak RSS of any run.
 BENCH_N=0
 bench_measure() { # kind [threads]
+  local runs=${BENCH_RUNS:-3} i best="" rss=0
   BENCH_N=$((BENCH_N + 1))
-  WS=$BENCH_TMP/w$BENCH_N
-  bench_workspace "$WS" "${2:-}"
-  cp "$INPUT" "$WS/inbox/"
-  bench_floor "$1" "$WS/inbox/$(basename "$INPUT")"
-  bench_run "$WS"
+  for i in $(seq "$runs"); do
+    WS=$BENCH_TMP/w$BENCH_N
+    rm -rf "$WS"
+    bench_workspace "$WS" "${2:-}"
+    cp "$INPUT" "$WS/inbox/"
+    [ "$i" = 1 ] && bench_floor "$1" "$WS/inbox/$(basename "$INPUT")"
+    bench_run "$WS"
+    echo "run $i of $runs: $RUN_SECS s, peak RSS $((RUN_RSS_KIB / 1024)) MiB"
+    if [ -z "$best" ] || python3 -c 'import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))' "$RUN_SECS" "$best"; then
+      best=$RUN_SECS
+    fi
+    [ "$RUN_RSS_KIB" -gt "$rss" ] && rss=$RUN_RSS_KIB
+  done
+  RUN_SECS=$best
+  RUN_RSS_KIB=$rss
   UNITS=$(bench_units "$WS")
   echo "$UNITS"
   bench_result "$1" "$INPUT_BYTES" "$INPUT_LINES" "$WS"

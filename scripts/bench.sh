@@ -10,7 +10,9 @@
 # scripts/bench-{csv,x12,idoc,threads,resume,frictionless}.sh [MB]; their shared code is
 # scripts/bench-lib.sh. The old `bench.sh [ORDERS] [BATCH_LINES]` is gone: sizes are in MB
 # now (~14,100 orders a MB), and batch_lines is set with BENCH_BATCH_LINES=N in the
-# environment. CARGO_TARGET_DIR is honoured. Figures are measured here, never asserted in tests.
+# environment. Each format's run is the fastest of BENCH_RUNS=N (default 3; before stop 53 one
+# run, against the floor's best of three). CARGO_TARGET_DIR is honoured. Figures are measured
+# here, never asserted in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CSV_MB=${1:-100}
