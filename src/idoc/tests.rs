@@ -83,8 +83,8 @@ fn rejected_rules(r: &ReadResult, unit: usize) -> Vec<String> {
         .collect()
 }
 
-/// A segment keeps its fields in its IDoc's buffer: each reads back as pushed, in order, at its
-/// own mark; the first of a repeated name is the one asked for; `raw` masks what it must.
+/// A segment keeps its fields in its IDoc's buffer: each reads back as pushed, in order, at
+/// its own mark; the first of a repeated name is the one asked for; `raw` masks what it must.
 #[test]
 fn a_segment_reads_back_its_fields_as_kept() {
     use super::reader::{Mark, RawIdoc, Segment};

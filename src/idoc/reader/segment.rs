@@ -26,8 +26,9 @@ pub struct Segment {
     /// Index of the parent segment in the IDoc, `None` for segments directly under `<IDOC>`.
     pub parent: Option<usize>,
     /// Its fields' slots in its IDoc's list: from its first to after its last. Fields
-    /// come before a segment's children in every IDoc SAP writes, so nothing else lies
-    /// between; a field after a child does, and those slots name another segment.
+    /// come before a segment's children in every IDoc SAP writes, so no other slot lies
+    /// between; where a field comes after a child, the child's slots do, and are passed
+    /// over (each slot names its segment).
     span: (usize, usize),
     /// Its line, byte and record; no locator (see [`Segment::locator`]).
     pub pos: Position,
