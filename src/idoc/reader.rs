@@ -116,9 +116,9 @@ pub struct IdocReader {
     /// The bytes of `names`' keys.
     name_bytes: usize,
     pub(super) idocs: u64,
-    /// The segments, fields and text bytes the last IDoc kept: the next one's lists get
-    /// that room at once instead of growing through 4, 8, 16... (IDocs of a file are alike).
-    last_room: (usize, usize, usize),
+    /// The lists the last IDoc was read into, emptied: the next is read into them, so
+    /// they grow only past the largest IDoc so far (see [`RawIdoc::take_exact`]).
+    spare: RawIdoc,
     pub(super) segments_in_file: u64,
     pub(super) next_seq: u64,
     done: bool,
@@ -195,7 +195,7 @@ impl IdocReader {
             seen: Vec::new(),
             name_bytes: 0,
             idocs: 0,
-            last_room: (0, 0, 0),
+            spare: RawIdoc::default(),
             segments_in_file: 0,
             next_seq: 0,
             done: false,

@@ -88,7 +88,7 @@ fn rejected_rules(r: &ReadResult, unit: usize) -> Vec<String> {
 #[test]
 fn a_segment_reads_back_its_fields_as_kept() {
     use super::reader::{Mark, RawIdoc, Segment};
-    let mut idoc = RawIdoc::with_room(1, (0, 0, 0));
+    let mut idoc = RawIdoc::default();
     let pos = crate::unit::Position::new(3, 40, 2);
     idoc.segments.push(Segment::new("E1EDKA1", None, pos));
     let at = |line| Mark {

@@ -140,7 +140,7 @@ impl IdocReader {
         Ok(())
     }
 
-    /// Starts the next IDoc: its ordinal, its caps and lists sized like the last IDoc's.
+    /// Starts the next IDoc in the lists the last one was read into: its ordinal, its caps.
     fn open_idoc(&mut self) {
         self.idocs += 1;
         // Counts are per IDoc (`NameSeen::idoc`); the names stay, unless a
@@ -150,7 +150,8 @@ impl IdocReader {
             self.seen.clear();
             self.name_bytes = 0;
         }
-        let mut idoc = RawIdoc::with_room(self.idocs, self.last_room);
+        let mut idoc = std::mem::take(&mut self.spare);
+        idoc.restart(self.idocs);
         idoc.max_segments = self.limits.max_unit_lines;
         idoc.max_bytes = self.limits.max_unit_lines.saturating_mul(SEGMENT_BUDGET);
         self.current = Some(idoc);
@@ -250,9 +251,12 @@ impl IdocReader {
                 Ok(None)
             }
             Some(Frame::Idoc) => {
-                let idoc = self.current.take();
-                self.last_room = idoc.as_ref().map_or((0, 0, 0), RawIdoc::room);
-                Ok(idoc)
+                let Some(mut open) = self.current.take() else {
+                    return Ok(None);
+                };
+                let idoc = open.take_exact();
+                self.spare = open;
+                Ok(Some(idoc))
             }
             _ => Ok(None),
         }

@@ -2,9 +2,9 @@
 //!
 //! These outlive the read: each IDoc goes to its unit's job on a worker (`idoc::eval` and
 //! `idoc::map` read its segments) and is shown line by line in the ledger. So how an IDoc
-//! keeps its fields (one list and one text buffer for all its segments, room sized from
-//! the last IDoc) and what they cost against its byte budget is decided here, apart from
-//! the XML driving.
+//! keeps its fields (one list and one text buffer for all its segments, read into the
+//! reader's lists and handed on at their size) and what they cost against its byte budget
+//! is decided here, apart from the XML driving.
 
 use std::ops::Deref;
 
@@ -198,24 +198,38 @@ pub struct RawIdoc {
 }
 
 impl RawIdoc {
-    /// An IDoc whose lists get `room` at once, as much as [`RawIdoc::room`] told of the
-    /// last one (a little more: IDocs of a file are alike, not equal), up to
-    /// [`ROOM_SEGMENTS`], [`ROOM_FIELDS`] and [`ROOM_TEXT`]: one large IDoc must not make
-    /// every later one reserve as much (the byte budget counts fields, not room).
-    pub fn with_room(ordinal: u64, (segments, fields, text): (usize, usize, usize)) -> RawIdoc {
-        let more = |n: usize, cap: usize| (n + n / 8 + 4).min(cap);
-        RawIdoc {
-            ordinal,
-            segments: Vec::with_capacity(more(segments, ROOM_SEGMENTS)),
-            slots: Vec::with_capacity(more(fields, ROOM_FIELDS)),
-            text: String::with_capacity(more(text, ROOM_TEXT)),
-            ..RawIdoc::default()
-        }
+    /// Starts IDoc `ordinal` in these lists, emptied, their room kept: the reader fills
+    /// one set of lists IDoc after IDoc and hands on exact copies ([`RawIdoc::take_exact`]),
+    /// so an IDoc costs three allocations, none of them grown.
+    pub fn restart(&mut self, ordinal: u64) {
+        self.ordinal = ordinal;
+        self.segments.clear();
+        self.slots.clear();
+        self.text.clear();
+        (self.dropped, self.bytes, self.over_bytes) = (0, 0, false);
     }
 
-    /// Its segments, fields and text bytes.
-    pub fn room(&self) -> (usize, usize, usize) {
-        (self.segments.len(), self.slots.len(), self.text.len())
+    /// The IDoc as read, its lists the size of what they hold (an IDoc waits in the
+    /// pipeline for its turn, and any room past its size would wait with it); these lists
+    /// are left empty for the next, with at most [`ROOM_SEGMENTS`], [`ROOM_FIELDS`] and
+    /// [`ROOM_TEXT`] of room, so one large IDoc is not kept for the rest of the file.
+    pub fn take_exact(&mut self) -> RawIdoc {
+        let idoc = RawIdoc {
+            ordinal: self.ordinal,
+            segments: self.segments.drain(..).collect(),
+            slots: self.slots.as_slice().to_vec(),
+            text: self.text.as_str().to_owned(),
+            dropped: self.dropped,
+            max_segments: self.max_segments,
+            bytes: self.bytes,
+            max_bytes: self.max_bytes,
+            over_bytes: self.over_bytes,
+        };
+        self.restart(0);
+        self.segments.shrink_to(ROOM_SEGMENTS);
+        self.slots.shrink_to(ROOM_FIELDS);
+        self.text.shrink_to(ROOM_TEXT);
+        idoc
     }
 
     /// Segment `i` with its fields; panics past the last, as indexing does.
@@ -263,9 +277,9 @@ impl RawIdoc {
 /// with `max_unit_lines` this bounds one IDoc's memory even when every segment is large.
 pub const SEGMENT_BUDGET: u64 = 2048;
 
-/// The most segments, fields and text bytes an IDoc is given room for at its start (see
-/// [`RawIdoc::with_room`]): far above a usual IDoc's (a few dozen segments of a few
-/// fields), well below the most one IDoc may hold.
+/// The most room for segments, fields and text bytes the reader's lists keep from one IDoc
+/// to the next (see [`RawIdoc::take_exact`]): far above a usual IDoc's (a few dozen
+/// segments of a few fields), well below the most one IDoc may hold.
 pub const ROOM_SEGMENTS: usize = 1024;
 pub const ROOM_FIELDS: usize = 8 * 1024;
 pub const ROOM_TEXT: usize = 256 * 1024;
@@ -310,7 +324,7 @@ mod tests {
     }
 
     fn idoc_of(segments: &[&str]) -> RawIdoc {
-        let mut idoc = RawIdoc::with_room(1, (0, 0, 0));
+        let mut idoc = RawIdoc::default();
         for (i, name) in segments.iter().enumerate() {
             let pos = Position::new(i as u64 + 1, 0, i as u64 + 1);
             idoc.segments.push(Segment::new(name, None, pos));
@@ -318,23 +332,28 @@ mod tests {
         idoc
     }
 
-    /// The room an IDoc takes from the last one is capped: an IDoc of a megabyte of
-    /// fields must not make the next one reserve a megabyte (the byte budget counts
-    /// fields, not room); a usual one's is taken with a little more.
+    /// An IDoc is handed on the size of what it holds, and the lists it was read into keep
+    /// no more than their caps of room after a large one (a megabyte of fields must not
+    /// stay reserved for the rest of the file); the next IDoc starts empty in them.
     #[test]
-    fn a_large_idoc_does_not_make_the_next_reserve_as_much() {
-        let mut big = idoc_of(&["E1X"; 2000]);
+    fn an_idoc_is_kept_exactly_and_a_large_one_leaves_no_more_than_the_caps() {
+        let mut open = idoc_of(&["E1X"; 2000]);
         for i in 0..2000 {
-            big.push_field(i, "F", &"v".repeat(1000), at(1));
+            open.push_field(i, "F", &"v".repeat(1000), at(1));
         }
-        let next = RawIdoc::with_room(2, big.room());
-        assert_eq!(next.segments.capacity(), ROOM_SEGMENTS);
-        assert!(next.slots.capacity() <= ROOM_FIELDS);
-        assert!(next.text.capacity() <= ROOM_TEXT);
-        let usual = RawIdoc::with_room(3, (20, 100, 1500));
-        assert!(usual.segments.capacity() >= 20 && usual.segments.capacity() < 40);
-        assert!(usual.slots.capacity() >= 100 && usual.slots.capacity() < 200);
-        assert!(usual.text.capacity() >= 1500 && usual.text.capacity() < 3000);
+        open.slots.reserve(500);
+        open.text.reserve(5000);
+        let kept = open.take_exact();
+        assert_eq!(kept.segments.len(), 2000);
+        assert_eq!(kept.slots.capacity(), 2000);
+        assert_eq!(kept.text.capacity(), 2000 * 1001);
+        assert_eq!(kept.seg(1999).field("F").map(str::len), Some(1000));
+        assert!(open.segments.is_empty() && open.slots.is_empty() && open.text.is_empty());
+        assert!(open.segments.capacity() <= ROOM_SEGMENTS);
+        assert!(open.slots.capacity() <= ROOM_FIELDS);
+        assert!(open.text.capacity() <= ROOM_TEXT);
+        open.restart(2);
+        assert_eq!((open.ordinal, open.bytes, open.dropped), (2, 0, 0));
     }
 
     /// A segment reads back its own fields as pushed, in order, at their own marks, with
