@@ -106,13 +106,10 @@ pub struct IdocReader {
     /// What makes the parser's offsets (`Reader::error_position`) the stream's: the UTF-8
     /// BOM it drops without counting, or where a restarted read's prelude begins.
     pub(super) xml_shift: u64,
-    /// Each segment name's entry in `seen`: looked up once a segment (a lookup for its
-    /// count, another for its entry and one at its end hashed each name three times).
-    /// foldhash, not SipHash: the look-up is on the reading thread, an IDoc run's slowest,
-    /// and the map is bounded (`MAX_NAMES`), which is what keeps hostile names cheap.
-    names: HashMap<String, usize, foldhash::fast::RandomState>,
-    /// What the reader knows of each segment name: see [`NameSeen`].
-    seen: Vec<NameSeen>,
+    /// What the reader knows of each segment name, looked up once a segment. foldhash,
+    /// not SipHash: the look-up is on the reading thread, an IDoc run's slowest, and the
+    /// map is bounded (`MAX_NAMES`), which is what keeps hostile names cheap.
+    names: HashMap<String, NameSeen, foldhash::fast::RandomState>,
     /// The bytes of `names`' keys.
     name_bytes: usize,
     pub(super) idocs: u64,
@@ -192,7 +189,6 @@ impl IdocReader {
             current: None,
             xml_shift: if bom { 3 } else { 0 },
             names: HashMap::default(),
-            seen: Vec::new(),
             name_bytes: 0,
             idocs: 0,
             spare: RawIdoc::default(),

@@ -147,7 +147,6 @@ impl IdocReader {
         // file makes up more than any catalog holds.
         if self.names.len() > MAX_NAMES || self.name_bytes > MAX_NAME_BYTES {
             self.names.clear();
-            self.seen.clear();
             self.name_bytes = 0;
         }
         let mut idoc = std::mem::take(&mut self.spare);
@@ -265,21 +264,18 @@ impl IdocReader {
     /// The name's count in the current IDoc, taken one up.
     fn seen(&mut self, name: &str) -> u64 {
         let idoc = self.idocs;
-        let entry = match self.names.get(name) {
-            Some(&entry) => entry,
-            None => {
-                self.names.insert(name.to_string(), self.seen.len());
-                self.seen.push(NameSeen::default());
-                self.name_bytes += name.len();
-                self.seen.len() - 1
+        let count = |seen: &mut NameSeen| {
+            if seen.idoc != idoc {
+                (seen.idoc, seen.count) = (idoc, 0);
             }
+            seen.count += 1;
+            seen.count
         };
-        let seen = &mut self.seen[entry];
-        if seen.idoc != idoc {
-            (seen.idoc, seen.count) = (idoc, 0);
+        if let Some(seen) = self.names.get_mut(name) {
+            return count(seen);
         }
-        seen.count += 1;
-        seen.count
+        self.name_bytes += name.len();
+        count(self.names.entry(name.to_string()).or_default())
     }
 
     fn append_text(&mut self, text: &str, m: Mark) -> Result<(), FileError> {
