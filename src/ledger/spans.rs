@@ -15,29 +15,38 @@
 use super::db::{params, Connection, Transaction};
 
 use super::{LineView, Result};
+use crate::format::UnitStatus;
 use crate::unit::Position;
 pub(super) use crate::varint::{put_unsigned, take_unsigned};
 
 /// Rejects, after they were committed, the units of a file whose status is one of
-/// `statuses` (SQL literals) and whose seq lies in the `lost` ranges: the unit rows take
-/// the rule as their headline, which their lines without a row of their own are told with
+/// `statuses` and whose seq lies in the `lost` ranges: the unit rows take the rule as
+/// their headline, which their lines without a row of their own are told with
 /// (`rejected.rs`; a row each was four times the input's size for a file rejected whole),
 /// and lines with a row that ended as their unit did are rejected too. Skipped lines stay
 /// skipped.
 pub(super) fn reject_late(
     tx: &Transaction,
     file_id: i64,
-    statuses: &str,
+    statuses: &[UnitStatus],
     lost: &super::Lost,
     rule: &str,
     message: &str,
 ) -> Result<()> {
     // Packed units (runs.rs) become rows first, so the statements below see them; being
     // applied, those in range are written rejected at once when applied units are.
-    let late = statuses.contains("'applied'").then_some((rule, message));
+    let late = statuses
+        .contains(&UnitStatus::Applied)
+        .then_some((rule, message));
     for (_, from, to) in lost.list() {
         super::runs::unpack(tx, file_id, (from, to), late)?;
     }
+    // Literals of the enum's own names: nothing from outside is put in the statement.
+    let statuses = statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let ranges = &lost.ranges();
     let cond = format!("status IN ({statuses}) AND {}", lost.holds("seq"));
     // Lines with a row of their own that ended as their unit did: one statement for all

@@ -5,7 +5,7 @@
 //! recounted), so a crash leaves the ending whole or not begun.
 
 use super::recount::recount;
-use crate::format::Outbound;
+use crate::format::{Outbound, UnitStatus};
 use crate::ledger::db::{params, TransactionBehavior};
 use crate::ledger::model::Outcome;
 use crate::ledger::{delivery, leases, made, review, spans, Leased, Ledger, Result};
@@ -69,7 +69,11 @@ impl Ledger {
             spans::reject_late(
                 &tx,
                 id,
-                "'applied', 'duplicate', 'unmapped'",
+                &[
+                    UnitStatus::Applied,
+                    UnitStatus::Duplicate,
+                    UnitStatus::Unmapped,
+                ],
                 &Lost::Everything,
                 "file-rejected",
                 &msg,
@@ -168,7 +172,8 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         leases::keep(&tx, &self.fences, &Leased::File(id))?;
-        spans::reject_late(&tx, id, "'applied', 'unmapped'", lost, rule, message)?;
+        let statuses = [UnitStatus::Applied, UnitStatus::Unmapped];
+        spans::reject_late(&tx, id, &statuses, lost, rule, message)?;
         tx.execute(
             &format!(
                 "DELETE FROM keys WHERE file_id=?1 AND {}",
