@@ -15,7 +15,7 @@ use crate::canonical::Entity;
 /// first, so a question about a key of any entity names them all to search the primary
 /// key instead of scanning every version.
 fn entities_in() -> String {
-    Entity::ALL.map(|e| format!("'{}'", e.as_str())).join(", ")
+    super::db::quoted_list(Entity::ALL.map(Entity::as_str))
 }
 
 /// The targets that have deliveries, one index seek each (a loose scan of the

@@ -41,12 +41,7 @@ pub(super) fn reject_late(
     for (_, from, to) in lost.list() {
         super::runs::unpack(tx, file_id, (from, to), late)?;
     }
-    // Literals of the enum's own names: nothing from outside is put in the statement.
-    let statuses = statuses
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let statuses = super::db::quoted_list(statuses.iter().map(|s| s.as_str()));
     let ranges = &lost.ranges();
     let cond = format!("status IN ({statuses}) AND {}", lost.holds("seq"));
     // Lines with a row of their own that ended as their unit did: one statement for all

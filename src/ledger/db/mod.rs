@@ -14,6 +14,14 @@ pub use crate::ledger_params as params;
 
 use value::Column;
 
+/// Names as an SQL list of string literals (`'order', 'invoice'`). Only `'static` names:
+/// the program's own spellings of its enums, never text from outside, go into a statement
+/// this way.
+pub fn quoted_list(names: impl IntoIterator<Item = &'static str>) -> String {
+    let quoted: Vec<String> = names.into_iter().map(|n| format!("'{n}'")).collect();
+    quoted.join(", ")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -521,5 +529,18 @@ mod lookaside_tests {
         }
         let again = st.get_status(rusqlite::StatementStatus::RePrepare);
         assert_eq!(again, 0, "prepared again {again} times");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_become_one_sql_list_of_literals() {
+        assert_eq!(
+            super::quoted_list(["applied", "unmapped"]),
+            "'applied', 'unmapped'"
+        );
+        assert_eq!(super::quoted_list(["order"]), "'order'");
+        assert_eq!(super::quoted_list([]), "");
     }
 }
